@@ -1,0 +1,145 @@
+package client
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultDialTimeout      = 5 * time.Second
+	DefaultRequestTimeout   = 5 * time.Second
+	DefaultMaxRetries       = 3
+	DefaultRetryBackoffBase = 50 * time.Millisecond
+	DefaultRetryBackoffMax  = time.Second
+	DefaultTopologyRefresh  = 5 * time.Second
+)
+
+// Config configures a Client. The zero value of every field but Endpoints
+// selects a default.
+type Config struct {
+	// Endpoints are host:port gRPC addresses of some of the cluster's nodes.
+	// Any node serves every request, so one is enough to work; more let the
+	// client start and fail over while some nodes are down. With routing
+	// enabled they are only seeds: the client learns the other nodes'
+	// addresses from the cluster. Required.
+	Endpoints []string
+
+	// DialTimeout bounds how long New waits for the first cluster topology
+	// and how long one connection attempt to a node may take. Default 5s.
+	// Shorter makes New and failover to a live node quicker when some
+	// endpoints are black holes; too short fails connections over slow
+	// links. New never fails because the cluster is unreachable: it logs
+	// and lets the first call report the connection error.
+	DialTimeout time.Duration
+
+	// RequestTimeout is the deadline of a call whose context has none,
+	// covering all its retries. Default 5s; negative means no deadline.
+	// A context deadline always takes precedence. Shorter bounds latency
+	// but turns more slow writes into ErrUnknownOutcome.
+	RequestTimeout time.Duration
+
+	// MaxRetries is how many times a call is retried after its first
+	// attempt, only when that is safe (see the package documentation).
+	// Default 3; negative disables retries. More retries ride out longer
+	// node failures at the cost of latency before an error is reported.
+	MaxRetries int
+
+	// RetryBackoffBase and RetryBackoffMax shape the wait before retry k
+	// (0-based): a uniformly random duration in [d/2, d] where
+	// d = min(RetryBackoffMax, RetryBackoffBase * 2^k). Defaults 50ms and
+	// 1s. The jitter keeps clients that failed together from retrying in
+	// lockstep; a larger base spares a struggling cluster, a smaller one
+	// recovers sooner from a single lost node.
+	RetryBackoffBase time.Duration
+	RetryBackoffMax  time.Duration
+
+	// TopologyRefresh is how often the client re-reads the cluster's
+	// members and keyspaces in the background, to route requests and to
+	// learn new nodes. It is also re-read soon after a connection error.
+	// Default 5s; negative disables the periodic refresh (the refresh
+	// after errors still happens). Shorter follows membership changes
+	// sooner at the price of two small admin calls per interval. Not used
+	// with DisableRouting.
+	TopologyRefresh time.Duration
+
+	// Logger receives retries, topology changes and background errors.
+	// Default: discard.
+	Logger *slog.Logger
+
+	// DisableRouting sends every request to the configured Endpoints in
+	// turn instead of to a replica of its key, and never dials addresses
+	// learned from the cluster (except for LocalGet, which must reach a
+	// given node). Use it when the nodes' advertised addresses are not
+	// reachable from the client, for example behind a load balancer or
+	// NAT. It costs one extra network hop per request, since the
+	// receiving node must forward to the replicas.
+	DisableRouting bool
+}
+
+// withDefaults validates cfg and returns it with defaults filled in and
+// duplicate endpoints removed.
+func (cfg Config) withDefaults() (Config, error) {
+	if len(cfg.Endpoints) == 0 {
+		return cfg, fmt.Errorf("%w: set Config.Endpoints to the host:port gRPC address of at least one node", ErrNoEndpoints)
+	}
+	seen := make(map[string]bool, len(cfg.Endpoints))
+	eps := make([]string, 0, len(cfg.Endpoints))
+	for i, ep := range cfg.Endpoints {
+		host, port, err := net.SplitHostPort(ep)
+		if err != nil {
+			return cfg, fmt.Errorf("%w: Config.Endpoints[%d] %q is not host:port: %w", ErrInvalidArgument, i, ep, err)
+		}
+		if host == "" || port == "" {
+			return cfg, fmt.Errorf("%w: Config.Endpoints[%d] %q needs both a host and a port", ErrInvalidArgument, i, ep)
+		}
+		if !seen[ep] {
+			seen[ep] = true
+			eps = append(eps, ep)
+		}
+	}
+	cfg.Endpoints = eps
+
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"DialTimeout", cfg.DialTimeout},
+		{"RetryBackoffBase", cfg.RetryBackoffBase},
+		{"RetryBackoffMax", cfg.RetryBackoffMax},
+	} {
+		if d.v < 0 {
+			return cfg, fmt.Errorf("%w: Config.%s is negative (%v)", ErrInvalidArgument, d.name, d.v)
+		}
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	switch {
+	case cfg.MaxRetries == 0:
+		cfg.MaxRetries = DefaultMaxRetries
+	case cfg.MaxRetries < 0:
+		cfg.MaxRetries = 0
+	}
+	if cfg.RetryBackoffBase == 0 {
+		cfg.RetryBackoffBase = DefaultRetryBackoffBase
+	}
+	if cfg.RetryBackoffMax == 0 {
+		cfg.RetryBackoffMax = max(DefaultRetryBackoffMax, cfg.RetryBackoffBase)
+	}
+	if cfg.RetryBackoffBase > cfg.RetryBackoffMax {
+		return cfg, fmt.Errorf("%w: Config.RetryBackoffBase (%v) exceeds RetryBackoffMax (%v)", ErrInvalidArgument, cfg.RetryBackoffBase, cfg.RetryBackoffMax)
+	}
+	if cfg.TopologyRefresh == 0 {
+		cfg.TopologyRefresh = DefaultTopologyRefresh
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,109 @@
+// Package client is the Go SDK of adaptkv, a replicated key-value store.
+//
+// Create one Client per process with New and share it: it keeps long-lived
+// gRPC connections to the nodes and learns the cluster's topology in the
+// background. Any node can serve any request, so the client works with a
+// single reachable endpoint; with routing enabled (the default) it sends each
+// key's requests straight to one of that key's replicas, which saves the
+// receiving node a network hop.
+//
+//	c, err := client.New(ctx, client.Config{Endpoints: []string{"10.0.0.1:7400"}})
+//	...
+//	defer c.Close()
+//	res, err := c.Put(ctx, []byte("k"), []byte("v"), client.WithConsistency(client.Quorum))
+//
+// Connections are not encrypted yet (insecure gRPC credentials); TLS will be
+// added as a Config field.
+//
+// # Consistency levels
+//
+// A keyspace stores every key on N replicas (its replication factor). A read
+// waits for R replicas to answer and returns the newest version among them; a
+// write waits for W acknowledgements. The level picks R and W:
+//
+//   - One: R = W = 1. Lowest latency and highest availability, but a read
+//     may miss a recent write.
+//   - Quorum: R = W = N/2+1. Every read overlaps every acknowledged write,
+//     and a minority of replicas may be down.
+//   - All: R = W = N. Any replica down fails the request.
+//   - WithRW(r, w) (Custom): explicit values; r + w > N gives reads that see
+//     every acknowledged write.
+//   - LevelDefault (no option): the keyspace's default, set with
+//     CreateKeyspace or AlterKeyspace.
+//
+// The server never weakens a level: when it cannot be met the call fails.
+//
+// # Receipts
+//
+// Every successful data call returns a Receipt saying what it achieved: the
+// level used, N, the replicas required and how many acknowledged or answered,
+// how many stale replicas a read repaired, the coordinating node and the
+// configuration epoch. The client checks that Acked is at least Required and
+// refuses a result that is not (ReasonReceiptViolation), so a receipt in hand
+// is the guarantee that was asked for.
+//
+// # Errors: definite failures and unknown outcomes
+//
+// Every error from a Client method is an *Error; use errors.Is with the
+// sentinels, or errors.As for the details (code, reason, acked and required
+// replicas). A failed call is one of two very different things:
+//
+//   - A definite failure: nothing was changed. ErrInvalidArgument,
+//     ErrKeyspaceNotFound, ErrKeyspaceExists, ErrNoLeader, and
+//     ErrUnavailable with reason NOT_ENOUGH_REPLICAS (too few replicas
+//     alive, so nothing was sent) or with no reason when the request never
+//     left the client. Every failed read is definite: reads change nothing.
+//
+//   - An unknown outcome (ErrUnknownOutcome), for writes only: the request
+//     was sent and the client cannot tell whether it took effect. Typical
+//     causes are QUORUM_NOT_REACHED (replicas were asked but fewer than W
+//     acknowledged in time; some may have stored the value), a deadline
+//     (ErrTimeout) or a connection lost after sending. Such a write may be
+//     on some replicas, may become visible later through read repair and
+//     hinted handoff, and may win over writes made after it if its version
+//     is newer. Do not treat it as "not written". To resolve it, read the
+//     key at Quorum (a version at or after the one you expected tells you
+//     the write or a later one landed), or repeat the write if writing the
+//     same value again is acceptable: the repeat gets a new version that
+//     supersedes the first whether or not it landed, at the risk of
+//     overwriting a concurrent writer in between.
+//
+// An error can match several sentinels: a write that failed with
+// QUORUM_NOT_REACHED is both ErrUnavailable and ErrUnknownOutcome; a write
+// that timed out after sending is ErrTimeout and ErrUnknownOutcome. The
+// caller's own context errors also match context.DeadlineExceeded and
+// context.Canceled.
+//
+// # Retries
+//
+// The client retries only where it cannot change the outcome, up to
+// Config.MaxRetries times with jittered exponential backoff, moving to the
+// next node each time, and never past the context's deadline (the last error
+// is returned rather than waiting into the deadline):
+//
+//   - Reads (Get, Scan, DescribeKeyspace, ListKeyspaces, ClusterStatus,
+//     LocalGet) retry on ErrUnavailable, on a server-side deadline and on
+//     connection failures.
+//   - Writes (Put, Delete, CreateKeyspace, AlterKeyspace) retry only after a
+//     definite failure that wrote nothing: NOT_ENOUGH_REPLICAS,
+//     NO_METADATA_LEADER, or a connection that failed before the request was
+//     sent. Before sending a write the client skips nodes whose connection is
+//     failing, so that a dead node costs no uncertainty. A write with an
+//     unknown outcome is never retried automatically; that is the caller's
+//     decision.
+//   - InvalidArgument, NotFound and AlreadyExists are never retried.
+//
+// # Routing
+//
+// The client reads the members and the number of virtual nodes from
+// ClusterStatus and the replication factors from ListKeyspaces, every
+// Config.TopologyRefresh and soon after a connection error. It builds the
+// same consistent-hash ring as the servers (package replication/ring) and
+// sends Get, Put and Delete to an alive replica of the key: writes to the
+// first one in preference order whose connection is not failing, reads to the
+// replicas in turn. When the topology or keyspace is not known yet, or no
+// replica is reachable, any node serves the request. Scan and the admin calls
+// go to any node, keyspace changes preferably to the metadata leader. Set
+// Config.DisableRouting when the nodes' own addresses are not reachable from
+// the client.
+package client

@@ -1,0 +1,285 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Sentinel errors. Every error returned by a data or admin call is an
+// *Error; match it against these with errors.Is, or use errors.As to read the
+// details. New's errors wrap ErrNoEndpoints or ErrInvalidArgument. Several can match at once: a write that failed with
+// QUORUM_NOT_REACHED is both ErrUnavailable and ErrUnknownOutcome.
+var (
+	// ErrInvalidArgument: the request can never succeed as given (bad
+	// option, R or W larger than N, ...). Definite failure; retrying it is
+	// pointless.
+	ErrInvalidArgument = errors.New("client: invalid argument")
+	// ErrKeyspaceNotFound: the keyspace does not exist. Definite failure.
+	ErrKeyspaceNotFound = errors.New("client: keyspace not found")
+	// ErrKeyspaceExists: CreateKeyspace named a keyspace that exists.
+	// Definite failure.
+	ErrKeyspaceExists = errors.New("client: keyspace already exists")
+	// ErrUnavailable: the cluster could not serve the request now: too few
+	// replicas alive or answering, or no node reachable. On its own it says
+	// nothing about whether a write happened; check ErrUnknownOutcome.
+	ErrUnavailable = errors.New("client: unavailable")
+	// ErrUnknownOutcome: a write was sent and it is not known whether it was
+	// applied. Some replicas may hold it, and read repair and hinted handoff
+	// may spread it later, so it can become visible at any time. It is never
+	// reported for a definite failure and never for a read. See the package
+	// documentation for how to handle it.
+	ErrUnknownOutcome = errors.New("client: outcome unknown")
+	// ErrTimeout: the deadline passed, the server's or the caller's. For a
+	// write that was sent it comes with ErrUnknownOutcome.
+	ErrTimeout = errors.New("client: timeout")
+	// ErrNoLeader: the metadata Raft group has no leader, so keyspace
+	// changes cannot be committed now. Definite failure; nothing changed.
+	ErrNoLeader = errors.New("client: no metadata leader")
+	// ErrClosed: the Client was closed.
+	ErrClosed = errors.New("client: closed")
+	// ErrNodeNotFound: LocalGet named a node that is not a cluster member.
+	ErrNodeNotFound = errors.New("client: node not found")
+	// ErrNoEndpoints: Config.Endpoints is empty.
+	ErrNoEndpoints = errors.New("client: no endpoints configured")
+)
+
+// ErrorDomain is the google.rpc.ErrorInfo domain of adaptkv's errors. Details
+// from other domains are ignored, since their reasons mean something else.
+const ErrorDomain = "adaptkv"
+
+// Reasons: the google.rpc.ErrorInfo reasons the server sends, found in
+// Error.Reason. ReasonReceiptViolation is the client's own.
+const (
+	ReasonInvalidArgument   = "INVALID_ARGUMENT"
+	ReasonKeyspaceNotFound  = "KEYSPACE_NOT_FOUND"
+	ReasonKeyspaceExists    = "KEYSPACE_EXISTS"
+	ReasonNotEnoughReplicas = "NOT_ENOUGH_REPLICAS"
+	ReasonQuorumNotReached  = "QUORUM_NOT_REACHED"
+	ReasonNoMetadataLeader  = "NO_METADATA_LEADER"
+	// ReasonStaleEpoch (Unavailable): a replica knew a newer keyspace
+	// configuration and the coordinator could not catch up in time. A
+	// write that got it may have been stored by other replicas, so its
+	// outcome is unknown; a read is retried.
+	ReasonStaleEpoch = "STALE_EPOCH"
+	// ReasonNodeNotFound (NotFound): no member has the given node ID.
+	ReasonNodeNotFound = "NODE_NOT_FOUND"
+	// ReasonReceiptViolation: the server reported success with a receipt
+	// showing fewer replicas than required. That is a server bug; the client
+	// refuses the result rather than pass on a weaker guarantee than asked.
+	ReasonReceiptViolation = "RECEIPT_VIOLATION"
+)
+
+// Error is a failed call. It wraps the gRPC status so that status.Code and
+// status.FromError keep working on it.
+type Error struct {
+	// Op is the Client method: "get", "put", "create_keyspace", ...
+	Op string
+	// Code is the gRPC status code.
+	Code codes.Code
+	// Reason is the adaptkv ErrorInfo reason (one of the Reason constants),
+	// empty when the status carried none, for example a connection failure.
+	Reason string
+	// Message is the server's (or gRPC's) message; it names the problem.
+	Message string
+	// Acked and Required come from QUORUM_NOT_REACHED: how many replicas
+	// acknowledged and how many were needed. Alive and Required come from
+	// NOT_ENOUGH_REPLICAS. Zero when not reported.
+	Acked, Alive, Required int
+	// Unknown is true when the call was a write that was (or may have been)
+	// sent and the outcome is not known; errors.Is(err, ErrUnknownOutcome)
+	// reports it. Always false for reads and for definite failures.
+	Unknown bool
+	// Addr is the gRPC address of the last node tried, if any.
+	Addr string
+	// Cause is the underlying error: the gRPC status error, the caller's
+	// context error (so errors.Is(err, context.DeadlineExceeded) works), or
+	// ErrClosed.
+	Cause error
+
+	st *status.Status
+}
+
+// Error returns "client: op: message (code, reason, node addr; outcome
+// unknown ...)", leaving out the parts that do not apply.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("client: ")
+	b.WriteString(e.Op)
+	b.WriteString(": ")
+	msg := e.Message
+	if msg == "" {
+		msg = e.Code.String()
+	}
+	b.WriteString(msg)
+	b.WriteString(" (")
+	b.WriteString(e.Code.String())
+	if e.Reason != "" {
+		b.WriteString(", ")
+		b.WriteString(e.Reason)
+	}
+	if e.Addr != "" {
+		b.WriteString(", node ")
+		b.WriteString(e.Addr)
+	}
+	if e.Unknown {
+		b.WriteString("; outcome unknown: the write may have been applied")
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// Unwrap returns Cause.
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Is makes errors.Is match the sentinels that describe e.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrInvalidArgument:
+		return e.Code == codes.InvalidArgument
+	case ErrKeyspaceNotFound:
+		// A bare NotFound (no ErrorInfo) can only be a keyspace: a missing
+		// key is GetResult.Found == false, not an error.
+		return e.Reason == ReasonKeyspaceNotFound || (e.Code == codes.NotFound && e.Reason == "")
+	case ErrKeyspaceExists:
+		return e.Reason == ReasonKeyspaceExists || (e.Code == codes.AlreadyExists && e.Reason == "")
+	case ErrUnavailable:
+		return e.Code == codes.Unavailable
+	case ErrUnknownOutcome:
+		return e.Unknown
+	case ErrTimeout:
+		return e.Code == codes.DeadlineExceeded
+	case ErrNoLeader:
+		return e.Reason == ReasonNoMetadataLeader
+	case ErrNodeNotFound:
+		return e.Reason == ReasonNodeNotFound
+	}
+	return false
+}
+
+// GRPCStatus returns the status e was built from, for status.FromError.
+func (e *Error) GRPCStatus() *status.Status {
+	if e.st != nil {
+		return e.st
+	}
+	return status.New(e.Code, e.Message)
+}
+
+// opKind says whether a call may have changed state, which decides both the
+// outcome semantics of its errors and whether it may be retried.
+type opKind int
+
+const (
+	opRead opKind = iota
+	opWrite
+)
+
+func (k opKind) String() string {
+	if k == opWrite {
+		return "write"
+	}
+	return "read"
+}
+
+// definiteCodes are the codes after which a write certainly did nothing:
+// the server rejects these before touching data. Any other failure of a
+// write that reached a server leaves the outcome unknown.
+var definiteCodes = map[codes.Code]bool{
+	codes.InvalidArgument:    true,
+	codes.NotFound:           true,
+	codes.AlreadyExists:      true,
+	codes.FailedPrecondition: true,
+	codes.PermissionDenied:   true,
+	codes.Unauthenticated:    true,
+	codes.Unimplemented:      true,
+	codes.OutOfRange:         true,
+	codes.ResourceExhausted:  true,
+}
+
+// toError converts a gRPC call error into an *Error.
+//
+// sent reports whether the request may have reached a server (gRPC created a
+// stream for it); a request that never left the client is a definite failure
+// whatever the code. ctxErr is the caller's context error after the call, so
+// that the caller's own deadline or cancellation is told apart from the
+// server's.
+func toError(op string, kind opKind, err error, sent bool, ctxErr error) *Error {
+	st, _ := status.FromError(err) // non-status errors become codes.Unknown
+	e := &Error{Op: op, Code: st.Code(), Message: st.Message(), Cause: err, st: st}
+	for _, d := range st.Details() {
+		info, ok := d.(*errdetails.ErrorInfo)
+		if !ok || info.GetDomain() != ErrorDomain {
+			continue
+		}
+		e.Reason = info.GetReason()
+		md := info.GetMetadata()
+		e.Acked = atoi(md["acked"])
+		e.Alive = atoi(md["alive"])
+		e.Required = atoi(md["required"])
+		break
+	}
+	if ctxErr != nil && (e.Code == codes.DeadlineExceeded || e.Code == codes.Canceled) {
+		e.Cause = ctxErr
+	}
+	if kind == opWrite && sent {
+		e.Unknown = !definiteCodes[e.Code] && e.Reason != ReasonNotEnoughReplicas
+	}
+	return e
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// localError is a failure found by the client before sending anything, so it
+// is always definite.
+func localError(op string, code codes.Code, reason, format string, args ...any) *Error {
+	msg := fmt.Sprintf(format, args...)
+	return &Error{Op: op, Code: code, Reason: reason, Message: msg, st: status.New(code, msg)}
+}
+
+func closedError(op string) *Error {
+	return &Error{Op: op, Code: codes.Canceled, Message: "client is closed", Cause: ErrClosed, st: status.New(codes.Canceled, "client is closed")}
+}
+
+// retryable reports whether a call of kind that failed with err may be sent
+// again. Reads have no effect, so any failure that another node or a moment
+// could cure is retried. A write is retried only when it certainly wrote
+// nothing: a retry after an unknown outcome could apply it twice with two
+// versions, overwriting a concurrent writer in between.
+func retryable(kind opKind, err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	// The caller's deadline or cancellation, or Close: no time or no client
+	// left to retry with.
+	if errors.Is(e.Cause, context.DeadlineExceeded) || errors.Is(e.Cause, context.Canceled) || errors.Is(e.Cause, ErrClosed) {
+		return false
+	}
+	if e.Reason == ReasonNoMetadataLeader {
+		// Rejected before the Raft log was touched; an election takes a
+		// moment.
+		return true
+	}
+	if kind == opWrite {
+		return !e.Unknown && e.Code == codes.Unavailable
+	}
+	return e.Code == codes.Unavailable || e.Code == codes.DeadlineExceeded
+}
+
+// isConnectionError reports a failure to reach a node (no adaptkv reason),
+// after which the topology is worth refreshing.
+func isConnectionError(e *Error) bool {
+	return e.Code == codes.Unavailable && e.Reason == ""
+}

@@ -1,0 +1,152 @@
+package client
+
+import (
+	"context"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+)
+
+// Get reads key. A key that does not exist is not an error: the result has
+// Found == false. Options: WithKeyspace, WithConsistency, WithRW (R is used).
+// Get is retried on another replica after failures that other nodes or a
+// moment may cure.
+func (c *Client) Get(ctx context.Context, key []byte, opts ...CallOption) (*GetResult, error) {
+	const op = "get"
+	o, e := buildOptions(op, false, opts)
+	if e != nil {
+		return nil, e
+	}
+	req := &kvpb.GetRequest{Keyspace: o.keyspace, Key: key, Consistency: o.consistency()}
+	var resp *kvpb.GetResponse
+	pick := c.pickFrom(op, func() []string { return c.keyNodes(opRead, o.keyspace, key) })
+	err := c.invoke(ctx, opRead, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
+		var err error
+		resp, err = kvpb.NewKVClient(cc).Get(ctx, req, co...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	res := &GetResult{Found: resp.GetFound(), Receipt: receiptFromPB(resp.GetReceipt())}
+	if res.Found {
+		res.Value = resp.GetValue()
+		res.Version = versionFromPB(resp.GetVersion())
+	}
+	if err := checkReceipt(op, opRead, res.Receipt); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Put stores value under key. Options: WithKeyspace, WithConsistency, WithRW
+// (W is used). It is retried only when nothing can have been written; check
+// errors for ErrUnknownOutcome (see the package documentation).
+func (c *Client) Put(ctx context.Context, key, value []byte, opts ...CallOption) (*WriteResult, error) {
+	const op = "put"
+	o, e := buildOptions(op, false, opts)
+	if e != nil {
+		return nil, e
+	}
+	req := &kvpb.PutRequest{Keyspace: o.keyspace, Key: key, Value: value, Consistency: o.consistency()}
+	var resp *kvpb.PutResponse
+	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, key) })
+	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
+		var err error
+		resp, err = kvpb.NewKVClient(cc).Put(ctx, req, co...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	res := &WriteResult{Version: versionFromPB(resp.GetVersion()), Receipt: receiptFromPB(resp.GetReceipt())}
+	if err := checkReceipt(op, opWrite, res.Receipt); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Delete removes key by writing a tombstone; deleting a missing key
+// succeeds. Options and retries are as for Put.
+func (c *Client) Delete(ctx context.Context, key []byte, opts ...CallOption) (*WriteResult, error) {
+	const op = "delete"
+	o, e := buildOptions(op, false, opts)
+	if e != nil {
+		return nil, e
+	}
+	req := &kvpb.DeleteRequest{Keyspace: o.keyspace, Key: key, Consistency: o.consistency()}
+	var resp *kvpb.DeleteResponse
+	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, key) })
+	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
+		var err error
+		resp, err = kvpb.NewKVClient(cc).Delete(ctx, req, co...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	res := &WriteResult{Version: versionFromPB(resp.GetVersion()), Receipt: receiptFromPB(resp.GetReceipt())}
+	if err := checkReceipt(op, opWrite, res.Receipt); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Scan reads keys in order: all of them, those with a prefix (WithPrefix) or
+// those in a range (WithRange), at most WithLimit of them. Options also:
+// WithKeyspace, WithConsistency, WithRW (R is used). When More is set,
+// continue with WithRange(res.NextStart, end). Scan goes to any node and is
+// retried like Get.
+func (c *Client) Scan(ctx context.Context, opts ...CallOption) (*ScanResult, error) {
+	const op = "scan"
+	o, e := buildOptions(op, true, opts)
+	if e != nil {
+		return nil, e
+	}
+	req := &kvpb.ScanRequest{
+		Keyspace:    o.keyspace,
+		Prefix:      o.prefix,
+		Start:       o.start,
+		End:         o.end,
+		Limit:       uint32(o.limit),
+		Consistency: o.consistency(),
+	}
+	var resp *kvpb.ScanResponse
+	err := c.invoke(ctx, opRead, op, c.pickFrom(op, c.anyNode), func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
+		var err error
+		resp, err = kvpb.NewKVClient(cc).Scan(ctx, req, co...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	res := &ScanResult{
+		Items:     make([]KeyValue, 0, len(resp.GetItems())),
+		More:      resp.GetMore(),
+		NextStart: resp.GetNextStart(),
+		Receipt:   receiptFromPB(resp.GetReceipt()),
+	}
+	for _, kv := range resp.GetItems() {
+		res.Items = append(res.Items, KeyValue{Key: kv.GetKey(), Value: kv.GetValue(), Version: versionFromPB(kv.GetVersion())})
+	}
+	if err := checkReceipt(op, opRead, res.Receipt); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// checkReceipt refuses a success whose receipt shows fewer replicas than it
+// required: passing it on would hand the caller a weaker guarantee than it
+// asked for without saying so. Only a server bug can cause it.
+func checkReceipt(op string, kind opKind, r Receipt) error {
+	if r.Acked >= r.Required {
+		return nil
+	}
+	e := localError(op, codes.Internal, ReasonReceiptViolation,
+		"server reported success with %d of %d required replicas (coordinator %s)", r.Acked, r.Required, r.Coordinator)
+	e.Acked, e.Required = r.Acked, r.Required
+	// The write reached some replicas; whether it holds is unknown.
+	e.Unknown = kind == opWrite
+	return e
+}

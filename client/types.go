@@ -1,0 +1,256 @@
+package client
+
+import (
+	"time"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+)
+
+// Version orders the writes of a key: the greater version wins (last writer
+// wins). Timestamp is a hybrid logical clock reading whose upper 48 bits are
+// Unix milliseconds and lower 16 a logical counter; Node is the number of the
+// coordinating node and breaks ties.
+type Version struct {
+	Timestamp uint64
+	Node      uint32
+}
+
+// Time returns the wall-clock part of the timestamp, with millisecond
+// precision.
+func (v Version) Time() time.Time {
+	return time.UnixMilli(int64(v.Timestamp >> 16))
+}
+
+// Less reports whether v orders before o.
+func (v Version) Less(o Version) bool {
+	if v.Timestamp != o.Timestamp {
+		return v.Timestamp < o.Timestamp
+	}
+	return v.Node < o.Node
+}
+
+// IsZero reports whether v is the zero version, as for a key never written.
+func (v Version) IsZero() bool { return v == Version{} }
+
+func versionFromPB(v *kvpb.Version) Version {
+	return Version{Timestamp: v.GetTimestamp(), Node: v.GetNode()}
+}
+
+// Receipt says what a successful request achieved. The server never weakens
+// the requested level: if it cannot be met the call fails instead, so Level
+// and Required are what was asked (or the keyspace default) and Acked is at
+// least Required.
+type Receipt struct {
+	// Level is the level used; the keyspace's default when the call gave
+	// none.
+	Level Level
+	// N is the keyspace's replication factor.
+	N int
+	// Required is R for reads, W for writes.
+	Required int
+	// Acked is how many replicas acknowledged (writes) or answered (reads)
+	// before the reply. More may acknowledge afterwards.
+	Acked int
+	// Repaired is how many stale replicas a read repaired before replying.
+	Repaired int
+	// Coordinator is the ID of the node that coordinated the request.
+	Coordinator string
+	// Epoch is the keyspace configuration epoch the request ran under.
+	Epoch uint64
+}
+
+func receiptFromPB(r *kvpb.Receipt) Receipt {
+	return Receipt{
+		Level:       levelFromPB(r.GetLevel()),
+		N:           int(r.GetN()),
+		Required:    int(r.GetRequired()),
+		Acked:       int(r.GetAcked()),
+		Repaired:    int(r.GetRepaired()),
+		Coordinator: r.GetCoordinator(),
+		Epoch:       r.GetEpoch(),
+	}
+}
+
+// GetResult is the answer to Get.
+type GetResult struct {
+	// Found is false when the key does not exist or was deleted; Value and
+	// Version are then zero.
+	Found   bool
+	Value   []byte
+	Version Version
+	Receipt Receipt
+}
+
+// WriteResult is the answer to Put and Delete.
+type WriteResult struct {
+	// Version is the version the write was stored with; a later read
+	// returns it until another write supersedes it.
+	Version Version
+	Receipt Receipt
+}
+
+// KeyValue is one item of a scan.
+type KeyValue struct {
+	Key     []byte
+	Value   []byte
+	Version Version
+}
+
+// ScanResult is the answer to Scan.
+type ScanResult struct {
+	// Items are in key order.
+	Items []KeyValue
+	// More is true when the limit cut the result short; continue with
+	// WithRange(NextStart, end).
+	More      bool
+	NextStart []byte
+	Receipt   Receipt
+}
+
+// KeyspaceSpec configures a keyspace in CreateKeyspace and AlterKeyspace.
+type KeyspaceSpec struct {
+	// ReplicationFactor is N, the number of replicas of every key. It must
+	// not exceed the number of nodes. In AlterKeyspace 0 keeps the current
+	// value; in CreateKeyspace 0 lets the server choose.
+	ReplicationFactor int
+	// Consistency is the default level of calls that give none.
+	// LevelDefault keeps the current default (AlterKeyspace) or lets the
+	// server choose (CreateKeyspace, quorum). Custom requires R and W.
+	Consistency Level
+	// R and W are the default read and write quorums; only with Custom.
+	R, W int
+}
+
+// Keyspace is a keyspace's configuration as committed to the metadata log.
+type Keyspace struct {
+	Name              string
+	ReplicationFactor int
+	// Consistency is the default level; R and W are set when it is Custom.
+	Consistency Level
+	R, W        int
+	// Epoch is the metadata log index of the change that set this
+	// configuration; receipts carry it.
+	Epoch   uint64
+	Created time.Time
+	Updated time.Time
+}
+
+func keyspaceFromPB(k *kvpb.KeyspaceConfig) *Keyspace {
+	ks := &Keyspace{
+		Name:              k.GetName(),
+		ReplicationFactor: int(k.GetReplicationFactor()),
+		Consistency:       levelFromPB(k.GetDefaultConsistency().GetLevel()),
+		Epoch:             k.GetEpoch(),
+	}
+	if ks.Consistency == Custom {
+		ks.R = int(k.GetDefaultConsistency().GetR())
+		ks.W = int(k.GetDefaultConsistency().GetW())
+	}
+	if ms := k.GetCreatedUnixMs(); ms != 0 {
+		ks.Created = time.UnixMilli(ms)
+	}
+	if ms := k.GetUpdatedUnixMs(); ms != 0 {
+		ks.Updated = time.UnixMilli(ms)
+	}
+	return ks
+}
+
+// Member states, as found in Member.State.
+const (
+	StateAlive   = "alive"
+	StateSuspect = "suspect"
+	StateDead    = "dead"
+	StateLeft    = "left"
+	StateUnknown = "unknown"
+)
+
+func stateFromPB(s kvpb.MemberState) string {
+	switch s {
+	case kvpb.MemberState_MEMBER_ALIVE:
+		return StateAlive
+	case kvpb.MemberState_MEMBER_SUSPECT:
+		return StateSuspect
+	case kvpb.MemberState_MEMBER_DEAD:
+		return StateDead
+	case kvpb.MemberState_MEMBER_LEFT:
+		return StateLeft
+	}
+	return StateUnknown
+}
+
+// Member is one node of the cluster as the answering node sees it.
+type Member struct {
+	ID string
+	// Number is the small integer that identifies the node in versions.
+	Number     uint32
+	GRPCAddr   string
+	GossipAddr string
+	RaftAddr   string
+	// HTTPAddr serves metrics and pprof.
+	HTTPAddr string
+	Zone     string
+	// State is one of StateAlive, StateSuspect, StateDead, StateLeft,
+	// StateUnknown.
+	State string
+	// RaftRole is the node's role in the metadata Raft group: "leader",
+	// "voter", "nonvoter" or empty.
+	RaftRole string
+	// RingOwnership is the fraction of the ring whose primary is this node.
+	RingOwnership float64
+}
+
+// ClusterStatus is one node's view of the cluster.
+type ClusterStatus struct {
+	// NodeID is the node that answered.
+	NodeID  string
+	Members []Member
+	// MetadataLeader is the ID of the metadata Raft leader, empty when
+	// there is none.
+	MetadataLeader string
+	// MetadataIndex is the last metadata log index the node applied.
+	MetadataIndex uint64
+	// Vnodes is the number of virtual nodes per member on the ring.
+	Vnodes int
+	// HintsPending is the number of hints stored on the answering node.
+	HintsPending uint64
+}
+
+func clusterStatusFromPB(r *kvpb.ClusterStatusResponse) *ClusterStatus {
+	st := &ClusterStatus{
+		NodeID:         r.GetNodeId(),
+		MetadataLeader: r.GetMetadataLeader(),
+		MetadataIndex:  r.GetMetadataIndex(),
+		Vnodes:         int(r.GetVnodes()),
+		HintsPending:   r.GetHintsPending(),
+		Members:        make([]Member, 0, len(r.GetMembers())),
+	}
+	for _, m := range r.GetMembers() {
+		st.Members = append(st.Members, Member{
+			ID:            m.GetId(),
+			Number:        m.GetNumber(),
+			GRPCAddr:      m.GetGrpcAddr(),
+			GossipAddr:    m.GetGossipAddr(),
+			RaftAddr:      m.GetRaftAddr(),
+			HTTPAddr:      m.GetHttpAddr(),
+			Zone:          m.GetZone(),
+			State:         stateFromPB(m.GetState()),
+			RaftRole:      m.GetRaftRole(),
+			RingOwnership: m.GetRingOwnership(),
+		})
+	}
+	return st
+}
+
+// LocalRecord is a key as one replica stores it, read by LocalGet without
+// any quorum or repair.
+type LocalRecord struct {
+	// Found is false when the replica has no record of the key.
+	Found bool
+	// Tombstone is true when the record is a delete; Value is then empty.
+	Tombstone bool
+	Value     []byte
+	Version   Version
+	// NodeID is the node that answered, as a check that the right replica
+	// was read.
+	NodeID string
+}

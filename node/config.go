@@ -1,0 +1,139 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"time"
+
+	"github.com/adaptkv/adaptkv/replication/ring"
+)
+
+// Config configures a node. Start from DefaultConfig (or DefaultLocalConfig
+// for clusters on one machine) and set ID, DataDir and the addresses.
+type Config struct {
+	// ID names the node in the cluster; it must be unique and stable across
+	// restarts (its data, hints and Raft identity follow it).
+	ID string
+	// Zone is an optional failure domain; replicas of a key go to distinct
+	// zones first.
+	Zone string
+	// DataDir holds the node's pebble store, hints and metadata log.
+	DataDir string
+	// InMemory keeps data and metadata in memory only (google/btree engine):
+	// a restart loses the node's replicas, which then come back through
+	// hints and read repair.
+	InMemory bool
+
+	// GRPCAddr is the host:port of the client, admin and peer gRPC API.
+	// Port 0 picks a free port. Outgoing peer connections leave from its host.
+	GRPCAddr string
+	// GossipAddr is the host:port of memberlist (UDP and TCP).
+	GossipAddr string
+	// RaftAddr is the host:port of the metadata log's Raft transport.
+	RaftAddr string
+	// HTTPAddr serves /metrics, /debug/pprof and /healthz; empty disables it.
+	HTTPAddr string
+
+	// Seeds are gossip addresses of existing members to join.
+	Seeds []string
+	// BootstrapExpect is the number of nodes that form a new cluster: once a
+	// node without metadata state sees that many members, the first five of
+	// them by ID bootstrap the metadata log as its voters. 0 means join an
+	// existing cluster and wait to be added to the log by its leader. The
+	// nodes of one new cluster must all be given the same value.
+	BootstrapExpect int
+	// DefaultReplicationFactor is the RF of the "default" keyspace that the
+	// first metadata leader creates: min(3, BootstrapExpect) when 0.
+	DefaultReplicationFactor int
+
+	// MaxKeySize is the largest key accepted, in bytes. Default 4 KiB, as
+	// etcd-class stores limit keys to a few KiB so that keys stay cheap to
+	// compare, index and gossip about.
+	MaxKeySize int
+	// MaxValueSize is the largest value accepted, in bytes. Default 1 MiB,
+	// the limit users know from etcd (1.5 MiB requests) and DynamoDB
+	// (400 KB): values beyond it belong in blob storage. gRPC messages over
+	// MaxValueSize+MaxKeySize plus 64 KiB are refused before they are read
+	// into memory.
+	MaxValueSize int
+	// MaxScanLimit caps a scan's limit; 0 in a request means DefaultScanLimit.
+	MaxScanLimit     int
+	DefaultScanLimit int
+
+	// MaxHints bounds the hints a coordinator keeps for down replicas (all
+	// replicas together). Default 1,000,000: at 1 KiB each that is 1 GiB of
+	// disk; beyond it writes for a down replica are left to read repair.
+	MaxHints int
+	// HintInterval is how often hints are tried for replicas that are alive.
+	HintInterval time.Duration
+	// TombstoneGrace is how long a delete's tombstone is kept. It must exceed
+	// the time a replica can be down and still be repaired by hints; default
+	// 24 h. Cassandra's gc_grace_seconds defaults to 10 days because its
+	// repair runs weekly; adaptkv delivers hints within seconds of a return.
+	TombstoneGrace time.Duration
+	// ReplicaTimeout bounds one replica request (see replication.Config).
+	ReplicaTimeout time.Duration
+	// LocalTimings selects fast failure detection and Raft elections, for
+	// clusters whose nodes share a machine or a rack.
+	LocalTimings bool
+	// Vnodes per node on the ring; all nodes must agree. Default
+	// ring.DefaultVnodes.
+	Vnodes int
+
+	// Logger receives the node's structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults for nodes on a network.
+func DefaultConfig() Config {
+	return Config{
+		GRPCAddr:         "127.0.0.1:7400",
+		GossipAddr:       "127.0.0.1:7401",
+		RaftAddr:         "127.0.0.1:7402",
+		HTTPAddr:         "127.0.0.1:7403",
+		MaxKeySize:       4 << 10,
+		MaxValueSize:     1 << 20,
+		MaxScanLimit:     10000,
+		DefaultScanLimit: 1000,
+		MaxHints:         1_000_000,
+		HintInterval:     time.Second,
+		TombstoneGrace:   24 * time.Hour,
+		ReplicaTimeout:   2 * time.Second,
+		Vnodes:           ring.DefaultVnodes,
+	}
+}
+
+// DefaultLocalConfig returns DefaultConfig with timings for nodes on one
+// machine: failures detected in about two seconds, hints tried every 250 ms.
+func DefaultLocalConfig() Config {
+	c := DefaultConfig()
+	c.LocalTimings = true
+	c.HintInterval = 250 * time.Millisecond
+	return c
+}
+
+var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// Validate reports the first problem with the configuration.
+func (c *Config) Validate() error {
+	if !idPattern.MatchString(c.ID) {
+		return fmt.Errorf("node id %q: want 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", c.ID)
+	}
+	if c.DataDir == "" && !c.InMemory {
+		return fmt.Errorf("node %s: a data directory is required unless the node runs in memory", c.ID)
+	}
+	for name, a := range map[string]string{"grpc": c.GRPCAddr, "gossip": c.GossipAddr, "raft": c.RaftAddr} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%s address %q: %w", name, a, err)
+		}
+	}
+	if c.BootstrapExpect < 0 {
+		return fmt.Errorf("bootstrap-expect %d is negative", c.BootstrapExpect)
+	}
+	if c.MaxKeySize < 1 || c.MaxValueSize < 0 {
+		return fmt.Errorf("max key size %d and max value size %d must be positive", c.MaxKeySize, c.MaxValueSize)
+	}
+	return nil
+}

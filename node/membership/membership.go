@@ -1,0 +1,347 @@
+// Package membership adapts hashicorp/memberlist to adaptkv: it joins the
+// gossip cluster, publishes this node's metadata (ID, addresses, zone), and
+// turns memberlist's callbacks into an immutable View of the members and
+// their states, from which the ring is rebuilt. It is the only package that
+// imports memberlist.
+//
+// A member that fails stays in the View (state dead) and keeps its place on
+// the ring, so that its keys are not moved to other nodes and writes for it
+// become hints; only a graceful leave removes it.
+package membership
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/adaptkv/adaptkv/replication/ring"
+)
+
+// State is a member's gossip state.
+type State int
+
+const (
+	// Alive: the member answers probes.
+	Alive State = iota + 1
+	// Dead: the member stopped answering; it keeps its place on the ring.
+	Dead
+	// Left: the member left gracefully and is off the ring.
+	Left
+)
+
+// String names the state.
+func (s State) String() string {
+	switch s {
+	case Alive:
+		return "alive"
+	case Dead:
+		return "dead"
+	case Left:
+		return "left"
+	}
+	return "unknown"
+}
+
+// Meta is what a node publishes about itself through gossip.
+type Meta struct {
+	ID       string `json:"id"`
+	Number   uint32 `json:"num"`
+	GRPCAddr string `json:"grpc"`
+	RaftAddr string `json:"raft"`
+	HTTPAddr string `json:"http,omitempty"`
+	Zone     string `json:"zone,omitempty"`
+}
+
+// Member is one node as this node sees it.
+type Member struct {
+	Meta
+	GossipAddr string
+	State      State
+	// Since is when the member entered its current state.
+	Since time.Time
+}
+
+// View is an immutable snapshot of the membership.
+type View struct {
+	// Members are sorted by ID.
+	Members []Member
+	// Ring holds every member that has not left.
+	Ring *ring.Ring
+	alive map[string]bool
+}
+
+// Alive reports whether the member is alive.
+func (v *View) Alive(id string) bool { return v.alive[id] }
+
+// Member returns the member with the given ID.
+func (v *View) Member(id string) (Member, bool) {
+	i := sort.Search(len(v.Members), func(i int) bool { return v.Members[i].ID >= id })
+	if i < len(v.Members) && v.Members[i].ID == id {
+		return v.Members[i], true
+	}
+	return Member{}, false
+}
+
+// Config configures the gossip layer.
+type Config struct {
+	// Meta is published to the other nodes; Meta.ID is the gossip name.
+	Meta Meta
+	// BindAddr is the host:port gossip listens on (UDP and TCP). Port 0
+	// picks a free port. Outgoing TCP connections also leave from this host,
+	// so that network rules on node addresses see all of a node's traffic.
+	BindAddr string
+	// Local selects memberlist's local-network timings (probe every second,
+	// 200 ms probe timeout): failures are detected in a few seconds, at the
+	// cost of more gossip traffic than the LAN profile.
+	Local bool
+	// Vnodes is the number of virtual nodes per member on the ring.
+	Vnodes int
+	// OnChange is called, never concurrently, after the View changed. It
+	// must not block.
+	OnChange func(*View)
+	// Logger receives memberlist's logs at debug level; nil discards them.
+	Logger *slog.Logger
+}
+
+// Membership is this node's gossip membership.
+type Membership struct {
+	cfg  Config
+	ml   *memberlist.Memberlist
+	view atomic.Pointer[View]
+
+	mu      sync.Mutex
+	members map[string]*Member
+	// pubMu serializes publish so that views are stored and OnChange is
+	// called in order.
+	pubMu sync.Mutex
+}
+
+// ErrNoSeedReachable is returned by Join when no seed answered.
+var ErrNoSeedReachable = errors.New("membership: no seed reachable")
+
+// Start starts gossip on cfg.BindAddr. It does not join anyone: call Join.
+func Start(cfg Config) (*Membership, error) {
+	host, portStr, err := net.SplitHostPort(cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip address %q: %w", cfg.BindAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip port %q: %w", portStr, err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Membership{cfg: cfg, members: map[string]*Member{}}
+	mlc := memberlist.DefaultLANConfig()
+	if cfg.Local {
+		mlc = memberlist.DefaultLocalConfig()
+	}
+	mlc.Name = cfg.Meta.ID
+	mlc.Delegate = (*delegate)(m)
+	mlc.Events = (*events)(m)
+	mlc.Logger = log.New(slogWriter{cfg.Logger}, "", 0)
+	// memberlist's transport binds a random port when asked for 0, trying
+	// UDP on the TCP port it got; retry if that UDP port is taken.
+	var tr *boundTransport
+	for attempt := 0; ; attempt++ {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{host}, BindPort: port, Logger: mlc.Logger,
+		})
+		if err == nil {
+			tr = &boundTransport{NetTransport: nt, dialer: net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}}}
+			break
+		}
+		if port != 0 || attempt >= 10 {
+			return nil, fmt.Errorf("gossip listen on %s: %w", cfg.BindAddr, err)
+		}
+	}
+	mlc.Transport = tr
+	mlc.BindAddr = host
+	mlc.BindPort = tr.GetAutoBindPort()
+	mlc.AdvertiseAddr = host
+	mlc.AdvertisePort = mlc.BindPort
+	// A node restarted on new ports (port 0) must be able to take its name
+	// back once the old incarnation is known dead.
+	mlc.DeadNodeReclaimTime = time.Second
+	ml, err := memberlist.Create(mlc)
+	if err != nil {
+		tr.Shutdown()
+		return nil, fmt.Errorf("start gossip: %w", err)
+	}
+	m.ml = ml
+	m.publish()
+	return m, nil
+}
+
+// boundTransport is memberlist's network transport with outgoing TCP
+// connections bound to the gossip host: the stock transport dials without a
+// source address, so rules written against node addresses would miss them.
+type boundTransport struct {
+	*memberlist.NetTransport
+	dialer net.Dialer
+}
+
+func (t *boundTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	d := t.dialer
+	d.Timeout = timeout
+	return d.Dial("tcp", addr)
+}
+
+func (t *boundTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	return t.DialTimeout(a.Addr, timeout)
+}
+
+// Addr is the gossip address actually bound.
+func (m *Membership) Addr() string {
+	n := m.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Join contacts the seeds and returns how many answered.
+func (m *Membership) Join(seeds []string) (int, error) {
+	if len(seeds) == 0 {
+		return 0, nil
+	}
+	n, err := m.ml.Join(seeds)
+	if n == 0 {
+		return 0, fmt.Errorf("%w (%v): %w", ErrNoSeedReachable, seeds, err)
+	}
+	return n, nil
+}
+
+// View returns the current membership snapshot.
+func (m *Membership) View() *View { return m.view.Load() }
+
+// Leave tells the cluster this node is leaving for good, waiting up to
+// timeout for the message to spread, then stops gossip.
+func (m *Membership) Leave(timeout time.Duration) error {
+	err := m.ml.Leave(timeout)
+	if serr := m.ml.Shutdown(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Shutdown stops gossip without a leave message: the others will see this
+// node fail, and it keeps its place on the ring.
+func (m *Membership) Shutdown() error { return m.ml.Shutdown() }
+
+// publish rebuilds the View from the member map. Callers hold no lock.
+func (m *Membership) publish() {
+	m.pubMu.Lock()
+	defer m.pubMu.Unlock()
+	m.mu.Lock()
+	v := &View{alive: map[string]bool{}}
+	var onRing []ring.Member
+	for _, mem := range m.members {
+		v.Members = append(v.Members, *mem)
+		if mem.State == Alive {
+			v.alive[mem.ID] = true
+		}
+		if mem.State != Left {
+			onRing = append(onRing, ring.Member{ID: mem.ID, Zone: mem.Zone})
+		}
+	}
+	m.mu.Unlock()
+	// The local node is always on the ring and alive to itself, even before
+	// memberlist reports it.
+	if _, ok := v.alive[m.cfg.Meta.ID]; !ok {
+		found := false
+		for _, mem := range v.Members {
+			found = found || mem.ID == m.cfg.Meta.ID
+		}
+		if !found {
+			v.Members = append(v.Members, Member{Meta: m.cfg.Meta, GossipAddr: m.cfg.BindAddr, State: Alive, Since: time.Now()})
+			onRing = append(onRing, ring.Member{ID: m.cfg.Meta.ID, Zone: m.cfg.Meta.Zone})
+		}
+		v.alive[m.cfg.Meta.ID] = true
+	}
+	sort.Slice(v.Members, func(i, j int) bool { return v.Members[i].ID < v.Members[j].ID })
+	v.Ring = ring.New(onRing, m.cfg.Vnodes)
+	m.view.Store(v)
+	if m.cfg.OnChange != nil {
+		m.cfg.OnChange(v)
+	}
+}
+
+func (m *Membership) set(n *memberlist.Node, state State) {
+	var meta Meta
+	if err := json.Unmarshal(n.Meta, &meta); err != nil || meta.ID == "" {
+		m.cfg.Logger.Warn("ignoring gossip member without adaptkv metadata", "name", n.Name, "err", err)
+		return
+	}
+	m.mu.Lock()
+	cur, ok := m.members[meta.ID]
+	if !ok || cur.State != state {
+		cur = &Member{Since: time.Now()}
+		m.members[meta.ID] = cur
+	}
+	cur.Meta = meta
+	cur.GossipAddr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	cur.State = state
+	m.mu.Unlock()
+	m.publish()
+}
+
+type events Membership
+
+func (e *events) NotifyJoin(n *memberlist.Node) { (*Membership)(e).set(n, Alive) }
+
+func (e *events) NotifyLeave(n *memberlist.Node) {
+	if n.State == memberlist.StateLeft {
+		(*Membership)(e).set(n, Left)
+		return
+	}
+	(*Membership)(e).set(n, Dead)
+}
+
+func (e *events) NotifyUpdate(n *memberlist.Node) { (*Membership)(e).set(n, Alive) }
+
+type delegate Membership
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	b, _ := json.Marshal(d.cfg.Meta)
+	if len(b) > limit {
+		// memberlist would drop the node; better to say why.
+		d.cfg.Logger.Error("node metadata exceeds gossip limit", "bytes", len(b), "limit", limit)
+	}
+	return b
+}
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// slogWriter sends memberlist's log lines to slog at debug level, except
+// its [ERR] and [WARN] lines.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	s := string(p)
+	for len(s) > 0 && (s[len(s)-1] == '\n') {
+		s = s[:len(s)-1]
+	}
+	switch {
+	case len(s) > 5 && s[:5] == "[ERR]":
+		w.log.Warn(s, "component", "memberlist")
+	case len(s) > 6 && s[:6] == "[WARN]":
+		w.log.Debug(s, "component", "memberlist")
+	default:
+		w.log.Debug(s, "component", "memberlist")
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = slogWriter{}

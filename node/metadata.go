@@ -1,0 +1,235 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/adaptkv/adaptkv/replication"
+	"github.com/adaptkv/adaptkv/replication/quorum"
+)
+
+// Errors of the metadata log that the admin API maps to statuses.
+var (
+	ErrKeyspaceExists = errors.New("node: keyspace already exists")
+	ErrNoLeader       = errors.New("node: metadata log has no leader")
+)
+
+// KeyspaceDef is a keyspace's configuration as stored in the metadata log.
+// Epoch is the index of the log entry that last changed it.
+type KeyspaceDef struct {
+	Name              string `json:"name"`
+	ReplicationFactor int    `json:"rf"`
+	Level             string `json:"level"` // one, quorum, all or custom
+	R                 int    `json:"r,omitempty"`
+	W                 int    `json:"w,omitempty"`
+	Epoch             uint64 `json:"epoch"`
+	CreatedUnixMs     int64  `json:"created"`
+	UpdatedUnixMs     int64  `json:"updated"`
+}
+
+// command is one entry of the metadata log.
+type command struct {
+	Op       string      `json:"op"` // "create" or "alter"
+	Keyspace KeyspaceDef `json:"keyspace"`
+	// AtUnixMs is the proposer's clock, so that every node records the same
+	// creation time.
+	AtUnixMs int64 `json:"at"`
+}
+
+// applyResult is what fsm.Apply returns through raft's ApplyFuture.
+type applyResult struct {
+	def KeyspaceDef
+	err error
+}
+
+// fsm is the metadata state machine: the keyspace configurations. Reads go
+// through an immutable map behind an atomic pointer, so the data path never
+// takes a lock to look a keyspace up.
+type fsm struct {
+	mu        sync.Mutex // serializes Apply and Restore
+	keyspaces atomic.Pointer[map[string]KeyspaceDef]
+	applied   atomic.Uint64
+	notifyMu  sync.Mutex
+	notify    chan struct{} // closed and replaced after each apply
+}
+
+func newFSM() *fsm {
+	f := &fsm{notify: make(chan struct{})}
+	empty := map[string]KeyspaceDef{}
+	f.keyspaces.Store(&empty)
+	return f
+}
+
+func (f *fsm) Apply(l *raft.Log) any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer f.advance(l.Index)
+	var c command
+	if err := json.Unmarshal(l.Data, &c); err != nil {
+		return applyResult{err: fmt.Errorf("decode metadata entry %d: %w", l.Index, err)}
+	}
+	cur := *f.keyspaces.Load()
+	def := c.Keyspace
+	old, exists := cur[def.Name]
+	switch c.Op {
+	case "create":
+		if exists {
+			return applyResult{def: old, err: fmt.Errorf("keyspace %q: %w", def.Name, ErrKeyspaceExists)}
+		}
+		def.CreatedUnixMs, def.UpdatedUnixMs = c.AtUnixMs, c.AtUnixMs
+	case "alter":
+		if !exists {
+			return applyResult{err: fmt.Errorf("keyspace %q: %w", def.Name, replication.ErrKeyspaceNotFound)}
+		}
+		if def.ReplicationFactor == 0 {
+			def.ReplicationFactor = old.ReplicationFactor
+		}
+		if def.Level == "" {
+			def.Level, def.R, def.W = old.Level, old.R, old.W
+		}
+		def.CreatedUnixMs, def.UpdatedUnixMs = old.CreatedUnixMs, c.AtUnixMs
+	default:
+		return applyResult{err: fmt.Errorf("metadata entry %d: unknown op %q", l.Index, c.Op)}
+	}
+	def.Epoch = l.Index
+	next := make(map[string]KeyspaceDef, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[def.Name] = def
+	f.keyspaces.Store(&next)
+	return applyResult{def: def}
+}
+
+func (f *fsm) advance(index uint64) {
+	f.applied.Store(index)
+	f.notifyMu.Lock()
+	close(f.notify)
+	f.notify = make(chan struct{})
+	f.notifyMu.Unlock()
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return fsmSnapshot(*f.keyspaces.Load()), nil
+}
+
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var snap struct {
+		Keyspaces map[string]KeyspaceDef `json:"keyspaces"`
+		Applied   uint64                 `json:"applied"`
+	}
+	if err := json.NewDecoder(rc).Decode(&snap); err != nil {
+		return fmt.Errorf("decode metadata snapshot: %w", err)
+	}
+	if snap.Keyspaces == nil {
+		snap.Keyspaces = map[string]KeyspaceDef{}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keyspaces.Store(&snap.Keyspaces)
+	var maxEpoch uint64
+	for _, d := range snap.Keyspaces {
+		maxEpoch = max(maxEpoch, d.Epoch)
+	}
+	f.advance(maxEpoch)
+	return nil
+}
+
+type fsmSnapshot map[string]KeyspaceDef
+
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	err := json.NewEncoder(sink).Encode(map[string]any{"keyspaces": map[string]KeyspaceDef(s)})
+	if err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s fsmSnapshot) Release() {}
+
+// Keyspace implements replication.Keyspaces.
+func (f *fsm) Keyspace(name string) (replication.KeyspaceConfig, bool) {
+	d, ok := (*f.keyspaces.Load())[name]
+	if !ok {
+		return replication.KeyspaceConfig{}, false
+	}
+	return d.config(), true
+}
+
+func (d KeyspaceDef) config() replication.KeyspaceConfig {
+	level, _ := parseLevel(d.Level)
+	return replication.KeyspaceConfig{Name: d.Name, N: d.ReplicationFactor, Default: level, R: d.R, W: d.W, Epoch: d.Epoch}
+}
+
+func parseLevel(s string) (quorum.Level, error) {
+	if s == "custom" {
+		return quorum.Custom, nil
+	}
+	return quorum.ParseLevel(s)
+}
+
+// Def returns a keyspace's stored definition.
+func (f *fsm) Def(name string) (KeyspaceDef, bool) {
+	d, ok := (*f.keyspaces.Load())[name]
+	return d, ok
+}
+
+// Defs returns every keyspace sorted by name.
+func (f *fsm) Defs() []KeyspaceDef {
+	m := *f.keyspaces.Load()
+	out := make([]KeyspaceDef, 0, len(m))
+	for _, d := range m {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Applied implements replication.Keyspaces.
+func (f *fsm) Applied() uint64 { return f.applied.Load() }
+
+// WaitForIndex implements replication.Keyspaces.
+func (f *fsm) WaitForIndex(ctx context.Context, index uint64) error {
+	for {
+		f.notifyMu.Lock()
+		ch := f.notify
+		f.notifyMu.Unlock()
+		if f.applied.Load() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for metadata index %d (applied %d): %w", index, f.applied.Load(), ctx.Err())
+		}
+	}
+}
+
+// propose appends a command to the metadata log through the local Raft
+// instance, which must be the leader, and returns the applied definition.
+func propose(r *raft.Raft, c command, timeout time.Duration) (KeyspaceDef, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return KeyspaceDef{}, err
+	}
+	fut := r.Apply(b, timeout)
+	if err := fut.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return KeyspaceDef{}, fmt.Errorf("%w: %w", ErrNoLeader, err)
+		}
+		return KeyspaceDef{}, fmt.Errorf("metadata log: %w", err)
+	}
+	res, _ := fut.Response().(applyResult)
+	return res.def, res.err
+}

@@ -1,0 +1,94 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/adaptkv/adaptkv/replication"
+)
+
+// metrics are a node's Prometheus metrics, in a registry of the node's own
+// so that several nodes can run in one process (tests, the in-process
+// cluster) without clashing.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(n *Node) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "requests_total",
+			Help: "Client requests coordinated by this node, by operation, consistency level and outcome (a gRPC code).",
+		}, []string{"op", "level", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "adaptkv", Name: "request_duration_seconds",
+			Help: "Latency of client requests coordinated by this node, by operation and consistency level.",
+			// 100 µs to ~6.5 s: loopback reads sit at the bottom, fsynced
+			// writes and replica timeouts at the top.
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17),
+		}, []string{"op", "level"}),
+	}
+	cm := n.coord.Metrics()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.latency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "adaptkv", Name: "hints_pending",
+			Help: "Hints stored on this node awaiting delivery to a replica.",
+		}, func() float64 { return float64(n.hints.Pending()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "hints_delivered_total",
+			Help: "Hints delivered to their replica.",
+		}, func() float64 { return float64(n.hints.Delivered()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "hints_dropped_total",
+			Help: "Hints not stored because the hint store was full.",
+		}, func() float64 { return float64(n.hints.Dropped()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "hints_stored_total",
+			Help: "Hints stored by this node's coordinator.",
+		}, func() float64 { return float64(cm.HintsStored.Load()) }),
+		readRepairs{cm},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "replica_errors_total",
+			Help: "Replica requests from this coordinator that failed, timed out or were refused.",
+		}, func() float64 { return float64(cm.ReplicaErrors.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "epoch_retries_total",
+			Help: "Operations run again after a replica reported a newer configuration epoch.",
+		}, func() float64 { return float64(cm.EpochRetries.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "storage_syncs_total",
+			Help: "fsyncs of the storage engine's write-ahead log (group commit shares one among concurrent writes).",
+		}, func() float64 { return float64(n.engine.Metrics().Syncs) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "storage_mutations_total",
+			Help: "Mutations written to the storage engine.",
+		}, func() float64 { return float64(n.engine.Metrics().Mutations) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "adaptkv", Name: "metadata_applied_index",
+			Help: "Last metadata log index applied on this node.",
+		}, func() float64 { return float64(n.meta.applied.Load()) }),
+	)
+	return m
+}
+
+var readRepairsDesc = prometheus.NewDesc("adaptkv_read_repairs_total",
+	"Replicas repaired by reads: in the foreground (before the read answered) or the background (after).",
+	[]string{"mode"}, nil)
+
+// readRepairs exports the coordinator's two repair counters as one labelled
+// metric.
+type readRepairs struct{ m *replication.Metrics }
+
+func (r readRepairs) Describe(ch chan<- *prometheus.Desc) { ch <- readRepairsDesc }
+
+func (r readRepairs) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(readRepairsDesc, prometheus.CounterValue, float64(r.m.ReadRepairsForeground.Load()), "foreground")
+	ch <- prometheus.MustNewConstMetric(readRepairsDesc, prometheus.CounterValue, float64(r.m.ReadRepairsBackground.Load()), "background")
+}

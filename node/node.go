@@ -1,0 +1,373 @@
+// Package node wires one adaptkv process together: storage, gossip
+// membership, the metadata log (Raft), the coordinator and replica of the
+// data path, the gRPC services (client, admin and peer APIs on one port),
+// and the HTTP endpoint for metrics, pprof and health. It holds no protocol
+// logic of its own.
+//
+// # Lifecycle
+//
+// Start opens the engine, binds every listener (port 0 picks a free one;
+// Addrs reports what was bound), starts gossip and Raft, joins the seeds and
+// serves. Stop shuts everything down without leaving the cluster: the other
+// nodes see this node fail and keep its place on the ring, so that a restart
+// (same ID, same data directory) picks up where it left off.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/adaptkv/adaptkv/node/membership"
+	"github.com/adaptkv/adaptkv/replication"
+	"github.com/adaptkv/adaptkv/replication/ring"
+	"github.com/adaptkv/adaptkv/storage"
+)
+
+// DefaultKeyspace is created by the first metadata leader, so that a new
+// cluster can be written to at once.
+const DefaultKeyspace = "default"
+
+// Node is one running adaptkv process.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	engine    storage.Engine
+	meta      *fsm
+	raft      *raft.Raft
+	members   *membership.Membership
+	hints     *replication.HintStore
+	replica   *replication.Replica
+	coord     *replication.Coordinator
+	transport *peerTransport
+	clock     *replication.Clock
+	metrics   *metrics
+
+	grpcServer *grpc.Server
+	health     *health.Server
+	httpServer *http.Server
+	addrs      Addrs
+
+	raftHasState   bool
+	defaultCreated bool // touched by leaderLoop only
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closers  []func() error
+	stopOnce sync.Once
+}
+
+// Addrs are the addresses a node actually bound.
+type Addrs struct {
+	GRPC, Gossip, Raft, HTTP string
+}
+
+// NodeNumber derives the number that breaks version ties from the node ID.
+// Two IDs may share a number; that only matters for two writes of one key
+// in the same clock tick, which then order by number alone.
+func NodeNumber(id string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return h.Sum32()
+}
+
+// Start starts a node and returns once it serves; joining the cluster and
+// electing a metadata leader go on in the background (see Ready).
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node_id", cfg.ID), meta: newFSM(), clock: replication.NewClock(nil)}
+	if err := n.start(ctx); err != nil {
+		n.closeAll()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start(ctx context.Context) error {
+	cfg := n.cfg
+	if cfg.InMemory {
+		n.engine = storage.NewMemory()
+	} else {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		eng, err := storage.OpenPebble(filepath.Join(cfg.DataDir, "data"), storage.Options{Logger: n.log})
+		if err != nil {
+			return fmt.Errorf("open storage: %w", err)
+		}
+		n.engine = eng
+	}
+	n.closers = append(n.closers, n.engine.Close)
+
+	grpcLn, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen grpc %s: %w", cfg.GRPCAddr, err)
+	}
+	n.closers = append(n.closers, func() error { grpcLn.Close(); return nil })
+	raftLn, err := net.Listen("tcp", cfg.RaftAddr)
+	if err != nil {
+		return fmt.Errorf("listen raft %s: %w", cfg.RaftAddr, err)
+	}
+	n.addrs.GRPC, n.addrs.Raft = grpcLn.Addr().String(), raftLn.Addr().String()
+	var httpLn net.Listener
+	if cfg.HTTPAddr != "" {
+		if httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			raftLn.Close()
+			return fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
+		}
+		n.addrs.HTTP = httpLn.Addr().String()
+	}
+	host, _, _ := net.SplitHostPort(n.addrs.GRPC)
+
+	if n.hints, err = replication.NewHintStore(n.engine, cfg.MaxHints, n.log); err != nil {
+		raftLn.Close()
+		return err
+	}
+	n.replica = replication.NewReplica(n.engine, n.meta, n.clock)
+	n.transport = newPeerTransport(cfg.ID, n.replica, host, n.grpcAddrOf)
+	n.closers = append(n.closers, func() error { n.transport.Close(); return nil })
+
+	if err := n.startRaft(raftLn, host); err != nil {
+		raftLn.Close()
+		return err
+	}
+	n.closers = append(n.closers, func() error { return n.raft.Shutdown().Error() })
+
+	meta := membership.Meta{ID: cfg.ID, Number: NodeNumber(cfg.ID), GRPCAddr: n.addrs.GRPC, RaftAddr: n.addrs.Raft, HTTPAddr: n.addrs.HTTP, Zone: cfg.Zone}
+	n.members, err = membership.Start(membership.Config{
+		Meta: meta, BindAddr: cfg.GossipAddr, Local: cfg.LocalTimings, Vnodes: cfg.Vnodes, Logger: n.log,
+		OnChange: func(v *membership.View) { n.hints.Wake() },
+	})
+	if err != nil {
+		return err
+	}
+	n.addrs.Gossip = n.members.Addr()
+	n.closers = append(n.closers, n.members.Shutdown)
+
+	n.coord = replication.NewCoordinator(replication.Config{
+		NodeID: cfg.ID, NodeNumber: meta.Number, Transport: n.transport, Topology: topology{n.members},
+		Keyspaces: n.meta, Hints: n.hints, Clock: n.clock, ReplicaTimeout: cfg.ReplicaTimeout, Logger: n.log,
+	})
+	n.metrics = newMetrics(n)
+
+	limit := cfg.MaxValueSize + cfg.MaxKeySize + 64<<10
+	n.grpcServer = grpc.NewServer(grpc.MaxRecvMsgSize(max(limit, 4<<20)))
+	registerServices(n.grpcServer, n)
+	n.health = health.NewServer()
+	healthpb.RegisterHealthServer(n.grpcServer, n.health)
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancel = cancel
+	n.goRun(func() {
+		if err := n.grpcServer.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Error("grpc server stopped", "err", err)
+		}
+	})
+	if httpLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/healthz", n.healthz)
+		n.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		n.goRun(func() {
+			if err := n.httpServer.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("http server stopped", "err", err)
+			}
+		})
+	}
+	n.goRun(func() { n.joinLoop(runCtx) })
+	n.goRun(func() { n.bootstrapLoop(runCtx) })
+	n.goRun(func() { n.leaderLoop(runCtx) })
+	n.goRun(func() { n.hints.Run(runCtx, n.transport, topology{n.members}, cfg.HintInterval) })
+	n.goRun(func() { n.collectLoop(runCtx) })
+	n.log.Info("node started", "grpc", n.addrs.GRPC, "gossip", n.addrs.Gossip, "raft", n.addrs.Raft, "http", n.addrs.HTTP, "data_dir", cfg.DataDir, "in_memory", cfg.InMemory)
+	return nil
+}
+
+func (n *Node) goRun(f func()) {
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); f() }()
+}
+
+// joinLoop joins the seeds, retrying until one answers: a node restarted
+// while its seeds are down must still find the cluster when they return.
+func (n *Node) joinLoop(ctx context.Context) {
+	if len(n.cfg.Seeds) == 0 {
+		return
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		var seeds []string
+		for _, s := range n.cfg.Seeds {
+			if s != n.addrs.Gossip && s != n.cfg.GossipAddr {
+				seeds = append(seeds, s)
+			}
+		}
+		if len(seeds) == 0 {
+			return
+		}
+		joined, err := n.members.Join(seeds)
+		if err == nil && joined > 0 {
+			n.log.Info("joined cluster", "seeds_answered", joined)
+			return
+		}
+		n.log.Debug("join failed, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// collectLoop removes tombstones past their grace period, hourly or at a
+// tenth of the grace period if that is shorter.
+func (n *Node) collectLoop(ctx context.Context) {
+	every := min(time.Hour, max(n.cfg.TombstoneGrace/10, time.Second))
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if c, err := n.engine.CollectTombstones(time.Now(), n.cfg.TombstoneGrace); err != nil {
+			n.log.Warn("tombstone collection failed", "err", err)
+		} else if c > 0 {
+			n.log.Info("tombstones collected", "count", c)
+		}
+	}
+}
+
+func (n *Node) healthz(w http.ResponseWriter, r *http.Request) {
+	if err := n.Ready(); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// Ready reports nil once the node can serve: it knows a metadata leader and
+// has applied at least one keyspace.
+func (n *Node) Ready() error {
+	if leader, _ := n.raft.LeaderWithID(); leader == "" {
+		return errors.New("no metadata leader yet")
+	}
+	if len(n.meta.Defs()) == 0 {
+		return errors.New("no keyspace applied yet")
+	}
+	return nil
+}
+
+// ID is the node's ID.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Addrs returns the addresses the node bound.
+func (n *Node) Addrs() Addrs { return n.addrs }
+
+// grpcAddrOf resolves a member's gRPC address through gossip.
+func (n *Node) grpcAddrOf(id string) (string, bool) {
+	if id == n.cfg.ID {
+		return n.addrs.GRPC, true
+	}
+	m, ok := n.members.View().Member(id)
+	if !ok || m.GRPCAddr == "" {
+		return "", false
+	}
+	return m.GRPCAddr, true
+}
+
+// Stop shuts the node down without leaving the cluster. It waits for
+// in-flight requests until ctx ends, then cuts them off.
+func (n *Node) Stop(ctx context.Context) error {
+	var err error
+	n.stopOnce.Do(func() {
+		if n.health != nil {
+			n.health.Shutdown()
+		}
+		if n.grpcServer != nil {
+			done := make(chan struct{})
+			go func() { n.grpcServer.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				n.grpcServer.Stop()
+			}
+		}
+		if n.httpServer != nil {
+			n.httpServer.Close()
+		}
+		if n.cancel != nil {
+			n.cancel()
+		}
+		n.wg.Wait()
+		err = n.closeAll()
+		n.log.Info("node stopped")
+	})
+	return err
+}
+
+// closeAll releases what start opened, newest first.
+func (n *Node) closeAll() error {
+	var errs []error
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		if err := n.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n.closers = nil
+	return errors.Join(errs...)
+}
+
+// topology adapts the membership view to replication.Topology.
+type topology struct{ m *membership.Membership }
+
+func (t topology) Ring() *ring.Ring     { return t.m.View().Ring }
+func (t topology) Alive(id string) bool { return t.m.View().Alive(id) }
+
+// AliveMembers is the number of members gossip reports alive, this node
+// included.
+func (n *Node) AliveMembers() int {
+	c := 0
+	v := n.members.View()
+	for _, m := range v.Members {
+		if v.Alive(m.ID) {
+			c++
+		}
+	}
+	return c
+}
+
+// MetadataLeader is the ID of the metadata log's leader as this node knows
+// it, empty when there is none.
+func (n *Node) MetadataLeader() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}

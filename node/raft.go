@@ -1,0 +1,288 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/adaptkv/adaptkv/node/membership"
+	"github.com/adaptkv/adaptkv/storage"
+)
+
+// maxVoters is the size of the metadata log's voting group. Five voters
+// survive two failures; more would slow every commit for no gain in a
+// log that changes a few times a minute.
+const maxVoters = 5
+
+// deadVoterTimeout is how long a voter may be dead before the leader hands
+// its vote to a live non-voter. Long enough that a restart keeps its vote.
+const deadVoterTimeout = 30 * time.Second
+
+// raftStreamLayer is Raft's TCP transport with outgoing connections bound
+// to the node's own host (see membership's boundTransport for why).
+type raftStreamLayer struct {
+	net.Listener
+	dialer net.Dialer
+}
+
+func (s *raftStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := s.dialer
+	d.Timeout = timeout
+	return d.Dial("tcp", string(addr))
+}
+
+func (n *Node) startRaft(ln net.Listener, host string) error {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.ID)
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogHclogWriter{n.log}})
+	if n.cfg.LocalTimings {
+		rc.HeartbeatTimeout = 500 * time.Millisecond
+		rc.ElectionTimeout = 500 * time.Millisecond
+		rc.LeaderLeaseTimeout = 250 * time.Millisecond
+		rc.CommitTimeout = 20 * time.Millisecond
+	}
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+	)
+	if n.cfg.InMemory {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		dir := filepath.Join(n.cfg.DataDir, "raft")
+		rs, err := storage.OpenRaftStore(dir)
+		if err != nil {
+			return fmt.Errorf("open metadata log: %w", err)
+		}
+		n.closers = append(n.closers, rs.Close)
+		fss, err := raft.NewFileSnapshotStore(dir, 2, io.Discard)
+		if err != nil {
+			return fmt.Errorf("open metadata snapshots: %w", err)
+		}
+		logs, stable, snaps = rs, rs, fss
+	}
+	layer := &raftStreamLayer{Listener: ln, dialer: net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}}}
+	tr := raft.NewNetworkTransport(layer, 3, 10*time.Second, io.Discard)
+	has, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fmt.Errorf("inspect metadata log: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.meta, logs, stable, snaps, tr)
+	if err != nil {
+		return fmt.Errorf("start metadata log: %w", err)
+	}
+	n.raft = r
+	n.raftHasState = has
+	return nil
+}
+
+// bootstrapLoop forms the metadata log of a new cluster: once BootstrapExpect
+// members are alive, the first maxVoters of them by ID bootstrap it with the
+// same configuration, which Raft accepts from all of them.
+func (n *Node) bootstrapLoop(ctx context.Context) {
+	if n.raftHasState || n.cfg.BootstrapExpect == 0 {
+		return
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if leader, _ := n.raft.LeaderWithID(); leader != "" {
+			return // someone bootstrapped, or we were added
+		}
+		var alive []membership.Member
+		for _, m := range n.members.View().Members {
+			if m.State == membership.Alive && m.RaftAddr != "" {
+				alive = append(alive, m)
+			}
+		}
+		if len(alive) < n.cfg.BootstrapExpect {
+			continue
+		}
+		sort.Slice(alive, func(i, j int) bool { return alive[i].ID < alive[j].ID })
+		voters := alive[:min(len(alive), maxVoters)]
+		var conf raft.Configuration
+		self := false
+		for _, m := range voters {
+			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.RaftAddr)})
+			self = self || m.ID == n.cfg.ID
+		}
+		if self {
+			if err := n.raft.BootstrapCluster(conf).Error(); err != nil && err != raft.ErrCantBootstrap {
+				n.log.Warn("metadata bootstrap failed", "err", err)
+				continue
+			}
+			n.log.Info("metadata log bootstrapped", "voters", len(conf.Servers))
+		}
+		return
+	}
+}
+
+// leaderLoop runs on every node and acts while this node leads the
+// metadata log: it adds gossip members to the Raft group (voters up to
+// maxVoters, non-voters beyond), removes members that left, hands the vote
+// of a long-dead voter to a live non-voter, and creates the default
+// keyspace once.
+func (n *Node) leaderLoop(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.raft.State() != raft.Leader {
+			continue
+		}
+		if err := n.reconcile(); err != nil {
+			n.log.Warn("metadata membership reconcile", "err", err)
+		}
+		n.ensureDefaultKeyspace()
+	}
+}
+
+func (n *Node) reconcile() error {
+	fut := n.raft.GetConfiguration()
+	if err := fut.Error(); err != nil {
+		return err
+	}
+	servers := map[string]raft.Server{}
+	voters := 0
+	for _, s := range fut.Configuration().Servers {
+		servers[string(s.ID)] = s
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	view := n.members.View()
+	now := time.Now()
+	for _, m := range view.Members {
+		s, in := servers[m.ID]
+		switch {
+		case m.State == membership.Left && in:
+			if err := n.raft.RemoveServer(raft.ServerID(m.ID), 0, 5*time.Second).Error(); err != nil {
+				return fmt.Errorf("remove %s: %w", m.ID, err)
+			}
+			n.log.Info("metadata server removed (left the cluster)", "member", m.ID)
+			if s.Suffrage == raft.Voter {
+				voters--
+			}
+		case m.State == membership.Alive && m.RaftAddr != "" && (!in || s.Address != raft.ServerAddress(m.RaftAddr)):
+			var f raft.IndexFuture
+			if voters < maxVoters || (in && s.Suffrage == raft.Voter) {
+				f = n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, 5*time.Second)
+				if !in {
+					voters++
+				}
+			} else {
+				f = n.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, 5*time.Second)
+			}
+			if err := f.Error(); err != nil {
+				return fmt.Errorf("add %s: %w", m.ID, err)
+			}
+			n.log.Info("metadata server added", "member", m.ID, "voters", voters)
+		case m.State == membership.Alive && in && s.Suffrage == raft.Nonvoter && voters < maxVoters:
+			if err := n.raft.AddVoter(raft.ServerID(m.ID), s.Address, 0, 5*time.Second).Error(); err != nil {
+				return fmt.Errorf("promote %s: %w", m.ID, err)
+			}
+			voters++
+			n.log.Info("metadata server promoted to voter", "member", m.ID)
+		}
+	}
+	// Hand a long-dead voter's vote to a live non-voter, so that the group
+	// keeps maxVoters live votes as nodes fail for good.
+	for _, m := range view.Members {
+		s, in := servers[m.ID]
+		if !in || s.Suffrage != raft.Voter || m.State != membership.Dead || now.Sub(m.Since) < deadVoterTimeout || m.ID == n.cfg.ID {
+			continue
+		}
+		for _, c := range view.Members {
+			cs, cin := servers[c.ID]
+			if cin && cs.Suffrage == raft.Nonvoter && c.State == membership.Alive {
+				if err := n.raft.DemoteVoter(raft.ServerID(m.ID), 0, 5*time.Second).Error(); err != nil {
+					return fmt.Errorf("demote %s: %w", m.ID, err)
+				}
+				if err := n.raft.AddVoter(cs.ID, cs.Address, 0, 5*time.Second).Error(); err != nil {
+					return fmt.Errorf("promote %s: %w", c.ID, err)
+				}
+				n.log.Warn("metadata vote moved from a dead voter", "dead", m.ID, "to", c.ID)
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+func (n *Node) ensureDefaultKeyspace() {
+	if n.defaultCreated {
+		return
+	}
+	if _, ok := n.meta.Def(DefaultKeyspace); ok {
+		n.defaultCreated = true
+		return
+	}
+	rf := n.cfg.DefaultReplicationFactor
+	if rf == 0 {
+		rf = min(3, max(1, n.cfg.BootstrapExpect))
+	}
+	rf = min(rf, n.members.View().Ring.Len())
+	def := KeyspaceDef{Name: DefaultKeyspace, ReplicationFactor: rf, Level: "quorum"}
+	if _, err := propose(n.raft, command{Op: "create", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}, 5*time.Second); err != nil {
+		n.log.Debug("create default keyspace", "err", err)
+		return
+	}
+	n.defaultCreated = true
+	n.log.Info("default keyspace created", "rf", rf)
+}
+
+// raftRoles names each server's role in the metadata log.
+func (n *Node) raftRoles() map[string]string {
+	roles := map[string]string{}
+	fut := n.raft.GetConfiguration()
+	if fut.Error() != nil {
+		return roles
+	}
+	_, leader := n.raft.LeaderWithID()
+	for _, s := range fut.Configuration().Servers {
+		switch {
+		case s.ID == leader:
+			roles[string(s.ID)] = "leader"
+		case s.Suffrage == raft.Voter:
+			roles[string(s.ID)] = "voter"
+		default:
+			roles[string(s.ID)] = "nonvoter"
+		}
+	}
+	return roles
+}
+
+// slogHclogWriter sends Raft's (hclog) lines to slog at warn level; Raft is
+// configured to log warnings and errors only.
+type slogHclogWriter struct{ log *slog.Logger }
+
+func (w slogHclogWriter) Write(p []byte) (int, error) {
+	w.log.Warn(string(trimNewline(p)), "component", "raft")
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && p[len(p)-1] == '\n' {
+		p = p[:len(p)-1]
+	}
+	return p
+}
+

@@ -1,0 +1,460 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/node/membership"
+	"github.com/adaptkv/adaptkv/replication"
+	"github.com/adaptkv/adaptkv/replication/quorum"
+)
+
+var keyspacePattern = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_-]{0,63}$`)
+
+func validKeyspaceName(name string) error {
+	if !keyspacePattern.MatchString(name) {
+		return invalidArgument(fmt.Sprintf("keyspace name %q: want 1-64 letters, digits, '_' or '-', starting with a letter", name))
+	}
+	return nil
+}
+
+func (n *Node) validateKey(keyspace string, key []byte) error {
+	if err := validKeyspaceName(keyspace); err != nil {
+		return err
+	}
+	if len(key) == 0 {
+		return invalidArgument("key is empty")
+	}
+	if len(key) > n.cfg.MaxKeySize {
+		return invalidArgument(fmt.Sprintf("key is %d bytes, over the limit of %d bytes (max key size)", len(key), n.cfg.MaxKeySize))
+	}
+	return nil
+}
+
+func consistencyFromPB(c *kvpb.Consistency) (replication.Consistency, error) {
+	switch c.GetLevel() {
+	case kvpb.Level_LEVEL_UNSPECIFIED:
+		if c.GetR() != 0 || c.GetW() != 0 {
+			return replication.Consistency{}, invalidArgument("r and w are only valid with LEVEL_CUSTOM")
+		}
+		return replication.Consistency{}, nil
+	case kvpb.Level_LEVEL_ONE:
+		return replication.Consistency{Level: quorum.One}, nil
+	case kvpb.Level_LEVEL_QUORUM:
+		return replication.Consistency{Level: quorum.Quorum}, nil
+	case kvpb.Level_LEVEL_ALL:
+		return replication.Consistency{Level: quorum.All}, nil
+	case kvpb.Level_LEVEL_CUSTOM:
+		if c.GetR() == 0 || c.GetW() == 0 {
+			return replication.Consistency{}, invalidArgument("LEVEL_CUSTOM needs both r and w of at least 1")
+		}
+		return replication.Consistency{Level: quorum.Custom, R: int(c.GetR()), W: int(c.GetW())}, nil
+	}
+	return replication.Consistency{}, invalidArgument(fmt.Sprintf("unknown consistency level %d", c.GetLevel()))
+}
+
+func levelToPB(l quorum.Level) kvpb.Level {
+	switch l {
+	case quorum.One:
+		return kvpb.Level_LEVEL_ONE
+	case quorum.Quorum:
+		return kvpb.Level_LEVEL_QUORUM
+	case quorum.All:
+		return kvpb.Level_LEVEL_ALL
+	case quorum.Custom:
+		return kvpb.Level_LEVEL_CUSTOM
+	}
+	return kvpb.Level_LEVEL_UNSPECIFIED
+}
+
+func (n *Node) receipt(r replication.Receipt, required int) *kvpb.Receipt {
+	return &kvpb.Receipt{
+		Level:       levelToPB(r.Policy.Level),
+		N:           uint32(r.Policy.N),
+		Required:    uint32(required),
+		Acked:       uint32(r.Acked),
+		Coordinator: n.cfg.ID,
+		Epoch:       r.Epoch,
+		Repaired:    uint32(r.Repaired),
+	}
+}
+
+// observe records a request's outcome and latency in the node's metrics.
+func (n *Node) observe(op string, level quorum.Level, start time.Time, err error) {
+	lv := level.String()
+	n.metrics.requests.WithLabelValues(op, lv, status.Code(err).String()).Inc()
+	n.metrics.latency.WithLabelValues(op, lv).Observe(time.Since(start).Seconds())
+}
+
+// kvServer implements the client API.
+type kvServer struct {
+	kvpb.UnimplementedKVServer
+	n *Node
+}
+
+func (s kvServer) Get(ctx context.Context, req *kvpb.GetRequest) (_ *kvpb.GetResponse, err error) {
+	start := time.Now()
+	if err := s.n.validateKey(req.GetKeyspace(), req.GetKey()); err != nil {
+		return nil, err
+	}
+	cons, err := consistencyFromPB(req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.n.coord.Get(ctx, req.GetKeyspace(), req.GetKey(), cons)
+	s.n.observe("get", res.Policy.Level, start, err)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &kvpb.GetResponse{Found: res.Found, Receipt: s.n.receipt(res.Receipt, res.Policy.R)}
+	if res.Found {
+		resp.Value = res.Record.Value
+	}
+	if !res.Record.Version.IsZero() {
+		resp.Version = replication.VersionToPB(res.Record.Version)
+	}
+	return resp, nil
+}
+
+func (s kvServer) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutResponse, error) {
+	start := time.Now()
+	if err := s.n.validateKey(req.GetKeyspace(), req.GetKey()); err != nil {
+		return nil, err
+	}
+	if len(req.GetValue()) > s.n.cfg.MaxValueSize {
+		return nil, invalidArgument(fmt.Sprintf("value is %d bytes, over the limit of %d bytes (max value size)", len(req.GetValue()), s.n.cfg.MaxValueSize))
+	}
+	cons, err := consistencyFromPB(req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	v, r, err := s.n.coord.Put(ctx, req.GetKeyspace(), req.GetKey(), req.GetValue(), cons)
+	s.n.observe("put", r.Policy.Level, start, err)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &kvpb.PutResponse{Version: replication.VersionToPB(v), Receipt: s.n.receipt(r, r.Policy.W)}, nil
+}
+
+func (s kvServer) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
+	start := time.Now()
+	if err := s.n.validateKey(req.GetKeyspace(), req.GetKey()); err != nil {
+		return nil, err
+	}
+	cons, err := consistencyFromPB(req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	v, r, err := s.n.coord.Delete(ctx, req.GetKeyspace(), req.GetKey(), cons)
+	s.n.observe("delete", r.Policy.Level, start, err)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &kvpb.DeleteResponse{Version: replication.VersionToPB(v), Receipt: s.n.receipt(r, r.Policy.W)}, nil
+}
+
+// prefixEnd returns the smallest key greater than every key with the prefix,
+// or nil when there is none (a prefix of 0xff bytes).
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func (s kvServer) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
+	start := time.Now()
+	if err := validKeyspaceName(req.GetKeyspace()); err != nil {
+		return nil, err
+	}
+	from, to := req.GetStart(), req.GetEnd()
+	if len(req.GetPrefix()) > 0 {
+		if len(from) > 0 || len(to) > 0 {
+			return nil, invalidArgument("scan takes either a prefix or a start/end range, not both")
+		}
+		from, to = req.GetPrefix(), prefixEnd(req.GetPrefix())
+	}
+	for name, k := range map[string][]byte{"prefix": req.GetPrefix(), "start": from, "end": to} {
+		if len(k) > s.n.cfg.MaxKeySize+1 {
+			return nil, invalidArgument(fmt.Sprintf("scan %s is %d bytes, over the key limit of %d bytes", name, len(k), s.n.cfg.MaxKeySize))
+		}
+	}
+	if len(to) > 0 && bytes.Compare(from, to) >= 0 {
+		return nil, invalidArgument(fmt.Sprintf("scan range is empty: start %q is not before end %q", from, to))
+	}
+	limit := int(req.GetLimit())
+	if limit == 0 {
+		limit = s.n.cfg.DefaultScanLimit
+	}
+	if limit > s.n.cfg.MaxScanLimit {
+		return nil, invalidArgument(fmt.Sprintf("scan limit %d is over the maximum of %d", limit, s.n.cfg.MaxScanLimit))
+	}
+	cons, err := consistencyFromPB(req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	var end []byte
+	if len(to) > 0 {
+		end = to
+	}
+	res, err := s.n.coord.Scan(ctx, req.GetKeyspace(), from, end, limit, cons)
+	s.n.observe("scan", res.Policy.Level, start, err)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &kvpb.ScanResponse{More: res.More, NextStart: res.NextStart, Receipt: s.n.receipt(res.Receipt, res.Policy.R)}
+	for _, rec := range res.Records {
+		resp.Items = append(resp.Items, &kvpb.KeyValue{Key: rec.Key, Value: rec.Value, Version: replication.VersionToPB(rec.Version)})
+	}
+	return resp, nil
+}
+
+// peerServer implements the replica API.
+type peerServer struct {
+	kvpb.UnimplementedPeerServer
+	n *Node
+}
+
+func (s peerServer) Write(ctx context.Context, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
+	resp, err := s.n.replica.Write(ctx, req)
+	return resp, toStatus(err)
+}
+
+func (s peerServer) Hint(ctx context.Context, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
+	resp, err := s.n.replica.Hint(ctx, req)
+	return resp, toStatus(err)
+}
+
+func (s peerServer) Read(ctx context.Context, req *kvpb.ReplicaReadRequest) (*kvpb.ReplicaReadResponse, error) {
+	resp, err := s.n.replica.Read(ctx, req)
+	return resp, toStatus(err)
+}
+
+func (s peerServer) Scan(ctx context.Context, req *kvpb.ReplicaScanRequest) (*kvpb.ReplicaScanResponse, error) {
+	resp, err := s.n.replica.Scan(ctx, req)
+	return resp, toStatus(err)
+}
+
+// adminServer implements the administration API. Changes are proposed to
+// the metadata log on its leader: a node that is not the leader forwards
+// the request to it once.
+type adminServer struct {
+	kvpb.UnimplementedAdminServer
+	n *Node
+}
+
+const forwardedHeader = "x-adaptkv-forwarded"
+
+func defToPB(d KeyspaceDef) *kvpb.KeyspaceConfig {
+	level, _ := parseLevel(d.Level)
+	c := &kvpb.Consistency{Level: levelToPB(level)}
+	if level == quorum.Custom {
+		c.R, c.W = uint32(d.R), uint32(d.W)
+	}
+	return &kvpb.KeyspaceConfig{
+		Name: d.Name, ReplicationFactor: uint32(d.ReplicationFactor), DefaultConsistency: c,
+		Epoch: d.Epoch, CreatedUnixMs: d.CreatedUnixMs, UpdatedUnixMs: d.UpdatedUnixMs,
+	}
+}
+
+// keyspaceDefFrom validates a requested configuration against the cluster.
+func (s adminServer) keyspaceDefFrom(name string, rf int, c *kvpb.Consistency) (KeyspaceDef, error) {
+	if err := validKeyspaceName(name); err != nil {
+		return KeyspaceDef{}, err
+	}
+	if rf < 1 {
+		return KeyspaceDef{}, invalidArgument(fmt.Sprintf("replication factor %d: must be at least 1", rf))
+	}
+	if size := s.n.members.View().Ring.Len(); rf > size {
+		return KeyspaceDef{}, invalidArgument(fmt.Sprintf("replication factor %d is larger than the cluster (%d nodes)", rf, size))
+	}
+	if rf > quorum.MaxReplicas {
+		return KeyspaceDef{}, invalidArgument(fmt.Sprintf("replication factor %d is over the maximum of %d", rf, quorum.MaxReplicas))
+	}
+	cons, err := consistencyFromPB(c)
+	if err != nil {
+		return KeyspaceDef{}, err
+	}
+	def := KeyspaceDef{Name: name, ReplicationFactor: rf, Level: cons.Level.String()}
+	if cons.Level == quorum.Default {
+		def.Level = quorum.Quorum.String()
+		cons.Level = quorum.Quorum
+	}
+	if _, err := quorum.Resolve(cons.Level, rf, cons.R, cons.W); err != nil {
+		return KeyspaceDef{}, invalidArgument(fmt.Sprintf("keyspace %q: %v", name, err))
+	}
+	if cons.Level == quorum.Custom {
+		def.R, def.W = cons.R, cons.W
+	}
+	return def, nil
+}
+
+func (s adminServer) CreateKeyspace(ctx context.Context, req *kvpb.CreateKeyspaceRequest) (*kvpb.KeyspaceResponse, error) {
+	def, err := s.keyspaceDefFrom(req.GetName(), int(req.GetReplicationFactor()), req.GetDefaultConsistency())
+	if err != nil {
+		return nil, err
+	}
+	if resp, forwarded, err := s.forward(ctx, func(c kvpb.AdminClient, fctx context.Context) (*kvpb.KeyspaceResponse, error) {
+		return c.CreateKeyspace(fctx, req)
+	}); forwarded {
+		return resp, err
+	}
+	out, err := propose(s.n.raft, command{Op: "create", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}, 10*time.Second)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &kvpb.KeyspaceResponse{Keyspace: defToPB(out)}, nil
+}
+
+func (s adminServer) AlterKeyspace(ctx context.Context, req *kvpb.AlterKeyspaceRequest) (*kvpb.KeyspaceResponse, error) {
+	if err := validKeyspaceName(req.GetName()); err != nil {
+		return nil, err
+	}
+	cur, ok := s.n.meta.Def(req.GetName())
+	if !ok {
+		return nil, toStatus(fmt.Errorf("keyspace %q: %w", req.GetName(), replication.ErrKeyspaceNotFound))
+	}
+	rf := int(req.GetReplicationFactor())
+	if rf != 0 && rf != cur.ReplicationFactor {
+		// Changing N needs data streamed to new replicas before they count
+		// in a read quorum; that arrives with the tuner's safe transitions.
+		return nil, invalidArgument(fmt.Sprintf("keyspace %q: changing the replication factor (%d to %d) is not supported yet", req.GetName(), cur.ReplicationFactor, rf))
+	}
+	cons := req.GetDefaultConsistency()
+	if cons == nil {
+		level, _ := parseLevel(cur.Level)
+		cons = &kvpb.Consistency{Level: levelToPB(level), R: uint32(cur.R), W: uint32(cur.W)}
+	}
+	def, err := s.keyspaceDefFrom(req.GetName(), cur.ReplicationFactor, cons)
+	if err != nil {
+		return nil, err
+	}
+	if resp, forwarded, err := s.forward(ctx, func(c kvpb.AdminClient, fctx context.Context) (*kvpb.KeyspaceResponse, error) {
+		return c.AlterKeyspace(fctx, req)
+	}); forwarded {
+		return resp, err
+	}
+	out, err := propose(s.n.raft, command{Op: "alter", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}, 10*time.Second)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &kvpb.KeyspaceResponse{Keyspace: defToPB(out)}, nil
+}
+
+// forward sends an admin change to the metadata leader when this node is
+// not it. It reports forwarded=false when this node should propose itself.
+// On success it waits until this node has applied the change too, so that a
+// client reading back through this node sees it.
+func (s adminServer) forward(ctx context.Context, call func(kvpb.AdminClient, context.Context) (*kvpb.KeyspaceResponse, error)) (*kvpb.KeyspaceResponse, bool, error) {
+	_, leaderID := s.n.raft.LeaderWithID()
+	if string(leaderID) == s.n.cfg.ID {
+		return nil, false, nil
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedHeader)) > 0 {
+		return nil, true, toStatus(fmt.Errorf("%w: this node was told it leads, and it does not", ErrNoLeader))
+	}
+	if leaderID == "" {
+		return nil, true, toStatus(fmt.Errorf("%w: try again once the metadata voters have elected one", ErrNoLeader))
+	}
+	c, err := s.n.transport.adminClient(string(leaderID))
+	if err != nil {
+		return nil, true, toStatus(fmt.Errorf("%w: leader %s unreachable: %w", ErrNoLeader, leaderID, err))
+	}
+	resp, err := call(c, metadata.AppendToOutgoingContext(ctx, forwardedHeader, s.n.cfg.ID))
+	if err != nil {
+		return nil, true, err
+	}
+	if err := s.n.meta.WaitForIndex(ctx, resp.GetKeyspace().GetEpoch()); err != nil {
+		return nil, true, toStatus(err)
+	}
+	return resp, true, nil
+}
+
+func (s adminServer) DescribeKeyspace(ctx context.Context, req *kvpb.DescribeKeyspaceRequest) (*kvpb.KeyspaceResponse, error) {
+	if err := validKeyspaceName(req.GetName()); err != nil {
+		return nil, err
+	}
+	d, ok := s.n.meta.Def(req.GetName())
+	if !ok {
+		return nil, toStatus(fmt.Errorf("keyspace %q: %w", req.GetName(), replication.ErrKeyspaceNotFound))
+	}
+	return &kvpb.KeyspaceResponse{Keyspace: defToPB(d)}, nil
+}
+
+func (s adminServer) ListKeyspaces(ctx context.Context, req *kvpb.ListKeyspacesRequest) (*kvpb.ListKeyspacesResponse, error) {
+	resp := &kvpb.ListKeyspacesResponse{}
+	for _, d := range s.n.meta.Defs() {
+		resp.Keyspaces = append(resp.Keyspaces, defToPB(d))
+	}
+	return resp, nil
+}
+
+func memberStateToPB(s membership.State) kvpb.MemberState {
+	switch s {
+	case membership.Alive:
+		return kvpb.MemberState_MEMBER_ALIVE
+	case membership.Dead:
+		return kvpb.MemberState_MEMBER_DEAD
+	case membership.Left:
+		return kvpb.MemberState_MEMBER_LEFT
+	}
+	return kvpb.MemberState_MEMBER_STATE_UNSPECIFIED
+}
+
+func (s adminServer) ClusterStatus(ctx context.Context, req *kvpb.ClusterStatusRequest) (*kvpb.ClusterStatusResponse, error) {
+	v := s.n.members.View()
+	own := v.Ring.Ownership()
+	roles := s.n.raftRoles()
+	_, leader := s.n.raft.LeaderWithID()
+	resp := &kvpb.ClusterStatusResponse{
+		NodeId:         s.n.cfg.ID,
+		MetadataLeader: string(leader),
+		MetadataIndex:  s.n.meta.applied.Load(),
+		Vnodes:         uint32(v.Ring.Vnodes()),
+		HintsPending:   uint64(s.n.hints.Pending()),
+	}
+	for _, m := range v.Members {
+		resp.Members = append(resp.Members, &kvpb.Member{
+			Id: m.ID, Number: m.Number, GrpcAddr: m.GRPCAddr, GossipAddr: m.GossipAddr,
+			RaftAddr: m.RaftAddr, HttpAddr: m.HTTPAddr, Zone: m.Zone,
+			State: memberStateToPB(m.State), RaftRole: roles[m.ID], RingOwnership: own[m.ID],
+		})
+	}
+	return resp, nil
+}
+
+func (s adminServer) LocalGet(ctx context.Context, req *kvpb.LocalGetRequest) (*kvpb.LocalGetResponse, error) {
+	if err := s.n.validateKey(req.GetKeyspace(), req.GetKey()); err != nil {
+		return nil, err
+	}
+	rec, ok, err := s.n.replica.LocalGet(req.GetKeyspace(), req.GetKey())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &kvpb.LocalGetResponse{NodeId: s.n.cfg.ID, Found: ok}
+	if ok {
+		resp.Tombstone = rec.Tombstone
+		resp.Value = rec.Value
+		resp.Version = replication.VersionToPB(rec.Version)
+	}
+	return resp, nil
+}
+
+func registerServices(gs *grpc.Server, n *Node) {
+	kvpb.RegisterKVServer(gs, kvServer{n: n})
+	kvpb.RegisterPeerServer(gs, peerServer{n: n})
+	kvpb.RegisterAdminServer(gs, adminServer{n: n})
+}
+

@@ -1,0 +1,620 @@
+package replication
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/replication/quorum"
+	"github.com/adaptkv/adaptkv/storage"
+)
+
+// Config configures a Coordinator.
+type Config struct {
+	// NodeID names this node on the ring.
+	NodeID string
+	// NodeNumber breaks ties between versions written by different nodes in
+	// the same clock tick.
+	NodeNumber uint32
+	Transport  Transport
+	Topology   Topology
+	Keyspaces  Keyspaces
+	Hints      *HintStore
+	Clock      *Clock
+	// ReplicaTimeout bounds each replica request, independently of the
+	// client's deadline, so that a slow replica becomes a hint instead of
+	// holding resources. Default 2s: well above a loaded replica's fsync,
+	// short enough that a hung node is given up on quickly.
+	ReplicaTimeout time.Duration
+	// Logger receives the coordinator's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Metrics counts the coordinator's repair work since start.
+type Metrics struct {
+	// ReadRepairsForeground counts replicas repaired before a read answered.
+	ReadRepairsForeground atomic.Uint64
+	// ReadRepairsBackground counts replicas repaired after a read answered.
+	ReadRepairsBackground atomic.Uint64
+	// ReplicaErrors counts failed or refused replica requests.
+	ReplicaErrors atomic.Uint64
+	// HintsStored counts hints written by this coordinator.
+	HintsStored atomic.Uint64
+	// EpochRetries counts operations run again after a replica reported a
+	// newer configuration epoch.
+	EpochRetries atomic.Uint64
+}
+
+// Coordinator runs reads and writes over a key's replicas. It is safe for
+// concurrent use.
+type Coordinator struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics Metrics
+}
+
+// NewCoordinator returns a Coordinator; cfg's Transport, Topology, Keyspaces,
+// Hints and Clock are required.
+func NewCoordinator(cfg Config) *Coordinator {
+	if cfg.ReplicaTimeout <= 0 {
+		cfg.ReplicaTimeout = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Coordinator{cfg: cfg, log: cfg.Logger}
+}
+
+// Metrics returns the coordinator's counters.
+func (c *Coordinator) Metrics() *Metrics { return &c.metrics }
+
+// Consistency is what a request asks for: a level, or R and W with
+// quorum.Custom. The zero value means the keyspace's default.
+type Consistency struct {
+	Level quorum.Level
+	R, W  int
+}
+
+// Receipt says what an operation achieved.
+type Receipt struct {
+	Policy quorum.Policy
+	// Acked is the number of replicas that acknowledged (writes) or answered
+	// (reads) before the coordinator replied.
+	Acked int
+	// Repaired is the number of replicas repaired in the foreground.
+	Repaired int
+	Epoch    uint64
+}
+
+// maxEpochAttempts bounds how often one operation is run again after a
+// replica reported a newer epoch: each retry waits for the local metadata to
+// catch up, so a second refusal means the configuration is changing fast.
+const maxEpochAttempts = 3
+
+func (c *Coordinator) policy(ks KeyspaceConfig, cons Consistency) (quorum.Policy, error) {
+	level, r, w := cons.Level, cons.R, cons.W
+	if level == quorum.Default {
+		level, r, w = ks.Default, ks.R, ks.W
+	}
+	if level == quorum.Default {
+		level = quorum.Quorum
+	}
+	p, err := quorum.Resolve(level, ks.N, r, w)
+	if err != nil {
+		return quorum.Policy{}, fmt.Errorf("keyspace %q: %w: %w", ks.Name, ErrInvalidRequest, err)
+	}
+	return p, nil
+}
+
+// plan is one attempt's view of a key: its configuration, policy and replicas.
+type plan struct {
+	ks       KeyspaceConfig
+	pol      quorum.Policy
+	replicas []string // preference list
+	alive    []string
+	dead     []string
+}
+
+// unknownKeyspaceWait is how long a request for a keyspace this node does
+// not know waits for the metadata log to bring it: a keyspace created a
+// moment ago through another node may not have been applied here yet.
+const unknownKeyspaceWait = 500 * time.Millisecond
+
+// keyspace looks a keyspace up, waiting up to unknownKeyspaceWait for it to
+// be applied if it is not known yet.
+func (c *Coordinator) keyspace(ctx context.Context, name string) (KeyspaceConfig, error) {
+	if ks, ok := c.cfg.Keyspaces.Keyspace(name); ok {
+		return ks, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, unknownKeyspaceWait)
+	defer cancel()
+	for {
+		if err := c.cfg.Keyspaces.WaitForIndex(wctx, c.cfg.Keyspaces.Applied()+1); err != nil {
+			return KeyspaceConfig{}, fmt.Errorf("keyspace %q: %w", name, ErrKeyspaceNotFound)
+		}
+		if ks, ok := c.cfg.Keyspaces.Keyspace(name); ok {
+			return ks, nil
+		}
+	}
+}
+
+func (c *Coordinator) plan(ctx context.Context, keyspace string, key []byte, cons Consistency) (plan, error) {
+	ks, err := c.keyspace(ctx, keyspace)
+	if err != nil {
+		return plan{}, err
+	}
+	pol, err := c.policy(ks, cons)
+	if err != nil {
+		return plan{}, err
+	}
+	r := c.cfg.Topology.Ring()
+	if r.Len() < ks.N {
+		return plan{}, fmt.Errorf("keyspace %q: %w: replication factor %d exceeds the cluster's %d nodes", keyspace, ErrInvalidRequest, ks.N, r.Len())
+	}
+	p := plan{ks: ks, pol: pol, replicas: r.PreferenceList(keyspace, key, ks.N)}
+	for _, id := range p.replicas {
+		if c.cfg.Topology.Alive(id) {
+			p.alive = append(p.alive, id)
+		} else {
+			p.dead = append(p.dead, id)
+		}
+	}
+	return p, nil
+}
+
+// Put writes value under key and returns its version.
+func (c *Coordinator) Put(ctx context.Context, keyspace string, key, value []byte, cons Consistency) (storage.Version, Receipt, error) {
+	rec := storage.Record{Key: key, Value: value, Version: c.newVersion()}
+	rcpt, err := c.write(ctx, keyspace, rec, cons)
+	return rec.Version, rcpt, err
+}
+
+// Delete writes a tombstone for key and returns its version.
+func (c *Coordinator) Delete(ctx context.Context, keyspace string, key []byte, cons Consistency) (storage.Version, Receipt, error) {
+	rec := storage.Record{Key: key, Tombstone: true, Version: c.newVersion()}
+	rcpt, err := c.write(ctx, keyspace, rec, cons)
+	return rec.Version, rcpt, err
+}
+
+func (c *Coordinator) newVersion() storage.Version {
+	return storage.Version{Timestamp: c.cfg.Clock.Now(), Node: c.cfg.NodeNumber}
+}
+
+type writeReply struct {
+	id    string
+	ok    bool
+	known uint64 // newer epoch the replica reported
+	err   error
+}
+
+func (c *Coordinator) replicaCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	// Replica requests outlive the client's request: after W acks the rest
+	// finish in the background, and their failures become hints.
+	return context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ReplicaTimeout)
+}
+
+func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Record, cons Consistency) (Receipt, error) {
+	for attempt := 1; ; attempt++ {
+		p, err := c.plan(ctx, keyspace, rec.Key, cons)
+		if err != nil {
+			return Receipt{}, err
+		}
+		rcpt := Receipt{Policy: p.pol, Epoch: p.ks.Epoch}
+		if len(p.alive) < p.pol.W {
+			return rcpt, &QuorumError{Op: "write", Answered: len(p.alive), Required: p.pol.W, Err: ErrNotEnoughReplicas}
+		}
+		mut := &kvpb.Mutation{Keyspace: keyspace, Epoch: p.ks.Epoch, Record: RecordToPB(rec)}
+		for _, id := range p.dead {
+			c.hint(ctx, id, mut)
+		}
+		req := &kvpb.ReplicaWriteRequest{Mutations: []*kvpb.Mutation{mut}, From: c.cfg.NodeID}
+		replies := make(chan writeReply, len(p.alive))
+		for _, id := range p.alive {
+			go func() {
+				rctx, cancel := c.replicaCtx(ctx)
+				defer cancel()
+				resp, err := c.cfg.Transport.Write(rctx, id, req)
+				replies <- toWriteReply(id, resp, err)
+			}()
+		}
+		tally := quorum.NewTally(p.pol.W, len(p.alive))
+		var newest uint64
+		received := 0
+		verdict := quorum.Pending
+		for verdict == quorum.Pending {
+			select {
+			case r := <-replies:
+				received++
+				verdict = tally.Record(indexOf(p.alive, r.id), r.ok)
+				newest = max(newest, r.known)
+				c.afterWrite(ctx, mut, r)
+			case <-ctx.Done():
+				go c.drainWrites(ctx, mut, replies, len(p.alive)-received)
+				return Receipt{Policy: p.pol, Acked: tally.Acks(), Epoch: p.ks.Epoch},
+					fmt.Errorf("write: %d of %d required replicas acknowledged before %w", tally.Acks(), p.pol.W, ctx.Err())
+			}
+		}
+		go c.drainWrites(ctx, mut, replies, len(p.alive)-received)
+		rcpt.Acked = tally.Acks()
+		if verdict == quorum.Won {
+			return rcpt, nil
+		}
+		if newest > p.ks.Epoch && attempt < maxEpochAttempts {
+			if err := c.catchUp(ctx, newest); err != nil {
+				return rcpt, err
+			}
+			continue
+		}
+		return rcpt, &QuorumError{Op: "write", Answered: tally.Acks(), Required: p.pol.W, Err: ErrQuorumNotReached}
+	}
+}
+
+func toWriteReply(id string, resp *kvpb.ReplicaWriteResponse, err error) writeReply {
+	if err != nil {
+		return writeReply{id: id, err: err}
+	}
+	if len(resp.GetResults()) != 1 {
+		return writeReply{id: id, err: fmt.Errorf("replica %s answered %d results for 1 mutation", id, len(resp.GetResults()))}
+	}
+	res := resp.GetResults()[0]
+	if !res.GetOk() {
+		return writeReply{id: id, known: res.GetKnownEpoch(), err: errors.New(res.GetError())}
+	}
+	return writeReply{id: id, ok: true}
+}
+
+// afterWrite turns a failed replica write into a hint.
+func (c *Coordinator) afterWrite(ctx context.Context, mut *kvpb.Mutation, r writeReply) {
+	if r.ok {
+		return
+	}
+	c.metrics.ReplicaErrors.Add(1)
+	c.log.Debug("replica write failed", "replica", r.id, "keyspace", mut.GetKeyspace(), "err", r.err)
+	c.hint(ctx, r.id, mut)
+}
+
+func (c *Coordinator) drainWrites(ctx context.Context, mut *kvpb.Mutation, replies <-chan writeReply, n int) {
+	for range n {
+		c.afterWrite(ctx, mut, <-replies)
+	}
+}
+
+func (c *Coordinator) hint(ctx context.Context, target string, mut *kvpb.Mutation) {
+	if target == c.cfg.NodeID {
+		// A coordinator does not hint itself: its own write failed locally,
+		// and a hint in the same engine would fail the same way.
+		return
+	}
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ReplicaTimeout)
+	defer cancel()
+	if err := c.cfg.Hints.Add(hctx, target, mut); err != nil {
+		c.log.Warn("hint not stored", "target", target, "keyspace", mut.GetKeyspace(), "err", err)
+		return
+	}
+	c.metrics.HintsStored.Add(1)
+}
+
+// catchUp waits until the local metadata has reached epoch, after a replica
+// reported it.
+func (c *Coordinator) catchUp(ctx context.Context, epoch uint64) error {
+	c.metrics.EpochRetries.Add(1)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.cfg.Keyspaces.WaitForIndex(wctx, epoch); err != nil {
+		return fmt.Errorf("catch up with configuration epoch %d: %w: %w", epoch, ErrStaleEpoch, err)
+	}
+	return nil
+}
+
+func indexOf(ids []string, id string) int {
+	for i, x := range ids {
+		if x == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// ReadResult is the answer to a Get.
+type ReadResult struct {
+	// Record is the newest record among the replicas that answered; it may be
+	// a tombstone, in which case Found is false.
+	Record storage.Record
+	Found  bool
+	Receipt
+}
+
+type readReply struct {
+	id    string
+	found bool
+	rec   storage.Record
+	known uint64
+	err   error
+}
+
+// Get reads key from R replicas and returns the newest version they hold.
+func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons Consistency) (ReadResult, error) {
+	for attempt := 1; ; attempt++ {
+		p, err := c.plan(ctx, keyspace, key, cons)
+		if err != nil {
+			return ReadResult{}, err
+		}
+		rcpt := Receipt{Policy: p.pol, Epoch: p.ks.Epoch}
+		if len(p.alive) < p.pol.R {
+			return ReadResult{Receipt: rcpt}, &QuorumError{Op: "read", Answered: len(p.alive), Required: p.pol.R, Err: ErrNotEnoughReplicas}
+		}
+		req := &kvpb.ReplicaReadRequest{Keyspace: keyspace, Epoch: p.ks.Epoch, Key: key, From: c.cfg.NodeID}
+		replies := make(chan readReply, len(p.alive))
+		for _, id := range p.alive {
+			go func() {
+				rctx, cancel := c.replicaCtx(ctx)
+				defer cancel()
+				resp, err := c.cfg.Transport.Read(rctx, id, req)
+				r := readReply{id: id, err: err}
+				if err == nil {
+					switch {
+					case resp.GetKnownEpoch() > 0:
+						r.known, r.err = resp.GetKnownEpoch(), ErrStaleEpoch
+					case resp.GetFound():
+						r.found, r.rec = true, RecordFromPB(resp.GetRecord())
+					}
+				}
+				replies <- r
+			}()
+		}
+		tally := quorum.NewTally(p.pol.R, len(p.alive))
+		var got []readReply
+		var newest uint64
+		verdict := quorum.Pending
+		for verdict == quorum.Pending {
+			select {
+			case r := <-replies:
+				if r.err != nil {
+					c.metrics.ReplicaErrors.Add(1)
+					newest = max(newest, r.known)
+				} else {
+					got = append(got, r)
+				}
+				verdict = tally.Record(indexOf(p.alive, r.id), r.err == nil)
+			case <-ctx.Done():
+				return ReadResult{Receipt: rcpt}, fmt.Errorf("read: %d of %d required replicas answered before %w", tally.Acks(), p.pol.R, ctx.Err())
+			}
+		}
+		rcpt.Acked = tally.Acks()
+		if verdict == quorum.Lost {
+			if newest > p.ks.Epoch && attempt < maxEpochAttempts {
+				if err := c.catchUp(ctx, newest); err != nil {
+					return ReadResult{Receipt: rcpt}, err
+				}
+				continue
+			}
+			return ReadResult{Receipt: rcpt}, &QuorumError{Op: "read", Answered: tally.Acks(), Required: p.pol.R, Err: ErrQuorumNotReached}
+		}
+		winner, found := newestOf(got)
+		if found {
+			rcpt.Repaired = c.repairForeground(ctx, keyspace, p.ks.Epoch, winner, got)
+		}
+		go c.repairBackground(ctx, keyspace, p.ks.Epoch, winner, found, replies, len(p.alive)-tally.Answered())
+		return ReadResult{Record: winner, Found: found && !winner.Tombstone, Receipt: rcpt}, nil
+	}
+}
+
+func newestOf(replies []readReply) (storage.Record, bool) {
+	var best storage.Record
+	found := false
+	for _, r := range replies {
+		if r.found && (!found || best.Version.Less(r.rec.Version)) {
+			best, found = r.rec, true
+		}
+	}
+	return best, found
+}
+
+func stale(r readReply, winner storage.Record) bool {
+	return !r.found || r.rec.Version.Less(winner.Version)
+}
+
+// repairForeground writes the winner to the replicas among those that
+// answered that hold an older version, and waits for them, so that the
+// version a quorum read returns is on a quorum before the client sees it.
+func (c *Coordinator) repairForeground(ctx context.Context, keyspace string, epoch uint64, winner storage.Record, got []readReply) int {
+	var targets []string
+	for _, r := range got {
+		if stale(r, winner) {
+			targets = append(targets, r.id)
+		}
+	}
+	if len(targets) == 0 {
+		return 0
+	}
+	done := make(chan bool, len(targets))
+	for _, id := range targets {
+		go func() { done <- c.repairOne(ctx, keyspace, epoch, id, winner) }()
+	}
+	repaired := 0
+	for range targets {
+		if <-done {
+			repaired++
+		}
+	}
+	c.metrics.ReadRepairsForeground.Add(uint64(repaired))
+	return repaired
+}
+
+// repairBackground collects the replies that arrive after the read answered
+// and repairs the replicas that turn out stale.
+func (c *Coordinator) repairBackground(ctx context.Context, keyspace string, epoch uint64, winner storage.Record, found bool, replies <-chan readReply, n int) {
+	var late []readReply
+	for range n {
+		if r := <-replies; r.err == nil {
+			late = append(late, r)
+		} else {
+			c.metrics.ReplicaErrors.Add(1)
+		}
+	}
+	if w, ok := newestOf(late); ok && (!found || winner.Version.Less(w.Version)) {
+		// A late replica holds something newer than what the client got (a
+		// write that completed meanwhile); spread that instead.
+		winner, found = w, true
+	}
+	if !found {
+		return
+	}
+	for _, r := range late {
+		if stale(r, winner) && c.repairOne(ctx, keyspace, epoch, r.id, winner) {
+			c.metrics.ReadRepairsBackground.Add(1)
+		}
+	}
+}
+
+func (c *Coordinator) repairOne(ctx context.Context, keyspace string, epoch uint64, id string, rec storage.Record) bool {
+	rctx, cancel := c.replicaCtx(ctx)
+	defer cancel()
+	req := &kvpb.ReplicaWriteRequest{
+		Mutations: []*kvpb.Mutation{{Keyspace: keyspace, Epoch: epoch, Record: RecordToPB(rec)}},
+		From:      c.cfg.NodeID,
+	}
+	resp, err := c.cfg.Transport.Write(rctx, id, req)
+	r := toWriteReply(id, resp, err)
+	if !r.ok {
+		c.log.Debug("read repair failed", "replica", id, "keyspace", keyspace, "err", r.err)
+	}
+	return r.ok
+}
+
+// ScanResult is the answer to a Scan.
+type ScanResult struct {
+	Records []storage.Record // live records only, in key order
+	More    bool
+	// NextStart is where a follow-up scan continues when More is set.
+	NextStart []byte
+	Receipt
+}
+
+// Scan returns the live records with start <= key < end (end nil: no bound)
+// in key order, at most limit of them. Every alive node is asked for its
+// records in the range; for each key the newest version among its replicas
+// that answered wins, and a key for which fewer than R of its replicas
+// answered fails the scan. Scans do not repair.
+func (c *Coordinator) Scan(ctx context.Context, keyspace string, start, end []byte, limit int, cons Consistency) (ScanResult, error) {
+	ks, err := c.keyspace(ctx, keyspace)
+	if err != nil {
+		return ScanResult{}, err
+	}
+	pol, err := c.policy(ks, cons)
+	if err != nil {
+		return ScanResult{}, err
+	}
+	rg := c.cfg.Topology.Ring()
+	if rg.Len() < ks.N {
+		return ScanResult{}, fmt.Errorf("keyspace %q: %w: replication factor %d exceeds the cluster's %d nodes", keyspace, ErrInvalidRequest, ks.N, rg.Len())
+	}
+	rcpt := Receipt{Policy: pol, Epoch: ks.Epoch}
+	var nodes []string
+	for _, m := range rg.Members() {
+		if c.cfg.Topology.Alive(m.ID) {
+			nodes = append(nodes, m.ID)
+		}
+	}
+	type scanReply struct {
+		id   string
+		recs []*kvpb.Record
+		err  error
+	}
+	req := &kvpb.ReplicaScanRequest{Keyspace: keyspace, Epoch: ks.Epoch, Start: start, End: end, Limit: uint32(limit), From: c.cfg.NodeID}
+	replies := make(chan scanReply, len(nodes))
+	for _, id := range nodes {
+		go func() {
+			rctx, cancel := context.WithTimeout(ctx, c.cfg.ReplicaTimeout)
+			defer cancel()
+			resp, err := c.cfg.Transport.Scan(rctx, id, req)
+			if err == nil && resp.GetKnownEpoch() > 0 {
+				err = &EpochError{Keyspace: keyspace, Requested: ks.Epoch, Known: resp.GetKnownEpoch()}
+			}
+			replies <- scanReply{id: id, recs: resp.GetRecords(), err: err}
+		}()
+	}
+	answered := map[string]bool{}
+	merged := map[string]storage.Record{}
+	// bound is the smallest last key among replicas that hit the limit:
+	// beyond it some replica's records were cut off, so nothing past it can
+	// be answered in this round.
+	var bound []byte
+	for range nodes {
+		var r scanReply
+		select {
+		case r = <-replies:
+		case <-ctx.Done():
+			return ScanResult{Receipt: rcpt}, fmt.Errorf("scan: %w", ctx.Err())
+		}
+		if r.err != nil {
+			c.metrics.ReplicaErrors.Add(1)
+			continue
+		}
+		answered[r.id] = true
+		for _, pr := range r.recs {
+			rec := RecordFromPB(pr)
+			if cur, ok := merged[string(rec.Key)]; !ok || cur.Version.Less(rec.Version) {
+				merged[string(rec.Key)] = rec
+			}
+		}
+		if limit > 0 && len(r.recs) >= limit {
+			last := r.recs[len(r.recs)-1].GetKey()
+			if bound == nil || bytes.Compare(last, bound) < 0 {
+				bound = last
+			}
+		}
+	}
+	keys := make([]string, 0, len(merged))
+	for k := range merged {
+		if bound == nil || bytes.Compare([]byte(k), bound) <= 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	res := ScanResult{Receipt: rcpt}
+	minAnswered := len(nodes)
+	for _, k := range keys {
+		rec := merged[k]
+		n := 0
+		for _, id := range rg.PreferenceList(keyspace, rec.Key, ks.N) {
+			if answered[id] {
+				n++
+			}
+		}
+		minAnswered = min(minAnswered, n)
+		if n < pol.R {
+			return ScanResult{Receipt: rcpt}, &QuorumError{Op: "scan", Answered: n, Required: pol.R, Err: ErrQuorumNotReached}
+		}
+		if limit > 0 && len(res.Records) == limit {
+			res.More = true
+			break
+		}
+		if !rec.Tombstone {
+			res.Records = append(res.Records, rec)
+		}
+	}
+	if len(answered) < pol.R {
+		return ScanResult{Receipt: rcpt}, &QuorumError{Op: "scan", Answered: len(answered), Required: pol.R, Err: ErrQuorumNotReached}
+	}
+	if bound != nil {
+		res.More = true
+	}
+	if res.More {
+		var last []byte
+		if len(res.Records) > 0 {
+			last = res.Records[len(res.Records)-1].Key
+		} else {
+			last = bound
+		}
+		res.NextStart = append(append([]byte{}, last...), 0)
+	}
+	res.Acked = minAnswered
+	return res, nil
+}

@@ -1,0 +1,471 @@
+package replication
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/replication/quorum"
+	"github.com/adaptkv/adaptkv/replication/ring"
+	"github.com/adaptkv/adaptkv/storage"
+)
+
+// memNetwork wires coordinators to replicas in memory, in the manner of
+// memberlist's MockNetwork: every node has a real Replica over a real
+// in-memory engine; the network only decides who is reachable.
+type memNetwork struct {
+	mu       sync.Mutex
+	replicas map[string]*Replica
+	engines  map[string]storage.Engine
+	down     map[string]bool // unreachable and reported dead
+	ring     *ring.Ring
+}
+
+func newMemNetwork(t *testing.T, ids []string, meta *memKeyspaces) *memNetwork {
+	n := &memNetwork{replicas: map[string]*Replica{}, engines: map[string]storage.Engine{}, down: map[string]bool{}}
+	var ms []ring.Member
+	for _, id := range ids {
+		e := storage.NewMemory()
+		t.Cleanup(func() { e.Close() })
+		n.engines[id] = e
+		n.replicas[id] = NewReplica(e, meta, NewClock(nil))
+		ms = append(ms, ring.Member{ID: id})
+	}
+	n.ring = ring.New(ms, 0)
+	return n
+}
+
+func (n *memNetwork) setDown(id string, down bool) {
+	n.mu.Lock()
+	n.down[id] = down
+	n.mu.Unlock()
+}
+
+func (n *memNetwork) replica(id string) (*Replica, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.down[id] {
+		return nil, fmt.Errorf("%s: connection refused", id)
+	}
+	return n.replicas[id], nil
+}
+
+func (n *memNetwork) Ring() *ring.Ring { return n.ring }
+func (n *memNetwork) Alive(id string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.down[id]
+}
+
+func (n *memNetwork) Write(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
+	r, err := n.replica(to)
+	if err != nil {
+		return nil, err
+	}
+	return r.Write(ctx, req)
+}
+
+func (n *memNetwork) Read(ctx context.Context, to string, req *kvpb.ReplicaReadRequest) (*kvpb.ReplicaReadResponse, error) {
+	r, err := n.replica(to)
+	if err != nil {
+		return nil, err
+	}
+	return r.Read(ctx, req)
+}
+
+func (n *memNetwork) Scan(ctx context.Context, to string, req *kvpb.ReplicaScanRequest) (*kvpb.ReplicaScanResponse, error) {
+	r, err := n.replica(to)
+	if err != nil {
+		return nil, err
+	}
+	return r.Scan(ctx, req)
+}
+
+func (n *memNetwork) Hint(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
+	r, err := n.replica(to)
+	if err != nil {
+		return nil, err
+	}
+	return r.Hint(ctx, req)
+}
+
+// memKeyspaces is a metadata view whose epoch the test moves.
+type memKeyspaces struct {
+	mu  sync.Mutex
+	cfg map[string]KeyspaceConfig
+	// onWait, when set, runs when a caller waits for an index it lacks:
+	// the test's stand-in for the metadata log catching up.
+	onWait func(index uint64)
+}
+
+func (m *memKeyspaces) Keyspace(name string) (KeyspaceConfig, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.cfg[name]
+	return c, ok
+}
+
+func (m *memKeyspaces) set(c KeyspaceConfig) {
+	m.mu.Lock()
+	m.cfg[c.Name] = c
+	m.mu.Unlock()
+}
+
+func (m *memKeyspaces) Applied() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var have uint64
+	for _, c := range m.cfg {
+		have = max(have, c.Epoch)
+	}
+	return have
+}
+
+func (m *memKeyspaces) WaitForIndex(ctx context.Context, index uint64) error {
+	m.mu.Lock()
+	var have uint64
+	for _, c := range m.cfg {
+		have = max(have, c.Epoch)
+	}
+	f := m.onWait
+	m.mu.Unlock()
+	if have >= index {
+		return nil
+	}
+	if f != nil {
+		f(index)
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+type fixture struct {
+	net   *memNetwork
+	meta  *memKeyspaces // the replicas' view
+	coord *Coordinator
+	cmeta *memKeyspaces // the coordinator's view
+	hints *HintStore
+}
+
+func newFixture(t *testing.T, n, rf int) *fixture {
+	t.Helper()
+	meta := &memKeyspaces{cfg: map[string]KeyspaceConfig{"ks": {Name: "ks", N: rf, Default: quorum.Quorum, Epoch: 1}}}
+	cmeta := &memKeyspaces{cfg: map[string]KeyspaceConfig{"ks": {Name: "ks", N: rf, Default: quorum.Quorum, Epoch: 1}}}
+	var ids []string
+	for i := range n {
+		ids = append(ids, fmt.Sprintf("n%d", i+1))
+	}
+	net := newMemNetwork(t, ids, meta)
+	hintEngine := storage.NewMemory()
+	t.Cleanup(func() { hintEngine.Close() })
+	hints, err := NewHintStore(hintEngine, 1000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	coord := NewCoordinator(Config{
+		NodeID: "coordinator", NodeNumber: 9, Transport: net, Topology: net,
+		Keyspaces: cmeta, Hints: hints, Clock: NewClock(nil), ReplicaTimeout: time.Second,
+	})
+	return &fixture{net: net, meta: meta, coord: coord, cmeta: cmeta, hints: hints}
+}
+
+func (f *fixture) local(t *testing.T, id string, key string) (storage.Record, bool) {
+	t.Helper()
+	rec, ok, err := f.net.engines[id].Get("ks", []byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, ok
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Reference: Dynamo (SOSP '07) §4.5 (put waits for W acks) and §4.6 (hinted
+// handoff).
+func TestWriteLevels(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		cons      Consistency
+		down      int // replicas of the key made unreachable
+		wantErr   error
+		wantAcked int
+		wantHints int
+	}{
+		{"one, all up", Consistency{Level: quorum.One}, 0, nil, 1, 0},
+		{"quorum, all up", Consistency{Level: quorum.Quorum}, 0, nil, 2, 0},
+		{"all, all up", Consistency{Level: quorum.All}, 0, nil, 3, 0},
+		{"quorum, one down: hint", Consistency{Level: quorum.Quorum}, 1, nil, 2, 1},
+		{"one, two down: hints", Consistency{Level: quorum.One}, 2, nil, 1, 2},
+		{"quorum, two down: refused", Consistency{Level: quorum.Quorum}, 2, ErrNotEnoughReplicas, 0, 0},
+		{"all, one down: refused", Consistency{Level: quorum.All}, 1, ErrNotEnoughReplicas, 0, 0},
+		{"custom w=3 r=1, all up", Consistency{Level: quorum.Custom, R: 1, W: 3}, 0, nil, 3, 0},
+		{"custom w=4 on N=3: invalid", Consistency{Level: quorum.Custom, R: 1, W: 4}, 0, ErrInvalidRequest, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, 5, 3)
+			key := []byte("k")
+			replicas := f.net.Ring().PreferenceList("ks", key, 3)
+			for _, id := range replicas[:tt.down] {
+				f.net.setDown(id, true)
+			}
+			_, rcpt, err := f.coord.Put(ctx, "ks", key, []byte("v"), tt.cons)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Put error = %v; want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				for _, id := range replicas {
+					if _, ok := f.local(t, id, "k"); ok {
+						t.Errorf("refused write reached replica %s", id)
+					}
+				}
+				return
+			}
+			if rcpt.Acked < tt.wantAcked || rcpt.Policy.N != 3 {
+				t.Errorf("receipt %+v; want acked >= %d of N=3", rcpt, tt.wantAcked)
+			}
+			waitFor(t, "background replica writes", func() bool {
+				stored := 0
+				for _, id := range replicas[tt.down:] {
+					if _, ok := f.local(t, id, "k"); ok {
+						stored++
+					}
+				}
+				return stored == 3-tt.down
+			})
+			if got := f.hints.Pending(); got != tt.wantHints {
+				t.Errorf("hints pending = %d; want %d", got, tt.wantHints)
+			}
+			// The down replicas come back and get their hints.
+			for _, id := range replicas[:tt.down] {
+				f.net.setDown(id, false)
+				if _, err := f.hints.Deliver(ctx, f.net, id, 10); err != nil {
+					t.Fatal(err)
+				}
+				if rec, ok := f.local(t, id, "k"); !ok || string(rec.Value) != "v" {
+					t.Errorf("after hint delivery %s holds %+v, %v; want v", id, rec, ok)
+				}
+			}
+			if got := f.hints.Pending(); got != 0 {
+				t.Errorf("hints pending after delivery = %d; want 0", got)
+			}
+		})
+	}
+}
+
+func TestWriteQuorumNotReached(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	// Replicas refuse every write: they know a newer epoch that the
+	// coordinator can never reach.
+	f.meta.set(KeyspaceConfig{Name: "ks", N: 3, Default: quorum.Quorum, Epoch: 9})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, rcpt, err := f.coord.Put(ctx, "ks", []byte("k"), []byte("v"), Consistency{})
+	if err == nil {
+		t.Fatalf("Put succeeded with receipt %+v; want failure", rcpt)
+	}
+	if !errors.Is(err, ErrStaleEpoch) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Put error = %v; want a stale-epoch failure", err)
+	}
+}
+
+// A replica that knows a newer epoch refuses; the coordinator catches up and
+// retries with the same version, and the write lands.
+func TestEpochRefusalAndRetry(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	newer := KeyspaceConfig{Name: "ks", N: 3, Default: quorum.Quorum, Epoch: 7}
+	f.meta.set(newer)
+	f.cmeta.onWait = func(index uint64) { f.cmeta.set(newer) }
+	v, rcpt, err := f.coord.Put(context.Background(), "ks", []byte("k"), []byte("v"), Consistency{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rcpt.Epoch != 7 {
+		t.Errorf("receipt epoch = %d; want 7 after the refresh", rcpt.Epoch)
+	}
+	if got := f.coord.Metrics().EpochRetries.Load(); got != 1 {
+		t.Errorf("epoch retries = %d; want 1", got)
+	}
+	res, err := f.coord.Get(context.Background(), "ks", []byte("k"), Consistency{Level: quorum.All})
+	if err != nil || !res.Found || res.Record.Version != v {
+		t.Fatalf("Get = %+v, %v; want version %v", res, err, v)
+	}
+	// The replica's refusal itself, as the peer API reports it.
+	resp, err := f.net.replicas["n1"].Read(context.Background(), &kvpb.ReplicaReadRequest{Keyspace: "ks", Epoch: 3, Key: []byte("k")})
+	if err != nil || resp.GetKnownEpoch() != 7 || resp.GetFound() {
+		t.Errorf("stale read = %+v, %v; want a refusal naming epoch 7", resp, err)
+	}
+}
+
+// Reference: Cassandra read repair: a quorum read that sees different
+// versions writes the newest to the stale replicas before answering.
+func TestReadRepairForeground(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 3, 3)
+	key := []byte("k")
+	old := storage.Record{Key: key, Value: []byte("old"), Version: storage.Version{Timestamp: 100 << 16, Node: 1}}
+	newer := storage.Record{Key: key, Value: []byte("new"), Version: storage.Version{Timestamp: 200 << 16, Node: 1}}
+	put := func(id string, r storage.Record) {
+		if _, err := f.net.engines[id].Apply(ctx, []storage.Mutation{{Keyspace: "ks", Record: r}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("n1", newer)
+	put("n2", old)
+	// n3 has nothing.
+	res, err := f.coord.Get(ctx, "ks", key, Consistency{Level: quorum.All})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(res.Record.Value) != "new" || res.Repaired != 2 {
+		t.Fatalf("Get = %q repaired %d; want new repaired 2", res.Record.Value, res.Repaired)
+	}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if rec, ok := f.local(t, id, "k"); !ok || string(rec.Value) != "new" {
+			t.Errorf("%s holds %q after repair; want new", id, rec.Value)
+		}
+	}
+	if got := f.coord.Metrics().ReadRepairsForeground.Load(); got != 2 {
+		t.Errorf("foreground repairs = %d; want 2", got)
+	}
+}
+
+// A read at one answers from the first replica; the others' answers are
+// compared after it and stale replicas are repaired in the background.
+func TestReadRepairBackground(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 3, 3)
+	key := []byte("k")
+	rec := storage.Record{Key: key, Value: []byte("v"), Version: storage.Version{Timestamp: 100 << 16, Node: 1}}
+	if _, err := f.net.engines["n2"].Apply(ctx, []storage.Mutation{{Keyspace: "ks", Record: rec}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := f.coord.Get(ctx, "ks", key, Consistency{Level: quorum.One}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "background repair of n1 and n3", func() bool {
+		_, ok1 := f.local(t, "n1", "k")
+		_, ok3 := f.local(t, "n3", "k")
+		return ok1 && ok3
+	})
+	if f.coord.Metrics().ReadRepairsBackground.Load() < 2 {
+		t.Errorf("background repairs = %d; want >= 2", f.coord.Metrics().ReadRepairsBackground.Load())
+	}
+}
+
+func TestDeleteHidesValue(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 3, 3)
+	if _, _, err := f.coord.Put(ctx, "ks", []byte("k"), []byte("v"), Consistency{}); err != nil {
+		t.Fatal(err)
+	}
+	dv, _, err := f.coord.Delete(ctx, "ks", []byte("k"), Consistency{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.coord.Get(ctx, "ks", []byte("k"), Consistency{})
+	if err != nil || res.Found || res.Record.Version != dv {
+		t.Fatalf("Get after delete = %+v, %v; want not found at the tombstone's version", res, err)
+	}
+}
+
+func TestScan(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 5, 3)
+	for i := range 50 {
+		k := fmt.Sprintf("key%03d", i)
+		if _, _, err := f.coord.Put(ctx, "ks", []byte(k), []byte(k), Consistency{Level: quorum.All}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := f.coord.Delete(ctx, "ks", []byte("key010"), Consistency{Level: quorum.All}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	var start []byte = []byte("key")
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatal("scan did not finish")
+		}
+		res, err := f.coord.Scan(ctx, "ks", start, []byte("key040"), 7, Consistency{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Records) > 7 {
+			t.Fatalf("page of %d records over limit 7", len(res.Records))
+		}
+		for _, r := range res.Records {
+			got = append(got, string(r.Key))
+		}
+		if !res.More {
+			break
+		}
+		start = res.NextStart
+	}
+	var want []string
+	for i := range 40 {
+		if i != 10 {
+			want = append(want, fmt.Sprintf("key%03d", i))
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("scan = %v;\nwant %v", got, want)
+	}
+	// With three nodes down some keys have fewer than R=2 replicas answering.
+	for _, id := range []string{"n1", "n2", "n3"} {
+		f.net.setDown(id, true)
+	}
+	if _, err := f.coord.Scan(ctx, "ks", nil, nil, 100, Consistency{}); !errors.Is(err, ErrQuorumNotReached) {
+		t.Errorf("scan with 3 of 5 down: error %v; want ErrQuorumNotReached", err)
+	}
+}
+
+func TestClockMonotonic(t *testing.T) {
+	now := time.UnixMilli(1000)
+	c := NewClock(func() time.Time { return now })
+	a := c.Now()
+	b := c.Now()
+	if b <= a {
+		t.Fatalf("clock went %d then %d", a, b)
+	}
+	c.Observe(a + 1000)
+	if got := c.Now(); got <= a+1000 {
+		t.Fatalf("after observing %d, Now = %d", a+1000, got)
+	}
+	now = time.UnixMilli(999) // the physical clock steps back
+	if got := c.Now(); got <= a+1000 {
+		t.Fatalf("after a step back, Now = %d", got)
+	}
+}
+
+func TestHintKeyRoundTrip(t *testing.T) {
+	k := hintKey("node-7", 42)
+	target, seq, ok := splitHintKey(k)
+	if !ok || target != "node-7" || seq != 42 {
+		t.Fatalf("splitHintKey(%q) = %q, %d, %v", k, target, seq, ok)
+	}
+	if _, _, ok := splitHintKey([]byte("garbage")); ok {
+		t.Fatal("garbage parsed as a hint key")
+	}
+	if !bytes.HasPrefix(k, []byte("node-7\x00")) {
+		t.Fatal("hint keys must group by target")
+	}
+}

@@ -1,0 +1,90 @@
+// Package replication is adaptkv's data path: the coordinator's read and write
+// paths over a keyspace's replicas, the replica side of the peer protocol,
+// read repair and hinted handoff. The ring (placement) and quorum (arithmetic)
+// sub-packages are pure; this package adds the I/O, and talks to other nodes
+// only through the Transport interface that the node package implements over
+// gRPC.
+//
+// # Write path
+//
+// The coordinator assigns the write a version from its hybrid logical clock,
+// looks up the key's preference list of N replicas on the ring, and sends the
+// record to every replica that gossip reports alive, in parallel. It answers
+// the client as soon as W replicas have acknowledged; a replica that is down,
+// fails or is slow gets a hint: the mutation stored durably on the
+// coordinator and delivered once gossip shows the replica alive again. Hints
+// never count towards W. When fewer than W replicas are alive, nothing is sent
+// (ErrNotEnoughReplicas, a definite failure); when replicas were asked and
+// fewer than W acknowledged, the outcome is unknown (ErrQuorumNotReached).
+//
+// # Read path
+//
+// The coordinator asks every alive replica and answers once R have replied,
+// with the greatest version among them. When those R disagree, it writes the
+// winner to the stale ones before answering (foreground read repair), so a
+// quorum read that returned a version leaves it on a quorum. Replies that
+// arrive after the answer are compared in the background and stale replicas
+// are repaired then (background read repair).
+//
+// # Configuration epochs
+//
+// Every replica request carries the epoch of the keyspace configuration the
+// coordinator acted under. A replica that knows a newer epoch refuses; the
+// coordinator waits until its own metadata has caught up with that epoch and
+// runs the operation again with the same version, which replicas that
+// already stored it ignore (last writer wins makes the retry idempotent).
+package replication
+
+import (
+	"context"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/replication/quorum"
+	"github.com/adaptkv/adaptkv/replication/ring"
+)
+
+// Transport carries peer requests to the replica with the given node ID. The
+// node package implements it over gRPC, calling the local Replica directly
+// when the target is the node itself. Implementations must be safe for
+// concurrent use.
+type Transport interface {
+	Write(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error)
+	Read(ctx context.Context, to string, req *kvpb.ReplicaReadRequest) (*kvpb.ReplicaReadResponse, error)
+	Scan(ctx context.Context, to string, req *kvpb.ReplicaScanRequest) (*kvpb.ReplicaScanResponse, error)
+	Hint(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error)
+}
+
+// Topology is the coordinator's view of the cluster. Implementations must be
+// safe for concurrent use and cheap: they are called on every request.
+type Topology interface {
+	// Ring returns the current ring: every member that has not left the
+	// cluster, alive or not, so that a down replica keeps its place (and gets
+	// hints) instead of shifting keys to other nodes.
+	Ring() *ring.Ring
+	// Alive reports whether gossip currently considers the node alive.
+	Alive(id string) bool
+}
+
+// KeyspaceConfig is what the data path needs of a keyspace's configuration.
+type KeyspaceConfig struct {
+	Name string
+	// N is the replication factor.
+	N int
+	// Default is the level used when a request names none; R and W are used
+	// when Default is quorum.Custom.
+	Default quorum.Level
+	R, W    int
+	// Epoch is the metadata log index of the configuration.
+	Epoch uint64
+}
+
+// Keyspaces is the coordinator's and replica's view of the metadata log.
+type Keyspaces interface {
+	// Keyspace returns the configuration this node has applied.
+	Keyspace(name string) (KeyspaceConfig, bool)
+	// WaitForIndex blocks until this node has applied the metadata log up to
+	// index, or ctx ends.
+	WaitForIndex(ctx context.Context, index uint64) error
+	// Applied is the last metadata log index this node has applied.
+	Applied() uint64
+}

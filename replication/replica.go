@@ -1,0 +1,149 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/storage"
+)
+
+// Replica serves the peer protocol on one node: it checks each request's
+// configuration epoch and reads or writes the node's own storage.
+type Replica struct {
+	engine    storage.Engine
+	keyspaces Keyspaces
+	clock     *Clock
+	// epochWait bounds how long a request from a coordinator that is ahead of
+	// this node waits for the metadata log to catch up.
+	epochWait time.Duration
+}
+
+// NewReplica returns a Replica over engine. clock observes the versions it
+// stores, so that writes this node coordinates later order after them.
+func NewReplica(engine storage.Engine, keyspaces Keyspaces, clock *Clock) *Replica {
+	return &Replica{engine: engine, keyspaces: keyspaces, clock: clock, epochWait: 2 * time.Second}
+}
+
+// checkEpoch returns the keyspace's configuration if the request's epoch is
+// current, an *EpochError if this replica knows a newer one, and
+// ErrKeyspaceNotFound if the keyspace is unknown even after waiting for the
+// metadata log to reach the request's epoch.
+func (r *Replica) checkEpoch(ctx context.Context, keyspace string, epoch uint64) error {
+	cfg, ok := r.keyspaces.Keyspace(keyspace)
+	if ok && cfg.Epoch > epoch {
+		return &EpochError{Keyspace: keyspace, Requested: epoch, Known: cfg.Epoch}
+	}
+	if !ok || cfg.Epoch < epoch {
+		// The coordinator has applied more of the metadata log than we have.
+		wctx, cancel := context.WithTimeout(ctx, r.epochWait)
+		err := r.keyspaces.WaitForIndex(wctx, epoch)
+		cancel()
+		if err != nil && !ok {
+			return fmt.Errorf("keyspace %q at epoch %d: %w", keyspace, epoch, ErrKeyspaceNotFound)
+		}
+		if cfg, ok = r.keyspaces.Keyspace(keyspace); !ok {
+			return fmt.Errorf("keyspace %q: %w", keyspace, ErrKeyspaceNotFound)
+		}
+		if cfg.Epoch > epoch {
+			return &EpochError{Keyspace: keyspace, Requested: epoch, Known: cfg.Epoch}
+		}
+	}
+	return nil
+}
+
+// Write stores the mutations whose epochs are current, in one atomic batch.
+func (r *Replica) Write(ctx context.Context, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
+	return r.apply(ctx, req, true)
+}
+
+// Hint stores delivered hints. It skips the epoch check: a hint is an old
+// write by definition, and last writer wins keeps a late one harmless.
+func (r *Replica) Hint(ctx context.Context, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
+	return r.apply(ctx, req, false)
+}
+
+func (r *Replica) apply(ctx context.Context, req *kvpb.ReplicaWriteRequest, checkEpoch bool) (*kvpb.ReplicaWriteResponse, error) {
+	resp := &kvpb.ReplicaWriteResponse{Results: make([]*kvpb.MutationResult, len(req.GetMutations()))}
+	muts := make([]storage.Mutation, 0, len(req.GetMutations()))
+	idx := make([]int, 0, len(req.GetMutations()))
+	for i, m := range req.GetMutations() {
+		res := &kvpb.MutationResult{}
+		resp.Results[i] = res
+		if len(m.GetRecord().GetKey()) == 0 || m.GetKeyspace() == "" {
+			res.Error = "mutation without keyspace or key"
+			continue
+		}
+		if checkEpoch {
+			if err := r.checkEpoch(ctx, m.GetKeyspace(), m.GetEpoch()); err != nil {
+				if ee, ok := err.(*EpochError); ok {
+					res.KnownEpoch = ee.Known
+				}
+				res.Error = err.Error()
+				continue
+			}
+		}
+		rec := RecordFromPB(m.GetRecord())
+		r.clock.Observe(rec.Version.Timestamp)
+		muts = append(muts, storage.Mutation{Keyspace: m.GetKeyspace(), Record: rec})
+		idx = append(idx, i)
+	}
+	if len(muts) == 0 {
+		return resp, nil
+	}
+	if _, err := r.engine.Apply(ctx, muts); err != nil {
+		return nil, fmt.Errorf("replica write: %w", err)
+	}
+	for _, i := range idx {
+		resp.Results[i].Ok = true
+	}
+	return resp, nil
+}
+
+// Read returns the replica's record of a key, tombstones included.
+func (r *Replica) Read(ctx context.Context, req *kvpb.ReplicaReadRequest) (*kvpb.ReplicaReadResponse, error) {
+	if err := r.checkEpoch(ctx, req.GetKeyspace(), req.GetEpoch()); err != nil {
+		if ee, ok := err.(*EpochError); ok {
+			return &kvpb.ReplicaReadResponse{KnownEpoch: ee.Known}, nil
+		}
+		return nil, err
+	}
+	rec, ok, err := r.engine.Get(req.GetKeyspace(), req.GetKey())
+	if err != nil {
+		return nil, fmt.Errorf("replica read: %w", err)
+	}
+	if !ok {
+		return &kvpb.ReplicaReadResponse{}, nil
+	}
+	return &kvpb.ReplicaReadResponse{Found: true, Record: RecordToPB(rec)}, nil
+}
+
+// Scan returns the replica's records in a key range, tombstones included.
+func (r *Replica) Scan(ctx context.Context, req *kvpb.ReplicaScanRequest) (*kvpb.ReplicaScanResponse, error) {
+	if err := r.checkEpoch(ctx, req.GetKeyspace(), req.GetEpoch()); err != nil {
+		if ee, ok := err.(*EpochError); ok {
+			return &kvpb.ReplicaScanResponse{KnownEpoch: ee.Known}, nil
+		}
+		return nil, err
+	}
+	var end []byte
+	if len(req.GetEnd()) > 0 {
+		end = req.GetEnd()
+	}
+	recs, err := r.engine.Scan(req.GetKeyspace(), req.GetStart(), end, int(req.GetLimit()))
+	if err != nil {
+		return nil, fmt.Errorf("replica scan: %w", err)
+	}
+	resp := &kvpb.ReplicaScanResponse{Records: make([]*kvpb.Record, len(recs))}
+	for i, rec := range recs {
+		resp.Records[i] = RecordToPB(rec)
+	}
+	return resp, nil
+}
+
+// LocalGet reads this replica's own record without any epoch check, for
+// operators and tests.
+func (r *Replica) LocalGet(keyspace string, key []byte) (storage.Record, bool, error) {
+	return r.engine.Get(keyspace, key)
+}
