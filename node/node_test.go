@@ -245,7 +245,7 @@ func TestReplicaRefusesStaleEpoch(t *testing.T) {
 	})
 	resp, err := peer.Write(ctx, &kvpb.ReplicaWriteRequest{Mutations: []*kvpb.Mutation{{
 		Keyspace: "ep", Epoch: ks.Epoch,
-		Record:   &kvpb.Record{Key: []byte("k"), Value: []byte("stale"), Version: &kvpb.Version{Timestamp: 1 << 40, Node: 1}},
+		Record: &kvpb.Record{Key: []byte("k"), Value: []byte("stale"), Version: &kvpb.Version{Timestamp: 1 << 40, Node: 1}},
 	}}})
 	if err != nil {
 		t.Fatal(err)

@@ -285,4 +285,3 @@ func trimNewline(p []byte) []byte {
 	}
 	return p
 }
-

@@ -457,4 +457,3 @@ func registerServices(gs *grpc.Server, n *Node) {
 	kvpb.RegisterPeerServer(gs, peerServer{n: n})
 	kvpb.RegisterAdminServer(gs, adminServer{n: n})
 }
-

@@ -77,7 +77,7 @@ type View struct {
 	// Members are sorted by ID.
 	Members []Member
 	// Ring holds every member that has not left.
-	Ring *ring.Ring
+	Ring  *ring.Ring
 	alive map[string]bool
 }
 
