@@ -82,6 +82,11 @@ type Config struct {
 	// ring.DefaultVnodes.
 	Vnodes int
 
+	// UnsafeTestHooks serves fault-injection hooks (clock skew, slow
+	// replies, link latency, dropped writes) under /unsafe/ on HTTPAddr, for
+	// the Jepsen harness and experiments. Never enable it in production.
+	UnsafeTestHooks bool
+
 	// Logger receives the node's structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }

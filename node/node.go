@@ -63,6 +63,7 @@ type Node struct {
 	health     *health.Server
 	httpServer *http.Server
 	addrs      Addrs
+	hooks      *testHooks // nil unless Config.UnsafeTestHooks
 
 	raftHasState   bool
 	defaultCreated bool // touched by leaderLoop only
@@ -145,7 +146,12 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 	n.replica = replication.NewReplica(n.engine, n.meta, n.clock)
+	if cfg.UnsafeTestHooks {
+		n.hooks = &testHooks{linkDelay: map[string]time.Duration{}}
+		n.log.Warn("unsafe test hooks enabled: this node accepts fault injection on its HTTP address")
+	}
 	n.transport = newPeerTransport(cfg.ID, n.replica, host, n.grpcAddrOf)
+	n.transport.hooks = n.hooks
 	n.closers = append(n.closers, func() error { n.transport.Close(); return nil })
 
 	if err := n.startRaft(raftLn, host); err != nil {
@@ -172,7 +178,11 @@ func (n *Node) start(ctx context.Context) error {
 	n.metrics = newMetrics(n)
 
 	limit := cfg.MaxValueSize + cfg.MaxKeySize + 64<<10
-	n.grpcServer = grpc.NewServer(grpc.MaxRecvMsgSize(max(limit, 4<<20)))
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(max(limit, 4<<20))}
+	if n.hooks != nil {
+		opts = append(opts, grpc.UnaryInterceptor(n.hooks.replyDelayInterceptor))
+	}
+	n.grpcServer = grpc.NewServer(opts...)
 	registerServices(n.grpcServer, n)
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.grpcServer, n.health)
@@ -193,6 +203,9 @@ func (n *Node) start(ctx context.Context) error {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("/healthz", n.healthz)
+		if n.hooks != nil {
+			n.hooks.register(mux, n)
+		}
 		n.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		n.goRun(func() {
 			if err := n.httpServer.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {

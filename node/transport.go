@@ -21,6 +21,7 @@ type peerTransport struct {
 	local   *replication.Replica
 	resolve func(id string) (addr string, ok bool)
 	dialer  *net.Dialer
+	hooks   *testHooks // injected link latency; nil in production
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn // by address
@@ -71,6 +72,9 @@ func (t *peerTransport) Write(ctx context.Context, to string, req *kvpb.ReplicaW
 	if err != nil {
 		return nil, err
 	}
+	if err := sleepCtx(ctx, t.hooks.peerDelay(to)); err != nil {
+		return nil, err
+	}
 	return c.Write(ctx, req)
 }
 
@@ -80,6 +84,9 @@ func (t *peerTransport) Read(ctx context.Context, to string, req *kvpb.ReplicaRe
 	}
 	c, err := t.client(to)
 	if err != nil {
+		return nil, err
+	}
+	if err := sleepCtx(ctx, t.hooks.peerDelay(to)); err != nil {
 		return nil, err
 	}
 	return c.Read(ctx, req)
@@ -93,6 +100,9 @@ func (t *peerTransport) Scan(ctx context.Context, to string, req *kvpb.ReplicaSc
 	if err != nil {
 		return nil, err
 	}
+	if err := sleepCtx(ctx, t.hooks.peerDelay(to)); err != nil {
+		return nil, err
+	}
 	return c.Scan(ctx, req)
 }
 
@@ -102,6 +112,9 @@ func (t *peerTransport) Hint(ctx context.Context, to string, req *kvpb.ReplicaWr
 	}
 	c, err := t.client(to)
 	if err != nil {
+		return nil, err
+	}
+	if err := sleepCtx(ctx, t.hooks.peerDelay(to)); err != nil {
 		return nil, err
 	}
 	return c.Hint(ctx, req)

@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
@@ -15,6 +16,8 @@ type Replica struct {
 	engine    storage.Engine
 	keyspaces Keyspaces
 	clock     *Clock
+	// dropWrites is a test hook (see SetUnsafeDropWrites).
+	dropWrites atomic.Bool
 	// epochWait bounds how long a request from a coordinator that is ahead of
 	// this node waits for the metadata log to catch up.
 	epochWait time.Duration
@@ -64,6 +67,11 @@ func (r *Replica) Hint(ctx context.Context, req *kvpb.ReplicaWriteRequest) (*kvp
 	return r.apply(ctx, req, false)
 }
 
+// SetUnsafeDropWrites makes the replica acknowledge writes without storing
+// them. It exists so that the Jepsen harness can prove it catches lost
+// writes; nodes enable it only when started with unsafe test hooks.
+func (r *Replica) SetUnsafeDropWrites(drop bool) { r.dropWrites.Store(drop) }
+
 func (r *Replica) apply(ctx context.Context, req *kvpb.ReplicaWriteRequest, checkEpoch bool) (*kvpb.ReplicaWriteResponse, error) {
 	resp := &kvpb.ReplicaWriteResponse{Results: make([]*kvpb.MutationResult, len(req.GetMutations()))}
 	muts := make([]storage.Mutation, 0, len(req.GetMutations()))
@@ -92,8 +100,10 @@ func (r *Replica) apply(ctx context.Context, req *kvpb.ReplicaWriteRequest, chec
 	if len(muts) == 0 {
 		return resp, nil
 	}
-	if _, err := r.engine.Apply(ctx, muts); err != nil {
-		return nil, fmt.Errorf("replica write: %w", err)
+	if !r.dropWrites.Load() {
+		if _, err := r.engine.Apply(ctx, muts); err != nil {
+			return nil, fmt.Errorf("replica write: %w", err)
+		}
 	}
 	for _, i := range idx {
 		resp.Results[i].Ok = true
