@@ -139,6 +139,9 @@ func (s *RaftStore) StoreLog(log *raft.Log) error { return s.StoreLogs([]*raft.L
 
 // StoreLogs implements raft.LogStore with one synced batch.
 func (s *RaftStore) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
 	if err := s.acquire(); err != nil {
 		return err
 	}
