@@ -180,11 +180,18 @@ func (s kvServer) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanRe
 		return nil, err
 	}
 	from, to := req.GetStart(), req.GetEnd()
-	if len(req.GetPrefix()) > 0 {
-		if len(from) > 0 || len(to) > 0 {
-			return nil, invalidArgument("scan takes either a prefix or a start/end range, not both")
+	if p := req.GetPrefix(); len(p) > 0 {
+		if len(to) > 0 {
+			return nil, invalidArgument("scan takes either a prefix or an end bound, not both")
 		}
-		from, to = req.GetPrefix(), prefixEnd(req.GetPrefix())
+		// A start with a prefix continues a prefix scan from next_start.
+		if len(from) > 0 && !bytes.HasPrefix(from, p) {
+			return nil, invalidArgument(fmt.Sprintf("scan start %q does not begin with the prefix %q", from, p))
+		}
+		if len(from) == 0 {
+			from = p
+		}
+		to = prefixEnd(p)
 	}
 	for name, k := range map[string][]byte{"prefix": req.GetPrefix(), "start": from, "end": to} {
 		if len(k) > s.n.cfg.MaxKeySize+1 {

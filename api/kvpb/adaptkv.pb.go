@@ -767,8 +767,10 @@ func (x *DeleteResponse) GetReceipt() *Receipt {
 	return nil
 }
 
-// ScanRequest reads keys in order. With prefix set, start and end must be
-// empty; otherwise the range is [start, end), an empty end meaning no bound.
+// ScanRequest reads keys in order: the keys with the prefix, or the range
+// [start, end) with an empty end meaning no bound. With a prefix, end must be
+// empty and start, if set, must begin with the prefix: it continues a prefix
+// scan from a previous response's next_start.
 type ScanRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
