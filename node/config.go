@@ -75,6 +75,10 @@ type Config struct {
 	TombstoneGrace time.Duration
 	// ReplicaTimeout bounds one replica request (see replication.Config).
 	ReplicaTimeout time.Duration
+	// ReadRepairChance is the share of reads that ask every replica and
+	// repair the stale ones in the background (see replication.Config);
+	// 0 means the default, 0.1.
+	ReadRepairChance float64
 	// LocalTimings selects fast failure detection and Raft elections, for
 	// clusters whose nodes share a machine or a rack.
 	LocalTimings bool

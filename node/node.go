@@ -152,6 +152,7 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.transport = newPeerTransport(cfg.ID, n.replica, host, n.grpcAddrOf)
 	n.transport.hooks = n.hooks
+	n.transport.timeout = cfg.ReplicaTimeout
 	n.closers = append(n.closers, func() error { n.transport.Close(); return nil })
 
 	if err := n.startRaft(raftLn, host); err != nil {
@@ -173,7 +174,8 @@ func (n *Node) start(ctx context.Context) error {
 
 	n.coord = replication.NewCoordinator(replication.Config{
 		NodeID: cfg.ID, NodeNumber: meta.Number, Transport: n.transport, Topology: topology{n.members},
-		Keyspaces: n.meta, Hints: n.hints, Clock: n.clock, ReplicaTimeout: cfg.ReplicaTimeout, Logger: n.log,
+		Keyspaces: n.meta, Hints: n.hints, Clock: n.clock, ReplicaTimeout: cfg.ReplicaTimeout,
+		ReadRepairChance: cfg.ReadRepairChance, Logger: n.log,
 	})
 	n.metrics = newMetrics(n)
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -23,8 +24,12 @@ type peerTransport struct {
 	dialer  *net.Dialer
 	hooks   *testHooks // injected link latency; nil in production
 
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn // by address
+	// timeout bounds one coalesced write RPC.
+	timeout time.Duration
+
+	mu       sync.Mutex
+	conns    map[string]*grpc.ClientConn // by address
+	batchers map[string]*writeBatcher    // by address
 }
 
 func newPeerTransport(self string, local *replication.Replica, bindHost string, resolve func(string) (string, bool)) *peerTransport {
@@ -34,8 +39,10 @@ func newPeerTransport(self string, local *replication.Replica, bindHost string, 
 		resolve: resolve,
 		// Bind outgoing connections to this node's own address, so that
 		// network rules written against node addresses see its traffic.
-		dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(bindHost)}},
-		conns:  map[string]*grpc.ClientConn{},
+		dialer:   &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(bindHost)}},
+		conns:    map[string]*grpc.ClientConn{},
+		batchers: map[string]*writeBatcher{},
+		timeout:  2 * time.Second,
 	}
 }
 
@@ -75,7 +82,25 @@ func (t *peerTransport) Write(ctx context.Context, to string, req *kvpb.ReplicaW
 	if err := sleepCtx(ctx, t.hooks.peerDelay(to)); err != nil {
 		return nil, err
 	}
-	return c.Write(ctx, req)
+	return t.batcher(to, c).Write(ctx, req)
+}
+
+// batcher returns the write coalescer of a peer's address.
+func (t *peerTransport) batcher(to string, c kvpb.PeerClient) *writeBatcher {
+	addr, _ := t.resolve(to)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b, ok := t.batchers[addr]
+	if !ok {
+		b = &writeBatcher{
+			send: func(ctx context.Context, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
+				return c.Write(ctx, req)
+			},
+			from: t.self, maxInflight: maxInflightPerPeer, maxBatch: maxBatchMutations, timeout: t.timeout,
+		}
+		t.batchers[addr] = b
+	}
+	return b
 }
 
 func (t *peerTransport) Read(ctx context.Context, to string, req *kvpb.ReplicaReadRequest) (*kvpb.ReplicaReadResponse, error) {

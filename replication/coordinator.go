@@ -2,11 +2,15 @@ package replication
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +36,13 @@ type Config struct {
 	// holding resources. Default 2s: well above a loaded replica's fsync,
 	// short enough that a hung node is given up on quickly.
 	ReplicaTimeout time.Duration
+	// ReadRepairChance is the probability that a read asks every alive
+	// replica instead of only R of them, so that the others are compared and
+	// repaired in the background. Default 0.1, Cassandra's historical
+	// read_repair_chance: 1 makes every read cost N replica reads; 0 leaves
+	// stale replicas to hints and to quorum reads that happen to see them.
+	// Negative means never.
+	ReadRepairChance float64
 	// Logger receives the coordinator's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -57,6 +68,7 @@ type Coordinator struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics Metrics
+	latency latencyTracker
 }
 
 // NewCoordinator returns a Coordinator; cfg's Transport, Topology, Keyspaces,
@@ -67,6 +79,9 @@ func NewCoordinator(cfg Config) *Coordinator {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReadRepairChance == 0 {
+		cfg.ReadRepairChance = 0.1
 	}
 	return &Coordinator{cfg: cfg, log: cfg.Logger}
 }
@@ -350,14 +365,25 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 			return ReadResult{Receipt: rcpt}, &QuorumError{Op: "read", Answered: len(p.alive), Required: p.pol.R, Err: ErrNotEnoughReplicas}
 		}
 		req := &kvpb.ReplicaReadRequest{Keyspace: keyspace, Epoch: p.ks.Epoch, Key: key, From: c.cfg.NodeID}
-		replies := make(chan readReply, len(p.alive))
-		for _, id := range p.alive {
+		// Ask the R best replicas; ask the next one only when one fails. With
+		// probability ReadRepairChance ask every alive replica, so that the
+		// ones not needed for the answer are compared (and repaired) in the
+		// background.
+		order := c.rank(p.alive)
+		asked := p.pol.R
+		if c.readRepairDraw() {
+			asked = len(order)
+		}
+		replies := make(chan readReply, len(order))
+		send := func(id string) {
 			go func() {
+				start := time.Now()
 				rctx, cancel := c.replicaCtx(ctx)
 				defer cancel()
 				resp, err := c.cfg.Transport.Read(rctx, id, req)
 				r := readReply{id: id, err: err}
 				if err == nil {
+					c.latency.observe(id, time.Since(start))
 					switch {
 					case resp.GetKnownEpoch() > 0:
 						r.known, r.err = resp.GetKnownEpoch(), ErrStaleEpoch
@@ -368,7 +394,10 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 				replies <- r
 			}()
 		}
-		tally := quorum.NewTally(p.pol.R, len(p.alive))
+		for _, id := range order[:asked] {
+			send(id)
+		}
+		tally := quorum.NewTally(p.pol.R, len(order))
 		var got []readReply
 		var newest uint64
 		verdict := quorum.Pending
@@ -378,10 +407,14 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 				if r.err != nil {
 					c.metrics.ReplicaErrors.Add(1)
 					newest = max(newest, r.known)
+					if asked < len(order) {
+						send(order[asked])
+						asked++
+					}
 				} else {
 					got = append(got, r)
 				}
-				verdict = tally.Record(indexOf(p.alive, r.id), r.err == nil)
+				verdict = tally.Record(indexOf(order, r.id), r.err == nil)
 			case <-ctx.Done():
 				return ReadResult{Receipt: rcpt}, fmt.Errorf("read: %d of %d required replicas answered before %w", tally.Acks(), p.pol.R, ctx.Err())
 			}
@@ -400,8 +433,65 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 		if found {
 			rcpt.Repaired = c.repairForeground(ctx, keyspace, p.ks.Epoch, winner, got)
 		}
-		go c.repairBackground(ctx, keyspace, p.ks.Epoch, winner, found, replies, len(p.alive)-tally.Answered())
+		if outstanding := asked - tally.Answered(); outstanding > 0 {
+			go c.repairBackground(ctx, keyspace, p.ks.Epoch, winner, found, replies, outstanding)
+		}
 		return ReadResult{Record: winner, Found: found && !winner.Tombstone, Receipt: rcpt}, nil
+	}
+}
+
+func (c *Coordinator) readRepairDraw() bool {
+	return c.cfg.ReadRepairChance > 0 && rand.Float64() < c.cfg.ReadRepairChance
+}
+
+// rank orders replicas for reading: this node first when it is a replica
+// (no network hop), then by observed read latency, fastest first (the
+// dynamic-snitch idea of Cassandra and C3, without queue sizes yet).
+func (c *Coordinator) rank(alive []string) []string {
+	order := slices.Clone(alive)
+	slices.SortStableFunc(order, func(a, b string) int {
+		if a == c.cfg.NodeID {
+			return -1
+		}
+		if b == c.cfg.NodeID {
+			return 1
+		}
+		return cmp.Compare(c.latency.get(a), c.latency.get(b))
+	})
+	return order
+}
+
+// latencyTracker keeps an exponentially weighted moving average of each
+// replica's read latency.
+type latencyTracker struct {
+	m sync.Map // node ID -> *atomic.Int64 (nanoseconds)
+}
+
+func (t *latencyTracker) get(id string) int64 {
+	if v, ok := t.m.Load(id); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+// observe folds a sample in with weight 1/8: recent enough to follow a
+// replica that slows down within a second under load, smooth enough that
+// one slow reply does not reorder the replicas.
+func (t *latencyTracker) observe(id string, d time.Duration) {
+	v, ok := t.m.Load(id)
+	if !ok {
+		v, _ = t.m.LoadOrStore(id, new(atomic.Int64))
+	}
+	a := v.(*atomic.Int64)
+	for {
+		old := a.Load()
+		next := int64(d)
+		if old != 0 {
+			next = old + (int64(d)-old)/8
+		}
+		if a.CompareAndSwap(old, next) {
+			return
+		}
 	}
 }
 

@@ -23,11 +23,12 @@ type memNetwork struct {
 	replicas map[string]*Replica
 	engines  map[string]storage.Engine
 	down     map[string]bool // unreachable and reported dead
+	broken   map[string]bool // unreachable but still reported alive
 	ring     *ring.Ring
 }
 
 func newMemNetwork(t *testing.T, ids []string, meta *memKeyspaces) *memNetwork {
-	n := &memNetwork{replicas: map[string]*Replica{}, engines: map[string]storage.Engine{}, down: map[string]bool{}}
+	n := &memNetwork{replicas: map[string]*Replica{}, engines: map[string]storage.Engine{}, down: map[string]bool{}, broken: map[string]bool{}}
 	var ms []ring.Member
 	for _, id := range ids {
 		e := storage.NewMemory()
@@ -49,7 +50,7 @@ func (n *memNetwork) setDown(id string, down bool) {
 func (n *memNetwork) replica(id string) (*Replica, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.down[id] {
+	if n.down[id] || n.broken[id] {
 		return nil, fmt.Errorf("%s: connection refused", id)
 	}
 	return n.replicas[id], nil
@@ -171,6 +172,7 @@ func newFixture(t *testing.T, n, rf int) *fixture {
 	coord := NewCoordinator(Config{
 		NodeID: "coordinator", NodeNumber: 9, Transport: net, Topology: net,
 		Keyspaces: cmeta, Hints: hints, Clock: NewClock(nil), ReplicaTimeout: time.Second,
+		ReadRepairChance: 1,
 	})
 	return &fixture{net: net, meta: meta, coord: coord, cmeta: cmeta, hints: hints}
 }
@@ -467,5 +469,32 @@ func TestHintKeyRoundTrip(t *testing.T) {
 	}
 	if !bytes.HasPrefix(k, []byte("node-7\x00")) {
 		t.Fatal("hint keys must group by target")
+	}
+}
+
+// A read asks only R replicas, and the next one when one of them fails,
+// which gossip has not noticed yet.
+func TestReadAsksNextReplicaOnFailure(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 3, 3)
+	f.coord.cfg.ReadRepairChance = -1
+	if _, _, err := f.coord.Put(ctx, "ks", []byte("k"), []byte("v"), Consistency{Level: quorum.All}); err != nil {
+		t.Fatal(err)
+	}
+	f.net.mu.Lock()
+	f.net.broken["n1"], f.net.broken["n2"] = true, true
+	f.net.mu.Unlock()
+	res, err := f.coord.Get(ctx, "ks", []byte("k"), Consistency{Level: quorum.One})
+	if err != nil || !res.Found || res.Acked != 1 {
+		t.Fatalf("Get with two broken replicas = %+v, %v; want the value from the third", res, err)
+	}
+	if got := f.coord.Metrics().ReplicaErrors.Load(); got < 1 {
+		t.Errorf("replica errors = %d; want the failed attempts counted", got)
+	}
+	f.net.mu.Lock()
+	f.net.broken["n3"] = true
+	f.net.mu.Unlock()
+	if _, err := f.coord.Get(ctx, "ks", []byte("k"), Consistency{Level: quorum.One}); !errors.Is(err, ErrQuorumNotReached) {
+		t.Fatalf("Get with every replica broken: error %v; want ErrQuorumNotReached", err)
 	}
 }
