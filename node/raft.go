@@ -59,7 +59,7 @@ func (n *Node) startRaft(ln net.Listener, host string) error {
 		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
 	} else {
 		dir := filepath.Join(n.cfg.DataDir, "raft")
-		rs, err := storage.OpenRaftStore(dir)
+		rs, err := storage.OpenRaftStore(dir, n.log)
 		if err != nil {
 			return fmt.Errorf("open metadata log: %w", err)
 		}

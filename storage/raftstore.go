@@ -47,12 +47,16 @@ const (
 	raftLogFixedLen = 1 + 8 + 8 + 1 + 8 + 4
 )
 
-// OpenRaftStore opens (creating if needed) the raft database in dir, which
+// OpenRaftStore opens (creating if needed) the raft database in dir, logging
+// pebble's events to logger (nil: slog.Default()), which
 // must not be shared with a Pebble engine.
-func OpenRaftStore(dir string) (*RaftStore, error) {
+func OpenRaftStore(dir string, logger *slog.Logger) (*RaftStore, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
 	cache := pebble.NewCache(8 << 20) // raft reads recent entries, mostly from memtables
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, Logger: pebbleLogger{slog.Default()}})
+	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, Logger: pebbleLogger{logger}})
 	if err != nil {
 		return nil, fmt.Errorf("storage: open raft store %s: %w", dir, err)
 	}

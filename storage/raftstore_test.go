@@ -14,7 +14,7 @@ import (
 
 func openRaftStore(t *testing.T, dir string) *RaftStore {
 	t.Helper()
-	s, err := OpenRaftStore(dir)
+	s, err := OpenRaftStore(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestRaftStoreWithRaft(t *testing.T) {
 	conf.LogOutput = io.Discard
 
 	start := func(bootstrap bool) (*raft.Raft, *recordingFSM, *RaftStore) {
-		store, err := OpenRaftStore(dir)
+		store, err := OpenRaftStore(dir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
