@@ -395,7 +395,13 @@ func (s adminServer) DescribeKeyspace(ctx context.Context, req *kvpb.DescribeKey
 	}
 	d, ok := s.n.meta.Def(req.GetName())
 	if !ok {
-		return nil, toStatus(fmt.Errorf("keyspace %q: %w", req.GetName(), replication.ErrKeyspaceNotFound))
+		// A keyspace created a moment ago through another node may not be
+		// applied here yet: give the metadata log a moment, as the data
+		// path does.
+		if _, err := s.n.coord.WaitForKeyspace(ctx, req.GetName()); err != nil {
+			return nil, toStatus(err)
+		}
+		d, _ = s.n.meta.Def(req.GetName())
 	}
 	return &kvpb.KeyspaceResponse{Keyspace: defToPB(d)}, nil
 }

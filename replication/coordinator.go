@@ -141,6 +141,13 @@ type plan struct {
 // moment ago through another node may not have been applied here yet.
 const unknownKeyspaceWait = 500 * time.Millisecond
 
+// WaitForKeyspace returns a keyspace's configuration, waiting briefly for
+// the metadata log to bring it if this node does not know it yet; it fails
+// with ErrKeyspaceNotFound after that.
+func (c *Coordinator) WaitForKeyspace(ctx context.Context, name string) (KeyspaceConfig, error) {
+	return c.keyspace(ctx, name)
+}
+
 // keyspace looks a keyspace up, waiting up to unknownKeyspaceWait for it to
 // be applied if it is not known yet.
 func (c *Coordinator) keyspace(ctx context.Context, name string) (KeyspaceConfig, error) {

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/adaptkv/adaptkv/node"
+)
+
+// nodeStopTimeout bounds a graceful stop after SIGINT or SIGTERM. It is
+// shorter than the 10 s `cluster down` waits before SIGKILL, so that a node
+// that is told to stop finishes on its own.
+const nodeStopTimeout = 8 * time.Second
+
+// nodeFlags are the flags of `adaptkv node`; they map one to one onto
+// node.Config.
+type nodeFlags struct {
+	id, dataDir, zone                        string
+	grpcAddr, gossipAddr, raftAddr, httpAddr string
+	seeds                                    []string
+	bootstrapExpect                          int
+	inMemory, localTimings                   bool
+	unsafeTestHooks                          bool
+	logLevel, logFormat                      string
+}
+
+func (a *app) nodeCommand() *cobra.Command {
+	var f nodeFlags
+	def := node.DefaultLocalConfig()
+	cmd := &cobra.Command{
+		Use:   "node --id ID --data-dir DIR",
+		Short: "Run one node in the foreground",
+		Long: `Run one adaptkv node in the foreground, logging to stderr, until SIGINT or
+SIGTERM, which stop it cleanly. A restart with the same --id and --data-dir
+picks up where it stopped.
+
+A new cluster of N nodes is formed by starting each with --bootstrap-expect N
+and --seeds listing the gossip addresses of the others.`,
+		Example: `  adaptkv node --id n1 --data-dir /var/lib/adaptkv --bootstrap-expect 3 \
+    --seeds 10.0.0.2:7401,10.0.0.3:7401 --grpc-addr 10.0.0.1:7400 \
+    --gossip-addr 10.0.0.1:7401 --raft-addr 10.0.0.1:7402 --http-addr 10.0.0.1:7403`,
+		Args: cobraArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := f.config()
+			if err != nil {
+				return err
+			}
+			return runNode(cmd.Context(), cfg)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.id, "id", "", "node ID, unique in the cluster and stable across restarts (required)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "data directory (required unless --in-memory)")
+	fs.StringVar(&f.grpcAddr, "grpc-addr", def.GRPCAddr, "host:port of the client, admin and peer gRPC API")
+	fs.StringVar(&f.gossipAddr, "gossip-addr", def.GossipAddr, "host:port of gossip membership (UDP and TCP)")
+	fs.StringVar(&f.raftAddr, "raft-addr", def.RaftAddr, "host:port of the metadata log's Raft transport")
+	fs.StringVar(&f.httpAddr, "http-addr", def.HTTPAddr, "host:port of /metrics, /healthz and /debug/pprof; empty disables it")
+	fs.StringSliceVar(&f.seeds, "seeds", nil, "gossip addresses of other nodes to join, comma-separated")
+	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "size of a new cluster: the metadata log forms once this many nodes are alive; 0 joins an existing cluster")
+	fs.StringVar(&f.zone, "zone", "", "failure domain; replicas go to distinct zones first")
+	fs.BoolVar(&f.inMemory, "in-memory", false, "keep data and metadata in memory only (lost on restart)")
+	fs.BoolVar(&f.localTimings, "local-timings", true, "fast failure detection and elections, for nodes on one machine or rack")
+	fs.BoolVar(&f.unsafeTestHooks, "unsafe-test-hooks", false, "serve fault-injection hooks under /unsafe/ on --http-addr (clock skew, slow replies, dropped writes), for the Jepsen harness; never in production")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+// config builds the node configuration; a problem with the flags is a usage
+// error.
+func (f *nodeFlags) config() (node.Config, error) {
+	cfg := node.DefaultConfig()
+	if f.localTimings {
+		cfg = node.DefaultLocalConfig()
+	}
+	cfg.ID, cfg.DataDir, cfg.Zone, cfg.InMemory = f.id, f.dataDir, f.zone, f.inMemory
+	cfg.GRPCAddr, cfg.GossipAddr, cfg.RaftAddr, cfg.HTTPAddr = f.grpcAddr, f.gossipAddr, f.raftAddr, f.httpAddr
+	cfg.Seeds, cfg.BootstrapExpect = f.seeds, f.bootstrapExpect
+	cfg.UnsafeTestHooks = f.unsafeTestHooks
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return cfg, usagef("--log-level %q: want debug, info, warn or error", f.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch f.logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	default:
+		return cfg, usagef("--log-format %q: want text or json", f.logFormat)
+	}
+	if f.id == "" {
+		return cfg, usagef("--id is required: a name for the node, unique in the cluster (e.g. n1)")
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageErr(err)
+	}
+	return cfg, nil
+}
+
+// runNode runs a node until SIGINT or SIGTERM, then stops it within
+// nodeStopTimeout.
+func runNode(ctx context.Context, cfg node.Config) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	n, err := node.Start(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("node %s did not start: %w", cfg.ID, err)
+	}
+	<-ctx.Done()
+	// A second signal now kills the process the default way, for an
+	// operator who does not want to wait.
+	stop()
+	cfg.Logger.Info("signal received, stopping", "timeout", nodeStopTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), nodeStopTimeout)
+	defer cancel()
+	if err := n.Stop(sctx); err != nil {
+		return fmt.Errorf("node %s stopped with errors: %w", cfg.ID, err)
+	}
+	return nil
+}

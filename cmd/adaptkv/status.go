@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/adaptkv/adaptkv/client"
+)
+
+// memberJSON is a member in status output. HintsPending is nil when the
+// member could not be asked (it is down, or did not answer in time).
+type memberJSON struct {
+	ID            string  `json:"id"`
+	State         string  `json:"state"`
+	RaftRole      string  `json:"raft_role"`
+	RingOwnership float64 `json:"ring_ownership"`
+	HintsPending  *uint64 `json:"hints_pending"`
+	GRPCAddr      string  `json:"grpc_addr"`
+	GossipAddr    string  `json:"gossip_addr"`
+	RaftAddr      string  `json:"raft_addr"`
+	HTTPAddr      string  `json:"http_addr"`
+	Zone          string  `json:"zone,omitempty"`
+}
+
+// statusJSON is the JSON output of status.
+type statusJSON struct {
+	AnsweredBy     string       `json:"answered_by"`
+	MetadataLeader string       `json:"metadata_leader"`
+	MetadataIndex  uint64       `json:"metadata_index"`
+	Vnodes         int          `json:"vnodes"`
+	Members        []memberJSON `json:"members"`
+}
+
+// hintsByMember asks every alive member for the hints it holds. Hints live
+// on the coordinators that stored them, so the cluster's backlog is the sum
+// over members, which no single node's ClusterStatus reports. Each member is
+// asked directly (routing disabled) and in parallel; one that does not
+// answer is left out rather than failing the status.
+func (a *app) hintsByMember(ctx context.Context, st *client.ClusterStatus) map[string]uint64 {
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		out = map[string]uint64{}
+	)
+	for _, m := range st.Members {
+		if m.State != client.StateAlive || m.GRPCAddr == "" {
+			continue
+		}
+		if m.ID == st.NodeID {
+			out[m.ID] = st.HintsPending
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := a.memberClient(ctx, m.GRPCAddr)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			s, err := c.ClusterStatus(ctx)
+			if err != nil || s.NodeID != m.ID {
+				return
+			}
+			mu.Lock()
+			out[m.ID] = s.HintsPending
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// memberClient returns a client that talks to the node at addr only, for
+// questions about that node itself (its hints, its applied metadata).
+func (a *app) memberClient(ctx context.Context, addr string) (*client.Client, error) {
+	return client.New(ctx, client.Config{Endpoints: []string{addr}, DisableRouting: true, MaxRetries: -1,
+		DialTimeout: min(a.timeout, 2*time.Second), RequestTimeout: min(a.timeout, 2*time.Second)})
+}
+
+func (a *app) statusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the cluster: members, states, Raft roles, ring ownership, pending hints",
+		Args:  cobraArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, cancel, err := a.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			defer c.Close()
+			st, err := c.ClusterStatus(ctx)
+			if err != nil {
+				return err
+			}
+			hints := a.hintsByMember(ctx, st)
+			out := statusJSON{AnsweredBy: st.NodeID, MetadataLeader: st.MetadataLeader, MetadataIndex: st.MetadataIndex, Vnodes: st.Vnodes, Members: []memberJSON{}}
+			for _, m := range st.Members {
+				mj := memberJSON{ID: m.ID, State: m.State, RaftRole: m.RaftRole, RingOwnership: m.RingOwnership,
+					GRPCAddr: m.GRPCAddr, GossipAddr: m.GossipAddr, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Zone: m.Zone}
+				if h, ok := hints[m.ID]; ok {
+					mj.HintsPending = &h
+				}
+				out.Members = append(out.Members, mj)
+			}
+			if a.json() {
+				return a.printJSON(out)
+			}
+			return a.printStatus(out)
+		},
+	}
+}
+
+func (a *app) printStatus(s statusJSON) error {
+	tw := a.table()
+	fmt.Fprintln(tw, "NODE\tSTATE\tRAFT\tOWNERSHIP\tHINTS\tGRPC\tZONE")
+	var total uint64
+	for _, m := range s.Members {
+		hints := "?"
+		if m.HintsPending != nil {
+			hints = fmt.Sprint(*m.HintsPending)
+			total += *m.HintsPending
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\n", m.ID, m.State, dash(m.RaftRole), 100*m.RingOwnership, hints, m.GRPCAddr, dash(m.Zone))
+	}
+	tw.Flush()
+	leader := s.MetadataLeader
+	if leader == "" {
+		leader = "none (keyspace changes are refused until one is elected)"
+	}
+	fmt.Fprintf(a.stdout, "metadata leader: %s (log index %d on %s)\nhints pending: %d\n", leader, s.MetadataIndex, s.AnsweredBy, total)
+	return nil
+}
+
+// dash shows an empty table cell as "-".
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
