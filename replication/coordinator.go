@@ -43,6 +43,8 @@ type Config struct {
 	// stale replicas to hints and to quorum reads that happen to see them.
 	// Negative means never.
 	ReadRepairChance float64
+	// Observer, when set, receives per-request observations for the tuner.
+	Observer Observer
 	// Logger receives the coordinator's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -222,6 +224,7 @@ func (c *Coordinator) replicaCtx(ctx context.Context) (context.Context, context.
 }
 
 func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Record, cons Consistency) (Receipt, error) {
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		p, err := c.plan(ctx, keyspace, rec.Key, cons)
 		if err != nil {
@@ -239,10 +242,15 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 		replies := make(chan writeReply, len(p.alive))
 		for _, id := range p.alive {
 			go func() {
+				sent := time.Now()
 				rctx, cancel := c.replicaCtx(ctx)
 				defer cancel()
 				resp, err := c.cfg.Transport.Write(rctx, id, req)
-				replies <- toWriteReply(id, resp, err)
+				r := toWriteReply(id, resp, err)
+				if o := c.cfg.Observer; o != nil {
+					o.Replica(keyspace, id, true, time.Since(sent), r.ok)
+				}
+				replies <- r
 			}()
 		}
 		tally := quorum.NewTally(p.pol.W, len(p.alive))
@@ -265,6 +273,9 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 		go c.drainWrites(ctx, mut, replies, len(p.alive)-received)
 		rcpt.Acked = tally.Acks()
 		if verdict == quorum.Won {
+			if o := c.cfg.Observer; o != nil {
+				o.ClientWrite(keyspace, rec.Key, time.Since(start))
+			}
 			return rcpt, nil
 		}
 		if newest > p.ks.Epoch && attempt < maxEpochAttempts {
@@ -362,6 +373,7 @@ type readReply struct {
 
 // Get reads key from R replicas and returns the newest version they hold.
 func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons Consistency) (ReadResult, error) {
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		p, err := c.plan(ctx, keyspace, key, cons)
 		if err != nil {
@@ -384,11 +396,14 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 		replies := make(chan readReply, len(order))
 		send := func(id string) {
 			go func() {
-				start := time.Now()
+				start := time.Now() // this replica's round trip
 				rctx, cancel := c.replicaCtx(ctx)
 				defer cancel()
 				resp, err := c.cfg.Transport.Read(rctx, id, req)
 				r := readReply{id: id, err: err}
+				if o := c.cfg.Observer; o != nil {
+					o.Replica(keyspace, id, false, time.Since(start), err == nil)
+				}
 				if err == nil {
 					c.latency.observe(id, time.Since(start))
 					switch {
@@ -441,7 +456,14 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 			rcpt.Repaired = c.repairForeground(ctx, keyspace, p.ks.Epoch, winner, got)
 		}
 		if outstanding := asked - tally.Answered(); outstanding > 0 {
-			go c.repairBackground(ctx, keyspace, p.ks.Epoch, winner, found, replies, outstanding)
+			go c.repairBackground(ctx, keyspace, p.ks.Epoch, winner, found, got, replies, outstanding)
+		}
+		if o := c.cfg.Observer; o != nil {
+			var age time.Duration
+			if found {
+				age = max(time.Since(winner.Version.WallTime()), 0)
+			}
+			o.ClientRead(keyspace, key, time.Since(start), age, found)
 		}
 		return ReadResult{Record: winner, Found: found && !winner.Tombstone, Receipt: rcpt}, nil
 	}
@@ -546,7 +568,7 @@ func (c *Coordinator) repairForeground(ctx context.Context, keyspace string, epo
 
 // repairBackground collects the replies that arrive after the read answered
 // and repairs the replicas that turn out stale.
-func (c *Coordinator) repairBackground(ctx context.Context, keyspace string, epoch uint64, winner storage.Record, found bool, replies <-chan readReply, n int) {
+func (c *Coordinator) repairBackground(ctx context.Context, keyspace string, epoch uint64, winner storage.Record, found bool, early []readReply, replies <-chan readReply, n int) {
 	var late []readReply
 	for range n {
 		if r := <-replies; r.err == nil {
@@ -554,6 +576,20 @@ func (c *Coordinator) repairBackground(ctx context.Context, keyspace string, epo
 		} else {
 			c.metrics.ReplicaErrors.Add(1)
 		}
+	}
+	if o := c.cfg.Observer; o != nil {
+		// Compare the answer with every replica: the tuner's measured
+		// staleness (a newer version existed) and lag (some replica behind).
+		stale, behind := false, false
+		for _, r := range append(late, early...) {
+			switch {
+			case r.found && (!found || winner.Version.Less(r.rec.Version)):
+				stale = true
+			case found && (!r.found || r.rec.Version.Less(winner.Version)):
+				behind = true
+			}
+		}
+		o.Probe(keyspace, stale, behind)
 	}
 	if w, ok := newestOf(late); ok && (!found || winner.Version.Less(w.Version)) {
 		// A late replica holds something newer than what the client got (a

@@ -37,6 +37,7 @@ package replication
 
 import (
 	"context"
+	"time"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/replication/quorum"
@@ -87,4 +88,21 @@ type Keyspaces interface {
 	WaitForIndex(ctx context.Context, index uint64) error
 	// Applied is the last metadata log index this node has applied.
 	Applied() uint64
+}
+
+// Observer receives what the coordinator sees of each request, for the
+// tuner. Every method is called inline on the request path, concurrently:
+// implementations must only record (a few atomic adds) and never block.
+type Observer interface {
+	// ClientRead reports a client read that succeeded: its latency and, when
+	// it returned a version, the age of that version (its write time to now).
+	ClientRead(keyspace string, key []byte, latency time.Duration, age time.Duration, found bool)
+	// ClientWrite reports a client write that succeeded.
+	ClientWrite(keyspace string, key []byte, latency time.Duration)
+	// Replica reports one replica request's round trip (ok) or failure.
+	Replica(keyspace, replica string, write bool, rtt time.Duration, ok bool)
+	// Probe reports a read whose answer was compared with every replica
+	// (the read-repair share of reads): stale when some replica held a newer
+	// version than the one returned, behind when some held an older one.
+	Probe(keyspace string, stale, behind bool)
 }

@@ -1661,6 +1661,296 @@ func (x *LocalGetResponse) GetNodeId() string {
 	return ""
 }
 
+type TunerExplainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"` // most recent decisions; 0 means 20
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TunerExplainRequest) Reset() {
+	*x = TunerExplainRequest{}
+	mi := &file_adaptkv_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TunerExplainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TunerExplainRequest) ProtoMessage() {}
+
+func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TunerExplainRequest.ProtoReflect.Descriptor instead.
+func (*TunerExplainRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *TunerExplainRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *TunerExplainRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type TunerExplainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DecisionsJson []string               `protobuf:"bytes,1,rep,name=decisions_json,json=decisionsJson,proto3" json:"decisions_json,omitempty"` // oldest first, tuner.Decision as JSON
+	DecisionsText []string               `protobuf:"bytes,2,rep,name=decisions_text,json=decisionsText,proto3" json:"decisions_text,omitempty"` // the same, rendered for people
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TunerExplainResponse) Reset() {
+	*x = TunerExplainResponse{}
+	mi := &file_adaptkv_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TunerExplainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TunerExplainResponse) ProtoMessage() {}
+
+func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TunerExplainResponse.ProtoReflect.Descriptor instead.
+func (*TunerExplainResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *TunerExplainResponse) GetDecisionsJson() []string {
+	if x != nil {
+		return x.DecisionsJson
+	}
+	return nil
+}
+
+func (x *TunerExplainResponse) GetDecisionsText() []string {
+	if x != nil {
+		return x.DecisionsText
+	}
+	return nil
+}
+
+type TunerWhatIfRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TunerWhatIfRequest) Reset() {
+	*x = TunerWhatIfRequest{}
+	mi := &file_adaptkv_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TunerWhatIfRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TunerWhatIfRequest) ProtoMessage() {}
+
+func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TunerWhatIfRequest.ProtoReflect.Descriptor instead.
+func (*TunerWhatIfRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TunerWhatIfRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+type TunerWhatIfResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CandidatesJson string                 `protobuf:"bytes,1,opt,name=candidates_json,json=candidatesJson,proto3" json:"candidates_json,omitempty"` // []tuner.CandidateReport as JSON
+	Text           string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`                                           // rendered for people
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TunerWhatIfResponse) Reset() {
+	*x = TunerWhatIfResponse{}
+	mi := &file_adaptkv_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TunerWhatIfResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TunerWhatIfResponse) ProtoMessage() {}
+
+func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TunerWhatIfResponse.ProtoReflect.Descriptor instead.
+func (*TunerWhatIfResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *TunerWhatIfResponse) GetCandidatesJson() string {
+	if x != nil {
+		return x.CandidatesJson
+	}
+	return ""
+}
+
+func (x *TunerWhatIfResponse) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+type TunerSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TunerSnapshotRequest) Reset() {
+	*x = TunerSnapshotRequest{}
+	mi := &file_adaptkv_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TunerSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TunerSnapshotRequest) ProtoMessage() {}
+
+func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TunerSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*TunerSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *TunerSnapshotRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+// TunerSnapshotResponse carries one node's observations of a keyspace since
+// the previous snapshot, for the tuner on the metadata leader.
+type TunerSnapshotResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ObservationJson []byte                 `protobuf:"bytes,1,opt,name=observation_json,json=observationJson,proto3" json:"observation_json,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TunerSnapshotResponse) Reset() {
+	*x = TunerSnapshotResponse{}
+	mi := &file_adaptkv_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TunerSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TunerSnapshotResponse) ProtoMessage() {}
+
+func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TunerSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*TunerSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *TunerSnapshotResponse) GetObservationJson() []byte {
+	if x != nil {
+		return x.ObservationJson
+	}
+	return nil
+}
+
 // Record is a versioned value as a replica stores it.
 type Record struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1674,7 +1964,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_adaptkv_proto_msgTypes[24]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1976,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[24]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1989,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{24}
+	return file_adaptkv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Record) GetKey() []byte {
@@ -1743,7 +2033,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +2045,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +2058,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{25}
+	return file_adaptkv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Mutation) GetKeyspace() string {
@@ -1803,7 +2093,7 @@ type MutationResult struct {
 
 func (x *MutationResult) Reset() {
 	*x = MutationResult{}
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1815,7 +2105,7 @@ func (x *MutationResult) String() string {
 func (*MutationResult) ProtoMessage() {}
 
 func (x *MutationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1828,7 +2118,7 @@ func (x *MutationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MutationResult.ProtoReflect.Descriptor instead.
 func (*MutationResult) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{26}
+	return file_adaptkv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MutationResult) GetOk() bool {
@@ -1862,7 +2152,7 @@ type ReplicaWriteRequest struct {
 
 func (x *ReplicaWriteRequest) Reset() {
 	*x = ReplicaWriteRequest{}
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +2164,7 @@ func (x *ReplicaWriteRequest) String() string {
 func (*ReplicaWriteRequest) ProtoMessage() {}
 
 func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +2177,7 @@ func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{27}
+	return file_adaptkv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReplicaWriteRequest) GetMutations() []*Mutation {
@@ -1913,7 +2203,7 @@ type ReplicaWriteResponse struct {
 
 func (x *ReplicaWriteResponse) Reset() {
 	*x = ReplicaWriteResponse{}
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2215,7 @@ func (x *ReplicaWriteResponse) String() string {
 func (*ReplicaWriteResponse) ProtoMessage() {}
 
 func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2228,7 @@ func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{28}
+	return file_adaptkv_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReplicaWriteResponse) GetResults() []*MutationResult {
@@ -1960,7 +2250,7 @@ type ReplicaReadRequest struct {
 
 func (x *ReplicaReadRequest) Reset() {
 	*x = ReplicaReadRequest{}
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2262,7 @@ func (x *ReplicaReadRequest) String() string {
 func (*ReplicaReadRequest) ProtoMessage() {}
 
 func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2275,7 @@ func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaReadRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{29}
+	return file_adaptkv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReplicaReadRequest) GetKeyspace() string {
@@ -2027,7 +2317,7 @@ type ReplicaReadResponse struct {
 
 func (x *ReplicaReadResponse) Reset() {
 	*x = ReplicaReadResponse{}
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2329,7 @@ func (x *ReplicaReadResponse) String() string {
 func (*ReplicaReadResponse) ProtoMessage() {}
 
 func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2342,7 @@ func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaReadResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{30}
+	return file_adaptkv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReplicaReadResponse) GetFound() bool {
@@ -2090,7 +2380,7 @@ type ReplicaScanRequest struct {
 
 func (x *ReplicaScanRequest) Reset() {
 	*x = ReplicaScanRequest{}
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2392,7 @@ func (x *ReplicaScanRequest) String() string {
 func (*ReplicaScanRequest) ProtoMessage() {}
 
 func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2405,7 @@ func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaScanRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{31}
+	return file_adaptkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReplicaScanRequest) GetKeyspace() string {
@@ -2170,7 +2460,7 @@ type ReplicaScanResponse struct {
 
 func (x *ReplicaScanResponse) Reset() {
 	*x = ReplicaScanResponse{}
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2472,7 @@ func (x *ReplicaScanResponse) String() string {
 func (*ReplicaScanResponse) ProtoMessage() {}
 
 func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2485,7 @@ func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaScanResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{32}
+	return file_adaptkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReplicaScanResponse) GetRecords() []*Record {
@@ -2327,7 +2617,22 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\ttombstone\x18\x02 \x01(\bR\ttombstone\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x12-\n" +
 	"\aversion\x18\x04 \x01(\v2\x13.adaptkv.v1.VersionR\aversion\x12\x17\n" +
-	"\anode_id\x18\x05 \x01(\tR\x06nodeId\"}\n" +
+	"\anode_id\x18\x05 \x01(\tR\x06nodeId\"G\n" +
+	"\x13TunerExplainRequest\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"d\n" +
+	"\x14TunerExplainResponse\x12%\n" +
+	"\x0edecisions_json\x18\x01 \x03(\tR\rdecisionsJson\x12%\n" +
+	"\x0edecisions_text\x18\x02 \x03(\tR\rdecisionsText\"0\n" +
+	"\x12TunerWhatIfRequest\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\"R\n" +
+	"\x13TunerWhatIfResponse\x12'\n" +
+	"\x0fcandidates_json\x18\x01 \x01(\tR\x0ecandidatesJson\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\"2\n" +
+	"\x14TunerSnapshotRequest\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\"B\n" +
+	"\x15TunerSnapshotResponse\x12)\n" +
+	"\x10observation_json\x18\x01 \x01(\fR\x0fobservationJson\"}\n" +
 	"\x06Record\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12-\n" +
@@ -2384,14 +2689,17 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x03Get\x12\x16.adaptkv.v1.GetRequest\x1a\x17.adaptkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.adaptkv.v1.PutRequest\x1a\x17.adaptkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.adaptkv.v1.DeleteRequest\x1a\x1a.adaptkv.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xf5\x03\n" +
+	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xee\x05\n" +
 	"\x05Admin\x12Q\n" +
 	"\x0eCreateKeyspace\x12!.adaptkv.v1.CreateKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12O\n" +
 	"\rAlterKeyspace\x12 .adaptkv.v1.AlterKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12U\n" +
 	"\x10DescribeKeyspace\x12#.adaptkv.v1.DescribeKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12T\n" +
 	"\rListKeyspaces\x12 .adaptkv.v1.ListKeyspacesRequest\x1a!.adaptkv.v1.ListKeyspacesResponse\x12T\n" +
 	"\rClusterStatus\x12 .adaptkv.v1.ClusterStatusRequest\x1a!.adaptkv.v1.ClusterStatusResponse\x12E\n" +
-	"\bLocalGet\x12\x1b.adaptkv.v1.LocalGetRequest\x1a\x1c.adaptkv.v1.LocalGetResponse2\xaf\x02\n" +
+	"\bLocalGet\x12\x1b.adaptkv.v1.LocalGetRequest\x1a\x1c.adaptkv.v1.LocalGetResponse\x12Q\n" +
+	"\fTunerExplain\x12\x1f.adaptkv.v1.TunerExplainRequest\x1a .adaptkv.v1.TunerExplainResponse\x12N\n" +
+	"\vTunerWhatIf\x12\x1e.adaptkv.v1.TunerWhatIfRequest\x1a\x1f.adaptkv.v1.TunerWhatIfResponse\x12T\n" +
+	"\rTunerSnapshot\x12 .adaptkv.v1.TunerSnapshotRequest\x1a!.adaptkv.v1.TunerSnapshotResponse2\xaf\x02\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
@@ -2411,7 +2719,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                      // 0: adaptkv.v1.Level
 	(MemberState)(0),                // 1: adaptkv.v1.MemberState
@@ -2439,15 +2747,21 @@ var file_adaptkv_proto_goTypes = []any{
 	(*ClusterStatusResponse)(nil),   // 23: adaptkv.v1.ClusterStatusResponse
 	(*LocalGetRequest)(nil),         // 24: adaptkv.v1.LocalGetRequest
 	(*LocalGetResponse)(nil),        // 25: adaptkv.v1.LocalGetResponse
-	(*Record)(nil),                  // 26: adaptkv.v1.Record
-	(*Mutation)(nil),                // 27: adaptkv.v1.Mutation
-	(*MutationResult)(nil),          // 28: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),     // 29: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),    // 30: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),      // 31: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),     // 32: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),      // 33: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),     // 34: adaptkv.v1.ReplicaScanResponse
+	(*TunerExplainRequest)(nil),     // 26: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),    // 27: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),      // 28: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),     // 29: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),    // 30: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),   // 31: adaptkv.v1.TunerSnapshotResponse
+	(*Record)(nil),                  // 32: adaptkv.v1.Record
+	(*Mutation)(nil),                // 33: adaptkv.v1.Mutation
+	(*MutationResult)(nil),          // 34: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),     // 35: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),    // 36: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),      // 37: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),     // 38: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),      // 39: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),     // 40: adaptkv.v1.ReplicaScanResponse
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	0,  // 0: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
@@ -2474,11 +2788,11 @@ var file_adaptkv_proto_depIdxs = []int32{
 	21, // 21: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
 	3,  // 22: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
 	3,  // 23: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	26, // 24: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	27, // 25: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	28, // 26: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	26, // 27: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	26, // 28: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	32, // 24: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	33, // 25: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	34, // 26: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	32, // 27: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	32, // 28: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
 	6,  // 29: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
 	8,  // 30: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
 	10, // 31: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
@@ -2489,26 +2803,32 @@ var file_adaptkv_proto_depIdxs = []int32{
 	19, // 36: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
 	22, // 37: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
 	24, // 38: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	29, // 39: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	31, // 40: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	33, // 41: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	29, // 42: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	7,  // 43: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	9,  // 44: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	11, // 45: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	13, // 46: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	18, // 47: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	18, // 48: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	18, // 49: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	20, // 50: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	23, // 51: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	25, // 52: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	30, // 53: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	32, // 54: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	34, // 55: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	30, // 56: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	43, // [43:57] is the sub-list for method output_type
-	29, // [29:43] is the sub-list for method input_type
+	26, // 39: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	28, // 40: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	30, // 41: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	35, // 42: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	37, // 43: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	39, // 44: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	35, // 45: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	7,  // 46: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	9,  // 47: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	11, // 48: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	13, // 49: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	18, // 50: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	18, // 51: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	18, // 52: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	20, // 53: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	23, // 54: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	25, // 55: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	27, // 56: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	29, // 57: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	31, // 58: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	36, // 59: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	38, // 60: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	40, // 61: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	36, // 62: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	46, // [46:63] is the sub-list for method output_type
+	29, // [29:46] is the sub-list for method input_type
 	29, // [29:29] is the sub-list for extension type_name
 	29, // [29:29] is the sub-list for extension extendee
 	0,  // [0:29] is the sub-list for field type_name
@@ -2525,7 +2845,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -249,6 +249,9 @@ const (
 	Admin_ListKeyspaces_FullMethodName    = "/adaptkv.v1.Admin/ListKeyspaces"
 	Admin_ClusterStatus_FullMethodName    = "/adaptkv.v1.Admin/ClusterStatus"
 	Admin_LocalGet_FullMethodName         = "/adaptkv.v1.Admin/LocalGet"
+	Admin_TunerExplain_FullMethodName     = "/adaptkv.v1.Admin/TunerExplain"
+	Admin_TunerWhatIf_FullMethodName      = "/adaptkv.v1.Admin/TunerWhatIf"
+	Admin_TunerSnapshot_FullMethodName    = "/adaptkv.v1.Admin/TunerSnapshot"
 )
 
 // AdminClient is the client API for Admin service.
@@ -264,6 +267,9 @@ type AdminClient interface {
 	ListKeyspaces(ctx context.Context, in *ListKeyspacesRequest, opts ...grpc.CallOption) (*ListKeyspacesResponse, error)
 	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
 	LocalGet(ctx context.Context, in *LocalGetRequest, opts ...grpc.CallOption) (*LocalGetResponse, error)
+	TunerExplain(ctx context.Context, in *TunerExplainRequest, opts ...grpc.CallOption) (*TunerExplainResponse, error)
+	TunerWhatIf(ctx context.Context, in *TunerWhatIfRequest, opts ...grpc.CallOption) (*TunerWhatIfResponse, error)
+	TunerSnapshot(ctx context.Context, in *TunerSnapshotRequest, opts ...grpc.CallOption) (*TunerSnapshotResponse, error)
 }
 
 type adminClient struct {
@@ -334,6 +340,36 @@ func (c *adminClient) LocalGet(ctx context.Context, in *LocalGetRequest, opts ..
 	return out, nil
 }
 
+func (c *adminClient) TunerExplain(ctx context.Context, in *TunerExplainRequest, opts ...grpc.CallOption) (*TunerExplainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TunerExplainResponse)
+	err := c.cc.Invoke(ctx, Admin_TunerExplain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) TunerWhatIf(ctx context.Context, in *TunerWhatIfRequest, opts ...grpc.CallOption) (*TunerWhatIfResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TunerWhatIfResponse)
+	err := c.cc.Invoke(ctx, Admin_TunerWhatIf_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) TunerSnapshot(ctx context.Context, in *TunerSnapshotRequest, opts ...grpc.CallOption) (*TunerSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TunerSnapshotResponse)
+	err := c.cc.Invoke(ctx, Admin_TunerSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -347,6 +383,9 @@ type AdminServer interface {
 	ListKeyspaces(context.Context, *ListKeyspacesRequest) (*ListKeyspacesResponse, error)
 	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
 	LocalGet(context.Context, *LocalGetRequest) (*LocalGetResponse, error)
+	TunerExplain(context.Context, *TunerExplainRequest) (*TunerExplainResponse, error)
+	TunerWhatIf(context.Context, *TunerWhatIfRequest) (*TunerWhatIfResponse, error)
+	TunerSnapshot(context.Context, *TunerSnapshotRequest) (*TunerSnapshotResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -374,6 +413,15 @@ func (UnimplementedAdminServer) ClusterStatus(context.Context, *ClusterStatusReq
 }
 func (UnimplementedAdminServer) LocalGet(context.Context, *LocalGetRequest) (*LocalGetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LocalGet not implemented")
+}
+func (UnimplementedAdminServer) TunerExplain(context.Context, *TunerExplainRequest) (*TunerExplainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TunerExplain not implemented")
+}
+func (UnimplementedAdminServer) TunerWhatIf(context.Context, *TunerWhatIfRequest) (*TunerWhatIfResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TunerWhatIf not implemented")
+}
+func (UnimplementedAdminServer) TunerSnapshot(context.Context, *TunerSnapshotRequest) (*TunerSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TunerSnapshot not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -504,6 +552,60 @@ func _Admin_LocalGet_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_TunerExplain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TunerExplainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).TunerExplain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_TunerExplain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).TunerExplain(ctx, req.(*TunerExplainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_TunerWhatIf_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TunerWhatIfRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).TunerWhatIf(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_TunerWhatIf_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).TunerWhatIf(ctx, req.(*TunerWhatIfRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_TunerSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TunerSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).TunerSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_TunerSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).TunerSnapshot(ctx, req.(*TunerSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -534,6 +636,18 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LocalGet",
 			Handler:    _Admin_LocalGet_Handler,
+		},
+		{
+			MethodName: "TunerExplain",
+			Handler:    _Admin_TunerExplain_Handler,
+		},
+		{
+			MethodName: "TunerWhatIf",
+			Handler:    _Admin_TunerWhatIf_Handler,
+		},
+		{
+			MethodName: "TunerSnapshot",
+			Handler:    _Admin_TunerSnapshot_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
