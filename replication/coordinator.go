@@ -62,6 +62,9 @@ type Metrics struct {
 	// EpochRetries counts operations run again after a replica reported a
 	// newer configuration epoch.
 	EpochRetries atomic.Uint64
+	// Hedges counts reads sent to one more replica because the first ones
+	// were slow.
+	Hedges atomic.Uint64
 }
 
 // Coordinator runs reads and writes over a key's replicas. It is safe for
@@ -390,7 +393,7 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 		// background.
 		order := c.rank(p.alive)
 		asked := p.pol.R
-		if c.readRepairDraw() {
+		if p.ks.ReadAll || c.readRepairDraw() {
 			asked = len(order)
 		}
 		replies := make(chan readReply, len(order))
@@ -422,9 +425,21 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 		tally := quorum.NewTally(p.pol.R, len(order))
 		var got []readReply
 		var newest uint64
+		var hedge <-chan time.Time
+		if p.ks.HedgeAfter > 0 && asked < len(order) {
+			t := time.NewTimer(p.ks.HedgeAfter)
+			defer t.Stop()
+			hedge = t.C
+		}
 		verdict := quorum.Pending
 		for verdict == quorum.Pending {
 			select {
+			case <-hedge:
+				if asked < len(order) {
+					c.metrics.Hedges.Add(1)
+					send(order[asked])
+					asked++
+				}
 			case r := <-replies:
 				if r.err != nil {
 					c.metrics.ReplicaErrors.Add(1)
@@ -591,15 +606,18 @@ func (c *Coordinator) repairBackground(ctx context.Context, keyspace string, epo
 		}
 		o.Probe(keyspace, stale, behind)
 	}
+	check := late
 	if w, ok := newestOf(late); ok && (!found || winner.Version.Less(w.Version)) {
 		// A late replica holds something newer than what the client got (a
-		// write that completed meanwhile); spread that instead.
+		// write that completed meanwhile, or a replica the answer missed):
+		// spread that instead, to the early replicas too.
 		winner, found = w, true
+		check = append(late, early...)
 	}
 	if !found {
 		return
 	}
-	for _, r := range late {
+	for _, r := range check {
 		if stale(r, winner) && c.repairOne(ctx, keyspace, epoch, r.id, winner) {
 			c.metrics.ReadRepairsBackground.Add(1)
 		}

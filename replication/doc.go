@@ -77,6 +77,13 @@ type KeyspaceConfig struct {
 	R, W    int
 	// Epoch is the metadata log index of the configuration.
 	Epoch uint64
+	// ReadAll makes reads ask every alive replica rather than the R nearest
+	// (a read path the tuner may choose).
+	ReadAll bool
+	// HedgeAfter, when positive, sends a read to one more replica if the
+	// ones asked have not answered R times within it (The Tail at Scale's
+	// hedged requests).
+	HedgeAfter time.Duration
 }
 
 // Keyspaces is the coordinator's and replica's view of the metadata log.
