@@ -18,6 +18,14 @@ func (s KeyspaceSpec) validate(op string) (uint32, *kvpb.Consistency, *Error) {
 	if s.ReplicationFactor < 0 || s.ReplicationFactor > math.MaxUint32 {
 		return bad("replication factor %d is out of range", s.ReplicationFactor)
 	}
+	if s.Adaptive != nil {
+		if s.Consistency != LevelDefault {
+			return bad("an adaptive keyspace takes a goal, not a level (got %v)", s.Consistency)
+		}
+		if f := s.Adaptive.Floor; f != LevelDefault && f != One && f != Quorum {
+			return bad("adaptive floor %v: want one or quorum", f)
+		}
+	}
 	switch s.Consistency {
 	case LevelDefault, One, Quorum, All:
 		if s.R != 0 || s.W != 0 {
@@ -47,7 +55,7 @@ func (c *Client) CreateKeyspace(ctx context.Context, name string, spec KeyspaceS
 	if e != nil {
 		return nil, e
 	}
-	req := &kvpb.CreateKeyspaceRequest{Name: name, ReplicationFactor: rf, DefaultConsistency: cons}
+	req := &kvpb.CreateKeyspaceRequest{Name: name, ReplicationFactor: rf, DefaultConsistency: cons, Adaptive: spec.Adaptive.toPB()}
 	return c.keyspaceCall(ctx, opWrite, op, c.adminWriteNodes, func(ctx context.Context, a kvpb.AdminClient, co ...grpc.CallOption) (*kvpb.KeyspaceResponse, error) {
 		return a.CreateKeyspace(ctx, req, co...)
 	})
@@ -62,7 +70,7 @@ func (c *Client) AlterKeyspace(ctx context.Context, name string, spec KeyspaceSp
 	if e != nil {
 		return nil, e
 	}
-	req := &kvpb.AlterKeyspaceRequest{Name: name, ReplicationFactor: rf, DefaultConsistency: cons}
+	req := &kvpb.AlterKeyspaceRequest{Name: name, ReplicationFactor: rf, DefaultConsistency: cons, Adaptive: spec.Adaptive.toPB()}
 	return c.keyspaceCall(ctx, opWrite, op, c.adminWriteNodes, func(ctx context.Context, a kvpb.AdminClient, co ...grpc.CallOption) (*kvpb.KeyspaceResponse, error) {
 		return a.AlterKeyspace(ctx, req, co...)
 	})
@@ -173,4 +181,51 @@ func (c *Client) LocalGet(ctx context.Context, nodeID, keyspace string, key []by
 		return nil, localError(op, codes.FailedPrecondition, "", "node %q answered at %s, where the topology has %q", rec.NodeID, addr, nodeID)
 	}
 	return rec, nil
+}
+
+// TunerExplanation is the tuner's record of one decision about an adaptive
+// keyspace: Text for people, JSON (a tuner.Decision) for programs.
+type TunerExplanation struct {
+	Text string
+	JSON string
+}
+
+// TunerExplain returns the most recent tuner decisions about an adaptive
+// keyspace (limit 0: the server's default, 20), oldest first.
+func (c *Client) TunerExplain(ctx context.Context, keyspace string, limit int) ([]TunerExplanation, error) {
+	const op = "tuner_explain"
+	var resp *kvpb.TunerExplainResponse
+	err := c.invoke(ctx, opRead, op, c.pickFrom(op, c.anyNode), func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
+		var err error
+		resp, err = kvpb.NewAdminClient(cc).TunerExplain(ctx, &kvpb.TunerExplainRequest{Keyspace: keyspace, Limit: uint32(max(limit, 0))}, co...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TunerExplanation, len(resp.GetDecisionsJson()))
+	for i := range out {
+		out[i].JSON = resp.GetDecisionsJson()[i]
+		if i < len(resp.GetDecisionsText()) {
+			out[i].Text = resp.GetDecisionsText()[i]
+		}
+	}
+	return out, nil
+}
+
+// TunerWhatIf returns the model's predictions for every configuration the
+// keyspace's goal allows, as they stand now: Text is a table for people,
+// JSON a list of tuner.CandidateReport.
+func (c *Client) TunerWhatIf(ctx context.Context, keyspace string) (text, jsonReport string, err error) {
+	const op = "tuner_whatif"
+	var resp *kvpb.TunerWhatIfResponse
+	err = c.invoke(ctx, opRead, op, c.pickFrom(op, c.anyNode), func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
+		var err error
+		resp, err = kvpb.NewAdminClient(cc).TunerWhatIf(ctx, &kvpb.TunerWhatIfRequest{Keyspace: keyspace}, co...)
+		return err
+	})
+	if err != nil {
+		return "", "", err
+	}
+	return resp.GetText(), resp.GetCandidatesJson(), nil
 }

@@ -119,6 +119,32 @@ type KeyspaceSpec struct {
 	Consistency Level
 	// R and W are the default read and write quorums; only with Custom.
 	R, W int
+	// Adaptive, when set, makes the keyspace adaptive: it states a goal
+	// instead of a level, and the tuner keeps the keyspace at the cheapest
+	// R and W that meet it. Consistency must then be LevelDefault.
+	Adaptive *AdaptiveGoal
+}
+
+// AdaptiveGoal is an adaptive keyspace's goal and bounds.
+type AdaptiveGoal struct {
+	// MaxStale bounds the probability that a read misses the latest
+	// completed write, e.g. 0.001.
+	MaxStale float64
+	// Floor is the weakest level allowed: One (the default) or Quorum, with
+	// which R + W > N holds at every instant, transitions included.
+	Floor Level
+	// MinRF and MaxRF bound the replication factor; 0 means the keyspace's.
+	MinRF, MaxRF int
+	// LatencyTarget is an optional read p99 target.
+	LatencyTarget time.Duration
+}
+
+func (g *AdaptiveGoal) toPB() *kvpb.AdaptiveGoal {
+	if g == nil {
+		return nil
+	}
+	return &kvpb.AdaptiveGoal{MaxStale: g.MaxStale, Floor: g.Floor.toPB(), RfMin: uint32(g.MinRF), RfMax: uint32(g.MaxRF),
+		LatencyTargetUs: uint64(g.LatencyTarget / time.Microsecond)}
 }
 
 // Keyspace is a keyspace's configuration as committed to the metadata log.
@@ -133,6 +159,9 @@ type Keyspace struct {
 	Epoch   uint64
 	Created time.Time
 	Updated time.Time
+	// Adaptive is the goal of an adaptive keyspace (nil for a fixed
+	// level); Consistency, R and W are then what the tuner put in force.
+	Adaptive *AdaptiveGoal
 }
 
 func keyspaceFromPB(k *kvpb.KeyspaceConfig) *Keyspace {
@@ -151,6 +180,10 @@ func keyspaceFromPB(k *kvpb.KeyspaceConfig) *Keyspace {
 	}
 	if ms := k.GetUpdatedUnixMs(); ms != 0 {
 		ks.Updated = time.UnixMilli(ms)
+	}
+	if a := k.GetAdaptive(); a != nil {
+		ks.Adaptive = &AdaptiveGoal{MaxStale: a.GetMaxStale(), Floor: levelFromPB(a.GetFloor()), MinRF: int(a.GetRfMin()),
+			MaxRF: int(a.GetRfMax()), LatencyTarget: time.Duration(a.GetLatencyTargetUs()) * time.Microsecond}
 	}
 	return ks
 }

@@ -86,6 +86,16 @@ type Config struct {
 	// ring.DefaultVnodes.
 	Vnodes int
 
+	// TunerInterval is how often the metadata leader decides for each
+	// adaptive keyspace. Default 5s: long enough to gather hundreds of
+	// samples per interval at modest load, short enough to react within
+	// seconds to a replica that slows down.
+	TunerInterval time.Duration
+	// TunerDwell is the least time between two configuration changes of a
+	// keyspace that are made only to save cost (stepping back to a safer
+	// configuration never waits). 0 means the tuner's default, 2 minutes.
+	TunerDwell time.Duration
+
 	// UnsafeTestHooks serves fault-injection hooks (clock skew, slow
 	// replies, link latency, dropped writes) under /unsafe/ on HTTPAddr, for
 	// the Jepsen harness and experiments. Never enable it in production.
@@ -111,6 +121,7 @@ func DefaultConfig() Config {
 		TombstoneGrace:   24 * time.Hour,
 		ReplicaTimeout:   2 * time.Second,
 		Vnodes:           ring.DefaultVnodes,
+		TunerInterval:    5 * time.Second,
 	}
 }
 

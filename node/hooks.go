@@ -72,6 +72,7 @@ func (h *testHooks) replyDelayInterceptor(ctx context.Context, req any, info *gr
 //	POST /unsafe/slow?delay=50ms         delay replies to peers
 //	POST /unsafe/link?to=n2&delay=20ms   delay requests to a peer (to=* for all)
 //	POST /unsafe/drop-writes?on=true     acknowledge replica writes without storing them
+//	POST /unsafe/tuner-force?every=3s    move adaptive keyspaces between safe configurations (0s: stop)
 //	POST /unsafe/reset                   undo all of the above
 func (h *testHooks) register(mux *http.ServeMux, n *Node) {
 	dur := func(r *http.Request, name string) (time.Duration, error) {
@@ -138,7 +139,16 @@ func (h *testHooks) register(mux *http.ServeMux, n *Node) {
 		n.replica.SetUnsafeDropWrites(on)
 		return nil
 	})
+	handle("/unsafe/tuner-force", func(r *http.Request) error {
+		d, err := dur(r, "every")
+		if err != nil {
+			return err
+		}
+		n.tuning.forceEvery.Store(int64(d))
+		return nil
+	})
 	handle("/unsafe/reset", func(r *http.Request) error {
+		n.tuning.forceEvery.Store(0)
 		h.mu.Lock()
 		h.replyDelay, h.clockOffset = 0, 0
 		h.linkDelay = map[string]time.Duration{}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/replication/quorum"
+	"github.com/adaptkv/adaptkv/tuner"
 )
 
 // Errors of the metadata log that the admin API maps to statuses.
@@ -34,12 +35,30 @@ type KeyspaceDef struct {
 	Epoch             uint64 `json:"epoch"`
 	CreatedUnixMs     int64  `json:"created"`
 	UpdatedUnixMs     int64  `json:"updated"`
+	// Adaptive is set for keyspaces whose R, W and read path the tuner
+	// chooses; Level is then "custom" with the R and W in force.
+	Adaptive *tuner.Goal `json:"adaptive,omitempty"`
+	// ReadAll and HedgeAfterNs are the read path in force (see
+	// replication.KeyspaceConfig).
+	ReadAll      bool  `json:"read_all,omitempty"`
+	HedgeAfterNs int64 `json:"hedge_after_ns,omitempty"`
+	// Tuner is the tuner's memory of the keyspace, so that a new metadata
+	// leader continues where the old one stopped.
+	Tuner *tuner.State `json:"tuner,omitempty"`
 }
+
+// maxDecisions is how many tuner decisions the metadata log keeps per
+// keyspace for `adaptkv tuner explain`.
+const maxDecisions = 50
 
 // command is one entry of the metadata log.
 type command struct {
-	Op       string      `json:"op"` // "create" or "alter"
+	Op       string      `json:"op"` // "create", "alter", "tune" or "decision"
 	Keyspace KeyspaceDef `json:"keyspace"`
+	// Decision is a tuner decision to record ("decision"), and
+	// PrevObserved what was measured under the previous one.
+	Decision     json.RawMessage `json:"decision,omitempty"`
+	PrevObserved json.RawMessage `json:"prev_observed,omitempty"`
 	// AtUnixMs is the proposer's clock, so that every node records the same
 	// creation time.
 	AtUnixMs int64 `json:"at"`
@@ -57,6 +76,8 @@ type applyResult struct {
 type fsm struct {
 	mu        sync.Mutex // serializes Apply and Restore
 	keyspaces atomic.Pointer[map[string]KeyspaceDef]
+	// decisions are the recent tuner decisions per keyspace, as JSON.
+	decisions atomic.Pointer[map[string][]json.RawMessage]
 	applied   atomic.Uint64
 	notifyMu  sync.Mutex
 	notify    chan struct{} // closed and replaced after each apply
@@ -66,6 +87,8 @@ func newFSM() *fsm {
 	f := &fsm{notify: make(chan struct{})}
 	empty := map[string]KeyspaceDef{}
 	f.keyspaces.Store(&empty)
+	none := map[string][]json.RawMessage{}
+	f.decisions.Store(&none)
 	return f
 }
 
@@ -95,8 +118,39 @@ func (f *fsm) Apply(l *raft.Log) any {
 		}
 		if def.Level == "" {
 			def.Level, def.R, def.W = old.Level, old.R, old.W
+			def.ReadAll, def.HedgeAfterNs = old.ReadAll, old.HedgeAfterNs
+		}
+		if def.Adaptive == nil && old.Adaptive != nil && def.Level == "custom" {
+			def.Adaptive = old.Adaptive
+		}
+		if def.Adaptive != nil {
+			def.Tuner = old.Tuner
 		}
 		def.CreatedUnixMs, def.UpdatedUnixMs = old.CreatedUnixMs, c.AtUnixMs
+	case "tune":
+		// The tuner moves an adaptive keyspace to a new R, W and read path.
+		if !exists || old.Adaptive == nil {
+			return applyResult{err: fmt.Errorf("keyspace %q is not adaptive: %w", def.Name, replication.ErrKeyspaceNotFound)}
+		}
+		next := old
+		next.Level, next.R, next.W = "custom", def.R, def.W
+		next.ReadAll, next.HedgeAfterNs = def.ReadAll, def.HedgeAfterNs
+		next.Tuner = def.Tuner
+		next.UpdatedUnixMs = c.AtUnixMs
+		def = next
+	case "decision":
+		// Recording a decision changes no configuration, so no epoch moves.
+		f.recordDecision(def.Name, c.Decision, c.PrevObserved)
+		if def.Tuner != nil && exists {
+			old.Tuner = def.Tuner
+			next := make(map[string]KeyspaceDef, len(cur))
+			for k, v := range cur {
+				next[k] = v
+			}
+			next[def.Name] = old
+			f.keyspaces.Store(&next)
+		}
+		return applyResult{def: old}
 	default:
 		return applyResult{err: fmt.Errorf("metadata entry %d: unknown op %q", l.Index, c.Op)}
 	}
@@ -110,6 +164,39 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return applyResult{def: def}
 }
 
+// recordDecision appends a decision to a keyspace's log, keeping the most
+// recent maxDecisions, and attaches what was observed under the previous one.
+func (f *fsm) recordDecision(keyspace string, decision, prevObserved json.RawMessage) {
+	cur := *f.decisions.Load()
+	list := append([]json.RawMessage(nil), cur[keyspace]...)
+	if len(prevObserved) > 0 && len(list) > 0 {
+		var d map[string]json.RawMessage
+		if json.Unmarshal(list[len(list)-1], &d) == nil {
+			d["observed"] = prevObserved
+			if b, err := json.Marshal(d); err == nil {
+				list[len(list)-1] = b
+			}
+		}
+	}
+	if len(decision) > 0 {
+		list = append(list, decision)
+	}
+	if len(list) > maxDecisions {
+		list = list[len(list)-maxDecisions:]
+	}
+	next := make(map[string][]json.RawMessage, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[keyspace] = list
+	f.decisions.Store(&next)
+}
+
+// Decisions returns a keyspace's recorded tuner decisions, oldest first.
+func (f *fsm) Decisions(keyspace string) []json.RawMessage {
+	return (*f.decisions.Load())[keyspace]
+}
+
 func (f *fsm) advance(index uint64) {
 	f.applied.Store(index)
 	f.notifyMu.Lock()
@@ -119,24 +206,25 @@ func (f *fsm) advance(index uint64) {
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return fsmSnapshot(*f.keyspaces.Load()), nil
+	return fsmSnapshot{Keyspaces: *f.keyspaces.Load(), Decisions: *f.decisions.Load()}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var snap struct {
-		Keyspaces map[string]KeyspaceDef `json:"keyspaces"`
-		Applied   uint64                 `json:"applied"`
-	}
+	var snap fsmSnapshot
 	if err := json.NewDecoder(rc).Decode(&snap); err != nil {
 		return fmt.Errorf("decode metadata snapshot: %w", err)
 	}
 	if snap.Keyspaces == nil {
 		snap.Keyspaces = map[string]KeyspaceDef{}
 	}
+	if snap.Decisions == nil {
+		snap.Decisions = map[string][]json.RawMessage{}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.keyspaces.Store(&snap.Keyspaces)
+	f.decisions.Store(&snap.Decisions)
 	var maxEpoch uint64
 	for _, d := range snap.Keyspaces {
 		maxEpoch = max(maxEpoch, d.Epoch)
@@ -145,10 +233,13 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type fsmSnapshot map[string]KeyspaceDef
+type fsmSnapshot struct {
+	Keyspaces map[string]KeyspaceDef       `json:"keyspaces"`
+	Decisions map[string][]json.RawMessage `json:"decisions"`
+}
 
 func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	err := json.NewEncoder(sink).Encode(map[string]any{"keyspaces": map[string]KeyspaceDef(s)})
+	err := json.NewEncoder(sink).Encode(s)
 	if err != nil {
 		sink.Cancel()
 		return err
@@ -169,7 +260,10 @@ func (f *fsm) Keyspace(name string) (replication.KeyspaceConfig, bool) {
 
 func (d KeyspaceDef) config() replication.KeyspaceConfig {
 	level, _ := parseLevel(d.Level)
-	return replication.KeyspaceConfig{Name: d.Name, N: d.ReplicationFactor, Default: level, R: d.R, W: d.W, Epoch: d.Epoch}
+	return replication.KeyspaceConfig{
+		Name: d.Name, N: d.ReplicationFactor, Default: level, R: d.R, W: d.W, Epoch: d.Epoch,
+		ReadAll: d.ReadAll, HedgeAfter: time.Duration(d.HedgeAfterNs),
+	}
 }
 
 func parseLevel(s string) (quorum.Level, error) {

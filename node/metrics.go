@@ -36,7 +36,7 @@ func newMetrics(n *Node) *metrics {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.latency,
+		m.requests, m.latency, n.tuning.predicted, n.tuning.observed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "adaptkv", Name: "hints_pending",
 			Help: "Hints stored on this node awaiting delivery to a replica.",

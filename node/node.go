@@ -58,6 +58,7 @@ type Node struct {
 	transport *peerTransport
 	clock     *replication.Clock
 	metrics   *metrics
+	tuning    *tuning
 
 	grpcServer *grpc.Server
 	health     *health.Server
@@ -172,10 +173,11 @@ func (n *Node) start(ctx context.Context) error {
 	n.addrs.Gossip = n.members.Addr()
 	n.closers = append(n.closers, n.members.Shutdown)
 
+	n.tuning = newTuning(n, max(cfg.TunerInterval, 100*time.Millisecond))
 	n.coord = replication.NewCoordinator(replication.Config{
 		NodeID: cfg.ID, NodeNumber: meta.Number, Transport: n.transport, Topology: topology{n.members},
 		Keyspaces: n.meta, Hints: n.hints, Clock: n.clock, ReplicaTimeout: cfg.ReplicaTimeout,
-		ReadRepairChance: cfg.ReadRepairChance, Logger: n.log,
+		ReadRepairChance: cfg.ReadRepairChance, Observer: n.tuning, Logger: n.log,
 	})
 	n.metrics = newMetrics(n)
 
@@ -220,6 +222,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.goRun(func() { n.leaderLoop(runCtx) })
 	n.goRun(func() { n.hints.Run(runCtx, n.transport, topology{n.members}, cfg.HintInterval) })
 	n.goRun(func() { n.collectLoop(runCtx) })
+	n.goRun(func() { n.tuning.loop(runCtx) })
 	n.log.Info("node started", "grpc", n.addrs.GRPC, "gossip", n.addrs.Gossip, "raft", n.addrs.Raft, "http", n.addrs.HTTP, "data_dir", cfg.DataDir, "in_memory", cfg.InMemory)
 	return nil
 }

@@ -3,11 +3,13 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/adaptkv/adaptkv/node/membership"
 	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/replication/quorum"
+	"github.com/adaptkv/adaptkv/tuner"
 )
 
 var keyspacePattern = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_-]{0,63}$`)
@@ -270,10 +273,21 @@ func defToPB(d KeyspaceDef) *kvpb.KeyspaceConfig {
 	if level == quorum.Custom {
 		c.R, c.W = uint32(d.R), uint32(d.W)
 	}
-	return &kvpb.KeyspaceConfig{
+	out := &kvpb.KeyspaceConfig{
 		Name: d.Name, ReplicationFactor: uint32(d.ReplicationFactor), DefaultConsistency: c,
 		Epoch: d.Epoch, CreatedUnixMs: d.CreatedUnixMs, UpdatedUnixMs: d.UpdatedUnixMs,
 	}
+	if g := d.Adaptive; g != nil {
+		floor := kvpb.Level_LEVEL_ONE
+		if g.Floor == tuner.FloorQuorum {
+			floor = kvpb.Level_LEVEL_QUORUM
+		}
+		out.Adaptive = &kvpb.AdaptiveGoal{
+			MaxStale: g.MaxStale, Floor: floor, RfMin: uint32(g.MinRF), RfMax: uint32(g.MaxRF),
+			LatencyTargetUs: uint64(g.ReadP99 / time.Microsecond),
+		}
+	}
+	return out
 }
 
 // keyspaceDefFrom validates a requested configuration against the cluster.
@@ -309,9 +323,24 @@ func (s adminServer) keyspaceDefFrom(name string, rf int, c *kvpb.Consistency) (
 }
 
 func (s adminServer) CreateKeyspace(ctx context.Context, req *kvpb.CreateKeyspaceRequest) (*kvpb.KeyspaceResponse, error) {
-	def, err := s.keyspaceDefFrom(req.GetName(), int(req.GetReplicationFactor()), req.GetDefaultConsistency())
+	cons := req.GetDefaultConsistency()
+	if req.GetAdaptive() != nil {
+		if cons.GetLevel() != kvpb.Level_LEVEL_UNSPECIFIED {
+			return nil, invalidArgument("an adaptive keyspace takes a goal, not a default consistency level")
+		}
+		rf := int(req.GetReplicationFactor())
+		cons = &kvpb.Consistency{Level: kvpb.Level_LEVEL_CUSTOM, R: uint32(quorum.Majority(rf)), W: uint32(quorum.Majority(rf))}
+	}
+	def, err := s.keyspaceDefFrom(req.GetName(), int(req.GetReplicationFactor()), cons)
 	if err != nil {
 		return nil, err
+	}
+	if a := req.GetAdaptive(); a != nil {
+		g, err := goalFromPB(a, def.ReplicationFactor)
+		if err != nil {
+			return nil, err
+		}
+		def.Adaptive = &g
 	}
 	if resp, forwarded, err := s.forward(ctx, func(c kvpb.AdminClient, fctx context.Context) (*kvpb.KeyspaceResponse, error) {
 		return c.CreateKeyspace(fctx, req)
@@ -340,6 +369,9 @@ func (s adminServer) AlterKeyspace(ctx context.Context, req *kvpb.AlterKeyspaceR
 		return nil, invalidArgument(fmt.Sprintf("keyspace %q: changing the replication factor (%d to %d) is not supported yet", req.GetName(), cur.ReplicationFactor, rf))
 	}
 	cons := req.GetDefaultConsistency()
+	if cons != nil && cur.Adaptive != nil && req.GetAdaptive() == nil {
+		return nil, invalidArgument(fmt.Sprintf("keyspace %q is adaptive: change its goal, or make it static by giving a level with no goal is not supported", req.GetName()))
+	}
 	if cons == nil {
 		level, _ := parseLevel(cur.Level)
 		cons = &kvpb.Consistency{Level: levelToPB(level), R: uint32(cur.R), W: uint32(cur.W)}
@@ -347,6 +379,17 @@ func (s adminServer) AlterKeyspace(ctx context.Context, req *kvpb.AlterKeyspaceR
 	def, err := s.keyspaceDefFrom(req.GetName(), cur.ReplicationFactor, cons)
 	if err != nil {
 		return nil, err
+	}
+	if a := req.GetAdaptive(); a != nil {
+		if cur.Adaptive == nil {
+			return nil, invalidArgument(fmt.Sprintf("keyspace %q has a fixed level; creating it adaptive is the way to get a goal", req.GetName()))
+		}
+		g, err := goalFromPB(a, cur.ReplicationFactor)
+		if err != nil {
+			return nil, err
+		}
+		def.Adaptive = &g
+		def.Level, def.R, def.W = "", 0, 0 // the tuner keeps R and W
 	}
 	if resp, forwarded, err := s.forward(ctx, func(c kvpb.AdminClient, fctx context.Context) (*kvpb.KeyspaceResponse, error) {
 		return c.AlterKeyspace(fctx, req)
@@ -463,6 +506,105 @@ func (s adminServer) LocalGet(ctx context.Context, req *kvpb.LocalGetRequest) (*
 		resp.Version = replication.VersionToPB(rec.Version)
 	}
 	return resp, nil
+}
+
+// goalFromPB validates an adaptive goal for a keyspace of replication
+// factor rf.
+func goalFromPB(a *kvpb.AdaptiveGoal, rf int) (tuner.Goal, error) {
+	g := tuner.Goal{MaxStale: a.GetMaxStale(), MinRF: int(a.GetRfMin()), MaxRF: int(a.GetRfMax()), MinW: 1,
+		ReadP99: time.Duration(a.GetLatencyTargetUs()) * time.Microsecond}
+	switch a.GetFloor() {
+	case kvpb.Level_LEVEL_UNSPECIFIED, kvpb.Level_LEVEL_ONE:
+		g.Floor = tuner.FloorOne
+	case kvpb.Level_LEVEL_QUORUM:
+		g.Floor = tuner.FloorQuorum
+	default:
+		return tuner.Goal{}, invalidArgument(fmt.Sprintf("adaptive floor %v: want one or quorum", a.GetFloor()))
+	}
+	if g.MinRF == 0 {
+		g.MinRF = rf
+	}
+	if g.MaxRF == 0 {
+		g.MaxRF = rf
+	}
+	if rf < g.MinRF || rf > g.MaxRF {
+		return tuner.Goal{}, invalidArgument(fmt.Sprintf("replication factor %d is outside the goal's bounds %d..%d", rf, g.MinRF, g.MaxRF))
+	}
+	if err := g.Validate(); err != nil {
+		return tuner.Goal{}, invalidArgument(err.Error())
+	}
+	return g, nil
+}
+
+func (s adminServer) adaptive(name string) (KeyspaceDef, error) {
+	if err := validKeyspaceName(name); err != nil {
+		return KeyspaceDef{}, err
+	}
+	d, ok := s.n.meta.Def(name)
+	if !ok {
+		return KeyspaceDef{}, toStatus(fmt.Errorf("keyspace %q: %w", name, replication.ErrKeyspaceNotFound))
+	}
+	if d.Adaptive == nil {
+		return KeyspaceDef{}, invalidArgument(fmt.Sprintf("keyspace %q has a fixed level (%s); only adaptive keyspaces are tuned", name, d.Level))
+	}
+	return d, nil
+}
+
+func (s adminServer) TunerSnapshot(ctx context.Context, req *kvpb.TunerSnapshotRequest) (*kvpb.TunerSnapshotResponse, error) {
+	if _, err := s.adaptive(req.GetKeyspace()); err != nil {
+		return nil, err
+	}
+	obs, _ := s.n.tuning.snapshot(req.GetKeyspace())
+	b, err := json.Marshal(obs)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &kvpb.TunerSnapshotResponse{ObservationJson: b}, nil
+}
+
+func (s adminServer) TunerExplain(ctx context.Context, req *kvpb.TunerExplainRequest) (*kvpb.TunerExplainResponse, error) {
+	if _, err := s.adaptive(req.GetKeyspace()); err != nil {
+		return nil, err
+	}
+	limit := int(req.GetLimit())
+	if limit <= 0 {
+		limit = 20
+	}
+	all := s.n.meta.Decisions(req.GetKeyspace())
+	all = all[max(0, len(all)-limit):]
+	resp := &kvpb.TunerExplainResponse{}
+	for _, raw := range all {
+		var d tuner.Decision
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return nil, toStatus(fmt.Errorf("decode decision: %w", err))
+		}
+		resp.DecisionsJson = append(resp.DecisionsJson, string(raw))
+		resp.DecisionsText = append(resp.DecisionsText, tuner.FormatDecision(d, 6))
+	}
+	return resp, nil
+}
+
+func (s adminServer) TunerWhatIf(ctx context.Context, req *kvpb.TunerWhatIfRequest) (*kvpb.TunerWhatIfResponse, error) {
+	d, err := s.adaptive(req.GetKeyspace())
+	if err != nil {
+		return nil, err
+	}
+	if leader := s.n.MetadataLeader(); leader != s.n.cfg.ID && leader != "" {
+		if md, ok := metadata.FromIncomingContext(ctx); !ok || len(md.Get(forwardedHeader)) == 0 {
+			if c, err := s.n.transport.adminClient(leader); err == nil {
+				return c.TunerWhatIf(metadata.AppendToOutgoingContext(ctx, forwardedHeader, s.n.cfg.ID), req)
+			}
+		}
+	}
+	reports, err := s.n.tuning.whatIf(ctx, d)
+	if err != nil {
+		return nil, withReason(codes.FailedPrecondition, "NO_OBSERVATIONS", fmt.Sprintf("keyspace %q: %v (send it some traffic first)", d.Name, err), nil)
+	}
+	b, err := json.Marshal(reports)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &kvpb.TunerWhatIfResponse{CandidatesJson: string(b), Text: tuner.FormatWhatIf(reports, policyOf(d))}, nil
 }
 
 func registerServices(gs *grpc.Server, n *Node) {

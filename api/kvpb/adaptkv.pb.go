@@ -923,8 +923,88 @@ func (x *ScanResponse) GetReceipt() *Receipt {
 	return nil
 }
 
+// AdaptiveGoal is what an adaptive keyspace promises instead of a fixed
+// level: the tuner keeps it at the cheapest R/W that meets the goal.
+type AdaptiveGoal struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	MaxStale        float64                `protobuf:"fixed64,1,opt,name=max_stale,json=maxStale,proto3" json:"max_stale,omitempty"` // bound on the stale-read probability, e.g. 0.001
+	Floor           Level                  `protobuf:"varint,2,opt,name=floor,proto3,enum=adaptkv.v1.Level" json:"floor,omitempty"`  // LEVEL_ONE or LEVEL_QUORUM (R + W > N at every instant)
+	RfMin           uint32                 `protobuf:"varint,3,opt,name=rf_min,json=rfMin,proto3" json:"rf_min,omitempty"`           // replication factor bounds; 0 means the keyspace's RF
+	RfMax           uint32                 `protobuf:"varint,4,opt,name=rf_max,json=rfMax,proto3" json:"rf_max,omitempty"`
+	LatencyTargetUs uint64                 `protobuf:"varint,5,opt,name=latency_target_us,json=latencyTargetUs,proto3" json:"latency_target_us,omitempty"` // optional read p99 target, microseconds
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AdaptiveGoal) Reset() {
+	*x = AdaptiveGoal{}
+	mi := &file_adaptkv_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdaptiveGoal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdaptiveGoal) ProtoMessage() {}
+
+func (x *AdaptiveGoal) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdaptiveGoal.ProtoReflect.Descriptor instead.
+func (*AdaptiveGoal) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AdaptiveGoal) GetMaxStale() float64 {
+	if x != nil {
+		return x.MaxStale
+	}
+	return 0
+}
+
+func (x *AdaptiveGoal) GetFloor() Level {
+	if x != nil {
+		return x.Floor
+	}
+	return Level_LEVEL_UNSPECIFIED
+}
+
+func (x *AdaptiveGoal) GetRfMin() uint32 {
+	if x != nil {
+		return x.RfMin
+	}
+	return 0
+}
+
+func (x *AdaptiveGoal) GetRfMax() uint32 {
+	if x != nil {
+		return x.RfMax
+	}
+	return 0
+}
+
+func (x *AdaptiveGoal) GetLatencyTargetUs() uint64 {
+	if x != nil {
+		return x.LatencyTargetUs
+	}
+	return 0
+}
+
 // KeyspaceConfig is one keyspace's configuration as committed to the metadata
-// log. Epoch is the log index of the entry that set it.
+// log. Epoch is the log index of the entry that set it. For an adaptive
+// keyspace default_consistency is LEVEL_CUSTOM with the R and W the tuner
+// chose.
 type KeyspaceConfig struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Name               string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -933,13 +1013,14 @@ type KeyspaceConfig struct {
 	Epoch              uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	CreatedUnixMs      int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
 	UpdatedUnixMs      int64                  `protobuf:"varint,6,opt,name=updated_unix_ms,json=updatedUnixMs,proto3" json:"updated_unix_ms,omitempty"`
+	Adaptive           *AdaptiveGoal          `protobuf:"bytes,7,opt,name=adaptive,proto3" json:"adaptive,omitempty"` // set when the keyspace is adaptive
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
 
 func (x *KeyspaceConfig) Reset() {
 	*x = KeyspaceConfig{}
-	mi := &file_adaptkv_proto_msgTypes[12]
+	mi := &file_adaptkv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1032,7 @@ func (x *KeyspaceConfig) String() string {
 func (*KeyspaceConfig) ProtoMessage() {}
 
 func (x *KeyspaceConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[12]
+	mi := &file_adaptkv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1045,7 @@ func (x *KeyspaceConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyspaceConfig.ProtoReflect.Descriptor instead.
 func (*KeyspaceConfig) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{12}
+	return file_adaptkv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KeyspaceConfig) GetName() string {
@@ -1009,18 +1090,26 @@ func (x *KeyspaceConfig) GetUpdatedUnixMs() int64 {
 	return 0
 }
 
+func (x *KeyspaceConfig) GetAdaptive() *AdaptiveGoal {
+	if x != nil {
+		return x.Adaptive
+	}
+	return nil
+}
+
 type CreateKeyspaceRequest struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Name               string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	ReplicationFactor  uint32                 `protobuf:"varint,2,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
 	DefaultConsistency *Consistency           `protobuf:"bytes,3,opt,name=default_consistency,json=defaultConsistency,proto3" json:"default_consistency,omitempty"`
+	Adaptive           *AdaptiveGoal          `protobuf:"bytes,4,opt,name=adaptive,proto3" json:"adaptive,omitempty"` // makes the keyspace adaptive; default_consistency must then be unset
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
 
 func (x *CreateKeyspaceRequest) Reset() {
 	*x = CreateKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[13]
+	mi := &file_adaptkv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1121,7 @@ func (x *CreateKeyspaceRequest) String() string {
 func (*CreateKeyspaceRequest) ProtoMessage() {}
 
 func (x *CreateKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[13]
+	mi := &file_adaptkv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1134,7 @@ func (x *CreateKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{13}
+	return file_adaptkv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateKeyspaceRequest) GetName() string {
@@ -1069,18 +1158,26 @@ func (x *CreateKeyspaceRequest) GetDefaultConsistency() *Consistency {
 	return nil
 }
 
+func (x *CreateKeyspaceRequest) GetAdaptive() *AdaptiveGoal {
+	if x != nil {
+		return x.Adaptive
+	}
+	return nil
+}
+
 type AlterKeyspaceRequest struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Name               string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	ReplicationFactor  uint32                 `protobuf:"varint,2,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`   // 0 keeps the current value
 	DefaultConsistency *Consistency           `protobuf:"bytes,3,opt,name=default_consistency,json=defaultConsistency,proto3" json:"default_consistency,omitempty"` // unset keeps the current value
+	Adaptive           *AdaptiveGoal          `protobuf:"bytes,4,opt,name=adaptive,proto3" json:"adaptive,omitempty"`                                               // unset keeps the current goal
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
 
 func (x *AlterKeyspaceRequest) Reset() {
 	*x = AlterKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[14]
+	mi := &file_adaptkv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1189,7 @@ func (x *AlterKeyspaceRequest) String() string {
 func (*AlterKeyspaceRequest) ProtoMessage() {}
 
 func (x *AlterKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[14]
+	mi := &file_adaptkv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1202,7 @@ func (x *AlterKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*AlterKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{14}
+	return file_adaptkv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AlterKeyspaceRequest) GetName() string {
@@ -1129,6 +1226,13 @@ func (x *AlterKeyspaceRequest) GetDefaultConsistency() *Consistency {
 	return nil
 }
 
+func (x *AlterKeyspaceRequest) GetAdaptive() *AdaptiveGoal {
+	if x != nil {
+		return x.Adaptive
+	}
+	return nil
+}
+
 type DescribeKeyspaceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1138,7 +1242,7 @@ type DescribeKeyspaceRequest struct {
 
 func (x *DescribeKeyspaceRequest) Reset() {
 	*x = DescribeKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[15]
+	mi := &file_adaptkv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1254,7 @@ func (x *DescribeKeyspaceRequest) String() string {
 func (*DescribeKeyspaceRequest) ProtoMessage() {}
 
 func (x *DescribeKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[15]
+	mi := &file_adaptkv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1267,7 @@ func (x *DescribeKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*DescribeKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{15}
+	return file_adaptkv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DescribeKeyspaceRequest) GetName() string {
@@ -1182,7 +1286,7 @@ type KeyspaceResponse struct {
 
 func (x *KeyspaceResponse) Reset() {
 	*x = KeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[16]
+	mi := &file_adaptkv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1298,7 @@ func (x *KeyspaceResponse) String() string {
 func (*KeyspaceResponse) ProtoMessage() {}
 
 func (x *KeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[16]
+	mi := &file_adaptkv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1311,7 @@ func (x *KeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*KeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{16}
+	return file_adaptkv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KeyspaceResponse) GetKeyspace() *KeyspaceConfig {
@@ -1225,7 +1329,7 @@ type ListKeyspacesRequest struct {
 
 func (x *ListKeyspacesRequest) Reset() {
 	*x = ListKeyspacesRequest{}
-	mi := &file_adaptkv_proto_msgTypes[17]
+	mi := &file_adaptkv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1341,7 @@ func (x *ListKeyspacesRequest) String() string {
 func (*ListKeyspacesRequest) ProtoMessage() {}
 
 func (x *ListKeyspacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[17]
+	mi := &file_adaptkv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1354,7 @@ func (x *ListKeyspacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeyspacesRequest.ProtoReflect.Descriptor instead.
 func (*ListKeyspacesRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{17}
+	return file_adaptkv_proto_rawDescGZIP(), []int{18}
 }
 
 type ListKeyspacesResponse struct {
@@ -1262,7 +1366,7 @@ type ListKeyspacesResponse struct {
 
 func (x *ListKeyspacesResponse) Reset() {
 	*x = ListKeyspacesResponse{}
-	mi := &file_adaptkv_proto_msgTypes[18]
+	mi := &file_adaptkv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1378,7 @@ func (x *ListKeyspacesResponse) String() string {
 func (*ListKeyspacesResponse) ProtoMessage() {}
 
 func (x *ListKeyspacesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[18]
+	mi := &file_adaptkv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1391,7 @@ func (x *ListKeyspacesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeyspacesResponse.ProtoReflect.Descriptor instead.
 func (*ListKeyspacesResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{18}
+	return file_adaptkv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListKeyspacesResponse) GetKeyspaces() []*KeyspaceConfig {
@@ -1315,7 +1419,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_adaptkv_proto_msgTypes[19]
+	mi := &file_adaptkv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1431,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[19]
+	mi := &file_adaptkv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1444,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{19}
+	return file_adaptkv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Member) GetId() string {
@@ -1421,7 +1525,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_adaptkv_proto_msgTypes[20]
+	mi := &file_adaptkv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1537,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[20]
+	mi := &file_adaptkv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1550,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{20}
+	return file_adaptkv_proto_rawDescGZIP(), []int{21}
 }
 
 type ClusterStatusResponse struct {
@@ -1463,7 +1567,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_adaptkv_proto_msgTypes[21]
+	mi := &file_adaptkv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1579,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[21]
+	mi := &file_adaptkv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1592,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{21}
+	return file_adaptkv_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ClusterStatusResponse) GetNodeId() string {
@@ -1543,7 +1647,7 @@ type LocalGetRequest struct {
 
 func (x *LocalGetRequest) Reset() {
 	*x = LocalGetRequest{}
-	mi := &file_adaptkv_proto_msgTypes[22]
+	mi := &file_adaptkv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1555,7 +1659,7 @@ func (x *LocalGetRequest) String() string {
 func (*LocalGetRequest) ProtoMessage() {}
 
 func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[22]
+	mi := &file_adaptkv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1568,7 +1672,7 @@ func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetRequest.ProtoReflect.Descriptor instead.
 func (*LocalGetRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{22}
+	return file_adaptkv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LocalGetRequest) GetKeyspace() string {
@@ -1598,7 +1702,7 @@ type LocalGetResponse struct {
 
 func (x *LocalGetResponse) Reset() {
 	*x = LocalGetResponse{}
-	mi := &file_adaptkv_proto_msgTypes[23]
+	mi := &file_adaptkv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1714,7 @@ func (x *LocalGetResponse) String() string {
 func (*LocalGetResponse) ProtoMessage() {}
 
 func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[23]
+	mi := &file_adaptkv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1727,7 @@ func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetResponse.ProtoReflect.Descriptor instead.
 func (*LocalGetResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{23}
+	return file_adaptkv_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LocalGetResponse) GetFound() bool {
@@ -1671,7 +1775,7 @@ type TunerExplainRequest struct {
 
 func (x *TunerExplainRequest) Reset() {
 	*x = TunerExplainRequest{}
-	mi := &file_adaptkv_proto_msgTypes[24]
+	mi := &file_adaptkv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1683,7 +1787,7 @@ func (x *TunerExplainRequest) String() string {
 func (*TunerExplainRequest) ProtoMessage() {}
 
 func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[24]
+	mi := &file_adaptkv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1696,7 +1800,7 @@ func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainRequest.ProtoReflect.Descriptor instead.
 func (*TunerExplainRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{24}
+	return file_adaptkv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TunerExplainRequest) GetKeyspace() string {
@@ -1723,7 +1827,7 @@ type TunerExplainResponse struct {
 
 func (x *TunerExplainResponse) Reset() {
 	*x = TunerExplainResponse{}
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1839,7 @@ func (x *TunerExplainResponse) String() string {
 func (*TunerExplainResponse) ProtoMessage() {}
 
 func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1852,7 @@ func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainResponse.ProtoReflect.Descriptor instead.
 func (*TunerExplainResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{25}
+	return file_adaptkv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TunerExplainResponse) GetDecisionsJson() []string {
@@ -1774,7 +1878,7 @@ type TunerWhatIfRequest struct {
 
 func (x *TunerWhatIfRequest) Reset() {
 	*x = TunerWhatIfRequest{}
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +1890,7 @@ func (x *TunerWhatIfRequest) String() string {
 func (*TunerWhatIfRequest) ProtoMessage() {}
 
 func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +1903,7 @@ func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfRequest.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{26}
+	return file_adaptkv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TunerWhatIfRequest) GetKeyspace() string {
@@ -1819,7 +1923,7 @@ type TunerWhatIfResponse struct {
 
 func (x *TunerWhatIfResponse) Reset() {
 	*x = TunerWhatIfResponse{}
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +1935,7 @@ func (x *TunerWhatIfResponse) String() string {
 func (*TunerWhatIfResponse) ProtoMessage() {}
 
 func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +1948,7 @@ func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfResponse.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{27}
+	return file_adaptkv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TunerWhatIfResponse) GetCandidatesJson() string {
@@ -1870,7 +1974,7 @@ type TunerSnapshotRequest struct {
 
 func (x *TunerSnapshotRequest) Reset() {
 	*x = TunerSnapshotRequest{}
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +1986,7 @@ func (x *TunerSnapshotRequest) String() string {
 func (*TunerSnapshotRequest) ProtoMessage() {}
 
 func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +1999,7 @@ func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{28}
+	return file_adaptkv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TunerSnapshotRequest) GetKeyspace() string {
@@ -1916,7 +2020,7 @@ type TunerSnapshotResponse struct {
 
 func (x *TunerSnapshotResponse) Reset() {
 	*x = TunerSnapshotResponse{}
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2032,7 @@ func (x *TunerSnapshotResponse) String() string {
 func (*TunerSnapshotResponse) ProtoMessage() {}
 
 func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2045,7 @@ func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{29}
+	return file_adaptkv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TunerSnapshotResponse) GetObservationJson() []byte {
@@ -1964,7 +2068,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2080,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2093,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{30}
+	return file_adaptkv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Record) GetKey() []byte {
@@ -2033,7 +2137,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2149,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2162,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{31}
+	return file_adaptkv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Mutation) GetKeyspace() string {
@@ -2093,7 +2197,7 @@ type MutationResult struct {
 
 func (x *MutationResult) Reset() {
 	*x = MutationResult{}
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2209,7 @@ func (x *MutationResult) String() string {
 func (*MutationResult) ProtoMessage() {}
 
 func (x *MutationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2222,7 @@ func (x *MutationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MutationResult.ProtoReflect.Descriptor instead.
 func (*MutationResult) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{32}
+	return file_adaptkv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MutationResult) GetOk() bool {
@@ -2152,7 +2256,7 @@ type ReplicaWriteRequest struct {
 
 func (x *ReplicaWriteRequest) Reset() {
 	*x = ReplicaWriteRequest{}
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2268,7 @@ func (x *ReplicaWriteRequest) String() string {
 func (*ReplicaWriteRequest) ProtoMessage() {}
 
 func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2281,7 @@ func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{33}
+	return file_adaptkv_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReplicaWriteRequest) GetMutations() []*Mutation {
@@ -2203,7 +2307,7 @@ type ReplicaWriteResponse struct {
 
 func (x *ReplicaWriteResponse) Reset() {
 	*x = ReplicaWriteResponse{}
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2319,7 @@ func (x *ReplicaWriteResponse) String() string {
 func (*ReplicaWriteResponse) ProtoMessage() {}
 
 func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2332,7 @@ func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{34}
+	return file_adaptkv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReplicaWriteResponse) GetResults() []*MutationResult {
@@ -2250,7 +2354,7 @@ type ReplicaReadRequest struct {
 
 func (x *ReplicaReadRequest) Reset() {
 	*x = ReplicaReadRequest{}
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2366,7 @@ func (x *ReplicaReadRequest) String() string {
 func (*ReplicaReadRequest) ProtoMessage() {}
 
 func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2379,7 @@ func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaReadRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{35}
+	return file_adaptkv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReplicaReadRequest) GetKeyspace() string {
@@ -2317,7 +2421,7 @@ type ReplicaReadResponse struct {
 
 func (x *ReplicaReadResponse) Reset() {
 	*x = ReplicaReadResponse{}
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2433,7 @@ func (x *ReplicaReadResponse) String() string {
 func (*ReplicaReadResponse) ProtoMessage() {}
 
 func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2446,7 @@ func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaReadResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{36}
+	return file_adaptkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReplicaReadResponse) GetFound() bool {
@@ -2380,7 +2484,7 @@ type ReplicaScanRequest struct {
 
 func (x *ReplicaScanRequest) Reset() {
 	*x = ReplicaScanRequest{}
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2392,7 +2496,7 @@ func (x *ReplicaScanRequest) String() string {
 func (*ReplicaScanRequest) ProtoMessage() {}
 
 func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2405,7 +2509,7 @@ func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaScanRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{37}
+	return file_adaptkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReplicaScanRequest) GetKeyspace() string {
@@ -2460,7 +2564,7 @@ type ReplicaScanResponse struct {
 
 func (x *ReplicaScanResponse) Reset() {
 	*x = ReplicaScanResponse{}
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2472,7 +2576,7 @@ func (x *ReplicaScanResponse) String() string {
 func (*ReplicaScanResponse) ProtoMessage() {}
 
 func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2485,7 +2589,7 @@ func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaScanResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{38}
+	return file_adaptkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReplicaScanResponse) GetRecords() []*Record {
@@ -2565,22 +2669,31 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x04more\x18\x02 \x01(\bR\x04more\x12\x1d\n" +
 	"\n" +
 	"next_start\x18\x03 \x01(\fR\tnextStart\x12-\n" +
-	"\areceipt\x18\x04 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\x83\x02\n" +
+	"\areceipt\x18\x04 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\xae\x01\n" +
+	"\fAdaptiveGoal\x12\x1b\n" +
+	"\tmax_stale\x18\x01 \x01(\x01R\bmaxStale\x12'\n" +
+	"\x05floor\x18\x02 \x01(\x0e2\x11.adaptkv.v1.LevelR\x05floor\x12\x15\n" +
+	"\x06rf_min\x18\x03 \x01(\rR\x05rfMin\x12\x15\n" +
+	"\x06rf_max\x18\x04 \x01(\rR\x05rfMax\x12*\n" +
+	"\x11latency_target_us\x18\x05 \x01(\x04R\x0flatencyTargetUs\"\xb9\x02\n" +
 	"\x0eKeyspaceConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x12replication_factor\x18\x02 \x01(\rR\x11replicationFactor\x12H\n" +
 	"\x13default_consistency\x18\x03 \x01(\v2\x17.adaptkv.v1.ConsistencyR\x12defaultConsistency\x12\x14\n" +
 	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12&\n" +
-	"\x0fupdated_unix_ms\x18\x06 \x01(\x03R\rupdatedUnixMs\"\xa4\x01\n" +
+	"\x0fupdated_unix_ms\x18\x06 \x01(\x03R\rupdatedUnixMs\x124\n" +
+	"\badaptive\x18\a \x01(\v2\x18.adaptkv.v1.AdaptiveGoalR\badaptive\"\xda\x01\n" +
 	"\x15CreateKeyspaceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x12replication_factor\x18\x02 \x01(\rR\x11replicationFactor\x12H\n" +
-	"\x13default_consistency\x18\x03 \x01(\v2\x17.adaptkv.v1.ConsistencyR\x12defaultConsistency\"\xa3\x01\n" +
+	"\x13default_consistency\x18\x03 \x01(\v2\x17.adaptkv.v1.ConsistencyR\x12defaultConsistency\x124\n" +
+	"\badaptive\x18\x04 \x01(\v2\x18.adaptkv.v1.AdaptiveGoalR\badaptive\"\xd9\x01\n" +
 	"\x14AlterKeyspaceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x12replication_factor\x18\x02 \x01(\rR\x11replicationFactor\x12H\n" +
-	"\x13default_consistency\x18\x03 \x01(\v2\x17.adaptkv.v1.ConsistencyR\x12defaultConsistency\"-\n" +
+	"\x13default_consistency\x18\x03 \x01(\v2\x17.adaptkv.v1.ConsistencyR\x12defaultConsistency\x124\n" +
+	"\badaptive\x18\x04 \x01(\v2\x18.adaptkv.v1.AdaptiveGoalR\badaptive\"-\n" +
 	"\x17DescribeKeyspaceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"J\n" +
 	"\x10KeyspaceResponse\x126\n" +
@@ -2719,7 +2832,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                      // 0: adaptkv.v1.Level
 	(MemberState)(0),                // 1: adaptkv.v1.MemberState
@@ -2735,33 +2848,34 @@ var file_adaptkv_proto_goTypes = []any{
 	(*DeleteResponse)(nil),          // 11: adaptkv.v1.DeleteResponse
 	(*ScanRequest)(nil),             // 12: adaptkv.v1.ScanRequest
 	(*ScanResponse)(nil),            // 13: adaptkv.v1.ScanResponse
-	(*KeyspaceConfig)(nil),          // 14: adaptkv.v1.KeyspaceConfig
-	(*CreateKeyspaceRequest)(nil),   // 15: adaptkv.v1.CreateKeyspaceRequest
-	(*AlterKeyspaceRequest)(nil),    // 16: adaptkv.v1.AlterKeyspaceRequest
-	(*DescribeKeyspaceRequest)(nil), // 17: adaptkv.v1.DescribeKeyspaceRequest
-	(*KeyspaceResponse)(nil),        // 18: adaptkv.v1.KeyspaceResponse
-	(*ListKeyspacesRequest)(nil),    // 19: adaptkv.v1.ListKeyspacesRequest
-	(*ListKeyspacesResponse)(nil),   // 20: adaptkv.v1.ListKeyspacesResponse
-	(*Member)(nil),                  // 21: adaptkv.v1.Member
-	(*ClusterStatusRequest)(nil),    // 22: adaptkv.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),   // 23: adaptkv.v1.ClusterStatusResponse
-	(*LocalGetRequest)(nil),         // 24: adaptkv.v1.LocalGetRequest
-	(*LocalGetResponse)(nil),        // 25: adaptkv.v1.LocalGetResponse
-	(*TunerExplainRequest)(nil),     // 26: adaptkv.v1.TunerExplainRequest
-	(*TunerExplainResponse)(nil),    // 27: adaptkv.v1.TunerExplainResponse
-	(*TunerWhatIfRequest)(nil),      // 28: adaptkv.v1.TunerWhatIfRequest
-	(*TunerWhatIfResponse)(nil),     // 29: adaptkv.v1.TunerWhatIfResponse
-	(*TunerSnapshotRequest)(nil),    // 30: adaptkv.v1.TunerSnapshotRequest
-	(*TunerSnapshotResponse)(nil),   // 31: adaptkv.v1.TunerSnapshotResponse
-	(*Record)(nil),                  // 32: adaptkv.v1.Record
-	(*Mutation)(nil),                // 33: adaptkv.v1.Mutation
-	(*MutationResult)(nil),          // 34: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),     // 35: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),    // 36: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),      // 37: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),     // 38: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),      // 39: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),     // 40: adaptkv.v1.ReplicaScanResponse
+	(*AdaptiveGoal)(nil),            // 14: adaptkv.v1.AdaptiveGoal
+	(*KeyspaceConfig)(nil),          // 15: adaptkv.v1.KeyspaceConfig
+	(*CreateKeyspaceRequest)(nil),   // 16: adaptkv.v1.CreateKeyspaceRequest
+	(*AlterKeyspaceRequest)(nil),    // 17: adaptkv.v1.AlterKeyspaceRequest
+	(*DescribeKeyspaceRequest)(nil), // 18: adaptkv.v1.DescribeKeyspaceRequest
+	(*KeyspaceResponse)(nil),        // 19: adaptkv.v1.KeyspaceResponse
+	(*ListKeyspacesRequest)(nil),    // 20: adaptkv.v1.ListKeyspacesRequest
+	(*ListKeyspacesResponse)(nil),   // 21: adaptkv.v1.ListKeyspacesResponse
+	(*Member)(nil),                  // 22: adaptkv.v1.Member
+	(*ClusterStatusRequest)(nil),    // 23: adaptkv.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),   // 24: adaptkv.v1.ClusterStatusResponse
+	(*LocalGetRequest)(nil),         // 25: adaptkv.v1.LocalGetRequest
+	(*LocalGetResponse)(nil),        // 26: adaptkv.v1.LocalGetResponse
+	(*TunerExplainRequest)(nil),     // 27: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),    // 28: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),      // 29: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),     // 30: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),    // 31: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),   // 32: adaptkv.v1.TunerSnapshotResponse
+	(*Record)(nil),                  // 33: adaptkv.v1.Record
+	(*Mutation)(nil),                // 34: adaptkv.v1.Mutation
+	(*MutationResult)(nil),          // 35: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),     // 36: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),    // 37: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),      // 38: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),     // 39: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),      // 40: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),     // 41: adaptkv.v1.ReplicaScanResponse
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	0,  // 0: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
@@ -2779,59 +2893,63 @@ var file_adaptkv_proto_depIdxs = []int32{
 	2,  // 12: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
 	5,  // 13: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
 	4,  // 14: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
-	2,  // 15: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
-	2,  // 16: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	2,  // 17: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	14, // 18: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
-	14, // 19: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
-	1,  // 20: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
-	21, // 21: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
-	3,  // 22: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
-	3,  // 23: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	32, // 24: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	33, // 25: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	34, // 26: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	32, // 27: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	32, // 28: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
-	6,  // 29: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	8,  // 30: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	10, // 31: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	12, // 32: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	15, // 33: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	16, // 34: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	17, // 35: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	19, // 36: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	22, // 37: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	24, // 38: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	26, // 39: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	28, // 40: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	30, // 41: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	35, // 42: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	37, // 43: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	39, // 44: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	35, // 45: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	7,  // 46: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	9,  // 47: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	11, // 48: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	13, // 49: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	18, // 50: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	18, // 51: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	18, // 52: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	20, // 53: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	23, // 54: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	25, // 55: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	27, // 56: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	29, // 57: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	31, // 58: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	36, // 59: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	38, // 60: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	40, // 61: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	36, // 62: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	46, // [46:63] is the sub-list for method output_type
-	29, // [29:46] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	0,  // 15: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
+	2,  // 16: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
+	14, // 17: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	2,  // 18: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	14, // 19: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	2,  // 20: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	14, // 21: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	15, // 22: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
+	15, // 23: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
+	1,  // 24: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
+	22, // 25: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
+	3,  // 26: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
+	3,  // 27: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
+	33, // 28: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	34, // 29: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	35, // 30: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	33, // 31: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	33, // 32: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	6,  // 33: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	8,  // 34: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	10, // 35: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	12, // 36: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	16, // 37: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	17, // 38: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	18, // 39: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	20, // 40: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	23, // 41: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	25, // 42: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	27, // 43: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	29, // 44: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	31, // 45: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	36, // 46: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	38, // 47: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	40, // 48: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	36, // 49: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	7,  // 50: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	9,  // 51: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	11, // 52: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	13, // 53: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	19, // 54: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 55: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 56: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	21, // 57: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	24, // 58: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	26, // 59: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	28, // 60: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	30, // 61: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	32, // 62: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	37, // 63: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	39, // 64: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	41, // 65: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	37, // 66: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	50, // [50:67] is the sub-list for method output_type
+	33, // [33:50] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -2845,7 +2963,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

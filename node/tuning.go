@@ -1,0 +1,460 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/replication/quorum"
+	"github.com/adaptkv/adaptkv/tuner"
+)
+
+// tuning is the node's shell around the pure tuner package.
+//
+// On every node it keeps a tuner.Recorder per adaptive keyspace and feeds it
+// from the coordinator (it implements replication.Observer): a few atomic
+// adds per request. On the metadata leader it also runs the decision loop:
+// every interval it gathers every node's recorder snapshot, merges them,
+// asks tuner.Decide, records the decision in the metadata log, and applies
+// the decision's plan one step per log entry, waiting between steps until
+// every live node has applied the previous one (the joint step of
+// DESIGN.md). Because decisions and steps go through the log, a node that
+// is not the leader (or a minority side of a partition) changes nothing.
+type tuning struct {
+	n        *Node
+	model    tuner.Model
+	interval time.Duration
+	seed     maphash.Seed
+
+	recs atomic.Pointer[map[string]*ksRecorder]
+
+	// forceEvery, when positive, makes the leader move each adaptive
+	// keyspace to another safe configuration at that interval, whatever the
+	// model says: the unsafe hook that tests transitions under faults.
+	forceEvery atomic.Int64
+
+	mu     sync.Mutex // guards leader: the loop and whatif
+	leader map[string]*leaderTuning
+
+	predicted, observed *prometheus.GaugeVec
+}
+
+// ksRecorder is one keyspace's recorder and its replica numbering.
+type ksRecorder struct {
+	rec   *tuner.Recorder
+	index map[string]int
+	ids   []string
+}
+
+// leaderTuning is the decision loop's memory of one keyspace.
+type leaderTuning struct {
+	window    *tuner.Window
+	last      *tuner.Decision
+	forced    int
+	lastForce time.Time
+}
+
+func newTuning(n *Node, interval time.Duration) *tuning {
+	t := &tuning{n: n, model: tuner.DefaultModel(), interval: interval, seed: maphash.MakeSeed(), leader: map[string]*leaderTuning{}}
+	if n.cfg.TunerDwell > 0 {
+		t.model.Dwell = n.cfg.TunerDwell
+	}
+	empty := map[string]*ksRecorder{}
+	t.recs.Store(&empty)
+	t.predicted = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "adaptkv", Name: "tuner_predicted",
+		Help: "The tuner's prediction for the configuration in force, per adaptive keyspace: stale-read probability, read and write p99 in seconds.",
+	}, []string{"keyspace", "figure"})
+	t.observed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "adaptkv", Name: "tuner_observed",
+		Help: "What was measured over the tuner's last interval, per adaptive keyspace: stale-read rate of probed reads, read and write p99 in seconds.",
+	}, []string{"keyspace", "figure"})
+	return t
+}
+
+func (t *tuning) recorder(keyspace string) *ksRecorder {
+	return (*t.recs.Load())[keyspace]
+}
+
+// ClientRead implements replication.Observer.
+func (t *tuning) ClientRead(keyspace string, key []byte, latency, age time.Duration, found bool) {
+	if r := t.recorder(keyspace); r != nil {
+		r.rec.Read(latency)
+		r.rec.Key(maphash.Bytes(t.seed, key))
+		if found {
+			r.rec.Gap(age)
+		}
+	}
+}
+
+// ClientWrite implements replication.Observer.
+func (t *tuning) ClientWrite(keyspace string, key []byte, latency time.Duration) {
+	if r := t.recorder(keyspace); r != nil {
+		r.rec.Write(latency)
+		r.rec.Key(maphash.Bytes(t.seed, key))
+	}
+}
+
+// Replica implements replication.Observer.
+func (t *tuning) Replica(keyspace, replica string, write bool, rtt time.Duration, ok bool) {
+	r := t.recorder(keyspace)
+	if r == nil {
+		return
+	}
+	i, known := r.index[replica]
+	if !known {
+		return
+	}
+	r.rec.Sent(i, write)
+	switch {
+	case !ok:
+		r.rec.Timeout(i, write)
+	case write:
+		r.rec.Leg(i, tuner.LegWriteRTT, rtt)
+	default:
+		r.rec.Leg(i, tuner.LegReadRTT, rtt)
+	}
+}
+
+// Probe implements replication.Observer.
+func (t *tuning) Probe(keyspace string, stale, behind bool) {
+	if r := t.recorder(keyspace); r != nil {
+		r.rec.Probe(stale, behind)
+	}
+}
+
+// policyOf is the tuner's view of a keyspace's configuration in force.
+func policyOf(d KeyspaceDef) tuner.Policy {
+	level, _ := parseLevel(d.Level)
+	p, err := quorum.Resolve(level, d.ReplicationFactor, d.R, d.W)
+	if err != nil {
+		p = quorum.Policy{N: d.ReplicationFactor, R: quorum.Majority(d.ReplicationFactor), W: quorum.Majority(d.ReplicationFactor)}
+	}
+	path := tuner.ReadNearest
+	switch {
+	case d.ReadAll:
+		path = tuner.ReadAll
+	case d.HedgeAfterNs > 0:
+		path = tuner.ReadHedged
+	}
+	return tuner.Policy{N: p.N, R: p.R, W: p.W, Read: path}
+}
+
+// goalOf is the goal the tuner decides against: the keyspace's, with N held
+// at the replication factor, since changing N needs data streamed to new
+// replicas, which is not built yet.
+func goalOf(d KeyspaceDef) tuner.Goal {
+	g := *d.Adaptive
+	g.MinRF, g.MaxRF = d.ReplicationFactor, d.ReplicationFactor
+	return g
+}
+
+// syncRecorders keeps one recorder per adaptive keyspace, numbered over the
+// ring's members; a change of members starts a fresh recorder.
+func (t *tuning) syncRecorders() {
+	members := t.n.members.View().Ring.Members()
+	ids := make([]string, len(members))
+	for i, m := range members {
+		ids[i] = m.ID
+	}
+	cur := *t.recs.Load()
+	next := map[string]*ksRecorder{}
+	changed := false
+	for _, d := range t.n.meta.Defs() {
+		if d.Adaptive == nil {
+			continue
+		}
+		if r, ok := cur[d.Name]; ok && slices.Equal(r.ids, ids) {
+			next[d.Name] = r
+			continue
+		}
+		r := &ksRecorder{rec: tuner.NewRecorder(d.Name, ids, time.Now()), index: map[string]int{}, ids: ids}
+		for i, id := range ids {
+			r.index[id] = i
+		}
+		next[d.Name] = r
+		changed = true
+	}
+	if changed || len(next) != len(cur) {
+		t.recs.Store(&next)
+	}
+}
+
+// snapshot returns this node's observations of a keyspace since the last
+// snapshot.
+func (t *tuning) snapshot(keyspace string) (tuner.Observation, bool) {
+	t.syncRecorders()
+	r := t.recorder(keyspace)
+	d, ok := t.n.meta.Def(keyspace)
+	if r == nil || !ok {
+		return tuner.Observation{}, false
+	}
+	return r.rec.Snapshot(time.Now(), policyOf(d), t.n.members.View().Ring.Len()), true
+}
+
+// gather merges every live node's snapshot of a keyspace.
+func (t *tuning) gather(ctx context.Context, keyspace string) (tuner.Observation, error) {
+	obs, ok := t.snapshot(keyspace)
+	if !ok {
+		return tuner.Observation{}, fmt.Errorf("keyspace %q is not adaptive here", keyspace)
+	}
+	v := t.n.members.View()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range v.Members {
+		if m.ID == t.n.cfg.ID || !v.Alive(m.ID) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := t.n.transport.adminClient(m.ID)
+			if err != nil {
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			resp, err := c.TunerSnapshot(cctx, &kvpb.TunerSnapshotRequest{Keyspace: keyspace})
+			if err != nil {
+				t.n.log.Debug("tuner snapshot failed", "member", m.ID, "keyspace", keyspace, "err", err)
+				return
+			}
+			var o tuner.Observation
+			if err := json.Unmarshal(resp.GetObservationJson(), &o); err != nil {
+				t.n.log.Warn("tuner snapshot undecodable", "member", m.ID, "err", err)
+				return
+			}
+			mu.Lock()
+			obs = tuner.Merge(obs, o)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return obs, nil
+}
+
+// loop runs on every node: it keeps the recorders in step with the
+// keyspaces, and decides while this node leads the metadata log.
+func (t *tuning) loop(ctx context.Context) {
+	tick := time.NewTicker(t.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		t.syncRecorders()
+		if t.n.MetadataLeader() != t.n.cfg.ID {
+			t.mu.Lock()
+			t.leader = map[string]*leaderTuning{} // a new term starts afresh
+			t.mu.Unlock()
+			continue
+		}
+		for _, d := range t.n.meta.Defs() {
+			if d.Adaptive == nil {
+				continue
+			}
+			if err := t.decide(ctx, d); err != nil {
+				t.n.log.Warn("tuner", "keyspace", d.Name, "err", err)
+			}
+		}
+	}
+}
+
+// forcedCycle is the sequence of configurations the force hook walks for
+// N=3, every move of which keeps R+W > N and needs no repair.
+var forcedCycle = []tuner.Policy{
+	{N: 3, R: 2, W: 2, Read: tuner.ReadNearest},
+	{N: 3, R: 3, W: 1, Read: tuner.ReadNearest},
+	{N: 3, R: 3, W: 3, Read: tuner.ReadAll},
+	{N: 3, R: 2, W: 3, Read: tuner.ReadNearest},
+}
+
+func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
+	obs, err := t.gather(ctx, d.Name)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	lt, ok := t.leader[d.Name]
+	if !ok {
+		lt = &leaderTuning{window: tuner.NewWindow(30, time.Minute)}
+		t.leader[d.Name] = lt
+	}
+	var prevObserved json.RawMessage
+	if lt.last != nil {
+		lt.last.Observe(obs)
+		prevObserved, _ = json.Marshal(lt.last.Observed)
+	}
+	lt.window.Push(obs)
+	inForce := policyOf(d)
+	state := tuner.NewState(inForce)
+	if d.Tuner != nil {
+		state = *d.Tuner
+		state.Policy = inForce // what is applied, whatever was planned
+	}
+	now := time.Now()
+	next, dec := tuner.Decide(t.model, state, lt.window, goalOf(d), now)
+	if every := time.Duration(t.forceEvery.Load()); every > 0 && now.Sub(lt.lastForce) >= every && d.ReplicationFactor == 3 {
+		lt.forced = (lt.forced + 1) % len(forcedCycle)
+		to := forcedCycle[lt.forced]
+		dec.To, dec.Changed, dec.Reason = to, to != inForce, "forced"
+		dec.Explanation = fmt.Sprintf("Forced move of %s from %v to %v by the unsafe test hook (every %v).", d.Name, inForce, to, every)
+		dec.Plan = tuner.Plan(inForce, to)
+		next.Policy, next.LastChange = to, now
+		lt.lastForce = now
+	}
+	t.mu.Unlock()
+
+	t.export(d.Name, dec, obs)
+	if dec.Changed {
+		t.n.log.Info("tuner decision", "keyspace", d.Name, "reason", dec.Reason, "from", dec.From.String(), "to", dec.To.String(), "why", dec.Explanation)
+	}
+	applied := inForce
+	var planErr error
+	if dec.Changed {
+		applied, planErr = t.apply(ctx, d, dec, next)
+		if planErr != nil {
+			dec.Explanation += " Not applied in full: " + planErr.Error()
+			dec.To = applied
+		}
+	}
+	next.Policy = applied
+	compact := dec.Compact(6)
+	b, err := json.Marshal(compact)
+	if err != nil {
+		return fmt.Errorf("encode decision: %w", err)
+	}
+	t.mu.Lock()
+	lt.last = &dec
+	t.mu.Unlock()
+	_, err = propose(t.n.raft, command{Op: "decision", Keyspace: KeyspaceDef{Name: d.Name, Tuner: &next}, Decision: b, PrevObserved: prevObserved, AtUnixMs: now.UnixMilli()}, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("record decision: %w", err)
+	}
+	return planErr
+}
+
+// errNeedsStreaming and errNeedsRepair name the plan steps the shell cannot
+// carry out yet.
+var (
+	errNeedsStreaming = errors.New("the plan changes N, which needs data streamed to new replicas (not built yet)")
+	errNeedsRepair    = errors.New("the plan lowers a quorum under a quorum floor, which needs a repair pass over the keyspace first (not built yet)")
+)
+
+// apply carries out a decision's plan, one metadata log entry per step, and
+// returns the policy left in force.
+func (t *tuning) apply(ctx context.Context, d KeyspaceDef, dec tuner.Decision, state tuner.State) (tuner.Policy, error) {
+	inForce := policyOf(d)
+	for _, st := range dec.Plan {
+		if st.RequiresStreaming || st.Policy.N != d.ReplicationFactor {
+			return inForce, errNeedsStreaming
+		}
+		if st.RequiresRepair && d.Adaptive.Floor == tuner.FloorQuorum {
+			return inForce, errNeedsRepair
+		}
+	}
+	for i, st := range dec.Plan {
+		def := KeyspaceDef{Name: d.Name, R: st.Policy.R, W: st.Policy.W, ReadAll: st.Policy.Read == tuner.ReadAll}
+		if st.Policy.Read == tuner.ReadHedged && dec.Chosen != nil {
+			def.HedgeAfterNs = int64(max(dec.Chosen.HedgeAfter, time.Millisecond))
+		}
+		s := state
+		s.Policy = st.Policy
+		def.Tuner = &s
+		out, err := propose(t.n.raft, command{Op: "tune", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}, 5*time.Second)
+		if err != nil {
+			return inForce, fmt.Errorf("step %d (%v): %w", i+1, st.Policy, err)
+		}
+		inForce = st.Policy
+		if i < len(dec.Plan)-1 || st.RequiresAllApplied {
+			if err := t.waitApplied(ctx, out.Epoch); err != nil {
+				return inForce, fmt.Errorf("after step %d (%v): %w", i+1, st.Policy, err)
+			}
+		}
+	}
+	return inForce, nil
+}
+
+// waitApplied waits until every live node has applied the metadata log up
+// to index, so that no coordinator still acts on the configuration before.
+func (t *tuning) waitApplied(ctx context.Context, index uint64) error {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		lagging := ""
+		v := t.n.members.View()
+		for _, m := range v.Members {
+			if !v.Alive(m.ID) {
+				continue
+			}
+			if m.ID == t.n.cfg.ID {
+				if t.n.meta.Applied() < index {
+					lagging = m.ID
+				}
+				continue
+			}
+			c, err := t.n.transport.adminClient(m.ID)
+			if err != nil {
+				lagging = m.ID
+				break
+			}
+			cctx, ccancel := context.WithTimeout(wctx, time.Second)
+			st, err := c.ClusterStatus(cctx, &kvpb.ClusterStatusRequest{})
+			ccancel()
+			if err != nil || st.GetMetadataIndex() < index {
+				lagging = m.ID
+				break
+			}
+		}
+		if lagging == "" {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("node %s has not applied metadata index %d: %w", lagging, index, wctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// export sets the predicted-against-observed gauges.
+func (t *tuning) export(keyspace string, dec tuner.Decision, obs tuner.Observation) {
+	if c := dec.Current; c != nil {
+		t.predicted.WithLabelValues(keyspace, "stale").Set(c.StaleProb)
+		t.predicted.WithLabelValues(keyspace, "read_p99_seconds").Set(c.ReadP99.Seconds())
+		t.predicted.WithLabelValues(keyspace, "write_p99_seconds").Set(c.WriteP99.Seconds())
+	}
+	t.observed.WithLabelValues(keyspace, "stale").Set(obs.StaleRate())
+	t.observed.WithLabelValues(keyspace, "read_p99_seconds").Set(obs.ReadLatency.Quantile(0.99).Seconds())
+	t.observed.WithLabelValues(keyspace, "write_p99_seconds").Set(obs.WriteLatency.Quantile(0.99).Seconds())
+}
+
+// whatIf predicts every candidate for a keyspace from the leader's window
+// (or a fresh gather when the window is empty).
+func (t *tuning) whatIf(ctx context.Context, d KeyspaceDef) ([]tuner.CandidateReport, error) {
+	t.mu.Lock()
+	var obs tuner.Observation
+	have := false
+	if lt, ok := t.leader[d.Name]; ok && lt.window.Len() > 0 {
+		obs, have = lt.window.Merged(), true
+	}
+	t.mu.Unlock()
+	if !have {
+		var err error
+		if obs, err = t.gather(ctx, d.Name); err != nil {
+			return nil, err
+		}
+	}
+	return tuner.WhatIf(t.model, obs, goalOf(d))
+}

@@ -1,0 +1,118 @@
+package node_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adaptkv/adaptkv/client"
+	"github.com/adaptkv/adaptkv/client/clustertest"
+	"github.com/adaptkv/adaptkv/node"
+)
+
+func fastTuner(o *clustertest.Options) {
+	o.Configure = func(i int, cfg *node.Config) {
+		cfg.TunerInterval = 300 * time.Millisecond
+		cfg.TunerDwell = time.Second
+		cfg.UnsafeTestHooks = true
+	}
+}
+
+// An adaptive keyspace gets decisions recorded in the metadata log, with
+// explanations, and a what-if table, from real traffic.
+func TestAdaptiveKeyspaceDecides(t *testing.T) {
+	t.Parallel()
+	c := clustertest.New(t, 3, fastTuner)
+	kv := c.Client(t)
+	ctx := ctxT(t, 60*time.Second)
+	ks, err := kv.CreateKeyspace(ctx, "adapt", client.KeyspaceSpec{ReplicationFactor: 3, Adaptive: &client.AdaptiveGoal{MaxStale: 0.001}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks.Adaptive == nil || ks.Adaptive.MaxStale != 0.001 || ks.R != 2 || ks.W != 2 {
+		t.Fatalf("created %+v; want adaptive, starting at R=2 W=2", ks)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var explained []client.TunerExplanation
+	for i := 0; time.Now().Before(deadline); i++ {
+		key := []byte(fmt.Sprintf("k%d", i%50))
+		if i%10 == 0 {
+			if _, err := kv.Put(ctx, key, []byte("v"), client.WithKeyspace("adapt")); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, err := kv.Get(ctx, key, client.WithKeyspace("adapt")); err != nil {
+			t.Fatal(err)
+		}
+		if i%200 == 199 {
+			if explained, err = kv.TunerExplain(ctx, "adapt", 5); err != nil {
+				t.Fatal(err)
+			}
+			if len(explained) >= 2 && !strings.Contains(explained[len(explained)-1].Text, "no_data") {
+				break
+			}
+		}
+	}
+	if len(explained) < 2 {
+		t.Fatalf("%d decisions recorded; want the tuner deciding every interval", len(explained))
+	}
+	last := explained[len(explained)-1]
+	if !strings.Contains(last.JSON, `"keyspace":"adapt"`) || last.Text == "" {
+		t.Errorf("last decision = %q / %q", last.Text, last.JSON)
+	}
+	text, js, err := kv.TunerWhatIf(ctx, "adapt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "R=1") || !strings.Contains(js, `"stale_prob"`) {
+		t.Errorf("whatif = %s\n%s", text, js)
+	}
+	// Explain on a keyspace with a fixed level names the problem.
+	if _, err := kv.TunerExplain(ctx, "default", 5); !errors.Is(err, client.ErrInvalidArgument) {
+		t.Errorf("explain of a fixed keyspace: %v; want invalid argument", err)
+	}
+}
+
+// With a quorum floor and the force hook moving the configuration every few
+// hundred milliseconds, no read at the keyspace's level misses a write that
+// completed before it began.
+func TestForcedTransitionsKeepQuorumOverlap(t *testing.T) {
+	t.Parallel()
+	c := clustertest.New(t, 3, fastTuner)
+	kv := c.Client(t)
+	ctx := ctxT(t, 60*time.Second)
+	if _, err := kv.CreateKeyspace(ctx, "safe", client.KeyspaceSpec{ReplicationFactor: 3, Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, Floor: client.Quorum}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Len() {
+		resp, err := http.Post("http://"+c.Node(i).Addrs().HTTP+"/unsafe/tuner-force?every=400ms", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	seen := map[string]bool{}
+	deadline := time.Now().Add(8 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		key := []byte(fmt.Sprintf("k%d", i%20))
+		val := []byte(fmt.Sprint(i))
+		if _, err := kv.Put(ctx, key, val, client.WithKeyspace("safe")); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+		g, err := kv.Get(ctx, key, client.WithKeyspace("safe"))
+		if err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+		if string(g.Value) != string(val) {
+			t.Fatalf("read %d of %s returned %q after %q was acknowledged (receipt %+v)", i, key, g.Value, val, g.Receipt)
+		}
+		if g.Receipt.Required+1 > 0 {
+			seen[fmt.Sprintf("R=%d", g.Receipt.Required)] = true
+		}
+	}
+	if len(seen) < 2 {
+		t.Errorf("reads ran under %v only; want the forced changes to have moved R", seen)
+	}
+}
