@@ -96,6 +96,7 @@ error, 3 a write whose outcome is unknown (it may or may not have been applied).
 		a.putCommand(), a.getCommand(), a.delCommand(), a.scanCommand(),
 		a.keyspaceCommand(),
 		a.statusCommand(),
+		a.tunerCommand(),
 	)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)

@@ -15,14 +15,24 @@ import (
 
 // keyspaceJSON is a keyspace in JSON output.
 type keyspaceJSON struct {
-	Name              string `json:"name"`
-	ReplicationFactor int    `json:"replication_factor"`
-	Consistency       string `json:"consistency"`
-	R                 int    `json:"r,omitempty"`
-	W                 int    `json:"w,omitempty"`
-	Epoch             uint64 `json:"epoch"`
-	Created           string `json:"created,omitempty"`
-	Updated           string `json:"updated,omitempty"`
+	Name              string    `json:"name"`
+	ReplicationFactor int       `json:"replication_factor"`
+	Consistency       string    `json:"consistency"`
+	R                 int       `json:"r,omitempty"`
+	W                 int       `json:"w,omitempty"`
+	Epoch             uint64    `json:"epoch"`
+	Created           string    `json:"created,omitempty"`
+	Updated           string    `json:"updated,omitempty"`
+	Adaptive          *goalJSON `json:"adaptive,omitempty"`
+}
+
+// goalJSON is an adaptive keyspace's goal in JSON output.
+type goalJSON struct {
+	MaxStale      float64 `json:"max_stale"`
+	Floor         string  `json:"floor"`
+	RFMin         int     `json:"rf_min"`
+	RFMax         int     `json:"rf_max"`
+	LatencyTarget string  `json:"latency_target,omitempty"`
 }
 
 func toKeyspaceJSON(k *client.Keyspace) keyspaceJSON {
@@ -33,11 +43,27 @@ func toKeyspaceJSON(k *client.Keyspace) keyspaceJSON {
 	if !k.Updated.IsZero() {
 		out.Updated = k.Updated.UTC().Format(time.RFC3339Nano)
 	}
+	if g := k.Adaptive; g != nil {
+		out.Adaptive = &goalJSON{MaxStale: g.MaxStale, Floor: floorText(g.Floor), RFMin: g.MinRF, RFMax: g.MaxRF}
+		if g.LatencyTarget > 0 {
+			out.Adaptive.LatencyTarget = g.LatencyTarget.String()
+		}
+	}
 	return out
+}
+
+func floorText(l client.Level) string {
+	if l == client.Quorum {
+		return "quorum"
+	}
+	return "one"
 }
 
 // levelText renders a keyspace's default level: "quorum" or "custom(R=2 W=1)".
 func levelText(k *client.Keyspace) string {
+	if g := k.Adaptive; g != nil {
+		return fmt.Sprintf("adaptive(max-stale=%g floor=%s, now R=%d W=%d)", g.MaxStale, floorText(g.Floor), k.R, k.W)
+	}
 	if k.Consistency == client.Custom {
 		return fmt.Sprintf("custom(R=%d W=%d)", k.R, k.W)
 	}
@@ -72,14 +98,24 @@ type specFlags struct {
 	rf    int
 	level string
 	r, w  int
+	// Goal of an adaptive keyspace (--consistency adaptive).
+	maxStale      float64
+	floor         string
+	rfMin, rfMax  int
+	latencyTarget time.Duration
 }
 
 func (f *specFlags) register(cmd *cobra.Command, rfUsage string) {
 	fs := cmd.Flags()
 	fs.IntVar(&f.rf, "rf", 0, rfUsage)
-	fs.StringVar(&f.level, "consistency", "", "default consistency level: one, quorum or all")
+	fs.StringVar(&f.level, "consistency", "", "default consistency level: one, quorum, all, or adaptive (with a goal)")
 	fs.IntVar(&f.r, "r", 0, "default read quorum R of a custom level (with --w)")
 	fs.IntVar(&f.w, "w", 0, "default write quorum W of a custom level (with --r)")
+	fs.Float64Var(&f.maxStale, "max-stale", 0.001, "adaptive: bound on the probability that a read misses the latest completed write")
+	fs.StringVar(&f.floor, "floor", "one", "adaptive: the weakest level allowed, one or quorum (quorum keeps R+W>N at every instant)")
+	fs.IntVar(&f.rfMin, "rf-min", 0, "adaptive: least replication factor the tuner may choose (default: --rf)")
+	fs.IntVar(&f.rfMax, "rf-max", 0, "adaptive: largest replication factor the tuner may choose (default: --rf)")
+	fs.DurationVar(&f.latencyTarget, "latency-target", 0, "adaptive: read p99 target, e.g. 10ms (optional)")
 }
 
 // spec converts the flags. A custom default needs both R and W, since a
@@ -96,6 +132,28 @@ func (f *specFlags) spec(cmd *cobra.Command) (client.KeyspaceSpec, error) {
 		}
 		s.Consistency, s.R, s.W = client.Custom, f.r, f.w
 		return s, nil
+	}
+	adaptiveFlags := []string{"max-stale", "floor", "rf-min", "rf-max", "latency-target"}
+	if f.level == "adaptive" {
+		g := &client.AdaptiveGoal{MaxStale: f.maxStale, MinRF: f.rfMin, MaxRF: f.rfMax, LatencyTarget: f.latencyTarget}
+		switch f.floor {
+		case "one":
+			g.Floor = client.One
+		case "quorum":
+			g.Floor = client.Quorum
+		default:
+			return s, usagef("--floor %q: want one or quorum", f.floor)
+		}
+		if f.maxStale < 0 || f.maxStale >= 1 {
+			return s, usagef("--max-stale %g: want a probability in [0, 1)", f.maxStale)
+		}
+		s.Adaptive = g
+		return s, nil
+	}
+	for _, name := range adaptiveFlags {
+		if fs.Changed(name) {
+			return s, usagef("--%s is a goal of an adaptive keyspace: use it with --consistency adaptive", name)
+		}
 	}
 	l, err := parseLevel(f.level)
 	if err != nil {
@@ -177,10 +235,11 @@ func (a *app) keyspaceCommand() *cobra.Command {
 
 	var cf specFlags
 	create := &cobra.Command{
-		Use:     "create NAME --rf N",
-		Short:   "Create a keyspace with N replicas of every key",
-		Example: `  adaptkv keyspace create users --rf 3 --consistency quorum`,
-		Args:    cobraArgs(cobra.ExactArgs(1)),
+		Use:   "create NAME --rf N",
+		Short: "Create a keyspace with N replicas of every key",
+		Example: `  adaptkv keyspace create users --rf 3 --consistency quorum
+  adaptkv keyspace create feed --rf 3 --consistency adaptive --max-stale 0.001 --floor one`,
+		Args: cobraArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("rf") {
 				return usagef("--rf is required: the number of replicas of every key (at most the number of nodes)")

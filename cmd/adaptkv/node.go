@@ -28,6 +28,7 @@ type nodeFlags struct {
 	bootstrapExpect                          int
 	inMemory, localTimings                   bool
 	unsafeTestHooks                          bool
+	tunerInterval, tunerDwell                time.Duration
 	logLevel, logFormat                      string
 }
 
@@ -67,6 +68,8 @@ and --seeds listing the gossip addresses of the others.`,
 	fs.StringVar(&f.zone, "zone", "", "failure domain; replicas go to distinct zones first")
 	fs.BoolVar(&f.inMemory, "in-memory", false, "keep data and metadata in memory only (lost on restart)")
 	fs.BoolVar(&f.localTimings, "local-timings", true, "fast failure detection and elections, for nodes on one machine or rack")
+	fs.DurationVar(&f.tunerInterval, "tuner-interval", def.TunerInterval, "how often the metadata leader decides for each adaptive keyspace")
+	fs.DurationVar(&f.tunerDwell, "tuner-dwell", 0, "least time between two cost-saving changes of a keyspace's configuration (0: the tuner's default, 2m)")
 	fs.BoolVar(&f.unsafeTestHooks, "unsafe-test-hooks", false, "serve fault-injection hooks under /unsafe/ on --http-addr (clock skew, slow replies, dropped writes), for the Jepsen harness; never in production")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -84,6 +87,7 @@ func (f *nodeFlags) config() (node.Config, error) {
 	cfg.GRPCAddr, cfg.GossipAddr, cfg.RaftAddr, cfg.HTTPAddr = f.grpcAddr, f.gossipAddr, f.raftAddr, f.httpAddr
 	cfg.Seeds, cfg.BootstrapExpect = f.seeds, f.bootstrapExpect
 	cfg.UnsafeTestHooks = f.unsafeTestHooks
+	cfg.TunerInterval, cfg.TunerDwell = f.tunerInterval, f.tunerDwell
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
