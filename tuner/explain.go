@@ -260,6 +260,10 @@ func pct(p float64) string {
 	case p < 0.00001:
 		return "<0.001%"
 	}
+	if v := p * 100; v >= 10 {
+		// 'g' would print 100% as "1e+02%".
+		return strconv.FormatFloat(v, 'f', 0, 64) + "%"
+	}
 	return strconv.FormatFloat(p*100, 'g', 2, 64) + "%"
 }
 

@@ -77,3 +77,20 @@ func TestRatiosAgainstTargets(t *testing.T) {
 		}
 	}
 }
+
+func TestCPUSampleCountsThisProcess(t *testing.T) {
+	a := sampleCPU()
+	if !a.ok {
+		t.Skip("no /proc here")
+	}
+	// Burn some CPU so that the difference is visible.
+	x := 0
+	for i := range 50_000_000 {
+		x += i
+	}
+	_ = x
+	u := cpuBetween(a, sampleCPU())
+	if u == nil || u.Ours <= 0 || u.Machine < u.Ours*0.5 || u.NumCPU < 1 {
+		t.Errorf("cpuBetween = %+v; want our share positive and within the machine's", u)
+	}
+}

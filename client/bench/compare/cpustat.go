@@ -43,12 +43,11 @@ func untrackPid(pid int) {
 
 // cpuSample is a reading of the CPU counters, in seconds.
 type cpuSample struct {
-	at      time.Time
-	busy    float64 // every CPU's non-idle time since boot
-	ours    float64 // this process and its tracked children
-	ok      bool
-	ncpu    int
-	oursErr error
+	at   time.Time
+	busy float64 // every CPU's non-idle time since boot
+	ours float64 // this process and its tracked children
+	ok   bool
+	ncpu int
 }
 
 func sampleCPU() cpuSample {

@@ -327,13 +327,22 @@ func (c *comparison) measure(ctx context.Context, system, setting, w string, s b
 			}
 		}()
 	}
+	before := sampleCPU()
 	res, err := bench.Run(ctx, s, cfg)
 	if err != nil {
 		return err
 	}
-	slog.Info("phase", "system", system, "setting", setting, "workload", w,
-		"ops_per_sec", fmt.Sprintf("%.0f", res.Throughput), "p50_ms", res.Latency.P50, "p99_ms", res.Latency.P99, "errors", res.Errors)
-	c.results = append(c.results, phase{System: system, Setting: setting, Workload: w, Result: res})
+	cpu := cpuBetween(before, sampleCPU())
+	attrs := []any{"system", system, "setting", setting, "workload", w,
+		"ops_per_sec", fmt.Sprintf("%.0f", res.Throughput), "p50_ms", res.Latency.P50, "p99_ms", res.Latency.P99, "errors", res.Errors}
+	if cpu != nil {
+		attrs = append(attrs, "cpus_ours", fmt.Sprintf("%.2f", cpu.Ours), "cpus_other", fmt.Sprintf("%.2f", cpu.Other))
+		if cpu.Other > 0.1 {
+			c.notes = append(c.notes, fmt.Sprintf("%s %s %s: other processes used %.2f CPUs during the phase; its figures are depressed by them", strings.ToUpper(w), system, setting, cpu.Other))
+		}
+	}
+	slog.Info("phase", attrs...)
+	c.results = append(c.results, phase{System: system, Setting: setting, Workload: w, Result: res, CPU: cpu})
 	return nil
 }
 

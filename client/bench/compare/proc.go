@@ -41,8 +41,10 @@ func startProc(name, dir, bin string, args ...string) (*proc, error) {
 		return nil, fmt.Errorf("%s: start %s: %w", name, bin, err)
 	}
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	trackPid(cmd.Process.Pid)
 	go func() {
 		p.err = cmd.Wait()
+		untrackPid(cmd.Process.Pid)
 		lf.Close()
 		close(p.done)
 	}()

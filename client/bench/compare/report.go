@@ -29,6 +29,9 @@ type phase struct {
 	Setting  string        `json:"setting"`
 	Workload string        `json:"workload"`
 	Result   *bench.Result `json:"result"`
+	// CPU is how the machine's CPUs were used during the phase, warmup
+	// included; nil where /proc is not available.
+	CPU *CPUUse `json:"cpu,omitempty"`
 }
 
 // results are every phase of a comparison.
@@ -127,8 +130,8 @@ func safeDiv(a, b float64) float64 {
 
 // writeMarkdown writes the results table and the ratios table.
 func (rs results) writeMarkdown(w io.Writer) {
-	fmt.Fprintln(w, "| workload | system | setting | ops/s | p50 ms | p99 ms | p99.9 ms | errors |")
-	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| workload | system | setting | ops/s | p50 ms | p99 ms | p99.9 ms | errors | CPUs used: ours / others |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|")
 	for _, p := range rs {
 		r := p.Result
 		errs := fmt.Sprint(r.Errors)
@@ -139,8 +142,12 @@ func (rs results) writeMarkdown(w io.Writer) {
 			}
 			errs += " (" + strings.Join(kinds, ", ") + ")"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %s |\n",
-			strings.ToUpper(p.Workload), p.System, p.Setting, r.Throughput, r.Latency.P50, r.Latency.P99, r.Latency.P999, errs)
+		cpu := "n/a"
+		if p.CPU != nil {
+			cpu = fmt.Sprintf("%.2f / %.2f", p.CPU.Ours, p.CPU.Other)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %s | %s |\n",
+			strings.ToUpper(p.Workload), p.System, p.Setting, r.Throughput, r.Latency.P50, r.Latency.P99, r.Latency.P999, errs, cpu)
 	}
 	rats := rs.ratios()
 	if len(rats) == 0 {
