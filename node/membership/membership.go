@@ -61,6 +61,10 @@ type Meta struct {
 	RaftAddr string `json:"raft"`
 	HTTPAddr string `json:"http,omitempty"`
 	Zone     string `json:"zone,omitempty"`
+	// Leaving is published just before a graceful leave, so that the
+	// others can tell a leave from a failure: memberlist's leave callback
+	// does not say which it was.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // Member is one node as this node sees it.
@@ -227,6 +231,12 @@ func (m *Membership) View() *View { return m.view.Load() }
 // Leave tells the cluster this node is leaving for good, waiting up to
 // timeout for the message to spread, then stops gossip.
 func (m *Membership) Leave(timeout time.Duration) error {
+	m.mu.Lock()
+	m.cfg.Meta.Leaving = true
+	m.mu.Unlock()
+	if err := m.ml.UpdateNode(timeout); err != nil {
+		m.cfg.Logger.Warn("leave intent not spread", "err", err)
+	}
 	err := m.ml.Leave(timeout)
 	if serr := m.ml.Shutdown(); err == nil {
 		err = serr
@@ -283,6 +293,9 @@ func (m *Membership) set(n *memberlist.Node, state State) {
 		return
 	}
 	m.mu.Lock()
+	if cur, ok := m.members[meta.ID]; ok && state == Dead && (meta.Leaving || cur.Leaving) {
+		state = Left
+	}
 	cur, ok := m.members[meta.ID]
 	if !ok || cur.State != state {
 		cur = &Member{Since: time.Now()}
@@ -299,20 +312,19 @@ type events Membership
 
 func (e *events) NotifyJoin(n *memberlist.Node) { (*Membership)(e).set(n, Alive) }
 
-func (e *events) NotifyLeave(n *memberlist.Node) {
-	if n.State == memberlist.StateLeft {
-		(*Membership)(e).set(n, Left)
-		return
-	}
-	(*Membership)(e).set(n, Dead)
-}
+// NotifyLeave is called for failures and graceful leaves alike (memberlist
+// does not fill in Node.State here); set tells them apart by the Leaving
+// flag the member published before it left.
+func (e *events) NotifyLeave(n *memberlist.Node) { (*Membership)(e).set(n, Dead) }
 
 func (e *events) NotifyUpdate(n *memberlist.Node) { (*Membership)(e).set(n, Alive) }
 
 type delegate Membership
 
 func (d *delegate) NodeMeta(limit int) []byte {
+	d.mu.Lock()
 	b, _ := json.Marshal(d.cfg.Meta)
+	d.mu.Unlock()
 	if len(b) > limit {
 		// memberlist would drop the node; better to say why.
 		d.cfg.Logger.Error("node metadata exceeds gossip limit", "bytes", len(b), "limit", limit)
