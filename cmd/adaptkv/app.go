@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/adaptkv/adaptkv/jepsen/jepsencmd"
 )
 
 // Exit statuses; see the package documentation.
@@ -97,6 +99,7 @@ error, 3 a write whose outcome is unknown (it may or may not have been applied).
 		a.keyspaceCommand(),
 		a.statusCommand(),
 		a.tunerCommand(),
+		jepsencmd.NewCommand(),
 	)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
@@ -125,6 +128,10 @@ func (e *exitError) Error() string { return e.msg }
 
 // report prints err as one line on stderr and returns the exit status.
 func (a *app) report(cmd *cobra.Command, err error) int {
+	var je *jepsencmd.ExitError
+	if errors.As(err, &je) && (je.Printed || je.Err == nil) {
+		return je.Code // the run's summary said it already
+	}
 	code := exitCode(err, a.started)
 	msg := describe(err)
 	if code == exitUsage && cmd != nil {
@@ -139,9 +146,12 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 func exitCode(err error, started bool) int {
 	var ee *exitError
 	var ue usageError
+	var je *jepsencmd.ExitError
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
+	case errors.As(err, &je):
+		return je.Code
 	case errors.As(err, &ue), !started:
 		return exitUsage
 	case isUnknownOutcome(err):

@@ -1,0 +1,234 @@
+package jepsen
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/adaptkv/adaptkv/jepsen/checker"
+	"github.com/adaptkv/adaptkv/jepsen/cluster"
+	"github.com/adaptkv/adaptkv/jepsen/history"
+)
+
+// logWriter sends progress lines to the test log.
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// testConfig is a short run (about 20 s) of five nodes for CI.
+//
+// The scenario tests run in parallel, each cluster on its own /24 of
+// loopback addresses (firstIP), so that their nodes and their iptables
+// rules (which match addresses) never meet.
+func testConfig(t *testing.T, workload, level, nem string) Config {
+	cfg := DefaultConfig()
+	cfg.Workload, cfg.Consistency, cfg.Nemesis = workload, []string{level}, nem
+	cfg.Nodes, cfg.RF = 5, 3
+	cfg.WarmUp = Duration(1500 * time.Millisecond)
+	cfg.Time = Duration(12 * time.Second)
+	cfg.NemesisOn, cfg.NemesisOff = Duration(5*time.Second), Duration(2*time.Second)
+	cfg.NemesisMode = "all"
+	cfg.Recovery = Duration(2 * time.Second)
+	cfg.Rate, cfg.Concurrency = 100, 10
+	cfg.ConvergeTimeout = Duration(20 * time.Second)
+	cfg.HealTimeout = Duration(40 * time.Second)
+	cfg.Out = filepath.Join(t.TempDir(), "run")
+	cfg.Bin = nodeBin
+	cfg.Progress = logWriter{t}
+	return cfg
+}
+
+// parallel runs the test in parallel with the other scenarios, on the
+// loopback /24 127.0.<lane>.0.
+func parallel(t *testing.T, cfg *Config, lane int) {
+	t.Parallel()
+	cfg.FirstIP = fmt.Sprintf("127.0.%d.2", lane)
+}
+
+// run runs cfg and checks that it cleaned up after itself: no node process
+// left, no iptables chain left.
+func run(t *testing.T, cfg Config) *Result {
+	t.Helper()
+	t.Cleanup(func() {
+		for _, pid := range processesUnder(cfg.Out) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	start := time.Now()
+	res, err := Run(context.Background(), cfg)
+	if res != nil {
+		var b strings.Builder
+		res.Summary(&b)
+		t.Log(b.String())
+	}
+	if err != nil {
+		t.Fatalf("run could not be done: %v", err)
+	}
+	t.Logf("run took %v (porcupine and the other checkers %.2fs)", time.Since(start).Round(time.Millisecond), res.Run.CheckSeconds)
+	if left := processesUnder(cfg.Out); len(left) > 0 {
+		t.Errorf("node processes left running: %v", left)
+	}
+	if res.Run.Chain != "" && cluster.ChainExists(context.Background(), res.Run.Chain) {
+		t.Errorf("iptables chain %s left behind", res.Run.Chain)
+	}
+	for _, f := range []string{ConfigFile, HistoryFile, ResultsFile, SummaryFile, LatencyPlot, ThroughputPlot} {
+		if _, err := os.Stat(filepath.Join(cfg.Out, f)); err != nil {
+			t.Errorf("run folder lacks %s", f)
+		}
+	}
+	return res
+}
+
+func checkerOf(t *testing.T, res *Result, name string) *checker.Result {
+	t.Helper()
+	c := res.Checker(name)
+	if c == nil {
+		t.Fatalf("no %s checker in the result", name)
+	}
+	return c
+}
+
+// TestRegisterOnePartitionClockIsCaught: at level one, under partitions
+// and clock skew, the register history is not linearizable, and the report
+// names the offending operations, writes Porcupine's visualization, and
+// is found again by `adaptkv jepsen analyze`.
+func TestRegisterOnePartitionClockIsCaught(t *testing.T) {
+	needCluster(t)
+	needNet(t)
+	cfg := testConfig(t, WorkloadRegister, "one", "partition,clock")
+	parallel(t, &cfg, 1)
+	res := run(t, cfg)
+	lin := checkerOf(t, res, "linearizable")
+	if lin.Valid != checker.Invalid {
+		t.Fatalf("register at one under partition+clock judged %v: %s", lin.Valid, lin.Summary)
+	}
+	if res.ExitCode() != ExitAnomaly {
+		t.Errorf("exit status %d, want 1", res.ExitCode())
+	}
+	ops, err := history.ReadFile(filepath.Join(cfg.Out, HistoryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := lin.Anomalies[0]
+	if len(a.Ops) == 0 || a.Ops[0] >= len(ops) || ops[a.Ops[0]].Key != a.Key || ops[a.Ops[0]].Type != history.Invoke {
+		t.Fatalf("anomaly does not name an operation of key %s: %+v", a.Key, a)
+	}
+	t.Logf("offending operation: %+v\n%s", ops[a.Ops[0]], a.Description)
+	if _, err := os.Stat(filepath.Join(cfg.Out, LinearFile)); err != nil {
+		t.Errorf("no Porcupine visualization: %v", err)
+	}
+	st := lin.Stats.(checker.LinearStats)
+	t.Logf("porcupine checked %d operations on %d keys in %.3fs", st.Operations, st.Keys, st.CheckSeconds)
+
+	// The stored history is re-checked offline with the same verdict.
+	again, err := Analyze(context.Background(), cfg.Out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ExitCode() != ExitAnomaly || checkerOf(t, again, "linearizable").Count != lin.Count {
+		t.Errorf("analyze: %v, %s", again.Valid, checkerOf(t, again, "linearizable").Summary)
+	}
+}
+
+// TestSetCatchesDroppedWrites: nodes that acknowledge writes without
+// storing them (the drop-writes test hook, on every node during the fault
+// windows) lose acknowledged elements, and the set checker says which.
+func TestSetCatchesDroppedWrites(t *testing.T) {
+	needCluster(t)
+	cfg := testConfig(t, WorkloadSet, "quorum", "drop-writes:all")
+	cfg.Time = Duration(8 * time.Second)
+	cfg.NemesisOn = Duration(4 * time.Second)
+	cfg.ConvergeTimeout = Duration(6 * time.Second)
+	parallel(t, &cfg, 2)
+	res := run(t, cfg)
+	set := checkerOf(t, res, "set")
+	st := set.Stats.(checker.SetStats)
+	if set.Valid != checker.Invalid || st.LostCount == 0 {
+		t.Fatalf("dropped writes not caught: %s", set.Summary)
+	}
+	if set.Anomalies[0].Type != "lost" || len(set.Anomalies[0].Ops) == 0 {
+		t.Errorf("anomaly %+v", set.Anomalies[0])
+	}
+	if res.ExitCode() != ExitAnomaly {
+		t.Errorf("exit status %d, want 1", res.ExitCode())
+	}
+	t.Logf("lost %d of %d acknowledged elements", st.LostCount, st.OK)
+}
+
+// staleness returns the staleness figures of a level.
+func staleness(t *testing.T, res *Result, level string) checker.LevelStaleness {
+	t.Helper()
+	st := checkerOf(t, res, "staleness").Stats.(checker.StaleStats)
+	for _, l := range st.Levels {
+		if l.Level == level {
+			return l
+		}
+	}
+	t.Fatalf("no staleness figures for level %s: %+v", level, st)
+	return checker.LevelStaleness{}
+}
+
+// TestSetQuorumNoFaults: a healthy cluster at quorum loses nothing, and
+// staleness is measured (and, R+W>N, zero).
+func TestSetQuorumNoFaults(t *testing.T) {
+	needCluster(t)
+	cfg := testConfig(t, WorkloadSet, "quorum", "none")
+	cfg.Time = Duration(8 * time.Second)
+	parallel(t, &cfg, 3)
+	res := run(t, cfg)
+	set := checkerOf(t, res, "set")
+	if st := set.Stats.(checker.SetStats); set.Valid != checker.Valid || st.LostCount != 0 || st.OK == 0 {
+		t.Fatalf("set: %s", set.Summary)
+	}
+	l := staleness(t, res, "quorum")
+	t.Logf("staleness at quorum: %d of %d reads stale", l.Stale, l.Reads)
+	if l.Reads == 0 {
+		t.Error("no reads measured")
+	}
+	if res.ExitCode() != ExitValid {
+		t.Errorf("healthy run judged %v (exit %d)", res.Valid, res.ExitCode())
+	}
+}
+
+// TestSetQuorumKill: killing nodes (SIGKILL, then restart) loses no
+// acknowledged element at quorum.
+func TestSetQuorumKill(t *testing.T) {
+	needCluster(t)
+	cfg := testConfig(t, WorkloadSet, "quorum", "kill")
+	parallel(t, &cfg, 4)
+	res := run(t, cfg)
+	set := checkerOf(t, res, "set")
+	st := set.Stats.(checker.SetStats)
+	if st.LostCount != 0 || st.UnexpectedCount != 0 || set.Valid != checker.Valid {
+		t.Fatalf("set under kill: %s", set.Summary)
+	}
+	l := staleness(t, res, "quorum")
+	t.Logf("set under kill: %s; staleness at quorum %d/%d; verdict %v", set.Summary, l.Stale, l.Reads, res.Valid)
+}
+
+// TestSetOnePartition: at level one, elements acknowledged on either side
+// of a partition are all there once the partition heals and the hints are
+// delivered.
+func TestSetOnePartition(t *testing.T) {
+	needCluster(t)
+	needNet(t)
+	cfg := testConfig(t, WorkloadSet, "one", "partition")
+	parallel(t, &cfg, 5)
+	res := run(t, cfg)
+	set := checkerOf(t, res, "set")
+	st := set.Stats.(checker.SetStats)
+	if st.LostCount != 0 || st.UnexpectedCount != 0 || set.Valid != checker.Valid {
+		t.Fatalf("set at one under partition: %s", set.Summary)
+	}
+	l := staleness(t, res, "one")
+	t.Logf("staleness at one under partition: %d/%d reads stale (%.1f%%), %.1f versions and %.0f ms behind on average; hints drained %.1fs after the heal",
+		l.Stale, l.Reads, 100*l.Fraction, l.Versions.Mean, l.AgeMs.Mean, res.Run.HintsWaitSeconds)
+}

@@ -1,0 +1,382 @@
+package nemesis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/adaptkv/adaptkv/jepsen/cluster"
+	"github.com/adaptkv/adaptkv/jepsen/history"
+)
+
+// Nemesis applies faults to a cluster and records them in the history.
+type Nemesis struct {
+	c   *cluster.Cluster
+	net *cluster.Net // nil when partitions are not in use
+	rec *history.Recorder
+	log *slog.Logger
+
+	// partitionGen counts partitions, so that a gossip watcher stops when
+	// its partition is undone.
+	partitionGen atomic.Int64
+	watchers     sync.WaitGroup
+
+	mu sync.Mutex
+	// Faults applied and not yet undone, by kind.
+	active map[string]history.Fault
+	errs   []error
+}
+
+// New returns a Nemesis. net may be nil if no partition is scheduled.
+func New(c *cluster.Cluster, net *cluster.Net, rec *history.Recorder, log *slog.Logger) *Nemesis {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Nemesis{c: c, net: net, rec: rec, log: log, active: map[string]history.Fault{}}
+}
+
+// Active returns the kinds of the faults now in effect, sorted.
+func (n *Nemesis) Active() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for k := range n.active {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Errors returns the faults that could not be applied or undone.
+func (n *Nemesis) Errors() []error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]error(nil), n.errs...)
+}
+
+func (n *Nemesis) record(typ history.Type, f string, fault history.Fault, err error) {
+	op := history.Op{Process: history.NemesisProcess, Client: history.NemesisProcess, Type: typ, F: f, Fault: &fault}
+	if err != nil {
+		op.Error = err.Error()
+	}
+	n.rec.Append(op)
+}
+
+// Run follows the schedule: windows' offsets count from the call. It
+// returns when the last window has ended or ctx ends, leaving nothing
+// active that it started.
+func (n *Nemesis) Run(ctx context.Context, windows []Window) {
+	start := time.Now()
+	for _, w := range windows {
+		if !sleepUntil(ctx, start.Add(w.Start)) {
+			return
+		}
+		for _, f := range w.Faults {
+			n.Start(ctx, f)
+		}
+		ok := sleepUntil(ctx, start.Add(w.End))
+		// Undo the network first (a restarted node cannot rejoin through a
+		// partition), then the processes, then the hooks.
+		undo := slices.Clone(w.Faults)
+		slices.SortStableFunc(undo, func(a, b history.Fault) int { return undoOrder(a.Kind) - undoOrder(b.Kind) })
+		for _, f := range undo {
+			n.Stop(context.WithoutCancel(ctx), f)
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+func undoOrder(kind string) int {
+	switch kind {
+	case Partition:
+		return 0
+	case Pause:
+		return 1
+	case Kill:
+		return 2
+	}
+	return 3
+}
+
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Wait waits for the background observers of partitions to finish; they
+// end when their partition is undone or the context of Run or Start ends.
+func (n *Nemesis) Wait() { n.watchers.Wait() }
+
+// Start applies a fault and records it (invoke, then info with what was
+// done and how it was verified, or the error).
+func (n *Nemesis) Start(ctx context.Context, f history.Fault) error {
+	name := "start-" + f.Kind
+	n.record(history.Invoke, name, f, nil)
+	err := n.apply(ctx, &f)
+	n.record(history.Info, name, f, err)
+	n.mu.Lock()
+	n.active[f.Kind] = f
+	if err != nil {
+		n.errs = append(n.errs, fmt.Errorf("%s: %w", name, err))
+	}
+	n.mu.Unlock()
+	if err != nil {
+		n.log.Warn("fault not fully applied", "fault", f.Kind, "err", err)
+	} else {
+		n.log.Info("fault applied", "fault", f.Kind, "shape", f.Shape, "targets", f.Targets, "offset", f.Offset, "delay", f.Delay)
+	}
+	return err
+}
+
+// Stop undoes a fault and records it.
+func (n *Nemesis) Stop(ctx context.Context, f history.Fault) error {
+	name := "stop-" + f.Kind
+	n.record(history.Invoke, name, f, nil)
+	err := n.undo(ctx, &f)
+	n.record(history.Info, name, f, err)
+	n.mu.Lock()
+	delete(n.active, f.Kind)
+	if err != nil {
+		n.errs = append(n.errs, fmt.Errorf("%s: %w", name, err))
+	}
+	n.mu.Unlock()
+	return err
+}
+
+func (n *Nemesis) forTargets(f *history.Fault, do func(id string) error) error {
+	var errs []error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, id := range f.Targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := do(id); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (n *Nemesis) hook(ctx context.Context, f *history.Fault, hook string, params url.Values) error {
+	return n.forTargets(f, func(id string) error {
+		hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		return n.c.Hook(hctx, id, hook, params)
+	})
+}
+
+func (n *Nemesis) apply(ctx context.Context, f *history.Fault) error {
+	switch f.Kind {
+	case Kill:
+		return n.forTargets(f, n.c.Kill)
+	case Pause:
+		return n.forTargets(f, n.c.Pause)
+	case Partition:
+		if n.net == nil {
+			return errors.New("partition scheduled without iptables (no network control)")
+		}
+		if err := n.net.Partition(ctx, f.Grudge); err != nil {
+			return err
+		}
+		proof, err := n.c.VerifyPartition(ctx, f.Grudge)
+		if err != nil {
+			return err
+		}
+		f.Verified = proof
+		n.watchGossip(ctx, *f)
+		return nil
+	case Clock:
+		return n.hook(ctx, f, "clock", url.Values{"offset": {f.Offset}})
+	case Slow:
+		return n.hook(ctx, f, "slow", url.Values{"delay": {f.Delay}})
+	case DropWrites:
+		return n.hook(ctx, f, "drop-writes", url.Values{"on": {"true"}})
+	}
+	return fmt.Errorf("unknown fault %q", f.Kind)
+}
+
+func (n *Nemesis) undo(ctx context.Context, f *history.Fault) error {
+	switch f.Kind {
+	case Kill:
+		// Restart, and wait until the process serves (its HTTP endpoint
+		// answers, healthy or not): whether it rejoins the cluster is the
+		// system's business, which the heal phase checks.
+		return n.forTargets(f, func(id string) error {
+			if err := n.c.StartNode(id); err != nil {
+				return err
+			}
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			for wctx.Err() == nil {
+				err := n.c.Healthz(wctx, id)
+				if err == nil || strings.Contains(err.Error(), "503") {
+					return nil
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			return fmt.Errorf("%s restarted but not serving within 10s", id)
+		})
+	case Pause:
+		return n.forTargets(f, n.c.Resume)
+	case Partition:
+		if n.net == nil {
+			return nil
+		}
+		n.partitionGen.Add(1)
+		if err := n.net.Heal(ctx); err != nil {
+			return err
+		}
+		proof, err := n.c.VerifyPartition(ctx, cluster.Grudge{})
+		f.Verified = proof
+		return err
+	case Clock:
+		return n.hook(ctx, f, "clock", url.Values{"offset": {"0s"}})
+	case Slow:
+		return n.hook(ctx, f, "slow", url.Values{"delay": {"0s"}})
+	case DropWrites:
+		return n.hook(ctx, f, "drop-writes", url.Values{"on": {"false"}})
+	}
+	return fmt.Errorf("unknown fault %q", f.Kind)
+}
+
+// watchGossip follows, in the background, how the nodes' own failure
+// detectors see the partition: for one node on each side, when (if ever,
+// before the partition is undone) it saw all of its cut peers down. It
+// records the outcome as an observe-partition event. This is evidence, not
+// a condition: the TCP probes already proved the rules cut the links.
+func (n *Nemesis) watchGossip(ctx context.Context, f history.Fault) {
+	start := time.Now()
+	gen := n.partitionGen.Add(1)
+	var watch []string
+	sides := map[string]bool{}
+	ids := make([]string, 0, len(f.Grudge))
+	for id := range f.Grudge {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		key := strings.Join(f.Grudge[id], ",")
+		if len(f.Grudge[id]) > 0 && !sides[key] && len(watch) < 2 {
+			sides[key] = true
+			watch = append(watch, id)
+		}
+	}
+	n.watchers.Add(1)
+	go func() {
+		defer n.watchers.Done()
+		var parts []string
+		for _, id := range watch {
+			drops := f.Grudge[id]
+			seen := -1
+			for ctx.Err() == nil && n.partitionGen.Load() == gen && time.Since(start) < time.Minute {
+				st, err := n.c.Status(ctx, id)
+				if err == nil {
+					down := 0
+					for _, m := range st.Members {
+						if slices.Contains(drops, m.ID) && m.State != "alive" {
+							down++
+						}
+					}
+					seen = down
+					if down == len(drops) {
+						break
+					}
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if seen == len(drops) {
+				parts = append(parts, fmt.Sprintf("%s saw its %d cut peers down after %.1fs", id, len(drops), time.Since(start).Seconds()))
+			} else {
+				parts = append(parts, fmt.Sprintf("%s saw %d of its %d cut peers down before the partition ended (%.1fs)", id, max(0, seen), len(drops), time.Since(start).Seconds()))
+			}
+		}
+		f.Verified = "gossip: " + strings.Join(parts, "; ")
+		n.record(history.Info, "observe-partition", f, nil)
+	}()
+}
+
+// HealAll undoes every fault whatever the schedule did: it removes every
+// partition rule, continues every paused node, restarts every stopped node
+// and resets every node's test hooks (clock, slow replies, dropped writes),
+// then waits until every node serves and sees every other alive. It records
+// a heal event.
+func (n *Nemesis) HealAll(ctx context.Context, timeout time.Duration) error {
+	n.record(history.Invoke, "heal", history.Fault{Kind: "heal"}, nil)
+	var errs []error
+	if n.net != nil {
+		n.partitionGen.Add(1)
+		if err := n.net.Heal(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, node := range n.c.Nodes() {
+		switch node.State() {
+		case cluster.Paused:
+			if err := n.c.Resume(node.ID); err != nil {
+				errs = append(errs, err)
+			}
+		case cluster.Stopped:
+			if err := n.c.StartNode(node.ID); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, node := range n.c.Nodes() {
+		for {
+			hctx, hc := context.WithTimeout(wctx, 2*time.Second)
+			err := n.c.Hook(hctx, node.ID, "reset", nil)
+			hc()
+			if err == nil {
+				break
+			}
+			if wctx.Err() != nil {
+				errs = append(errs, fmt.Errorf("reset hooks on %s: %w", node.ID, err))
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if err := n.c.WaitReady(wctx, n.c.IDs()); err != nil {
+		errs = append(errs, fmt.Errorf("cluster not healthy %v after the heal: %w", timeout, err))
+	}
+	fault := history.Fault{Kind: "heal"}
+	if n.net != nil {
+		proof, err := n.c.VerifyPartition(ctx, cluster.Grudge{})
+		if err != nil {
+			errs = append(errs, err)
+		}
+		fault.Verified = proof
+	}
+	err := errors.Join(errs...)
+	n.record(history.Info, "heal", fault, err)
+	n.mu.Lock()
+	clear(n.active)
+	n.mu.Unlock()
+	return err
+}
