@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -67,6 +68,11 @@ type Node struct {
 	hooks      *testHooks // nil unless Config.UnsafeTestHooks
 
 	raftHasState   bool
+	// joined is set once the node has joined the gossip cluster (at once
+	// when it has no seeds). Until then its view of the ring may lack
+	// members, so it coordinates nothing: a write placed on a partial ring
+	// would miss replicas and leave no hint for them.
+	joined atomic.Bool
 	defaultCreated bool // touched by leaderLoop only
 
 	cancel   context.CancelFunc
@@ -189,6 +195,9 @@ func (n *Node) start(ctx context.Context) error {
 	n.grpcServer = grpc.NewServer(opts...)
 	registerServices(n.grpcServer, n)
 	n.health = health.NewServer()
+	if len(cfg.Seeds) > 0 {
+		n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 	healthpb.RegisterHealthServer(n.grpcServer, n.health)
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -235,6 +244,7 @@ func (n *Node) goRun(f func()) {
 // joinLoop joins the seeds, retrying until one answers: a node restarted
 // while its seeds are down must still find the cluster when they return.
 func (n *Node) joinLoop(ctx context.Context) {
+	defer n.joined.Store(true)
 	if len(n.cfg.Seeds) == 0 {
 		return
 	}
@@ -252,6 +262,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 		joined, err := n.members.Join(seeds)
 		if err == nil && joined > 0 {
 			n.log.Info("joined cluster", "seeds_answered", joined)
+			n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 			return
 		}
 		n.log.Debug("join failed, retrying", "err", err)
@@ -295,6 +306,9 @@ func (n *Node) healthz(w http.ResponseWriter, r *http.Request) {
 // Ready reports nil once the node can serve: it knows a metadata leader and
 // has applied at least one keyspace.
 func (n *Node) Ready() error {
+	if !n.joined.Load() {
+		return errors.New("not joined to the cluster yet")
+	}
 	if leader, _ := n.raft.LeaderWithID(); leader == "" {
 		return errors.New("no metadata leader yet")
 	}

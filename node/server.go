@@ -29,6 +29,16 @@ func validKeyspaceName(name string) error {
 	return nil
 }
 
+// checkJoined refuses to coordinate before the node has joined the cluster.
+// The refusal is definite (nothing was sent), so clients retry elsewhere.
+func (n *Node) checkJoined() error {
+	if n.joined.Load() {
+		return nil
+	}
+	return withReason(codes.Unavailable, ReasonNotEnoughReplicas,
+		fmt.Sprintf("node %s has not joined the cluster yet, so it does not know every replica; nothing was written", n.cfg.ID), nil)
+}
+
 func (n *Node) validateKey(keyspace string, key []byte) error {
 	if err := validKeyspaceName(keyspace); err != nil {
 		return err
@@ -105,6 +115,9 @@ type kvServer struct {
 
 func (s kvServer) Get(ctx context.Context, req *kvpb.GetRequest) (_ *kvpb.GetResponse, err error) {
 	start := time.Now()
+	if err := s.n.checkJoined(); err != nil {
+		return nil, err
+	}
 	if err := s.n.validateKey(req.GetKeyspace(), req.GetKey()); err != nil {
 		return nil, err
 	}
@@ -129,6 +142,9 @@ func (s kvServer) Get(ctx context.Context, req *kvpb.GetRequest) (_ *kvpb.GetRes
 
 func (s kvServer) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutResponse, error) {
 	start := time.Now()
+	if err := s.n.checkJoined(); err != nil {
+		return nil, err
+	}
 	if err := s.n.validateKey(req.GetKeyspace(), req.GetKey()); err != nil {
 		return nil, err
 	}
@@ -149,6 +165,9 @@ func (s kvServer) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutRespo
 
 func (s kvServer) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
 	start := time.Now()
+	if err := s.n.checkJoined(); err != nil {
+		return nil, err
+	}
 	if err := s.n.validateKey(req.GetKeyspace(), req.GetKey()); err != nil {
 		return nil, err
 	}
@@ -179,6 +198,9 @@ func prefixEnd(prefix []byte) []byte {
 
 func (s kvServer) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
 	start := time.Now()
+	if err := s.n.checkJoined(); err != nil {
+		return nil, err
+	}
 	if err := validKeyspaceName(req.GetKeyspace()); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,9 @@ type HintStore struct {
 	engine storage.Engine
 	max    int
 	log    *slog.Logger
+	// timeout bounds one delivery RPC. 10 s: a batch of 256 hints is one
+	// group commit on the replica, far below it even on a loaded disk.
+	timeout time.Duration
 
 	mu      sync.Mutex
 	seq     uint64
@@ -55,6 +58,7 @@ func NewHintStore(engine storage.Engine, max int, log *slog.Logger) (*HintStore,
 		engine:  engine,
 		max:     max,
 		log:     log,
+		timeout: 10 * time.Second,
 		pending: map[string]int{},
 		// Sequence numbers only need to grow across restarts: start from the
 		// wall clock in nanoseconds, far above any count of hints per run.
@@ -156,10 +160,15 @@ func (h *HintStore) targets() []string {
 }
 
 // Run delivers hints to targets that topo reports alive, every interval and
-// whenever Wake is called, until ctx ends.
+// whenever Wake is called, until ctx ends. Each target is served by its own
+// goroutine, one at a time per target, so a replica that gossip still
+// reports alive but that does not answer holds up only its own hints.
 func (h *HintStore) Run(ctx context.Context, t Transport, topo Topology, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var busy sync.Map // target -> struct{} while a delivery runs
 	for {
 		select {
 		case <-ctx.Done():
@@ -171,12 +180,20 @@ func (h *HintStore) Run(ctx context.Context, t Transport, topo Topology, interva
 			if !topo.Alive(target) {
 				continue
 			}
-			n, err := h.Deliver(ctx, t, target, 256)
-			if err != nil {
-				h.log.Warn("hint delivery failed", "target", target, "delivered", n, "err", err)
-			} else if n > 0 {
-				h.log.Info("hints delivered", "target", target, "delivered", n)
+			if _, running := busy.LoadOrStore(target, struct{}{}); running {
+				continue
 			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer busy.Delete(target)
+				n, err := h.Deliver(ctx, t, target, 256)
+				if err != nil {
+					h.log.Warn("hint delivery failed", "target", target, "delivered", n, "err", err)
+				} else if n > 0 {
+					h.log.Info("hints delivered", "target", target, "delivered", n)
+				}
+			}()
 		}
 	}
 }
@@ -210,7 +227,7 @@ func (h *HintStore) Deliver(ctx context.Context, t Transport, target string, bat
 			keys = append(keys, rec.Key)
 		}
 		if len(req.Mutations) > 0 {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			cctx, cancel := context.WithTimeout(ctx, h.timeout)
 			resp, err := t.Hint(cctx, target, req)
 			cancel()
 			if err != nil {

@@ -151,6 +151,20 @@ func Start(cfg Config) (*Membership, error) {
 	mlc := memberlist.DefaultLANConfig()
 	if cfg.Local {
 		mlc = memberlist.DefaultLocalConfig()
+		// Faster than memberlist's local profile, for nodes that share a
+		// machine: a failed node is suspected after one 500 ms probe and
+		// declared dead 1.5-3 s later (SuspicionMult 3 × 500 ms, up to 2×
+		// without confirmations), instead of 4-10 s. After a partition
+		// heals, nodes keep gossiping to the ones they thought dead for 30 s
+		// and exchange full state every 2 s, so both sides see each other
+		// alive within a few seconds instead of 10-13 s. The price is more
+		// gossip traffic, which on loopback is negligible.
+		mlc.ProbeInterval = 500 * time.Millisecond
+		mlc.ProbeTimeout = 200 * time.Millisecond
+		mlc.SuspicionMult = 3
+		mlc.SuspicionMaxTimeoutMult = 2
+		mlc.PushPullInterval = 2 * time.Second
+		mlc.GossipToTheDeadTime = 30 * time.Second
 	}
 	mlc.Name = cfg.Meta.ID
 	mlc.Delegate = (*delegate)(m)
