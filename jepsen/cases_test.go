@@ -232,3 +232,39 @@ func TestSetOnePartition(t *testing.T) {
 	t.Logf("staleness at one under partition: %d/%d reads stale (%.1f%%), %.1f versions and %.0f ms behind on average; hints drained %.1fs after the heal",
 		l.Stale, l.Reads, 100*l.Fraction, l.Versions.Mean, l.AgeMs.Mean, res.Run.HintsWaitSeconds)
 }
+
+// TestSetAdaptiveQuorumFloorForcedChanges: an adaptive keyspace with a
+// quorum floor, its configuration moved every two seconds by the force hook,
+// under kill and partition: no acknowledged element is lost and no read is
+// stale, across the configuration changes.
+func TestSetAdaptiveQuorumFloorForcedChanges(t *testing.T) {
+	needCluster(t)
+	needNet(t)
+	cfg := testConfig(t, WorkloadSet, "adaptive", "kill,partition")
+	cfg.Adaptive, cfg.AdaptiveMaxStale, cfg.TunerForce = "quorum", 0.001, Duration(2*time.Second)
+	parallel(t, &cfg, 6)
+	res := run(t, cfg)
+	set := checkerOf(t, res, "set")
+	st := set.Stats.(checker.SetStats)
+	if st.LostCount != 0 || st.UnexpectedCount != 0 || set.Valid != checker.Valid {
+		t.Fatalf("set on an adaptive keyspace with forced changes: %s", set.Summary)
+	}
+	l := staleness(t, res, "adaptive")
+	if l.Stale != 0 || l.Reads == 0 {
+		t.Fatalf("adaptive keyspace with a quorum floor: %d of %d reads stale; want none", l.Stale, l.Reads)
+	}
+	ops, err := history.ReadFile(filepath.Join(cfg.Out, HistoryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	epochs := map[uint64]bool{}
+	for _, op := range ops {
+		if op.Epoch > 0 {
+			epochs[op.Epoch] = true
+		}
+	}
+	if len(epochs) < 3 {
+		t.Errorf("operations ran under %d configuration epochs; want the forced changes to have moved it several times", len(epochs))
+	}
+	t.Logf("adaptive, quorum floor, forced changes: %s; %d reads, 0 stale; %d epochs seen", set.Summary, l.Reads, len(epochs))
+}

@@ -142,6 +142,16 @@ type Config struct {
 	BasePort int `json:"base_port"`
 	// NodeArgs are extra flags for every node, e.g. --log-level=debug.
 	NodeArgs []string `json:"node_args,omitempty"`
+	// Adaptive, when set to a floor ("one" or "quorum"), makes the test
+	// keyspace adaptive with that floor and AdaptiveMaxStale as its
+	// stale-read bound; operations of level "adaptive" then use whatever
+	// configuration the tuner has in force.
+	Adaptive         string  `json:"adaptive,omitempty"`
+	AdaptiveMaxStale float64 `json:"adaptive_max_stale,omitempty"`
+	// TunerForce, with Adaptive, moves the keyspace to another safe
+	// configuration at this interval (the nodes' --unsafe-tuner-force), so
+	// that the run tests configuration changes under its faults.
+	TunerForce Duration `json:"tuner_force,omitempty"`
 	// KeepData keeps the nodes' data directories of a valid run (they are
 	// always kept when a run finds an anomaly).
 	KeepData bool `json:"keep_data"`
@@ -200,6 +210,17 @@ func (c *Config) Validate() error {
 		if _, err := parseLevel(l); err != nil {
 			return err
 		}
+		if l == "adaptive" && c.Adaptive == "" {
+			return errors.New("consistency adaptive needs an adaptive keyspace: give --adaptive one or --adaptive quorum")
+		}
+	}
+	switch c.Adaptive {
+	case "", "one", "quorum":
+	default:
+		return fmt.Errorf("adaptive %q: want one or quorum (the floor)", c.Adaptive)
+	}
+	if c.Adaptive == "" && c.TunerForce > 0 {
+		return errors.New("tuner-force needs an adaptive keyspace (--adaptive)")
 	}
 	specs, err := nemesis.ParseSpecs(c.Nemesis)
 	if err != nil {
@@ -299,6 +320,9 @@ func (c *Config) Command() string {
 	opt("converge-timeout", c.ConvergeTimeout.D(), d.ConvergeTimeout.D())
 	opt("heal-timeout", c.HealTimeout.D(), d.HealTimeout.D())
 	opt("first-ip", c.FirstIP, d.FirstIP)
+	opt("adaptive", c.Adaptive, d.Adaptive)
+	opt("adaptive-max-stale", c.AdaptiveMaxStale, d.AdaptiveMaxStale)
+	opt("tuner-force", c.TunerForce.D(), d.TunerForce.D())
 	for _, a := range c.NodeArgs {
 		args = append(args, "--node-arg", a)
 	}
@@ -332,10 +356,10 @@ func LoadConfig(path string) (Config, error) {
 
 func parseLevel(s string) (string, error) {
 	l := strings.ToLower(strings.TrimSpace(s))
-	if slices.Contains([]string{"one", "quorum", "all"}, l) {
+	if slices.Contains([]string{"one", "quorum", "all", "adaptive"}, l) {
 		return l, nil
 	}
-	return "", fmt.Errorf("consistency level %q: want one, quorum or all", s)
+	return "", fmt.Errorf("consistency level %q: want one, quorum, all or adaptive", s)
 }
 
 // Plan is what a run will do, computed without running it: the resolved

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,7 +145,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 
-	r.c, err = cluster.New(cluster.Config{Bin: cfg.Bin, Nodes: cfg.Nodes, Dir: filepath.Join(dir, NodesDir), FirstIP: cfg.FirstIP, BasePort: cfg.BasePort, ExtraArgs: cfg.NodeArgs, Logger: log})
+	nodeArgs := cfg.NodeArgs
+	if cfg.Adaptive != "" {
+		// Decide often, so that forced changes land within the run.
+		nodeArgs = append(slices.Clone(nodeArgs), "--tuner-interval=500ms")
+		if cfg.TunerForce > 0 {
+			nodeArgs = append(nodeArgs, "--unsafe-tuner-force="+cfg.TunerForce.D().String())
+		}
+	}
+	r.c, err = cluster.New(cluster.Config{Bin: cfg.Bin, Nodes: cfg.Nodes, Dir: filepath.Join(dir, NodesDir), FirstIP: cfg.FirstIP, BasePort: cfg.BasePort, ExtraArgs: nodeArgs, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("jepsen: %w", err)
 	}
@@ -293,7 +302,15 @@ func (r *runner) setup(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := r.routed.CreateKeyspace(cctx, Keyspace, client.KeyspaceSpec{ReplicationFactor: r.cfg.RF, Consistency: client.Quorum})
+		spec := client.KeyspaceSpec{ReplicationFactor: r.cfg.RF, Consistency: client.Quorum}
+		if r.cfg.Adaptive != "" {
+			floor := client.One
+			if r.cfg.Adaptive == "quorum" {
+				floor = client.Quorum
+			}
+			spec = client.KeyspaceSpec{ReplicationFactor: r.cfg.RF, Adaptive: &client.AdaptiveGoal{MaxStale: r.cfg.AdaptiveMaxStale, Floor: floor}}
+		}
+		_, err := r.routed.CreateKeyspace(cctx, Keyspace, spec)
 		cancel()
 		if err == nil || errors.Is(err, client.ErrKeyspaceExists) {
 			break

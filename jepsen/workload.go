@@ -206,6 +206,9 @@ func levelOption(l string) client.CallOption {
 		return client.WithConsistency(client.One)
 	case "all":
 		return client.WithConsistency(client.All)
+	case "adaptive":
+		// The keyspace's default: whatever the tuner has in force.
+		return client.WithConsistency(client.LevelDefault)
 	}
 	return client.WithConsistency(client.Quorum)
 }

@@ -100,6 +100,12 @@ type Config struct {
 	// replies, link latency, dropped writes) under /unsafe/ on HTTPAddr, for
 	// the Jepsen harness and experiments. Never enable it in production.
 	UnsafeTestHooks bool
+	// UnsafeTunerForce, with UnsafeTestHooks, makes the metadata leader move
+	// every adaptive keyspace to another safe configuration at this interval
+	// whatever the tuner's model says (as POST /unsafe/tuner-force does), so
+	// that tests exercise configuration changes under faults. It survives
+	// restarts, which the HTTP hook does not.
+	UnsafeTunerForce time.Duration
 
 	// Logger receives the node's structured logs; nil means slog.Default().
 	Logger *slog.Logger

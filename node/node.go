@@ -67,12 +67,12 @@ type Node struct {
 	addrs      Addrs
 	hooks      *testHooks // nil unless Config.UnsafeTestHooks
 
-	raftHasState   bool
+	raftHasState bool
 	// joined is set once the node has joined the gossip cluster (at once
 	// when it has no seeds). Until then its view of the ring may lack
 	// members, so it coordinates nothing: a write placed on a partial ring
 	// would miss replicas and leave no hint for them.
-	joined atomic.Bool
+	joined         atomic.Bool
 	defaultCreated bool // touched by leaderLoop only
 
 	cancel   context.CancelFunc

@@ -68,6 +68,9 @@ func newTuning(n *Node, interval time.Duration) *tuning {
 	if n.cfg.TunerDwell > 0 {
 		t.model.Dwell = n.cfg.TunerDwell
 	}
+	if n.cfg.UnsafeTestHooks {
+		t.forceEvery.Store(int64(n.cfg.UnsafeTunerForce))
+	}
 	empty := map[string]*ksRecorder{}
 	t.recs.Store(&empty)
 	t.predicted = prometheus.NewGaugeVec(prometheus.GaugeOpts{

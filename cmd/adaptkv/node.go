@@ -29,6 +29,7 @@ type nodeFlags struct {
 	inMemory, localTimings                   bool
 	unsafeTestHooks                          bool
 	tunerInterval, tunerDwell                time.Duration
+	unsafeTunerForce                         time.Duration
 	logLevel, logFormat                      string
 }
 
@@ -70,6 +71,7 @@ and --seeds listing the gossip addresses of the others.`,
 	fs.BoolVar(&f.localTimings, "local-timings", true, "fast failure detection and elections, for nodes on one machine or rack")
 	fs.DurationVar(&f.tunerInterval, "tuner-interval", def.TunerInterval, "how often the metadata leader decides for each adaptive keyspace")
 	fs.DurationVar(&f.tunerDwell, "tuner-dwell", 0, "least time between two cost-saving changes of a keyspace's configuration (0: the tuner's default, 2m)")
+	fs.DurationVar(&f.unsafeTunerForce, "unsafe-tuner-force", 0, "with --unsafe-test-hooks: move adaptive keyspaces between safe configurations at this interval, for tests of transitions under faults")
 	fs.BoolVar(&f.unsafeTestHooks, "unsafe-test-hooks", false, "serve fault-injection hooks under /unsafe/ on --http-addr (clock skew, slow replies, dropped writes), for the Jepsen harness; never in production")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -88,6 +90,7 @@ func (f *nodeFlags) config() (node.Config, error) {
 	cfg.Seeds, cfg.BootstrapExpect = f.seeds, f.bootstrapExpect
 	cfg.UnsafeTestHooks = f.unsafeTestHooks
 	cfg.TunerInterval, cfg.TunerDwell = f.tunerInterval, f.tunerDwell
+	cfg.UnsafeTunerForce = f.unsafeTunerForce
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {

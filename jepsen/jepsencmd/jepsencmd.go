@@ -64,7 +64,7 @@ func NewCommand() *cobra.Command {
 	cfg := jepsen.DefaultConfig()
 	var consistency, configFile string
 	var quiet, verbose, dryRun bool
-	var ctime, warm, recov, on, off, opTimeout, checkTimeout, convTimeout, healTimeout, clockMax, slowMax time.Duration
+	var ctime, warm, recov, on, off, opTimeout, checkTimeout, convTimeout, healTimeout, clockMax, slowMax, tunerForce time.Duration
 	cmd := &cobra.Command{
 		Use:   "jepsen",
 		Short: "Run a Jepsen-style consistency test against a local cluster of real nodes",
@@ -115,10 +115,10 @@ Exit status: 0 valid, 1 an anomaly was found, 2 the run could not be done.`,
 				if !fs.Changed("out") {
 					loaded.Out = ""
 				}
-				applyChanged(fs.Changed, &loaded, &cfg, consistency, durations{ctime, warm, recov, on, off, opTimeout, checkTimeout, convTimeout, healTimeout, clockMax, slowMax})
+				applyChanged(fs.Changed, &loaded, &cfg, consistency, durations{ctime, warm, recov, on, off, opTimeout, checkTimeout, convTimeout, healTimeout, clockMax, slowMax, tunerForce})
 				cfg = loaded
 			} else {
-				applyChanged(func(string) bool { return true }, &cfg, &cfg, consistency, durations{ctime, warm, recov, on, off, opTimeout, checkTimeout, convTimeout, healTimeout, clockMax, slowMax})
+				applyChanged(func(string) bool { return true }, &cfg, &cfg, consistency, durations{ctime, warm, recov, on, off, opTimeout, checkTimeout, convTimeout, healTimeout, clockMax, slowMax, tunerForce})
 			}
 			if dryRun {
 				plan, err := jepsen.MakePlan(cfg)
@@ -172,7 +172,10 @@ Exit status: 0 valid, 1 an anomaly was found, 2 the run could not be done.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "register, set or session")
-	fs.StringVar(&consistency, "consistency", strings.Join(cfg.Consistency, ","), "consistency levels of the operations, comma-separated (one, quorum, all); each operation draws one")
+	fs.StringVar(&consistency, "consistency", strings.Join(cfg.Consistency, ","), "consistency levels of the operations, comma-separated (one, quorum, all, adaptive); each operation draws one")
+	fs.StringVar(&cfg.Adaptive, "adaptive", "", "make the test keyspace adaptive with this floor (one or quorum); use --consistency adaptive for its tuned level")
+	fs.Float64Var(&cfg.AdaptiveMaxStale, "adaptive-max-stale", 0.001, "stale-read bound of the adaptive keyspace")
+	fs.DurationVar(&tunerForce, "tuner-force", 0, "with --adaptive: move the keyspace to another safe configuration at this interval (an unsafe node hook)")
 	fs.StringVar(&cfg.Nemesis, "nemesis", cfg.Nemesis, "faults, comma-separated: kill, pause, partition, clock, slow, drop-writes, each optionally :target (one, minority, majority, all, n1+n2; partition: halves, ring, one, bridge); none for none")
 	fs.StringVar(&cfg.NemesisMode, "nemesis-mode", cfg.NemesisMode, "which faults each window starts: random (each with probability 1/2, at least one), all, or cycle (one per window, in turn)")
 	fs.DurationVar(&on, "nemesis-on", cfg.NemesisOn.D(), "how long each fault window lasts")
@@ -212,7 +215,7 @@ Exit status: 0 valid, 1 an anomaly was found, 2 the run could not be done.`,
 }
 
 type durations struct {
-	time, warm, recov, on, off, op, check, conv, heal, clockMax, slowMax time.Duration
+	time, warm, recov, on, off, op, check, conv, heal, clockMax, slowMax, tunerForce time.Duration
 }
 
 // applyChanged copies the flag values (held in src and the loose
@@ -245,6 +248,8 @@ func applyChanged(changed func(string) bool, dst, src *jepsen.Config, consistenc
 		set("base-port", func() { dst.BasePort = s.BasePort })
 		set("keep-data", func() { dst.KeepData = s.KeepData })
 		set("node-arg", func() { dst.NodeArgs = s.NodeArgs })
+		set("adaptive", func() { dst.Adaptive = s.Adaptive })
+		set("adaptive-max-stale", func() { dst.AdaptiveMaxStale = s.AdaptiveMaxStale })
 	}
 	setD := func(name string, p *jepsen.Duration, v time.Duration) {
 		if changed(name) {
@@ -262,6 +267,7 @@ func applyChanged(changed func(string) bool, dst, src *jepsen.Config, consistenc
 	setD("heal-timeout", &dst.HealTimeout, d.heal)
 	setD("clock-max", &dst.ClockMax, d.clockMax)
 	setD("slow-max", &dst.SlowMax, d.slowMax)
+	setD("tuner-force", &dst.TunerForce, d.tunerForce)
 	if changed("consistency") {
 		dst.Consistency = nil
 		for _, l := range strings.Split(consistency, ",") {
