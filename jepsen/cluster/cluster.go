@@ -431,6 +431,12 @@ func (c *Cluster) Pause(id string) error {
 		return err
 	}
 	n.mu.Lock()
+	pid := n.cmd.Process.Pid
+	n.mu.Unlock()
+	if err := waitStopped(pid, 3*time.Second); err != nil {
+		return fmt.Errorf("cluster: pause %s: %w", id, err)
+	}
+	n.mu.Lock()
 	if n.state == Running {
 		n.state = Paused
 	}

@@ -19,6 +19,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,6 +127,8 @@ type Membership struct {
 
 	mu      sync.Mutex
 	members map[string]*Member
+	// leaving holds the members that said, directly, that they are leaving.
+	leaving map[string]bool
 	// pubMu serializes publish so that views are stored and OnChange is
 	// called in order.
 	pubMu sync.Mutex
@@ -147,7 +150,7 @@ func Start(cfg Config) (*Membership, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Membership{cfg: cfg, members: map[string]*Member{}}
+	m := &Membership{cfg: cfg, members: map[string]*Member{}, leaving: map[string]bool{}}
 	mlc := memberlist.DefaultLANConfig()
 	if cfg.Local {
 		mlc = memberlist.DefaultLocalConfig()
@@ -248,6 +251,17 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	m.mu.Lock()
 	m.cfg.Meta.Leaving = true
 	m.mu.Unlock()
+	// Tell every member directly, over TCP, before the leave message goes
+	// out: gossip may deliver the leave before the metadata update, and a
+	// member that saw the leave first would take it for a failure.
+	msg := append([]byte(leaveMsgPrefix), m.cfg.Meta.ID...)
+	for _, n := range m.ml.Members() {
+		if n.Name != m.cfg.Meta.ID {
+			if err := m.ml.SendReliable(n, msg); err != nil {
+				m.cfg.Logger.Warn("leave intent not delivered", "member", n.Name, "err", err)
+			}
+		}
+	}
 	if err := m.ml.UpdateNode(timeout); err != nil {
 		m.cfg.Logger.Warn("leave intent not spread", "err", err)
 	}
@@ -307,8 +321,11 @@ func (m *Membership) set(n *memberlist.Node, state State) {
 		return
 	}
 	m.mu.Lock()
-	if cur, ok := m.members[meta.ID]; ok && state == Dead && (meta.Leaving || cur.Leaving) {
+	switch {
+	case state == Dead && (meta.Leaving || m.leaving[meta.ID]):
 		state = Left
+	case state == Alive && !meta.Leaving:
+		delete(m.leaving, meta.ID) // back after a leave
 	}
 	cur, ok := m.members[meta.ID]
 	if !ok || cur.State != state {
@@ -345,7 +362,20 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	}
 	return b
 }
-func (d *delegate) NotifyMsg([]byte)                           {}
+
+// leaveMsgPrefix starts the direct message a leaving member sends to every
+// other member.
+const leaveMsgPrefix = "adaptkv-leave:"
+
+// NotifyMsg records a member's leave intent. It only takes a short lock, as
+// memberlist's packet loop calls it.
+func (d *delegate) NotifyMsg(b []byte) {
+	if id, ok := strings.CutPrefix(string(b), leaveMsgPrefix); ok && id != "" {
+		d.mu.Lock()
+		d.leaving[id] = true
+		d.mu.Unlock()
+	}
+}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
