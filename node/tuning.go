@@ -48,11 +48,10 @@ type tuning struct {
 	predicted, observed *prometheus.GaugeVec
 }
 
-// ksRecorder is one keyspace's recorder and its replica numbering.
+// ksRecorder is one keyspace's recorder and the names of its replica ranks.
 type ksRecorder struct {
-	rec   *tuner.Recorder
-	index map[string]int
-	ids   []string
+	rec *tuner.Recorder
+	ids []string
 }
 
 // leaderTuning is the decision loop's memory of one keyspace.
@@ -65,6 +64,7 @@ type leaderTuning struct {
 
 func newTuning(n *Node, interval time.Duration) *tuning {
 	t := &tuning{n: n, model: tuner.DefaultModel(), interval: interval, seed: maphash.MakeSeed(), leader: map[string]*leaderTuning{}}
+	t.model.CoordinatorSpread = true // the SDK spreads reads over the replicas
 	if n.cfg.TunerDwell > 0 {
 		t.model.Dwell = n.cfg.TunerDwell
 	}
@@ -107,25 +107,34 @@ func (t *tuning) ClientWrite(keyspace string, key []byte, latency time.Duration)
 	}
 }
 
-// Replica implements replication.Observer.
-func (t *tuning) Replica(keyspace, replica string, write bool, rtt time.Duration, ok bool) {
+// Replica implements replication.Observer. Latencies are kept by rank from
+// the coordinator (nearest first), not by node: the SDK spreads requests
+// over a key's replicas, so "the replica next to the coordinator" is what
+// the model must reason about (see tuner.Model.CoordinatorSpread).
+func (t *tuning) Replica(keyspace string, rank int, write bool, rtt time.Duration, ok bool) {
 	r := t.recorder(keyspace)
 	if r == nil {
 		return
 	}
-	i, known := r.index[replica]
-	if !known {
-		return
-	}
-	r.rec.Sent(i, write)
+	r.rec.Sent(rank, write)
 	switch {
 	case !ok:
-		r.rec.Timeout(i, write)
+		r.rec.Timeout(rank, write)
 	case write:
-		r.rec.Leg(i, tuner.LegWriteRTT, rtt)
+		r.rec.Leg(rank, tuner.LegWriteRTT, rtt)
 	default:
-		r.rec.Leg(i, tuner.LegReadRTT, rtt)
+		r.rec.Leg(rank, tuner.LegReadRTT, rtt)
 	}
+}
+
+// rankNames name the replicas of a key by their place in a coordinator's
+// order, for the tuner's explanations.
+func rankNames(n int) []string {
+	names := []string{"nearest", "2nd-nearest", "3rd-nearest"}
+	for i := len(names); i < n; i++ {
+		names = append(names, fmt.Sprintf("%dth-nearest", i+1))
+	}
+	return names[:n]
 }
 
 // Probe implements replication.Observer.
@@ -161,14 +170,10 @@ func goalOf(d KeyspaceDef) tuner.Goal {
 	return g
 }
 
-// syncRecorders keeps one recorder per adaptive keyspace, numbered over the
-// ring's members; a change of members starts a fresh recorder.
+// syncRecorders keeps one recorder per adaptive keyspace, its replicas
+// numbered by rank (see Replica); a change of replication factor starts a
+// fresh recorder.
 func (t *tuning) syncRecorders() {
-	members := t.n.members.View().Ring.Members()
-	ids := make([]string, len(members))
-	for i, m := range members {
-		ids[i] = m.ID
-	}
 	cur := *t.recs.Load()
 	next := map[string]*ksRecorder{}
 	changed := false
@@ -176,15 +181,12 @@ func (t *tuning) syncRecorders() {
 		if d.Adaptive == nil {
 			continue
 		}
+		ids := rankNames(d.ReplicationFactor)
 		if r, ok := cur[d.Name]; ok && slices.Equal(r.ids, ids) {
 			next[d.Name] = r
 			continue
 		}
-		r := &ksRecorder{rec: tuner.NewRecorder(d.Name, ids, time.Now()), index: map[string]int{}, ids: ids}
-		for i, id := range ids {
-			r.index[id] = i
-		}
-		next[d.Name] = r
+		next[d.Name] = &ksRecorder{rec: tuner.NewRecorder(d.Name, ids, time.Now()), ids: ids}
 		changed = true
 	}
 	if changed || len(next) != len(cur) {

@@ -243,7 +243,7 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 		}
 		req := &kvpb.ReplicaWriteRequest{Mutations: []*kvpb.Mutation{mut}, From: c.cfg.NodeID}
 		replies := make(chan writeReply, len(p.alive))
-		for _, id := range p.alive {
+		for rank, id := range c.rank(p.alive) {
 			go func() {
 				sent := time.Now()
 				rctx, cancel := c.replicaCtx(ctx)
@@ -251,7 +251,7 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 				resp, err := c.cfg.Transport.Write(rctx, id, req)
 				r := toWriteReply(id, resp, err)
 				if o := c.cfg.Observer; o != nil {
-					o.Replica(keyspace, id, true, time.Since(sent), r.ok)
+					o.Replica(keyspace, rank, true, time.Since(sent), r.ok)
 				}
 				replies <- r
 			}()
@@ -397,7 +397,8 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 			asked = len(order)
 		}
 		replies := make(chan readReply, len(order))
-		send := func(id string) {
+		send := func(rank int) {
+			id := order[rank]
 			go func() {
 				start := time.Now() // this replica's round trip
 				rctx, cancel := c.replicaCtx(ctx)
@@ -405,7 +406,7 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 				resp, err := c.cfg.Transport.Read(rctx, id, req)
 				r := readReply{id: id, err: err}
 				if o := c.cfg.Observer; o != nil {
-					o.Replica(keyspace, id, false, time.Since(start), err == nil)
+					o.Replica(keyspace, rank, false, time.Since(start), err == nil)
 				}
 				if err == nil {
 					c.latency.observe(id, time.Since(start))
@@ -419,8 +420,8 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 				replies <- r
 			}()
 		}
-		for _, id := range order[:asked] {
-			send(id)
+		for rank := range asked {
+			send(rank)
 		}
 		tally := quorum.NewTally(p.pol.R, len(order))
 		var got []readReply
@@ -437,7 +438,7 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 			case <-hedge:
 				if asked < len(order) {
 					c.metrics.Hedges.Add(1)
-					send(order[asked])
+					send(asked)
 					asked++
 				}
 			case r := <-replies:
@@ -445,7 +446,7 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 					c.metrics.ReplicaErrors.Add(1)
 					newest = max(newest, r.known)
 					if asked < len(order) {
-						send(order[asked])
+						send(asked)
 						asked++
 					}
 				} else {

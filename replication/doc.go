@@ -107,7 +107,11 @@ type Observer interface {
 	// ClientWrite reports a client write that succeeded.
 	ClientWrite(keyspace string, key []byte, latency time.Duration)
 	// Replica reports one replica request's round trip (ok) or failure.
-	Replica(keyspace, replica string, write bool, rtt time.Duration, ok bool)
+	// rank is the replica's place in the coordinator's order, nearest
+	// first (0 is the coordinator itself when it is a replica): the tuner
+	// models latencies as each coordinator sees them, since the SDK spreads
+	// requests over the replicas.
+	Replica(keyspace string, rank int, write bool, rtt time.Duration, ok bool)
 	// Probe reports a read whose answer was compared with every replica
 	// (the read-repair share of reads): stale when some replica held a newer
 	// version than the one returned, behind when some held an older one.

@@ -45,6 +45,13 @@ type Model struct {
 	// look stale forever. Why not shorter? Hints wait for gossip to see the
 	// replica alive again, which takes seconds.
 	HintDelay time.Duration `json:"hint_delay_ns"`
+	// CoordinatorSpread models clients that spread a key's reads over its
+	// replicas while its writes go to one of them (adaptkv's SDK does), with
+	// replica latencies recorded by rank from each coordinator (nearest
+	// first) rather than by node: the replica a read reaches first is then
+	// the one the write reached first only 1/N of the time, so partial
+	// quorums are stale more often than a single coordinator would see.
+	CoordinatorSpread bool `json:"coordinator_spread,omitempty"`
 
 	// Calibration tunes the online correction of predicted stale rates.
 	Calibration CalibrationConfig `json:"calibration"`
@@ -452,6 +459,10 @@ func (m Model) simulate(sc *scenario, n int) *mcResult {
 	rs := make([]float64, T*n)
 	commit := make([]float64, T*n) // commit[t*n+w-1]
 	gap := make([]float64, T)
+	// rp[t*n+j] is the write-side slot of the replica at read position j:
+	// the identity, unless CoordinatorSpread makes the reader another
+	// replica than the writer.
+	rp := make([]int, T*n)
 
 	perm := make([]int, len(sc.nodes))
 	for i := range perm {
@@ -501,6 +512,21 @@ func (m Model) simulate(sc *scenario, n int) *mcResult {
 		}
 		if sc.gap != nil {
 			gap[t] = sc.gap.sample(rng)
+		}
+		for j := 0; j < n; j++ {
+			rp[base+j] = j
+		}
+		if m.CoordinatorSpread && n > 1 && rng.IntN(n) != 0 {
+			// The read is coordinated by another replica than the write:
+			// its nearest (local) replica is one of the writer's others,
+			// and the rest follow in random order.
+			rr := rp[base : base+n]
+			first := 1 + rng.IntN(n-1)
+			rr[0], rr[first] = rr[first], rr[0]
+			for i := n - 1; i > 1; i-- {
+				j := 1 + rng.IntN(i)
+				rr[i], rr[j] = rr[j], rr[i]
+			}
 		}
 		sortSmall(ack[:n])
 		for w := 1; w <= n; w++ {
@@ -605,7 +631,7 @@ func (m Model) simulate(sc *scenario, n int) *mcResult {
 			t0 := c + gap[t]
 			var fresh [MaxRF]bool
 			for j := 0; j < n; j++ {
-				fresh[j] = w[j] <= t0+rvv[j]
+				fresh[j] = w[rp[base+j]] <= t0+rvv[j]
 			}
 			// ReadAll: position of the first fresh reply.
 			firstAll := n

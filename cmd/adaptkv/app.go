@@ -100,6 +100,7 @@ error, 3 a write whose outcome is unknown (it may or may not have been applied).
 		a.statusCommand(),
 		a.tunerCommand(),
 		jepsencmd.NewCommand(),
+		benchCommand(),
 	)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
