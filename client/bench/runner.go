@@ -410,7 +410,7 @@ loop:
 		}
 	}
 	end := time.Now()
-	if rn.stop.Load() && len(timeline) > 0 || end.Sub(lastTick) < cfg.Tick/10 && len(timeline) > 0 {
+	if len(timeline) > 0 && (rn.stop.Load() || end.Sub(lastTick) < cfg.Tick/10) {
 		// Stragglers after the deadline, or a sliver of an interval:
 		// counted in the last point rather than plotted as a spike of
 		// their own.

@@ -12,14 +12,18 @@ type Op int
 
 // The operations of the YCSB core workloads.
 const (
+	// OpRead reads one key.
 	OpRead Op = iota
+	// OpUpdate overwrites one existing key.
 	OpUpdate
+	// OpInsert writes a new key, after the loaded ones.
 	OpInsert
+	// OpScan reads a short range of keys in key order.
 	OpScan
 	// OpReadModifyWrite reads a key and then writes it (workload F); it is
 	// timed and counted as one operation.
 	OpReadModifyWrite
-	numOps
+	numOps // the number of operation kinds; not an operation
 )
 
 var opNames = [numOps]string{"read", "update", "insert", "scan", "rmw"}

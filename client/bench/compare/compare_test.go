@@ -71,7 +71,7 @@ func TestRatiosAgainstTargets(t *testing.T) {
 	}
 	var md bytes.Buffer
 	rs.writeMarkdown(&md)
-	for _, want := range []string{"| A | adaptkv | one | 40000 |", "| A | one | etcd (linearizable) | 4.00× |", "**no**"} {
+	for _, want := range []string{"| A | adaptkv | one | 40000 |", "| A | one | etcd (linearizable) | 4.00× | 0.33× | 0.40× | n/a |", "**no**"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
 		}

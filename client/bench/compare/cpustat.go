@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -160,4 +162,35 @@ func cpuBetween(a, b cpuSample) *CPUUse {
 	}
 	u.Other = max(u.Machine-u.Ours, 0)
 	return u
+}
+
+// quietThreshold is the CPU use by other processes (in CPUs) below which
+// the machine counts as quiet: background daemons and the idle servers of
+// the comparison stay well under it.
+const quietThreshold = 0.15
+
+// waitQuiet waits until other processes use less than quietThreshold CPUs
+// over two seconds, or until limit passes. The machine may be shared (other
+// builds, tests); starting a phase during someone else's burst would
+// measure them as much as the system under test. It gives up quietly after
+// limit: the phase's CPU figures then show the contention.
+func waitQuiet(ctx context.Context, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for {
+		a := sampleCPU()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+		u := cpuBetween(a, sampleCPU())
+		if u == nil || u.Other < quietThreshold {
+			return
+		}
+		if time.Now().After(deadline) {
+			slog.Warn("machine still busy with other processes; measuring anyway", "other_cpus", fmt.Sprintf("%.2f", u.Other))
+			return
+		}
+		slog.Info("waiting for other processes to quiet down", "other_cpus", fmt.Sprintf("%.2f", u.Other))
+	}
 }

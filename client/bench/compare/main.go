@@ -97,6 +97,8 @@ type options struct {
 	keep        bool
 	profileDir  string
 	profileSecs int
+	quietWait   time.Duration
+	retryNoisy  int
 	out         string
 	jsonOut     string
 	verbose     bool
@@ -123,6 +125,8 @@ func parseFlags() (*options, error) {
 	flag.IntVar(&o.profileSecs, "profile-seconds", 10, "length of each CPU profile in seconds (at most --duration)")
 	flag.StringVar(&o.out, "out", "", "also write the markdown report to this file")
 	flag.StringVar(&o.jsonOut, "json", "", "write every phase's full result as JSON to this file")
+	flag.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each phase, wait up to this long for other processes to leave the CPUs idle (0: do not wait)")
+	flag.IntVar(&o.retryNoisy, "retry-noisy", 1, "measure a phase again, up to this many times, when other processes used the CPUs during it; the least disturbed attempt is kept")
 	flag.BoolVar(&o.verbose, "v", false, "print a status line every second during each phase")
 	flag.Parse()
 	o.systems = splitList(*systems)
@@ -313,8 +317,50 @@ func (c *comparison) load(ctx context.Context, system string, s bench.Store) err
 	return nil
 }
 
-// measure runs one phase and records it.
+// measure runs one phase and records it. A phase during which other
+// processes used more than quietThreshold CPUs is measured again, up to
+// --retry-noisy times, and the least disturbed attempt is kept: on a shared
+// machine interference only ever slows a system down, so keeping the
+// cleanest attempt removes noise rather than flattering anyone.
 func (c *comparison) measure(ctx context.Context, system, setting, w string, s bench.Store, during func(ctx context.Context)) error {
+	var best *phase
+	for attempt := 0; attempt <= c.o.retryNoisy; attempt++ {
+		if c.o.quietWait > 0 {
+			waitQuiet(ctx, c.o.quietWait)
+		}
+		p, err := c.measureOnce(ctx, system, setting, w, s, during)
+		if err != nil {
+			return err
+		}
+		if best == nil || p.other() < best.other() {
+			best = p
+		}
+		if best.other() <= quietThreshold {
+			break
+		}
+		if attempt < c.o.retryNoisy {
+			slog.Warn("other processes disturbed the phase; measuring it again", "system", system, "setting", setting, "workload", w, "other_cpus", fmt.Sprintf("%.2f", p.other()))
+		}
+		during = nil // one profile per phase is enough
+	}
+	if o := best.other(); o > quietThreshold {
+		c.notes = append(c.notes, fmt.Sprintf("%s %s %s: other processes used %.2f CPUs during the phase; its figures are depressed by them", strings.ToUpper(w), system, setting, o))
+	}
+	c.results = append(c.results, *best)
+	return nil
+}
+
+// other is the CPU other processes used during the phase, 0 when unknown.
+func (p *phase) other() float64 {
+	if p.CPU == nil {
+		return 0
+	}
+	return p.CPU.Other
+}
+
+// measureOnce runs the phase once; during, when set, runs alongside once
+// the warmup is over.
+func (c *comparison) measureOnce(ctx context.Context, system, setting, w string, s bench.Store, during func(ctx context.Context)) (*phase, error) {
 	cfg := c.config(w)
 	if during != nil {
 		pctx, cancel := context.WithCancel(ctx)
@@ -330,20 +376,16 @@ func (c *comparison) measure(ctx context.Context, system, setting, w string, s b
 	before := sampleCPU()
 	res, err := bench.Run(ctx, s, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cpu := cpuBetween(before, sampleCPU())
 	attrs := []any{"system", system, "setting", setting, "workload", w,
 		"ops_per_sec", fmt.Sprintf("%.0f", res.Throughput), "p50_ms", res.Latency.P50, "p99_ms", res.Latency.P99, "errors", res.Errors}
 	if cpu != nil {
 		attrs = append(attrs, "cpus_ours", fmt.Sprintf("%.2f", cpu.Ours), "cpus_other", fmt.Sprintf("%.2f", cpu.Other))
-		if cpu.Other > 0.1 {
-			c.notes = append(c.notes, fmt.Sprintf("%s %s %s: other processes used %.2f CPUs during the phase; its figures are depressed by them", strings.ToUpper(w), system, setting, cpu.Other))
-		}
 	}
 	slog.Info("phase", attrs...)
-	c.results = append(c.results, phase{System: system, Setting: setting, Workload: w, Result: res, CPU: cpu})
-	return nil
+	return &phase{System: system, Setting: setting, Workload: w, Result: res, CPU: cpu}, nil
 }
 
 func (c *comparison) runAdaptkv(ctx context.Context, dir string) error {

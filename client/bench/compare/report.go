@@ -79,8 +79,12 @@ type ratio struct {
 	level                string
 	base                 string
 	throughput, p50, p99 float64
-	goal                 string
-	met                  string // "yes", "no" or "" (no goal)
+	// cpuPerOp is adaptkv's CPU time per operation over the baseline's
+	// (servers and load generator); 0 when unknown. Unlike throughput it
+	// hardly moves when other processes share the machine.
+	cpuPerOp float64
+	goal     string
+	met      string // "yes", "no" or "" (no goal)
 }
 
 // ratios computes every target whose phases were measured.
@@ -100,6 +104,9 @@ func (rs results) ratios() []ratio {
 				throughput: a.Result.Throughput / b.Result.Throughput,
 				p50:        safeDiv(a.Result.Latency.P50, b.Result.Latency.P50),
 				p99:        safeDiv(a.Result.Latency.P99, b.Result.Latency.P99),
+			}
+			if ca, cb := a.cpuPerOp(), b.cpuPerOp(); ca > 0 && cb > 0 {
+				r.cpuPerOp = ca / cb
 			}
 			if !t.informationOnly {
 				var goals []string
@@ -121,6 +128,15 @@ func (rs results) ratios() []ratio {
 	return out
 }
 
+// cpuPerOp is the CPU seconds the phase's processes used per operation, 0
+// when unknown.
+func (p *phase) cpuPerOp() float64 {
+	if p.CPU == nil || p.Result.Throughput <= 0 {
+		return 0
+	}
+	return p.CPU.Ours / p.Result.Throughput
+}
+
 func safeDiv(a, b float64) float64 {
 	if b == 0 {
 		return 0
@@ -130,8 +146,8 @@ func safeDiv(a, b float64) float64 {
 
 // writeMarkdown writes the results table and the ratios table.
 func (rs results) writeMarkdown(w io.Writer) {
-	fmt.Fprintln(w, "| workload | system | setting | ops/s | p50 ms | p99 ms | p99.9 ms | errors | CPUs used: ours / others |")
-	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| workload | system | setting | ops/s | p50 ms | p99 ms | p99.9 ms | errors | CPUs used: ours / others | CPU µs per op |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, p := range rs {
 		r := p.Result
 		errs := fmt.Sprint(r.Errors)
@@ -142,26 +158,36 @@ func (rs results) writeMarkdown(w io.Writer) {
 			}
 			errs += " (" + strings.Join(kinds, ", ") + ")"
 		}
-		cpu := "n/a"
+		cpu, perOp := "n/a", "n/a"
 		if p.CPU != nil {
 			cpu = fmt.Sprintf("%.2f / %.2f", p.CPU.Ours, p.CPU.Other)
+			if c := p.cpuPerOp(); c > 0 {
+				// Servers and load generator together: on a machine
+				// whose cores they share, this is what bounds
+				// throughput.
+				perOp = fmt.Sprintf("%.0f", c*1e6)
+			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %s | %s |\n",
-			strings.ToUpper(p.Workload), p.System, p.Setting, r.Throughput, r.Latency.P50, r.Latency.P99, r.Latency.P999, errs, cpu)
+		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %s | %s | %s |\n",
+			strings.ToUpper(p.Workload), p.System, p.Setting, r.Throughput, r.Latency.P50, r.Latency.P99, r.Latency.P999, errs, cpu, perOp)
 	}
 	rats := rs.ratios()
 	if len(rats) == 0 {
 		return
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| workload | adaptkv at | against | throughput ratio | p50 ratio | p99 ratio | goal | met |")
-	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---|---|")
+	fmt.Fprintln(w, "| workload | adaptkv at | against | throughput ratio | p50 ratio | p99 ratio | CPU per op ratio | goal | met |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---|---|")
 	for _, r := range rats {
 		goal := r.goal
 		if goal == "" {
 			goal = "(for information)"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.2f× | %.2f× | %.2f× | %s | %s |\n",
-			r.workload, r.level, r.base, r.throughput, r.p50, r.p99, goal, r.met)
+		cpu := "n/a"
+		if r.cpuPerOp > 0 {
+			cpu = fmt.Sprintf("%.2f×", r.cpuPerOp)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.2f× | %.2f× | %.2f× | %s | %s | %s |\n",
+			r.workload, r.level, r.base, r.throughput, r.p50, r.p99, cpu, goal, r.met)
 	}
 }
