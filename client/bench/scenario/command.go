@@ -25,7 +25,8 @@ func NewCommand() *cobra.Command {
 		Long: `Run the tuner experiment: five local nodes in three zones with injected
 latency (about 1 ms within a zone, 20 ms across), and the same seeded
 workload against three keyspaces of RF 3 — static one, static quorum and
-adaptive (at most 0.1% stale reads, floor one) — through three phases:
+adaptive (at most 0.1% stale reads, floor one, read p99 target 10 ms) —
+through three phases:
 read-heavy (95/5 zipfian), a slow replica (one node 50 ms slower), and
 write-heavy with reads that follow writes within 10 ms.
 
@@ -67,6 +68,7 @@ whole run takes about 11 minutes.`,
 	fs.DurationVar(&cfg.Slice, "slice", DefaultSlice, "how long one arm runs before the next takes over")
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "unmeasured warm-up before phase 1 (0: min(60s, 3×--phase); negative: none)")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "start of each phase left out of the steady figures (0: min(60s, --phase))")
+	fs.DurationVar(&cfg.AdaptiveReadP99, "adaptive-read-p99", AdaptiveReadP99Target, "read p99 target in the adaptive arm's goal; negative for none")
 	fs.StringVar(&cfg.Binary, "binary", "", "adaptkv executable to start the nodes with (default: this executable)")
 	fs.BoolVar(&verbose, "verbose", false, "log the client's and the run's diagnostics to stderr")
 	return cmd

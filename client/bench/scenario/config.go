@@ -9,18 +9,22 @@ import (
 
 // Defaults applied by Run to zero Config fields.
 const (
-	DefaultPhaseDuration     = 60 * time.Second
-	DefaultKeys              = 1000
-	DefaultConcurrency       = 32
-	DefaultRate              = 400
-	DefaultSlice             = 2 * time.Second
-	DefaultValueSize         = 64
-	DefaultIntraZoneDelay    = time.Millisecond
-	DefaultCrossZoneDelay    = 20 * time.Millisecond
-	DefaultSlowDelay         = 50 * time.Millisecond
-	DefaultSlowNode          = "n3"
-	DefaultTunerInterval     = time.Second
-	DefaultTunerDwell        = 5 * time.Second
+	DefaultPhaseDuration  = 60 * time.Second
+	DefaultKeys           = 1000
+	DefaultConcurrency    = 32
+	DefaultRate           = 400
+	DefaultSlice          = 2 * time.Second
+	DefaultValueSize      = 64
+	DefaultIntraZoneDelay = time.Millisecond
+	DefaultCrossZoneDelay = 20 * time.Millisecond
+	DefaultSlowDelay      = 50 * time.Millisecond
+	DefaultSlowNode       = "n3"
+	DefaultTunerInterval  = time.Second
+	// DefaultTunerDwell keeps the tuner from retrying a cheaper partial
+	// quorum more than about twice a minute after a step back.
+	DefaultTunerDwell = 20 * time.Second
+	// AdaptiveReadP99Target is the adaptive arm's read latency target.
+	AdaptiveReadP99Target    = 10 * time.Millisecond
 	DefaultMaxStale          = 0.001
 	DefaultReadAfterWriteMax = 10 * time.Millisecond
 )
@@ -70,11 +74,17 @@ type Config struct {
 	SlowNode  string
 	SlowDelay time.Duration
 	// TunerInterval and TunerDwell are the nodes' --tuner-interval and
-	// --tuner-dwell (defaults 1s and 5s): short, so that the tuner reacts
-	// within a phase.
+	// --tuner-dwell (defaults 1s and 20s): far shorter than the node's
+	// defaults, so that the tuner reacts within a phase.
 	TunerInterval, TunerDwell time.Duration
 	// MaxStale is the adaptive arm's stale-read bound (default 0.001).
 	MaxStale float64
+	// AdaptiveReadP99 is the read p99 target in the adaptive arm's goal
+	// (default AdaptiveReadP99Target; negative: none). The tuner's cost
+	// weighs read and write latency by their shares, so at 50% writes it
+	// is indifferent between fast reads (R=1 W=3) and fast writes (R=3
+	// W=1); the target states which one the keyspace wants.
+	AdaptiveReadP99 time.Duration
 	// ReadAfterWriteMax bounds the delay between a write's acknowledgement
 	// and the read that follows it in the write-heavy phase (default 10ms).
 	ReadAfterWriteMax time.Duration
@@ -131,6 +141,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	def(&cfg.TunerInterval, DefaultTunerInterval)
 	def(&cfg.TunerDwell, DefaultTunerDwell)
 	def(&cfg.ReadAfterWriteMax, DefaultReadAfterWriteMax)
+	def(&cfg.AdaptiveReadP99, AdaptiveReadP99Target)
 	if cfg.Keys == 0 {
 		cfg.Keys = DefaultKeys
 	}

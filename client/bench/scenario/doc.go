@@ -22,8 +22,11 @@
 //
 // Three keyspaces, all with replication factor 3, are the arms: arm_one
 // (level one), arm_quorum (level quorum) and arm_adaptive (an adaptive goal:
-// at most 0.1% stale reads, floor one). Every phase runs the same seeded
-// operation sequence against every arm:
+// at most 0.1% stale reads, floor one, read p99 target 10 ms). The target
+// is what tells the tuner that the keyspace wants fast reads: its cost
+// weighs read and write latency by their shares, so without one it has no
+// reason to prefer R=1 W=3 to R=3 W=1 at 50% writes. Every phase runs the
+// same seeded operation sequence against every arm:
 //
 //  1. read-heavy: 95% reads, 5% writes, scrambled zipfian keys (θ 0.99);
 //  2. slow-replica: the same, with n3 replying 50 ms late to its peers;

@@ -177,6 +177,7 @@ func decorate(p *plot.Plot, res *Result, ymin, ymax float64) error {
 			}
 		}
 	}
+	k := 0
 	for _, d := range res.Decisions {
 		if !d.Changed || d.OffsetS < p.X.Min || d.OffsetS > p.X.Max {
 			continue
@@ -184,7 +185,10 @@ func decorate(p *plot.Plot, res *Result, ymin, ymax float64) error {
 		if err := vline(p, d.OffsetS, ymin, ymax, color.RGBA{R: 120, G: 60, B: 160, A: 255}, nil); err != nil {
 			return err
 		}
-		labels.XYs = append(labels.XYs, plotter.XY{X: d.OffsetS, Y: ymax / 3})
+		// Stagger the labels: changes often come a second apart (a move
+		// and its step back).
+		k++
+		labels.XYs = append(labels.XYs, plotter.XY{X: d.OffsetS, Y: ymax / math.Pow(2, float64(1+k%4))})
 		labels.Labels = append(labels.Labels, " "+d.To)
 	}
 	if len(labels.XYs) == 0 {

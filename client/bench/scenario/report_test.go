@@ -16,7 +16,7 @@ func sampleResult() *Result {
 	res := &Result{
 		Command: "adaptkv bench --scenario adaptive --out x", Config: runConfigOf(cfg),
 		Machine: Machine{Hostname: "h", OS: "linux", Arch: "amd64", CPUs: 2, GoVersion: "go1.26"},
-		Started: t0.Add(-90 * time.Second), Finished: t0.Add(600 * time.Second), T0: t0, Arms: arms(0.001),
+		Started: t0.Add(-90 * time.Second), Finished: t0.Add(600 * time.Second), T0: t0, Arms: arms(0.001, AdaptiveReadP99Target),
 	}
 	fig := func(p99, stale float64) Figures {
 		return Figures{Seconds: 60, Ops: 24000, Reads: 22800, Writes: 1200, OpsPerSec: 400, ReadP50Ms: p99 / 3, ReadP99Ms: p99,

@@ -53,17 +53,22 @@ type RunConfig struct {
 	TunerInterval     string  `json:"tuner_interval"`
 	TunerDwell        string  `json:"tuner_dwell"`
 	MaxStale          float64 `json:"max_stale"`
+	AdaptiveReadP99   string  `json:"adaptive_read_p99,omitempty"`
 	ReadAfterWriteMax string  `json:"read_after_write_max"`
 }
 
 func runConfigOf(cfg Config) RunConfig {
-	return RunConfig{
+	rc := RunConfig{
 		Seed: cfg.Seed, PhaseDuration: cfg.PhaseDuration.String(), Keys: cfg.Keys, Concurrency: cfg.Concurrency,
 		Rate: cfg.Rate, Slice: cfg.Slice.String(), Schedule: "interleaved", Warmup: cfg.Warmup.String(), Settle: cfg.Settle.String(),
 		ValueSize: cfg.ValueSize, IntraZoneDelay: cfg.IntraZoneDelay.String(), CrossZoneDelay: cfg.CrossZoneDelay.String(),
 		SlowNode: cfg.SlowNode, SlowDelay: cfg.SlowDelay.String(), TunerInterval: cfg.TunerInterval.String(),
 		TunerDwell: cfg.TunerDwell.String(), MaxStale: cfg.MaxStale, ReadAfterWriteMax: cfg.ReadAfterWriteMax.String(),
 	}
+	if cfg.AdaptiveReadP99 > 0 {
+		rc.AdaptiveReadP99 = cfg.AdaptiveReadP99.String()
+	}
+	return rc
 }
 
 // PhaseResult is one phase's measurements.

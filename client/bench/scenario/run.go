@@ -48,7 +48,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	if err := os.MkdirAll(nodesDir, 0o755); err != nil {
 		return nil, fmt.Errorf("scenario: %w", err)
 	}
-	r := &runner{cfg: cfg, pr: &printer{w: progress}, arms: arms(cfg.MaxStale)}
+	r := &runner{cfg: cfg, pr: &printer{w: progress}, arms: arms(cfg.MaxStale, cfg.AdaptiveReadP99)}
 	res, err := r.run(ctx)
 	if err != nil {
 		return nil, err
