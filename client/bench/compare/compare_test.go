@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/adaptkv/adaptkv/client/bench"
 )
@@ -83,10 +84,13 @@ func TestCPUSampleCountsThisProcess(t *testing.T) {
 	if !a.ok {
 		t.Skip("no /proc here")
 	}
-	// Burn some CPU so that the difference is visible.
+	// Burn CPU for long enough that /proc's 10 ms ticks see it in both the
+	// machine's and the process's counters.
 	x := 0
-	for i := range 50_000_000 {
-		x += i
+	for start := time.Now(); time.Since(start) < 300*time.Millisecond; {
+		for i := range 100_000 {
+			x += i
+		}
 	}
 	_ = x
 	u := cpuBetween(a, sampleCPU())
