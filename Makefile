@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin/adaptkv
 
-.PHONY: build up down test test-short vet proto bench jepsen-long
+.PHONY: build up down test vet proto bench
 
 build:
 	$(GO) build -o $(BIN) ./cmd/adaptkv
