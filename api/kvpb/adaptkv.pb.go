@@ -2055,6 +2055,336 @@ func (x *TunerSnapshotResponse) GetObservationJson() []byte {
 	return nil
 }
 
+// RepairOptions tune a repair pass. Zero fields take the server's defaults.
+type RepairOptions struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	PageSize    uint32                 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"` // local records read per page; 0: 256
+	Concurrency uint32                 `protobuf:"varint,2,opt,name=concurrency,proto3" json:"concurrency,omitempty"`           // replicas one node compares with at once; 0: 4
+	// Push each key to the first replication_factor members of its preference
+	// list; 0 means the keyspace's N. A larger value streams the data to the
+	// replicas a larger N would add (before N is raised).
+	ReplicationFactor uint32 `protobuf:"varint,3,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	// Run over the alive nodes even when some ring members are down. Without
+	// it a pass refuses to start (or fails) while a replica is down, since
+	// that replica would not be repaired.
+	AllowDown bool `protobuf:"varint,4,opt,name=allow_down,json=allowDown,proto3" json:"allow_down,omitempty"`
+	// Skip the digest comparison and push every record to every other
+	// replica: more traffic, kept for measuring what the digests save.
+	PushAll            bool   `protobuf:"varint,5,opt,name=push_all,json=pushAll,proto3" json:"push_all,omitempty"`
+	ProgressIntervalMs uint32 `protobuf:"varint,6,opt,name=progress_interval_ms,json=progressIntervalMs,proto3" json:"progress_interval_ms,omitempty"` // least time between progress messages; 0: 1000
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *RepairOptions) Reset() {
+	*x = RepairOptions{}
+	mi := &file_adaptkv_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairOptions) ProtoMessage() {}
+
+func (x *RepairOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairOptions.ProtoReflect.Descriptor instead.
+func (*RepairOptions) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RepairOptions) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *RepairOptions) GetConcurrency() uint32 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
+func (x *RepairOptions) GetReplicationFactor() uint32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
+func (x *RepairOptions) GetAllowDown() bool {
+	if x != nil {
+		return x.AllowDown
+	}
+	return false
+}
+
+func (x *RepairOptions) GetPushAll() bool {
+	if x != nil {
+		return x.PushAll
+	}
+	return false
+}
+
+func (x *RepairOptions) GetProgressIntervalMs() uint32 {
+	if x != nil {
+		return x.ProgressIntervalMs
+	}
+	return 0
+}
+
+// RepairStats count a repair pass's work: one node's, or summed over nodes.
+type RepairStats struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	KeysScanned       uint64                 `protobuf:"varint,1,opt,name=keys_scanned,json=keysScanned,proto3" json:"keys_scanned,omitempty"`                   // local records walked, tombstones included (a key counts once per node holding it)
+	TombstonesScanned uint64                 `protobuf:"varint,2,opt,name=tombstones_scanned,json=tombstonesScanned,proto3" json:"tombstones_scanned,omitempty"` // of which tombstones
+	DigestsSent       uint64                 `protobuf:"varint,3,opt,name=digests_sent,json=digestsSent,proto3" json:"digests_sent,omitempty"`                   // (key, version) pairs compared with another replica
+	RecordsPushed     uint64                 `protobuf:"varint,4,opt,name=records_pushed,json=recordsPushed,proto3" json:"records_pushed,omitempty"`             // records written to a replica that lacked them
+	BytesPushed       uint64                 `protobuf:"varint,5,opt,name=bytes_pushed,json=bytesPushed,proto3" json:"bytes_pushed,omitempty"`                   // keys and values of the pushed records
+	RepairedNodes     []string               `protobuf:"bytes,6,rep,name=repaired_nodes,json=repairedNodes,proto3" json:"repaired_nodes,omitempty"`              // replicas that lacked at least one record, sorted
+	ElapsedMs         uint64                 `protobuf:"varint,7,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RepairStats) Reset() {
+	*x = RepairStats{}
+	mi := &file_adaptkv_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairStats) ProtoMessage() {}
+
+func (x *RepairStats) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairStats.ProtoReflect.Descriptor instead.
+func (*RepairStats) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RepairStats) GetKeysScanned() uint64 {
+	if x != nil {
+		return x.KeysScanned
+	}
+	return 0
+}
+
+func (x *RepairStats) GetTombstonesScanned() uint64 {
+	if x != nil {
+		return x.TombstonesScanned
+	}
+	return 0
+}
+
+func (x *RepairStats) GetDigestsSent() uint64 {
+	if x != nil {
+		return x.DigestsSent
+	}
+	return 0
+}
+
+func (x *RepairStats) GetRecordsPushed() uint64 {
+	if x != nil {
+		return x.RecordsPushed
+	}
+	return 0
+}
+
+func (x *RepairStats) GetBytesPushed() uint64 {
+	if x != nil {
+		return x.BytesPushed
+	}
+	return 0
+}
+
+func (x *RepairStats) GetRepairedNodes() []string {
+	if x != nil {
+		return x.RepairedNodes
+	}
+	return nil
+}
+
+func (x *RepairStats) GetElapsedMs() uint64 {
+	if x != nil {
+		return x.ElapsedMs
+	}
+	return 0
+}
+
+type RepairKeyspaceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Options       *RepairOptions         `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairKeyspaceRequest) Reset() {
+	*x = RepairKeyspaceRequest{}
+	mi := &file_adaptkv_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairKeyspaceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairKeyspaceRequest) ProtoMessage() {}
+
+func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairKeyspaceRequest.ProtoReflect.Descriptor instead.
+func (*RepairKeyspaceRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RepairKeyspaceRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *RepairKeyspaceRequest) GetOptions() *RepairOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type RepairKeyspaceResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Stats             *RepairStats           `protobuf:"bytes,1,opt,name=stats,proto3" json:"stats,omitempty"`                                                   // summed over the nodes so far
+	Nodes             []string               `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`                                                   // the nodes running the pass
+	NodesDone         []string               `protobuf:"bytes,3,rep,name=nodes_done,json=nodesDone,proto3" json:"nodes_done,omitempty"`                          // the nodes that completed their part
+	Down              []string               `protobuf:"bytes,4,rep,name=down,proto3" json:"down,omitempty"`                                                     // ring members not alive, skipped (allow_down)
+	Epoch             uint64                 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`                                                  // the keyspace configuration the pass ran under
+	ReplicationFactor uint32                 `protobuf:"varint,6,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"` // replicas of each key the pass filled
+	Done              bool                   `protobuf:"varint,7,opt,name=done,proto3" json:"done,omitempty"`                                                    // the last message: every node completed
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RepairKeyspaceResponse) Reset() {
+	*x = RepairKeyspaceResponse{}
+	mi := &file_adaptkv_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairKeyspaceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairKeyspaceResponse) ProtoMessage() {}
+
+func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairKeyspaceResponse.ProtoReflect.Descriptor instead.
+func (*RepairKeyspaceResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RepairKeyspaceResponse) GetStats() *RepairStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *RepairKeyspaceResponse) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *RepairKeyspaceResponse) GetNodesDone() []string {
+	if x != nil {
+		return x.NodesDone
+	}
+	return nil
+}
+
+func (x *RepairKeyspaceResponse) GetDown() []string {
+	if x != nil {
+		return x.Down
+	}
+	return nil
+}
+
+func (x *RepairKeyspaceResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *RepairKeyspaceResponse) GetReplicationFactor() uint32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
+func (x *RepairKeyspaceResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 // Record is a versioned value as a replica stores it.
 type Record struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2068,7 +2398,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +2410,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +2423,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{31}
+	return file_adaptkv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Record) GetKey() []byte {
@@ -2137,7 +2467,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2479,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2492,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{32}
+	return file_adaptkv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Mutation) GetKeyspace() string {
@@ -2197,7 +2527,7 @@ type MutationResult struct {
 
 func (x *MutationResult) Reset() {
 	*x = MutationResult{}
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2539,7 @@ func (x *MutationResult) String() string {
 func (*MutationResult) ProtoMessage() {}
 
 func (x *MutationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2552,7 @@ func (x *MutationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MutationResult.ProtoReflect.Descriptor instead.
 func (*MutationResult) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{33}
+	return file_adaptkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MutationResult) GetOk() bool {
@@ -2256,7 +2586,7 @@ type ReplicaWriteRequest struct {
 
 func (x *ReplicaWriteRequest) Reset() {
 	*x = ReplicaWriteRequest{}
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2598,7 @@ func (x *ReplicaWriteRequest) String() string {
 func (*ReplicaWriteRequest) ProtoMessage() {}
 
 func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2611,7 @@ func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{34}
+	return file_adaptkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReplicaWriteRequest) GetMutations() []*Mutation {
@@ -2307,7 +2637,7 @@ type ReplicaWriteResponse struct {
 
 func (x *ReplicaWriteResponse) Reset() {
 	*x = ReplicaWriteResponse{}
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2649,7 @@ func (x *ReplicaWriteResponse) String() string {
 func (*ReplicaWriteResponse) ProtoMessage() {}
 
 func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2662,7 @@ func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{35}
+	return file_adaptkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReplicaWriteResponse) GetResults() []*MutationResult {
@@ -2354,7 +2684,7 @@ type ReplicaReadRequest struct {
 
 func (x *ReplicaReadRequest) Reset() {
 	*x = ReplicaReadRequest{}
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2366,7 +2696,7 @@ func (x *ReplicaReadRequest) String() string {
 func (*ReplicaReadRequest) ProtoMessage() {}
 
 func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2379,7 +2709,7 @@ func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaReadRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{36}
+	return file_adaptkv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReplicaReadRequest) GetKeyspace() string {
@@ -2421,7 +2751,7 @@ type ReplicaReadResponse struct {
 
 func (x *ReplicaReadResponse) Reset() {
 	*x = ReplicaReadResponse{}
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2763,7 @@ func (x *ReplicaReadResponse) String() string {
 func (*ReplicaReadResponse) ProtoMessage() {}
 
 func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2776,7 @@ func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaReadResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{37}
+	return file_adaptkv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReplicaReadResponse) GetFound() bool {
@@ -2484,7 +2814,7 @@ type ReplicaScanRequest struct {
 
 func (x *ReplicaScanRequest) Reset() {
 	*x = ReplicaScanRequest{}
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2496,7 +2826,7 @@ func (x *ReplicaScanRequest) String() string {
 func (*ReplicaScanRequest) ProtoMessage() {}
 
 func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2509,7 +2839,7 @@ func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaScanRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{38}
+	return file_adaptkv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ReplicaScanRequest) GetKeyspace() string {
@@ -2564,7 +2894,7 @@ type ReplicaScanResponse struct {
 
 func (x *ReplicaScanResponse) Reset() {
 	*x = ReplicaScanResponse{}
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2576,7 +2906,7 @@ func (x *ReplicaScanResponse) String() string {
 func (*ReplicaScanResponse) ProtoMessage() {}
 
 func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2589,7 +2919,7 @@ func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaScanResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{39}
+	return file_adaptkv_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReplicaScanResponse) GetRecords() []*Record {
@@ -2600,6 +2930,304 @@ func (x *ReplicaScanResponse) GetRecords() []*Record {
 }
 
 func (x *ReplicaScanResponse) GetKnownEpoch() uint64 {
+	if x != nil {
+		return x.KnownEpoch
+	}
+	return 0
+}
+
+// ReplicaRepairRequest asks a node to run its part of a repair pass: walk
+// its own records of the keyspace and bring the other replicas of each key
+// up to date.
+type ReplicaRepairRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"` // the coordinator's configuration epoch; the node waits to reach it
+	Options       *RepairOptions         `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
+	From          string                 `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaRepairRequest) Reset() {
+	*x = ReplicaRepairRequest{}
+	mi := &file_adaptkv_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaRepairRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaRepairRequest) ProtoMessage() {}
+
+func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaRepairRequest.ProtoReflect.Descriptor instead.
+func (*ReplicaRepairRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ReplicaRepairRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *ReplicaRepairRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ReplicaRepairRequest) GetOptions() *RepairOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *ReplicaRepairRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+type ReplicaRepairResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stats         *RepairStats           `protobuf:"bytes,1,opt,name=stats,proto3" json:"stats,omitempty"` // this node's, so far
+	Done          bool                   `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`  // the last message: the node completed its part
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaRepairResponse) Reset() {
+	*x = ReplicaRepairResponse{}
+	mi := &file_adaptkv_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaRepairResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaRepairResponse) ProtoMessage() {}
+
+func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaRepairResponse.ProtoReflect.Descriptor instead.
+func (*ReplicaRepairResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ReplicaRepairResponse) GetStats() *RepairStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *ReplicaRepairResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+// DigestEntry names a version of a key without its value.
+type DigestEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Version       *Version               `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestEntry) Reset() {
+	*x = DigestEntry{}
+	mi := &file_adaptkv_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestEntry) ProtoMessage() {}
+
+func (x *DigestEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestEntry.ProtoReflect.Descriptor instead.
+func (*DigestEntry) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *DigestEntry) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *DigestEntry) GetVersion() *Version {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+type ReplicaDigestRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Entries       []*DigestEntry         `protobuf:"bytes,3,rep,name=entries,proto3" json:"entries,omitempty"`
+	From          string                 `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaDigestRequest) Reset() {
+	*x = ReplicaDigestRequest{}
+	mi := &file_adaptkv_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaDigestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaDigestRequest) ProtoMessage() {}
+
+func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaDigestRequest.ProtoReflect.Descriptor instead.
+func (*ReplicaDigestRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ReplicaDigestRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *ReplicaDigestRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ReplicaDigestRequest) GetEntries() []*DigestEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ReplicaDigestRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+type ReplicaDigestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Indexes into the request's entries of the keys this replica lacks or
+	// holds at an older version.
+	Behind        []uint32 `protobuf:"varint,1,rep,packed,name=behind,proto3" json:"behind,omitempty"`
+	KnownEpoch    uint64   `protobuf:"varint,2,opt,name=known_epoch,json=knownEpoch,proto3" json:"known_epoch,omitempty"` // set when the replica refused a stale epoch
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaDigestResponse) Reset() {
+	*x = ReplicaDigestResponse{}
+	mi := &file_adaptkv_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaDigestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaDigestResponse) ProtoMessage() {}
+
+func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaDigestResponse.ProtoReflect.Descriptor instead.
+func (*ReplicaDigestResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ReplicaDigestResponse) GetBehind() []uint32 {
+	if x != nil {
+		return x.Behind
+	}
+	return nil
+}
+
+func (x *ReplicaDigestResponse) GetKnownEpoch() uint64 {
 	if x != nil {
 		return x.KnownEpoch
 	}
@@ -2745,7 +3373,36 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x14TunerSnapshotRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\"B\n" +
 	"\x15TunerSnapshotResponse\x12)\n" +
-	"\x10observation_json\x18\x01 \x01(\fR\x0fobservationJson\"}\n" +
+	"\x10observation_json\x18\x01 \x01(\fR\x0fobservationJson\"\xe9\x01\n" +
+	"\rRepairOptions\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12 \n" +
+	"\vconcurrency\x18\x02 \x01(\rR\vconcurrency\x12-\n" +
+	"\x12replication_factor\x18\x03 \x01(\rR\x11replicationFactor\x12\x1d\n" +
+	"\n" +
+	"allow_down\x18\x04 \x01(\bR\tallowDown\x12\x19\n" +
+	"\bpush_all\x18\x05 \x01(\bR\apushAll\x120\n" +
+	"\x14progress_interval_ms\x18\x06 \x01(\rR\x12progressIntervalMs\"\x92\x02\n" +
+	"\vRepairStats\x12!\n" +
+	"\fkeys_scanned\x18\x01 \x01(\x04R\vkeysScanned\x12-\n" +
+	"\x12tombstones_scanned\x18\x02 \x01(\x04R\x11tombstonesScanned\x12!\n" +
+	"\fdigests_sent\x18\x03 \x01(\x04R\vdigestsSent\x12%\n" +
+	"\x0erecords_pushed\x18\x04 \x01(\x04R\rrecordsPushed\x12!\n" +
+	"\fbytes_pushed\x18\x05 \x01(\x04R\vbytesPushed\x12%\n" +
+	"\x0erepaired_nodes\x18\x06 \x03(\tR\rrepairedNodes\x12\x1d\n" +
+	"\n" +
+	"elapsed_ms\x18\a \x01(\x04R\telapsedMs\"h\n" +
+	"\x15RepairKeyspaceRequest\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x123\n" +
+	"\aoptions\x18\x02 \x01(\v2\x19.adaptkv.v1.RepairOptionsR\aoptions\"\xe9\x01\n" +
+	"\x16RepairKeyspaceResponse\x12-\n" +
+	"\x05stats\x18\x01 \x01(\v2\x17.adaptkv.v1.RepairStatsR\x05stats\x12\x14\n" +
+	"\x05nodes\x18\x02 \x03(\tR\x05nodes\x12\x1d\n" +
+	"\n" +
+	"nodes_done\x18\x03 \x03(\tR\tnodesDone\x12\x12\n" +
+	"\x04down\x18\x04 \x03(\tR\x04down\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12-\n" +
+	"\x12replication_factor\x18\x06 \x01(\rR\x11replicationFactor\x12\x12\n" +
+	"\x04done\x18\a \x01(\bR\x04done\"}\n" +
 	"\x06Record\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12-\n" +
@@ -2785,6 +3442,26 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x13ReplicaScanResponse\x12,\n" +
 	"\arecords\x18\x01 \x03(\v2\x12.adaptkv.v1.RecordR\arecords\x12\x1f\n" +
 	"\vknown_epoch\x18\x02 \x01(\x04R\n" +
+	"knownEpoch\"\x91\x01\n" +
+	"\x14ReplicaRepairRequest\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x123\n" +
+	"\aoptions\x18\x03 \x01(\v2\x19.adaptkv.v1.RepairOptionsR\aoptions\x12\x12\n" +
+	"\x04from\x18\x04 \x01(\tR\x04from\"Z\n" +
+	"\x15ReplicaRepairResponse\x12-\n" +
+	"\x05stats\x18\x01 \x01(\v2\x17.adaptkv.v1.RepairStatsR\x05stats\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done\"N\n" +
+	"\vDigestEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12-\n" +
+	"\aversion\x18\x02 \x01(\v2\x13.adaptkv.v1.VersionR\aversion\"\x8f\x01\n" +
+	"\x14ReplicaDigestRequest\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x121\n" +
+	"\aentries\x18\x03 \x03(\v2\x17.adaptkv.v1.DigestEntryR\aentries\x12\x12\n" +
+	"\x04from\x18\x04 \x01(\tR\x04from\"P\n" +
+	"\x15ReplicaDigestResponse\x12\x16\n" +
+	"\x06behind\x18\x01 \x03(\rR\x06behind\x12\x1f\n" +
+	"\vknown_epoch\x18\x02 \x01(\x04R\n" +
 	"knownEpoch*`\n" +
 	"\x05Level\x12\x15\n" +
 	"\x11LEVEL_UNSPECIFIED\x10\x00\x12\r\n" +
@@ -2802,7 +3479,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x03Get\x12\x16.adaptkv.v1.GetRequest\x1a\x17.adaptkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.adaptkv.v1.PutRequest\x1a\x17.adaptkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.adaptkv.v1.DeleteRequest\x1a\x1a.adaptkv.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xee\x05\n" +
+	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xc9\x06\n" +
 	"\x05Admin\x12Q\n" +
 	"\x0eCreateKeyspace\x12!.adaptkv.v1.CreateKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12O\n" +
 	"\rAlterKeyspace\x12 .adaptkv.v1.AlterKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12U\n" +
@@ -2812,12 +3489,15 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\bLocalGet\x12\x1b.adaptkv.v1.LocalGetRequest\x1a\x1c.adaptkv.v1.LocalGetResponse\x12Q\n" +
 	"\fTunerExplain\x12\x1f.adaptkv.v1.TunerExplainRequest\x1a .adaptkv.v1.TunerExplainResponse\x12N\n" +
 	"\vTunerWhatIf\x12\x1e.adaptkv.v1.TunerWhatIfRequest\x1a\x1f.adaptkv.v1.TunerWhatIfResponse\x12T\n" +
-	"\rTunerSnapshot\x12 .adaptkv.v1.TunerSnapshotRequest\x1a!.adaptkv.v1.TunerSnapshotResponse2\xaf\x02\n" +
+	"\rTunerSnapshot\x12 .adaptkv.v1.TunerSnapshotRequest\x1a!.adaptkv.v1.TunerSnapshotResponse\x12Y\n" +
+	"\x0eRepairKeyspace\x12!.adaptkv.v1.RepairKeyspaceRequest\x1a\".adaptkv.v1.RepairKeyspaceResponse0\x012\xcf\x03\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
 	"\x04Scan\x12\x1e.adaptkv.v1.ReplicaScanRequest\x1a\x1f.adaptkv.v1.ReplicaScanResponse\x12I\n" +
-	"\x04Hint\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponseB%Z#github.com/adaptkv/adaptkv/api/kvpbb\x06proto3"
+	"\x04Hint\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12M\n" +
+	"\x06Digest\x12 .adaptkv.v1.ReplicaDigestRequest\x1a!.adaptkv.v1.ReplicaDigestResponse\x12O\n" +
+	"\x06Repair\x12 .adaptkv.v1.ReplicaRepairRequest\x1a!.adaptkv.v1.ReplicaRepairResponse0\x01B%Z#github.com/adaptkv/adaptkv/api/kvpbb\x06proto3"
 
 var (
 	file_adaptkv_proto_rawDescOnce sync.Once
@@ -2832,7 +3512,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                      // 0: adaptkv.v1.Level
 	(MemberState)(0),                // 1: adaptkv.v1.MemberState
@@ -2867,15 +3547,24 @@ var file_adaptkv_proto_goTypes = []any{
 	(*TunerWhatIfResponse)(nil),     // 30: adaptkv.v1.TunerWhatIfResponse
 	(*TunerSnapshotRequest)(nil),    // 31: adaptkv.v1.TunerSnapshotRequest
 	(*TunerSnapshotResponse)(nil),   // 32: adaptkv.v1.TunerSnapshotResponse
-	(*Record)(nil),                  // 33: adaptkv.v1.Record
-	(*Mutation)(nil),                // 34: adaptkv.v1.Mutation
-	(*MutationResult)(nil),          // 35: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),     // 36: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),    // 37: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),      // 38: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),     // 39: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),      // 40: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),     // 41: adaptkv.v1.ReplicaScanResponse
+	(*RepairOptions)(nil),           // 33: adaptkv.v1.RepairOptions
+	(*RepairStats)(nil),             // 34: adaptkv.v1.RepairStats
+	(*RepairKeyspaceRequest)(nil),   // 35: adaptkv.v1.RepairKeyspaceRequest
+	(*RepairKeyspaceResponse)(nil),  // 36: adaptkv.v1.RepairKeyspaceResponse
+	(*Record)(nil),                  // 37: adaptkv.v1.Record
+	(*Mutation)(nil),                // 38: adaptkv.v1.Mutation
+	(*MutationResult)(nil),          // 39: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),     // 40: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),    // 41: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),      // 42: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),     // 43: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),      // 44: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),     // 45: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),    // 46: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),   // 47: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),             // 48: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),    // 49: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),   // 50: adaptkv.v1.ReplicaDigestResponse
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	0,  // 0: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
@@ -2905,51 +3594,63 @@ var file_adaptkv_proto_depIdxs = []int32{
 	1,  // 24: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
 	22, // 25: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
 	3,  // 26: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
-	3,  // 27: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	33, // 28: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	34, // 29: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	35, // 30: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	33, // 31: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	33, // 32: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
-	6,  // 33: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	8,  // 34: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	10, // 35: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	12, // 36: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	16, // 37: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	17, // 38: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	18, // 39: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	20, // 40: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	23, // 41: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	25, // 42: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	27, // 43: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	29, // 44: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	31, // 45: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	36, // 46: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	38, // 47: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	40, // 48: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	36, // 49: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	7,  // 50: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	9,  // 51: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	11, // 52: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	13, // 53: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	19, // 54: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 55: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 56: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	21, // 57: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	24, // 58: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	26, // 59: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	28, // 60: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	30, // 61: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	32, // 62: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	37, // 63: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	39, // 64: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	41, // 65: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	37, // 66: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	50, // [50:67] is the sub-list for method output_type
-	33, // [33:50] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	33, // 27: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
+	34, // 28: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
+	3,  // 29: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
+	37, // 30: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	38, // 31: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	39, // 32: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	37, // 33: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	37, // 34: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	33, // 35: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
+	34, // 36: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
+	3,  // 37: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
+	48, // 38: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	6,  // 39: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	8,  // 40: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	10, // 41: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	12, // 42: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	16, // 43: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	17, // 44: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	18, // 45: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	20, // 46: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	23, // 47: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	25, // 48: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	27, // 49: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	29, // 50: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	31, // 51: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	35, // 52: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	40, // 53: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	42, // 54: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	44, // 55: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	40, // 56: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	49, // 57: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	46, // 58: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	7,  // 59: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	9,  // 60: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	11, // 61: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	13, // 62: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	19, // 63: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 64: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 65: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	21, // 66: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	24, // 67: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	26, // 68: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	28, // 69: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	30, // 70: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	32, // 71: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	36, // 72: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	41, // 73: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	43, // 74: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	45, // 75: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	41, // 76: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	50, // 77: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	47, // 78: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	59, // [59:79] is the sub-list for method output_type
+	39, // [39:59] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -2963,7 +3664,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   40,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -252,6 +252,7 @@ const (
 	Admin_TunerExplain_FullMethodName     = "/adaptkv.v1.Admin/TunerExplain"
 	Admin_TunerWhatIf_FullMethodName      = "/adaptkv.v1.Admin/TunerWhatIf"
 	Admin_TunerSnapshot_FullMethodName    = "/adaptkv.v1.Admin/TunerSnapshot"
+	Admin_RepairKeyspace_FullMethodName   = "/adaptkv.v1.Admin/RepairKeyspace"
 )
 
 // AdminClient is the client API for Admin service.
@@ -270,6 +271,11 @@ type AdminClient interface {
 	TunerExplain(ctx context.Context, in *TunerExplainRequest, opts ...grpc.CallOption) (*TunerExplainResponse, error)
 	TunerWhatIf(ctx context.Context, in *TunerWhatIfRequest, opts ...grpc.CallOption) (*TunerWhatIfResponse, error)
 	TunerSnapshot(ctx context.Context, in *TunerSnapshotRequest, opts ...grpc.CallOption) (*TunerSnapshotResponse, error)
+	// RepairKeyspace runs an anti-entropy pass over a keyspace on every alive
+	// node and streams progress; the last message has done set. It fails,
+	// with a status naming the node, when any node could not complete its
+	// part, so a pass that returns done covered every alive node.
+	RepairKeyspace(ctx context.Context, in *RepairKeyspaceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RepairKeyspaceResponse], error)
 }
 
 type adminClient struct {
@@ -370,6 +376,25 @@ func (c *adminClient) TunerSnapshot(ctx context.Context, in *TunerSnapshotReques
 	return out, nil
 }
 
+func (c *adminClient) RepairKeyspace(ctx context.Context, in *RepairKeyspaceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RepairKeyspaceResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[0], Admin_RepairKeyspace_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RepairKeyspaceRequest, RepairKeyspaceResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_RepairKeyspaceClient = grpc.ServerStreamingClient[RepairKeyspaceResponse]
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -386,6 +411,11 @@ type AdminServer interface {
 	TunerExplain(context.Context, *TunerExplainRequest) (*TunerExplainResponse, error)
 	TunerWhatIf(context.Context, *TunerWhatIfRequest) (*TunerWhatIfResponse, error)
 	TunerSnapshot(context.Context, *TunerSnapshotRequest) (*TunerSnapshotResponse, error)
+	// RepairKeyspace runs an anti-entropy pass over a keyspace on every alive
+	// node and streams progress; the last message has done set. It fails,
+	// with a status naming the node, when any node could not complete its
+	// part, so a pass that returns done covered every alive node.
+	RepairKeyspace(*RepairKeyspaceRequest, grpc.ServerStreamingServer[RepairKeyspaceResponse]) error
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -422,6 +452,9 @@ func (UnimplementedAdminServer) TunerWhatIf(context.Context, *TunerWhatIfRequest
 }
 func (UnimplementedAdminServer) TunerSnapshot(context.Context, *TunerSnapshotRequest) (*TunerSnapshotResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TunerSnapshot not implemented")
+}
+func (UnimplementedAdminServer) RepairKeyspace(*RepairKeyspaceRequest, grpc.ServerStreamingServer[RepairKeyspaceResponse]) error {
+	return status.Error(codes.Unimplemented, "method RepairKeyspace not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -606,6 +639,17 @@ func _Admin_TunerSnapshot_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RepairKeyspace_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RepairKeyspaceRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServer).RepairKeyspace(m, &grpc.GenericServerStream[RepairKeyspaceRequest, RepairKeyspaceResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_RepairKeyspaceServer = grpc.ServerStreamingServer[RepairKeyspaceResponse]
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -650,15 +694,23 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Admin_TunerSnapshot_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "RepairKeyspace",
+			Handler:       _Admin_RepairKeyspace_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "adaptkv.proto",
 }
 
 const (
-	Peer_Write_FullMethodName = "/adaptkv.v1.Peer/Write"
-	Peer_Read_FullMethodName  = "/adaptkv.v1.Peer/Read"
-	Peer_Scan_FullMethodName  = "/adaptkv.v1.Peer/Scan"
-	Peer_Hint_FullMethodName  = "/adaptkv.v1.Peer/Hint"
+	Peer_Write_FullMethodName  = "/adaptkv.v1.Peer/Write"
+	Peer_Read_FullMethodName   = "/adaptkv.v1.Peer/Read"
+	Peer_Scan_FullMethodName   = "/adaptkv.v1.Peer/Scan"
+	Peer_Hint_FullMethodName   = "/adaptkv.v1.Peer/Hint"
+	Peer_Digest_FullMethodName = "/adaptkv.v1.Peer/Digest"
+	Peer_Repair_FullMethodName = "/adaptkv.v1.Peer/Repair"
 )
 
 // PeerClient is the client API for Peer service.
@@ -673,6 +725,10 @@ type PeerClient interface {
 	Read(ctx context.Context, in *ReplicaReadRequest, opts ...grpc.CallOption) (*ReplicaReadResponse, error)
 	Scan(ctx context.Context, in *ReplicaScanRequest, opts ...grpc.CallOption) (*ReplicaScanResponse, error)
 	Hint(ctx context.Context, in *ReplicaWriteRequest, opts ...grpc.CallOption) (*ReplicaWriteResponse, error)
+	// Digest compares (key, version) pairs with the replica's own records.
+	Digest(ctx context.Context, in *ReplicaDigestRequest, opts ...grpc.CallOption) (*ReplicaDigestResponse, error)
+	// Repair runs this node's part of a repair pass and streams its progress.
+	Repair(ctx context.Context, in *ReplicaRepairRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReplicaRepairResponse], error)
 }
 
 type peerClient struct {
@@ -723,6 +779,35 @@ func (c *peerClient) Hint(ctx context.Context, in *ReplicaWriteRequest, opts ...
 	return out, nil
 }
 
+func (c *peerClient) Digest(ctx context.Context, in *ReplicaDigestRequest, opts ...grpc.CallOption) (*ReplicaDigestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplicaDigestResponse)
+	err := c.cc.Invoke(ctx, Peer_Digest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerClient) Repair(ctx context.Context, in *ReplicaRepairRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReplicaRepairResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[0], Peer_Repair_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReplicaRepairRequest, ReplicaRepairResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_RepairClient = grpc.ServerStreamingClient[ReplicaRepairResponse]
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -735,6 +820,10 @@ type PeerServer interface {
 	Read(context.Context, *ReplicaReadRequest) (*ReplicaReadResponse, error)
 	Scan(context.Context, *ReplicaScanRequest) (*ReplicaScanResponse, error)
 	Hint(context.Context, *ReplicaWriteRequest) (*ReplicaWriteResponse, error)
+	// Digest compares (key, version) pairs with the replica's own records.
+	Digest(context.Context, *ReplicaDigestRequest) (*ReplicaDigestResponse, error)
+	// Repair runs this node's part of a repair pass and streams its progress.
+	Repair(*ReplicaRepairRequest, grpc.ServerStreamingServer[ReplicaRepairResponse]) error
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -756,6 +845,12 @@ func (UnimplementedPeerServer) Scan(context.Context, *ReplicaScanRequest) (*Repl
 }
 func (UnimplementedPeerServer) Hint(context.Context, *ReplicaWriteRequest) (*ReplicaWriteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Hint not implemented")
+}
+func (UnimplementedPeerServer) Digest(context.Context, *ReplicaDigestRequest) (*ReplicaDigestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Digest not implemented")
+}
+func (UnimplementedPeerServer) Repair(*ReplicaRepairRequest, grpc.ServerStreamingServer[ReplicaRepairResponse]) error {
+	return status.Error(codes.Unimplemented, "method Repair not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -850,6 +945,35 @@ func _Peer_Hint_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Digest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplicaDigestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Digest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Digest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Digest(ctx, req.(*ReplicaDigestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Peer_Repair_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ReplicaRepairRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PeerServer).Repair(m, &grpc.GenericServerStream[ReplicaRepairRequest, ReplicaRepairResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_RepairServer = grpc.ServerStreamingServer[ReplicaRepairResponse]
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -873,7 +997,17 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Hint",
 			Handler:    _Peer_Hint_Handler,
 		},
+		{
+			MethodName: "Digest",
+			Handler:    _Peer_Digest_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Repair",
+			Handler:       _Peer_Repair_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "adaptkv.proto",
 }
