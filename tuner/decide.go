@@ -214,8 +214,10 @@ func (d *Decision) Observe(obs Observation) {
 // In order:
 //
 //  1. Calibrate: if a partial quorum was in force during the newest
-//     interval and the last decision predicted its stale rate, fold the
-//     interval's measured rate into the calibration.
+//     interval and the last decision predicted its stale rate, add the
+//     interval's probes to the calibration's pending evidence, which is
+//     folded in once it holds enough (Calibration.Observe); if another
+//     policy is now in force, close the pending evidence (Calibration.Close).
 //  2. Predict every candidate the goal allows (Candidates) on the merged
 //     window, plus the policy in force, and cost them (CostWeights).
 //     Eligible candidates meet the stale-read goal; while the window's
@@ -266,8 +268,12 @@ func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision
 		if inForce == (Policy{}) {
 			inForce = s.Policy
 		}
-		if inForce == s.PredictedFor && inForce.Valid() && !inForce.Overlapping() {
-			ns.Calibration = s.Calibration.Update(m.Calibration, s.PredictedRawStale, last.Stale, last.Probed)
+		switch {
+		case inForce == s.PredictedFor && inForce.Valid() && !inForce.Overlapping():
+			ns.Calibration = s.Calibration.Observe(m.Calibration, inForce, s.PredictedRawStale, last.Stale, last.Probed)
+		case inForce != s.Calibration.Pending.Policy && s.Calibration.Pending != (Evidence{}):
+			// The partial quorum the evidence is about left force.
+			ns.Calibration = s.Calibration.Close(m.Calibration)
 		}
 	}
 	d.Calibration = ns.Calibration.Factor()

@@ -88,9 +88,19 @@ type CalibrationConfig struct {
 	// the predicted count before taking their ratio; with little evidence
 	// the ratio stays near 1.
 	Prior float64 `json:"prior"`
-	// MinProbes is the number of probed reads an interval needs to update
-	// the calibration at all.
+	// MinProbes is the number of probed reads, summed over the intervals
+	// under one policy, that the calibration folds in at once (see
+	// Calibration). Why not fewer? At a stale rate near a 0.1% goal, 100
+	// probes expect 0.1 stale reads, and the prior keeps such a fold small;
+	// fewer would fold mostly noise, more often. Why not more? Evidence
+	// accumulates across intervals, so more only delays the first fold.
 	MinProbes uint64 `json:"min_probes"`
+	// MinStale is the number of stale reads that makes pending evidence
+	// worth folding in when its policy leaves force before MinProbes were
+	// probed (typically a step back); 0 drops such evidence. Default 3, as
+	// Model.MinStaleEvents: the evidence that justifies a step back also
+	// corrects the model that allowed the move.
+	MinStale uint64 `json:"min_stale"`
 }
 
 // CostWeights turn a prediction into one number to minimise, in
@@ -139,6 +149,7 @@ func DefaultModel() Model {
 			MaxFactor: 20,
 			Prior:     1,
 			MinProbes: 100,
+			MinStale:  3,
 		},
 		Cost: CostWeights{
 			Load:     0.5, // a replica request costs half a LAN millisecond of p99

@@ -69,6 +69,7 @@ whole run takes about 11 minutes.`,
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "unmeasured warm-up before phase 1 (0: min(60s, 3×--phase); negative: none)")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "start of each phase left out of the steady figures (0: min(60s, --phase))")
 	fs.DurationVar(&cfg.AdaptiveReadP99, "adaptive-read-p99", AdaptiveReadP99Target, "read p99 target in the adaptive arm's goal; negative for none")
+	fs.DurationVar(&cfg.TunerDwell, "tuner-dwell", DefaultTunerDwell, "the nodes' --tuner-dwell: least time between two cost-saving changes")
 	fs.StringVar(&cfg.Binary, "binary", "", "adaptkv executable to start the nodes with (default: this executable)")
 	fs.BoolVar(&verbose, "verbose", false, "log the client's and the run's diagnostics to stderr")
 	return cmd
