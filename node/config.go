@@ -77,7 +77,8 @@ type Config struct {
 	ReplicaTimeout time.Duration
 	// ReadRepairChance is the share of reads that ask every replica and
 	// repair the stale ones in the background (see replication.Config);
-	// 0 means the default, 0.1.
+	// 0 means the default, replication.DefaultReadRepairChance. Adaptive
+	// keyspaces use replication.ProbeReadRepairChance whatever this says.
 	ReadRepairChance float64
 	// LocalTimings selects fast failure detection and Raft elections, for
 	// clusters whose nodes share a machine or a rack.

@@ -263,7 +263,18 @@ func (d KeyspaceDef) config() replication.KeyspaceConfig {
 	return replication.KeyspaceConfig{
 		Name: d.Name, N: d.ReplicationFactor, Default: level, R: d.R, W: d.W, Epoch: d.Epoch,
 		ReadAll: d.ReadAll, HedgeAfter: time.Duration(d.HedgeAfterNs),
+		ReadRepairChance: readRepairChanceOf(d),
 	}
+}
+
+// readRepairChanceOf is a keyspace's read-repair chance: adaptive keyspaces
+// keep a tenth of reads comparing every replica, because those reads are
+// the tuner's measured staleness; others use the node's setting.
+func readRepairChanceOf(d KeyspaceDef) float64 {
+	if d.Adaptive != nil {
+		return replication.ProbeReadRepairChance
+	}
+	return 0
 }
 
 func parseLevel(s string) (quorum.Level, error) {

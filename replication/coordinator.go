@@ -38,16 +38,28 @@ type Config struct {
 	ReplicaTimeout time.Duration
 	// ReadRepairChance is the probability that a read asks every alive
 	// replica instead of only R of them, so that the others are compared and
-	// repaired in the background. Default 0.1, Cassandra's historical
-	// read_repair_chance: 1 makes every read cost N replica reads; 0 leaves
-	// stale replicas to hints and to quorum reads that happen to see them.
-	// Negative means never.
+	// repaired in the background. A keyspace may set its own
+	// (KeyspaceConfig.ReadRepairChance). Default 0.01: at 0.1 (Cassandra's
+	// historical read_repair_chance) a read at `one` cost 1.2 replica reads
+	// on average, two of them remote, a fifth of the read path's CPU;
+	// Cassandra 4.0 dropped the option for that cost. Hints and quorum reads
+	// do most of the repair; this share finds what they miss. 1 makes every
+	// read cost N replica reads; negative means never.
 	ReadRepairChance float64
 	// Observer, when set, receives per-request observations for the tuner.
 	Observer Observer
 	// Logger receives the coordinator's logs; nil discards them.
 	Logger *slog.Logger
 }
+
+// DefaultReadRepairChance is Config.ReadRepairChance's default.
+const DefaultReadRepairChance = 0.01
+
+// ProbeReadRepairChance is the read-repair chance of keyspaces whose tuner
+// measures staleness on the reads that ask every replica: at 0.1 a keyspace
+// serving a few hundred reads per second yields enough probes per decision
+// interval.
+const ProbeReadRepairChance = 0.1
 
 // Metrics counts the coordinator's repair work since start.
 type Metrics struct {
@@ -86,7 +98,7 @@ func NewCoordinator(cfg Config) *Coordinator {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.ReadRepairChance == 0 {
-		cfg.ReadRepairChance = 0.1
+		cfg.ReadRepairChance = DefaultReadRepairChance
 	}
 	return &Coordinator{cfg: cfg, log: cfg.Logger}
 }
@@ -251,7 +263,9 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 				resp, err := c.cfg.Transport.Write(rctx, id, req)
 				r := toWriteReply(id, resp, err)
 				if o := c.cfg.Observer; o != nil {
-					o.Replica(keyspace, rank, true, time.Since(sent), r.ok)
+					// A replica that refused a stale epoch answered in time:
+					// it is not a failed or slow replica to the tuner.
+					o.Replica(keyspace, rank, true, time.Since(sent), r.ok || r.known > 0)
 				}
 				replies <- r
 			}()
@@ -392,43 +406,58 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 		// ones not needed for the answer are compared (and repaired) in the
 		// background.
 		order := c.rank(p.alive)
+		hedgeAfter := p.ks.HedgeAfter // a hedged read must not wait on a local read
 		asked := p.pol.R
-		if p.ks.ReadAll || c.readRepairDraw() {
+		if p.ks.ReadAll || c.readRepairDraw(p.ks) {
 			asked = len(order)
 		}
 		replies := make(chan readReply, len(order))
-		send := func(rank int) {
+		readOne := func(ctx context.Context, rank int) {
 			id := order[rank]
+			start := time.Now() // this replica's round trip
+			resp, err := c.cfg.Transport.Read(ctx, id, req)
+			r := readReply{id: id, err: err}
+			if o := c.cfg.Observer; o != nil {
+				o.Replica(keyspace, rank, false, time.Since(start), err == nil)
+			}
+			if err == nil {
+				c.latency.observe(id, time.Since(start))
+				switch {
+				case resp.GetKnownEpoch() > 0:
+					r.known, r.err = resp.GetKnownEpoch(), ErrStaleEpoch
+				case resp.GetFound():
+					r.found, r.rec = true, RecordFromPB(resp.GetRecord())
+				}
+			}
+			replies <- r // never blocks: the channel holds every replica's reply
+		}
+		send := func(rank int) {
 			go func() {
-				start := time.Now() // this replica's round trip
 				rctx, cancel := c.replicaCtx(ctx)
 				defer cancel()
-				resp, err := c.cfg.Transport.Read(rctx, id, req)
-				r := readReply{id: id, err: err}
-				if o := c.cfg.Observer; o != nil {
-					o.Replica(keyspace, rank, false, time.Since(start), err == nil)
-				}
-				if err == nil {
-					c.latency.observe(id, time.Since(start))
-					switch {
-					case resp.GetKnownEpoch() > 0:
-						r.known, r.err = resp.GetKnownEpoch(), ErrStaleEpoch
-					case resp.GetFound():
-						r.found, r.rec = true, RecordFromPB(resp.GetRecord())
-					}
-				}
-				replies <- r
+				readOne(rctx, rank)
 			}()
 		}
+		// The local replica, when it is among the first asked, is read on
+		// this goroutine after the others are sent: a goroutine and a timer
+		// per local read were a quarter of a node's CPU at `one` (profile in
+		// BENCHMARKS.md), and a local read needs neither, since it does not
+		// wait on the network.
+		local := order[0] == c.cfg.NodeID && hedgeAfter == 0
 		for rank := range asked {
-			send(rank)
+			if rank > 0 || !local {
+				send(rank)
+			}
+		}
+		if local {
+			readOne(ctx, 0)
 		}
 		tally := quorum.NewTally(p.pol.R, len(order))
 		var got []readReply
 		var newest uint64
 		var hedge <-chan time.Time
-		if p.ks.HedgeAfter > 0 && asked < len(order) {
-			t := time.NewTimer(p.ks.HedgeAfter)
+		if hedgeAfter > 0 && asked < len(order) {
+			t := time.NewTimer(hedgeAfter)
 			defer t.Stop()
 			hedge = t.C
 		}
@@ -472,7 +501,7 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 			rcpt.Repaired = c.repairForeground(ctx, keyspace, p.ks.Epoch, winner, got)
 		}
 		if outstanding := asked - tally.Answered(); outstanding > 0 {
-			go c.repairBackground(ctx, keyspace, p.ks.Epoch, winner, found, got, replies, outstanding)
+			go c.repairBackground(ctx, keyspace, p.ks.Epoch, start, winner, found, got, replies, outstanding)
 		}
 		if o := c.cfg.Observer; o != nil {
 			var age time.Duration
@@ -485,8 +514,15 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 	}
 }
 
-func (c *Coordinator) readRepairDraw() bool {
-	return c.cfg.ReadRepairChance > 0 && rand.Float64() < c.cfg.ReadRepairChance
+// readRepairDraw decides whether a read asks every replica: with the
+// keyspace's own chance when it has one (adaptive keyspaces, whose tuner
+// measures staleness on these reads), else the coordinator's.
+func (c *Coordinator) readRepairDraw(ks KeyspaceConfig) bool {
+	chance := c.cfg.ReadRepairChance
+	if ks.ReadRepairChance != 0 {
+		chance = ks.ReadRepairChance
+	}
+	return chance > 0 && rand.Float64() < chance
 }
 
 // rank orders replicas for reading: this node first when it is a replica
@@ -584,7 +620,10 @@ func (c *Coordinator) repairForeground(ctx context.Context, keyspace string, epo
 
 // repairBackground collects the replies that arrive after the read answered
 // and repairs the replicas that turn out stale.
-func (c *Coordinator) repairBackground(ctx context.Context, keyspace string, epoch uint64, winner storage.Record, found bool, early []readReply, replies <-chan readReply, n int) {
+//
+// readStart is when the read began: a newer version written after it is a
+// concurrent write, not evidence that the answer was stale.
+func (c *Coordinator) repairBackground(ctx context.Context, keyspace string, epoch uint64, readStart time.Time, winner storage.Record, found bool, early []readReply, replies <-chan readReply, n int) {
 	var late []readReply
 	for range n {
 		if r := <-replies; r.err == nil {
@@ -595,12 +634,18 @@ func (c *Coordinator) repairBackground(ctx context.Context, keyspace string, epo
 	}
 	if o := c.cfg.Observer; o != nil {
 		// Compare the answer with every replica: the tuner's measured
-		// staleness (a newer version existed) and lag (some replica behind).
+		// staleness (a newer version, written before the read began,
+		// existed) and lag (some replica behind). Versions stamped after
+		// the read began belong to writes concurrent with it, which a
+		// linearizable read may order either way; counting them made the
+		// probes report hot keys stale under write-heavy load.
 		stale, behind := false, false
 		for _, r := range append(late, early...) {
 			switch {
 			case r.found && (!found || winner.Version.Less(r.rec.Version)):
-				stale = true
+				if r.rec.Version.WallTime().Before(readStart) {
+					stale = true
+				}
 			case found && (!r.found || r.rec.Version.Less(winner.Version)):
 				behind = true
 			}

@@ -24,11 +24,15 @@ type memNetwork struct {
 	engines  map[string]storage.Engine
 	down     map[string]bool // unreachable and reported dead
 	broken   map[string]bool // unreachable but still reported alive
+	slow     map[string]time.Duration
 	ring     *ring.Ring
+	// readCtxs, when set, receives the context of every read sent to a
+	// replica, by replica ID.
+	readCtxs func(to string, ctx context.Context)
 }
 
 func newMemNetwork(t *testing.T, ids []string, meta *memKeyspaces) *memNetwork {
-	n := &memNetwork{replicas: map[string]*Replica{}, engines: map[string]storage.Engine{}, down: map[string]bool{}, broken: map[string]bool{}}
+	n := &memNetwork{replicas: map[string]*Replica{}, engines: map[string]storage.Engine{}, down: map[string]bool{}, broken: map[string]bool{}, slow: map[string]time.Duration{}}
 	var ms []ring.Member
 	for _, id := range ids {
 		e := storage.NewMemory()
@@ -75,6 +79,19 @@ func (n *memNetwork) Read(ctx context.Context, to string, req *kvpb.ReplicaReadR
 	r, err := n.replica(to)
 	if err != nil {
 		return nil, err
+	}
+	n.mu.Lock()
+	delay, seen := n.slow[to], n.readCtxs
+	n.mu.Unlock()
+	if seen != nil {
+		seen(to, ctx)
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return r.Read(ctx, req)
 }
@@ -496,5 +513,174 @@ func TestReadAsksNextReplicaOnFailure(t *testing.T) {
 	f.net.mu.Unlock()
 	if _, err := f.coord.Get(ctx, "ks", []byte("k"), Consistency{Level: quorum.One}); !errors.Is(err, ErrQuorumNotReached) {
 		t.Fatalf("Get with every replica broken: error %v; want ErrQuorumNotReached", err)
+	}
+}
+
+// The coordinator reads its own replica on the request's goroutine, with the
+// request's context (no per-replica timeout), and remote replicas on their
+// own goroutines with one.
+func TestLocalReplicaReadInline(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 3, 3)
+	f.coord.cfg.ReadRepairChance = -1
+	key := []byte("k")
+	if _, _, err := f.coord.Put(ctx, "ks", key, []byte("v"), Consistency{Level: quorum.All}); err != nil {
+		t.Fatal(err)
+	}
+	f.coord.cfg.NodeID = f.net.ring.PreferenceList("ks", key, 3)[0]
+	var mu sync.Mutex
+	deadlines := map[string]bool{}
+	f.net.readCtxs = func(to string, ctx context.Context) {
+		_, has := ctx.Deadline()
+		mu.Lock()
+		deadlines[to] = has
+		mu.Unlock()
+	}
+	for _, tc := range []struct {
+		level quorum.Level
+		asked int
+	}{{quorum.One, 1}, {quorum.Quorum, 2}} {
+		clear(deadlines)
+		res, err := f.coord.Get(ctx, "ks", key, Consistency{Level: tc.level})
+		if err != nil || !res.Found || string(res.Record.Value) != "v" {
+			t.Fatalf("Get at %v = %+v, %v", tc.level, res, err)
+		}
+		mu.Lock()
+		if len(deadlines) != tc.asked {
+			t.Errorf("at %v asked %v; want %d replicas", tc.level, deadlines, tc.asked)
+		}
+		for id, has := range deadlines {
+			if local := id == f.coord.cfg.NodeID; has == local {
+				t.Errorf("at %v: replica %s (local %v) read with a per-replica deadline %v", tc.level, id, local, has)
+			}
+		}
+		mu.Unlock()
+	}
+}
+
+// A hedged read must not wait on a slow local replica: the local read goes
+// out on its own goroutine like the others, so the hedge can fire.
+func TestHedgedReadDoesNotWaitOnSlowLocalReplica(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 3, 3)
+	f.coord.cfg.ReadRepairChance = -1
+	key := []byte("k")
+	if _, _, err := f.coord.Put(ctx, "ks", key, []byte("v"), Consistency{Level: quorum.All}); err != nil {
+		t.Fatal(err)
+	}
+	self := f.net.ring.PreferenceList("ks", key, 3)[0]
+	f.coord.cfg.NodeID = self
+	f.cmeta.set(KeyspaceConfig{Name: "ks", N: 3, Default: quorum.Quorum, Epoch: 1, HedgeAfter: time.Millisecond})
+	f.net.mu.Lock()
+	f.net.slow[self] = 500 * time.Millisecond
+	f.net.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	res, err := f.coord.Get(rctx, "ks", key, Consistency{Level: quorum.One})
+	if err != nil || !res.Found {
+		t.Fatalf("hedged Get with a slow local replica = %+v, %v; want another replica's answer", res, err)
+	}
+	if f.coord.Metrics().Hedges.Load() == 0 {
+		t.Error("no hedge sent")
+	}
+}
+
+// probeRecorder is an Observer that keeps only the probes.
+type probeRecorder struct {
+	mu     sync.Mutex
+	probes []bool // stale
+}
+
+func (p *probeRecorder) ClientRead(string, []byte, time.Duration, time.Duration, bool) {}
+func (p *probeRecorder) ClientWrite(string, []byte, time.Duration)                     {}
+func (p *probeRecorder) Replica(string, int, bool, time.Duration, bool)                {}
+func (p *probeRecorder) Probe(_ string, stale, _ bool) {
+	p.mu.Lock()
+	p.probes = append(p.probes, stale)
+	p.mu.Unlock()
+}
+
+// A probe counts a read stale only when a replica held a newer version
+// written before the read began; a newer version stamped after it is a
+// concurrent write (PBS measures staleness against committed writes).
+func TestProbeIgnoresWritesConcurrentWithTheRead(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		newerAt   time.Duration // the newer version's write time, relative to the read
+		wantStale bool
+	}{
+		{"newer version written before the read", -time.Second, true},
+		{"newer version written after the read began", time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 3, 3)
+			obs := &probeRecorder{}
+			f.coord.cfg.Observer = obs
+			key := []byte("k")
+			old := storage.Record{Key: key, Value: []byte("old"), Version: storage.Version{Timestamp: uint64(time.Now().Add(-time.Minute).UnixMilli()) << 16, Node: 1}}
+			newer := storage.Record{Key: key, Value: []byte("new"), Version: storage.Version{Timestamp: uint64(time.Now().Add(tc.newerAt).UnixMilli()) << 16, Node: 1}}
+			for _, id := range []string{"n1", "n2", "n3"} {
+				rec := old
+				if id == "n3" {
+					rec = newer
+				}
+				if _, err := f.net.engines[id].Apply(ctx, []storage.Mutation{{Keyspace: "ks", Record: rec}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// n3 answers last, so the read returns the old version and n3's
+			// newer one is compared in the background.
+			f.net.mu.Lock()
+			f.net.slow["n3"] = 50 * time.Millisecond
+			f.net.mu.Unlock()
+			res, err := f.coord.Get(ctx, "ks", key, Consistency{Level: quorum.One})
+			if err != nil || string(res.Record.Value) != "old" {
+				t.Fatalf("Get = %+v, %v; want the old value from a fast replica", res, err)
+			}
+			waitFor(t, "the probe", func() bool {
+				obs.mu.Lock()
+				defer obs.mu.Unlock()
+				return len(obs.probes) == 1
+			})
+			if got := obs.probes[0]; got != tc.wantStale {
+				t.Errorf("probe stale = %v; want %v", got, tc.wantStale)
+			}
+		})
+	}
+}
+
+// A keyspace's own read-repair chance replaces the coordinator's.
+func TestKeyspaceReadRepairChance(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 3, 3)
+	f.coord.cfg.ReadRepairChance = -1
+	key := []byte("k")
+	if _, _, err := f.coord.Put(ctx, "ks", key, []byte("v"), Consistency{Level: quorum.All}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	reads := 0
+	f.net.readCtxs = func(string, context.Context) { mu.Lock(); reads++; mu.Unlock() }
+	for _, tc := range []struct {
+		chance float64
+		want   int // replica reads for 10 reads at one
+	}{{0, 10}, {-1, 10}, {1, 30}} {
+		f.cmeta.set(KeyspaceConfig{Name: "ks", N: 3, Default: quorum.Quorum, Epoch: 1, ReadRepairChance: tc.chance})
+		mu.Lock()
+		reads = 0
+		mu.Unlock()
+		for range 10 {
+			if _, err := f.coord.Get(ctx, "ks", key, Consistency{Level: quorum.One}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "every replica read", func() bool { mu.Lock(); defer mu.Unlock(); return reads >= tc.want })
+		time.Sleep(20 * time.Millisecond) // let any extra read show
+		mu.Lock()
+		if reads != tc.want {
+			t.Errorf("keyspace chance %v: %d replica reads for 10 reads; want %d", tc.chance, reads, tc.want)
+		}
+		mu.Unlock()
 	}
 }

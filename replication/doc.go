@@ -84,6 +84,9 @@ type KeyspaceConfig struct {
 	// ones asked have not answered R times within it (The Tail at Scale's
 	// hedged requests).
 	HedgeAfter time.Duration
+	// ReadRepairChance, when not zero, replaces the coordinator's
+	// Config.ReadRepairChance for this keyspace (negative: never).
+	ReadRepairChance float64
 }
 
 // Keyspaces is the coordinator's and replica's view of the metadata log.
