@@ -25,6 +25,68 @@ type State struct {
 	// interval's measurement is compared with it to calibrate.
 	PredictedFor      Policy  `json:"predicted_for"`
 	PredictedRawStale float64 `json:"predicted_raw_stale"`
+	// Backoff holds weak partial quorums back after a step back.
+	Backoff Backoff `json:"backoff"`
+}
+
+// Backoff is the tuner's hysteresis after a step back caused by measured
+// staleness. Until Until, no partial quorum as weak as From (the same N, R
+// ≤ From.R and W ≤ From.W) is eligible, so the tuner does not walk back
+// into the configuration that just returned stale reads, nor into a weaker
+// one, however cheap the model predicts them. Each wait doubles the last,
+// from Model.BackoffBase up to Model.BackoffMax (and never below
+// Model.Dwell); a step back more than BackoffMax after the last wait ended
+// starts again from BackoffBase, since by then the workload the evidence
+// came from has likely changed. Within a run of step backs From
+// accumulates (R and W each the largest stepped back from), so that the
+// tuner does not alternate between the partial quorums of the run.
+//
+// Why is dwell not enough? Dwell spaces changes, but after it the window's
+// stale reads have aged out and the model that under-predicted the partial
+// quorum predicts it the same way again: with a 5 s dwell the first
+// experiment retried R=1 W=1 every 20–50 s, each retry returning stale
+// reads, and the steady stale rate broke the goal (0.132% against 0.1%).
+type Backoff struct {
+	// From is the partial quorum stepped back from.
+	From Policy `json:"from"`
+	// At is when, and Until when weak partial quorums become eligible
+	// again.
+	At    time.Time `json:"at"`
+	Until time.Time `json:"until"`
+	// Count is the step backs in a row (0: no backoff ever).
+	Count int `json:"count"`
+}
+
+// Blocks reports whether the backoff holds p back at now.
+func (b Backoff) Blocks(p Policy, now time.Time) bool {
+	return b.Count > 0 && now.Before(b.Until) && !p.Overlapping() &&
+		p.N == b.From.N && p.R <= b.From.R && p.W <= b.From.W
+}
+
+// Active reports whether the backoff holds anything back at now.
+func (b Backoff) Active(now time.Time) bool { return b.Count > 0 && now.Before(b.Until) }
+
+// nextBackoff is the backoff after a step back from `from` at now.
+func (m Model) nextBackoff(prev Backoff, from Policy, now time.Time) Backoff {
+	if m.BackoffBase <= 0 {
+		return Backoff{}
+	}
+	count := 1
+	if prev.Count > 0 && now.Sub(prev.Until) <= m.BackoffMax {
+		count = prev.Count + 1
+		if prev.From.N == from.N {
+			// Hold back what the run of step backs held back: otherwise
+			// the tuner alternates, after each wait, between the partial
+			// quorum it stepped back from last and the one before.
+			from.R, from.W = max(from.R, prev.From.R), max(from.W, prev.From.W)
+		}
+	}
+	d := m.BackoffBase
+	for i := 1; i < count && d < m.BackoffMax; i++ {
+		d *= 2
+	}
+	d = max(min(d, m.BackoffMax), m.Dwell)
+	return Backoff{From: from, At: now, Until: now.Add(d), Count: count}
 }
 
 // NewState returns the state of a keyspace that starts with policy p.
@@ -45,6 +107,10 @@ const (
 	// ReasonOutOfBounds: the configuration in force is outside the goal's
 	// bounds or floor (the goal changed); moved at once.
 	ReasonOutOfBounds Reason = "out_of_bounds"
+	// ReasonBackoff: a cheaper partial quorum is predicted to meet the goal
+	// and dwell and the minimum gain would allow the move, but a recent
+	// step back holds it back (see Backoff).
+	ReasonBackoff Reason = "backoff"
 	// ReasonHold: the configuration in force is still the best.
 	ReasonHold Reason = "hold"
 	// ReasonDwell: a better configuration exists, but the last change was
@@ -86,13 +152,17 @@ type CandidateReport struct {
 	MeetsStale bool `json:"meets_stale"`
 	// MeetsLatency: the predicted p99s are within the goal's targets.
 	MeetsLatency bool `json:"meets_latency"`
+	// BackedOff: a partial quorum as weak as one recently stepped back
+	// from, held back until the backoff ends (see Backoff).
+	BackedOff bool `json:"backed_off,omitempty"`
 	// Rejected says why a candidate is not eligible ("" if it is).
 	Rejected string `json:"rejected,omitempty"`
 }
 
-// Eligible reports whether the candidate may be chosen: allowed and within
-// the stale-read goal. (Latency targets are preferences: see Decide.)
-func (c *CandidateReport) Eligible() bool { return c.Allowed && c.MeetsStale }
+// Eligible reports whether the candidate may be chosen: allowed, within
+// the stale-read goal and not backed off. (Latency targets are
+// preferences: see Decide.)
+func (c *CandidateReport) Eligible() bool { return c.Allowed && c.MeetsStale && !c.BackedOff }
 
 // CostParts are the terms of a candidate's cost, in ms.
 type CostParts struct {
@@ -133,6 +203,11 @@ type Decision struct {
 	Best    *CandidateReport `json:"best,omitempty"`
 	// Candidates are all configurations weighed, in enumeration order.
 	Candidates []CandidateReport `json:"candidates,omitempty"`
+	// HeldBack is the cheapest candidate that would have been taken but
+	// for the backoff (nil if none); Backoff the backoff in force after
+	// the decision (nil if none).
+	HeldBack *CandidateReport `json:"held_back,omitempty"`
+	Backoff  *Backoff         `json:"backoff,omitempty"`
 	// LatencyTargetUnmet: no eligible candidate met the goal's latency
 	// targets, so the cheapest eligible one was taken regardless.
 	LatencyTargetUnmet bool `json:"latency_target_unmet,omitempty"`
@@ -226,14 +301,18 @@ func (d *Decision) Observe(obs Observation) {
 //  3. Step back at once, ignoring dwell and the minimum gain, when the
 //     window measured at least Model.MinStaleEvents stale reads at a rate
 //     above the goal under a partial quorum: to the cheapest overlapping
-//     candidate at the same N (no streaming needed).
+//     candidate at the same N (no streaming needed), and start or extend a
+//     Backoff for partial quorums as weak as the one left.
 //  4. Move at once, likewise, when the policy in force is outside the
 //     goal's bounds, or is now predicted to miss the stale-read goal: to the
 //     cheapest eligible candidate, at the same N when there is one.
 //  5. Otherwise take the cheapest eligible candidate (preferring those that
 //     meet the latency targets), but only if the last change is at least
 //     Model.Dwell old and the candidate costs at most (1 − Model.MinGain)
-//     times the policy in force.
+//     times the policy in force. Partial quorums as weak as one stepped
+//     back from are not eligible until the step back's Backoff ends; when
+//     such a candidate would otherwise have been taken, the decision says
+//     so (ReasonBackoff, or HeldBack beside a cheaper move).
 //
 // The decision's Plan says how to apply a change safely (see Plan).
 func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision) {
@@ -297,6 +376,19 @@ func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision
 			cur = i
 		}
 	}
+	if s.Backoff.Active(now) {
+		for i := range d.Candidates {
+			c := &d.Candidates[i]
+			if s.Backoff.Blocks(c.Policy, now) {
+				c.BackedOff = true
+				if c.Rejected == "" {
+					c.Rejected = fmt.Sprintf("backed off until %s after the step back from %v", clock(s.Backoff.Until), s.Backoff.From)
+				}
+			}
+		}
+		b := s.Backoff
+		d.Backoff = &b
+	}
 	d.Current = &d.Candidates[cur]
 	curRep := d.Current
 
@@ -317,6 +409,11 @@ func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision
 		d.Changed = d.To != d.From
 		out := s
 		out.PredictedFor, out.PredictedRawStale = c.Policy, c.RawStaleProb
+		if r == ReasonStepBack {
+			out.Backoff = m.nextBackoff(s.Backoff, s.Policy, now)
+			b := out.Backoff
+			d.Backoff = &b
+		}
 		if d.Changed {
 			d.Plan = Plan(d.From, d.To)
 			out.Policy = d.To
@@ -349,14 +446,22 @@ func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision
 		}
 		return choose(i, r)
 	}
-	// 5. Optimise, within dwell and minimum gain.
-	if d.Candidates[best].Policy == s.Policy {
+	// 5. Optimise, within dwell, minimum gain and backoff.
+	dwelling := !s.LastChange.IsZero() && now.Sub(s.LastChange) < m.Dwell
+	if f, _ := cheapest(d.Candidates, func(c *CandidateReport) bool { return c.Allowed && c.MeetsStale }); f >= 0 &&
+		d.Candidates[f].BackedOff && !dwelling && d.Candidates[f].Cost <= curRep.Cost*(1-m.MinGain) {
+		d.HeldBack = &d.Candidates[f]
+	}
+	switch {
+	case d.Candidates[best].Policy == s.Policy && d.HeldBack != nil:
+		return choose(cur, ReasonBackoff)
+	case d.Candidates[best].Policy == s.Policy:
 		return choose(cur, ReasonHold)
-	}
-	if !s.LastChange.IsZero() && now.Sub(s.LastChange) < m.Dwell {
+	case dwelling:
 		return choose(cur, ReasonDwell)
-	}
-	if d.Candidates[best].Cost > curRep.Cost*(1-m.MinGain) {
+	case d.Candidates[best].Cost > curRep.Cost*(1-m.MinGain) && d.HeldBack != nil:
+		return choose(cur, ReasonBackoff)
+	case d.Candidates[best].Cost > curRep.Cost*(1-m.MinGain):
 		return choose(cur, ReasonSmallGain)
 	}
 	return choose(best, ReasonCheaper)
@@ -417,6 +522,9 @@ func (m Model) cost(p *Prediction, in *Summary) (float64, CostParts) {
 	c.Fail = w.Fail * (rs*p.ReadFail + ws*p.WriteFail)
 	return c.Latency + c.Load + c.Replicas + c.Hot + c.Fail, c
 }
+
+// clock renders an instant for an explanation: its UTC time of day.
+func clock(t time.Time) string { return t.UTC().Format("15:04:05") }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 

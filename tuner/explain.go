@@ -117,6 +117,10 @@ func explain(d *Decision, m Model) string {
 	case ReasonSmallGain:
 		return fmt.Sprintf("Kept %s at %v: the best alternative, %v, would cost only %s less (minimum gain %s).",
 			ks, d.From, best.Policy, pct(1-best.Cost/cur.Cost), pct(m.MinGain))
+	case ReasonBackoff:
+		h := d.HeldBack
+		return fmt.Sprintf("Kept %s at %v: %v would cost %s less and is predicted to return stale reads %s of the time (%s), but %s.",
+			ks, d.From, h.Policy, pct(1-h.Cost/cur.Cost), pct(h.StaleProb), goal, backoffClause(d.Backoff, d.At))
 	}
 	var b strings.Builder
 	switch d.Reason {
@@ -124,6 +128,10 @@ func explain(d *Decision, m Model) string {
 		fmt.Fprintf(&b, "Stepped %s back from %v to %s at once, ignoring dwell: measured stale reads %s (%d of %d probed) exceed the %s",
 			ks, d.From, change(d.From, d.To, ch), pct(d.Inputs.StaleRate), d.Inputs.Stale, d.Inputs.Probed, goal)
 		fmt.Fprintf(&b, "; predicted stale reads now %s (R+W>N), %s.", pct(ch.StaleProb), deltas(cur, ch))
+		if bo := d.Backoff; bo != nil && bo.Count > 0 {
+			fmt.Fprintf(&b, " Partial quorums as weak as R=%d W=%d will not be tried again for %s (until %s; the %s step back in a row, each doubling the wait up to %s).",
+				bo.From.R, bo.From.W, dur(bo.Until.Sub(d.At)), clock(bo.Until), ordinal(bo.Count), dur(m.BackoffMax))
+		}
 	case ReasonPredictedStale:
 		fmt.Fprintf(&b, "Moved %s from %v to %s at once: the current configuration is now predicted to return stale reads %s of the time (%s)",
 			ks, d.From, change(d.From, d.To, ch), pct(cur.StaleProb), goal)
@@ -140,6 +148,9 @@ func explain(d *Decision, m Model) string {
 			fmt.Fprintf(&b, ": %s", why)
 		}
 		fmt.Fprintf(&b, "; predicted stale reads %s (%s), %s.", pct(ch.StaleProb), goal, deltas(cur, ch))
+		if h := d.HeldBack; h != nil {
+			fmt.Fprintf(&b, " %v would cost less still, but %s.", h.Policy, backoffClause(d.Backoff, d.At))
+		}
 	default:
 		return fmt.Sprintf("Kept %s at %v (%s).", ks, d.From, d.Reason)
 	}
@@ -157,6 +168,31 @@ func explain(d *Decision, m Model) string {
 		b.WriteString(".")
 	}
 	return b.String()
+}
+
+// backoffClause says why a backoff holds partial quorums back, for a
+// sentence that names the held-back candidate before it.
+func backoffClause(bo *Backoff, at time.Time) string {
+	if bo == nil {
+		return "a recent step back holds it back"
+	}
+	return fmt.Sprintf("the keyspace stepped back from R=%d W=%d %s ago after measuring stale reads, so partial quorums as weak as that are not tried again for another %s (until %s; the %s step back in a row)",
+		bo.From.R, bo.From.W, dur(at.Sub(bo.At)), dur(bo.Until.Sub(at)), clock(bo.Until), ordinal(bo.Count))
+}
+
+// ordinal renders 1 as "1st", 2 as "2nd", 11 as "11th".
+func ordinal(n int) string {
+	suffix := "th"
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+	case n%10 == 1:
+		suffix = "st"
+	case n%10 == 2:
+		suffix = "nd"
+	case n%10 == 3:
+		suffix = "rd"
+	}
+	return strconv.Itoa(n) + suffix
 }
 
 // change describes the target of a move: N only when it changes, R and W
@@ -308,6 +344,10 @@ func FormatDecision(d Decision, maxCandidates int) string {
 	fmt.Fprintf(&b, "%s\n", d.Explanation)
 	fmt.Fprintf(&b, "  keyspace %s at %s: %s, reason %s, calibration ×%.2f\n",
 		d.Keyspace, d.At.UTC().Format(time.RFC3339), transition(d), d.Reason, d.Calibration)
+	if bo := d.Backoff; bo != nil && bo.Count > 0 {
+		fmt.Fprintf(&b, "  backoff: partial quorums as weak as R=%d W=%d held back until %s (stepped back at %s, %d in a row)\n",
+			bo.From.R, bo.From.W, bo.Until.UTC().Format(time.RFC3339), bo.At.UTC().Format(time.RFC3339), bo.Count)
+	}
 	in := &d.Inputs
 	fmt.Fprintf(&b, "  goal: stale reads ≤ %s, floor %v, N %d–%d, W ≥ %d", pct(d.Goal.MaxStale), d.Goal.Floor, d.Goal.MinRF, d.Goal.MaxRF, d.Goal.minW())
 	if d.Goal.ReadP99 > 0 {

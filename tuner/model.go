@@ -65,6 +65,19 @@ type Model struct {
 	// must also refill with evidence about the new policy before it is
 	// judged. Why not longer? A changed workload goes unserved for that long.
 	Dwell time.Duration `json:"dwell_ns"`
+	// BackoffBase and BackoffMax bound the wait after a step back before a
+	// partial quorum as weak as the one stepped back from is eligible again
+	// (see Backoff): the first wait is BackoffBase (at least Dwell), each
+	// further step back in a row doubles it, up to BackoffMax. BackoffBase
+	// 0 turns the backoff off. Why not shorter? Every retry of a partial
+	// quorum the model under-predicts returns stale reads for at least an
+	// interval before the probes see them; the waits must be long beside
+	// the phases of good behaviour for the long-run stale rate to stay
+	// under the goal. Why not longer? A workload that changed for the
+	// better (fewer reads right after writes) is served by the overlapping
+	// quorum, at its cost, for that long; BackoffMax bounds the loss.
+	BackoffBase time.Duration `json:"backoff_base_ns"`
+	BackoffMax  time.Duration `json:"backoff_max_ns"`
 	// MinGain is the least relative cost improvement worth a change: the
 	// best candidate must cost at most (1−MinGain) times the current one.
 	MinGain float64 `json:"min_gain"`
@@ -159,6 +172,8 @@ func DefaultModel() Model {
 			Fail:     1000, // a failed operation is as bad as a 1 s wait
 		},
 		Dwell:          2 * time.Minute,
+		BackoffBase:    time.Minute,
+		BackoffMax:     30 * time.Minute,
 		MinGain:        0.1,
 		MinStaleEvents: 3,
 	}
@@ -197,6 +212,9 @@ func (m Model) Validate() error {
 	}
 	if m.Dwell < 0 {
 		probs = append(probs, fmt.Sprintf("dwell %v is negative", m.Dwell))
+	}
+	if m.BackoffBase < 0 || (m.BackoffBase > 0 && m.BackoffMax < m.BackoffBase) {
+		probs = append(probs, fmt.Sprintf("backoff %v–%v is negative or its maximum below its base", m.BackoffBase, m.BackoffMax))
 	}
 	if !(m.MinGain >= 0 && m.MinGain < 1) {
 		probs = append(probs, fmt.Sprintf("minimum gain %v is outside [0, 1)", m.MinGain))
