@@ -45,6 +45,26 @@ type Model struct {
 	// look stale forever. Why not shorter? Hints wait for gossip to see the
 	// replica alive again, which takes seconds.
 	HintDelay time.Duration `json:"hint_delay_ns"`
+	// WriteLegShare and ReadLegShare split a replica's measured round trip
+	// when its one-way legs are unknown: a write reaches (and is applied
+	// by) the replica WriteLegShare of the way through its round trip, and
+	// a read is served ReadLegShare of the way through its own; the rest is
+	// the way back. Both are in (0, 1].
+	//
+	// Why is WriteLegShare 1? A replica acknowledges a write only once it
+	// holds it, so W ≤ RTT is the one bound a round trip gives, and it errs
+	// on the side of staleness. The split matters: with the whole delay on
+	// the request path (queueing at the sender, write batching, the
+	// experiment's injected link latency) a remote replica gets a write a
+	// whole round trip after it is sent, and the former half-and-half split
+	// halved the window in which a read there is stale, under-predicting
+	// stale reads about twofold. On symmetric links it over-predicts by up
+	// to as much; calibration corrects either way once a partial quorum has
+	// been observed. Why is ReadLegShare ½? A read is served on arrival and
+	// its reply carries the value, so the split of a read's round trip has
+	// no bound to lean on; the symmetric split is kept.
+	WriteLegShare float64 `json:"write_leg_share"`
+	ReadLegShare  float64 `json:"read_leg_share"`
 	// CoordinatorSpread models clients that spread a key's reads over its
 	// replicas while its writes go to one of them (adaptkv's SDK does), with
 	// replica latencies recorded by rank from each coordinator (nearest
@@ -157,6 +177,8 @@ func DefaultModel() Model {
 		HedgeQuantile: 0.95,
 		Timeout:       time.Second,
 		HintDelay:     10 * time.Second,
+		WriteLegShare: 1,
+		ReadLegShare:  0.5,
 		Calibration: CalibrationConfig{
 			Alpha:     0.3, // about three intervals of memory
 			MaxFactor: 20,
@@ -193,6 +215,9 @@ func (m Model) Validate() error {
 	}
 	if m.HintDelay < 0 {
 		probs = append(probs, fmt.Sprintf("hint delay %v is negative", m.HintDelay))
+	}
+	if !(m.WriteLegShare > 0 && m.WriteLegShare <= 1) || !(m.ReadLegShare > 0 && m.ReadLegShare <= 1) {
+		probs = append(probs, fmt.Sprintf("round-trip leg shares %v (write), %v (read) are outside (0, 1]", m.WriteLegShare, m.ReadLegShare))
 	}
 	if !(m.Calibration.Alpha > 0 && m.Calibration.Alpha <= 1) {
 		probs = append(probs, fmt.Sprintf("calibration alpha %v is outside (0, 1]", m.Calibration.Alpha))
@@ -285,9 +310,10 @@ type legs struct {
 
 // write samples the write legs: when the replica has the write (w) and when
 // its acknowledgement reaches the coordinator (ack), both from the moment
-// the write was sent. A timed-out write is never acknowledged and reaches
-// the replica at missed: Timeout + HintDelay.
-func (l *legs) write(r *rand.Rand, missed float64) (w, ack float64) {
+// the write was sent; a round trip is split at share (Model.WriteLegShare).
+// A timed-out write is never acknowledged and reaches the replica at
+// missed: Timeout + HintDelay.
+func (l *legs) write(r *rand.Rand, missed, share float64) (w, ack float64) {
 	if l.wTimeout > 0 && r.Float64() < l.wTimeout {
 		return missed, math.Inf(1)
 	}
@@ -296,13 +322,13 @@ func (l *legs) write(r *rand.Rand, missed float64) (w, ack float64) {
 		return w, w + l.a.sample(r)
 	}
 	rtt := l.wrtt.sample(r)
-	return rtt / 2, rtt
+	return rtt * share, rtt
 }
 
 // read samples the read legs: when the request reaches the replica (rv) and
 // when its response reaches the coordinator (rs), from the moment it was
-// sent.
-func (l *legs) read(r *rand.Rand) (rv, rs float64) {
+// sent; a round trip is split at share (Model.ReadLegShare).
+func (l *legs) read(r *rand.Rand, share float64) (rv, rs float64) {
 	if l.rTimeout > 0 && r.Float64() < l.rTimeout {
 		return math.Inf(1), math.Inf(1)
 	}
@@ -311,7 +337,7 @@ func (l *legs) read(r *rand.Rand) (rv, rs float64) {
 		return rv, rv + l.s.sample(r)
 	}
 	rtt := l.rrtt.sample(r)
-	return rtt / 2, rtt
+	return rtt * share, rtt
 }
 
 // scenario is an observation turned into what the Monte Carlo samples.
@@ -528,8 +554,8 @@ func (m Model) simulate(sc *scenario, n int) *mcResult {
 		var ack [MaxRF]float64
 		base := t * n
 		for j := 0; j < n; j++ {
-			wv[base+j], ack[j] = slot[j].write(rng, missed)
-			rv[base+j], rs[base+j] = slot[j].read(rng)
+			wv[base+j], ack[j] = slot[j].write(rng, missed, m.WriteLegShare)
+			rv[base+j], rs[base+j] = slot[j].read(rng, m.ReadLegShare)
 			// A reply later than the timeout is as good as none (the
 			// write itself is still applied when it arrives).
 			if ack[j] > to {
