@@ -2,6 +2,7 @@ package tuner
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -173,5 +174,92 @@ func TestDecideAccumulatesCalibration(t *testing.T) {
 	s, d = Decide(m, s, w, g, spec.start.Add(10*time.Second))
 	if s.Calibration.Updates != 1 || !(d.Calibration > 1) {
 		t.Errorf("after 120 probes with 4 stale: calibration %+v (factor %v); want one fold upwards", s.Calibration, d.Calibration)
+	}
+}
+
+// TestLatencyCalibration: the offsets follow measured minus predicted p99
+// by Alpha per interval with enough samples, reads and writes apart, and
+// are added to every prediction's p99 without taking it below its p50.
+func TestLatencyCalibration(t *testing.T) {
+	cfg := DefaultModel().Calibration // Alpha 0.3, MinLatencySamples 100
+	ms := time.Millisecond
+	obsOf := func(n int, read, write time.Duration) *Observation {
+		var o Observation
+		for i := 0; i < n; i++ {
+			o.ReadLatency.Record(read)
+			o.WriteLatency.Record(write)
+		}
+		return &o
+	}
+	tests := []struct {
+		name                string
+		c                   LatencyCalibration
+		predRead, predWrite time.Duration
+		obs                 *Observation
+		read, write         time.Duration // offsets after
+		updates             int           // read and write updates after
+	}{
+		{"coordinator overhead", LatencyCalibration{}, ms / 10, 22 * ms, obsOf(200, 2*ms/5, 24*ms), 90 * time.Microsecond, 600 * time.Microsecond, 2},
+		{"too few samples", LatencyCalibration{}, ms / 10, 22 * ms, obsOf(50, 10*ms, 40*ms), 0, 0, 0},
+		{"no prediction", LatencyCalibration{}, 0, 0, obsOf(200, 10*ms, 40*ms), 0, 0, 0},
+		{"model too slow", LatencyCalibration{ReadOffset: ms}, 10 * ms, 10 * ms, obsOf(200, 5*ms, 10*ms), 700*time.Microsecond - 1500*time.Microsecond, 0, 2},
+	}
+	for _, tt := range tests {
+		got := tt.c.Observe(cfg, tt.predRead, tt.predWrite, tt.obs)
+		// Hist quantiles are exact to about 1%: allow 2% of the measured p99.
+		tol := func(x time.Duration) time.Duration { return x/50 + time.Microsecond }
+		if d := got.ReadOffset - tt.read; d > tol(tt.obs.ReadLatency.Quantile(0.99)) || -d > tol(tt.obs.ReadLatency.Quantile(0.99)) {
+			t.Errorf("%s: read offset %v; want %v", tt.name, got.ReadOffset, tt.read)
+		}
+		if d := got.WriteOffset - tt.write; d > tol(tt.obs.WriteLatency.Quantile(0.99)) || -d > tol(tt.obs.WriteLatency.Quantile(0.99)) {
+			t.Errorf("%s: write offset %v; want %v", tt.name, got.WriteOffset, tt.write)
+		}
+		if n := got.ReadUpdates + got.WriteUpdates; n != tt.updates {
+			t.Errorf("%s: %d updates; want %d", tt.name, n, tt.updates)
+		}
+	}
+
+	c := LatencyCalibration{ReadOffset: ms, WriteOffset: -5 * ms}
+	p := Prediction{ReadP50: ms / 10, ReadP99: ms / 5, WriteP50: 2 * ms, WriteP99: 3 * ms}
+	c.Apply(&p)
+	if p.ReadP99 != 1200*time.Microsecond || p.RawReadP99 != ms/5 {
+		t.Errorf("read p99 %v (raw %v); want 1.2 ms (raw 0.2 ms)", p.ReadP99, p.RawReadP99)
+	}
+	if p.WriteP99 != 2*ms || p.RawWriteP99 != 3*ms {
+		t.Errorf("write p99 %v (raw %v); want the p50, 2 ms (raw 3 ms)", p.WriteP99, p.RawWriteP99)
+	}
+}
+
+// TestDecideCalibratesLatency: after an interval under the policy the last
+// decision predicted, the offsets move, every candidate's p99 carries them,
+// the cost does not, and the decision says so.
+func TestDecideCalibratesLatency(t *testing.T) {
+	m := decideModel()
+	q := Policy{N: 3, R: 2, W: 2}
+	spec := readHeavySpec()
+	spec.policy = q
+	obs := synth(nil, spec)
+	s, d0 := Decide(m, State{Policy: q, LastChange: t0}, window(obs), DefaultGoal(), obs.End)
+	if d0.Latency.ReadUpdates != 0 {
+		t.Fatalf("latency calibrated with no prediction to compare with: %+v", d0.Latency)
+	}
+	spec.start, spec.policy = obs.End, s.Policy
+	next := synth(nil, spec)
+	s, d := Decide(m, s, window(obs, next), DefaultGoal(), next.End)
+	if d.Latency.ReadUpdates != 1 || d.Latency.WriteUpdates != 1 || s.Latency != d.Latency {
+		t.Fatalf("latency calibration %+v (state %+v); want one update of each", d.Latency, s.Latency)
+	}
+	for _, c := range d.Candidates {
+		if want := max(c.RawReadP99+d.Latency.ReadOffset, c.ReadP50); c.ReadP99 != want {
+			t.Errorf("%v: read p99 %v; want raw %v plus offset %v", c.Policy, c.ReadP99, c.RawReadP99, d.Latency.ReadOffset)
+		}
+	}
+	for i, c := range d.Candidates {
+		if c0 := d0.Candidates[i]; c0.Policy == c.Policy && c0.Cost != c.Cost {
+			t.Errorf("%v: cost %v after calibration, %v before; the offsets must not change costs", c.Policy, c.Cost, c0.Cost)
+		}
+	}
+	if !strings.Contains(FormatDecision(d, 4), "latency calibration: measured p99s exceed the model's by") {
+		t.Errorf("FormatDecision does not report the latency calibration:\n%s", FormatDecision(d, 4))
 	}
 }

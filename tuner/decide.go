@@ -25,6 +25,12 @@ type State struct {
 	// interval's measurement is compared with it to calibrate.
 	PredictedFor      Policy  `json:"predicted_for"`
 	PredictedRawStale float64 `json:"predicted_raw_stale"`
+	// PredictedReadP99 and PredictedWriteP99 are that decision's raw
+	// latency predictions for it, and Latency the keyspace's correction of
+	// predicted latencies, learnt from them.
+	PredictedReadP99  time.Duration      `json:"predicted_read_p99_ns,omitempty"`
+	PredictedWriteP99 time.Duration      `json:"predicted_write_p99_ns,omitempty"`
+	Latency           LatencyCalibration `json:"latency"`
 	// Backoff holds weak partial quorums back after a step back.
 	Backoff Backoff `json:"backoff"`
 }
@@ -193,8 +199,13 @@ type Decision struct {
 	LastChange time.Time `json:"last_change"`
 	// Inputs summarises the observation window.
 	Inputs Summary `json:"inputs"`
-	// Calibration is the factor applied to stale-read predictions.
-	Calibration float64 `json:"calibration"`
+	// Calibration is the factor applied to stale-read predictions, and
+	// Latency the offsets added to predicted p99s.
+	Calibration float64            `json:"calibration"`
+	Latency     LatencyCalibration `json:"latency_calibration"`
+	// CalibrationPending is the stale-read evidence gathered but not yet
+	// folded into Calibration.
+	CalibrationPending Evidence `json:"calibration_pending"`
 	// Current and Chosen are the reports of From and To; Best is the
 	// cheapest eligible candidate, which differs from Chosen when dwell or
 	// the minimum gain held the change back.
@@ -293,6 +304,9 @@ func (d *Decision) Observe(obs Observation) {
 //     interval's probes to the calibration's pending evidence, which is
 //     folded in once it holds enough (Calibration.Observe); if another
 //     policy is now in force, close the pending evidence (Calibration.Close).
+//     Likewise fold the interval's measured read and write p99s into the
+//     latency offsets (LatencyCalibration), which then correct every
+//     candidate's predicted p99s.
 //  2. Predict every candidate the goal allows (Candidates) on the merged
 //     window, plus the policy in force, and cost them (CostWeights).
 //     Eligible candidates meet the stale-read goal; while the window's
@@ -355,7 +369,12 @@ func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision
 			ns.Calibration = s.Calibration.Close(m.Calibration)
 		}
 	}
+	if last, ok := w.Last(); ok && s.PredictedFor.Valid() && (last.Policy == s.PredictedFor || last.Policy == (Policy{}) && s.Policy == s.PredictedFor) {
+		ns.Latency = s.Latency.Observe(m.Calibration, s.PredictedReadP99, s.PredictedWriteP99, &last)
+	}
 	d.Calibration = ns.Calibration.Factor()
+	d.Latency = ns.Latency
+	d.CalibrationPending = ns.Calibration.Pending
 	s = ns // from here on, holding keeps the new calibration
 
 	// 2. Predict and cost.
@@ -366,6 +385,9 @@ func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision
 	preds, err := m.Predict(merged, cands, s.Calibration)
 	if err != nil {
 		return hold(ReasonNoData)
+	}
+	for i := range preds {
+		s.Latency.Apply(&preds[i])
 	}
 	measuredBad := merged.Stale >= max(m.MinStaleEvents, 1) && merged.StaleRate() > g.MaxStale
 	d.Candidates = make([]CandidateReport, len(cands))
@@ -409,6 +431,7 @@ func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision
 		d.Changed = d.To != d.From
 		out := s
 		out.PredictedFor, out.PredictedRawStale = c.Policy, c.RawStaleProb
+		out.PredictedReadP99, out.PredictedWriteP99 = c.RawReadP99, c.RawWriteP99
 		if r == ReasonStepBack {
 			out.Backoff = m.nextBackoff(s.Backoff, s.Policy, now)
 			b := out.Backoff
@@ -513,7 +536,15 @@ func (m Model) cost(p *Prediction, in *Summary) (float64, CostParts) {
 	ws := 1 - rs
 	w := m.Cost
 	var c CostParts
-	c.Latency = rs*ms(p.ReadP99) + ws*ms(p.WriteP99)
+	// The latency calibration's offsets are left out: they are the same
+	// for every candidate, so they change no ranking, and added to both
+	// sides of Model.MinGain's relative test they would dilute the gain
+	// with an overhead no candidate can remove.
+	rp99, wp99 := p.ReadP99, p.WriteP99
+	if p.RawReadP99 > 0 || p.RawWriteP99 > 0 {
+		rp99, wp99 = p.RawReadP99, p.RawWriteP99
+	}
+	c.Latency = rs*ms(rp99) + ws*ms(wp99)
 	c.Load = w.Load * (rs*p.ReadMsgs + ws*p.WriteMsgs)
 	c.Replicas = w.Replica * float64(p.Policy.N)
 	if w.Hot > 0 && w.Capacity > 0 && p.Policy.N > 0 {

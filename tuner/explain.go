@@ -180,6 +180,14 @@ func backoffClause(bo *Backoff, at time.Time) string {
 		bo.From.R, bo.From.W, dur(at.Sub(bo.At)), dur(bo.Until.Sub(at)), clock(bo.Until), ordinal(bo.Count))
 }
 
+// signedDur renders an offset with its sign: "+1.2 ms", "−0.3 ms".
+func signedDur(d time.Duration) string {
+	if d < 0 {
+		return "−" + dur(-d)
+	}
+	return "+" + dur(d)
+}
+
 // ordinal renders 1 as "1st", 2 as "2nd", 11 as "11th".
 func ordinal(n int) string {
 	suffix := "th"
@@ -344,6 +352,14 @@ func FormatDecision(d Decision, maxCandidates int) string {
 	fmt.Fprintf(&b, "%s\n", d.Explanation)
 	fmt.Fprintf(&b, "  keyspace %s at %s: %s, reason %s, calibration ×%.2f\n",
 		d.Keyspace, d.At.UTC().Format(time.RFC3339), transition(d), d.Reason, d.Calibration)
+	if l := d.Latency; l.ReadUpdates+l.WriteUpdates > 0 {
+		fmt.Fprintf(&b, "  latency calibration: measured p99s exceed the model's by %s (reads), %s (writes); predicted p99s below include it\n",
+			signedDur(l.ReadOffset), signedDur(l.WriteOffset))
+	}
+	if e := d.CalibrationPending; e.Intervals > 0 {
+		fmt.Fprintf(&b, "  calibration evidence pending under %v: %d stale of %d probed (%s expected) over %d intervals\n",
+			e.Policy, e.Stale, e.Probed, num(e.Expected), e.Intervals)
+	}
 	if bo := d.Backoff; bo != nil && bo.Count > 0 {
 		fmt.Fprintf(&b, "  backoff: partial quorums as weak as R=%d W=%d held back until %s (stepped back at %s, %d in a row)\n",
 			bo.From.R, bo.From.W, bo.Until.UTC().Format(time.RFC3339), bo.At.UTC().Format(time.RFC3339), bo.Count)

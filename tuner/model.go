@@ -134,6 +134,10 @@ type CalibrationConfig struct {
 	// Model.MinStaleEvents: the evidence that justifies a step back also
 	// corrects the model that allowed the move.
 	MinStale uint64 `json:"min_stale"`
+	// MinLatencySamples is the number of reads (writes) an interval needs
+	// to move the read (write) latency offset (see LatencyCalibration).
+	// Default 100: the p99 of fewer samples is about their maximum.
+	MinLatencySamples uint64 `json:"min_latency_samples"`
 }
 
 // CostWeights turn a prediction into one number to minimise, in
@@ -185,6 +189,8 @@ func DefaultModel() Model {
 			Prior:     1,
 			MinProbes: 100,
 			MinStale:  3,
+
+			MinLatencySamples: 100,
 		},
 		Cost: CostWeights{
 			Load:     0.5, // a replica request costs half a LAN millisecond of p99
@@ -261,8 +267,13 @@ type Prediction struct {
 	// share of reads at risk times the probability that a read issued a
 	// sampled gap after a write's commit misses it.
 	RawStaleProb float64 `json:"raw_stale_prob"`
-	// Read and write latency: median, 99th percentile and mean.
-	ReadP50   time.Duration `json:"read_p50_ns"`
+	// Read and write latency: median, 99th percentile and mean. In
+	// Decide's reports the p99s include the keyspace's latency calibration
+	// (LatencyCalibration), and RawReadP99 and RawWriteP99 are the model's
+	// own (0 when no calibration was applied).
+	RawReadP99  time.Duration `json:"raw_read_p99_ns,omitempty"`
+	RawWriteP99 time.Duration `json:"raw_write_p99_ns,omitempty"`
+	ReadP50     time.Duration `json:"read_p50_ns"`
 	ReadP99   time.Duration `json:"read_p99_ns"`
 	ReadMean  time.Duration `json:"read_mean_ns"`
 	WriteP50  time.Duration `json:"write_p50_ns"`
