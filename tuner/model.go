@@ -274,11 +274,11 @@ type Prediction struct {
 	RawReadP99  time.Duration `json:"raw_read_p99_ns,omitempty"`
 	RawWriteP99 time.Duration `json:"raw_write_p99_ns,omitempty"`
 	ReadP50     time.Duration `json:"read_p50_ns"`
-	ReadP99   time.Duration `json:"read_p99_ns"`
-	ReadMean  time.Duration `json:"read_mean_ns"`
-	WriteP50  time.Duration `json:"write_p50_ns"`
-	WriteP99  time.Duration `json:"write_p99_ns"`
-	WriteMean time.Duration `json:"write_mean_ns"`
+	ReadP99     time.Duration `json:"read_p99_ns"`
+	ReadMean    time.Duration `json:"read_mean_ns"`
+	WriteP50    time.Duration `json:"write_p50_ns"`
+	WriteP99    time.Duration `json:"write_p99_ns"`
+	WriteMean   time.Duration `json:"write_mean_ns"`
 	// HedgeAfter is the hedging delay of a ReadHedged policy (else 0), and
 	// HedgeRate the share of reads that send the extra request.
 	HedgeAfter time.Duration `json:"hedge_after_ns,omitempty"`
