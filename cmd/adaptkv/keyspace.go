@@ -330,6 +330,6 @@ func (a *app) keyspaceCommand() *cobra.Command {
 		},
 	}
 
-	cmd.AddCommand(create, alter, describe, list)
+	cmd.AddCommand(create, alter, describe, list, a.repairCommand())
 	return cmd
 }
