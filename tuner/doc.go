@@ -18,9 +18,11 @@
 //
 // On every node, for every keyspace, the coordinator feeds a Recorder on
 // the hot path: Read and Write with client-visible latencies; Gap with the
-// time since the last acknowledged write of the key a read asks for (the
-// node keeps a bounded map or sketch of last-write times; reads of keys not
-// written recently are not recorded); Key with the key's hash; Leg with each
+// time from the last acknowledged write of the key a read asks for to the
+// read's start (ideally from a bounded map or sketch of last-commit times;
+// adaptkv's node estimates it from the returned version's age, see
+// Observation.Gap; reads of keys not written recently are not recorded);
+// Key with the key's hash; Leg with each
 // replica's W, A, R and S one-way times, or its write and read round trips
 // (LegWriteRTT, LegReadRTT) when one-way times are unknown; Sent and Timeout
 // for every replica request; and Probe for every read whose freshness read
@@ -83,9 +85,16 @@
 //   - Latencies do not depend on the policy. Asking fewer replicas lowers
 //     their load and so their latency; the model does not see that until
 //     the new policy has been observed (the window then shows it).
-//   - When only round trips are measured, each is split half and half
-//     between the two directions (see ReplicaObservation), which assumes
-//     symmetric links and no queueing at the replica.
+//   - When only round trips are measured, a write is taken to reach the
+//     replica at the end of its round trip (Model.WriteLegShare, the bound
+//     an acknowledgement gives) and a read half way (Model.ReadLegShare); see
+//     ReplicaObservation. On symmetric links that overstates staleness about
+//     twofold; the earlier half-and-half split understated it as much when
+//     the delay was on the request path.
+//   - The write→read gap is estimated, not measured per key (see
+//     Observation.Gap): under a partial quorum a stale read's gap looks
+//     longer than it was, so the raw prediction there is low and
+//     calibration must make up the difference.
 //   - Staleness is relative to the latest write that completed before the
 //     read began; concurrent writes and last-writer-wins ties under clock
 //     skew are out of scope (the measured rate includes them, which is one
@@ -102,13 +111,22 @@
 // # Calibration
 //
 // Each keyspace's State carries a Calibration: one factor, learnt online,
-// that multiplies the model's stale-read predictions. After each interval
-// under a partial quorum with enough probed reads, the log of the ratio of
-// measured to predicted stale reads (each padded with a pseudo-count) is
-// folded into an exponentially weighted mean and clamped to
-// [1/MaxFactor, MaxFactor]. The model thus learns the cluster it runs on
+// that multiplies the model's stale-read predictions. The probed and stale
+// reads of the intervals under one partial quorum, and the stale reads the
+// model expected of them, accumulate until MinProbes reads were probed;
+// then the log of the ratio of measured to expected stale reads (each
+// padded with a pseudo-count) is folded into an exponentially weighted mean
+// and clamped to [1/MaxFactor, MaxFactor]. When the policy changes first
+// (a step back), evidence with at least MinStale stale reads is folded and
+// weaker evidence dropped. The model thus learns the cluster it runs on
 // without ever being able to call an overlapping quorum stale. See
 // Calibration for the formula and why it is in log space.
+//
+// A LatencyCalibration likewise learns, from the p99s the coordinators
+// measure under the policy in force, an offset added to every candidate's
+// predicted read and write p99 (the coordinator's own work, which the
+// replica round trips leave out). It makes the latency targets and the
+// predicted-against-observed figures honest; costs use the raw p99s.
 //
 // # The policy
 //
@@ -125,7 +143,12 @@
 // to safety ignore both and happen at once: when probes measure a stale-read
 // rate above the goal under a partial quorum (step back to the cheapest
 // overlapping quorum at the same N), when the policy in force is predicted
-// to miss the goal, and when it falls outside the goal's bounds.
+// to miss the goal, and when it falls outside the goal's bounds. A step
+// back also starts a Backoff: partial quorums as weak as the one left are
+// not eligible for Model.BackoffBase, doubling with each step back in a row
+// up to Model.BackoffMax, so that a model that under-predicts a partial
+// quorum does not walk back into it every time dwell has passed; decisions
+// held back by it give ReasonBackoff and say until when.
 //
 // Plan turns a change into safe steps (DESIGN.md, "Cluster metadata and
 // configuration changes"): N grows first, streaming before the new replicas

@@ -33,7 +33,11 @@ type Observation struct {
 	WriteLatency Hist `json:"write_latency"`
 
 	// Gap holds, for reads of a key that had been written, the time from the
-	// acknowledgement of that write to the read's arrival at a coordinator.
+	// acknowledgement (commit) of that write to the read's arrival at a
+	// coordinator. adaptkv's node estimates it from the age of the version
+	// a read returned, less the read's latency and the coordinator's median
+	// write latency; a stale read returns an older version, so under a
+	// partial quorum it under-counts short gaps, which calibration absorbs.
 	// Ideally every such read is recorded (the age of the latest write);
 	// recording only the first read after each write is a conservative
 	// proxy when the rest come later. Reads with no recent write are not
@@ -69,10 +73,12 @@ type Observation struct {
 // One-way times need synchronised clocks or replica-side timestamps. When
 // only round trips are measured, record them in WriteRTT and ReadRTT and
 // leave W, A, R and S empty: the model then splits each sampled round trip
-// half and half (W = A = RTT/2, R = S = RTT/2). That assumes symmetric links
-// and no queueing at the replica, which overstates W (and so staleness) when
-// most of the round trip is spent in the replica's write, and understates it
-// when a replica's inbound queue is long.
+// at Model.WriteLegShare and Model.ReadLegShare (by default W = RTT, A = 0,
+// R = S = RTT/2). W = RTT is the latest a replica can hold a write it
+// acknowledged, so it overstates staleness on symmetric links (about
+// twofold) and is exact when the delay is all on the request path, as in
+// the tuner experiment; the symmetric read split understates staleness when
+// a replica's inbound queue is long.
 type ReplicaObservation struct {
 	// ID names the node.
 	ID string `json:"id"`
