@@ -267,9 +267,10 @@ func (r RepairReport) toPB() *kvpb.RepairKeyspaceResponse {
 
 // RepairKeyspace runs an anti-entropy pass over keyspace name on every
 // alive node and waits for it: see the comment at the top of this file for
-// what it guarantees. progress, when not nil, is called (never
-// concurrently, and it must not block for long) once as the pass starts,
-// whenever a node reports progress, and as each node completes.
+// what it guarantees. progress, when not nil, is called on the caller's
+// goroutine (so never concurrently; it must not block for long) once as the
+// pass starts, whenever a node reports progress, and as each node
+// completes.
 //
 // It fails with a gRPC status: InvalidArgument for a bad name or options,
 // NotFound for an unknown keyspace, Unavailable with reason
@@ -277,9 +278,14 @@ func (r RepairReport) toPB() *kvpb.RepairKeyspaceResponse {
 // node could not complete its part, and Canceled or DeadlineExceeded when
 // ctx ends. Only a nil error means the pass covered every node.
 //
-// The tuner calls it before lowering a quorum under a quorum floor
-// (tuner.Step.RequiresRepair), and with ReplicationFactor set to the new N
-// before growing N (RequiresStreaming).
+// The pass covers what the replicas held when it started. Writes that
+// begin later go where the configuration in force sends them, so a caller
+// that needs every write on every replica makes new writes safe first and
+// then runs the pass: before lowering a quorum under a quorum floor
+// (tuner.Step.RequiresRepair), run it once the joint step is applied on
+// every live node; before N grows (RequiresStreaming), run it with
+// ReplicationFactor set to the new N once writes reach the new replicas,
+// and count those in read quorums only after it returned nil.
 func (n *Node) RepairKeyspace(ctx context.Context, name string, opts RepairOptions, progress func(RepairReport)) (RepairReport, error) {
 	start := time.Now()
 	if err := validKeyspaceName(name); err != nil {
@@ -506,6 +512,10 @@ func (n *Node) repairLocal(ctx context.Context, name string, epoch uint64, opts 
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
 		return RepairStats{}, err
+	}
+	if !n.joined.Load() {
+		// Its ring may lack members: it would push to the wrong replicas.
+		return RepairStats{}, fmt.Errorf("node %s has not joined the cluster yet", n.cfg.ID)
 	}
 	if err := n.waitEpoch(ctx, epoch); err != nil {
 		return RepairStats{}, err
