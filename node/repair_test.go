@@ -398,50 +398,55 @@ func TestRepairCancelled(t *testing.T) {
 	}
 }
 
-// BenchmarkRepair measures one pass over 3 nodes (N=3, in memory) holding
-// 10,000 keys of 100-byte values, after one replica missed 1,000
-// overwrites: with digests first (the default), and pushing every record.
+// BenchmarkRepair measures one pass over 3 nodes (N=3, in memory or on
+// pebble) holding 10,000 keys of 100-byte values, after one replica missed
+// 1,000 overwrites: with digests first (the default), and pushing every
+// record.
 //
 //	go test -run XXX -bench Repair -benchtime 5x ./node/
 func BenchmarkRepair(b *testing.B) {
 	const keys, behind = 10000, 1000
-	for _, mode := range []struct {
-		name string
-		opts node.RepairOptions
-	}{{"digest", node.RepairOptions{}}, {"push-all", node.RepairOptions{PushAll: true}}} {
-		b.Run(mode.name, func(b *testing.B) {
-			c := clustertest.New(b, 3, func(o *clustertest.Options) {
-				o.InMemory = true
-				o.Configure = func(i int, cfg *node.Config) { cfg.UnsafeTestHooks = true }
-			})
-			ctx := context.Background()
-			kv := c.Client(b)
-			val := make([]byte, 100)
-			write := func(from, to int) {
-				for i := from; i < to; i++ {
-					if _, err := kv.Put(ctx, []byte(fmt.Sprintf("key%05d", i)), val, client.WithConsistency(client.All)); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			write(0, keys)
-			var pushed, digests uint64
-			b.ResetTimer()
-			for range b.N {
-				b.StopTimer()
-				dropWrites(b, c, 2, true)
-				write(0, behind)
-				dropWrites(b, c, 2, false)
-				b.StartTimer()
-				rep, err := c.Node(0).RepairKeyspace(ctx, node.DefaultKeyspace, mode.opts, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				pushed += rep.Stats.RecordsPushed
-				digests += rep.Stats.DigestsSent
-			}
-			b.ReportMetric(float64(pushed)/float64(b.N), "pushed/op")
-			b.ReportMetric(float64(digests)/float64(b.N), "digests/op")
-		})
+	for _, engine := range []string{"memory", "pebble"} {
+		for _, mode := range []struct {
+			name string
+			opts node.RepairOptions
+		}{{"digest", node.RepairOptions{}}, {"push-all", node.RepairOptions{PushAll: true}}} {
+			b.Run(engine+"/"+mode.name, func(b *testing.B) { benchmarkRepair(b, engine == "memory", mode.opts, keys, behind) })
+		}
 	}
+}
+
+func benchmarkRepair(b *testing.B, inMemory bool, opts node.RepairOptions, keys, behind int) {
+	c := clustertest.New(b, 3, func(o *clustertest.Options) {
+		o.InMemory = inMemory
+		o.Configure = func(i int, cfg *node.Config) { cfg.UnsafeTestHooks = true }
+	})
+	ctx := context.Background()
+	kv := c.Client(b)
+	val := make([]byte, 100)
+	write := func(from, to int) {
+		for i := from; i < to; i++ {
+			if _, err := kv.Put(ctx, []byte(fmt.Sprintf("key%05d", i)), val, client.WithConsistency(client.All)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	write(0, keys)
+	var pushed, digests uint64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		dropWrites(b, c, 2, true)
+		write(0, behind)
+		dropWrites(b, c, 2, false)
+		b.StartTimer()
+		rep, err := c.Node(0).RepairKeyspace(ctx, node.DefaultKeyspace, opts, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pushed += rep.Stats.RecordsPushed
+		digests += rep.Stats.DigestsSent
+	}
+	b.ReportMetric(float64(pushed)/float64(b.N), "pushed/op")
+	b.ReportMetric(float64(digests)/float64(b.N), "digests/op")
 }
