@@ -440,6 +440,18 @@ func errText(err error) string {
 	return err.Error()
 }
 
+// textError wraps an error, for errors.Is and errors.As, while its message
+// uses the wrapped error's errText.
+type textError struct {
+	prefix string
+	err    error
+}
+
+func (e *textError) Error() string { return e.prefix + ": " + errText(e.err) }
+func (e *textError) Unwrap() error { return e.err }
+
+func wrapText(prefix string, err error) error { return &textError{prefix: prefix, err: err} }
+
 func plural(n int, one, many string) string {
 	if n == 1 {
 		return one
@@ -663,7 +675,7 @@ func (n *Node) repairTarget(ctx context.Context, ks replication.KeyspaceConfig, 
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("compare with replica %s: %w", b.Target, err)
+			return wrapText(fmt.Sprintf("compare with replica %s", b.Target), err)
 		}
 		if k := resp.GetKnownEpoch(); k > 0 {
 			return &replication.EpochError{Keyspace: ks.Name, Requested: ks.Epoch, Known: k}
@@ -691,7 +703,7 @@ func (n *Node) repairTarget(ctx context.Context, ks replication.KeyspaceConfig, 
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("write to replica %s: %w", b.Target, err)
+			return wrapText(fmt.Sprintf("write to replica %s", b.Target), err)
 		}
 		if len(resp.GetResults()) != len(chunk) {
 			return fmt.Errorf("replica %s answered %d results for %d records", b.Target, len(resp.GetResults()), len(chunk))

@@ -344,6 +344,7 @@ func TestRepairFailsWhenNodeUnreachable(t *testing.T) {
 	if status.Code(err) != codes.Unavailable || reasonOf(err) != node.ReasonRepairIncomplete || !strings.Contains(status.Convert(err).Message(), down) {
 		t.Fatalf("repair with %s stopped: %v; want Unavailable, %s, naming %s", down, err, node.ReasonRepairIncomplete, down)
 	}
+	t.Logf("with %s just stopped: %v", down, err)
 	// Over gRPC the caller sees the same refusal.
 	_, err = repairOverGRPC(ctx, adminFor(t, c.Node(1).Addrs().GRPC), "gone", nil)
 	if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), down) {
