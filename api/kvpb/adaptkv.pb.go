@@ -2156,7 +2156,7 @@ type RepairStats struct {
 	DigestsSent       uint64                 `protobuf:"varint,3,opt,name=digests_sent,json=digestsSent,proto3" json:"digests_sent,omitempty"`                   // (key, version) pairs compared with another replica
 	RecordsPushed     uint64                 `protobuf:"varint,4,opt,name=records_pushed,json=recordsPushed,proto3" json:"records_pushed,omitempty"`             // records written to a replica that lacked them
 	BytesPushed       uint64                 `protobuf:"varint,5,opt,name=bytes_pushed,json=bytesPushed,proto3" json:"bytes_pushed,omitempty"`                   // keys and values of the pushed records
-	RepairedNodes     []string               `protobuf:"bytes,6,rep,name=repaired_nodes,json=repairedNodes,proto3" json:"repaired_nodes,omitempty"`              // replicas that lacked at least one record, sorted
+	RepairedNodes     []string               `protobuf:"bytes,6,rep,name=repaired_nodes,json=repairedNodes,proto3" json:"repaired_nodes,omitempty"`              // replicas sent at least one record (that they lacked, unless push_all), sorted
 	ElapsedMs         uint64                 `protobuf:"varint,7,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
