@@ -97,34 +97,34 @@ func TestNextBackoff(t *testing.T) {
 	p11 := Policy{N: 3, R: 1, W: 1, Read: ReadNearest}
 	p12 := Policy{N: 3, R: 1, W: 2, Read: ReadNearest}
 	p21 := Policy{N: 3, R: 2, W: 1, Read: ReadNearest}
-	b := m.nextBackoff(Backoff{}, p11, t0)
+	b := m.nextBackoff(Backoff{}, p11, t0, ReasonStepBack)
 	if b.Count != 1 || b.Until.Sub(t0) != m.Dwell || b.From != p11 {
 		t.Errorf("first backoff %+v; want count 1 for dwell (%v), the base being shorter", b, m.Dwell)
 	}
 	at := b.Until.Add(time.Minute)
-	b = m.nextBackoff(b, p12, at)
+	b = m.nextBackoff(b, p12, at, ReasonStepBack)
 	if b.Count != 2 || b.Until.Sub(at) != 2*time.Minute || b.From != p12 {
 		t.Errorf("second backoff %+v; want count 2 for 2 min from R=1 W=2", b)
 	}
 	at = b.Until.Add(3 * time.Minute)
-	b = m.nextBackoff(b, p21, at)
+	b = m.nextBackoff(b, p21, at, ReasonStepBack)
 	if want := (Policy{N: 3, R: 2, W: 2, Read: ReadNearest}); b.Count != 3 || b.Until.Sub(at) != 4*time.Minute || b.From != want {
 		t.Errorf("third backoff %+v; want count 3 for 4 min from %v", b, want)
 	}
 	for range 10 {
 		at = b.Until
-		b = m.nextBackoff(b, p11, at)
+		b = m.nextBackoff(b, p11, at, ReasonStepBack)
 	}
 	if b.Until.Sub(at) != m.BackoffMax {
 		t.Errorf("after 13 step backs the wait is %v; want the maximum %v", b.Until.Sub(at), m.BackoffMax)
 	}
 	late := b.Until.Add(m.BackoffMax + time.Second)
-	if b = m.nextBackoff(b, p11, late); b.Count != 1 || b.From != p11 {
+	if b = m.nextBackoff(b, p11, late, ReasonStepBack); b.Count != 1 || b.From != p11 {
 		t.Errorf("backoff after a quiet spell: %+v; want count 1 from R=1 W=1", b)
 	}
 	off := m
 	off.BackoffBase = 0
-	if b := off.nextBackoff(Backoff{}, p11, t0); b != (Backoff{}) {
+	if b := off.nextBackoff(Backoff{}, p11, t0, ReasonStepBack); b != (Backoff{}) {
 		t.Errorf("backoff with BackoffBase 0: %+v; want none", b)
 	}
 }
@@ -153,5 +153,30 @@ func TestBackoffBlocks(t *testing.T) {
 	}
 	if (Backoff{}).Blocks(Policy{N: 3, R: 1, W: 1}, t0) {
 		t.Errorf("the zero Backoff blocks")
+	}
+}
+
+// TestPredictedStaleBacksOff: leaving a partial quorum because it is now
+// predicted to miss the goal starts a backoff as a step back does, so a
+// prediction hovering about the goal does not cycle the policy; the held
+// decision says which cause it was.
+func TestPredictedStaleBacksOff(t *testing.T) {
+	m := decideModel()
+	m.Dwell = 5 * time.Second
+	nearest := Policy{N: 3, R: 1, W: 2, Read: ReadNearest}
+	// Reads follow writes within a fraction of a millisecond.
+	obs := synth(nil, synthSpec{start: t0, replicas: jittery(), reads: 60_000, writes: 40_000, gap: lat(0, 0.2), atRisk: 0.6, samples: 2000, policy: nearest})
+	s, d := Decide(m, State{Policy: nearest, LastChange: t0.Add(-time.Minute)}, window(obs), DefaultGoal(), obs.End)
+	if d.Reason != ReasonPredictedStale || s.Backoff.Count != 1 || s.Backoff.Cause != ReasonPredictedStale || s.Backoff.From != nearest {
+		t.Fatalf("%s to %v with backoff %+v; want a predicted_stale move starting a backoff from %v", d.Reason, d.To, s.Backoff, nearest)
+	}
+	// Twenty seconds later reads come long after writes: R=1 W=2 is
+	// predicted fresh again, dwell has passed, but the backoff holds it.
+	spec := readHeavySpec()
+	spec.start, spec.policy = obs.End.Add(10*time.Second), s.Policy
+	later := synth(nil, spec)
+	_, d = Decide(m, s, window(later), DefaultGoal(), later.End)
+	if d.Reason != ReasonBackoff || !strings.Contains(d.Explanation, "left R=1 W=2") || !strings.Contains(d.Explanation, "predicted to return too many stale reads") {
+		t.Errorf("%s: %s\nwant a backoff decision naming the predicted staleness", d.Reason, d.Explanation)
 	}
 }

@@ -35,8 +35,10 @@ type State struct {
 	Backoff Backoff `json:"backoff"`
 }
 
-// Backoff is the tuner's hysteresis after a step back caused by measured
-// staleness. Until Until, no partial quorum as weak as From (the same N, R
+// Backoff is the tuner's hysteresis after it leaves a partial quorum for
+// staleness: a step back (measured stale reads above the goal) or a forced
+// move (the partial quorum in force now predicted to miss the goal). Until
+// Until, no partial quorum as weak as From (the same N, R
 // ≤ From.R and W ≤ From.W) is eligible, so the tuner does not walk back
 // into the configuration that just returned stale reads, nor into a weaker
 // one, however cheap the model predicts them. Each wait doubles the last,
@@ -52,6 +54,10 @@ type State struct {
 // quorum predicts it the same way again: with a 5 s dwell the first
 // experiment retried R=1 W=1 every 20–50 s, each retry returning stale
 // reads, and the steady stale rate broke the goal (0.132% against 0.1%).
+// Why forced moves too? A prediction that hovers about the goal otherwise
+// cycles the same way: in a short run of the experiment with a 5 s dwell
+// the tuner went R=1 W=2 → R=1 W=1 → (predicted stale) R=1 W=2 four times
+// in one minute, and three reads came back stale.
 type Backoff struct {
 	// From is the partial quorum stepped back from.
 	From Policy `json:"from"`
@@ -61,6 +67,9 @@ type Backoff struct {
 	Until time.Time `json:"until"`
 	// Count is the step backs in a row (0: no backoff ever).
 	Count int `json:"count"`
+	// Cause is the reason of the last move away: ReasonStepBack or
+	// ReasonPredictedStale.
+	Cause Reason `json:"cause"`
 }
 
 // Blocks reports whether the backoff holds p back at now.
@@ -72,8 +81,8 @@ func (b Backoff) Blocks(p Policy, now time.Time) bool {
 // Active reports whether the backoff holds anything back at now.
 func (b Backoff) Active(now time.Time) bool { return b.Count > 0 && now.Before(b.Until) }
 
-// nextBackoff is the backoff after a step back from `from` at now.
-func (m Model) nextBackoff(prev Backoff, from Policy, now time.Time) Backoff {
+// nextBackoff is the backoff after leaving `from` at now, for cause.
+func (m Model) nextBackoff(prev Backoff, from Policy, now time.Time, cause Reason) Backoff {
 	if m.BackoffBase <= 0 {
 		return Backoff{}
 	}
@@ -92,7 +101,7 @@ func (m Model) nextBackoff(prev Backoff, from Policy, now time.Time) Backoff {
 		d *= 2
 	}
 	d = max(min(d, m.BackoffMax), m.Dwell)
-	return Backoff{From: from, At: now, Until: now.Add(d), Count: count}
+	return Backoff{From: from, At: now, Until: now.Add(d), Count: count, Cause: cause}
 }
 
 // NewState returns the state of a keyspace that starts with policy p.
@@ -319,7 +328,8 @@ func (d *Decision) Observe(obs Observation) {
 //     Backoff for partial quorums as weak as the one left.
 //  4. Move at once, likewise, when the policy in force is outside the
 //     goal's bounds, or is now predicted to miss the stale-read goal: to the
-//     cheapest eligible candidate, at the same N when there is one.
+//     cheapest eligible candidate, at the same N when there is one; leaving
+//     a partial quorum predicted stale starts or extends a Backoff too.
 //  5. Otherwise take the cheapest eligible candidate (preferring those that
 //     meet the latency targets), but only if the last change is at least
 //     Model.Dwell old and the candidate costs at most (1 − Model.MinGain)
@@ -404,7 +414,7 @@ func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision
 			if s.Backoff.Blocks(c.Policy, now) {
 				c.BackedOff = true
 				if c.Rejected == "" {
-					c.Rejected = fmt.Sprintf("backed off until %s after the step back from %v", clock(s.Backoff.Until), s.Backoff.From)
+					c.Rejected = fmt.Sprintf("backed off until %s after leaving %v", clock(s.Backoff.Until), s.Backoff.From)
 				}
 			}
 		}
@@ -432,8 +442,8 @@ func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision
 		out := s
 		out.PredictedFor, out.PredictedRawStale = c.Policy, c.RawStaleProb
 		out.PredictedReadP99, out.PredictedWriteP99 = c.RawReadP99, c.RawWriteP99
-		if r == ReasonStepBack {
-			out.Backoff = m.nextBackoff(s.Backoff, s.Policy, now)
+		if r == ReasonStepBack || (r == ReasonPredictedStale && !s.Policy.Overlapping()) {
+			out.Backoff = m.nextBackoff(s.Backoff, s.Policy, now, r)
 			b := out.Backoff
 			d.Backoff = &b
 		}

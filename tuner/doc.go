@@ -144,7 +144,8 @@
 // rate above the goal under a partial quorum (step back to the cheapest
 // overlapping quorum at the same N), when the policy in force is predicted
 // to miss the goal, and when it falls outside the goal's bounds. A step
-// back also starts a Backoff: partial quorums as weak as the one left are
+// back, or a forced move away from a partial quorum predicted to miss the
+// goal, also starts a Backoff: partial quorums as weak as the one left are
 // not eligible for Model.BackoffBase, doubling with each step back in a row
 // up to Model.BackoffMax, so that a model that under-predicts a partial
 // quorum does not walk back into it every time dwell has passed; decisions

@@ -128,10 +128,7 @@ func explain(d *Decision, m Model) string {
 		fmt.Fprintf(&b, "Stepped %s back from %v to %s at once, ignoring dwell: measured stale reads %s (%d of %d probed) exceed the %s",
 			ks, d.From, change(d.From, d.To, ch), pct(d.Inputs.StaleRate), d.Inputs.Stale, d.Inputs.Probed, goal)
 		fmt.Fprintf(&b, "; predicted stale reads now %s (R+W>N), %s.", pct(ch.StaleProb), deltas(cur, ch))
-		if bo := d.Backoff; bo != nil && bo.Count > 0 {
-			fmt.Fprintf(&b, " Partial quorums as weak as R=%d W=%d will not be tried again for %s (until %s; the %s step back in a row, each doubling the wait up to %s).",
-				bo.From.R, bo.From.W, dur(bo.Until.Sub(d.At)), clock(bo.Until), ordinal(bo.Count), dur(m.BackoffMax))
-		}
+		backoffSentence(&b, d, m)
 	case ReasonPredictedStale:
 		fmt.Fprintf(&b, "Moved %s from %v to %s at once: the current configuration is now predicted to return stale reads %s of the time (%s)",
 			ks, d.From, change(d.From, d.To, ch), pct(cur.StaleProb), goal)
@@ -139,6 +136,7 @@ func explain(d *Decision, m Model) string {
 			fmt.Fprintf(&b, ", as %s", why)
 		}
 		fmt.Fprintf(&b, "; predicted stale reads %s, %s.", pct(ch.StaleProb), deltas(cur, ch))
+		backoffSentence(&b, d, m)
 	case ReasonOutOfBounds:
 		fmt.Fprintf(&b, "Moved %s from %v to %s at once: the current configuration is outside the goal (N %d–%d, W ≥ %d, floor %v); predicted stale reads %s (%s), %s.",
 			ks, d.From, change(d.From, d.To, ch), d.Goal.MinRF, d.Goal.MaxRF, d.Goal.minW(), d.Goal.Floor, pct(ch.StaleProb), goal, deltas(cur, ch))
@@ -170,13 +168,28 @@ func explain(d *Decision, m Model) string {
 	return b.String()
 }
 
+// backoffSentence appends, to the explanation of a move away from a
+// partial quorum, the backoff the move started.
+func backoffSentence(b *strings.Builder, d *Decision, m Model) {
+	bo := d.Backoff
+	if bo == nil || bo.Count == 0 || !bo.At.Equal(d.At) {
+		return
+	}
+	fmt.Fprintf(b, " Partial quorums as weak as R=%d W=%d will not be tried again for %s (until %s; the %s move away in a row, each doubling the wait up to %s).",
+		bo.From.R, bo.From.W, dur(bo.Until.Sub(d.At)), clock(bo.Until), ordinal(bo.Count), dur(m.BackoffMax))
+}
+
 // backoffClause says why a backoff holds partial quorums back, for a
 // sentence that names the held-back candidate before it.
 func backoffClause(bo *Backoff, at time.Time) string {
 	if bo == nil {
-		return "a recent step back holds it back"
+		return "a recent move away from a weaker configuration holds it back"
 	}
-	return fmt.Sprintf("the keyspace stepped back from R=%d W=%d %s ago after measuring stale reads, so partial quorums as weak as that are not tried again for another %s (until %s; the %s step back in a row)",
+	why := "stepped back from R=%d W=%d %s ago after measuring stale reads"
+	if bo.Cause == ReasonPredictedStale {
+		why = "left R=%d W=%d %s ago when it was predicted to return too many stale reads"
+	}
+	return fmt.Sprintf("the keyspace "+why+", so partial quorums as weak as that are not tried again for another %s (until %s; the %s move away in a row)",
 		bo.From.R, bo.From.W, dur(at.Sub(bo.At)), dur(bo.Until.Sub(at)), clock(bo.Until), ordinal(bo.Count))
 }
 
@@ -361,8 +374,8 @@ func FormatDecision(d Decision, maxCandidates int) string {
 			e.Policy, e.Stale, e.Probed, num(e.Expected), e.Intervals)
 	}
 	if bo := d.Backoff; bo != nil && bo.Count > 0 {
-		fmt.Fprintf(&b, "  backoff: partial quorums as weak as R=%d W=%d held back until %s (stepped back at %s, %d in a row)\n",
-			bo.From.R, bo.From.W, bo.Until.UTC().Format(time.RFC3339), bo.At.UTC().Format(time.RFC3339), bo.Count)
+		fmt.Fprintf(&b, "  backoff: partial quorums as weak as R=%d W=%d held back until %s (left at %s, %s, %d in a row)\n",
+			bo.From.R, bo.From.W, bo.Until.UTC().Format(time.RFC3339), bo.At.UTC().Format(time.RFC3339), bo.Cause, bo.Count)
 	}
 	in := &d.Inputs
 	fmt.Fprintf(&b, "  goal: stale reads ≤ %s, floor %v, N %d–%d, W ≥ %d", pct(d.Goal.MaxStale), d.Goal.Floor, d.Goal.MinRF, d.Goal.MaxRF, d.Goal.minW())
