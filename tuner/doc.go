@@ -85,12 +85,10 @@
 //   - Latencies do not depend on the policy. Asking fewer replicas lowers
 //     their load and so their latency; the model does not see that until
 //     the new policy has been observed (the window then shows it).
-//   - When only round trips are measured, a write is taken to reach the
-//     replica at the end of its round trip (Model.WriteLegShare, the bound
-//     an acknowledgement gives) and a read half way (Model.ReadLegShare); see
-//     ReplicaObservation. On symmetric links that overstates staleness about
-//     twofold; the earlier half-and-half split understated it as much when
-//     the delay was on the request path.
+//   - When only round trips are measured, each is split between the two
+//     directions at Model.WriteLegShare and Model.ReadLegShare (half and
+//     half by default; see ReplicaObservation), which assumes symmetric
+//     links and no queueing at the replica.
 //   - The write→read gap is estimated, not measured per key (see
 //     Observation.Gap): under a partial quorum a stale read's gap looks
 //     longer than it was, so the raw prediction there is low and

@@ -73,12 +73,11 @@ type Observation struct {
 // One-way times need synchronised clocks or replica-side timestamps. When
 // only round trips are measured, record them in WriteRTT and ReadRTT and
 // leave W, A, R and S empty: the model then splits each sampled round trip
-// at Model.WriteLegShare and Model.ReadLegShare (by default W = RTT, A = 0,
-// R = S = RTT/2). W = RTT is the latest a replica can hold a write it
-// acknowledged, so it overstates staleness on symmetric links (about
-// twofold) and is exact when the delay is all on the request path, as in
-// the tuner experiment; the symmetric read split understates staleness when
-// a replica's inbound queue is long.
+// at Model.WriteLegShare and Model.ReadLegShare (by default half and half:
+// W = A = RTT/2, R = S = RTT/2). That assumes symmetric links and no
+// queueing at the replica, which understates W (and so staleness) when the
+// delay is on the request path, and overstates it when a replica is slow to
+// answer.
 type ReplicaObservation struct {
 	// ID names the node.
 	ID string `json:"id"`
