@@ -164,6 +164,8 @@ func RenderMarkdown(res *Result) string {
 			if pr.Decisions > 0 {
 				w(" Tuner: configuration in force %s; predicted stale reads %s (mean of %d decisions) against measured %s: **%s**; the tuner's own probes measured %s.",
 					strings.Join(pr.InForce, " → "), pct(pr.Predicted), pr.Decisions, pct(pr.Measured), agreeStr(pr.Agree), pct(pr.TunerStaleRate))
+				w(" Predicted read p99 %s and write p99 %s (mean; they include the tuner's latency calibration, %s and %s at the span's end, and its stale-read factor was ×%.2f) against the adaptive arm's measured %s and %s (the bench's figures include the client's hop).",
+					msStr(pr.ReadP99Ms), msStr(pr.WriteP99Ms), signedMs(pr.ReadOffsetMs), signedMs(pr.WriteOffsetMs), pr.Calibration, msStr(ad.ReadP99Ms), msStr(ad.WriteP99Ms))
 			} else {
 				w(" Tuner: no decisions after its first %v in this span, so no prediction to compare.", TunerWarm)
 			}
@@ -330,4 +332,12 @@ func writeSummary(out io.Writer, res *Result) {
 		fmt.Fprintf(out, "%-13s %-6s %s\n", v.Phase, v.Basis, line)
 	}
 	fmt.Fprintf(out, "overall: whole phases %s, steady parts %s\n", passStr(res.PassWhole), passStr(res.PassSteady))
+}
+
+// signedMs renders a latency offset with its sign.
+func signedMs(v float64) string {
+	if v < 0 {
+		return "−" + msStr(-v)
+	}
+	return "+" + msStr(v)
 }

@@ -29,7 +29,8 @@ func sampleResult() *Result {
 			{Arm: ArmQuorum, Whole: fig(22, 0), Steady: fig(22, 0)},
 			{Arm: ArmAdaptive, Whole: fig(4, 0.0005), Steady: fig(1.1, 0)},
 		}
-		pr.PredictionSteady = Prediction{Decisions: 120, Predicted: 0, Measured: 0, Agree: true, InForce: []string{"R=1 W=3 nearest"}, OnePredicted: 0.004, OneMeasured: 0.008, OneAgree: true}
+		pr.PredictionSteady = Prediction{Decisions: 120, Predicted: 0, Measured: 0, Agree: true, InForce: []string{"R=1 W=3 nearest"}, OnePredicted: 0.004, OneMeasured: 0.008, OneAgree: true,
+			ReadP99Ms: 0.6, WriteP99Ms: 24, Calibration: 1.5, ReadOffsetMs: 0.25, WriteOffsetMs: -1.2}
 		pr.WhatIf = []WhatIfCandidate{{Policy: "R=1 W=3 nearest", Overlapping: true, ReadP99Ms: 1, WriteP99Ms: 21, Cost: 3, Eligible: true}}
 		res.Phases = append(res.Phases, pr)
 		one, quo, ad := pr.arm(ArmOne), pr.arm(ArmQuorum), pr.arm(ArmAdaptive)
@@ -65,6 +66,7 @@ func TestRenderMarkdown(t *testing.T) {
 		"Read p99 ratios: adaptive/one **1.10**, adaptive/quorum **0.05**.",
 		"predicted stale reads 0% (mean of 120 decisions) against measured 0%: **agree**",
 		"the what-if prediction for R=1 W=1 at the phase's end is 0.400%, arm one measured 0.800%: agree",
+		"Predicted read p99 0.60 ms and write p99 24.0 ms (mean; they include the tuner's latency calibration, +0.25 ms and −1.20 ms at the span's end, and its stale-read factor was ×1.50) against the adaptive arm's measured 1.10 ms and 25.0 ms",
 		"- FAIL — adaptive read p99 ≤ 1.2× one: 4.00 ms / 1.00 ms = 4.00",
 		"| -50.0 | warm-up | R=2 W=2 | R=1 W=3 nearest | cheaper | 0% | 0% (0 of 0) | 0% | Moved arm_adaptive \\| to R=1 W=3 |",
 	} {

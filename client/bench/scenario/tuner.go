@@ -50,16 +50,20 @@ type rawCandidate struct {
 }
 
 type rawDecision struct {
-	At          time.Time     `json:"at"`
-	From        rawPolicy     `json:"from"`
-	To          rawPolicy     `json:"to"`
-	Changed     bool          `json:"changed"`
-	Reason      string        `json:"reason"`
-	Explanation string        `json:"explanation"`
-	Calibration float64       `json:"calibration"`
-	Current     *rawCandidate `json:"current"`
-	Chosen      *rawCandidate `json:"chosen"`
-	Inputs      struct {
+	At          time.Time `json:"at"`
+	From        rawPolicy `json:"from"`
+	To          rawPolicy `json:"to"`
+	Changed     bool      `json:"changed"`
+	Reason      string    `json:"reason"`
+	Explanation string    `json:"explanation"`
+	Calibration float64   `json:"calibration"`
+	Latency     struct {
+		ReadOffset  int64 `json:"read_offset_ns"`
+		WriteOffset int64 `json:"write_offset_ns"`
+	} `json:"latency_calibration"`
+	Current *rawCandidate `json:"current"`
+	Chosen  *rawCandidate `json:"chosen"`
+	Inputs  struct {
 		Reads     uint64  `json:"reads"`
 		Writes    uint64  `json:"writes"`
 		AtRisk    float64 `json:"at_risk"`
@@ -96,8 +100,12 @@ type Decision struct {
 	PredictedRawStale  float64 `json:"predicted_raw_stale"`
 	PredictedReadP99Ms float64 `json:"predicted_read_p99_ms"`
 	PredictedWriteP99M float64 `json:"predicted_write_p99_ms"`
-	// Calibration is the factor applied to the raw prediction.
-	Calibration float64 `json:"calibration"`
+	// Calibration is the factor applied to the raw prediction, and
+	// ReadOffsetMs and WriteOffsetMs the latency calibration's offsets,
+	// already in the predicted p99s.
+	Calibration   float64 `json:"calibration"`
+	ReadOffsetMs  float64 `json:"read_offset_ms"`
+	WriteOffsetMs float64 `json:"write_offset_ms"`
 	// TunerProbed, TunerStale and TunerStaleRate are the staleness the
 	// tuner measured itself (read-repair probes) over its window.
 	TunerProbed    uint64  `json:"tuner_probed"`
@@ -127,6 +135,7 @@ func parseDecision(js string, t0 time.Time) (Decision, error) {
 		At: r.At, OffsetS: r.At.Sub(t0).Seconds(),
 		From: r.From.String(), To: r.To.String(), Changed: r.Changed, Overlapping: r.To.overlapping(),
 		Reason: r.Reason, Explanation: r.Explanation, Calibration: r.Calibration,
+		ReadOffsetMs: float64(r.Latency.ReadOffset) / 1e6, WriteOffsetMs: float64(r.Latency.WriteOffset) / 1e6,
 		TunerProbed: r.Inputs.Probed, TunerStale: r.Inputs.Stale, TunerStaleRate: r.Inputs.StaleRate,
 		AtRisk: r.Inputs.AtRisk, GapP50Ms: float64(r.Inputs.GapP50) / 1e6,
 	}

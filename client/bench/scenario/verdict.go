@@ -61,6 +61,15 @@ type Prediction struct {
 	// TunerStaleRate is the mean stale rate the tuner measured itself
 	// (read-repair probes) over its windows.
 	TunerStaleRate float64 `json:"tuner_stale_rate"`
+	// ReadP99Ms and WriteP99Ms are the decisions' mean predicted p99s for
+	// the configuration in force (calibrated: they include the offsets),
+	// to set beside the adaptive arm's measured ones; Calibration,
+	// ReadOffsetMs and WriteOffsetMs are the last decision's calibration.
+	ReadP99Ms     float64 `json:"predicted_read_p99_ms"`
+	WriteP99Ms    float64 `json:"predicted_write_p99_ms"`
+	Calibration   float64 `json:"calibration"`
+	ReadOffsetMs  float64 `json:"read_offset_ms"`
+	WriteOffsetMs float64 `json:"write_offset_ms"`
 	// OnePredicted is the model's what-if prediction for level one's
 	// configuration at the end of the phase (-1: none), OneMeasured what
 	// arm one measured over the span, and OneAgree judges them: a check of
@@ -92,7 +101,7 @@ func Agree(predicted, measured float64) bool {
 func predictionOver(ds []Decision, from, to, tunerStart time.Time, measured float64) Prediction {
 	p := Prediction{Measured: measured, OnePredicted: -1}
 	warm := tunerStart.Add(TunerWarm)
-	var sum, tsum float64
+	var sum, tsum, rsum, wsum float64
 	for _, d := range ds {
 		if d.At.Before(from) || !d.At.Before(to) || d.At.Before(warm) || d.PredictedStale < 0 {
 			continue
@@ -100,6 +109,9 @@ func predictionOver(ds []Decision, from, to, tunerStart time.Time, measured floa
 		p.Decisions++
 		sum += d.PredictedStale
 		tsum += d.TunerStaleRate
+		rsum += d.PredictedReadP99Ms
+		wsum += d.PredictedWriteP99M
+		p.Calibration, p.ReadOffsetMs, p.WriteOffsetMs = d.Calibration, d.ReadOffsetMs, d.WriteOffsetMs
 		if len(p.InForce) == 0 || p.InForce[len(p.InForce)-1] != d.To {
 			p.InForce = append(p.InForce, d.To)
 		}
@@ -107,6 +119,7 @@ func predictionOver(ds []Decision, from, to, tunerStart time.Time, measured floa
 	if p.Decisions > 0 {
 		p.Predicted = sum / float64(p.Decisions)
 		p.TunerStaleRate = tsum / float64(p.Decisions)
+		p.ReadP99Ms, p.WriteP99Ms = rsum/float64(p.Decisions), wsum/float64(p.Decisions)
 		p.Agree = Agree(p.Predicted, p.Measured)
 	}
 	return p

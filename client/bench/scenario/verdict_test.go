@@ -125,9 +125,9 @@ func TestPredictionOver(t *testing.T) {
 	ds := []Decision{
 		{At: at(30), To: "R=2 W=2", PredictedStale: 0.5},   // tuner not warm yet
 		{At: at(70), To: "R=1 W=3", PredictedStale: 0.002}, // before the span
-		{At: at(100), To: "R=1 W=3", PredictedStale: 0.001, TunerStaleRate: 0.002},
-		{At: at(101), To: "R=1 W=3", PredictedStale: 0.003},
-		{At: at(102), To: "R=2 W=2", PredictedStale: 0},
+		{At: at(100), To: "R=1 W=3", PredictedStale: 0.001, TunerStaleRate: 0.002, PredictedReadP99Ms: 1, PredictedWriteP99M: 30},
+		{At: at(101), To: "R=1 W=3", PredictedStale: 0.003, PredictedReadP99Ms: 2, PredictedWriteP99M: 30},
+		{At: at(102), To: "R=2 W=2", PredictedStale: 0, PredictedReadP99Ms: 21, PredictedWriteP99M: 24, Calibration: 1.5, ReadOffsetMs: 0.3},
 		{At: at(103), To: "R=2 W=2", PredictedStale: -1},  // no prediction
 		{At: at(200), To: "R=2 W=2", PredictedStale: 0.9}, // after the span
 	}
@@ -140,6 +140,9 @@ func TestPredictionOver(t *testing.T) {
 	}
 	if !p.Agree {
 		t.Fatalf("%v and %v should agree", p.Predicted, p.Measured)
+	}
+	if p.ReadP99Ms != 8 || p.WriteP99Ms != 28 || p.Calibration != 1.5 || p.ReadOffsetMs != 0.3 {
+		t.Fatalf("predicted p99s %v/%v ms and calibration ×%v %+v ms; want the means 8/28 ms and the last decision's ×1.5 +0.3 ms", p.ReadP99Ms, p.WriteP99Ms, p.Calibration, p.ReadOffsetMs)
 	}
 	if len(p.InForce) != 2 || p.InForce[0] != "R=1 W=3" || p.InForce[1] != "R=2 W=2" {
 		t.Fatalf("InForce = %q", p.InForce)
