@@ -31,15 +31,16 @@ type State struct {
 	PredictedReadP99  time.Duration      `json:"predicted_read_p99_ns,omitempty"`
 	PredictedWriteP99 time.Duration      `json:"predicted_write_p99_ns,omitempty"`
 	Latency           LatencyCalibration `json:"latency"`
-	// Backoff holds weak partial quorums back after a step back.
+	// Backoff holds weak partial quorums back after a move away from one
+	// for staleness.
 	Backoff Backoff `json:"backoff"`
 }
 
 // Backoff is the tuner's hysteresis after it leaves a partial quorum for
 // staleness: a step back (measured stale reads above the goal) or a forced
 // move (the partial quorum in force now predicted to miss the goal). Until
-// Until, no partial quorum as weak as From (the same N, R
-// ≤ From.R and W ≤ From.W) is eligible, so the tuner does not walk back
+// Until, no partial quorum as weak as From (the same N, R ≤ From.R and
+// W ≤ From.W) is eligible, so the tuner does not walk back
 // into the configuration that just returned stale reads, nor into a weaker
 // one, however cheap the model predicts them. Each wait doubles the last,
 // from Model.BackoffBase up to Model.BackoffMax (and never below
@@ -56,16 +57,17 @@ type State struct {
 // reads, and the steady stale rate broke the goal (0.132% against 0.1%).
 // Why forced moves too? A prediction that hovers about the goal otherwise
 // cycles the same way: in a short run of the experiment with a 5 s dwell
-// the tuner went R=1 W=2 → R=1 W=1 → (predicted stale) R=1 W=2 four times
-// in one minute, and three reads came back stale.
+// the tuner went R=1 W=2 → R=1 W=1 → (predicted stale) R=1 W=2 three times
+// in 25 s, and three reads came back stale.
 type Backoff struct {
-	// From is the partial quorum stepped back from.
+	// From is the partial quorum left (within a run of moves away, the
+	// weakest configuration holding back all of them).
 	From Policy `json:"from"`
 	// At is when, and Until when weak partial quorums become eligible
 	// again.
 	At    time.Time `json:"at"`
 	Until time.Time `json:"until"`
-	// Count is the step backs in a row (0: no backoff ever).
+	// Count is the moves away in a row (0: no backoff ever).
 	Count int `json:"count"`
 	// Cause is the reason of the last move away: ReasonStepBack or
 	// ReasonPredictedStale.
@@ -124,7 +126,8 @@ const (
 	ReasonOutOfBounds Reason = "out_of_bounds"
 	// ReasonBackoff: a cheaper partial quorum is predicted to meet the goal
 	// and dwell and the minimum gain would allow the move, but a recent
-	// step back holds it back (see Backoff).
+	// move away from a partial quorum for staleness holds it back (see
+	// Backoff).
 	ReasonBackoff Reason = "backoff"
 	// ReasonHold: the configuration in force is still the best.
 	ReasonHold Reason = "hold"
@@ -167,8 +170,8 @@ type CandidateReport struct {
 	MeetsStale bool `json:"meets_stale"`
 	// MeetsLatency: the predicted p99s are within the goal's targets.
 	MeetsLatency bool `json:"meets_latency"`
-	// BackedOff: a partial quorum as weak as one recently stepped back
-	// from, held back until the backoff ends (see Backoff).
+	// BackedOff: a partial quorum as weak as one recently left for
+	// staleness, held back until the backoff ends (see Backoff).
 	BackedOff bool `json:"backed_off,omitempty"`
 	// Rejected says why a candidate is not eligible ("" if it is).
 	Rejected string `json:"rejected,omitempty"`
@@ -333,8 +336,8 @@ func (d *Decision) Observe(obs Observation) {
 //  5. Otherwise take the cheapest eligible candidate (preferring those that
 //     meet the latency targets), but only if the last change is at least
 //     Model.Dwell old and the candidate costs at most (1 − Model.MinGain)
-//     times the policy in force. Partial quorums as weak as one stepped
-//     back from are not eligible until the step back's Backoff ends; when
+//     times the policy in force. Partial quorums as weak as one left for
+//     staleness are not eligible until the Backoff ends; when
 //     such a candidate would otherwise have been taken, the decision says
 //     so (ReasonBackoff, or HeldBack beside a cheaper move).
 //
