@@ -238,6 +238,34 @@ func (c *Coordinator) replicaCtx(ctx context.Context) (context.Context, context.
 	return context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ReplicaTimeout)
 }
 
+// fanout is one replica context shared by every replica request of one
+// operation, released when the last of them and the coordinator itself are
+// done with it: one timer per operation instead of one per replica.
+type fanout struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	refs   atomic.Int32
+}
+
+// newFanout returns a fanout holding the coordinator's reference.
+func (c *Coordinator) newFanout(ctx context.Context) *fanout {
+	f := &fanout{}
+	f.ctx, f.cancel = c.replicaCtx(ctx)
+	f.refs.Store(1)
+	return f
+}
+
+// acquire takes a reference for one more replica request; the caller must
+// still hold one, so the count cannot have reached zero.
+func (f *fanout) acquire() { f.refs.Add(1) }
+
+// release drops a reference; the last one cancels the context.
+func (f *fanout) release() {
+	if f.refs.Add(-1) == 0 {
+		f.cancel()
+	}
+}
+
 func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Record, cons Consistency) (Receipt, error) {
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
@@ -255,12 +283,13 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 		}
 		req := &kvpb.ReplicaWriteRequest{Mutations: []*kvpb.Mutation{mut}, From: c.cfg.NodeID}
 		replies := make(chan writeReply, len(p.alive))
+		fan := c.newFanout(ctx)
 		for rank, id := range c.rank(p.alive) {
+			fan.acquire()
 			go func() {
+				defer fan.release()
 				sent := time.Now()
-				rctx, cancel := c.replicaCtx(ctx)
-				defer cancel()
-				resp, err := c.cfg.Transport.Write(rctx, id, req)
+				resp, err := c.cfg.Transport.Write(fan.ctx, id, req)
 				r := toWriteReply(id, resp, err)
 				if o := c.cfg.Observer; o != nil {
 					// A replica that refused a stale epoch answered in time:
@@ -270,6 +299,7 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 				replies <- r
 			}()
 		}
+		fan.release() // every replica write is out
 		tally := quorum.NewTally(p.pol.W, len(p.alive))
 		var newest uint64
 		received := 0
@@ -431,11 +461,13 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 			}
 			replies <- r // never blocks: the channel holds every replica's reply
 		}
+		fan := c.newFanout(ctx)
+		defer fan.release() // no read is sent after Get returns
 		send := func(rank int) {
+			fan.acquire()
 			go func() {
-				rctx, cancel := c.replicaCtx(ctx)
-				defer cancel()
-				readOne(rctx, rank)
+				defer fan.release()
+				readOne(fan.ctx, rank)
 			}()
 		}
 		// The local replica, when it is among the first asked, is read on
