@@ -315,7 +315,9 @@ func (t *tuning) loop(ctx context.Context) {
 }
 
 // forcedCycle is the sequence of configurations the force hook walks for
-// N=3, every move of which keeps R+W > N and needs no repair.
+// N=3, every one of which keeps R+W > N. Lowering R after R=3 W=1 needs a
+// repair pass (writes of that step may sit on one replica), so the walk
+// also exercises the tuner's repair before a lowering step.
 var forcedCycle = []tuner.Policy{
 	{N: 3, R: 2, W: 2, Read: tuner.ReadNearest},
 	{N: 3, R: 3, W: 1, Read: tuner.ReadNearest},
@@ -353,7 +355,7 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 		to := forcedCycle[lt.forced]
 		dec.To, dec.Changed, dec.Reason = to, to != inForce, "forced"
 		dec.Explanation = fmt.Sprintf("Forced move of %s from %v to %v by the unsafe test hook (every %v).", d.Name, inForce, to, every)
-		dec.Plan = tuner.Plan(inForce, to)
+		dec.Plan = tuner.PlanAfter(state.Unrepaired, inForce, to)
 		next.Policy, next.LastChange = to, now
 		lt.lastForce = now
 	}
@@ -363,16 +365,14 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 	if dec.Changed {
 		t.n.log.Info("tuner decision", "keyspace", d.Name, "reason", dec.Reason, "from", dec.From.String(), "to", dec.To.String(), "why", dec.Explanation)
 	}
-	applied := inForce
 	var planErr error
 	if dec.Changed {
-		applied, planErr = t.apply(ctx, d, dec, next)
+		next, planErr = t.apply(ctx, d, dec, state, next)
 		if planErr != nil {
 			dec.Explanation += " Not applied in full: " + planErr.Error()
-			dec.To = applied
+			dec.To = next.Policy
 		}
 	}
-	next.Policy = applied
 	compact := dec.Compact(6)
 	b, err := json.Marshal(compact)
 	if err != nil {
@@ -388,45 +388,89 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 	return planErr
 }
 
-// errNeedsStreaming and errNeedsRepair name the plan steps the shell cannot
-// carry out yet.
-var (
-	errNeedsStreaming = errors.New("the plan changes N, which needs data streamed to new replicas (not built yet)")
-	errNeedsRepair    = errors.New("the plan lowers a quorum under a quorum floor, which needs a repair pass over the keyspace first (not built yet)")
-)
+// errNeedsStreaming names the plan steps the shell cannot carry out yet:
+// coordinators do not send writes to replicas that are not counted yet, so
+// N cannot grow safely.
+var errNeedsStreaming = errors.New("the plan changes N, which needs data streamed to new replicas (not built yet)")
+
+// tunerRepairTimeout bounds the repair pass the tuner runs before lowering
+// a quorum under a quorum floor; the tuner loop waits for it.
+const tunerRepairTimeout = 5 * time.Minute
 
 // apply carries out a decision's plan, one metadata log entry per step, and
-// returns the policy left in force.
-func (t *tuning) apply(ctx context.Context, d KeyspaceDef, dec tuner.Decision, state tuner.State) (tuner.Policy, error) {
-	inForce := policyOf(d)
+// returns the state left in force: prev is the state before the decision
+// (its Policy the configuration in force), next the decision's state, whose
+// other fields are kept. Under a quorum floor a step that requires a repair
+// pass gets one (RepairKeyspace over every node, none allowed down): before
+// it is committed when it lowers a quorum, right after it is applied
+// everywhere when it only raises one. A pass that cannot finish stops the
+// plan where it is, which is safe: every step committed so far is.
+func (t *tuning) apply(ctx context.Context, d KeyspaceDef, dec tuner.Decision, prev, next tuner.State) (tuner.State, error) {
+	cur := next
+	cur.Policy, cur.Unrepaired = prev.Policy, prev.Unrepaired
 	for _, st := range dec.Plan {
 		if st.RequiresStreaming || st.Policy.N != d.ReplicationFactor {
-			return inForce, errNeedsStreaming
-		}
-		if st.RequiresRepair && d.Adaptive.Floor == tuner.FloorQuorum {
-			return inForce, errNeedsRepair
+			return cur, errNeedsStreaming
 		}
 	}
+	floor := d.Adaptive.Floor == tuner.FloorQuorum
 	for i, st := range dec.Plan {
+		if floor && st.RepairFirst(cur.Policy) {
+			// The step before is applied everywhere: the first step's
+			// from is in force, and every later one waited below.
+			if err := t.repair(ctx, d.Name, fmt.Sprintf("before step %d (%v)", i+1, st.Policy)); err != nil {
+				return cur, err
+			}
+			cur.Repaired()
+		}
+		cur.Moved(st.Policy)
 		def := KeyspaceDef{Name: d.Name, R: st.Policy.R, W: st.Policy.W, ReadAll: st.Policy.Read == tuner.ReadAll}
 		if st.Policy.Read == tuner.ReadHedged && dec.Chosen != nil {
 			def.HedgeAfterNs = int64(max(dec.Chosen.HedgeAfter, time.Millisecond))
 		}
-		s := state
-		s.Policy = st.Policy
-		def.Tuner = &s
+		// A step repaired after it is recorded unrepaired until the pass
+		// has run: a leader that fails over in between must not forget the
+		// weak writes.
+		repairAfter := floor && st.RequiresRepair && !st.RepairFirst(cur.Policy)
+		def.Tuner = cloneState(cur)
 		out, err := propose(t.n.raft, command{Op: "tune", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}, 5*time.Second)
 		if err != nil {
-			return inForce, fmt.Errorf("step %d (%v): %w", i+1, st.Policy, err)
+			return cur, fmt.Errorf("step %d (%v): %w", i+1, st.Policy, err)
 		}
-		inForce = st.Policy
-		if i < len(dec.Plan)-1 || st.RequiresAllApplied {
+		if i < len(dec.Plan)-1 || st.RequiresAllApplied || repairAfter {
 			if err := t.waitApplied(ctx, out.Epoch); err != nil {
-				return inForce, fmt.Errorf("after step %d (%v): %w", i+1, st.Policy, err)
+				return cur, fmt.Errorf("after step %d (%v): %w", i+1, st.Policy, err)
 			}
 		}
+		if repairAfter {
+			if err := t.repair(ctx, d.Name, fmt.Sprintf("after step %d (%v)", i+1, st.Policy)); err != nil {
+				return cur, err
+			}
+			cur.Repaired()
+		}
 	}
-	return inForce, nil
+	return cur, nil
+}
+
+// cloneState copies s so that the metadata command does not share its
+// Unrepaired slice with the tuner's working state.
+func cloneState(s tuner.State) *tuner.State {
+	s.Unrepaired = slices.Clone(s.Unrepaired)
+	return &s
+}
+
+// repair runs the tuner's repair pass over keyspace name on every node.
+func (t *tuning) repair(ctx context.Context, name, when string) error {
+	rctx, cancel := context.WithTimeout(ctx, tunerRepairTimeout)
+	defer cancel()
+	start := time.Now()
+	rep, err := t.n.RepairKeyspace(rctx, name, RepairOptions{}, nil)
+	if err != nil {
+		return fmt.Errorf("repair pass %s: %w", when, err)
+	}
+	t.n.log.Info("tuner repair pass", "keyspace", name, "when", when, "took", time.Since(start).Round(time.Millisecond),
+		"nodes", len(rep.NodesDone), "scanned", rep.Stats.KeysScanned, "pushed", rep.Stats.RecordsPushed)
+	return nil
 }
 
 // waitApplied waits until every live node has applied the metadata log up

@@ -116,3 +116,82 @@ func TestForcedTransitionsKeepQuorumOverlap(t *testing.T) {
 		t.Errorf("reads ran under %v only; want the forced changes to have moved R", seen)
 	}
 }
+
+// Under a quorum floor, writes acknowledged under R=3 W=1 may sit on one
+// replica. The force hook then moves the keyspace to R=3 W=3 and on to
+// R=2 W=3; before R drops to 2 the tuner must run a repair pass, or reads
+// from the two other replicas miss those writes (the first CI failure of
+// the forced-change Jepsen test). The drop-writes hook makes two replicas
+// acknowledge the W=1 writes without storing them.
+func TestTunerRepairsBeforeLoweringR(t *testing.T) {
+	t.Parallel()
+	c := clustertest.New(t, 3, fastTuner)
+	kv := c.Client(t)
+	ctx := ctxT(t, 90*time.Second)
+	if _, err := kv.CreateKeyspace(ctx, "heal", client.KeyspaceSpec{ReplicationFactor: 3, Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, Floor: client.Quorum}}); err != nil {
+		t.Fatal(err)
+	}
+	force := func(every string) {
+		for i := range c.Len() {
+			resp, err := http.Post("http://"+c.Node(i).Addrs().HTTP+"/unsafe/tuner-force?every="+every, "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	}
+	waitFor := func(r, w int) {
+		t.Helper()
+		for {
+			ks, err := kv.DescribeKeyspace(ctx, "heal")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ks.R == r && ks.W == w {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("keyspace at R=%d W=%d; gave up waiting for R=%d W=%d", ks.R, ks.W, r, w)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	force("1500ms")
+	waitFor(3, 1)
+	dropWrites(t, c, 1, true)
+	dropWrites(t, c, 2, true)
+	var weak []string
+	for i := range 50 {
+		key := fmt.Sprintf("w%d", i)
+		res, err := kv.Put(ctx, []byte(key), []byte(key), client.WithKeyspace("heal"))
+		if err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+		if res.Receipt.Required != 1 {
+			break // the force hook moved on; later writes are not W=1 ones
+		}
+		weak = append(weak, key)
+	}
+	dropWrites(t, c, 1, false)
+	dropWrites(t, c, 2, false)
+	if len(weak) == 0 {
+		t.Fatal("no write was acknowledged under W=1")
+	}
+	if r, err := kv.LocalGet(ctx, c.ID(1), "heal", []byte(weak[0])); err != nil || r.Found {
+		t.Fatalf("before the pass %s holds %s (found %v, err %v); want the drop-writes hook to have kept it off", c.ID(1), weak[0], r != nil && r.Found, err)
+	}
+	waitFor(2, 3)
+	force("0s")
+	for _, key := range weak {
+		for i := range c.Len() {
+			r, err := kv.LocalGet(ctx, c.ID(i), "heal", []byte(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r.Found || string(r.Value) != key {
+				t.Errorf("after the move to R=2, %s lacks %s, written under W=1: no repair pass before R was lowered", c.ID(i), key)
+			}
+		}
+	}
+	t.Logf("%d writes under W=1 on one replica; every replica held them once R was lowered to 2", len(weak))
+}

@@ -34,6 +34,46 @@ type State struct {
 	// Backoff holds weak partial quorums back after a move away from one
 	// for staleness.
 	Backoff Backoff `json:"backoff"`
+	// Unrepaired lists the configurations, other than Policy, under which
+	// writes may have been acknowledged since the keyspace's last complete
+	// repair pass, and which Policy does not dominate (see Unrepaired). A
+	// plan step whose reads would miss their writes requires a repair pass
+	// (PlanAfter). Moved and Repaired keep it.
+	Unrepaired []Policy `json:"unrepaired,omitempty"`
+}
+
+// Moved records that the configuration in force changed to p without a
+// repair pass: writes acknowledged under the one before stay where they
+// were written.
+func (s *State) Moved(p Policy) {
+	if p == s.Policy {
+		return
+	}
+	s.Unrepaired = Unrepaired(s.Unrepaired, s.Policy, p)
+	s.Policy = p
+}
+
+// Repaired records a complete repair pass that began while s.Policy was in
+// force on every node: every write acknowledged before it is on all of its
+// replicas, and every later one was made under s.Policy.
+func (s *State) Repaired() { s.Unrepaired = nil }
+
+// Applied returns s after plan was carried out as its steps say: each step
+// committed in turn, with a repair pass where one is required (before the
+// step when it lowers a quorum or N, after it otherwise; see
+// Step.RepairFirst).
+func (s State) Applied(plan []Step) State {
+	for _, st := range plan {
+		first := st.RepairFirst(s.Policy)
+		if first {
+			s.Repaired()
+		}
+		s.Moved(st.Policy)
+		if st.RequiresRepair && !first {
+			s.Repaired()
+		}
+	}
+	return s
 }
 
 // Backoff is the tuner's hysteresis after it leaves a partial quorum for
@@ -451,8 +491,8 @@ func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision
 			d.Backoff = &b
 		}
 		if d.Changed {
-			d.Plan = Plan(d.From, d.To)
-			out.Policy = d.To
+			d.Plan = PlanAfter(s.Unrepaired, d.From, d.To)
+			out = out.Applied(d.Plan)
 			out.LastChange = now
 		}
 		d.Explanation = explain(&d, m)

@@ -370,7 +370,7 @@ func TestDecideLatencyTarget(t *testing.T) {
 func TestDecideHoldsWithoutData(t *testing.T) {
 	s := NewState(Policy{N: 3, R: 2, W: 2})
 	ns, d := Decide(decideModel(), s, NewWindow(4, 0), DefaultGoal(), t0)
-	if d.Reason != ReasonNoData || d.Changed || ns != s {
+	if d.Reason != ReasonNoData || d.Changed || !reflect.DeepEqual(ns, s) {
 		t.Errorf("reason %s, changed %v, state %+v; want no_data, unchanged", d.Reason, d.Changed, ns)
 	}
 	if !strings.Contains(d.Explanation, "no replica latencies") {
@@ -417,7 +417,7 @@ func TestDecideDeterministic(t *testing.T) {
 	s2, d2 := Decide(decideModel(), s, w, DefaultGoal(), obs.End)
 	j1, _ := json.Marshal(d1)
 	j2, _ := json.Marshal(d2)
-	if s1 != s2 || string(j1) != string(j2) {
+	if !reflect.DeepEqual(s1, s2) || string(j1) != string(j2) {
 		t.Errorf("two runs differ:\n%s\n%s", j1, j2)
 	}
 	after, _ := json.Marshal(w.Observations())

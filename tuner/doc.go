@@ -48,7 +48,11 @@
 //     committing the step), RequiresAllApplied (wait until every live node
 //     has applied the step before committing the next), RequiresRepair (run
 //     a repair pass before committing a lowering step, or right after a
-//     raising one). Each step is one configuration in the metadata log, with
+//     raising one; the plan already accounts for writes made under weaker
+//     configurations since the last pass, kept in State.Unrepaired). A
+//     caller that stops part-way, or skips a pass, keeps State.Unrepaired
+//     true with State.Moved and State.Repaired. Each step is one
+//     configuration in the metadata log, with
 //     its own epoch; ReadHedged policies also carry Decision.Chosen's
 //     HedgeAfter to the coordinators.
 //  6. Until the plan's last step is applied everywhere, either skip Decide

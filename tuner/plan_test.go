@@ -2,6 +2,7 @@ package tuner
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -213,4 +214,82 @@ func TestPlanNotes(t *testing.T) {
 	if !strings.Contains(steps[0].Note, "joint step") || !strings.Contains(steps[1].Note, "repair") {
 		t.Errorf("notes = %q, %q; want a joint step and a repair", steps[0].Note, steps[1].Note)
 	}
+}
+
+// The first CI failure of the forced-change Jepsen test: R=3 W=1, then
+// R=3 W=3, then R=2 W=3. The last move lowers R from a configuration whose
+// own writes it meets, but writes made under W=1 two moves ago may still sit
+// on one replica, so it needs a repair pass.
+func TestPlanAfterRemembersWeakerWrites(t *testing.T) {
+	s := NewState(pol(3, 3, 1))
+	s = s.Applied(Plan(s.Policy, pol(3, 3, 3)))
+	if len(s.Unrepaired) != 1 || s.Unrepaired[0] != pol(3, 3, 1) {
+		t.Fatalf("after R=3 W=1 → R=3 W=3, unrepaired = %v; want the W=1 configuration", s.Unrepaired)
+	}
+	if got := short(PlanAfter(s.Unrepaired, s.Policy, pol(3, 2, 3))); got != "3/2/3[r]" {
+		t.Errorf("PlanAfter(…, 3/3/3, 3/2/3) = %q; want 3/2/3[r]", got)
+	}
+	if got := short(Plan(s.Policy, pol(3, 2, 3))); got != "3/2/3" {
+		t.Errorf("without the history the same move = %q; want no repair", got)
+	}
+	if !PlanAfter(s.Unrepaired, s.Policy, pol(3, 2, 3))[0].RepairFirst(s.Policy) {
+		t.Error("lowering R must repair before the step is committed")
+	}
+	s = s.Applied(PlanAfter(s.Unrepaired, s.Policy, pol(3, 2, 3)))
+	if len(s.Unrepaired) != 0 {
+		t.Errorf("after a repaired move to a configuration as strong in W, unrepaired = %v; want none", s.Unrepaired)
+	}
+}
+
+// TestPlanAfterRandomWalks follows random walks over overlapping policies,
+// carrying the state from plan to plan as the caller does (State.Applied),
+// and checks that a step not flagged RequiresRepair meets every write
+// acknowledged since the last repair pass, whichever earlier plan made it.
+func TestPlanAfterRandomWalks(t *testing.T) {
+	var overlapping []Policy
+	for n := 1; n <= 5; n++ {
+		for r := 1; r <= n; r++ {
+			for w := 1; w <= n; w++ {
+				if p := pol(n, r, w); p.Overlapping() {
+					overlapping = append(overlapping, p)
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	repairs := 0
+	for walk := 0; walk < 2000; walk++ {
+		s := NewState(overlapping[rng.IntN(len(overlapping))])
+		written := []Policy{s.Policy} // every configuration since the last repair, unpruned
+		for move := 0; move < 8; move++ {
+			to := overlapping[rng.IntN(len(overlapping))]
+			plan := PlanAfter(s.Unrepaired, s.Policy, to)
+			prev := s.Policy
+			for i, st := range plan {
+				if st.RequiresRepair && st.RepairFirst(prev) {
+					written = []Policy{prev}
+					repairs++
+				}
+				if !st.RequiresRepair {
+					for _, old := range written {
+						if !meets(st.Policy, old, true) {
+							t.Fatalf("walk %d: PlanAfter(%v, %v, %v) step %d (%v) misses writes made under %v without a repair",
+								walk, s.Unrepaired, s.Policy, to, i+1, st.Policy, old)
+						}
+					}
+				}
+				written = append(written, st.Policy)
+				if st.RequiresRepair && !st.RepairFirst(prev) {
+					written = []Policy{st.Policy}
+					repairs++
+				}
+				prev = st.Policy
+			}
+			s = s.Applied(plan)
+			if s.Policy != to {
+				t.Fatalf("walk %d: state after the plan is at %v; want %v", walk, s.Policy, to)
+			}
+		}
+	}
+	t.Logf("2000 walks of 8 moves, %d repair passes", repairs)
 }

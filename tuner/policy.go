@@ -2,6 +2,7 @@ package tuner
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -145,6 +146,16 @@ type Step struct {
 	Note string `json:"note"`
 }
 
+// RepairFirst reports whether the repair pass s requires must complete
+// before s is committed, prev being the step before it (or the policy in
+// force): when s lowers R, W or N its reads may miss older writes as soon
+// as any node applies it. A step that only raises is already safer than
+// the one it replaces, so it is committed at once and the pass runs after
+// it; false when s requires no repair.
+func (s Step) RepairFirst(prev Policy) bool {
+	return s.RequiresRepair && (s.Policy.R < prev.R || s.Policy.W < prev.W || s.Policy.N < prev.N)
+}
+
 // Plan returns the safe sequence of configuration changes from one policy to
 // another (nil when they are equal), following DESIGN.md "Cluster metadata
 // and configuration changes". Plan assumes every live node has applied from.
@@ -165,7 +176,15 @@ type Step struct {
 // When from overlaps and to overlaps, every step overlaps too (R+W>N), and
 // reads and writes under any two adjacent steps meet; tests check both
 // exhaustively for N ≤ 7.
-func Plan(from, to Policy) []Step {
+func Plan(from, to Policy) []Step { return PlanAfter(nil, from, to) }
+
+// PlanAfter is Plan for a keyspace whose writes since its last complete
+// repair pass may also have been acknowledged under the configurations in
+// unrepaired (State.Unrepaired), not only under from. A step whose reads
+// would miss such a write requires a repair pass, whatever from is: after
+// R=3 W=1 → R=3 W=3, lowering R to 2 is safe for the writes made under W=3
+// but not for those made under W=1, which may still sit on one replica.
+func PlanAfter(unrepaired []Policy, from, to Policy) []Step {
 	if from == to {
 		return nil
 	}
@@ -206,16 +225,16 @@ func Plan(from, to Policy) []Step {
 		}
 		seq = append(seq, to)
 	}
-	return annotate(from, seq)
+	return annotate(unrepaired, from, seq)
 }
 
 // annotate turns a sequence of policies into Steps, setting the caller's
 // obligations and a note for each.
-func annotate(from Policy, seq []Policy) []Step {
+func annotate(before []Policy, from Policy, seq []Policy) []Step {
 	steps := make([]Step, len(seq))
 	// Writes acknowledged under these configurations may not have reached
 	// more replicas than their W; a repair pass resets the list.
-	unrepaired := []Policy{from}
+	unrepaired := append(slices.Clone(before), from)
 	prev := from
 	for i, p := range seq {
 		s := Step{Policy: p}
@@ -238,6 +257,27 @@ func annotate(from Policy, seq []Policy) []Step {
 		prev = p
 	}
 	return steps
+}
+
+// Unrepaired returns the list of configurations whose writes may sit on
+// fewer replicas than a later read assumes, after the configuration in
+// force moved from `from` to p without a repair pass: list plus from, less
+// the ones p dominates. A configuration with the same N as p and W ≥ p.W is
+// dominated: any read that meets p's writes meets its writes too, and p
+// itself is always checked by PlanAfter as the configuration in force.
+func Unrepaired(list []Policy, from, p Policy) []Policy {
+	var out []Policy
+	for _, old := range append(slices.Clone(list), from) {
+		old = Policy{N: old.N, W: old.W, R: old.R} // the read path does not matter here
+		if old.N == p.N && old.W >= p.W {
+			continue
+		}
+		if slices.ContainsFunc(out, func(o Policy) bool { return o.N == old.N && o.W == old.W }) {
+			continue
+		}
+		out = append(out, old)
+	}
+	return out
 }
 
 // covers reports whether a read under p is sure to meet a write that was
