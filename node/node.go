@@ -188,14 +188,19 @@ func (n *Node) start(ctx context.Context) error {
 	})
 	n.metrics = newMetrics(n)
 
+	const streamWorkers = 128
 	limit := cfg.MaxValueSize + cfg.MaxKeySize + 64<<10
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(max(limit, 4<<20)),
 		// Serve streams on a pool of long-lived goroutines instead of one new
 		// goroutine per RPC: a fresh goroutine's stack grows by copying on
 		// every request (15% of a node's CPU in the profile BENCHMARKS.md
-		// cites), a pooled one keeps its grown stack.
-		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
+		// cites), a pooled one keeps its grown stack. When every worker is
+		// busy gRPC falls back to a new goroutine, so the pool is sized for
+		// the concurrency a node sees (a 32-client benchmark fell back on a
+		// quarter of its requests with 8 workers), not for the CPUs; an
+		// idle worker costs a parked goroutine.
+		grpc.NumStreamWorkers(uint32(max(streamWorkers, 4*runtime.GOMAXPROCS(0)))),
 	}
 	if n.hooks != nil {
 		opts = append(opts, grpc.UnaryInterceptor(n.hooks.replyDelayInterceptor))

@@ -177,6 +177,7 @@ func TestCLI(t *testing.T) {
 	expectFail(t, tc.run(nil, "node", "--data-dir", t.TempDir()), exitUsage, "--id is required")
 	expectFail(t, tc.run(nil, "node", "--id", "bad id!", "--in-memory"), exitUsage, "node id")
 	expectFail(t, tc.run(nil, "node", "--id", "x"), exitUsage, "data directory is required")
+	expectFail(t, tc.run(nil, "node", "--id", "x", "--in-memory", "--gc-percent", "0"), exitUsage, "--gc-percent 0: want 50 to 5000")
 
 	// Down with purge stops every process and removes the folder.
 	l := tc.layout()

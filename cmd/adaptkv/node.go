@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -31,6 +32,7 @@ type nodeFlags struct {
 	tunerInterval, tunerDwell                time.Duration
 	unsafeTunerForce                         time.Duration
 	logLevel, logFormat                      string
+	gcPercent                                int
 }
 
 func (a *app) nodeCommand() *cobra.Command {
@@ -54,6 +56,9 @@ and --seeds listing the gossip addresses of the others.`,
 			if err != nil {
 				return err
 			}
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(f.gcPercent)
+			}
 			return runNode(cmd.Context(), cfg)
 		},
 	}
@@ -73,10 +78,24 @@ and --seeds listing the gossip addresses of the others.`,
 	fs.DurationVar(&f.tunerDwell, "tuner-dwell", 0, "least time between two cost-saving changes of a keyspace's configuration (0: the tuner's default, 2m)")
 	fs.DurationVar(&f.unsafeTunerForce, "unsafe-tuner-force", 0, "with --unsafe-test-hooks: move adaptive keyspaces between safe configurations at this interval, for tests of transitions under faults")
 	fs.BoolVar(&f.unsafeTestHooks, "unsafe-test-hooks", false, "serve fault-injection hooks under /unsafe/ on --http-addr (clock skew, slow replies, dropped writes), for the Jepsen harness; never in production")
+	fs.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target (GOGC) for the node process; the GOGC environment variable wins when set, and GOMEMLIMIT caps memory as usual")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	return cmd
 }
+
+// The node's live Go heap is small (data lives in pebble's files and block
+// cache) while the request path allocates steadily, so with Go's default
+// GOGC of 100 the collector runs many times a second under load; each cycle
+// also shrinks the gRPC workers' stacks, which then grow again. Profiles of
+// YCSB C at one showed the mark workers at 10% and stack copying at 7% of a
+// node's CPU. A larger target trades some tens of MiB of heap for fewer
+// cycles (BENCHMARKS.md has the figures).
+const (
+	defaultGCPercent = 400
+	minGCPercent     = 50
+	maxGCPercent     = 5000
+)
 
 // config builds the node configuration; a problem with the flags is a usage
 // error.
@@ -104,6 +123,9 @@ func (f *nodeFlags) config() (node.Config, error) {
 		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	default:
 		return cfg, usagef("--log-format %q: want text or json", f.logFormat)
+	}
+	if f.gcPercent < minGCPercent || f.gcPercent > maxGCPercent {
+		return cfg, usagef("--gc-percent %d: want %d to %d", f.gcPercent, minGCPercent, maxGCPercent)
 	}
 	if f.id == "" {
 		return cfg, usagef("--id is required: a name for the node, unique in the cluster (e.g. n1)")
