@@ -55,6 +55,10 @@ func newMetrics(n *Node) *metrics {
 		}, func() float64 { return float64(cm.HintsStored.Load()) }),
 		readRepairs{cm},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "digest_fetches_total",
+			Help: "Reads whose newest version came only from replicas that sent digests, so that its value took a second round.",
+		}, func() float64 { return float64(cm.DigestFetches.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "adaptkv", Name: "replica_errors_total",
 			Help: "Replica requests from this coordinator that failed, timed out or were refused.",
 		}, func() float64 { return float64(cm.ReplicaErrors.Load()) }),

@@ -67,6 +67,9 @@ type Metrics struct {
 	ReadRepairsForeground atomic.Uint64
 	// ReadRepairsBackground counts replicas repaired after a read answered.
 	ReadRepairsBackground atomic.Uint64
+	// DigestFetches counts reads whose newest version came only from
+	// digests, so that its value took a second round.
+	DigestFetches atomic.Uint64
 	// ReplicaErrors counts failed or refused replica requests.
 	ReplicaErrors atomic.Uint64
 	// HintsStored counts hints written by this coordinator.
@@ -413,9 +416,11 @@ type ReadResult struct {
 type readReply struct {
 	id    string
 	found bool
-	rec   storage.Record
-	known uint64
-	err   error
+	rec   storage.Record // without its value when digest
+	// digest: the reply to a digest read, whose record has no value.
+	digest bool
+	known  uint64
+	err    error
 }
 
 // Get reads key from R replicas and returns the newest version they hold.
@@ -431,6 +436,7 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 			return ReadResult{Receipt: rcpt}, &QuorumError{Op: "read", Answered: len(p.alive), Required: p.pol.R, Err: ErrNotEnoughReplicas}
 		}
 		req := &kvpb.ReplicaReadRequest{Keyspace: keyspace, Epoch: p.ks.Epoch, Key: key, From: c.cfg.NodeID}
+		digestReq := &kvpb.ReplicaReadRequest{Keyspace: keyspace, Epoch: p.ks.Epoch, Key: key, From: c.cfg.NodeID, Digest: true}
 		// Ask the R best replicas; ask the next one only when one fails. With
 		// probability ReadRepairChance ask every alive replica, so that the
 		// ones not needed for the answer are compared (and repaired) in the
@@ -442,11 +448,23 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 			asked = len(order)
 		}
 		replies := make(chan readReply, len(order))
+		// Only the first replica asked returns the value; the others, which
+		// are there to be compared, return digests (key, version,
+		// tombstone). When every reply agrees, or the first holds the
+		// newest version, that is the whole read; otherwise the value is
+		// fetched from a replica that holds the newest (fetchNewest). A
+		// read of one replica, or a hedged one, where any reply may be the
+		// answer, asks for values everywhere.
+		digests := p.pol.R > 1 && hedgeAfter == 0
 		readOne := func(ctx context.Context, rank int) {
 			id := order[rank]
 			start := time.Now() // this replica's round trip
-			resp, err := c.cfg.Transport.Read(ctx, id, req)
-			r := readReply{id: id, err: err}
+			rq, digest := req, digests && rank > 0
+			if digest {
+				rq = digestReq
+			}
+			resp, err := c.cfg.Transport.Read(ctx, id, rq)
+			r := readReply{id: id, err: err, digest: digest}
 			if o := c.cfg.Observer; o != nil {
 				o.Replica(keyspace, rank, false, time.Since(start), err == nil)
 			}
@@ -529,6 +547,12 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 			return ReadResult{Receipt: rcpt}, &QuorumError{Op: "read", Answered: tally.Acks(), Required: p.pol.R, Err: ErrQuorumNotReached}
 		}
 		winner, found := newestOf(got)
+		if found && needsValue(winner, got) {
+			c.metrics.DigestFetches.Add(1)
+			if winner, err = c.fetchNewest(ctx, keyspace, p.ks.Epoch, key, winner, got); err != nil {
+				return ReadResult{Receipt: rcpt}, err
+			}
+		}
 		if found {
 			rcpt.Repaired = c.repairForeground(ctx, keyspace, p.ks.Epoch, winner, got)
 		}
@@ -608,15 +632,76 @@ func (t *latencyTracker) observe(id string, d time.Duration) {
 	}
 }
 
+// newestOf returns the newest record among the replies, preferring a full
+// reply to a digest of the same version.
 func newestOf(replies []readReply) (storage.Record, bool) {
 	var best storage.Record
-	found := false
+	found, bestDigest := false, false
 	for _, r := range replies {
-		if r.found && (!found || best.Version.Less(r.rec.Version)) {
-			best, found = r.rec, true
+		if !r.found {
+			continue
+		}
+		if !found || best.Version.Less(r.rec.Version) || (bestDigest && !r.digest && r.rec.Version == best.Version) {
+			best, found, bestDigest = r.rec, true, r.digest
 		}
 	}
 	return best, found
+}
+
+// needsValue reports whether winner, the newest version among the replies,
+// came only from digests and is not a tombstone (a tombstone has no value
+// to fetch).
+func needsValue(winner storage.Record, replies []readReply) bool {
+	if winner.Tombstone {
+		return false
+	}
+	for _, r := range replies {
+		if r.found && !r.digest && r.rec.Version == winner.Version {
+			return false
+		}
+	}
+	return true
+}
+
+// fetchNewest reads the full record from the replicas whose digest showed
+// the newest version, in reply order, and returns the first answer at that
+// version or newer: the second round of a read whose digests disagreed with
+// its full reply.
+func (c *Coordinator) fetchNewest(ctx context.Context, keyspace string, epoch uint64, key []byte, winner storage.Record, replies []readReply) (storage.Record, error) {
+	req := &kvpb.ReplicaReadRequest{Keyspace: keyspace, Epoch: epoch, Key: key, From: c.cfg.NodeID}
+	var last error
+	for _, r := range replies {
+		if !r.found || r.rec.Version != winner.Version {
+			continue
+		}
+		rec, err := c.readFull(ctx, r.id, req)
+		if err == nil && !rec.Version.Less(winner.Version) {
+			return rec, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("replica %s answered version %v after its digest showed %v", r.id, rec.Version, winner.Version)
+		}
+		c.metrics.ReplicaErrors.Add(1)
+		last = err
+	}
+	return storage.Record{}, &QuorumError{Op: "read", Answered: len(replies), Required: len(replies),
+		Err: fmt.Errorf("%w: no replica holding the newest version answered the read of its value: %w", ErrQuorumNotReached, last)}
+}
+
+// readFull reads one replica's full record of key.
+func (c *Coordinator) readFull(ctx context.Context, id string, req *kvpb.ReplicaReadRequest) (storage.Record, error) {
+	rctx, cancel := c.replicaCtx(ctx)
+	defer cancel()
+	resp, err := c.cfg.Transport.Read(rctx, id, req)
+	switch {
+	case err != nil:
+		return storage.Record{}, err
+	case resp.GetKnownEpoch() > 0:
+		return storage.Record{}, ErrStaleEpoch
+	case !resp.GetFound():
+		return storage.Record{}, fmt.Errorf("replica %s no longer holds the key", id)
+	}
+	return RecordFromPB(resp.GetRecord()), nil
 }
 
 func stale(r readReply, winner storage.Record) bool {
@@ -688,7 +773,15 @@ func (c *Coordinator) repairBackground(ctx context.Context, keyspace string, epo
 	if w, ok := newestOf(late); ok && (!found || winner.Version.Less(w.Version)) {
 		// A late replica holds something newer than what the client got (a
 		// write that completed meanwhile, or a replica the answer missed):
-		// spread that instead, to the early replicas too.
+		// spread that instead, to the early replicas too, once its value is
+		// in hand (late replies are digests).
+		if needsValue(w, late) {
+			full, err := c.fetchNewest(ctx, keyspace, epoch, w.Key, w, late)
+			if err != nil {
+				return
+			}
+			w = full
+		}
 		winner, found = w, true
 		check = append(late, early...)
 	}

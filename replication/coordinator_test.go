@@ -29,6 +29,8 @@ type memNetwork struct {
 	// readCtxs, when set, receives the context of every read sent to a
 	// replica, by replica ID.
 	readCtxs func(to string, ctx context.Context)
+	// onRead, when set, sees every read request sent to a replica.
+	onRead func(to string, req *kvpb.ReplicaReadRequest)
 }
 
 func newMemNetwork(t *testing.T, ids []string, meta *memKeyspaces) *memNetwork {
@@ -81,10 +83,13 @@ func (n *memNetwork) Read(ctx context.Context, to string, req *kvpb.ReplicaReadR
 		return nil, err
 	}
 	n.mu.Lock()
-	delay, seen := n.slow[to], n.readCtxs
+	delay, seen, onRead := n.slow[to], n.readCtxs, n.onRead
 	n.mu.Unlock()
 	if seen != nil {
 		seen(to, ctx)
+	}
+	if onRead != nil {
+		onRead(to, req)
 	}
 	if delay > 0 {
 		select {
@@ -683,4 +688,119 @@ func TestKeyspaceReadRepairChance(t *testing.T) {
 		}
 		mu.Unlock()
 	}
+}
+
+// A read at quorum asks its first replica for the value and the others for
+// digests; the value takes a second round only when a digest showed a newer
+// version than the full reply, and a tombstone never needs one.
+func TestQuorumReadDigests(t *testing.T) {
+	key := []byte("k")
+	rec := func(v string, ts uint64, tomb bool) *storage.Record {
+		return &storage.Record{Key: key, Value: []byte(v), Version: storage.Version{Timestamp: ts << 16, Node: 1}, Tombstone: tomb}
+	}
+	tests := []struct {
+		name        string
+		level       quorum.Level
+		held        []*storage.Record // by preference rank; nil: nothing
+		wantValue   string
+		wantFound   bool
+		wantFull    int // full read requests sent
+		wantDigests int
+		wantFetches uint64
+		wantRepairs int
+	}{
+		{"replicas agree: one value, one digest", quorum.Quorum, []*storage.Record{rec("v", 100, false), rec("v", 100, false), rec("v", 100, false)}, "v", true, 1, 1, 0, 0},
+		{"the digest is newer: a second round", quorum.Quorum, []*storage.Record{rec("old", 100, false), rec("new", 200, false), nil}, "new", true, 2, 1, 1, 1},
+		{"the full reply is newer", quorum.Quorum, []*storage.Record{rec("new", 200, false), rec("old", 100, false), nil}, "new", true, 1, 1, 0, 1},
+		{"a newer tombstone needs no value", quorum.Quorum, []*storage.Record{rec("old", 100, false), rec("", 200, true), nil}, "", false, 1, 1, 0, 1},
+		{"one replica: always the value", quorum.One, []*storage.Record{rec("v", 100, false), rec("v", 100, false), nil}, "v", true, 1, 0, 0, 0},
+		{"all: one value, two digests", quorum.All, []*storage.Record{rec("old", 100, false), rec("old", 100, false), rec("new", 200, false)}, "new", true, 2, 2, 1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, 3, 3)
+			ks, _ := f.cmeta.Keyspace("ks")
+			ks.ReadRepairChance = 1e-300 // never ask the replicas a read does not need
+			f.cmeta.set(ks)
+			order := f.net.ring.PreferenceList("ks", key, 3)
+			for i, r := range tt.held {
+				if r == nil {
+					continue
+				}
+				if _, err := f.net.engines[order[i]].Apply(ctx, []storage.Mutation{{Keyspace: "ks", Record: *r}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var mu sync.Mutex
+			full, digests := 0, 0
+			f.net.mu.Lock()
+			f.net.onRead = func(to string, req *kvpb.ReplicaReadRequest) {
+				mu.Lock()
+				defer mu.Unlock()
+				if req.GetDigest() {
+					digests++
+				} else {
+					full++
+				}
+			}
+			f.net.mu.Unlock()
+			res, err := f.coord.Get(ctx, "ks", key, Consistency{Level: tt.level})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if res.Found != tt.wantFound || string(res.Record.Value) != tt.wantValue {
+				t.Errorf("Get = found %v %q; want found %v %q", res.Found, res.Record.Value, tt.wantFound, tt.wantValue)
+			}
+			if full != tt.wantFull || digests != tt.wantDigests {
+				t.Errorf("sent %d full reads and %d digests; want %d and %d", full, digests, tt.wantFull, tt.wantDigests)
+			}
+			if got := f.coord.Metrics().DigestFetches.Load(); got != tt.wantFetches {
+				t.Errorf("digest fetches = %d; want %d", got, tt.wantFetches)
+			}
+			if res.Repaired != tt.wantRepairs {
+				t.Errorf("repaired %d replicas; want %d", res.Repaired, tt.wantRepairs)
+			}
+			if tt.wantRepairs > 0 && tt.wantFound {
+				for _, id := range order[:len(tt.held)] {
+					if r, ok := f.local(t, id, "k"); ok && string(r.Value) != tt.wantValue && tt.level == quorum.All {
+						t.Errorf("%s holds %q after the read; want %q", id, r.Value, tt.wantValue)
+					}
+				}
+			}
+		})
+	}
+}
+
+// A digest that arrives after a quorum read answered, and shows a newer
+// version than the answer, is fetched in the background and spread to the
+// replicas that lack it.
+func TestLateDigestNewerIsFetchedAndSpread(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 3, 3) // read-repair chance 1: every read asks all three
+	key := []byte("k")
+	order := f.net.ring.PreferenceList("ks", key, 3)
+	old := storage.Record{Key: key, Value: []byte("old"), Version: storage.Version{Timestamp: 100 << 16, Node: 1}}
+	newer := storage.Record{Key: key, Value: []byte("new"), Version: storage.Version{Timestamp: 200 << 16, Node: 1}}
+	for i, r := range []storage.Record{old, old, newer} {
+		if _, err := f.net.engines[order[i]].Apply(ctx, []storage.Mutation{{Keyspace: "ks", Record: r}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.net.mu.Lock()
+	f.net.slow[order[2]] = 50 * time.Millisecond // its digest comes after the quorum
+	f.net.mu.Unlock()
+	if _, err := f.coord.Get(ctx, "ks", key, Consistency{Level: quorum.Quorum}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the newer version on every replica", func() bool {
+		for _, id := range order {
+			if r, ok := f.local(t, id, "k"); !ok || string(r.Value) != "new" {
+				return false
+			}
+		}
+		return true
+	})
 }

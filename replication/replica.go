@@ -126,6 +126,9 @@ func (r *Replica) Read(ctx context.Context, req *kvpb.ReplicaReadRequest) (*kvpb
 	if !ok {
 		return &kvpb.ReplicaReadResponse{}, nil
 	}
+	if req.GetDigest() {
+		rec.Value = nil
+	}
 	return &kvpb.ReplicaReadResponse{Found: true, Record: RecordToPB(rec)}, nil
 }
 

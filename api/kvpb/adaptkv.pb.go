@@ -2673,11 +2673,15 @@ func (x *ReplicaWriteResponse) GetResults() []*MutationResult {
 }
 
 type ReplicaReadRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Key           []byte                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
-	From          string                 `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Epoch    uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Key      []byte                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	From     string                 `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	// digest asks for the record without its value (key, version and
+	// tombstone only): the coordinator compares versions and fetches the value
+	// from a replica that holds the newest one only when no full read did.
+	Digest        bool `protobuf:"varint,5,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2738,6 +2742,13 @@ func (x *ReplicaReadRequest) GetFrom() string {
 		return x.From
 	}
 	return ""
+}
+
+func (x *ReplicaReadRequest) GetDigest() bool {
+	if x != nil {
+		return x.Digest
+	}
+	return false
 }
 
 type ReplicaReadResponse struct {
@@ -3421,12 +3432,13 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\tmutations\x18\x01 \x03(\v2\x14.adaptkv.v1.MutationR\tmutations\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\"L\n" +
 	"\x14ReplicaWriteResponse\x124\n" +
-	"\aresults\x18\x01 \x03(\v2\x1a.adaptkv.v1.MutationResultR\aresults\"l\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.adaptkv.v1.MutationResultR\aresults\"\x84\x01\n" +
 	"\x12ReplicaReadRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\fR\x03key\x12\x12\n" +
-	"\x04from\x18\x04 \x01(\tR\x04from\"x\n" +
+	"\x04from\x18\x04 \x01(\tR\x04from\x12\x16\n" +
+	"\x06digest\x18\x05 \x01(\bR\x06digest\"x\n" +
 	"\x13ReplicaReadResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12*\n" +
 	"\x06record\x18\x02 \x01(\v2\x12.adaptkv.v1.RecordR\x06record\x12\x1f\n" +
