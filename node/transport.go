@@ -160,6 +160,10 @@ func (t *peerTransport) adminClient(id string) (kvpb.AdminClient, error) {
 func (t *peerTransport) Close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for _, b := range t.batchers {
+		b.close()
+	}
+	t.batchers = map[string]*writeBatcher{}
 	for _, cc := range t.conns {
 		cc.Close()
 	}
