@@ -71,6 +71,14 @@ func newMetrics(n *Node) *metrics {
 			Help: "fsyncs of the storage engine's write-ahead log (group commit shares one among concurrent writes).",
 		}, func() float64 { return float64(n.engine.Metrics().Syncs) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "storage_row_cache_hits_total",
+			Help: "Point reads (client reads and the write path's version checks) answered by the storage row cache.",
+		}, func() float64 { return float64(n.engine.Metrics().RowCacheHits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "storage_row_cache_misses_total",
+			Help: "Point reads that the storage row cache could not answer.",
+		}, func() float64 { return float64(n.engine.Metrics().RowCacheMisses) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "adaptkv", Name: "storage_mutations_total",
 			Help: "Mutations written to the storage engine.",
 		}, func() float64 { return float64(n.engine.Metrics().Mutations) }),

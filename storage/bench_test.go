@@ -66,6 +66,12 @@ func benchGet(b *testing.B, e Engine) {
 
 func BenchmarkPebbleApply(b *testing.B) { benchApply(b, openPebble(b, b.TempDir(), Options{})) }
 func BenchmarkPebbleGet(b *testing.B)   { benchGet(b, openPebble(b, b.TempDir(), Options{})) }
+
+// BenchmarkPebbleGetNoRowCache is the baseline of the row cache: every read
+// goes to pebble.
+func BenchmarkPebbleGetNoRowCache(b *testing.B) {
+	benchGet(b, openPebble(b, b.TempDir(), Options{RowCacheSize: -1}))
+}
 func BenchmarkMemoryApply(b *testing.B) { benchApply(b, NewMemory()) }
 func BenchmarkMemoryGet(b *testing.B)   { benchGet(b, NewMemory()) }
 

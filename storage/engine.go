@@ -115,4 +115,9 @@ type Metrics struct {
 	Syncs uint64
 	// TombstonesCollected counts tombstones removed by CollectTombstones.
 	TombstonesCollected uint64
+	// RowCacheHits and RowCacheMisses count point reads (Get and the
+	// committer's read-before-write) answered by the row cache or not;
+	// RowCacheBytes is its size. Zero for engines without one.
+	RowCacheHits, RowCacheMisses uint64
+	RowCacheBytes                int64
 }

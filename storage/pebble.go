@@ -55,6 +55,11 @@ type Options struct {
 	// reads and the committer's version checks. Default 64 MiB.
 	CacheSize int64
 
+	// RowCacheSize is the byte budget of the row cache of decoded records
+	// in front of pebble (see rowcache.go); records over 16 KiB are not
+	// kept. 0 means the default, 32 MiB; negative disables it.
+	RowCacheSize int64
+
 	// Logger receives pebble's messages and the engine's warnings.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -68,6 +73,9 @@ func (o *Options) EnsureDefaults() {
 	if o.CacheSize <= 0 {
 		o.CacheSize = 64 << 20
 	}
+	if o.RowCacheSize == 0 {
+		o.RowCacheSize = 32 << 20
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -79,6 +87,7 @@ type Pebble struct {
 	log      *slog.Logger
 	write    *pebble.WriteOptions
 	maxGroup int
+	rows     *rowCache // nil when disabled
 
 	qmu    sync.Mutex
 	queue  []*request
@@ -126,6 +135,9 @@ func OpenPebble(dir string, opts Options) (*Pebble, error) {
 	if opts.NoSync {
 		p.write = pebble.NoSync
 	}
+	if opts.RowCacheSize > 0 {
+		p.rows = newRowCache(opts.RowCacheSize)
+	}
 	go p.commitLoop()
 	return p, nil
 }
@@ -143,7 +155,16 @@ func (p *Pebble) Get(keyspace string, key []byte) (Record, bool, error) {
 	if p.dbClosed {
 		return Record{}, false, ErrClosed
 	}
-	val, closer, err := p.db.Get(appendKey(nil, keyspace, key))
+	ek := appendKey(nil, keyspace, key)
+	var seq uint64
+	if p.rows != nil {
+		var row cachedRow
+		var hit bool
+		if row, hit, seq = p.rows.get(ek); hit {
+			return makeRecord(key, row.value, row.version, row.tombstone), true, nil
+		}
+	}
+	val, closer, err := p.db.Get(ek)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return Record{}, false, nil
 	}
@@ -154,6 +175,9 @@ func (p *Pebble) Get(keyspace string, key []byte) (Record, bool, error) {
 	rec, err := ownedRecord(key, val)
 	if err != nil {
 		return Record{}, false, fmt.Errorf("storage: get in keyspace %q: %w", keyspace, err)
+	}
+	if p.rows != nil {
+		p.rows.fill(ek, seq, cachedRow{version: rec.Version, tombstone: rec.Tombstone, value: bytes.Clone(rec.Value)})
 	}
 	return rec, true, nil
 }
@@ -310,13 +334,17 @@ func (p *Pebble) CollectTombstones(now time.Time, grace time.Duration) (int, err
 // Metrics implements Engine. Syncs counts the synced batches the engine
 // committed; pebble's own WAL syncs (e.g. on memtable rotation) are not in it.
 func (p *Pebble) Metrics() Metrics {
-	return Metrics{
+	m := Metrics{
 		Mutations:           p.mutations.Load(),
 		Applied:             p.applied.Load(),
 		Commits:             p.commits.Load(),
 		Syncs:               p.syncs.Load(),
 		TombstonesCollected: p.collected.Load(),
 	}
+	if p.rows != nil {
+		m.RowCacheHits, m.RowCacheMisses, m.RowCacheBytes = p.rows.stats()
+	}
+	return m
 }
 
 // Close fails the requests still queued, waits for the group being committed,
@@ -454,21 +482,46 @@ func (p *Pebble) take() []*request {
 func (p *Pebble) commit(group []*request) {
 	b := p.db.NewBatch()
 	defer b.Close()
-	s := stage{db: p.db, seen: make(map[string]stored)}
+	s := stage{db: p.db, rows: p.rows, seen: make(map[string]stored)}
 	var err error
+	// What the batch writes, for the row cache: engine keys and the records
+	// (nil: deleted) in batch order, so a later write of a key wins.
+	var keys []string
+	var rows []*cachedRow
 	for _, r := range group {
 		if err = s.add(b, r); err != nil {
 			break
 		}
+		if r.err == nil && p.rows != nil {
+			for _, w := range s.writes {
+				keys = append(keys, string(w.key))
+				var row *cachedRow
+				if w.rec != nil {
+					row = &cachedRow{version: w.rec.Version, tombstone: w.rec.Tombstone}
+					if !w.rec.Tombstone {
+						row.value = bytes.Clone(w.rec.Value)
+					}
+				}
+				rows = append(rows, row)
+			}
+		}
 	}
 	if err == nil && !b.Empty() {
+		var touched []int
+		if p.rows != nil {
+			touched = p.rows.beginCommit(keys)
+		}
 		if err = p.db.Apply(b, p.write); err != nil {
 			err = fmt.Errorf("storage: commit: %w", err)
+			rows = nil // nothing was written: the keys stay dropped
 		} else {
 			p.commits.Add(1)
 			if p.write.Sync {
 				p.syncs.Add(1)
 			}
+		}
+		if p.rows != nil {
+			p.rows.endCommit(touched, keys, rows)
 		}
 	}
 	for _, r := range group {
@@ -501,6 +554,7 @@ type stored struct {
 // a later request in the same group compares against them, not against pebble.
 type stage struct {
 	db     *pebble.DB
+	rows   *rowCache // consulted before pebble; nil when disabled
 	seen   map[string]stored
 	undo   []undoEntry
 	writes []write
@@ -589,6 +643,13 @@ func (s *stage) decide(r *request) error {
 func (s *stage) lookup(key []byte) (stored, error) {
 	if st, ok := s.seen[string(key)]; ok {
 		return st, nil
+	}
+	// The committer is the only writer and the cache holds only committed
+	// records, so a cached record is what pebble holds.
+	if s.rows != nil {
+		if row, ok, _ := s.rows.get(key); ok {
+			return stored{version: row.version, tombstone: row.tombstone, ok: true}, nil
+		}
 	}
 	val, closer, err := s.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
