@@ -1,0 +1,242 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/adaptkv/adaptkv/client"
+	"github.com/adaptkv/adaptkv/client/clustertest"
+	"github.com/adaptkv/adaptkv/node"
+)
+
+// tunerTarget asks every node (whichever leads the metadata log) to move
+// keyspace ks to N=n R=r W=w at its next decision, through the unsafe
+// tuner-target hook.
+func tunerTarget(t *testing.T, c *clustertest.Cluster, ks string, n, r, w int) {
+	t.Helper()
+	for i := range c.Len() {
+		url := fmt.Sprintf("http://%s/unsafe/tuner-target?keyspace=%s&n=%d&r=%d&w=%d", c.Node(i).Addrs().HTTP, ks, n, r, w)
+		resp, err := http.Post(url, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("tuner-target on %s: %s %s", c.ID(i), resp.Status, body)
+		}
+	}
+}
+
+// growTraffic writes fresh keys and reads them back, and re-reads keys
+// written earlier, at the keyspace's own level, while the tuner changes N
+// underneath. Every acknowledged write is remembered; a read that returns
+// anything but the acknowledged version of a key is a lost write.
+type growTraffic struct {
+	kv *client.Client
+	ks string
+
+	mu     sync.Mutex
+	acked  map[string]want
+	keys   []string // of acked, for random re-reads
+	reads  int
+	failed int // writes not acknowledged (errors are not violations)
+	lost   []string
+}
+
+func (g *growTraffic) ack(key string, w want) {
+	g.mu.Lock()
+	g.acked[key] = w
+	g.keys = append(g.keys, key)
+	g.mu.Unlock()
+}
+
+func (g *growTraffic) check(ctx context.Context, key string, w want, what string) {
+	r, err := g.kv.Get(ctx, []byte(key), client.WithKeyspace(g.ks))
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err != nil {
+		return // unavailable is not stale
+	}
+	g.reads++
+	if !r.Found || r.Version != w.version || string(r.Value) != w.value {
+		g.lost = append(g.lost, fmt.Sprintf("%s %s: found=%v value=%q version=%v (R=%d); acknowledged %q version %v",
+			what, key, r.Found, r.Value, r.Version, r.Receipt.Required, w.value, w.version))
+	}
+}
+
+// run writes and re-reads until ctx ends: one writer that reads each key
+// back, and one reader of random earlier keys.
+func (g *growTraffic) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			key, val := fmt.Sprintf("c%05d", i), fmt.Sprintf("during-%d", i)
+			res, err := g.kv.Put(ctx, []byte(key), []byte(val), client.WithKeyspace(g.ks))
+			if err != nil {
+				g.mu.Lock()
+				g.failed++
+				g.mu.Unlock()
+				continue
+			}
+			w := want{version: res.Version, value: val}
+			g.ack(key, w)
+			g.check(ctx, key, w, "read-back of")
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(1, 2))
+		for ctx.Err() == nil {
+			g.mu.Lock()
+			key := g.keys[rng.IntN(len(g.keys))]
+			w := g.acked[key]
+			g.mu.Unlock()
+			g.check(ctx, key, w, "re-read of")
+		}
+	}()
+	wg.Wait()
+}
+
+func (g *growTraffic) snapshot() map[string]want {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]want, len(g.acked))
+	for k, w := range g.acked {
+		out[k] = w
+	}
+	return out
+}
+
+// The tuner grows an adaptive keyspace from N=3 to N=5 and shrinks it back
+// while writes and reads run. Before the grown configuration counts the
+// two added replicas in read quorums, they must hold every key: the ones
+// written before the change (streamed by the repair pass) and the ones
+// written during it (sent there while PendingN was in force). Without the
+// streaming pass the keys written before the change are missing from the
+// added replicas, and reads at R=3 of 5 can miss them. Throughout, no read
+// at the keyspace's level misses an acknowledged write.
+//
+// Reference: tuner.Step.RequiresStreaming; DESIGN.md "A change of N streams
+// the data to the new replicas before they count in any read quorum".
+func TestTunerGrowsAndShrinksN(t *testing.T) {
+	t.Parallel()
+	c := clustertest.New(t, 5, func(o *clustertest.Options) {
+		fastTuner(o)
+		configure := o.Configure
+		o.Configure = func(i int, cfg *node.Config) {
+			configure(i, cfg)
+			// N=3 costs less than N=5 (tuner.CostWeights.Replica): with the
+			// default dwell the tuner's own decisions would shrink the
+			// keyspace again between the test's steps. Only the hook moves
+			// it here.
+			cfg.TunerDwell = time.Hour
+		}
+	})
+	kv := c.Client(t)
+	ctx := ctxT(t, 120*time.Second)
+	const name = "grow"
+	if _, err := kv.CreateKeyspace(ctx, name, client.KeyspaceSpec{ReplicationFactor: 3,
+		Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, Floor: client.Quorum, MinRF: 3, MaxRF: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	g := &growTraffic{kv: kv, ks: name, acked: map[string]want{}}
+	before := map[string]want{}
+	for i := range 300 {
+		key, val := fmt.Sprintf("b%05d", i), fmt.Sprintf("before-%d", i)
+		res, err := kv.Put(ctx, []byte(key), []byte(val), client.WithKeyspace(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[key] = want{version: res.Version, value: val}
+		g.ack(key, before[key])
+	}
+	var nodes []string
+	for i := range c.Len() {
+		nodes = append(nodes, c.ID(i))
+	}
+	// Before the change each key is on its 3 replicas only.
+	if bad := checkReplicas(ctx, kv, nodes, name, before); len(bad) != 2*len(before) {
+		t.Fatalf("before the grow %d replicas lack a key; want exactly 2 per key (%d)", len(bad), 2*len(before))
+	}
+
+	tctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); g.run(tctx) }()
+	defer func() { stop(); <-done }()
+
+	waitRF := func(n int) client.Keyspace {
+		t.Helper()
+		for {
+			ks, err := kv.DescribeKeyspace(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ks.ReplicationFactor == n {
+				return *ks
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("keyspace at N=%d; gave up waiting for N=%d", ks.ReplicationFactor, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	start := time.Now()
+	tunerTarget(t, c, name, 5, 3, 3)
+	grown := waitRF(5)
+	during := g.snapshot()
+	t.Logf("N=5 in force after %v (R=%d W=%d, epoch %d)", time.Since(start).Round(time.Millisecond), grown.R, grown.W, grown.Epoch)
+	// The keys written before the change are on all 5 nodes the moment
+	// N=5 is in force. Only the streaming pass puts them on the added
+	// replicas: the re-reads' read repair reaches the first N replicas
+	// only, and the plan asks for no other pass.
+	if bad := checkReplicas(ctx, kv, nodes, name, before); len(bad) > 0 {
+		t.Fatalf("N=5 in force but %d replicas lack keys written before the grow, e.g. %v: the data was not streamed first", len(bad), bad[:min(3, len(bad))])
+	}
+	// The keys written during the change went to the added replicas too
+	// (PendingN); the last ones may still be on their way.
+	eventually(t, 10*time.Second, "keys written during the grow on all 5 replicas", func() error {
+		if bad := checkReplicas(ctx, kv, nodes, name, during); len(bad) > 0 {
+			return fmt.Errorf("%d missing, e.g. %v", len(bad), bad[:min(3, len(bad))])
+		}
+		return nil
+	})
+
+	start = time.Now()
+	tunerTarget(t, c, name, 3, 2, 2)
+	shrunk := waitRF(3)
+	t.Logf("N=3 in force again after %v (R=%d W=%d)", time.Since(start).Round(time.Millisecond), shrunk.R, shrunk.W)
+	// Let traffic run under the shrunk configuration for a while.
+	g.mu.Lock()
+	n0 := g.reads
+	g.mu.Unlock()
+	eventually(t, 10*time.Second, "reads under N=3", func() error {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.reads < n0+200 {
+			return fmt.Errorf("%d reads since the shrink", g.reads-n0)
+		}
+		return nil
+	})
+	stop()
+	<-done
+	final := g.snapshot()
+	for key, w := range final {
+		g.check(ctx, key, w, "final read of")
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.lost) > 0 {
+		t.Fatalf("%d reads missed an acknowledged write, e.g.:\n%v", len(g.lost), g.lost[:min(5, len(g.lost))])
+	}
+	t.Logf("%d keys, %d reads, %d unacknowledged writes; no read missed an acknowledged write", len(final), g.reads, g.failed)
+}
