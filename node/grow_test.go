@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -290,4 +291,111 @@ func TestTunerGrowsAndShrinksN(t *testing.T) {
 		t.Fatalf("%d reads missed an acknowledged write, e.g.:\n%v", len(g.lost), g.lost[:min(5, len(g.lost))])
 	}
 	t.Logf("%d keys, %d reads, %d unacknowledged writes; no read missed an acknowledged write", len(final), g.reads, g.failed)
+}
+
+// A grow that cannot stream (a ring member is down, so the repair pass
+// refuses to start) leaves the keyspace where it was: N stays 3, PendingN
+// is cleared again so writes go to the first 3 replicas only, and the
+// decision's explanation says why.
+func TestTunerGrowAbandonedWhenStreamingFails(t *testing.T) {
+	t.Parallel()
+	c := clustertest.New(t, 5, func(o *clustertest.Options) {
+		fastTuner(o)
+		configure := o.Configure
+		o.Configure = func(i int, cfg *node.Config) {
+			configure(i, cfg)
+			cfg.TunerDwell = time.Hour // only the hook moves the keyspace
+		}
+	})
+	kv := c.Client(t)
+	ctx := ctxT(t, 90*time.Second)
+	const name = "nogrow"
+	if _, err := kv.CreateKeyspace(ctx, name, client.KeyspaceSpec{ReplicationFactor: 3,
+		Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, Floor: client.Quorum, MinRF: 3, MaxRF: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	down := 0
+	for i := range c.Len() {
+		if c.ID(i) != c.Node(0).MetadataLeader() && c.ID(i) != c.Node(1).MetadataLeader() {
+			down = i
+			break
+		}
+	}
+	live := []string{}
+	for i := range c.Len() {
+		if i != down {
+			live = append(live, c.ID(i))
+		}
+	}
+	if err := c.StopNode(down); err != nil {
+		t.Fatal(err)
+	}
+	var others []int
+	for i := range c.Len() {
+		if i != down {
+			others = append(others, i)
+		}
+	}
+	for _, i := range others {
+		url := fmt.Sprintf("http://%s/unsafe/tuner-target?keyspace=%s&n=5&r=3&w=3", c.Node(i).Addrs().HTTP, name)
+		resp, err := http.Post(url, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	var why string
+	eventually(t, 60*time.Second, "a decision explaining the abandoned grow", func() error {
+		ex, err := kv.TunerExplain(ctx, name, 10)
+		if err != nil {
+			return err
+		}
+		for _, e := range ex {
+			if strings.Contains(e.Text, "Not applied in full") && strings.Contains(e.Text, "N stays at 3") {
+				why = e.Text
+				return nil
+			}
+		}
+		return fmt.Errorf("%d decisions, none about the failed grow", len(ex))
+	})
+	t.Logf("explanation: %s", why)
+	ks, err := kv.DescribeKeyspace(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks.ReplicationFactor != 3 {
+		t.Fatalf("keyspace at N=%d after a failed grow; want 3", ks.ReplicationFactor)
+	}
+	// PendingN is cleared: a fresh write reaches at most its 3 replicas,
+	// never a 4th live node. Were PendingN still 5, every key whose first
+	// 3 replicas are alive would land on all 4 live nodes.
+	keys := map[string]want{}
+	for i := range 40 {
+		key := fmt.Sprintf("after%02d", i)
+		// ALL fails for the keys the down node is a replica of.
+		res, err := kv.Put(ctx, []byte(key), []byte(key), client.WithKeyspace(name), client.WithConsistency(client.All))
+		if err == nil {
+			keys[key] = want{version: res.Version, value: key}
+		}
+	}
+	if len(keys) == 0 {
+		t.Fatal("no write at ALL succeeded: every key has the down node among its replicas?")
+	}
+	// ALL waited for the 3 counted replicas; a pending one would have been
+	// sent the write at the same time, long before the last key's check.
+	for key := range keys {
+		holders := 0
+		for _, id := range live {
+			r, err := kv.LocalGet(ctx, id, name, []byte(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Found {
+				holders++
+			}
+		}
+		if holders != 3 {
+			t.Errorf("%s is on %d live nodes; want its 3 replicas only (pending N not cleared?)", key, holders)
+		}
+	}
 }
