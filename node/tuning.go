@@ -200,7 +200,7 @@ func policyOf(d KeyspaceDef) tuner.Policy {
 // the user asked for: durability is theirs to give up, not the tuner's.
 //
 // A keyspace created without bounds has MinRF = MaxRF = its replication
-// factor (adaptiveGoal in server.go), so its N never moves; only a
+// factor (goalFromPB in server.go), so its N never moves; only a
 // keyspace created with --rf-min/--rf-max apart lets the tuner weigh N,
 // whose cost (tuner.CostWeights.Replica per copy, plus the messages of
 // every write) pulls towards the minimum unless latency or staleness pays
