@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+
+	"github.com/adaptkv/adaptkv/tuner"
 )
 
 // testHooks are faults a node injects into itself on request, for the Jepsen
@@ -73,6 +75,8 @@ func (h *testHooks) replyDelayInterceptor(ctx context.Context, req any, info *gr
 //	POST /unsafe/link?to=n2&delay=20ms   delay requests to a peer (to=* for all)
 //	POST /unsafe/drop-writes?on=true     acknowledge replica writes without storing them
 //	POST /unsafe/tuner-force?every=3s    move adaptive keyspaces between safe configurations (0s: stop)
+//	POST /unsafe/tuner-target?keyspace=ks&n=5&r=3&w=3&read=nearest
+//	                                     move one adaptive keyspace there at the leader's next decision
 //	POST /unsafe/reset                   undo all of the above
 func (h *testHooks) register(mux *http.ServeMux, n *Node) {
 	dur := func(r *http.Request, name string) (time.Duration, error) {
@@ -147,8 +151,42 @@ func (h *testHooks) register(mux *http.ServeMux, n *Node) {
 		n.tuning.forceEvery.Store(int64(d))
 		return nil
 	})
+	handle("/unsafe/tuner-target", func(r *http.Request) error {
+		q := r.URL.Query()
+		var p tuner.Policy
+		for name, v := range map[string]*int{"n": &p.N, "r": &p.R, "w": &p.W} {
+			x, err := strconv.Atoi(q.Get(name))
+			if err != nil {
+				return fmt.Errorf("parameter %s: %w", name, err)
+			}
+			*v = x
+		}
+		p.Read = tuner.ReadNearest
+		if s := q.Get("read"); s != "" {
+			var err error
+			if p.Read, err = tuner.ParseReadPath(s); err != nil {
+				return fmt.Errorf("parameter read: %w", err)
+			}
+		}
+		d, ok := n.meta.Def(q.Get("keyspace"))
+		switch {
+		case !ok || d.Adaptive == nil:
+			return fmt.Errorf("parameter keyspace: %q is not an adaptive keyspace here", q.Get("keyspace"))
+		case !p.Valid() || p.N < d.Adaptive.MinRF || p.N > d.Adaptive.MaxRF:
+			return fmt.Errorf("%v is not valid within the goal's N %d..%d", p, d.Adaptive.MinRF, d.Adaptive.MaxRF)
+		case d.Adaptive.Floor == tuner.FloorQuorum && !p.Overlapping():
+			return fmt.Errorf("%v breaks the keyspace's quorum floor", p)
+		}
+		n.tuning.mu.Lock()
+		n.tuning.targets[d.Name] = p
+		n.tuning.mu.Unlock()
+		return nil
+	})
 	handle("/unsafe/reset", func(r *http.Request) error {
 		n.tuning.forceEvery.Store(0)
+		n.tuning.mu.Lock()
+		n.tuning.targets = map[string]tuner.Policy{}
+		n.tuning.mu.Unlock()
 		h.mu.Lock()
 		h.replyDelay, h.clockOffset = 0, 0
 		h.linkDelay = map[string]time.Duration{}

@@ -45,6 +45,13 @@ type KeyspaceDef struct {
 	// Tuner is the tuner's memory of the keyspace, so that a new metadata
 	// leader continues where the old one stopped.
 	Tuner *tuner.State `json:"tuner,omitempty"`
+	// PendingN, when larger than ReplicationFactor, is the replication
+	// factor the tuner is growing the keyspace to: coordinators also send
+	// writes to the added replicas, without counting them, while a repair
+	// pass streams the existing data there (replication.KeyspaceConfig).
+	// Only the tuner sets it, in a "tune" entry of its own; the entry that
+	// raises ReplicationFactor clears it.
+	PendingN int `json:"pending_n,omitempty"`
 }
 
 // maxDecisions is how many tuner decisions the metadata log keeps per
@@ -126,13 +133,24 @@ func (f *fsm) Apply(l *raft.Log) any {
 		if def.Adaptive != nil {
 			def.Tuner = old.Tuner
 		}
+		// A user's change of R or W must not stop writes from reaching the
+		// replicas the tuner is streaming to.
+		def.PendingN = old.PendingN
 		def.CreatedUnixMs, def.UpdatedUnixMs = old.CreatedUnixMs, c.AtUnixMs
 	case "tune":
-		// The tuner moves an adaptive keyspace to a new R, W and read path.
+		// The tuner moves an adaptive keyspace to a new N, R, W and read
+		// path, or announces the replicas a growing N will add.
 		if !exists || old.Adaptive == nil {
 			return applyResult{err: fmt.Errorf("keyspace %q is not adaptive: %w", def.Name, replication.ErrKeyspaceNotFound)}
 		}
+		if err := checkTune(old, def); err != nil {
+			return applyResult{def: old, err: fmt.Errorf("keyspace %q: %w", def.Name, err)}
+		}
 		next := old
+		if def.ReplicationFactor != 0 {
+			next.ReplicationFactor = def.ReplicationFactor
+		}
+		next.PendingN = def.PendingN
 		next.Level, next.R, next.W = "custom", def.R, def.W
 		next.ReadAll, next.HedgeAfterNs = def.ReadAll, def.HedgeAfterNs
 		next.Tuner = def.Tuner
@@ -162,6 +180,36 @@ func (f *fsm) Apply(l *raft.Log) any {
 	next[def.Name] = def
 	f.keyspaces.Store(&next)
 	return applyResult{def: def}
+}
+
+// ErrUnsafeTune refuses a "tune" entry that would change N unsafely.
+var ErrUnsafeTune = errors.New("node: unsafe replication factor change")
+
+// checkTune refuses a tuner step that could lose acknowledged writes: N
+// must stay within the goal's bounds, and it may grow only while PendingN
+// already covers the new N, that is, after writes were sent to the added
+// replicas and (the tuner's duty, which the log cannot check) their data
+// was streamed. An entry written before N could change carries
+// ReplicationFactor 0 and keeps N. Whether the ring has that many members
+// is the proposer's check: the state machine must decide from the log
+// alone.
+func checkTune(old, def KeyspaceDef) error {
+	n := old.ReplicationFactor
+	if def.ReplicationFactor != 0 {
+		n = def.ReplicationFactor
+	}
+	g := old.Adaptive
+	switch {
+	case n != old.ReplicationFactor && (n < g.MinRF || n > g.MaxRF):
+		return fmt.Errorf("%w: N=%d is outside the goal's bounds %d..%d", ErrUnsafeTune, n, g.MinRF, g.MaxRF)
+	case n > old.ReplicationFactor && old.PendingN < n:
+		return fmt.Errorf("%w: N=%d before writes reach the added replicas (pending %d)", ErrUnsafeTune, n, old.PendingN)
+	case def.PendingN != 0 && (def.PendingN <= n || def.PendingN > g.MaxRF):
+		return fmt.Errorf("%w: pending N=%d must be above N=%d and at most %d", ErrUnsafeTune, def.PendingN, n, g.MaxRF)
+	case def.R < 1 || def.R > n || def.W < 1 || def.W > n:
+		return fmt.Errorf("%w: R=%d W=%d do not fit N=%d", ErrUnsafeTune, def.R, def.W, n)
+	}
+	return nil
 }
 
 // recordDecision appends a decision to a keyspace's log, keeping the most
@@ -261,7 +309,7 @@ func (f *fsm) Keyspace(name string) (replication.KeyspaceConfig, bool) {
 func (d KeyspaceDef) config() replication.KeyspaceConfig {
 	level, _ := parseLevel(d.Level)
 	return replication.KeyspaceConfig{
-		Name: d.Name, N: d.ReplicationFactor, Default: level, R: d.R, W: d.W, Epoch: d.Epoch,
+		Name: d.Name, N: d.ReplicationFactor, PendingN: d.PendingN, Default: level, R: d.R, W: d.W, Epoch: d.Epoch,
 		ReadAll: d.ReadAll, HedgeAfter: time.Duration(d.HedgeAfterNs),
 		ReadRepairChance: readRepairChanceOf(d),
 	}

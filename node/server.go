@@ -387,7 +387,9 @@ func (s adminServer) AlterKeyspace(ctx context.Context, req *kvpb.AlterKeyspaceR
 	rf := int(req.GetReplicationFactor())
 	if rf != 0 && rf != cur.ReplicationFactor {
 		// Changing N needs data streamed to new replicas before they count
-		// in a read quorum; that arrives with the tuner's safe transitions.
+		// in a read quorum. The tuner does that for adaptive keyspaces
+		// (tuning.grow, within the goal's MinRF..MaxRF); a user's change
+		// would need the same steps, which alter does not take.
 		return nil, invalidArgument(fmt.Sprintf("keyspace %q: changing the replication factor (%d to %d) is not supported yet", req.GetName(), cur.ReplicationFactor, rf))
 	}
 	cons := req.GetDefaultConsistency()

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/replication/quorum"
 	"github.com/adaptkv/adaptkv/tuner"
 )
@@ -42,8 +42,12 @@ type tuning struct {
 	// model says: the unsafe hook that tests transitions under faults.
 	forceEvery atomic.Int64
 
-	mu     sync.Mutex // guards leader: the loop and whatif
+	mu     sync.Mutex // guards leader and targets: the loop, whatif and the hooks
 	leader map[string]*leaderTuning
+	// targets are configurations the unsafe tuner-target hook asks the
+	// leader to move keyspaces to at its next decision, once each: the way
+	// tests drive a change of N, which the force cycle does not make.
+	targets map[string]tuner.Policy
 
 	predicted, observed *prometheus.GaugeVec
 }
@@ -67,7 +71,7 @@ type leaderTuning struct {
 }
 
 func newTuning(n *Node, interval time.Duration) *tuning {
-	t := &tuning{n: n, model: tuner.DefaultModel(), interval: interval, seed: maphash.MakeSeed(), leader: map[string]*leaderTuning{}}
+	t := &tuning{n: n, model: tuner.DefaultModel(), interval: interval, seed: maphash.MakeSeed(), leader: map[string]*leaderTuning{}, targets: map[string]tuner.Policy{}}
 	t.model.CoordinatorSpread = true // the SDK spreads reads over the replicas
 	if n.cfg.TunerDwell > 0 {
 		t.model.Dwell = n.cfg.TunerDwell
@@ -189,14 +193,30 @@ func policyOf(d KeyspaceDef) tuner.Policy {
 	return tuner.Policy{N: p.N, R: p.R, W: p.W, Read: path}
 }
 
-// goalOf is the goal the tuner decides against: the keyspace's, with N held
-// at the replication factor, since changing N needs data streamed to new
-// replicas, which is not built yet.
-func goalOf(d KeyspaceDef) tuner.Goal {
+// goalOf is the goal the tuner decides against: the keyspace's, with N
+// bounded by the ring's ringSize members too, since a key cannot have more
+// replicas than there are nodes. When the ring is smaller than the goal's
+// minimum, N is held where it is rather than lowered below the minimum
+// the user asked for: durability is theirs to give up, not the tuner's.
+//
+// A keyspace created without bounds has MinRF = MaxRF = its replication
+// factor (goalFromPB in server.go), so its N never moves; only a
+// keyspace created with --rf-min/--rf-max apart lets the tuner weigh N,
+// whose cost (tuner.CostWeights.Replica per copy, plus the messages of
+// every write) pulls towards the minimum unless latency or staleness pays
+// for more copies.
+func goalOf(d KeyspaceDef, ringSize int) tuner.Goal {
 	g := *d.Adaptive
-	g.MinRF, g.MaxRF = d.ReplicationFactor, d.ReplicationFactor
+	if ringSize < g.MinRF {
+		g.MinRF, g.MaxRF = d.ReplicationFactor, d.ReplicationFactor
+		return g
+	}
+	g.MaxRF = min(g.MaxRF, ringSize)
 	return g
 }
+
+// ringSize is the number of members of this node's ring.
+func (t *tuning) ringSize() int { return t.n.members.View().Ring.Len() }
 
 // syncRecorders keeps one recorder per adaptive keyspace, its replicas
 // numbered by rank (see Replica); a change of replication factor starts a
@@ -326,6 +346,19 @@ var forcedCycle = []tuner.Policy{
 }
 
 func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
+	if d.PendingN > 0 {
+		// Only apply sets PendingN, and it clears it before returning unless
+		// the metadata log failed it: a leader that stopped mid-grow left
+		// it. Writes to the extra replicas are harmless but wasted, and a
+		// later grow sets it afresh before streaming.
+		if err := t.setPending(d.Name, 0, d.Tuner); err != nil {
+			return fmt.Errorf("clear pending N %d left by an interrupted grow: %w", d.PendingN, err)
+		}
+		var ok bool
+		if d, ok = t.n.meta.Def(d.Name); !ok {
+			return nil
+		}
+	}
 	obs, err := t.gather(ctx, d.Name)
 	if err != nil {
 		return err
@@ -349,7 +382,7 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 		state.Policy = inForce // what is applied, whatever was planned
 	}
 	now := time.Now()
-	next, dec := tuner.Decide(t.model, state, lt.window, goalOf(d), now)
+	next, dec := tuner.Decide(t.model, state, lt.window, goalOf(d, t.ringSize()), now)
 	if every := time.Duration(t.forceEvery.Load()); every > 0 && now.Sub(lt.lastForce) >= every && d.ReplicationFactor == 3 {
 		lt.forced = (lt.forced + 1) % len(forcedCycle)
 		to := forcedCycle[lt.forced]
@@ -358,6 +391,13 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 		dec.Plan = tuner.PlanAfter(state.Unrepaired, inForce, to)
 		next.Policy, next.LastChange = to, now
 		lt.lastForce = now
+	}
+	if to, ok := t.targets[d.Name]; ok {
+		delete(t.targets, d.Name)
+		dec.To, dec.Changed, dec.Reason = to, to != inForce, "forced"
+		dec.Explanation = fmt.Sprintf("Forced move of %s from %v to %v by the unsafe tuner-target hook.", d.Name, inForce, to)
+		dec.Plan = tuner.PlanAfter(state.Unrepaired, inForce, to)
+		next.Policy, next.LastChange = to, now
 	}
 	t.mu.Unlock()
 
@@ -388,13 +428,9 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 	return planErr
 }
 
-// errNeedsStreaming names the plan steps the shell cannot carry out yet:
-// coordinators do not send writes to replicas that are not counted yet, so
-// N cannot grow safely.
-var errNeedsStreaming = errors.New("the plan changes N, which needs data streamed to new replicas (not built yet)")
-
 // tunerRepairTimeout bounds the repair pass the tuner runs before lowering
-// a quorum under a quorum floor; the tuner loop waits for it.
+// a quorum under a quorum floor, or to stream data to the replicas a
+// growing N adds; the tuner loop waits for it.
 const tunerRepairTimeout = 5 * time.Minute
 
 // apply carries out a decision's plan, one metadata log entry per step, and
@@ -403,28 +439,41 @@ const tunerRepairTimeout = 5 * time.Minute
 // other fields are kept. Under a quorum floor a step that requires a repair
 // pass gets one (RepairKeyspace over every node, none allowed down): before
 // it is committed when it lowers a quorum, right after it is applied
-// everywhere when it only raises one. A pass that cannot finish stops the
-// plan where it is, which is safe: every step committed so far is.
+// everywhere when it only raises one. A step that grows N streams first
+// (see grow). A pass that cannot finish stops the plan where it is, which
+// is safe: every step committed so far is.
+//
+// A step that shrinks N is the plan's last, and needs no streaming: the
+// replicas that leave a key's preference list keep its data, which nothing
+// deletes (a later grow finds it there, and repair brings it up to date).
+// While they are out of the list no delete reaches them, so once their
+// tombstones are collected elsewhere (Config.TombstoneGrace) a later grow
+// would stream their old values back: a resurrection risk that the repair
+// pass of a grow cannot see, as a collected tombstone is nothing to
+// compare with.
 func (t *tuning) apply(ctx context.Context, d KeyspaceDef, dec tuner.Decision, prev, next tuner.State) (tuner.State, error) {
 	cur := next
 	cur.Policy, cur.Unrepaired = prev.Policy, prev.Unrepaired
-	for _, st := range dec.Plan {
-		if st.RequiresStreaming || st.Policy.N != d.ReplicationFactor {
-			return cur, errNeedsStreaming
-		}
-	}
 	floor := d.Adaptive.Floor == tuner.FloorQuorum
 	for i, st := range dec.Plan {
+		if size := t.ringSize(); st.Policy.N > size {
+			return cur, fmt.Errorf("step %d (%v): the ring has %d members", i+1, st.Policy, size)
+		}
 		if floor && st.RepairFirst(cur.Policy) {
 			// The step before is applied everywhere: the first step's
 			// from is in force, and every later one waited below.
-			if err := t.repair(ctx, d.Name, fmt.Sprintf("before step %d (%v)", i+1, st.Policy)); err != nil {
+			if err := t.repair(ctx, d.Name, fmt.Sprintf("before step %d (%v)", i+1, st.Policy), RepairOptions{}); err != nil {
 				return cur, err
 			}
 			cur.Repaired()
 		}
+		if st.RequiresStreaming {
+			if err := t.grow(ctx, d.Name, cur, st.Policy.N, fmt.Sprintf("before step %d (%v)", i+1, st.Policy)); err != nil {
+				return cur, err
+			}
+		}
 		cur.Moved(st.Policy)
-		def := KeyspaceDef{Name: d.Name, R: st.Policy.R, W: st.Policy.W, ReadAll: st.Policy.Read == tuner.ReadAll}
+		def := KeyspaceDef{Name: d.Name, ReplicationFactor: st.Policy.N, R: st.Policy.R, W: st.Policy.W, ReadAll: st.Policy.Read == tuner.ReadAll}
 		if st.Policy.Read == tuner.ReadHedged && dec.Chosen != nil {
 			def.HedgeAfterNs = int64(max(dec.Chosen.HedgeAfter, time.Millisecond))
 		}
@@ -435,6 +484,9 @@ func (t *tuning) apply(ctx context.Context, d KeyspaceDef, dec tuner.Decision, p
 		def.Tuner = cloneState(cur)
 		out, err := propose(t.n.raft, command{Op: "tune", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}, 5*time.Second)
 		if err != nil {
+			if st.RequiresStreaming {
+				t.abandonGrow(d.Name, &cur)
+			}
 			return cur, fmt.Errorf("step %d (%v): %w", i+1, st.Policy, err)
 		}
 		if i < len(dec.Plan)-1 || st.RequiresAllApplied || repairAfter {
@@ -443,13 +495,83 @@ func (t *tuning) apply(ctx context.Context, d KeyspaceDef, dec tuner.Decision, p
 			}
 		}
 		if repairAfter {
-			if err := t.repair(ctx, d.Name, fmt.Sprintf("after step %d (%v)", i+1, st.Policy)); err != nil {
+			if err := t.repair(ctx, d.Name, fmt.Sprintf("after step %d (%v)", i+1, st.Policy), RepairOptions{}); err != nil {
 				return cur, err
 			}
 			cur.Repaired()
 		}
 	}
 	return cur, nil
+}
+
+// grow readies the replicas a step that raises N to newN adds
+// (tuner.Step.RequiresStreaming), with cur, the state in force, unchanged:
+//
+//  1. a "tune" entry sets PendingN to newN, and every live node applies it,
+//     so that from then on every write also goes to the added replicas (a
+//     hint when one is down or fails), and a write still carrying the
+//     epoch before is refused by every replica and retried under it;
+//  2. a repair pass with ReplicationFactor newN copies to them what the
+//     replicas held when it started, which covers every write acknowledged
+//     under the epoch before.
+//
+// Only then may the caller commit the step, which counts them. When the
+// pass fails, PendingN is cleared again, leaving the keyspace as it was,
+// and the error says so.
+func (t *tuning) grow(ctx context.Context, name string, cur tuner.State, newN int, when string) error {
+	epoch, err := t.setPendingApplied(ctx, name, newN, cloneState(cur))
+	if err != nil {
+		t.abandonGrow(name, &cur)
+		return fmt.Errorf("announce N=%d %s: %w", newN, when, err)
+	}
+	t.n.log.Info("tuner streaming to added replicas", "keyspace", name, "pending_n", newN, "epoch", epoch)
+	if err := t.repair(ctx, name, fmt.Sprintf("streaming to N=%d %s", newN, when), RepairOptions{ReplicationFactor: newN}); err != nil {
+		t.abandonGrow(name, &cur)
+		return fmt.Errorf("N stays at %d, writes no longer sent to the added replicas: %w", cur.Policy.N, err)
+	}
+	return nil
+}
+
+// setPendingApplied proposes PendingN n for keyspace name and waits until
+// every live node has applied it; it returns the entry's epoch.
+func (t *tuning) setPendingApplied(ctx context.Context, name string, n int, state *tuner.State) (uint64, error) {
+	if err := t.setPending(name, n, state); err != nil {
+		return 0, err
+	}
+	d, _ := t.n.meta.Def(name)
+	if err := t.waitApplied(ctx, d.Epoch); err != nil {
+		return 0, err
+	}
+	return d.Epoch, nil
+}
+
+// setPending proposes a "tune" entry that keeps keyspace name's
+// configuration in force (as this node, the leader, has applied it) and
+// sets its PendingN to n (0: none) and its tuner state to state.
+func (t *tuning) setPending(name string, n int, state *tuner.State) error {
+	d, ok := t.n.meta.Def(name)
+	if !ok {
+		return fmt.Errorf("keyspace %q: %w", name, replication.ErrKeyspaceNotFound)
+	}
+	def := KeyspaceDef{Name: name, ReplicationFactor: d.ReplicationFactor, R: d.R, W: d.W, ReadAll: d.ReadAll, HedgeAfterNs: d.HedgeAfterNs, PendingN: n, Tuner: state}
+	if def.R == 0 || def.W == 0 {
+		// A keyspace created at a named level: spell its R and W out.
+		p := policyOf(d)
+		def.R, def.W = p.R, p.W
+	}
+	if _, err := propose(t.n.raft, command{Op: "tune", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}, 5*time.Second); err != nil {
+		return fmt.Errorf("set pending N to %d: %w", n, err)
+	}
+	return nil
+}
+
+// abandonGrow clears PendingN after a grow that did not complete, so that
+// writes stop going to replicas that will not count. Its failure is logged
+// only: the next decision clears a PendingN left behind (see decide).
+func (t *tuning) abandonGrow(name string, cur *tuner.State) {
+	if err := t.setPending(name, 0, cloneState(*cur)); err != nil {
+		t.n.log.Warn("tuner could not clear pending N after a failed grow; the next decision will", "keyspace", name, "err", err)
+	}
 }
 
 // cloneState copies s so that the metadata command does not share its
@@ -460,15 +582,15 @@ func cloneState(s tuner.State) *tuner.State {
 }
 
 // repair runs the tuner's repair pass over keyspace name on every node.
-func (t *tuning) repair(ctx context.Context, name, when string) error {
+func (t *tuning) repair(ctx context.Context, name, when string, opts RepairOptions) error {
 	rctx, cancel := context.WithTimeout(ctx, tunerRepairTimeout)
 	defer cancel()
 	start := time.Now()
-	rep, err := t.n.RepairKeyspace(rctx, name, RepairOptions{}, nil)
+	rep, err := t.n.RepairKeyspace(rctx, name, opts, nil)
 	if err != nil {
 		return fmt.Errorf("repair pass %s: %w", when, err)
 	}
-	t.n.log.Info("tuner repair pass", "keyspace", name, "when", when, "took", time.Since(start).Round(time.Millisecond),
+	t.n.log.Info("tuner repair pass", "keyspace", name, "when", when, "rf", rep.ReplicationFactor, "took", time.Since(start).Round(time.Millisecond),
 		"nodes", len(rep.NodesDone), "scanned", rep.Stats.KeysScanned, "pushed", rep.Stats.RecordsPushed)
 	return nil
 }
@@ -543,5 +665,5 @@ func (t *tuning) whatIf(ctx context.Context, d KeyspaceDef) ([]tuner.CandidateRe
 			return nil, err
 		}
 	}
-	return tuner.WhatIf(t.model, obs, goalOf(d))
+	return tuner.WhatIf(t.model, obs, goalOf(d, t.ringSize()))
 }

@@ -151,9 +151,14 @@ func (c *Coordinator) policy(ks KeyspaceConfig, cons Consistency) (quorum.Policy
 type plan struct {
 	ks       KeyspaceConfig
 	pol      quorum.Policy
-	replicas []string // preference list
+	replicas []string // preference list: the first N, which count
 	alive    []string
 	dead     []string
+	// pendingAlive and pendingDead are the replicas beyond N that writes
+	// also reach while the keyspace grows (KeyspaceConfig.PendingN); they
+	// never count in a quorum.
+	pendingAlive []string
+	pendingDead  []string
 }
 
 // unknownKeyspaceWait is how long a request for a keyspace this node does
@@ -199,12 +204,22 @@ func (c *Coordinator) plan(ctx context.Context, keyspace string, key []byte, con
 	if r.Len() < ks.N {
 		return plan{}, fmt.Errorf("keyspace %q: %w: replication factor %d exceeds the cluster's %d nodes", keyspace, ErrInvalidRequest, ks.N, r.Len())
 	}
-	p := plan{ks: ks, pol: pol, replicas: r.PreferenceList(keyspace, key, ks.N)}
-	for _, id := range p.replicas {
-		if c.cfg.Topology.Alive(id) {
+	// Preference lists are prefixes of one ring walk, so the first N of the
+	// longer list are the counted replicas.
+	n := max(ks.N, min(ks.PendingN, r.Len()))
+	list := r.PreferenceList(keyspace, key, n)
+	p := plan{ks: ks, pol: pol, replicas: list[:ks.N]}
+	for i, id := range list {
+		alive := c.cfg.Topology.Alive(id)
+		switch {
+		case i < ks.N && alive:
 			p.alive = append(p.alive, id)
-		} else {
+		case i < ks.N:
 			p.dead = append(p.dead, id)
+		case alive:
+			p.pendingAlive = append(p.pendingAlive, id)
+		default:
+			p.pendingDead = append(p.pendingDead, id)
 		}
 	}
 	return p, nil
@@ -284,8 +299,12 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 		for _, id := range p.dead {
 			c.hint(ctx, id, mut)
 		}
+		for _, id := range p.pendingDead {
+			c.hint(ctx, id, mut)
+		}
 		req := &kvpb.ReplicaWriteRequest{Mutations: []*kvpb.Mutation{mut}, From: c.cfg.NodeID}
-		replies := make(chan writeReply, len(p.alive))
+		sent := len(p.alive) + len(p.pendingAlive)
+		replies := make(chan writeReply, sent)
 		fan := c.newFanout(ctx)
 		for rank, id := range c.rank(p.alive) {
 			fan.acquire()
@@ -302,6 +321,17 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 				replies <- r
 			}()
 		}
+		// Pending replicas get the write too, but their answers only decide
+		// whether a hint is stored: they neither count towards W nor feed
+		// the tuner's per-rank latencies, which describe the counted ones.
+		for _, id := range p.pendingAlive {
+			fan.acquire()
+			go func() {
+				defer fan.release()
+				resp, err := c.cfg.Transport.Write(fan.ctx, id, req)
+				replies <- toWriteReply(id, resp, err)
+			}()
+		}
 		fan.release() // every replica write is out
 		tally := quorum.NewTally(p.pol.W, len(p.alive))
 		var newest uint64
@@ -311,16 +341,18 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 			select {
 			case r := <-replies:
 				received++
-				verdict = tally.Record(indexOf(p.alive, r.id), r.ok)
+				if i := indexOf(p.alive, r.id); i >= 0 {
+					verdict = tally.Record(i, r.ok)
+				}
 				newest = max(newest, r.known)
 				c.afterWrite(ctx, mut, r)
 			case <-ctx.Done():
-				go c.drainWrites(ctx, mut, replies, len(p.alive)-received)
+				go c.drainWrites(ctx, mut, replies, sent-received)
 				return Receipt{Policy: p.pol, Acked: tally.Acks(), Epoch: p.ks.Epoch},
 					fmt.Errorf("write: %d of %d required replicas acknowledged before %w", tally.Acks(), p.pol.W, ctx.Err())
 			}
 		}
-		go c.drainWrites(ctx, mut, replies, len(p.alive)-received)
+		go c.drainWrites(ctx, mut, replies, sent-received)
 		rcpt.Acked = tally.Acks()
 		if verdict == quorum.Won {
 			if o := c.cfg.Observer; o != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -803,4 +804,105 @@ func TestLateDigestNewerIsFetchedAndSpread(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// While a keyspace grows (PendingN > N), a write reaches the replicas N+1 to
+// PendingN of the key's preference list, is acknowledged on W of the first
+// N only, and leaves a hint for a pending replica that is down; a read asks
+// only the first N. Reference: tuner.Step.RequiresStreaming.
+func TestWritePendingReplicas(t *testing.T) {
+	ctx := context.Background()
+	key := []byte("k")
+	for _, tt := range []struct {
+		name      string
+		down      []int // ranks of the preference list made unreachable
+		wantHints int
+	}{
+		{"all up", nil, 0},
+		{"pending replica down: hint", []int{4}, 1},
+		{"counted and pending replica down: hints", []int{0, 3}, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, 5, 3)
+			growing := KeyspaceConfig{Name: "ks", N: 3, PendingN: 5, Default: quorum.Quorum, Epoch: 2}
+			f.meta.set(growing)
+			f.cmeta.set(growing)
+			list := f.net.Ring().PreferenceList("ks", key, 5)
+			for _, i := range tt.down {
+				f.net.setDown(list[i], true)
+			}
+			_, rcpt, err := f.coord.Put(ctx, "ks", key, []byte("v"), Consistency{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rcpt.Policy.N != 3 || rcpt.Policy.W != 2 || rcpt.Acked < 2 || rcpt.Acked > 3 {
+				t.Errorf("receipt %+v; want W=2 of N=3, at most 3 acked", rcpt)
+			}
+			isDown := func(i int) bool { return slices.Contains(tt.down, i) }
+			waitFor(t, "every reachable replica, pending ones included, to hold the write", func() bool {
+				for i, id := range list {
+					if _, ok := f.local(t, id, "k"); ok == isDown(i) {
+						return false
+					}
+				}
+				return true
+			})
+			waitFor(t, "hints for the down replicas", func() bool { return f.hints.Pending() == tt.wantHints })
+			for _, i := range tt.down {
+				if got := f.hints.PendingFor(list[i]); got != 1 {
+					t.Errorf("hints for %s (rank %d) = %d; want 1", list[i], i, got)
+				}
+			}
+		})
+	}
+}
+
+// A pending replica never counts towards W: with two of the first N down, a
+// quorum write is refused even though both pending replicas are up.
+func TestWritePendingReplicasDoNotCount(t *testing.T) {
+	f := newFixture(t, 5, 3)
+	growing := KeyspaceConfig{Name: "ks", N: 3, PendingN: 5, Default: quorum.Quorum, Epoch: 2}
+	f.meta.set(growing)
+	f.cmeta.set(growing)
+	key := []byte("k")
+	list := f.net.Ring().PreferenceList("ks", key, 5)
+	// Unreachable but still reported alive: the coordinator sends to them
+	// and their writes fail.
+	f.net.mu.Lock()
+	f.net.broken[list[0]], f.net.broken[list[1]] = true, true
+	f.net.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, rcpt, err := f.coord.Put(ctx, "ks", key, []byte("v"), Consistency{})
+	if !errors.Is(err, ErrQuorumNotReached) {
+		t.Fatalf("Put = %+v, %v; want ErrQuorumNotReached", rcpt, err)
+	}
+	if rcpt.Acked > 1 {
+		t.Errorf("acked = %d; want at most 1 (the third counted replica only)", rcpt.Acked)
+	}
+}
+
+// Reads under PendingN ask only the first N: a value only the pending
+// replicas hold is not found.
+func TestReadIgnoresPendingReplicas(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 5, 3)
+	growing := KeyspaceConfig{Name: "ks", N: 3, PendingN: 5, Default: quorum.Quorum, Epoch: 2, ReadRepairChance: -1}
+	f.meta.set(growing)
+	f.cmeta.set(growing)
+	key := []byte("k")
+	list := f.net.Ring().PreferenceList("ks", key, 5)
+	rec := storage.Record{Key: key, Value: []byte("only-pending"), Version: storage.Version{Timestamp: 1, Node: 1}}
+	for _, id := range list[3:] {
+		if _, err := f.net.engines[id].Apply(ctx, []storage.Mutation{{Keyspace: "ks", Record: rec}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := f.coord.Get(ctx, "ks", key, Consistency{Level: quorum.All})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Found || res.Acked != 3 {
+		t.Errorf("Get = %+v; want not found from the 3 counted replicas", res)
+	}
 }

@@ -69,8 +69,18 @@ type Topology interface {
 // KeyspaceConfig is what the data path needs of a keyspace's configuration.
 type KeyspaceConfig struct {
 	Name string
-	// N is the replication factor.
+	// N is the replication factor: the replicas that count in read and
+	// write quorums.
 	N int
+	// PendingN, when larger than N, is the replication factor the keyspace
+	// is growing to: writes and deletes go to the first PendingN replicas
+	// of the key's preference list (a hint for each one down or failing,
+	// as for counted replicas), but only the first N count towards W, and
+	// reads ask only the first N. It is in force while a repair pass
+	// streams the existing data to the added replicas, so that nothing
+	// written meanwhile is missing from them when N is raised
+	// (tuner.Step.RequiresStreaming). Zero, or any value ≤ N, means none.
+	PendingN int
 	// Default is the level used when a request names none; R and W are used
 	// when Default is quorum.Custom.
 	Default quorum.Level

@@ -45,7 +45,8 @@
 //  5. If the Decision changed the policy, apply its Plan step by step,
 //     honouring each Step's obligations: RequiresStreaming (stream existing
 //     data to the added replicas, sending them new writes meanwhile, before
-//     committing the step), RequiresAllApplied (wait until every live node
+//     committing the step; the node does it with a PendingN configuration
+//     applied everywhere, then a repair pass at the new N), RequiresAllApplied (wait until every live node
 //     has applied the step before committing the next), RequiresRepair (run
 //     a repair pass before committing a lowering step, or right after a
 //     raising one; the plan already accounts for writes made under weaker

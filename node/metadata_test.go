@@ -1,0 +1,91 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/adaptkv/adaptkv/tuner"
+)
+
+// applyCmd applies one command to f as log entry index.
+func applyCmd(t *testing.T, f *fsm, index uint64, c command) applyResult {
+	t.Helper()
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.Apply(&raft.Log{Index: index, Data: b}).(applyResult)
+}
+
+// A "tune" entry may change N only within the goal's bounds, and may raise
+// it only while PendingN already covers the new N: the log itself refuses a
+// grow that skipped sending writes to the added replicas.
+func TestTuneReplicationFactor(t *testing.T) {
+	goal := &tuner.Goal{MaxStale: 0.001, Floor: tuner.FloorQuorum, MinRF: 3, MaxRF: 5, MinW: 1}
+	tune := func(n, r, w, pending int) command {
+		return command{Op: "tune", Keyspace: KeyspaceDef{Name: "ks", ReplicationFactor: n, R: r, W: w, PendingN: pending}}
+	}
+	tests := []struct {
+		name    string
+		steps   []command
+		wantErr bool // of the last step
+		wantN   int
+		wantP   int
+	}{
+		{"legacy entry keeps N", []command{tune(0, 3, 1, 0)}, false, 3, 0},
+		{"grow without pending refused", []command{tune(5, 3, 4, 0)}, true, 3, 0},
+		{"grow to a larger N than pending refused", []command{tune(3, 2, 2, 4), tune(5, 3, 4, 0)}, true, 3, 4},
+		{"pending then grow", []command{tune(3, 2, 2, 5), tune(5, 3, 4, 0)}, false, 5, 0},
+		{"pending above MaxRF refused", []command{tune(3, 2, 2, 6)}, true, 3, 0},
+		{"pending not above N refused", []command{tune(3, 2, 2, 3)}, true, 3, 0},
+		{"shrink needs no pending", []command{tune(3, 2, 2, 5), tune(5, 3, 4, 0), tune(3, 2, 2, 0)}, false, 3, 0},
+		{"shrink below MinRF refused", []command{tune(2, 1, 2, 0)}, true, 3, 0},
+		{"R above N refused", []command{tune(3, 4, 2, 0)}, true, 3, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFSM()
+			applyCmd(t, f, 1, command{Op: "create", Keyspace: KeyspaceDef{Name: "ks", ReplicationFactor: 3, Level: "custom", R: 2, W: 2, Adaptive: goal}})
+			var res applyResult
+			for i, c := range tt.steps {
+				res = applyCmd(t, f, uint64(i+2), c)
+				if i < len(tt.steps)-1 && res.err != nil {
+					t.Fatalf("step %d: %v", i+1, res.err)
+				}
+			}
+			if gotErr := res.err != nil; gotErr != tt.wantErr {
+				t.Fatalf("last step error = %v; want error %v", res.err, tt.wantErr)
+			}
+			if tt.wantErr && !errors.Is(res.err, ErrUnsafeTune) {
+				t.Errorf("error = %v; want ErrUnsafeTune", res.err)
+			}
+			d, _ := f.Def("ks")
+			if d.ReplicationFactor != tt.wantN || d.PendingN != tt.wantP {
+				t.Errorf("N=%d PendingN=%d; want N=%d PendingN=%d", d.ReplicationFactor, d.PendingN, tt.wantN, tt.wantP)
+			}
+			if cfg := d.config(); cfg.N != d.ReplicationFactor || cfg.PendingN != d.PendingN {
+				t.Errorf("coordinator config N=%d PendingN=%d; want the definition's", cfg.N, cfg.PendingN)
+			}
+		})
+	}
+}
+
+// A user's alter keeps the PendingN of a grow in progress: otherwise the
+// added replicas would miss writes before they count.
+func TestAlterKeepsPendingN(t *testing.T) {
+	f := newFSM()
+	goal := &tuner.Goal{MaxStale: 0.001, Floor: tuner.FloorQuorum, MinRF: 3, MaxRF: 5, MinW: 1}
+	applyCmd(t, f, 1, command{Op: "create", Keyspace: KeyspaceDef{Name: "ks", ReplicationFactor: 3, Level: "custom", R: 2, W: 2, Adaptive: goal}})
+	if res := applyCmd(t, f, 2, command{Op: "tune", Keyspace: KeyspaceDef{Name: "ks", R: 2, W: 2, PendingN: 5}}); res.err != nil {
+		t.Fatal(res.err)
+	}
+	if res := applyCmd(t, f, 3, command{Op: "alter", Keyspace: KeyspaceDef{Name: "ks", Level: "custom", R: 3, W: 2}}); res.err != nil {
+		t.Fatal(res.err)
+	}
+	if d, _ := f.Def("ks"); d.PendingN != 5 || d.R != 3 {
+		t.Errorf("after alter R=%d PendingN=%d; want R=3 PendingN=5", d.R, d.PendingN)
+	}
+}
