@@ -129,6 +129,12 @@ type Config struct {
 	// ConvergeTimeout bounds the wait for hints to be delivered and
 	// replicas to agree after the heal.
 	ConvergeTimeout Duration `json:"converge_timeout"`
+	// ConvergeRepair runs a repair pass (what `adaptkv keyspace repair`
+	// does) when replicas still disagree once the hints are delivered, as
+	// an operator would after an outage, and probes again; the summary says
+	// how many keys needed it. Without it the convergence checker judges
+	// hints and read repair alone.
+	ConvergeRepair bool `json:"converge_repair"`
 	// HealTimeout bounds the wait for the cluster to be whole again.
 	HealTimeout Duration `json:"heal_timeout"`
 
@@ -191,6 +197,7 @@ func DefaultConfig() Config {
 		OpTimeout:       Duration(time.Second),
 		CheckTimeout:    Duration(time.Minute),
 		ConvergeTimeout: Duration(30 * time.Second),
+		ConvergeRepair:  true,
 		HealTimeout:     Duration(60 * time.Second),
 		FirstIP:         "127.0.0.2",
 	}
@@ -318,6 +325,9 @@ func (c *Config) Command() string {
 	opt("op-timeout", c.OpTimeout.D(), d.OpTimeout.D())
 	opt("check-timeout", c.CheckTimeout.D(), d.CheckTimeout.D())
 	opt("converge-timeout", c.ConvergeTimeout.D(), d.ConvergeTimeout.D())
+	if c.ConvergeRepair != d.ConvergeRepair {
+		args = append(args, fmt.Sprintf("--converge-repair=%t", c.ConvergeRepair))
+	}
 	opt("heal-timeout", c.HealTimeout.D(), d.HealTimeout.D())
 	opt("first-ip", c.FirstIP, d.FirstIP)
 	opt("adaptive", c.Adaptive, d.Adaptive)

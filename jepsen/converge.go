@@ -85,6 +85,15 @@ func (r *runner) converge(ctx context.Context) {
 		} else if hints, err := r.hintsPending(cctx); err == nil && hints == 0 {
 			stalled++
 		}
+		if len(again) > 0 && r.cfg.ConvergeRepair && r.convergeRepair == nil && (stalled >= 6 || time.Now().Add(5*time.Second).After(deadline)) {
+			// Hints and read repair have done what they will: a write
+			// whose coordinator died before it stored a hint reaches its
+			// other replicas only through anti-entropy.
+			r.convergeRepair = r.repairPass(cctx, len(again))
+			best, stalled = len(again)+1, 0
+			todo = again
+			continue
+		}
 		if len(again) == 0 || stalled >= 6 || time.Now().Add(500*time.Millisecond).After(deadline) {
 			break
 		}
@@ -97,6 +106,24 @@ func (r *runner) converge(ctx context.Context) {
 		}
 	}
 	r.convergeDur = time.Since(start)
+}
+
+// repairPass runs one repair pass over the keyspace, over whichever nodes
+// are alive, and reports it.
+func (r *runner) repairPass(ctx context.Context, disagreeing int) *ConvergeRepair {
+	start := time.Now()
+	out := &ConvergeRepair{Disagreeing: disagreeing}
+	r.log.Info("convergence: replicas still disagree once hints are delivered; running a repair pass", "keys", disagreeing)
+	rep, err := r.routed.RepairKeyspace(ctx, Keyspace, client.RepairOptions{AllowDown: true}, nil)
+	out.Seconds = round3(time.Since(start).Seconds())
+	if rep != nil {
+		out.RecordsPushed = rep.RecordsPushed
+	}
+	if err != nil {
+		out.Error = err.Error()
+		r.log.Warn("convergence repair pass failed", "err", err)
+	}
+	return out
 }
 
 // hintsPending sums the hints stored on every node.

@@ -49,12 +49,26 @@ type RunInfo struct {
 	// ConvergeSeconds the whole convergence phase.
 	HintsWaitSeconds float64 `json:"hints_wait_seconds"`
 	ConvergeSeconds  float64 `json:"converge_seconds"`
-	CheckSeconds     float64 `json:"check_seconds"`
-	Command          string  `json:"command"`
+	// ConvergeRepair, when set, is the repair pass the convergence phase
+	// ran because replicas still disagreed once the hints were delivered.
+	ConvergeRepair *ConvergeRepair `json:"converge_repair,omitempty"`
+	CheckSeconds   float64         `json:"check_seconds"`
+	Command        string          `json:"command"`
 	// Chain is the run's iptables chain (removed at the end), if any.
 	Chain string `json:"chain,omitempty"`
 	// Hosts maps node IDs to their addresses.
 	Hosts map[string]string `json:"hosts,omitempty"`
+}
+
+// ConvergeRepair describes the convergence phase's repair pass.
+type ConvergeRepair struct {
+	// Disagreeing is the number of probed keys whose replicas disagreed
+	// before the pass; RecordsPushed what the pass wrote to replicas that
+	// lacked it; Seconds its duration; Error why it failed, if it did.
+	Disagreeing   int     `json:"disagreeing"`
+	RecordsPushed uint64  `json:"records_pushed"`
+	Seconds       float64 `json:"seconds"`
+	Error         string  `json:"error,omitempty"`
 }
 
 // Result is a run's verdict and what led to it; results.json holds it.
@@ -107,7 +121,8 @@ func (r *runner) result(valid checker.Validity, checks []checker.Result) *Result
 		Run: RunInfo{Workload: r.cfg.Workload, Consistency: r.cfg.Consistency, Nemesis: nemesis.FormatSpecs(r.cfg.specs()), Nodes: r.cfg.Nodes,
 			Seed: r.cfg.Seed, Started: r.rec.Base(), Seconds: round3(time.Since(r.rec.Base()).Seconds()), Phases: append([]PhaseTime(nil), r.phases...),
 			Events: r.rec.Len(), Schedule: r.sched, HintsWaitSeconds: round3(r.hintsWait.Seconds()), ConvergeSeconds: round3(r.convergeDur.Seconds()),
-			Command: r.cfg.Command()}}
+			ConvergeRepair: r.convergeRepair,
+			Command:        r.cfg.Command()}}
 	if r.net != nil {
 		res.Run.Chain = r.net.Chain()
 	}
@@ -209,6 +224,14 @@ func (res *Result) Summary(w io.Writer) {
 			ws = append(ws, fmt.Sprintf("%.0f-%.0fs %s", win.Start.Seconds(), win.End.Seconds(), strings.Join(fs, "+")))
 		}
 		fmt.Fprintf(w, "faults (from the start of the fault phase): %s\n", strings.Join(ws, "; "))
+	}
+	if cr := ri.ConvergeRepair; cr != nil {
+		if cr.Error != "" {
+			fmt.Fprintf(w, "converge: %d keys disagreed once hints were delivered; the repair pass failed: %s\n", cr.Disagreeing, cr.Error)
+		} else {
+			fmt.Fprintf(w, "converge: %d keys disagreed once hints were delivered (writes no hint covers: a coordinator killed before it stored one, or a replica that acknowledged without storing); a repair pass pushed %d records in %.2fs (--converge-repair=false judges hints and read repair alone)\n",
+				cr.Disagreeing, cr.RecordsPushed, cr.Seconds)
+		}
 	}
 	for _, c := range res.Checkers {
 		if c.Name != "perf" {

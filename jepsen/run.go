@@ -63,6 +63,7 @@ type runner struct {
 	harnessErrs            []string
 	phases                 []PhaseTime
 	hintsWait, convergeDur time.Duration
+	convergeRepair         *ConvergeRepair
 }
 
 func (r *runner) harnessError(err error) {

@@ -451,3 +451,48 @@ func benchmarkRepair(b *testing.B, inMemory bool, opts node.RepairOptions, keys,
 	b.ReportMetric(float64(pushed)/float64(b.N), "pushed/op")
 	b.ReportMetric(float64(digests)/float64(b.N), "digests/op")
 }
+
+// The SDK's RepairKeyspace runs the same pass: progress reports, a final
+// report, every replica repaired; bad options and unknown keyspaces are
+// refused with errors naming them.
+func TestRepairKeyspaceSDK(t *testing.T) {
+	t.Parallel()
+	c := clustertest.New(t, 3, withHooks)
+	ctx := ctxT(t, 60*time.Second)
+	kv := c.Client(t)
+	if _, err := kv.CreateKeyspace(ctx, "sdk", client.KeyspaceSpec{ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]want{}
+	dropWrites(t, c, 1, true)
+	for i := range 40 {
+		k := fmt.Sprintf("k%02d", i)
+		w, err := kv.Put(ctx, []byte(k), []byte("v"), client.WithKeyspace("sdk"), client.WithConsistency(client.All))
+		if err != nil {
+			t.Fatalf("put %s: %v", k, err)
+		}
+		keys[k] = want{version: w.Version, value: "v"}
+	}
+	dropWrites(t, c, 1, false)
+	all := []string{c.ID(0), c.ID(1), c.ID(2)}
+	if before := checkReplicas(ctx, kv, all, "sdk", keys); len(before) != 40 {
+		t.Fatalf("before the pass %d replicas are behind; want 40", len(before))
+	}
+	var reports int
+	rep, err := kv.RepairKeyspace(ctx, "sdk", client.RepairOptions{PageSize: 8}, func(*client.RepairReport) { reports++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Done || !slices.Equal(rep.NodesDone, all) || rep.RecordsPushed < 40 || reports < 2 {
+		t.Errorf("report %+v after %d progress reports; want done on %v with at least 40 records pushed", rep, reports, all)
+	}
+	if after := checkReplicas(ctx, kv, all, "sdk", keys); len(after) != 0 {
+		t.Errorf("after the pass:\n%s", strings.Join(after, "\n"))
+	}
+	if _, err := kv.RepairKeyspace(ctx, "sdk", client.RepairOptions{PageSize: -1}, nil); !errors.Is(err, client.ErrInvalidArgument) || !strings.Contains(err.Error(), "page size") {
+		t.Errorf("negative page size: %v; want invalid argument naming it", err)
+	}
+	if _, err := kv.RepairKeyspace(ctx, "nope", client.RepairOptions{}, nil); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("unknown keyspace: %v; want an error naming it", err)
+	}
+}

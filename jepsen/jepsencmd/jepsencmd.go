@@ -199,6 +199,7 @@ Exit status: 0 valid, 1 an anomaly was found, 2 the run could not be done.`,
 	fs.DurationVar(&opTimeout, "op-timeout", cfg.OpTimeout.D(), "deadline of each operation")
 	fs.DurationVar(&checkTimeout, "check-timeout", cfg.CheckTimeout.D(), "bound on Porcupine's check of one key (0: none)")
 	fs.DurationVar(&convTimeout, "converge-timeout", cfg.ConvergeTimeout.D(), "bound on the wait for hints and replica agreement after the heal")
+	fs.BoolVar(&cfg.ConvergeRepair, "converge-repair", cfg.ConvergeRepair, "when replicas still disagree once hints are delivered, run a repair pass (as an operator would after an outage) and probe again; false judges hints and read repair alone")
 	fs.DurationVar(&healTimeout, "heal-timeout", cfg.HealTimeout.D(), "bound on the wait for the cluster to be whole after the heal")
 	fs.StringVar(&cfg.Out, "out", "", "run folder (default store/<workload>-<nemesis>-<consistency>/<time>)")
 	fs.StringVar(&cfg.Bin, "bin", "", "adaptkv binary the nodes run (default: this program)")
