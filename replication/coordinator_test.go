@@ -614,15 +614,25 @@ func TestProbeIgnoresWritesConcurrentWithTheRead(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		newerAt   time.Duration // the newer version's write time, relative to the read
+		w         int           // the keyspace's W
 		wantStale bool
 	}{
-		{"newer version written before the read", -time.Second, true},
-		{"newer version written after the read began", time.Hour, false},
+		{"newer version written before the read", -time.Second, 1, true},
+		{"newer version written after the read began", time.Hour, 1, false},
+		// At W=3 a write is acknowledged after the slowest replica's round
+		// trip (500 ms here): one stamped 100 ms before the read was still
+		// in flight, one stamped a second before was long acknowledged.
+		{"W=3, stamped within the slowest round trip before the read", -100 * time.Millisecond, 3, false},
+		{"W=3, stamped long before the read", -time.Second, 3, true},
+		{"W=1, stamped 100 ms before the read", -100 * time.Millisecond, 1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, 3, 3)
 			obs := &probeRecorder{}
 			f.coord.cfg.Observer = obs
+			f.coord.latency.observe("n1", time.Millisecond)
+			f.coord.latency.observe("n2", time.Millisecond)
+			f.coord.latency.observe("n3", 500*time.Millisecond)
 			key := []byte("k")
 			old := storage.Record{Key: key, Value: []byte("old"), Version: storage.Version{Timestamp: uint64(time.Now().Add(-time.Minute).UnixMilli()) << 16, Node: 1}}
 			newer := storage.Record{Key: key, Value: []byte("new"), Version: storage.Version{Timestamp: uint64(time.Now().Add(tc.newerAt).UnixMilli()) << 16, Node: 1}}
@@ -640,7 +650,7 @@ func TestProbeIgnoresWritesConcurrentWithTheRead(t *testing.T) {
 			f.net.mu.Lock()
 			f.net.slow["n3"] = 50 * time.Millisecond
 			f.net.mu.Unlock()
-			res, err := f.coord.Get(ctx, "ks", key, Consistency{Level: quorum.One})
+			res, err := f.coord.Get(ctx, "ks", key, Consistency{Level: quorum.Custom, R: 1, W: tc.w})
 			if err != nil || string(res.Record.Value) != "old" {
 				t.Fatalf("Get = %+v, %v; want the old value from a fast replica", res, err)
 			}
