@@ -56,10 +56,12 @@ type Config struct {
 const DefaultReadRepairChance = 0.01
 
 // ProbeReadRepairChance is the read-repair chance of keyspaces whose tuner
-// measures staleness on the reads that ask every replica: at 0.1 a keyspace
-// serving a few hundred reads per second yields enough probes per decision
-// interval.
-const ProbeReadRepairChance = 0.1
+// measures staleness on the reads that ask every replica. At 0.05 a keyspace
+// serving a few hundred reads per second yields the 100 probes the tuner's
+// calibration wants in a few decision intervals; at 0.1 the probes' replica
+// reads (of the slowest replica too) raised the read p99 of the adaptive arm
+// of the experiment to 1.25-1.31x the static arm's in its slow-replica phase.
+const ProbeReadRepairChance = 0.05
 
 // Metrics counts the coordinator's repair work since start.
 type Metrics struct {
@@ -481,13 +483,15 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 		}
 		replies := make(chan readReply, len(order))
 		// Only the first replica asked returns the value; the others, which
-		// are there to be compared, return digests (key, version,
-		// tombstone). When every reply agrees, or the first holds the
-		// newest version, that is the whole read; otherwise the value is
-		// fetched from a replica that holds the newest (fetchNewest). A
-		// read of one replica, or a hedged one, where any reply may be the
-		// answer, asks for values everywhere.
-		digests := p.pol.R > 1 && hedgeAfter == 0
+		// are there to be compared (a quorum's other members, or the extra
+		// replicas of read repair and the tuner's probes), return digests
+		// (key, version, tombstone). When every reply agrees, or the first
+		// holds the newest version, that is the whole read; otherwise the
+		// value is fetched from a replica that holds the newest
+		// (fetchNewest), as it is when the first replica fails at R=1 and
+		// the next one answered with a digest. A hedged read, where any
+		// reply may be the answer, asks for values everywhere.
+		digests := hedgeAfter == 0
 		readOne := func(ctx context.Context, rank int) {
 			id := order[rank]
 			start := time.Now() // this replica's round trip
@@ -513,7 +517,11 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 		}
 		fan := c.newFanout(ctx)
 		defer fan.release() // no read is sent after Get returns
+		fullOut := 0 // value reads sent and not answered yet
 		send := func(rank int) {
+			if !digests || rank == 0 {
+				fullOut++
+			}
 			fan.acquire()
 			go func() {
 				defer fan.release()
@@ -532,6 +540,7 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 			}
 		}
 		if local {
+			fullOut++
 			readOne(ctx, 0)
 		}
 		tally := quorum.NewTally(p.pol.R, len(order))
@@ -544,19 +553,30 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 			hedge = t.C
 		}
 		verdict := quorum.Pending
-		for verdict == quorum.Pending {
+		// A quorum of digests that the value read has not caught up with
+		// yet waits for it (it is on its way) rather than fetching the
+		// value again: at R=1 with the compared replicas asked too, a
+		// digest often arrives first.
+		awaitValue := func() bool {
+			w, found := newestOf(got)
+			return verdict == quorum.Won && fullOut > 0 && found && needsValue(w, got)
+		}
+		for verdict == quorum.Pending || awaitValue() {
 			select {
 			case <-hedge:
-				if asked < len(order) {
+				if verdict == quorum.Pending && asked < len(order) {
 					c.metrics.Hedges.Add(1)
 					send(asked)
 					asked++
 				}
 			case r := <-replies:
+				if !r.digest {
+					fullOut--
+				}
 				if r.err != nil {
 					c.metrics.ReplicaErrors.Add(1)
 					newest = max(newest, r.known)
-					if asked < len(order) {
+					if verdict == quorum.Pending && asked < len(order) {
 						send(asked)
 						asked++
 					}

@@ -724,7 +724,7 @@ func TestQuorumReadDigests(t *testing.T) {
 		{"the digest is newer: a second round", quorum.Quorum, []*storage.Record{rec("old", 100, false), rec("new", 200, false), nil}, "new", true, 2, 1, 1, 1},
 		{"the full reply is newer", quorum.Quorum, []*storage.Record{rec("new", 200, false), rec("old", 100, false), nil}, "new", true, 1, 1, 0, 1},
 		{"a newer tombstone needs no value", quorum.Quorum, []*storage.Record{rec("old", 100, false), rec("", 200, true), nil}, "", false, 1, 1, 0, 1},
-		{"one replica: always the value", quorum.One, []*storage.Record{rec("v", 100, false), rec("v", 100, false), nil}, "v", true, 1, 0, 0, 0},
+		{"one replica: the value", quorum.One, []*storage.Record{rec("v", 100, false), rec("v", 100, false), nil}, "v", true, 1, 0, 0, 0},
 		{"all: one value, two digests", quorum.All, []*storage.Record{rec("old", 100, false), rec("old", 100, false), rec("new", 200, false)}, "new", true, 2, 2, 1, 2},
 	}
 	for _, tt := range tests {
@@ -914,5 +914,61 @@ func TestReadIgnoresPendingReplicas(t *testing.T) {
 	}
 	if res.Found || res.Acked != 3 {
 		t.Errorf("Get = %+v; want not found from the 3 counted replicas", res)
+	}
+}
+
+// At R=1 the replicas asked only to be compared (read repair, the tuner's
+// probes) send digests too, and the first replica failing makes the value
+// take a second round from the next.
+func TestOneReadDigests(t *testing.T) {
+	ctx := context.Background()
+	key := []byte("k")
+	f := newFixture(t, 3, 3) // read-repair chance 1: every read asks all three
+	order := f.net.ring.PreferenceList("ks", key, 3)
+	rec := storage.Record{Key: key, Value: []byte("v"), Version: storage.Version{Timestamp: 100 << 16, Node: 1}}
+	for _, id := range order {
+		if _, err := f.net.engines[id].Apply(ctx, []storage.Mutation{{Keyspace: "ks", Record: rec}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	full, digests := 0, 0
+	f.net.mu.Lock()
+	f.net.onRead = func(to string, req *kvpb.ReplicaReadRequest) {
+		mu.Lock()
+		defer mu.Unlock()
+		if req.GetDigest() {
+			digests++
+		} else {
+			full++
+		}
+	}
+	f.net.mu.Unlock()
+	res, err := f.coord.Get(ctx, "ks", key, Consistency{Level: quorum.One})
+	if err != nil || string(res.Record.Value) != "v" {
+		t.Fatalf("Get = %+v, %v", res, err)
+	}
+	waitFor(t, "the compared replicas' replies", func() bool { mu.Lock(); defer mu.Unlock(); return full+digests == 3 })
+	mu.Lock()
+	if full != 1 || digests != 2 {
+		t.Errorf("read at one with read repair: %d full reads, %d digests; want 1 and 2", full, digests)
+	}
+	full, digests = 0, 0
+	mu.Unlock()
+
+	// The first replica fails: the next one's digest is the answer's
+	// version, and its value takes a second round.
+	ks, _ := f.cmeta.Keyspace("ks")
+	ks.ReadRepairChance = 1e-300
+	f.cmeta.set(ks)
+	f.net.mu.Lock()
+	f.net.broken[f.coord.rank(order)[0]] = true // the replica asked first
+	f.net.mu.Unlock()
+	res, err = f.coord.Get(ctx, "ks", key, Consistency{Level: quorum.One})
+	if err != nil || string(res.Record.Value) != "v" {
+		t.Fatalf("Get with the first replica failing = %+v, %v", res, err)
+	}
+	if got := f.coord.Metrics().DigestFetches.Load(); got != 1 {
+		t.Errorf("digest fetches = %d; want 1", got)
 	}
 }
