@@ -47,8 +47,9 @@ type KeyspaceDef struct {
 	Tuner *tuner.State `json:"tuner,omitempty"`
 	// PendingN, when larger than ReplicationFactor, is the replication
 	// factor the tuner is growing the keyspace to: coordinators also send
-	// writes to the added replicas, without counting them, while a repair
-	// pass streams the existing data there (replication.KeyspaceConfig).
+	// writes to the added replicas, acknowledging a write only once they
+	// have it but not counting them towards W, while a repair pass streams
+	// the existing data there (replication.KeyspaceConfig).
 	// Only the tuner sets it, in a "tune" entry of its own; the entry that
 	// raises ReplicationFactor clears it.
 	PendingN int `json:"pending_n,omitempty"`

@@ -297,11 +297,16 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 		if len(p.alive) < p.pol.W {
 			return rcpt, &QuorumError{Op: "write", Answered: len(p.alive), Required: p.pol.W, Err: ErrNotEnoughReplicas}
 		}
+		if len(p.pendingDead) > 0 {
+			// While the keyspace grows, an acknowledged write must be on
+			// every added replica (see below); one is down, so nothing is
+			// sent and the failure is definite. The tuner abandons a grow
+			// whose streaming cannot reach every node, which ends this.
+			return rcpt, &QuorumError{Op: "write", Answered: len(p.alive), Required: p.pol.W, Err: ErrNotEnoughReplicas,
+				Detail: fmt.Sprintf("keyspace %q is growing to N=%d and added replica %s is down; a write must reach every added replica", keyspace, p.ks.PendingN, p.pendingDead[0])}
+		}
 		mut := &kvpb.Mutation{Keyspace: keyspace, Epoch: p.ks.Epoch, Record: RecordToPB(rec)}
 		for _, id := range p.dead {
-			c.hint(ctx, id, mut)
-		}
-		for _, id := range p.pendingDead {
 			c.hint(ctx, id, mut)
 		}
 		req := &kvpb.ReplicaWriteRequest{Mutations: []*kvpb.Mutation{mut}, From: c.cfg.NodeID}
@@ -323,9 +328,12 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 				replies <- r
 			}()
 		}
-		// Pending replicas get the write too, but their answers only decide
-		// whether a hint is stored: they neither count towards W nor feed
-		// the tuner's per-rank latencies, which describe the counted ones.
+		// Pending replicas get the write too. They do not count towards W,
+		// nor feed the tuner's per-rank latencies (which describe the
+		// counted ones), but the write is acknowledged only once every one
+		// of them has it: the grown configuration counts them in read
+		// quorums as soon as streaming ends, and a write that reached an
+		// added replica only as a hint could be missed by such a read.
 		for _, id := range p.pendingAlive {
 			fan.acquire()
 			go func() {
@@ -339,12 +347,19 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 		var newest uint64
 		received := 0
 		verdict := quorum.Pending
-		for verdict == quorum.Pending {
+		pendingLeft := len(p.pendingAlive)
+		var pendingErr error // the first added replica that did not acknowledge
+		for verdict == quorum.Pending || (verdict == quorum.Won && pendingLeft > 0 && pendingErr == nil) {
 			select {
 			case r := <-replies:
 				received++
 				if i := indexOf(p.alive, r.id); i >= 0 {
 					verdict = tally.Record(i, r.ok)
+				} else {
+					pendingLeft--
+					if !r.ok && pendingErr == nil {
+						pendingErr = fmt.Errorf("added replica %s did not acknowledge (keyspace growing to N=%d; a write must reach every added replica): %w", r.id, p.ks.PendingN, r.err)
+					}
 				}
 				newest = max(newest, r.known)
 				c.afterWrite(ctx, mut, r)
@@ -356,7 +371,7 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 		}
 		go c.drainWrites(ctx, mut, replies, sent-received)
 		rcpt.Acked = tally.Acks()
-		if verdict == quorum.Won {
+		if verdict == quorum.Won && pendingErr == nil {
 			if o := c.cfg.Observer; o != nil {
 				o.ClientWrite(keyspace, rec.Key, time.Since(start))
 			}
@@ -367,6 +382,9 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 				return rcpt, err
 			}
 			continue
+		}
+		if verdict == quorum.Won {
+			return rcpt, &QuorumError{Op: "write", Answered: tally.Acks(), Required: p.pol.W, Err: ErrQuorumNotReached, Detail: pendingErr.Error()}
 		}
 		return rcpt, &QuorumError{Op: "write", Answered: tally.Acks(), Required: p.pol.W, Err: ErrQuorumNotReached}
 	}

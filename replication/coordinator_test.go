@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -816,21 +817,26 @@ func TestLateDigestNewerIsFetchedAndSpread(t *testing.T) {
 	})
 }
 
-// While a keyspace grows (PendingN > N), a write reaches the replicas N+1 to
-// PendingN of the key's preference list, is acknowledged on W of the first
-// N only, and leaves a hint for a pending replica that is down; a read asks
-// only the first N. Reference: tuner.Step.RequiresStreaming.
+// While a keyspace grows (PendingN > N), a write goes to the replicas N+1
+// to PendingN of the key's preference list as well; it counts W among the
+// first N only, but is acknowledged only once every added replica has it. A
+// read asks only the first N. Reference: tuner.Step.RequiresStreaming.
 func TestWritePendingReplicas(t *testing.T) {
 	ctx := context.Background()
 	key := []byte("k")
 	for _, tt := range []struct {
 		name      string
-		down      []int // ranks of the preference list made unreachable
+		down      []int // ranks of the preference list reported dead
+		broken    []int // ranks alive to the coordinator whose writes fail
+		wantErr   error
 		wantHints int
 	}{
-		{"all up", nil, 0},
-		{"pending replica down: hint", []int{4}, 1},
-		{"counted and pending replica down: hints", []int{0, 3}, 2},
+		{"all up", nil, nil, nil, 0},
+		{"counted replica down: hint, acknowledged", []int{0}, nil, nil, 1},
+		// An acknowledged write must be on every added replica, so that the
+		// grown configuration's reads meet it without waiting for hints.
+		{"pending replica down: refused before anything is sent", []int{4}, nil, ErrNotEnoughReplicas, 0},
+		{"pending replica failing: not acknowledged, hinted", nil, []int{3}, ErrQuorumNotReached, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, 5, 3)
@@ -841,26 +847,34 @@ func TestWritePendingReplicas(t *testing.T) {
 			for _, i := range tt.down {
 				f.net.setDown(list[i], true)
 			}
-			_, rcpt, err := f.coord.Put(ctx, "ks", key, []byte("v"), Consistency{})
-			if err != nil {
-				t.Fatal(err)
+			f.net.mu.Lock()
+			for _, i := range tt.broken {
+				f.net.broken[list[i]] = true
 			}
-			if rcpt.Policy.N != 3 || rcpt.Policy.W != 2 || rcpt.Acked < 2 || rcpt.Acked > 3 {
+			f.net.mu.Unlock()
+			_, rcpt, err := f.coord.Put(ctx, "ks", key, []byte("v"), Consistency{})
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), "growing to N=5") {
+					t.Fatalf("Put = %v; want %v naming the growth", err, tt.wantErr)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			} else if rcpt.Policy.N != 3 || rcpt.Policy.W != 2 || rcpt.Acked < 2 || rcpt.Acked > 3 {
 				t.Errorf("receipt %+v; want W=2 of N=3, at most 3 acked", rcpt)
 			}
-			isDown := func(i int) bool { return slices.Contains(tt.down, i) }
-			waitFor(t, "every reachable replica, pending ones included, to hold the write", func() bool {
-				for i, id := range list {
-					if _, ok := f.local(t, id, "k"); ok == isDown(i) {
-						return false
+			if tt.wantErr == nil {
+				// Acknowledged: every reachable replica, pending ones
+				// included, holds it already.
+				for _, id := range list[3:] {
+					if _, ok := f.local(t, id, "k"); !ok {
+						t.Errorf("the write was acknowledged before added replica %s had it", id)
 					}
 				}
-				return true
-			})
-			waitFor(t, "hints for the down replicas", func() bool { return f.hints.Pending() == tt.wantHints })
-			for _, i := range tt.down {
-				if got := f.hints.PendingFor(list[i]); got != 1 {
-					t.Errorf("hints for %s (rank %d) = %d; want 1", list[i], i, got)
+			}
+			waitFor(t, "the hints", func() bool { return f.hints.Pending() == tt.wantHints })
+			for _, i := range append(slices.Clone(tt.down), tt.broken...) {
+				if want := min(tt.wantHints, 1); f.hints.PendingFor(list[i]) != want {
+					t.Errorf("hints for %s (rank %d) = %d; want %d", list[i], i, f.hints.PendingFor(list[i]), want)
 				}
 			}
 		})

@@ -74,12 +74,14 @@ type KeyspaceConfig struct {
 	N int
 	// PendingN, when larger than N, is the replication factor the keyspace
 	// is growing to: writes and deletes go to the first PendingN replicas
-	// of the key's preference list (a hint for each one down or failing,
-	// as for counted replicas), but only the first N count towards W, and
-	// reads ask only the first N. It is in force while a repair pass
-	// streams the existing data to the added replicas, so that nothing
-	// written meanwhile is missing from them when N is raised
-	// (tuner.Step.RequiresStreaming). Zero, or any value ≤ N, means none.
+	// of the key's preference list; only the first N count towards W, but
+	// a write is acknowledged only once every added replica has it too (one
+	// down refuses the write before anything is sent; one failing leaves a
+	// hint and fails the write), and reads ask only the first N. It is in
+	// force while a repair pass streams the existing data to the added
+	// replicas, so that nothing acknowledged meanwhile is missing from them
+	// when N is raised, not even as a hint (tuner.Step.RequiresStreaming).
+	// Zero, or any value ≤ N, means none.
 	PendingN int
 	// Default is the level used when a request names none; R and W are used
 	// when Default is quorum.Custom.

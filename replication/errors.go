@@ -31,13 +31,21 @@ type QuorumError struct {
 	Answered int    // replicas alive (ErrNotEnoughReplicas) or that acknowledged
 	Required int
 	Err      error
+	// Detail, when set, says more (which replica, and why it mattered).
+	Detail string
 }
 
 func (e *QuorumError) Error() string {
+	var msg string
 	if errors.Is(e.Err, ErrNotEnoughReplicas) {
-		return fmt.Sprintf("%s: not enough replicas alive: %d alive, %d required", e.Op, e.Answered, e.Required)
+		msg = fmt.Sprintf("%s: not enough replicas alive: %d alive, %d required", e.Op, e.Answered, e.Required)
+	} else {
+		msg = fmt.Sprintf("%s: quorum not reached: %d of %d required replicas answered", e.Op, e.Answered, e.Required)
 	}
-	return fmt.Sprintf("%s: quorum not reached: %d of %d required replicas answered", e.Op, e.Answered, e.Required)
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
 }
 
 func (e *QuorumError) Unwrap() error { return e.Err }

@@ -123,8 +123,10 @@ type Step struct {
 	// committed, the caller must stream the keyspace's existing data to the
 	// added replicas, and from the start of streaming until every live node
 	// has applied this step, coordinators must also send writes to the added
-	// replicas (without counting their acknowledgements). Only then may the
-	// added replicas count in a read quorum, which they do from this step on.
+	// replicas and acknowledge a write only once they have it (not counting
+	// them towards W: a write reaching an added replica only as a hint could
+	// be missed by this step's reads). Only then may the added replicas count
+	// in a read quorum, which they do from this step on.
 	RequiresStreaming bool `json:"requires_streaming,omitempty"`
 	// RequiresAllApplied: every live node must have applied this step before
 	// the next step is committed. Set on every step but the last, so at most
