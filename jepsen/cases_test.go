@@ -295,3 +295,40 @@ func TestConvergeRepairFixesDivergence(t *testing.T) {
 	}
 	t.Logf("%d keys disagreed after hints; the pass pushed %d records in %.1fs", cr.Disagreeing, cr.RecordsPushed, cr.Seconds)
 }
+
+// TestSetAdaptiveForcedGrowAndShrink: as the forced-change test, with the
+// keyspace allowed N from 3 to 5, so the forced moves grow N (streaming the
+// data to the added replicas first) and shrink it back, under kill and
+// partition: no acknowledged element is lost and no read is stale, whatever
+// N the operations ran under.
+func TestSetAdaptiveForcedGrowAndShrink(t *testing.T) {
+	needCluster(t)
+	needNet(t)
+	cfg := testConfig(t, WorkloadSet, "adaptive", "kill,partition")
+	cfg.Adaptive, cfg.AdaptiveMaxStale, cfg.AdaptiveMaxRF, cfg.TunerForce = "quorum", 0.001, 5, Duration(2*time.Second)
+	parallel(t, &cfg, 8)
+	res := run(t, cfg)
+	set := checkerOf(t, res, "set")
+	st := set.Stats.(checker.SetStats)
+	if st.LostCount != 0 || st.UnexpectedCount != 0 || set.Valid != checker.Valid {
+		t.Fatalf("set on an adaptive keyspace growing and shrinking: %s", set.Summary)
+	}
+	l := staleness(t, res, "adaptive")
+	if l.Stale != 0 || l.Reads == 0 {
+		t.Fatalf("adaptive keyspace with a quorum floor, N from 3 to 5: %d of %d reads stale; want none", l.Stale, l.Reads)
+	}
+	ops, err := history.ReadFile(filepath.Join(cfg.Out, HistoryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := map[int]int{}
+	for _, op := range ops {
+		if op.Type == history.OK && op.N > 0 {
+			ns[op.N]++
+		}
+	}
+	if ns[5] == 0 || ns[3] == 0 {
+		t.Errorf("operations by N: %v; want some under N=3 and some under N=5 (the forced moves did not grow the keyspace?)", ns)
+	}
+	t.Logf("adaptive, N 3..5, forced changes: %s; %d reads, 0 stale; operations by N %v", set.Summary, l.Reads, ns)
+}

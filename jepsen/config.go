@@ -154,6 +154,10 @@ type Config struct {
 	// configuration the tuner has in force.
 	Adaptive         string  `json:"adaptive,omitempty"`
 	AdaptiveMaxStale float64 `json:"adaptive_max_stale,omitempty"`
+	// AdaptiveMaxRF, above RF, lets the tuner choose N between RF and it
+	// (and the force hook then walks configurations of both N, growing and
+	// shrinking the keyspace under the run's faults).
+	AdaptiveMaxRF int `json:"adaptive_max_rf,omitempty"`
 	// TunerForce, with Adaptive, moves the keyspace to another safe
 	// configuration at this interval (the nodes' --unsafe-tuner-force), so
 	// that the run tests configuration changes under its faults.
@@ -228,6 +232,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Adaptive == "" && c.TunerForce > 0 {
 		return errors.New("tuner-force needs an adaptive keyspace (--adaptive)")
+	}
+	if c.AdaptiveMaxRF != 0 && (c.Adaptive == "" || c.AdaptiveMaxRF < c.RF || c.AdaptiveMaxRF > c.Nodes) {
+		return fmt.Errorf("adaptive-max-rf %d: want an adaptive keyspace (--adaptive) and a value between --rf (%d) and --nodes (%d)", c.AdaptiveMaxRF, c.RF, c.Nodes)
 	}
 	specs, err := nemesis.ParseSpecs(c.Nemesis)
 	if err != nil {
@@ -332,6 +339,7 @@ func (c *Config) Command() string {
 	opt("first-ip", c.FirstIP, d.FirstIP)
 	opt("adaptive", c.Adaptive, d.Adaptive)
 	opt("adaptive-max-stale", c.AdaptiveMaxStale, d.AdaptiveMaxStale)
+	opt("adaptive-max-rf", c.AdaptiveMaxRF, d.AdaptiveMaxRF)
 	opt("tuner-force", c.TunerForce.D(), d.TunerForce.D())
 	for _, a := range c.NodeArgs {
 		args = append(args, "--node-arg", a)

@@ -310,6 +310,9 @@ func (r *runner) setup(ctx context.Context) error {
 				floor = client.Quorum
 			}
 			spec = client.KeyspaceSpec{ReplicationFactor: r.cfg.RF, Adaptive: &client.AdaptiveGoal{MaxStale: r.cfg.AdaptiveMaxStale, Floor: floor}}
+			if r.cfg.AdaptiveMaxRF > r.cfg.RF {
+				spec.Adaptive.MinRF, spec.Adaptive.MaxRF = r.cfg.RF, r.cfg.AdaptiveMaxRF
+			}
 		}
 		_, err := r.routed.CreateKeyspace(cctx, Keyspace, spec)
 		cancel()

@@ -345,6 +345,19 @@ var forcedCycle = []tuner.Policy{
 	{N: 3, R: 2, W: 3, Read: tuner.ReadNearest},
 }
 
+// forcedCycleRF is the walk for keyspaces whose goal lets N reach 5: it
+// grows N (streaming first), changes quorums at N=5, and shrinks N back, from
+// and to configurations whose writes the next step's reads must meet.
+var forcedCycleRF = []tuner.Policy{
+	{N: 3, R: 2, W: 2, Read: tuner.ReadNearest},
+	{N: 5, R: 3, W: 3, Read: tuner.ReadNearest},
+	{N: 5, R: 2, W: 4, Read: tuner.ReadNearest},
+	{N: 3, R: 3, W: 1, Read: tuner.ReadNearest},
+	{N: 3, R: 3, W: 3, Read: tuner.ReadAll},
+	{N: 5, R: 4, W: 2, Read: tuner.ReadNearest},
+	{N: 3, R: 2, W: 3, Read: tuner.ReadNearest},
+}
+
 func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 	if d.PendingN > 0 {
 		// Only apply sets PendingN, and it clears it before returning unless
@@ -383,9 +396,13 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 	}
 	now := time.Now()
 	next, dec := tuner.Decide(t.model, state, lt.window, goalOf(d, t.ringSize()), now)
-	if every := time.Duration(t.forceEvery.Load()); every > 0 && now.Sub(lt.lastForce) >= every && d.ReplicationFactor == 3 {
-		lt.forced = (lt.forced + 1) % len(forcedCycle)
-		to := forcedCycle[lt.forced]
+	cycle := forcedCycle
+	if g := goalOf(d, t.ringSize()); g.MinRF <= 3 && g.MaxRF >= 5 {
+		cycle = forcedCycleRF
+	}
+	if every := time.Duration(t.forceEvery.Load()); every > 0 && now.Sub(lt.lastForce) >= every && slices.ContainsFunc(cycle, func(p tuner.Policy) bool { return p.N == d.ReplicationFactor }) {
+		lt.forced = (lt.forced + 1) % len(cycle)
+		to := cycle[lt.forced]
 		dec.To, dec.Changed, dec.Reason = to, to != inForce, "forced"
 		dec.Explanation = fmt.Sprintf("Forced move of %s from %v to %v by the unsafe test hook (every %v).", d.Name, inForce, to, every)
 		dec.Plan = tuner.PlanAfter(state.Unrepaired, inForce, to)

@@ -175,6 +175,7 @@ Exit status: 0 valid, 1 an anomaly was found, 2 the run could not be done.`,
 	fs.StringVar(&consistency, "consistency", strings.Join(cfg.Consistency, ","), "consistency levels of the operations, comma-separated (one, quorum, all, adaptive); each operation draws one")
 	fs.StringVar(&cfg.Adaptive, "adaptive", "", "make the test keyspace adaptive with this floor (one or quorum); use --consistency adaptive for its tuned level")
 	fs.Float64Var(&cfg.AdaptiveMaxStale, "adaptive-max-stale", 0.001, "stale-read bound of the adaptive keyspace")
+	fs.IntVar(&cfg.AdaptiveMaxRF, "adaptive-max-rf", 0, "with --adaptive: let the tuner choose N between --rf and this (with --tuner-force, the forced moves grow and shrink N too)")
 	fs.DurationVar(&tunerForce, "tuner-force", 0, "with --adaptive: move the keyspace to another safe configuration at this interval (an unsafe node hook)")
 	fs.StringVar(&cfg.Nemesis, "nemesis", cfg.Nemesis, "faults, comma-separated: kill, pause, partition, clock, slow, drop-writes, each optionally :target (one, minority, majority, all, n1+n2; partition: halves, ring, one, bridge); none for none")
 	fs.StringVar(&cfg.NemesisMode, "nemesis-mode", cfg.NemesisMode, "which faults each window starts: random (each with probability 1/2, at least one), all, or cycle (one per window, in turn)")
@@ -251,6 +252,8 @@ func applyChanged(changed func(string) bool, dst, src *jepsen.Config, consistenc
 		set("node-arg", func() { dst.NodeArgs = s.NodeArgs })
 		set("adaptive", func() { dst.Adaptive = s.Adaptive })
 		set("adaptive-max-stale", func() { dst.AdaptiveMaxStale = s.AdaptiveMaxStale })
+		set("adaptive-max-rf", func() { dst.AdaptiveMaxRF = s.AdaptiveMaxRF })
+		set("converge-repair", func() { dst.ConvergeRepair = s.ConvergeRepair })
 	}
 	setD := func(name string, p *jepsen.Duration, v time.Duration) {
 		if changed(name) {
