@@ -243,20 +243,7 @@ func TestSetAdaptiveQuorumFloorForcedChanges(t *testing.T) {
 	cfg := testConfig(t, WorkloadSet, "adaptive", "kill,partition")
 	cfg.Adaptive, cfg.AdaptiveMaxStale, cfg.TunerForce = "quorum", 0.001, Duration(2*time.Second)
 	parallel(t, &cfg, 6)
-	res := run(t, cfg)
-	set := checkerOf(t, res, "set")
-	st := set.Stats.(checker.SetStats)
-	if st.LostCount != 0 || st.UnexpectedCount != 0 || set.Valid != checker.Valid {
-		t.Fatalf("set on an adaptive keyspace with forced changes: %s", set.Summary)
-	}
-	l := staleness(t, res, "adaptive")
-	if l.Stale != 0 || l.Reads == 0 {
-		t.Fatalf("adaptive keyspace with a quorum floor: %d of %d reads stale; want none", l.Stale, l.Reads)
-	}
-	ops, err := history.ReadFile(filepath.Join(cfg.Out, HistoryFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	set, l, ops := runForced(t, cfg)
 	epochs := map[uint64]bool{}
 	for _, op := range ops {
 		if op.Epoch > 0 {
@@ -307,20 +294,7 @@ func TestSetAdaptiveForcedGrowAndShrink(t *testing.T) {
 	cfg := testConfig(t, WorkloadSet, "adaptive", "kill,partition")
 	cfg.Adaptive, cfg.AdaptiveMaxStale, cfg.AdaptiveMaxRF, cfg.TunerForce = "quorum", 0.001, 5, Duration(2*time.Second)
 	parallel(t, &cfg, 8)
-	res := run(t, cfg)
-	set := checkerOf(t, res, "set")
-	st := set.Stats.(checker.SetStats)
-	if st.LostCount != 0 || st.UnexpectedCount != 0 || set.Valid != checker.Valid {
-		t.Fatalf("set on an adaptive keyspace growing and shrinking: %s", set.Summary)
-	}
-	l := staleness(t, res, "adaptive")
-	if l.Stale != 0 || l.Reads == 0 {
-		t.Fatalf("adaptive keyspace with a quorum floor, N from 3 to 5: %d of %d reads stale; want none", l.Stale, l.Reads)
-	}
-	ops, err := history.ReadFile(filepath.Join(cfg.Out, HistoryFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	set, l, ops := runForced(t, cfg)
 	ns := map[int]int{}
 	for _, op := range ops {
 		if op.Type == history.OK && op.N > 0 {
@@ -331,4 +305,27 @@ func TestSetAdaptiveForcedGrowAndShrink(t *testing.T) {
 		t.Errorf("operations by N: %v; want some under N=3 and some under N=5 (the forced moves did not grow the keyspace?)", ns)
 	}
 	t.Logf("adaptive, N 3..5, forced changes: %s; %d reads, 0 stale; operations by N %v", set.Summary, l.Reads, ns)
+}
+
+// runForced runs a set workload on an adaptive keyspace with forced
+// configuration changes and fails the test if an acknowledged element was
+// lost, one appeared that nobody added, or a read was stale; it returns the
+// set checker, the staleness figures and the history.
+func runForced(t *testing.T, cfg Config) (*checker.Result, checker.LevelStaleness, []history.Op) {
+	t.Helper()
+	res := run(t, cfg)
+	set := checkerOf(t, res, "set")
+	st := set.Stats.(checker.SetStats)
+	if st.LostCount != 0 || st.UnexpectedCount != 0 || set.Valid != checker.Valid {
+		t.Fatalf("set on an adaptive keyspace with forced changes: %s", set.Summary)
+	}
+	l := staleness(t, res, "adaptive")
+	if l.Stale != 0 || l.Reads == 0 {
+		t.Fatalf("adaptive keyspace with a quorum floor and forced changes: %d of %d reads stale; want none", l.Stale, l.Reads)
+	}
+	ops, err := history.ReadFile(filepath.Join(cfg.Out, HistoryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set, l, ops
 }

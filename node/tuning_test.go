@@ -86,13 +86,7 @@ func TestForcedTransitionsKeepQuorumOverlap(t *testing.T) {
 	if _, err := kv.CreateKeyspace(ctx, "safe", client.KeyspaceSpec{ReplicationFactor: 3, Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, Floor: client.Quorum}}); err != nil {
 		t.Fatal(err)
 	}
-	for i := range c.Len() {
-		resp, err := http.Post("http://"+c.Node(i).Addrs().HTTP+"/unsafe/tuner-force?every=400ms", "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
+	tunerForce(t, c, "400ms")
 	seen := map[string]bool{}
 	deadline := time.Now().Add(8 * time.Second)
 	for i := 0; time.Now().Before(deadline); i++ {
@@ -131,15 +125,6 @@ func TestTunerRepairsBeforeLoweringR(t *testing.T) {
 	if _, err := kv.CreateKeyspace(ctx, "heal", client.KeyspaceSpec{ReplicationFactor: 3, Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, Floor: client.Quorum}}); err != nil {
 		t.Fatal(err)
 	}
-	force := func(every string) {
-		for i := range c.Len() {
-			resp, err := http.Post("http://"+c.Node(i).Addrs().HTTP+"/unsafe/tuner-force?every="+every, "", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-		}
-	}
 	waitFor := func(r, w int) {
 		t.Helper()
 		for {
@@ -156,7 +141,7 @@ func TestTunerRepairsBeforeLoweringR(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	force("1500ms")
+	tunerForce(t, c, "1500ms")
 	waitFor(3, 1)
 	dropWrites(t, c, 1, true)
 	dropWrites(t, c, 2, true)
@@ -181,7 +166,7 @@ func TestTunerRepairsBeforeLoweringR(t *testing.T) {
 		t.Fatalf("before the pass %s holds %s (found %v, err %v); want the drop-writes hook to have kept it off", c.ID(1), weak[0], r != nil && r.Found, err)
 	}
 	waitFor(2, 3)
-	force("0s")
+	tunerForce(t, c, "0s")
 	for _, key := range weak {
 		for i := range c.Len() {
 			r, err := kv.LocalGet(ctx, c.ID(i), "heal", []byte(key))
@@ -194,4 +179,17 @@ func TestTunerRepairsBeforeLoweringR(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes under W=1 on one replica; every replica held them once R was lowered to 2", len(weak))
+}
+
+// tunerForce sets every node's force hook to move adaptive keyspaces at
+// this interval ("0s" stops it).
+func tunerForce(t *testing.T, c *clustertest.Cluster, every string) {
+	t.Helper()
+	for i := range c.Len() {
+		resp, err := http.Post("http://"+c.Node(i).Addrs().HTTP+"/unsafe/tuner-force?every="+every, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
 }

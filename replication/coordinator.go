@@ -535,7 +535,7 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 		}
 		fan := c.newFanout(ctx)
 		defer fan.release() // no read is sent after Get returns
-		fullOut := 0 // value reads sent and not answered yet
+		fullOut := 0        // value reads sent and not answered yet
 		send := func(rank int) {
 			if !digests || rank == 0 {
 				fullOut++

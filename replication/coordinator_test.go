@@ -744,25 +744,12 @@ func TestQuorumReadDigests(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var mu sync.Mutex
-			full, digests := 0, 0
-			f.net.mu.Lock()
-			f.net.onRead = func(to string, req *kvpb.ReplicaReadRequest) {
-				mu.Lock()
-				defer mu.Unlock()
-				if req.GetDigest() {
-					digests++
-				} else {
-					full++
-				}
-			}
-			f.net.mu.Unlock()
+			sent := countReads(f.net)
 			res, err := f.coord.Get(ctx, "ks", key, Consistency{Level: tt.level})
 			if err != nil {
 				t.Fatal(err)
 			}
-			mu.Lock()
-			defer mu.Unlock()
+			full, digests := sent()
 			if res.Found != tt.wantFound || string(res.Record.Value) != tt.wantValue {
 				t.Errorf("Get = found %v %q; want found %v %q", res.Found, res.Record.Value, tt.wantFound, tt.wantValue)
 			}
@@ -945,30 +932,15 @@ func TestOneReadDigests(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var mu sync.Mutex
-	full, digests := 0, 0
-	f.net.mu.Lock()
-	f.net.onRead = func(to string, req *kvpb.ReplicaReadRequest) {
-		mu.Lock()
-		defer mu.Unlock()
-		if req.GetDigest() {
-			digests++
-		} else {
-			full++
-		}
-	}
-	f.net.mu.Unlock()
+	sent := countReads(f.net)
 	res, err := f.coord.Get(ctx, "ks", key, Consistency{Level: quorum.One})
 	if err != nil || string(res.Record.Value) != "v" {
 		t.Fatalf("Get = %+v, %v", res, err)
 	}
-	waitFor(t, "the compared replicas' replies", func() bool { mu.Lock(); defer mu.Unlock(); return full+digests == 3 })
-	mu.Lock()
-	if full != 1 || digests != 2 {
+	waitFor(t, "the compared replicas' replies", func() bool { full, digests := sent(); return full+digests == 3 })
+	if full, digests := sent(); full != 1 || digests != 2 {
 		t.Errorf("read at one with read repair: %d full reads, %d digests; want 1 and 2", full, digests)
 	}
-	full, digests = 0, 0
-	mu.Unlock()
 
 	// The first replica fails: the next one's digest is the answer's
 	// version, and its value takes a second round.
@@ -984,5 +956,28 @@ func TestOneReadDigests(t *testing.T) {
 	}
 	if got := f.coord.Metrics().DigestFetches.Load(); got != 1 {
 		t.Errorf("digest fetches = %d; want 1", got)
+	}
+}
+
+// countReads makes n count the read requests it is sent and returns a
+// function reporting the value reads and the digest reads so far.
+func countReads(n *memNetwork) func() (full, digests int) {
+	var mu sync.Mutex
+	var f, d int
+	n.mu.Lock()
+	n.onRead = func(_ string, req *kvpb.ReplicaReadRequest) {
+		mu.Lock()
+		defer mu.Unlock()
+		if req.GetDigest() {
+			d++
+		} else {
+			f++
+		}
+	}
+	n.mu.Unlock()
+	return func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return f, d
 	}
 }
