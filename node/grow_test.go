@@ -399,3 +399,88 @@ func TestTunerGrowAbandonedWhenStreamingFails(t *testing.T) {
 		}
 	}
 }
+
+// Once half the tombstone grace has passed since N shrank, the tuner does
+// not grow N again: the replicas the shrink dropped missed the deletes since,
+// and streaming could bring deleted values back once the others collect
+// their tombstones. Within that time a grow goes ahead.
+func TestTunerNoGrowLongAfterShrink(t *testing.T) {
+	t.Parallel()
+	const grace = 4 * time.Second
+	c := clustertest.New(t, 5, func(o *clustertest.Options) {
+		fastTuner(o)
+		configure := o.Configure
+		o.Configure = func(i int, cfg *node.Config) {
+			configure(i, cfg)
+			cfg.TunerDwell = time.Hour // only the hook moves the keyspace
+			cfg.TombstoneGrace = grace
+		}
+	})
+	kv := c.Client(t)
+	ctx := ctxT(t, 90*time.Second)
+	const name = "regrow"
+	if _, err := kv.CreateKeyspace(ctx, name, client.KeyspaceSpec{ReplicationFactor: 3,
+		Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, Floor: client.Quorum, MinRF: 3, MaxRF: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	waitN := func(n int) {
+		t.Helper()
+		eventually(t, 30*time.Second, fmt.Sprintf("N=%d in force", n), func() error {
+			ks, err := kv.DescribeKeyspace(ctx, name)
+			if err != nil {
+				return err
+			}
+			if ks.ReplicationFactor != n {
+				return fmt.Errorf("N=%d", ks.ReplicationFactor)
+			}
+			return nil
+		})
+	}
+	// Every node must know the keyspace before its hook accepts a target.
+	eventually(t, 30*time.Second, "the keyspace on every node", func() error {
+		for i := range c.Len() {
+			url := fmt.Sprintf("http://%s/unsafe/tuner-target?keyspace=%s&n=5&r=3&w=3", c.Node(i).Addrs().HTTP, name)
+			resp, err := http.Post(url, "", nil)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %s", c.ID(i), resp.Status)
+			}
+		}
+		return nil
+	})
+	waitN(5)
+	tunerTarget(t, c, name, 3, 2, 2)
+	waitN(3)
+	shrunk := time.Now()
+	tunerTarget(t, c, name, 5, 3, 3) // soon after the shrink: allowed
+	waitN(5)
+	tunerTarget(t, c, name, 3, 2, 2)
+	waitN(3)
+	time.Sleep(time.Until(time.Now().Add(grace/2 + 500*time.Millisecond)))
+	tunerTarget(t, c, name, 5, 3, 3)
+	var why string
+	eventually(t, 30*time.Second, "a decision refusing the grow", func() error {
+		ex, err := kv.TunerExplain(ctx, name, 10)
+		if err != nil {
+			return err
+		}
+		for _, e := range ex {
+			if strings.Contains(e.Text, "may not grow again") {
+				why = e.Text
+				return nil
+			}
+		}
+		return fmt.Errorf("%d decisions, none refusing the grow", len(ex))
+	})
+	ks, err := kv.DescribeKeyspace(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks.ReplicationFactor != 3 {
+		t.Fatalf("N=%d after the refused grow; want 3", ks.ReplicationFactor)
+	}
+	t.Logf("grow refused %v after the first shrink: %s", time.Since(shrunk).Round(100*time.Millisecond), why)
+}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -395,7 +396,11 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 		state.Policy = inForce // what is applied, whatever was planned
 	}
 	now := time.Now()
-	next, dec := tuner.Decide(t.model, state, lt.window, goalOf(d, t.ringSize()), now)
+	goal := goalOf(d, t.ringSize())
+	if t.growAllowed(state, now) != nil {
+		goal.MaxRF = max(goal.MinRF, min(goal.MaxRF, d.ReplicationFactor)) // see growAllowed
+	}
+	next, dec := tuner.Decide(t.model, state, lt.window, goal, now)
 	cycle := forcedCycle
 	if g := goalOf(d, t.ringSize()); g.MinRF <= 3 && g.MaxRF >= 5 {
 		cycle = forcedCycleRF
@@ -467,7 +472,8 @@ const tunerRepairTimeout = 5 * time.Minute
 // tombstones are collected elsewhere (Config.TombstoneGrace) a later grow
 // would stream their old values back: a resurrection risk that the repair
 // pass of a grow cannot see, as a collected tombstone is nothing to
-// compare with.
+// compare with. So a grow is refused once half the grace has passed since
+// the shrink (growAllowed).
 func (t *tuning) apply(ctx context.Context, d KeyspaceDef, dec tuner.Decision, prev, next tuner.State) (tuner.State, error) {
 	cur := next
 	cur.Policy, cur.Unrepaired = prev.Policy, prev.Unrepaired
@@ -485,9 +491,15 @@ func (t *tuning) apply(ctx context.Context, d KeyspaceDef, dec tuner.Decision, p
 			cur.Repaired()
 		}
 		if st.RequiresStreaming {
+			if err := t.growAllowed(cur, time.Now()); err != nil {
+				return cur, err
+			}
 			if err := t.grow(ctx, d.Name, cur, st.Policy.N, fmt.Sprintf("before step %d (%v)", i+1, st.Policy)); err != nil {
 				return cur, err
 			}
+		}
+		if st.Policy.N != cur.Policy.N {
+			cur.Resized(st.Policy.N, time.Now())
 		}
 		cur.Moved(st.Policy)
 		def := KeyspaceDef{Name: d.Name, ReplicationFactor: st.Policy.N, R: st.Policy.R, W: st.Policy.W, ReadAll: st.Policy.Read == tuner.ReadAll}
@@ -519,6 +531,23 @@ func (t *tuning) apply(ctx context.Context, d KeyspaceDef, dec tuner.Decision, p
 		}
 	}
 	return cur, nil
+}
+
+// errGrowAfterShrink refuses to grow N again long after it shrank.
+var errGrowAfterShrink = errors.New("N may not grow again this long after it shrank")
+
+// growAllowed refuses a grow once half the tombstone grace has passed since
+// N shrank: the replicas dropped then keep their data but missed every
+// delete since, and the others collect tombstones after the grace, so
+// streaming could bring deleted values back. Half leaves the grow, which
+// must finish within the grace, time to run. Cleaning the dropped replicas'
+// data after a shrink would lift this; it is not built.
+func (t *tuning) growAllowed(cur tuner.State, now time.Time) error {
+	if cur.ShrunkAt.IsZero() || now.Sub(cur.ShrunkAt) <= t.n.cfg.TombstoneGrace/2 {
+		return nil
+	}
+	return fmt.Errorf("%w: it shrank from %d at %s, more than half the tombstone grace (%v) ago, so the replicas it dropped may hold values deleted since whose tombstones are being collected, and growing would stream them back (cleaning dropped replicas is not built)",
+		errGrowAfterShrink, cur.ShrunkFrom, cur.ShrunkAt.UTC().Format(time.RFC3339), t.n.cfg.TombstoneGrace)
 }
 
 // grow readies the replicas a step that raises N to newN adds

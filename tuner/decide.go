@@ -40,6 +40,13 @@ type State struct {
 	// plan step whose reads would miss their writes requires a repair pass
 	// (PlanAfter). Moved and Repaired keep it.
 	Unrepaired []Policy `json:"unrepaired,omitempty"`
+	// ShrunkAt is when N was first lowered below ShrunkFrom without having
+	// grown back since (zero: never). The replicas a shrink drops keep
+	// their data but no longer see deletes; once the others have collected
+	// those tombstones, growing N back would stream the old values to the
+	// list again. The shell refuses such a grow (node/tuning.go).
+	ShrunkAt   time.Time `json:"shrunk_at,omitempty"`
+	ShrunkFrom int       `json:"shrunk_from,omitempty"`
 }
 
 // Moved records that the configuration in force changed to p without a
@@ -57,6 +64,19 @@ func (s *State) Moved(p Policy) {
 // force on every node: every write acknowledged before it is on all of its
 // replicas, and every later one was made under s.Policy.
 func (s *State) Repaired() { s.Unrepaired = nil }
+
+// Resized records a change of N to n at now: the first shrink since N was
+// last at its largest sets ShrunkAt and ShrunkFrom, and growing back to
+// ShrunkFrom (whose streaming brought the dropped replicas up to date)
+// clears them.
+func (s *State) Resized(n int, now time.Time) {
+	switch {
+	case n < s.Policy.N && s.ShrunkAt.IsZero():
+		s.ShrunkAt, s.ShrunkFrom = now, s.Policy.N
+	case n > s.Policy.N && n >= s.ShrunkFrom:
+		s.ShrunkAt, s.ShrunkFrom = time.Time{}, 0
+	}
+}
 
 // Applied returns s after plan was carried out as its steps say: each step
 // committed in turn, with a repair pass where one is required (before the

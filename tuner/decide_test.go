@@ -516,3 +516,28 @@ func TestWhatIf(t *testing.T) {
 		t.Errorf("WhatIf on an empty observation: err = nil; want ErrNoData")
 	}
 }
+
+// Resized remembers the first shrink until N grows back to where it was.
+func TestStateResized(t *testing.T) {
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	s := NewState(Policy{N: 5, R: 3, W: 3})
+	steps := []struct {
+		n        int
+		now      int
+		wantAt   time.Time
+		wantFrom int
+	}{
+		{3, 1, at(1), 5},       // first shrink
+		{2, 2, at(1), 5},       // a second one keeps the first
+		{4, 3, at(1), 5},       // growing part of the way keeps it
+		{5, 4, time.Time{}, 0}, // back where it was: cleared
+		{3, 5, at(5), 5},       // a new shrink starts afresh
+	}
+	for i, st := range steps {
+		s.Resized(st.n, at(st.now))
+		s.Policy.N = st.n
+		if !s.ShrunkAt.Equal(st.wantAt) || s.ShrunkFrom != st.wantFrom {
+			t.Errorf("step %d (N→%d): ShrunkAt %v ShrunkFrom %d; want %v %d", i+1, st.n, s.ShrunkAt, s.ShrunkFrom, st.wantAt, st.wantFrom)
+		}
+	}
+}
