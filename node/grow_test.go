@@ -22,16 +22,54 @@ import (
 func tunerTarget(t *testing.T, c *clustertest.Cluster, ks string, n, r, w int) {
 	t.Helper()
 	for i := range c.Len() {
-		url := fmt.Sprintf("http://%s/unsafe/tuner-target?keyspace=%s&n=%d&r=%d&w=%d", c.Node(i).Addrs().HTTP, ks, n, r, w)
-		resp, err := http.Post(url, "", nil)
-		if err != nil {
+		if err := postTarget(c, i, ks, n, r, w); err != nil {
 			t.Fatal(err)
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("tuner-target on %s: %s %s", c.ID(i), resp.Status, body)
+	}
+}
+
+// postTarget sets node i's tuner-target hook; the hook refuses a keyspace
+// the node does not know yet.
+func postTarget(c *clustertest.Cluster, i int, ks string, n, r, w int) error {
+	url := fmt.Sprintf("http://%s/unsafe/tuner-target?keyspace=%s&n=%d&r=%d&w=%d", c.Node(i).Addrs().HTTP, ks, n, r, w)
+	resp, err := http.Post(url, "", nil)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("tuner-target on %s: %s %s", c.ID(i), resp.Status, body)
+	}
+	return nil
+}
+
+// hookMovesN configures a cluster for the tests that move N with the
+// tuner-target hook: a fast tuner whose own decisions never move the
+// keyspace (N=3 costs less than N=5, tuner.CostWeights.Replica, so with the
+// default dwell the tuner would shrink it again between the test's steps),
+// and then configure, if not nil.
+func hookMovesN(configure func(cfg *node.Config)) func(*clustertest.Options) {
+	return func(o *clustertest.Options) {
+		fastTuner(o)
+		base := o.Configure
+		o.Configure = func(i int, cfg *node.Config) {
+			base(i, cfg)
+			cfg.TunerDwell = time.Hour
+			if configure != nil {
+				configure(cfg)
+			}
 		}
+	}
+}
+
+// createGrowable creates an adaptive keyspace with a quorum floor at N=3
+// that the tuner may grow to 5.
+func createGrowable(ctx context.Context, t *testing.T, kv *client.Client, name string) {
+	t.Helper()
+	if _, err := kv.CreateKeyspace(ctx, name, client.KeyspaceSpec{ReplicationFactor: 3,
+		Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, Floor: client.Quorum, MinRF: 3, MaxRF: 5}}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -165,25 +203,11 @@ func checkAll(ctx context.Context, kv *client.Client, nodes []string, keyspace s
 // the data to the new replicas before they count in any read quorum".
 func TestTunerGrowsAndShrinksN(t *testing.T) {
 	t.Parallel()
-	c := clustertest.New(t, 5, func(o *clustertest.Options) {
-		fastTuner(o)
-		configure := o.Configure
-		o.Configure = func(i int, cfg *node.Config) {
-			configure(i, cfg)
-			// N=3 costs less than N=5 (tuner.CostWeights.Replica): with the
-			// default dwell the tuner's own decisions would shrink the
-			// keyspace again between the test's steps. Only the hook moves
-			// it here.
-			cfg.TunerDwell = time.Hour
-		}
-	})
+	c := clustertest.New(t, 5, hookMovesN(nil))
 	kv := c.Client(t)
 	ctx := ctxT(t, 120*time.Second)
 	const name = "grow"
-	if _, err := kv.CreateKeyspace(ctx, name, client.KeyspaceSpec{ReplicationFactor: 3,
-		Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, Floor: client.Quorum, MinRF: 3, MaxRF: 5}}); err != nil {
-		t.Fatal(err)
-	}
+	createGrowable(ctx, t, kv, name)
 	g := &growTraffic{kv: kv, ks: name, acked: map[string]want{}}
 	// Enough data that the streaming pass takes a while, written by a few
 	// clients at once.
@@ -299,21 +323,11 @@ func TestTunerGrowsAndShrinksN(t *testing.T) {
 // decision's explanation says why.
 func TestTunerGrowAbandonedWhenStreamingFails(t *testing.T) {
 	t.Parallel()
-	c := clustertest.New(t, 5, func(o *clustertest.Options) {
-		fastTuner(o)
-		configure := o.Configure
-		o.Configure = func(i int, cfg *node.Config) {
-			configure(i, cfg)
-			cfg.TunerDwell = time.Hour // only the hook moves the keyspace
-		}
-	})
+	c := clustertest.New(t, 5, hookMovesN(nil))
 	kv := c.Client(t)
 	ctx := ctxT(t, 90*time.Second)
 	const name = "nogrow"
-	if _, err := kv.CreateKeyspace(ctx, name, client.KeyspaceSpec{ReplicationFactor: 3,
-		Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, Floor: client.Quorum, MinRF: 3, MaxRF: 5}}); err != nil {
-		t.Fatal(err)
-	}
+	createGrowable(ctx, t, kv, name)
 	down := 0
 	for i := range c.Len() {
 		if c.ID(i) != c.Node(0).MetadataLeader() && c.ID(i) != c.Node(1).MetadataLeader() {
@@ -337,12 +351,9 @@ func TestTunerGrowAbandonedWhenStreamingFails(t *testing.T) {
 		}
 	}
 	for _, i := range others {
-		url := fmt.Sprintf("http://%s/unsafe/tuner-target?keyspace=%s&n=5&r=3&w=3", c.Node(i).Addrs().HTTP, name)
-		resp, err := http.Post(url, "", nil)
-		if err != nil {
+		if err := postTarget(c, i, name, 5, 3, 3); err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
 	}
 	var why string
 	eventually(t, 60*time.Second, "a decision explaining the abandoned grow", func() error {
@@ -407,22 +418,11 @@ func TestTunerGrowAbandonedWhenStreamingFails(t *testing.T) {
 func TestTunerNoGrowLongAfterShrink(t *testing.T) {
 	t.Parallel()
 	const grace = 4 * time.Second
-	c := clustertest.New(t, 5, func(o *clustertest.Options) {
-		fastTuner(o)
-		configure := o.Configure
-		o.Configure = func(i int, cfg *node.Config) {
-			configure(i, cfg)
-			cfg.TunerDwell = time.Hour // only the hook moves the keyspace
-			cfg.TombstoneGrace = grace
-		}
-	})
+	c := clustertest.New(t, 5, hookMovesN(func(cfg *node.Config) { cfg.TombstoneGrace = grace }))
 	kv := c.Client(t)
 	ctx := ctxT(t, 90*time.Second)
 	const name = "regrow"
-	if _, err := kv.CreateKeyspace(ctx, name, client.KeyspaceSpec{ReplicationFactor: 3,
-		Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, Floor: client.Quorum, MinRF: 3, MaxRF: 5}}); err != nil {
-		t.Fatal(err)
-	}
+	createGrowable(ctx, t, kv, name)
 	waitN := func(n int) {
 		t.Helper()
 		eventually(t, 30*time.Second, fmt.Sprintf("N=%d in force", n), func() error {
@@ -439,14 +439,8 @@ func TestTunerNoGrowLongAfterShrink(t *testing.T) {
 	// Every node must know the keyspace before its hook accepts a target.
 	eventually(t, 30*time.Second, "the keyspace on every node", func() error {
 		for i := range c.Len() {
-			url := fmt.Sprintf("http://%s/unsafe/tuner-target?keyspace=%s&n=5&r=3&w=3", c.Node(i).Addrs().HTTP, name)
-			resp, err := http.Post(url, "", nil)
-			if err != nil {
+			if err := postTarget(c, i, name, 5, 3, 3); err != nil {
 				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s: %s", c.ID(i), resp.Status)
 			}
 		}
 		return nil
