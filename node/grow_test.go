@@ -350,11 +350,15 @@ func TestTunerGrowAbandonedWhenStreamingFails(t *testing.T) {
 			others = append(others, i)
 		}
 	}
-	for _, i := range others {
-		if err := postTarget(c, i, name, 5, 3, 3); err != nil {
-			t.Fatal(err)
+	// A node's hook refuses a keyspace it does not know yet.
+	eventually(t, 30*time.Second, "the target set on every live node", func() error {
+		for _, i := range others {
+			if err := postTarget(c, i, name, 5, 3, 3); err != nil {
+				return err
+			}
 		}
-	}
+		return nil
+	})
 	var why string
 	eventually(t, 60*time.Second, "a decision explaining the abandoned grow", func() error {
 		ex, err := kv.TunerExplain(ctx, name, 10)
