@@ -70,6 +70,13 @@ const (
 	ReasonStaleEpoch = "STALE_EPOCH"
 	// ReasonNodeNotFound (NotFound): no member has the given node ID.
 	ReasonNodeNotFound = "NODE_NOT_FOUND"
+	// ReasonConfigUnconfirmed (Unavailable): the node could not confirm it
+	// holds the current configuration of the keyspace (an adaptive keyspace
+	// with a quorum floor) and sent nothing; another node may serve it.
+	ReasonConfigUnconfirmed = "CONFIG_UNCONFIRMED"
+	// ReasonConfigLeaseLost (Unavailable): the node's configuration lease
+	// ended while the operation was under way; a write's outcome is unknown.
+	ReasonConfigLeaseLost = "CONFIG_LEASE_LOST"
 	// ReasonReceiptViolation: the server reported success with a receipt
 	// showing fewer replicas than required. That is a server bug; the client
 	// refuses the result rather than pass on a weaker guarantee than asked.
@@ -228,7 +235,7 @@ func toError(op string, kind opKind, err error, sent bool, ctxErr error) *Error 
 		e.Cause = ctxErr
 	}
 	if kind == opWrite && sent {
-		e.Unknown = !definiteCodes[e.Code] && e.Reason != ReasonNotEnoughReplicas
+		e.Unknown = !definiteCodes[e.Code] && e.Reason != ReasonNotEnoughReplicas && e.Reason != ReasonConfigUnconfirmed
 	}
 	return e
 }

@@ -97,6 +97,16 @@ type Config struct {
 	// configuration never waits). 0 means the tuner's default, 2 minutes.
 	TunerDwell time.Duration
 
+	// ConfigLease is how long a node serves fenced keyspaces (adaptive
+	// keyspaces with a quorum floor) after it last confirmed with the
+	// metadata leader that it holds their current configuration; the
+	// leader waits about this long before a configuration step that relies
+	// on a node it cannot reach having left the step before (see
+	// replication/fence.go). Default 2s: a node cut off from the leader
+	// stops serving those keyspaces within 2 s, and a tuner step with a
+	// node down waits about 2.5 s.
+	ConfigLease time.Duration
+
 	// UnsafeTestHooks serves fault-injection hooks (clock skew, slow
 	// replies, link latency, dropped writes) under /unsafe/ on HTTPAddr, for
 	// the Jepsen harness and experiments. Never enable it in production.
@@ -129,6 +139,7 @@ func DefaultConfig() Config {
 		ReplicaTimeout:   2 * time.Second,
 		Vnodes:           ring.DefaultVnodes,
 		TunerInterval:    5 * time.Second,
+		ConfigLease:      2 * time.Second,
 	}
 }
 
@@ -158,6 +169,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect < 0 {
 		return fmt.Errorf("bootstrap-expect %d is negative", c.BootstrapExpect)
+	}
+	if c.ConfigLease < 0 {
+		return fmt.Errorf("config lease %v is negative", c.ConfigLease)
 	}
 	if c.MaxKeySize < 1 || c.MaxValueSize < 0 {
 		return fmt.Errorf("max key size %d and max value size %d must be positive", c.MaxKeySize, c.MaxValueSize)

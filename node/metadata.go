@@ -255,7 +255,9 @@ func (f *fsm) advance(index uint64) {
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return fsmSnapshot{Keyspaces: *f.keyspaces.Load(), Decisions: *f.decisions.Load()}, nil
+	// Raft calls Snapshot between Applys, so applied is the snapshot's
+	// index.
+	return fsmSnapshot{Keyspaces: *f.keyspaces.Load(), Decisions: *f.decisions.Load(), Index: f.applied.Load()}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -274,17 +276,24 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer f.mu.Unlock()
 	f.keyspaces.Store(&snap.Keyspaces)
 	f.decisions.Store(&snap.Decisions)
-	var maxEpoch uint64
+	// The state is that of the snapshot's index, which is past the last
+	// entry that changed a keyspace when decisions followed it: a node that
+	// waited for that index (WaitForIndex, the configuration lease) would
+	// otherwise wait for an entry it will never apply again. Snapshots
+	// written before Index existed fall back to the highest epoch.
+	index := snap.Index
 	for _, d := range snap.Keyspaces {
-		maxEpoch = max(maxEpoch, d.Epoch)
+		index = max(index, d.Epoch)
 	}
-	f.advance(maxEpoch)
+	f.advance(index)
 	return nil
 }
 
 type fsmSnapshot struct {
 	Keyspaces map[string]KeyspaceDef       `json:"keyspaces"`
 	Decisions map[string][]json.RawMessage `json:"decisions"`
+	// Index is the last log index the snapshot includes.
+	Index uint64 `json:"index,omitempty"`
 }
 
 func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
@@ -313,6 +322,7 @@ func (d KeyspaceDef) config() replication.KeyspaceConfig {
 		Name: d.Name, N: d.ReplicationFactor, PendingN: d.PendingN, Default: level, R: d.R, W: d.W, Epoch: d.Epoch,
 		ReadAll: d.ReadAll, HedgeAfter: time.Duration(d.HedgeAfterNs),
 		ReadRepairChance: readRepairChanceOf(d),
+		Fenced:           d.Adaptive != nil && d.Adaptive.Floor == tuner.FloorQuorum,
 	}
 }
 
@@ -370,15 +380,34 @@ func (f *fsm) WaitForIndex(ctx context.Context, index uint64) error {
 	}
 }
 
+// proposeTimeout bounds a proposal whose context has no deadline.
+const proposeTimeout = 5 * time.Second
+
 // propose appends a command to the metadata log through the local Raft
 // instance, which must be the leader, and returns the applied definition.
-func propose(r *raft.Raft, c command, timeout time.Duration) (KeyspaceDef, error) {
+// It returns when the entry is applied or ctx ends (bounded by
+// proposeTimeout when ctx has no deadline); an entry given up on may still
+// be committed later, like any write whose outcome is unknown.
+func propose(ctx context.Context, r *raft.Raft, c command) (KeyspaceDef, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return KeyspaceDef{}, err
 	}
-	fut := r.Apply(b, timeout)
-	if err := fut.Error(); err != nil {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, proposeTimeout)
+		defer cancel()
+	}
+	deadline, _ := ctx.Deadline()
+	fut := r.Apply(b, max(time.Until(deadline), time.Millisecond))
+	done := make(chan error, 1)
+	go func() { done <- fut.Error() }() // Raft completes every future, at the latest on shutdown
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return KeyspaceDef{}, fmt.Errorf("metadata log: %s entry not known to be applied: %w", c.Op, ctx.Err())
+	}
+	if err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return KeyspaceDef{}, fmt.Errorf("%w: %w", ErrNoLeader, err)
 		}

@@ -1,9 +1,13 @@
 package node
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -89,3 +93,46 @@ func TestAlterKeepsPendingN(t *testing.T) {
 		t.Errorf("after alter R=%d PendingN=%d; want R=3 PendingN=5", d.R, d.PendingN)
 	}
 }
+
+// A snapshot taken after decision entries (which move no keyspace's epoch)
+// restores the applied index to the snapshot's index, not to the highest
+// epoch: a node that waits for that index (the configuration lease, a
+// coordinator catching up) would otherwise wait for an entry it never
+// applies again.
+func TestRestoreSetsSnapshotIndex(t *testing.T) {
+	f := newFSM()
+	applyCmd(t, f, 1, command{Op: "create", Keyspace: KeyspaceDef{Name: "ks", ReplicationFactor: 3, Level: "quorum"}})
+	for i := uint64(2); i <= 5; i++ {
+		applyCmd(t, f, i, command{Op: "decision", Keyspace: KeyspaceDef{Name: "ks"}, Decision: json.RawMessage(`{"n":1}`)})
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	g := newFSM()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.Applied(); got != 5 {
+		t.Fatalf("applied after restore = %d; want the snapshot's index 5", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := g.WaitForIndex(ctx, 5); err != nil {
+		t.Fatalf("waiting for the snapshot's index after restore: %v", err)
+	}
+	if d, ok := g.Def("ks"); !ok || d.Epoch != 1 {
+		t.Fatalf("restored keyspace = %+v, %v; want epoch 1", d, ok)
+	}
+}
+
+// memSink is a raft.SnapshotSink in memory.
+type memSink struct{ bytes.Buffer }
+
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Cancel() error { return nil }
+func (s *memSink) Close() error  { return nil }

@@ -61,6 +61,7 @@ type Node struct {
 	clock     *replication.Clock
 	metrics   *metrics
 	tuning    *tuning
+	lease     configLease
 
 	grpcServer *grpc.Server
 	health     *health.Server
@@ -184,7 +185,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.coord = replication.NewCoordinator(replication.Config{
 		NodeID: cfg.ID, NodeNumber: meta.Number, Transport: n.transport, Topology: topology{n.members},
 		Keyspaces: n.meta, Hints: n.hints, Clock: n.clock, ReplicaTimeout: cfg.ReplicaTimeout,
-		ReadRepairChance: cfg.ReadRepairChance, Observer: n.tuning, Logger: n.log,
+		ReadRepairChance: cfg.ReadRepairChance, Observer: n.tuning, Fence: &n.lease, Logger: n.log,
 	})
 	n.metrics = newMetrics(n)
 
@@ -245,6 +246,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.goRun(func() { n.hints.Run(runCtx, n.transport, topology{n.members}, cfg.HintInterval) })
 	n.goRun(func() { n.collectLoop(runCtx) })
 	n.goRun(func() { n.tuning.loop(runCtx) })
+	n.goRun(func() { n.leaseLoop(runCtx) })
 	n.log.Info("node started", "grpc", n.addrs.GRPC, "gossip", n.addrs.Gossip, "raft", n.addrs.Raft, "http", n.addrs.HTTP, "data_dir", cfg.DataDir, "in_memory", cfg.InMemory)
 	return nil
 }

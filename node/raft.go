@@ -151,7 +151,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		if err := n.reconcile(); err != nil {
 			n.log.Warn("metadata membership reconcile", "err", err)
 		}
-		n.ensureDefaultKeyspace()
+		n.ensureDefaultKeyspace(ctx)
 	}
 }
 
@@ -227,7 +227,7 @@ func (n *Node) reconcile() error {
 	return nil
 }
 
-func (n *Node) ensureDefaultKeyspace() {
+func (n *Node) ensureDefaultKeyspace(ctx context.Context) {
 	if n.defaultCreated {
 		return
 	}
@@ -241,7 +241,7 @@ func (n *Node) ensureDefaultKeyspace() {
 	}
 	rf = min(rf, n.members.View().Ring.Len())
 	def := KeyspaceDef{Name: DefaultKeyspace, ReplicationFactor: rf, Level: "quorum"}
-	if _, err := propose(n.raft, command{Op: "create", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}, 5*time.Second); err != nil {
+	if _, err := propose(ctx, n.raft, command{Op: "create", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}); err != nil {
 		n.log.Debug("create default keyspace", "err", err)
 		return
 	}

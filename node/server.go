@@ -369,7 +369,9 @@ func (s adminServer) CreateKeyspace(ctx context.Context, req *kvpb.CreateKeyspac
 	}); forwarded {
 		return resp, err
 	}
-	out, err := propose(s.n.raft, command{Op: "create", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}, 10*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := propose(pctx, s.n.raft, command{Op: "create", Keyspace: def, AtUnixMs: time.Now().UnixMilli()})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -420,7 +422,9 @@ func (s adminServer) AlterKeyspace(ctx context.Context, req *kvpb.AlterKeyspaceR
 	}); forwarded {
 		return resp, err
 	}
-	out, err := propose(s.n.raft, command{Op: "alter", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}, 10*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := propose(pctx, s.n.raft, command{Op: "alter", Keyspace: def, AtUnixMs: time.Now().UnixMilli()})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -513,6 +517,15 @@ func (s adminServer) ClusterStatus(ctx context.Context, req *kvpb.ClusterStatusR
 		})
 	}
 	return resp, nil
+}
+
+// MetadataReadIndex answers on the metadata leader only (see lease.go).
+func (s adminServer) MetadataReadIndex(ctx context.Context, req *kvpb.MetadataReadIndexRequest) (*kvpb.MetadataReadIndexResponse, error) {
+	index, err := s.n.localReadIndex()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &kvpb.MetadataReadIndexResponse{Index: index, Leader: s.n.cfg.ID}, nil
 }
 
 func (s adminServer) LocalGet(ctx context.Context, req *kvpb.LocalGetRequest) (*kvpb.LocalGetResponse, error) {

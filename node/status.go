@@ -24,6 +24,12 @@ const (
 	ReasonNoMetadataLeader  = "NO_METADATA_LEADER"
 	ReasonStaleEpoch        = "STALE_EPOCH"
 	ReasonNodeNotFound      = "NODE_NOT_FOUND"
+	// ReasonConfigUnconfirmed: the node holds no configuration lease for a
+	// fenced keyspace and sent nothing (replication.LeaseError).
+	ReasonConfigUnconfirmed = "CONFIG_UNCONFIRMED"
+	// ReasonConfigLeaseLost: the lease ended while the operation was under
+	// way; a write's outcome is unknown.
+	ReasonConfigLeaseLost = "CONFIG_LEASE_LOST"
 	errorDomain             = "adaptkv"
 )
 
@@ -48,6 +54,7 @@ func toStatus(err error) error {
 		return err
 	}
 	var qe *replication.QuorumError
+	var le *replication.LeaseError
 	switch {
 	case errors.As(err, &qe):
 		meta := map[string]string{"required": strconv.Itoa(qe.Required)}
@@ -57,6 +64,11 @@ func toStatus(err error) error {
 		}
 		meta["acked"] = strconv.Itoa(qe.Answered)
 		return withReason(codes.Unavailable, ReasonQuorumNotReached, err.Error(), meta)
+	case errors.As(err, &le):
+		if le.Lost {
+			return withReason(codes.Unavailable, ReasonConfigLeaseLost, err.Error(), nil)
+		}
+		return withReason(codes.Unavailable, ReasonConfigUnconfirmed, err.Error(), nil)
 	case errors.Is(err, replication.ErrKeyspaceNotFound):
 		return withReason(codes.NotFound, ReasonKeyspaceNotFound, err.Error(), nil)
 	case errors.Is(err, ErrKeyspaceExists):

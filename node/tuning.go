@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/node/membership"
 	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/replication/quorum"
 	"github.com/adaptkv/adaptkv/tuner"
@@ -365,7 +366,7 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 		// the metadata log failed it: a leader that stopped mid-grow left
 		// it. Writes to the extra replicas are harmless but wasted, and a
 		// later grow sets it afresh before streaming.
-		if err := t.setPending(d.Name, 0, d.Tuner); err != nil {
+		if err := t.setPending(ctx, d.Name, 0, d.Tuner); err != nil {
 			return fmt.Errorf("clear pending N %d left by an interrupted grow: %w", d.PendingN, err)
 		}
 		var ok bool
@@ -443,7 +444,7 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 	t.mu.Lock()
 	lt.last = &dec
 	t.mu.Unlock()
-	_, err = propose(t.n.raft, command{Op: "decision", Keyspace: KeyspaceDef{Name: d.Name, Tuner: &next}, Decision: b, PrevObserved: prevObserved, AtUnixMs: now.UnixMilli()}, 5*time.Second)
+	_, err = propose(ctx, t.n.raft, command{Op: "decision", Keyspace: KeyspaceDef{Name: d.Name, Tuner: &next}, Decision: b, PrevObserved: prevObserved, AtUnixMs: now.UnixMilli()})
 	if err != nil {
 		return fmt.Errorf("record decision: %w", err)
 	}
@@ -478,6 +479,13 @@ func (t *tuning) apply(ctx context.Context, d KeyspaceDef, dec tuner.Decision, p
 	cur := next
 	cur.Policy, cur.Unrepaired = prev.Policy, prev.Unrepaired
 	floor := d.Adaptive.Floor == tuner.FloorQuorum
+	// The plan's first step is safe only from the configuration in force,
+	// not from the one before it, which some node may still serve: the last
+	// step of the previous plan was not waited for. When it was committed
+	// is not known here, so now bounds it.
+	if err := t.waitApplied(ctx, d.Epoch, time.Now()); err != nil {
+		return cur, fmt.Errorf("before step 1: the configuration in force (epoch %d): %w", d.Epoch, err)
+	}
 	for i, st := range dec.Plan {
 		if size := t.ringSize(); st.Policy.N > size {
 			return cur, fmt.Errorf("step %d (%v): the ring has %d members", i+1, st.Policy, size)
@@ -511,15 +519,16 @@ func (t *tuning) apply(ctx context.Context, d KeyspaceDef, dec tuner.Decision, p
 		// weak writes.
 		repairAfter := floor && st.RequiresRepair && !st.RepairFirst(cur.Policy)
 		def.Tuner = cloneState(cur)
-		out, err := propose(t.n.raft, command{Op: "tune", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}, 5*time.Second)
+		out, err := propose(ctx, t.n.raft, command{Op: "tune", Keyspace: def, AtUnixMs: time.Now().UnixMilli()})
+		committedAt := time.Now()
 		if err != nil {
 			if st.RequiresStreaming {
-				t.abandonGrow(d.Name, &cur)
+				t.abandonGrow(ctx, d.Name, &cur)
 			}
 			return cur, fmt.Errorf("step %d (%v): %w", i+1, st.Policy, err)
 		}
 		if i < len(dec.Plan)-1 || st.RequiresAllApplied || repairAfter {
-			if err := t.waitApplied(ctx, out.Epoch); err != nil {
+			if err := t.waitApplied(ctx, out.Epoch, committedAt); err != nil {
 				return cur, fmt.Errorf("after step %d (%v): %w", i+1, st.Policy, err)
 			}
 		}
@@ -567,12 +576,12 @@ func (t *tuning) growAllowed(cur tuner.State, now time.Time) error {
 func (t *tuning) grow(ctx context.Context, name string, cur tuner.State, newN int, when string) error {
 	epoch, err := t.setPendingApplied(ctx, name, newN, cloneState(cur))
 	if err != nil {
-		t.abandonGrow(name, &cur)
+		t.abandonGrow(ctx, name, &cur)
 		return fmt.Errorf("announce N=%d %s: %w", newN, when, err)
 	}
 	t.n.log.Info("tuner streaming to added replicas", "keyspace", name, "pending_n", newN, "epoch", epoch)
 	if err := t.repair(ctx, name, fmt.Sprintf("streaming to N=%d %s", newN, when), RepairOptions{ReplicationFactor: newN}); err != nil {
-		t.abandonGrow(name, &cur)
+		t.abandonGrow(ctx, name, &cur)
 		return fmt.Errorf("N stays at %d, writes no longer sent to the added replicas: %w", cur.Policy.N, err)
 	}
 	return nil
@@ -581,11 +590,12 @@ func (t *tuning) grow(ctx context.Context, name string, cur tuner.State, newN in
 // setPendingApplied proposes PendingN n for keyspace name and waits until
 // every live node has applied it; it returns the entry's epoch.
 func (t *tuning) setPendingApplied(ctx context.Context, name string, n int, state *tuner.State) (uint64, error) {
-	if err := t.setPending(name, n, state); err != nil {
+	if err := t.setPending(ctx, name, n, state); err != nil {
 		return 0, err
 	}
+	committedAt := time.Now()
 	d, _ := t.n.meta.Def(name)
-	if err := t.waitApplied(ctx, d.Epoch); err != nil {
+	if err := t.waitApplied(ctx, d.Epoch, committedAt); err != nil {
 		return 0, err
 	}
 	return d.Epoch, nil
@@ -594,7 +604,7 @@ func (t *tuning) setPendingApplied(ctx context.Context, name string, n int, stat
 // setPending proposes a "tune" entry that keeps keyspace name's
 // configuration in force (as this node, the leader, has applied it) and
 // sets its PendingN to n (0: none) and its tuner state to state.
-func (t *tuning) setPending(name string, n int, state *tuner.State) error {
+func (t *tuning) setPending(ctx context.Context, name string, n int, state *tuner.State) error {
 	d, ok := t.n.meta.Def(name)
 	if !ok {
 		return fmt.Errorf("keyspace %q: %w", name, replication.ErrKeyspaceNotFound)
@@ -605,7 +615,7 @@ func (t *tuning) setPending(name string, n int, state *tuner.State) error {
 		p := policyOf(d)
 		def.R, def.W = p.R, p.W
 	}
-	if _, err := propose(t.n.raft, command{Op: "tune", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}, 5*time.Second); err != nil {
+	if _, err := propose(ctx, t.n.raft, command{Op: "tune", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}); err != nil {
 		return fmt.Errorf("set pending N to %d: %w", n, err)
 	}
 	return nil
@@ -614,8 +624,12 @@ func (t *tuning) setPending(name string, n int, state *tuner.State) error {
 // abandonGrow clears PendingN after a grow that did not complete, so that
 // writes stop going to replicas that will not count. Its failure is logged
 // only: the next decision clears a PendingN left behind (see decide).
-func (t *tuning) abandonGrow(name string, cur *tuner.State) {
-	if err := t.setPending(name, 0, cloneState(*cur)); err != nil {
+func (t *tuning) abandonGrow(ctx context.Context, name string, cur *tuner.State) {
+	// Clear it even when the plan's context has ended: writes would
+	// otherwise keep going to replicas that will not count.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := t.setPending(cctx, name, 0, cloneState(*cur)); err != nil {
 		t.n.log.Warn("tuner could not clear pending N after a failed grow; the next decision will", "keyspace", name, "err", err)
 	}
 }
@@ -641,38 +655,38 @@ func (t *tuning) repair(ctx context.Context, name, when string, opts RepairOptio
 	return nil
 }
 
-// waitApplied waits until every live node has applied the metadata log up
-// to index, so that no coordinator still acts on the configuration before.
-func (t *tuning) waitApplied(ctx context.Context, index uint64) error {
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// waitApplied waits until no node can still serve a fenced keyspace at a
+// configuration before index, the entry committed at committedAt (or, when
+// the leader does not know when, any time before committedAt): each ring
+// member (gossip's dead ones too: a node cut off by a partition is dead to
+// this side but may still serve clients on its own) must say it has applied
+// index, or one lease wait must have passed since committedAt, after which
+// a member that did not apply it holds no lease from before it
+// (replication/fence.go). Only members that left the cluster are skipped.
+func (t *tuning) waitApplied(ctx context.Context, index uint64, committedAt time.Time) error {
+	leaseOver := committedAt.Add(t.n.leaseWait())
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second+time.Until(leaseOver))
 	defer cancel()
+	confirmed := map[string]bool{}
 	for {
 		lagging := ""
 		v := t.n.members.View()
 		for _, m := range v.Members {
-			if !v.Alive(m.ID) {
+			if m.State == membership.Left || confirmed[m.ID] {
 				continue
 			}
-			if m.ID == t.n.cfg.ID {
-				if t.n.meta.Applied() < index {
-					lagging = m.ID
-				}
+			if t.memberApplied(wctx, m.ID, index) {
+				confirmed[m.ID] = true
 				continue
 			}
-			c, err := t.n.transport.adminClient(m.ID)
-			if err != nil {
+			if lagging == "" {
 				lagging = m.ID
-				break
-			}
-			cctx, ccancel := context.WithTimeout(wctx, time.Second)
-			st, err := c.ClusterStatus(cctx, &kvpb.ClusterStatusRequest{})
-			ccancel()
-			if err != nil || st.GetMetadataIndex() < index {
-				lagging = m.ID
-				break
 			}
 		}
-		if lagging == "" {
+		if lagging == "" || time.Now().After(leaseOver) {
+			if lagging != "" {
+				t.n.log.Info("configuration step relies on lease expiry", "index", index, "unconfirmed", lagging, "waited", time.Since(committedAt).Round(time.Millisecond))
+			}
 			return nil
 		}
 		select {
@@ -681,6 +695,22 @@ func (t *tuning) waitApplied(ctx context.Context, index uint64) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// memberApplied reports whether member id says it has applied the metadata
+// log up to index.
+func (t *tuning) memberApplied(ctx context.Context, id string, index uint64) bool {
+	if id == t.n.cfg.ID {
+		return t.n.meta.Applied() >= index
+	}
+	c, err := t.n.transport.adminClient(id)
+	if err != nil {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+	defer cancel()
+	st, err := c.ClusterStatus(cctx, &kvpb.ClusterStatusRequest{})
+	return err == nil && st.GetMetadataIndex() >= index
 }
 
 // export sets the predicted-against-observed gauges.

@@ -48,6 +48,10 @@ type Config struct {
 	ReadRepairChance float64
 	// Observer, when set, receives per-request observations for the tuner.
 	Observer Observer
+	// Fence, when set, is consulted for fenced keyspaces
+	// (KeyspaceConfig.Fenced): without a configuration lease the
+	// coordinator does not serve them (fence.go).
+	Fence Fence
 	// Logger receives the coordinator's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -196,6 +200,9 @@ func (c *Coordinator) keyspace(ctx context.Context, name string) (KeyspaceConfig
 func (c *Coordinator) plan(ctx context.Context, keyspace string, key []byte, cons Consistency) (plan, error) {
 	ks, err := c.keyspace(ctx, keyspace)
 	if err != nil {
+		return plan{}, err
+	}
+	if err := c.checkLease(ks, false); err != nil {
 		return plan{}, err
 	}
 	pol, err := c.policy(ks, cons)
@@ -372,6 +379,9 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 		go c.drainWrites(ctx, mut, replies, sent-received)
 		rcpt.Acked = tally.Acks()
 		if verdict == quorum.Won && pendingErr == nil {
+			if err := c.checkLease(p.ks, true); err != nil {
+				return rcpt, err
+			}
 			if o := c.cfg.Observer; o != nil {
 				o.ClientWrite(keyspace, rec.Key, time.Since(start))
 			}
@@ -625,6 +635,9 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 		}
 		if found {
 			rcpt.Repaired = c.repairForeground(ctx, keyspace, p.ks.Epoch, winner, got)
+		}
+		if err := c.checkLease(p.ks, true); err != nil {
+			return ReadResult{Receipt: rcpt}, err
 		}
 		if outstanding := asked - tally.Answered(); outstanding > 0 {
 			go c.repairBackground(ctx, keyspace, p.ks.Epoch, start, c.ackDelay(order, p.pol.W), winner, found, got, replies, outstanding)
@@ -921,6 +934,9 @@ func (c *Coordinator) Scan(ctx context.Context, keyspace string, start, end []by
 	if err != nil {
 		return ScanResult{}, err
 	}
+	if err := c.checkLease(ks, false); err != nil {
+		return ScanResult{}, err
+	}
 	pol, err := c.policy(ks, cons)
 	if err != nil {
 		return ScanResult{}, err
@@ -1030,5 +1046,8 @@ func (c *Coordinator) Scan(ctx context.Context, keyspace string, start, end []by
 		res.NextStart = append(append([]byte{}, last...), 0)
 	}
 	res.Acked = minAnswered
+	if err := c.checkLease(ks, true); err != nil {
+		return ScanResult{Receipt: rcpt}, err
+	}
 	return res, nil
 }

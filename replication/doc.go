@@ -99,6 +99,13 @@ type KeyspaceConfig struct {
 	// ReadRepairChance, when not zero, replaces the coordinator's
 	// Config.ReadRepairChance for this keyspace (negative: never).
 	ReadRepairChance float64
+	// Fenced makes the coordinator serve the keyspace only while its node
+	// holds a configuration lease (Config.Fence): the keyspace promises an
+	// invariant across configuration changes (an adaptive keyspace with a
+	// quorum floor promises R + W > N at every instant), which holds only
+	// if no node still acts on a configuration the metadata leader has
+	// moved past. See fence.go.
+	Fenced bool
 }
 
 // Keyspaces is the coordinator's and replica's view of the metadata log.

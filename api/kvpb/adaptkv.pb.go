@@ -2385,6 +2385,102 @@ func (x *RepairKeyspaceResponse) GetDone() bool {
 	return false
 }
 
+type MetadataReadIndexRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"` // the asking node's ID, for the leader's logs
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetadataReadIndexRequest) Reset() {
+	*x = MetadataReadIndexRequest{}
+	mi := &file_adaptkv_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetadataReadIndexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetadataReadIndexRequest) ProtoMessage() {}
+
+func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetadataReadIndexRequest.ProtoReflect.Descriptor instead.
+func (*MetadataReadIndexRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *MetadataReadIndexRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+type MetadataReadIndexResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`  // the leader's last log index, confirmed leader after reading it
+	Leader        string                 `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"` // the leader's node ID
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetadataReadIndexResponse) Reset() {
+	*x = MetadataReadIndexResponse{}
+	mi := &file_adaptkv_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetadataReadIndexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetadataReadIndexResponse) ProtoMessage() {}
+
+func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetadataReadIndexResponse.ProtoReflect.Descriptor instead.
+func (*MetadataReadIndexResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *MetadataReadIndexResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *MetadataReadIndexResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
 // Record is a versioned value as a replica stores it.
 type Record struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2398,7 +2494,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2506,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2519,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{35}
+	return file_adaptkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Record) GetKey() []byte {
@@ -2467,7 +2563,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2575,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2588,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{36}
+	return file_adaptkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Mutation) GetKeyspace() string {
@@ -2527,7 +2623,7 @@ type MutationResult struct {
 
 func (x *MutationResult) Reset() {
 	*x = MutationResult{}
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2539,7 +2635,7 @@ func (x *MutationResult) String() string {
 func (*MutationResult) ProtoMessage() {}
 
 func (x *MutationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2552,7 +2648,7 @@ func (x *MutationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MutationResult.ProtoReflect.Descriptor instead.
 func (*MutationResult) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{37}
+	return file_adaptkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MutationResult) GetOk() bool {
@@ -2586,7 +2682,7 @@ type ReplicaWriteRequest struct {
 
 func (x *ReplicaWriteRequest) Reset() {
 	*x = ReplicaWriteRequest{}
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +2694,7 @@ func (x *ReplicaWriteRequest) String() string {
 func (*ReplicaWriteRequest) ProtoMessage() {}
 
 func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +2707,7 @@ func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{38}
+	return file_adaptkv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReplicaWriteRequest) GetMutations() []*Mutation {
@@ -2637,7 +2733,7 @@ type ReplicaWriteResponse struct {
 
 func (x *ReplicaWriteResponse) Reset() {
 	*x = ReplicaWriteResponse{}
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2649,7 +2745,7 @@ func (x *ReplicaWriteResponse) String() string {
 func (*ReplicaWriteResponse) ProtoMessage() {}
 
 func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2662,7 +2758,7 @@ func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{39}
+	return file_adaptkv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReplicaWriteResponse) GetResults() []*MutationResult {
@@ -2688,7 +2784,7 @@ type ReplicaReadRequest struct {
 
 func (x *ReplicaReadRequest) Reset() {
 	*x = ReplicaReadRequest{}
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2700,7 +2796,7 @@ func (x *ReplicaReadRequest) String() string {
 func (*ReplicaReadRequest) ProtoMessage() {}
 
 func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2713,7 +2809,7 @@ func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaReadRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{40}
+	return file_adaptkv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ReplicaReadRequest) GetKeyspace() string {
@@ -2762,7 +2858,7 @@ type ReplicaReadResponse struct {
 
 func (x *ReplicaReadResponse) Reset() {
 	*x = ReplicaReadResponse{}
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2774,7 +2870,7 @@ func (x *ReplicaReadResponse) String() string {
 func (*ReplicaReadResponse) ProtoMessage() {}
 
 func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2787,7 +2883,7 @@ func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaReadResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{41}
+	return file_adaptkv_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReplicaReadResponse) GetFound() bool {
@@ -2825,7 +2921,7 @@ type ReplicaScanRequest struct {
 
 func (x *ReplicaScanRequest) Reset() {
 	*x = ReplicaScanRequest{}
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2837,7 +2933,7 @@ func (x *ReplicaScanRequest) String() string {
 func (*ReplicaScanRequest) ProtoMessage() {}
 
 func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2850,7 +2946,7 @@ func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaScanRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{42}
+	return file_adaptkv_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReplicaScanRequest) GetKeyspace() string {
@@ -2905,7 +3001,7 @@ type ReplicaScanResponse struct {
 
 func (x *ReplicaScanResponse) Reset() {
 	*x = ReplicaScanResponse{}
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2917,7 +3013,7 @@ func (x *ReplicaScanResponse) String() string {
 func (*ReplicaScanResponse) ProtoMessage() {}
 
 func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2930,7 +3026,7 @@ func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaScanResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{43}
+	return file_adaptkv_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ReplicaScanResponse) GetRecords() []*Record {
@@ -2962,7 +3058,7 @@ type ReplicaRepairRequest struct {
 
 func (x *ReplicaRepairRequest) Reset() {
 	*x = ReplicaRepairRequest{}
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3070,7 @@ func (x *ReplicaRepairRequest) String() string {
 func (*ReplicaRepairRequest) ProtoMessage() {}
 
 func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3083,7 @@ func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{44}
+	return file_adaptkv_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReplicaRepairRequest) GetKeyspace() string {
@@ -3028,7 +3124,7 @@ type ReplicaRepairResponse struct {
 
 func (x *ReplicaRepairResponse) Reset() {
 	*x = ReplicaRepairResponse{}
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3040,7 +3136,7 @@ func (x *ReplicaRepairResponse) String() string {
 func (*ReplicaRepairResponse) ProtoMessage() {}
 
 func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3053,7 +3149,7 @@ func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{45}
+	return file_adaptkv_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReplicaRepairResponse) GetStats() *RepairStats {
@@ -3081,7 +3177,7 @@ type DigestEntry struct {
 
 func (x *DigestEntry) Reset() {
 	*x = DigestEntry{}
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +3189,7 @@ func (x *DigestEntry) String() string {
 func (*DigestEntry) ProtoMessage() {}
 
 func (x *DigestEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3202,7 @@ func (x *DigestEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestEntry.ProtoReflect.Descriptor instead.
 func (*DigestEntry) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{46}
+	return file_adaptkv_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DigestEntry) GetKey() []byte {
@@ -3135,7 +3231,7 @@ type ReplicaDigestRequest struct {
 
 func (x *ReplicaDigestRequest) Reset() {
 	*x = ReplicaDigestRequest{}
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3147,7 +3243,7 @@ func (x *ReplicaDigestRequest) String() string {
 func (*ReplicaDigestRequest) ProtoMessage() {}
 
 func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3160,7 +3256,7 @@ func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{47}
+	return file_adaptkv_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReplicaDigestRequest) GetKeyspace() string {
@@ -3203,7 +3299,7 @@ type ReplicaDigestResponse struct {
 
 func (x *ReplicaDigestResponse) Reset() {
 	*x = ReplicaDigestResponse{}
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3215,7 +3311,7 @@ func (x *ReplicaDigestResponse) String() string {
 func (*ReplicaDigestResponse) ProtoMessage() {}
 
 func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3228,7 +3324,7 @@ func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{48}
+	return file_adaptkv_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReplicaDigestResponse) GetBehind() []uint32 {
@@ -3413,7 +3509,12 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x04down\x18\x04 \x03(\tR\x04down\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12-\n" +
 	"\x12replication_factor\x18\x06 \x01(\rR\x11replicationFactor\x12\x12\n" +
-	"\x04done\x18\a \x01(\bR\x04done\"}\n" +
+	"\x04done\x18\a \x01(\bR\x04done\".\n" +
+	"\x18MetadataReadIndexRequest\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\"I\n" +
+	"\x19MetadataReadIndexResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\"}\n" +
 	"\x06Record\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12-\n" +
@@ -3491,7 +3592,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x03Get\x12\x16.adaptkv.v1.GetRequest\x1a\x17.adaptkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.adaptkv.v1.PutRequest\x1a\x17.adaptkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.adaptkv.v1.DeleteRequest\x1a\x1a.adaptkv.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xc9\x06\n" +
+	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xab\a\n" +
 	"\x05Admin\x12Q\n" +
 	"\x0eCreateKeyspace\x12!.adaptkv.v1.CreateKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12O\n" +
 	"\rAlterKeyspace\x12 .adaptkv.v1.AlterKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12U\n" +
@@ -3502,7 +3603,8 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\fTunerExplain\x12\x1f.adaptkv.v1.TunerExplainRequest\x1a .adaptkv.v1.TunerExplainResponse\x12N\n" +
 	"\vTunerWhatIf\x12\x1e.adaptkv.v1.TunerWhatIfRequest\x1a\x1f.adaptkv.v1.TunerWhatIfResponse\x12T\n" +
 	"\rTunerSnapshot\x12 .adaptkv.v1.TunerSnapshotRequest\x1a!.adaptkv.v1.TunerSnapshotResponse\x12Y\n" +
-	"\x0eRepairKeyspace\x12!.adaptkv.v1.RepairKeyspaceRequest\x1a\".adaptkv.v1.RepairKeyspaceResponse0\x012\xcf\x03\n" +
+	"\x0eRepairKeyspace\x12!.adaptkv.v1.RepairKeyspaceRequest\x1a\".adaptkv.v1.RepairKeyspaceResponse0\x01\x12`\n" +
+	"\x11MetadataReadIndex\x12$.adaptkv.v1.MetadataReadIndexRequest\x1a%.adaptkv.v1.MetadataReadIndexResponse2\xcf\x03\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
@@ -3524,59 +3626,61 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_adaptkv_proto_goTypes = []any{
-	(Level)(0),                      // 0: adaptkv.v1.Level
-	(MemberState)(0),                // 1: adaptkv.v1.MemberState
-	(*Consistency)(nil),             // 2: adaptkv.v1.Consistency
-	(*Version)(nil),                 // 3: adaptkv.v1.Version
-	(*Receipt)(nil),                 // 4: adaptkv.v1.Receipt
-	(*KeyValue)(nil),                // 5: adaptkv.v1.KeyValue
-	(*GetRequest)(nil),              // 6: adaptkv.v1.GetRequest
-	(*GetResponse)(nil),             // 7: adaptkv.v1.GetResponse
-	(*PutRequest)(nil),              // 8: adaptkv.v1.PutRequest
-	(*PutResponse)(nil),             // 9: adaptkv.v1.PutResponse
-	(*DeleteRequest)(nil),           // 10: adaptkv.v1.DeleteRequest
-	(*DeleteResponse)(nil),          // 11: adaptkv.v1.DeleteResponse
-	(*ScanRequest)(nil),             // 12: adaptkv.v1.ScanRequest
-	(*ScanResponse)(nil),            // 13: adaptkv.v1.ScanResponse
-	(*AdaptiveGoal)(nil),            // 14: adaptkv.v1.AdaptiveGoal
-	(*KeyspaceConfig)(nil),          // 15: adaptkv.v1.KeyspaceConfig
-	(*CreateKeyspaceRequest)(nil),   // 16: adaptkv.v1.CreateKeyspaceRequest
-	(*AlterKeyspaceRequest)(nil),    // 17: adaptkv.v1.AlterKeyspaceRequest
-	(*DescribeKeyspaceRequest)(nil), // 18: adaptkv.v1.DescribeKeyspaceRequest
-	(*KeyspaceResponse)(nil),        // 19: adaptkv.v1.KeyspaceResponse
-	(*ListKeyspacesRequest)(nil),    // 20: adaptkv.v1.ListKeyspacesRequest
-	(*ListKeyspacesResponse)(nil),   // 21: adaptkv.v1.ListKeyspacesResponse
-	(*Member)(nil),                  // 22: adaptkv.v1.Member
-	(*ClusterStatusRequest)(nil),    // 23: adaptkv.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),   // 24: adaptkv.v1.ClusterStatusResponse
-	(*LocalGetRequest)(nil),         // 25: adaptkv.v1.LocalGetRequest
-	(*LocalGetResponse)(nil),        // 26: adaptkv.v1.LocalGetResponse
-	(*TunerExplainRequest)(nil),     // 27: adaptkv.v1.TunerExplainRequest
-	(*TunerExplainResponse)(nil),    // 28: adaptkv.v1.TunerExplainResponse
-	(*TunerWhatIfRequest)(nil),      // 29: adaptkv.v1.TunerWhatIfRequest
-	(*TunerWhatIfResponse)(nil),     // 30: adaptkv.v1.TunerWhatIfResponse
-	(*TunerSnapshotRequest)(nil),    // 31: adaptkv.v1.TunerSnapshotRequest
-	(*TunerSnapshotResponse)(nil),   // 32: adaptkv.v1.TunerSnapshotResponse
-	(*RepairOptions)(nil),           // 33: adaptkv.v1.RepairOptions
-	(*RepairStats)(nil),             // 34: adaptkv.v1.RepairStats
-	(*RepairKeyspaceRequest)(nil),   // 35: adaptkv.v1.RepairKeyspaceRequest
-	(*RepairKeyspaceResponse)(nil),  // 36: adaptkv.v1.RepairKeyspaceResponse
-	(*Record)(nil),                  // 37: adaptkv.v1.Record
-	(*Mutation)(nil),                // 38: adaptkv.v1.Mutation
-	(*MutationResult)(nil),          // 39: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),     // 40: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),    // 41: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),      // 42: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),     // 43: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),      // 44: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),     // 45: adaptkv.v1.ReplicaScanResponse
-	(*ReplicaRepairRequest)(nil),    // 46: adaptkv.v1.ReplicaRepairRequest
-	(*ReplicaRepairResponse)(nil),   // 47: adaptkv.v1.ReplicaRepairResponse
-	(*DigestEntry)(nil),             // 48: adaptkv.v1.DigestEntry
-	(*ReplicaDigestRequest)(nil),    // 49: adaptkv.v1.ReplicaDigestRequest
-	(*ReplicaDigestResponse)(nil),   // 50: adaptkv.v1.ReplicaDigestResponse
+	(Level)(0),                        // 0: adaptkv.v1.Level
+	(MemberState)(0),                  // 1: adaptkv.v1.MemberState
+	(*Consistency)(nil),               // 2: adaptkv.v1.Consistency
+	(*Version)(nil),                   // 3: adaptkv.v1.Version
+	(*Receipt)(nil),                   // 4: adaptkv.v1.Receipt
+	(*KeyValue)(nil),                  // 5: adaptkv.v1.KeyValue
+	(*GetRequest)(nil),                // 6: adaptkv.v1.GetRequest
+	(*GetResponse)(nil),               // 7: adaptkv.v1.GetResponse
+	(*PutRequest)(nil),                // 8: adaptkv.v1.PutRequest
+	(*PutResponse)(nil),               // 9: adaptkv.v1.PutResponse
+	(*DeleteRequest)(nil),             // 10: adaptkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),            // 11: adaptkv.v1.DeleteResponse
+	(*ScanRequest)(nil),               // 12: adaptkv.v1.ScanRequest
+	(*ScanResponse)(nil),              // 13: adaptkv.v1.ScanResponse
+	(*AdaptiveGoal)(nil),              // 14: adaptkv.v1.AdaptiveGoal
+	(*KeyspaceConfig)(nil),            // 15: adaptkv.v1.KeyspaceConfig
+	(*CreateKeyspaceRequest)(nil),     // 16: adaptkv.v1.CreateKeyspaceRequest
+	(*AlterKeyspaceRequest)(nil),      // 17: adaptkv.v1.AlterKeyspaceRequest
+	(*DescribeKeyspaceRequest)(nil),   // 18: adaptkv.v1.DescribeKeyspaceRequest
+	(*KeyspaceResponse)(nil),          // 19: adaptkv.v1.KeyspaceResponse
+	(*ListKeyspacesRequest)(nil),      // 20: adaptkv.v1.ListKeyspacesRequest
+	(*ListKeyspacesResponse)(nil),     // 21: adaptkv.v1.ListKeyspacesResponse
+	(*Member)(nil),                    // 22: adaptkv.v1.Member
+	(*ClusterStatusRequest)(nil),      // 23: adaptkv.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),     // 24: adaptkv.v1.ClusterStatusResponse
+	(*LocalGetRequest)(nil),           // 25: adaptkv.v1.LocalGetRequest
+	(*LocalGetResponse)(nil),          // 26: adaptkv.v1.LocalGetResponse
+	(*TunerExplainRequest)(nil),       // 27: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),      // 28: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),        // 29: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),       // 30: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),      // 31: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),     // 32: adaptkv.v1.TunerSnapshotResponse
+	(*RepairOptions)(nil),             // 33: adaptkv.v1.RepairOptions
+	(*RepairStats)(nil),               // 34: adaptkv.v1.RepairStats
+	(*RepairKeyspaceRequest)(nil),     // 35: adaptkv.v1.RepairKeyspaceRequest
+	(*RepairKeyspaceResponse)(nil),    // 36: adaptkv.v1.RepairKeyspaceResponse
+	(*MetadataReadIndexRequest)(nil),  // 37: adaptkv.v1.MetadataReadIndexRequest
+	(*MetadataReadIndexResponse)(nil), // 38: adaptkv.v1.MetadataReadIndexResponse
+	(*Record)(nil),                    // 39: adaptkv.v1.Record
+	(*Mutation)(nil),                  // 40: adaptkv.v1.Mutation
+	(*MutationResult)(nil),            // 41: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),       // 42: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),      // 43: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),        // 44: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),       // 45: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),        // 46: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),       // 47: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),      // 48: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),     // 49: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),               // 50: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),      // 51: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),     // 52: adaptkv.v1.ReplicaDigestResponse
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	0,  // 0: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
@@ -3609,15 +3713,15 @@ var file_adaptkv_proto_depIdxs = []int32{
 	33, // 27: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
 	34, // 28: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
 	3,  // 29: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	37, // 30: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	38, // 31: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	39, // 32: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	37, // 33: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	37, // 34: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	39, // 30: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	40, // 31: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	41, // 32: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	39, // 33: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	39, // 34: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
 	33, // 35: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
 	34, // 36: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
 	3,  // 37: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
-	48, // 38: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	50, // 38: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
 	6,  // 39: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
 	8,  // 40: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
 	10, // 41: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
@@ -3632,34 +3736,36 @@ var file_adaptkv_proto_depIdxs = []int32{
 	29, // 50: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
 	31, // 51: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
 	35, // 52: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	40, // 53: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	42, // 54: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	44, // 55: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	40, // 56: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	49, // 57: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	46, // 58: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	7,  // 59: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	9,  // 60: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	11, // 61: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	13, // 62: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	19, // 63: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 64: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 65: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	21, // 66: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	24, // 67: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	26, // 68: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	28, // 69: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	30, // 70: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	32, // 71: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	36, // 72: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	41, // 73: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	43, // 74: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	45, // 75: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	41, // 76: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	50, // 77: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	47, // 78: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	59, // [59:79] is the sub-list for method output_type
-	39, // [39:59] is the sub-list for method input_type
+	37, // 53: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	42, // 54: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	44, // 55: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	46, // 56: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	42, // 57: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	51, // 58: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	48, // 59: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	7,  // 60: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	9,  // 61: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	11, // 62: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	13, // 63: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	19, // 64: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 65: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 66: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	21, // 67: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	24, // 68: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	26, // 69: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	28, // 70: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	30, // 71: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	32, // 72: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	36, // 73: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	38, // 74: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	43, // 75: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	45, // 76: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	47, // 77: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	43, // 78: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	52, // 79: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	49, // 80: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	60, // [60:81] is the sub-list for method output_type
+	39, // [39:60] is the sub-list for method input_type
 	39, // [39:39] is the sub-list for extension type_name
 	39, // [39:39] is the sub-list for extension extendee
 	0,  // [0:39] is the sub-list for field type_name
@@ -3676,7 +3782,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   49,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

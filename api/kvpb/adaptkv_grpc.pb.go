@@ -243,16 +243,17 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_CreateKeyspace_FullMethodName   = "/adaptkv.v1.Admin/CreateKeyspace"
-	Admin_AlterKeyspace_FullMethodName    = "/adaptkv.v1.Admin/AlterKeyspace"
-	Admin_DescribeKeyspace_FullMethodName = "/adaptkv.v1.Admin/DescribeKeyspace"
-	Admin_ListKeyspaces_FullMethodName    = "/adaptkv.v1.Admin/ListKeyspaces"
-	Admin_ClusterStatus_FullMethodName    = "/adaptkv.v1.Admin/ClusterStatus"
-	Admin_LocalGet_FullMethodName         = "/adaptkv.v1.Admin/LocalGet"
-	Admin_TunerExplain_FullMethodName     = "/adaptkv.v1.Admin/TunerExplain"
-	Admin_TunerWhatIf_FullMethodName      = "/adaptkv.v1.Admin/TunerWhatIf"
-	Admin_TunerSnapshot_FullMethodName    = "/adaptkv.v1.Admin/TunerSnapshot"
-	Admin_RepairKeyspace_FullMethodName   = "/adaptkv.v1.Admin/RepairKeyspace"
+	Admin_CreateKeyspace_FullMethodName    = "/adaptkv.v1.Admin/CreateKeyspace"
+	Admin_AlterKeyspace_FullMethodName     = "/adaptkv.v1.Admin/AlterKeyspace"
+	Admin_DescribeKeyspace_FullMethodName  = "/adaptkv.v1.Admin/DescribeKeyspace"
+	Admin_ListKeyspaces_FullMethodName     = "/adaptkv.v1.Admin/ListKeyspaces"
+	Admin_ClusterStatus_FullMethodName     = "/adaptkv.v1.Admin/ClusterStatus"
+	Admin_LocalGet_FullMethodName          = "/adaptkv.v1.Admin/LocalGet"
+	Admin_TunerExplain_FullMethodName      = "/adaptkv.v1.Admin/TunerExplain"
+	Admin_TunerWhatIf_FullMethodName       = "/adaptkv.v1.Admin/TunerWhatIf"
+	Admin_TunerSnapshot_FullMethodName     = "/adaptkv.v1.Admin/TunerSnapshot"
+	Admin_RepairKeyspace_FullMethodName    = "/adaptkv.v1.Admin/RepairKeyspace"
+	Admin_MetadataReadIndex_FullMethodName = "/adaptkv.v1.Admin/MetadataReadIndex"
 )
 
 // AdminClient is the client API for Admin service.
@@ -276,6 +277,13 @@ type AdminClient interface {
 	// with a status naming the node, when any node could not complete its
 	// part, so a pass that returns done covered every alive node.
 	RepairKeyspace(ctx context.Context, in *RepairKeyspaceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RepairKeyspaceResponse], error)
+	// MetadataReadIndex, answered by the metadata leader only, returns the
+	// last index of its log once it has confirmed with a quorum of voters
+	// that it is still the leader (Raft's read index). A node that has
+	// applied its log up to that index holds the current configuration of
+	// every keyspace, and takes a configuration lease from the moment it
+	// asked (see node's lease.go).
+	MetadataReadIndex(ctx context.Context, in *MetadataReadIndexRequest, opts ...grpc.CallOption) (*MetadataReadIndexResponse, error)
 }
 
 type adminClient struct {
@@ -395,6 +403,16 @@ func (c *adminClient) RepairKeyspace(ctx context.Context, in *RepairKeyspaceRequ
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_RepairKeyspaceClient = grpc.ServerStreamingClient[RepairKeyspaceResponse]
 
+func (c *adminClient) MetadataReadIndex(ctx context.Context, in *MetadataReadIndexRequest, opts ...grpc.CallOption) (*MetadataReadIndexResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MetadataReadIndexResponse)
+	err := c.cc.Invoke(ctx, Admin_MetadataReadIndex_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -416,6 +434,13 @@ type AdminServer interface {
 	// with a status naming the node, when any node could not complete its
 	// part, so a pass that returns done covered every alive node.
 	RepairKeyspace(*RepairKeyspaceRequest, grpc.ServerStreamingServer[RepairKeyspaceResponse]) error
+	// MetadataReadIndex, answered by the metadata leader only, returns the
+	// last index of its log once it has confirmed with a quorum of voters
+	// that it is still the leader (Raft's read index). A node that has
+	// applied its log up to that index holds the current configuration of
+	// every keyspace, and takes a configuration lease from the moment it
+	// asked (see node's lease.go).
+	MetadataReadIndex(context.Context, *MetadataReadIndexRequest) (*MetadataReadIndexResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -455,6 +480,9 @@ func (UnimplementedAdminServer) TunerSnapshot(context.Context, *TunerSnapshotReq
 }
 func (UnimplementedAdminServer) RepairKeyspace(*RepairKeyspaceRequest, grpc.ServerStreamingServer[RepairKeyspaceResponse]) error {
 	return status.Error(codes.Unimplemented, "method RepairKeyspace not implemented")
+}
+func (UnimplementedAdminServer) MetadataReadIndex(context.Context, *MetadataReadIndexRequest) (*MetadataReadIndexResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MetadataReadIndex not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -650,6 +678,24 @@ func _Admin_RepairKeyspace_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_RepairKeyspaceServer = grpc.ServerStreamingServer[RepairKeyspaceResponse]
 
+func _Admin_MetadataReadIndex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MetadataReadIndexRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).MetadataReadIndex(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_MetadataReadIndex_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).MetadataReadIndex(ctx, req.(*MetadataReadIndexRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -692,6 +738,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TunerSnapshot",
 			Handler:    _Admin_TunerSnapshot_Handler,
+		},
+		{
+			MethodName: "MetadataReadIndex",
+			Handler:    _Admin_MetadataReadIndex_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
