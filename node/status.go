@@ -30,7 +30,7 @@ const (
 	// ReasonConfigLeaseLost: the lease ended while the operation was under
 	// way; a write's outcome is unknown.
 	ReasonConfigLeaseLost = "CONFIG_LEASE_LOST"
-	errorDomain             = "adaptkv"
+	errorDomain           = "adaptkv"
 )
 
 func withReason(code codes.Code, reason, msg string, meta map[string]string) error {
