@@ -38,6 +38,11 @@ type tuning struct {
 	seed     maphash.Seed
 
 	recs atomic.Pointer[map[string]*ksRecorder]
+	// syncMu serializes syncRecorders, which the loop, what-if's gather and
+	// the TunerSnapshot RPC all call: two at once could each install a new
+	// recorder, and the observations recorded into the one replaced would
+	// be lost.
+	syncMu sync.Mutex
 
 	// forceEvery, when positive, makes the leader move each adaptive
 	// keyspace to another safe configuration at that interval, whatever the
@@ -224,6 +229,8 @@ func (t *tuning) ringSize() int { return t.n.members.View().Ring.Len() }
 // numbered by rank (see Replica); a change of replication factor starts a
 // fresh recorder.
 func (t *tuning) syncRecorders() {
+	t.syncMu.Lock()
+	defer t.syncMu.Unlock()
 	cur := *t.recs.Load()
 	next := map[string]*ksRecorder{}
 	changed := false

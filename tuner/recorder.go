@@ -2,6 +2,7 @@ package tuner
 
 import (
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -115,9 +116,9 @@ const (
 )
 
 // Recorder collects one keyspace's observations on the hot path. Every
-// method but Snapshot is safe for concurrent use and costs a few atomic
-// adds: the coordinator calls them inline. Snapshot is called by the tuner
-// loop, one call at a time, once per decision interval.
+// method is safe for concurrent use; all but Snapshot cost a few atomic
+// adds, so the coordinator calls them inline. Snapshot, once per decision
+// interval, takes a lock of its own.
 //
 // Replicas are identified by their index in the list given to NewRecorder;
 // when membership changes, the node takes a last Snapshot and starts a new
@@ -125,7 +126,11 @@ const (
 type Recorder struct {
 	keyspace string
 	ids      []string
-	start    time.Time // touched only by Snapshot
+	// snapMu serializes Snapshot: the tuner loop, what-if's gather and the
+	// TunerSnapshot RPC all take snapshots, and start and the key ring are
+	// not atomic as a pair.
+	snapMu sync.Mutex
+	start  time.Time // guarded by snapMu
 
 	reads, writes          atomic.Uint64
 	probed, stale, staleRp atomic.Uint64
@@ -243,10 +248,12 @@ func (r *Recorder) Timeout(replica int, write bool) {
 
 // Snapshot returns what was recorded since the previous snapshot (or since
 // NewRecorder) as an Observation ending at now, with the policy that was in
-// force and the cluster size, and starts the next interval. It must not be
-// called concurrently with itself; records racing with it land in one of
-// the two intervals.
+// force and the cluster size, and starts the next interval. It is safe for
+// concurrent use: snapshots are taken one at a time, and records racing
+// with one land in one of the two intervals.
 func (r *Recorder) Snapshot(now time.Time, inForce Policy, clusterSize int) Observation {
+	r.snapMu.Lock()
+	defer r.snapMu.Unlock()
 	o := Observation{
 		Keyspace: r.keyspace, Start: r.start, End: now,
 		Policy: inForce, ClusterSize: clusterSize,
