@@ -61,7 +61,7 @@ type LeaseError struct {
 func (e *LeaseError) Error() string {
 	held := "holds no configuration lease yet"
 	if e.Expired > 0 {
-		held = fmt.Sprintf("configuration lease expired %v ago", e.Expired.Round(time.Millisecond))
+		held = fmt.Sprintf("has held no configuration lease for %v", e.Expired.Round(time.Millisecond))
 	}
 	if e.Lost {
 		return fmt.Sprintf("keyspace %q: the %s while the operation was under way at epoch %d; a write may or may not have been applied", e.Keyspace, held, e.Epoch)
