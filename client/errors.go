@@ -77,6 +77,9 @@ const (
 	// ReasonConfigLeaseLost (Unavailable): the node's configuration lease
 	// ended while the operation was under way; a write's outcome is unknown.
 	ReasonConfigLeaseLost = "CONFIG_LEASE_LOST"
+	// ReasonNodeNotReady (Unavailable): the node cannot coordinate writes
+	// yet (it has not been assigned its node number); nothing was sent.
+	ReasonNodeNotReady = "NODE_NOT_READY"
 	// ReasonReceiptViolation: the server reported success with a receipt
 	// showing fewer replicas than required. That is a server bug; the client
 	// refuses the result rather than pass on a weaker guarantee than asked.
@@ -235,7 +238,7 @@ func toError(op string, kind opKind, err error, sent bool, ctxErr error) *Error 
 		e.Cause = ctxErr
 	}
 	if kind == opWrite && sent {
-		e.Unknown = !definiteCodes[e.Code] && e.Reason != ReasonNotEnoughReplicas && e.Reason != ReasonConfigUnconfirmed
+		e.Unknown = !definiteCodes[e.Code] && e.Reason != ReasonNotEnoughReplicas && e.Reason != ReasonConfigUnconfirmed && e.Reason != ReasonNodeNotReady
 	}
 	return e
 }

@@ -61,8 +61,10 @@ const maxDecisions = 50
 
 // command is one entry of the metadata log.
 type command struct {
-	Op       string      `json:"op"` // "create", "alter", "tune" or "decision"
+	Op       string      `json:"op"` // "create", "alter", "tune", "decision" or "number"
 	Keyspace KeyspaceDef `json:"keyspace"`
+	// Node is the member a "number" entry assigns a node number to.
+	Node string `json:"node,omitempty"`
 	// Decision is a tuner decision to record ("decision"), and
 	// PrevObserved what was measured under the previous one.
 	Decision     json.RawMessage `json:"decision,omitempty"`
@@ -74,8 +76,9 @@ type command struct {
 
 // applyResult is what fsm.Apply returns through raft's ApplyFuture.
 type applyResult struct {
-	def KeyspaceDef
-	err error
+	def    KeyspaceDef
+	number uint32 // of a "number" entry
+	err    error
 }
 
 // fsm is the metadata state machine: the keyspace configurations. Reads go
@@ -86,6 +89,10 @@ type fsm struct {
 	keyspaces atomic.Pointer[map[string]KeyspaceDef]
 	// decisions are the recent tuner decisions per keyspace, as JSON.
 	decisions atomic.Pointer[map[string][]json.RawMessage]
+	// numbers are the node numbers assigned through the log ("number"
+	// entries): unique by construction, never reused, so that two nodes
+	// never stamp the same version (see nodeNumber in numbers.go).
+	numbers atomic.Pointer[map[string]uint32]
 	applied   atomic.Uint64
 	notifyMu  sync.Mutex
 	notify    chan struct{} // closed and replaced after each apply
@@ -97,6 +104,8 @@ func newFSM() *fsm {
 	f.keyspaces.Store(&empty)
 	none := map[string][]json.RawMessage{}
 	f.decisions.Store(&none)
+	noNumbers := map[string]uint32{}
+	f.numbers.Store(&noNumbers)
 	return f
 }
 
@@ -107,6 +116,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 	var c command
 	if err := json.Unmarshal(l.Data, &c); err != nil {
 		return applyResult{err: fmt.Errorf("decode metadata entry %d: %w", l.Index, err)}
+	}
+	if c.Op == "number" {
+		return applyResult{number: f.assignNumber(c.Node)}
 	}
 	cur := *f.keyspaces.Load()
 	def := c.Keyspace
@@ -257,7 +269,7 @@ func (f *fsm) advance(index uint64) {
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	// Raft calls Snapshot between Applys, so applied is the snapshot's
 	// index.
-	return fsmSnapshot{Keyspaces: *f.keyspaces.Load(), Decisions: *f.decisions.Load(), Index: f.applied.Load()}, nil
+	return fsmSnapshot{Keyspaces: *f.keyspaces.Load(), Decisions: *f.decisions.Load(), Numbers: *f.numbers.Load(), Index: f.applied.Load()}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -272,10 +284,14 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if snap.Decisions == nil {
 		snap.Decisions = map[string][]json.RawMessage{}
 	}
+	if snap.Numbers == nil {
+		snap.Numbers = map[string]uint32{}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.keyspaces.Store(&snap.Keyspaces)
 	f.decisions.Store(&snap.Decisions)
+	f.numbers.Store(&snap.Numbers)
 	// The state is that of the snapshot's index, which is past the last
 	// entry that changed a keyspace when decisions followed it: a node that
 	// waited for that index (WaitForIndex, the configuration lease) would
@@ -292,6 +308,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 type fsmSnapshot struct {
 	Keyspaces map[string]KeyspaceDef       `json:"keyspaces"`
 	Decisions map[string][]json.RawMessage `json:"decisions"`
+	Numbers   map[string]uint32            `json:"numbers,omitempty"`
 	// Index is the last log index the snapshot includes.
 	Index uint64 `json:"index,omitempty"`
 }

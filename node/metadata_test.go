@@ -136,3 +136,45 @@ type memSink struct{ bytes.Buffer }
 func (s *memSink) ID() string    { return "mem" }
 func (s *memSink) Cancel() error { return nil }
 func (s *memSink) Close() error  { return nil }
+
+// Node numbers come from the log: unique, stable, never reused, and the
+// same on every node that applies the log, whatever the IDs hash to.
+func TestNodeNumbersUnique(t *testing.T) {
+	f := newFSM()
+	ids := []string{"n1", "n2", "n3", "n2", "n4"}
+	got := map[string]uint32{}
+	for i, id := range ids {
+		res := applyCmd(t, f, uint64(i+1), command{Op: "number", Node: id})
+		if prev, ok := got[id]; ok && prev != res.number {
+			t.Fatalf("%s renumbered from %d to %d", id, prev, res.number)
+		}
+		got[id] = res.number
+	}
+	seen := map[uint32]string{}
+	for id, n := range got {
+		if n == 0 {
+			t.Fatalf("%s got number 0", id)
+		}
+		if other, dup := seen[n]; dup {
+			t.Fatalf("%s and %s share number %d", id, other, n)
+		}
+		seen[n] = id
+	}
+	snap, _ := f.Snapshot()
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	g := newFSM()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	for id, n := range got {
+		if m, ok := g.Number(id); !ok || m != n {
+			t.Fatalf("after restore %s has number %d, %v; want %d", id, m, ok, n)
+		}
+	}
+	if res := applyCmd(t, g, 10, command{Op: "number", Node: "n5"}); seen[res.number] != "" {
+		t.Fatalf("n5 got number %d, already %s's", res.number, seen[res.number])
+	}
+}

@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/http"
@@ -62,6 +61,8 @@ type Node struct {
 	metrics   *metrics
 	tuning    *tuning
 	lease     configLease
+	// number is this node's number once known (numbers.go); 0 until then.
+	number atomic.Uint32
 
 	grpcServer *grpc.Server
 	health     *health.Server
@@ -86,15 +87,6 @@ type Node struct {
 // Addrs are the addresses a node actually bound.
 type Addrs struct {
 	GRPC, Gossip, Raft, HTTP string
-}
-
-// NodeNumber derives the number that breaks version ties from the node ID.
-// Two IDs may share a number; that only matters for two writes of one key
-// in the same clock tick, which then order by number alone.
-func NodeNumber(id string) uint32 {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	return h.Sum32()
 }
 
 // Start starts a node and returns once it serves; joining the cluster and
@@ -150,6 +142,10 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	host, _, _ := net.SplitHostPort(n.addrs.GRPC)
 
+	if err := n.loadNumber(); err != nil {
+		raftLn.Close()
+		return err
+	}
 	if n.hints, err = replication.NewHintStore(n.engine, cfg.MaxHints, n.log); err != nil {
 		raftLn.Close()
 		return err
@@ -170,7 +166,7 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.closers = append(n.closers, func() error { return n.raft.Shutdown().Error() })
 
-	meta := membership.Meta{ID: cfg.ID, Number: NodeNumber(cfg.ID), GRPCAddr: n.addrs.GRPC, RaftAddr: n.addrs.Raft, HTTPAddr: n.addrs.HTTP, Zone: cfg.Zone}
+	meta := membership.Meta{ID: cfg.ID, GRPCAddr: n.addrs.GRPC, RaftAddr: n.addrs.Raft, HTTPAddr: n.addrs.HTTP, Zone: cfg.Zone}
 	n.members, err = membership.Start(membership.Config{
 		Meta: meta, BindAddr: cfg.GossipAddr, Local: cfg.LocalTimings, Vnodes: cfg.Vnodes, Logger: n.log,
 		OnChange: func(v *membership.View) { n.hints.Wake() },
@@ -183,7 +179,7 @@ func (n *Node) start(ctx context.Context) error {
 
 	n.tuning = newTuning(n, max(cfg.TunerInterval, 100*time.Millisecond))
 	n.coord = replication.NewCoordinator(replication.Config{
-		NodeID: cfg.ID, NodeNumber: meta.Number, Transport: n.transport, Topology: topology{n.members},
+		NodeID: cfg.ID, NodeNumbers: n.numberSource(), Transport: n.transport, Topology: topology{n.members},
 		Keyspaces: n.meta, Hints: n.hints, Clock: n.clock, ReplicaTimeout: cfg.ReplicaTimeout,
 		ReadRepairChance: cfg.ReadRepairChance, Observer: n.tuning, Fence: &n.lease, Logger: n.log,
 	})

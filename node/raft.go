@@ -151,6 +151,9 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		if err := n.reconcile(); err != nil {
 			n.log.Warn("metadata membership reconcile", "err", err)
 		}
+		if err := n.assignNumbers(ctx); err != nil {
+			n.log.Warn("node numbers", "err", err)
+		}
 		n.ensureDefaultKeyspace(ctx)
 	}
 }

@@ -511,7 +511,7 @@ func (s adminServer) ClusterStatus(ctx context.Context, req *kvpb.ClusterStatusR
 	}
 	for _, m := range v.Members {
 		resp.Members = append(resp.Members, &kvpb.Member{
-			Id: m.ID, Number: m.Number, GrpcAddr: m.GRPCAddr, GossipAddr: m.GossipAddr,
+			Id: m.ID, Number: s.n.memberNumber(m.ID), GrpcAddr: m.GRPCAddr, GossipAddr: m.GossipAddr,
 			RaftAddr: m.RaftAddr, HttpAddr: m.HTTPAddr, Zone: m.Zone,
 			State: memberStateToPB(m.State), RaftRole: roles[m.ID], RingOwnership: own[m.ID],
 		})

@@ -30,6 +30,9 @@ const (
 	// ReasonConfigLeaseLost: the lease ended while the operation was under
 	// way; a write's outcome is unknown.
 	ReasonConfigLeaseLost = "CONFIG_LEASE_LOST"
+	// ReasonNodeNotReady: the node cannot coordinate writes yet (it has no
+	// node number); nothing was sent.
+	ReasonNodeNotReady = "NODE_NOT_READY"
 	errorDomain           = "adaptkv"
 )
 
@@ -69,6 +72,8 @@ func toStatus(err error) error {
 			return withReason(codes.Unavailable, ReasonConfigLeaseLost, err.Error(), nil)
 		}
 		return withReason(codes.Unavailable, ReasonConfigUnconfirmed, err.Error(), nil)
+	case errors.Is(err, ErrNoNodeNumber):
+		return withReason(codes.Unavailable, ReasonNodeNotReady, err.Error(), nil)
 	case errors.Is(err, replication.ErrKeyspaceNotFound):
 		return withReason(codes.NotFound, ReasonKeyspaceNotFound, err.Error(), nil)
 	case errors.Is(err, ErrKeyspaceExists):

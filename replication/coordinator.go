@@ -24,8 +24,11 @@ type Config struct {
 	// NodeID names this node on the ring.
 	NodeID string
 	// NodeNumber breaks ties between versions written by different nodes in
-	// the same clock tick.
+	// the same clock tick; NodeNumbers, when set, replaces it.
 	NodeNumber uint32
+	// NodeNumbers returns this node's number, unique in the cluster (the
+	// metadata log assigns them); an error refuses writes until it has one.
+	NodeNumbers NodeNumberSource
 	Transport  Transport
 	Topology   Topology
 	Keyspaces  Keyspaces
@@ -236,20 +239,38 @@ func (c *Coordinator) plan(ctx context.Context, keyspace string, key []byte, con
 
 // Put writes value under key and returns its version.
 func (c *Coordinator) Put(ctx context.Context, keyspace string, key, value []byte, cons Consistency) (storage.Version, Receipt, error) {
-	rec := storage.Record{Key: key, Value: value, Version: c.newVersion()}
+	v, err := c.newVersion()
+	if err != nil {
+		return storage.Version{}, Receipt{}, err
+	}
+	rec := storage.Record{Key: key, Value: value, Version: v}
 	rcpt, err := c.write(ctx, keyspace, rec, cons)
 	return rec.Version, rcpt, err
 }
 
 // Delete writes a tombstone for key and returns its version.
 func (c *Coordinator) Delete(ctx context.Context, keyspace string, key []byte, cons Consistency) (storage.Version, Receipt, error) {
-	rec := storage.Record{Key: key, Tombstone: true, Version: c.newVersion()}
+	v, err := c.newVersion()
+	if err != nil {
+		return storage.Version{}, Receipt{}, err
+	}
+	rec := storage.Record{Key: key, Tombstone: true, Version: v}
 	rcpt, err := c.write(ctx, keyspace, rec, cons)
 	return rec.Version, rcpt, err
 }
 
-func (c *Coordinator) newVersion() storage.Version {
-	return storage.Version{Timestamp: c.cfg.Clock.Now(), Node: c.cfg.NodeNumber}
+// NodeNumberSource returns this node's number.
+type NodeNumberSource func() (uint32, error)
+
+func (c *Coordinator) newVersion() (storage.Version, error) {
+	num := c.cfg.NodeNumber
+	if c.cfg.NodeNumbers != nil {
+		var err error
+		if num, err = c.cfg.NodeNumbers(); err != nil {
+			return storage.Version{}, err
+		}
+	}
+	return storage.Version{Timestamp: c.cfg.Clock.Now(), Node: num}, nil
 }
 
 type writeReply struct {
