@@ -92,10 +92,10 @@ type fsm struct {
 	// numbers are the node numbers assigned through the log ("number"
 	// entries): unique by construction, never reused, so that two nodes
 	// never stamp the same version (see nodeNumber in numbers.go).
-	numbers atomic.Pointer[map[string]uint32]
-	applied   atomic.Uint64
-	notifyMu  sync.Mutex
-	notify    chan struct{} // closed and replaced after each apply
+	numbers  atomic.Pointer[map[string]uint32]
+	applied  atomic.Uint64
+	notifyMu sync.Mutex
+	notify   chan struct{} // closed and replaced after each apply
 }
 
 func newFSM() *fsm {

@@ -33,7 +33,7 @@ const (
 	// ReasonNodeNotReady: the node cannot coordinate writes yet (it has no
 	// node number); nothing was sent.
 	ReasonNodeNotReady = "NODE_NOT_READY"
-	errorDomain           = "adaptkv"
+	errorDomain        = "adaptkv"
 )
 
 func withReason(code codes.Code, reason, msg string, meta map[string]string) error {

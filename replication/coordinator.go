@@ -29,11 +29,11 @@ type Config struct {
 	// NodeNumbers returns this node's number, unique in the cluster (the
 	// metadata log assigns them); an error refuses writes until it has one.
 	NodeNumbers NodeNumberSource
-	Transport  Transport
-	Topology   Topology
-	Keyspaces  Keyspaces
-	Hints      *HintStore
-	Clock      *Clock
+	Transport   Transport
+	Topology    Topology
+	Keyspaces   Keyspaces
+	Hints       *HintStore
+	Clock       *Clock
 	// ReplicaTimeout bounds each replica request, independently of the
 	// client's deadline, so that a slow replica becomes a hint instead of
 	// holding resources. Default 2s: well above a loaded replica's fsync,
