@@ -344,8 +344,9 @@ func (d KeyspaceDef) config() replication.KeyspaceConfig {
 }
 
 // readRepairChanceOf is a keyspace's read-repair chance: adaptive keyspaces
-// keep a tenth of reads comparing every replica, because those reads are
-// the tuner's measured staleness; others use the node's setting.
+// keep one read in twenty (replication.ProbeReadRepairChance) comparing
+// every replica, because those reads are the tuner's measured staleness;
+// others use the node's setting.
 func readRepairChanceOf(d KeyspaceDef) float64 {
 	if d.Adaptive != nil {
 		return replication.ProbeReadRepairChance

@@ -19,12 +19,25 @@
 //
 // # Read path
 //
-// The coordinator asks every alive replica and answers once R have replied,
-// with the greatest version among them. When those R disagree, it writes the
+// The coordinator ranks the alive replicas (itself first when it is one, then
+// by observed read latency) and asks the R nearest; a replica that fails is
+// replaced by the next one. The first replica asked returns the value, the
+// others a digest (key, version, tombstone); when a digest is newer than the
+// value, the value is fetched from a replica that holds it. The answer is the
+// greatest version among the R replies. When those R disagree, it writes the
 // winner to the stale ones before answering (foreground read repair), so a
-// quorum read that returned a version leaves it on a quorum. Replies that
-// arrive after the answer are compared in the background and stale replicas
-// are repaired then (background read repair).
+// quorum read that returned a version leaves it on a quorum. A share of reads
+// (Config.ReadRepairChance; KeyspaceConfig.ReadAll for all of them) asks
+// every alive replica: replies that arrive after the answer are compared in
+// the background and stale replicas are repaired then (background read
+// repair), which is also how the tuner measures staleness. A keyspace on the
+// hedged read path (KeyspaceConfig.HedgeAfter) asks one more replica when R
+// replies are late.
+//
+// # Fencing
+//
+// A fenced keyspace is served only while the node holds a configuration
+// lease from the metadata leader (fence.go).
 //
 // # Configuration epochs
 //

@@ -10,9 +10,9 @@ import (
 type ReadPath int
 
 const (
-	// ReadAll asks every replica and answers with the first R replies. It is
-	// what the coordinator does today and what PBS models: the fastest R
-	// replicas answer, whichever they are, at the price of N messages.
+	// ReadAll asks every replica and answers with the first R replies: what
+	// PBS models, the fastest R replicas answering, whichever they are, at
+	// the price of N messages (the coordinator's KeyspaceConfig.ReadAll).
 	ReadAll ReadPath = iota
 	// ReadNearest asks only the R replicas with the lowest observed read
 	// latency (ranked as the C3 paper and Cassandra's dynamic snitch do) and

@@ -33,6 +33,8 @@ type nodeFlags struct {
 	unsafeTunerForce                         time.Duration
 	logLevel, logFormat                      string
 	gcPercent                                int
+	maxKeySize, maxValueSize                 int
+	configLease                              time.Duration
 }
 
 func (a *app) nodeCommand() *cobra.Command {
@@ -78,6 +80,9 @@ and --seeds listing the gossip addresses of the others.`,
 	fs.DurationVar(&f.tunerDwell, "tuner-dwell", 0, "least time between two cost-saving changes of a keyspace's configuration (0: the tuner's default, 2m)")
 	fs.DurationVar(&f.unsafeTunerForce, "unsafe-tuner-force", 0, "with --unsafe-test-hooks: move adaptive keyspaces between safe configurations at this interval, for tests of transitions under faults")
 	fs.BoolVar(&f.unsafeTestHooks, "unsafe-test-hooks", false, "serve fault-injection hooks under /unsafe/ on --http-addr (clock skew, slow replies, dropped writes), for the Jepsen harness; never in production")
+	fs.IntVar(&f.maxKeySize, "max-key-size", def.MaxKeySize, "largest key accepted, in bytes; a longer one is refused with InvalidArgument")
+	fs.IntVar(&f.maxValueSize, "max-value-size", def.MaxValueSize, "largest value accepted, in bytes; a larger one is refused with InvalidArgument before it is read into memory")
+	fs.DurationVar(&f.configLease, "config-lease", def.ConfigLease, "how long the node serves adaptive keyspaces with a quorum floor after it last confirmed their configuration with the metadata leader")
 	fs.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target (GOGC) for the node process; the GOGC environment variable wins when set, and GOMEMLIMIT caps memory as usual")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -110,6 +115,11 @@ func (f *nodeFlags) config() (node.Config, error) {
 	cfg.UnsafeTestHooks = f.unsafeTestHooks
 	cfg.TunerInterval, cfg.TunerDwell = f.tunerInterval, f.tunerDwell
 	cfg.UnsafeTunerForce = f.unsafeTunerForce
+	cfg.MaxKeySize, cfg.MaxValueSize = f.maxKeySize, f.maxValueSize
+	cfg.ConfigLease = f.configLease
+	if f.configLease <= 0 {
+		return cfg, usagef("--config-lease %v: must be positive", f.configLease)
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
