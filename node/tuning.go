@@ -714,7 +714,7 @@ func (t *tuning) memberApplied(ctx context.Context, id string, index uint64) boo
 	if err != nil {
 		return false
 	}
-	cctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	st, err := c.ClusterStatus(cctx, &kvpb.ClusterStatusRequest{})
 	return err == nil && st.GetMetadataIndex() >= index
