@@ -70,23 +70,28 @@ func (n *Node) leaseWait() time.Duration {
 	return d + d/10 + 100*time.Millisecond
 }
 
-// leaseLoop renews the configuration lease four times per duration, so
-// that a lost or slow renewal leaves time for two more before it ends.
+// leaseLoop renews the configuration lease eight times per duration, and
+// retries a failed renewal after leaseRetry: a busy node (or metadata
+// leader) whose renewals are slow must still renew several times before the
+// lease ends, or its clients see requests refused that it could serve.
 func (n *Node) leaseLoop(ctx context.Context) {
-	d := n.leaseDuration()
-	t := time.NewTicker(d / 4)
-	defer t.Stop()
+	every := n.leaseDuration() / 8
 	for {
+		wait := every
 		if err := n.renewLease(ctx); err != nil {
 			n.log.Debug("configuration lease not renewed", "err", err)
+			wait = min(every, leaseRetry)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 	}
 }
+
+// leaseRetry is how soon a failed renewal is tried again.
+const leaseRetry = 50 * time.Millisecond
 
 // renewLease takes a read index from the metadata leader, applies the log up
 // to it, and extends the lease to one duration after the request was sent.

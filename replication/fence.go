@@ -59,12 +59,12 @@ type LeaseError struct {
 }
 
 func (e *LeaseError) Error() string {
+	if e.Lost {
+		return fmt.Sprintf("keyspace %q: this node's configuration lease ended %v ago, while the operation was under way at epoch %d, so the metadata leader may have moved on; a write may or may not have been applied", e.Keyspace, e.Expired.Round(time.Millisecond), e.Epoch)
+	}
 	held := "holds no configuration lease yet"
 	if e.Expired > 0 {
 		held = fmt.Sprintf("has held no configuration lease for %v", e.Expired.Round(time.Millisecond))
-	}
-	if e.Lost {
-		return fmt.Sprintf("keyspace %q: the %s while the operation was under way at epoch %d; a write may or may not have been applied", e.Keyspace, held, e.Epoch)
 	}
 	return fmt.Sprintf("keyspace %q: this node cannot confirm it holds the current configuration (it %s, so the metadata leader may have moved past epoch %d); nothing was sent, another node may serve the request", e.Keyspace, held, e.Epoch)
 }
