@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/adaptkv/adaptkv/replication/quorum"
 )
 
 // leaseClock is a Fence whose expiry the test sets.
@@ -27,7 +29,7 @@ func TestFencedKeyspaceNeedsLease(t *testing.T) {
 	lease := &leaseClock{}
 	f.coord.cfg.Fence = lease
 	ctx := context.Background()
-	if _, _, err := f.coord.Put(ctx, "ks", []byte("k"), []byte("v0"), Consistency{}); err != nil {
+	if _, _, err := f.coord.Put(ctx, "ks", []byte("k"), []byte("v0"), Consistency{Level: quorum.All}); err != nil {
 		t.Fatalf("unfenced keyspace without a lease: %v", err)
 	}
 	fenced := func(on bool) {
