@@ -102,9 +102,11 @@ type Config struct {
 	// metadata leader that it holds their current configuration; the
 	// leader waits about this long before a configuration step that relies
 	// on a node it cannot reach having left the step before (see
-	// replication/fence.go). Default 2s: a node cut off from the leader
-	// stops serving those keyspaces within 2 s, and a tuner step with a
-	// node down waits about 2.5 s.
+	// replication/fence.go). Default 4s: a node cut off from the leader
+	// stops serving those keyspaces within 4 s, and a tuner step with a
+	// node down waits about 4.5 s. At 2 s a busy node (a loaded test
+	// machine) sometimes renewed too late and refused requests it could
+	// serve.
 	ConfigLease time.Duration
 
 	// UnsafeTestHooks serves fault-injection hooks (clock skew, slow
@@ -139,7 +141,7 @@ func DefaultConfig() Config {
 		ReplicaTimeout:   2 * time.Second,
 		Vnodes:           ring.DefaultVnodes,
 		TunerInterval:    5 * time.Second,
-		ConfigLease:      2 * time.Second,
+		ConfigLease:      4 * time.Second,
 	}
 }
 

@@ -25,7 +25,7 @@ import (
 // applying it.
 
 // defaultConfigLease is the lease when Config.ConfigLease is zero.
-const defaultConfigLease = 2 * time.Second
+const defaultConfigLease = 4 * time.Second
 
 // configLease is this node's configuration lease.
 type configLease struct {
