@@ -33,6 +33,8 @@ type nodeFlags struct {
 	unsafeTunerForce                         time.Duration
 	logLevel, logFormat                      string
 	gcPercent                                int
+	maxHints                                 int
+	maxHintWindow                            time.Duration
 }
 
 func (a *app) nodeCommand() *cobra.Command {
@@ -78,6 +80,8 @@ and --seeds listing the gossip addresses of the others.`,
 	fs.DurationVar(&f.tunerDwell, "tuner-dwell", 0, "least time between two cost-saving changes of a keyspace's configuration (0: the tuner's default, 2m)")
 	fs.DurationVar(&f.unsafeTunerForce, "unsafe-tuner-force", 0, "with --unsafe-test-hooks: move adaptive keyspaces between safe configurations at this interval, for tests of transitions under faults")
 	fs.BoolVar(&f.unsafeTestHooks, "unsafe-test-hooks", false, "serve fault-injection hooks under /unsafe/ on --http-addr (clock skew, slow replies, dropped writes), for the Jepsen harness; never in production")
+	fs.IntVar(&f.maxHints, "max-hints", def.MaxHints, "most hints (writes held for replicas that are down) kept on disk, all replicas together; beyond it writes for a down replica are left to repair")
+	fs.DurationVar(&f.maxHintWindow, "max-hint-window", def.MaxHintWindow, "how long a hint is kept undelivered, and how long a replica may be unreachable and still get hints; past it the replica needs a repair")
 	fs.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target (GOGC) for the node process; the GOGC environment variable wins when set, and GOMEMLIMIT caps memory as usual")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -110,6 +114,13 @@ func (f *nodeFlags) config() (node.Config, error) {
 	cfg.UnsafeTestHooks = f.unsafeTestHooks
 	cfg.TunerInterval, cfg.TunerDwell = f.tunerInterval, f.tunerDwell
 	cfg.UnsafeTunerForce = f.unsafeTunerForce
+	if f.maxHints < 1 {
+		return cfg, usagef("--max-hints %d: want at least 1", f.maxHints)
+	}
+	if f.maxHintWindow <= 0 {
+		return cfg, usagef("--max-hint-window %v: want a positive duration, e.g. 3h", f.maxHintWindow)
+	}
+	cfg.MaxHints, cfg.MaxHintWindow = f.maxHints, f.maxHintWindow
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
