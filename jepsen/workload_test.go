@@ -80,7 +80,9 @@ func TestSessionKeysAreOwnAndIncreasing(t *testing.T) {
 	cfg.Workload, cfg.Concurrency, cfg.SessionKeys = WorkloadSession, 2, 2
 	g := newGenerator(&cfg)
 	last := map[string]int64{}
-	for i := range 200 {
+	prev := map[int]opSpec{}
+	writes, readThenWrites := 0, 0
+	for i := range 400 {
 		w := i % 2
 		op := g.next(w)
 		if op.key[:len(sessionPrefix)+1] != sessionPrefix+string(rune('0'+w)) {
@@ -91,7 +93,17 @@ func TestSessionKeysAreOwnAndIncreasing(t *testing.T) {
 				t.Fatalf("values not increasing on %s", op.key)
 			}
 			last[op.key] = *op.value
+			writes++
+			if p := prev[w]; p.f == history.FRead && p.key == op.key {
+				readThenWrites++
+			}
 		}
+		prev[w] = op
+	}
+	// Half the writes are read-then-writes (and a blind write may follow a
+	// read of its key by chance).
+	if readThenWrites < writes/3 || readThenWrites == writes {
+		t.Errorf("%d of %d writes come right after a read of their key; want about half", readThenWrites, writes)
 	}
 }
 
