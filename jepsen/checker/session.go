@@ -31,15 +31,14 @@ type SessionStats struct {
 	OtherNodeBelow int `json:"read_then_writes_other_node_below"`
 }
 
-// Session checks read-your-writes and monotonic reads for each client on
-// the keys it alone writes. The client writes increasing values to its key,
-// so "newer" is "greater":
+// Session checks read-your-writes, monotonic reads and read-then-writes for
+// each client on the keys it alone writes. The client writes increasing
+// values to its key, so "newer" is "greater":
 //
 //   - read-your-writes: a read returns at least the value of the client's
 //     last acknowledged write to the key before the read began;
 //   - monotonic reads: a read returns at least what the client's previous
-//     read of the key returned.
-//
+//     read of the key returned;
 //   - read-then-write: a write acknowledged right after the client's read
 //     of the same key, coordinated by the same node, gets a version above
 //     the version that read returned. A coordinator's hybrid clock moves
