@@ -191,7 +191,8 @@ func (g *sessionGen) next(worker int) opSpec {
 		w.seq++
 		op.f, op.value = history.FWrite, history.Int(int64(worker+1)*1_000_000+w.seq)
 		if w.rng.Float64() < readThenWriteShare {
-			w.then = &op
+			write := op
+			w.then = &write
 			op = opSpec{f: history.FRead, key: k, level: op.level}
 		}
 	}

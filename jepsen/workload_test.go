@@ -100,10 +100,11 @@ func TestSessionKeysAreOwnAndIncreasing(t *testing.T) {
 		}
 		prev[w] = op
 	}
-	// Half the writes are read-then-writes (and a blind write may follow a
-	// read of its key by chance).
-	if readThenWrites < writes/3 || readThenWrites == writes {
-		t.Errorf("%d of %d writes come right after a read of their key; want about half", readThenWrites, writes)
+	// Half the writes are read-then-writes, and a blind write follows a
+	// read of its key by chance (a read is 3 draws in 4, and with two keys
+	// the same key 1 in 2): about 0.5 + 0.5*0.75*0.5 = 69% of writes.
+	if readThenWrites < writes*55/100 || readThenWrites > writes*85/100 {
+		t.Errorf("%d of %d writes come right after a read of their key; want 55%% to 85%%", readThenWrites, writes)
 	}
 }
 

@@ -171,7 +171,8 @@ func NewHintStore(engine storage.Engine, opts HintOptions) (*HintStore, error) {
 		if len(recs) < hintPage {
 			return h, nil
 		}
-		start = append(recs[len(recs)-1].Key, 0)
+		last := recs[len(recs)-1].Key
+		start = append(append(make([]byte, 0, len(last)+1), last...), 0)
 	}
 }
 
