@@ -470,8 +470,8 @@ type writeHints struct {
 
 	mu      sync.Mutex
 	acked   bool
-	waiting []string // targets held until the first acknowledgement
-	stores  sync.WaitGroup
+	waiting []string        // targets held until the first acknowledgement
+	stores  []chan struct{} // one per store started, closed when it ends
 }
 
 // add hints targets: at once if a replica has acknowledged, else at the
@@ -509,15 +509,26 @@ func (h *writeHints) store(targets []string) {
 	if len(targets) == 0 {
 		return
 	}
-	h.stores.Add(1)
+	done := make(chan struct{})
+	h.mu.Lock()
+	h.stores = append(h.stores, done)
+	h.mu.Unlock()
 	go func() {
-		defer h.stores.Done()
+		defer close(done)
 		h.c.hint(h.ctx, targets, h.mut)
 	}()
 }
 
-// wait returns once the hints started so far are stored (or failed).
-func (h *writeHints) wait() { h.stores.Wait() }
+// wait returns once the hints started so far are stored (or failed). Late
+// replies may start more meanwhile; they are not waited for.
+func (h *writeHints) wait() {
+	h.mu.Lock()
+	stores := slices.Clone(h.stores)
+	h.mu.Unlock()
+	for _, done := range stores {
+		<-done
+	}
+}
 
 // hint stores mut for targets in one durable batch.
 func (c *Coordinator) hint(ctx context.Context, targets []string, mut *kvpb.Mutation) {
