@@ -67,6 +67,15 @@ const (
 	ClientsPinned = "pinned"
 	// ClientsMixed: half the workers routed, half pinned.
 	ClientsMixed = "mixed"
+	// ClientsHop: each worker talks to one node at a time and moves to the
+	// next at its first read after a write. A key's writes are coordinated
+	// by every node in turn, replicas of the key or not, and a node
+	// coordinates a client's write only after the client read the key
+	// through it since another node wrote it: the mode that tests that a
+	// coordinator orders its writes after what it read (the session
+	// checker's read-then-write and read-your-writes checks) when it never
+	// saw the key's last write itself.
+	ClientsHop = "hop"
 )
 
 // Config is a run's whole configuration; the run folder's config.json holds
@@ -106,7 +115,7 @@ type Config struct {
 	// Concurrency the number of clients (workers).
 	Rate        float64 `json:"rate"`
 	Concurrency int     `json:"concurrency"`
-	// Clients is routed, pinned or mixed.
+	// Clients is routed, pinned, mixed or hop.
 	Clients string `json:"clients"`
 	// Keys is the number of register keys in use at once; OpsPerKey the
 	// operations after which a register key is retired for a fresh one
@@ -266,9 +275,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("concurrency %d: want 1 to 1000", c.Concurrency)
 	}
 	switch c.Clients {
-	case ClientsRouted, ClientsPinned, ClientsMixed:
+	case ClientsRouted, ClientsPinned, ClientsMixed, ClientsHop:
 	default:
-		return fmt.Errorf("clients %q: want routed, pinned or mixed", c.Clients)
+		return fmt.Errorf("clients %q: want routed, pinned, mixed or hop", c.Clients)
 	}
 	if c.Keys < 1 || c.OpsPerKey < 1 || c.SessionKeys < 1 {
 		return errors.New("keys, ops-per-key and session-keys must be at least 1")

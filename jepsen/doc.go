@@ -22,7 +22,11 @@
 //     operations so Porcupine's per-key histories stay small), set (each
 //     add writes a fresh element's own key; reads of recent elements
 //     measure visibility), session (each client reads and writes its own
-//     keys). Every write value is unique per key, so any value read names
+//     keys, half its writes right after a read of the key). Clients are
+//     routed (token-aware), pinned to one node, mixed, or hop: pinned to one
+//     node at a time, moving to the next at the first read after a write,
+//     so that a key's writes are coordinated in turn by nodes that never
+//     stored its last version. Every write value is unique per key, so any value read names
 //     its write. Operations are drawn from a seeded generator and paced by
 //     a shared rate limiter over Concurrency workers; each worker is a
 //     single-threaded logical process that moves to a fresh process number
@@ -47,8 +51,10 @@
 //     linearizability with Porcupine, partitioned per key, info writes
 //     returning at +infinity, the first operation after which a key's
 //     history has no linearization named with the writes around it; the
-//     set checker (lost, recovered, unexpected); read-your-writes and
-//     monotonic reads per session; staleness per level (reads older, in
+//     set checker (lost, recovered, unexpected); read-your-writes,
+//     monotonic reads and read-then-writes per session (a write right after
+//     the client's read through the same coordinator gets a version above
+//     the one read, or last writer wins drops it); staleness per level (reads older, in
 //     the store's version order, than the newest write acknowledged before
 //     they began: how many, how many versions, how many ms, with a Wilson
 //     interval; a stale read where R+W>N breaks the quorum claim);

@@ -359,7 +359,7 @@ func (r *runner) closeClients() {
 // clientFor returns worker w's client.
 func (r *runner) clientFor(w int) (*client.Client, string) {
 	switch {
-	case r.cfg.Clients == ClientsPinned || (r.cfg.Clients == ClientsMixed && w%2 == 1):
+	case r.cfg.Clients == ClientsPinned || r.cfg.Clients == ClientsHop || (r.cfg.Clients == ClientsMixed && w%2 == 1):
 		i := w % len(r.pinned)
 		if r.cfg.Clients == ClientsMixed {
 			i = (w / 2) % len(r.pinned)
@@ -444,6 +444,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 func (r *runner) worker(ctx context.Context, w int) {
 	cl, _ := r.clientFor(w)
 	process := w
+	hops, wrote := 0, false
 	for {
 		if err := r.lim.wait(ctx); err != nil {
 			return
@@ -452,9 +453,14 @@ func (r *runner) worker(ctx context.Context, w int) {
 			return
 		}
 		spec := r.gen.next(w)
+		if r.cfg.Clients == ClientsHop && spec.f == history.FRead && wrote {
+			hops, wrote = hops+1, false
+			cl = r.pinned[(w+hops)%len(r.pinned)]
+		}
 		if r.execute(ctx, cl, process, w, spec) == history.Info {
 			process += r.cfg.Concurrency
 		}
+		wrote = wrote || spec.f != history.FRead
 	}
 }
 

@@ -155,7 +155,10 @@ func (g *setGen) keys() []string {
 }
 
 // sessionGen: each worker reads and writes its own SessionKeys keys, with
-// increasing values (worker+1)*1e6 + sequence.
+// increasing values (worker+1)*1e6 + sequence. Half the writes come right
+// after a read of the same key by the same worker (read-then-write), which
+// the session checker holds to the hybrid clock's promise: the write gets a
+// version above the one read.
 type sessionGen struct {
 	mu        sync.Mutex
 	levels    []string
@@ -168,15 +171,30 @@ type sessionGen struct {
 type sessionWorker struct {
 	rng *rand.Rand
 	seq int64
+	// then is the write to hand out after the read just handed out.
+	then *opSpec
 }
+
+// readThenWriteShare is the share of session writes preceded by a read of
+// their key.
+const readThenWriteShare = 0.5
 
 func (g *sessionGen) next(worker int) opSpec {
 	w := g.workers[worker]
+	if op := w.then; op != nil {
+		w.then = nil
+		return *op
+	}
 	k := fmt.Sprintf("%s%d/%d", sessionPrefix, worker, w.rng.IntN(g.nkeys))
 	op := opSpec{f: history.FRead, key: k, level: pickLevel(w.rng, g.levels)}
 	if w.rng.Float64() >= g.readRatio {
 		w.seq++
 		op.f, op.value = history.FWrite, history.Int(int64(worker+1)*1_000_000+w.seq)
+		if w.rng.Float64() < readThenWriteShare {
+			write := op
+			w.then = &write
+			op = opSpec{f: history.FRead, key: k, level: op.level}
+		}
 	}
 	g.mu.Lock()
 	g.seen[k] = true

@@ -80,7 +80,9 @@ func TestSessionKeysAreOwnAndIncreasing(t *testing.T) {
 	cfg.Workload, cfg.Concurrency, cfg.SessionKeys = WorkloadSession, 2, 2
 	g := newGenerator(&cfg)
 	last := map[string]int64{}
-	for i := range 200 {
+	prev := map[int]opSpec{}
+	writes, readThenWrites := 0, 0
+	for i := range 400 {
 		w := i % 2
 		op := g.next(w)
 		if op.key[:len(sessionPrefix)+1] != sessionPrefix+string(rune('0'+w)) {
@@ -91,7 +93,18 @@ func TestSessionKeysAreOwnAndIncreasing(t *testing.T) {
 				t.Fatalf("values not increasing on %s", op.key)
 			}
 			last[op.key] = *op.value
+			writes++
+			if p := prev[w]; p.f == history.FRead && p.key == op.key {
+				readThenWrites++
+			}
 		}
+		prev[w] = op
+	}
+	// Half the writes are read-then-writes, and a blind write follows a
+	// read of its key by chance (a read is 3 draws in 4, and with two keys
+	// the same key 1 in 2): about 0.5 + 0.5*0.75*0.5 = 69% of writes.
+	if readThenWrites < writes*55/100 || readThenWrites > writes*85/100 {
+		t.Errorf("%d of %d writes come right after a read of their key; want 55%% to 85%%", readThenWrites, writes)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/replication/ring"
 )
 
@@ -65,7 +66,13 @@ type Config struct {
 	// MaxHints bounds the hints a coordinator keeps for down replicas (all
 	// replicas together). Default 1,000,000: at 1 KiB each that is 1 GiB of
 	// disk; beyond it writes for a down replica are left to read repair.
+	// 0 means the default.
 	MaxHints int
+	// MaxHintWindow is how long a hint is kept undelivered, and how long a
+	// replica may stay unreachable and still be hinted; past it the replica
+	// needs a repair (see replication.HintOptions). Default 3 h
+	// (replication.DefaultMaxHintWindow); 0 means the default.
+	MaxHintWindow time.Duration
 	// HintInterval is how often hints are tried for replicas that are alive.
 	HintInterval time.Duration
 	// TombstoneGrace is how long a delete's tombstone is kept. It must exceed
@@ -135,7 +142,8 @@ func DefaultConfig() Config {
 		MaxValueSize:     1 << 20,
 		MaxScanLimit:     10000,
 		DefaultScanLimit: 1000,
-		MaxHints:         1_000_000,
+		MaxHints:         replication.DefaultMaxHints,
+		MaxHintWindow:    replication.DefaultMaxHintWindow,
 		HintInterval:     time.Second,
 		TombstoneGrace:   24 * time.Hour,
 		ReplicaTimeout:   2 * time.Second,
@@ -174,6 +182,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ConfigLease < 0 {
 		return fmt.Errorf("config lease %v is negative", c.ConfigLease)
+	}
+	if c.MaxHints < 0 || c.MaxHintWindow < 0 {
+		return fmt.Errorf("max hints %d and max hint window %v must not be negative", c.MaxHints, c.MaxHintWindow)
 	}
 	if c.MaxKeySize < 1 || c.MaxValueSize < 0 {
 		return fmt.Errorf("max key size %d and max value size %d must be positive", c.MaxKeySize, c.MaxValueSize)

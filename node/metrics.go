@@ -47,8 +47,12 @@ func newMetrics(n *Node) *metrics {
 		}, func() float64 { return float64(n.hints.Delivered()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "adaptkv", Name: "hints_dropped_total",
-			Help: "Hints not stored because the hint store was full.",
+			Help: "Hints not stored because the hint store was full or their replica had been unreachable for longer than the hint window.",
 		}, func() float64 { return float64(n.hints.Dropped()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "hints_expired_total",
+			Help: "Hints removed undelivered because they were older than the hint window (--max-hint-window); their replica needs a repair.",
+		}, func() float64 { return float64(n.hints.Expired()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "adaptkv", Name: "hints_stored_total",
 			Help: "Hints stored by this node's coordinator.",

@@ -146,7 +146,7 @@ func (n *Node) start(ctx context.Context) error {
 		raftLn.Close()
 		return err
 	}
-	if n.hints, err = replication.NewHintStore(n.engine, cfg.MaxHints, n.log); err != nil {
+	if n.hints, err = replication.NewHintStore(n.engine, replication.HintOptions{MaxHints: cfg.MaxHints, MaxWindow: cfg.MaxHintWindow, Logger: n.log}); err != nil {
 		raftLn.Close()
 		return err
 	}

@@ -10,12 +10,14 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/replication/quorum"
+	"github.com/adaptkv/adaptkv/replication/ring"
 	"github.com/adaptkv/adaptkv/storage"
 )
 
@@ -89,6 +91,10 @@ type Metrics struct {
 	// Hedges counts reads sent to one more replica because the first ones
 	// were slow.
 	Hedges atomic.Uint64
+	// EpochRefreshes counts catch-ups started because a replica reported a
+	// configuration epoch newer than this node's, whether or not the
+	// request that saw it needed to run again.
+	EpochRefreshes atomic.Uint64
 }
 
 // Coordinator runs reads and writes over a key's replicas. It is safe for
@@ -98,6 +104,11 @@ type Coordinator struct {
 	log     *slog.Logger
 	metrics Metrics
 	latency latencyTracker
+	// refreshes holds, per keyspace, the latest catch-up started after a
+	// replica reported a newer epoch (*epochRefresh).
+	refreshes sync.Map
+	// ranges caches the token ranges of the last ring a scan used.
+	ranges atomic.Pointer[rangeCache]
 }
 
 // NewCoordinator returns a Coordinator; cfg's Transport, Topology, Keyspaces,
@@ -186,7 +197,7 @@ func (c *Coordinator) WaitForKeyspace(ctx context.Context, name string) (Keyspac
 // be applied if it is not known yet.
 func (c *Coordinator) keyspace(ctx context.Context, name string) (KeyspaceConfig, error) {
 	if ks, ok := c.cfg.Keyspaces.Keyspace(name); ok {
-		return ks, nil
+		return c.awaitRefresh(ctx, ks), nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, unknownKeyspaceWait)
 	defer cancel()
@@ -334,12 +345,14 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 				Detail: fmt.Sprintf("keyspace %q is growing to N=%d and added replica %s is down; a write must reach every added replica", keyspace, p.ks.PendingN, p.pendingDead[0])}
 		}
 		mut := &kvpb.Mutation{Keyspace: keyspace, Epoch: p.ks.Epoch, Record: RecordToPB(rec)}
-		for _, id := range p.dead {
-			c.hint(ctx, id, mut)
-		}
 		req := &kvpb.ReplicaWriteRequest{Mutations: []*kvpb.Mutation{mut}, From: c.cfg.NodeID}
 		sent := len(p.alive) + len(p.pendingAlive)
 		replies := make(chan writeReply, sent)
+		// The dead replicas' hints wait for the first acknowledgement (see
+		// writeHints): they are stored while the other replica writes are
+		// in flight, not before any is sent.
+		hints := &writeHints{c: c, ctx: ctx, mut: mut}
+		hints.add(p.dead...)
 		fan := c.newFanout(ctx)
 		for rank, id := range c.rank(p.alive) {
 			fan.acquire()
@@ -390,16 +403,20 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 					}
 				}
 				newest = max(newest, r.known)
-				c.afterWrite(ctx, mut, r)
+				c.afterWrite(hints, r)
 			case <-ctx.Done():
-				go c.drainWrites(ctx, mut, replies, sent-received)
+				go c.drainWrites(hints, replies, sent-received)
 				return Receipt{Policy: p.pol, Acked: tally.Acks(), Epoch: p.ks.Epoch},
 					fmt.Errorf("write: %d of %d required replicas acknowledged before %w", tally.Acks(), p.pol.W, ctx.Err())
 			}
 		}
-		go c.drainWrites(ctx, mut, replies, sent-received)
+		go c.drainWrites(hints, replies, sent-received)
 		rcpt.Acked = tally.Acks()
 		if verdict == quorum.Won && pendingErr == nil {
+			// Acknowledged: the hints of the replicas that did not get the
+			// write so far (the dead ones, and any that failed before the
+			// quorum) are on disk before the client hears of it.
+			hints.wait()
 			if err := c.checkLease(p.ks, true); err != nil {
 				return rcpt, err
 			}
@@ -435,35 +452,207 @@ func toWriteReply(id string, resp *kvpb.ReplicaWriteResponse, err error) writeRe
 	return writeReply{id: id, ok: true}
 }
 
-// afterWrite turns a failed replica write into a hint.
-func (c *Coordinator) afterWrite(ctx context.Context, mut *kvpb.Mutation, r writeReply) {
+// afterWrite acknowledges a replica write to the hints, or turns a failed
+// one into a hint, and notes a newer epoch the replica reported.
+func (c *Coordinator) afterWrite(h *writeHints, r writeReply) {
 	if r.ok {
+		h.ack()
 		return
 	}
 	c.metrics.ReplicaErrors.Add(1)
-	c.log.Debug("replica write failed", "replica", r.id, "keyspace", mut.GetKeyspace(), "err", r.err)
-	c.hint(ctx, r.id, mut)
+	c.log.Debug("replica write failed", "replica", r.id, "keyspace", h.mut.GetKeyspace(), "err", r.err)
+	if r.known > h.mut.GetEpoch() {
+		c.noteEpoch(h.mut.GetKeyspace(), r.known)
+	}
+	h.add(r.id)
 }
 
-func (c *Coordinator) drainWrites(ctx context.Context, mut *kvpb.Mutation, replies <-chan writeReply, n int) {
+func (c *Coordinator) drainWrites(h *writeHints, replies <-chan writeReply, n int) {
 	for range n {
-		c.afterWrite(ctx, mut, <-replies)
+		c.afterWrite(h, <-replies)
 	}
 }
 
-func (c *Coordinator) hint(ctx context.Context, target string, mut *kvpb.Mutation) {
-	if target == c.cfg.NodeID {
-		// A coordinator does not hint itself: its own write failed locally,
-		// and a hint in the same engine would fail the same way.
+// writeHints collects the hints of one write attempt: the replicas that
+// were dead when it was planned and those whose write failed.
+//
+// Hints are stored only once some replica has acknowledged the write, and
+// then at once, concurrently with the replica writes still in flight. The
+// guarantee: a write acknowledged to the client has the hints of every
+// replica that was dead, or had failed before the quorum was reached, on
+// the coordinator's disk (write waits for them); failures after that are
+// hinted in the background, as they always were. Why not before the
+// fan-out, as this code once did? Because that made every write with a
+// dead replica pay a hint fsync before anything was sent, and left hints
+// for writes that no replica then accepted: when every replica refused an
+// attempt (a newer epoch) the write took effect nowhere, and if its retry
+// failed definitively the hints would still have delivered a write the
+// client was told had failed. Why wait for them before acknowledging?
+// At W=1 with the other replicas down the hint is the only record that
+// they lack the write; a coordinator crash just after the acknowledgement
+// would otherwise leave that to anti-entropy. A write no replica
+// acknowledged leaves no hint: refused, it took effect nowhere (a retry
+// resends it); failed or timed out, its outcome is unknown, and read repair
+// and anti-entropy settle whatever part of it landed.
+type writeHints struct {
+	c   *Coordinator
+	ctx context.Context
+	mut *kvpb.Mutation
+
+	mu      sync.Mutex
+	acked   bool
+	waiting []string        // targets held until the first acknowledgement
+	stores  []chan struct{} // one per store started, closed when it ends
+}
+
+// add hints targets: at once if a replica has acknowledged, else at the
+// first acknowledgement.
+func (h *writeHints) add(targets ...string) {
+	if len(targets) == 0 {
+		return
+	}
+	h.mu.Lock()
+	if !h.acked {
+		h.waiting = append(h.waiting, targets...)
+		h.mu.Unlock()
+		return
+	}
+	h.mu.Unlock()
+	h.store(targets)
+}
+
+// ack records a replica's acknowledgement; the first one stores the hints
+// held until then.
+func (h *writeHints) ack() {
+	h.mu.Lock()
+	if h.acked {
+		h.mu.Unlock()
+		return
+	}
+	h.acked = true
+	targets := h.waiting
+	h.waiting = nil
+	h.mu.Unlock()
+	h.store(targets)
+}
+
+func (h *writeHints) store(targets []string) {
+	if len(targets) == 0 {
+		return
+	}
+	done := make(chan struct{})
+	h.mu.Lock()
+	h.stores = append(h.stores, done)
+	h.mu.Unlock()
+	go func() {
+		defer close(done)
+		h.c.hint(h.ctx, targets, h.mut)
+	}()
+}
+
+// wait returns once the hints started so far are stored (or failed). Late
+// replies may start more meanwhile; they are not waited for.
+func (h *writeHints) wait() {
+	h.mu.Lock()
+	stores := slices.Clone(h.stores)
+	h.mu.Unlock()
+	for _, done := range stores {
+		<-done
+	}
+}
+
+// hint stores mut for targets in one durable batch.
+func (c *Coordinator) hint(ctx context.Context, targets []string, mut *kvpb.Mutation) {
+	// A coordinator does not hint itself: its own write failed locally,
+	// and a hint in the same engine would fail the same way.
+	targets = slices.DeleteFunc(slices.Clone(targets), func(id string) bool { return id == c.cfg.NodeID })
+	if len(targets) == 0 {
 		return
 	}
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ReplicaTimeout)
 	defer cancel()
-	if err := c.cfg.Hints.Add(hctx, target, mut); err != nil {
-		c.log.Warn("hint not stored", "target", target, "keyspace", mut.GetKeyspace(), "err", err)
+	stored, err := c.cfg.Hints.AddAll(hctx, targets, mut)
+	c.metrics.HintsStored.Add(uint64(stored))
+	switch {
+	case errors.Is(err, ErrHintWindowPassed):
+		// Expected for every write while a replica stays away: the
+		// store's log and metrics already say so.
+		c.log.Debug("hints not stored", "targets", targets, "stored", stored, "keyspace", mut.GetKeyspace(), "err", err)
+	case err != nil:
+		c.log.Warn("hints not stored", "targets", targets, "stored", stored, "keyspace", mut.GetKeyspace(), "err", err)
+	}
+}
+
+// epochRefreshWait bounds a catch-up started by noteEpoch, and so how long
+// requests for the keyspace wait for it. A replica that knows an epoch
+// means it is committed, and this node normally applies it within a
+// heartbeat; a node that cannot (cut off from the metadata leader) stops
+// holding requests up after this, and they go out at the epoch it has,
+// where the replicas' epoch check still guards them.
+const epochRefreshWait = 2 * time.Second
+
+// epochRefresh is one catch-up with a keyspace epoch a replica reported.
+type epochRefresh struct {
+	epoch uint64
+	done  chan struct{} // closed when the wait ends, caught up or not
+}
+
+// noteEpoch starts catching up with a keyspace epoch that a replica
+// reported, unless this node has it or is already catching up with it or a
+// later one. It is called on every refusal, including those of requests
+// that won their quorum anyway (which do not run again): requests planned
+// meanwhile wait for the catch-up (awaitRefresh), so that they go out at
+// the new epoch instead of meeting the same refusals (and leaving hints for
+// the refusing replicas) until the metadata log gets here by itself.
+func (c *Coordinator) noteEpoch(keyspace string, known uint64) {
+	if ks, ok := c.cfg.Keyspaces.Keyspace(keyspace); ok && ks.Epoch >= known {
 		return
 	}
-	c.metrics.HintsStored.Add(1)
+	r := &epochRefresh{epoch: known, done: make(chan struct{})}
+	for {
+		v, loaded := c.refreshes.LoadOrStore(keyspace, r)
+		if !loaded {
+			break
+		}
+		cur := v.(*epochRefresh)
+		if cur.epoch >= known {
+			return
+		}
+		if c.refreshes.CompareAndSwap(keyspace, cur, r) {
+			break
+		}
+	}
+	c.metrics.EpochRefreshes.Add(1)
+	go func() {
+		defer close(r.done)
+		ctx, cancel := context.WithTimeout(context.Background(), epochRefreshWait)
+		defer cancel()
+		if err := c.cfg.Keyspaces.WaitForIndex(ctx, known); err != nil {
+			c.log.Warn("metadata behind a replica's configuration epoch", "keyspace", keyspace, "epoch", known, "applied", c.cfg.Keyspaces.Applied(), "err", err)
+		}
+	}()
+}
+
+// awaitRefresh returns the keyspace's configuration once any catch-up that
+// noteEpoch started for an epoch newer than ks's has ended (or ctx has).
+func (c *Coordinator) awaitRefresh(ctx context.Context, ks KeyspaceConfig) KeyspaceConfig {
+	v, ok := c.refreshes.Load(ks.Name)
+	if !ok {
+		return ks
+	}
+	r := v.(*epochRefresh)
+	if r.epoch <= ks.Epoch {
+		return ks
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return ks
+	}
+	if now, ok := c.cfg.Keyspaces.Keyspace(ks.Name); ok {
+		return now
+	}
+	return ks
 }
 
 // catchUp waits until the local metadata has reached epoch, after a replica
@@ -560,6 +749,11 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 					r.known, r.err = resp.GetKnownEpoch(), ErrStaleEpoch
 				case resp.GetFound():
 					r.found, r.rec = true, RecordFromPB(resp.GetRecord())
+					// Every version a read sees moves the clock, digests and
+					// late replies included, so that a write this node
+					// coordinates after the read orders after what it
+					// returned (the promise Clock makes).
+					c.cfg.Clock.Observe(r.rec.Version.Timestamp)
 				}
 			}
 			replies <- r // never blocks: the channel holds every replica's reply
@@ -646,6 +840,9 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 				continue
 			}
 			return ReadResult{Receipt: rcpt}, &QuorumError{Op: "read", Answered: tally.Acks(), Required: p.pol.R, Err: ErrQuorumNotReached}
+		}
+		if newest > p.ks.Epoch {
+			c.noteEpoch(keyspace, newest)
 		}
 		winner, found := newestOf(got)
 		if found && needsValue(winner, got) {
@@ -818,11 +1015,14 @@ func (c *Coordinator) readFull(ctx context.Context, id string, req *kvpb.Replica
 	case err != nil:
 		return storage.Record{}, err
 	case resp.GetKnownEpoch() > 0:
+		c.noteEpoch(req.GetKeyspace(), resp.GetKnownEpoch())
 		return storage.Record{}, ErrStaleEpoch
 	case !resp.GetFound():
 		return storage.Record{}, fmt.Errorf("replica %s no longer holds the key", id)
 	}
-	return RecordFromPB(resp.GetRecord()), nil
+	rec := RecordFromPB(resp.GetRecord())
+	c.cfg.Clock.Observe(rec.Version.Timestamp)
+	return rec, nil
 }
 
 func stale(r readReply, winner storage.Record) bool {
@@ -870,6 +1070,9 @@ func (c *Coordinator) repairBackground(ctx context.Context, keyspace string, epo
 			late = append(late, r)
 		} else {
 			c.metrics.ReplicaErrors.Add(1)
+			if r.known > epoch {
+				c.noteEpoch(keyspace, r.known)
+			}
 		}
 	}
 	if o := c.cfg.Observer; o != nil {
@@ -932,6 +1135,9 @@ func (c *Coordinator) repairOne(ctx context.Context, keyspace string, epoch uint
 	r := toWriteReply(id, resp, err)
 	if !r.ok {
 		c.log.Debug("read repair failed", "replica", id, "keyspace", keyspace, "err", r.err)
+		if r.known > epoch {
+			c.noteEpoch(keyspace, r.known)
+		}
 	}
 	return r.ok
 }
@@ -946,37 +1152,152 @@ type ScanResult struct {
 }
 
 // Scan returns the live records with start <= key < end (end nil: no bound)
-// in key order, at most limit of them. Every alive node is asked for its
-// records in the range; for each key the newest version among its replicas
-// that answered wins, and a key for which fewer than R of its replicas
-// answered fails the scan. Scans do not repair.
+// in key order, at most limit of them; More and NextStart say where the next
+// page starts.
+//
+// Keys are placed by hash, so any key of the range may live in any token
+// range of the ring: every alive node is asked for its records in the key
+// range, and the scan answers only if every token range has at least R of
+// its N replicas among the nodes that answered. Then every key has been
+// seen by R of its replicas, and for each key the newest version among them
+// wins. Otherwise it fails with a *QuorumError whose Detail names token
+// ranges it could not cover and the replicas missing: ErrNotEnoughReplicas
+// when too few were alive to try, ErrQuorumNotReached when too few
+// answered. A replica that knows a newer configuration epoch refuses; when
+// that costs the scan its coverage, the coordinator catches up and runs it
+// again, as reads do. Scans do not repair.
 func (c *Coordinator) Scan(ctx context.Context, keyspace string, start, end []byte, limit int, cons Consistency) (ScanResult, error) {
+	for attempt := 1; ; attempt++ {
+		res, newest, err := c.scanOnce(ctx, keyspace, start, end, limit, cons)
+		var qe *QuorumError
+		if errors.As(err, &qe) && errors.Is(err, ErrQuorumNotReached) && newest > res.Epoch && attempt < maxEpochAttempts {
+			if err := c.catchUp(ctx, newest); err != nil {
+				return ScanResult{Receipt: res.Receipt}, err
+			}
+			continue
+		}
+		return res, err
+	}
+}
+
+// rangeCache is the token ranges of one ring for one replication factor.
+type rangeCache struct {
+	ring   *ring.Ring
+	n      int
+	ranges []ring.Range
+}
+
+// tokenRanges returns rg's token ranges with preference lists of n,
+// computed once per ring (a ring is immutable, and replaced on every
+// membership change).
+func (c *Coordinator) tokenRanges(rg *ring.Ring, n int) []ring.Range {
+	if rc := c.ranges.Load(); rc != nil && rc.ring == rg && rc.n == n {
+		return rc.ranges
+	}
+	rc := &rangeCache{ring: rg, n: n, ranges: rg.Ranges(n)}
+	c.ranges.Store(rc)
+	return rc.ranges
+}
+
+// coverage checks that every range has at least r of its replicas in have.
+// It returns the least number of replicas any range has, and the ranges
+// short of r.
+func coverage(ranges []ring.Range, r int, have func(string) bool) (least int, short []ring.Range) {
+	least = -1
+	for _, g := range ranges {
+		n := 0
+		for _, id := range g.Replicas {
+			if have(id) {
+				n++
+			}
+		}
+		if least < 0 || n < least {
+			least = n
+		}
+		if n < r {
+			short = append(short, g)
+		}
+	}
+	return max(least, 0), short
+}
+
+// maxRangesNamed bounds the token ranges a scan error names.
+const maxRangesNamed = 3
+
+// describeGaps says which token ranges lack replicas, a few of them and how
+// many in all, and why each missing replica is missing.
+func describeGaps(short []ring.Range, total, r int, have func(string) bool, why func(string) string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d token ranges have fewer than %d replicas answering", len(short), total, r)
+	var missing []string
+	for i, g := range short {
+		var lack []string
+		for _, id := range g.Replicas {
+			if !have(id) {
+				lack = append(lack, id)
+				if !slices.Contains(missing, id) {
+					missing = append(missing, id)
+				}
+			}
+		}
+		if i < maxRangesNamed {
+			sep := ", "
+			if i == 0 {
+				sep = ": "
+			}
+			fmt.Fprintf(&b, "%s(%#016x, %#016x] on %s lacks %s", sep, g.After, g.Through, strings.Join(g.Replicas, ","), strings.Join(lack, ","))
+		}
+	}
+	if len(short) > maxRangesNamed {
+		fmt.Fprintf(&b, ", and %d more", len(short)-maxRangesNamed)
+	}
+	slices.Sort(missing)
+	reasons := make([]string, len(missing))
+	for i, id := range missing {
+		reasons[i] = id + " (" + why(id) + ")"
+	}
+	fmt.Fprintf(&b, "; missing replicas: %s", strings.Join(reasons, ", "))
+	return b.String()
+}
+
+// scanOnce runs one attempt of Scan; newest is the newest epoch a replica
+// reported.
+func (c *Coordinator) scanOnce(ctx context.Context, keyspace string, start, end []byte, limit int, cons Consistency) (ScanResult, uint64, error) {
 	ks, err := c.keyspace(ctx, keyspace)
 	if err != nil {
-		return ScanResult{}, err
+		return ScanResult{}, 0, err
 	}
 	if err := c.checkLease(ks, false); err != nil {
-		return ScanResult{}, err
+		return ScanResult{}, 0, err
 	}
 	pol, err := c.policy(ks, cons)
 	if err != nil {
-		return ScanResult{}, err
+		return ScanResult{}, 0, err
 	}
 	rg := c.cfg.Topology.Ring()
 	if rg.Len() < ks.N {
-		return ScanResult{}, fmt.Errorf("keyspace %q: %w: replication factor %d exceeds the cluster's %d nodes", keyspace, ErrInvalidRequest, ks.N, rg.Len())
+		return ScanResult{}, 0, fmt.Errorf("keyspace %q: %w: replication factor %d exceeds the cluster's %d nodes", keyspace, ErrInvalidRequest, ks.N, rg.Len())
 	}
 	rcpt := Receipt{Policy: pol, Epoch: ks.Epoch}
+	ranges := c.tokenRanges(rg, ks.N)
 	var nodes []string
+	alive := map[string]bool{}
 	for _, m := range rg.Members() {
 		if c.cfg.Topology.Alive(m.ID) {
 			nodes = append(nodes, m.ID)
+			alive[m.ID] = true
 		}
 	}
+	isAlive := func(id string) bool { return alive[id] }
+	if least, short := coverage(ranges, pol.R, isAlive); len(short) > 0 {
+		return ScanResult{Receipt: rcpt}, 0, &QuorumError{Op: "scan", Answered: least, Required: pol.R, Err: ErrNotEnoughReplicas,
+			Detail: describeGaps(short, len(ranges), pol.R, isAlive, func(string) string { return "down" })}
+	}
 	type scanReply struct {
-		id   string
-		recs []*kvpb.Record
-		err  error
+		id    string
+		recs  []*kvpb.Record
+		known uint64
+		err   error
 	}
 	req := &kvpb.ReplicaScanRequest{Keyspace: keyspace, Epoch: ks.Epoch, Start: start, End: end, Limit: uint32(limit), From: c.cfg.NodeID}
 	replies := make(chan scanReply, len(nodes))
@@ -985,13 +1306,17 @@ func (c *Coordinator) Scan(ctx context.Context, keyspace string, start, end []by
 			rctx, cancel := context.WithTimeout(ctx, c.cfg.ReplicaTimeout)
 			defer cancel()
 			resp, err := c.cfg.Transport.Scan(rctx, id, req)
+			r := scanReply{id: id, recs: resp.GetRecords(), err: err}
 			if err == nil && resp.GetKnownEpoch() > 0 {
-				err = &EpochError{Keyspace: keyspace, Requested: ks.Epoch, Known: resp.GetKnownEpoch()}
+				r.known = resp.GetKnownEpoch()
+				r.err = &EpochError{Keyspace: keyspace, Requested: ks.Epoch, Known: r.known}
 			}
-			replies <- scanReply{id: id, recs: resp.GetRecords(), err: err}
+			replies <- r
 		}()
 	}
 	answered := map[string]bool{}
+	failed := map[string]string{}
+	var newest uint64
 	merged := map[string]storage.Record{}
 	// bound is the smallest last key among replicas that hit the limit:
 	// beyond it some replica's records were cut off, so nothing past it can
@@ -1002,25 +1327,45 @@ func (c *Coordinator) Scan(ctx context.Context, keyspace string, start, end []by
 		select {
 		case r = <-replies:
 		case <-ctx.Done():
-			return ScanResult{Receipt: rcpt}, fmt.Errorf("scan: %w", ctx.Err())
+			return ScanResult{Receipt: rcpt}, newest, fmt.Errorf("scan: %w", ctx.Err())
 		}
 		if r.err != nil {
 			c.metrics.ReplicaErrors.Add(1)
+			failed[r.id] = r.err.Error()
+			newest = max(newest, r.known)
 			continue
 		}
 		answered[r.id] = true
+		var seen uint64
 		for _, pr := range r.recs {
 			rec := RecordFromPB(pr)
+			seen = max(seen, rec.Version.Timestamp)
 			if cur, ok := merged[string(rec.Key)]; !ok || cur.Version.Less(rec.Version) {
 				merged[string(rec.Key)] = rec
 			}
 		}
+		c.cfg.Clock.Observe(seen)
 		if limit > 0 && len(r.recs) >= limit {
 			last := r.recs[len(r.recs)-1].GetKey()
 			if bound == nil || bytes.Compare(last, bound) < 0 {
 				bound = last
 			}
 		}
+	}
+	if newest > ks.Epoch {
+		c.noteEpoch(keyspace, newest)
+	}
+	hasAnswered := func(id string) bool { return answered[id] }
+	least, short := coverage(ranges, pol.R, hasAnswered)
+	if len(short) > 0 {
+		why := func(id string) string {
+			if e, ok := failed[id]; ok {
+				return e
+			}
+			return "down"
+		}
+		return ScanResult{Receipt: rcpt}, newest, &QuorumError{Op: "scan", Answered: least, Required: pol.R, Err: ErrQuorumNotReached,
+			Detail: describeGaps(short, len(ranges), pol.R, hasAnswered, why)}
 	}
 	keys := make([]string, 0, len(merged))
 	for k := range merged {
@@ -1030,19 +1375,8 @@ func (c *Coordinator) Scan(ctx context.Context, keyspace string, start, end []by
 	}
 	sort.Strings(keys)
 	res := ScanResult{Receipt: rcpt}
-	minAnswered := len(nodes)
 	for _, k := range keys {
 		rec := merged[k]
-		n := 0
-		for _, id := range rg.PreferenceList(keyspace, rec.Key, ks.N) {
-			if answered[id] {
-				n++
-			}
-		}
-		minAnswered = min(minAnswered, n)
-		if n < pol.R {
-			return ScanResult{Receipt: rcpt}, &QuorumError{Op: "scan", Answered: n, Required: pol.R, Err: ErrQuorumNotReached}
-		}
 		if limit > 0 && len(res.Records) == limit {
 			res.More = true
 			break
@@ -1050,9 +1384,6 @@ func (c *Coordinator) Scan(ctx context.Context, keyspace string, start, end []by
 		if !rec.Tombstone {
 			res.Records = append(res.Records, rec)
 		}
-	}
-	if len(answered) < pol.R {
-		return ScanResult{Receipt: rcpt}, &QuorumError{Op: "scan", Answered: len(answered), Required: pol.R, Err: ErrQuorumNotReached}
 	}
 	if bound != nil {
 		res.More = true
@@ -1066,9 +1397,9 @@ func (c *Coordinator) Scan(ctx context.Context, keyspace string, start, end []by
 		}
 		res.NextStart = append(append([]byte{}, last...), 0)
 	}
-	res.Acked = minAnswered
+	res.Acked = least
 	if err := c.checkLease(ks, true); err != nil {
-		return ScanResult{Receipt: rcpt}, err
+		return ScanResult{Receipt: rcpt}, newest, err
 	}
-	return res, nil
+	return res, newest, nil
 }

@@ -189,7 +189,7 @@ func newFixture(t *testing.T, n, rf int) *fixture {
 	net := newMemNetwork(t, ids, meta)
 	hintEngine := storage.NewMemory()
 	t.Cleanup(func() { hintEngine.Close() })
-	hints, err := NewHintStore(hintEngine, 1000, nil)
+	hints, err := NewHintStore(hintEngine, HintOptions{MaxHints: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,12 +455,13 @@ func TestScan(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("scan = %v;\nwant %v", got, want)
 	}
-	// With three nodes down some keys have fewer than R=2 replicas answering.
+	// With three nodes down some token ranges have fewer than R=2 replicas
+	// alive: nothing is sent.
 	for _, id := range []string{"n1", "n2", "n3"} {
 		f.net.setDown(id, true)
 	}
-	if _, err := f.coord.Scan(ctx, "ks", nil, nil, 100, Consistency{}); !errors.Is(err, ErrQuorumNotReached) {
-		t.Errorf("scan with 3 of 5 down: error %v; want ErrQuorumNotReached", err)
+	if _, err := f.coord.Scan(ctx, "ks", nil, nil, 100, Consistency{}); !errors.Is(err, ErrNotEnoughReplicas) {
+		t.Errorf("scan with 3 of 5 down: error %v; want ErrNotEnoughReplicas", err)
 	}
 }
 

@@ -13,31 +13,41 @@
 // the client as soon as W replicas have acknowledged; a replica that is down,
 // fails or is slow gets a hint: the mutation stored durably on the
 // coordinator and delivered once gossip shows the replica alive again. Hints
-// never count towards W. When fewer than W replicas are alive, nothing is sent
-// (ErrNotEnoughReplicas, a definite failure); when replicas were asked and
-// fewer than W acknowledged, the outcome is unknown (ErrQuorumNotReached).
+// are stored once some replica has acknowledged the write, and those of the
+// replicas dead or failed by then are on disk before the client is answered
+// (see writeHints). Hints never count towards W, and they expire after the
+// hint window (HintOptions.MaxWindow). When fewer than W replicas are alive,
+// nothing is sent (ErrNotEnoughReplicas, a definite failure); when replicas
+// were asked and fewer than W acknowledged, the outcome is unknown
+// (ErrQuorumNotReached).
+//
+// # Versions
+//
+// Every version the coordinator sees moves its clock past it: the records
+// its replica stores, read replies and digests (late ones included), values
+// fetched in a second round, scan replies, and the versions in repair
+// digests. So a write coordinated after a read of version v gets a version
+// above v, whatever the nodes' physical clocks say, and last writer wins
+// keeps it.
 //
 // # Read path
 //
-// The coordinator ranks the alive replicas (itself first when it is one, then
-// by observed read latency) and asks the R nearest; a replica that fails is
-// replaced by the next one. The first replica asked returns the value, the
-// others a digest (key, version, tombstone); when a digest is newer than the
-// value, the value is fetched from a replica that holds it. The answer is the
-// greatest version among the R replies. When those R disagree, it writes the
-// winner to the stale ones before answering (foreground read repair), so a
-// quorum read that returned a version leaves it on a quorum. A share of reads
-// (Config.ReadRepairChance; KeyspaceConfig.ReadAll for all of them) asks
-// every alive replica: replies that arrive after the answer are compared in
-// the background and stale replicas are repaired then (background read
-// repair), which is also how the tuner measures staleness. A keyspace on the
-// hedged read path (KeyspaceConfig.HedgeAfter) asks one more replica when R
-// replies are late.
+// The coordinator asks the R best replicas (itself first, then by observed
+// latency), the next one when one fails, and every alive replica on the
+// read-repair share of reads; it answers once R have replied, with the
+// greatest version among them. Only the first replica asked returns the
+// value, the others digests. When those R disagree, it writes the winner
+// to the stale ones before answering (foreground read repair), so a quorum
+// read that returned a version leaves it on a quorum. Replies that arrive
+// after the answer are compared in the background and stale replicas are
+// repaired then (background read repair).
 //
-// # Fencing
+// # Scans
 //
-// A fenced keyspace is served only while the node holds a configuration
-// lease from the metadata leader (fence.go).
+// A scan asks every alive node for its records in the key range and answers
+// only if every token range of the ring has R of its replicas among the
+// nodes that answered (keys are placed by hash, so any range may hold keys
+// of the scan); otherwise it fails naming the ranges it could not cover.
 //
 // # Configuration epochs
 //
@@ -46,6 +56,9 @@
 // coordinator waits until its own metadata has caught up with that epoch and
 // runs the operation again with the same version, which replicas that
 // already stored it ignore (last writer wins makes the retry idempotent).
+// Any refusal starts that catch-up, also when the request won its quorum
+// without the refusing replica, and requests planned meanwhile wait for it
+// (up to epochRefreshWait), so that they go out at the new epoch.
 package replication
 
 import (

@@ -43,6 +43,9 @@ func (r *Replica) Digest(ctx context.Context, req *kvpb.ReplicaDigestRequest) (*
 		if len(e.GetKey()) == 0 {
 			return nil, fmt.Errorf("digest entry %d: %w: empty key", i, ErrInvalidRequest)
 		}
+		// A version seen in a digest moves the clock like one stored: this
+		// node may coordinate the next write of the key.
+		r.clock.Observe(e.GetVersion().GetTimestamp())
 		rec, ok, err := r.engine.Get(req.GetKeyspace(), e.GetKey())
 		if err != nil {
 			return nil, fmt.Errorf("replica digest: %w", err)

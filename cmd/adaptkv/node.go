@@ -35,6 +35,8 @@ type nodeFlags struct {
 	gcPercent                                int
 	maxKeySize, maxValueSize                 int
 	configLease                              time.Duration
+	maxHints                                 int
+	maxHintWindow                            time.Duration
 }
 
 func (a *app) nodeCommand() *cobra.Command {
@@ -83,6 +85,8 @@ and --seeds listing the gossip addresses of the others.`,
 	fs.IntVar(&f.maxKeySize, "max-key-size", def.MaxKeySize, "largest key accepted, in bytes; a longer one is refused with InvalidArgument")
 	fs.IntVar(&f.maxValueSize, "max-value-size", def.MaxValueSize, "largest value accepted, in bytes; a larger one is refused with InvalidArgument before it is read into memory")
 	fs.DurationVar(&f.configLease, "config-lease", def.ConfigLease, "how long the node serves adaptive keyspaces with a quorum floor after it last confirmed their configuration with the metadata leader")
+	fs.IntVar(&f.maxHints, "max-hints", def.MaxHints, "most hints (writes held for replicas that are down) kept on disk, all replicas together; beyond it writes for a down replica are left to repair")
+	fs.DurationVar(&f.maxHintWindow, "max-hint-window", def.MaxHintWindow, "how long a hint is kept undelivered, and how long a replica may be unreachable and still get hints; past it the replica needs a repair")
 	fs.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target (GOGC) for the node process; the GOGC environment variable wins when set, and GOMEMLIMIT caps memory as usual")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -120,6 +124,13 @@ func (f *nodeFlags) config() (node.Config, error) {
 	if f.configLease <= 0 {
 		return cfg, usagef("--config-lease %v: must be positive", f.configLease)
 	}
+	if f.maxHints < 1 {
+		return cfg, usagef("--max-hints %d: want at least 1", f.maxHints)
+	}
+	if f.maxHintWindow <= 0 {
+		return cfg, usagef("--max-hint-window %v: want a positive duration, e.g. 3h", f.maxHintWindow)
+	}
+	cfg.MaxHints, cfg.MaxHintWindow = f.maxHints, f.maxHintWindow
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {

@@ -23,6 +23,8 @@ func level(l string, r, n int) opt {
 
 func client(c int) opt { return func(inv, comp *history.Op) { inv.Client, comp.Client = c, c } }
 
+func via(node string) opt { return func(inv, comp *history.Op) { comp.Node = node } }
+
 func phase(ph string) opt { return func(inv, comp *history.Op) { inv.Phase, comp.Phase = ph, ph } }
 
 func (b *hb) add(p int, f, key string, val *int64, call, ret int64, typ history.Type, result *int64, ver uint64, opts ...opt) {

@@ -2,6 +2,7 @@ package checker
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/adaptkv/adaptkv/jepsen/history"
@@ -149,6 +150,79 @@ func TestSession(t *testing.T) {
 			}
 			if res.Valid != want {
 				t.Errorf("valid = %v, want %v", res.Valid, want)
+			}
+		})
+	}
+}
+
+// A write the client makes right after reading the key through the same
+// coordinator must get a version above the one read, or last writer wins
+// drops it (the hybrid clock's promise; a coordinator whose clock the read
+// did not advance broke it under the clock nemesis).
+func TestSessionReadThenWrite(t *testing.T) {
+	tests := []struct {
+		name                     string
+		build                    func(b *hb)
+		checked, lost, other, ob int
+	}{
+		{"write above the version read", func(b *hb) {
+			b.w(0, "s0", 1, 0, 10, ok, 100, via("n1"))
+			b.r(0, "s0", 1, 20, 30, 100, via("n2"))
+			b.w(0, "s0", 2, 40, 50, ok, 101, via("n2"))
+		}, 1, 0, 0, 0},
+		{"write below the version read through the same node is lost", func(b *hb) {
+			b.w(0, "s0", 1, 0, 10, ok, 100, via("n1"))
+			b.r(0, "s0", 1, 20, 30, 100, via("n2"))
+			b.w(0, "s0", 2, 40, 50, ok, 60, via("n2"))
+		}, 1, 1, 0, 0},
+		{"equal version is lost too", func(b *hb) {
+			b.r(0, "s0", 1, 20, 30, 100, via("n2"))
+			b.w(0, "s0", 2, 40, 50, ok, 100, via("n2"))
+		}, 1, 1, 0, 0},
+		{"read and write through two nodes are counted, not judged", func(b *hb) {
+			b.r(0, "s0", 1, 20, 30, 100, via("n2"))
+			b.w(0, "s0", 2, 40, 50, ok, 60, via("n3"))
+		}, 0, 0, 1, 1},
+		{"an unacknowledged write is not judged", func(b *hb) {
+			b.r(0, "s0", 1, 20, 30, 100, via("n2"))
+			b.w(0, "s0", 2, 40, 50, info, 0, via("n2"))
+		}, 0, 0, 0, 0},
+		{"a read that found nothing orders nothing", func(b *hb) {
+			b.r(0, "s0", 0, 20, 30, 0, via("n2"))
+			b.w(0, "s0", 2, 40, 50, ok, 60, via("n2"))
+		}, 0, 0, 0, 0},
+		{"only the operation right before the write counts", func(b *hb) {
+			b.r(0, "s0", 1, 0, 10, 100, via("n2"))
+			b.w(0, "s0", 2, 20, 30, ok, 101, via("n2"))
+			b.w(0, "s0", 3, 40, 50, ok, 102, via("n2"))
+		}, 1, 0, 0, 0},
+		{"another client's pairs on its own key", func(b *hb) {
+			b.r(1, "s1", 1, 20, 30, 100, via("n2"))
+			b.w(1, "s1", 2, 40, 50, ok, 99, via("n2"))
+		}, 1, 1, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var b hb
+			tc.build(&b)
+			res := Session(b.build())
+			st := res.Stats.(SessionStats)
+			if st.ReadThenWrites != tc.checked || st.LostWrites != tc.lost || st.OtherNode != tc.other || st.OtherNodeBelow != tc.ob {
+				t.Fatalf("stats %+v; want checked %d lost %d other-node %d (below %d)", st, tc.checked, tc.lost, tc.other, tc.ob)
+			}
+			want := Valid
+			if tc.lost > 0 {
+				want = Invalid
+			}
+			if res.Valid != want {
+				t.Fatalf("valid = %v, want %v: %s", res.Valid, want, res.Summary)
+			}
+			if tc.lost > 0 {
+				a := res.Anomalies[0]
+				if a.Type != "lost-read-then-write" || len(a.Ops) != 2 || !strings.Contains(a.Description, "not above") {
+					t.Errorf("anomaly %+v", a)
+				}
+				t.Log(a.Description)
 			}
 		})
 	}

@@ -190,7 +190,7 @@ Exit status: 0 valid, 1 an anomaly was found, 2 the run could not be done.`,
 	fs.DurationVar(&recov, "recovery", cfg.Recovery.D(), "traffic after the heal, before the final reads")
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "target operations per second over all clients")
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "number of clients, each one operation at a time")
-	fs.StringVar(&cfg.Clients, "clients", cfg.Clients, "routed (token-aware SDK), pinned (each client talks to one node), or mixed")
+	fs.StringVar(&cfg.Clients, "clients", cfg.Clients, "routed (token-aware SDK), pinned (each client talks to one node), mixed, or hop (each client moves to the next node at its first read after a write)")
 	fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "register: keys in use at once")
 	fs.IntVar(&cfg.OpsPerKey, "ops-per-key", cfg.OpsPerKey, "register: operations on a key before a fresh key replaces it")
 	fs.IntVar(&cfg.SessionKeys, "session-keys", cfg.SessionKeys, "session: keys of each client")

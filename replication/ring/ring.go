@@ -317,3 +317,62 @@ func (r *Ring) Ownership() map[string]float64 {
 	}
 	return own
 }
+
+// Range is an arc of the token space whose keys all have the same
+// preference list. A token t is in the range when it lies on the arc that
+// runs clockwise from After (exclusive) to Through (inclusive); the arc
+// wraps past 2^64-1 when After >= Through, and a ring of one vnode has a
+// single range covering every token (After == Through).
+type Range struct {
+	After, Through uint64
+	// Replicas is the preference list of every key in the range, as
+	// PreferenceList returns it for the n passed to Ranges.
+	Replicas []string
+}
+
+// Contains reports whether token t is in the range.
+func (g Range) Contains(t uint64) bool {
+	if g.After < g.Through {
+		return t > g.After && t <= g.Through
+	}
+	return t > g.After || t <= g.Through
+}
+
+// Ranges returns the ring's token ranges with their preference lists of n
+// members, in token order, each arc between consecutive vnodes merged with
+// its neighbours while their preference lists are equal. Together they cover
+// the token space exactly once, so a caller can check that every key has
+// what it needs (a quorum of answering replicas, say) without knowing the
+// keys. It costs one preference-list lookup per vnode; callers on a hot path
+// should keep the result for as long as they keep the ring. It returns nil
+// for an empty ring or n <= 0.
+func (r *Ring) Ranges(n int) []Range {
+	n = min(n, len(r.members))
+	if n <= 0 {
+		return nil
+	}
+	total := len(r.tokens)
+	var out []Range
+	buf := make([]string, 0, n)
+	for i := range total {
+		// A key maps to the first vnode at or after its token, so vnode i
+		// serves the arc (tokens[i-1], tokens[i]], vnode 0 the wrapping one.
+		prev := r.tokens[(i+total-1)%total]
+		if prev == r.tokens[i] && total > 1 {
+			continue // a token collision: an empty arc
+		}
+		buf = r.appendAt(buf[:0], r.tokens[i], n)
+		if k := len(out); k > 0 && slices.Equal(out[k-1].Replicas, buf) {
+			out[k-1].Through = r.tokens[i]
+			continue
+		}
+		out = append(out, Range{After: prev, Through: r.tokens[i], Replicas: slices.Clone(buf)})
+	}
+	// The first and last ranges meet across the wrap; merge them when they
+	// agree (unless they are one range already).
+	if k := len(out); k > 1 && slices.Equal(out[0].Replicas, out[k-1].Replicas) {
+		out[0].After = out[k-1].After
+		out = out[:k-1]
+	}
+	return out
+}

@@ -678,3 +678,61 @@ func BenchmarkNew(b *testing.B) {
 		})
 	}
 }
+
+// Ranges cover the token space exactly once, each with the preference list
+// of every token in it, for plain and zoned rings, with the vnodes' own
+// tokens, their neighbours and random tokens as probes.
+func TestRanges(t *testing.T) {
+	tests := []struct {
+		name    string
+		members []Member
+		vnodes  int
+		n       int
+	}{
+		{"one member", nodes(1), 8, 3},
+		{"one vnode", nodes(1), 1, 1},
+		{"five members n=3", nodes(5), 16, 3},
+		{"five members n=5", nodes(5), 16, 5},
+		{"zoned", zonedNodes(6, 3), 16, 3},
+		{"default vnodes", nodes(5), 0, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New(tt.members, tt.vnodes)
+			ranges := r.Ranges(tt.n)
+			if len(ranges) == 0 {
+				t.Fatal("no ranges")
+			}
+			probes := []uint64{0, math.MaxUint64}
+			for _, tok := range r.tokens {
+				probes = append(probes, tok, tok-1, tok+1)
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			for range 2000 {
+				probes = append(probes, rng.Uint64())
+			}
+			for _, tok := range probes {
+				in := 0
+				for _, g := range ranges {
+					if g.Contains(tok) {
+						in++
+						if want := r.PreferenceListAt(tok, tt.n); !slices.Equal(g.Replicas, want) {
+							t.Fatalf("token %#x in range (%#x, %#x] with replicas %v; PreferenceListAt says %v", tok, g.After, g.Through, g.Replicas, want)
+						}
+					}
+				}
+				if in != 1 {
+					t.Fatalf("token %#x is in %d ranges; want exactly 1", tok, in)
+				}
+			}
+			for i := 1; i < len(ranges); i++ {
+				if slices.Equal(ranges[i-1].Replicas, ranges[i].Replicas) {
+					t.Errorf("neighbouring ranges %d and %d have the same replicas %v: not merged", i-1, i, ranges[i].Replicas)
+				}
+			}
+		})
+	}
+	if got := (&Ring{}).Ranges(3); got != nil {
+		t.Errorf("empty ring: %v", got)
+	}
+}
