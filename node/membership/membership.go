@@ -7,6 +7,12 @@
 // A member that fails stays in the View (state dead) and keeps its place on
 // the ring, so that its keys are not moved to other nodes and writes for it
 // become hints; only a graceful leave removes it.
+//
+// memberlist never contacts a member it declared dead again once the news
+// has spread, so a healed partition would leave the cluster split for good.
+// A reconnector (Config.ReconnectInterval, as Serf's for Consul) rejoins the
+// dead members, for up to Config.ReconnectTimeout, and the seeds given to
+// Join whenever some member is dead or this node is alone.
 package membership
 
 import (
@@ -209,11 +215,10 @@ func Start(cfg Config) (*Membership, error) {
 		// Faster than memberlist's local profile, for nodes that share a
 		// machine: a failed node is suspected after one 500 ms probe and
 		// declared dead 1.5-3 s later (SuspicionMult 3 × 500 ms, up to 2×
-		// without confirmations), instead of 4-10 s. After a partition
-		// heals, nodes keep gossiping to the ones they thought dead for 30 s
-		// and exchange full state every 2 s, so both sides see each other
-		// alive within a few seconds instead of 10-13 s. The price is more
-		// gossip traffic, which on loopback is negligible.
+		// without confirmations), instead of 4-10 s, and members exchange
+		// full state every 2 s. The price is more gossip traffic, which on
+		// loopback is negligible. (Neither brings a member memberlist
+		// declared dead back after a partition heals: the reconnector does.)
 		mlc.ProbeInterval = 500 * time.Millisecond
 		mlc.ProbeTimeout = 200 * time.Millisecond
 		mlc.SuspicionMult = 3
