@@ -169,7 +169,7 @@ func TestClusterControl(t *testing.T) {
 	if err := cluster.CheckNet(ctx); err != nil {
 		t.Logf("partition part skipped: %v", err)
 	} else {
-		net, err := cluster.NewNet(ctx, c.Hosts(), nil)
+		net, err := cluster.NewNet(ctx, c.Hosts(), c.Ports(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,9 +33,10 @@
 //     after an info completion.
 //   - Nemesis (package jepsen/nemesis): kill, pause, partition (halves,
 //     majorities ring, isolate one, bridge; iptables DROP rules in the run's
-//     own chain, proven by TCP probes between node addresses before the
-//     harness trusts them, with the nodes' own failure detection recorded
-//     as it happens), clock skew and slow replies (test hooks), and
+//     own chain, confined to the run's ports so that another cluster on the
+//     same addresses is not cut, proven by TCP probes between node
+//     addresses before the harness trusts them, with the nodes' own failure
+//     detection recorded as it happens), clock skew and slow replies (test hooks), and
 //     drop-writes, a deliberately broken store that acknowledges writes
 //     without storing them. The schedule of fault windows depends only on
 //     the seed.

@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	if needNet {
-		if r.net, err = cluster.NewNet(ctx, r.c.Hosts(), log); err != nil {
+		if r.net, err = cluster.NewNet(ctx, r.c.Hosts(), r.c.Ports(), log); err != nil {
 			return nil, fmt.Errorf("jepsen: iptables chain: %w", err)
 		}
 		defer func() {

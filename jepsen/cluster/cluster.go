@@ -249,6 +249,12 @@ func (c *Cluster) Endpoints() []string {
 	return out
 }
 
+// Ports is the range of the ports the nodes listen on (gRPC, gossip, Raft,
+// HTTP), the same on every node address.
+func (c *Cluster) Ports() PortRange {
+	return PortRange{First: c.cfg.BasePort, Last: c.cfg.BasePort + 3}
+}
+
 // Hosts maps node IDs to their addresses.
 func (c *Cluster) Hosts() map[string]string {
 	m := map[string]string{}

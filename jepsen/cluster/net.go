@@ -69,11 +69,16 @@ func (g Grudge) Cut(a, b string) bool {
 	return false
 }
 
+// PortRange is the ports a cluster's nodes listen on, the same on every
+// node address (see Cluster.Ports). The zero value means every port.
+type PortRange struct{ First, Last int }
+
 // Net is the run's own iptables chain, jumped to from INPUT, in which
 // partitions are DROP rules between node addresses. Close removes it.
 type Net struct {
 	chain string
 	hosts map[string]string // node ID -> address
+	ports PortRange
 	log   *slog.Logger
 
 	mu     sync.Mutex
@@ -81,13 +86,19 @@ type Net struct {
 }
 
 // NewNet creates the chain and the jump to it. hosts maps node IDs to their
-// addresses. Call CheckNet first for a clear message when this cannot work.
-func NewNet(ctx context.Context, hosts map[string]string, log *slog.Logger) (*Net, error) {
+// addresses; ports are the cluster's ports (Cluster.Ports), to which the
+// rules are confined, so that a partition cuts no other cluster that runs
+// on the same addresses (another harness run, another test process). Call
+// CheckNet first for a clear message when this cannot work.
+func NewNet(ctx context.Context, hosts map[string]string, ports PortRange, log *slog.Logger) (*Net, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if ports != (PortRange{}) && (ports.First < 1 || ports.Last > 65535 || ports.First > ports.Last) {
+		return nil, fmt.Errorf("net: port range %d-%d", ports.First, ports.Last)
+	}
 	chain := fmt.Sprintf("%s%d-%04x", ChainPrefix, os.Getpid(), rand.IntN(0x10000))
-	n := &Net{chain: chain, hosts: hosts, log: log}
+	n := &Net{chain: chain, hosts: hosts, ports: ports, log: log}
 	if err := iptables(ctx, "-N", chain); err != nil {
 		return nil, err
 	}
@@ -103,8 +114,10 @@ func NewNet(ctx context.Context, hosts map[string]string, log *slog.Logger) (*Ne
 func (n *Net) Chain() string { return n.chain }
 
 // Partition replaces the chain's rules with the grudge: for every node and
-// every node it drops, a DROP rule for packets from the latter's address to
-// the former's.
+// every node it drops, DROP rules for packets from the latter's address to
+// the former's that come from or go to one of the cluster's ports (node
+// traffic always has one end on a node's port: the other end of a
+// connection a node opens is the peer's listening port).
 func (n *Net) Partition(ctx context.Context, g Grudge) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -129,12 +142,28 @@ func (n *Net) Partition(ctx context.Context, g Grudge) error {
 			if !ok {
 				return fmt.Errorf("net: unknown node %q", src)
 			}
-			if err := iptables(ctx, "-A", n.chain, "-s", sh, "-d", dh, "-j", "DROP"); err != nil {
-				return err
+			for _, rule := range n.rules(sh, dh) {
+				if err := iptables(ctx, append([]string{"-A", n.chain}, rule...)...); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// rules returns the match and target of the DROP rules for packets from
+// src to dst.
+func (n *Net) rules(src, dst string) [][]string {
+	if n.ports == (PortRange{}) {
+		return [][]string{{"-s", src, "-d", dst, "-j", "DROP"}}
+	}
+	ports := fmt.Sprintf("%d:%d", n.ports.First, n.ports.Last)
+	var out [][]string
+	for _, proto := range []string{"tcp", "udp"} {
+		out = append(out, []string{"-s", src, "-d", dst, "-p", proto, "-m", "multiport", "--ports", ports, "-j", "DROP"})
+	}
+	return out
 }
 
 // Heal removes every rule of the chain.
@@ -216,13 +245,18 @@ type Probe struct {
 	// Cut is true when the attempt timed out: packets are dropped. A
 	// refused connection (the target is down) still proves packets flow.
 	Cut bool
-	Err string
+	// NotMade is true when the caller's context ended before the attempt
+	// could prove anything: Cut is then false and meaningless.
+	NotMade bool
+	Err     string
 }
 
 // ProbeLinks tries a TCP connection from each node's address to every
 // other node's gRPC address, bound to the source address as node traffic
 // is, and reports which pairs are cut. timeout is the time after which an
-// unanswered connection counts as cut.
+// unanswered connection counts as cut. An attempt cut short by the end of
+// ctx is reported NotMade: a dial with an expired context fails with an
+// "i/o timeout" without sending a packet.
 func (c *Cluster) ProbeLinks(ctx context.Context, timeout time.Duration) []Probe {
 	var mu sync.Mutex
 	var out []Probe
@@ -243,6 +277,9 @@ func (c *Cluster) ProbeLinks(ctx context.Context, timeout time.Duration) []Probe
 					conn.Close()
 				case errors.Is(err, syscall.ECONNREFUSED):
 					p.Err = "refused"
+				case ctx.Err() != nil:
+					p.NotMade = true
+					p.Err = "not probed: " + err.Error()
 				default:
 					var ne net.Error
 					if errors.As(err, &ne) && ne.Timeout() {
@@ -269,9 +306,15 @@ func (c *Cluster) ProbeLinks(ctx context.Context, timeout time.Duration) []Probe
 // VerifyPartition proves that the network matches the grudge: every pair
 // the grudge cuts times out, every other pair connects (or is refused by a
 // node that is down). It returns a one-line account, or an error naming the
-// pairs that are wrong.
+// pairs that are wrong, or, when ctx ended before every pair was probed,
+// an error wrapping ctx's.
 func (c *Cluster) VerifyPartition(ctx context.Context, g Grudge) (string, error) {
 	probes := c.ProbeLinks(ctx, 500*time.Millisecond)
+	for _, p := range probes {
+		if p.NotMade {
+			return "", fmt.Errorf("network not verified: %s->%s not probed before the deadline: %w", p.From, p.To, context.Cause(ctx))
+		}
+	}
 	var wrong []string
 	cut, open := 0, 0
 	for _, p := range probes {

@@ -367,7 +367,12 @@ func (n *Nemesis) HealAll(ctx context.Context, timeout time.Duration) error {
 	}
 	fault := history.Fault{Kind: "heal"}
 	if n.net != nil {
-		proof, err := n.c.VerifyPartition(ctx, cluster.Grudge{})
+		// With a deadline of its own: the wait above may have used up ctx's,
+		// and the rules must be proven gone whether or not the cluster
+		// became healthy.
+		vctx, vcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		proof, err := n.c.VerifyPartition(vctx, cluster.Grudge{})
+		vcancel()
 		if err != nil {
 			errs = append(errs, err)
 		}

@@ -7,16 +7,25 @@
 // A member that fails stays in the View (state dead) and keeps its place on
 // the ring, so that its keys are not moved to other nodes and writes for it
 // become hints; only a graceful leave removes it.
+//
+// memberlist never contacts a member it declared dead again once the news
+// has spread, so a healed partition would leave the cluster split for good.
+// A reconnector (Config.ReconnectInterval, as Serf's for Consul) rejoins the
+// dead members, for up to Config.ReconnectTimeout, and the seeds given to
+// Join whenever some member is dead or this node is alone.
 package membership
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,18 +126,60 @@ type Config struct {
 	OnChange func(*View)
 	// Logger receives memberlist's logs at debug level; nil discards them.
 	Logger *slog.Logger
+	// ReconnectInterval is how often this node tries to rejoin the members
+	// it sees dead, and its seeds when it sees fewer members alive than it
+	// knows (see reconnect). Each wait is drawn within ±25% of it, so that
+	// nodes do not all try at once. 0 means DefaultReconnectInterval; a
+	// negative value turns the reconnector off.
+	ReconnectInterval time.Duration
+	// ReconnectTimeout is how long a dead member keeps being retried after
+	// it was last seen alive; 0 means DefaultReconnectTimeout. A member that
+	// left gracefully is never retried.
+	ReconnectTimeout time.Duration
+
+	// cut, set by tests only, partitions the network: packets and
+	// connections from this node's gossip address to an address it cuts
+	// are dropped, as an iptables DROP rule would drop them.
+	cut func(from, to string) bool
 }
+
+// DefaultReconnectInterval is Config.ReconnectInterval's default: a healed
+// partition is noticed within about a second, at the cost of one TCP
+// connection attempt per dead member and second, of which at most
+// reconnectFanout at a time.
+const DefaultReconnectInterval = time.Second
+
+// DefaultReconnectTimeout is Config.ReconnectTimeout's default, Serf's
+// (Consul's) 72 hours: long enough for a node to be repaired over a long
+// weekend.
+const DefaultReconnectTimeout = 72 * time.Hour
+
+// reconnectFanout bounds the dead members one reconnect round tries, so
+// that a cluster with many members dead for good spends a bounded effort
+// on them.
+const reconnectFanout = 3
 
 // Membership is this node's gossip membership.
 type Membership struct {
 	cfg  Config
 	ml   *memberlist.Memberlist
 	view atomic.Pointer[View]
+	tr   *boundTransport
 
 	mu      sync.Mutex
 	members map[string]*Member
 	// leaving holds the members that said, directly, that they are leaving.
 	leaving map[string]bool
+	// seeds are the addresses given to Join, tried again by the
+	// reconnector when this node sees fewer members alive than it knows.
+	seeds []string
+
+	// ctx ends when the membership stops (cancel): it ends the reconnector
+	// and aborts dials in progress. done is closed when the reconnector has
+	// ended.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
 	// pubMu serializes publish so that views are stored and OnChange is
 	// called in order.
 	pubMu sync.Mutex
@@ -150,18 +201,24 @@ func Start(cfg Config) (*Membership, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Membership{cfg: cfg, members: map[string]*Member{}, leaving: map[string]bool{}}
+	if cfg.ReconnectInterval == 0 {
+		cfg.ReconnectInterval = DefaultReconnectInterval
+	}
+	if cfg.ReconnectTimeout <= 0 {
+		cfg.ReconnectTimeout = DefaultReconnectTimeout
+	}
+	m := &Membership{cfg: cfg, members: map[string]*Member{}, leaving: map[string]bool{}, done: make(chan struct{})}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
 	mlc := memberlist.DefaultLANConfig()
 	if cfg.Local {
 		mlc = memberlist.DefaultLocalConfig()
 		// Faster than memberlist's local profile, for nodes that share a
 		// machine: a failed node is suspected after one 500 ms probe and
 		// declared dead 1.5-3 s later (SuspicionMult 3 × 500 ms, up to 2×
-		// without confirmations), instead of 4-10 s. After a partition
-		// heals, nodes keep gossiping to the ones they thought dead for 30 s
-		// and exchange full state every 2 s, so both sides see each other
-		// alive within a few seconds instead of 10-13 s. The price is more
-		// gossip traffic, which on loopback is negligible.
+		// without confirmations), instead of 4-10 s, and members exchange
+		// full state every 2 s. The price is more gossip traffic, which on
+		// loopback is negligible. (Neither brings a member memberlist
+		// declared dead back after a partition heals: the reconnector does.)
 		mlc.ProbeInterval = 500 * time.Millisecond
 		mlc.ProbeTimeout = 200 * time.Millisecond
 		mlc.SuspicionMult = 3
@@ -181,10 +238,15 @@ func Start(cfg Config) (*Membership, error) {
 			BindAddrs: []string{host}, BindPort: port, Logger: mlc.Logger,
 		})
 		if err == nil {
-			tr = &boundTransport{NetTransport: nt, dialer: net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}}}
+			tr = &boundTransport{NetTransport: nt, dialer: net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}}, ctx: m.ctx}
+			if cfg.cut != nil {
+				self := net.JoinHostPort(host, strconv.Itoa(nt.GetAutoBindPort()))
+				tr.cut = func(to string) bool { return cfg.cut(self, to) }
+			}
 			break
 		}
 		if port != 0 || attempt >= 10 {
+			m.cancel()
 			return nil, fmt.Errorf("gossip listen on %s: %w", cfg.BindAddr, err)
 		}
 	}
@@ -198,11 +260,18 @@ func Start(cfg Config) (*Membership, error) {
 	mlc.DeadNodeReclaimTime = time.Second
 	ml, err := memberlist.Create(mlc)
 	if err != nil {
+		m.cancel()
 		tr.Shutdown()
 		return nil, fmt.Errorf("start gossip: %w", err)
 	}
 	m.ml = ml
+	m.tr = tr
 	m.publish()
+	if cfg.ReconnectInterval > 0 {
+		go m.reconnectLoop()
+	} else {
+		close(m.done)
+	}
 	return m, nil
 }
 
@@ -212,12 +281,41 @@ func Start(cfg Config) (*Membership, error) {
 type boundTransport struct {
 	*memberlist.NetTransport
 	dialer net.Dialer
+	// ctx ends when the membership stops and aborts dials in progress, so
+	// that a rejoin attempt towards an unreachable address does not hold up
+	// the shutdown for a whole TCP timeout.
+	ctx context.Context
+	// cut, nil outside tests, says which destinations a simulated partition
+	// cuts off.
+	cut func(to string) bool
+}
+
+// errCut is the error of a dial that a simulated partition swallowed.
+var errCut = errors.New("membership: i/o timeout (simulated partition)")
+
+func (t *boundTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	if t.cut != nil && t.cut(addr) {
+		return time.Now(), nil // sent, and lost on the way
+	}
+	return t.NetTransport.WriteTo(b, addr)
+}
+
+func (t *boundTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	return t.WriteTo(b, a.Addr)
 }
 
 func (t *boundTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	if t.cut != nil && t.cut(addr) {
+		// A dropped SYN: nothing answers until the timeout.
+		select {
+		case <-time.After(timeout):
+		case <-t.ctx.Done():
+		}
+		return nil, errCut
+	}
 	d := t.dialer
 	d.Timeout = timeout
-	return d.Dial("tcp", addr)
+	return d.DialContext(t.ctx, "tcp", addr)
 }
 
 func (t *boundTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
@@ -230,11 +328,20 @@ func (m *Membership) Addr() string {
 	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 }
 
-// Join contacts the seeds and returns how many answered.
+// Join contacts the seeds and returns how many answered. The reconnector
+// remembers the seeds and contacts them again whenever this node sees
+// fewer members alive than it knows.
 func (m *Membership) Join(seeds []string) (int, error) {
 	if len(seeds) == 0 {
 		return 0, nil
 	}
+	m.mu.Lock()
+	for _, s := range seeds {
+		if !slices.Contains(m.seeds, s) {
+			m.seeds = append(m.seeds, s)
+		}
+	}
+	m.mu.Unlock()
 	n, err := m.ml.Join(seeds)
 	if n == 0 {
 		return 0, fmt.Errorf("%w (%v): %w", ErrNoSeedReachable, seeds, err)
@@ -248,6 +355,8 @@ func (m *Membership) View() *View { return m.view.Load() }
 // Leave tells the cluster this node is leaving for good, waiting up to
 // timeout for the message to spread, then stops gossip.
 func (m *Membership) Leave(timeout time.Duration) error {
+	// A leaving node must not rejoin.
+	m.stopReconnect()
 	m.mu.Lock()
 	m.cfg.Meta.Leaving = true
 	m.mu.Unlock()
@@ -274,7 +383,141 @@ func (m *Membership) Leave(timeout time.Duration) error {
 
 // Shutdown stops gossip without a leave message: the others will see this
 // node fail, and it keeps its place on the ring.
-func (m *Membership) Shutdown() error { return m.ml.Shutdown() }
+func (m *Membership) Shutdown() error {
+	m.stopReconnect()
+	return m.ml.Shutdown()
+}
+
+// stopReconnect ends the reconnector and waits for it. It may be called
+// more than once.
+func (m *Membership) stopReconnect() {
+	m.cancel()
+	<-m.done
+}
+
+// reconnectLoop runs reconnect every ReconnectInterval, ±25%, until the
+// membership stops.
+func (m *Membership) reconnectLoop() {
+	defer close(m.done)
+	iv := m.cfg.ReconnectInterval
+	t := time.NewTimer(iv)
+	defer t.Stop()
+	for {
+		t.Reset(iv*3/4 + rand.N(iv/2+1))
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.reconnect()
+	}
+}
+
+// reconnect tries to rejoin the members this node sees dead, and its seeds
+// when it sees fewer members alive than it knows, all at once, and waits
+// for the attempts.
+//
+// memberlist alone never re-forms a cluster after a partition heals: it
+// probes and exchanges state only with members it thinks alive, and it
+// gossips to dead members (for GossipToTheDeadTime) only the broadcasts
+// still pending, which run out seconds after the deaths that caused them.
+// Once both sides of a partition have declared the other dead and said so,
+// nothing crosses the healed network. A join is a full state exchange: the
+// member that learns it was declared dead refutes it, and the next
+// exchange (or that refutation's gossip) makes each side see the other
+// alive. Serf's reconnector does the same for Consul.
+func (m *Membership) reconnect() {
+	// Addr takes memberlist's lock, which memberlist holds while it calls
+	// set, which takes m.mu: never call it under m.mu.
+	self := m.Addr()
+	m.mu.Lock()
+	targets := reconnectTargets(m.members, m.cfg.Meta.ID, self, m.seeds, time.Now(), m.cfg.ReconnectTimeout, reconnectFanout, rand.Perm)
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, addr := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.rejoin(addr)
+		}()
+	}
+	wg.Wait()
+}
+
+// rejoin joins addr, twice if the first exchange did not make the member
+// there alive to this node: the first one usually tells each side that the
+// other declared it dead, and each refutes with a new incarnation, which
+// the second exchange carries across at once instead of leaving it to
+// gossip or to the next round.
+func (m *Membership) rejoin(addr string) {
+	for attempt := 1; attempt <= 2; attempt++ {
+		if _, err := m.ml.Join([]string{addr}); err != nil {
+			m.cfg.Logger.Debug("rejoin failed", "addr", addr, "err", err)
+			return
+		}
+		if m.aliveAt(addr) {
+			m.cfg.Logger.Info("rejoined", "addr", addr, "exchanges", attempt)
+			return
+		}
+	}
+}
+
+// aliveAt reports whether a member this node sees alive gossips at addr.
+func (m *Membership) aliveAt(addr string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, mem := range m.members {
+		if mem.GossipAddr == addr && mem.State == Alive {
+			return true
+		}
+	}
+	return false
+}
+
+// reconnectTargets picks the gossip addresses one reconnect round joins:
+// up to fanout members (in the order perm draws) that are dead, not this
+// node, and died less than timeout before now; and, when it sees one of
+// those dead, or sees itself alone, every seed that is neither this node's
+// address nor an alive member's. Members that left, or died timeout ago or
+// earlier, are forgotten. perm returns a permutation of [0, n).
+func reconnectTargets(members map[string]*Member, self, selfAddr string, seeds []string, now time.Time, timeout time.Duration, fanout int, perm func(n int) []int) []string {
+	var dead []string
+	aliveAddr := map[string]bool{selfAddr: true}
+	alive, known := 0, 0
+	for _, mem := range members {
+		switch {
+		case mem.ID == self:
+			continue
+		case mem.State == Alive:
+			alive++
+			aliveAddr[mem.GossipAddr] = true
+		case mem.State == Left || now.Sub(mem.Since) >= timeout:
+			continue // forgotten
+		case mem.GossipAddr != "":
+			dead = append(dead, mem.GossipAddr)
+		}
+		known++
+	}
+	// Map order is random already, but perm makes the choice testable.
+	slices.Sort(dead)
+	var out []string
+	for _, i := range perm(len(dead)) {
+		if len(out) == fanout {
+			break
+		}
+		if !slices.Contains(out, dead[i]) {
+			out = append(out, dead[i])
+		}
+	}
+	if alive < known || alive == 0 {
+		for _, s := range seeds {
+			if !aliveAddr[s] && !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
 
 // publish rebuilds the View from the member map. Callers hold no lock.
 func (m *Membership) publish() {
