@@ -66,7 +66,6 @@ func (s State) String() string {
 // Meta is what a node publishes about itself through gossip.
 type Meta struct {
 	ID       string `json:"id"`
-	Number   uint32 `json:"num"`
 	GRPCAddr string `json:"grpc"`
 	RaftAddr string `json:"raft"`
 	HTTPAddr string `json:"http,omitempty"`

@@ -7,7 +7,7 @@ import (
 
 func start(t *testing.T, id string) *Membership {
 	t.Helper()
-	m, err := Start(Config{Meta: Meta{ID: id, Number: 1, GRPCAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2", Zone: "z-" + id}, BindAddr: "127.0.0.1:0", Local: true})
+	m, err := Start(Config{Meta: Meta{ID: id, GRPCAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2", Zone: "z-" + id}, BindAddr: "127.0.0.1:0", Local: true})
 	if err != nil {
 		t.Fatal(err)
 	}

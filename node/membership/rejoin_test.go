@@ -32,7 +32,7 @@ func (p *partNet) set(side map[string]int) {
 // startCut starts a member on the simulated network.
 func startCut(t *testing.T, id string, pn *partNet) *Membership {
 	t.Helper()
-	m, err := Start(Config{Meta: Meta{ID: id, Number: 1, GRPCAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"},
+	m, err := Start(Config{Meta: Meta{ID: id, GRPCAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"},
 		BindAddr: "127.0.0.1:0", Local: true, cut: pn.cut})
 	if err != nil {
 		t.Fatal(err)
