@@ -119,10 +119,12 @@ func TestClusterReformsAfterHeal(t *testing.T) {
 }
 
 // waitViews polls every node's status until ok holds for each node's set
-// of members it sees alive, for at most limit.
+// of members it sees alive, for at most limit. It returns the problem of
+// the last round that ended before the deadline.
 func waitViews(ctx context.Context, c *cluster.Cluster, ids []string, limit time.Duration, ok func(id string, alive map[string]bool) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	var prev error
 	for {
 		var mu sync.Mutex
 		var last error
@@ -154,9 +156,12 @@ func waitViews(ctx context.Context, c *cluster.Cluster, ids []string, limit time
 		if last == nil {
 			return nil
 		}
+		if ctx.Err() == nil || prev == nil {
+			prev = last
+		}
 		select {
 		case <-ctx.Done():
-			return last
+			return prev
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

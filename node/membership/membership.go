@@ -132,7 +132,7 @@ type Config struct {
 	// negative value turns the reconnector off.
 	ReconnectInterval time.Duration
 	// ReconnectTimeout is how long a dead member keeps being retried after
-	// it was last seen alive; 0 means DefaultReconnectTimeout. A member that
+	// it was declared dead; 0 means DefaultReconnectTimeout. A member that
 	// left gracefully is never retried.
 	ReconnectTimeout time.Duration
 
@@ -163,7 +163,6 @@ type Membership struct {
 	cfg  Config
 	ml   *memberlist.Memberlist
 	view atomic.Pointer[View]
-	tr   *boundTransport
 
 	mu      sync.Mutex
 	members map[string]*Member
@@ -173,12 +172,13 @@ type Membership struct {
 	// reconnector when this node sees fewer members alive than it knows.
 	seeds []string
 
-	// ctx ends when the membership stops (cancel): it ends the reconnector
-	// and aborts dials in progress. done is closed when the reconnector has
-	// ended.
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	// ctx ends the reconnector (cancel), and done is closed when it has
+	// ended. dialCtx, canceled when gossip stops, aborts dials in progress.
+	ctx        context.Context
+	cancel     context.CancelFunc
+	done       chan struct{}
+	dialCtx    context.Context
+	dialCancel context.CancelFunc
 	// pubMu serializes publish so that views are stored and OnChange is
 	// called in order.
 	pubMu sync.Mutex
@@ -208,6 +208,7 @@ func Start(cfg Config) (*Membership, error) {
 	}
 	m := &Membership{cfg: cfg, members: map[string]*Member{}, leaving: map[string]bool{}, done: make(chan struct{})}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.dialCtx, m.dialCancel = context.WithCancel(context.Background())
 	mlc := memberlist.DefaultLANConfig()
 	if cfg.Local {
 		mlc = memberlist.DefaultLocalConfig()
@@ -237,7 +238,7 @@ func Start(cfg Config) (*Membership, error) {
 			BindAddrs: []string{host}, BindPort: port, Logger: mlc.Logger,
 		})
 		if err == nil {
-			tr = &boundTransport{NetTransport: nt, dialer: net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}}, ctx: m.ctx}
+			tr = &boundTransport{NetTransport: nt, dialer: net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}}, ctx: m.dialCtx}
 			if cfg.cut != nil {
 				self := net.JoinHostPort(host, strconv.Itoa(nt.GetAutoBindPort()))
 				tr.cut = func(to string) bool { return cfg.cut(self, to) }
@@ -246,6 +247,7 @@ func Start(cfg Config) (*Membership, error) {
 		}
 		if port != 0 || attempt >= 10 {
 			m.cancel()
+			m.dialCancel()
 			return nil, fmt.Errorf("gossip listen on %s: %w", cfg.BindAddr, err)
 		}
 	}
@@ -260,11 +262,11 @@ func Start(cfg Config) (*Membership, error) {
 	ml, err := memberlist.Create(mlc)
 	if err != nil {
 		m.cancel()
+		m.dialCancel()
 		tr.Shutdown()
 		return nil, fmt.Errorf("start gossip: %w", err)
 	}
 	m.ml = ml
-	m.tr = tr
 	m.publish()
 	if cfg.ReconnectInterval > 0 {
 		go m.reconnectLoop()
@@ -354,8 +356,9 @@ func (m *Membership) View() *View { return m.view.Load() }
 // Leave tells the cluster this node is leaving for good, waiting up to
 // timeout for the message to spread, then stops gossip.
 func (m *Membership) Leave(timeout time.Duration) error {
-	// A leaving node must not rejoin.
-	m.stopReconnect()
+	// A leaving node must not rejoin: no new reconnect round starts (one
+	// in progress ends with stop, below).
+	m.cancel()
 	m.mu.Lock()
 	m.cfg.Meta.Leaving = true
 	m.mu.Unlock()
@@ -374,6 +377,7 @@ func (m *Membership) Leave(timeout time.Duration) error {
 		m.cfg.Logger.Warn("leave intent not spread", "err", err)
 	}
 	err := m.ml.Leave(timeout)
+	m.stop()
 	if serr := m.ml.Shutdown(); err == nil {
 		err = serr
 	}
@@ -383,14 +387,15 @@ func (m *Membership) Leave(timeout time.Duration) error {
 // Shutdown stops gossip without a leave message: the others will see this
 // node fail, and it keeps its place on the ring.
 func (m *Membership) Shutdown() error {
-	m.stopReconnect()
+	m.stop()
 	return m.ml.Shutdown()
 }
 
-// stopReconnect ends the reconnector and waits for it. It may be called
-// more than once.
-func (m *Membership) stopReconnect() {
+// stop ends the reconnector, aborting its dials, and waits for it. It may
+// be called more than once.
+func (m *Membership) stop() {
 	m.cancel()
+	m.dialCancel()
 	<-m.done
 }
 
