@@ -63,6 +63,10 @@ type Options struct {
 	// Logger receives pebble's messages and the engine's warnings.
 	// Default slog.Default().
 	Logger *slog.Logger
+
+	// FS is the filesystem the database lives on; nil means the operating
+	// system's. Tests pass a PowerCutFS to lose what was never synced.
+	FS FS
 }
 
 // EnsureDefaults replaces unset or invalid fields with their defaults.
@@ -115,6 +119,7 @@ func OpenPebble(dir string, opts Options) (*Pebble, error) {
 	db, err := pebble.Open(dir, &pebble.Options{
 		Cache:  cache,
 		Logger: pebbleLogger{opts.Logger},
+		FS:     opts.FS,
 		// Every Apply point-reads each key it writes, and most keys are new:
 		// bloom filters answer those misses without touching data blocks.
 		// Deeper levels inherit the last entry.
