@@ -114,6 +114,9 @@ var _ Engine = (*Pebble)(nil)
 // committer.
 func OpenPebble(dir string, opts Options) (*Pebble, error) {
 	opts.EnsureDefaults()
+	if err := createDir(opts.FS, dir); err != nil {
+		return nil, err
+	}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref() // the DB holds its own reference
 	db, err := pebble.Open(dir, &pebble.Options{

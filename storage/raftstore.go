@@ -60,6 +60,9 @@ func openRaftStoreOn(fs FS, dir string, logger *slog.Logger) (*RaftStore, error)
 	if logger == nil {
 		logger = slog.Default()
 	}
+	if err := createDir(fs, dir); err != nil {
+		return nil, err
+	}
 	cache := pebble.NewCache(8 << 20) // raft reads recent entries, mostly from memtables
 	defer cache.Unref()
 	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, Logger: pebbleLogger{logger}, FS: fs})
