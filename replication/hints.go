@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,6 +79,20 @@ func NewHintStore(engine storage.Engine, max int, log *slog.Logger) (*HintStore,
 		h.total.Add(1)
 	}
 	return h, nil
+}
+
+// decodeHint decodes a stored hint. Protobuf decodes most damaged bytes
+// (an empty value, say) into some mutation, so one without a keyspace or a
+// key is refused too: every replica would refuse it, forever, and with it
+// every hint stored behind it.
+func decodeHint(b []byte, m *kvpb.Mutation) error {
+	if err := proto.Unmarshal(b, m); err != nil {
+		return err
+	}
+	if ks := m.GetKeyspace(); ks == "" || strings.IndexByte(ks, 0) >= 0 || len(m.GetRecord().GetKey()) == 0 {
+		return fmt.Errorf("hint for keyspace %q and key %q is no mutation a replica accepts", ks, m.GetRecord().GetKey())
+	}
+	return nil
 }
 
 func hintKey(target string, seq uint64) []byte {
@@ -214,9 +229,18 @@ func (h *HintStore) Deliver(ctx context.Context, t Transport, target string, bat
 		}
 		req := &kvpb.ReplicaWriteRequest{Mutations: make([]*kvpb.Mutation, 0, len(recs))}
 		keys := make([][]byte, 0, len(recs))
+		counted := 0 // keys NewHintStore and Add counted as hints
 		for _, rec := range recs {
+			if _, _, ok := splitHintKey(rec.Key); !ok {
+				// Damage that merely shares the target's prefix: never
+				// counted, never deliverable; remove it.
+				h.log.Error("dropping malformed hint key", "target", target, "key", rec.Key)
+				keys = append(keys, rec.Key)
+				continue
+			}
+			counted++
 			m := &kvpb.Mutation{}
-			if err := proto.Unmarshal(rec.Value, m); err != nil {
+			if err := decodeHint(rec.Value, m); err != nil {
 				// A hint we cannot decode can never be delivered; drop it
 				// rather than block the ones behind it.
 				h.log.Error("dropping undecodable hint", "target", target, "err", err)
@@ -243,9 +267,9 @@ func (h *HintStore) Deliver(ctx context.Context, t Transport, target string, bat
 			return done, fmt.Errorf("remove delivered hints: %w", err)
 		}
 		h.mu.Lock()
-		h.pending[target] -= len(keys)
+		h.pending[target] -= counted
 		h.mu.Unlock()
-		h.total.Add(-int64(len(keys)))
+		h.total.Add(-int64(counted))
 		h.delivered.Add(uint64(len(req.Mutations)))
 		done += len(req.Mutations)
 	}
