@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin/adaptkv
 
-.PHONY: build up down test vet proto bench
+.PHONY: build up down test vet proto bench fuzz-ci
 
 build:
 	$(GO) build -o $(BIN) ./cmd/adaptkv
@@ -23,6 +23,20 @@ test: vet
 
 vet:
 	$(GO) vet ./...
+
+# Every fuzz target (package:Target) briefly, one per go test as -fuzz requires.
+# CI runs it after `make test`; FUZZTIME=10m gives the long local run.
+FUZZTIME ?= 5s
+FUZZ_TARGETS := storage:FuzzRecordCodec storage:FuzzRaftLogCodec \
+	replication:FuzzHintStore jepsen/history:FuzzRead \
+	node:FuzzMetadataApply node:FuzzMetadataRestore node:FuzzKVRequest
+
+fuzz-ci:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name in ./$$pkg for $(FUZZTIME)"; \
+		$(GO) test -run XXX -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -timeout 0 ./$$pkg/; \
+	done
 
 # Regenerate the protobuf code (needs protoc and the two plugins, see api/generate.go).
 proto:
