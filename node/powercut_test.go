@@ -3,12 +3,14 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,6 +81,9 @@ func powerCut(t *testing.T, all bool) {
 		fss[i] = storage.NewPowerCutFS()
 	}
 	c := clustertest.New(t, 3, func(o *clustertest.Options) {
+		// An address of its own, so that other tests' sockets on the machine
+		// cannot take the ports its nodes come back on.
+		o.Host = fmt.Sprintf("127.0.%d.%d", 100+rand.IntN(100), 2+rand.IntN(250))
 		o.Configure = func(i int, cfg *node.Config) { cfg.StorageFS = fss[i] }
 	})
 	kv := c.Client(t)
@@ -179,8 +184,17 @@ func powerCutRound(ctx context.Context, t *testing.T, c *clustertest.Cluster, kv
 	wg.Wait()
 	for _, v := range victims {
 		fss[v].Restart()
-		if err := c.RestartNode(ctx, v); err != nil {
-			return err
+		// The node comes back on the ports it had; while it was down another
+		// socket may have been given one as its ephemeral port.
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			err := c.RestartNode(ctx, v)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+				return err
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
