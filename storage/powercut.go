@@ -78,6 +78,7 @@ func (f *PowerCutFS) ReleaseSyncs() {
 // closed first. Without a preceding CutPower it cuts the power itself.
 func (f *PowerCutFS) Restart() {
 	f.CutPower()
+	f.ReleaseSyncs() // no sync may stay blocked on a channel nobody closes
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.mem.ResetToSyncedState()
