@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -299,4 +300,58 @@ func raftStorePowerCut(seed uint64) error {
 		return fmt.Errorf("LastVoteCand = %q, %v; acknowledged %q, last tried %q", vote, err, ackedVote, triedVote)
 	}
 	return nil
+}
+
+// PowerCutFS keeps what was synced before the cut and nothing after it,
+// even when the later sync reports success.
+func TestPowerCutFS(t *testing.T) {
+	fs := NewPowerCutFS()
+	if err := createDir(fs, "/d"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := fs.Create("/d/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("synced")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncDir(fs, "/d"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("+lost")); err != nil {
+		t.Fatal(err)
+	}
+	lost, err := fs.Create("/d/lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.CutPower()
+	done := make(chan error, 2)
+	go func() { done <- f.Sync() }()
+	go func() { done <- syncDir(fs, "/d") }()
+	fs.ReleaseSyncs()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("sync after the cut: %v", err)
+		}
+	}
+	f.Close()
+	lost.Close()
+	fs.Restart()
+	got, err := fs.Open("/d/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	b, err := io.ReadAll(got)
+	if err != nil || string(b) != "synced" {
+		t.Fatalf("after the cut /d/f holds %q, %v; want %q", b, err, "synced")
+	}
+	if _, err := fs.Stat("/d/lost"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a file created after the last directory sync survived: %v", err)
+	}
 }
