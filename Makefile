@@ -32,6 +32,9 @@ FUZZ_TARGETS := storage:FuzzRecordCodec storage:FuzzRaftLogCodec \
 	node:FuzzMetadataApply node:FuzzMetadataRestore node:FuzzKVRequest
 
 fuzz-ci:
+	@missing=$$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/^func //' | \
+		while read -r f; do echo "$(FUZZ_TARGETS)" | grep -qw "$$f" || echo "$$f"; done); \
+	if [ -n "$$missing" ]; then echo "fuzz-ci: add to FUZZ_TARGETS: $$missing"; exit 1; fi
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "fuzz $$name in ./$$pkg for $(FUZZTIME)"; \
