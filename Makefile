@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin/adaptkv
 
-.PHONY: build up down test vet proto bench
+.PHONY: build up down test vet proto bench fuzz-ci
 
 build:
 	$(GO) build -o $(BIN) ./cmd/adaptkv
@@ -23,6 +23,23 @@ test: vet
 
 vet:
 	$(GO) vet ./...
+
+# Every fuzz target (package:Target) briefly, one per go test as -fuzz requires.
+# CI runs it after `make test`; FUZZTIME=10m gives the long local run.
+FUZZTIME ?= 5s
+FUZZ_TARGETS := storage:FuzzRecordCodec storage:FuzzRaftLogCodec \
+	replication:FuzzHintStore jepsen/history:FuzzRead \
+	node:FuzzMetadataApply node:FuzzMetadataRestore node:FuzzKVRequest
+
+fuzz-ci:
+	@missing=$$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/^func //' | \
+		while read -r f; do echo "$(FUZZ_TARGETS)" | grep -qw "$$f" || echo "$$f"; done); \
+	if [ -n "$$missing" ]; then echo "fuzz-ci: add to FUZZ_TARGETS: $$missing"; exit 1; fi
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name in ./$$pkg for $(FUZZTIME)"; \
+		$(GO) test -run XXX -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -timeout 0 ./$$pkg/; \
+	done
 
 # Regenerate the protobuf code (needs protoc and the two plugins, see api/generate.go).
 proto:

@@ -29,6 +29,7 @@ func TestWriteBatcherCoalesces(t *testing.T) {
 		},
 		maxInflight: 2, maxBatch: 100, timeout: time.Second,
 	}
+	defer b.close() // its senders must not outlive the test (goleak)
 	const writers = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)

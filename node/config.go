@@ -9,6 +9,7 @@ import (
 
 	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/replication/ring"
+	"github.com/adaptkv/adaptkv/storage"
 )
 
 // Config configures a node. Start from DefaultConfig (or DefaultLocalConfig
@@ -26,6 +27,10 @@ type Config struct {
 	// a restart loses the node's replicas, which then come back through
 	// hints and read repair.
 	InMemory bool
+	// StorageFS, when set, is the filesystem the data engine lives on
+	// instead of the operating system's (the metadata log stays on disk).
+	// For tests: a storage.PowerCutFS simulates losing power.
+	StorageFS storage.FS
 
 	// GRPCAddr is the host:port of the client, admin and peer gRPC API.
 	// Port 0 picks a free port. Outgoing peer connections leave from its host.

@@ -281,6 +281,13 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if snap.Keyspaces == nil {
 		snap.Keyspaces = map[string]KeyspaceDef{}
 	}
+	for name, d := range snap.Keyspaces {
+		// Snapshot writes each keyspace under its own name; anything else is
+		// damage, and would serve one keyspace's configuration for another.
+		if d.Name != name {
+			return fmt.Errorf("decode metadata snapshot: keyspace %q is stored under %q", d.Name, name)
+		}
+	}
 	if snap.Decisions == nil {
 		snap.Decisions = map[string][]json.RawMessage{}
 	}

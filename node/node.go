@@ -114,7 +114,7 @@ func (n *Node) start(ctx context.Context) error {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return fmt.Errorf("data directory: %w", err)
 		}
-		eng, err := storage.OpenPebble(filepath.Join(cfg.DataDir, "data"), storage.Options{Logger: n.log})
+		eng, err := storage.OpenPebble(filepath.Join(cfg.DataDir, "data"), storage.Options{Logger: n.log, FS: cfg.StorageFS})
 		if err != nil {
 			return fmt.Errorf("open storage: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -27,16 +28,80 @@ const maxVoters = 5
 const deadVoterTimeout = 30 * time.Second
 
 // raftStreamLayer is Raft's TCP transport with outgoing connections bound
-// to the node's own host (see membership's boundTransport for why).
+// to the node's own host (see membership's boundTransport for why). It
+// closes every connection it made or accepted when Raft closes it:
+// raft.NetworkTransport closes only its listener, which leaves its pooled
+// connections open and, on the peers, the goroutines reading them blocked
+// for as long as the process lives.
 type raftStreamLayer struct {
 	net.Listener
 	dialer net.Dialer
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func newRaftStreamLayer(ln net.Listener, dialer net.Dialer) *raftStreamLayer {
+	return &raftStreamLayer{Listener: ln, dialer: dialer, conns: map[net.Conn]struct{}{}}
 }
 
 func (s *raftStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := s.dialer
 	d.Timeout = timeout
-	return d.Dial("tcp", string(addr))
+	c, err := d.Dial("tcp", string(addr))
+	if err != nil {
+		return nil, err
+	}
+	return s.track(c)
+}
+
+// Accept implements net.Listener.
+func (s *raftStreamLayer) Accept() (net.Conn, error) {
+	c, err := s.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return s.track(c)
+}
+
+// Close implements net.Listener: it closes the listener and every
+// connection still open.
+func (s *raftStreamLayer) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	conns := s.conns
+	s.conns = nil
+	s.mu.Unlock()
+	err := s.Listener.Close()
+	for c := range conns {
+		c.Close()
+	}
+	return err
+}
+
+func (s *raftStreamLayer) track(c net.Conn) (net.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	s.conns[c] = struct{}{}
+	return &raftConn{Conn: c, layer: s}, nil
+}
+
+// raftConn forgets itself in its layer when closed.
+type raftConn struct {
+	net.Conn
+	layer *raftStreamLayer
+}
+
+func (c *raftConn) Close() error {
+	c.layer.mu.Lock()
+	delete(c.layer.conns, c.Conn)
+	c.layer.mu.Unlock()
+	return c.Conn.Close()
 }
 
 func (n *Node) startRaft(ln net.Listener, host string) error {
@@ -70,7 +135,7 @@ func (n *Node) startRaft(ln net.Listener, host string) error {
 		}
 		logs, stable, snaps = rs, rs, fss
 	}
-	layer := &raftStreamLayer{Listener: ln, dialer: net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}}}
+	layer := newRaftStreamLayer(ln, net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}})
 	tr := raft.NewNetworkTransport(layer, 3, 10*time.Second, io.Discard)
 	has, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {

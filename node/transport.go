@@ -30,6 +30,10 @@ type peerTransport struct {
 	mu       sync.Mutex
 	conns    map[string]*grpc.ClientConn // by address
 	batchers map[string]*writeBatcher    // by address
+	// closed refuses new connections once Close has run: a request handler
+	// that Stop cut off may still be running, and a connection or batcher
+	// it opened then would never be closed.
+	closed bool
 }
 
 func newPeerTransport(self string, local *replication.Replica, bindHost string, resolve func(string) (string, bool)) *peerTransport {
@@ -53,6 +57,9 @@ func (t *peerTransport) client(id string) (kvpb.PeerClient, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.closed {
+		return nil, errBatcherClosed
+	}
 	cc, ok := t.conns[addr]
 	if !ok {
 		var err error
@@ -82,14 +89,21 @@ func (t *peerTransport) Write(ctx context.Context, to string, req *kvpb.ReplicaW
 	if err := sleepCtx(ctx, t.hooks.peerDelay(to)); err != nil {
 		return nil, err
 	}
-	return t.batcher(to, c).Write(ctx, req)
+	b, err := t.batcher(to, c)
+	if err != nil {
+		return nil, err
+	}
+	return b.Write(ctx, req)
 }
 
 // batcher returns the write coalescer of a peer's address.
-func (t *peerTransport) batcher(to string, c kvpb.PeerClient) *writeBatcher {
+func (t *peerTransport) batcher(to string, c kvpb.PeerClient) (*writeBatcher, error) {
 	addr, _ := t.resolve(to)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.closed {
+		return nil, errBatcherClosed
+	}
 	b, ok := t.batchers[addr]
 	if !ok {
 		b = &writeBatcher{
@@ -100,7 +114,7 @@ func (t *peerTransport) batcher(to string, c kvpb.PeerClient) *writeBatcher {
 		}
 		t.batchers[addr] = b
 	}
-	return b
+	return b, nil
 }
 
 func (t *peerTransport) Read(ctx context.Context, to string, req *kvpb.ReplicaReadRequest) (*kvpb.ReplicaReadResponse, error) {
@@ -154,12 +168,19 @@ func (t *peerTransport) adminClient(id string) (kvpb.AdminClient, error) {
 	addr, _ := t.resolve(id)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return kvpb.NewAdminClient(t.conns[addr]), nil
+	cc, ok := t.conns[addr]
+	if !ok {
+		return nil, errBatcherClosed
+	}
+	return kvpb.NewAdminClient(cc), nil
 }
 
+// Close closes every connection and batcher; later calls fail with
+// errBatcherClosed.
 func (t *peerTransport) Close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.closed = true
 	for _, b := range t.batchers {
 		b.close()
 	}

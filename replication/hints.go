@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,6 +185,20 @@ func (h *HintStore) target(id string) *hintTarget {
 		h.targets[id] = t
 	}
 	return t
+}
+
+// decodeHint decodes a stored hint. Protobuf decodes most damaged bytes
+// (an empty value, say) into some mutation, so one without a keyspace or a
+// key is refused too: every replica would refuse it, forever, and with it
+// every hint stored behind it.
+func decodeHint(b []byte, m *kvpb.Mutation) error {
+	if err := proto.Unmarshal(b, m); err != nil {
+		return err
+	}
+	if ks := m.GetKeyspace(); ks == "" || strings.IndexByte(ks, 0) >= 0 || len(m.GetRecord().GetKey()) == 0 {
+		return fmt.Errorf("hint for keyspace %q and key %q is no mutation a replica accepts", ks, m.GetRecord().GetKey())
+	}
+	return nil
 }
 
 func hintKey(target string, seq uint64) []byte {
@@ -467,14 +482,23 @@ func (h *HintStore) Deliver(ctx context.Context, t Transport, target string, bat
 		var sizes []int
 		keys := make([][]byte, 0, len(recs))
 		expired := 0
+		counted := 0 // keys NewHintStore and Add counted as hints
 		for _, rec := range recs {
 			keys = append(keys, rec.Key)
-			if _, seq, ok := splitHintKey(rec.Key); ok && seq < cutoff {
+			_, seq, ok := splitHintKey(rec.Key)
+			if !ok {
+				// Damage that merely shares the target's prefix: never
+				// counted, never deliverable; remove it.
+				h.log.Error("dropping malformed hint key", "target", target, "key", rec.Key)
+				continue
+			}
+			counted++
+			if seq < cutoff {
 				expired++
 				continue
 			}
 			m := &kvpb.Mutation{}
-			if err := proto.Unmarshal(rec.Value, m); err != nil {
+			if err := decodeHint(rec.Value, m); err != nil {
 				// A hint we cannot decode can never be delivered; drop it
 				// rather than block the ones behind it.
 				h.log.Error("dropping undecodable hint", "target", target, "err", err)
@@ -508,7 +532,7 @@ func (h *HintStore) Deliver(ctx context.Context, t Transport, target string, bat
 		if err := h.engine.Purge(ctx, hintKeyspace, keys); err != nil {
 			return done, fmt.Errorf("remove delivered hints: %w", err)
 		}
-		h.removed(ts, len(keys))
+		h.removed(ts, counted)
 		h.expired.Add(uint64(expired))
 	}
 }

@@ -63,6 +63,10 @@ type Options struct {
 	// Logger receives pebble's messages and the engine's warnings.
 	// Default slog.Default().
 	Logger *slog.Logger
+
+	// FS is the filesystem the database lives on; nil means the operating
+	// system's. Tests pass a PowerCutFS to lose what was never synced.
+	FS FS
 }
 
 // EnsureDefaults replaces unset or invalid fields with their defaults.
@@ -110,11 +114,15 @@ var _ Engine = (*Pebble)(nil)
 // committer.
 func OpenPebble(dir string, opts Options) (*Pebble, error) {
 	opts.EnsureDefaults()
+	if err := createDir(opts.FS, dir); err != nil {
+		return nil, err
+	}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref() // the DB holds its own reference
 	db, err := pebble.Open(dir, &pebble.Options{
 		Cache:  cache,
 		Logger: pebbleLogger{opts.Logger},
+		FS:     opts.FS,
 		// Every Apply point-reads each key it writes, and most keys are new:
 		// bloom filters answer those misses without touching data blocks.
 		// Deeper levels inherit the last entry.

@@ -51,12 +51,21 @@ const (
 // pebble's events to logger (nil: slog.Default()), which
 // must not be shared with a Pebble engine.
 func OpenRaftStore(dir string, logger *slog.Logger) (*RaftStore, error) {
+	return openRaftStoreOn(nil, dir, logger)
+}
+
+// openRaftStoreOn opens the raft database on fs (nil: the operating
+// system's), which the power-cut tests replace.
+func openRaftStoreOn(fs FS, dir string, logger *slog.Logger) (*RaftStore, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	if err := createDir(fs, dir); err != nil {
+		return nil, err
+	}
 	cache := pebble.NewCache(8 << 20) // raft reads recent entries, mostly from memtables
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, Logger: pebbleLogger{logger}})
+	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, Logger: pebbleLogger{logger}, FS: fs})
 	if err != nil {
 		return nil, fmt.Errorf("storage: open raft store %s: %w", dir, err)
 	}
@@ -310,6 +319,11 @@ func cutBytes(b []byte) (field, rest []byte, err error) {
 	n, w := binary.Uvarint(b)
 	if w <= 0 || n > uint64(len(b)-w) {
 		return nil, nil, fmt.Errorf("%w: bad length prefix in raft log", ErrCorrupt)
+	}
+	// appendRaftLog writes the shortest form; a longer one (0x80 0x00 for
+	// 0) is damage, and accepting it would give an entry two encodings.
+	if w != len(binary.AppendUvarint(nil, n)) {
+		return nil, nil, fmt.Errorf("%w: overlong length prefix in raft log", ErrCorrupt)
 	}
 	b = b[w:]
 	if n > 0 {

@@ -236,6 +236,21 @@ func (c *Cluster) StopNode(i int) error {
 	return n.Stop(ctx)
 }
 
+// StopNodeNow stops node i like StopNode but cuts its in-flight requests
+// off at once instead of waiting for them, as a crash would.
+func (c *Cluster) StopNodeNow(i int) error {
+	c.mu.Lock()
+	n := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if n == nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return n.Stop(ctx)
+}
+
 // RestartNode starts stopped node i again on its addresses and data.
 func (c *Cluster) RestartNode(ctx context.Context, i int) error {
 	c.mu.Lock()
