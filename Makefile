@@ -29,7 +29,8 @@ vet:
 FUZZTIME ?= 5s
 FUZZ_TARGETS := storage:FuzzRecordCodec storage:FuzzRaftLogCodec \
 	replication:FuzzHintStore jepsen/history:FuzzRead \
-	node:FuzzMetadataApply node:FuzzMetadataRestore node:FuzzKVRequest
+	node:FuzzMetadataApply node:FuzzMetadataRestore node:FuzzKVRequest \
+	replication/ring:FuzzPreferenceList
 
 fuzz-ci:
 	@missing=$$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/^func //' | \
