@@ -14,6 +14,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,6 +62,8 @@ type Node struct {
 	clock     *replication.Clock
 	metrics   *metrics
 	tuning    *tuning
+	admission *admission // nil: no bound
+	catchUp   catchUp
 
 	grpcServer *grpc.Server
 	health     *health.Server
@@ -186,6 +189,10 @@ func (n *Node) start(ctx context.Context) error {
 		Keyspaces: n.meta, Hints: n.hints, Clock: n.clock, ReplicaTimeout: cfg.ReplicaTimeout,
 		ReadRepairChance: cfg.ReadRepairChance, Observer: n.tuning, Logger: n.log,
 	})
+	if cfg.MaxInflight >= 0 {
+		n.admission = newAdmission(cmp.Or(cfg.MaxInflight, DefaultMaxInflight))
+	}
+	n.catchUp.sem = make(chan struct{}, 1)
 	n.metrics = newMetrics(n)
 
 	const streamWorkers = 128

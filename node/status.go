@@ -24,6 +24,15 @@ const (
 	ReasonNoMetadataLeader  = "NO_METADATA_LEADER"
 	ReasonStaleEpoch        = "STALE_EPOCH"
 	ReasonNodeNotFound      = "NODE_NOT_FOUND"
+	// ReasonOverloaded (ResourceExhausted) refuses a client request past
+	// the node's in-flight bound (Config.MaxInflight) before anything was
+	// done; the status carries a google.rpc.RetryInfo hint.
+	ReasonOverloaded = "OVERLOADED"
+	// ReasonMetadataNotReady (Unavailable) refuses a request for a keyspace
+	// this node does not know while it cannot tell whether the keyspace
+	// exists: it has not caught up with the metadata log since it started,
+	// or has lost touch with its leader. Nothing was done.
+	ReasonMetadataNotReady = "METADATA_NOT_READY"
 	errorDomain             = "adaptkv"
 )
 
