@@ -33,7 +33,7 @@ const (
 	// exists: it has not caught up with the metadata log since it started,
 	// or has lost touch with its leader. Nothing was done.
 	ReasonMetadataNotReady = "METADATA_NOT_READY"
-	errorDomain             = "adaptkv"
+	errorDomain            = "adaptkv"
 )
 
 func withReason(code codes.Code, reason, msg string, meta map[string]string) error {
