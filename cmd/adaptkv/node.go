@@ -33,6 +33,7 @@ type nodeFlags struct {
 	unsafeTunerForce                         time.Duration
 	logLevel, logFormat                      string
 	gcPercent                                int
+	maxInflight                              int
 }
 
 func (a *app) nodeCommand() *cobra.Command {
@@ -78,6 +79,7 @@ and --seeds listing the gossip addresses of the others.`,
 	fs.DurationVar(&f.tunerDwell, "tuner-dwell", 0, "least time between two cost-saving changes of a keyspace's configuration (0: the tuner's default, 2m)")
 	fs.DurationVar(&f.unsafeTunerForce, "unsafe-tuner-force", 0, "with --unsafe-test-hooks: move adaptive keyspaces between safe configurations at this interval, for tests of transitions under faults")
 	fs.BoolVar(&f.unsafeTestHooks, "unsafe-test-hooks", false, "serve fault-injection hooks under /unsafe/ on --http-addr (clock skew, slow replies, dropped writes), for the Jepsen harness; never in production")
+	fs.IntVar(&f.maxInflight, "max-inflight", node.DefaultMaxInflight, "client requests the node coordinates at once; past it a request is refused at once with RESOURCE_EXHAUSTED (OVERLOADED) and a retry-after hint; -1 for no bound")
 	fs.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target (GOGC) for the node process; the GOGC environment variable wins when set, and GOMEMLIMIT caps memory as usual")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -110,6 +112,7 @@ func (f *nodeFlags) config() (node.Config, error) {
 	cfg.UnsafeTestHooks = f.unsafeTestHooks
 	cfg.TunerInterval, cfg.TunerDwell = f.tunerInterval, f.tunerDwell
 	cfg.UnsafeTunerForce = f.unsafeTunerForce
+	cfg.MaxInflight = f.maxInflight
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -126,6 +129,9 @@ func (f *nodeFlags) config() (node.Config, error) {
 	}
 	if f.gcPercent < minGCPercent || f.gcPercent > maxGCPercent {
 		return cfg, usagef("--gc-percent %d: want %d to %d", f.gcPercent, minGCPercent, maxGCPercent)
+	}
+	if f.maxInflight == 0 || f.maxInflight < -1 {
+		return cfg, usagef("--max-inflight %d: want a positive bound, or -1 for none", f.maxInflight)
 	}
 	if f.id == "" {
 		return cfg, usagef("--id is required: a name for the node, unique in the cluster (e.g. n1)")
