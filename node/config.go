@@ -145,10 +145,12 @@ func DefaultConfig() Config {
 	}
 }
 
-// DefaultMaxInflight is Config.MaxInflight's default, measured on 2-core
-// machines (BENCHMARKS.md, overload): a 3-node cluster reached its peak
-// throughput with about 32 client requests in flight per node.
-const DefaultMaxInflight = 64
+// DefaultMaxInflight is Config.MaxInflight's default, sized on 2-core
+// machines (BENCHMARKS.md, overload): a 3-node cluster reaches its peak
+// with 32 closed-loop clients, about 11 requests in flight per node, and
+// a bound of three times that keeps the peak's throughput through bursts
+// and uneven routing (hot keys) while capping the wait of what it admits.
+const DefaultMaxInflight = 32
 
 // DefaultLocalConfig returns DefaultConfig with timings for nodes on one
 // machine: failures detected in about two seconds, hints tried every 250 ms.

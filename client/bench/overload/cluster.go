@@ -210,3 +210,30 @@ func memory(pid int) (rss, hwm int64, err error) {
 	}
 	return rss, hwm, sc.Err()
 }
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat's CPU
+// times: 100 on every Linux platform Go supports.
+const clockTicks = 100
+
+// cpuSeconds reads the user plus system CPU time a process has used, from
+// /proc/PID/stat ("self" for the bench itself).
+func cpuSeconds(pid string) (float64, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after it are
+	// counted from its closing parenthesis: utime and stime are the 14th
+	// and 15th fields of the line.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%s/stat: %d fields after the name", pid, len(f))
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%s/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return (ut + st) / clockTicks, nil
+}

@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -167,6 +168,11 @@ type Arm struct {
 	AdmittedP99Ratio float64 `json:"admitted_p99_ratio"`
 	NormalP99        float64 `json:"normal_p99_ms"`
 	RecoverySeconds  float64 `json:"recovery_s"`
+	// NodeCores and BenchCores are the CPUs the nodes (together) and the
+	// bench process used during the overload, in cores: on a small
+	// machine the load generator competes with the cluster.
+	NodeCores  float64 `json:"node_cores"`
+	BenchCores float64 `json:"bench_cores"`
 }
 
 // Result is the whole run.
@@ -272,10 +278,20 @@ func runArm(ctx context.Context, cfg Config, name, binary string, flags []string
 	overloadStart := time.Now().Add(cfg.NormalTime)
 	overloadEnd := overloadStart.Add(cfg.Overload)
 	mem := make([]NodeMemory, len(c.procs))
+	cpu := func() (nodes, self float64) {
+		for _, p := range c.procs {
+			s, _ := cpuSeconds(strconv.Itoa(p.cmd.Process.Pid))
+			nodes += s
+		}
+		self, _ = cpuSeconds("self")
+		return nodes, self
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
+		var first time.Time
+		var n0, b0 float64
 		for {
 			select {
 			case <-sctx.Done():
@@ -288,6 +304,12 @@ func runArm(ctx context.Context, cfg Config, name, binary string, flags []string
 					if rss, _, err := memory(p.cmd.Process.Pid); err == nil {
 						mem[i].OverloadRSS = max(mem[i].OverloadRSS, rss)
 					}
+				}
+				n, b := cpu()
+				if first.IsZero() {
+					first, n0, b0 = now, n, b
+				} else if wall := now.Sub(first).Seconds(); wall > 0 {
+					arm.NodeCores, arm.BenchCores = (n-n0)/wall, (b-b0)/wall
 				}
 			}
 		}
@@ -389,8 +411,8 @@ func writeMarkdown(w io.Writer, res *Result) {
 		s.Nodes, s.RF, s.Consistency, s.Workload, s.Records, s.ValueSize)
 	fmt.Fprintf(w, "- schedule: closed loop %d clients %v (after %v warmup) → open loop %.2f× peak %v → %.0f× peak %v → %.2f× peak %v\n\n",
 		s.Concurrency, s.Peak, s.Warmup, s.Normal, s.NormalTime, s.Multiplier, s.Overload, s.Normal, s.Recovery)
-	fmt.Fprintln(w, "| arm | peak ops/s | peak p99 ms | offered ops/s | goodput ops/s | goodput / peak | shed | other errors | admitted p99 ms | admitted p99 / peak p99 | normal p99 ms | recovery s | peak RSS per node (VmHWM) MiB | max RSS in overload MiB |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+	fmt.Fprintln(w, "| arm | peak ops/s | peak p99 ms | offered ops/s | goodput ops/s | goodput / peak | shed | other errors | admitted p99 ms | admitted p99 / peak p99 | normal p99 ms | recovery s | peak RSS per node (VmHWM) MiB | max RSS in overload MiB | CPU in overload: nodes / bench |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
 	for _, a := range res.Arms {
 		var over bench.StepResult
 		for _, st := range a.Open.Steps {
@@ -412,9 +434,9 @@ func writeMarkdown(w io.Writer, res *Result) {
 		if a.RecoverySeconds < 0 {
 			rec = fmt.Sprintf("> %.0f", s.Recovery.Seconds())
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.0f | %.0f | %.2f | %d | %d | %.2f | %.2f | %.2f | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.0f | %.0f | %.2f | %d | %d | %.2f | %.2f | %.2f | %s | %s | %s | %.2f / %.2f |\n",
 			a.Name, a.PeakOps, a.PeakP99, over.Rate, over.Goodput, a.GoodputRatio, shed, over.Errors-shed,
-			a.AdmittedP99, a.AdmittedP99Ratio, a.NormalP99, rec, hwm, rss)
+			a.AdmittedP99, a.AdmittedP99Ratio, a.NormalP99, rec, hwm, rss, a.NodeCores, a.BenchCores)
 	}
 	for _, a := range res.Arms {
 		for _, st := range a.Open.Steps {
