@@ -237,3 +237,53 @@ func cpuSeconds(pid string) (float64, error) {
 	}
 	return (ut + st) / clockTicks, nil
 }
+
+// machineBusy reads the CPU time the whole machine has spent busy (every
+// state of /proc/stat's "cpu" line but idle and iowait; guest time is
+// already in user), in seconds.
+func machineBusy() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	busy := 0.0
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 {
+			continue
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		busy += n
+	}
+	return busy / clockTicks, nil
+}
+
+// otherCores returns the CPUs that processes other than the bench used over
+// d (the bench's nodes are stopped when it is called).
+func otherCores(ctx context.Context, d time.Duration) (float64, error) {
+	m0, err := machineBusy()
+	if err != nil {
+		return 0, err
+	}
+	s0, _ := cpuSeconds("self")
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(d):
+	}
+	m1, err := machineBusy()
+	if err != nil {
+		return 0, err
+	}
+	s1, _ := cpuSeconds("self")
+	wall := time.Since(start).Seconds()
+	return max((m1-m0)-(s1-s0), 0) / wall, nil
+}

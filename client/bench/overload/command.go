@@ -76,6 +76,8 @@ after the other, and writes both into results.md and results.json in --out.`,
 	fs.DurationVar(&cfg.Recovery, "recovery", DefaultRecovery, "open loop at the normal rate after the overload")
 	fs.Float64Var(&cfg.Multiplier, "multiplier", DefaultMultiplier, "the overload's rate as a multiple of the measured peak")
 	fs.Float64Var(&cfg.Normal, "normal", DefaultNormalShare, "the normal rate as a share of the measured peak")
+	fs.DurationVar(&cfg.QuietWait, "quiet-wait", 0, "before each arm, wait up to this long for other processes to use less than --quiet-cpus")
+	fs.Float64Var(&cfg.QuietCores, "quiet-cpus", 0.3, "CPUs other processes may use for the machine to count as quiet")
 	fs.BoolVar(&verbose, "verbose", false, "log the client's warnings to stderr")
 	return cmd
 }

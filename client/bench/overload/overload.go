@@ -61,6 +61,10 @@ type Config struct {
 	// Multiplier is the overload's offered rate as a multiple of the peak;
 	// Normal is the normal rate's (before and after the overload).
 	Multiplier, Normal float64
+	// QuietWait is how long to wait before each arm for other processes
+	// to use less than QuietCores CPUs (0: do not wait).
+	QuietWait  time.Duration
+	QuietCores float64
 	// Command is recorded in the results.
 	Command string
 	Logger  *slog.Logger `json:"-"`
@@ -127,6 +131,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Out == "" {
 		c.Out = "overload-results"
 	}
+	if c.QuietCores == 0 {
+		c.QuietCores = 0.3
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -173,6 +180,12 @@ type Arm struct {
 	// machine the load generator competes with the cluster.
 	NodeCores  float64 `json:"node_cores"`
 	BenchCores float64 `json:"bench_cores"`
+	// OtherCores is what every other process on the machine used during
+	// the overload, in cores: other users of a shared machine.
+	OtherCores float64 `json:"other_cores"`
+	// OtherBefore is what other processes used just before the arm
+	// started, after the quiet wait.
+	OtherBefore float64 `json:"other_cores_before"`
 }
 
 // Result is the whole run.
@@ -228,6 +241,19 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 
 func runArm(ctx context.Context, cfg Config, name, binary string, flags []string, dir string, pr io.Writer) (*Arm, error) {
 	arm := &Arm{Name: name, Binary: binary, Flags: flags}
+	// The machine may be shared: starting during someone else's burst
+	// measures them as much as the cluster.
+	for deadline := time.Now().Add(cfg.QuietWait); ; {
+		other, err := otherCores(ctx, 2*time.Second)
+		if err != nil {
+			break
+		}
+		arm.OtherBefore = other
+		if other < cfg.QuietCores || !time.Now().Before(deadline) {
+			break
+		}
+		fmt.Fprintf(pr, "   waiting for other processes to quiet down: they use %.2f CPUs\n", other)
+	}
 	fmt.Fprintf(pr, "== %s: starting %d nodes from %s %v\n", name, cfg.Nodes, binary, flags)
 	c, err := startCluster(ctx, binary, dir, cfg.Nodes, flags)
 	if err != nil {
@@ -278,20 +304,21 @@ func runArm(ctx context.Context, cfg Config, name, binary string, flags []string
 	overloadStart := time.Now().Add(cfg.NormalTime)
 	overloadEnd := overloadStart.Add(cfg.Overload)
 	mem := make([]NodeMemory, len(c.procs))
-	cpu := func() (nodes, self float64) {
+	cpu := func() (nodes, self, machine float64) {
 		for _, p := range c.procs {
 			s, _ := cpuSeconds(strconv.Itoa(p.cmd.Process.Pid))
 			nodes += s
 		}
 		self, _ = cpuSeconds("self")
-		return nodes, self
+		machine, _ = machineBusy()
+		return nodes, self, machine
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
 		var first time.Time
-		var n0, b0 float64
+		var n0, b0, m0 float64
 		for {
 			select {
 			case <-sctx.Done():
@@ -305,11 +332,12 @@ func runArm(ctx context.Context, cfg Config, name, binary string, flags []string
 						mem[i].OverloadRSS = max(mem[i].OverloadRSS, rss)
 					}
 				}
-				n, b := cpu()
+				n, b, m := cpu()
 				if first.IsZero() {
-					first, n0, b0 = now, n, b
+					first, n0, b0, m0 = now, n, b, m
 				} else if wall := now.Sub(first).Seconds(); wall > 0 {
 					arm.NodeCores, arm.BenchCores = (n-n0)/wall, (b-b0)/wall
+					arm.OtherCores = max((m-m0)/wall-arm.NodeCores-arm.BenchCores, 0)
 				}
 			}
 		}
@@ -411,7 +439,7 @@ func writeMarkdown(w io.Writer, res *Result) {
 		s.Nodes, s.RF, s.Consistency, s.Workload, s.Records, s.ValueSize)
 	fmt.Fprintf(w, "- schedule: closed loop %d clients %v (after %v warmup) → open loop %.2f× peak %v → %.0f× peak %v → %.2f× peak %v\n\n",
 		s.Concurrency, s.Peak, s.Warmup, s.Normal, s.NormalTime, s.Multiplier, s.Overload, s.Normal, s.Recovery)
-	fmt.Fprintln(w, "| arm | peak ops/s | peak p99 ms | offered ops/s | goodput ops/s | goodput / peak | shed | other errors | admitted p99 ms | admitted p99 / peak p99 | normal p99 ms | recovery s | peak RSS per node (VmHWM) MiB | max RSS in overload MiB | CPU in overload: nodes / bench |")
+	fmt.Fprintln(w, "| arm | peak ops/s | peak p99 ms | offered ops/s | goodput ops/s | goodput / peak | shed | other errors | admitted p99 ms | admitted p99 / peak p99 | normal p99 ms | recovery s | peak RSS per node (VmHWM) MiB | max RSS in overload MiB | CPUs in overload: nodes / bench / other processes |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
 	for _, a := range res.Arms {
 		var over bench.StepResult
@@ -434,9 +462,9 @@ func writeMarkdown(w io.Writer, res *Result) {
 		if a.RecoverySeconds < 0 {
 			rec = fmt.Sprintf("> %.0f", s.Recovery.Seconds())
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.0f | %.0f | %.2f | %d | %d | %.2f | %.2f | %.2f | %s | %s | %s | %.2f / %.2f |\n",
+		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.0f | %.0f | %.2f | %d | %d | %.2f | %.2f | %.2f | %s | %s | %s | %.2f / %.2f / %.2f |\n",
 			a.Name, a.PeakOps, a.PeakP99, over.Rate, over.Goodput, a.GoodputRatio, shed, over.Errors-shed,
-			a.AdmittedP99, a.AdmittedP99Ratio, a.NormalP99, rec, hwm, rss, a.NodeCores, a.BenchCores)
+			a.AdmittedP99, a.AdmittedP99Ratio, a.NormalP99, rec, hwm, rss, a.NodeCores, a.BenchCores, a.OtherCores)
 	}
 	for _, a := range res.Arms {
 		for _, st := range a.Open.Steps {
