@@ -20,7 +20,7 @@ func TestRecoverySeconds(t *testing.T) {
 		limit float64
 		want  float64
 	}{
-		{"back after a blip", tl, 10, 4}, // ticks 7-9 (starting at 6 s) are the first three good ones
+		{"back after a blip", tl, 10, 3}, // the ticks ending at 7, 8 and 9 s are the first three good in a row
 		{"back at once", tl, 1000, 0},    // the tick starting at 3 s is fine
 		{"never", tl[:7], 10, -1},        // no three good ticks in a row
 		{"an empty tick does not count", []bench.OpenPoint{{Elapsed: 4}, point(5, 1), point(6, 1), point(7, 1)}, 10, 1},
