@@ -61,7 +61,7 @@ after the other, and writes both into results.md and results.json in --out.`,
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.Binary, "binary", "", "adaptkv executable to start the nodes with (default: this executable)")
 	fs.StringVar(&cfg.Baseline, "baseline", "", "a second adaptkv executable (an older build) to run the same schedule against, for comparison")
-	fs.StringSliceVar(&cfg.BinaryFlags, "node-flags", nil, "extra `adaptkv node` flags for --binary's nodes (not the baseline's), e.g. --max-inflight=32")
+	fs.StringSliceVar(&cfg.BinaryFlags, "node-flags", nil, "extra node flags for --binary's nodes (not the baseline's), e.g. --max-inflight=32")
 	fs.StringVar(&cfg.Out, "out", "overload-results", "folder for results.json, results.md and the nodes' data and logs")
 	fs.IntVar(&cfg.Nodes, "nodes", DefaultNodes, "node processes per arm")
 	fs.StringVar(&cfg.Workload, "workload", "a", "YCSB core workload")
