@@ -19,6 +19,7 @@ import (
 func NewCommand() *cobra.Command {
 	var cfg Config
 	var verbose bool
+	var variants []string
 	cmd := &cobra.Command{
 		Use:   "overload",
 		Short: "Offer a cluster three times its peak and measure goodput, admitted latency, memory and recovery",
@@ -47,6 +48,13 @@ after the other, and writes both into results.md and results.json in --out.`,
 			if verbose {
 				cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			}
+			for _, v := range variants {
+				name, flags, ok := strings.Cut(v, "=")
+				if !ok || name == "" || strings.TrimSpace(flags) == "" {
+					return fmt.Errorf("--variant %q: want NAME=FLAGS, e.g. 'max16=--max-inflight=16'", v)
+				}
+				cfg.Variants = append(cfg.Variants, Variant{Name: name, Flags: strings.Fields(flags)})
+			}
 			cfg.Command = strings.Join(os.Args, " ")
 			ctx := cmd.Context()
 			if ctx == nil {
@@ -62,6 +70,7 @@ after the other, and writes both into results.md and results.json in --out.`,
 	fs.StringVar(&cfg.Binary, "binary", "", "adaptkv executable to start the nodes with (default: this executable)")
 	fs.StringVar(&cfg.Baseline, "baseline", "", "a second adaptkv executable (an older build) to run the same schedule against, for comparison")
 	fs.StringSliceVar(&cfg.BinaryFlags, "node-flags", nil, "extra node flags for --binary's nodes (not the baseline's), e.g. --max-inflight=32")
+	fs.StringArrayVar(&variants, "variant", nil, "NAME=FLAGS: one more arm of --binary with these node flags (space-separated), after the first; repeatable")
 	fs.StringVar(&cfg.Out, "out", "overload-results", "folder for results.json, results.md and the nodes' data and logs")
 	fs.IntVar(&cfg.Nodes, "nodes", DefaultNodes, "node processes per arm")
 	fs.StringVar(&cfg.Workload, "workload", "a", "YCSB core workload")

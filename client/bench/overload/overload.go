@@ -44,6 +44,9 @@ type Config struct {
 	// --max-inflight 32); the baseline gets none, since an older build may
 	// not know them.
 	BinaryFlags []string
+	// Variants are further arms of Binary with other node flags, run
+	// after the first, each named (say "max-inflight 16").
+	Variants []Variant
 	// Out holds results.json, results.md and the nodes' data and logs.
 	Out string
 
@@ -68,6 +71,12 @@ type Config struct {
 	// Command is recorded in the results.
 	Command string
 	Logger  *slog.Logger `json:"-"`
+}
+
+// Variant is an extra arm of the build under test with its own node flags.
+type Variant struct {
+	Name  string   `json:"name"`
+	Flags []string `json:"flags"`
 }
 
 // Defaults.
