@@ -220,15 +220,16 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Command: cfg.Command, Host: bench.ThisHost(), Started: time.Now().UTC(), Settings: cfg}
-	arms := []struct {
+	type armSpec struct {
 		name, bin string
 		flags     []string
-	}{{"this build", cfg.Binary, cfg.BinaryFlags}}
+	}
+	arms := []armSpec{{"this build", cfg.Binary, cfg.BinaryFlags}}
+	for _, v := range cfg.Variants {
+		arms = append(arms, armSpec{"this build, " + v.Name, cfg.Binary, append(append([]string(nil), cfg.BinaryFlags...), v.Flags...)})
+	}
 	if cfg.Baseline != "" {
-		arms = append(arms, struct {
-			name, bin string
-			flags     []string
-		}{"baseline", cfg.Baseline, nil})
+		arms = append(arms, armSpec{"baseline", cfg.Baseline, nil})
 	}
 	for i, a := range arms {
 		dir := filepath.Join(cfg.Out, "nodes", fmt.Sprintf("arm%d", i))
