@@ -286,7 +286,12 @@ func runArm(ctx context.Context, cfg Config, name, binary string, flags []string
 	}
 	defer store.Close()
 	bcfg := bench.Config{Workload: w, Records: cfg.Records, ValueSize: cfg.ValueSize, Concurrency: cfg.Concurrency, Seed: cfg.Seed}
-	load, err := bench.Load(ctx, store, bcfg)
+	// The load's own concurrency stays modest: it only has to insert the
+	// records, and a build that bounds what it admits would shed some of a
+	// load at the peak's concurrency.
+	lcfg := bcfg
+	lcfg.Concurrency = min(bcfg.Concurrency, 16)
+	load, err := bench.Load(ctx, store, lcfg)
 	if err != nil {
 		return nil, err
 	}
