@@ -1,13 +1,16 @@
 package node
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -25,6 +28,10 @@ import (
 type admission struct {
 	max      int64
 	inflight atomic.Int64
+	// refusal caches the OVERLOADED status for one hint, so that a node
+	// shedding thousands of requests a second does not marshal the same
+	// details for each.
+	refusal atomic.Pointer[refusal]
 	// meanNanos is an exponentially weighted mean of admitted requests'
 	// latencies, the basis of the retry-after hint.
 	meanNanos atomic.Int64
@@ -49,14 +56,14 @@ func newAdmission(max int) *admission {
 // acquire admits one request and returns its release, or the OVERLOADED
 // status when max requests are in flight. A nil admission admits every
 // request.
-func (a *admission) acquire(op string) (release func(), err error) {
+func (a *admission) acquire() (release func(), err error) {
 	if a == nil || a.max <= 0 {
 		return func() {}, nil
 	}
 	if a.inflight.Add(1) > a.max {
 		a.inflight.Add(-1)
 		a.shed.Add(1)
-		return nil, a.overloaded(op)
+		return nil, a.overloaded()
 	}
 	start := time.Now()
 	return func() {
@@ -76,15 +83,42 @@ func (a *admission) retryAfter() time.Duration {
 	return min(max(time.Duration(a.meanNanos.Load()), minRetryAfter), maxRetryAfter)
 }
 
-func (a *admission) overloaded(op string) error {
-	hint := a.retryAfter()
+// kvMethodPrefix is the full method name prefix of the client API, the only
+// service admission bounds.
+const kvMethodPrefix = "/adaptkv.v1.KV/"
+
+// tap refuses a client request before gRPC creates its stream, decodes its
+// message or gives it a goroutine, when the node already has its maximum in
+// flight: the cheapest refusal there is, which matters when a node sheds
+// two requests for every one it serves. It runs on the connection's reader
+// goroutine, so it only reads a counter; acquire still enforces the bound
+// exactly for the requests that pass.
+func (a *admission) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if a.inflight.Load() >= a.max && strings.HasPrefix(info.FullMethodName, kvMethodPrefix) {
+		a.shed.Add(1)
+		return ctx, a.overloaded()
+	}
+	return ctx, nil
+}
+
+type refusal struct {
+	hint time.Duration
+	st   *status.Status
+}
+
+func (a *admission) overloaded() error {
+	hint := a.retryAfter().Round(time.Millisecond)
+	if r := a.refusal.Load(); r != nil && r.hint == hint {
+		return r.st.Err()
+	}
 	st := status.New(codes.ResourceExhausted, fmt.Sprintf(
-		"%s refused: node is overloaded (%d client requests in flight, the limit); nothing was done, retry after %v or on another node", op, a.max, hint))
+		"refused: node is overloaded (%d client requests in flight, the limit); nothing was done, retry after %v or on another node", a.max, hint))
 	if d, err := st.WithDetails(
 		&errdetails.ErrorInfo{Reason: ReasonOverloaded, Domain: errorDomain, Metadata: map[string]string{"max_inflight": fmt.Sprint(a.max)}},
 		&errdetails.RetryInfo{RetryDelay: durationpb.New(hint)},
 	); err == nil {
 		st = d
 	}
+	a.refusal.Store(&refusal{hint: hint, st: st})
 	return st.Err()
 }

@@ -212,6 +212,9 @@ func (n *Node) start(ctx context.Context) error {
 	if n.hooks != nil {
 		opts = append(opts, grpc.UnaryInterceptor(n.hooks.replyDelayInterceptor))
 	}
+	if n.admission != nil {
+		opts = append(opts, grpc.InTapHandle(n.admission.tap))
+	}
 	n.grpcServer = grpc.NewServer(opts...)
 	registerServices(n.grpcServer, n)
 	n.health = health.NewServer()

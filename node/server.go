@@ -114,7 +114,7 @@ type kvServer struct {
 }
 
 func (s kvServer) Get(ctx context.Context, req *kvpb.GetRequest) (_ *kvpb.GetResponse, err error) {
-	release, err := s.n.admission.acquire("get")
+	release, err := s.n.admission.acquire()
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (s kvServer) Get(ctx context.Context, req *kvpb.GetRequest) (_ *kvpb.GetRes
 }
 
 func (s kvServer) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutResponse, error) {
-	release, err := s.n.admission.acquire("put")
+	release, err := s.n.admission.acquire()
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (s kvServer) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutRespo
 }
 
 func (s kvServer) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
-	release, err := s.n.admission.acquire("delete")
+	release, err := s.n.admission.acquire()
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +221,7 @@ func prefixEnd(prefix []byte) []byte {
 }
 
 func (s kvServer) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
-	release, err := s.n.admission.acquire("scan")
+	release, err := s.n.admission.acquire()
 	if err != nil {
 		return nil, err
 	}
