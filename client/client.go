@@ -45,6 +45,8 @@ type Client struct {
 	spread atomic.Uint64
 	// budget limits retries after OVERLOADED refusals.
 	budget retryBudget
+	// throttle refuses locally what overloaded nodes would refuse.
+	throttle throttle
 }
 
 // New returns a Client for the cluster at cfg.Endpoints. It fails only on an

@@ -102,6 +102,13 @@
 //     left. A burst is ridden out; under sustained overload the retries
 //     stop at about one per ten successes instead of multiplying the load
 //     the cluster is shedding.
+//   - Client-side throttling (Google SRE, "Handling Overload"): for each
+//     node the client counts, over the last seconds, the requests it sent
+//     and those the node accepted, and refuses a request locally, unsent,
+//     with probability max(0, (requests − 2·accepts)/(requests + 1)),
+//     returning ErrOverloaded. A node refusing most of its load is spared
+//     most of the refusals; a node that accepts everything is never
+//     throttled.
 //
 // # Routing
 //

@@ -34,6 +34,7 @@ func TestOverloadedIsRetriedAfterTheHint(t *testing.T) {
 		n.setFail("Put", overloadedStatus(t, hint))
 	}
 	c := newTestClient(t, Config{Endpoints: []string{n1.addr, n2.addr}, DisableRouting: true, MaxRetries: 3})
+	c.throttle.off = true // every attempt reaches a node (TestThrottle covers the throttle)
 	start := time.Now()
 	_, err := c.Put(t.Context(), []byte("k"), []byte("v"))
 	elapsed := time.Since(start)
@@ -70,6 +71,7 @@ func TestOverloadRetryBudget(t *testing.T) {
 	n := startNode(t, "n1")
 	n.setFail("Get", overloadedStatus(t, time.Millisecond))
 	c := newTestClient(t, Config{Endpoints: []string{n.addr}, DisableRouting: true, MaxRetries: 3})
+	c.throttle.off = true
 	var sends []int
 	for range 4 {
 		before := n.count("Get")
@@ -152,5 +154,45 @@ func TestOverloadWait(t *testing.T) {
 		if got < tt.lo || got > tt.hi {
 			t.Errorf("overloadWait(%d, %v, r=%v) = %v; want in [%v, %v]", tt.attempt, tt.hint, tt.r, got, tt.lo, tt.hi)
 		}
+	}
+}
+
+// Client-side throttling (Google SRE, "Handling Overload"): a node that
+// accepts everything is never throttled; once it refuses most of what it
+// is sent, most requests to it are refused locally, never sent; the counts
+// decay, so that a node that has recovered is sent everything again.
+func TestThrottle(t *testing.T) {
+	var th throttle
+	for range 100 {
+		if th.reject("a") {
+			t.Fatal("a node that accepts everything was throttled")
+		}
+		th.done("a", true)
+	}
+	for range 300 {
+		th.done("b", false)
+	}
+	th.done("b", true)
+	rejected := 0
+	for range 1000 {
+		if th.reject("b") {
+			rejected++
+		}
+	}
+	// p = (requests − 2·accepts)/(requests + 1) starts near 1 and grows as
+	// local refusals count as requests too.
+	if rejected < 900 {
+		t.Errorf("%d of 1000 requests to a node that refused 300 of 301 were refused locally; want nearly all", rejected)
+	}
+	if th.reject("a") {
+		t.Error("the throttle of one node spilled onto another")
+	}
+	// A minute later the counts have decayed to nothing.
+	th.nodes["b"].at = th.nodes["b"].at.Add(-time.Minute)
+	for range 100 {
+		if th.reject("b") {
+			t.Fatal("a node's refusals of a minute ago still throttle it")
+		}
+		th.done("b", true)
 	}
 }

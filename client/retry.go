@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
@@ -100,14 +101,24 @@ func (c *Client) invoke(ctx context.Context, kind opKind, op string, pick target
 		addr, cc, e := pick(tried)
 		if e == nil {
 			tried[addr] = true
-			var p peer.Peer
-			err := call(ctx, cc, grpc.Peer(&p))
-			if err == nil {
-				c.budget.success()
-				return nil
+			if c.throttle.reject(addr) {
+				// The node has been refusing most of what it was sent:
+				// refuse locally, at no cost to it; nothing was sent.
+				e = localError(op, codes.ResourceExhausted, ReasonOverloaded,
+					"node %s is overloaded (it refused most recent requests); not sent", addr)
+				e.Addr = addr
+			} else {
+				var p peer.Peer
+				err := call(ctx, cc, grpc.Peer(&p))
+				if err == nil {
+					c.budget.success()
+					c.throttle.done(addr, true)
+					return nil
+				}
+				e = toError(op, kind, err, p.Addr != nil, ownDeadline(ctx))
+				e.Addr = addr
+				c.throttle.done(addr, e.Reason != ReasonOverloaded)
 			}
-			e = toError(op, kind, err, p.Addr != nil, ownDeadline(ctx))
-			e.Addr = addr
 		}
 		if c.isClosed() {
 			e.Cause = ErrClosed

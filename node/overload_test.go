@@ -152,9 +152,10 @@ func TestOverloadedNodeShedsAtOnce(t *testing.T) {
 		return nil
 	})
 
-	once := clientFor(t, n1.Addrs().GRPC) // no retries
-	_, getErr := once.Get(ctx, []byte("k"), client.WithKeyspace("busy"))
-	_, putErr := once.Put(ctx, []byte("k"), []byte("v"), client.WithKeyspace("busy"))
+	// Fresh clients without retries: a client that was just refused
+	// throttles itself, and these calls must reach the node.
+	_, getErr := clientFor(t, n1.Addrs().GRPC).Get(ctx, []byte("k"), client.WithKeyspace("busy"))
+	_, putErr := clientFor(t, n1.Addrs().GRPC).Put(ctx, []byte("k"), []byte("v"), client.WithKeyspace("busy"))
 	select {
 	case err := <-slowDone:
 		t.Fatalf("the slow write finished (%v) before the refusals were checked; the test proves nothing", err)
@@ -181,14 +182,16 @@ func TestOverloadedNodeShedsAtOnce(t *testing.T) {
 	if _, err := retrying.Get(ctx, []byte("k"), client.WithKeyspace("busy")); !errors.Is(err, client.ErrOverloaded) {
 		t.Fatalf("retrying client: %v; want ErrOverloaded once its retries ran out", err)
 	}
-	if got := metric(t, n1, "adaptkv_requests_shed_total") - shed; got != 4 {
-		t.Errorf("n1 shed %v attempts of the retrying client; want 1 + 3 retries", got)
+	// Its client-side throttle may have refused some retries locally,
+	// unsent, once n1 had refused the first.
+	if got := metric(t, n1, "adaptkv_requests_shed_total") - shed; got < 1 || got > 4 {
+		t.Errorf("n1 shed %v attempts of the retrying client; want 1 to 1 + 3 retries", got)
 	}
 
 	if err := <-slowDone; err != nil {
 		t.Fatalf("the slow write: %v", err)
 	}
-	if _, err := once.Get(ctx, []byte("slow"), client.WithKeyspace("busy")); err != nil {
+	if _, err := clientFor(t, n1.Addrs().GRPC).Get(ctx, []byte("slow"), client.WithKeyspace("busy")); err != nil {
 		t.Errorf("get once the slot is free: %v", err)
 	}
 }
