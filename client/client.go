@@ -43,6 +43,10 @@ type Client struct {
 	// because one read advances rr too, and with a shared counter an even
 	// step would pin a key with two replicas to one of them.
 	spread atomic.Uint64
+	// budget limits retries after OVERLOADED refusals.
+	budget retryBudget
+	// throttle refuses locally what overloaded nodes would refuse.
+	throttle throttle
 }
 
 // New returns a Client for the cluster at cfg.Endpoints. It fails only on an
@@ -66,6 +70,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		refreshCh: make(chan struct{}, 1),
 	}
 	c.bg, c.stop = context.WithCancel(context.Background())
+	c.budget.init()
 	for _, ep := range cfg.Endpoints {
 		if _, err := c.conn(ep); err != nil {
 			close(c.done) // no refresher to wait for

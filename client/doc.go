@@ -86,12 +86,29 @@
 //     connection failures.
 //   - Writes (Put, Delete, CreateKeyspace, AlterKeyspace) retry only after a
 //     definite failure that wrote nothing: NOT_ENOUGH_REPLICAS,
-//     NO_METADATA_LEADER, or a connection that failed before the request was
-//     sent. Before sending a write the client skips nodes whose connection is
+//     METADATA_NOT_READY, OVERLOADED, NO_METADATA_LEADER, or a connection
+//     that failed before the request was sent. Before sending a write the client skips nodes whose connection is
 //     failing, so that a dead node costs no uncertainty. A write with an
 //     unknown outcome is never retried automatically; that is the caller's
 //     decision.
 //   - InvalidArgument, NotFound and AlreadyExists are never retried.
+//   - OVERLOADED (ErrOverloaded: the node had its maximum of requests in
+//     flight and refused this one at once) is retried, read or write, after
+//     at least the node's retry-after hint (Error.RetryAfter), jittered up
+//     by half of it, or the ordinary backoff if longer. Such retries draw on
+//     a budget shared by the Client, as in gRPC's retry throttling: each
+//     refusal costs a token, each success returns a tenth of one, and a
+//     refusal is retried only while more than half of the ten tokens are
+//     left. A burst is ridden out; under sustained overload the retries
+//     stop at about one per ten successes instead of multiplying the load
+//     the cluster is shedding.
+//   - Client-side throttling (Google SRE, "Handling Overload"): for each
+//     node the client counts, over the last seconds, the requests it sent
+//     and those the node accepted, and refuses a request locally, unsent,
+//     with probability max(0, (requests − 2·accepts)/(requests + 1)),
+//     returning ErrOverloaded. A node refusing most of its load is spared
+//     most of the refusals; a node that accepts everything is never
+//     throttled.
 //
 // # Routing
 //

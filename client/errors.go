@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -48,6 +49,14 @@ var (
 	ErrNodeNotFound = errors.New("client: node not found")
 	// ErrNoEndpoints: Config.Endpoints is empty.
 	ErrNoEndpoints = errors.New("client: no endpoints configured")
+	// ErrOverloaded: the node had as many requests in flight as it admits
+	// and refused this one at once (RESOURCE_EXHAUSTED, reason
+	// OVERLOADED). Definite failure: nothing was done, so even a write may
+	// be sent again. The client retries it after the node's retry-after
+	// hint (Error.RetryAfter), on the key's next replica, as long as its
+	// retry budget allows (see the package documentation); it is returned
+	// when the retries ran out too.
+	ErrOverloaded = errors.New("client: overloaded")
 )
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of adaptkv's errors. Details
@@ -80,6 +89,14 @@ const (
 	// ReasonNodeNotReady (Unavailable): the node cannot coordinate writes
 	// yet (it has not been assigned its node number); nothing was sent.
 	ReasonNodeNotReady = "NODE_NOT_READY"
+	// ReasonOverloaded (ResourceExhausted): the node refused the request
+	// because it had its maximum in flight; see ErrOverloaded.
+	ReasonOverloaded = "OVERLOADED"
+	// ReasonMetadataNotReady (Unavailable): the node did not know the
+	// keyspace and could not yet tell whether it exists (it had just
+	// started, or lost touch with the metadata leader). Definite failure,
+	// retried like NOT_ENOUGH_REPLICAS.
+	ReasonMetadataNotReady = "METADATA_NOT_READY"
 	// ReasonReceiptViolation: the server reported success with a receipt
 	// showing fewer replicas than required. That is a server bug; the client
 	// refuses the result rather than pass on a weaker guarantee than asked.
@@ -106,6 +123,9 @@ type Error struct {
 	// sent and the outcome is not known; errors.Is(err, ErrUnknownOutcome)
 	// reports it. Always false for reads and for definite failures.
 	Unknown bool
+	// RetryAfter is the server's hint of how long to wait before trying
+	// again (google.rpc.RetryInfo), sent with OVERLOADED; zero when none.
+	RetryAfter time.Duration
 	// Addr is the gRPC address of the last node tried, if any.
 	Addr string
 	// Cause is the underlying error: the gRPC status error, the caller's
@@ -169,6 +189,8 @@ func (e *Error) Is(target error) bool {
 		return e.Reason == ReasonNoMetadataLeader
 	case ErrNodeNotFound:
 		return e.Reason == ReasonNodeNotFound
+	case ErrOverloaded:
+		return e.Reason == ReasonOverloaded
 	}
 	return false
 }
@@ -212,6 +234,16 @@ var definiteCodes = map[codes.Code]bool{
 	codes.ResourceExhausted:  true,
 }
 
+// definiteReasons are the reasons whose code alone would leave a write's
+// outcome unknown but which the server sends only when it did nothing.
+var definiteReasons = map[string]bool{
+	ReasonNotEnoughReplicas: true,
+	ReasonMetadataNotReady:  true,
+	ReasonOverloaded:        true,
+	ReasonConfigUnconfirmed: true,
+	ReasonNodeNotReady:      true,
+}
+
 // toError converts a gRPC call error into an *Error.
 //
 // sent reports whether the request may have reached a server (gRPC created a
@@ -223,22 +255,27 @@ func toError(op string, kind opKind, err error, sent bool, ctxErr error) *Error 
 	st, _ := status.FromError(err) // non-status errors become codes.Unknown
 	e := &Error{Op: op, Code: st.Code(), Message: st.Message(), Cause: err, st: st}
 	for _, d := range st.Details() {
-		info, ok := d.(*errdetails.ErrorInfo)
-		if !ok || info.GetDomain() != ErrorDomain {
-			continue
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			if d.GetDomain() != ErrorDomain || e.Reason != "" {
+				continue
+			}
+			e.Reason = d.GetReason()
+			md := d.GetMetadata()
+			e.Acked = atoi(md["acked"])
+			e.Alive = atoi(md["alive"])
+			e.Required = atoi(md["required"])
+		case *errdetails.RetryInfo:
+			if rd := d.GetRetryDelay(); rd.IsValid() && rd.AsDuration() > 0 {
+				e.RetryAfter = rd.AsDuration()
+			}
 		}
-		e.Reason = info.GetReason()
-		md := info.GetMetadata()
-		e.Acked = atoi(md["acked"])
-		e.Alive = atoi(md["alive"])
-		e.Required = atoi(md["required"])
-		break
 	}
 	if ctxErr != nil && (e.Code == codes.DeadlineExceeded || e.Code == codes.Canceled) {
 		e.Cause = ctxErr
 	}
 	if kind == opWrite && sent {
-		e.Unknown = !definiteCodes[e.Code] && e.Reason != ReasonNotEnoughReplicas && e.Reason != ReasonConfigUnconfirmed && e.Reason != ReasonNodeNotReady
+		e.Unknown = !definiteCodes[e.Code] && !definiteReasons[e.Reason]
 	}
 	return e
 }
@@ -277,9 +314,10 @@ func retryable(kind opKind, err error) bool {
 	if errors.Is(e.Cause, context.DeadlineExceeded) || errors.Is(e.Cause, context.Canceled) || errors.Is(e.Cause, ErrClosed) {
 		return false
 	}
-	if e.Reason == ReasonNoMetadataLeader {
-		// Rejected before the Raft log was touched; an election takes a
-		// moment.
+	if e.Reason == ReasonNoMetadataLeader || e.Reason == ReasonOverloaded {
+		// Rejected before the Raft log was touched, an election takes a
+		// moment; or refused before anything was done, and the node (or
+		// the key's next replica) has room again a moment later.
 		return true
 	}
 	if kind == opWrite {

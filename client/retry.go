@@ -3,9 +3,11 @@ package client
 import (
 	"context"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
@@ -23,6 +25,55 @@ func backoff(attempt int, base, maxWait time.Duration, r float64) time.Duration 
 	d = min(d, maxWait)
 	half := d / 2
 	return half + time.Duration(r*float64(d-half))
+}
+
+// overloadWait is the wait before retrying a request the node refused as
+// overloaded: at least the node's hint, jittered up by half of it so that
+// the clients it refused together do not return together, and at least the
+// ordinary backoff, so that a node that keeps refusing is asked ever less
+// often.
+func overloadWait(attempt int, hint, base, maxWait time.Duration, r float64) time.Duration {
+	return max(backoff(attempt, base, maxWait, r), hint+time.Duration(r*float64(hint/2)))
+}
+
+// retryBudget limits retries after OVERLOADED the way gRPC's retry
+// throttling does (gRFC A6): every refusal takes a token, every success
+// gives back a tenth of one, and a refused request is retried only while
+// more than half the tokens are left. Under a short burst a few refusals are
+// retried; under sustained overload the retries stop at about one per ten
+// successes, so that the clients do not multiply the load that the node is
+// shedding. Tokens are counted in thousandths.
+type retryBudget struct{ milli atomic.Int64 }
+
+const (
+	budgetMax     = 10_000 // 10 tokens
+	budgetSuccess = 100    // 0.1 token
+	budgetRefusal = 1_000  // 1 token
+)
+
+func (b *retryBudget) init() { b.milli.Store(budgetMax) }
+
+func (b *retryBudget) success() {
+	// A load first: on the hot path the budget is full and stays untouched.
+	if b.milli.Load() < budgetMax {
+		b.add(budgetSuccess)
+	}
+}
+
+// refused records a refusal and reports whether it may be retried.
+func (b *retryBudget) refused() bool { return b.add(-budgetRefusal) > budgetMax/2 }
+
+// add moves the balance by delta within [0, budgetMax] and returns it. The
+// floor at zero lets the successes after a long overload bring retries back
+// soon.
+func (b *retryBudget) add(delta int64) int64 {
+	for {
+		old := b.milli.Load()
+		v := min(max(old+delta, 0), budgetMax)
+		if b.milli.CompareAndSwap(old, v) {
+			return v
+		}
+	}
 }
 
 // target chooses the node for one attempt: it returns the address and its
@@ -50,13 +101,24 @@ func (c *Client) invoke(ctx context.Context, kind opKind, op string, pick target
 		addr, cc, e := pick(tried)
 		if e == nil {
 			tried[addr] = true
-			var p peer.Peer
-			err := call(ctx, cc, grpc.Peer(&p))
-			if err == nil {
-				return nil
+			if c.throttle.reject(addr) {
+				// The node has been refusing most of what it was sent:
+				// refuse locally, at no cost to it; nothing was sent.
+				e = localError(op, codes.ResourceExhausted, ReasonOverloaded,
+					"node %s is overloaded (it refused most recent requests); not sent", addr)
+				e.Addr = addr
+			} else {
+				var p peer.Peer
+				err := call(ctx, cc, grpc.Peer(&p))
+				if err == nil {
+					c.budget.success()
+					c.throttle.done(addr, true)
+					return nil
+				}
+				e = toError(op, kind, err, p.Addr != nil, ownDeadline(ctx))
+				e.Addr = addr
+				c.throttle.done(addr, e.Reason != ReasonOverloaded)
 			}
-			e = toError(op, kind, err, p.Addr != nil, ownDeadline(ctx))
-			e.Addr = addr
 		}
 		if c.isClosed() {
 			e.Cause = ErrClosed
@@ -64,10 +126,18 @@ func (c *Client) invoke(ctx context.Context, kind opKind, op string, pick target
 		if isConnectionError(e) {
 			c.triggerRefresh()
 		}
+		overloaded := e.Reason == ReasonOverloaded
+		if overloaded && !c.budget.refused() {
+			c.log.Debug("adaptkv client: not retrying an overloaded node: retry budget spent", "op", op, "err", e)
+			return e
+		}
 		if attempt >= c.cfg.MaxRetries || !retryable(kind, e) {
 			return e
 		}
 		wait := backoff(attempt, c.cfg.RetryBackoffBase, c.cfg.RetryBackoffMax, rand.Float64())
+		if overloaded {
+			wait = overloadWait(attempt, e.RetryAfter, c.cfg.RetryBackoffBase, c.cfg.RetryBackoffMax, rand.Float64())
+		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
 			// The retry could not finish in time; the error in hand says
 			// more than the deadline would.

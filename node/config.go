@@ -68,6 +68,18 @@ type Config struct {
 	MaxScanLimit     int
 	DefaultScanLimit int
 
+	// MaxInflight bounds the client requests (get, put, delete, scan) this
+	// node coordinates at once; a request past it is refused at once with
+	// RESOURCE_EXHAUSTED (reason OVERLOADED) and a retry-after hint, which
+	// the SDK backs off on. 0 means DefaultMaxInflight; negative disables
+	// the bound. By Little's law a node that serves X requests/s at its
+	// peak holds about X × latency of them in flight: a bound near that
+	// keeps the peak's throughput, and anything it admits waits at most
+	// bound / X. Why not smaller? Bursts that the node could absorb would be
+	// refused. Why not larger? Requests past the peak's concurrency only add
+	// queueing to everyone's latency (BENCHMARKS.md, overload).
+	MaxInflight int
+
 	// MaxHints bounds the hints a coordinator keeps for down replicas (all
 	// replicas together). Default 1,000,000: at 1 KiB each that is 1 GiB of
 	// disk; beyond it writes for a down replica are left to read repair.
@@ -149,6 +161,7 @@ func DefaultConfig() Config {
 		DefaultScanLimit: 1000,
 		MaxHints:         replication.DefaultMaxHints,
 		MaxHintWindow:    replication.DefaultMaxHintWindow,
+		MaxInflight:      DefaultMaxInflight,
 		HintInterval:     time.Second,
 		TombstoneGrace:   24 * time.Hour,
 		ReplicaTimeout:   2 * time.Second,
@@ -157,6 +170,13 @@ func DefaultConfig() Config {
 		ConfigLease:      4 * time.Second,
 	}
 }
+
+// DefaultMaxInflight is Config.MaxInflight's default, sized on 2-core
+// machines (BENCHMARKS.md, overload): a 3-node cluster reaches its peak
+// with 32 closed-loop clients, about 11 requests in flight per node, and
+// a bound of three times that keeps the peak's throughput through bursts
+// and uneven routing (hot keys) while capping the wait of what it admits.
+const DefaultMaxInflight = 32
 
 // DefaultLocalConfig returns DefaultConfig with timings for nodes on one
 // machine: failures detected in about two seconds, hints tried every 250 ms.

@@ -86,6 +86,24 @@ func newMetrics(n *Node) *metrics {
 			Namespace: "adaptkv", Name: "storage_mutations_total",
 			Help: "Mutations written to the storage engine.",
 		}, func() float64 { return float64(n.engine.Metrics().Mutations) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "requests_shed_total",
+			Help: "Client requests refused with RESOURCE_EXHAUSTED (OVERLOADED) because the node had its maximum in flight.",
+		}, func() float64 {
+			if n.admission == nil {
+				return 0
+			}
+			return float64(n.admission.shed.Load())
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "adaptkv", Name: "requests_inflight",
+			Help: "Client requests this node is coordinating now (admitted, not yet answered).",
+		}, func() float64 {
+			if n.admission == nil {
+				return 0
+			}
+			return float64(n.admission.inflight.Load())
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "adaptkv", Name: "metadata_applied_index",
 			Help: "Last metadata log index applied on this node.",

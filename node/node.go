@@ -14,6 +14,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,7 +63,9 @@ type Node struct {
 	tuning    *tuning
 	lease     configLease
 	// number is this node's number once known (numbers.go); 0 until then.
-	number atomic.Uint32
+	number    atomic.Uint32
+	admission *admission // nil: no bound
+	catchUp   catchUp
 
 	grpcServer *grpc.Server
 	health     *health.Server
@@ -183,6 +186,10 @@ func (n *Node) start(ctx context.Context) error {
 		Keyspaces: n.meta, Hints: n.hints, Clock: n.clock, ReplicaTimeout: cfg.ReplicaTimeout,
 		ReadRepairChance: cfg.ReadRepairChance, Observer: n.tuning, Fence: &n.lease, Logger: n.log,
 	})
+	if cfg.MaxInflight >= 0 {
+		n.admission = newAdmission(cmp.Or(cfg.MaxInflight, DefaultMaxInflight))
+	}
+	n.catchUp.sem = make(chan struct{}, 1)
 	n.metrics = newMetrics(n)
 
 	const streamWorkers = 128
@@ -201,6 +208,9 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	if n.hooks != nil {
 		opts = append(opts, grpc.UnaryInterceptor(n.hooks.replyDelayInterceptor))
+	}
+	if n.admission != nil {
+		opts = append(opts, grpc.InTapHandle(n.admission.tap))
 	}
 	n.grpcServer = grpc.NewServer(opts...)
 	registerServices(n.grpcServer, n)

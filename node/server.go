@@ -114,6 +114,11 @@ type kvServer struct {
 }
 
 func (s kvServer) Get(ctx context.Context, req *kvpb.GetRequest) (_ *kvpb.GetResponse, err error) {
+	release, err := s.n.admission.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	start := time.Now()
 	if err := s.n.checkJoined(); err != nil {
 		return nil, err
@@ -125,10 +130,13 @@ func (s kvServer) Get(ctx context.Context, req *kvpb.GetRequest) (_ *kvpb.GetRes
 	if err != nil {
 		return nil, err
 	}
+	if err := s.n.knowKeyspace(ctx, req.GetKeyspace()); err != nil {
+		return nil, err
+	}
 	res, err := s.n.coord.Get(ctx, req.GetKeyspace(), req.GetKey(), cons)
 	s.n.observe("get", res.Policy.Level, start, err)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, dataStatus(req.GetKeyspace(), err)
 	}
 	resp := &kvpb.GetResponse{Found: res.Found, Receipt: s.n.receipt(res.Receipt, res.Policy.R)}
 	if res.Found {
@@ -141,6 +149,11 @@ func (s kvServer) Get(ctx context.Context, req *kvpb.GetRequest) (_ *kvpb.GetRes
 }
 
 func (s kvServer) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutResponse, error) {
+	release, err := s.n.admission.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	start := time.Now()
 	if err := s.n.checkJoined(); err != nil {
 		return nil, err
@@ -155,15 +168,23 @@ func (s kvServer) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutRespo
 	if err != nil {
 		return nil, err
 	}
+	if err := s.n.knowKeyspace(ctx, req.GetKeyspace()); err != nil {
+		return nil, err
+	}
 	v, r, err := s.n.coord.Put(ctx, req.GetKeyspace(), req.GetKey(), req.GetValue(), cons)
 	s.n.observe("put", r.Policy.Level, start, err)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, dataStatus(req.GetKeyspace(), err)
 	}
 	return &kvpb.PutResponse{Version: replication.VersionToPB(v), Receipt: s.n.receipt(r, r.Policy.W)}, nil
 }
 
 func (s kvServer) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
+	release, err := s.n.admission.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	start := time.Now()
 	if err := s.n.checkJoined(); err != nil {
 		return nil, err
@@ -175,10 +196,13 @@ func (s kvServer) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.De
 	if err != nil {
 		return nil, err
 	}
+	if err := s.n.knowKeyspace(ctx, req.GetKeyspace()); err != nil {
+		return nil, err
+	}
 	v, r, err := s.n.coord.Delete(ctx, req.GetKeyspace(), req.GetKey(), cons)
 	s.n.observe("delete", r.Policy.Level, start, err)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, dataStatus(req.GetKeyspace(), err)
 	}
 	return &kvpb.DeleteResponse{Version: replication.VersionToPB(v), Receipt: s.n.receipt(r, r.Policy.W)}, nil
 }
@@ -197,6 +221,11 @@ func prefixEnd(prefix []byte) []byte {
 }
 
 func (s kvServer) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
+	release, err := s.n.admission.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	start := time.Now()
 	if err := s.n.checkJoined(); err != nil {
 		return nil, err
@@ -241,10 +270,13 @@ func (s kvServer) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanRe
 	if len(to) > 0 {
 		end = to
 	}
+	if err := s.n.knowKeyspace(ctx, req.GetKeyspace()); err != nil {
+		return nil, err
+	}
 	res, err := s.n.coord.Scan(ctx, req.GetKeyspace(), from, end, limit, cons)
 	s.n.observe("scan", res.Policy.Level, start, err)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, dataStatus(req.GetKeyspace(), err)
 	}
 	resp := &kvpb.ScanResponse{More: res.More, NextStart: res.NextStart, Receipt: s.n.receipt(res.Receipt, res.Policy.R)}
 	for _, rec := range res.Records {

@@ -33,7 +33,16 @@ const (
 	// ReasonNodeNotReady: the node cannot coordinate writes yet (it has no
 	// node number); nothing was sent.
 	ReasonNodeNotReady = "NODE_NOT_READY"
-	errorDomain        = "adaptkv"
+	// ReasonOverloaded (ResourceExhausted) refuses a client request past
+	// the node's in-flight bound (Config.MaxInflight) before anything was
+	// done; the status carries a google.rpc.RetryInfo hint.
+	ReasonOverloaded = "OVERLOADED"
+	// ReasonMetadataNotReady (Unavailable) refuses a request for a keyspace
+	// this node does not know while it cannot tell whether the keyspace
+	// exists: it has not caught up with the metadata log since it started,
+	// or has lost touch with its leader. Nothing was done.
+	ReasonMetadataNotReady = "METADATA_NOT_READY"
+	errorDomain            = "adaptkv"
 )
 
 func withReason(code codes.Code, reason, msg string, meta map[string]string) error {

@@ -19,7 +19,13 @@ package storage
 //
 // A queued request belongs to its caller until the committer takes it, so a
 // cancelled context can withdraw it; once taken, the caller waits for the
-// outcome because the write may already be on disk. Reads bypass the queue:
+// outcome because the write may already be on disk. The committer drops a
+// request whose deadline passed while it was queued instead of writing it:
+// its caller has given up and counted it as failed.
+//
+// The queue is bounded (Options.MaxQueueBytes): a request that finds it full
+// waits for room within its context, so that a disk that cannot keep up
+// pushes back on the writers instead of letting memory grow. Reads bypass the queue:
 // every commit is an atomic pebble batch, so a reader sees a group whole or
 // not at all.
 
@@ -51,6 +57,16 @@ type Options struct {
 	// than the bound is committed alone. Default 4 MiB.
 	MaxGroupBytes int
 
+	// MaxQueueBytes bounds the approximate encoded size of the requests
+	// waiting for the committer; a request that would exceed it waits for
+	// room until its context ends. A single request larger than the bound
+	// is queued when the queue is empty. Default 8 × MaxGroupBytes: the
+	// next eight groups. Why not smaller? Writers would wait at the door
+	// rather than in the queue, for no gain. Why not larger? A queue that
+	// takes longer to drain than the callers' deadlines holds memory for
+	// work that is then dropped unwritten.
+	MaxQueueBytes int
+
 	// CacheSize is the byte size of pebble's block cache, which serves both
 	// reads and the committer's version checks. Default 64 MiB.
 	CacheSize int64
@@ -74,6 +90,9 @@ func (o *Options) EnsureDefaults() {
 	if o.MaxGroupBytes <= 0 {
 		o.MaxGroupBytes = 4 << 20
 	}
+	if o.MaxQueueBytes <= 0 {
+		o.MaxQueueBytes = 8 * o.MaxGroupBytes
+	}
 	if o.CacheSize <= 0 {
 		o.CacheSize = 64 << 20
 	}
@@ -91,11 +110,14 @@ type Pebble struct {
 	log      *slog.Logger
 	write    *pebble.WriteOptions
 	maxGroup int
+	maxQueue int
 	rows     *rowCache // nil when disabled
 
-	qmu    sync.Mutex
-	queue  []*request
-	closed bool // no more requests; guarded by qmu
+	qmu         sync.Mutex
+	queue       []*request
+	queuedBytes int           // sum of the queued requests' sizes
+	space       chan struct{} // closed (and dropped) when queued bytes are taken; nil when nobody waits
+	closed      bool          // no more requests; guarded by qmu
 
 	wake    chan struct{} // capacity 1: "the queue may be non-empty"
 	stop    chan struct{}
@@ -136,6 +158,7 @@ func OpenPebble(dir string, opts Options) (*Pebble, error) {
 		log:      opts.Logger,
 		write:    pebble.Sync,
 		maxGroup: opts.MaxGroupBytes,
+		maxQueue: opts.MaxQueueBytes,
 		wake:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
@@ -366,6 +389,8 @@ func (p *Pebble) Close() error {
 	p.closed = true
 	pending := p.queue
 	p.queue = nil
+	p.queuedBytes = 0
+	p.signalSpace()
 	p.qmu.Unlock()
 	for _, r := range pending {
 		if r.state.CompareAndSwap(queued, taken) {
@@ -402,9 +427,10 @@ type request struct {
 	purgeKeys     [][]byte
 	gc            []candidate
 
-	size  int
-	state atomic.Int32
-	done  chan struct{}
+	size     int
+	deadline time.Time // the caller's; zero: none
+	state    atomic.Int32
+	done     chan struct{}
 
 	// Set by the committer before done is closed.
 	applied []bool
@@ -418,17 +444,32 @@ type candidate struct {
 	version Version
 }
 
-// submit queues r and waits for its outcome.
+// submit queues r, waiting for room within ctx, and waits for its outcome.
 func (p *Pebble) submit(ctx context.Context, r *request) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	r.deadline, _ = ctx.Deadline()
 	p.qmu.Lock()
+	for !p.closed && len(p.queue) > 0 && p.queuedBytes+r.size > p.maxQueue {
+		if p.space == nil {
+			p.space = make(chan struct{})
+		}
+		space := p.space
+		p.qmu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return fmt.Errorf("storage: commit queue full (%d bytes queued): %w", p.maxQueue, ctx.Err())
+		}
+		p.qmu.Lock()
+	}
 	if p.closed {
 		p.qmu.Unlock()
 		return ErrClosed
 	}
 	p.queue = append(p.queue, r)
+	p.queuedBytes += r.size
 	p.qmu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
@@ -464,26 +505,45 @@ func (p *Pebble) commitLoop() {
 	}
 }
 
-// take removes the next group from the queue, dropping cancelled requests.
+// take removes the next group from the queue, dropping cancelled requests
+// and failing those whose deadline has passed.
 func (p *Pebble) take() []*request {
 	p.qmu.Lock()
 	defer p.qmu.Unlock()
 	var group []*request
 	size, n := 0, 0
+	now := time.Now()
 	for ; n < len(p.queue); n++ {
 		r := p.queue[n]
 		if len(group) > 0 && size+r.size > p.maxGroup {
 			break
 		}
-		if r.state.CompareAndSwap(queued, taken) {
-			group = append(group, r)
-			size += r.size
+		p.queuedBytes -= r.size
+		if !r.state.CompareAndSwap(queued, taken) {
+			continue // cancelled by its caller
 		}
+		if !r.deadline.IsZero() && !now.Before(r.deadline) {
+			r.err = fmt.Errorf("storage: request expired in the commit queue: %w", context.DeadlineExceeded)
+			close(r.done)
+			continue
+		}
+		group = append(group, r)
+		size += r.size
 	}
 	rest := copy(p.queue, p.queue[n:])
 	clear(p.queue[rest:])
 	p.queue = p.queue[:rest]
+	p.signalSpace()
 	return group
+}
+
+// signalSpace wakes the requests waiting for room in the queue. The caller
+// holds qmu.
+func (p *Pebble) signalSpace() {
+	if p.space != nil {
+		close(p.space)
+		p.space = nil
+	}
 }
 
 // commit decides, writes and answers one group.

@@ -262,3 +262,81 @@ func TestOptionsEnsureDefaults(t *testing.T) {
 		t.Fatalf("EnsureDefaults overrode set fields: %+v", o)
 	}
 }
+
+// TestPebbleDropsExpiredQueuedRequest queues, behind the committer's back, a
+// request whose caller's deadline has passed and one whose has not: the
+// committer fails the first with DeadlineExceeded without writing it, and
+// commits the second.
+func TestPebbleDropsExpiredQueuedRequest(t *testing.T) {
+	p := openPebble(t, t.TempDir(), Options{})
+	base := time.Now().UnixMilli()
+	expired := &request{muts: []Mutation{{"ks", rec("expired", "v", ver(base, 0, 1))}}, size: 64,
+		deadline: time.Now().Add(-time.Millisecond), done: make(chan struct{})}
+	live := &request{muts: []Mutation{{"ks", rec("live", "v", ver(base, 0, 1))}}, size: 64,
+		deadline: time.Now().Add(time.Minute), done: make(chan struct{})}
+	p.qmu.Lock()
+	p.queue = append(p.queue, expired, live)
+	p.queuedBytes += expired.size + live.size
+	p.qmu.Unlock()
+	p.wake <- struct{}{}
+	<-expired.done
+	<-live.done
+	if !errors.Is(expired.err, context.DeadlineExceeded) {
+		t.Errorf("expired request: %v; want DeadlineExceeded", expired.err)
+	}
+	if _, ok := mustGet(t, p, "ks", "expired"); ok {
+		t.Error("the committer wrote a request whose deadline had passed")
+	}
+	if live.err != nil {
+		t.Fatalf("live request: %v", live.err)
+	}
+	if _, ok := mustGet(t, p, "ks", "live"); !ok {
+		t.Error("the live request was not written")
+	}
+}
+
+// TestPebbleQueueIsBounded fills the commit queue while the committer
+// sleeps: an Apply that finds no room waits within its deadline and fails
+// with DeadlineExceeded without joining the queue; one that waits longer
+// gets in once the committer takes what was queued.
+func TestPebbleQueueIsBounded(t *testing.T) {
+	p := openPebble(t, t.TempDir(), Options{})
+	p.maxQueue = 1024
+	base := time.Now().UnixMilli()
+	// The committer only wakes when signalled: this request fills the queue
+	// and stays there until the test wakes it.
+	filler := &request{muts: []Mutation{{"ks", rec("filler", "v", ver(base, 0, 1))}}, size: 1000, done: make(chan struct{})}
+	p.qmu.Lock()
+	p.queue = append(p.queue, filler)
+	p.queuedBytes += filler.size
+	p.qmu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := p.Apply(ctx, []Mutation{{"ks", rec("refused", string(make([]byte, 100)), ver(base, 0, 1))}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Apply to a full queue: %v; want DeadlineExceeded", err)
+	}
+	p.qmu.Lock()
+	queued := len(p.queue)
+	p.qmu.Unlock()
+	if queued != 1 {
+		t.Fatalf("%d requests queued; want only the filler", queued)
+	}
+
+	waited := make(chan error, 1)
+	go func() {
+		_, err := p.Apply(context.Background(), []Mutation{{"ks", rec("waited", string(make([]byte, 100)), ver(base, 0, 1))}})
+		waited <- err
+	}()
+	p.wake <- struct{}{}
+	<-filler.done
+	if err := <-waited; err != nil {
+		t.Fatalf("Apply that waited for room: %v", err)
+	}
+	for key, want := range map[string]bool{"filler": true, "waited": true, "refused": false} {
+		if _, ok := mustGet(t, p, "ks", key); ok != want {
+			t.Errorf("key %s stored=%v; want %v", key, ok, want)
+		}
+	}
+}

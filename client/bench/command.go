@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -34,6 +36,7 @@ type cmdOptions struct {
 	consistency   string
 	seed          uint64
 	maxScanLength int
+	rate          float64
 
 	endpoints []string
 	local     int
@@ -87,6 +90,7 @@ machine-readable report on stdout instead of the table.`,
 	f.IntVar(&o.valueSize, "value-size", DefaultValueSize, "size of each value in bytes")
 	f.IntVarP(&o.concurrency, "concurrency", "c", DefaultConcurrency, "number of concurrent clients")
 	f.DurationVarP(&o.duration, "duration", "d", DefaultDuration, "length of the measured run (ignored when --operations is given)")
+	f.Float64Var(&o.rate, "rate", 0, "offer this many operations per second in an open loop (each sent on schedule, latency from its intended send time) instead of --concurrency closed-loop clients")
 	f.Int64Var(&o.operations, "operations", 0, "run this many operations instead of for --duration")
 	f.DurationVar(&o.warmup, "warmup", 0, "run the workload unmeasured for this long first")
 	f.StringVar(&o.keyspace, "keyspace", "bench", "keyspace to use; created when missing")
@@ -228,6 +232,9 @@ func (o *cmdOptions) run(cmd *cobra.Command) error {
 			fmt.Fprintf(errOut, "load: %d records in %.1f s (%.0f/s), %d errors\n", rep.Load.Ops, rep.Load.Elapsed, rep.Load.Throughput, rep.Load.Errors)
 		}
 	}
+	if o.rate != 0 {
+		return o.runOpen(ctx, store, cfg, out)
+	}
 	if !o.quiet {
 		cfg.OnTick = func(p Point) { fmt.Fprintln(errOut, LiveLine(p)) }
 	}
@@ -249,6 +256,32 @@ func (o *cmdOptions) run(cmd *cobra.Command) error {
 		return rep.WriteJSON(out)
 	}
 	return rep.WriteText(out)
+}
+
+// runOpen runs the open-loop mode: one step at --rate for --duration.
+func (o *cmdOptions) runOpen(ctx context.Context, store Store, cfg Config, out io.Writer) error {
+	if o.rate < 0 || cfg.Duration <= 0 {
+		return fmt.Errorf("--rate %v: need a positive rate and --duration", o.rate)
+	}
+	res, err := RunOpenLoop(ctx, store, cfg, []RateStep{{Name: "open", Rate: o.rate, Duration: cfg.Duration}}, 0)
+	if res == nil {
+		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(res); jerr != nil {
+			return jerr
+		}
+		return err
+	}
+	for _, p := range res.Timeline {
+		fmt.Fprintf(out, "t=%4.0fs offered %7d ok %7d shed %6d errors %6d p50 %8.2f ms p99 %8.2f ms\n", p.Elapsed, p.Offered, p.Ops, p.Shed, p.Errors, p.P50, p.P99)
+	}
+	st := res.Steps[0]
+	fmt.Fprintf(out, "offered %.0f/s for %.0f s: goodput %.0f/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms (from intended send time), %d errors %v\n",
+		st.Rate, st.Duration, st.Goodput, st.Latency.P50, st.Latency.P99, st.Latency.P999, st.Errors, st.ErrorKinds)
+	return err
 }
 
 // localCluster is a cluster the command started in its own process.

@@ -79,3 +79,20 @@ func TestCommandFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// --rate runs an open loop: every scheduled operation is offered, and the
+// JSON report is the open loop's.
+func TestCommandOpenLoop(t *testing.T) {
+	out, errOut, err := runCommand(t, "--local", "1", "--in-memory", "--records", "200", "--rate", "100",
+		"--duration", "1s", "--json", "--quiet")
+	if err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut)
+	}
+	var res OpenResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("stdout is not an open-loop result: %v\n%s", err, out)
+	}
+	if len(res.Steps) != 1 || res.Steps[0].Offered != 100 || res.Steps[0].Ops+res.Steps[0].Errors != 100 {
+		t.Errorf("steps %+v; want 100 operations offered and answered", res.Steps)
+	}
+}

@@ -34,6 +34,13 @@
 // significant figures; failures are counted by ErrorKind. A timeline point
 // per second feeds the live status line and the --plot PNG.
 //
+// RunOpenLoop is the other mode: operations are sent at a fixed offered
+// rate (a schedule of RateSteps), each at its intended time whatever the
+// store does, and latency is measured from that time, so that a store that
+// falls behind is charged for the queueing it causes (no coordinated
+// omission). The overload benchmark (package overload, `adaptkv bench
+// --scenario overload`) is built on it.
+//
 // A figure means little without its settings: the JSON report carries the
 // workload, the distribution, the record and value sizes, the concurrency,
 // the consistency level, the seed and the machine (Host).

@@ -2,49 +2,59 @@ package main
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/adaptkv/adaptkv/client/bench"
+	"github.com/adaptkv/adaptkv/client/bench/overload"
 	"github.com/adaptkv/adaptkv/client/bench/scenario"
 )
 
-// benchCommand is `adaptkv bench`: the YCSB tool, and with --scenario
-// adaptive the tuner experiment (one, quorum and adaptive arms on a local
-// five-node, three-zone cluster). The experiment's flags are added to the
-// bench command; where both define a flag (say --seed), the value given is
-// passed on to the experiment.
+// benchCommand is `adaptkv bench`: the YCSB tool, and with --scenario an
+// experiment: adaptive (one, quorum and adaptive arms on a local five-node,
+// three-zone cluster) or overload (three times the peak, open loop, against
+// this build and optionally an older one). The experiments' flags are added
+// to the bench command; where a flag of the chosen experiment has the name of
+// one already there (say --seed, or another experiment's --out), the value
+// given is passed on to it.
 func benchCommand() *cobra.Command {
 	cmd := bench.NewCommand()
-	exp := scenario.NewCommand()
+	exps := map[string]*cobra.Command{"adaptive": scenario.NewCommand(), "overload": overload.NewCommand()}
+	names := make([]string, 0, len(exps))
+	for name := range exps {
+		names = append(names, name)
+	}
+	sort.Strings(names)
 	var name string
-	cmd.Flags().StringVar(&name, "scenario", "", "run an experiment instead of one workload: adaptive (the tuner against static one and quorum)")
-	shared := map[string]bool{}
-	exp.Flags().VisitAll(func(f *pflag.Flag) {
-		if cmd.Flags().Lookup(f.Name) != nil {
-			shared[f.Name] = true
-			return
-		}
-		cmd.Flags().AddFlag(f)
-	})
+	cmd.Flags().StringVar(&name, "scenario", "", "run an experiment instead of one workload: adaptive (the tuner against static one and quorum) or overload (3× the peak, open loop; --baseline compares an older build)")
+	for _, n := range names {
+		exps[n].Flags().VisitAll(func(f *pflag.Flag) {
+			if cmd.Flags().Lookup(f.Name) == nil {
+				cmd.Flags().AddFlag(f)
+			}
+		})
+	}
 	run := cmd.RunE
 	cmd.RunE = func(c *cobra.Command, args []string) error {
-		switch name {
-		case "":
+		if name == "" {
 			return run(c, args)
-		case "adaptive":
-		default:
-			return usagef("--scenario %q: the only scenario is adaptive", name)
+		}
+		exp, ok := exps[name]
+		if !ok {
+			return usagef("--scenario %q: want one of %s", name, strings.Join(names, ", "))
 		}
 		var err error
 		c.Flags().Visit(func(f *pflag.Flag) {
-			if shared[f.Name] && err == nil {
+			own := exp.Flags().Lookup(f.Name)
+			if own != nil && own != f && err == nil {
 				err = exp.Flags().Set(f.Name, f.Value.String())
 			}
 		})
 		if err != nil {
-			return usageErr(fmt.Errorf("--scenario adaptive: %w", err))
+			return usageErr(fmt.Errorf("--scenario %s: %w", name, err))
 		}
 		exp.SetContext(c.Context())
 		exp.SetOut(c.OutOrStdout())

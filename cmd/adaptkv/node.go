@@ -37,6 +37,7 @@ type nodeFlags struct {
 	configLease                              time.Duration
 	maxHints                                 int
 	maxHintWindow                            time.Duration
+	maxInflight                              int
 }
 
 func (a *app) nodeCommand() *cobra.Command {
@@ -87,6 +88,7 @@ and --seeds listing the gossip addresses of the others.`,
 	fs.DurationVar(&f.configLease, "config-lease", def.ConfigLease, "how long the node serves adaptive keyspaces with a quorum floor after it last confirmed their configuration with the metadata leader")
 	fs.IntVar(&f.maxHints, "max-hints", def.MaxHints, "most hints (writes held for replicas that are down) kept on disk, all replicas together; beyond it writes for a down replica are left to repair")
 	fs.DurationVar(&f.maxHintWindow, "max-hint-window", def.MaxHintWindow, "how long a hint is kept undelivered, and how long a replica may be unreachable and still get hints; past it the replica needs a repair")
+	fs.IntVar(&f.maxInflight, "max-inflight", node.DefaultMaxInflight, "client requests the node coordinates at once; past it a request is refused at once with RESOURCE_EXHAUSTED (OVERLOADED) and a retry-after hint; -1 for no bound")
 	fs.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target (GOGC) for the node process; the GOGC environment variable wins when set, and GOMEMLIMIT caps memory as usual")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -131,6 +133,7 @@ func (f *nodeFlags) config() (node.Config, error) {
 		return cfg, usagef("--max-hint-window %v: want a positive duration, e.g. 3h", f.maxHintWindow)
 	}
 	cfg.MaxHints, cfg.MaxHintWindow = f.maxHints, f.maxHintWindow
+	cfg.MaxInflight = f.maxInflight
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -147,6 +150,9 @@ func (f *nodeFlags) config() (node.Config, error) {
 	}
 	if f.gcPercent < minGCPercent || f.gcPercent > maxGCPercent {
 		return cfg, usagef("--gc-percent %d: want %d to %d", f.gcPercent, minGCPercent, maxGCPercent)
+	}
+	if f.maxInflight == 0 || f.maxInflight < -1 {
+		return cfg, usagef("--max-inflight %d: want a positive bound, or -1 for none", f.maxInflight)
 	}
 	if f.id == "" {
 		return cfg, usagef("--id is required: a name for the node, unique in the cluster (e.g. n1)")
