@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/adaptkv/adaptkv/client"
 	"github.com/adaptkv/adaptkv/client/clustertest"
+	"github.com/adaptkv/adaptkv/internal/testseed"
 	"github.com/adaptkv/adaptkv/node"
 	"github.com/adaptkv/adaptkv/storage"
 )
@@ -28,26 +27,7 @@ import (
 // round: ADAPTKV_POWERCUT_SEEDS, default 3 (CI); ADAPTKV_POWERCUT_SEED runs
 // one.
 func powerCutSeeds(t *testing.T) []uint64 {
-	t.Helper()
-	if s := os.Getenv("ADAPTKV_POWERCUT_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("ADAPTKV_POWERCUT_SEED=%q: %v", s, err)
-		}
-		return []uint64{seed}
-	}
-	n := 3
-	if s := os.Getenv("ADAPTKV_POWERCUT_SEEDS"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil || n < 1 {
-			t.Fatalf("ADAPTKV_POWERCUT_SEEDS=%q: want a positive count", s)
-		}
-	}
-	seeds := make([]uint64, n)
-	for i := range seeds {
-		seeds[i] = uint64(i + 1)
-	}
-	return seeds
+	return testseed.FromEnv(t, "ADAPTKV_POWERCUT", 3)
 }
 
 // ack is one write the coordinator acknowledged: w replicas stored it.

@@ -10,38 +10,20 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/adaptkv/adaptkv/internal/testseed"
 )
 
 // powerCutSeeds is how many seeds each power-cut test runs:
 // ADAPTKV_POWERCUT_SEEDS, default 5 (CI); ADAPTKV_POWERCUT_SEED runs one.
 func powerCutSeeds(t *testing.T) []uint64 {
-	t.Helper()
-	if s := os.Getenv("ADAPTKV_POWERCUT_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("ADAPTKV_POWERCUT_SEED=%q: %v", s, err)
-		}
-		return []uint64{seed}
-	}
-	n := 5
-	if s := os.Getenv("ADAPTKV_POWERCUT_SEEDS"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil || n < 1 {
-			t.Fatalf("ADAPTKV_POWERCUT_SEEDS=%q: want a positive count", s)
-		}
-	}
-	seeds := make([]uint64, n)
-	for i := range seeds {
-		seeds[i] = uint64(i + 1)
-	}
-	return seeds
+	return testseed.FromEnv(t, "ADAPTKV_POWERCUT", 5)
 }
 
 // cutValue is the value written at version ts of key: a pure function, so
