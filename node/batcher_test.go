@@ -162,6 +162,7 @@ func writeKey(ctx context.Context, b *writeBatcher, key string, valueSize int) e
 func TestWriteBatcherDropsExpiredWrites(t *testing.T) {
 	s := &okSender{release: make(chan struct{})}
 	b := &writeBatcher{send: s.send, maxInflight: 1, maxBatch: 100, timeout: 10 * time.Second}
+	defer b.close() // its senders must not outlive the test (goleak)
 	first := make(chan error, 1)
 	go func() { first <- writeKey(context.Background(), b, "busy", 1) }()
 	waitUntil(t, func() bool { return len(s.sent()) == 1 })
@@ -193,6 +194,7 @@ func TestWriteBatcherQueueIsBounded(t *testing.T) {
 	const valueSize = 1000
 	b := &writeBatcher{send: s.send, maxInflight: 1, maxBatch: 100, timeout: 10 * time.Second,
 		maxQueued: 2 * (valueSize + mutationOverhead + 2)}
+	defer b.close() // its senders must not outlive the test (goleak)
 	errs := make(chan error, 4)
 	go func() { errs <- writeKey(context.Background(), b, "k0", valueSize) }()
 	waitUntil(t, func() bool { return len(s.sent()) == 1 })
@@ -231,6 +233,7 @@ func TestWriteBatcherRPCDeadlineFollowsWriters(t *testing.T) {
 	s := &okSender{release: make(chan struct{})}
 	close(s.release)
 	b := &writeBatcher{send: s.send, maxInflight: 1, maxBatch: 100, timeout: time.Minute}
+	defer b.close() // its senders must not outlive the test (goleak)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	want, _ := ctx.Deadline()
