@@ -28,7 +28,8 @@ import (
 // every interval it gathers every node's recorder snapshot, merges them,
 // asks tuner.Decide, records the decision in the metadata log, and applies
 // the decision's plan one step per log entry, waiting between steps until
-// every live node has applied the previous one (the joint step of
+// every node has applied the previous one or its configuration lease has
+// run out (waitApplied; the joint step of
 // DESIGN.md). Because decisions and steps go through the log, a node that
 // is not the leader (or a minority side of a partition) changes nothing.
 type tuning struct {
@@ -569,7 +570,8 @@ func (t *tuning) growAllowed(cur tuner.State, now time.Time) error {
 // grow readies the replicas a step that raises N to newN adds
 // (tuner.Step.RequiresStreaming), with cur, the state in force, unchanged:
 //
-//  1. a "tune" entry sets PendingN to newN, and every live node applies it,
+//  1. a "tune" entry sets PendingN to newN, and every node applies it (or
+//     its configuration lease runs out: waitApplied),
 //     so that from then on every write also goes to the added replicas (a
 //     hint when one is down or fails), and a write still carrying the
 //     epoch before is refused by every replica and retried under it;
@@ -595,7 +597,7 @@ func (t *tuning) grow(ctx context.Context, name string, cur tuner.State, newN in
 }
 
 // setPendingApplied proposes PendingN n for keyspace name and waits until
-// every live node has applied it; it returns the entry's epoch.
+// every node has applied it (waitApplied); it returns the entry's epoch.
 func (t *tuning) setPendingApplied(ctx context.Context, name string, n int, state *tuner.State) (uint64, error) {
 	if err := t.setPending(ctx, name, n, state); err != nil {
 		return 0, err
