@@ -130,7 +130,8 @@ type Config struct {
 	// stops serving those keyspaces within 4 s, and a tuner step with a
 	// node down waits about 4.5 s. At 2 s a busy node (a loaded test
 	// machine) sometimes renewed too late and refused requests it could
-	// serve.
+	// serve. All nodes must use the same value: the leader waits out its
+	// own, and a node holding a longer lease would outlast that wait.
 	ConfigLease time.Duration
 
 	// UnsafeTestHooks serves fault-injection hooks (clock skew, slow

@@ -119,7 +119,7 @@ func (n *Node) metadataReadIndex(ctx context.Context) (uint64, error) {
 	case "":
 		return 0, ErrNoLeader
 	case raft.ServerID(n.cfg.ID):
-		return n.localReadIndex()
+		return n.localReadIndex(ctx)
 	}
 	c, err := n.transport.adminClient(string(leader))
 	if err != nil {
@@ -138,11 +138,25 @@ func (n *Node) metadataReadIndex(ctx context.Context) (uint64, error) {
 // answers. The last index rather than the commit index, so that a leader
 // new in its term, whose commit index may lag the entries it holds, never
 // answers low.
-func (n *Node) localReadIndex() (uint64, error) {
+//
+// The index must be one the state machine sees: hashicorp/raft hands only
+// commands to it, not the no-op of a new term, configuration changes or
+// barriers, so a node waiting for such an index would wait forever. When
+// the log ends in one of those, the leader first appends a "nop" command.
+func (n *Node) localReadIndex(ctx context.Context) (uint64, error) {
 	if n.raft.State() != raft.Leader {
 		return 0, ErrNoLeader
 	}
 	index := n.raft.LastIndex()
+	for attempt := 0; n.meta.Applied() < index && attempt < 3; attempt++ {
+		if _, err := propose(ctx, n.raft, command{Op: "nop", AtUnixMs: time.Now().UnixMilli()}); err != nil {
+			return 0, fmt.Errorf("read index: %w", err)
+		}
+		index = n.raft.LastIndex()
+	}
+	if n.meta.Applied() < index {
+		return 0, fmt.Errorf("read index: the log keeps growing past what is applied (%d < %d)", n.meta.Applied(), index)
+	}
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrNoLeader, err)
 	}

@@ -117,8 +117,13 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if err := json.Unmarshal(l.Data, &c); err != nil {
 		return applyResult{err: fmt.Errorf("decode metadata entry %d: %w", l.Index, err)}
 	}
-	if c.Op == "number" {
+	switch c.Op {
+	case "number":
 		return applyResult{number: f.assignNumber(c.Node)}
+	case "nop":
+		// Changes nothing; it gives the leader's read index an entry that
+		// reaches the state machine (see localReadIndex).
+		return applyResult{}
 	}
 	cur := *f.keyspaces.Load()
 	def := c.Keyspace

@@ -64,6 +64,7 @@ type Node struct {
 	lease     configLease
 	// number is this node's number once known (numbers.go); 0 until then.
 	number    atomic.Uint32
+	numberMu  sync.Mutex // serializes writes of the node-number file
 	admission *admission // nil: no bound
 	catchUp   catchUp
 

@@ -63,13 +63,27 @@ func (f *fsm) Number(id string) (uint32, bool) {
 // nodeNumber is the coordinator's source of this node's number: the one
 // the metadata log assigned, or, before this node has applied it since a
 // restart, the one it kept on disk.
+//
+// The log wins over the file: a file left from a cluster whose metadata
+// log was rebuilt could hold a number the new log gives another node.
 func (n *Node) nodeNumber() (uint32, error) {
-	if v := n.number.Load(); v != 0 {
-		return v, nil
-	}
 	num, ok := n.meta.Number(n.cfg.ID)
-	if !ok {
+	kept := n.number.Load()
+	switch {
+	case ok && num == kept:
+		return num, nil
+	case !ok && kept != 0:
+		return kept, nil
+	case !ok:
 		return 0, fmt.Errorf("%w: node %s waits for the metadata leader to assign it one before it stamps writes", ErrNoNodeNumber, n.cfg.ID)
+	}
+	n.numberMu.Lock() // one writer of the file at a time
+	defer n.numberMu.Unlock()
+	if n.number.Load() == num {
+		return num, nil
+	}
+	if kept != 0 {
+		n.log.Warn("node number kept on disk differs from the metadata log's; using the log's", "kept", kept, "log", num)
 	}
 	if err := n.keepNumber(num); err != nil {
 		n.log.Warn("node number not kept on disk", "number", num, "err", err)

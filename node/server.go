@@ -553,7 +553,7 @@ func (s adminServer) ClusterStatus(ctx context.Context, req *kvpb.ClusterStatusR
 
 // MetadataReadIndex answers on the metadata leader only (see lease.go).
 func (s adminServer) MetadataReadIndex(ctx context.Context, req *kvpb.MetadataReadIndexRequest) (*kvpb.MetadataReadIndexResponse, error) {
-	index, err := s.n.localReadIndex()
+	index, err := s.n.localReadIndex(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}

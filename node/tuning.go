@@ -50,6 +50,10 @@ type tuning struct {
 	// model says: the unsafe hook that tests transitions under faults.
 	forceEvery atomic.Int64
 
+	// syncedTerm is the Raft term in which this node, as leader, last
+	// caught up with the metadata log (loop only).
+	syncedTerm uint64
+
 	mu     sync.Mutex // guards leader and targets: the loop, whatif and the hooks
 	leader map[string]*leaderTuning
 	// targets are configurations the unsafe tuner-target hook asks the
@@ -332,6 +336,18 @@ func (t *tuning) loop(ctx context.Context) {
 			t.leader = map[string]*leaderTuning{} // a new term starts afresh
 			t.mu.Unlock()
 			continue
+		}
+		// A new leader applies the entries its predecessor committed only
+		// once an entry of its own term commits: until then its view of a
+		// keyspace may lack a step the old leader committed and did not
+		// wait for, and a plan computed from that view could skip the wait
+		// the step needs. A barrier per term brings the view up to date.
+		if term := t.n.raft.CurrentTerm(); term != t.syncedTerm {
+			if err := t.n.raft.Barrier(5 * time.Second).Error(); err != nil {
+				t.n.log.Warn("tuner waits for the metadata log", "err", err)
+				continue
+			}
+			t.syncedTerm = term
 		}
 		for _, d := range t.n.meta.Defs() {
 			if d.Adaptive == nil {
@@ -681,7 +697,12 @@ func (t *tuning) waitApplied(ctx context.Context, index uint64, committedAt time
 		lagging := ""
 		v := t.n.members.View()
 		for _, m := range v.Members {
-			if m.State == membership.Left || confirmed[m.ID] {
+			if confirmed[m.ID] {
+				continue
+			}
+			if m.State == membership.Left && time.Now().After(leaseOver) {
+				// It said it was leaving; a lease it took before cannot
+				// outlast leaseOver either.
 				continue
 			}
 			if t.memberApplied(wctx, m.ID, index) {

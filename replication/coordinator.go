@@ -329,11 +329,21 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		p, err := c.plan(ctx, keyspace, rec.Key, cons)
+		var le *LeaseError
+		if err != nil && attempt > 1 && errors.As(err, &le) {
+			// An earlier attempt was sent: some replicas may hold it.
+			le.Lost = true
+		}
 		if err != nil {
 			return Receipt{}, err
 		}
 		rcpt := Receipt{Policy: p.pol, Epoch: p.ks.Epoch}
 		if len(p.alive) < p.pol.W {
+			if attempt > 1 {
+				// Not a definite failure: the first attempt was sent.
+				return rcpt, &QuorumError{Op: "write", Answered: len(p.alive), Required: p.pol.W, Err: ErrQuorumNotReached,
+					Detail: "too few replicas alive for a retry after a newer configuration epoch; an earlier attempt may have been applied"}
+			}
 			return rcpt, &QuorumError{Op: "write", Answered: len(p.alive), Required: p.pol.W, Err: ErrNotEnoughReplicas}
 		}
 		if len(p.pendingDead) > 0 {

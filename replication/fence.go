@@ -56,9 +56,15 @@ type LeaseError struct {
 	// Expired is how long ago the lease ended (zero: never held).
 	Expired time.Duration
 	Lost    bool
+	// Moved, when set, is the epoch this node applied while the operation
+	// was under way at Epoch (its lease still held).
+	Moved uint64
 }
 
 func (e *LeaseError) Error() string {
+	if e.Lost && e.Moved != 0 {
+		return fmt.Sprintf("keyspace %q: the configuration moved from epoch %d to %d while the operation was under way; a write may or may not have been applied", e.Keyspace, e.Epoch, e.Moved)
+	}
 	if e.Lost {
 		return fmt.Sprintf("keyspace %q: this node's configuration lease ended %v ago, while the operation was under way at epoch %d, so the metadata leader may have moved on; a write may or may not have been applied", e.Keyspace, e.Expired.Round(time.Millisecond), e.Epoch)
 	}
@@ -73,6 +79,12 @@ func (e *LeaseError) Unwrap() error { return ErrConfigUnconfirmed }
 
 // checkLease refuses to serve a fenced keyspace without a lease; lost says
 // whether the operation has already started.
+//
+// An operation that has started must also still be at the epoch it was
+// planned under: a renewal may have applied the next step meanwhile, after
+// which this node tells the leader it has applied it, and the leader may
+// move on to a step that is safe only from that one, while this operation
+// still gathers replies under the step before.
 func (c *Coordinator) checkLease(ks KeyspaceConfig, lost bool) error {
 	if !ks.Fenced || c.cfg.Fence == nil {
 		return nil
@@ -80,7 +92,14 @@ func (c *Coordinator) checkLease(ks KeyspaceConfig, lost bool) error {
 	exp := c.cfg.Fence.LeaseExpiry()
 	now := time.Now()
 	if now.Before(exp) {
-		return nil
+		if !lost {
+			return nil
+		}
+		cur, ok := c.cfg.Keyspaces.Keyspace(ks.Name)
+		if !ok || cur.Epoch == ks.Epoch {
+			return nil
+		}
+		return &LeaseError{Keyspace: ks.Name, Epoch: ks.Epoch, Lost: true, Moved: cur.Epoch}
 	}
 	e := &LeaseError{Keyspace: ks.Name, Epoch: ks.Epoch, Lost: lost}
 	if !exp.IsZero() {

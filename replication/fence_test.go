@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,5 +106,49 @@ func TestLeaseLostDuringOperation(t *testing.T) {
 	f.coord.cfg.Fence = &endingLease{}
 	if _, err := f.coord.Scan(context.Background(), "ks", nil, nil, 10, Consistency{}); !errors.As(err, &le) || !le.Lost {
 		t.Fatalf("scan whose lease ended under way: %v; want a LeaseError with Lost", err)
+	}
+}
+
+// An operation planned at one epoch does not answer once its node has
+// applied another, even under a lease: the leader may already rely on the
+// node having left the epoch the operation still acts under.
+func TestEpochMovedDuringOperation(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	lease := &leaseClock{}
+	lease.set(time.Now().Add(time.Minute))
+	f.coord.cfg.Fence = lease
+	for _, m := range []*memKeyspaces{f.meta, f.cmeta} {
+		c, _ := m.Keyspace("ks")
+		c.Fenced = true
+		m.set(c)
+	}
+	// The coordinator applies epoch 2 while the replicas answer the write
+	// made at epoch 1 (they have not applied it yet).
+	var move sync.Once
+	f.net.mu.Lock()
+	f.net.readCtxs = func(string, context.Context) {
+		move.Do(func() {
+			c, _ := f.cmeta.Keyspace("ks")
+			c.Epoch = 2
+			f.cmeta.set(c)
+		})
+	}
+	f.net.mu.Unlock()
+	_, err := f.coord.Get(context.Background(), "ks", []byte("k"), Consistency{})
+	var le *LeaseError
+	if !errors.As(err, &le) || !le.Lost || le.Moved != 2 {
+		t.Fatalf("read whose node moved to epoch 2 under way: %v; want a LeaseError with Moved 2", err)
+	}
+	// At the new epoch it is served.
+	f.net.mu.Lock()
+	f.net.readCtxs = nil
+	f.net.mu.Unlock()
+	for _, m := range []*memKeyspaces{f.meta} {
+		c, _ := m.Keyspace("ks")
+		c.Epoch = 2
+		m.set(c)
+	}
+	if _, err := f.coord.Get(context.Background(), "ks", []byte("k"), Consistency{}); err != nil {
+		t.Fatalf("read at the new epoch: %v", err)
 	}
 }

@@ -85,7 +85,7 @@ and --seeds listing the gossip addresses of the others.`,
 	fs.BoolVar(&f.unsafeTestHooks, "unsafe-test-hooks", false, "serve fault-injection hooks under /unsafe/ on --http-addr (clock skew, slow replies, dropped writes), for the Jepsen harness; never in production")
 	fs.IntVar(&f.maxKeySize, "max-key-size", def.MaxKeySize, "largest key accepted, in bytes; a longer one is refused with InvalidArgument")
 	fs.IntVar(&f.maxValueSize, "max-value-size", def.MaxValueSize, "largest value accepted, in bytes; a larger one is refused with InvalidArgument before it is read into memory")
-	fs.DurationVar(&f.configLease, "config-lease", def.ConfigLease, "how long the node serves adaptive keyspaces with a quorum floor after it last confirmed their configuration with the metadata leader")
+	fs.DurationVar(&f.configLease, "config-lease", def.ConfigLease, "how long the node serves adaptive keyspaces with a quorum floor after it last confirmed their configuration with the metadata leader; every node of a cluster must use the same value")
 	fs.IntVar(&f.maxHints, "max-hints", def.MaxHints, "most hints (writes held for replicas that are down) kept on disk, all replicas together; beyond it writes for a down replica are left to repair")
 	fs.DurationVar(&f.maxHintWindow, "max-hint-window", def.MaxHintWindow, "how long a hint is kept undelivered, and how long a replica may be unreachable and still get hints; past it the replica needs a repair")
 	fs.IntVar(&f.maxInflight, "max-inflight", node.DefaultMaxInflight, "client requests the node coordinates at once; past it a request is refused at once with RESOURCE_EXHAUSTED (OVERLOADED) and a retry-after hint; -1 for no bound")
