@@ -428,6 +428,12 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 			// quorum) are on disk before the client hears of it.
 			hints.wait()
 			if err := c.checkLease(p.ks, true); err != nil {
+				if movedOn(err) && attempt < maxEpochAttempts {
+					// Acknowledged under the epoch before: send it again,
+					// with the same version, under the one in force.
+					c.metrics.EpochRetries.Add(1)
+					continue
+				}
 				return rcpt, err
 			}
 			if o := c.cfg.Observer; o != nil {
@@ -865,6 +871,11 @@ func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons
 			rcpt.Repaired = c.repairForeground(ctx, keyspace, p.ks.Epoch, winner, got)
 		}
 		if err := c.checkLease(p.ks, true); err != nil {
+			if movedOn(err) && attempt < maxEpochAttempts {
+				// Read again under the epoch in force.
+				c.metrics.EpochRetries.Add(1)
+				continue
+			}
 			return ReadResult{Receipt: rcpt}, err
 		}
 		if outstanding := asked - tally.Answered(); outstanding > 0 {
@@ -1179,6 +1190,10 @@ type ScanResult struct {
 func (c *Coordinator) Scan(ctx context.Context, keyspace string, start, end []byte, limit int, cons Consistency) (ScanResult, error) {
 	for attempt := 1; ; attempt++ {
 		res, newest, err := c.scanOnce(ctx, keyspace, start, end, limit, cons)
+		if movedOn(err) && attempt < maxEpochAttempts {
+			c.metrics.EpochRetries.Add(1)
+			continue
+		}
 		var qe *QuorumError
 		if errors.As(err, &qe) && errors.Is(err, ErrQuorumNotReached) && newest > res.Epoch && attempt < maxEpochAttempts {
 			if err := c.catchUp(ctx, newest); err != nil {

@@ -77,6 +77,13 @@ func (e *LeaseError) Error() string {
 
 func (e *LeaseError) Unwrap() error { return ErrConfigUnconfirmed }
 
+// movedOn reports a LeaseError for an operation whose node applied a newer
+// epoch while it was under way, lease held: run again under the new epoch.
+func movedOn(err error) bool {
+	var le *LeaseError
+	return errors.As(err, &le) && le.Moved != 0
+}
+
 // checkLease refuses to serve a fenced keyspace without a lease; lost says
 // whether the operation has already started.
 //
