@@ -183,7 +183,7 @@ func (n *Node) start(ctx context.Context) error {
 
 	n.tuning = newTuning(n, max(cfg.TunerInterval, 100*time.Millisecond))
 	n.coord = replication.NewCoordinator(replication.Config{
-		NodeID: cfg.ID, NodeNumbers: n.numberSource(), Transport: n.transport, Topology: topology{n.members},
+		NodeID: cfg.ID, NodeNumbers: n.nodeNumber, Transport: n.transport, Topology: topology{n.members},
 		Keyspaces: n.meta, Hints: n.hints, Clock: n.clock, ReplicaTimeout: cfg.ReplicaTimeout,
 		ReadRepairChance: cfg.ReadRepairChance, Observer: n.tuning, Fence: &n.lease, Logger: n.log,
 	})

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/node/membership"
-	"github.com/adaptkv/adaptkv/replication"
 )
 
 // Node numbers.
@@ -167,10 +166,6 @@ func (n *Node) assignNumbers(ctx context.Context) error {
 	return nil
 }
 
-// numberSource adapts nodeNumber to replication.Config.
-func (n *Node) numberSource() replication.NodeNumberSource {
-	return n.nodeNumber
-}
 
 // memberNumber is a member's number as the metadata log assigned it; 0
 // when it has none yet.

@@ -224,21 +224,21 @@ func (c *Cluster) Client(t testing.TB) *client.Client {
 // StopNode stops node i as a crash would look to the others (no leave
 // message); its data directory stays.
 func (c *Cluster) StopNode(i int) error {
-	c.mu.Lock()
-	n := c.nodes[i]
-	c.nodes[i] = nil
-	c.mu.Unlock()
-	if n == nil {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return n.Stop(ctx)
+	return c.stopNode(ctx, i)
 }
 
 // StopNodeNow stops node i like StopNode but cuts its in-flight requests
 // off at once instead of waiting for them, as a crash would.
 func (c *Cluster) StopNodeNow(i int) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return c.stopNode(ctx, i)
+}
+
+// stopNode stops node i, giving its in-flight requests until ctx ends.
+func (c *Cluster) stopNode(ctx context.Context, i int) error {
 	c.mu.Lock()
 	n := c.nodes[i]
 	c.nodes[i] = nil
@@ -246,8 +246,6 @@ func (c *Cluster) StopNodeNow(i int) error {
 	if n == nil {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
 	return n.Stop(ctx)
 }
 
