@@ -166,7 +166,6 @@ func (n *Node) assignNumbers(ctx context.Context) error {
 	return nil
 }
 
-
 // memberNumber is a member's number as the metadata log assigned it; 0
 // when it has none yet.
 func (n *Node) memberNumber(id string) uint32 {
