@@ -35,7 +35,7 @@ type memNetwork struct {
 	onRead func(to string, req *kvpb.ReplicaReadRequest)
 }
 
-func newMemNetwork(t *testing.T, ids []string, meta *memKeyspaces) *memNetwork {
+func newMemNetwork(t testing.TB, ids []string, meta *memKeyspaces) *memNetwork {
 	n := &memNetwork{replicas: map[string]*Replica{}, engines: map[string]storage.Engine{}, down: map[string]bool{}, broken: map[string]bool{}, slow: map[string]time.Duration{}}
 	var ms []ring.Member
 	for _, id := range ids {
@@ -178,7 +178,7 @@ type fixture struct {
 	hints *HintStore
 }
 
-func newFixture(t *testing.T, n, rf int) *fixture {
+func newFixture(t testing.TB, n, rf int) *fixture {
 	t.Helper()
 	meta := &memKeyspaces{cfg: map[string]KeyspaceConfig{"ks": {Name: "ks", N: rf, Default: quorum.Quorum, Epoch: 1}}}
 	cmeta := &memKeyspaces{cfg: map[string]KeyspaceConfig{"ks": {Name: "ks", N: rf, Default: quorum.Quorum, Epoch: 1}}}

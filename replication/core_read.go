@@ -38,10 +38,16 @@ type readOp struct {
 	// still in flight when the read began, not evidence of a stale answer.
 	start time.Time
 
-	attempt  int
-	phase    readPhase
-	a        *readAttempt
-	nextSend int
+	attempt int
+	phase   readPhase
+	a       *readAttempt
+	// sent is every request of the op, by id-1; a reply to one of an
+	// earlier attempt, or answered already, is ignored.
+	sent []readSend
+	// first is the first attempt, kept inline: one allocation less on
+	// every read.
+	first readAttempt
+	ans   answer
 }
 
 type readPhase uint8
@@ -66,11 +72,14 @@ const (
 	forRepair
 )
 
-// readSend is a request in flight: what it was for, and to whom.
+// readSend is a request of the op: what it was for, to whom, in which
+// attempt, and whether its reply came.
 type readSend struct {
 	purpose readPurpose
 	to      string
 	kind    sendKind
+	attempt int
+	replied bool
 }
 
 // readReply is a replica's answer to a gather or fetch read.
@@ -86,7 +95,7 @@ type readReply struct {
 
 // readAttempt is one attempt's state.
 type readAttempt struct {
-	plan    opPlan
+	plan    *opPlan
 	order   []string
 	asked   int
 	digests bool
@@ -96,7 +105,6 @@ type readAttempt struct {
 	got     []readReply
 	newest  uint64
 	rcpt    Receipt
-	sends   map[int]readSend
 
 	winner storage.Record
 	found  bool
@@ -170,7 +178,11 @@ func (o *readOp) planned(p *opPlan, err error) effects {
 	if err != nil {
 		return o.answer(err, Receipt{})
 	}
-	a := &readAttempt{plan: *p, order: p.ranked, rcpt: Receipt{Policy: p.pol, Epoch: p.ks.Epoch}, sends: map[int]readSend{}}
+	a := &o.first
+	if o.attempt > 1 {
+		a = &readAttempt{}
+	}
+	*a = readAttempt{plan: p, order: p.ranked, rcpt: Receipt{Policy: p.pol, Epoch: p.ks.Epoch}}
 	o.a, o.phase = a, readGathering
 	if len(p.alive) < p.pol.R {
 		return o.answer(&QuorumError{Op: "read", Answered: len(p.alive), Required: p.pol.R, Err: ErrNotEnoughReplicas}, a.rcpt)
@@ -186,7 +198,7 @@ func (o *readOp) planned(p *opPlan, err error) effects {
 	// The local replica, when it is first, is read inline (a hedged read
 	// must not wait on a local read).
 	local := a.order[0] == o.self && hedgeAfter == 0
-	var eff effects
+	eff := effects{sends: make([]send, 0, n)}
 	for rank := range n {
 		eff.sends = append(eff.sends, o.sendGather(rank, rank == 0 && local))
 	}
@@ -207,32 +219,36 @@ func (o *readOp) sendGather(rank int, inline bool) send {
 		a.fullOut++
 	}
 	to := a.order[rank]
-	o.nextSend++
-	a.sends[o.nextSend] = readSend{purpose: forGather, to: to, kind: kind}
-	return send{id: o.nextSend, to: to, kind: kind, rank: rank, observe: true, inline: inline, detached: true,
+	id := o.track(readSend{purpose: forGather, to: to, kind: kind})
+	return send{id: id, to: to, kind: kind, rank: rank, observe: true, inline: inline, detached: true,
 		read: &kvpb.ReplicaReadRequest{Keyspace: o.keyspace, Epoch: a.plan.ks.Epoch, Key: o.key, From: o.self, Digest: kind == sendDigest}}
 }
 
 // sendFetch reads one replica's full record of the key.
 func (o *readOp) sendFetch(to string) send {
 	a := o.a
-	o.nextSend++
-	a.sends[o.nextSend] = readSend{purpose: forFetch, to: to, kind: sendRead}
-	return send{id: o.nextSend, to: to, kind: sendRead, detached: true,
+	id := o.track(readSend{purpose: forFetch, to: to, kind: sendRead})
+	return send{id: id, to: to, kind: sendRead, detached: true,
 		read: &kvpb.ReplicaReadRequest{Keyspace: o.keyspace, Epoch: a.plan.ks.Epoch, Key: o.key, From: o.self}}
 }
 
 // sendRepair writes rec to one replica.
 func (o *readOp) sendRepair(to string, rec storage.Record) send {
 	a := o.a
-	o.nextSend++
-	a.sends[o.nextSend] = readSend{purpose: forRepair, to: to, kind: sendWrite}
+	id := o.track(readSend{purpose: forRepair, to: to, kind: sendWrite})
 	a.repairsOut++
-	return send{id: o.nextSend, to: to, kind: sendWrite, detached: true,
+	return send{id: id, to: to, kind: sendWrite, detached: true,
 		write: &kvpb.ReplicaWriteRequest{
 			Mutations: []*kvpb.Mutation{{Keyspace: o.keyspace, Epoch: a.plan.ks.Epoch, Record: RecordToPB(rec)}},
 			From:      o.self,
 		}}
+}
+
+// track records a request of the current attempt and returns its id.
+func (o *readOp) track(s readSend) int {
+	s.attempt = o.attempt
+	o.sent = append(o.sent, s)
+	return len(o.sent)
 }
 
 // toReadReply reads a replica's answer to a read.
@@ -251,19 +267,19 @@ func toReadReply(s readSend, r reply) readReply {
 }
 
 func (o *readOp) replied(r reply) effects {
-	a := o.a
-	if a == nil {
+	if r.id < 1 || r.id > len(o.sent) {
 		return effects{}
 	}
-	s, ok := a.sends[r.id]
-	if !ok {
+	s := &o.sent[r.id-1]
+	if s.replied || s.attempt != o.attempt || o.phase == readFinished {
 		// An earlier attempt's, or after the op finished: nothing to do.
 		return effects{}
 	}
-	delete(a.sends, r.id)
+	s.replied = true
+	a := o.a
 	switch s.purpose {
 	case forGather:
-		rr := toReadReply(s, r)
+		rr := toReadReply(*s, r)
 		if o.phase == readBackground {
 			return o.lateReply(rr)
 		}
@@ -275,7 +291,7 @@ func (o *readOp) replied(r reply) effects {
 		}
 		return o.gatherReply(rr)
 	case forFetch:
-		return o.fetchReply(s, r)
+		return o.fetchReply(*s, r)
 	default:
 		ok, known, err := writeResult(s.to, r)
 		return o.repairReply(ok, known, err)
@@ -462,8 +478,7 @@ func (o *readOp) repaired() effects {
 	o.metrics.ReadRepairsForeground.Add(uint64(a.repaired))
 	a.repaired = 0
 	o.phase = readChecking
-	ks := a.plan.ks
-	return effects{checkLease: &ks}
+	return effects{checkLease: &a.plan.ks}
 }
 
 func (o *readOp) leaseChecked(err error) effects {
@@ -476,7 +491,8 @@ func (o *readOp) leaseChecked(err error) effects {
 		}
 		return o.answer(err, a.rcpt)
 	}
-	eff := effects{done: &answer{receipt: a.rcpt, observe: true, record: a.winner, found: a.found}}
+	o.ans = answer{receipt: a.rcpt, observe: true, record: a.winner, found: a.found}
+	eff := effects{done: &o.ans}
 	// The replies still to come are compared with the answer.
 	o.phase = readBackground
 	if a.outstanding <= len(a.late) {
@@ -574,7 +590,8 @@ func (o *readOp) repairBackground() effects {
 }
 
 func (o *readOp) answer(err error, rcpt Receipt) effects {
-	eff := effects{done: &answer{err: err, receipt: rcpt}}
+	o.ans = answer{err: err, receipt: rcpt}
+	eff := effects{done: &o.ans}
 	eff.merge(o.finish())
 	return eff
 }

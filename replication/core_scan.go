@@ -249,8 +249,7 @@ func (o *scanOp) gathered() effects {
 	res.Acked = least
 	o.result = res
 	o.phase = scanChecking
-	ks := p.ks
-	eff.checkLease = &ks
+	eff.checkLease = &o.plan.ks
 	return eff
 }
 

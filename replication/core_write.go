@@ -46,21 +46,26 @@ type writeOp struct {
 
 	attempt int
 	cur     *writeAttempt
-	// sends maps each request in flight, of any attempt, to its attempt:
-	// the replies of an attempt given up on still become hints.
-	sends    map[int]writeSend
-	nextSend int
-	// hintsOut are the hint batches being stored.
-	hintsOut map[int]bool
-	nextHint int
-	hintWait []int // the batches an acknowledgement waits for
+	// sent is every replica write of the op, by id-1, with its attempt:
+	// the replies of an attempt given up on still become hints. inFlight
+	// counts those not answered yet.
+	sent     []writeSend
+	inFlight int
+	// hintsOut says, by id-1, which hint batches are being stored;
+	// hintWait is the last batch an acknowledgement waits for.
+	hintsOut []bool
+	hintWait int
 	phase    writePhase
+	first    writeAttempt
+	ans      answer
 }
 
-// writeSend is a replica write in flight: its attempt and its target.
+// writeSend is a replica write: its attempt, its target, and whether it
+// was answered.
 type writeSend struct {
-	a  *writeAttempt
-	to string
+	a       *writeAttempt
+	to      string
+	replied bool
 }
 
 type writePhase uint8
@@ -76,7 +81,7 @@ const (
 
 // writeAttempt is one attempt's state.
 type writeAttempt struct {
-	plan    opPlan
+	plan    *opPlan
 	mut     *kvpb.Mutation
 	tally   quorum.Tally
 	verdict quorum.Verdict
@@ -93,8 +98,7 @@ type writeAttempt struct {
 
 // newWriteOp returns the op for writing rec (its version assigned).
 func newWriteOp(self, keyspace string, rec storage.Record, m *Metrics) *writeOp {
-	return &writeOp{self: self, keyspace: keyspace, rec: rec, metrics: m,
-		sends: map[int]writeSend{}, hintsOut: map[int]bool{}}
+	return &writeOp{self: self, keyspace: keyspace, rec: rec, metrics: m}
 }
 
 func (o *writeOp) begin() effects {
@@ -111,7 +115,9 @@ func (o *writeOp) step(ev event) effects {
 	case evReply:
 		return o.replied(ev.reply)
 	case evHintsStored:
-		delete(o.hintsOut, ev.hint)
+		if ev.hint >= 1 && ev.hint <= len(o.hintsOut) {
+			o.hintsOut[ev.hint-1] = false
+		}
 		if o.phase == writeHinting {
 			return o.hinted()
 		}
@@ -176,10 +182,14 @@ func (o *writeOp) planned(p *opPlan, err error) effects {
 	}
 	mut := &kvpb.Mutation{Keyspace: o.keyspace, Epoch: p.ks.Epoch, Record: RecordToPB(o.rec)}
 	req := &kvpb.ReplicaWriteRequest{Mutations: []*kvpb.Mutation{mut}, From: o.self}
-	a := &writeAttempt{plan: *p, mut: mut, tally: quorum.NewTally(p.pol.W, len(p.alive)),
+	a := &o.first
+	if o.attempt > 1 {
+		a = &writeAttempt{}
+	}
+	*a = writeAttempt{plan: p, mut: mut, tally: quorum.NewTally(p.pol.W, len(p.alive)),
 		verdict: quorum.Pending, pendingLeft: len(p.pendingAlive)}
 	o.cur, o.phase = a, writeGathering
-	var eff effects
+	eff := effects{sends: make([]send, 0, len(p.ranked)+len(p.pendingAlive))}
 	// The dead replicas' hints wait for the first acknowledgement.
 	a.held = append(a.held, p.dead...)
 	for rank, id := range p.ranked {
@@ -198,9 +208,9 @@ func (o *writeOp) planned(p *opPlan, err error) effects {
 }
 
 func (o *writeOp) newSend(a *writeAttempt, to string, rank int, observe bool, req *kvpb.ReplicaWriteRequest) send {
-	o.nextSend++
-	o.sends[o.nextSend] = writeSend{a: a, to: to}
-	return send{id: o.nextSend, to: to, kind: sendWrite, rank: rank, observe: observe, detached: true, write: req}
+	o.sent = append(o.sent, writeSend{a: a, to: to})
+	o.inFlight++
+	return send{id: len(o.sent), to: to, kind: sendWrite, rank: rank, observe: observe, detached: true, write: req}
 }
 
 // writeResult reads a replica's answer to a one-mutation write.
@@ -219,11 +229,12 @@ func writeResult(to string, r reply) (ok bool, known uint64, err error) {
 }
 
 func (o *writeOp) replied(r reply) effects {
-	ws, ok := o.sends[r.id]
-	if !ok {
+	if r.id < 1 || r.id > len(o.sent) || o.sent[r.id-1].replied {
 		return effects{}
 	}
-	delete(o.sends, r.id)
+	ws := &o.sent[r.id-1]
+	ws.replied = true
+	o.inFlight--
 	a, to := ws.a, ws.to
 	acked, known, err := writeResult(to, r)
 	var eff effects
@@ -262,10 +273,7 @@ func (o *writeOp) gathered() effects {
 	a := o.cur
 	if a.verdict == quorum.Won && a.pendingErr == nil {
 		o.phase = writeHinting
-		o.hintWait = o.hintWait[:0]
-		for id := range o.hintsOut {
-			o.hintWait = append(o.hintWait, id)
-		}
+		o.hintWait = len(o.hintsOut)
 		return o.hinted()
 	}
 	if a.newest > a.plan.ks.Epoch && o.attempt < maxEpochAttempts {
@@ -282,14 +290,13 @@ func (o *writeOp) gathered() effects {
 // hinted goes on to the lease check once the hints an acknowledgement waits
 // for are stored; hints started after the quorum are not waited for.
 func (o *writeOp) hinted() effects {
-	for _, id := range o.hintWait {
-		if o.hintsOut[id] {
+	for _, out := range o.hintsOut[:o.hintWait] {
+		if out {
 			return effects{}
 		}
 	}
 	o.phase = writeChecking
-	ks := o.cur.plan.ks
-	return effects{checkLease: &ks}
+	return effects{checkLease: &o.cur.plan.ks}
 }
 
 func (o *writeOp) leaseChecked(err error) effects {
@@ -334,21 +341,21 @@ func (o *writeOp) storeHints(a *writeAttempt, targets []string) effects {
 	if len(targets) == 0 {
 		return effects{}
 	}
-	o.nextHint++
-	o.hintsOut[o.nextHint] = true
-	return effects{hints: []hintBatch{{id: o.nextHint, targets: targets, mut: a.mut}}}
+	o.hintsOut = append(o.hintsOut, true)
+	return effects{hints: []hintBatch{{id: len(o.hintsOut), targets: targets, mut: a.mut}}}
 }
 
 func (o *writeOp) answer(rcpt Receipt, err error, observe bool) effects {
 	o.phase = writeAnswered
-	return o.maybeFinish(effects{done: &answer{err: err, receipt: rcpt, observe: observe}})
+	o.ans = answer{err: err, receipt: rcpt, observe: observe}
+	return o.maybeFinish(effects{done: &o.ans})
 }
 
 // maybeFinish marks eff finished once the op has answered and every
 // replica request has replied: nothing is left to turn into a hint. Hint
 // batches still being stored are not waited for.
 func (o *writeOp) maybeFinish(eff effects) effects {
-	if o.phase == writeAnswered && len(o.sends) == 0 {
+	if o.phase == writeAnswered && o.inFlight == 0 {
 		eff.finished = true
 	}
 	return eff

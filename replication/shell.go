@@ -18,11 +18,15 @@ type driver struct {
 	plan     func() event
 
 	// queue holds events produced synchronously (plans, lease checks,
-	// catch-ups, inline replies), fed to the op before waiting for more.
+	// catch-ups, inline replies), fed to the op before waiting for more;
+	// head is the next one. qbuf keeps the usual few in the driver.
 	queue []event
+	head  int
+	qbuf  [2]event
 	// events carries what goroutines report: replies and stored hints.
-	// Made at the first asynchronous effect; finished is closed when the op
-	// wants no more, so that no goroutine ever blocks on events.
+	// Made at the first asynchronous effect, unbuffered (the loop is always
+	// receiving when it has nothing else to do); finished is closed when
+	// the op wants no more, so that no goroutine is left blocked on events.
 	events   chan event
 	finished chan struct{}
 	hedge    *time.Timer
@@ -36,42 +40,27 @@ type driver struct {
 // plan when o asks for one.
 func (c *Coordinator) run(ctx context.Context, keyspace string, o op, plan func() event) *answer {
 	d := &driver{c: c, ctx: ctx, keyspace: keyspace, op: o, plan: plan}
+	d.queue = d.qbuf[:0]
 	d.apply(o.begin())
-	ctxDone := ctx.Done()
-	for d.answer == nil {
-		if len(d.queue) > 0 {
-			ev := d.queue[0]
-			d.queue = d.queue[1:]
-			d.apply(o.step(ev))
-			continue
-		}
-		var hedge <-chan time.Time
-		if d.hedge != nil {
-			hedge = d.hedge.C
-		}
-		select {
-		case ev := <-d.events:
-			d.apply(o.step(ev))
-		case <-hedge:
-			d.hedge = nil
-			d.apply(o.step(event{kind: evHedge}))
-		case <-ctxDone:
-			ctxDone = nil // once: an op may wait on past it
-			d.apply(o.step(event{kind: evDeadline, err: ctx.Err()}))
-		}
-	}
+	d.loop(ctx.Done())
 	if !d.done {
-		go d.background()
+		go d.loop(nil)
 	}
 	return d.answer
 }
 
-// background drives the op after its answer, until it finishes.
-func (d *driver) background() {
-	for !d.done {
-		if len(d.queue) > 0 {
-			ev := d.queue[0]
-			d.queue = d.queue[1:]
+// loop feeds the op its events: until it answers when deadline is the
+// client's (the deadline is delivered once: an op may wait on past it),
+// else until it finishes.
+func (d *driver) loop(deadline <-chan struct{}) {
+	foreground := deadline != nil
+	for !d.done && (!foreground || d.answer == nil) {
+		if d.head < len(d.queue) {
+			ev := d.queue[d.head]
+			d.head++
+			if d.head == len(d.queue) {
+				d.queue, d.head = d.queue[:0], 0
+			}
 			d.apply(d.op.step(ev))
 			continue
 		}
@@ -85,6 +74,9 @@ func (d *driver) background() {
 		case <-hedge:
 			d.hedge = nil
 			d.apply(d.op.step(event{kind: evHedge}))
+		case <-deadline:
+			deadline = nil
+			d.apply(d.op.step(event{kind: evDeadline, err: d.ctx.Err()}))
 		}
 	}
 }
@@ -144,7 +136,7 @@ func (d *driver) finish() {
 // async makes the channels goroutines report on.
 func (d *driver) async() {
 	if d.events == nil {
-		d.events = make(chan event, 4)
+		d.events = make(chan event)
 		d.finished = make(chan struct{})
 	}
 }
