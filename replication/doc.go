@@ -5,6 +5,31 @@
 // only through the Transport interface that the node package implements over
 // gRPC.
 //
+// # Shape: a pure core and a shell
+//
+// Each client operation is a state machine (core.go, core_write.go,
+// core_read.go, core_scan.go): a value that takes events (a plan of the
+// key's replicas, a replica's reply, the hedge timer, the client's
+// deadline, a hint batch stored, a lease checked, a catch-up done) and
+// returns effects (requests to send, a timer to arm, hints to store, a lease
+// to check, an epoch to catch up with, the answer), with no goroutines,
+// clocks, random sources or locks (TestCoreIsPure holds it to that). The
+// Coordinator (coordinator.go, shell.go) is the shell, as the code acting on
+// etcd-io/raft's Ready is: it plans attempts, sends over the Transport,
+// arms timers, stores hints, observes latencies and clocks, and drives an op
+// on after its answer until the op finishes. The scripts in testdata/core
+// are the core's specification (TestCoreDataDriven); TestWriteOpProperties
+// and TestReadOpProperties drive random schedules against a model.
+//
+// # Contract
+//
+// It owns: the coordinator, the replica side (Replica), hints (HintStore),
+// the hybrid clock (Clock), configuration fencing (Fence), read repair.
+// It may import api/kvpb, storage, and its ring and quorum sub-packages;
+// never node, membership, gRPC or pebble. Coordinator, Replica, HintStore
+// and Clock are safe for concurrent use; an op (the core's state machines)
+// is driven by one goroutine at a time.
+//
 // # Write path
 //
 // The coordinator assigns the write a version from its hybrid logical clock,
