@@ -20,7 +20,7 @@
 //
 // The runner drives a Store: Read, Update, Insert, Scan and Close. The
 // adaptkv adapter (AdaptkvStore) is here; the etcd, Redis and gRPC echo
-// adapters live in the comparison tool, client/bench/compare, a Go module of
+// adapters live in the comparison tool, bench/compare, a Go module of
 // its own so that adaptkv's go.mod does not depend on etcd. The same
 // generator, with the same seed, drives all of them, so their figures differ
 // only by the store.

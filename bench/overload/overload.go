@@ -32,7 +32,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/adaptkv/adaptkv/client/bench"
+	"github.com/adaptkv/adaptkv/bench"
 )
 
 // Config configures the benchmark. Zero fields take the defaults below.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/adaptkv/adaptkv/client/clustertest"
+	"github.com/adaptkv/adaptkv/node/clustertest"
 )
 
 // EndpointsEnv is read for the endpoints when --endpoints is not given, as

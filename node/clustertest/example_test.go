@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/client"
-	"github.com/adaptkv/adaptkv/client/clustertest"
+	"github.com/adaptkv/adaptkv/node/clustertest"
 )
 
 // A real three-node cluster in the test process, written to at quorum and

@@ -1,14 +1,3 @@
-// Package clustertest starts a real adaptkv cluster inside the calling
-// process, for users' own tests and for adaptkv's: every node runs its real
-// storage engine, gossip, metadata log and gRPC services on loopback ports
-// of its own (port 0), so tests can run in parallel.
-//
-//	func TestMyService(t *testing.T) {
-//		c := clustertest.New(t, 3)        // stopped by t.Cleanup
-//		kv := c.Client(t)
-//		_, err := kv.Put(ctx, []byte("k"), []byte("v"))
-//		...
-//	}
 package clustertest
 
 import (

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/adaptkv/adaptkv/client/bench"
+	"github.com/adaptkv/adaptkv/bench"
 )
 
 func TestRecoverySeconds(t *testing.T) {

@@ -1,8 +1,8 @@
-module github.com/adaptkv/adaptkv/client/bench/compare
+module github.com/adaptkv/adaptkv/bench/compare
 
 go 1.26.8
 
-replace github.com/adaptkv/adaptkv => ../../..
+replace github.com/adaptkv/adaptkv => ../..
 
 require (
 	github.com/adaptkv/adaptkv v0.0.0-00010101000000-000000000000

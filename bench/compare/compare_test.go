@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/adaptkv/adaptkv/client/bench"
+	"github.com/adaptkv/adaptkv/bench"
 )
 
 func TestEchoStoreRoundTrip(t *testing.T) {

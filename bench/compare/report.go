@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/adaptkv/adaptkv/client/bench"
+	"github.com/adaptkv/adaptkv/bench"
 )
 
 // Systems and settings as they appear in the tables.

@@ -118,7 +118,7 @@ func TestRunEndToEnd(t *testing.T) {
 // --scenario adaptive` is wired up:
 //
 //	SCENARIO_OUT=/tmp/adaptive SCENARIO_ARGS="--phase 60s" \
-//	  go test -run TestFullExperiment -timeout 40m -v ./client/bench/scenario/
+//	  go test -run TestFullExperiment -timeout 40m -v ./bench/scenario/
 func TestFullExperiment(t *testing.T) {
 	out := os.Getenv("SCENARIO_OUT")
 	if out == "" {
@@ -128,7 +128,7 @@ func TestFullExperiment(t *testing.T) {
 	// Record how the experiment was really run (NewCommand records the
 	// process's arguments, which here are the test binary's).
 	saved := os.Args
-	os.Args = []string{fmt.Sprintf("SCENARIO_OUT=%s SCENARIO_ARGS=%q go test -run TestFullExperiment -timeout 40m ./client/bench/scenario/",
+	os.Args = []string{fmt.Sprintf("SCENARIO_OUT=%s SCENARIO_ARGS=%q go test -run TestFullExperiment -timeout 40m ./bench/scenario/",
 		out, os.Getenv("SCENARIO_ARGS"))}
 	defer func() { os.Args = saved }()
 	cmd := NewCommand()

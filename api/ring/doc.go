@@ -54,4 +54,14 @@
 // A Ring is never modified after New, so any number of goroutines may use it
 // at once. The package does no I/O, reads no clock and starts no goroutines:
 // the same members and vnode count always give the same placement.
+//
+// # Who uses it, and what it may import
+//
+// Placement is part of the API: the servers (replication, node and its
+// membership), the SDK (client, which routes each key to a replica) and the
+// Jepsen harness must all compute the same preference lists, so the package
+// lives under api, beside the protocol, and the SDK can use it without
+// importing any server package. It imports only the standard library and
+// xxhash, and must stay that way; anything that needs the server's state
+// (liveness, epochs, keyspace configuration) belongs to its callers.
 package ring

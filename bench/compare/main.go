@@ -1,5 +1,5 @@
 // Command compare runs the same YCSB workloads, through the same workload
-// generator (package client/bench), against a 3-node adaptkv cluster, a
+// generator (package bench), against a 3-node adaptkv cluster, a
 // 3-member etcd cluster, a single Redis with appendfsync always (the
 // single-node ceiling) and a bare gRPC echo server (the floor of any
 // gRPC-based store), one system at a time on this machine, and prints a
@@ -13,7 +13,7 @@
 // does not build, this binary re-executed around node.Start), and Redis is
 // Debian's redis-server.
 //
-//	cd client/bench/compare && go run . --out results.md
+//	cd bench/compare && go run . --out results.md
 //
 // Systems run one after the other, each started fresh, loaded once and then
 // measured per workload and setting; nothing else of the comparison runs
@@ -39,8 +39,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/adaptkv/adaptkv/bench"
 	"github.com/adaptkv/adaptkv/client"
-	"github.com/adaptkv/adaptkv/client/bench"
 )
 
 // The hidden first arguments that make this binary one of its own
@@ -595,7 +595,7 @@ func (c *comparison) writeReport(w io.Writer, elapsed time.Duration) {
 	fmt.Fprintf(w, "- machine: %d CPUs (%s), %s/%s, %s, GOMAXPROCS %d per process\n", h.NumCPU, h.CPUModel, h.OS, h.Arch, h.GoVersion, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(w, "- date: %s; the comparison took %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), elapsed.Round(time.Second))
 	fmt.Fprintf(w, "- adaptkv source: %s\n", gitDescribe(o.repo))
-	fmt.Fprintf(w, "- workload generator: adaptkv bench (client/bench), closed loop, %d clients, %d records of %d B, zipfian (YCSB scrambled, θ 0.99), %s measured per phase after %s warmup, seed %d\n",
+	fmt.Fprintf(w, "- workload generator: adaptkv bench (bench), closed loop, %d clients, %d records of %d B, zipfian (YCSB scrambled, θ 0.99), %s measured per phase after %s warmup, seed %d\n",
 		o.concurrency, o.records, o.valueSize, o.duration, o.warmup, o.seed)
 	mode := c.adaptkvMode
 	switch mode {

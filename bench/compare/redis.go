@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/adaptkv/adaptkv/client/bench"
+	"github.com/adaptkv/adaptkv/bench"
 )
 
 // redisServer is one redis-server process: the single-node ceiling of the

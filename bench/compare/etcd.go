@@ -16,7 +16,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
-	"github.com/adaptkv/adaptkv/client/bench"
+	"github.com/adaptkv/adaptkv/bench"
 )
 
 // etcdMemberMain is the body of a re-executed child that runs one etcd
