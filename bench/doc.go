@@ -44,4 +44,21 @@
 // A figure means little without its settings: the JSON report carries the
 // workload, the distribution, the record and value sizes, the concurrency,
 // the consistency level, the seed and the machine (Host).
+//
+// # Where it lives, and what it may import
+//
+// The benchmark tooling is not part of the SDK: it lives at the top level,
+// beside cmd/adaptkv, which only mounts NewCommand. It may import the SDK
+// (client), node/clustertest (`adaptkv bench --local N` runs an in-process
+// cluster) and node/launch (the scenarios start real node processes), but
+// the SDK never imports it. Its subpackages: scenario (the tuner
+// experiment), overload (the overload benchmark) and compare (the etcd and
+// Redis comparison, a Go module of its own).
+//
+// # Concurrency
+//
+// A Run or RunOpenLoop owns its workers and returns only when they have
+// all ended. The key choosers that share state across workers
+// (SkewedLatest, AckCounter) are safe for concurrent use; the other
+// generators are one per worker, seeded from the run's seed.
 package bench

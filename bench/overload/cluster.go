@@ -3,182 +3,43 @@ package overload
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-)
 
-// proc is one node process of an arm's cluster.
-type proc struct {
-	id, grpc, gossip, raft, http, dir string
-	cmd                               *exec.Cmd
-	done                              chan struct{}
-	err                               error
-}
+	"github.com/adaptkv/adaptkv/node/launch"
+)
 
 // cluster is the node processes of one arm, started from one binary.
 type cluster struct {
-	procs []*proc
-}
-
-// freePorts returns n distinct free TCP ports (also free for UDP, which
-// gossip uses) on host.
-func freePorts(host string, n int) ([]int, error) {
-	var closers []io.Closer
-	defer func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}()
-	var ports []int
-	for len(ports) < n {
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		closers = append(closers, ln)
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		closers = append(closers, pc)
-		ports = append(ports, port)
-	}
-	return ports, nil
+	*launch.Cluster
 }
 
 // startCluster starts nodes node processes of binary under dir, with extra
-// flags, and waits until every one answers /healthz.
+// flags, and waits until every one is healthy and sees the others alive.
 func startCluster(ctx context.Context, binary, dir string, nodes int, extra []string) (*cluster, error) {
-	const host = "127.0.0.1"
-	ports, err := freePorts(host, 4*nodes)
+	l, err := launch.New(launch.Config{Binary: binary, Nodes: nodes, Dir: dir,
+		Args: append([]string{"--log-level", "warn"}, extra...), Name: "overload bench"})
 	if err != nil {
 		return nil, err
 	}
-	addr := func(i int) string { return net.JoinHostPort(host, strconv.Itoa(ports[i])) }
-	c := &cluster{}
-	for i := range nodes {
-		id := fmt.Sprintf("n%d", i+1)
-		c.procs = append(c.procs, &proc{id: id, grpc: addr(4 * i), gossip: addr(4*i + 1), raft: addr(4*i + 2), http: addr(4*i + 3),
-			dir: filepath.Join(dir, id), done: make(chan struct{})})
-	}
-	for _, p := range c.procs {
-		var seeds []string
-		for _, o := range c.procs {
-			if o != p {
-				seeds = append(seeds, o.gossip)
-			}
-		}
-		if err := os.MkdirAll(p.dir, 0o755); err != nil {
-			c.stop()
-			return nil, err
-		}
-		args := append([]string{"node", "--id", p.id, "--data-dir", p.dir,
-			"--grpc-addr", p.grpc, "--gossip-addr", p.gossip, "--raft-addr", p.raft, "--http-addr", p.http,
-			"--seeds", strings.Join(seeds, ","), "--bootstrap-expect", strconv.Itoa(nodes), "--log-level", "warn"}, extra...)
-		logf, err := os.Create(filepath.Join(p.dir, "node.log"))
-		if err != nil {
-			c.stop()
-			return nil, err
-		}
-		cmd := exec.Command(binary, args...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "ADAPTKV_") {
-				cmd.Env = append(cmd.Env, kv)
-			}
-		}
-		cmd.SysProcAttr = childAttr()
-		err = cmd.Start()
-		logf.Close()
-		if err != nil {
-			c.stop()
-			return nil, fmt.Errorf("starting node %s (%s): %w", p.id, binary, err)
-		}
-		p.cmd = cmd
-		go func() { p.err = cmd.Wait(); close(p.done) }()
-	}
-	if err := c.waitHealthy(ctx, time.Minute); err != nil {
+	c := &cluster{Cluster: l}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := l.Start(wctx); err != nil {
 		c.stop()
-		return nil, err
+		return nil, fmt.Errorf("cluster not healthy after %v: %w", time.Minute, err)
 	}
 	return c, nil
 }
 
-func (c *cluster) endpoints() []string {
-	var eps []string
-	for _, p := range c.procs {
-		eps = append(eps, p.grpc)
-	}
-	return eps
-}
+func (c *cluster) endpoints() []string { return c.Endpoints() }
 
-func (c *cluster) waitHealthy(ctx context.Context, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	hc := &http.Client{Timeout: time.Second}
-	for {
-		ready := 0
-		var problem error
-		for _, p := range c.procs {
-			select {
-			case <-p.done:
-				return fmt.Errorf("node %s exited during startup: %v; see %s", p.id, p.err, filepath.Join(p.dir, "node.log"))
-			default:
-			}
-			resp, err := hc.Get("http://" + p.http + "/healthz")
-			if err != nil {
-				problem = fmt.Errorf("node %s: %w", p.id, err)
-				continue
-			}
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				ready++
-			} else {
-				problem = fmt.Errorf("node %s: healthz %s", p.id, resp.Status)
-			}
-		}
-		if ready == len(c.procs) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("cluster not healthy after %v: %w", limit, errors.Join(problem, ctx.Err()))
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// stop interrupts every node, by PID, and kills those still running after
-// ten seconds.
-func (c *cluster) stop() {
-	for _, p := range c.procs {
-		if p.cmd != nil {
-			p.cmd.Process.Signal(os.Interrupt)
-		}
-	}
-	deadline := time.After(10 * time.Second)
-	for _, p := range c.procs {
-		if p.cmd == nil {
-			continue
-		}
-		select {
-		case <-p.done:
-		case <-deadline:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
-}
+// stop stops every node, by PID (SIGTERM), and kills those still running
+// after ten seconds.
+func (c *cluster) stop() { c.StopAll(10 * time.Second) }
 
 // memory reads a process's resident set size and its peak (VmRSS and
 // VmHWM in /proc/PID/status), in bytes.

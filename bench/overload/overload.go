@@ -1,23 +1,3 @@
-// Package overload is the overload benchmark, `adaptkv bench --scenario
-// overload`: it measures a cluster's closed-loop peak, then offers it three
-// times that in an open loop for a minute, then a normal rate again, and
-// reports goodput, the latency of what the cluster admitted, each node's
-// memory, and how soon latency is back to normal. Given a second binary (an
-// older build) it runs the same schedule against a cluster of that build in
-// the same run, so that the two compare as ratios on one machine.
-//
-// Each arm starts its own node processes (3 by default, on 127.0.0.1, data in
-// Config.Out), loads the records, and runs:
-//
-//  1. peak: YCSB closed loop (Config.Concurrency workers) for Config.Peak;
-//     its throughput is the peak X and its p99 the reference latency;
-//  2. normal: open loop at Config.Normal × X, giving the normal p99;
-//  3. overload: open loop at Config.Multiplier × X for Config.Overload;
-//  4. recovery: open loop at Config.Normal × X for Config.Recovery.
-//
-// Open-loop latencies run from each request's intended send time (see
-// bench.RunOpenLoop). Every node's VmRSS is sampled twice a second from
-// /proc/PID/status, and its VmHWM (peak RSS since start) read at the end.
 package overload
 
 import (
@@ -318,10 +298,10 @@ func runArm(ctx context.Context, cfg Config, name, binary string, flags []string
 	sctx, stopSampling := context.WithCancel(ctx)
 	overloadStart := time.Now().Add(cfg.NormalTime)
 	overloadEnd := overloadStart.Add(cfg.Overload)
-	mem := make([]NodeMemory, len(c.procs))
+	mem := make([]NodeMemory, len(c.Nodes()))
 	cpu := func() (nodes, self, machine float64) {
-		for _, p := range c.procs {
-			s, _ := cpuSeconds(strconv.Itoa(p.cmd.Process.Pid))
+		for _, p := range c.Nodes() {
+			s, _ := cpuSeconds(strconv.Itoa(p.PID()))
 			nodes += s
 		}
 		self, _ = cpuSeconds("self")
@@ -342,8 +322,8 @@ func runArm(ctx context.Context, cfg Config, name, binary string, flags []string
 				if now.Before(overloadStart) || now.After(overloadEnd) {
 					continue
 				}
-				for i, p := range c.procs {
-					if rss, _, err := memory(p.cmd.Process.Pid); err == nil {
+				for i, p := range c.Nodes() {
+					if rss, _, err := memory(p.PID()); err == nil {
 						mem[i].OverloadRSS = max(mem[i].OverloadRSS, rss)
 					}
 				}
@@ -365,9 +345,9 @@ func runArm(ctx context.Context, cfg Config, name, binary string, flags []string
 	if err != nil {
 		return nil, err
 	}
-	for i, p := range c.procs {
-		mem[i].ID = p.id
-		if _, hwm, err := memory(p.cmd.Process.Pid); err == nil {
+	for i, p := range c.Nodes() {
+		mem[i].ID = p.ID
+		if _, hwm, err := memory(p.PID()); err == nil {
 			mem[i].PeakRSS = hwm
 		}
 	}

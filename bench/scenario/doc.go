@@ -82,4 +82,18 @@
 // a pass/fail line per criterion) and plot.png (read p99 and stale rate over
 // time per arm, phases shaded, tuner changes marked) in Config.Out, and a
 // summary on the progress writer.
+//
+// # What it may import
+//
+// The SDK (client), the benchmark tool (bench) and node/launch, which
+// starts, waits for and stops the node processes; never the server's
+// packages: the experiment measures the binary. The nodes' latency and
+// slowness are injected through their test hooks (launch.Cluster.Hook).
+//
+// # Concurrency
+//
+// Run is one experiment at a time: it owns the cluster, the clients and
+// the workers, and stops the nodes before it returns, whatever happened.
+// Inside a phase, workers share the Tracker (safe for concurrent use) and a
+// background goroutine polls the tuner's decisions until the run ends.
 package scenario

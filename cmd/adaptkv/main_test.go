@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/client"
+	"github.com/adaptkv/adaptkv/node/launch"
 )
 
 // binPath is the adaptkv binary built once by TestMain; the process tests
@@ -59,14 +60,18 @@ func allocBasePort(t *testing.T, n int) int {
 	t.Helper()
 	portMu.Lock()
 	defer portMu.Unlock()
-	lo, hi := 10000, ephemeralLow()-portStride*n
+	lo, hi := 10000, launch.EphemeralLow()-portStride*n
+	hosts := make([]string, n)
+	for i := range hosts {
+		hosts[i] = "127.0.0.1"
+	}
 	for range 1000 {
 		base := portNext
 		portNext += portStride * (n + 1)
 		if portNext > hi {
 			portNext = lo
 		}
-		if portsFree("127.0.0.1", base, n) {
+		if launch.PortsFree(hosts, base, portStride) {
 			return base
 		}
 	}
@@ -116,7 +121,7 @@ func startCluster(t *testing.T, nodes int) *testCluster {
 // in the PID files, checked to still be this cluster's nodes.
 func (tc *testCluster) killAll() {
 	files, _ := filepath.Glob(filepath.Join(tc.dir, "*", "pid"))
-	var nodes []nodeEntry
+	var nodes []launch.Proc
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -129,10 +134,10 @@ func (tc *testCluster) killAll() {
 		n := nodeEntry{ID: filepath.Base(filepath.Dir(f)), PID: pid}
 		if n.running() {
 			syscall.Kill(pid, syscall.SIGKILL)
-			nodes = append(nodes, n)
+			nodes = append(nodes, launch.Proc{ID: n.ID, PID: pid})
 		}
 	}
-	if left := waitGone(nodes, 10*time.Second); len(left) > 0 {
+	if left := launch.WaitGone(nodes, 10*time.Second); len(left) > 0 {
 		tc.t.Errorf("node processes still running after SIGKILL: %v", left)
 	}
 }
