@@ -6,11 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/adaptkv/adaptkv/internal/testbin"
 )
 
 // adaptkvBinary is the adaptkv executable TestMain builds for the
@@ -30,13 +31,9 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		adaptkvBinary = filepath.Join(dir, "adaptkv")
-		// Without -race: the nodes are the system under test, not this
-		// package, and a race-instrumented node is several times slower.
-		cmd := exec.Command("go", "build", "-o", adaptkvBinary, "github.com/adaptkv/adaptkv/cmd/adaptkv")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building adaptkv: %w\n%s", err, out)
-			adaptkvBinary = ""
+		// Without -race (see testbin.Build).
+		if adaptkvBinary, err = testbin.Build(dir); err != nil {
+			buildErr = err
 		}
 	}
 	code := m.Run()

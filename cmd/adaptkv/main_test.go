@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/client"
+	"github.com/adaptkv/adaptkv/internal/testbin"
 	"github.com/adaptkv/adaptkv/node/launch"
 )
 
@@ -26,26 +27,7 @@ import (
 // drive it like a user would.
 var binPath string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "adaptkv-cmd-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "adaptkv")
-	// Built without -race even under `go test -race`: the nodes are the
-	// system under test here, not the CLI's concurrency, and a race build
-	// would make every node several times slower on a small machine.
-	build := exec.Command("go", "build", "-o", binPath, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building adaptkv: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, &binPath) }
 
 // Base ports handed to the tests' clusters. Each test gets its own block,
 // checked free, so that parallel tests never collide; the start is random

@@ -129,11 +129,11 @@ type Node struct {
 
 // PID returns the running process's ID, 0 when none.
 func (n *Node) PID() int {
-	if n.State() == Stopped {
-		return 0
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.stateLocked() == Stopped {
+		return 0
+	}
 	return n.pid
 }
 
@@ -142,6 +142,11 @@ func (n *Node) PID() int {
 func (n *Node) State() State {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.stateLocked()
+}
+
+// stateLocked is State with n.mu held.
+func (n *Node) stateLocked() State {
 	if n.cmd == nil && n.state != Stopped && !NodeRunning(n.pid, n.ID) {
 		n.state = Stopped
 	}
@@ -458,11 +463,11 @@ func (c *Cluster) StartNode(id string) error {
 	if closed {
 		return errors.New("launch: cluster closed")
 	}
-	if n.State() != Stopped {
-		return nil
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.stateLocked() != Stopped {
+		return nil
+	}
 	if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
 		return fmt.Errorf("launch: %s: %w", id, err)
 	}
@@ -524,11 +529,11 @@ func (c *Cluster) signal(id string, sig syscall.Signal) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.State() == Stopped {
-		return n, fmt.Errorf("launch: %s is not running", id)
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.stateLocked() == Stopped {
+		return n, fmt.Errorf("launch: %s is not running", id)
+	}
 	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
 		n.expectExit = true
 	}

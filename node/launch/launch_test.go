@@ -5,34 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/adaptkv/adaptkv/internal/testbin"
 )
 
-// nodeBin is cmd/adaptkv, built once by TestMain (without -race: the nodes
-// are the system under test, not this package).
+// nodeBin is cmd/adaptkv, built once by TestMain.
 var nodeBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "launch-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	nodeBin = filepath.Join(dir, "adaptkv")
-	if out, err := exec.Command("go", "build", "-o", nodeBin, "github.com/adaptkv/adaptkv/cmd/adaptkv").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building adaptkv: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, &nodeBin) }
 
 // exists reports whether pid names a process (a zombie counts: the
 // launcher must have reaped what it started).
