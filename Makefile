@@ -30,7 +30,7 @@ FUZZTIME ?= 5s
 FUZZ_TARGETS := storage:FuzzRecordCodec storage:FuzzRaftLogCodec \
 	replication:FuzzHintStore jepsen/history:FuzzRead \
 	node:FuzzMetadataApply node:FuzzMetadataRestore node:FuzzKVRequest \
-	replication/ring:FuzzPreferenceList
+	api/ring:FuzzPreferenceList
 
 fuzz-ci:
 	@missing=$$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/^func //' | \
@@ -49,4 +49,4 @@ proto:
 
 # Benchmarks of the hot pure pieces.
 bench:
-	$(GO) test -run XXX -bench . -benchmem ./storage/ ./replication/... 
+	$(GO) test -run XXX -bench . -benchmem ./storage/ ./replication/... ./api/ring/

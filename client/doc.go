@@ -115,7 +115,8 @@
 // The client reads the members and the number of virtual nodes from
 // ClusterStatus and the replication factors from ListKeyspaces, every
 // Config.TopologyRefresh and soon after a connection error. It builds the
-// same consistent-hash ring as the servers (package replication/ring) and
+// same consistent-hash ring as the servers (package api/ring, shared with
+// them) and
 // sends Get, Put and Delete to an alive replica of the key: writes to the
 // first one in preference order whose connection is not failing, reads to the
 // replicas in turn. When the topology or keyspace is not known yet, or no
@@ -123,4 +124,18 @@
 // go to any node, keyspace changes preferably to the metadata leader. Set
 // Config.DisableRouting when the nodes' own addresses are not reachable from
 // the client.
+//
+// # Dependencies
+//
+// The SDK imports only the API (api/kvpb, the generated gRPC code, and
+// api/ring, the pure placement it shares with the servers) and its own code:
+// importing it never pulls in the server.
+//
+// # Testing your code
+//
+// Package node/clustertest (github.com/adaptkv/adaptkv/node/clustertest)
+// starts a real in-process cluster for your own tests, each node on loopback
+// ports of its own: c := clustertest.New(t, 3); kv := c.Client(t). It
+// imports the server, which is why it is not part of this package. The
+// benchmark tool (`adaptkv bench`) lives in the top-level package bench.
 package client

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
-	"github.com/adaptkv/adaptkv/replication/ring"
+	"github.com/adaptkv/adaptkv/api/ring"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 )

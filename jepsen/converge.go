@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/adaptkv/adaptkv/api/ring"
 	"github.com/adaptkv/adaptkv/client"
 	"github.com/adaptkv/adaptkv/jepsen/history"
-	"github.com/adaptkv/adaptkv/replication/ring"
 )
 
 // maxProbeKeys bounds the keys the convergence probe reads on every

@@ -2,15 +2,11 @@ package jepsen
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/adaptkv/adaptkv/internal/testbin"
 	"github.com/adaptkv/adaptkv/jepsen/cluster"
 )
 
@@ -37,14 +33,7 @@ func buildNode(dir string) (string, error) {
 	if b := os.Getenv("ADAPTKV_BIN"); b != "" {
 		return b, nil
 	}
-	out := filepath.Join(dir, "adaptkv")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/adaptkv/adaptkv/cmd/adaptkv")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/adaptkv: %w: %s", err, strings.TrimSpace(string(b)))
-	}
-	return out, nil
+	return testbin.Build(dir)
 }
 
 // needCluster skips a test in -short mode and fails it when the node binary

@@ -7,8 +7,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/adaptkv/adaptkv/api/ring"
 	"github.com/adaptkv/adaptkv/replication"
-	"github.com/adaptkv/adaptkv/replication/ring"
 	"github.com/adaptkv/adaptkv/storage"
 )
 

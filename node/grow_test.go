@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/client"
-	"github.com/adaptkv/adaptkv/client/clustertest"
 	"github.com/adaptkv/adaptkv/node"
+	"github.com/adaptkv/adaptkv/node/clustertest"
 )
 
 // tunerTarget asks every node (whichever leads the metadata log) to move

@@ -35,9 +35,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/adaptkv/adaptkv/api/ring"
 	"github.com/adaptkv/adaptkv/node/membership"
 	"github.com/adaptkv/adaptkv/replication"
-	"github.com/adaptkv/adaptkv/replication/ring"
 	"github.com/adaptkv/adaptkv/storage"
 )
 

@@ -13,8 +13,8 @@ import (
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/client"
-	"github.com/adaptkv/adaptkv/client/clustertest"
 	"github.com/adaptkv/adaptkv/node"
+	"github.com/adaptkv/adaptkv/node/clustertest"
 )
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/client"
-	"github.com/adaptkv/adaptkv/client/clustertest"
 	"github.com/adaptkv/adaptkv/node"
+	"github.com/adaptkv/adaptkv/node/clustertest"
 )
 
 // collidingIDs returns two node IDs whose 32-bit FNV-1a hashes, the node

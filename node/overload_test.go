@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/adaptkv/adaptkv/client"
-	"github.com/adaptkv/adaptkv/client/clustertest"
 	"github.com/adaptkv/adaptkv/node"
+	"github.com/adaptkv/adaptkv/node/clustertest"
 )
 
 // A node that has just restarted has the keyspace in its copy of the

@@ -17,9 +17,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/adaptkv/adaptkv/client"
-	"github.com/adaptkv/adaptkv/client/clustertest"
 	"github.com/adaptkv/adaptkv/internal/testseed"
 	"github.com/adaptkv/adaptkv/node"
+	"github.com/adaptkv/adaptkv/node/clustertest"
 	"github.com/adaptkv/adaptkv/storage"
 )
 

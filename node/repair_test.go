@@ -19,8 +19,8 @@ import (
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/client"
-	"github.com/adaptkv/adaptkv/client/clustertest"
 	"github.com/adaptkv/adaptkv/node"
+	"github.com/adaptkv/adaptkv/node/clustertest"
 )
 
 func withHooks(o *clustertest.Options) {

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/client"
-	"github.com/adaptkv/adaptkv/client/clustertest"
 	"github.com/adaptkv/adaptkv/node"
+	"github.com/adaptkv/adaptkv/node/clustertest"
 )
 
 func fastTuner(o *clustertest.Options) {

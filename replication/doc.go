@@ -91,8 +91,8 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/api/ring"
 	"github.com/adaptkv/adaptkv/replication/quorum"
-	"github.com/adaptkv/adaptkv/replication/ring"
 )
 
 // Transport carries peer requests to the replica with the given node ID. The

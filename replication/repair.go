@@ -6,7 +6,7 @@ import (
 	"slices"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
-	"github.com/adaptkv/adaptkv/replication/ring"
+	"github.com/adaptkv/adaptkv/api/ring"
 	"github.com/adaptkv/adaptkv/storage"
 )
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
-	"github.com/adaptkv/adaptkv/replication/ring"
+	"github.com/adaptkv/adaptkv/api/ring"
 	"github.com/adaptkv/adaptkv/storage"
 )
 

@@ -57,7 +57,7 @@ type Model struct {
 	// experiment's injected link latency is, and badly wrong when it is on
 	// the way back: a replica that is slow to answer (the experiment's slow
 	// replica delays its replies by 50 ms) looks as if it got every write
-	// 50 ms late. Measured in the experiment (client/bench/scenario/
+	// 50 ms late. Measured in the experiment (bench/scenario/
 	// EXPERIMENT.md), with the write→read gap taken from the commit: at ½
 	// the what-if stale rate of R=1 W=1 was 1.05×, 1.65× and 0.92× what
 	// static one measured in the three phases, and R=1 W=2 was predicted at

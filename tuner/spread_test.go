@@ -51,7 +51,7 @@ func TestCoordinatorSpread(t *testing.T) {
 }
 
 // TestExperimentStaleWindow reproduces the geometry of the tuner experiment
-// (client/bench/scenario): the coordinator's own replica at 0.1 ms, two
+// (bench/scenario): the coordinator's own replica at 0.1 ms, two
 // others 20 ms away with the whole delay on the request path, reads spread
 // over the replicas. At R=1 W=1 a read coordinated by another replica than
 // the write is stale iff it comes within about 20 ms of the commit, so two

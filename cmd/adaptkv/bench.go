@@ -8,9 +8,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/adaptkv/adaptkv/client/bench"
-	"github.com/adaptkv/adaptkv/client/bench/overload"
-	"github.com/adaptkv/adaptkv/client/bench/scenario"
+	"github.com/adaptkv/adaptkv/bench"
+	"github.com/adaptkv/adaptkv/bench/overload"
+	"github.com/adaptkv/adaptkv/bench/scenario"
 )
 
 // benchCommand is `adaptkv bench`: the YCSB tool, and with --scenario an

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/adaptkv/adaptkv/client"
+	"github.com/adaptkv/adaptkv/node/launch"
 )
 
 // TestCLI drives the binary through a user's session: cluster up, data and
@@ -268,38 +269,29 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-func TestIsNodeCmdline(t *testing.T) {
-	for _, tt := range []struct {
-		cmdline, id string
-		want        bool
-	}{
-		{"/tmp/x/adaptkv\x00node\x00--id\x00n2\x00--data-dir\x00/d\x00", "n2", true},
-		{"/tmp/x/adaptkv\x00node\x00--id=n2\x00", "n2", true},
-		{"/tmp/x/adaptkv\x00node\x00--id\x00n1\x00", "n2", false},
-		{"/usr/bin/sleep\x00node\x00--id\x00n2\x00", "n2", false},
-		{"/tmp/x/adaptkv\x00cluster\x00up\x00", "n2", false},
-		{"", "n2", false}, // a zombie
-	} {
-		if got := isNodeCmdline([]byte(tt.cmdline), tt.id); got != tt.want {
-			t.Errorf("isNodeCmdline(%q, %q) = %v", tt.cmdline, tt.id, got)
-		}
-	}
-}
-
+// TestPickBasePort: a new local cluster's layout (cluster.json) is node/launch's,
+// from a free block below the ephemeral range (the command line's checks
+// are launch's TestLayout).
 func TestPickBasePort(t *testing.T) {
-	base, err := pickBasePort("127.0.0.1", 3)
+	l, lc, err := newLayout("/d", "127.0.0.1", 3, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if base < 10000 || base+30 > ephemeralLow() && ephemeralLow() > 10100 {
-		t.Fatalf("base port %d outside [10000, %d)", base, ephemeralLow())
+	base := l.BasePort
+	if base < 10000 || base+30 > launch.EphemeralLow() && launch.EphemeralLow() > 10100 {
+		t.Fatalf("base port %d outside [10000, %d)", base, launch.EphemeralLow())
 	}
-	l := newLayout("/d", "127.0.0.1", 3, base, false)
 	if got, want := l.Nodes[2].HTTPAddr, fmt.Sprintf("127.0.0.1:%d", base+23); got != want {
 		t.Fatalf("n3 http address %s, want %s", got, want)
 	}
-	if args := strings.Join(l.nodeArgs(l.Nodes[0]), " "); !strings.Contains(args, fmt.Sprintf("--seeds 127.0.0.1:%d,127.0.0.1:%d", base+11, base+21)) ||
-		!strings.Contains(args, "--bootstrap-expect 3") {
+	if args := strings.Join(lc.Args(lc.Node("n1")), " "); !strings.Contains(args, fmt.Sprintf("--seeds 127.0.0.1:%d,127.0.0.1:%d", base+11, base+21)) ||
+		!strings.Contains(args, "--bootstrap-expect 3") || !strings.Contains(args, "--in-memory=false") {
 		t.Fatalf("n1 args: %s", args)
+	}
+	if l.Nodes[1].DataDir != "/d/n2" || l.Nodes[1].LogFile != "/d/n2/node.log" || l.Nodes[1].pidFile() != "/d/n2/pid" {
+		t.Fatalf("n2 layout %+v", l.Nodes[1])
+	}
+	if _, err := l.launcher(); err != nil {
+		t.Fatalf("the recorded layout does not match the launcher's: %v", err)
 	}
 }

@@ -1,28 +1,22 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/adaptkv/adaptkv/client"
+	"github.com/adaptkv/adaptkv/node/launch"
 )
 
 // layoutFile, in the cluster folder, records the local cluster's layout.
@@ -32,15 +26,10 @@ const layoutFile = "cluster.json"
 // acknowledged write; the leading underscores keep it out of users' way.
 const upKey = "__adaptkv_up"
 
-// Port offsets within a node's block of ports: node i (1-based) uses
-// base+10*(i-1)+offset.
-const (
-	portGRPC   = 0
-	portGossip = 1
-	portRaft   = 2
-	portHTTP   = 3
-	portStride = 10
-)
+// portStride is the distance between two nodes' blocks of ports: node i
+// (1-based) uses base+10*(i-1)+0..3 (gRPC, gossip, Raft, HTTP; see
+// node/launch).
+const portStride = launch.DefaultPortStride
 
 // layout is a local cluster as cluster.json records it. Everything a node
 // needs to start again is derived from it, so `cluster start` restarts a
@@ -71,21 +60,68 @@ type nodeEntry struct {
 func (n nodeEntry) pidFile() string { return filepath.Join(n.DataDir, "pid") }
 
 // running reports whether the node's recorded process is alive.
-func (n nodeEntry) running() bool { return nodeRunning(n.PID, n.ID) }
+func (n nodeEntry) running() bool { return launch.NodeRunning(n.PID, n.ID) }
 
-// newLayout lays out n nodes on host from base port base.
-func newLayout(dir, host string, n, base int, inMemory bool) *layout {
-	l := &layout{Dir: dir, Host: host, BasePort: base, InMemory: inMemory, Created: time.Now().UTC()}
-	for i := range n {
-		p := base + portStride*i
-		addr := func(off int) string { return net.JoinHostPort(host, strconv.Itoa(p+off)) }
-		id := fmt.Sprintf("n%d", i+1)
+// launchConfig is how node/launch runs a local cluster of n nodes: detached
+// processes of this binary that outlive the command, each with the layout's
+// flags and nothing else.
+func launchConfig(dir, host string, n, base int, inMemory bool) (launch.Config, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return launch.Config{}, fmt.Errorf("finding the adaptkv binary to start the nodes: %w", err)
+	}
+	return launch.Config{
+		Binary: exe, Nodes: n, Dir: dir, Host: host, BasePort: base, PortStride: portStride,
+		Args:   []string{"--in-memory=" + strconv.FormatBool(inMemory), "--local-timings=true"},
+		Detach: true, Name: "adaptkv cluster", ReadyPoll: 100 * time.Millisecond,
+	}, nil
+}
+
+// newLayout lays out n nodes on host from base port base (0: a free block,
+// picked by node/launch) and returns the launcher for them.
+func newLayout(dir, host string, n, base int, inMemory bool) (*layout, *launch.Cluster, error) {
+	cfg, err := launchConfig(dir, host, n, base, inMemory)
+	if err != nil {
+		return nil, nil, err
+	}
+	lc, err := launch.New(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	l := &layout{Dir: dir, Host: host, BasePort: lc.Config().BasePort, InMemory: inMemory, Created: time.Now().UTC()}
+	for _, ln := range lc.Nodes() {
 		l.Nodes = append(l.Nodes, nodeEntry{
-			ID: id, GRPCAddr: addr(portGRPC), GossipAddr: addr(portGossip), RaftAddr: addr(portRaft), HTTPAddr: addr(portHTTP),
-			DataDir: filepath.Join(dir, id), LogFile: filepath.Join(dir, id, "node.log"),
+			ID: ln.ID, GRPCAddr: ln.GRPC, GossipAddr: ln.Gossip, RaftAddr: ln.Raft, HTTPAddr: ln.HTTP,
+			DataDir: ln.DataDir, LogFile: ln.LogFile, PID: ln.LastPID(),
 		})
 	}
-	return l
+	return l, lc, nil
+}
+
+// launcher returns the launcher of a recorded layout, which adopts the
+// nodes still running. The layout and the launcher must agree on every
+// address: cluster.json is the record, node/launch the one that starts.
+func (l *layout) launcher() (*launch.Cluster, error) {
+	fresh, lc, err := newLayout(l.Dir, l.Host, len(l.Nodes), l.BasePort, l.InMemory)
+	if err != nil {
+		return nil, err
+	}
+	for i, n := range fresh.Nodes {
+		o := l.Nodes[i]
+		if n.ID != o.ID || n.GRPCAddr != o.GRPCAddr || n.GossipAddr != o.GossipAddr || n.RaftAddr != o.RaftAddr || n.HTTPAddr != o.HTTPAddr || n.DataDir != o.DataDir {
+			return nil, fmt.Errorf("%s: node %s is not laid out as adaptkv lays out base port %d; stop its nodes and remove the folder, or use another --dir", filepath.Join(l.Dir, layoutFile), o.ID, l.BasePort)
+		}
+	}
+	return lc, nil
+}
+
+// syncPIDs records the launcher's PIDs in the layout.
+func (l *layout) syncPIDs(lc *launch.Cluster) {
+	for i := range l.Nodes {
+		if n := lc.Node(l.Nodes[i].ID); n != nil && n.LastPID() != 0 {
+			l.Nodes[i].PID = n.LastPID()
+		}
+	}
 }
 
 // loadLayout reads dir's cluster.json, refreshing each node's PID from its
@@ -140,151 +176,6 @@ func (l *layout) node(id string) (*nodeEntry, error) {
 		}
 	}
 	return nil, usagef("no node %q in the cluster at %s (nodes: %s)", id, l.Dir, strings.Join(l.ids(), ", "))
-}
-
-// nodeArgs are the arguments of node's `adaptkv node` process.
-func (l *layout) nodeArgs(n nodeEntry) []string {
-	var seeds []string
-	for _, o := range l.Nodes {
-		if o.ID != n.ID {
-			seeds = append(seeds, o.GossipAddr)
-		}
-	}
-	args := []string{"node",
-		"--id", n.ID, "--data-dir", n.DataDir,
-		"--grpc-addr", n.GRPCAddr, "--gossip-addr", n.GossipAddr, "--raft-addr", n.RaftAddr, "--http-addr", n.HTTPAddr,
-		"--bootstrap-expect", strconv.Itoa(len(l.Nodes)),
-		"--in-memory=" + strconv.FormatBool(l.InMemory),
-		"--local-timings=true",
-	}
-	if len(seeds) > 0 {
-		args = append(args, "--seeds", strings.Join(seeds, ","))
-	}
-	return args
-}
-
-// child is a node process started by this command; done is closed when it
-// exits, with err its exit status.
-type child struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// startNode starts node n as a detached `adaptkv node` process logging to
-// its log file, and records its PID. The child's environment drops every
-// ADAPTKV_ variable: its configuration is the layout's and nothing else, so
-// that a variable exported for the CLI (say ADAPTKV_IN_MEMORY) cannot
-// change a node behind the layout's back.
-func (l *layout) startNode(n *nodeEntry) (*child, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("finding the adaptkv binary to start %s: %w", n.ID, err)
-	}
-	if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
-		return nil, err
-	}
-	logf, err := os.OpenFile(n.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close() // the child has its own descriptor
-	args := l.nodeArgs(*n)
-	fmt.Fprintf(logf, "=== %s: adaptkv cluster starts %s: %s %s\n", time.Now().Format(time.RFC3339), n.ID, exe, strings.Join(args, " "))
-	cmd := exec.Command(exe, args...)
-	cmd.Dir = n.DataDir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envPrefix) {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	detach(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", n.ID, err)
-	}
-	c := &child{cmd: cmd, done: make(chan struct{})}
-	// Reap the child if it exits while this command runs, so that it does
-	// not linger as a zombie that kill(pid, 0) still finds, and so that the
-	// wait below can report the exit at once.
-	go func() { c.err = cmd.Wait(); close(c.done) }()
-	n.PID = cmd.Process.Pid
-	if err := os.WriteFile(n.pidFile(), []byte(strconv.Itoa(n.PID)+"\n"), 0o644); err != nil {
-		return c, err
-	}
-	return c, nil
-}
-
-// ephemeralLow is the lowest port the kernel hands out to outgoing
-// connections. Picked ports stay below it, so that no node's outgoing
-// connection can take a port a stopped node must get back on restart.
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if lo, err := strconv.Atoi(f[0]); err == nil && lo > 0 {
-				return lo
-			}
-		}
-	}
-	return 32768
-}
-
-// portsFree reports whether every port of n nodes' blocks from base can be
-// bound on host now (TCP, and UDP for gossip).
-func portsFree(host string, base, n int) bool {
-	var closers []io.Closer
-	defer func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}()
-	for i := range n {
-		for off := portGRPC; off <= portHTTP; off++ {
-			addr := net.JoinHostPort(host, strconv.Itoa(base+portStride*i+off))
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				return false
-			}
-			closers = append(closers, ln)
-			if off == portGossip {
-				pc, err := net.ListenPacket("udp", addr)
-				if err != nil {
-					return false
-				}
-				closers = append(closers, pc)
-			}
-		}
-	}
-	return true
-}
-
-// pickBasePort finds a base port whose whole block is free, at random
-// between 10000 and the ephemeral range, for --base-port 0. Random rather
-// than first-fit so that clusters picked at the same moment (parallel
-// tests) rarely try the same block; it is recorded in cluster.json, so
-// restarts keep the ports.
-func pickBasePort(host string, n int) (int, error) {
-	lo, hi := 10000, ephemeralLow()-portStride*n
-	if hi <= lo {
-		lo, hi = 10000, 65535-portStride*n
-	}
-	for range 200 {
-		base := lo + portStride*rand.IntN((hi-lo)/portStride)
-		if portsFree(host, base, n) {
-			return base, nil
-		}
-	}
-	return 0, fmt.Errorf("no free block of %d ports found between %d and %d on %s", portStride*n, lo, hi, host)
 }
 
 // clusterFlags are the flags shared by the cluster commands that start
@@ -412,7 +303,7 @@ func (a *app) clusterUp(cmd *cobra.Command, f clusterFlags) error {
 	if f.nodes < 1 {
 		return usagef("--nodes %d: want at least 1", f.nodes)
 	}
-	if f.basePort < 0 || f.basePort+portStride*(f.nodes-1)+portHTTP > 65535 {
+	if f.basePort < 0 || f.basePort+portStride*(f.nodes-1)+3 > 65535 {
 		return usagef("--base-port %d: the ports of %d nodes do not fit below 65536", f.basePort, f.nodes)
 	}
 	if f.wait <= 0 {
@@ -432,6 +323,7 @@ func (a *app) clusterUp(cmd *cobra.Command, f clusterFlags) error {
 	defer unlock()
 
 	l, err := loadLayout(dir)
+	var lc *launch.Cluster
 	switch {
 	case err == nil:
 		// The recorded layout wins; a flag that contradicts it is a
@@ -446,42 +338,42 @@ func (a *app) clusterUp(cmd *cobra.Command, f clusterFlags) error {
 		if flags.Changed("base-port") && f.basePort != 0 && f.basePort != l.BasePort {
 			return usagef("the cluster in %s uses base port %d, not %d", dir, l.BasePort, f.basePort)
 		}
-	case errors.Is(err, fs.ErrNotExist):
-		base := f.basePort
-		if base == 0 {
-			if base, err = pickBasePort("127.0.0.1", f.nodes); err != nil {
-				return err
-			}
+		if lc, err = l.launcher(); err != nil {
+			return err
 		}
-		l = newLayout(dir, "127.0.0.1", f.nodes, base, f.inMemory)
+	case errors.Is(err, fs.ErrNotExist):
+		// Base port 0: node/launch picks a free block, recorded in
+		// cluster.json so that restarts keep the ports.
+		if l, lc, err = newLayout(dir, "127.0.0.1", f.nodes, f.basePort, f.inMemory); err != nil {
+			return err
+		}
 	default:
 		return err
 	}
 
-	children := map[string]*child{}
 	var started []string
-	for i := range l.Nodes {
-		n := &l.Nodes[i]
-		if n.running() {
+	for _, n := range lc.Nodes() {
+		if n.State() != launch.Stopped {
 			continue
 		}
-		c, err := l.startNode(n)
-		if c != nil {
-			children[n.ID] = c
+		err := lc.StartNode(n.ID)
+		if n.State() != launch.Stopped {
 			started = append(started, n.ID)
 		}
 		if err != nil {
+			l.syncPIDs(lc)
 			l.save()
 			return err
 		}
 	}
+	l.syncPIDs(lc)
 	if err := l.save(); err != nil {
 		return err
 	}
 
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.wait)
 	defer cancel()
-	if err := a.waitHealthy(ctx, l.Nodes, children, f.wait); err != nil {
+	if err := a.waitHealthy(ctx, lc, lc.IDs(), f.wait); err != nil {
 		return err
 	}
 	if err := a.firstWrite(ctx, l); err != nil {
@@ -584,147 +476,30 @@ func (p *progress) clear() {
 	}
 }
 
-// healthz asks a node's /healthz, which answers 200 once the node knows a
-// metadata leader and has applied a keyspace; otherwise it returns why not.
-func healthz(ctx context.Context, httpAddr string) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/healthz", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return errors.New("not answering yet")
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		return fmt.Errorf("healthz %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	return nil
-}
-
-// waitHealthy waits until every node of want is healthy: its /healthz
-// answers 200 and its own ClusterStatus shows every node of want alive.
-// Asking each node, rather than one, makes sure that they all see each
-// other before the user's first request. A child that exits fails the wait
-// at once, with the last line of its log.
-func (a *app) waitHealthy(ctx context.Context, want []nodeEntry, children map[string]*child, limit time.Duration) error {
+// waitHealthy waits until every node of ids is healthy: its /healthz
+// answers 200 and its own ClusterStatus shows every node of ids alive (see
+// launch.Cluster.WaitReady), drawing the progress on stderr. A node that
+// exits, or is not running, fails the wait at once, with the last line of
+// its log.
+func (a *app) waitHealthy(ctx context.Context, lc *launch.Cluster, ids []string, limit time.Duration) error {
 	p := &progress{w: a.stderr, on: isTerminal(a.stderr), begin: time.Now()}
 	defer p.clear()
-	problem := map[string]string{}
-	ready := map[string]bool{}
-	clients := map[string]*client.Client{}
-	defer func() {
-		for _, c := range clients {
-			c.Close()
+	err := lc.WaitReady(ctx, ids, func(pr launch.Progress) {
+		if pr.Ready != nil {
+			p.line(fmt.Sprintf("  ✓ %s ready  grpc %s  (%.1fs)", pr.Ready.ID, pr.Ready.GRPC, pr.Elapsed.Seconds()))
+			return
 		}
-	}()
-	wantIDs := map[string]bool{}
-	for _, n := range want {
-		wantIDs[n.ID] = true
+		p.spin(fmt.Sprintf("waiting for %s (%.0fs)", strings.Join(pr.Waiting, ", "), pr.Elapsed.Seconds()))
+	})
+	var notRunning *launch.NotRunningError
+	var notReady *launch.NotReadyError
+	switch {
+	case errors.As(err, &notRunning) && !notRunning.Started:
+		return fmt.Errorf("%w, then try `adaptkv cluster start %s`", err, notRunning.ID)
+	case errors.As(err, &notReady):
+		return fmt.Errorf("cluster not healthy after %v: %w", limit, err)
 	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		for _, n := range want {
-			if ready[n.ID] {
-				continue
-			}
-			if c := children[n.ID]; c != nil && c.exited() {
-				return fmt.Errorf("node %s exited during startup (%v): %s; see %s", n.ID, c.err, lastLogLine(n.LogFile), n.LogFile)
-			}
-			if c := children[n.ID]; c == nil && !nodeRunning(n.PID, n.ID) {
-				return fmt.Errorf("node %s (pid %d) is not running; see %s, then try `adaptkv cluster start %s`", n.ID, n.PID, n.LogFile, n.ID)
-			}
-			if err := healthz(ctx, n.HTTPAddr); err != nil {
-				problem[n.ID] = err.Error()
-				continue
-			}
-			c := clients[n.ID]
-			if c == nil {
-				var err error
-				c, err = client.New(ctx, client.Config{Endpoints: []string{n.GRPCAddr}, DisableRouting: true, MaxRetries: -1, DialTimeout: time.Second, RequestTimeout: time.Second})
-				if err != nil {
-					return err
-				}
-				clients[n.ID] = c
-			}
-			st, err := c.ClusterStatus(ctx)
-			if err != nil {
-				problem[n.ID] = describe(err)
-				continue
-			}
-			alive := 0
-			var missing []string
-			for _, m := range st.Members {
-				if wantIDs[m.ID] && m.State == client.StateAlive {
-					alive++
-				}
-			}
-			for id := range wantIDs {
-				if !slices.ContainsFunc(st.Members, func(m client.Member) bool { return m.ID == id && m.State == client.StateAlive }) {
-					missing = append(missing, id)
-				}
-			}
-			if len(missing) > 0 {
-				slices.Sort(missing)
-				problem[n.ID] = fmt.Sprintf("sees %d of %d nodes alive (not %s)", alive, len(want), strings.Join(missing, ", "))
-				continue
-			}
-			ready[n.ID] = true
-			delete(problem, n.ID)
-			p.line(fmt.Sprintf("  ✓ %s ready  grpc %s  (%.1fs)", n.ID, n.GRPCAddr, time.Since(p.begin).Seconds()))
-		}
-		if len(ready) == len(want) {
-			return nil
-		}
-		var waiting []string
-		for _, n := range want {
-			if !ready[n.ID] {
-				waiting = append(waiting, n.ID)
-			}
-		}
-		p.spin(fmt.Sprintf("waiting for %s (%.0fs)", strings.Join(waiting, ", "), time.Since(p.begin).Seconds()))
-		select {
-		case <-ctx.Done():
-			var parts, logs []string
-			for _, n := range want {
-				if !ready[n.ID] {
-					parts = append(parts, fmt.Sprintf("%s (%s)", n.ID, problem[n.ID]))
-					logs = append(logs, n.LogFile)
-				}
-			}
-			return fmt.Errorf("cluster not healthy after %v: not up: %s; see %s", limit, strings.Join(parts, ", "), strings.Join(logs, ", "))
-		case <-tick.C:
-		}
-	}
-}
-
-// lastLogLine returns the last non-empty line of a log file, which for a
-// node that failed to start is its error.
-func lastLogLine(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "no log"
-	}
-	defer f.Close()
-	// The end of the file is enough; a node's log can be long.
-	if st, err := f.Stat(); err == nil && st.Size() > 8192 {
-		f.Seek(-8192, io.SeekEnd)
-	}
-	last := ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if s := strings.TrimSpace(sc.Text()); s != "" {
-			last = s
-		}
-	}
-	if last == "" {
-		return "empty log"
-	}
-	return last
+	return err
 }
 
 func (a *app) clusterStatusCommand() *cobra.Command {
@@ -808,24 +583,6 @@ func (a *app) clusterView(ctx context.Context, eps []string, out *upJSON) error 
 // stopTimeout is how long cluster down waits after SIGTERM before SIGKILL.
 const stopTimeout = 10 * time.Second
 
-// waitGone waits until none of nodes runs or timeout passes, and returns
-// those still running.
-func waitGone(nodes []nodeEntry, timeout time.Duration) []nodeEntry {
-	deadline := time.Now().Add(timeout)
-	for {
-		var left []nodeEntry
-		for _, n := range nodes {
-			if n.running() {
-				left = append(left, n)
-			}
-		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			return left
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // actionJSON is the JSON output of down, kill and start.
 type actionJSON struct {
 	Action string   `json:"action"`
@@ -846,27 +603,17 @@ func (a *app) clusterDownCommand() *cobra.Command {
 				return err
 			}
 			defer unlock()
-			var stopping []nodeEntry
-			for _, n := range l.Nodes {
-				if n.running() {
-					if err := signalProcess(n.PID, syscall.SIGTERM); err == nil {
-						stopping = append(stopping, n)
-					}
-				}
+			lc, err := l.launcher()
+			if err != nil {
+				return err
 			}
-			out := actionJSON{Action: "down", Nodes: []string{}}
-			for _, n := range stopping {
-				out.Nodes = append(out.Nodes, n.ID)
+			stopped, killed, err := lc.StopAll(stopTimeout)
+			if err != nil {
+				return err
 			}
-			for _, n := range waitGone(stopping, stopTimeout) {
-				signalProcess(n.PID, syscall.SIGKILL)
-				out.Killed = append(out.Killed, n.ID)
-			}
-			if left := waitGone(stopping, 5*time.Second); len(left) > 0 {
-				return fmt.Errorf("node %s (pid %d) did not stop even after SIGKILL", left[0].ID, left[0].PID)
-			}
+			out := actionJSON{Action: "down", Nodes: append([]string{}, stopped...), Killed: killed}
 			// Forget the PIDs, so that nothing later mistakes a reused
-			// PID for a node (nodeRunning checks anyway).
+			// PID for a node (launch.NodeRunning checks anyway).
 			for i := range l.Nodes {
 				os.Remove(l.Nodes[i].pidFile())
 				l.Nodes[i].PID = 0
@@ -886,7 +633,7 @@ func (a *app) clusterDownCommand() *cobra.Command {
 				return a.printJSON(out)
 			}
 			switch {
-			case len(stopping) == 0:
+			case len(stopped) == 0:
 				fmt.Fprintln(a.stdout, "no node was running")
 			default:
 				fmt.Fprintf(a.stdout, "stopped %s\n", strings.Join(out.Nodes, ", "))
@@ -923,11 +670,12 @@ func (a *app) clusterKillCommand() *cobra.Command {
 			if !n.running() {
 				return fmt.Errorf("node %s is not running (last pid %d)", n.ID, n.PID)
 			}
-			if err := signalProcess(n.PID, syscall.SIGKILL); err != nil {
-				return fmt.Errorf("killing %s (pid %d): %w", n.ID, n.PID, err)
+			lc, err := l.launcher()
+			if err != nil {
+				return err
 			}
-			if left := waitGone([]nodeEntry{*n}, 5*time.Second); len(left) > 0 {
-				return fmt.Errorf("node %s (pid %d) still runs after SIGKILL", n.ID, n.PID)
+			if err := lc.Kill(n.ID); err != nil {
+				return fmt.Errorf("killing %s (pid %d): %w", n.ID, n.PID, err)
 			}
 			if a.json() {
 				return a.printJSON(actionJSON{Action: "kill", Nodes: []string{n.ID}})
@@ -966,22 +714,30 @@ until it is healthy and it and every running node see each other alive.`,
 				fmt.Fprintf(a.stdout, "%s is already running (pid %d)\n", n.ID, n.PID)
 				return nil
 			}
-			c, err := l.startNode(n)
+			lc, err := l.launcher()
 			if err != nil {
+				return err
+			}
+			err = lc.StartNode(n.ID)
+			l.syncPIDs(lc)
+			if err != nil {
+				if lc.Node(n.ID).State() != launch.Stopped {
+					l.save()
+				}
 				return err
 			}
 			if err := l.save(); err != nil {
 				return err
 			}
-			var want []nodeEntry
-			for _, o := range l.Nodes {
-				if o.ID == n.ID || o.running() {
-					want = append(want, o)
+			var want []string
+			for _, o := range lc.Nodes() {
+				if o.State() != launch.Stopped {
+					want = append(want, o.ID)
 				}
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), wait)
 			defer cancel()
-			if err := a.waitHealthy(ctx, want, map[string]*child{n.ID: c}, wait); err != nil {
+			if err := a.waitHealthy(ctx, lc, want, wait); err != nil {
 				return err
 			}
 			if a.json() {

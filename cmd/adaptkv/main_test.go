@@ -19,32 +19,15 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/client"
+	"github.com/adaptkv/adaptkv/internal/testbin"
+	"github.com/adaptkv/adaptkv/node/launch"
 )
 
 // binPath is the adaptkv binary built once by TestMain; the process tests
 // drive it like a user would.
 var binPath string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "adaptkv-cmd-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "adaptkv")
-	// Built without -race even under `go test -race`: the nodes are the
-	// system under test here, not the CLI's concurrency, and a race build
-	// would make every node several times slower on a small machine.
-	build := exec.Command("go", "build", "-o", binPath, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building adaptkv: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, &binPath) }
 
 // Base ports handed to the tests' clusters. Each test gets its own block,
 // checked free, so that parallel tests never collide; the start is random
@@ -59,14 +42,18 @@ func allocBasePort(t *testing.T, n int) int {
 	t.Helper()
 	portMu.Lock()
 	defer portMu.Unlock()
-	lo, hi := 10000, ephemeralLow()-portStride*n
+	lo, hi := 10000, launch.EphemeralLow()-portStride*n
+	hosts := make([]string, n)
+	for i := range hosts {
+		hosts[i] = "127.0.0.1"
+	}
 	for range 1000 {
 		base := portNext
 		portNext += portStride * (n + 1)
 		if portNext > hi {
 			portNext = lo
 		}
-		if portsFree("127.0.0.1", base, n) {
+		if launch.PortsFree(hosts, base, portStride) {
 			return base
 		}
 	}
@@ -116,7 +103,7 @@ func startCluster(t *testing.T, nodes int) *testCluster {
 // in the PID files, checked to still be this cluster's nodes.
 func (tc *testCluster) killAll() {
 	files, _ := filepath.Glob(filepath.Join(tc.dir, "*", "pid"))
-	var nodes []nodeEntry
+	var nodes []launch.Proc
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -129,10 +116,10 @@ func (tc *testCluster) killAll() {
 		n := nodeEntry{ID: filepath.Base(filepath.Dir(f)), PID: pid}
 		if n.running() {
 			syscall.Kill(pid, syscall.SIGKILL)
-			nodes = append(nodes, n)
+			nodes = append(nodes, launch.Proc{ID: n.ID, PID: pid})
 		}
 	}
-	if left := waitGone(nodes, 10*time.Second); len(left) > 0 {
+	if left := launch.WaitGone(nodes, 10*time.Second); len(left) > 0 {
 		tc.t.Errorf("node processes still running after SIGKILL: %v", left)
 	}
 }

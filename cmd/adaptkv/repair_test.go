@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/client"
-	"github.com/adaptkv/adaptkv/client/clustertest"
+	"github.com/adaptkv/adaptkv/node/clustertest"
 )
 
 // TestKeyspaceRepair drives `adaptkv keyspace repair` against an in-process

@@ -261,8 +261,8 @@ func (c *Cluster) ProbeLinks(ctx context.Context, timeout time.Duration) []Probe
 	var mu sync.Mutex
 	var out []Probe
 	var wg sync.WaitGroup
-	for _, a := range c.nodes {
-		for _, b := range c.nodes {
+	for _, a := range c.Nodes() {
+		for _, b := range c.Nodes() {
 			if a == b {
 				continue
 			}

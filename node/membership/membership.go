@@ -35,7 +35,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/adaptkv/adaptkv/replication/ring"
+	"github.com/adaptkv/adaptkv/api/ring"
 )
 
 // State is a member's gossip state.

@@ -1,0 +1,610 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/adaptkv/adaptkv/bench"
+	"github.com/adaptkv/adaptkv/client"
+)
+
+// The hidden first arguments that make this binary one of its own
+// children.
+const (
+	etcdMemberCmd  = "__etcd-member"
+	adaptkvNodeCmd = "__adaptkv-node"
+	echoServerCmd  = "__echo-server"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		var child func([]string) error
+		switch os.Args[1] {
+		case etcdMemberCmd:
+			child = etcdMemberMain
+		case adaptkvNodeCmd:
+			child = adaptkvNodeMain
+		case echoServerCmd:
+			child = echoServerMain
+		}
+		if child != nil {
+			if err := child(os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			return
+		}
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command-line flags.
+type options struct {
+	systems      []string
+	workloads    []string
+	levels       []string
+	floor        string
+	serializable bool
+
+	records     int64
+	valueSize   int
+	concurrency int
+	duration    time.Duration
+	warmup      time.Duration
+	seed        uint64
+
+	mode        string
+	repo        string
+	workdir     string
+	keep        bool
+	profileDir  string
+	profileSecs int
+	quietWait   time.Duration
+	retryNoisy  int
+	out         string
+	jsonOut     string
+	verbose     bool
+}
+
+func parseFlags() (*options, error) {
+	o := &options{}
+	systems := flag.String("systems", "adaptkv,etcd,redis,echo", "systems to measure, comma-separated")
+	workloads := flag.String("workloads", "a,b", "YCSB workloads to run on every system")
+	levels := flag.String("levels", "one,quorum", "adaptkv consistency levels to run")
+	flag.StringVar(&o.floor, "floor-workload", "c", "workload run on adaptkv at one and on the gRPC echo floor")
+	flag.BoolVar(&o.serializable, "etcd-serializable", true, "also run etcd with serializable reads")
+	flag.Int64Var(&o.records, "records", 100_000, "records loaded into each system")
+	flag.IntVar(&o.valueSize, "value-size", 128, "value size in bytes")
+	flag.IntVar(&o.concurrency, "concurrency", 32, "concurrent clients")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "measured time of each phase")
+	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured warmup before each phase")
+	flag.Uint64Var(&o.seed, "seed", 1, "seed of the workload generator")
+	flag.StringVar(&o.mode, "adaptkv-mode", modeAuto, "how to run adaptkv nodes: binary (go build ./cmd/adaptkv), reexec (node.Start in a child of this binary) or auto")
+	flag.StringVar(&o.repo, "repo", "", "adaptkv repository root (default: found from the working directory)")
+	flag.StringVar(&o.workdir, "workdir", "", "directory for data and logs (default: a new temporary directory, removed at the end unless --keep)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of adaptkv node n1 and of this process during each adaptkv phase to this directory")
+	flag.IntVar(&o.profileSecs, "profile-seconds", 10, "length of each CPU profile in seconds (at most --duration)")
+	flag.StringVar(&o.out, "out", "", "also write the markdown report to this file")
+	flag.StringVar(&o.jsonOut, "json", "", "write every phase's full result as JSON to this file")
+	flag.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each phase, wait up to this long for other processes to leave the CPUs idle (0: do not wait)")
+	flag.IntVar(&o.retryNoisy, "retry-noisy", 1, "measure a phase again, up to this many times, when other processes used the CPUs during it; the least disturbed attempt is kept")
+	flag.BoolVar(&o.verbose, "v", false, "print a status line every second during each phase")
+	flag.Parse()
+	o.systems = splitList(*systems)
+	o.workloads = splitList(*workloads)
+	o.levels = splitList(*levels)
+	for _, s := range o.systems {
+		switch s {
+		case sysAdaptkv, sysEtcd, sysRedis, "echo":
+		default:
+			return nil, fmt.Errorf("unknown system %q: want adaptkv, etcd, redis or echo", s)
+		}
+	}
+	for _, w := range append(o.workloads, o.floor) {
+		if _, err := bench.ParseWorkload(w); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range o.levels {
+		if _, err := bench.ParseConsistency(l); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(strings.ToLower(f)); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func run() error {
+	o, err := parseFlags()
+	if err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	if o.repo == "" {
+		if o.repo, err = findRepo(); err != nil {
+			return err
+		}
+	}
+	if o.workdir == "" {
+		if o.workdir, err = os.MkdirTemp("", "adaptkv-compare-"); err != nil {
+			return err
+		}
+		if !o.keep {
+			defer os.RemoveAll(o.workdir)
+		}
+	} else if err := os.MkdirAll(o.workdir, 0o755); err != nil {
+		return err
+	}
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
+	started := time.Now()
+	c := &comparison{o: o, self: self}
+	for _, s := range o.systems {
+		dir := filepath.Join(o.workdir, s)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		var err error
+		switch s {
+		case sysAdaptkv:
+			err = c.runAdaptkv(ctx, dir)
+		case sysEtcd:
+			err = c.runEtcd(ctx, dir)
+		case sysRedis:
+			err = c.runRedis(ctx, dir)
+		case "echo":
+			err = c.runEcho(ctx, dir)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w (logs in %s)", s, err, dir)
+		}
+	}
+	elapsed := time.Since(started)
+
+	var md strings.Builder
+	c.writeReport(&md, elapsed)
+	fmt.Print(md.String())
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(md.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	if o.jsonOut != "" {
+		b, err := json.MarshalIndent(struct {
+			Host   bench.Host `json:"host"`
+			Phases results    `json:"phases"`
+		}{bench.ThisHost(), c.results}, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonOut, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// gitDescribe names the repository's commit, and says when the working tree
+// differs from it, since the nodes are built from the working tree.
+func gitDescribe(repo string) string {
+	head, err := exec.Command("git", "-C", repo, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown commit"
+	}
+	desc := "commit " + strings.TrimSpace(string(head))
+	if st, err := exec.Command("git", "-C", repo, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		desc += " with uncommitted changes"
+	}
+	return desc
+}
+
+// findRepo walks up from the working directory to adaptkv's go.mod.
+func findRepo() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/adaptkv/adaptkv\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("adaptkv repository not found above the working directory; pass --repo")
+		}
+		dir = parent
+	}
+}
+
+// comparison runs the phases and collects their results.
+type comparison struct {
+	o           *options
+	self        string
+	results     results
+	adaptkvMode string
+	loads       []string
+	notes       []string
+}
+
+func (c *comparison) config(w string) bench.Config {
+	wl, _ := bench.ParseWorkload(w)
+	cfg := bench.Config{
+		Workload: wl, Records: c.o.records, ValueSize: c.o.valueSize, Concurrency: c.o.concurrency,
+		Duration: c.o.duration, Warmup: c.o.warmup, Seed: c.o.seed,
+	}
+	if c.o.verbose {
+		cfg.OnTick = func(p bench.Point) { fmt.Fprintln(os.Stderr, "   ", bench.LiveLine(p)) }
+	}
+	return cfg
+}
+
+// load inserts the records with a progress bar on a terminal.
+func (c *comparison) load(ctx context.Context, system string, s bench.Store) error {
+	cfg := c.config("a")
+	bar := bench.NewProgress(os.Stdout, cfg.Records, "load "+system)
+	cfg.OnProgress = func(int64) { bar.Add(1) }
+	res, err := bench.Load(ctx, s, cfg)
+	bar.Finish()
+	if err != nil {
+		return err
+	}
+	slog.Info("loaded", "system", system, "records", res.Ops, "seconds", fmt.Sprintf("%.1f", res.Elapsed),
+		"ops_per_sec", fmt.Sprintf("%.0f", res.Throughput), "errors", res.Errors)
+	c.loads = append(c.loads, fmt.Sprintf("%s %.0f records/s (%.1f s, %d errors)", system, res.Throughput, res.Elapsed, res.Errors))
+	if res.Errors > 0 {
+		c.notes = append(c.notes, fmt.Sprintf("%s: %d of %d inserts of the load failed (%v)", system, res.Errors, cfg.Records, res.ErrorKinds))
+	}
+	return nil
+}
+
+// measure runs one phase and records it. A phase during which other
+// processes used more than quietThreshold CPUs is measured again, up to
+// --retry-noisy times, and the least disturbed attempt is kept: on a shared
+// machine interference only ever slows a system down, so keeping the
+// cleanest attempt removes noise rather than flattering anyone.
+func (c *comparison) measure(ctx context.Context, system, setting, w string, s bench.Store, during func(ctx context.Context)) error {
+	var best *phase
+	for attempt := 0; attempt <= c.o.retryNoisy; attempt++ {
+		if c.o.quietWait > 0 {
+			waitQuiet(ctx, c.o.quietWait)
+		}
+		p, err := c.measureOnce(ctx, system, setting, w, s, during)
+		if err != nil {
+			return err
+		}
+		if best == nil || p.other() < best.other() {
+			best = p
+		}
+		if best.other() <= quietThreshold {
+			break
+		}
+		if attempt < c.o.retryNoisy {
+			slog.Warn("other processes disturbed the phase; measuring it again", "system", system, "setting", setting, "workload", w, "other_cpus", fmt.Sprintf("%.2f", p.other()))
+		}
+		during = nil // one profile per phase is enough
+	}
+	if o := best.other(); o > quietThreshold {
+		c.notes = append(c.notes, fmt.Sprintf("%s %s %s: other processes used %.2f CPUs during the phase; its figures are depressed by them", strings.ToUpper(w), system, setting, o))
+	}
+	c.results = append(c.results, *best)
+	return nil
+}
+
+// other is the CPU other processes used during the phase, 0 when unknown.
+func (p *phase) other() float64 {
+	if p.CPU == nil {
+		return 0
+	}
+	return p.CPU.Other
+}
+
+// measureOnce runs the phase once; during, when set, runs alongside once
+// the warmup is over.
+func (c *comparison) measureOnce(ctx context.Context, system, setting, w string, s bench.Store, during func(ctx context.Context)) (*phase, error) {
+	cfg := c.config(w)
+	if during != nil {
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-time.After(cfg.Warmup):
+				during(pctx)
+			case <-pctx.Done():
+			}
+		}()
+	}
+	before := sampleCPU()
+	res, err := bench.Run(ctx, s, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cpu := cpuBetween(before, sampleCPU())
+	attrs := []any{"system", system, "setting", setting, "workload", w,
+		"ops_per_sec", fmt.Sprintf("%.0f", res.Throughput), "p50_ms", res.Latency.P50, "p99_ms", res.Latency.P99, "errors", res.Errors}
+	if cpu != nil {
+		attrs = append(attrs, "cpus_ours", fmt.Sprintf("%.2f", cpu.Ours), "cpus_other", fmt.Sprintf("%.2f", cpu.Other))
+	}
+	slog.Info("phase", attrs...)
+	return &phase{System: system, Setting: setting, Workload: w, Result: res, CPU: cpu}, nil
+}
+
+func (c *comparison) runAdaptkv(ctx context.Context, dir string) error {
+	cl, err := startAdaptkv(ctx, c.o.mode, c.self, c.o.repo, dir, 3)
+	if err != nil {
+		return err
+	}
+	defer cl.stop()
+	c.adaptkvMode = cl.mode
+	slog.Info("adaptkv cluster up", "mode", cl.mode, "endpoints", cl.endpoints)
+
+	// The load writes at quorum, the keyspace's default: every record is
+	// on two replicas when acknowledged, whichever level the phases use.
+	st, err := bench.OpenAdaptkv(ctx, bench.AdaptkvOptions{Endpoints: cl.endpoints, Keyspace: "bench", ReplicationFactor: 3, Consistency: client.Quorum})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := c.load(ctx, sysAdaptkv, st); err != nil {
+		return err
+	}
+	// One SDK client for every phase, as an application would keep one.
+	cli, err := client.New(ctx, client.Config{Endpoints: cl.endpoints})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	type run struct{ w, level string }
+	var runs []run
+	for _, w := range c.o.workloads {
+		for _, l := range c.o.levels {
+			runs = append(runs, run{w, l})
+		}
+	}
+	if c.o.floor != "" && c.has("echo") {
+		runs = append(runs, run{c.o.floor, setOne})
+	}
+	for _, r := range runs {
+		if c.results.find(sysAdaptkv, r.level, r.w) != nil {
+			continue
+		}
+		lv, _ := bench.ParseConsistency(r.level)
+		s := bench.NewAdaptkvStore(cli, "bench", lv)
+		var during func(context.Context)
+		if c.o.profileDir != "" {
+			name := fmt.Sprintf("%s-%s", r.w, r.level)
+			during = func(ctx context.Context) { c.profile(ctx, cl.httpAddrs[0], name) }
+		}
+		if err := c.measure(ctx, sysAdaptkv, r.level, r.w, s, during); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// profile takes a CPU profile of a node (through its /debug/pprof) and of
+// this process at the same time, into the profile directory.
+func (c *comparison) profile(ctx context.Context, httpAddr, name string) {
+	secs := c.o.profileSecs
+	clientPath := filepath.Join(c.o.profileDir, "client-"+name+".pprof")
+	cf, err := os.Create(clientPath)
+	if err == nil {
+		if err := pprof.StartCPUProfile(cf); err == nil {
+			defer func() {
+				pprof.StopCPUProfile()
+				cf.Close()
+			}()
+		} else {
+			cf.Close()
+		}
+	}
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, secs)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		slog.Warn("profile", "err", err)
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		slog.Warn("profile", "url", url, "err", err)
+		return
+	}
+	defer resp.Body.Close()
+	path := filepath.Join(c.o.profileDir, "node-n1-"+name+".pprof")
+	f, err := os.Create(path)
+	if err != nil {
+		slog.Warn("profile", "err", err)
+		return
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		slog.Warn("profile", "err", err)
+		return
+	}
+	slog.Info("profiled", "node", path, "client", clientPath)
+}
+
+func (c *comparison) has(system string) bool {
+	for _, s := range c.o.systems {
+		if s == system {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *comparison) runEtcd(ctx context.Context, dir string) error {
+	cl, err := startEtcd(ctx, c.self, dir, 3)
+	if err != nil {
+		return err
+	}
+	defer cl.stop()
+	slog.Info("etcd cluster up", "endpoints", cl.endpoints)
+	settings := []string{setLinearizable}
+	if c.o.serializable {
+		settings = append(settings, setSerializable)
+	}
+	var stores []*etcdStore
+	defer func() {
+		for _, s := range stores {
+			s.Close()
+		}
+	}()
+	for i, setting := range settings {
+		s, err := newEtcdStore(cl.endpoints, setting == setSerializable)
+		if err != nil {
+			return err
+		}
+		stores = append(stores, s)
+		if i == 0 {
+			if err := c.load(ctx, sysEtcd, s); err != nil {
+				return err
+			}
+		}
+	}
+	for _, w := range c.o.workloads {
+		for i, setting := range settings {
+			if err := c.measure(ctx, sysEtcd, setting, w, stores[i], nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (c *comparison) runRedis(ctx context.Context, dir string) error {
+	r, err := startRedis(ctx, dir)
+	if errors.Is(err, errNoRedis) {
+		msg := "Redis skipped: " + err.Error()
+		slog.Warn(msg)
+		c.notes = append(c.notes, msg)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer r.stop()
+	s := newRedisStore(r.addr, c.o.concurrency)
+	defer s.Close()
+	if err := c.load(ctx, sysRedis, s); err != nil {
+		return err
+	}
+	for _, w := range c.o.workloads {
+		wl, _ := bench.ParseWorkload(w)
+		if wl.Scan > 0 {
+			c.notes = append(c.notes, fmt.Sprintf("Redis: workload %s skipped (no ordered scan)", w))
+			continue
+		}
+		if err := c.measure(ctx, sysRedis, setAOFAlways, w, s, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *comparison) runEcho(ctx context.Context, dir string) error {
+	ports, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	p, err := startProc("echo", dir, c.self, echoServerCmd, "-addr", addr, "-value-size", fmt.Sprint(c.o.valueSize))
+	if err != nil {
+		return err
+	}
+	defer p.stop(5 * time.Second)
+	s, err := newEchoStore(addr)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := waitFor(ctx, "echo", 30*time.Second, []*proc{p}, func(ctx context.Context) error {
+		return s.Read(ctx, "ping")
+	}); err != nil {
+		return err
+	}
+	return c.measure(ctx, sysEcho, setBare, c.o.floor, s, nil)
+}
+
+// writeReport writes the markdown report: the command, the machine, the
+// settings, the tables and any notes.
+func (c *comparison) writeReport(w io.Writer, elapsed time.Duration) {
+	h := bench.ThisHost()
+	o := c.o
+	fmt.Fprintf(w, "## adaptkv vs etcd vs Redis: YCSB on one machine\n\n")
+	fmt.Fprintf(w, "- command: `%s`\n", strings.Join(append([]string{"go run ."}, os.Args[1:]...), " "))
+	fmt.Fprintf(w, "- machine: %d CPUs (%s), %s/%s, %s, GOMAXPROCS %d per process\n", h.NumCPU, h.CPUModel, h.OS, h.Arch, h.GoVersion, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(w, "- date: %s; the comparison took %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), elapsed.Round(time.Second))
+	fmt.Fprintf(w, "- adaptkv source: %s\n", gitDescribe(o.repo))
+	fmt.Fprintf(w, "- workload generator: adaptkv bench (bench), closed loop, %d clients, %d records of %d B, zipfian (YCSB scrambled, θ 0.99), %s measured per phase after %s warmup, seed %d\n",
+		o.concurrency, o.records, o.valueSize, o.duration, o.warmup, o.seed)
+	mode := c.adaptkvMode
+	switch mode {
+	case modeBinary:
+		mode = "3 `adaptkv node` processes built from this repository (pebble, default fsync/group commit), keyspace rf 3"
+	case modeReexec:
+		mode = "3 processes running node.Start (cmd/adaptkv did not build), pebble, keyspace rf 3"
+	}
+	if mode != "" {
+		fmt.Fprintf(w, "- adaptkv: %s; one SDK client (token-aware routing) shared by the workers\n", mode)
+	}
+	if c.has(sysEtcd) {
+		fmt.Fprintf(w, "- etcd: v3.7.3 embedded server, 3 member processes, default settings (fsync per commit); one clientv3 client shared by the workers\n")
+	}
+	if c.has(sysRedis) {
+		fmt.Fprintf(w, "- redis: Debian redis-server, 1 node, `--appendonly yes --appendfsync always --save ''`; go-redis pool of %d\n", o.concurrency+4)
+	}
+	if c.has("echo") {
+		fmt.Fprintf(w, "- floor: bare gRPC unary echo in its own process (key in, %d B value out), one connection\n", o.valueSize)
+	}
+	if len(c.loads) > 0 {
+		fmt.Fprintf(w, "- load (%d clients): %s\n", o.concurrency, strings.Join(c.loads, "; "))
+	}
+	fmt.Fprintln(w)
+	c.results.writeMarkdown(w)
+	if len(c.notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range c.notes {
+			fmt.Fprintf(w, "- note: %s\n", n)
+		}
+	}
+}
