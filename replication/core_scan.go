@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/api/ring"
 	"github.com/adaptkv/adaptkv/replication/quorum"
-	"github.com/adaptkv/adaptkv/replication/ring"
 	"github.com/adaptkv/adaptkv/storage"
 )
 
