@@ -37,6 +37,7 @@ import (
 
 	"github.com/adaptkv/adaptkv/node/membership"
 	"github.com/adaptkv/adaptkv/replication"
+	"github.com/adaptkv/adaptkv/replication/antientropy"
 	"github.com/adaptkv/adaptkv/replication/ring"
 	"github.com/adaptkv/adaptkv/storage"
 )
@@ -61,6 +62,7 @@ type Node struct {
 	clock     *replication.Clock
 	metrics   *metrics
 	tuning    *tuning
+	repair    *antientropy.Runner
 	lease     configLease
 	// number is this node's number once known (numbers.go); 0 until then.
 	number    atomic.Uint32
@@ -190,6 +192,7 @@ func (n *Node) start(ctx context.Context) error {
 	if cfg.MaxInflight >= 0 {
 		n.admission = newAdmission(cmp.Or(cfg.MaxInflight, DefaultMaxInflight))
 	}
+	n.repair = newRepairRunner(n)
 	n.catchUp.sem = make(chan struct{}, 1)
 	n.metrics = newMetrics(n)
 
