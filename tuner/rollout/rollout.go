@@ -177,7 +177,10 @@ func (e *Executor) Apply(ctx context.Context, ks Keyspace, dec tuner.Decision, p
 		if size := e.Cluster.RingSize(); st.Policy.N > size {
 			return cur, fmt.Errorf("step %d (%v): the ring has %d members", i+1, st.Policy, size)
 		}
-		if floor && st.RepairFirst(cur.Policy) {
+		// Whether the pass comes before the step is decided against the
+		// policy the step replaces, before cur moves to it.
+		repairFirst := floor && st.RepairFirst(cur.Policy)
+		if repairFirst {
 			// The step before is applied everywhere: the first step's
 			// from is in force, and every later one waited below.
 			if err := e.repair(ctx, ks.Name, fmt.Sprintf("before step %d (%v)", i+1, st.Policy), 0); err != nil {
@@ -204,7 +207,7 @@ func (e *Executor) Apply(ctx context.Context, ks Keyspace, dec tuner.Decision, p
 		// A step repaired after it is recorded unrepaired until the pass
 		// has run: a leader that fails over in between must not forget the
 		// weak writes.
-		repairAfter := floor && st.RequiresRepair && !st.RepairFirst(cur.Policy)
+		repairAfter := floor && st.RequiresRepair && !repairFirst
 		c.State = cloneState(cur)
 		epoch, err := e.Log.Propose(ctx, c)
 		committedAt := e.now()
