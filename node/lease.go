@@ -18,7 +18,7 @@ import (
 // applied its own log up to that index, and then holds the lease until one
 // duration after the moment it asked. The leader, before a configuration
 // step that relies on every node having applied the one before
-// (tuning.waitApplied), accepts for each node either its word that it has
+// (rollout.Executor.WaitApplied), accepts for each node either its word that it has
 // applied that step or the passing of one lease duration, with a margin,
 // since the step was committed: by then a node that did not apply it has
 // no lease left from before the commit, and cannot take a new one without

@@ -1,16 +1,3 @@
-// Package node wires one adaptkv process together: storage, gossip
-// membership, the metadata log (Raft), the coordinator and replica of the
-// data path, the gRPC services (client, admin and peer APIs on one port),
-// and the HTTP endpoint for metrics, pprof and health. It holds no protocol
-// logic of its own.
-//
-// # Lifecycle
-//
-// Start opens the engine, binds every listener (port 0 picks a free one;
-// Addrs reports what was bound), starts gossip and Raft, joins the seeds and
-// serves. Stop shuts everything down without leaving the cluster: the other
-// nodes see this node fail and keep its place on the ring, so that a restart
-// (same ID, same data directory) picks up where it left off.
 package node
 
 import (
@@ -38,6 +25,7 @@ import (
 	"github.com/adaptkv/adaptkv/api/ring"
 	"github.com/adaptkv/adaptkv/node/membership"
 	"github.com/adaptkv/adaptkv/replication"
+	"github.com/adaptkv/adaptkv/replication/antientropy"
 	"github.com/adaptkv/adaptkv/storage"
 )
 
@@ -61,6 +49,7 @@ type Node struct {
 	clock     *replication.Clock
 	metrics   *metrics
 	tuning    *tuning
+	repair    *antientropy.Runner
 	lease     configLease
 	// number is this node's number once known (numbers.go); 0 until then.
 	number    atomic.Uint32
@@ -190,6 +179,7 @@ func (n *Node) start(ctx context.Context) error {
 	if cfg.MaxInflight >= 0 {
 		n.admission = newAdmission(cmp.Or(cfg.MaxInflight, DefaultMaxInflight))
 	}
+	n.repair = newRepairRunner(n)
 	n.catchUp.sem = make(chan struct{}, 1)
 	n.metrics = newMetrics(n)
 

@@ -422,7 +422,7 @@ func (s adminServer) AlterKeyspace(ctx context.Context, req *kvpb.AlterKeyspaceR
 	if rf != 0 && rf != cur.ReplicationFactor {
 		// Changing N needs data streamed to new replicas before they count
 		// in a read quorum. The tuner does that for adaptive keyspaces
-		// (tuning.grow, within the goal's MinRF..MaxRF); a user's change
+		// (rollout.Executor.Apply, within the goal's MinRF..MaxRF); a user's change
 		// would need the same steps, which alter does not take.
 		return nil, invalidArgument(fmt.Sprintf("keyspace %q: changing the replication factor (%d to %d) is not supported yet", req.GetName(), cur.ReplicationFactor, rf))
 	}

@@ -78,22 +78,40 @@ func (t *peerTransport) client(id string) (kvpb.PeerClient, error) {
 	return kvpb.NewPeerClient(cc), nil
 }
 
-func (t *peerTransport) Write(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
+// call sends one peer request to node to: to the local replica directly
+// when to is this node, otherwise over to's connection, after the link
+// delay the test hooks inject. Every peer call goes through it, so that the
+// local shortcut and the delay are the same for all of them. remote has the
+// shape of a kvpb.PeerClient method expression (kvpb.PeerClient.Read), so
+// most callers pass one.
+func call[Req, Resp any](ctx context.Context, t *peerTransport, to string, req Req,
+	local func(context.Context, Req) (Resp, error),
+	remote func(kvpb.PeerClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+) (Resp, error) {
 	if to == t.self {
-		return t.local.Write(ctx, req)
+		return local(ctx, req)
 	}
+	var zero Resp
 	c, err := t.client(to)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	if err := sleepCtx(ctx, t.hooks.peerDelay(to)); err != nil {
-		return nil, err
+		return zero, err
 	}
-	b, err := t.batcher(to, c)
-	if err != nil {
-		return nil, err
-	}
-	return b.Write(ctx, req)
+	return remote(c, ctx, req)
+}
+
+// Write implements replication.Transport. Remote writes go through the
+// peer's write batcher, which coalesces concurrent writes into one RPC.
+func (t *peerTransport) Write(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
+	return call(ctx, t, to, req, t.local.Write, func(c kvpb.PeerClient, ctx context.Context, req *kvpb.ReplicaWriteRequest, _ ...grpc.CallOption) (*kvpb.ReplicaWriteResponse, error) {
+		b, err := t.batcher(to, c)
+		if err != nil {
+			return nil, err
+		}
+		return b.Write(ctx, req)
+	})
 }
 
 // batcher returns the write coalescer of a peer's address.
@@ -117,46 +135,19 @@ func (t *peerTransport) batcher(to string, c kvpb.PeerClient) (*writeBatcher, er
 	return b, nil
 }
 
+// Read implements replication.Transport.
 func (t *peerTransport) Read(ctx context.Context, to string, req *kvpb.ReplicaReadRequest) (*kvpb.ReplicaReadResponse, error) {
-	if to == t.self {
-		return t.local.Read(ctx, req)
-	}
-	c, err := t.client(to)
-	if err != nil {
-		return nil, err
-	}
-	if err := sleepCtx(ctx, t.hooks.peerDelay(to)); err != nil {
-		return nil, err
-	}
-	return c.Read(ctx, req)
+	return call(ctx, t, to, req, t.local.Read, kvpb.PeerClient.Read)
 }
 
+// Scan implements replication.Transport.
 func (t *peerTransport) Scan(ctx context.Context, to string, req *kvpb.ReplicaScanRequest) (*kvpb.ReplicaScanResponse, error) {
-	if to == t.self {
-		return t.local.Scan(ctx, req)
-	}
-	c, err := t.client(to)
-	if err != nil {
-		return nil, err
-	}
-	if err := sleepCtx(ctx, t.hooks.peerDelay(to)); err != nil {
-		return nil, err
-	}
-	return c.Scan(ctx, req)
+	return call(ctx, t, to, req, t.local.Scan, kvpb.PeerClient.Scan)
 }
 
+// Hint implements replication.Transport.
 func (t *peerTransport) Hint(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
-	if to == t.self {
-		return t.local.Hint(ctx, req)
-	}
-	c, err := t.client(to)
-	if err != nil {
-		return nil, err
-	}
-	if err := sleepCtx(ctx, t.hooks.peerDelay(to)); err != nil {
-		return nil, err
-	}
-	return c.Hint(ctx, req)
+	return call(ctx, t, to, req, t.local.Hint, kvpb.PeerClient.Hint)
 }
 
 // adminClient returns an Admin client for another node's gRPC address, over

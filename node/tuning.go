@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -18,6 +17,7 @@ import (
 	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/replication/quorum"
 	"github.com/adaptkv/adaptkv/tuner"
+	"github.com/adaptkv/adaptkv/tuner/rollout"
 )
 
 // tuning is the node's shell around the pure tuner package.
@@ -29,11 +29,12 @@ import (
 // asks tuner.Decide, records the decision in the metadata log, and applies
 // the decision's plan one step per log entry, waiting between steps until
 // every node has applied the previous one or its configuration lease has
-// run out (waitApplied; the joint step of
+// run out (the plan executor, tuner/rollout; the joint step of
 // DESIGN.md). Because decisions and steps go through the log, a node that
 // is not the leader (or a minority side of a partition) changes nothing.
 type tuning struct {
 	n        *Node
+	exec     *rollout.Executor
 	model    tuner.Model
 	interval time.Duration
 	seed     maphash.Seed
@@ -83,7 +84,7 @@ type leaderTuning struct {
 }
 
 func newTuning(n *Node, interval time.Duration) *tuning {
-	t := &tuning{n: n, model: tuner.DefaultModel(), interval: interval, seed: maphash.MakeSeed(), leader: map[string]*leaderTuning{}, targets: map[string]tuner.Policy{}}
+	t := &tuning{n: n, exec: newExecutor(n), model: tuner.DefaultModel(), interval: interval, seed: maphash.MakeSeed(), leader: map[string]*leaderTuning{}, targets: map[string]tuner.Policy{}}
 	t.model.CoordinatorSpread = true // the SDK spreads reads over the replicas
 	if n.cfg.TunerDwell > 0 {
 		t.model.Dwell = n.cfg.TunerDwell
@@ -390,7 +391,7 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 		// the metadata log failed it: a leader that stopped mid-grow left
 		// it. Writes to the extra replicas are harmless but wasted, and a
 		// later grow sets it afresh before streaming.
-		if err := t.setPending(ctx, d.Name, 0, d.Tuner); err != nil {
+		if err := t.exec.SetPending(ctx, d.Name, 0, d.Tuner); err != nil {
 			return fmt.Errorf("clear pending N %d left by an interrupted grow: %w", d.PendingN, err)
 		}
 		var ok bool
@@ -422,8 +423,8 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 	}
 	now := time.Now()
 	goal := goalOf(d, t.ringSize())
-	if t.growAllowed(state, now) != nil {
-		goal.MaxRF = max(goal.MinRF, min(goal.MaxRF, d.ReplicationFactor)) // see growAllowed
+	if t.exec.GrowAllowed(state, now) != nil {
+		goal.MaxRF = max(goal.MinRF, min(goal.MaxRF, d.ReplicationFactor)) // see rollout.Executor.GrowAllowed
 	}
 	next, dec := tuner.Decide(t.model, state, lt.window, goal, now)
 	cycle := forcedCycle
@@ -454,7 +455,7 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 	}
 	var planErr error
 	if dec.Changed {
-		next, planErr = t.apply(ctx, d, dec, state, next)
+		next, planErr = t.exec.Apply(ctx, rollout.Keyspace{Name: d.Name, Epoch: d.Epoch, Floor: d.Adaptive.Floor}, dec, state, next)
 		if planErr != nil {
 			dec.Explanation += " Not applied in full: " + planErr.Error()
 			dec.To = next.Policy
@@ -478,253 +479,77 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 // tunerRepairTimeout bounds the repair pass the tuner runs before lowering
 // a quorum under a quorum floor, or to stream data to the replicas a
 // growing N adds; the tuner loop waits for it.
-const tunerRepairTimeout = 5 * time.Minute
+const tunerRepairTimeout = rollout.DefaultRepairTimeout
 
-// apply carries out a decision's plan, one metadata log entry per step, and
-// returns the state left in force: prev is the state before the decision
-// (its Policy the configuration in force), next the decision's state, whose
-// other fields are kept. Under a quorum floor a step that requires a repair
-// pass gets one (RepairKeyspace over every node, none allowed down): before
-// it is committed when it lowers a quorum, right after it is applied
-// everywhere when it only raises one. A step that grows N streams first
-// (see grow). A pass that cannot finish stops the plan where it is, which
-// is safe: every step committed so far is.
-//
-// A step that shrinks N is the plan's last, and needs no streaming: the
-// replicas that leave a key's preference list keep its data, which nothing
-// deletes (a later grow finds it there, and repair brings it up to date).
-// While they are out of the list no delete reaches them, so once their
-// tombstones are collected elsewhere (Config.TombstoneGrace) a later grow
-// would stream their old values back: a resurrection risk that the repair
-// pass of a grow cannot see, as a collected tombstone is nothing to
-// compare with. So a grow is refused once half the grace has passed since
-// the shrink (growAllowed).
-func (t *tuning) apply(ctx context.Context, d KeyspaceDef, dec tuner.Decision, prev, next tuner.State) (tuner.State, error) {
-	cur := next
-	cur.Policy, cur.Unrepaired = prev.Policy, prev.Unrepaired
-	floor := d.Adaptive.Floor == tuner.FloorQuorum
-	// The plan's first step is safe only from the configuration in force,
-	// not from the one before it, which some node may still serve: the last
-	// step of the previous plan was not waited for. When it was committed
-	// is not known here, so now bounds it.
-	if err := t.waitApplied(ctx, d.Epoch, time.Now()); err != nil {
-		return cur, fmt.Errorf("before step 1: the configuration in force (epoch %d): %w", d.Epoch, err)
+// newExecutor builds the executor of the tuner's plans over this node's
+// metadata log, membership and repair passes.
+func newExecutor(n *Node) *rollout.Executor {
+	return &rollout.Executor{
+		Log: tunerLog{n}, Cluster: tunerCluster{n}, Repairer: tunerRepairer{n},
+		LeaseWait: n.leaseWait(), TombstoneGrace: n.cfg.TombstoneGrace, RepairTimeout: tunerRepairTimeout,
+		Logger: n.log,
 	}
-	for i, st := range dec.Plan {
-		if size := t.ringSize(); st.Policy.N > size {
-			return cur, fmt.Errorf("step %d (%v): the ring has %d members", i+1, st.Policy, size)
-		}
-		if floor && st.RepairFirst(cur.Policy) {
-			// The step before is applied everywhere: the first step's
-			// from is in force, and every later one waited below.
-			if err := t.repair(ctx, d.Name, fmt.Sprintf("before step %d (%v)", i+1, st.Policy), RepairOptions{}); err != nil {
-				return cur, err
-			}
-			cur.Repaired()
-		}
-		if st.RequiresStreaming {
-			if err := t.growAllowed(cur, time.Now()); err != nil {
-				return cur, err
-			}
-			if err := t.grow(ctx, d.Name, cur, st.Policy.N, fmt.Sprintf("before step %d (%v)", i+1, st.Policy)); err != nil {
-				return cur, err
-			}
-		}
-		if st.Policy.N != cur.Policy.N {
-			cur.Resized(st.Policy.N, time.Now())
-		}
-		cur.Moved(st.Policy)
-		def := KeyspaceDef{Name: d.Name, ReplicationFactor: st.Policy.N, R: st.Policy.R, W: st.Policy.W, ReadAll: st.Policy.Read == tuner.ReadAll}
-		if st.Policy.Read == tuner.ReadHedged && dec.Chosen != nil {
-			def.HedgeAfterNs = int64(max(dec.Chosen.HedgeAfter, time.Millisecond))
-		}
-		// A step repaired after it is recorded unrepaired until the pass
-		// has run: a leader that fails over in between must not forget the
-		// weak writes.
-		repairAfter := floor && st.RequiresRepair && !st.RepairFirst(cur.Policy)
-		def.Tuner = cloneState(cur)
-		out, err := propose(ctx, t.n.raft, command{Op: "tune", Keyspace: def, AtUnixMs: time.Now().UnixMilli()})
-		committedAt := time.Now()
-		if err != nil {
-			if st.RequiresStreaming {
-				t.abandonGrow(ctx, d.Name, &cur)
-			}
-			return cur, fmt.Errorf("step %d (%v): %w", i+1, st.Policy, err)
-		}
-		if i < len(dec.Plan)-1 || st.RequiresAllApplied || repairAfter {
-			if err := t.waitApplied(ctx, out.Epoch, committedAt); err != nil {
-				return cur, fmt.Errorf("after step %d (%v): %w", i+1, st.Policy, err)
-			}
-		}
-		if repairAfter {
-			if err := t.repair(ctx, d.Name, fmt.Sprintf("after step %d (%v)", i+1, st.Policy), RepairOptions{}); err != nil {
-				return cur, err
-			}
-			cur.Repaired()
-		}
-	}
-	return cur, nil
 }
 
-// errGrowAfterShrink refuses to grow N again long after it shrank.
-var errGrowAfterShrink = errors.New("N may not grow again this long after it shrank")
+// tunerLog is the metadata log as the plan executor sees it: "tune"
+// entries.
+type tunerLog struct{ n *Node }
 
-// growAllowed refuses a grow once half the tombstone grace has passed since
-// N shrank: the replicas dropped then keep their data but missed every
-// delete since, and the others collect tombstones after the grace, so
-// streaming could bring deleted values back. Half leaves the grow, which
-// must finish within the grace, time to run. Cleaning the dropped replicas'
-// data after a shrink would lift this; it is not built.
-func (t *tuning) growAllowed(cur tuner.State, now time.Time) error {
-	if cur.ShrunkAt.IsZero() || now.Sub(cur.ShrunkAt) <= t.n.cfg.TombstoneGrace/2 {
-		return nil
-	}
-	return fmt.Errorf("%w: it shrank from %d at %s, more than half the tombstone grace (%v) ago, so the replicas it dropped may hold values deleted since whose tombstones are being collected, and growing would stream them back (cleaning dropped replicas is not built)",
-		errGrowAfterShrink, cur.ShrunkFrom, cur.ShrunkAt.UTC().Format(time.RFC3339), t.n.cfg.TombstoneGrace)
+// Propose implements rollout.Log.
+func (l tunerLog) Propose(ctx context.Context, c rollout.Config) (uint64, error) {
+	def := KeyspaceDef{Name: c.Keyspace, ReplicationFactor: c.Policy.N, R: c.Policy.R, W: c.Policy.W,
+		ReadAll: c.Policy.Read == tuner.ReadAll, HedgeAfterNs: int64(c.HedgeAfter), PendingN: c.PendingN, Tuner: c.State}
+	out, err := propose(ctx, l.n.raft, command{Op: "tune", Keyspace: def, AtUnixMs: time.Now().UnixMilli()})
+	return out.Epoch, err
 }
 
-// grow readies the replicas a step that raises N to newN adds
-// (tuner.Step.RequiresStreaming), with cur, the state in force, unchanged:
-//
-//  1. a "tune" entry sets PendingN to newN, and every node applies it (or
-//     its configuration lease runs out: waitApplied),
-//     so that from then on every write also goes to the added replicas (a
-//     hint when one is down or fails), and a write still carrying the
-//     epoch before is refused by every replica and retried under it;
-//  2. a repair pass with ReplicationFactor newN copies to them what the
-//     replicas held when it started, which covers every write acknowledged
-//     under the epoch before.
-//
-// Only then may the caller commit the step, which counts them. When the
-// pass fails, PendingN is cleared again, leaving the keyspace as it was,
-// and the error says so.
-func (t *tuning) grow(ctx context.Context, name string, cur tuner.State, newN int, when string) error {
-	epoch, err := t.setPendingApplied(ctx, name, newN, cloneState(cur))
-	if err != nil {
-		t.abandonGrow(ctx, name, &cur)
-		return fmt.Errorf("announce N=%d %s: %w", newN, when, err)
-	}
-	t.n.log.Info("tuner streaming to added replicas", "keyspace", name, "pending_n", newN, "epoch", epoch)
-	if err := t.repair(ctx, name, fmt.Sprintf("streaming to N=%d %s", newN, when), RepairOptions{ReplicationFactor: newN}); err != nil {
-		t.abandonGrow(ctx, name, &cur)
-		return fmt.Errorf("N stays at %d, writes no longer sent to the added replicas: %w", cur.Policy.N, err)
-	}
-	return nil
-}
-
-// setPendingApplied proposes PendingN n for keyspace name and waits until
-// every node has applied it (waitApplied); it returns the entry's epoch.
-func (t *tuning) setPendingApplied(ctx context.Context, name string, n int, state *tuner.State) (uint64, error) {
-	if err := t.setPending(ctx, name, n, state); err != nil {
-		return 0, err
-	}
-	committedAt := time.Now()
-	d, _ := t.n.meta.Def(name)
-	if err := t.waitApplied(ctx, d.Epoch, committedAt); err != nil {
-		return 0, err
-	}
-	return d.Epoch, nil
-}
-
-// setPending proposes a "tune" entry that keeps keyspace name's
-// configuration in force (as this node, the leader, has applied it) and
-// sets its PendingN to n (0: none) and its tuner state to state.
-func (t *tuning) setPending(ctx context.Context, name string, n int, state *tuner.State) error {
-	d, ok := t.n.meta.Def(name)
+// InForce implements rollout.Log: the configuration this node has applied,
+// R and W spelled out for a keyspace created at a named level.
+func (l tunerLog) InForce(name string) (rollout.Config, error) {
+	d, ok := l.n.meta.Def(name)
 	if !ok {
-		return fmt.Errorf("keyspace %q: %w", name, replication.ErrKeyspaceNotFound)
+		return rollout.Config{}, fmt.Errorf("keyspace %q: %w", name, replication.ErrKeyspaceNotFound)
 	}
-	def := KeyspaceDef{Name: name, ReplicationFactor: d.ReplicationFactor, R: d.R, W: d.W, ReadAll: d.ReadAll, HedgeAfterNs: d.HedgeAfterNs, PendingN: n, Tuner: state}
-	if def.R == 0 || def.W == 0 {
-		// A keyspace created at a named level: spell its R and W out.
-		p := policyOf(d)
-		def.R, def.W = p.R, p.W
+	p := policyOf(d)
+	p.N = d.ReplicationFactor
+	if d.R != 0 && d.W != 0 {
+		p.R, p.W = d.R, d.W
 	}
-	if _, err := propose(ctx, t.n.raft, command{Op: "tune", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}); err != nil {
-		return fmt.Errorf("set pending N to %d: %w", n, err)
-	}
-	return nil
+	return rollout.Config{Keyspace: name, Policy: p, HedgeAfter: time.Duration(d.HedgeAfterNs), PendingN: d.PendingN, State: d.Tuner}, nil
 }
 
-// abandonGrow clears PendingN after a grow that did not complete, so that
-// writes stop going to replicas that will not count. Its failure is logged
-// only: the next decision clears a PendingN left behind (see decide).
-func (t *tuning) abandonGrow(ctx context.Context, name string, cur *tuner.State) {
-	// Clear it even when the plan's context has ended: writes would
-	// otherwise keep going to replicas that will not count.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := t.setPending(cctx, name, 0, cloneState(*cur)); err != nil {
-		t.n.log.Warn("tuner could not clear pending N after a failed grow; the next decision will", "keyspace", name, "err", err)
+// tunerCluster is the membership as the plan executor sees it.
+type tunerCluster struct{ n *Node }
+
+// RingSize implements rollout.Cluster.
+func (c tunerCluster) RingSize() int { return c.n.members.View().Ring.Len() }
+
+// Members implements rollout.Cluster.
+func (c tunerCluster) Members() []rollout.Member {
+	v := c.n.members.View()
+	out := make([]rollout.Member, len(v.Members))
+	for i, m := range v.Members {
+		out[i] = rollout.Member{ID: m.ID, Left: m.State == membership.Left}
 	}
+	return out
 }
 
-// cloneState copies s so that the metadata command does not share its
-// Unrepaired slice with the tuner's working state.
-func cloneState(s tuner.State) *tuner.State {
-	s.Unrepaired = slices.Clone(s.Unrepaired)
-	return &s
+// Applied implements rollout.Cluster.
+func (c tunerCluster) Applied(ctx context.Context, id string, index uint64) bool {
+	return c.n.tuning.memberApplied(ctx, id, index)
 }
 
-// repair runs the tuner's repair pass over keyspace name on every node.
-func (t *tuning) repair(ctx context.Context, name, when string, opts RepairOptions) error {
-	rctx, cancel := context.WithTimeout(ctx, tunerRepairTimeout)
-	defer cancel()
-	start := time.Now()
-	rep, err := t.n.RepairKeyspace(rctx, name, opts, nil)
+// tunerRepairer runs the plan executor's repair passes from this node.
+type tunerRepairer struct{ n *Node }
+
+// Repair implements rollout.Repairer.
+func (r tunerRepairer) Repair(ctx context.Context, name string, rf int) (rollout.RepairResult, error) {
+	rep, err := r.n.RepairKeyspace(ctx, name, RepairOptions{ReplicationFactor: rf}, nil)
 	if err != nil {
-		return fmt.Errorf("repair pass %s: %w", when, err)
+		return rollout.RepairResult{}, err
 	}
-	t.n.log.Info("tuner repair pass", "keyspace", name, "when", when, "rf", rep.ReplicationFactor, "took", time.Since(start).Round(time.Millisecond),
-		"nodes", len(rep.NodesDone), "scanned", rep.Stats.KeysScanned, "pushed", rep.Stats.RecordsPushed)
-	return nil
-}
-
-// waitApplied waits until no node can still serve a fenced keyspace at a
-// configuration before index, the entry committed at committedAt (or, when
-// the leader does not know when, any time before committedAt): each ring
-// member (gossip's dead ones too: a node cut off by a partition is dead to
-// this side but may still serve clients on its own) must say it has applied
-// index, or one lease wait must have passed since committedAt, after which
-// a member that did not apply it holds no lease from before it
-// (replication/fence.go). Only members that left the cluster are skipped.
-func (t *tuning) waitApplied(ctx context.Context, index uint64, committedAt time.Time) error {
-	leaseOver := committedAt.Add(t.n.leaseWait())
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second+time.Until(leaseOver))
-	defer cancel()
-	confirmed := map[string]bool{}
-	for {
-		lagging := ""
-		v := t.n.members.View()
-		for _, m := range v.Members {
-			if confirmed[m.ID] {
-				continue
-			}
-			if m.State == membership.Left && time.Now().After(leaseOver) {
-				// It said it was leaving; a lease it took before cannot
-				// outlast leaseOver either.
-				continue
-			}
-			if t.memberApplied(wctx, m.ID, index) {
-				confirmed[m.ID] = true
-				continue
-			}
-			if lagging == "" {
-				lagging = m.ID
-			}
-		}
-		if lagging == "" || time.Now().After(leaseOver) {
-			if lagging != "" {
-				t.n.log.Info("configuration step relies on lease expiry", "index", index, "unconfirmed", lagging, "waited", time.Since(committedAt).Round(time.Millisecond))
-			}
-			return nil
-		}
-		select {
-		case <-wctx.Done():
-			return fmt.Errorf("node %s has not applied metadata index %d: %w", lagging, index, wctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return rollout.RepairResult{ReplicationFactor: rep.ReplicationFactor, Nodes: len(rep.NodesDone),
+		KeysScanned: rep.Stats.KeysScanned, RecordsPushed: rep.Stats.RecordsPushed}, nil
 }
 
 // memberApplied reports whether member id says it has applied the metadata

@@ -11,7 +11,8 @@ import (
 )
 
 // This file holds the replica's side and the pure pieces of an anti-entropy
-// repair pass; the pass itself (paging, fan-out, retries) is run by the node.
+// repair pass; the pass itself (paging, fan-out, retries) is package
+// replication/antientropy.
 //
 // # Repair
 //

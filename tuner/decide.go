@@ -44,7 +44,7 @@ type State struct {
 	// grown back since (zero: never). The replicas a shrink drops keep
 	// their data but no longer see deletes; once the others have collected
 	// those tombstones, growing N back would stream the old values to the
-	// list again. The shell refuses such a grow (node/tuning.go).
+	// list again. The shell refuses such a grow (rollout.Executor.GrowAllowed).
 	ShrunkAt   time.Time `json:"shrunk_at,omitempty"`
 	ShrunkFrom int       `json:"shrunk_from,omitempty"`
 }
