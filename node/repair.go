@@ -74,15 +74,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/storage"
 )
-
-// ReasonRepairIncomplete is the status reason of a repair pass that did not
-// cover every node it had to: a node could not complete its part, or a
-// replica was down.
-const ReasonRepairIncomplete = "REPAIR_INCOMPLETE"
 
 // Repair defaults and bounds.
 const (
@@ -325,7 +321,7 @@ func (n *Node) RepairKeyspace(ctx context.Context, name string, opts RepairOptio
 	slices.Sort(rep.Nodes)
 	slices.Sort(rep.Down)
 	if len(rep.Down) > 0 && !opts.AllowDown {
-		return rep, withReason(codes.Unavailable, ReasonRepairIncomplete,
+		return rep, withReason(codes.Unavailable, api.ReasonRepairIncomplete,
 			fmt.Sprintf("repair of keyspace %q not started: %s down, so %s replicas would not be repaired; run it when they are back, or allow down nodes (--allow-down) to repair the alive ones only",
 				name, strings.Join(rep.Down, ", "), plural(len(rep.Down), "its", "their")),
 			map[string]string{"down": strings.Join(rep.Down, ",")})
@@ -422,7 +418,7 @@ func repairFailure(ctx context.Context, name string, failed map[string]error) er
 	for _, id := range ids {
 		parts = append(parts, fmt.Sprintf("node %s could not complete its part: %v", id, errText(failed[id])))
 	}
-	return withReason(codes.Unavailable, ReasonRepairIncomplete,
+	return withReason(codes.Unavailable, api.ReasonRepairIncomplete,
 		fmt.Sprintf("repair of keyspace %q incomplete: %s; the other nodes were stopped, and running the pass again is safe", name, strings.Join(parts, "; ")),
 		map[string]string{"nodes": strings.Join(ids, ",")})
 }
