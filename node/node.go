@@ -1,16 +1,3 @@
-// Package node wires one adaptkv process together: storage, gossip
-// membership, the metadata log (Raft), the coordinator and replica of the
-// data path, the gRPC services (client, admin and peer APIs on one port),
-// and the HTTP endpoint for metrics, pprof and health. It holds no protocol
-// logic of its own.
-//
-// # Lifecycle
-//
-// Start opens the engine, binds every listener (port 0 picks a free one;
-// Addrs reports what was bound), starts gossip and Raft, joins the seeds and
-// serves. Stop shuts everything down without leaving the cluster: the other
-// nodes see this node fail and keep its place on the ring, so that a restart
-// (same ID, same data directory) picks up where it left off.
 package node
 
 import (

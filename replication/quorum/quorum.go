@@ -1,8 +1,3 @@
-// Package quorum holds the quorum arithmetic of adaptkv: consistency levels,
-// the (N, R, W) policy they resolve to, and the Tally that decides when a
-// replicated operation has won or lost. It does no I/O and reads no clock, in
-// the manner of etcd's raft quorum package, so every rule here is tested
-// directly.
 package quorum
 
 import (
