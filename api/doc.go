@@ -20,8 +20,10 @@
 //     carry. The node sends only these reasons, and the SDK maps each of
 //     them; tests on both sides keep it so.
 //
-// A new level or reason is added here first, then to the server and the
-// SDK; the tests fail until both handle it.
+// A new reason is declared here first: the SDK's test fails until the SDK
+// classifies it, and the node's until the node sends it by its constant. A
+// new level is added to the protobuf enum and here together
+// (TestLevelsMatchProto fails otherwise).
 //
 // # Imports
 //
