@@ -34,7 +34,7 @@ func (s KeyspaceSpec) validate(op string) (uint32, *kvpb.Consistency, *Error) {
 		if s.Consistency == LevelDefault {
 			return uint32(s.ReplicationFactor), nil, nil
 		}
-		return uint32(s.ReplicationFactor), &kvpb.Consistency{Level: s.Consistency.toPB()}, nil
+		return uint32(s.ReplicationFactor), &kvpb.Consistency{Level: levelToPB(s.Consistency)}, nil
 	case Custom:
 		if s.R < 1 || s.W < 1 || s.R > math.MaxUint32 || s.W > math.MaxUint32 {
 			return bad("Consistency: Custom needs R and W of at least 1 (got R=%d W=%d)", s.R, s.W)

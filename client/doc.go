@@ -125,11 +125,28 @@
 // Config.DisableRouting when the nodes' own addresses are not reachable from
 // the client.
 //
-// # Dependencies
+// # Contract
 //
-// The SDK imports only the API (api/kvpb, the generated gRPC code, and
-// api/ring, the pure placement it shares with the servers) and its own code:
-// importing it never pulls in the server.
+// This package is the whole public SDK: Client and Config, the call
+// options, the results, Error and its sentinels, retries, throttling and
+// routing. Of adaptkv it imports only package api and its sub-packages (the
+// generated protocol, and what routing needs to place keys), never the
+// server (node, replication, storage, tuner), so that an application that
+// imports the SDK builds none of the server; kvpb types never appear in its
+// exported API.
+//
+// The names it shares with the server are declared in package api: Level is
+// api.Level, and the Reason constants are api's (plus ReasonReceiptViolation,
+// the client's own). Every reason a server sends is classified in one table
+// (definite or not, which sentinel it matches), and a test fails when api
+// declares a reason that table lacks.
+//
+// A Client is safe for concurrent use. Unless Config.DisableRouting is set
+// it runs one background goroutine, the topology refresher; Close is
+// idempotent, stops it and waits for it. Calls run on the caller's
+// goroutine (a topology refresh asks several nodes at once and waits for
+// them), and so does RepairKeyspace's progress callback. Results belong to
+// the caller.
 //
 // # Testing your code
 //

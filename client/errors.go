@@ -11,6 +11,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/adaptkv/adaptkv/api"
 )
 
 // Sentinel errors. Every error returned by a data or admin call is an
@@ -61,47 +63,94 @@ var (
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of adaptkv's errors. Details
 // from other domains are ignored, since their reasons mean something else.
-const ErrorDomain = "adaptkv"
+const ErrorDomain = api.ErrorDomain
 
 // Reasons: the google.rpc.ErrorInfo reasons the server sends, found in
-// Error.Reason. ReasonReceiptViolation is the client's own.
+// Error.Reason. They are declared, with what each means, in the API package
+// (github.com/adaptkv/adaptkv/api), which server and SDK share; these names
+// stay for code that reads them from here. ReasonReceiptViolation is the
+// client's own.
 const (
-	ReasonInvalidArgument   = "INVALID_ARGUMENT"
-	ReasonKeyspaceNotFound  = "KEYSPACE_NOT_FOUND"
-	ReasonKeyspaceExists    = "KEYSPACE_EXISTS"
-	ReasonNotEnoughReplicas = "NOT_ENOUGH_REPLICAS"
-	ReasonQuorumNotReached  = "QUORUM_NOT_REACHED"
-	ReasonNoMetadataLeader  = "NO_METADATA_LEADER"
+	ReasonInvalidArgument   = api.ReasonInvalidArgument
+	ReasonKeyspaceNotFound  = api.ReasonKeyspaceNotFound
+	ReasonKeyspaceExists    = api.ReasonKeyspaceExists
+	ReasonNotEnoughReplicas = api.ReasonNotEnoughReplicas
+	ReasonQuorumNotReached  = api.ReasonQuorumNotReached
+	ReasonNoMetadataLeader  = api.ReasonNoMetadataLeader
 	// ReasonStaleEpoch (Unavailable): a replica knew a newer keyspace
 	// configuration and the coordinator could not catch up in time. A
 	// write that got it may have been stored by other replicas, so its
 	// outcome is unknown; a read is retried.
-	ReasonStaleEpoch = "STALE_EPOCH"
+	ReasonStaleEpoch = api.ReasonStaleEpoch
 	// ReasonNodeNotFound (NotFound): no member has the given node ID.
-	ReasonNodeNotFound = "NODE_NOT_FOUND"
+	ReasonNodeNotFound = api.ReasonNodeNotFound
 	// ReasonConfigUnconfirmed (Unavailable): the node could not confirm it
 	// holds the current configuration of the keyspace (an adaptive keyspace
 	// with a quorum floor) and sent nothing; another node may serve it.
-	ReasonConfigUnconfirmed = "CONFIG_UNCONFIRMED"
+	ReasonConfigUnconfirmed = api.ReasonConfigUnconfirmed
 	// ReasonConfigLeaseLost (Unavailable): the node's configuration lease
 	// ended while the operation was under way; a write's outcome is unknown.
-	ReasonConfigLeaseLost = "CONFIG_LEASE_LOST"
+	ReasonConfigLeaseLost = api.ReasonConfigLeaseLost
 	// ReasonNodeNotReady (Unavailable): the node cannot coordinate writes
 	// yet (it has not been assigned its node number); nothing was sent.
-	ReasonNodeNotReady = "NODE_NOT_READY"
+	ReasonNodeNotReady = api.ReasonNodeNotReady
 	// ReasonOverloaded (ResourceExhausted): the node refused the request
 	// because it had its maximum in flight; see ErrOverloaded.
-	ReasonOverloaded = "OVERLOADED"
+	ReasonOverloaded = api.ReasonOverloaded
 	// ReasonMetadataNotReady (Unavailable): the node did not know the
 	// keyspace and could not yet tell whether it exists (it had just
 	// started, or lost touch with the metadata leader). Definite failure,
 	// retried like NOT_ENOUGH_REPLICAS.
-	ReasonMetadataNotReady = "METADATA_NOT_READY"
+	ReasonMetadataNotReady = api.ReasonMetadataNotReady
+	// ReasonRepairIncomplete (Unavailable): RepairKeyspace's pass did not
+	// cover every node it had to; the message names the node. A pass is
+	// safe to repeat.
+	ReasonRepairIncomplete = api.ReasonRepairIncomplete
+	// ReasonNoObservations (FailedPrecondition): the tuner has seen no
+	// traffic on the keyspace, so there is no decision to explain.
+	ReasonNoObservations = api.ReasonNoObservations
 	// ReasonReceiptViolation: the server reported success with a receipt
 	// showing fewer replicas than required. That is a server bug; the client
 	// refuses the result rather than pass on a weaker guarantee than asked.
+	// No server sends it.
 	ReasonReceiptViolation = "RECEIPT_VIOLATION"
 )
+
+// reasonInfo is how the SDK reads one reason.
+type reasonInfo struct {
+	// definite: the server sends the reason only when it did nothing, so a
+	// write that failed with it has a known outcome whatever the code.
+	definite bool
+	// sentinel is the error errors.Is matches for the reason, beyond what
+	// its code matches (nil when the code says it all).
+	sentinel error
+}
+
+// reasons maps every reason a server sends (api.Reasons) and the client's
+// own; TestEveryServerReasonIsMapped keeps it complete, so a reason added to
+// the API is classified here before it can reach a user as an unknown word.
+var reasons = map[string]reasonInfo{
+	ReasonInvalidArgument:   {definite: true},
+	ReasonKeyspaceNotFound:  {definite: true, sentinel: ErrKeyspaceNotFound},
+	ReasonKeyspaceExists:    {definite: true, sentinel: ErrKeyspaceExists},
+	ReasonNotEnoughReplicas: {definite: true},
+	ReasonQuorumNotReached:  {},
+	// Not definite by itself: a change proposed just before the leader
+	// lost its leadership may still commit (its code decides today).
+	ReasonNoMetadataLeader:  {sentinel: ErrNoLeader},
+	ReasonStaleEpoch:        {},
+	ReasonNodeNotFound:      {definite: true, sentinel: ErrNodeNotFound},
+	ReasonConfigUnconfirmed: {definite: true},
+	ReasonConfigLeaseLost:   {},
+	ReasonNodeNotReady:      {definite: true},
+	ReasonOverloaded:        {definite: true, sentinel: ErrOverloaded},
+	ReasonMetadataNotReady:  {definite: true},
+	// A repair pass is not a write, so its outcome never matters; it is
+	// safe to run again.
+	ReasonRepairIncomplete: {},
+	ReasonNoObservations:   {definite: true},
+	ReasonReceiptViolation: {},
+}
 
 // Error is a failed call. It wraps the gRPC status so that status.Code and
 // status.FromError keep working on it.
@@ -176,23 +225,21 @@ func (e *Error) Is(target error) bool {
 	case ErrKeyspaceNotFound:
 		// A bare NotFound (no ErrorInfo) can only be a keyspace: a missing
 		// key is GetResult.Found == false, not an error.
-		return e.Reason == ReasonKeyspaceNotFound || (e.Code == codes.NotFound && e.Reason == "")
+		if e.Code == codes.NotFound && e.Reason == "" {
+			return true
+		}
 	case ErrKeyspaceExists:
-		return e.Reason == ReasonKeyspaceExists || (e.Code == codes.AlreadyExists && e.Reason == "")
+		if e.Code == codes.AlreadyExists && e.Reason == "" {
+			return true
+		}
 	case ErrUnavailable:
 		return e.Code == codes.Unavailable
 	case ErrUnknownOutcome:
 		return e.Unknown
 	case ErrTimeout:
 		return e.Code == codes.DeadlineExceeded
-	case ErrNoLeader:
-		return e.Reason == ReasonNoMetadataLeader
-	case ErrNodeNotFound:
-		return e.Reason == ReasonNodeNotFound
-	case ErrOverloaded:
-		return e.Reason == ReasonOverloaded
 	}
-	return false
+	return target != nil && reasons[e.Reason].sentinel == target
 }
 
 // GRPCStatus returns the status e was built from, for status.FromError.
@@ -234,16 +281,6 @@ var definiteCodes = map[codes.Code]bool{
 	codes.ResourceExhausted:  true,
 }
 
-// definiteReasons are the reasons whose code alone would leave a write's
-// outcome unknown but which the server sends only when it did nothing.
-var definiteReasons = map[string]bool{
-	ReasonNotEnoughReplicas: true,
-	ReasonMetadataNotReady:  true,
-	ReasonOverloaded:        true,
-	ReasonConfigUnconfirmed: true,
-	ReasonNodeNotReady:      true,
-}
-
 // toError converts a gRPC call error into an *Error.
 //
 // sent reports whether the request may have reached a server (gRPC created a
@@ -262,9 +299,9 @@ func toError(op string, kind opKind, err error, sent bool, ctxErr error) *Error 
 			}
 			e.Reason = d.GetReason()
 			md := d.GetMetadata()
-			e.Acked = atoi(md["acked"])
-			e.Alive = atoi(md["alive"])
-			e.Required = atoi(md["required"])
+			e.Acked = atoi(md[api.MetaAcked])
+			e.Alive = atoi(md[api.MetaAlive])
+			e.Required = atoi(md[api.MetaRequired])
 		case *errdetails.RetryInfo:
 			if rd := d.GetRetryDelay(); rd.IsValid() && rd.AsDuration() > 0 {
 				e.RetryAfter = rd.AsDuration()
@@ -275,7 +312,7 @@ func toError(op string, kind opKind, err error, sent bool, ctxErr error) *Error 
 		e.Cause = ctxErr
 	}
 	if kind == opWrite && sent {
-		e.Unknown = !definiteCodes[e.Code] && !definiteReasons[e.Reason]
+		e.Unknown = !definiteCodes[e.Code] && !reasons[e.Reason].definite
 	}
 	return e
 }

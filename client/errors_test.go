@@ -9,6 +9,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/adaptkv/adaptkv/api"
 )
 
 // statusErr builds a status error as the server does: a code, a message and
@@ -209,5 +211,31 @@ func TestReceiptCheck(t *testing.T) {
 	err = checkReceipt("get", opRead, Receipt{Required: 2, Acked: 1})
 	if err == nil || errors.Is(err, ErrUnknownOutcome) {
 		t.Errorf("short read receipt: %v", err)
+	}
+}
+
+// TestEveryServerReasonIsMapped checks that the SDK classifies every reason
+// a server sends (api.Reasons) and holds no entry for a reason that no
+// longer exists: a reason added to the API without a decision here would
+// reach users as a word the SDK treats like a bare code.
+func TestEveryServerReasonIsMapped(t *testing.T) {
+	server := map[string]bool{}
+	for _, r := range api.Reasons() {
+		server[r] = true
+		if _, ok := reasons[r]; !ok {
+			t.Errorf("the server sends reason %s, which the client's reasons table does not map", r)
+		}
+	}
+	for r, info := range reasons {
+		if !server[r] && r != ReasonReceiptViolation {
+			t.Errorf("the client maps reason %s, which no server sends (not in api.Reasons)", r)
+		}
+		if info.sentinel == nil {
+			continue
+		}
+		e := &Error{Code: codes.Unknown, Reason: r}
+		if !errors.Is(e, info.sentinel) {
+			t.Errorf("an error with reason %s is not errors.Is %v", r, info.sentinel)
+		}
 	}
 }

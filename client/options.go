@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"google.golang.org/grpc/codes"
 )
@@ -13,66 +14,40 @@ import (
 const DefaultKeyspace = "default"
 
 // Level is a consistency level: how many of a key's N replicas must answer
-// a read (R) or acknowledge a write (W).
-type Level int
+// a read (R) or acknowledge a write (W). It is the API package's api.Level,
+// which the server uses too; the names below stay the SDK's.
+type Level = api.Level
 
 const (
 	// LevelDefault uses the keyspace's default level.
-	LevelDefault Level = iota
+	LevelDefault = api.LevelDefault
 	// One: R = W = 1. Fastest and most available; a read may miss the
 	// latest write.
-	One
+	One = api.LevelOne
 	// Quorum: R = W = N/2+1, so every read overlaps every acknowledged
 	// write. It tolerates a minority of replicas down.
-	Quorum
+	Quorum = api.LevelQuorum
 	// All: R = W = N. A read or write fails if any replica is down.
-	All
+	All = api.LevelAll
 	// Custom: explicit R and W, set with WithRW or KeyspaceSpec.R/W.
 	// Receipts report it for such requests.
-	Custom
+	Custom = api.LevelCustom
 )
 
-// String returns the level's lower-case name.
-func (l Level) String() string {
-	switch l {
-	case LevelDefault:
-		return "default"
-	case One:
-		return "one"
-	case Quorum:
-		return "quorum"
-	case All:
-		return "all"
-	case Custom:
-		return "custom"
+// levelToPB converts a level for the wire; api.Level numbers the levels as
+// the protobuf enum does. An unknown level asks for the keyspace default.
+func levelToPB(l Level) kvpb.Level {
+	if !l.Known() {
+		return kvpb.Level_LEVEL_UNSPECIFIED
 	}
-	return fmt.Sprintf("level(%d)", int(l))
+	return kvpb.Level(l)
 }
 
-func (l Level) toPB() kvpb.Level {
-	switch l {
-	case One:
-		return kvpb.Level_LEVEL_ONE
-	case Quorum:
-		return kvpb.Level_LEVEL_QUORUM
-	case All:
-		return kvpb.Level_LEVEL_ALL
-	case Custom:
-		return kvpb.Level_LEVEL_CUSTOM
-	}
-	return kvpb.Level_LEVEL_UNSPECIFIED
-}
-
+// levelFromPB reads a level off the wire; one this SDK does not know (a
+// newer server's) reads as LevelDefault.
 func levelFromPB(l kvpb.Level) Level {
-	switch l {
-	case kvpb.Level_LEVEL_ONE:
-		return One
-	case kvpb.Level_LEVEL_QUORUM:
-		return Quorum
-	case kvpb.Level_LEVEL_ALL:
-		return All
-	case kvpb.Level_LEVEL_CUSTOM:
-		return Custom
+	if lv := Level(l); lv.Known() {
+		return lv
 	}
 	return LevelDefault
 }
@@ -218,5 +193,5 @@ func (c *callOptions) consistency() *kvpb.Consistency {
 	if c.level == LevelDefault {
 		return nil
 	}
-	return &kvpb.Consistency{Level: c.level.toPB(), R: uint32(c.r), W: uint32(c.w)}
+	return &kvpb.Consistency{Level: levelToPB(c.level), R: uint32(c.r), W: uint32(c.w)}
 }

@@ -84,7 +84,7 @@ func TestOptions(t *testing.T) {
 
 func TestLevelRoundTrip(t *testing.T) {
 	for _, l := range []Level{LevelDefault, One, Quorum, All, Custom} {
-		if got := levelFromPB(l.toPB()); got != l {
+		if got := levelFromPB(levelToPB(l)); got != l {
 			t.Errorf("%v round-trips to %v", l, got)
 		}
 		if l.String() == "" {

@@ -143,7 +143,7 @@ func (g *AdaptiveGoal) toPB() *kvpb.AdaptiveGoal {
 	if g == nil {
 		return nil
 	}
-	return &kvpb.AdaptiveGoal{MaxStale: g.MaxStale, Floor: g.Floor.toPB(), RfMin: uint32(g.MinRF), RfMax: uint32(g.MaxRF),
+	return &kvpb.AdaptiveGoal{MaxStale: g.MaxStale, Floor: levelToPB(g.Floor), RfMin: uint32(g.MinRF), RfMax: uint32(g.MaxRF),
 		LatencyTargetUs: uint64(g.LatencyTarget / time.Microsecond)}
 }
 

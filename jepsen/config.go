@@ -8,11 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/jepsen/nemesis"
 )
 
@@ -230,7 +230,7 @@ func (c *Config) Validate() error {
 		if _, err := parseLevel(l); err != nil {
 			return err
 		}
-		if l == "adaptive" && c.Adaptive == "" {
+		if l == api.AdaptiveName && c.Adaptive == "" {
 			return errors.New("consistency adaptive needs an adaptive keyspace: give --adaptive one or --adaptive quorum")
 		}
 	}
@@ -383,7 +383,7 @@ func LoadConfig(path string) (Config, error) {
 
 func parseLevel(s string) (string, error) {
 	l := strings.ToLower(strings.TrimSpace(s))
-	if slices.Contains([]string{"one", "quorum", "all", "adaptive"}, l) {
+	if pl, _ := api.ParseLevel(l); l == api.AdaptiveName || pl == api.LevelOne || pl == api.LevelQuorum || pl == api.LevelAll {
 		return l, nil
 	}
 	return "", fmt.Errorf("consistency level %q: want one, quorum, all or adaptive", s)

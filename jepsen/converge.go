@@ -309,7 +309,7 @@ func (r *runner) finalReads(ctx context.Context) {
 			process := finalProcess + i
 			for k := range ch {
 				for attempt := 0; attempt < 5 && fctx.Err() == nil; attempt++ {
-					typ := r.execute(fctx, r.routed, process, process, opSpec{f: history.FRead, key: k, level: "all"})
+					typ := r.execute(fctx, r.routed, process, process, opSpec{f: history.FRead, key: k, level: client.All.String()})
 					if typ == history.Info {
 						process += 8
 					}
@@ -344,8 +344,8 @@ func (r *runner) readAll(ctx context.Context) (map[int64]bool, error) {
 	var lastErr error
 	for attempt := 0; attempt < 5 && ctx.Err() == nil; attempt++ {
 		process := finalProcess - 1 - attempt
-		r.rec.Append(history.Op{Process: process, Client: process, Type: history.Invoke, F: history.FReadAll, Level: "all"})
-		comp := history.Op{Process: process, Client: process, F: history.FReadAll, Level: "all"}
+		r.rec.Append(history.Op{Process: process, Client: process, Type: history.Invoke, F: history.FReadAll, Level: client.All.String()})
+		comp := history.Op{Process: process, Client: process, F: history.FReadAll, Level: client.All.String()}
 		found, receipt, err := r.scanAll(ctx)
 		if err == nil {
 			comp.Type = history.OK

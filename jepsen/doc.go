@@ -117,4 +117,21 @@
 // failing: quorum is not claimed linearizable), is one command:
 //
 //	JEPSEN_LONG=3m JEPSEN_SEEDS=1,2,3 go test ./jepsen -run TestLong -v -timeout 4h
+//
+// # Contract
+//
+// This package owns the workloads, the phases of a run, the run folder and
+// the results; its sub-packages own the cluster processes, the faults, the
+// history, the checkers and the plots. It tests the product from outside:
+// it drives traffic through the SDK (package client), starts nodes as
+// processes of the adaptkv binary, and never imports the server (node,
+// replication, storage); from adaptkv it also imports package api (level
+// names) and the ring, to compute each key's replicas for the convergence
+// reads.
+//
+// Run blocks until the run is over: it owns the client workers, the nemesis
+// goroutine and the node processes it starts, and ends all of them before
+// it returns, on every path (an error, a canceled context). Runs share no
+// state, so runs on separate address ranges may go on at once, as the tests
+// do.
 package jepsen

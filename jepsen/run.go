@@ -306,7 +306,7 @@ func (r *runner) setup(ctx context.Context) error {
 		spec := client.KeyspaceSpec{ReplicationFactor: r.cfg.RF, Consistency: client.Quorum}
 		if r.cfg.Adaptive != "" {
 			floor := client.One
-			if r.cfg.Adaptive == "quorum" {
+			if r.cfg.Adaptive == client.Quorum.String() {
 				floor = client.Quorum
 			}
 			spec = client.KeyspaceSpec{ReplicationFactor: r.cfg.RF, Adaptive: &client.AdaptiveGoal{MaxStale: r.cfg.AdaptiveMaxStale, Floor: floor}}

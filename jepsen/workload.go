@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/client"
 	"github.com/adaptkv/adaptkv/jepsen/history"
 )
@@ -219,14 +220,13 @@ func sortedKeys(m map[string]bool) []string {
 
 // levelOption maps a level name to the SDK option.
 func levelOption(l string) client.CallOption {
-	switch l {
-	case "one":
-		return client.WithConsistency(client.One)
-	case "all":
-		return client.WithConsistency(client.All)
-	case "adaptive":
+	if l == api.AdaptiveName {
 		// The keyspace's default: whatever the tuner has in force.
 		return client.WithConsistency(client.LevelDefault)
+	}
+	switch pl, _ := api.ParseLevel(l); pl {
+	case client.One, client.All:
+		return client.WithConsistency(pl)
 	}
 	return client.WithConsistency(client.Quorum)
 }

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/adaptkv/adaptkv/api"
 )
 
 // admission bounds the client requests a node coordinates at once. A request
@@ -114,7 +116,7 @@ func (a *admission) overloaded() error {
 	st := status.New(codes.ResourceExhausted, fmt.Sprintf(
 		"refused: node is overloaded (%d client requests in flight, the limit); nothing was done, retry after %v or on another node", a.max, hint))
 	if d, err := st.WithDetails(
-		&errdetails.ErrorInfo{Reason: ReasonOverloaded, Domain: errorDomain, Metadata: map[string]string{"max_inflight": fmt.Sprint(a.max)}},
+		&errdetails.ErrorInfo{Reason: api.ReasonOverloaded, Domain: api.ErrorDomain, Metadata: map[string]string{api.MetaMaxInflight: fmt.Sprint(a.max)}},
 		&errdetails.RetryInfo{RetryDelay: durationpb.New(hint)},
 	); err == nil {
 		st = d

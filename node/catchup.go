@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/replication"
 )
@@ -120,7 +121,7 @@ func (n *Node) catchUpMetadata(ctx context.Context) error {
 }
 
 func metadataNotReady(keyspace, why string) error {
-	return withReason(codes.Unavailable, ReasonMetadataNotReady,
+	return withReason(codes.Unavailable, api.ReasonMetadataNotReady,
 		fmt.Sprintf("keyspace %q is not known here and %s, so it cannot tell whether it exists; nothing was done, retry", keyspace, why), nil)
 }
 

@@ -27,7 +27,8 @@
 // listeners, the metadata log's state machine (keyspaces, node numbers,
 // decisions) and its Raft plumbing, the configuration lease, admission
 // control of client requests, the peer write batcher, gRPC status mapping
-// (reasons in ErrorInfo), metrics, and the unsafe test hooks.
+// (ErrorInfo reasons, only those declared in package api, which the SDK
+// maps exactly), metrics, and the unsafe test hooks.
 //
 // What it may import: everything below it (storage, replication and its
 // sub-packages, tuner and its sub-packages, node/membership, the API), and
@@ -40,8 +41,8 @@
 //
 // A Node is safe for concurrent use once Start returns. Its background
 // loops (joining, Raft bootstrap, metadata leader duties, configuration
-// lease, tuner, hint delivery, tombstone collection) each run on one goroutine started by Start and ended by
-// Stop, which waits for them; request handlers run on gRPC's goroutines
+// lease, tuner, hint delivery, tombstone collection) each run on one
+// goroutine started by Start and ended by Stop, which waits for them; request handlers run on gRPC's goroutines
 // and share the node's state through atomics and immutable snapshots
 // (membership views, the applied keyspace map). The tuner's decision loop
 // and the plan executor run on the loop's one goroutine, one keyspace at a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/replication/quorum"
 	"github.com/adaptkv/adaptkv/tuner"
@@ -145,7 +146,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 			def.Level, def.R, def.W = old.Level, old.R, old.W
 			def.ReadAll, def.HedgeAfterNs = old.ReadAll, old.HedgeAfterNs
 		}
-		if def.Adaptive == nil && old.Adaptive != nil && def.Level == "custom" {
+		if def.Adaptive == nil && old.Adaptive != nil && def.Level == quorum.Custom.String() {
 			def.Adaptive = old.Adaptive
 		}
 		if def.Adaptive != nil {
@@ -169,7 +170,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 			next.ReplicationFactor = def.ReplicationFactor
 		}
 		next.PendingN = def.PendingN
-		next.Level, next.R, next.W = "custom", def.R, def.W
+		next.Level, next.R, next.W = quorum.Custom.String(), def.R, def.W
 		next.ReadAll, next.HedgeAfterNs = def.ReadAll, def.HedgeAfterNs
 		next.Tuner = def.Tuner
 		next.UpdatedUnixMs = c.AtUnixMs
@@ -366,9 +367,11 @@ func readRepairChanceOf(d KeyspaceDef) float64 {
 	return 0
 }
 
+// parseLevel reads a level name as KeyspaceDef.Level stores it ("custom"
+// included); an unknown name reads as quorum.Default.
 func parseLevel(s string) (quorum.Level, error) {
-	if s == "custom" {
-		return quorum.Custom, nil
+	if l, ok := api.ParseLevel(s); ok {
+		return l, nil
 	}
 	return quorum.ParseLevel(s)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/adaptkv/adaptkv/node/membership"
+	"github.com/adaptkv/adaptkv/replication/quorum"
 	"github.com/adaptkv/adaptkv/storage"
 )
 
@@ -308,7 +309,7 @@ func (n *Node) ensureDefaultKeyspace(ctx context.Context) {
 		rf = min(3, max(1, n.cfg.BootstrapExpect))
 	}
 	rf = min(rf, n.members.View().Ring.Len())
-	def := KeyspaceDef{Name: DefaultKeyspace, ReplicationFactor: rf, Level: "quorum"}
+	def := KeyspaceDef{Name: DefaultKeyspace, ReplicationFactor: rf, Level: quorum.Quorum.String()}
 	if _, err := propose(ctx, n.raft, command{Op: "create", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}); err != nil {
 		n.log.Debug("create default keyspace", "err", err)
 		return

@@ -19,16 +19,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/node/membership"
 	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/replication/antientropy"
 )
-
-// ReasonRepairIncomplete is the status reason of a repair pass that did not
-// cover every node it had to: a node could not complete its part, or a
-// replica was down.
-const ReasonRepairIncomplete = "REPAIR_INCOMPLETE"
 
 // Repair defaults and bounds: antientropy's, under the names the node's
 // API has always had.
@@ -100,7 +96,7 @@ func repairStatus(err error) error {
 	if len(ie.Down) > 0 {
 		meta = map[string]string{"down": strings.Join(ie.Down, ",")}
 	}
-	return withReason(codes.Unavailable, ReasonRepairIncomplete, ie.Error(), meta)
+	return withReason(codes.Unavailable, api.ReasonRepairIncomplete, ie.Error(), meta)
 }
 
 // repairKeyspaces is the metadata a pass reads: the applied log, and the

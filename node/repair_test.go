@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/client"
 	"github.com/adaptkv/adaptkv/node"
@@ -341,8 +342,8 @@ func TestRepairFailsWhenNodeUnreachable(t *testing.T) {
 	down := c.ID(2)
 
 	_, err := c.Node(0).RepairKeyspace(ctx, "gone", node.RepairOptions{}, nil)
-	if status.Code(err) != codes.Unavailable || reasonOf(err) != node.ReasonRepairIncomplete || !strings.Contains(status.Convert(err).Message(), down) {
-		t.Fatalf("repair with %s stopped: %v; want Unavailable, %s, naming %s", down, err, node.ReasonRepairIncomplete, down)
+	if status.Code(err) != codes.Unavailable || reasonOf(err) != api.ReasonRepairIncomplete || !strings.Contains(status.Convert(err).Message(), down) {
+		t.Fatalf("repair with %s stopped: %v; want Unavailable, %s, naming %s", down, err, api.ReasonRepairIncomplete, down)
 	}
 	t.Logf("with %s just stopped: %v", down, err)
 	// Over gRPC the caller sees the same refusal.

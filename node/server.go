@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/node/membership"
 	"github.com/adaptkv/adaptkv/replication"
@@ -35,7 +36,7 @@ func (n *Node) checkJoined() error {
 	if n.joined.Load() {
 		return nil
 	}
-	return withReason(codes.Unavailable, ReasonNotEnoughReplicas,
+	return withReason(codes.Unavailable, api.ReasonNotEnoughReplicas,
 		fmt.Sprintf("node %s has not joined the cluster yet, so it does not know every replica; nothing was written", n.cfg.ID), nil)
 }
 
@@ -59,12 +60,9 @@ func consistencyFromPB(c *kvpb.Consistency) (replication.Consistency, error) {
 			return replication.Consistency{}, invalidArgument("r and w are only valid with LEVEL_CUSTOM")
 		}
 		return replication.Consistency{}, nil
-	case kvpb.Level_LEVEL_ONE:
-		return replication.Consistency{Level: quorum.One}, nil
-	case kvpb.Level_LEVEL_QUORUM:
-		return replication.Consistency{Level: quorum.Quorum}, nil
-	case kvpb.Level_LEVEL_ALL:
-		return replication.Consistency{Level: quorum.All}, nil
+	case kvpb.Level_LEVEL_ONE, kvpb.Level_LEVEL_QUORUM, kvpb.Level_LEVEL_ALL:
+		// api.Level numbers the levels as the protobuf enum does.
+		return replication.Consistency{Level: quorum.Level(c.GetLevel())}, nil
 	case kvpb.Level_LEVEL_CUSTOM:
 		if c.GetR() == 0 || c.GetW() == 0 {
 			return replication.Consistency{}, invalidArgument("LEVEL_CUSTOM needs both r and w of at least 1")
@@ -74,18 +72,13 @@ func consistencyFromPB(c *kvpb.Consistency) (replication.Consistency, error) {
 	return replication.Consistency{}, invalidArgument(fmt.Sprintf("unknown consistency level %d", c.GetLevel()))
 }
 
+// levelToPB converts a level for the wire: api.Level numbers the levels as
+// the protobuf enum does.
 func levelToPB(l quorum.Level) kvpb.Level {
-	switch l {
-	case quorum.One:
-		return kvpb.Level_LEVEL_ONE
-	case quorum.Quorum:
-		return kvpb.Level_LEVEL_QUORUM
-	case quorum.All:
-		return kvpb.Level_LEVEL_ALL
-	case quorum.Custom:
-		return kvpb.Level_LEVEL_CUSTOM
+	if !l.Known() {
+		return kvpb.Level_LEVEL_UNSPECIFIED
 	}
-	return kvpb.Level_LEVEL_UNSPECIFIED
+	return kvpb.Level(l)
 }
 
 func (n *Node) receipt(r replication.Receipt, required int) *kvpb.Receipt {
@@ -667,7 +660,7 @@ func (s adminServer) TunerWhatIf(ctx context.Context, req *kvpb.TunerWhatIfReque
 	}
 	reports, err := s.n.tuning.whatIf(ctx, d)
 	if err != nil {
-		return nil, withReason(codes.FailedPrecondition, "NO_OBSERVATIONS", fmt.Sprintf("keyspace %q: %v (send it some traffic first)", d.Name, err), nil)
+		return nil, withReason(codes.FailedPrecondition, api.ReasonNoObservations, fmt.Sprintf("keyspace %q: %v (send it some traffic first)", d.Name, err), nil)
 	}
 	b, err := json.Marshal(reports)
 	if err != nil {

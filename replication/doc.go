@@ -84,6 +84,26 @@
 // Any refusal starts that catch-up, also when the request won its quorum
 // without the refusing replica, and requests planned meanwhile wait for it
 // (up to epochRefreshWait), so that they go out at the new epoch.
+//
+// # Contract
+//
+// replication owns the Coordinator, the Replica (the peer protocol's server
+// side), the HintStore, the hybrid logical Clock, the sentinel errors the
+// node maps to status reasons (ErrNotEnoughReplicas, ErrQuorumNotReached,
+// ErrStaleEpoch, ...) and the conversions between storage records and peer
+// messages. It imports api/kvpb (the peer messages), its sub-packages
+// quorum and ring, and storage; never gRPC, node, membership, tuner or
+// pebble. Everything it needs of its surroundings is an interface declared
+// here (Transport, Topology, Keyspaces, Observer, Fence) and supplied by the
+// node.
+//
+// Coordinator, Replica, HintStore and Clock are safe for concurrent use, and
+// every interface the package consumes must be too: all are called from the
+// request path of many requests at once. Observer's methods run inline and
+// must not block. The coordinator may leave replica requests running after
+// it has answered (the slow replicas finish in the background, each bounded
+// by Config.ReplicaTimeout); HintStore.Run owns its delivery goroutines
+// and returns only when they have ended.
 package replication
 
 import (

@@ -1,26 +1,3 @@
-// Package storage keeps one node's replicas of the data: versioned records,
-// last-writer-wins, tombstones collected after a grace period, atomic and
-// durable batches, and ordered range scans.
-//
-// Two engines implement Engine: Pebble (github.com/cockroachdb/pebble, on
-// disk, the default) and Memory (github.com/google/btree, for tests and for
-// nodes that are told to keep nothing). Both pass the same test suite.
-//
-// # Durability
-//
-// Engine.Apply returns only after its records are on disk (Pebble). Concurrent
-// callers share one fsync: a single committer goroutine collects the mutations
-// that arrive while the previous fsync runs, merges them with last-writer-wins
-// against what is stored, and commits them as one synced batch (group commit).
-// Because one goroutine does every read-compare-write, no key lock is needed.
-//
-// # Versions
-//
-// A Version is a hybrid logical clock timestamp plus the coordinator's node
-// number; the greater version wins. A tombstone is a record with Tombstone set;
-// it is kept like any record until CollectTombstones finds it older than the
-// grace period, so that a replica that missed the delete cannot bring the value
-// back through repair in the meantime.
 package storage
 
 import (

@@ -10,9 +10,12 @@
 // numbers from a seeded generator, so the same inputs always give the same
 // decision and a recorded trace of observations replays exactly in a test.
 // Only Recorder, the hot-path collector, is safe for concurrent use, and it
-// uses nothing but atomics. The package imports only the standard library,
-// and nothing from replication: Policy mirrors replication/quorum.Policy and
-// the node translates between them.
+// uses nothing but atomics. The package imports only the standard library
+// and package api (for the level names), and nothing from replication:
+// Policy mirrors replication/quorum.Policy and the node translates between
+// them. It owns the model, the policy search, the plans and the decisions'
+// explanations; the node owns the loop that calls Decide, the metadata log
+// that keeps State, and the execution of a Plan's steps.
 //
 // # What the node must do
 //

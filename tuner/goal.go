@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/adaptkv/adaptkv/api"
 )
 
 // ErrInvalidGoal is wrapped by every error Goal.Validate returns.
@@ -27,9 +29,9 @@ const (
 func (f Floor) String() string {
 	switch f {
 	case FloorOne:
-		return "one"
+		return api.LevelOne.String()
 	case FloorQuorum:
-		return "quorum"
+		return api.LevelQuorum.String()
 	}
 	return fmt.Sprintf("floor(%d)", int(f))
 }
@@ -44,10 +46,10 @@ func (f Floor) MarshalText() ([]byte, error) {
 
 // UnmarshalText decodes "one" or "quorum".
 func (f *Floor) UnmarshalText(b []byte) error {
-	switch strings.ToLower(string(b)) {
-	case "one":
+	switch l, _ := api.ParseLevel(string(b)); l {
+	case api.LevelOne:
 		*f = FloorOne
-	case "quorum":
+	case api.LevelQuorum:
 		*f = FloorQuorum
 	default:
 		return fmt.Errorf("%w: unknown floor %q (want one or quorum)", ErrInvalidGoal, b)

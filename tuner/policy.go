@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/adaptkv/adaptkv/api"
 )
 
 // ReadPath is how a coordinator routes a read among a key's N replicas.
@@ -95,13 +97,13 @@ func (p Policy) Valid() bool {
 func (p Policy) Level() string {
 	switch {
 	case p.R == 1 && p.W == 1:
-		return "one"
+		return api.LevelOne.String()
 	case p.R == p.N/2+1 && p.W == p.N/2+1:
-		return "quorum"
+		return api.LevelQuorum.String()
 	case p.R == p.N && p.W == p.N:
-		return "all"
+		return api.LevelAll.String()
 	}
-	return "custom"
+	return api.LevelCustom.String()
 }
 
 // String renders the policy as replication/quorum does, "quorum(N=3 R=2

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/client"
 )
 
@@ -32,15 +33,8 @@ func (f *levelFlags) register(fs *pflag.FlagSet) {
 
 // parseLevel maps a --consistency value to a client level.
 func parseLevel(s string) (client.Level, error) {
-	switch s {
-	case "", "default":
-		return client.LevelDefault, nil
-	case "one":
-		return client.One, nil
-	case "quorum":
-		return client.Quorum, nil
-	case "all":
-		return client.All, nil
+	if l, ok := api.ParseLevel(s); ok && l != client.Custom {
+		return l, nil
 	}
 	return 0, usagef("--consistency %q: want one, quorum or all (or --r and --w for custom quorums)", s)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/client"
 )
 
@@ -54,18 +55,18 @@ func toKeyspaceJSON(k *client.Keyspace) keyspaceJSON {
 
 func floorText(l client.Level) string {
 	if l == client.Quorum {
-		return "quorum"
+		return client.Quorum.String()
 	}
-	return "one"
+	return client.One.String()
 }
 
 // levelText renders a keyspace's default level: "quorum" or "custom(R=2 W=1)".
 func levelText(k *client.Keyspace) string {
 	if g := k.Adaptive; g != nil {
-		return fmt.Sprintf("adaptive(max-stale=%g floor=%s, now R=%d W=%d)", g.MaxStale, floorText(g.Floor), k.R, k.W)
+		return fmt.Sprintf("%s(max-stale=%g floor=%s, now R=%d W=%d)", api.AdaptiveName, g.MaxStale, floorText(g.Floor), k.R, k.W)
 	}
 	if k.Consistency == client.Custom {
-		return fmt.Sprintf("custom(R=%d W=%d)", k.R, k.W)
+		return fmt.Sprintf("%s(R=%d W=%d)", client.Custom, k.R, k.W)
 	}
 	return k.Consistency.String()
 }
@@ -134,13 +135,11 @@ func (f *specFlags) spec(cmd *cobra.Command) (client.KeyspaceSpec, error) {
 		return s, nil
 	}
 	adaptiveFlags := []string{"max-stale", "floor", "rf-min", "rf-max", "latency-target"}
-	if f.level == "adaptive" {
+	if f.level == api.AdaptiveName {
 		g := &client.AdaptiveGoal{MaxStale: f.maxStale, MinRF: f.rfMin, MaxRF: f.rfMax, LatencyTarget: f.latencyTarget}
-		switch f.floor {
-		case "one":
-			g.Floor = client.One
-		case "quorum":
-			g.Floor = client.Quorum
+		switch l, _ := api.ParseLevel(f.floor); l {
+		case client.One, client.Quorum:
+			g.Floor = l
 		default:
 			return s, usagef("--floor %q: want one or quorum", f.floor)
 		}

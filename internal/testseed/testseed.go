@@ -1,5 +1,3 @@
-// Package testseed gives randomized tests their seeds from the environment,
-// so that CI runs a few and a person can run many, or replay one.
 package testseed
 
 import (

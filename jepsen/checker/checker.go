@@ -1,15 +1,3 @@
-// Package checker holds the pure checkers of the Jepsen harness: functions
-// from a finished history (package history) to a verdict with the anomalies
-// found. They do no I/O (except writing Porcupine's visualization when
-// asked), so that `adaptkv jepsen analyze` can re-check a stored history and
-// unit tests can feed them small hand-made histories.
-//
-// Every checker treats an info completion as "may have happened": an info
-// write is concurrent with everything after its invocation (Porcupine: its
-// return time is +infinity), may or may not be visible in any later read,
-// and is never counted as lost; a fail completion certainly did not happen,
-// so seeing its value is itself an anomaly. Failed and info reads carry no
-// information and are ignored.
 package checker
 
 import (

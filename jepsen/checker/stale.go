@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/jepsen/history"
 )
 
@@ -53,7 +54,7 @@ type StaleStats struct {
 	Violations int `json:"quorum_violations"`
 }
 
-var levelOrder = map[string]int{"one": 0, "quorum": 1, "all": 2}
+var levelOrder = map[string]int{api.LevelOne.String(): 0, api.LevelQuorum.String(): 1, api.LevelAll.String(): 2}
 
 // Staleness measures, for every level, the fraction of reads that returned
 // a value older than the newest write acknowledged before the read began,

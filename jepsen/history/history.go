@@ -1,14 +1,3 @@
-// Package history is the record of a Jepsen run: every client operation's
-// invocation and completion, the nemesis's faults and the run's phases, in
-// one timeline, stored as JSON lines (one Op per line).
-//
-// The vocabulary is Jepsen's. A logical process invokes one operation at a
-// time; its completion is ok (it happened), fail (it certainly did not
-// happen) or info (it may or may not have happened: a timeout, a connection
-// lost, a write short of its W acknowledgements). After an info completion a
-// client continues under a fresh process number, so that every process stays
-// single-threaded for the checkers, which treat an info write as concurrent
-// with everything after its invocation.
 package history
 
 import (

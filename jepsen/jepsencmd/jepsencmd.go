@@ -1,6 +1,3 @@
-// Package jepsencmd is the `adaptkv jepsen` command: it runs the Jepsen
-// harness (package jepsen) against real node processes and re-checks stored
-// runs. The binary registers it with root.AddCommand(jepsencmd.NewCommand()).
 package jepsencmd
 
 import (

@@ -1,6 +1,3 @@
-// Package report draws the Jepsen harness's plots: latency over time and
-// throughput over time, with the fault windows shaded, as PNG files (via
-// gonum/plot) that a person can look at next to the history.
 package report
 
 import (

@@ -1,18 +1,3 @@
-// Package membership adapts hashicorp/memberlist to adaptkv: it joins the
-// gossip cluster, publishes this node's metadata (ID, addresses, zone), and
-// turns memberlist's callbacks into an immutable View of the members and
-// their states, from which the ring is rebuilt. It is the only package that
-// imports memberlist.
-//
-// A member that fails stays in the View (state dead) and keeps its place on
-// the ring, so that its keys are not moved to other nodes and writes for it
-// become hints; only a graceful leave removes it.
-//
-// memberlist never contacts a member it declared dead again once the news
-// has spread, so a healed partition would leave the cluster split for good.
-// A reconnector (Config.ReconnectInterval, as Serf's for Consul) rejoins the
-// dead members, for up to Config.ReconnectTimeout, and the seeds given to
-// Join whenever some member is dead or this node is alone.
 package membership
 
 import (

@@ -1,60 +1,36 @@
-// Package quorum holds the quorum arithmetic of adaptkv: consistency levels,
-// the (N, R, W) policy they resolve to, and the Tally that decides when a
-// replicated operation has won or lost. It does no I/O and reads no clock, in
-// the manner of etcd's raft quorum package, so every rule here is tested
-// directly.
 package quorum
 
 import (
 	"errors"
 	"fmt"
+
+	"github.com/adaptkv/adaptkv/api"
 )
 
-// Level is a named consistency level.
-type Level int
+// Level is a named consistency level, declared once in the API package so
+// that the server and the SDK spell and number the levels alike.
+type Level = api.Level
 
+// The levels, as this package has always named them.
 const (
 	// Default means "use the keyspace's default level".
-	Default Level = iota
+	Default = api.LevelDefault
 	// One waits for one replica.
-	One
+	One = api.LevelOne
 	// Quorum waits for a majority, ⌊N/2⌋+1, on both paths, so R + W > N.
-	Quorum
+	Quorum = api.LevelQuorum
 	// All waits for every replica.
-	All
+	All = api.LevelAll
 	// Custom takes R and W as given.
-	Custom
+	Custom = api.LevelCustom
 )
 
-// String returns the level's name as the CLI and the API spell it.
-func (l Level) String() string {
-	switch l {
-	case Default:
-		return "default"
-	case One:
-		return "one"
-	case Quorum:
-		return "quorum"
-	case All:
-		return "all"
-	case Custom:
-		return "custom"
-	}
-	return fmt.Sprintf("level(%d)", int(l))
-}
-
-// ParseLevel parses a level name: one, quorum, all (custom quorums are given
-// as R and W, not by name).
+// ParseLevel parses a level name: one, quorum, all, or default and the empty
+// string for Default, in any case. Custom quorums are given as R and W, not
+// by name, so "custom" is refused here.
 func ParseLevel(s string) (Level, error) {
-	switch s {
-	case "one", "ONE", "One":
-		return One, nil
-	case "quorum", "QUORUM", "Quorum":
-		return Quorum, nil
-	case "all", "ALL", "All":
-		return All, nil
-	case "", "default":
-		return Default, nil
+	if l, ok := api.ParseLevel(s); ok && l != Custom {
+		return l, nil
 	}
 	return Default, fmt.Errorf("%w: unknown consistency level %q (want one, quorum or all)", ErrInvalidPolicy, s)
 }
