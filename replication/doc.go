@@ -21,15 +21,6 @@
 // are the core's specification (TestCoreDataDriven); TestWriteOpProperties
 // and TestReadOpProperties drive random schedules against a model.
 //
-// # Contract
-//
-// It owns: the coordinator, the replica side (Replica), hints (HintStore),
-// the hybrid clock (Clock), configuration fencing (Fence), read repair.
-// It may import api/kvpb, storage, and its ring and quorum sub-packages;
-// never node, membership, gRPC or pebble. Coordinator, Replica, HintStore
-// and Clock are safe for concurrent use; an op (the core's state machines)
-// is driven by one goroutine at a time.
-//
 // # Write path
 //
 // The coordinator assigns the write a version from its hybrid logical clock,
@@ -40,7 +31,7 @@
 // coordinator and delivered once gossip shows the replica alive again. Hints
 // are stored once some replica has acknowledged the write, and those of the
 // replicas dead or failed by then are on disk before the client is answered
-// (see writeHints). Hints never count towards W, and they expire after the
+// (see writeOp). Hints never count towards W, and they expire after the
 // hint window (HintOptions.MaxWindow). When fewer than W replicas are alive,
 // nothing is sent (ErrNotEnoughReplicas, a definite failure); when replicas
 // were asked and fewer than W acknowledged, the outcome is unknown
@@ -91,8 +82,8 @@
 // side), the HintStore, the hybrid logical Clock, the sentinel errors the
 // node maps to status reasons (ErrNotEnoughReplicas, ErrQuorumNotReached,
 // ErrStaleEpoch, ...) and the conversions between storage records and peer
-// messages. It imports api/kvpb (the peer messages), its sub-packages
-// quorum and ring, and storage; never gRPC, node, membership, tuner or
+// messages. It imports api/kvpb (the peer messages), api/ring (placement),
+// its sub-package quorum, and storage; never gRPC, node, membership, tuner or
 // pebble. Everything it needs of its surroundings is an interface declared
 // here (Transport, Topology, Keyspaces, Observer, Fence) and supplied by the
 // node.
@@ -103,7 +94,8 @@
 // must not block. The coordinator may leave replica requests running after
 // it has answered (the slow replicas finish in the background, each bounded
 // by Config.ReplicaTimeout); HintStore.Run owns its delivery goroutines
-// and returns only when they have ended.
+// and returns only when they have ended. An op of the core is driven by one
+// goroutine at a time (the shell's); its effects are the only way it acts.
 package replication
 
 import (
