@@ -1,9 +1,10 @@
 // Package replication is adaptkv's data path: the coordinator's read and write
 // paths over a keyspace's replicas, the replica side of the peer protocol,
-// read repair and hinted handoff. The ring (placement) and quorum (arithmetic)
-// sub-packages are pure; this package adds the I/O, and talks to other nodes
-// only through the Transport interface that the node package implements over
-// gRPC.
+// read repair and hinted handoff. Placement (api/ring) and the quorum
+// arithmetic (sub-package quorum) are pure; this package adds the I/O, and
+// talks to other nodes only through the Transport interface that the node
+// package implements over gRPC. The anti-entropy pass is its sub-package
+// antientropy.
 //
 // # Shape: a pure core and a shell
 //
