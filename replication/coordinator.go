@@ -194,20 +194,9 @@ func (c *Coordinator) keyspace(ctx context.Context, name string) (KeyspaceConfig
 // the key's replicas split by gossip's view, ranked by latency, and, for a
 // read, the read-repair draw and the write acknowledgement delay.
 func (c *Coordinator) plan(ctx context.Context, keyspace string, key []byte, cons Consistency, read bool) (*opPlan, error) {
-	ks, err := c.keyspace(ctx, keyspace)
+	ks, pol, r, err := c.planKeyspace(ctx, keyspace, cons)
 	if err != nil {
 		return nil, err
-	}
-	if err := c.checkLease(ks, false); err != nil {
-		return nil, err
-	}
-	pol, err := c.policy(ks, cons)
-	if err != nil {
-		return nil, err
-	}
-	r := c.cfg.Topology.Ring()
-	if r.Len() < ks.N {
-		return nil, fmt.Errorf("keyspace %q: %w: replication factor %d exceeds the cluster's %d nodes", keyspace, ErrInvalidRequest, ks.N, r.Len())
 	}
 	// Preference lists are prefixes of one ring walk, so the first N of the
 	// longer list are the counted replicas.
@@ -235,22 +224,33 @@ func (c *Coordinator) plan(ctx context.Context, keyspace string, key []byte, con
 	return p, nil
 }
 
-// planScan is the shell's half of planning a scan attempt.
-func (c *Coordinator) planScan(ctx context.Context, keyspace string, cons Consistency) (*scanPlan, error) {
+// planKeyspace is what every plan starts with: the keyspace's configuration
+// (waiting for a refresh in progress), the lease, the policy, and a ring
+// with room for N replicas.
+func (c *Coordinator) planKeyspace(ctx context.Context, keyspace string, cons Consistency) (KeyspaceConfig, quorum.Policy, *ring.Ring, error) {
 	ks, err := c.keyspace(ctx, keyspace)
 	if err != nil {
-		return nil, err
+		return KeyspaceConfig{}, quorum.Policy{}, nil, err
 	}
 	if err := c.checkLease(ks, false); err != nil {
-		return nil, err
+		return KeyspaceConfig{}, quorum.Policy{}, nil, err
 	}
 	pol, err := c.policy(ks, cons)
 	if err != nil {
-		return nil, err
+		return KeyspaceConfig{}, quorum.Policy{}, nil, err
 	}
-	rg := c.cfg.Topology.Ring()
-	if rg.Len() < ks.N {
-		return nil, fmt.Errorf("keyspace %q: %w: replication factor %d exceeds the cluster's %d nodes", keyspace, ErrInvalidRequest, ks.N, rg.Len())
+	r := c.cfg.Topology.Ring()
+	if r.Len() < ks.N {
+		return KeyspaceConfig{}, quorum.Policy{}, nil, fmt.Errorf("keyspace %q: %w: replication factor %d exceeds the cluster's %d nodes", keyspace, ErrInvalidRequest, ks.N, r.Len())
+	}
+	return ks, pol, r, nil
+}
+
+// planScan is the shell's half of planning a scan attempt.
+func (c *Coordinator) planScan(ctx context.Context, keyspace string, cons Consistency) (*scanPlan, error) {
+	ks, pol, rg, err := c.planKeyspace(ctx, keyspace, cons)
+	if err != nil {
+		return nil, err
 	}
 	p := &scanPlan{ks: ks, pol: pol, ranges: c.tokenRanges(rg, ks.N)}
 	for _, m := range rg.Members() {
