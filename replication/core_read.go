@@ -437,16 +437,24 @@ func (o *readOp) repairForeground() effects {
 	o.phase = readRepairing
 	var eff effects
 	if a.found {
-		for _, r := range a.got {
-			if stale(r, a.winner) {
-				eff.sends = append(eff.sends, o.sendRepair(r.id, a.winner))
-			}
-		}
+		eff.sends = o.repairStale(a.got)
 	}
 	if a.repairsOut == 0 {
 		eff.merge(o.repaired())
 	}
 	return eff
+}
+
+// repairStale writes the winner to the replicas among rs that hold an older
+// version or none.
+func (o *readOp) repairStale(rs []readReply) []send {
+	var sends []send
+	for _, r := range rs {
+		if stale(r, o.a.winner) {
+			sends = append(sends, o.sendRepair(r.id, o.a.winner))
+		}
+	}
+	return sends
 }
 
 func (o *readOp) repairReply(ok bool, known uint64, _ error) effects {
@@ -576,13 +584,8 @@ func (o *readOp) repairBackground() effects {
 	if !a.found {
 		return o.finish()
 	}
-	var eff effects
 	a.repaired = 0
-	for _, r := range a.late {
-		if stale(r, a.winner) {
-			eff.sends = append(eff.sends, o.sendRepair(r.id, a.winner))
-		}
-	}
+	eff := effects{sends: o.repairStale(a.late)}
 	if a.repairsOut == 0 {
 		eff.merge(o.finish())
 	}
