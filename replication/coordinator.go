@@ -552,7 +552,7 @@ func (c *Coordinator) Scan(ctx context.Context, keyspace string, start, end []by
 		p, err := c.planScan(ctx, keyspace, cons)
 		return event{kind: evPlanned, scan: p, err: err}
 	})
-	return a.scan, a.err
+	return *a.scan, a.err
 }
 
 // rangeCache is the token ranges of one ring for one replication factor.

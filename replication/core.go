@@ -222,7 +222,7 @@ type answer struct {
 	record storage.Record
 	found  bool
 	// scan's result.
-	scan ScanResult
+	scan *ScanResult
 }
 
 // op is one client operation's state machine.

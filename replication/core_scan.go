@@ -93,7 +93,7 @@ func (o *scanOp) step(ev event) effects {
 		if o.phase == scanChecking {
 			if ev.err == nil {
 				o.phase = scanFinished
-				return effects{done: &answer{receipt: o.result.Receipt, scan: o.result, observe: true}, finished: true}
+				return effects{done: &answer{receipt: o.result.Receipt, scan: &o.result, observe: true}, finished: true}
 			}
 			if movedOn(ev.err) && o.attempt < maxEpochAttempts {
 				o.metrics.EpochRetries.Add(1)
@@ -120,7 +120,8 @@ func (o *scanOp) retry() effects {
 
 func (o *scanOp) answer(err error) effects {
 	o.phase = scanFinished
-	return effects{done: &answer{err: err, receipt: o.rcpt, scan: ScanResult{Receipt: o.rcpt}}, finished: true}
+	o.result = ScanResult{Receipt: o.rcpt}
+	return effects{done: &answer{err: err, receipt: o.rcpt, scan: &o.result}, finished: true}
 }
 
 func (o *scanOp) planned(p *scanPlan, err error) effects {

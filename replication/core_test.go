@@ -253,7 +253,7 @@ func (h *coreHarness) effects(eff effects) string {
 		} else {
 			fmt.Fprintf(&b, "answer ok")
 			switch {
-			case len(a.scan.Records) > 0 || a.scan.More:
+			case a.scan != nil && (len(a.scan.Records) > 0 || a.scan.More):
 				var keys []string
 				for _, rec := range a.scan.Records {
 					keys = append(keys, fmtRecord(rec))

@@ -24,8 +24,9 @@ type driver struct {
 	head  int
 	qbuf  [2]event
 	// events carries what goroutines report: replies and stored hints.
-	// Made at the first asynchronous effect, unbuffered (the loop is always
-	// receiving when it has nothing else to do); finished is closed when
+	// Made at the first asynchronous effect, with room for that effect's
+	// replies so that the first replies never wait for the loop (a sender
+	// parked on a full channel costs a wake-up); finished is closed when
 	// the op wants no more, so that no goroutine is left blocked on events.
 	events   chan event
 	finished chan struct{}
@@ -98,7 +99,7 @@ func (d *driver) apply(eff effects) {
 	}
 	d.send(eff.sends)
 	for _, h := range eff.hints {
-		d.async()
+		d.async(len(eff.hints))
 		go func() {
 			c.hint(d.ctx, h.targets, h.mut)
 			d.post(event{kind: evHintsStored, hint: h.id})
@@ -134,9 +135,9 @@ func (d *driver) finish() {
 }
 
 // async makes the channels goroutines report on.
-func (d *driver) async() {
+func (d *driver) async(n int) {
 	if d.events == nil {
-		d.events = make(chan event)
+		d.events = make(chan event, n)
 		d.finished = make(chan struct{})
 	}
 }
@@ -163,7 +164,7 @@ func (d *driver) send(sends []send) {
 		if s.inline {
 			continue
 		}
-		d.async()
+		d.async(len(sends))
 		if s.detached {
 			if fan == nil {
 				fan = d.c.newFanout(d.ctx)
