@@ -33,6 +33,9 @@ type memNetwork struct {
 	readCtxs func(to string, ctx context.Context)
 	// onRead, when set, sees every read request sent to a replica.
 	onRead func(to string, req *kvpb.ReplicaReadRequest)
+	// onWrite, when set, sees every write request sent to a replica
+	// before the replica does (it may block).
+	onWrite func(to string)
 }
 
 func newMemNetwork(t testing.TB, ids []string, meta *memKeyspaces) *memNetwork {
@@ -75,6 +78,12 @@ func (n *memNetwork) Write(ctx context.Context, to string, req *kvpb.ReplicaWrit
 	r, err := n.replica(to)
 	if err != nil {
 		return nil, err
+	}
+	n.mu.Lock()
+	onWrite := n.onWrite
+	n.mu.Unlock()
+	if onWrite != nil {
+		onWrite(to)
 	}
 	return r.Write(ctx, req)
 }
@@ -981,4 +990,57 @@ func countReads(n *memNetwork) func() (full, digests int) {
 		defer mu.Unlock()
 		return f, d
 	}
+}
+
+// TestAnswerDoesNotWaitForSlowReplicas: once its quorum is met an operation
+// answers, whatever its context; the slower replicas finish in the
+// background (once, a context without a Done channel made the shell wait
+// for every replica).
+func TestAnswerDoesNotWaitForSlowReplicas(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	// The first replica of the key's list answers (a read at one waits for
+	// the value from the first replica it asks, the nearest); the others
+	// hang until released.
+	fast := f.net.ring.PreferenceList("ks", []byte("k"), 3)[0]
+	slow := func(to string) {
+		if to != fast {
+			<-release
+		}
+	}
+	f.net.mu.Lock()
+	f.net.onWrite = slow
+	f.net.onRead = func(to string, _ *kvpb.ReplicaReadRequest) { slow(to) }
+	f.net.mu.Unlock()
+	for _, op := range []string{"put", "get"} {
+		done := make(chan error, 1)
+		go func() {
+			var err error
+			if op == "put" {
+				_, _, err = f.coord.Put(context.Background(), "ks", []byte("k"), []byte("v"), Consistency{Level: quorum.One})
+			} else {
+				_, err = f.coord.Get(context.Background(), "ks", []byte("k"), Consistency{Level: quorum.One})
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s at one: %v", op, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s at one with a context.Background() waited for the two blocked replicas", op)
+		}
+	}
+	releaseOnce.Do(func() { close(release) })
+	waitFor(t, "the slow replicas to get the write", func() bool {
+		for _, id := range []string{"n1", "n2", "n3"} {
+			if _, ok := f.local(t, id, "k"); !ok {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -43,18 +43,21 @@ func (c *Coordinator) run(ctx context.Context, keyspace string, o op, plan func(
 	d := &driver{c: c, ctx: ctx, keyspace: keyspace, op: o, plan: plan}
 	d.queue = d.qbuf[:0]
 	d.apply(o.begin())
-	d.loop(ctx.Done())
+	d.loop(true)
 	if !d.done {
-		go d.loop(nil)
+		go d.loop(false)
 	}
 	return d.answer
 }
 
-// loop feeds the op its events: until it answers when deadline is the
-// client's (the deadline is delivered once: an op may wait on past it),
-// else until it finishes.
-func (d *driver) loop(deadline <-chan struct{}) {
-	foreground := deadline != nil
+// loop feeds the op its events: in the foreground until it answers (with
+// the client's deadline, delivered once: an op may wait on past it), in
+// the background until it finishes.
+func (d *driver) loop(foreground bool) {
+	var deadline <-chan struct{}
+	if foreground {
+		deadline = d.ctx.Done()
+	}
 	for !d.done && (!foreground || d.answer == nil) {
 		if d.head < len(d.queue) {
 			ev := d.queue[d.head]
