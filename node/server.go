@@ -345,7 +345,7 @@ func (s adminServer) keyspaceDefFrom(name string, rf int, c *kvpb.Consistency) (
 	if rf < 1 {
 		return KeyspaceDef{}, invalidArgument(fmt.Sprintf("replication factor %d: must be at least 1", rf))
 	}
-	if size := s.n.members.View().Ring.Len(); rf > size {
+	if size := s.n.ringSize(); rf > size {
 		return KeyspaceDef{}, invalidArgument(fmt.Sprintf("replication factor %d is larger than the cluster (%d nodes)", rf, size))
 	}
 	if rf > quorum.MaxReplicas {

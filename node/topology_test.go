@@ -1,0 +1,111 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// The log decides ring membership from its own entries: one change at a
+// time, joining before normal, and the rings follow the states.
+func TestApplyTopology(t *testing.T) {
+	m := func(id string) TopologyMember { return TopologyMember{ID: id} }
+	type step struct {
+		op string
+		ms []TopologyMember
+	}
+	tests := []struct {
+		name      string
+		steps     []step
+		wantErr   bool // of the last step
+		wantCur   int  // members of the current ring after the steps
+		wantFut   int  // of the future ring, 0 when none
+		wantState MemberState
+	}{
+		{"init", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}}, false, 3, 0, StateNormal},
+		{"init twice refused", []step{{"topo-init", []TopologyMember{m("a")}}, {"topo-init", []TopologyMember{m("b")}}}, true, 1, 0, ""},
+		{"join before init refused", []step{{"topo-join", []TopologyMember{m("d")}}}, true, 0, 0, ""},
+		{"join", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}}, false, 3, 4, StateJoining},
+		{"second join refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}, {"topo-join", []TopologyMember{m("e")}}}, true, 3, 4, ""},
+		{"join a member refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("a")}}}, true, 3, 0, StateNormal},
+		{"normal", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}, {"topo-normal", []TopologyMember{m("d")}}}, false, 4, 0, StateNormal},
+		{"normal without join refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-normal", []TopologyMember{m("d")}}}, true, 3, 0, ""},
+		{"join then next join", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}, {"topo-normal", []TopologyMember{m("d")}}, {"topo-join", []TopologyMember{m("e")}}}, false, 4, 5, StateJoining},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFSM()
+			var res applyResult
+			for i, s := range tt.steps {
+				res = applyCmd(t, f, uint64(i+1), command{Op: s.op, Members: s.ms})
+				if i < len(tt.steps)-1 && res.err != nil {
+					t.Fatalf("step %d: %v", i+1, res.err)
+				}
+			}
+			if gotErr := res.err != nil; gotErr != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", res.err, tt.wantErr)
+			}
+			if tt.wantErr && !errors.Is(res.err, ErrTopologyChange) {
+				t.Fatalf("err = %v, want ErrTopologyChange", res.err)
+			}
+			gotCur := 0
+			if r := f.ring(); r != nil {
+				gotCur = r.Len()
+			}
+			if gotCur != tt.wantCur {
+				t.Errorf("current ring has %d members, want %d", gotCur, tt.wantCur)
+			}
+			gotFut := 0
+			if r := f.futureRing(); r != nil {
+				gotFut = r.Len()
+			}
+			if gotFut != tt.wantFut {
+				t.Errorf("future ring has %d members, want %d", gotFut, tt.wantFut)
+			}
+			last := tt.steps[len(tt.steps)-1].ms[0].ID
+			got, _ := f.Topology().Member(last)
+			if got.State != tt.wantState {
+				t.Errorf("%s is %q, want %q", last, got.State, tt.wantState)
+			}
+			if !tt.wantErr && f.Topology().Epoch != uint64(len(tt.steps)) {
+				t.Errorf("topology epoch %d, want %d (the last entry's index)", f.Topology().Epoch, len(tt.steps))
+			}
+		})
+	}
+}
+
+// The topology epoch is part of every keyspace's epoch, so that replicas
+// refuse coordinators placing keys on an older ring.
+func TestTopologyEpochInKeyspaceEpoch(t *testing.T) {
+	f := newFSM()
+	applyCmd(t, f, 1, command{Op: "topo-init", Members: []TopologyMember{{ID: "a"}}})
+	applyCmd(t, f, 2, command{Op: "create", Keyspace: KeyspaceDef{Name: "ks", ReplicationFactor: 1, Level: "quorum"}})
+	if ks, _ := f.Keyspace("ks"); ks.Epoch != 2 {
+		t.Fatalf("epoch %d, want 2", ks.Epoch)
+	}
+	applyCmd(t, f, 3, command{Op: "topo-join", Members: []TopologyMember{{ID: "b"}}})
+	if ks, _ := f.Keyspace("ks"); ks.Epoch != 3 {
+		t.Fatalf("epoch %d after a join at index 3, want 3", ks.Epoch)
+	}
+	// A snapshot carries the topology.
+	snap, _ := f.Snapshot()
+	g := newFSM()
+	restoreFrom(t, g, snap)
+	if m, ok := g.Topology().Member("b"); !ok || m.State != StateJoining || g.futureRing() == nil {
+		t.Fatalf("restored topology %+v", g.Topology())
+	}
+}
+
+func restoreFrom(t *testing.T, f *fsm, snap raft.FSMSnapshot) {
+	t.Helper()
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+}
