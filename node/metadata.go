@@ -95,7 +95,7 @@ type fsm struct {
 	// numbers are the node numbers assigned through the log ("number"
 	// entries): unique by construction, never reused, so that two nodes
 	// never stamp the same version (see nodeNumber in numbers.go).
-	numbers  atomic.Pointer[map[string]uint32]
+	numbers atomic.Pointer[map[string]uint32]
 	// topo is the ring membership (topology.go).
 	topo atomic.Pointer[topoState]
 	// vnodes is the ring's vnodes per member; every node must agree.

@@ -72,7 +72,14 @@ func TestScaleOutKeepsAcknowledgedWrites(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	defer func() { close(stop); mu.Lock(); paused = false; cond.Broadcast(); mu.Unlock(); <-done }()
+	defer func() {
+		close(stop)
+		mu.Lock()
+		paused = false
+		cond.Broadcast()
+		mu.Unlock()
+		<-done
+	}()
 
 	check := func(step string) {
 		t.Helper()
