@@ -202,6 +202,12 @@ func applyTopology(cur Topology, op string, members []TopologyMember, index uint
 	return next, nil
 }
 
+// ringStateOf is a member's state in t; empty when t has not placed it.
+func ringStateOf(t Topology, id string) MemberState {
+	m, _ := t.Member(id)
+	return m.State
+}
+
 // Topology returns the ring membership in force.
 func (f *fsm) Topology() Topology { return f.topo.Load().Topology }
 

@@ -2,11 +2,16 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"testing"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/replication"
+	"github.com/adaptkv/adaptkv/storage"
 )
 
 // The log decides ring membership from its own entries: one change at a
@@ -107,5 +112,35 @@ func restoreFrom(t *testing.T, f *fsm, snap raft.FSMSnapshot) {
 	}
 	if err := f.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A replica that has applied a topology change refuses a write placed on
+// the ring before it, naming the epoch it knows, so that the coordinator
+// catches up and places the write again (with the joining member pending).
+func TestReplicaRefusesOlderTopologyEpoch(t *testing.T) {
+	f := newFSM()
+	applyCmd(t, f, 1, command{Op: "topo-init", Members: []TopologyMember{{ID: "a"}, {ID: "b"}, {ID: "c"}}})
+	applyCmd(t, f, 2, command{Op: "create", Keyspace: KeyspaceDef{Name: "ks", ReplicationFactor: 3, Level: "quorum"}})
+	applyCmd(t, f, 3, command{Op: "topo-join", Members: []TopologyMember{{ID: "d"}}})
+	r := replication.NewReplica(storage.NewMemory(), f, replication.NewClock(nil))
+	rec := &kvpb.Record{Key: []byte("k"), Value: []byte("v"), Version: &kvpb.Version{Timestamp: 1, Node: 1}}
+	tests := []struct {
+		epoch     uint64
+		wantOK    bool
+		wantKnown uint64
+	}{
+		{2, false, 3}, // placed before the join
+		{3, true, 0},
+	}
+	for _, tt := range tests {
+		resp, err := r.Write(context.Background(), &kvpb.ReplicaWriteRequest{Mutations: []*kvpb.Mutation{{Keyspace: "ks", Epoch: tt.epoch, Record: rec}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := resp.GetResults()[0]
+		if res.GetOk() != tt.wantOK || res.GetKnownEpoch() != tt.wantKnown {
+			t.Errorf("write at epoch %d: ok=%v known=%d, want ok=%v known=%d", tt.epoch, res.GetOk(), res.GetKnownEpoch(), tt.wantOK, tt.wantKnown)
+		}
 	}
 }
