@@ -123,7 +123,10 @@ func (c *Client) invoke(ctx context.Context, kind opKind, op string, pick target
 		if c.isClosed() {
 			e.Cause = ErrClosed
 		}
-		if isConnectionError(e) {
+		// A node that refused with a stale epoch knows a newer keyspace or
+		// topology configuration than one of the replicas it asked: the
+		// routing this client keeps may be out of date too.
+		if isConnectionError(e) || e.Reason == ReasonStaleEpoch {
 			c.triggerRefresh()
 		}
 		overloaded := e.Reason == ReasonOverloaded

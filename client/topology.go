@@ -55,10 +55,22 @@ func (c *Client) applyStatus(resp *kvpb.ClusterStatusResponse, keyspaces []*kvpb
 		// the coordinators' ring does (replication.Topology): a down node
 		// keeps its place, and its keys are served by the next replicas in
 		// the preference list rather than moved.
+		// Nodes that place keys by the metadata log's topology say each
+		// member's ring state: then the ring is its normal and leaving
+		// members, as the coordinators' is, and a joining node is not
+		// taken for a replica before it has its data.
+		byLog := false
+		for _, m := range st.Members {
+			byLog = byLog || m.RingState != ""
+		}
 		var rms []ring.Member
 		for _, m := range st.Members {
 			t.byID[m.ID] = m
-			if m.State != StateLeft {
+			onRing := m.State != StateLeft
+			if byLog {
+				onRing = m.RingState == "normal" || m.RingState == "leaving"
+			}
+			if onRing {
 				rms = append(rms, ring.Member{ID: m.ID, Zone: m.Zone})
 			}
 			if m.State == StateAlive && m.GRPCAddr != "" {

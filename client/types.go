@@ -230,6 +230,10 @@ type Member struct {
 	RaftRole string
 	// RingOwnership is the fraction of the ring whose primary is this node.
 	RingOwnership float64
+	// RingState is the member's place on the ring as the metadata log
+	// decides it: "joining" (receiving its ranges, not serving reads),
+	// "normal", "leaving" or "left"; empty when the log has not placed it.
+	RingState string
 }
 
 // ClusterStatus is one node's view of the cluster.
@@ -246,6 +250,9 @@ type ClusterStatus struct {
 	Vnodes int
 	// HintsPending is the number of hints stored on the answering node.
 	HintsPending uint64
+	// TopologyEpoch is the index of the metadata log entry that last
+	// changed the ring, as the answering node has applied it.
+	TopologyEpoch uint64
 }
 
 func clusterStatusFromPB(r *kvpb.ClusterStatusResponse) *ClusterStatus {
@@ -255,6 +262,7 @@ func clusterStatusFromPB(r *kvpb.ClusterStatusResponse) *ClusterStatus {
 		MetadataIndex:  r.GetMetadataIndex(),
 		Vnodes:         int(r.GetVnodes()),
 		HintsPending:   r.GetHintsPending(),
+		TopologyEpoch:  r.GetTopologyEpoch(),
 		Members:        make([]Member, 0, len(r.GetMembers())),
 	}
 	for _, m := range r.GetMembers() {
@@ -269,6 +277,7 @@ func clusterStatusFromPB(r *kvpb.ClusterStatusResponse) *ClusterStatus {
 			State:         stateFromPB(m.GetState()),
 			RaftRole:      m.GetRaftRole(),
 			RingOwnership: m.GetRingOwnership(),
+			RingState:     m.GetRingState(),
 		})
 	}
 	return st

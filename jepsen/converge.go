@@ -150,9 +150,19 @@ func (r *runner) placement(ctx context.Context) (*ring.Ring, int, error) {
 			last = err
 			continue
 		}
+		// The nodes place keys on the metadata log's ring when they report
+		// ring states: its normal and leaving members.
+		byLog := false
+		for _, m := range st.Members {
+			byLog = byLog || m.RingState != ""
+		}
 		var ms []ring.Member
 		for _, m := range st.Members {
-			if m.State != client.StateLeft {
+			onRing := m.State != client.StateLeft
+			if byLog {
+				onRing = m.RingState == "normal" || m.RingState == "leaving"
+			}
+			if onRing {
 				ms = append(ms, ring.Member{ID: m.ID, Zone: m.Zone})
 			}
 		}

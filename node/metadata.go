@@ -62,8 +62,10 @@ const maxDecisions = 50
 
 // command is one entry of the metadata log.
 type command struct {
-	Op       string      `json:"op"` // "create", "alter", "tune", "decision" or "number"
+	Op       string      `json:"op"` // "create", "alter", "tune", "decision", "number" or "topo-*" (topology.go)
 	Keyspace KeyspaceDef `json:"keyspace"`
+	// Members are the ring members a topology entry places.
+	Members []TopologyMember `json:"members,omitempty"`
 	// Node is the member a "number" entry assigns a node number to.
 	Node string `json:"node,omitempty"`
 	// Decision is a tuner decision to record ("decision"), and
@@ -93,7 +95,11 @@ type fsm struct {
 	// numbers are the node numbers assigned through the log ("number"
 	// entries): unique by construction, never reused, so that two nodes
 	// never stamp the same version (see nodeNumber in numbers.go).
-	numbers  atomic.Pointer[map[string]uint32]
+	numbers atomic.Pointer[map[string]uint32]
+	// topo is the ring membership (topology.go).
+	topo atomic.Pointer[topoState]
+	// vnodes is the ring's vnodes per member; every node must agree.
+	vnodes   int
 	applied  atomic.Uint64
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced after each apply
@@ -107,6 +113,7 @@ func newFSM() *fsm {
 	f.decisions.Store(&none)
 	noNumbers := map[string]uint32{}
 	f.numbers.Store(&noNumbers)
+	f.topo.Store(&topoState{})
 	return f
 }
 
@@ -124,6 +131,13 @@ func (f *fsm) Apply(l *raft.Log) any {
 	case "nop":
 		// Changes nothing; it gives the leader's read index an entry that
 		// reaches the state machine (see localReadIndex).
+		return applyResult{}
+	case "topo-init", "topo-join", "topo-normal":
+		next, err := applyTopology(f.topo.Load().Topology, c.Op, c.Members, l.Index)
+		if err != nil {
+			return applyResult{err: err}
+		}
+		f.topo.Store(newTopoState(next, f.vnodes))
 		return applyResult{}
 	}
 	cur := *f.keyspaces.Load()
@@ -275,7 +289,8 @@ func (f *fsm) advance(index uint64) {
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	// Raft calls Snapshot between Applys, so applied is the snapshot's
 	// index.
-	return fsmSnapshot{Keyspaces: *f.keyspaces.Load(), Decisions: *f.decisions.Load(), Numbers: *f.numbers.Load(), Index: f.applied.Load()}, nil
+	return fsmSnapshot{Keyspaces: *f.keyspaces.Load(), Decisions: *f.decisions.Load(), Numbers: *f.numbers.Load(),
+		Topology: f.topo.Load().Topology, Index: f.applied.Load()}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -305,6 +320,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.keyspaces.Store(&snap.Keyspaces)
 	f.decisions.Store(&snap.Decisions)
 	f.numbers.Store(&snap.Numbers)
+	f.topo.Store(newTopoState(snap.Topology, f.vnodes))
 	// The state is that of the snapshot's index, which is past the last
 	// entry that changed a keyspace when decisions followed it: a node that
 	// waited for that index (WaitForIndex, the configuration lease) would
@@ -314,6 +330,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	for _, d := range snap.Keyspaces {
 		index = max(index, d.Epoch)
 	}
+	index = max(index, snap.Topology.Epoch)
 	f.advance(index)
 	return nil
 }
@@ -322,6 +339,7 @@ type fsmSnapshot struct {
 	Keyspaces map[string]KeyspaceDef       `json:"keyspaces"`
 	Decisions map[string][]json.RawMessage `json:"decisions"`
 	Numbers   map[string]uint32            `json:"numbers,omitempty"`
+	Topology  Topology                     `json:"topology,omitempty"`
 	// Index is the last log index the snapshot includes.
 	Index uint64 `json:"index,omitempty"`
 }
@@ -343,7 +361,14 @@ func (f *fsm) Keyspace(name string) (replication.KeyspaceConfig, bool) {
 	if !ok {
 		return replication.KeyspaceConfig{}, false
 	}
-	return d.config(), true
+	cfg := d.config()
+	// The topology epoch is part of every keyspace's epoch: a replica that
+	// has applied a topology change refuses a coordinator that places keys
+	// on the ring before it, through the same refusal (KnownEpoch) and
+	// catch-up as a keyspace change. Both are indices of one log, so the
+	// larger is the later configuration.
+	cfg.Epoch = max(cfg.Epoch, f.topo.Load().Epoch)
+	return cfg, true
 }
 
 func (d KeyspaceDef) config() replication.KeyspaceConfig {

@@ -92,6 +92,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.Logger = slog.Default()
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node_id", cfg.ID), meta: newFSM(), clock: replication.NewClock(nil)}
+	n.meta.vnodes = cfg.Vnodes
 	if err := n.start(ctx); err != nil {
 		n.closeAll()
 		return nil, err
@@ -172,7 +173,7 @@ func (n *Node) start(ctx context.Context) error {
 
 	n.tuning = newTuning(n, max(cfg.TunerInterval, 100*time.Millisecond))
 	n.coord = replication.NewCoordinator(replication.Config{
-		NodeID: cfg.ID, NodeNumbers: n.nodeNumber, Transport: n.transport, Topology: topology{n.members},
+		NodeID: cfg.ID, NodeNumbers: n.nodeNumber, Transport: n.transport, Topology: topology{n},
 		Keyspaces: n.meta, Hints: n.hints, Clock: n.clock, ReplicaTimeout: cfg.ReplicaTimeout,
 		ReadRepairChance: cfg.ReadRepairChance, Observer: n.tuning, Fence: &n.lease, Logger: n.log,
 	})
@@ -240,7 +241,8 @@ func (n *Node) start(ctx context.Context) error {
 	n.goRun(func() { n.joinLoop(runCtx) })
 	n.goRun(func() { n.bootstrapLoop(runCtx) })
 	n.goRun(func() { n.leaderLoop(runCtx) })
-	n.goRun(func() { n.hints.Run(runCtx, n.transport, topology{n.members}, cfg.HintInterval) })
+	n.goRun(func() { n.topologyLoop(runCtx) })
+	n.goRun(func() { n.hints.Run(runCtx, n.transport, topology{n}, cfg.HintInterval) })
 	n.goRun(func() { n.collectLoop(runCtx) })
 	n.goRun(func() { n.tuning.loop(runCtx) })
 	n.goRun(func() { n.leaseLoop(runCtx) })
@@ -390,11 +392,27 @@ func (n *Node) closeAll() error {
 	return errors.Join(errs...)
 }
 
-// topology adapts the membership view to replication.Topology.
-type topology struct{ m *membership.Membership }
+// topology is replication.Topology: placement from the metadata log's
+// topology (topology.go), liveness from gossip.
+type topology struct{ n *Node }
 
-func (t topology) Ring() *ring.Ring     { return t.m.View().Ring }
-func (t topology) Alive(id string) bool { return t.m.View().Alive(id) }
+// Ring returns the ring of the log's topology; before the first topology
+// entry is applied (a cluster being formed, or one upgraded from gossip
+// placement whose leader has not yet adopted its members), gossip's ring,
+// which is what placed keys before.
+func (t topology) Ring() *ring.Ring {
+	if r := t.n.meta.ring(); r != nil {
+		return r
+	}
+	return t.n.members.View().Ring
+}
+
+// Pending implements replication.PendingTopology.
+func (t topology) Pending() *ring.Ring  { return t.n.meta.futureRing() }
+func (t topology) Alive(id string) bool { return t.n.members.View().Alive(id) }
+
+// ringSize is the number of members that own ranges.
+func (n *Node) ringSize() int { return topology{n}.Ring().Len() }
 
 // AliveMembers is the number of members gossip reports alive, this node
 // included.
@@ -415,3 +433,7 @@ func (n *Node) MetadataLeader() string {
 	_, id := n.raft.LeaderWithID()
 	return string(id)
 }
+
+// Topology returns the ring membership this node has applied from the
+// metadata log.
+func (n *Node) Topology() Topology { return n.meta.Topology() }

@@ -220,6 +220,12 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		if err := n.assignNumbers(ctx); err != nil {
 			n.log.Warn("node numbers", "err", err)
 		}
+		if len(n.meta.Topology().Members) == 0 {
+			if err := n.initTopology(ctx); err != nil {
+				n.log.Warn("topology", "err", err)
+				continue
+			}
+		}
 		n.ensureDefaultKeyspace(ctx)
 	}
 }
@@ -308,7 +314,7 @@ func (n *Node) ensureDefaultKeyspace(ctx context.Context) {
 	if rf == 0 {
 		rf = min(3, max(1, n.cfg.BootstrapExpect))
 	}
-	rf = min(rf, n.members.View().Ring.Len())
+	rf = min(rf, n.ringSize())
 	def := KeyspaceDef{Name: DefaultKeyspace, ReplicationFactor: rf, Level: quorum.Quorum.String()}
 	if _, err := propose(ctx, n.raft, command{Op: "create", Keyspace: def, AtUnixMs: time.Now().UnixMilli()}); err != nil {
 		n.log.Debug("create default keyspace", "err", err)

@@ -21,7 +21,6 @@ import (
 
 	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/api/kvpb"
-	"github.com/adaptkv/adaptkv/node/membership"
 	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/replication/antientropy"
 )
@@ -53,7 +52,7 @@ func newRepairRunner(n *Node) *antientropy.Runner {
 		Self:      n.cfg.ID,
 		Engine:    n.engine,
 		Keyspaces: repairKeyspaces{n},
-		Topology:  repairTopology{n.members},
+		Topology:  repairTopology{n},
 		Replicas:  repairReplicas{n.transport},
 		Nodes:     repairNodes{n},
 		Ready: func() error {
@@ -114,12 +113,13 @@ func (k repairKeyspaces) WaitForKeyspace(ctx context.Context, name string) (repl
 	return k.n.coord.WaitForKeyspace(ctx, name)
 }
 
-// repairTopology hands a pass one membership view at a time.
-type repairTopology struct{ m *membership.Membership }
+// repairTopology hands a pass one membership view at a time: the ring of
+// the metadata log's topology, liveness from gossip.
+type repairTopology struct{ n *Node }
 
 func (t repairTopology) View() antientropy.View {
-	v := t.m.View()
-	return antientropy.View{Ring: v.Ring, Alive: v.Alive}
+	v := t.n.members.View()
+	return antientropy.View{Ring: topology{t.n}.Ring(), Alive: v.Alive}
 }
 
 // repairReplicas carries a pass's digests and writes. Repair writes go

@@ -345,7 +345,7 @@ func (s adminServer) keyspaceDefFrom(name string, rf int, c *kvpb.Consistency) (
 	if rf < 1 {
 		return KeyspaceDef{}, invalidArgument(fmt.Sprintf("replication factor %d: must be at least 1", rf))
 	}
-	if size := s.n.members.View().Ring.Len(); rf > size {
+	if size := s.n.ringSize(); rf > size {
 		return KeyspaceDef{}, invalidArgument(fmt.Sprintf("replication factor %d is larger than the cluster (%d nodes)", rf, size))
 	}
 	if rf > quorum.MaxReplicas {
@@ -524,21 +524,25 @@ func memberStateToPB(s membership.State) kvpb.MemberState {
 
 func (s adminServer) ClusterStatus(ctx context.Context, req *kvpb.ClusterStatusRequest) (*kvpb.ClusterStatusResponse, error) {
 	v := s.n.members.View()
-	own := v.Ring.Ownership()
+	rg := topology{s.n}.Ring()
+	own := rg.Ownership()
+	topo := s.n.meta.Topology()
 	roles := s.n.raftRoles()
 	_, leader := s.n.raft.LeaderWithID()
 	resp := &kvpb.ClusterStatusResponse{
 		NodeId:         s.n.cfg.ID,
 		MetadataLeader: string(leader),
 		MetadataIndex:  s.n.meta.applied.Load(),
-		Vnodes:         uint32(v.Ring.Vnodes()),
+		Vnodes:         uint32(rg.Vnodes()),
 		HintsPending:   uint64(s.n.hints.Pending()),
+		TopologyEpoch:  topo.Epoch,
 	}
 	for _, m := range v.Members {
 		resp.Members = append(resp.Members, &kvpb.Member{
 			Id: m.ID, Number: s.n.memberNumber(m.ID), GrpcAddr: m.GRPCAddr, GossipAddr: m.GossipAddr,
 			RaftAddr: m.RaftAddr, HttpAddr: m.HTTPAddr, Zone: m.Zone,
 			State: memberStateToPB(m.State), RaftRole: roles[m.ID], RingOwnership: own[m.ID],
+			RingState: string(ringStateOf(topo, m.ID)),
 		})
 	}
 	return resp, nil

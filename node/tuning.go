@@ -229,7 +229,7 @@ func goalOf(d KeyspaceDef, ringSize int) tuner.Goal {
 }
 
 // ringSize is the number of members of this node's ring.
-func (t *tuning) ringSize() int { return t.n.members.View().Ring.Len() }
+func (t *tuning) ringSize() int { return t.n.ringSize() }
 
 // syncRecorders keeps one recorder per adaptive keyspace, its replicas
 // numbered by rank (see Replica); a change of replication factor starts a
@@ -266,7 +266,7 @@ func (t *tuning) snapshot(keyspace string) (tuner.Observation, bool) {
 	if r == nil || !ok {
 		return tuner.Observation{}, false
 	}
-	obs := r.rec.Snapshot(time.Now(), policyOf(d), t.n.members.View().Ring.Len())
+	obs := r.rec.Snapshot(time.Now(), policyOf(d), t.n.ringSize())
 	r.noteWrites(&obs)
 	return obs, true
 }
@@ -522,7 +522,7 @@ func (l tunerLog) InForce(name string) (rollout.Config, error) {
 type tunerCluster struct{ n *Node }
 
 // RingSize implements rollout.Cluster.
-func (c tunerCluster) RingSize() int { return c.n.members.View().Ring.Len() }
+func (c tunerCluster) RingSize() int { return c.n.ringSize() }
 
 // Members implements rollout.Cluster.
 func (c tunerCluster) Members() []rollout.Member {

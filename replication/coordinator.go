@@ -202,6 +202,18 @@ func (c *Coordinator) plan(ctx context.Context, keyspace string, key []byte, con
 	// longer list are the counted replicas.
 	n := max(ks.N, min(ks.PendingN, r.Len()))
 	list := r.PreferenceList(keyspace, key, n)
+	if pt, ok := c.cfg.Topology.(PendingTopology); ok {
+		if fr := pt.Pending(); fr != nil {
+			// The key's future replicas that are not current ones are
+			// pending: the write rule above keeps R + W > N when the
+			// future ring takes over (node/topology.go says why).
+			for _, id := range fr.PreferenceList(keyspace, key, max(ks.N, min(ks.PendingN, fr.Len()))) {
+				if !slices.Contains(list, id) {
+					list = append(list, id)
+				}
+			}
+		}
+	}
 	p := &opPlan{ks: ks, pol: pol, replicas: list[:ks.N]}
 	for i, id := range list {
 		alive := c.cfg.Topology.Alive(id)

@@ -130,6 +130,17 @@ type Topology interface {
 	Alive(id string) bool
 }
 
+// PendingTopology is a Topology whose membership is changing: Pending
+// returns the ring the change leads to, nil when none is in progress. A
+// key's replicas on that ring that are not among its current ones are
+// pending replicas, like those a growing N adds (KeyspaceConfig.PendingN):
+// every write goes to them too and is acknowledged only once they all have
+// it, without counting them towards W; reads use the current replicas.
+type PendingTopology interface {
+	Topology
+	Pending() *ring.Ring
+}
+
 // KeyspaceConfig is what the data path needs of a keyspace's configuration.
 type KeyspaceConfig struct {
 	Name string

@@ -1413,6 +1413,10 @@ type Member struct {
 	State         MemberState            `protobuf:"varint,8,opt,name=state,proto3,enum=adaptkv.v1.MemberState" json:"state,omitempty"`
 	RaftRole      string                 `protobuf:"bytes,9,opt,name=raft_role,json=raftRole,proto3" json:"raft_role,omitempty"`                   // leader, voter, nonvoter or empty
 	RingOwnership float64                `protobuf:"fixed64,10,opt,name=ring_ownership,json=ringOwnership,proto3" json:"ring_ownership,omitempty"` // fraction of the ring whose primary is this node
+	// ring_state is the member's place on the ring as the metadata log decides
+	// it: joining, normal, leaving or left; empty when the log has not placed
+	// it (a node gossip sees before its join entry, or an older node).
+	RingState     string `protobuf:"bytes,11,opt,name=ring_state,json=ringState,proto3" json:"ring_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1517,6 +1521,13 @@ func (x *Member) GetRingOwnership() float64 {
 	return 0
 }
 
+func (x *Member) GetRingState() string {
+	if x != nil {
+		return x.RingState
+	}
+	return ""
+}
+
 type ClusterStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1561,6 +1572,7 @@ type ClusterStatusResponse struct {
 	MetadataIndex  uint64                 `protobuf:"varint,4,opt,name=metadata_index,json=metadataIndex,proto3" json:"metadata_index,omitempty"` // last applied metadata log index on this node
 	Vnodes         uint32                 `protobuf:"varint,5,opt,name=vnodes,proto3" json:"vnodes,omitempty"`                                    // virtual nodes per member on the ring
 	HintsPending   uint64                 `protobuf:"varint,6,opt,name=hints_pending,json=hintsPending,proto3" json:"hints_pending,omitempty"`    // hints stored on this node
+	TopologyEpoch  uint64                 `protobuf:"varint,7,opt,name=topology_epoch,json=topologyEpoch,proto3" json:"topology_epoch,omitempty"` // index of the last metadata entry that changed the ring
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1633,6 +1645,13 @@ func (x *ClusterStatusResponse) GetVnodes() uint32 {
 func (x *ClusterStatusResponse) GetHintsPending() uint64 {
 	if x != nil {
 		return x.HintsPending
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetTopologyEpoch() uint64 {
+	if x != nil {
+		return x.TopologyEpoch
 	}
 	return 0
 }
@@ -3435,7 +3454,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\bkeyspace\x18\x01 \x01(\v2\x1a.adaptkv.v1.KeyspaceConfigR\bkeyspace\"\x16\n" +
 	"\x14ListKeyspacesRequest\"Q\n" +
 	"\x15ListKeyspacesResponse\x128\n" +
-	"\tkeyspaces\x18\x01 \x03(\v2\x1a.adaptkv.v1.KeyspaceConfigR\tkeyspaces\"\xaf\x02\n" +
+	"\tkeyspaces\x18\x01 \x03(\v2\x1a.adaptkv.v1.KeyspaceConfigR\tkeyspaces\"\xce\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\rR\x06number\x12\x1b\n" +
@@ -3448,15 +3467,18 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x05state\x18\b \x01(\x0e2\x17.adaptkv.v1.MemberStateR\x05state\x12\x1b\n" +
 	"\traft_role\x18\t \x01(\tR\braftRole\x12%\n" +
 	"\x0ering_ownership\x18\n" +
-	" \x01(\x01R\rringOwnership\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xeb\x01\n" +
+	" \x01(\x01R\rringOwnership\x12\x1d\n" +
+	"\n" +
+	"ring_state\x18\v \x01(\tR\tringState\"\x16\n" +
+	"\x14ClusterStatusRequest\"\x92\x02\n" +
 	"\x15ClusterStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
 	"\amembers\x18\x02 \x03(\v2\x12.adaptkv.v1.MemberR\amembers\x12'\n" +
 	"\x0fmetadata_leader\x18\x03 \x01(\tR\x0emetadataLeader\x12%\n" +
 	"\x0emetadata_index\x18\x04 \x01(\x04R\rmetadataIndex\x12\x16\n" +
 	"\x06vnodes\x18\x05 \x01(\rR\x06vnodes\x12#\n" +
-	"\rhints_pending\x18\x06 \x01(\x04R\fhintsPending\"?\n" +
+	"\rhints_pending\x18\x06 \x01(\x04R\fhintsPending\x12%\n" +
+	"\x0etopology_epoch\x18\a \x01(\x04R\rtopologyEpoch\"?\n" +
 	"\x0fLocalGetRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\"\xa4\x01\n" +

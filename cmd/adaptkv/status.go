@@ -18,12 +18,14 @@ type memberJSON struct {
 	State         string  `json:"state"`
 	RaftRole      string  `json:"raft_role"`
 	RingOwnership float64 `json:"ring_ownership"`
-	HintsPending  *uint64 `json:"hints_pending"`
-	GRPCAddr      string  `json:"grpc_addr"`
-	GossipAddr    string  `json:"gossip_addr"`
-	RaftAddr      string  `json:"raft_addr"`
-	HTTPAddr      string  `json:"http_addr"`
-	Zone          string  `json:"zone,omitempty"`
+	// RingState is the member's place on the ring in the metadata log.
+	RingState    string  `json:"ring_state,omitempty"`
+	HintsPending *uint64 `json:"hints_pending"`
+	GRPCAddr     string  `json:"grpc_addr"`
+	GossipAddr   string  `json:"gossip_addr"`
+	RaftAddr     string  `json:"raft_addr"`
+	HTTPAddr     string  `json:"http_addr"`
+	Zone         string  `json:"zone,omitempty"`
 }
 
 // statusJSON is the JSON output of status.
@@ -101,7 +103,7 @@ func (a *app) statusCommand() *cobra.Command {
 			hints := a.hintsByMember(ctx, st)
 			out := statusJSON{AnsweredBy: st.NodeID, MetadataLeader: st.MetadataLeader, MetadataIndex: st.MetadataIndex, Vnodes: st.Vnodes, Members: []memberJSON{}}
 			for _, m := range st.Members {
-				mj := memberJSON{ID: m.ID, State: m.State, RaftRole: m.RaftRole, RingOwnership: m.RingOwnership,
+				mj := memberJSON{ID: m.ID, State: m.State, RaftRole: m.RaftRole, RingOwnership: m.RingOwnership, RingState: m.RingState,
 					GRPCAddr: m.GRPCAddr, GossipAddr: m.GossipAddr, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Zone: m.Zone}
 				if h, ok := hints[m.ID]; ok {
 					mj.HintsPending = &h
@@ -118,7 +120,7 @@ func (a *app) statusCommand() *cobra.Command {
 
 func (a *app) printStatus(s statusJSON) error {
 	tw := a.table()
-	fmt.Fprintln(tw, "NODE\tSTATE\tRAFT\tOWNERSHIP\tHINTS\tGRPC\tZONE")
+	fmt.Fprintln(tw, "NODE\tSTATE\tRING\tRAFT\tOWNERSHIP\tHINTS\tGRPC\tZONE")
 	var total uint64
 	for _, m := range s.Members {
 		hints := "?"
@@ -126,7 +128,7 @@ func (a *app) printStatus(s statusJSON) error {
 			hints = fmt.Sprint(*m.HintsPending)
 			total += *m.HintsPending
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\n", m.ID, m.State, dash(m.RaftRole), 100*m.RingOwnership, hints, m.GRPCAddr, dash(m.Zone))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\n", m.ID, m.State, dash(m.RingState), dash(m.RaftRole), 100*m.RingOwnership, hints, m.GRPCAddr, dash(m.Zone))
 	}
 	tw.Flush()
 	leader := s.MetadataLeader

@@ -253,6 +253,41 @@ func (c *Cluster) RestartNode(ctx context.Context, i int) error {
 	return nil
 }
 
+// AddNode starts one more node that joins the running cluster (no
+// bootstrap, the others as seeds), as `adaptkv node --seeds ...
+// --bootstrap-expect 0` does, and returns its index. It returns once the
+// node serves; it does not wait for the node to own ranges.
+func (c *Cluster) AddNode(ctx context.Context) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := len(c.cfgs)
+	cfg := node.DefaultLocalConfig()
+	cfg.ID = fmt.Sprintf("n%d", i+1)
+	cfg.InMemory = c.opts.InMemory
+	if !c.opts.InMemory {
+		cfg.DataDir = filepath.Join(c.opts.Dir, cfg.ID)
+	}
+	port0 := c.opts.Host + ":0"
+	cfg.GRPCAddr, cfg.GossipAddr, cfg.RaftAddr, cfg.HTTPAddr = port0, port0, port0, port0
+	cfg.BootstrapExpect = 0
+	cfg.Logger = c.opts.Logger.With("node", cfg.ID)
+	cfg.Seeds = c.gossipAddrs(-1)
+	if c.opts.Configure != nil {
+		c.opts.Configure(i, &cfg)
+	}
+	n, err := node.Start(ctx, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("clustertest: start %s: %w", cfg.ID, err)
+	}
+	a := n.Addrs()
+	cfg.GRPCAddr, cfg.GossipAddr, cfg.RaftAddr, cfg.HTTPAddr = a.GRPC, a.Gossip, a.Raft, a.HTTP
+	c.nodes, c.cfgs = append(c.nodes, n), append(c.cfgs, cfg)
+	for j := range c.cfgs {
+		c.cfgs[j].Seeds = c.gossipAddrs(j)
+	}
+	return i, nil
+}
+
 // Close stops every node.
 func (c *Cluster) Close() {
 	for i := range c.nodes {

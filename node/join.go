@@ -1,0 +1,222 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/api/ring"
+	"github.com/adaptkv/adaptkv/node/membership"
+)
+
+// The topology changes the metadata leader drives (see topology.go for the
+// states and why the steps keep R + W > N).
+
+// streamPage is how many records one scan page and one push carry.
+const streamPage = 512
+
+// errStreamNotReady: a join cannot stream yet (a current member is down,
+// or a replica knew a newer epoch); the leader tries again later.
+var errStreamNotReady = errors.New("node: join stream not ready")
+
+// topologyLoop runs on every node and acts while this node leads the
+// metadata log: it initialises the ring, proposes a member gossip sees and
+// the log does not as joining, and finishes the join in progress (streams
+// its ranges to it, then makes it normal). A new leader picks a join up
+// where the log says it is; the stream is idempotent (last writer wins).
+func (n *Node) topologyLoop(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.raft.State() != raft.Leader {
+			continue
+		}
+		if err := n.stepTopology(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("topology change", "err", err)
+		}
+	}
+}
+
+// stepTopology takes the next topology step, if any.
+func (n *Node) stepTopology(ctx context.Context) error {
+	topo := n.meta.Topology()
+	if len(topo.Members) == 0 {
+		return nil // leaderLoop initialises it, before the default keyspace
+	}
+	if c, ok := topo.Changing(); ok {
+		if c.State == StateJoining {
+			return n.finishJoin(ctx, c)
+		}
+		return nil
+	}
+	view := n.members.View()
+	for _, m := range view.Members {
+		if m.State != membership.Alive || m.Leaving {
+			continue
+		}
+		if tm, ok := topo.Member(m.ID); ok && tm.State != StateLeft {
+			continue
+		}
+		if err := n.proposeTopology(ctx, "topo-join", TopologyMember{ID: m.ID, Zone: m.Zone}); err != nil {
+			return fmt.Errorf("propose %s as joining: %w", m.ID, err)
+		}
+		n.log.Info("member joining the ring", "member", m.ID, "topology_epoch", n.meta.Topology().Epoch)
+		return nil // one change at a time
+	}
+	return nil
+}
+
+// initTopology places the members gossip knows as normal: on a new
+// cluster, the bootstrap members (the leader's first entries, before the
+// default keyspace, so that a node ready to serve knows the ring); on a
+// cluster upgraded from gossip placement, every member that owned ranges,
+// left ones excepted, as before.
+func (n *Node) initTopology(ctx context.Context) error {
+	var ms []TopologyMember
+	for _, m := range n.members.View().Members {
+		if m.State != membership.Left {
+			ms = append(ms, TopologyMember{ID: m.ID, Zone: m.Zone})
+		}
+	}
+	if err := n.proposeTopology(ctx, "topo-init", ms...); err != nil {
+		return fmt.Errorf("initialise the ring: %w", err)
+	}
+	n.log.Info("ring initialised from the metadata log", "members", len(ms))
+	return nil
+}
+
+func (n *Node) proposeTopology(ctx context.Context, op string, ms ...TopologyMember) error {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := propose(pctx, n.raft, command{Op: op, Members: ms, AtUnixMs: time.Now().UnixMilli()})
+	return err
+}
+
+// finishJoin streams a joining member's ranges to it and makes it normal.
+func (n *Node) finishJoin(ctx context.Context, j TopologyMember) error {
+	if err := n.awaitApplied(ctx, j.Since); err != nil {
+		return err
+	}
+	st := n.meta.topo.Load()
+	if st.future == nil {
+		return nil
+	}
+	if !n.members.View().Alive(j.ID) {
+		return fmt.Errorf("%w: joining member %s is down", errStreamNotReady, j.ID)
+	}
+	start := time.Now()
+	pushed := 0
+	for _, d := range n.meta.Defs() {
+		c, err := n.streamKeyspace(ctx, d.Name, j.ID, st.current, st.future)
+		if err != nil {
+			return fmt.Errorf("stream keyspace %q to %s: %w", d.Name, j.ID, err)
+		}
+		pushed += c
+	}
+	if err := n.proposeTopology(ctx, "topo-normal", TopologyMember{ID: j.ID}); err != nil {
+		return fmt.Errorf("make %s normal: %w", j.ID, err)
+	}
+	n.log.Info("member joined the ring", "member", j.ID, "records_streamed", pushed,
+		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", n.meta.Topology().Epoch)
+	return nil
+}
+
+// awaitApplied waits until every member gossip knows says it has applied
+// the metadata log up to index, so that no coordinator still places writes
+// on the ring from before it (a replica that has applied it refuses them).
+// A member gossip reports dead is waited for one configuration lease only:
+// past it, it serves no fenced keyspace from before the entry.
+func (n *Node) awaitApplied(ctx context.Context, index uint64) error {
+	deadline := time.Now().Add(n.leaseWait())
+	for {
+		var waiting []string
+		view := n.members.View()
+		for _, m := range view.Members {
+			if m.State == membership.Left {
+				continue
+			}
+			if !view.Alive(m.ID) && time.Now().After(deadline) {
+				continue
+			}
+			if !n.tuning.memberApplied(ctx, m.ID, index) {
+				waiting = append(waiting, m.ID)
+			}
+		}
+		if len(waiting) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %v to apply topology index %d: %w", waiting, index, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// streamKeyspace copies to member j every record of keyspace that j will
+// hold once it is normal: it scans the keyspace on every current member
+// (each of a key's current replicas, so that a write acknowledged by any W
+// of them is found) and pushes the records whose future replicas include j,
+// tombstones too, as hints (old writes: last writer wins keeps a copy
+// older than one j already has harmless). It returns the records pushed.
+func (n *Node) streamKeyspace(ctx context.Context, keyspace, j string, cur, fut *ring.Ring) (int, error) {
+	cfg, ok := n.meta.Keyspace(keyspace)
+	if !ok {
+		return 0, nil
+	}
+	rf := max(cfg.N, cfg.PendingN)
+	view := n.members.View()
+	pushed := 0
+	for _, m := range cur.Members() {
+		if !view.Alive(m.ID) {
+			// Every current replica must be read: W of them may be all that
+			// hold an acknowledged write.
+			return pushed, fmt.Errorf("%w: current member %s is down", errStreamNotReady, m.ID)
+		}
+		var from []byte
+		for {
+			resp, err := n.transport.Scan(ctx, m.ID, &kvpb.ReplicaScanRequest{
+				Keyspace: keyspace, Epoch: cfg.Epoch, Start: from, Limit: streamPage, From: n.cfg.ID})
+			if err != nil {
+				return pushed, fmt.Errorf("scan %s: %w", m.ID, err)
+			}
+			if resp.GetKnownEpoch() > cfg.Epoch {
+				return pushed, fmt.Errorf("%w: %s knows epoch %d", errStreamNotReady, m.ID, resp.GetKnownEpoch())
+			}
+			var muts []*kvpb.Mutation
+			for _, rec := range resp.GetRecords() {
+				if slices.Contains(fut.PreferenceList(keyspace, rec.GetKey(), rf), j) {
+					muts = append(muts, &kvpb.Mutation{Keyspace: keyspace, Epoch: cfg.Epoch, Record: rec})
+				}
+			}
+			if len(muts) > 0 {
+				wr, err := n.transport.Hint(ctx, j, &kvpb.ReplicaWriteRequest{Mutations: muts, From: n.cfg.ID})
+				if err != nil {
+					return pushed, fmt.Errorf("push to %s: %w", j, err)
+				}
+				for _, r := range wr.GetResults() {
+					if !r.GetOk() {
+						return pushed, fmt.Errorf("push to %s refused: %s", j, r.GetError())
+					}
+				}
+				pushed += len(muts)
+			}
+			recs := resp.GetRecords()
+			if len(recs) < streamPage {
+				break
+			}
+			from = append(slices.Clone(recs[len(recs)-1].GetKey()), 0)
+		}
+	}
+	return pushed, nil
+}
