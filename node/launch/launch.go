@@ -114,6 +114,9 @@ type Node struct {
 	// Dir is the node's folder; DataDir its data directory, LogFile its
 	// log and PIDFile the file holding its last PID.
 	Dir, DataDir, LogFile, PIDFile string
+	// Added is true for a node AddNode laid out after New: it joins the
+	// running cluster (--bootstrap-expect 0) rather than forming it.
+	Added bool
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd // nil for a process adopted from its PID file
@@ -163,13 +166,14 @@ func (n *Node) LastPID() int {
 
 // Cluster is a set of node processes laid out by New.
 type Cluster struct {
-	cfg   Config
-	log   *slog.Logger
-	nodes []*Node
-	byID  map[string]*Node
-	http  *http.Client
+	cfg  Config
+	log  *slog.Logger
+	http *http.Client
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// nodes and byID grow when AddNode lays out a node.
+	nodes   []*Node
+	byID    map[string]*Node
 	closed  bool
 	crashes []string
 }
@@ -216,7 +220,7 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	hosts, err := nodeHosts(cfg)
+	hosts, err := nodeHosts(cfg.Host, cfg.HostPerNode, 0, cfg.Nodes)
 	if err != nil {
 		return nil, err
 	}
@@ -230,44 +234,84 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger, byID: map[string]*Node{}, http: &http.Client{Timeout: 3 * time.Second}}
 	for i, h := range hosts {
-		id := fmt.Sprintf("n%d", i+1)
-		p := cfg.BasePort + cfg.PortStride*i
-		addr := func(off int) string { return net.JoinHostPort(h, strconv.Itoa(p+off)) }
-		dir := filepath.Join(cfg.Dir, id)
-		n := &Node{ID: id, Host: h, GRPC: addr(portGRPC), Gossip: addr(portGossip), Raft: addr(portRaft), HTTP: addr(portHTTP),
-			Dir: dir, DataDir: filepath.Join(dir, cfg.DataSubdir), LogFile: filepath.Join(dir, "node.log"), PIDFile: filepath.Join(dir, "pid"),
-			state: Stopped}
+		zone := ""
 		if len(cfg.Zones) > 0 {
-			n.Zone = cfg.Zones[i]
+			zone = cfg.Zones[i]
 		}
+		n := c.layout(i, h, zone)
 		if cfg.Detach {
 			n.adopt()
 		}
 		c.nodes = append(c.nodes, n)
-		c.byID[id] = n
+		c.byID[n.ID] = n
 	}
 	return c, nil
 }
 
-// nodeHosts returns every node's address.
-func nodeHosts(cfg Config) ([]string, error) {
-	hosts := make([]string, cfg.Nodes)
-	if !cfg.HostPerNode {
+// layout returns node i's (0-based) layout on host h, stopped.
+func (c *Cluster) layout(i int, h, zone string) *Node {
+	id := fmt.Sprintf("n%d", i+1)
+	p := c.cfg.BasePort + c.cfg.PortStride*i
+	addr := func(off int) string { return net.JoinHostPort(h, strconv.Itoa(p+off)) }
+	dir := filepath.Join(c.cfg.Dir, id)
+	return &Node{ID: id, Zone: zone, Host: h, GRPC: addr(portGRPC), Gossip: addr(portGossip), Raft: addr(portRaft), HTTP: addr(portHTTP),
+		Dir: dir, DataDir: filepath.Join(dir, c.cfg.DataSubdir), LogFile: filepath.Join(dir, "node.log"), PIDFile: filepath.Join(dir, "pid"),
+		state: Stopped}
+}
+
+// AddNode lays out one more node, n<k+1> after k nodes, in zone (which may
+// be ""), without starting it: the next address (with HostPerNode) or the
+// next port block, checked free now. Its command line has
+// --bootstrap-expect 0 and every other node's gossip address as seeds, so
+// that StartNode makes it join the running cluster; the nodes laid out by
+// New keep their own --bootstrap-expect, and take the new node among their
+// seeds at their next start.
+func (c *Cluster) AddNode(zone string) (*Node, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errors.New("launch: cluster closed")
+	}
+	i := len(c.nodes)
+	hosts, err := nodeHosts(c.cfg.Host, c.cfg.HostPerNode, i, 1)
+	if err != nil {
+		return nil, err
+	}
+	base := c.cfg.BasePort + c.cfg.PortStride*i
+	if base+portHTTP > 65535 {
+		return nil, fmt.Errorf("launch: node n%d's ports from %d do not fit below 65536", i+1, base)
+	}
+	if !PortsFree(hosts, base, 0) {
+		return nil, fmt.Errorf("launch: node n%d's ports %d-%d on %s are taken", i+1, base, base+portHTTP, hosts[0])
+	}
+	n := c.layout(i, hosts[0], zone)
+	n.Added = true
+	c.nodes = append(c.nodes, n)
+	c.byID[n.ID] = n
+	c.log.Info("node laid out to join", "node", n.ID, "grpc", n.GRPC)
+	return n, nil
+}
+
+// nodeHosts returns the addresses of count nodes from node index first
+// (0-based): host itself, or host+index with perNode.
+func nodeHosts(host string, perNode bool, first, count int) ([]string, error) {
+	hosts := make([]string, count)
+	if !perNode {
 		for i := range hosts {
-			hosts[i] = cfg.Host
+			hosts[i] = host
 		}
 		return hosts, nil
 	}
-	first := net.ParseIP(cfg.Host).To4()
-	if first == nil || !first.IsLoopback() {
-		return nil, fmt.Errorf("launch: first address %q: want an IPv4 loopback address such as 127.0.0.2", cfg.Host)
+	ip0 := net.ParseIP(host).To4()
+	if ip0 == nil || !ip0.IsLoopback() {
+		return nil, fmt.Errorf("launch: first address %q: want an IPv4 loopback address such as 127.0.0.2", host)
 	}
-	if int(first[3])+cfg.Nodes-1 > 254 {
-		return nil, fmt.Errorf("launch: %d nodes from %s run past the last address of its /24", cfg.Nodes, cfg.Host)
+	if int(ip0[3])+first+count-1 > 254 {
+		return nil, fmt.Errorf("launch: %d nodes from %s run past the last address of its /24", first+count, host)
 	}
 	for i := range hosts {
-		ip := slices.Clone(first)
-		ip[3] += byte(i)
+		ip := slices.Clone(ip0)
+		ip[3] += byte(first + i)
 		hosts[i] = ip.String()
 	}
 	return hosts, nil
@@ -359,16 +403,26 @@ func pickBasePort(hosts []string, stride int) (int, error) {
 // and the base port picked.
 func (c *Cluster) Config() Config { return c.cfg }
 
-// Nodes returns the nodes in order n1, n2, ...
-func (c *Cluster) Nodes() []*Node { return c.nodes }
+// Nodes returns the nodes in order n1, n2, ..., those AddNode added
+// included.
+func (c *Cluster) Nodes() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.nodes)
+}
 
 // Node returns the node with the given ID, or nil.
-func (c *Cluster) Node(id string) *Node { return c.byID[id] }
+func (c *Cluster) Node(id string) *Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byID[id]
+}
 
 // IDs returns the node IDs in order.
 func (c *Cluster) IDs() []string {
-	ids := make([]string, len(c.nodes))
-	for i, n := range c.nodes {
+	nodes := c.Nodes()
+	ids := make([]string, len(nodes))
+	for i, n := range nodes {
 		ids[i] = n.ID
 	}
 	return ids
@@ -376,8 +430,9 @@ func (c *Cluster) IDs() []string {
 
 // Endpoints returns every node's gRPC address.
 func (c *Cluster) Endpoints() []string {
-	out := make([]string, len(c.nodes))
-	for i, n := range c.nodes {
+	nodes := c.Nodes()
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
 		out[i] = n.GRPC
 	}
 	return out
@@ -386,7 +441,7 @@ func (c *Cluster) Endpoints() []string {
 // PIDs maps the running nodes' IDs to their process IDs.
 func (c *Cluster) PIDs() map[string]int {
 	m := map[string]int{}
-	for _, n := range c.nodes {
+	for _, n := range c.Nodes() {
 		if pid := n.PID(); pid != 0 {
 			m[n.ID] = pid
 		}
@@ -403,7 +458,7 @@ func (c *Cluster) Crashes() []string {
 }
 
 func (c *Cluster) node(id string) (*Node, error) {
-	n := c.byID[id]
+	n := c.Node(id)
 	if n == nil {
 		return nil, fmt.Errorf("launch: no node %q (nodes: %s)", id, strings.Join(c.IDs(), ", "))
 	}
@@ -412,10 +467,15 @@ func (c *Cluster) node(id string) (*Node, error) {
 
 // Args returns the command line node n runs with, after the binary: `node`,
 // its identity and addresses, the other nodes' gossip addresses as seeds,
-// --bootstrap-expect, then Config.Args.
+// --bootstrap-expect (the size New laid out, 0 for a node AddNode added),
+// then Config.Args.
 func (c *Cluster) Args(n *Node) []string {
+	expect := c.cfg.Nodes
+	if n.Added {
+		expect = 0
+	}
 	var seeds []string
-	for _, o := range c.nodes {
+	for _, o := range c.Nodes() {
 		if o != n {
 			seeds = append(seeds, o.Gossip)
 		}
@@ -423,7 +483,7 @@ func (c *Cluster) Args(n *Node) []string {
 	args := []string{"node",
 		"--id", n.ID, "--data-dir", n.DataDir,
 		"--grpc-addr", n.GRPC, "--gossip-addr", n.Gossip, "--raft-addr", n.Raft, "--http-addr", n.HTTP,
-		"--bootstrap-expect", strconv.Itoa(len(c.nodes)),
+		"--bootstrap-expect", strconv.Itoa(expect),
 	}
 	if len(seeds) > 0 {
 		args = append(args, "--seeds", strings.Join(seeds, ","))
@@ -438,7 +498,7 @@ func (c *Cluster) Args(n *Node) []string {
 // is ready (see WaitReady). On failure the processes it started keep
 // running: the caller ends them (Close, StopAll).
 func (c *Cluster) Start(ctx context.Context) error {
-	for _, n := range c.nodes {
+	for _, n := range c.Nodes() {
 		if err := c.StartNode(n.ID); err != nil {
 			return err
 		}
@@ -612,7 +672,7 @@ func (c *Cluster) Stop(ctx context.Context, id string) error {
 // SIGKILL.
 func (c *Cluster) StopAll(timeout time.Duration) (stopped, killed []string, err error) {
 	var procs []Proc
-	for _, n := range c.nodes {
+	for _, n := range c.Nodes() {
 		c.signal(n.ID, syscall.SIGCONT)
 		if _, err := c.signal(n.ID, syscall.SIGTERM); err == nil {
 			stopped = append(stopped, n.ID)
@@ -621,7 +681,7 @@ func (c *Cluster) StopAll(timeout time.Duration) (stopped, killed []string, err 
 	}
 	deadline := time.Now().Add(timeout)
 	for _, id := range stopped {
-		if !c.byID[id].waitExit(time.Until(deadline)) {
+		if !c.Node(id).waitExit(time.Until(deadline)) {
 			if _, err := c.signal(id, syscall.SIGKILL); err == nil {
 				c.log.Warn("node did not stop in time; killing it", "node", id, "timeout", timeout)
 				killed = append(killed, id)
@@ -629,7 +689,7 @@ func (c *Cluster) StopAll(timeout time.Duration) (stopped, killed []string, err 
 		}
 	}
 	for _, id := range killed {
-		if n := c.byID[id]; !n.waitExit(killWait) {
+		if n := c.Node(id); !n.waitExit(killWait) {
 			err = errors.Join(err, fmt.Errorf("node %s (pid %d) did not stop even after SIGKILL", id, n.LastPID()))
 		}
 	}
@@ -677,7 +737,7 @@ func (c *Cluster) Close() error {
 	c.closed = true
 	c.mu.Unlock()
 	var errs []error
-	for _, n := range c.nodes {
+	for _, n := range c.Nodes() {
 		n.mu.Lock()
 		started := n.cmd != nil && n.state != Stopped
 		if started {

@@ -271,3 +271,39 @@ func TestLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestAddNode: a node added to a laid-out cluster takes the next address
+// on the same ports, joins (--bootstrap-expect 0, every other node as a
+// seed), and leaves the first nodes' --bootstrap-expect alone; past the
+// /24 it is refused.
+func TestAddNode(t *testing.T) {
+	c, err := New(Config{Binary: nodeBin, Nodes: 2, Dir: "/d", DataSubdir: "data", Host: "127.0.76.252", HostPerNode: true, BasePort: 20100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n3, err := c.AddNode("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n3.ID != "n3" || n3.GRPC != "127.0.76.254:20100" || n3.DataDir != "/d/n3/data" || !n3.Added || n3.State() != Stopped {
+		t.Fatalf("added node %+v", n3)
+	}
+	if got := c.IDs(); strings.Join(got, ",") != "n1,n2,n3" || c.Node("n3") != n3 {
+		t.Fatalf("IDs after AddNode %v", got)
+	}
+	for _, tt := range []struct{ id, want string }{
+		{"n3", "--bootstrap-expect 0 --seeds 127.0.76.252:20101,127.0.76.253:20101"},
+		{"n1", "--bootstrap-expect 2 --seeds 127.0.76.253:20101,127.0.76.254:20101"},
+	} {
+		if args := strings.Join(c.Args(c.Node(tt.id)), " "); !strings.Contains(args, tt.want) {
+			t.Errorf("%s args %q lack %q", tt.id, args, tt.want)
+		}
+	}
+	if _, err := c.AddNode(""); err == nil || !strings.Contains(err.Error(), "/24") {
+		t.Fatalf("a fourth node past 127.0.76.254: %v", err)
+	}
+	c.Close()
+	if _, err := c.AddNode(""); err == nil {
+		t.Fatal("AddNode after Close accepted")
+	}
+}
