@@ -391,3 +391,45 @@ func TestSessionClockReadThenWrite(t *testing.T) {
 		t.Fatalf("session checker under clock skew: %s", sess.Summary)
 	}
 }
+
+// TestSetQuorumMembershipAddKill: nodes join the running cluster
+// (membership:add: n6, then n7, each started with --bootstrap-expect 0 and
+// streamed its ranges) while, in the same windows, a node is SIGKILLed: no
+// acknowledged element is lost, none appears that nobody added, no read at
+// quorum is stale, and both added nodes end normal on the ring.
+func TestSetQuorumMembershipAddKill(t *testing.T) {
+	needCluster(t)
+	cfg := testConfig(t, WorkloadSet, "quorum", "membership:add,kill:one")
+	parallel(t, &cfg, 11)
+	res := run(t, cfg)
+	checkMembershipRun(t, res, "quorum", 2)
+}
+
+// checkMembershipRun fails the test unless the set held (nothing lost or
+// unexpected), no read at level was stale, the run was valid, and added
+// nodes joined and became normal.
+func checkMembershipRun(t *testing.T, res *Result, level string, added int) {
+	t.Helper()
+	set := checkerOf(t, res, "set")
+	st := set.Stats.(checker.SetStats)
+	l := staleness(t, res, level)
+	t.Logf("set: %s; %d of %d reads at %s stale; membership: %s", set.Summary, l.Stale, l.Reads, level, strings.Join(res.Run.Membership, "; "))
+	if st.LostCount != 0 || st.UnexpectedCount != 0 || set.Valid != checker.Valid || st.OK == 0 {
+		t.Fatalf("set while nodes join under kill: %s", set.Summary)
+	}
+	if l.Stale != 0 || l.Reads == 0 {
+		t.Fatalf("%d of %d reads at %s stale while nodes joined; want none", l.Stale, l.Reads, level)
+	}
+	joined := 0
+	for _, m := range res.Run.Membership {
+		if strings.Contains(m, "normal on the ring") && !strings.Contains(m, "failed") {
+			joined++
+		}
+	}
+	if joined != added || len(res.Run.Hosts) != res.Run.Nodes+added {
+		t.Fatalf("membership changes %q, hosts %v; want %d nodes added and normal", res.Run.Membership, res.Run.Hosts, added)
+	}
+	if res.ExitCode() != ExitValid {
+		t.Fatalf("run judged %v (exit %d): %v", res.Valid, res.ExitCode(), res.HarnessErrors)
+	}
+}

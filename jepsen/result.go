@@ -56,8 +56,11 @@ type RunInfo struct {
 	Command        string          `json:"command"`
 	// Chain is the run's iptables chain (removed at the end), if any.
 	Chain string `json:"chain,omitempty"`
-	// Hosts maps node IDs to their addresses.
+	// Hosts maps node IDs to their addresses (the added nodes' too).
 	Hosts map[string]string `json:"hosts,omitempty"`
+	// Membership describes the membership nemesis's changes: which node
+	// was added and when the ring made it normal.
+	Membership []string `json:"membership,omitempty"`
 }
 
 // ConvergeRepair describes the convergence phase's repair pass.
@@ -128,6 +131,9 @@ func (r *runner) result(valid checker.Validity, checks []checker.Result) *Result
 	}
 	if r.c != nil {
 		res.Run.Hosts = r.c.Hosts()
+	}
+	if r.nem != nil {
+		res.Run.Membership = r.nem.Changes()
 	}
 	if len(res.HarnessErrors) > 0 && res.Valid == checker.Valid {
 		res.Valid = checker.Unknown
@@ -225,6 +231,9 @@ func (res *Result) Summary(w io.Writer) {
 		}
 		fmt.Fprintf(w, "faults (from the start of the fault phase): %s\n", strings.Join(ws, "; "))
 	}
+	for _, m := range ri.Membership {
+		fmt.Fprintf(w, "membership: %s\n", m)
+	}
 	if cr := ri.ConvergeRepair; cr != nil {
 		if cr.Error != "" {
 			fmt.Fprintf(w, "converge: %d keys disagreed once hints were delivered; the repair pass failed: %s\n", cr.Disagreeing, cr.Error)
@@ -301,6 +310,9 @@ func describeFault(f history.Fault) string {
 	s := f.Kind
 	if f.Kind == nemesis.Partition {
 		return s + "(" + f.Shape + ")"
+	}
+	if f.Kind == nemesis.Membership {
+		return s + "(" + f.Shape + " " + strings.Join(f.Targets, "+") + ")"
 	}
 	var parts []string
 	if len(f.Targets) > 0 {

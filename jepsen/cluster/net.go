@@ -113,6 +113,24 @@ func NewNet(ctx context.Context, hosts map[string]string, ports PortRange, log *
 // Chain returns the chain's name.
 func (n *Net) Chain() string { return n.chain }
 
+// AddHost makes node id at address host known to later partitions: a node
+// added to the running cluster (the membership nemesis) is cut like the
+// others. The rules in force are left as they are.
+func (n *Net) AddHost(id, host string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if h, ok := n.hosts[id]; ok && h != host {
+		return fmt.Errorf("net: node %s is already at %s, not %s", id, h, host)
+	}
+	hosts := make(map[string]string, len(n.hosts)+1)
+	for k, v := range n.hosts {
+		hosts[k] = v
+	}
+	hosts[id] = host
+	n.hosts = hosts
+	return nil
+}
+
 // Partition replaces the chain's rules with the grudge: for every node and
 // every node it drops, DROP rules for packets from the latter's address to
 // the former's that come from or go to one of the cluster's ports (node

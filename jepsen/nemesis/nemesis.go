@@ -32,6 +32,10 @@ type Nemesis struct {
 	// Faults applied and not yet undone, by kind.
 	active map[string]history.Fault
 	errs   []error
+	// changes describe the membership changes as they settled; started
+	// holds when each added node was started.
+	changes []string
+	started map[string]time.Time
 }
 
 // New returns a Nemesis. net may be nil if no partition is scheduled.
@@ -39,7 +43,7 @@ func New(c *cluster.Cluster, net *cluster.Net, rec *history.Recorder, log *slog.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Nemesis{c: c, net: net, rec: rec, log: log, active: map[string]history.Fault{}}
+	return &Nemesis{c: c, net: net, rec: rec, log: log, active: map[string]history.Fault{}, started: map[string]time.Time{}}
 }
 
 // Active returns the kinds of the faults now in effect, sorted.
@@ -52,6 +56,14 @@ func (n *Nemesis) Active() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Changes describes each membership change the nemesis made and how it
+// settled (or why it did not), in order.
+func (n *Nemesis) Changes() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.changes)
 }
 
 // Errors returns the faults that could not be applied or undone.
@@ -103,6 +115,10 @@ func undoOrder(kind string) int {
 		return 1
 	case Kill:
 		return 2
+	case Membership:
+		// Last: waiting for a joined node to become normal needs the
+		// network whole and the killed nodes back.
+		return 4
 	}
 	return 3
 }
@@ -155,6 +171,13 @@ func (n *Nemesis) Stop(ctx context.Context, f history.Fault) error {
 	n.record(history.Info, name, f, err)
 	n.mu.Lock()
 	delete(n.active, f.Kind)
+	if f.Kind == Membership {
+		change := fmt.Sprintf("%s %s: %s", f.Shape, strings.Join(f.Targets, "+"), f.Verified)
+		if err != nil {
+			change = fmt.Sprintf("%s %s failed: %v", f.Shape, strings.Join(f.Targets, "+"), err)
+		}
+		n.changes = append(n.changes, change)
+	}
 	if err != nil {
 		n.errs = append(n.errs, fmt.Errorf("%s: %w", name, err))
 	}
@@ -215,6 +238,8 @@ func (n *Nemesis) apply(ctx context.Context, f *history.Fault) error {
 		return n.hook(ctx, f, "slow", url.Values{"delay": {f.Delay}})
 	case DropWrites:
 		return n.hook(ctx, f, "drop-writes", url.Values{"on": {"true"}})
+	case Membership:
+		return n.changeMembership(ctx, f)
 	}
 	return fmt.Errorf("unknown fault %q", f.Kind)
 }
@@ -259,8 +284,134 @@ func (n *Nemesis) undo(ctx context.Context, f *history.Fault) error {
 		return n.hook(ctx, f, "slow", url.Values{"delay": {"0s"}})
 	case DropWrites:
 		return n.hook(ctx, f, "drop-writes", url.Values{"on": {"false"}})
+	case Membership:
+		return n.settleMembership(ctx, f)
 	}
 	return fmt.Errorf("unknown fault %q", f.Kind)
+}
+
+// JoinTimeout bounds the wait for an added node to become normal on the
+// ring, at its window's end and again in HealAll.
+const JoinTimeout = 90 * time.Second
+
+// changeMembership starts a membership change. Each action has a start
+// here and a settle in settleMembership; an action the harness cannot
+// perform (ParseSpecs already refuses them) fails with ErrUnsupported.
+func (n *Nemesis) changeMembership(ctx context.Context, f *history.Fault) error {
+	switch f.Shape {
+	case MembershipAdd:
+		return n.addNode(ctx, f)
+	}
+	return fmt.Errorf("membership:%s: %w", f.Shape, ErrUnsupported)
+}
+
+// settleMembership waits until the change is in force: for add, the new
+// node is normal on the ring.
+func (n *Nemesis) settleMembership(ctx context.Context, f *history.Fault) error {
+	switch f.Shape {
+	case MembershipAdd:
+		if len(f.Targets) != 1 || n.c.Node(f.Targets[0]) == nil {
+			return fmt.Errorf("membership:add: no node %v was added", f.Targets)
+		}
+		wctx, cancel := context.WithTimeout(ctx, JoinTimeout)
+		defer cancel()
+		proof, err := n.waitNormal(wctx, f.Targets[0])
+		f.Verified = proof
+		return err
+	}
+	return fmt.Errorf("membership:%s: %w", f.Shape, ErrUnsupported)
+}
+
+// addNode lays out the next node (the schedule named it), makes its
+// address known to the partitions, starts it with --bootstrap-expect 0
+// and the others as seeds, and returns once it serves HTTP: the metadata
+// leader then proposes it as joining and it streams its ranges while the
+// window's other faults go on.
+func (n *Nemesis) addNode(ctx context.Context, f *history.Fault) error {
+	if len(f.Targets) != 1 {
+		return fmt.Errorf("membership:add: targets %v, want the one node to add", f.Targets)
+	}
+	node, err := n.c.AddNode("")
+	if err != nil {
+		return fmt.Errorf("membership:add: %w", err)
+	}
+	if node.ID != f.Targets[0] {
+		// The schedule names nodes as launch does; a mismatch means a
+		// node was added outside the schedule.
+		return fmt.Errorf("membership:add: the cluster named the new node %s, the schedule %s", node.ID, f.Targets[0])
+	}
+	if n.net != nil {
+		if err := n.net.AddHost(node.ID, node.Host); err != nil {
+			return fmt.Errorf("membership:add: %w", err)
+		}
+	}
+	start := time.Now()
+	n.mu.Lock()
+	n.started[node.ID] = start
+	n.mu.Unlock()
+	if err := n.c.StartNode(node.ID); err != nil {
+		return fmt.Errorf("membership:add: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		err := n.c.Healthz(wctx, node.ID)
+		if err == nil || strings.Contains(err.Error(), "503") {
+			break
+		}
+		if wctx.Err() != nil {
+			return fmt.Errorf("membership:add: %s at %s started but not serving within 20s: %w", node.ID, node.Host, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	f.Verified = fmt.Sprintf("%s started at %s (grpc %s), serving after %.1fs", node.ID, node.Host, node.GRPC, time.Since(start).Seconds())
+	return nil
+}
+
+// waitNormal waits until node id is normal on the ring in its own view and
+// in that of another node (the metadata log has applied the entry that
+// ends its join), polling until ctx ends. Times count from the node's
+// start.
+func (n *Nemesis) waitNormal(ctx context.Context, id string) (string, error) {
+	n.mu.Lock()
+	start, ok := n.started[id]
+	n.mu.Unlock()
+	if !ok {
+		start = time.Now()
+	}
+	last := "no answer"
+	for {
+		views := map[string]string{}
+		for _, node := range n.c.Nodes() {
+			if node.State() != cluster.Running {
+				continue
+			}
+			st, err := n.c.Status(ctx, node.ID)
+			if err != nil {
+				continue
+			}
+			for _, m := range st.Members {
+				if m.ID == id {
+					views[node.ID] = m.RingState
+				}
+			}
+		}
+		others := 0
+		for viewer, state := range views {
+			if viewer != id && state == "normal" {
+				others++
+			}
+		}
+		if views[id] == "normal" && others > 0 {
+			return fmt.Sprintf("%s normal on the ring %.1fs after its start (in the view of %s and %d other nodes)", id, time.Since(start).Seconds(), id, others), nil
+		}
+		last = fmt.Sprintf("ring states of %s by viewer: %v", id, views)
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("%s not normal on the ring %.0fs after its start: %s", id, time.Since(start).Seconds(), last)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // watchGossip follows, in the background, how the nodes' own failure
@@ -366,6 +517,24 @@ func (n *Nemesis) HealAll(ctx context.Context, timeout time.Duration) error {
 		errs = append(errs, fmt.Errorf("cluster not healthy %v after the heal: %w", timeout, err))
 	}
 	fault := history.Fault{Kind: "heal"}
+	// A node added during the faults must have finished joining: the
+	// final reads and the convergence check place keys on the ring that
+	// includes it.
+	var joined []string
+	for _, node := range n.c.Nodes() {
+		if !node.Added {
+			continue
+		}
+		proof, err := n.waitNormal(wctx, node.ID)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("after the heal: %w", err))
+		} else {
+			joined = append(joined, proof)
+		}
+	}
+	if len(joined) > 0 {
+		fault.Verified = strings.Join(joined, "; ")
+	}
 	if n.net != nil {
 		// With a deadline of its own: the wait above may have used up ctx's,
 		// and the rules must be proven gone whether or not the cluster
@@ -376,7 +545,7 @@ func (n *Nemesis) HealAll(ctx context.Context, timeout time.Duration) error {
 		if err != nil {
 			errs = append(errs, err)
 		}
-		fault.Verified = proof
+		fault.Verified = strings.TrimPrefix(fault.Verified+"; "+proof, "; ")
 	}
 	err := errors.Join(errs...)
 	n.record(history.Info, "heal", fault, err)

@@ -21,12 +21,45 @@ const (
 	Clock      = "clock"
 	Slow       = "slow"
 	DropWrites = "drop-writes"
+	// Membership changes the cluster's shape: see MembershipActions.
+	Membership = "membership"
 )
+
+// Membership actions, the target of a membership fault
+// (membership:add). Add is the default.
+const (
+	// MembershipAdd starts a new node, on the next loopback address, that
+	// joins the running cluster; the window's end waits until the ring
+	// (the metadata log) has made it normal.
+	MembershipAdd = "add"
+	// MembershipDecommission would decommission a node.
+	MembershipDecommission = "decommission"
+	// MembershipReplace would kill a node and start another in its place
+	// (adaptkv node --replace).
+	MembershipReplace = "replace"
+)
+
+// MembershipActions lists the membership actions the vocabulary names;
+// Supported says which the harness can perform.
+var MembershipActions = []string{MembershipAdd, MembershipDecommission, MembershipReplace}
+
+// ErrUnsupported is returned for a fault the vocabulary names but the
+// harness cannot perform yet (membership:decommission and
+// membership:replace until the cluster offers those operations).
+var ErrUnsupported = errors.New("not supported yet")
+
+// membershipSupported says which membership actions the harness performs.
+// A new action is added here, in Nemesis.changeMembership and, for one that
+// changes the node set, in Schedule's bookkeeping of the nodes.
+var membershipSupported = map[string]bool{MembershipAdd: true}
 
 // Kinds lists the fault kinds in the order a window applies them: network
 // and hook faults first, process faults last (a hook cannot reach a paused
 // or killed node).
-var Kinds = []string{Partition, Clock, Slow, DropWrites, Pause, Kill}
+//
+// A membership change comes right after the partition, so that the
+// window's other faults strike while the new node streams.
+var Kinds = []string{Partition, Membership, Clock, Slow, DropWrites, Pause, Kill}
 
 // Partition shapes.
 var Shapes = []string{"halves", "ring", "one", "bridge"}
@@ -68,7 +101,17 @@ func ParseSpecs(s string) ([]Spec, error) {
 			return nil, fmt.Errorf("nemesis: fault %q given twice", kind)
 		}
 		seen[kind] = true
-		if target != "" {
+		if kind == Membership {
+			if target == "" {
+				target = MembershipAdd
+			}
+			if !slices.Contains(MembershipActions, target) {
+				return nil, fmt.Errorf("nemesis: membership action %q (want %s)", target, strings.Join(MembershipActions, ", "))
+			}
+			if !membershipSupported[target] {
+				return nil, fmt.Errorf("nemesis: membership:%s is %w: the cluster has no %s operation the harness can call; use membership:add", target, ErrUnsupported, target)
+			}
+		} else if target != "" {
 			if kind == Partition {
 				if !slices.Contains(Shapes, target) {
 					return nil, fmt.Errorf("nemesis: partition shape %q (want %s)", target, strings.Join(Shapes, ", "))
@@ -131,6 +174,10 @@ type ScheduleConfig struct {
 	ClockMax time.Duration
 	// SlowMax bounds the reply delay; default 500 ms.
 	SlowMax time.Duration
+	// MaxNodes bounds the nodes membership:add windows grow the cluster
+	// to; default len(Nodes)+3. A membership window past it changes
+	// nothing.
+	MaxNodes int
 }
 
 // Schedule returns the fault windows: on for On, off for Off, repeated
@@ -159,7 +206,13 @@ func Schedule(cfg ScheduleConfig) ([]Window, error) {
 	default:
 		return nil, fmt.Errorf("nemesis: mode %q (want random, all or cycle)", cfg.Mode)
 	}
+	if cfg.MaxNodes <= 0 {
+		cfg.MaxNodes = len(cfg.Nodes) + 3
+	}
 	for _, s := range cfg.Specs {
+		if s.Kind == Membership {
+			continue
+		}
 		if s.Kind != Partition && s.Target != "" && !slices.Contains(Targets, s.Target) {
 			for _, id := range strings.Split(s.Target, "+") {
 				if !slices.Contains(cfg.Nodes, id) {
@@ -173,6 +226,10 @@ func Schedule(cfg ScheduleConfig) ([]Window, error) {
 	sort.SliceStable(specs, func(i, j int) bool {
 		return slices.Index(Kinds, specs[i].Kind) < slices.Index(Kinds, specs[j].Kind)
 	})
+	// The node set grows with each membership:add window: later windows'
+	// targets, partitions and grudges include the added nodes, named as
+	// the cluster names them (n<k+1> after k nodes).
+	nodes := slices.Clone(cfg.Nodes)
 	var out []Window
 	for i, t := 0, time.Duration(0); t < cfg.Duration; i, t = i+1, t+cfg.On+cfg.Off {
 		w := Window{Start: t, End: min(t+cfg.On, cfg.Duration)}
@@ -195,16 +252,41 @@ func Schedule(cfg ScheduleConfig) ([]Window, error) {
 				chosen = []Spec{specs[rng.IntN(len(specs))]}
 			}
 		}
+		var added []string
 		for _, s := range chosen {
-			w.Faults = append(w.Faults, resolve(rng, s, cfg))
+			if s.Kind == Membership {
+				f, ok := resolveMembership(s, nodes, cfg.MaxNodes)
+				if ok {
+					w.Faults = append(w.Faults, f)
+					added = append(added, f.Targets...)
+				}
+				continue
+			}
+			w.Faults = append(w.Faults, resolve(rng, s, nodes, cfg))
 		}
+		nodes = append(nodes, added...)
 		out = append(out, w)
 	}
 	return out, nil
 }
 
-// resolve draws a fault's targets, shape and parameters.
-func resolve(rng *rand.Rand, s Spec, cfg ScheduleConfig) history.Fault {
+// resolveMembership resolves a membership fault against the window's
+// nodes: for add, the next node's ID; false when the cluster has reached
+// maxNodes.
+func resolveMembership(s Spec, nodes []string, maxNodes int) (history.Fault, bool) {
+	f := history.Fault{Kind: Membership, Shape: s.Target}
+	if f.Shape == "" {
+		f.Shape = MembershipAdd
+	}
+	if len(nodes) >= maxNodes {
+		return f, false
+	}
+	f.Targets = []string{fmt.Sprintf("n%d", len(nodes)+1)}
+	return f, true
+}
+
+// resolve draws a fault's targets, shape and parameters among nodes.
+func resolve(rng *rand.Rand, s Spec, nodes []string, cfg ScheduleConfig) history.Fault {
 	f := history.Fault{Kind: s.Kind}
 	if s.Kind == Partition {
 		shape := s.Target
@@ -212,7 +294,7 @@ func resolve(rng *rand.Rand, s Spec, cfg ScheduleConfig) history.Fault {
 			shape = Shapes[rng.IntN(len(Shapes))]
 		}
 		f.Shape = shape
-		f.Grudge = Grudge(rng, shape, cfg.Nodes)
+		f.Grudge = Grudge(rng, shape, nodes)
 		return f
 	}
 	choice := s.Target
@@ -227,7 +309,7 @@ func resolve(rng *rand.Rand, s Spec, cfg ScheduleConfig) history.Fault {
 		}
 	}
 	f.Shape = choice
-	f.Targets = pick(rng, choice, cfg.Nodes)
+	f.Targets = pick(rng, choice, nodes)
 	switch s.Kind {
 	case Clock:
 		// A magnitude spread over powers of two from 64 ms to ClockMax,

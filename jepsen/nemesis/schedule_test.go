@@ -1,9 +1,12 @@
 package nemesis
 
 import (
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -198,5 +201,70 @@ func TestGrudgeShapes(t *testing.T) {
 		if bridges != 1 {
 			t.Errorf("bridge: %d nodes see everyone: %v", bridges, g)
 		}
+	}
+}
+
+// TestParseMembership: membership defaults to add; decommission and
+// replace are named but refused as not supported yet (ErrUnsupported), with
+// a message that says what to use instead; unknown actions are refused.
+func TestParseMembership(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		unsupported bool
+	}{
+		{in: "membership", want: "membership:add"},
+		{in: "membership:add,kill:one,partition:halves", want: "membership:add,kill:one,partition:halves"},
+		{in: "membership:decommission", unsupported: true},
+		{in: "kill,membership:replace", unsupported: true},
+		{in: "membership:grow"},
+		{in: "membership,membership:add"},
+	} {
+		specs, err := ParseSpecs(tt.in)
+		switch {
+		case tt.want != "":
+			if err != nil || FormatSpecs(specs) != tt.want {
+				t.Errorf("ParseSpecs(%q) = %s, %v; want %s", tt.in, FormatSpecs(specs), err, tt.want)
+			}
+		case tt.unsupported:
+			if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "membership:add") {
+				t.Errorf("ParseSpecs(%q): %v; want ErrUnsupported naming membership:add", tt.in, err)
+			}
+		default:
+			if err == nil || errors.Is(err, ErrUnsupported) {
+				t.Errorf("ParseSpecs(%q): %v; want a plain refusal", tt.in, err)
+			}
+		}
+	}
+}
+
+// TestScheduleMembershipGrowsTheNodes: each membership:add window names the
+// next node, and later windows draw their kill targets and partition sides
+// from the grown set, up to MaxNodes.
+func TestScheduleMembershipGrowsTheNodes(t *testing.T) {
+	specs, _ := ParseSpecs("membership:add,kill:all,partition:halves")
+	three := []string{"n1", "n2", "n3"}
+	w, err := Schedule(ScheduleConfig{Specs: specs, Nodes: three, Duration: 90 * time.Second, On: 5 * time.Second, Off: 5 * time.Second, Mode: ModeCycle, Seed: 3, MaxNodes: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, win := range w {
+		for _, f := range win.Faults {
+			switch f.Kind {
+			case Membership:
+				if f.Shape != MembershipAdd {
+					t.Fatalf("membership fault %+v", f)
+				}
+				got = append(got, "add "+strings.Join(f.Targets, "+"))
+			case Kill:
+				got = append(got, "kill "+strings.Join(f.Targets, "+"))
+			case Partition:
+				got = append(got, fmt.Sprintf("partition %d", len(f.Grudge)))
+			}
+		}
+	}
+	want := []string{"add n4", "kill n1+n2+n3+n4", "partition 4", "add n5", "kill n1+n2+n3+n4+n5", "partition 5", "kill n1+n2+n3+n4+n5", "partition 5"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("schedule %v\nwant %v", got, want)
 	}
 }
