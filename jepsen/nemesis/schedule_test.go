@@ -209,7 +209,7 @@ func TestGrudgeShapes(t *testing.T) {
 // a message that says what to use instead; unknown actions are refused.
 func TestParseMembership(t *testing.T) {
 	for _, tt := range []struct {
-		in, want string
+		in, want    string
 		unsupported bool
 	}{
 		{in: "membership", want: "membership:add"},
