@@ -38,8 +38,10 @@
 //     addresses before the harness trusts them, with the nodes' own failure
 //     detection recorded as it happens), clock skew and slow replies (test hooks), and
 //     drop-writes, a deliberately broken store that acknowledges writes
-//     without storing them. The schedule of fault windows depends only on
-//     the seed.
+//     without storing them; membership:add, which starts one more node
+//     on the next address that joins the running cluster and waits until
+//     the ring makes it normal (the run's summary lists each join). The
+//     schedule of fault windows depends only on the seed.
 //   - History (package jepsen/history): every invocation and completion,
 //     with process, client, key, value, times (monotonic, from the run's
 //     start), consistency level, coordinator, configuration epoch, version

@@ -22,6 +22,8 @@ import (
 //	set      one     partition,kill        nothing lost once healed, converged
 //	session  quorum  partition,kill,pause  read-your-writes, monotonic reads
 //	register quorum  partition,kill,pause  reported (quorum is not claimed linearizable)
+//	set      quorum  membership:add,kill,partition  nodes join (up to 3): nothing lost, no stale quorum read, converged
+//	session  quorum  membership:add,kill,partition  read-your-writes, monotonic reads while nodes join
 //
 //	JEPSEN_LONG=3m JEPSEN_SEEDS=1,2,3 go test ./jepsen -run TestLong -v -timeout 4h
 func TestLong(t *testing.T) {
@@ -58,10 +60,12 @@ func TestLong(t *testing.T) {
 		{WorkloadSet, "one", "partition,kill", []string{"set", "no-phantom", "convergence"}},
 		{WorkloadSession, "quorum", "partition,kill,pause", []string{"session", "staleness", "no-phantom"}},
 		{WorkloadRegister, "quorum", "partition,kill,pause", []string{"staleness", "no-phantom"}},
+		{WorkloadSet, "quorum", "membership:add,kill,partition", []string{"set", "staleness", "no-phantom", "convergence"}},
+		{WorkloadSession, "quorum", "membership:add,kill,partition", []string{"session", "staleness", "no-phantom"}},
 	}
 	for _, seed := range seeds {
 		for _, c := range cases {
-			name := fmt.Sprintf("%s-%s-%s-seed%d", c.workload, c.level, strings.ReplaceAll(c.nemesis, ",", "+"), seed)
+			name := fmt.Sprintf("%s-%s-%s-seed%d", c.workload, c.level, strings.NewReplacer(",", "+", ":", "_").Replace(c.nemesis), seed)
 			t.Run(name, func(t *testing.T) {
 				cfg := DefaultConfig()
 				cfg.Workload, cfg.Consistency, cfg.Nemesis, cfg.Seed = c.workload, []string{c.level}, c.nemesis, seed

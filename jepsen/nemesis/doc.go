@@ -16,6 +16,20 @@
 //	drop-writes make nodes acknowledge replica writes without storing
 //	            them: a deliberately broken store, to show lost writes
 //	            are caught
+//	membership  change the cluster's shape: membership:add (the default)
+//	            starts the next node, n<k+1> on the next loopback
+//	            address, joining with --bootstrap-expect 0; the window's
+//	            end waits until the ring (the metadata log) makes it
+//	            normal, and HealAll waits for every added node the same
+//	            way. The schedule grows its node set with each add (at
+//	            most ScheduleConfig.MaxNodes), so later windows' kills,
+//	            pauses and partitions may strike the added nodes.
+//	            membership:decommission and membership:replace are named
+//	            but refused with ErrUnsupported until the cluster offers
+//	            them: an action is added in ParseSpecs's supported set,
+//	            Nemesis.changeMembership (start) and settleMembership
+//	            (wait until in force), and, when it changes the node
+//	            set, Schedule's bookkeeping.
 //
 // A fault may name its targets after a colon: kill:one, kill:minority,
 // kill:majority, kill:all, kill:n2+n3, partition:ring, clock:n1. Without

@@ -20,6 +20,9 @@
 // Jepsen harness's partitions) cut node-to-node traffic only. BasePort 0
 // picks a free block below the ephemeral range, so that a restarted node
 // gets its ports back. Every node's seeds are the others' gossip addresses.
+// AddNode lays out one more node after New (the next address or port
+// block), started with --bootstrap-expect 0 so that it joins the running
+// cluster.
 //
 // # Processes
 //
