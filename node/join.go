@@ -38,6 +38,7 @@ func (n *Node) topologyLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		n.afterLeft(ctx)
 		if n.raft.State() != raft.Leader {
 			continue
 		}
@@ -57,7 +58,7 @@ func (n *Node) stepTopology(ctx context.Context) error {
 		if c.State == StateJoining {
 			return n.finishJoin(ctx, c)
 		}
-		return nil
+		return n.finishLeave(ctx, c)
 	}
 	view := n.members.View()
 	for _, m := range view.Members {
@@ -65,6 +66,8 @@ func (n *Node) stepTopology(ctx context.Context) error {
 			continue
 		}
 		if tm, ok := topo.Member(m.ID); ok && tm.State != StateLeft {
+			continue
+		} else if ok && !n.rejoinDue(m.ID) {
 			continue
 		}
 		if err := n.proposeTopology(ctx, "topo-join", TopologyMember{ID: m.ID, Zone: m.Zone}); err != nil {
@@ -115,13 +118,9 @@ func (n *Node) finishJoin(ctx context.Context, j TopologyMember) error {
 		return fmt.Errorf("%w: joining member %s is down", errStreamNotReady, j.ID)
 	}
 	start := time.Now()
-	pushed := 0
-	for _, d := range n.meta.Defs() {
-		c, err := n.streamKeyspace(ctx, d.Name, j.ID, st.current, st.future)
-		if err != nil {
-			return fmt.Errorf("stream keyspace %q to %s: %w", d.Name, j.ID, err)
-		}
-		pushed += c
+	pushed, err := n.streamChange(ctx, st)
+	if err != nil {
+		return fmt.Errorf("stream to joining %s: %w", j.ID, err)
 	}
 	if err := n.proposeTopology(ctx, "topo-normal", TopologyMember{ID: j.ID}); err != nil {
 		return fmt.Errorf("make %s normal: %w", j.ID, err)
@@ -129,6 +128,68 @@ func (n *Node) finishJoin(ctx context.Context, j TopologyMember) error {
 	n.log.Info("member joined the ring", "member", j.ID, "records_streamed", pushed,
 		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", n.meta.Topology().Epoch)
 	return nil
+}
+
+// finishLeave streams a leaving member's ranges to the members that will
+// own them once it has left, then takes it off the ring. The leaving member
+// must be alive: it may hold the only copies among W of a key's replicas.
+// A member that will never return is not decommissioned but removed.
+func (n *Node) finishLeave(ctx context.Context, x TopologyMember) error {
+	if err := n.awaitApplied(ctx, x.Since); err != nil {
+		return err
+	}
+	st := n.meta.topo.Load()
+	if st.future == nil {
+		return nil
+	}
+	start := time.Now()
+	pushed, err := n.streamChange(ctx, st)
+	if err != nil {
+		return fmt.Errorf("stream the ranges of leaving %s: %w", x.ID, err)
+	}
+	if err := n.proposeTopology(ctx, "topo-left", TopologyMember{ID: x.ID}); err != nil {
+		return fmt.Errorf("take %s off the ring: %w", x.ID, err)
+	}
+	n.log.Info("member left the ring", "member", x.ID, "records_streamed", pushed,
+		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", n.meta.Topology().Epoch)
+	return nil
+}
+
+// streamChange streams every keyspace for the change in progress in st.
+func (n *Node) streamChange(ctx context.Context, st *topoState) (int, error) {
+	pushed := 0
+	for _, d := range n.meta.Defs() {
+		c, err := n.streamKeyspace(ctx, d.Name, st.current, st.future)
+		pushed += c
+		if err != nil {
+			return pushed, fmt.Errorf("keyspace %q: %w", d.Name, err)
+		}
+	}
+	return pushed, nil
+}
+
+// rejoinGrace is how long the leader waits, after it first sees a member
+// as left, before it takes that member alive in gossip for a new node
+// wanting to join: a member that has just left is still alive in gossip
+// until it has applied its left entry and said goodbye.
+const rejoinGrace = 15 * time.Second
+
+// rejoinDue reports whether a left member that gossip sees alive may be
+// proposed as joining again. Called from topologyLoop only.
+func (n *Node) rejoinDue(id string) bool {
+	if n.leftSeen == nil {
+		n.leftSeen = map[string]time.Time{}
+	}
+	first, ok := n.leftSeen[id]
+	if !ok {
+		n.leftSeen[id] = time.Now()
+		return false
+	}
+	if time.Since(first) < rejoinGrace {
+		return false
+	}
+	delete(n.leftSeen, id)
+	return true
 }
 
 // awaitApplied waits until every member gossip knows says it has applied
@@ -163,19 +224,27 @@ func (n *Node) awaitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// streamKeyspace copies to member j every record of keyspace that j will
-// hold once it is normal: it scans the keyspace on every current member
-// (each of a key's current replicas, so that a write acknowledged by any W
-// of them is found) and pushes the records whose future replicas include j,
-// tombstones too, as hints (old writes: last writer wins keeps a copy
-// older than one j already has harmless). It returns the records pushed.
-func (n *Node) streamKeyspace(ctx context.Context, keyspace, j string, cur, fut *ring.Ring) (int, error) {
+// streamKeyspace copies to each key's new replicas (the members on the
+// future ring's preference list that are not on the current one's: the
+// joining member, or the members that take over a leaving member's
+// ranges) every record of keyspace: it scans the keyspace on every current
+// member (each of a key's current replicas, so that a write acknowledged
+// by any W of them is found) and pushes the records as hints (old writes:
+// last writer wins keeps a copy older than one a replica already has
+// harmless), tombstones too. It returns the records pushed.
+func (n *Node) streamKeyspace(ctx context.Context, keyspace string, cur, fut *ring.Ring) (int, error) {
 	cfg, ok := n.meta.Keyspace(keyspace)
 	if !ok {
 		return 0, nil
 	}
-	rf := max(cfg.N, cfg.PendingN)
+	rfCur := max(cfg.N, min(cfg.PendingN, cur.Len()))
+	rfFut := max(cfg.N, min(cfg.PendingN, fut.Len()))
 	view := n.members.View()
+	for _, m := range fut.Members() {
+		if !view.Alive(m.ID) {
+			return 0, fmt.Errorf("%w: future member %s is down", errStreamNotReady, m.ID)
+		}
+	}
 	pushed := 0
 	for _, m := range cur.Members() {
 		if !view.Alive(m.ID) {
@@ -193,20 +262,23 @@ func (n *Node) streamKeyspace(ctx context.Context, keyspace, j string, cur, fut 
 			if resp.GetKnownEpoch() > cfg.Epoch {
 				return pushed, fmt.Errorf("%w: %s knows epoch %d", errStreamNotReady, m.ID, resp.GetKnownEpoch())
 			}
-			var muts []*kvpb.Mutation
+			batches := map[string][]*kvpb.Mutation{}
 			for _, rec := range resp.GetRecords() {
-				if slices.Contains(fut.PreferenceList(keyspace, rec.GetKey(), rf), j) {
-					muts = append(muts, &kvpb.Mutation{Keyspace: keyspace, Epoch: cfg.Epoch, Record: rec})
+				now := cur.PreferenceList(keyspace, rec.GetKey(), rfCur)
+				for _, id := range fut.PreferenceList(keyspace, rec.GetKey(), rfFut) {
+					if !slices.Contains(now, id) {
+						batches[id] = append(batches[id], &kvpb.Mutation{Keyspace: keyspace, Epoch: cfg.Epoch, Record: rec})
+					}
 				}
 			}
-			if len(muts) > 0 {
-				wr, err := n.transport.Hint(ctx, j, &kvpb.ReplicaWriteRequest{Mutations: muts, From: n.cfg.ID})
+			for to, muts := range batches {
+				wr, err := n.transport.Hint(ctx, to, &kvpb.ReplicaWriteRequest{Mutations: muts, From: n.cfg.ID})
 				if err != nil {
-					return pushed, fmt.Errorf("push to %s: %w", j, err)
+					return pushed, fmt.Errorf("push to %s: %w", to, err)
 				}
 				for _, r := range wr.GetResults() {
 					if !r.GetOk() {
-						return pushed, fmt.Errorf("push to %s refused: %s", j, r.GetError())
+						return pushed, fmt.Errorf("push to %s refused: %s", to, r.GetError())
 					}
 				}
 				pushed += len(muts)

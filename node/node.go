@@ -56,6 +56,13 @@ type Node struct {
 	numberMu  sync.Mutex // serializes writes of the node-number file
 	admission *admission // nil: no bound
 	catchUp   catchUp
+	// leftSeen is when the leader first saw each left member alive in
+	// gossip (join.go's rejoinDue); topologyLoop's only.
+	leftSeen map[string]time.Time
+	// left is closed once this node has left the ring and the cluster
+	// (decommission.go).
+	left     chan struct{}
+	leftOnce sync.Once
 
 	grpcServer *grpc.Server
 	health     *health.Server
@@ -91,7 +98,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node_id", cfg.ID), meta: newFSM(), clock: replication.NewClock(nil)}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node_id", cfg.ID), meta: newFSM(), clock: replication.NewClock(nil), left: make(chan struct{})}
 	n.meta.vnodes = cfg.Vnodes
 	if err := n.start(ctx); err != nil {
 		n.closeAll()
@@ -107,6 +114,9 @@ func (n *Node) start(ctx context.Context) error {
 	} else {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return fmt.Errorf("data directory: %w", err)
+		}
+		if err := checkNotDecommissioned(cfg.DataDir); err != nil {
+			return err
 		}
 		eng, err := storage.OpenPebble(filepath.Join(cfg.DataDir, "data"), storage.Options{Logger: n.log, FS: cfg.StorageFS})
 		if err != nil {

@@ -61,6 +61,8 @@ func toStatus(err error) error {
 		return withReason(codes.AlreadyExists, api.ReasonKeyspaceExists, err.Error(), nil)
 	case errors.Is(err, replication.ErrInvalidRequest), errors.Is(err, quorum.ErrInvalidPolicy):
 		return invalidArgument(err.Error())
+	case errors.Is(err, ErrTopologyChange):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrNoLeader):
 		return withReason(codes.FailedPrecondition, api.ReasonNoMetadataLeader, err.Error(), nil)
 	case errors.Is(err, replication.ErrStaleEpoch):

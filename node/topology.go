@@ -13,7 +13,7 @@ import (
 //
 // Who owns which ranges is metadata, like a keyspace: it changes only
 // through entries of the metadata log ("topo-init", "topo-join",
-// "topo-normal"), and the index of the last such entry is the topology
+// "topo-normal", "topo-leave", "topo-left"), and the index of the last such entry is the topology
 // epoch. Gossip is the failure detector only: a member gossip sees is not on
 // the ring until the log says so, and a member gossip reports dead keeps its
 // place (its writes become hints).
@@ -28,6 +28,13 @@ import (
 // of its ranges, one "topo-normal" entry moves reads and writes to the new
 // ring.
 //
+// A decommission is the same two steps the other way: "topo-leave" makes a
+// normal member leaving, which keeps it on the current ring and leaves it
+// off the future one, so the members that take over its ranges become
+// pending replicas exactly as a joining member is; once its ranges are
+// streamed to them, "topo-left" takes it off the ring. The argument below
+// holds with x the leaving member and j each key's new replica.
+//
 // Why R + W > N holds across the switch, for a key whose replicas go from
 // S to S' = S - {x} + {j}: a write acknowledged before the join entry was in
 // force everywhere is on W members of S, each of which stored it before it
@@ -41,8 +48,9 @@ import (
 // join epoch after the switch writes to S and j, which is again W of S',
 // until a replica that has applied the switch refuses it.
 //
-// One change at a time: the log refuses a join while another member is
-// joining or leaving, so that there are never more than two rings.
+// One change at a time: the log refuses a join or a leave while another
+// member is joining or leaving, so that there are never more than two
+// rings.
 
 // MemberState is a ring member's state in the metadata log.
 type MemberState string
@@ -99,6 +107,17 @@ func (t Topology) Changing() (TopologyMember, bool) {
 		}
 	}
 	return TopologyMember{}, false
+}
+
+// normal is the number of normal members.
+func (t Topology) normal() int {
+	c := 0
+	for _, m := range t.Members {
+		if m.State == StateNormal {
+			c++
+		}
+	}
+	return c
 }
 
 // topoState is a Topology with its rings built once, when it changes, so
@@ -170,7 +189,7 @@ func applyTopology(cur Topology, op string, members []TopologyMember, index uint
 			set(m)
 		}
 		return next, nil
-	case "topo-join", "topo-normal":
+	case "topo-join", "topo-normal", "topo-leave", "topo-left":
 	default:
 		return cur, fmt.Errorf("%w: unknown op %q", ErrTopologyChange, op)
 	}
@@ -197,6 +216,24 @@ func applyTopology(cur Topology, op string, members []TopologyMember, index uint
 		}
 		m = old
 		m.State = StateNormal
+	case "topo-leave":
+		if !exists || old.State != StateNormal {
+			return cur, fmt.Errorf("%w: %s is not a normal member", ErrTopologyChange, m.ID)
+		}
+		if c, ok := cur.Changing(); ok {
+			return cur, fmt.Errorf("%w: %s is %s; one change at a time", ErrTopologyChange, c.ID, c.State)
+		}
+		if cur.normal() < 2 {
+			return cur, fmt.Errorf("%w: %s is the last normal member", ErrTopologyChange, m.ID)
+		}
+		m = old
+		m.State = StateLeaving
+	case "topo-left":
+		if !exists || old.State != StateLeaving {
+			return cur, fmt.Errorf("%w: %s is not leaving", ErrTopologyChange, m.ID)
+		}
+		m = old
+		m.State = StateLeft
 	}
 	set(m)
 	return next, nil

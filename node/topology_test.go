@@ -38,6 +38,16 @@ func TestApplyTopology(t *testing.T) {
 		{"join a member refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("a")}}}, true, 3, 0, StateNormal},
 		{"normal", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}, {"topo-normal", []TopologyMember{m("d")}}}, false, 4, 0, StateNormal},
 		{"normal without join refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-normal", []TopologyMember{m("d")}}}, true, 3, 0, ""},
+		{"leave", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-leave", []TopologyMember{m("c")}}}, false, 3, 2, StateLeaving},
+		{"left", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-leave", []TopologyMember{m("c")}}, {"topo-left", []TopologyMember{m("c")}}}, false, 2, 0, StateLeft},
+		{"leave during a join refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}, {"topo-leave", []TopologyMember{m("a")}}}, true, 3, 4, StateNormal},
+		{"join during a leave refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-leave", []TopologyMember{m("a")}}, {"topo-join", []TopologyMember{m("d")}}}, true, 3, 2, ""},
+		{"second leave refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-leave", []TopologyMember{m("a")}}, {"topo-leave", []TopologyMember{m("b")}}}, true, 3, 2, StateNormal},
+		{"leave of a joining member refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}, {"topo-leave", []TopologyMember{m("d")}}}, true, 3, 4, StateJoining},
+		{"leave of an unknown member refused", []step{{"topo-init", []TopologyMember{m("a"), m("b")}}, {"topo-leave", []TopologyMember{m("z")}}}, true, 2, 0, ""},
+		{"leave of the last member refused", []step{{"topo-init", []TopologyMember{m("a")}}, {"topo-leave", []TopologyMember{m("a")}}}, true, 1, 0, StateNormal},
+		{"left without leave refused", []step{{"topo-init", []TopologyMember{m("a"), m("b")}}, {"topo-left", []TopologyMember{m("b")}}}, true, 2, 0, StateNormal},
+		{"left member joins again", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-leave", []TopologyMember{m("c")}}, {"topo-left", []TopologyMember{m("c")}}, {"topo-join", []TopologyMember{m("c")}}}, false, 2, 3, StateJoining},
 		{"join then next join", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}, {"topo-normal", []TopologyMember{m("d")}}, {"topo-join", []TopologyMember{m("e")}}}, false, 4, 5, StateJoining},
 	}
 	for _, tt := range tests {

@@ -454,6 +454,35 @@ func (h *HintStore) Expire(ctx context.Context, target string) (int, error) {
 	return done, nil
 }
 
+// Drop removes every hint held for target, a page at a time, counted in
+// Dropped, and returns how many it removed: for a member that has left the
+// ring for good, whose hints nobody will ever take.
+func (h *HintStore) Drop(ctx context.Context, target string) (int, error) {
+	t := h.lock(target)
+	defer t.drain.Unlock()
+	prefix, end := append([]byte(target), 0), append([]byte(target), 1)
+	done := 0
+	for {
+		recs, err := h.engine.Scan(hintKeyspace, prefix, end, hintPage)
+		if err != nil {
+			return done, fmt.Errorf("read hints: %w", err)
+		}
+		if len(recs) == 0 {
+			return done, nil
+		}
+		keys := make([][]byte, len(recs))
+		for i, rec := range recs {
+			keys[i] = rec.Key
+		}
+		if err := h.engine.Purge(ctx, hintKeyspace, keys); err != nil {
+			return done, fmt.Errorf("remove hints of %s: %w", target, err)
+		}
+		h.removed(t, len(keys))
+		h.dropped.Add(uint64(len(keys)))
+		done += len(keys)
+	}
+}
+
 // Deliver sends target's hints, read a page of batch at a time, until none
 // are left or a send fails, and returns how many were delivered. Hints
 // older than the hint window are removed instead (counted in Expired). When

@@ -210,3 +210,35 @@ func (t *hintSizes) Hint(ctx context.Context, to string, req *kvpb.ReplicaWriteR
 	t.mu.Unlock()
 	return t.memNetwork.Hint(ctx, to, req)
 }
+
+// Drop removes every hint of one target, however many pages, and leaves
+// the others' hints.
+func TestHintStoreDrop(t *testing.T) {
+	ctx := context.Background()
+	mem := storage.NewMemory()
+	defer mem.Close()
+	h, err := NewHintStore(mem, HintOptions{MaxWindow: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2*hintPage + 7 {
+		if _, err := h.AddAll(ctx, []string{"gone", "stays"}, hintMut(fmt.Sprintf("k%04d", i), []byte("v"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := h.Drop(ctx, "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2*hintPage+7 || h.PendingFor("gone") != 0 || h.PendingFor("stays") != 2*hintPage+7 || h.Dropped() != uint64(n) {
+		t.Fatalf("dropped %d: gone %d, stays %d, Dropped %d; want %d, 0, %d, %d", n, h.PendingFor("gone"), h.PendingFor("stays"), h.Dropped(), 2*hintPage+7, 2*hintPage+7, 2*hintPage+7)
+	}
+	// The store agrees after reopening: the hints are gone from the engine.
+	h, err = NewHintStore(mem, HintOptions{MaxWindow: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.PendingFor("gone") != 0 || h.PendingFor("stays") != 2*hintPage+7 {
+		t.Fatalf("after reopening: gone %d, stays %d", h.PendingFor("gone"), h.PendingFor("stays"))
+	}
+}

@@ -2404,6 +2404,102 @@ func (x *RepairKeyspaceResponse) GetDone() bool {
 	return false
 }
 
+type DecommissionNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // the member to take off the ring
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionNodeRequest) Reset() {
+	*x = DecommissionNodeRequest{}
+	mi := &file_adaptkv_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionNodeRequest) ProtoMessage() {}
+
+func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionNodeRequest.ProtoReflect.Descriptor instead.
+func (*DecommissionNodeRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DecommissionNodeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DecommissionNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TopologyEpoch uint64                 `protobuf:"varint,1,opt,name=topology_epoch,json=topologyEpoch,proto3" json:"topology_epoch,omitempty"` // the leaving entry's index
+	RingState     string                 `protobuf:"bytes,2,opt,name=ring_state,json=ringState,proto3" json:"ring_state,omitempty"`              // the member's state once it is applied: leaving
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionNodeResponse) Reset() {
+	*x = DecommissionNodeResponse{}
+	mi := &file_adaptkv_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionNodeResponse) ProtoMessage() {}
+
+func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionNodeResponse.ProtoReflect.Descriptor instead.
+func (*DecommissionNodeResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *DecommissionNodeResponse) GetTopologyEpoch() uint64 {
+	if x != nil {
+		return x.TopologyEpoch
+	}
+	return 0
+}
+
+func (x *DecommissionNodeResponse) GetRingState() string {
+	if x != nil {
+		return x.RingState
+	}
+	return ""
+}
+
 type MetadataReadIndexRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	From          string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"` // the asking node's ID, for the leader's logs
@@ -2413,7 +2509,7 @@ type MetadataReadIndexRequest struct {
 
 func (x *MetadataReadIndexRequest) Reset() {
 	*x = MetadataReadIndexRequest{}
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2521,7 @@ func (x *MetadataReadIndexRequest) String() string {
 func (*MetadataReadIndexRequest) ProtoMessage() {}
 
 func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2534,7 @@ func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{35}
+	return file_adaptkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MetadataReadIndexRequest) GetFrom() string {
@@ -2458,7 +2554,7 @@ type MetadataReadIndexResponse struct {
 
 func (x *MetadataReadIndexResponse) Reset() {
 	*x = MetadataReadIndexResponse{}
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2566,7 @@ func (x *MetadataReadIndexResponse) String() string {
 func (*MetadataReadIndexResponse) ProtoMessage() {}
 
 func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2579,7 @@ func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{36}
+	return file_adaptkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MetadataReadIndexResponse) GetIndex() uint64 {
@@ -2513,7 +2609,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2525,7 +2621,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2538,7 +2634,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{37}
+	return file_adaptkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Record) GetKey() []byte {
@@ -2582,7 +2678,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2594,7 +2690,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2607,7 +2703,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{38}
+	return file_adaptkv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Mutation) GetKeyspace() string {
@@ -2642,7 +2738,7 @@ type MutationResult struct {
 
 func (x *MutationResult) Reset() {
 	*x = MutationResult{}
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2654,7 +2750,7 @@ func (x *MutationResult) String() string {
 func (*MutationResult) ProtoMessage() {}
 
 func (x *MutationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2667,7 +2763,7 @@ func (x *MutationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MutationResult.ProtoReflect.Descriptor instead.
 func (*MutationResult) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{39}
+	return file_adaptkv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MutationResult) GetOk() bool {
@@ -2701,7 +2797,7 @@ type ReplicaWriteRequest struct {
 
 func (x *ReplicaWriteRequest) Reset() {
 	*x = ReplicaWriteRequest{}
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +2809,7 @@ func (x *ReplicaWriteRequest) String() string {
 func (*ReplicaWriteRequest) ProtoMessage() {}
 
 func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +2822,7 @@ func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{40}
+	return file_adaptkv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ReplicaWriteRequest) GetMutations() []*Mutation {
@@ -2752,7 +2848,7 @@ type ReplicaWriteResponse struct {
 
 func (x *ReplicaWriteResponse) Reset() {
 	*x = ReplicaWriteResponse{}
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2764,7 +2860,7 @@ func (x *ReplicaWriteResponse) String() string {
 func (*ReplicaWriteResponse) ProtoMessage() {}
 
 func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2777,7 +2873,7 @@ func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{41}
+	return file_adaptkv_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReplicaWriteResponse) GetResults() []*MutationResult {
@@ -2803,7 +2899,7 @@ type ReplicaReadRequest struct {
 
 func (x *ReplicaReadRequest) Reset() {
 	*x = ReplicaReadRequest{}
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +2911,7 @@ func (x *ReplicaReadRequest) String() string {
 func (*ReplicaReadRequest) ProtoMessage() {}
 
 func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +2924,7 @@ func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaReadRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{42}
+	return file_adaptkv_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReplicaReadRequest) GetKeyspace() string {
@@ -2877,7 +2973,7 @@ type ReplicaReadResponse struct {
 
 func (x *ReplicaReadResponse) Reset() {
 	*x = ReplicaReadResponse{}
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +2985,7 @@ func (x *ReplicaReadResponse) String() string {
 func (*ReplicaReadResponse) ProtoMessage() {}
 
 func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +2998,7 @@ func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaReadResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{43}
+	return file_adaptkv_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ReplicaReadResponse) GetFound() bool {
@@ -2940,7 +3036,7 @@ type ReplicaScanRequest struct {
 
 func (x *ReplicaScanRequest) Reset() {
 	*x = ReplicaScanRequest{}
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3048,7 @@ func (x *ReplicaScanRequest) String() string {
 func (*ReplicaScanRequest) ProtoMessage() {}
 
 func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3061,7 @@ func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaScanRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{44}
+	return file_adaptkv_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReplicaScanRequest) GetKeyspace() string {
@@ -3020,7 +3116,7 @@ type ReplicaScanResponse struct {
 
 func (x *ReplicaScanResponse) Reset() {
 	*x = ReplicaScanResponse{}
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3032,7 +3128,7 @@ func (x *ReplicaScanResponse) String() string {
 func (*ReplicaScanResponse) ProtoMessage() {}
 
 func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3045,7 +3141,7 @@ func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaScanResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{45}
+	return file_adaptkv_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReplicaScanResponse) GetRecords() []*Record {
@@ -3077,7 +3173,7 @@ type ReplicaRepairRequest struct {
 
 func (x *ReplicaRepairRequest) Reset() {
 	*x = ReplicaRepairRequest{}
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3089,7 +3185,7 @@ func (x *ReplicaRepairRequest) String() string {
 func (*ReplicaRepairRequest) ProtoMessage() {}
 
 func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3102,7 +3198,7 @@ func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{46}
+	return file_adaptkv_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReplicaRepairRequest) GetKeyspace() string {
@@ -3143,7 +3239,7 @@ type ReplicaRepairResponse struct {
 
 func (x *ReplicaRepairResponse) Reset() {
 	*x = ReplicaRepairResponse{}
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3155,7 +3251,7 @@ func (x *ReplicaRepairResponse) String() string {
 func (*ReplicaRepairResponse) ProtoMessage() {}
 
 func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3168,7 +3264,7 @@ func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{47}
+	return file_adaptkv_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReplicaRepairResponse) GetStats() *RepairStats {
@@ -3196,7 +3292,7 @@ type DigestEntry struct {
 
 func (x *DigestEntry) Reset() {
 	*x = DigestEntry{}
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3208,7 +3304,7 @@ func (x *DigestEntry) String() string {
 func (*DigestEntry) ProtoMessage() {}
 
 func (x *DigestEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3221,7 +3317,7 @@ func (x *DigestEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestEntry.ProtoReflect.Descriptor instead.
 func (*DigestEntry) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{48}
+	return file_adaptkv_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *DigestEntry) GetKey() []byte {
@@ -3250,7 +3346,7 @@ type ReplicaDigestRequest struct {
 
 func (x *ReplicaDigestRequest) Reset() {
 	*x = ReplicaDigestRequest{}
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3262,7 +3358,7 @@ func (x *ReplicaDigestRequest) String() string {
 func (*ReplicaDigestRequest) ProtoMessage() {}
 
 func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3275,7 +3371,7 @@ func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{49}
+	return file_adaptkv_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReplicaDigestRequest) GetKeyspace() string {
@@ -3318,7 +3414,7 @@ type ReplicaDigestResponse struct {
 
 func (x *ReplicaDigestResponse) Reset() {
 	*x = ReplicaDigestResponse{}
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3330,7 +3426,7 @@ func (x *ReplicaDigestResponse) String() string {
 func (*ReplicaDigestResponse) ProtoMessage() {}
 
 func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3343,7 +3439,7 @@ func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{50}
+	return file_adaptkv_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReplicaDigestResponse) GetBehind() []uint32 {
@@ -3531,7 +3627,13 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x04down\x18\x04 \x03(\tR\x04down\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12-\n" +
 	"\x12replication_factor\x18\x06 \x01(\rR\x11replicationFactor\x12\x12\n" +
-	"\x04done\x18\a \x01(\bR\x04done\".\n" +
+	"\x04done\x18\a \x01(\bR\x04done\")\n" +
+	"\x17DecommissionNodeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"`\n" +
+	"\x18DecommissionNodeResponse\x12%\n" +
+	"\x0etopology_epoch\x18\x01 \x01(\x04R\rtopologyEpoch\x12\x1d\n" +
+	"\n" +
+	"ring_state\x18\x02 \x01(\tR\tringState\".\n" +
 	"\x18MetadataReadIndexRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\"I\n" +
 	"\x19MetadataReadIndexResponse\x12\x14\n" +
@@ -3614,7 +3716,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x03Get\x12\x16.adaptkv.v1.GetRequest\x1a\x17.adaptkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.adaptkv.v1.PutRequest\x1a\x17.adaptkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.adaptkv.v1.DeleteRequest\x1a\x1a.adaptkv.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xab\a\n" +
+	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\x8a\b\n" +
 	"\x05Admin\x12Q\n" +
 	"\x0eCreateKeyspace\x12!.adaptkv.v1.CreateKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12O\n" +
 	"\rAlterKeyspace\x12 .adaptkv.v1.AlterKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12U\n" +
@@ -3626,7 +3728,8 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\vTunerWhatIf\x12\x1e.adaptkv.v1.TunerWhatIfRequest\x1a\x1f.adaptkv.v1.TunerWhatIfResponse\x12T\n" +
 	"\rTunerSnapshot\x12 .adaptkv.v1.TunerSnapshotRequest\x1a!.adaptkv.v1.TunerSnapshotResponse\x12Y\n" +
 	"\x0eRepairKeyspace\x12!.adaptkv.v1.RepairKeyspaceRequest\x1a\".adaptkv.v1.RepairKeyspaceResponse0\x01\x12`\n" +
-	"\x11MetadataReadIndex\x12$.adaptkv.v1.MetadataReadIndexRequest\x1a%.adaptkv.v1.MetadataReadIndexResponse2\xcf\x03\n" +
+	"\x11MetadataReadIndex\x12$.adaptkv.v1.MetadataReadIndexRequest\x1a%.adaptkv.v1.MetadataReadIndexResponse\x12]\n" +
+	"\x10DecommissionNode\x12#.adaptkv.v1.DecommissionNodeRequest\x1a$.adaptkv.v1.DecommissionNodeResponse2\xcf\x03\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
@@ -3648,7 +3751,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                        // 0: adaptkv.v1.Level
 	(MemberState)(0),                  // 1: adaptkv.v1.MemberState
@@ -3687,22 +3790,24 @@ var file_adaptkv_proto_goTypes = []any{
 	(*RepairStats)(nil),               // 34: adaptkv.v1.RepairStats
 	(*RepairKeyspaceRequest)(nil),     // 35: adaptkv.v1.RepairKeyspaceRequest
 	(*RepairKeyspaceResponse)(nil),    // 36: adaptkv.v1.RepairKeyspaceResponse
-	(*MetadataReadIndexRequest)(nil),  // 37: adaptkv.v1.MetadataReadIndexRequest
-	(*MetadataReadIndexResponse)(nil), // 38: adaptkv.v1.MetadataReadIndexResponse
-	(*Record)(nil),                    // 39: adaptkv.v1.Record
-	(*Mutation)(nil),                  // 40: adaptkv.v1.Mutation
-	(*MutationResult)(nil),            // 41: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),       // 42: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),      // 43: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),        // 44: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),       // 45: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),        // 46: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),       // 47: adaptkv.v1.ReplicaScanResponse
-	(*ReplicaRepairRequest)(nil),      // 48: adaptkv.v1.ReplicaRepairRequest
-	(*ReplicaRepairResponse)(nil),     // 49: adaptkv.v1.ReplicaRepairResponse
-	(*DigestEntry)(nil),               // 50: adaptkv.v1.DigestEntry
-	(*ReplicaDigestRequest)(nil),      // 51: adaptkv.v1.ReplicaDigestRequest
-	(*ReplicaDigestResponse)(nil),     // 52: adaptkv.v1.ReplicaDigestResponse
+	(*DecommissionNodeRequest)(nil),   // 37: adaptkv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil),  // 38: adaptkv.v1.DecommissionNodeResponse
+	(*MetadataReadIndexRequest)(nil),  // 39: adaptkv.v1.MetadataReadIndexRequest
+	(*MetadataReadIndexResponse)(nil), // 40: adaptkv.v1.MetadataReadIndexResponse
+	(*Record)(nil),                    // 41: adaptkv.v1.Record
+	(*Mutation)(nil),                  // 42: adaptkv.v1.Mutation
+	(*MutationResult)(nil),            // 43: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),       // 44: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),      // 45: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),        // 46: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),       // 47: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),        // 48: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),       // 49: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),      // 50: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),     // 51: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),               // 52: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),      // 53: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),     // 54: adaptkv.v1.ReplicaDigestResponse
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	0,  // 0: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
@@ -3735,15 +3840,15 @@ var file_adaptkv_proto_depIdxs = []int32{
 	33, // 27: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
 	34, // 28: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
 	3,  // 29: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	39, // 30: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	40, // 31: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	41, // 32: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	39, // 33: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	39, // 34: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	41, // 30: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	42, // 31: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	43, // 32: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	41, // 33: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	41, // 34: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
 	33, // 35: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
 	34, // 36: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
 	3,  // 37: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
-	50, // 38: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	52, // 38: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
 	6,  // 39: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
 	8,  // 40: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
 	10, // 41: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
@@ -3758,36 +3863,38 @@ var file_adaptkv_proto_depIdxs = []int32{
 	29, // 50: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
 	31, // 51: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
 	35, // 52: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	37, // 53: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	42, // 54: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	44, // 55: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	46, // 56: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	42, // 57: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	51, // 58: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	48, // 59: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	7,  // 60: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	9,  // 61: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	11, // 62: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	13, // 63: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	19, // 64: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 65: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 66: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	21, // 67: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	24, // 68: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	26, // 69: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	28, // 70: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	30, // 71: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	32, // 72: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	36, // 73: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	38, // 74: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	43, // 75: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	45, // 76: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	47, // 77: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	43, // 78: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	52, // 79: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	49, // 80: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	60, // [60:81] is the sub-list for method output_type
-	39, // [39:60] is the sub-list for method input_type
+	39, // 53: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	37, // 54: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	44, // 55: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	46, // 56: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	48, // 57: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	44, // 58: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	53, // 59: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	50, // 60: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	7,  // 61: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	9,  // 62: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	11, // 63: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	13, // 64: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	19, // 65: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 66: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 67: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	21, // 68: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	24, // 69: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	26, // 70: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	28, // 71: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	30, // 72: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	32, // 73: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	36, // 74: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	40, // 75: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	38, // 76: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	45, // 77: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	47, // 78: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	49, // 79: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	45, // 80: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	54, // 81: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	51, // 82: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	61, // [61:83] is the sub-list for method output_type
+	39, // [39:61] is the sub-list for method input_type
 	39, // [39:39] is the sub-list for extension type_name
 	39, // [39:39] is the sub-list for extension extendee
 	0,  // [0:39] is the sub-list for field type_name
@@ -3804,7 +3911,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   51,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -254,6 +254,7 @@ const (
 	Admin_TunerSnapshot_FullMethodName     = "/adaptkv.v1.Admin/TunerSnapshot"
 	Admin_RepairKeyspace_FullMethodName    = "/adaptkv.v1.Admin/RepairKeyspace"
 	Admin_MetadataReadIndex_FullMethodName = "/adaptkv.v1.Admin/MetadataReadIndex"
+	Admin_DecommissionNode_FullMethodName  = "/adaptkv.v1.Admin/DecommissionNode"
 )
 
 // AdminClient is the client API for Admin service.
@@ -284,6 +285,15 @@ type AdminClient interface {
 	// every keyspace, and takes a configuration lease from the moment it
 	// asked (see node's lease.go).
 	MetadataReadIndex(ctx context.Context, in *MetadataReadIndexRequest, opts ...grpc.CallOption) (*MetadataReadIndexResponse, error)
+	// DecommissionNode starts taking a normal member off the ring: the
+	// metadata leader commits it as leaving, streams its ranges to the
+	// members that will own them, then commits it as left, after which the
+	// node leaves the cluster. It returns once the leaving entry is applied
+	// on the node that answered; ClusterStatus's ring_state follows the rest.
+	// FAILED_PRECONDITION when another topology change is in progress, when
+	// the member is not normal, or when fewer members would remain than a
+	// keyspace's replication factor; NOT_FOUND when the log has not placed it.
+	DecommissionNode(ctx context.Context, in *DecommissionNodeRequest, opts ...grpc.CallOption) (*DecommissionNodeResponse, error)
 }
 
 type adminClient struct {
@@ -413,6 +423,16 @@ func (c *adminClient) MetadataReadIndex(ctx context.Context, in *MetadataReadInd
 	return out, nil
 }
 
+func (c *adminClient) DecommissionNode(ctx context.Context, in *DecommissionNodeRequest, opts ...grpc.CallOption) (*DecommissionNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecommissionNodeResponse)
+	err := c.cc.Invoke(ctx, Admin_DecommissionNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -441,6 +461,15 @@ type AdminServer interface {
 	// every keyspace, and takes a configuration lease from the moment it
 	// asked (see node's lease.go).
 	MetadataReadIndex(context.Context, *MetadataReadIndexRequest) (*MetadataReadIndexResponse, error)
+	// DecommissionNode starts taking a normal member off the ring: the
+	// metadata leader commits it as leaving, streams its ranges to the
+	// members that will own them, then commits it as left, after which the
+	// node leaves the cluster. It returns once the leaving entry is applied
+	// on the node that answered; ClusterStatus's ring_state follows the rest.
+	// FAILED_PRECONDITION when another topology change is in progress, when
+	// the member is not normal, or when fewer members would remain than a
+	// keyspace's replication factor; NOT_FOUND when the log has not placed it.
+	DecommissionNode(context.Context, *DecommissionNodeRequest) (*DecommissionNodeResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -483,6 +512,9 @@ func (UnimplementedAdminServer) RepairKeyspace(*RepairKeyspaceRequest, grpc.Serv
 }
 func (UnimplementedAdminServer) MetadataReadIndex(context.Context, *MetadataReadIndexRequest) (*MetadataReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MetadataReadIndex not implemented")
+}
+func (UnimplementedAdminServer) DecommissionNode(context.Context, *DecommissionNodeRequest) (*DecommissionNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DecommissionNode not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -696,6 +728,24 @@ func _Admin_MetadataReadIndex_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_DecommissionNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecommissionNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).DecommissionNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_DecommissionNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).DecommissionNode(ctx, req.(*DecommissionNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -742,6 +792,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MetadataReadIndex",
 			Handler:    _Admin_MetadataReadIndex_Handler,
+		},
+		{
+			MethodName: "DecommissionNode",
+			Handler:    _Admin_DecommissionNode_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -67,6 +67,7 @@ and --seeds listing the gossip addresses of the others.`,
 			return runNode(cmd.Context(), cfg)
 		},
 	}
+	cmd.AddCommand(a.nodeDecommissionCommand())
 	fs := cmd.Flags()
 	fs.StringVar(&f.id, "id", "", "node ID, unique in the cluster and stable across restarts (required)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data directory (required unless --in-memory)")
@@ -163,8 +164,9 @@ func (f *nodeFlags) config() (node.Config, error) {
 	return cfg, nil
 }
 
-// runNode runs a node until SIGINT or SIGTERM, then stops it within
-// nodeStopTimeout.
+// runNode runs a node until SIGINT or SIGTERM (a restart: the node keeps
+// its place on the ring) or until it has been decommissioned, then stops
+// it within nodeStopTimeout.
 func runNode(ctx context.Context, cfg node.Config) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -172,11 +174,18 @@ func runNode(ctx context.Context, cfg node.Config) error {
 	if err != nil {
 		return fmt.Errorf("node %s did not start: %w", cfg.ID, err)
 	}
-	<-ctx.Done()
+	why := "signal received, stopping"
+	select {
+	case <-ctx.Done():
+	case <-n.Left():
+		// Decommissioned: the node has left the cluster and has nothing
+		// more to serve.
+		why = "decommissioned, stopping"
+	}
 	// A second signal now kills the process the default way, for an
 	// operator who does not want to wait.
 	stop()
-	cfg.Logger.Info("signal received, stopping", "timeout", nodeStopTimeout)
+	cfg.Logger.Info(why, "timeout", nodeStopTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), nodeStopTimeout)
 	defer cancel()
 	if err := n.Stop(sctx); err != nil {

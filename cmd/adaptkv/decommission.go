@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/node"
+)
+
+// decommissionJSON is the JSON output of node decommission.
+type decommissionJSON struct {
+	ID            string `json:"id"`
+	RingState     string `json:"ring_state"`
+	TopologyEpoch uint64 `json:"topology_epoch"`
+	Duration      string `json:"duration"`
+}
+
+func (a *app) nodeDecommissionCommand() *cobra.Command {
+	var wait bool
+	var maxTime time.Duration
+	cmd := &cobra.Command{
+		Use:   "decommission ID",
+		Short: "Take a node off the ring for good, streaming its ranges to their new owners",
+		Long: `Take a running node off the ring for good. The metadata log marks it
+leaving; writes then also go to the nodes that will own its ranges, its
+ranges are streamed to them, and the log marks it left. The node then
+leaves the cluster and its process exits; its data directory refuses to
+start again (start an empty one to add the machine back).
+
+The node must be alive: it may hold the only copies among W replicas of
+recent writes. Stopping a node (SIGTERM) is a restart, not a decommission:
+it keeps its place on the ring. One topology change runs at a time.`,
+		Example: `  adaptkv node decommission n4
+  adaptkv node decommission n4 --wait=false   # return once it is leaving`,
+		Args: cobraArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out, err := a.decommission(cmd.Context(), args[0], wait, maxTime)
+			if err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(out)
+			}
+			fmt.Fprintf(a.stdout, "%s is %s (topology epoch %d, %s)\n", out.ID, out.RingState, out.TopologyEpoch, out.Duration)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the node has left the ring")
+	cmd.Flags().DurationVar(&maxTime, "max-time", 30*time.Minute, "give up waiting after this long (the decommission goes on)")
+	return cmd
+}
+
+// decommission asks the cluster to decommission id through a node other
+// than id, and with wait follows ClusterStatus until id has left.
+func (a *app) decommission(ctx context.Context, id string, wait bool, maxTime time.Duration) (decommissionJSON, error) {
+	start := time.Now()
+	eps, err := a.clusterEndpoints()
+	if err != nil {
+		return decommissionJSON{}, err
+	}
+	admin, closeConn, err := a.adminAvoiding(ctx, eps, id)
+	if err != nil {
+		return decommissionJSON{}, err
+	}
+	defer closeConn()
+	rctx, cancel := context.WithTimeout(ctx, a.timeout)
+	resp, err := admin.DecommissionNode(rctx, &kvpb.DecommissionNodeRequest{Id: id})
+	cancel()
+	if err != nil {
+		return decommissionJSON{}, fmt.Errorf("decommission %s: %w", id, err)
+	}
+	out := decommissionJSON{ID: id, RingState: resp.GetRingState(), TopologyEpoch: resp.GetTopologyEpoch()}
+	if wait {
+		fmt.Fprintf(a.stderr, "adaptkv: %s is leaving; streaming its ranges to their new owners\n", id)
+		deadline := time.Now().Add(maxTime)
+		for out.RingState != string(node.StateLeft) {
+			if time.Now().After(deadline) {
+				return out, fmt.Errorf("%s is still %s after --max-time %v; the decommission goes on (see adaptkv status)", id, out.RingState, maxTime)
+			}
+			select {
+			case <-ctx.Done():
+				return out, ctx.Err()
+			case <-time.After(250 * time.Millisecond):
+			}
+			sctx, cancel := context.WithTimeout(ctx, a.timeout)
+			st, err := admin.ClusterStatus(sctx, &kvpb.ClusterStatusRequest{})
+			cancel()
+			if err != nil {
+				continue // the node answering may be changing leader; ask again
+			}
+			out.TopologyEpoch = st.GetTopologyEpoch()
+			gone := true
+			for _, m := range st.GetMembers() {
+				if m.GetId() == id {
+					out.RingState, gone = m.GetRingState(), false
+				}
+			}
+			if gone {
+				// Gossip has forgotten it: it left after the log said so.
+				out.RingState = string(node.StateLeft)
+			}
+		}
+	}
+	out.Duration = time.Since(start).Round(time.Millisecond).String()
+	return out, nil
+}
+
+// adminAvoiding returns an Admin client on a node of eps other than id
+// (the decommissioned node stops answering once it has left), found
+// through the first endpoint that answers ClusterStatus.
+func (a *app) adminAvoiding(ctx context.Context, eps []string, id string) (kvpb.AdminClient, func(), error) {
+	var errs []error
+	for _, ep := range eps {
+		cc, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, nil, usageErr(fmt.Errorf("endpoint %q: %w", ep, err))
+		}
+		sctx, cancel := context.WithTimeout(ctx, a.timeout)
+		st, err := kvpb.NewAdminClient(cc).ClusterStatus(sctx, &kvpb.ClusterStatusRequest{})
+		cancel()
+		cc.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+			continue
+		}
+		for _, m := range st.GetMembers() {
+			if m.GetId() == id || m.GetState() != kvpb.MemberState_MEMBER_ALIVE || m.GetGrpcAddr() == "" {
+				continue
+			}
+			cc, err := grpc.NewClient(m.GetGrpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				continue
+			}
+			return kvpb.NewAdminClient(cc), func() { cc.Close() }, nil
+		}
+		return nil, nil, fmt.Errorf("decommission %s: no other alive node to ask", id)
+	}
+	return nil, nil, fmt.Errorf("no node answered: %w", errors.Join(errs...))
+}

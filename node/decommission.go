@@ -1,0 +1,151 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+)
+
+// Decommission: an operator asks (Admin.DecommissionNode) and the metadata
+// leader commits "topo-leave"; topologyLoop on the leader streams the
+// member's ranges and commits "topo-left" (join.go's finishLeave); the
+// member, once it has applied its own left entry, leaves the cluster
+// (afterLeft). SIGTERM is not a decommission: a stopped node keeps its
+// place on the ring, and its writes become hints until it returns.
+
+// decommissionedFile marks a data directory whose node has left the ring.
+// Its data is a past copy of ranges others now own: a node started on it
+// would serve nothing right, so it refuses to start, as Cassandra's does.
+const decommissionedFile = "DECOMMISSIONED"
+
+// ErrDecommissioned refuses to start a node on the data directory of one
+// that was decommissioned.
+var ErrDecommissioned = errors.New("node: this data directory belongs to a decommissioned node")
+
+func checkNotDecommissioned(dataDir string) error {
+	b, err := os.ReadFile(filepath.Join(dataDir, decommissionedFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	return fmt.Errorf("%w (%s: %s); to add this machine again, start it on an empty data directory", ErrDecommissioned, dataDir, b)
+}
+
+// Left is closed once this node has been taken off the ring by a
+// decommission and has left the cluster; it then serves nothing and the
+// process should exit (`adaptkv node` does).
+func (n *Node) Left() <-chan struct{} { return n.left }
+
+// afterLeft runs on every node each topology tick: it drops the hints held
+// for members that have left, and, once this node has applied its own left
+// entry, hands over the metadata leadership if it holds it, marks its data
+// directory and leaves gossip, so that the leader removes it from the
+// metadata group (reconcile) and nobody proposes it as joining again.
+func (n *Node) afterLeft(ctx context.Context) {
+	topo := n.meta.Topology()
+	for _, m := range topo.Members {
+		if m.State != StateLeft || m.ID == n.cfg.ID || n.hints.PendingFor(m.ID) == 0 {
+			continue
+		}
+		if c, err := n.hints.Drop(ctx, m.ID); err != nil {
+			n.log.Warn("dropping the hints of a left member", "member", m.ID, "dropped", c, "err", err)
+		} else {
+			n.log.Info("hints of a left member dropped", "member", m.ID, "dropped", c)
+		}
+	}
+	if ringStateOf(topo, n.cfg.ID) != StateLeft {
+		return
+	}
+	select {
+	case <-n.left:
+		return
+	default:
+	}
+	n.leftOnce.Do(func() {
+		n.log.Info("decommissioned: leaving the cluster", "topology_epoch", topo.Epoch)
+		if !n.cfg.InMemory {
+			msg := fmt.Sprintf("left the ring at topology epoch %d, %s\n", topo.Epoch, time.Now().UTC().Format(time.RFC3339))
+			if err := os.WriteFile(filepath.Join(n.cfg.DataDir, decommissionedFile), []byte(msg), 0o644); err != nil {
+				n.log.Error("marking the data directory decommissioned", "err", err)
+			}
+		}
+		n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+		if n.raft.State() == raft.Leader {
+			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+				n.log.Warn("handing over the metadata leadership", "err", err)
+			}
+		}
+		if err := n.members.Leave(5 * time.Second); err != nil {
+			n.log.Warn("leaving gossip", "err", err)
+		}
+		close(n.left)
+	})
+}
+
+// DecommissionNode implements Admin.DecommissionNode.
+func (s adminServer) DecommissionNode(ctx context.Context, req *kvpb.DecommissionNodeRequest) (*kvpb.DecommissionNodeResponse, error) {
+	id := req.GetId()
+	if id == "" {
+		return nil, invalidArgument("decommission: a member ID is required")
+	}
+	topo := s.n.meta.Topology()
+	m, ok := topo.Member(id)
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "decommission: %s is not on the ring (the ring has %d members)", id, len(topo.Members))
+	}
+	if m.State != StateNormal {
+		return nil, status.Errorf(codes.FailedPrecondition, "decommission: %s is %s, not normal", id, m.State)
+	}
+	if c, ok := topo.Changing(); ok {
+		return nil, status.Errorf(codes.FailedPrecondition, "decommission: %s is %s; one topology change at a time", c.ID, c.State)
+	}
+	remain := topo.normal() - 1
+	for _, d := range s.n.meta.Defs() {
+		if rf := max(d.ReplicationFactor, d.PendingN); rf > remain {
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"decommission: keyspace %q has %d replicas of each key and only %d members would remain", d.Name, rf, remain)
+		}
+	}
+	if _, leader := s.n.raft.LeaderWithID(); string(leader) != s.n.cfg.ID {
+		if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedHeader)) > 0 {
+			return nil, toStatus(fmt.Errorf("%w: this node was told it leads, and it does not", ErrNoLeader))
+		}
+		if leader == "" {
+			return nil, toStatus(fmt.Errorf("%w: try again once the metadata voters have elected one", ErrNoLeader))
+		}
+		c, err := s.n.transport.adminClient(string(leader))
+		if err != nil {
+			return nil, toStatus(fmt.Errorf("%w: leader %s unreachable: %w", ErrNoLeader, leader, err))
+		}
+		resp, err := c.DecommissionNode(metadata.AppendToOutgoingContext(ctx, forwardedHeader, s.n.cfg.ID), req)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.n.meta.WaitForIndex(ctx, resp.GetTopologyEpoch()); err != nil {
+			return nil, toStatus(err)
+		}
+		return resp, nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := propose(pctx, s.n.raft, command{Op: "topo-leave", Members: []TopologyMember{{ID: id}}, AtUnixMs: time.Now().UnixMilli()}); err != nil {
+		return nil, toStatus(fmt.Errorf("decommission %s: %w", id, err))
+	}
+	t := s.n.meta.Topology()
+	s.n.log.Info("member leaving the ring", "member", id, "topology_epoch", t.Epoch)
+	return &kvpb.DecommissionNodeResponse{TopologyEpoch: t.Epoch, RingState: string(ringStateOf(t, id))}, nil
+}
