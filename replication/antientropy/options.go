@@ -26,6 +26,22 @@ const (
 	// messages on the node's gRPC streams.
 	DefaultProgressInterval = time.Second
 
+	// DefaultMerkleDepth is the depth of a merkle pass's trees: 4096
+	// leaves per range. Why not smaller? A leaf that differs costs a digest
+	// of every record in it; at 100,000 records in one range, a leaf holds
+	// about 24. Why not larger? Every level costs the descent a few hashes
+	// per differing leaf, and a replica of many small ranges gains nothing.
+	DefaultMerkleDepth = 12
+	// MaxMerkleDepth bounds Options.MerkleDepth.
+	MaxMerkleDepth = 20
+	// merkleStep is how many levels one round of a comparison descends:
+	// each differing node is asked about its 16 descendants four levels
+	// down, so a tree of depth 12 takes four round trips.
+	merkleStep = 4
+	// maxCompareNodes bounds the node hashes in one comparison request
+	// (about 10 bytes each), well within the peer's 4 MiB message limit.
+	maxCompareNodes = 32 << 10
+
 	// pushRecords and pushBytes bound one replica write of a pass: within
 	// the peer's 4 MiB message limit, one group commit each. pushRecords
 	// is the node's write batcher's bound (maxBatchMutations).
