@@ -58,6 +58,17 @@ const (
 	epochAttempts = 3
 )
 
+// Methods of comparing replicas (Options.Method).
+const (
+	// MethodMerkle compares per range Merkle trees, top down, and sends
+	// digests only for the records of the leaves that differ: a pass over
+	// replicas that agree sends a few hashes per range.
+	MethodMerkle = "merkle"
+	// MethodDigest sends another replica a (key, version) digest of every
+	// record it should hold.
+	MethodDigest = "digest"
+)
+
 // Options tune a pass. The zero value takes every default.
 type Options struct {
 	// PageSize is the number of local records a node reads at once;
@@ -75,9 +86,20 @@ type Options struct {
 	// are down, instead of refusing. The down members are reported in
 	// Report.Down and are not repaired.
 	AllowDown bool
-	// PushAll skips the digest comparison and pushes every record to every
-	// other replica. More traffic; kept to measure what digests save.
+	// PushAll skips every comparison and pushes every record to every
+	// other replica, whatever the Method. More traffic; kept to measure what
+	// comparing saves.
 	PushAll bool
+	// Method is how a node compares its records with another replica's:
+	// MethodMerkle (the default, "" means it) or MethodDigest.
+	Method string
+	// MerkleDepth is the depth of the merkle method's trees; 0 means
+	// DefaultMerkleDepth.
+	MerkleDepth int
+	// PassID names the pass, so that replicas build their trees once per
+	// pass and share them between its requests. Run sets it; a part run
+	// without one builds a fresh index for every request it serves.
+	PassID string
 	// ProgressInterval is the least time between progress messages on the
 	// node's gRPC streams (the progress callback of Run is not throttled);
 	// 0 means DefaultProgressInterval.
@@ -95,6 +117,12 @@ func (o Options) WithDefaults() Options {
 	if o.ProgressInterval == 0 {
 		o.ProgressInterval = DefaultProgressInterval
 	}
+	if o.Method == "" {
+		o.Method = MethodMerkle
+	}
+	if o.MerkleDepth == 0 {
+		o.MerkleDepth = DefaultMerkleDepth
+	}
 	return o
 }
 
@@ -110,6 +138,10 @@ func (o Options) Validate() error {
 		return invalidf("repair replication factor %d: must not be negative", o.ReplicationFactor)
 	case o.ProgressInterval < 0:
 		return invalidf("repair progress interval %v: must not be negative", o.ProgressInterval)
+	case o.Method != MethodMerkle && o.Method != MethodDigest:
+		return invalidf("repair method %q: want %q or %q", o.Method, MethodMerkle, MethodDigest)
+	case o.MerkleDepth < 1 || o.MerkleDepth > MaxMerkleDepth:
+		return invalidf("repair merkle depth %d: want 1 to %d", o.MerkleDepth, MaxMerkleDepth)
 	}
 	return nil
 }
@@ -164,6 +196,16 @@ type Stats struct {
 	RecordsPushed uint64
 	// BytesPushed is the keys and values of the pushed records.
 	BytesPushed uint64
+	// RangesCompared is the number of (token range, other replica) pairs
+	// whose trees were compared (merkle method); RangesDiffering how many
+	// of them differed, LeavesDiffering the leaves that did.
+	RangesCompared, RangesDiffering, LeavesDiffering uint64
+	// HashesSent is the number of tree node hashes sent to other replicas.
+	HashesSent uint64
+	// BytesSent is the encoded size of the pass's requests to other
+	// replicas and their responses (tree comparisons, digests and writes):
+	// what the pass costs the network, framing aside.
+	BytesSent uint64
 	// RepairedNodes are the replicas that were sent at least one record,
 	// sorted.
 	RepairedNodes []string
@@ -178,6 +220,11 @@ func (s *Stats) add(o Stats) {
 	s.DigestsSent += o.DigestsSent
 	s.RecordsPushed += o.RecordsPushed
 	s.BytesPushed += o.BytesPushed
+	s.RangesCompared += o.RangesCompared
+	s.RangesDiffering += o.RangesDiffering
+	s.LeavesDiffering += o.LeavesDiffering
+	s.HashesSent += o.HashesSent
+	s.BytesSent += o.BytesSent
 	for _, id := range o.RepairedNodes {
 		if i, found := slices.BinarySearch(s.RepairedNodes, id); !found {
 			s.RepairedNodes = slices.Insert(s.RepairedNodes, i, id)

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/api/ring"
@@ -32,6 +33,9 @@ type Replicas interface {
 	Digest(ctx context.Context, to string, req *kvpb.ReplicaDigestRequest) (*kvpb.ReplicaDigestResponse, error)
 	// Write applies records on replica to (replication.Replica.Write).
 	Write(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error)
+	// CompareTrees asks replica to which tree nodes hash differently there
+	// (its Runner.CompareTrees).
+	CompareTrees(ctx context.Context, to string, req *kvpb.CompareTreesRequest) (*kvpb.CompareTreesResponse, error)
 }
 
 // Nodes runs parts of a pass on other nodes. Safe for concurrent use.
@@ -80,6 +84,10 @@ type Runner struct {
 	Replicas Replicas
 	// Nodes runs the other nodes' parts of a pass that Run starts.
 	Nodes Nodes
+	// Trees keeps this node's index of a keyspace for the length of a
+	// pass, shared by its own part and the comparisons it answers; nil
+	// builds a fresh index every time (correct, but a scan per request).
+	Trees *TreeCache
 	// Ready, when not nil, is asked before this node runs its part; an
 	// error refuses the part. The node refuses until it has joined the
 	// cluster: its ring may lack members, and it would push to the wrong
@@ -138,6 +146,9 @@ func (r *Runner) Run(ctx context.Context, name string, opts Options, progress fu
 		return Report{}, invalidf("repair replication factor %d is larger than the cluster (%d nodes)", rf, size)
 	}
 	opts.ReplicationFactor = rf // every node fills the same number of replicas
+	if opts.PassID == "" {
+		opts.PassID = fmt.Sprintf("%s/%s/%d", r.Self, name, start.UnixNano())
+	}
 	rep := Report{Keyspace: name, Epoch: ks.Epoch, ReplicationFactor: rf, NodesDone: []string{}}
 	for _, m := range v.Ring.Members() {
 		if v.Alive(m.ID) {
@@ -154,7 +165,7 @@ func (r *Runner) Run(ctx context.Context, name string, opts Options, progress fu
 				name, strings.Join(rep.Down, ", "), plural(len(rep.Down), "its", "their"))}
 	}
 	log := r.log().With("keyspace", name, "epoch", ks.Epoch)
-	log.Info("repair pass started", "nodes", rep.Nodes, "down", rep.Down, "replication_factor", rf, "push_all", opts.PushAll)
+	log.Info("repair pass started", "nodes", rep.Nodes, "down", rep.Down, "replication_factor", rf, "method", opts.Method, "push_all", opts.PushAll)
 	if progress != nil {
 		progress(rep)
 	}
@@ -216,7 +227,8 @@ func (r *Runner) Run(ctx context.Context, name string, opts Options, progress fu
 		return rep, err
 	}
 	rep.Done = true
-	log.Info("repair pass completed", "keys_scanned", rep.Stats.KeysScanned, "digests_sent", rep.Stats.DigestsSent,
+	log.Info("repair pass completed", "keys_scanned", rep.Stats.KeysScanned, "ranges_compared", rep.Stats.RangesCompared,
+		"ranges_differing", rep.Stats.RangesDiffering, "digests_sent", rep.Stats.DigestsSent, "bytes_sent", rep.Stats.BytesSent,
 		"records_pushed", rep.Stats.RecordsPushed, "bytes_pushed", rep.Stats.BytesPushed,
 		"repaired_nodes", rep.Stats.RepairedNodes, "elapsed", rep.Stats.Elapsed)
 	return rep, nil
@@ -285,6 +297,7 @@ func plural(n int, one, many string) string {
 // the goroutines that work with each replica.
 type counters struct {
 	keys, tombstones, digests, pushed, bytes atomic.Uint64
+	ranges, rangesDiff, leavesDiff, hashes, sent atomic.Uint64
 
 	mu       sync.Mutex
 	repaired map[string]bool
@@ -303,6 +316,8 @@ func (c *counters) stats(start time.Time) Stats {
 	s := Stats{
 		KeysScanned: c.keys.Load(), TombstonesScanned: c.tombstones.Load(), DigestsSent: c.digests.Load(),
 		RecordsPushed: c.pushed.Load(), BytesPushed: c.bytes.Load(), Elapsed: time.Since(start),
+		RangesCompared: c.ranges.Load(), RangesDiffering: c.rangesDiff.Load(), LeavesDiffering: c.leavesDiff.Load(),
+		HashesSent: c.hashes.Load(), BytesSent: c.sent.Load(),
 	}
 	c.mu.Lock()
 	for id := range c.repaired {
@@ -337,6 +352,24 @@ func (r *Runner) RunPart(ctx context.Context, name string, epoch uint64, opts Op
 		return Stats{}, fmt.Errorf("keyspace %q: %w", name, replication.ErrKeyspaceNotFound)
 	}
 	var c counters
+	if opts.Method == MethodMerkle && !opts.PushAll {
+		for attempt := 1; ; attempt++ {
+			err := r.merklePart(ctx, ks, opts, &c, start, progress)
+			var ee *replication.EpochError
+			if errors.As(err, &ee) && attempt < epochAttempts {
+				// The configuration moved on: catch up and compare again
+				// under the new one.
+				if err := r.waitEpoch(ctx, ee.Known); err != nil {
+					return c.stats(start), err
+				}
+				if ks, ok = r.Keyspaces.Keyspace(name); !ok {
+					return c.stats(start), fmt.Errorf("keyspace %q: %w", name, replication.ErrKeyspaceNotFound)
+				}
+				continue
+			}
+			return c.stats(start), err
+		}
+	}
 	var cursor []byte
 	for {
 		if err := ctx.Err(); err != nil {
@@ -481,6 +514,7 @@ func (r *Runner) target(ctx context.Context, ks replication.KeyspaceConfig, recs
 			return &replication.EpochError{Keyspace: ks.Name, Requested: ks.Epoch, Known: k}
 		}
 		c.digests.Add(uint64(len(idx)))
+		c.sent.Add(uint64(proto.Size(req) + proto.Size(resp)))
 		behind := make([]int, 0, len(resp.GetBehind()))
 		for _, i := range resp.GetBehind() {
 			if int(i) >= len(idx) {
@@ -516,6 +550,7 @@ func (r *Runner) target(ctx context.Context, ks replication.KeyspaceConfig, recs
 				return fmt.Errorf("replica %s refused a repair write: %s", b.Target, res.GetError())
 			}
 		}
+		c.sent.Add(uint64(proto.Size(req) + proto.Size(resp)))
 		c.pushed.Add(uint64(len(chunk)))
 		c.bytes.Add(uint64(size))
 		c.markRepaired(b.Target)
