@@ -296,7 +296,7 @@ func plural(n int, one, many string) string {
 // counters are one node's counters during its part of a pass, updated by
 // the goroutines that work with each replica.
 type counters struct {
-	keys, tombstones, digests, pushed, bytes atomic.Uint64
+	keys, tombstones, digests, pushed, bytes     atomic.Uint64
 	ranges, rangesDiff, leavesDiff, hashes, sent atomic.Uint64
 
 	mu       sync.Mutex
