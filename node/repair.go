@@ -54,8 +54,9 @@ func newRepairRunner(n *Node) *antientropy.Runner {
 		Engine:    n.engine,
 		Keyspaces: repairKeyspaces{n},
 		Topology:  repairTopology{n.members},
-		Replicas:  repairReplicas{n.transport},
+		Replicas:  repairReplicas{n.transport, n},
 		Nodes:     repairNodes{n},
+		Trees:     &antientropy.TreeCache{},
 		Ready: func() error {
 			if !n.joined.Load() {
 				return fmt.Errorf("node %s has not joined the cluster yet", n.cfg.ID)
@@ -126,10 +127,17 @@ func (t repairTopology) View() antientropy.View {
 // straight to the peer, not through the write batcher: they are already
 // batched by page, and must not queue behind (or hold up) client writes to
 // the same peer.
-type repairReplicas struct{ t *peerTransport }
+type repairReplicas struct {
+	t *peerTransport
+	n *Node
+}
 
 func (r repairReplicas) Digest(ctx context.Context, to string, req *kvpb.ReplicaDigestRequest) (*kvpb.ReplicaDigestResponse, error) {
 	return call(ctx, r.t, to, req, r.t.local.Digest, kvpb.PeerClient.Digest)
+}
+
+func (r repairReplicas) CompareTrees(ctx context.Context, to string, req *kvpb.CompareTreesRequest) (*kvpb.CompareTreesResponse, error) {
+	return call(ctx, r.t, to, req, r.n.repair.CompareTrees, kvpb.PeerClient.CompareTrees)
 }
 
 func (r repairReplicas) Write(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
@@ -172,6 +180,7 @@ func repairOptionsFromPB(o *kvpb.RepairOptions) RepairOptions {
 		PageSize: int(o.GetPageSize()), Concurrency: int(o.GetConcurrency()),
 		ReplicationFactor: int(o.GetReplicationFactor()), AllowDown: o.GetAllowDown(), PushAll: o.GetPushAll(),
 		ProgressInterval: time.Duration(o.GetProgressIntervalMs()) * time.Millisecond,
+		Method:           o.GetMethod(), MerkleDepth: int(o.GetMerkleDepth()), PassID: o.GetPassId(),
 	}
 }
 
@@ -180,6 +189,7 @@ func repairOptionsToPB(o RepairOptions) *kvpb.RepairOptions {
 		PageSize: uint32(o.PageSize), Concurrency: uint32(o.Concurrency),
 		ReplicationFactor: uint32(o.ReplicationFactor), AllowDown: o.AllowDown, PushAll: o.PushAll,
 		ProgressIntervalMs: uint32(o.ProgressInterval / time.Millisecond),
+		Method:             o.Method, MerkleDepth: uint32(o.MerkleDepth), PassId: o.PassID,
 	}
 }
 
@@ -187,7 +197,9 @@ func repairStatsToPB(s RepairStats) *kvpb.RepairStats {
 	return &kvpb.RepairStats{
 		KeysScanned: s.KeysScanned, TombstonesScanned: s.TombstonesScanned, DigestsSent: s.DigestsSent,
 		RecordsPushed: s.RecordsPushed, BytesPushed: s.BytesPushed, RepairedNodes: s.RepairedNodes,
-		ElapsedMs: uint64(s.Elapsed / time.Millisecond),
+		ElapsedMs:      uint64(s.Elapsed / time.Millisecond),
+		RangesCompared: s.RangesCompared, RangesDiffering: s.RangesDiffering, LeavesDiffering: s.LeavesDiffering,
+		HashesSent: s.HashesSent, BytesSent: s.BytesSent,
 	}
 }
 
@@ -195,7 +207,9 @@ func repairStatsFromPB(p *kvpb.RepairStats) RepairStats {
 	return RepairStats{
 		KeysScanned: p.GetKeysScanned(), TombstonesScanned: p.GetTombstonesScanned(), DigestsSent: p.GetDigestsSent(),
 		RecordsPushed: p.GetRecordsPushed(), BytesPushed: p.GetBytesPushed(), RepairedNodes: slices.Clone(p.GetRepairedNodes()),
-		Elapsed: time.Duration(p.GetElapsedMs()) * time.Millisecond,
+		Elapsed:        time.Duration(p.GetElapsedMs()) * time.Millisecond,
+		RangesCompared: p.GetRangesCompared(), RangesDiffering: p.GetRangesDiffering(), LeavesDiffering: p.GetLeavesDiffering(),
+		HashesSent: p.GetHashesSent(), BytesSent: p.GetBytesSent(),
 	}
 }
 
@@ -209,6 +223,16 @@ func repairReportToPB(r RepairReport) *kvpb.RepairKeyspaceResponse {
 // Digest implements the Peer service.
 func (s peerServer) Digest(ctx context.Context, req *kvpb.ReplicaDigestRequest) (*kvpb.ReplicaDigestResponse, error) {
 	resp, err := s.n.replica.Digest(ctx, req)
+	return resp, toStatus(err)
+}
+
+// CompareTrees implements the Peer service: the merkle method's
+// comparison (antientropy.Runner.CompareTrees).
+func (s peerServer) CompareTrees(ctx context.Context, req *kvpb.CompareTreesRequest) (*kvpb.CompareTreesResponse, error) {
+	if err := s.n.checkJoined(); err != nil {
+		return nil, err
+	}
+	resp, err := s.n.repair.CompareTrees(ctx, req)
 	return resp, toStatus(err)
 }
 

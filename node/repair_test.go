@@ -221,8 +221,17 @@ func TestRepairKeyspace(t *testing.T) {
 	if rep.Stats.RecordsPushed != 0 || len(rep.Stats.RepairedNodes) != 0 || !rep.Done {
 		t.Errorf("second pass %+v; want nothing pushed", rep)
 	}
-	if rep.Stats.DigestsSent != 2*rep.Stats.KeysScanned {
-		t.Errorf("second pass compared %d digests for %d keys; want every key with both other replicas", rep.Stats.DigestsSent, rep.Stats.KeysScanned)
+	// The replicas agree: the merkle method (the default) exchanges only
+	// tree hashes, each node comparing its one range with both others.
+	if rep.Stats.DigestsSent != 0 || rep.Stats.RangesCompared != 6 || rep.Stats.RangesDiffering != 0 || rep.Stats.BytesSent == 0 {
+		t.Errorf("second pass %+v; want 6 ranges compared, none differing, no digests", rep.Stats)
+	}
+	dig, err := c.Node(2).RepairKeyspace(ctx, "rep", node.RepairOptions{Method: "digest"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dig.Stats.DigestsSent != 2*dig.Stats.KeysScanned || dig.Stats.RecordsPushed != 0 || dig.Stats.BytesSent <= rep.Stats.BytesSent {
+		t.Errorf("digest pass compared %d digests for %d keys in %d bytes (merkle: %d); want every key with both other replicas", dig.Stats.DigestsSent, dig.Stats.KeysScanned, dig.Stats.BytesSent, rep.Stats.BytesSent)
 	}
 	if len(reports) < 2 || len(reports[0].NodesDone) != 0 || !slices.Equal(reports[len(reports)-1].NodesDone, all) {
 		t.Errorf("progress: %d reports, first %+v, last %+v; want a start and every node done", len(reports), reports[0], reports[len(reports)-1])
@@ -402,8 +411,8 @@ func TestRepairCancelled(t *testing.T) {
 
 // BenchmarkRepair measures one pass over 3 nodes (N=3, in memory or on
 // pebble) holding 10,000 keys of 100-byte values, after one replica missed
-// 1,000 overwrites: with digests first (the default), and pushing every
-// record.
+// 1,000 overwrites: with Merkle trees (the default), digests per record,
+// and pushing every record.
 //
 //	go test -run XXX -bench Repair -benchtime 5x ./node/
 func BenchmarkRepair(b *testing.B) {
@@ -412,7 +421,7 @@ func BenchmarkRepair(b *testing.B) {
 		for _, mode := range []struct {
 			name string
 			opts node.RepairOptions
-		}{{"digest", node.RepairOptions{}}, {"push-all", node.RepairOptions{PushAll: true}}} {
+		}{{"merkle", node.RepairOptions{}}, {"digest", node.RepairOptions{Method: "digest"}}, {"push-all", node.RepairOptions{PushAll: true}}} {
 			b.Run(engine+"/"+mode.name, func(b *testing.B) { benchmarkRepair(b, engine == "memory", mode.opts, keys, behind) })
 		}
 	}
