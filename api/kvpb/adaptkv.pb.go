@@ -3415,15 +3415,20 @@ func (x *ReplicaDigestResponse) GetKnownEpoch() uint64 {
 // through], wrapping when after >= through, the whole ring when equal) and
 // one level of that range's tree of the given depth.
 type CompareTreesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	From          string                 `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
-	PassId        string                 `protobuf:"bytes,4,opt,name=pass_id,json=passId,proto3" json:"pass_id,omitempty"` // the pass (RepairOptions.pass_id)
-	Depth         uint32                 `protobuf:"varint,5,opt,name=depth,proto3" json:"depth,omitempty"`
-	Queries       []*TreeQuery           `protobuf:"bytes,6,rep,name=queries,proto3" json:"queries,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Epoch    uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	From     string                 `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	PassId   string                 `protobuf:"bytes,4,opt,name=pass_id,json=passId,proto3" json:"pass_id,omitempty"` // the pass (RepairOptions.pass_id)
+	Depth    uint32                 `protobuf:"varint,5,opt,name=depth,proto3" json:"depth,omitempty"`
+	Queries  []*TreeQuery           `protobuf:"bytes,6,rep,name=queries,proto3" json:"queries,omitempty"`
+	// When set, asks first about every range both nodes replicate at once:
+	// the ranges of the replica's own ring for replication_factor replicas
+	// that hold both from and the replica, in token order.
+	Shared            *SharedRoot `protobuf:"bytes,7,opt,name=shared,proto3" json:"shared,omitempty"`
+	ReplicationFactor uint32      `protobuf:"varint,8,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CompareTreesRequest) Reset() {
@@ -3498,6 +3503,75 @@ func (x *CompareTreesRequest) GetQueries() []*TreeQuery {
 	return nil
 }
 
+func (x *CompareTreesRequest) GetShared() *SharedRoot {
+	if x != nil {
+		return x.Shared
+	}
+	return nil
+}
+
+func (x *CompareTreesRequest) GetReplicationFactor() uint32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
+// SharedRoot sums up a set of ranges: a hash of their bounds (so that
+// replicas whose rings differ do not compare different ranges) and a hash
+// of their trees' roots, in token order.
+type SharedRoot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BoundsHash    uint64                 `protobuf:"fixed64,1,opt,name=bounds_hash,json=boundsHash,proto3" json:"bounds_hash,omitempty"`
+	RootsHash     uint64                 `protobuf:"fixed64,2,opt,name=roots_hash,json=rootsHash,proto3" json:"roots_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedRoot) Reset() {
+	*x = SharedRoot{}
+	mi := &file_adaptkv_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedRoot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedRoot) ProtoMessage() {}
+
+func (x *SharedRoot) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedRoot.ProtoReflect.Descriptor instead.
+func (*SharedRoot) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *SharedRoot) GetBoundsHash() uint64 {
+	if x != nil {
+		return x.BoundsHash
+	}
+	return 0
+}
+
+func (x *SharedRoot) GetRootsHash() uint64 {
+	if x != nil {
+		return x.RootsHash
+	}
+	return 0
+}
+
 type TreeQuery struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	After         uint64                 `protobuf:"fixed64,1,opt,name=after,proto3" json:"after,omitempty"`
@@ -3511,7 +3585,7 @@ type TreeQuery struct {
 
 func (x *TreeQuery) Reset() {
 	*x = TreeQuery{}
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3523,7 +3597,7 @@ func (x *TreeQuery) String() string {
 func (*TreeQuery) ProtoMessage() {}
 
 func (x *TreeQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3536,7 +3610,7 @@ func (x *TreeQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeQuery.ProtoReflect.Descriptor instead.
 func (*TreeQuery) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{52}
+	return file_adaptkv_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TreeQuery) GetAfter() uint64 {
@@ -3577,15 +3651,18 @@ func (x *TreeQuery) GetHashes() []uint64 {
 type CompareTreesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One per query: positions in its nodes whose hash differs here.
-	Answers       []*TreeAnswer `protobuf:"bytes,1,rep,name=answers,proto3" json:"answers,omitempty"`
-	KnownEpoch    uint64        `protobuf:"varint,2,opt,name=known_epoch,json=knownEpoch,proto3" json:"known_epoch,omitempty"` // set when the replica refused a stale epoch
+	Answers    []*TreeAnswer `protobuf:"bytes,1,rep,name=answers,proto3" json:"answers,omitempty"`
+	KnownEpoch uint64        `protobuf:"varint,2,opt,name=known_epoch,json=knownEpoch,proto3" json:"known_epoch,omitempty"` // set when the replica refused a stale epoch
+	// The request's shared root matched the replica's: every shared range
+	// agrees. Unset, the sender compares the ranges one by one.
+	SharedEqual   bool `protobuf:"varint,3,opt,name=shared_equal,json=sharedEqual,proto3" json:"shared_equal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompareTreesResponse) Reset() {
 	*x = CompareTreesResponse{}
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3597,7 +3674,7 @@ func (x *CompareTreesResponse) String() string {
 func (*CompareTreesResponse) ProtoMessage() {}
 
 func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3610,7 +3687,7 @@ func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesResponse.ProtoReflect.Descriptor instead.
 func (*CompareTreesResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{53}
+	return file_adaptkv_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CompareTreesResponse) GetAnswers() []*TreeAnswer {
@@ -3627,6 +3704,13 @@ func (x *CompareTreesResponse) GetKnownEpoch() uint64 {
 	return 0
 }
 
+func (x *CompareTreesResponse) GetSharedEqual() bool {
+	if x != nil {
+		return x.SharedEqual
+	}
+	return false
+}
+
 type TreeAnswer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Differing     []uint32               `protobuf:"varint,1,rep,packed,name=differing,proto3" json:"differing,omitempty"`
@@ -3636,7 +3720,7 @@ type TreeAnswer struct {
 
 func (x *TreeAnswer) Reset() {
 	*x = TreeAnswer{}
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3648,7 +3732,7 @@ func (x *TreeAnswer) String() string {
 func (*TreeAnswer) ProtoMessage() {}
 
 func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3661,7 +3745,7 @@ func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeAnswer.ProtoReflect.Descriptor instead.
 func (*TreeAnswer) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{54}
+	return file_adaptkv_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *TreeAnswer) GetDiffering() []uint32 {
@@ -3916,24 +4000,33 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x15ReplicaDigestResponse\x12\x16\n" +
 	"\x06behind\x18\x01 \x03(\rR\x06behind\x12\x1f\n" +
 	"\vknown_epoch\x18\x02 \x01(\x04R\n" +
-	"knownEpoch\"\xbb\x01\n" +
+	"knownEpoch\"\x9a\x02\n" +
 	"\x13CompareTreesRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x12\n" +
 	"\x04from\x18\x03 \x01(\tR\x04from\x12\x17\n" +
 	"\apass_id\x18\x04 \x01(\tR\x06passId\x12\x14\n" +
 	"\x05depth\x18\x05 \x01(\rR\x05depth\x12/\n" +
-	"\aqueries\x18\x06 \x03(\v2\x15.adaptkv.v1.TreeQueryR\aqueries\"\x7f\n" +
+	"\aqueries\x18\x06 \x03(\v2\x15.adaptkv.v1.TreeQueryR\aqueries\x12.\n" +
+	"\x06shared\x18\a \x01(\v2\x16.adaptkv.v1.SharedRootR\x06shared\x12-\n" +
+	"\x12replication_factor\x18\b \x01(\rR\x11replicationFactor\"L\n" +
+	"\n" +
+	"SharedRoot\x12\x1f\n" +
+	"\vbounds_hash\x18\x01 \x01(\x06R\n" +
+	"boundsHash\x12\x1d\n" +
+	"\n" +
+	"roots_hash\x18\x02 \x01(\x06R\trootsHash\"\x7f\n" +
 	"\tTreeQuery\x12\x14\n" +
 	"\x05after\x18\x01 \x01(\x06R\x05after\x12\x18\n" +
 	"\athrough\x18\x02 \x01(\x06R\athrough\x12\x14\n" +
 	"\x05level\x18\x03 \x01(\rR\x05level\x12\x14\n" +
 	"\x05nodes\x18\x04 \x03(\rR\x05nodes\x12\x16\n" +
-	"\x06hashes\x18\x05 \x03(\x06R\x06hashes\"i\n" +
+	"\x06hashes\x18\x05 \x03(\x06R\x06hashes\"\x8c\x01\n" +
 	"\x14CompareTreesResponse\x120\n" +
 	"\aanswers\x18\x01 \x03(\v2\x16.adaptkv.v1.TreeAnswerR\aanswers\x12\x1f\n" +
 	"\vknown_epoch\x18\x02 \x01(\x04R\n" +
-	"knownEpoch\"*\n" +
+	"knownEpoch\x12!\n" +
+	"\fshared_equal\x18\x03 \x01(\bR\vsharedEqual\"*\n" +
 	"\n" +
 	"TreeAnswer\x12\x1c\n" +
 	"\tdiffering\x18\x01 \x03(\rR\tdiffering*`\n" +
@@ -3988,7 +4081,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                        // 0: adaptkv.v1.Level
 	(MemberState)(0),                  // 1: adaptkv.v1.MemberState
@@ -4044,9 +4137,10 @@ var file_adaptkv_proto_goTypes = []any{
 	(*ReplicaDigestRequest)(nil),      // 51: adaptkv.v1.ReplicaDigestRequest
 	(*ReplicaDigestResponse)(nil),     // 52: adaptkv.v1.ReplicaDigestResponse
 	(*CompareTreesRequest)(nil),       // 53: adaptkv.v1.CompareTreesRequest
-	(*TreeQuery)(nil),                 // 54: adaptkv.v1.TreeQuery
-	(*CompareTreesResponse)(nil),      // 55: adaptkv.v1.CompareTreesResponse
-	(*TreeAnswer)(nil),                // 56: adaptkv.v1.TreeAnswer
+	(*SharedRoot)(nil),                // 54: adaptkv.v1.SharedRoot
+	(*TreeQuery)(nil),                 // 55: adaptkv.v1.TreeQuery
+	(*CompareTreesResponse)(nil),      // 56: adaptkv.v1.CompareTreesResponse
+	(*TreeAnswer)(nil),                // 57: adaptkv.v1.TreeAnswer
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	0,  // 0: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
@@ -4088,57 +4182,58 @@ var file_adaptkv_proto_depIdxs = []int32{
 	34, // 36: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
 	3,  // 37: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
 	50, // 38: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
-	54, // 39: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
-	56, // 40: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	6,  // 41: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	8,  // 42: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	10, // 43: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	12, // 44: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	16, // 45: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	17, // 46: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	18, // 47: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	20, // 48: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	23, // 49: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	25, // 50: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	27, // 51: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	29, // 52: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	31, // 53: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	35, // 54: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	37, // 55: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	42, // 56: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	44, // 57: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	46, // 58: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	42, // 59: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	51, // 60: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	48, // 61: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	53, // 62: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	7,  // 63: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	9,  // 64: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	11, // 65: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	13, // 66: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	19, // 67: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 68: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 69: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	21, // 70: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	24, // 71: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	26, // 72: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	28, // 73: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	30, // 74: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	32, // 75: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	36, // 76: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	38, // 77: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	43, // 78: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	45, // 79: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	47, // 80: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	43, // 81: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	52, // 82: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	49, // 83: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	55, // 84: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	63, // [63:85] is the sub-list for method output_type
-	41, // [41:63] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	55, // 39: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
+	54, // 40: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
+	57, // 41: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
+	6,  // 42: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	8,  // 43: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	10, // 44: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	12, // 45: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	16, // 46: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	17, // 47: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	18, // 48: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	20, // 49: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	23, // 50: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	25, // 51: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	27, // 52: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	29, // 53: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	31, // 54: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	35, // 55: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	37, // 56: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	42, // 57: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	44, // 58: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	46, // 59: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	42, // 60: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	51, // 61: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	48, // 62: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	53, // 63: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	7,  // 64: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	9,  // 65: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	11, // 66: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	13, // 67: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	19, // 68: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 69: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 70: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	21, // 71: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	24, // 72: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	26, // 73: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	28, // 74: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	30, // 75: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	32, // 76: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	36, // 77: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	38, // 78: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	43, // 79: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	45, // 80: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	47, // 81: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	43, // 82: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	52, // 83: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	49, // 84: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	56, // 85: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	64, // [64:86] is the sub-list for method output_type
+	42, // [42:64] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -4152,7 +4247,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   55,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

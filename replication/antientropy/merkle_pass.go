@@ -6,6 +6,7 @@ package antientropy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
@@ -229,28 +231,41 @@ func (r *Runner) merklePart(ctx context.Context, ks replication.KeyspaceConfig, 
 	c.keys.Store(uint64(len(x.entries)))
 	c.tombstones.Store(x.tombstones)
 	ss := spans(v.Ring, rf)
-	// Which spans to compare with which replica: every span where this
-	// node holds records, its own or (after N shrank, say) another's. A
-	// node compares only to push: where it holds nothing, it has nothing
-	// to send, and the other replicas' parts push to it.
-	work := map[string][]int{}
+	// Which spans to compare with which replica: every span both replicate
+	// (shared), and every span where this node holds records of keys it
+	// does not replicate (extra: left behind when N shrank, say). A node
+	// compares only to push: where it holds nothing, it has nothing to
+	// send, and the other replicas' parts push to it.
+	work := map[string]*pairWork{}
 	for i := range ss {
 		entries := x.arc(ss[i].arc)
-		if len(entries) == 0 {
+		if len(entries) > 0 {
+			ss[i].tree = NewTree(ss[i].arc, opts.MerkleDepth, entries)
+		}
+		mine := slices.Contains(ss[i].replicas, r.Self)
+		if !mine && len(entries) == 0 {
 			continue
 		}
-		ss[i].tree = NewTree(ss[i].arc, opts.MerkleDepth, entries)
 		for _, id := range ss[i].replicas {
 			if id == r.Self {
 				continue
 			}
 			if !v.Alive(id) {
-				if !opts.AllowDown {
+				if len(entries) > 0 && !opts.AllowDown {
 					return fmt.Errorf("replica %s is down, so it cannot be repaired", id)
 				}
 				continue
 			}
-			work[id] = append(work[id], i)
+			w := work[id]
+			if w == nil {
+				w = &pairWork{}
+				work[id] = w
+			}
+			if mine {
+				w.shared = append(w.shared, i)
+			} else {
+				w.extra = append(w.extra, i)
+			}
 		}
 	}
 	targets := make([]string, 0, len(work))
@@ -263,7 +278,7 @@ func (r *Runner) merklePart(ctx context.Context, ks replication.KeyspaceConfig, 
 	var mu sync.Mutex
 	diff := differing{}
 	err = r.each(ctx, targets, opts.Concurrency, func(ctx context.Context, target string) error {
-		found, err := r.descend(ctx, ks, opts, ss, work[target], target, c)
+		found, err := r.descend(ctx, ks, opts, rf, ss, work[target], target, c)
 		if err != nil {
 			return err
 		}
@@ -337,16 +352,74 @@ type query struct {
 	nodes []uint32
 }
 
-// descend compares this node's trees of the given spans with target's, top
-// down, and returns the differing leaves of each span in which this node
-// holds records.
-func (r *Runner) descend(ctx context.Context, ks replication.KeyspaceConfig, opts Options, ss []span, spans []int, target string, c *counters) (map[int][]uint32, error) {
-	found := map[int][]uint32{}
-	pending := make([]query, 0, len(spans))
-	for _, s := range spans {
-		pending = append(pending, query{span: s, level: 0, nodes: []uint32{0}})
+// pairWork is the spans one node compares with one other replica.
+type pairWork struct {
+	shared []int // spans both replicate, in token order
+	extra  []int // spans only the other replicates, where this node holds records
+}
+
+// sharedRoot sums up the given spans for a comparison of all of them at
+// once: a hash of their bounds, and a hash of their trees' roots (0 for a
+// span without a tree), both in the spans' order.
+func sharedRoot(ss []span, idx []int) (bounds, roots uint64) {
+	var b, h xxhash.Digest
+	b.Reset()
+	h.Reset()
+	var buf [16]byte
+	for _, i := range idx {
+		binary.BigEndian.PutUint64(buf[:8], ss[i].arc.After)
+		binary.BigEndian.PutUint64(buf[8:], ss[i].arc.Through)
+		b.Write(buf[:])
+		var root uint64
+		if ss[i].tree != nil {
+			root = ss[i].tree.Hash(0, 0)
+		}
+		binary.BigEndian.PutUint64(buf[:8], root)
+		h.Write(buf[:8])
 	}
-	c.ranges.Add(uint64(len(spans)))
+	return b.Sum64(), h.Sum64()
+}
+
+// descend compares this node's trees with target's, top down, and returns
+// the differing leaves of each span in which this node holds records. The
+// shared spans are compared at once first (a pass over replicas that agree
+// ends there, one hash per pair of replicas); the spans of a pair that
+// differs, and the extra spans, one root at a time, then down.
+func (r *Runner) descend(ctx context.Context, ks replication.KeyspaceConfig, opts Options, rf int, ss []span, w *pairWork, target string, c *counters) (map[int][]uint32, error) {
+	found := map[int][]uint32{}
+	var pending []query
+	root := func(s int) {
+		if ss[s].tree != nil { // no records here: nothing to push
+			pending = append(pending, query{span: s, level: 0, nodes: []uint32{0}})
+		}
+	}
+	for _, s := range w.extra {
+		root(s)
+	}
+	c.ranges.Add(uint64(len(w.shared) + len(w.extra)))
+	if len(w.shared) > 0 {
+		bounds, roots := sharedRoot(ss, w.shared)
+		req := &kvpb.CompareTreesRequest{Keyspace: ks.Name, Epoch: ks.Epoch, From: r.Self, PassId: opts.PassID,
+			Depth: uint32(opts.MerkleDepth), ReplicationFactor: uint32(rf), Shared: &kvpb.SharedRoot{BoundsHash: bounds, RootsHash: roots}}
+		c.hashes.Add(1)
+		var resp *kvpb.CompareTreesResponse
+		err := retry(ctx, func(ctx context.Context) (err error) {
+			resp, err = r.Replicas.CompareTrees(ctx, target, req)
+			return err
+		})
+		if err != nil {
+			return nil, wrapText(fmt.Sprintf("compare trees with replica %s", target), err)
+		}
+		c.sent.Add(uint64(proto.Size(req) + proto.Size(resp)))
+		if k := resp.GetKnownEpoch(); k > 0 {
+			return nil, &replication.EpochError{Keyspace: ks.Name, Requested: ks.Epoch, Known: k}
+		}
+		if !resp.GetSharedEqual() {
+			for _, s := range w.shared {
+				root(s)
+			}
+		}
+	}
 	for len(pending) > 0 {
 		// One request carries as many queries as fit under maxCompareNodes
 		// (a query larger than that alone goes on its own).
@@ -491,6 +564,15 @@ func (r *Runner) CompareTrees(ctx context.Context, req *kvpb.CompareTreesRequest
 		}
 		total += len(q.GetNodes())
 	}
+	rf := int(req.GetReplicationFactor())
+	if req.GetShared() != nil {
+		if req.GetFrom() == "" {
+			return nil, invalidf("compare trees: a shared root without its sender (from)")
+		}
+		if n := r.Topology.View().Ring.Len(); rf < 1 || rf > n {
+			return nil, invalidf("compare trees: replication factor %d: want 1 to the ring's %d members", rf, n)
+		}
+	}
 	if total > 4*maxCompareNodes {
 		return nil, invalidf("compare trees: %d nodes in one request; at most %d", total, 4*maxCompareNodes)
 	}
@@ -502,6 +584,24 @@ func (r *Runner) CompareTrees(ctx context.Context, req *kvpb.CompareTreesRequest
 		return nil, err
 	}
 	resp := &kvpb.CompareTreesResponse{Answers: make([]*kvpb.TreeAnswer, len(req.GetQueries()))}
+	if sh := req.GetShared(); sh != nil {
+		// The ranges this node and the sender both replicate, by this
+		// node's ring: the bounds hash tells whether the sender meant the
+		// same ones.
+		v := r.Topology.View()
+		ss := spans(v.Ring, rf)
+		var idx []int
+		for i := range ss {
+			if slices.Contains(ss[i].replicas, req.GetFrom()) && slices.Contains(ss[i].replicas, r.Self) {
+				if entries := x.arc(ss[i].arc); len(entries) > 0 {
+					ss[i].tree = NewTree(ss[i].arc, depth, entries)
+				}
+				idx = append(idx, i)
+			}
+		}
+		bounds, roots := sharedRoot(ss, idx)
+		resp.SharedEqual = bounds == sh.GetBoundsHash() && roots == sh.GetRootsHash()
+	}
 	for i, q := range req.GetQueries() {
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -585,6 +585,8 @@ func TestCompareTreesRefusesBadRequests(t *testing.T) {
 		{"depth too large", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: antientropy.MaxMerkleDepth + 1}, "depth"},
 		{"level below the depth", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: 4, Queries: []*kvpb.TreeQuery{{Level: 5}}}, "level 5"},
 		{"hashes missing", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: 4, Queries: []*kvpb.TreeQuery{{Level: 1, Nodes: []uint32{0, 1}, Hashes: []uint64{0}}}}, "2 nodes but 1 hashes"},
+		{"shared root without sender", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: 4, ReplicationFactor: 3, Shared: &kvpb.SharedRoot{}}, "without its sender"},
+		{"shared root, N too large", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: 4, From: "n2", ReplicationFactor: 4, Shared: &kvpb.SharedRoot{}}, "replication factor 4"},
 		{"no such node", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: 4, Queries: []*kvpb.TreeQuery{{Level: 1, Nodes: []uint32{2}, Hashes: []uint64{0}}}}, "node 2 does not exist at level 1"},
 	}
 	for _, tt := range tests {
@@ -599,5 +601,46 @@ func TestCompareTreesRefusesBadRequests(t *testing.T) {
 	c.metas["n1"].cur.Epoch = 3
 	if resp, err := c.runners["n1"].CompareTrees(ctxT(t), &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: 4}); err != nil || resp.GetKnownEpoch() != 3 {
 		t.Errorf("stale epoch: %v, %v; want known epoch 3", resp, err)
+	}
+}
+
+// With more nodes than replicas the ring has many ranges; replicas that
+// agree still exchange one hash per pair of replicas, not one per range.
+func TestMerklePassInSyncManyRanges(t *testing.T) {
+	c := newCluster(t, 6, 3)
+	for i := range 2000 {
+		k := fmt.Sprintf("r%05d", i)
+		c.put(t, k, 10, "v", false, c.ring.PreferenceList(ks, []byte(k), 3)...)
+	}
+	ops := opsCounter(c)
+	rep, err := c.runners["n4"].Run(ctxT(t), ks, antientropy.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := rep.Stats
+	// Every node shares ranges with every other at N=3 of 6 (256 vnodes
+	// each): 30 ordered pairs, one comparison each.
+	if n := opCount(ops, "compare"); n != 30 || st.HashesSent != 30 || st.RangesDiffering != 0 || st.DigestsSent != 0 || opCount(ops, "digest")+opCount(ops, "write") != 0 {
+		t.Errorf("in-sync pass over 6 nodes: %d compare calls, stats %+v; want 30 comparisons and nothing else", n, st)
+	}
+	if st.RangesCompared < 30*10 {
+		t.Errorf("ranges compared %d; want the many ranges of a 6-node ring", st.RangesCompared)
+	}
+	// A node that missed writes is found range by range and repaired.
+	want := map[string]storage.Record{}
+	for i := range 200 {
+		k := fmt.Sprintf("x%05d", i)
+		list := c.ring.PreferenceList(ks, []byte(k), 3)
+		want[k] = c.put(t, k, 10, "v", false, list[:2]...)
+	}
+	rep, err = c.runners["n1"].Run(ctxT(t), ks, antientropy.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.behind(t, want, 3); len(got) != 0 {
+		t.Errorf("after the pass %d behind: %v", len(got), got)
+	}
+	if rep.Stats.RecordsPushed < 200 || rep.Stats.RangesDiffering == 0 {
+		t.Errorf("pass %+v; want at least 200 pushed from differing ranges", rep.Stats)
 	}
 }
