@@ -402,6 +402,9 @@ func (r *Runner) descend(ctx context.Context, ks replication.KeyspaceConfig, opt
 		req := &kvpb.CompareTreesRequest{Keyspace: ks.Name, Epoch: ks.Epoch, From: r.Self, PassId: opts.PassID,
 			Depth: uint32(opts.MerkleDepth), ReplicationFactor: uint32(rf), Shared: &kvpb.SharedRoot{BoundsHash: bounds, RootsHash: roots}}
 		c.hashes.Add(1)
+		if err := c.limit.wait(ctx, proto.Size(req)); err != nil {
+			return nil, err
+		}
 		var resp *kvpb.CompareTreesResponse
 		err := retry(ctx, func(ctx context.Context) (err error) {
 			resp, err = r.Replicas.CompareTrees(ctx, target, req)
@@ -441,6 +444,9 @@ func (r *Runner) descend(ctx context.Context, ks replication.KeyspaceConfig, opt
 			req.Queries[i] = &kvpb.TreeQuery{After: ss[q.span].arc.After, Through: ss[q.span].arc.Through,
 				Level: uint32(q.level), Nodes: q.nodes, Hashes: hashes}
 			c.hashes.Add(uint64(len(hashes)))
+		}
+		if err := c.limit.wait(ctx, proto.Size(req)); err != nil {
+			return nil, err
 		}
 		var resp *kvpb.CompareTreesResponse
 		err := retry(ctx, func(ctx context.Context) (err error) {

@@ -100,6 +100,15 @@ type Options struct {
 	// pass and share them between its requests. Run sets it; a part run
 	// without one builds a fresh index for every request it serves.
 	PassID string
+	// RateLimit bounds the bytes per second that each node's part sends
+	// to other replicas (its requests: tree comparisons, digests, writes);
+	// 0 means no limit. It paces the whole part, so a pass that finds much
+	// to repair takes longer rather than crowding out client traffic.
+	RateLimit int64
+	// Exclusive refuses the pass, on any node, while another pass of the
+	// same keyspace runs there, so that scheduled passes never overlap
+	// (see ErrPassRunning). Passes without it are never refused.
+	Exclusive bool
 	// ProgressInterval is the least time between progress messages on the
 	// node's gRPC streams (the progress callback of Run is not throttled);
 	// 0 means DefaultProgressInterval.
@@ -138,6 +147,8 @@ func (o Options) Validate() error {
 		return invalidf("repair replication factor %d: must not be negative", o.ReplicationFactor)
 	case o.ProgressInterval < 0:
 		return invalidf("repair progress interval %v: must not be negative", o.ProgressInterval)
+	case o.RateLimit < 0:
+		return invalidf("repair rate limit %d bytes/s: must not be negative", o.RateLimit)
 	case o.Method != MethodMerkle && o.Method != MethodDigest:
 		return invalidf("repair method %q: want %q or %q", o.Method, MethodMerkle, MethodDigest)
 	case o.MerkleDepth < 1 || o.MerkleDepth > MaxMerkleDepth:
@@ -155,6 +166,10 @@ func (e invalidError) Error() string { return string(e) }
 func (e invalidError) Unwrap() error { return replication.ErrInvalidRequest }
 
 func invalidf(format string, args ...any) error { return invalidError(fmt.Sprintf(format, args...)) }
+
+// ErrPassRunning refuses an exclusive pass's part on a node where another
+// pass of the keyspace is running.
+var ErrPassRunning = errors.New("antientropy: another pass of the keyspace is running")
 
 // ErrIncomplete is what an *IncompleteError is: a pass that did not cover
 // every node it had to.

@@ -95,6 +95,30 @@ type Runner struct {
 	Ready func() error
 	// Logger receives the pass's logs; nil discards them.
 	Logger *slog.Logger
+
+	mu    sync.Mutex
+	parts map[string]int // parts running on this node, by keyspace
+}
+
+// enter registers a part of keyspace name, refusing an exclusive one while
+// another part of it runs here; the returned func ends it.
+func (r *Runner) enter(name string, exclusive bool) (func(), error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if exclusive && r.parts[name] > 0 {
+		return nil, fmt.Errorf("node %s: %w (%q)", r.Self, ErrPassRunning, name)
+	}
+	if r.parts == nil {
+		r.parts = map[string]int{}
+	}
+	r.parts[name]++
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.parts[name]--; r.parts[name] == 0 {
+			delete(r.parts, name)
+		}
+	}, nil
 }
 
 func (r *Runner) log() *slog.Logger {
@@ -298,6 +322,7 @@ func plural(n int, one, many string) string {
 type counters struct {
 	keys, tombstones, digests, pushed, bytes     atomic.Uint64
 	ranges, rangesDiff, leavesDiff, hashes, sent atomic.Uint64
+	limit                                        *limiter
 
 	mu       sync.Mutex
 	repaired map[string]bool
@@ -344,6 +369,11 @@ func (r *Runner) RunPart(ctx context.Context, name string, epoch uint64, opts Op
 			return Stats{}, err
 		}
 	}
+	leave, err := r.enter(name, opts.Exclusive)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer leave()
 	if err := r.waitEpoch(ctx, epoch); err != nil {
 		return Stats{}, err
 	}
@@ -351,7 +381,7 @@ func (r *Runner) RunPart(ctx context.Context, name string, epoch uint64, opts Op
 	if !ok {
 		return Stats{}, fmt.Errorf("keyspace %q: %w", name, replication.ErrKeyspaceNotFound)
 	}
-	var c counters
+	c := counters{limit: newLimiter(opts.RateLimit)}
 	if opts.Method == MethodMerkle && !opts.PushAll {
 		for attempt := 1; ; attempt++ {
 			err := r.merklePart(ctx, ks, opts, &c, start, progress)
@@ -502,6 +532,9 @@ func (r *Runner) target(ctx context.Context, ks replication.KeyspaceConfig, recs
 		for i, j := range idx {
 			req.Entries[i] = &kvpb.DigestEntry{Key: recs[j].Key, Version: replication.VersionToPB(recs[j].Version)}
 		}
+		if err := c.limit.wait(ctx, proto.Size(req)); err != nil {
+			return err
+		}
 		var resp *kvpb.ReplicaDigestResponse
 		err := retry(ctx, func(ctx context.Context) (err error) {
 			resp, err = r.Replicas.Digest(ctx, b.Target, req)
@@ -531,6 +564,9 @@ func (r *Runner) target(ctx context.Context, ks replication.KeyspaceConfig, recs
 			req.Mutations[i] = &kvpb.Mutation{Keyspace: ks.Name, Epoch: ks.Epoch, Record: replication.RecordToPB(recs[j])}
 			size += replication.RecordSize(recs[j])
 		}
+		if err := c.limit.wait(ctx, proto.Size(req)); err != nil {
+			return err
+		}
 		var resp *kvpb.ReplicaWriteResponse
 		err := retry(ctx, func(ctx context.Context) (err error) {
 			resp, err = r.Replicas.Write(ctx, b.Target, req)
@@ -556,6 +592,51 @@ func (r *Runner) target(ctx context.Context, ks replication.KeyspaceConfig, recs
 		c.markRepaired(b.Target)
 	}
 	return nil
+}
+
+// limiter paces a part's sends to a rate in bytes per second: each send
+// is scheduled after the previous ones have had their share of time. No
+// burst: a part is long-running, and an even pace is what the rate means.
+// A nil *limiter does not limit. Safe for concurrent use.
+type limiter struct {
+	rate float64 // bytes per second
+
+	mu   sync.Mutex
+	next time.Time // when the next send may start
+}
+
+func newLimiter(bytesPerSecond int64) *limiter {
+	if bytesPerSecond <= 0 {
+		return nil
+	}
+	return &limiter{rate: float64(bytesPerSecond)}
+}
+
+// wait blocks until n more bytes may be sent, or ctx ends.
+func (l *limiter) wait(ctx context.Context, n int) error {
+	if l == nil {
+		return ctx.Err()
+	}
+	l.mu.Lock()
+	now := time.Now()
+	if l.next.Before(now) {
+		l.next = now
+	}
+	at := l.next
+	l.next = l.next.Add(time.Duration(float64(n) / l.rate * float64(time.Second)))
+	l.mu.Unlock()
+	d := time.Until(at)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // retry runs call up to attempts times, each bounded by rpcTimeout, backing

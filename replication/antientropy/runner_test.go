@@ -347,8 +347,9 @@ func TestPassRefusesBadRequests(t *testing.T) {
 		}
 	}
 	// A node that is not ready refuses its part.
-	r := *c.runners["n1"]
-	r.Ready = func() error { return errors.New("node n1 has not joined the cluster yet") }
+	n1 := c.runners["n1"]
+	r := &antientropy.Runner{Self: "n1", Engine: n1.Engine, Keyspaces: n1.Keyspaces, Topology: n1.Topology, Replicas: n1.Replicas, Nodes: n1.Nodes,
+		Ready: func() error { return errors.New("node n1 has not joined the cluster yet") }}
 	if _, err := r.RunPart(ctxT(t), ks, 1, antientropy.Options{}, nil); err == nil || !strings.Contains(err.Error(), "not joined") {
 		t.Errorf("part on a node not ready: %v; want its refusal", err)
 	}
@@ -642,5 +643,65 @@ func TestMerklePassInSyncManyRanges(t *testing.T) {
 	}
 	if rep.Stats.RecordsPushed < 200 || rep.Stats.RangesDiffering == 0 {
 		t.Errorf("pass %+v; want at least 200 pushed from differing ranges", rep.Stats)
+	}
+}
+
+// An exclusive pass is refused while another pass of the keyspace runs on
+// a node it reaches; passes without Exclusive are not.
+func TestExclusivePassRefusedWhileAnotherRuns(t *testing.T) {
+	c := newCluster(t, 3, 3)
+	for i := range 20 {
+		c.put(t, fmt.Sprintf("x%02d", i), 10, "v", false, "n1")
+	}
+	blocked, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.fail = func(op, from, to string) error {
+		once.Do(func() { close(blocked); <-release })
+		return nil
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.runners["n1"].Run(ctxT(t), ks, antientropy.Options{}, nil)
+		first <- err
+	}()
+	<-blocked // the first pass is running on every node
+	_, err := c.runners["n2"].Run(ctxT(t), ks, antientropy.Options{Exclusive: true}, nil)
+	if !errors.Is(err, antientropy.ErrIncomplete) || !strings.Contains(err.Error(), antientropy.ErrPassRunning.Error()) {
+		t.Errorf("exclusive pass during another: %v; want it refused with ErrPassRunning", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("first pass: %v", err)
+	}
+	if _, err := c.runners["n2"].Run(ctxT(t), ks, antientropy.Options{Exclusive: true}, nil); err != nil {
+		t.Errorf("exclusive pass alone: %v", err)
+	}
+}
+
+// RateLimit paces what each node's part sends: a pass whose requests add
+// up to about two seconds' worth at the limit cannot finish in less than
+// one (a lower bound only: the machine may be slower, never faster).
+func TestPassRateLimit(t *testing.T) {
+	c := newCluster(t, 3, 3)
+	for i := range 300 {
+		c.put(t, fmt.Sprintf("l%03d", i), 10, "v", false, c.ids...)
+	}
+	opts := antientropy.Options{Method: antientropy.MethodDigest, PageSize: 20}
+	free, err := c.runners["n1"].Run(ctxT(t), ks, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Requests are most of BytesSent (responses to in-sync digests are
+	// nearly empty); each of the 3 parts sends a third.
+	opts.RateLimit = int64(free.Stats.BytesSent / 3 / 2)
+	start := time.Now()
+	if _, err := c.runners["n1"].Run(ctxT(t), ks, opts, nil); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < time.Second {
+		t.Errorf("pass limited to %d bytes/s per part took %v; want at least 1s", opts.RateLimit, el)
+	}
+	if _, err := c.runners["n1"].Run(ctxT(t), ks, antientropy.Options{RateLimit: -1}, nil); !errors.Is(err, replication.ErrInvalidRequest) {
+		t.Errorf("negative rate limit: %v; want ErrInvalidRequest", err)
 	}
 }
