@@ -84,6 +84,9 @@ func (n *Node) RepairKeyspace(ctx context.Context, name string, opts RepairOptio
 		return RepairReport{}, err
 	}
 	rep, err := n.repair.Run(ctx, name, opts, progress)
+	if rep.Keyspace != "" { // the pass started
+		n.metrics.repairs.record(name, rep, err, time.Now())
+	}
 	return rep, repairStatus(err)
 }
 
@@ -181,6 +184,7 @@ func repairOptionsFromPB(o *kvpb.RepairOptions) RepairOptions {
 		ReplicationFactor: int(o.GetReplicationFactor()), AllowDown: o.GetAllowDown(), PushAll: o.GetPushAll(),
 		ProgressInterval: time.Duration(o.GetProgressIntervalMs()) * time.Millisecond,
 		Method:           o.GetMethod(), MerkleDepth: int(o.GetMerkleDepth()), PassID: o.GetPassId(),
+		RateLimit: o.GetRateLimit(), Exclusive: o.GetExclusive(),
 	}
 }
 
@@ -190,6 +194,7 @@ func repairOptionsToPB(o RepairOptions) *kvpb.RepairOptions {
 		ReplicationFactor: uint32(o.ReplicationFactor), AllowDown: o.AllowDown, PushAll: o.PushAll,
 		ProgressIntervalMs: uint32(o.ProgressInterval / time.Millisecond),
 		Method:             o.Method, MerkleDepth: uint32(o.MerkleDepth), PassId: o.PassID,
+		RateLimit: o.RateLimit, Exclusive: o.Exclusive,
 	}
 }
 

@@ -2079,7 +2079,12 @@ type RepairOptions struct {
 	MerkleDepth uint32 `protobuf:"varint,8,opt,name=merkle_depth,json=merkleDepth,proto3" json:"merkle_depth,omitempty"` // levels of the merkle method's trees; 0: 12 (4096 leaves)
 	// Identifies one pass, set by the node that starts it: replicas build
 	// their trees once per pass and share them between the requests of it.
-	PassId        string `protobuf:"bytes,9,opt,name=pass_id,json=passId,proto3" json:"pass_id,omitempty"`
+	PassId string `protobuf:"bytes,9,opt,name=pass_id,json=passId,proto3" json:"pass_id,omitempty"`
+	// Bytes per second each node's part may send to other replicas; 0: no limit.
+	RateLimit int64 `protobuf:"varint,10,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
+	// Refuse the pass while another pass of the keyspace runs on a node it
+	// reaches (scheduled passes set it, so that they never overlap).
+	Exclusive     bool `protobuf:"varint,11,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2175,6 +2180,20 @@ func (x *RepairOptions) GetPassId() string {
 		return x.PassId
 	}
 	return ""
+}
+
+func (x *RepairOptions) GetRateLimit() int64 {
+	if x != nil {
+		return x.RateLimit
+	}
+	return 0
+}
+
+func (x *RepairOptions) GetExclusive() bool {
+	if x != nil {
+		return x.Exclusive
+	}
+	return false
 }
 
 // RepairStats count a repair pass's work: one node's, or summed over nodes.
@@ -3894,7 +3913,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x14TunerSnapshotRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\"B\n" +
 	"\x15TunerSnapshotResponse\x12)\n" +
-	"\x10observation_json\x18\x01 \x01(\fR\x0fobservationJson\"\xbd\x02\n" +
+	"\x10observation_json\x18\x01 \x01(\fR\x0fobservationJson\"\xfa\x02\n" +
 	"\rRepairOptions\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12 \n" +
 	"\vconcurrency\x18\x02 \x01(\rR\vconcurrency\x12-\n" +
@@ -3905,7 +3924,11 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x14progress_interval_ms\x18\x06 \x01(\rR\x12progressIntervalMs\x12\x16\n" +
 	"\x06method\x18\a \x01(\tR\x06method\x12!\n" +
 	"\fmerkle_depth\x18\b \x01(\rR\vmerkleDepth\x12\x17\n" +
-	"\apass_id\x18\t \x01(\tR\x06passId\"\xd1\x03\n" +
+	"\apass_id\x18\t \x01(\tR\x06passId\x12\x1d\n" +
+	"\n" +
+	"rate_limit\x18\n" +
+	" \x01(\x03R\trateLimit\x12\x1c\n" +
+	"\texclusive\x18\v \x01(\bR\texclusive\"\xd1\x03\n" +
 	"\vRepairStats\x12!\n" +
 	"\fkeys_scanned\x18\x01 \x01(\x04R\vkeysScanned\x12-\n" +
 	"\x12tombstones_scanned\x18\x02 \x01(\x04R\x11tombstonesScanned\x12!\n" +
