@@ -101,14 +101,16 @@
 //
 // # Contract
 //
-// The package owns the pass's logic: paging, planning, digests, pushes,
-// retries, the fan-out over nodes and the report. It does no networking of
+// The package owns the pass's logic: paging, planning, trees, digests,
+// pushes, retries, pacing, the fan-out over nodes and the report. It does no networking of
 // its own: it reaches other replicas through Replicas, other nodes' parts
 // through Nodes, the cluster through Topology and the metadata through
 // Keyspaces, all implemented by the node package (over gRPC) or, in tests,
-// by in-process fakes over real engines and replicas. It imports storage,
-// replication and api/ring, the generated API types, and gRPC's
-// status codes only to classify the errors peers return; never node.
+// by in-process fakes over real engines and replicas; the node serves
+// Runner.CompareTrees as Peer.CompareTrees. It imports storage,
+// replication and api/ring, the generated API types, protobuf (to count
+// the bytes a pass sends), xxhash (the trees' hashes), and gRPC's status
+// codes only to classify the errors peers return; never node.
 //
 // Concurrency: a Runner is safe for concurrent use once its fields are set
 // and never changed; its implementations of Replicas, Nodes, Topology and
