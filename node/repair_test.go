@@ -606,6 +606,16 @@ func TestRepairKeyspaceSDK(t *testing.T) {
 	if _, err := kv.RepairKeyspace(ctx, "sdk", client.RepairOptions{PageSize: -1}, nil); !errors.Is(err, client.ErrInvalidArgument) || !strings.Contains(err.Error(), "page size") {
 		t.Errorf("negative page size: %v; want invalid argument naming it", err)
 	}
+	if _, err := kv.RepairKeyspace(ctx, "sdk", client.RepairOptions{Method: "gossip"}, nil); !errors.Is(err, client.ErrInvalidArgument) || !strings.Contains(err.Error(), `method "gossip"`) {
+		t.Errorf("unknown method: %v; want invalid argument naming it", err)
+	}
+	again, err := kv.RepairKeyspace(ctx, "sdk", client.RepairOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.RecordsPushed != 0 || again.RangesCompared == 0 || again.RangesDiffering != 0 || again.BytesSent == 0 {
+		t.Errorf("second pass %+v; want ranges compared, none differing, nothing pushed", again)
+	}
 	if _, err := kv.RepairKeyspace(ctx, "nope", client.RepairOptions{}, nil); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("unknown keyspace: %v; want an error naming it", err)
 	}
