@@ -27,8 +27,12 @@ type RepairOptions struct {
 	// AllowDown runs the pass over the alive nodes when some are down; the
 	// down ones are listed in the report and not repaired.
 	AllowDown bool
-	// PushAll skips the digest comparison and pushes every record.
+	// PushAll skips every comparison and pushes every record.
 	PushAll bool
+	// Method is how replicas are compared: "merkle" (Merkle trees per token
+	// range, digests only where they differ) or "digest" (a digest per
+	// record); "" is the server's default, merkle.
+	Method string
 }
 
 // RepairReport is a repair pass's progress, or its result once Done.
@@ -46,6 +50,10 @@ type RepairReport struct {
 	// the replicas that got at least one record.
 	KeysScanned, TombstonesScanned, DigestsSent, RecordsPushed, BytesPushed uint64
 	RepairedNodes                                                           []string
+	// RangesCompared counts the (token range, replica pair) trees compared
+	// and RangesDiffering those that differed (merkle method); BytesSent is
+	// the size of the pass's messages between replicas.
+	RangesCompared, RangesDiffering, BytesSent uint64
 	// Elapsed is how long the pass has run.
 	Elapsed time.Duration
 	// Done is set on the last report: every node completed.
@@ -59,6 +67,7 @@ func repairReportFromPB(m *kvpb.RepairKeyspaceResponse) *RepairReport {
 		Epoch: m.GetEpoch(), ReplicationFactor: int(m.GetReplicationFactor()),
 		KeysScanned: st.GetKeysScanned(), TombstonesScanned: st.GetTombstonesScanned(), DigestsSent: st.GetDigestsSent(),
 		RecordsPushed: st.GetRecordsPushed(), BytesPushed: st.GetBytesPushed(), RepairedNodes: st.GetRepairedNodes(),
+		RangesCompared: st.GetRangesCompared(), RangesDiffering: st.GetRangesDiffering(), BytesSent: st.GetBytesSent(),
 		Elapsed: time.Duration(st.GetElapsedMs()) * time.Millisecond,
 		Done:    m.GetDone(),
 	}
@@ -80,6 +89,7 @@ func (c *Client) RepairKeyspace(ctx context.Context, keyspace string, opts Repai
 	req := &kvpb.RepairKeyspaceRequest{Keyspace: keyspace, Options: &kvpb.RepairOptions{
 		PageSize: uint32(opts.PageSize), Concurrency: uint32(opts.Concurrency),
 		ReplicationFactor: uint32(opts.ReplicationFactor), AllowDown: opts.AllowDown, PushAll: opts.PushAll,
+		Method: opts.Method,
 	}}
 	var last *RepairReport
 	err := c.invoke(ctx, opRead, op, c.pickFrom(op, c.anyNode), func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {

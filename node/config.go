@@ -134,6 +134,18 @@ type Config struct {
 	// own, and a node holding a longer lease would outlast that wait.
 	ConfigLease time.Duration
 
+	// AntiEntropyInterval is how often the metadata leader runs an
+	// anti-entropy pass (merkle method) of each keyspace; 0 disables the
+	// schedule. Default DefaultAntiEntropyInterval (1 h). Shorter repairs
+	// replicas that missed writes (past the hint window, or dropped by a
+	// full hint store) sooner, at the cost of a scan of every key on every
+	// node per pass.
+	AntiEntropyInterval time.Duration
+	// AntiEntropyRate bounds the bytes per second each node sends in a
+	// scheduled pass; 0 means no limit. Default DefaultAntiEntropyRate
+	// (4 MiB/s).
+	AntiEntropyRate int64
+
 	// UnsafeTestHooks serves fault-injection hooks (clock skew, slow
 	// replies, link latency, dropped writes) under /unsafe/ on HTTPAddr, for
 	// the Jepsen harness and experiments. Never enable it in production.
@@ -169,6 +181,9 @@ func DefaultConfig() Config {
 		Vnodes:           ring.DefaultVnodes,
 		TunerInterval:    5 * time.Second,
 		ConfigLease:      4 * time.Second,
+
+		AntiEntropyInterval: DefaultAntiEntropyInterval,
+		AntiEntropyRate:     DefaultAntiEntropyRate,
 	}
 }
 
@@ -208,6 +223,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ConfigLease < 0 {
 		return fmt.Errorf("config lease %v is negative", c.ConfigLease)
+	}
+	if c.AntiEntropyInterval < 0 || c.AntiEntropyRate < 0 {
+		return fmt.Errorf("anti-entropy interval %v and rate %d bytes/s must not be negative", c.AntiEntropyInterval, c.AntiEntropyRate)
 	}
 	if c.MaxHints < 0 || c.MaxHintWindow < 0 {
 		return fmt.Errorf("max hints %d and max hint window %v must not be negative", c.MaxHints, c.MaxHintWindow)

@@ -14,6 +14,7 @@ type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	repairs  *repairMetrics
 }
 
 func newMetrics(n *Node) *metrics {
@@ -31,7 +32,9 @@ func newMetrics(n *Node) *metrics {
 			// writes and replica timeouts at the top.
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17),
 		}, []string{"op", "level"}),
+		repairs: newRepairMetrics(),
 	}
+	reg.MustRegister(m.repairs.collectors()...)
 	cm := n.coord.Metrics()
 	reg.MustRegister(
 		collectors.NewGoCollector(),

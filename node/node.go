@@ -50,6 +50,7 @@ type Node struct {
 	metrics   *metrics
 	tuning    *tuning
 	repair    *antientropy.Runner
+	scheduler *scheduler
 	lease     configLease
 	// number is this node's number once known (numbers.go); 0 until then.
 	number    atomic.Uint32
@@ -191,6 +192,7 @@ func (n *Node) start(ctx context.Context) error {
 		n.admission = newAdmission(cmp.Or(cfg.MaxInflight, DefaultMaxInflight))
 	}
 	n.repair = newRepairRunner(n)
+	n.scheduler = newScheduler(n)
 	n.catchUp.sem = make(chan struct{}, 1)
 	n.metrics = newMetrics(n)
 
@@ -255,6 +257,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.goRun(func() { n.hints.Run(runCtx, n.transport, topology{n}, cfg.HintInterval) })
 	n.goRun(func() { n.collectLoop(runCtx) })
 	n.goRun(func() { n.tuning.loop(runCtx) })
+	n.goRun(func() { n.scheduler.loop(runCtx) })
 	n.goRun(func() { n.leaseLoop(runCtx) })
 	n.log.Info("node started", "grpc", n.addrs.GRPC, "gossip", n.addrs.Gossip, "raft", n.addrs.Raft, "http", n.addrs.HTTP, "data_dir", cfg.DataDir, "in_memory", cfg.InMemory)
 	return nil

@@ -53,8 +53,9 @@ func newRepairRunner(n *Node) *antientropy.Runner {
 		Engine:    n.engine,
 		Keyspaces: repairKeyspaces{n},
 		Topology:  repairTopology{n},
-		Replicas:  repairReplicas{n.transport},
+		Replicas:  repairReplicas{n.transport, n},
 		Nodes:     repairNodes{n},
+		Trees:     &antientropy.TreeCache{},
 		Ready: func() error {
 			if !n.joined.Load() {
 				return fmt.Errorf("node %s has not joined the cluster yet", n.cfg.ID)
@@ -82,6 +83,9 @@ func (n *Node) RepairKeyspace(ctx context.Context, name string, opts RepairOptio
 		return RepairReport{}, err
 	}
 	rep, err := n.repair.Run(ctx, name, opts, progress)
+	if rep.Keyspace != "" { // the pass started
+		n.metrics.repairs.record(name, rep, err, time.Now())
+	}
 	return rep, repairStatus(err)
 }
 
@@ -126,10 +130,17 @@ func (t repairTopology) View() antientropy.View {
 // straight to the peer, not through the write batcher: they are already
 // batched by page, and must not queue behind (or hold up) client writes to
 // the same peer.
-type repairReplicas struct{ t *peerTransport }
+type repairReplicas struct {
+	t *peerTransport
+	n *Node
+}
 
 func (r repairReplicas) Digest(ctx context.Context, to string, req *kvpb.ReplicaDigestRequest) (*kvpb.ReplicaDigestResponse, error) {
 	return call(ctx, r.t, to, req, r.t.local.Digest, kvpb.PeerClient.Digest)
+}
+
+func (r repairReplicas) CompareTrees(ctx context.Context, to string, req *kvpb.CompareTreesRequest) (*kvpb.CompareTreesResponse, error) {
+	return call(ctx, r.t, to, req, r.n.repair.CompareTrees, kvpb.PeerClient.CompareTrees)
 }
 
 func (r repairReplicas) Write(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
@@ -172,6 +183,8 @@ func repairOptionsFromPB(o *kvpb.RepairOptions) RepairOptions {
 		PageSize: int(o.GetPageSize()), Concurrency: int(o.GetConcurrency()),
 		ReplicationFactor: int(o.GetReplicationFactor()), AllowDown: o.GetAllowDown(), PushAll: o.GetPushAll(),
 		ProgressInterval: time.Duration(o.GetProgressIntervalMs()) * time.Millisecond,
+		Method:           o.GetMethod(), MerkleDepth: int(o.GetMerkleDepth()), PassID: o.GetPassId(),
+		RateLimit: o.GetRateLimit(), Exclusive: o.GetExclusive(),
 	}
 }
 
@@ -180,6 +193,8 @@ func repairOptionsToPB(o RepairOptions) *kvpb.RepairOptions {
 		PageSize: uint32(o.PageSize), Concurrency: uint32(o.Concurrency),
 		ReplicationFactor: uint32(o.ReplicationFactor), AllowDown: o.AllowDown, PushAll: o.PushAll,
 		ProgressIntervalMs: uint32(o.ProgressInterval / time.Millisecond),
+		Method:             o.Method, MerkleDepth: uint32(o.MerkleDepth), PassId: o.PassID,
+		RateLimit: o.RateLimit, Exclusive: o.Exclusive,
 	}
 }
 
@@ -187,7 +202,9 @@ func repairStatsToPB(s RepairStats) *kvpb.RepairStats {
 	return &kvpb.RepairStats{
 		KeysScanned: s.KeysScanned, TombstonesScanned: s.TombstonesScanned, DigestsSent: s.DigestsSent,
 		RecordsPushed: s.RecordsPushed, BytesPushed: s.BytesPushed, RepairedNodes: s.RepairedNodes,
-		ElapsedMs: uint64(s.Elapsed / time.Millisecond),
+		ElapsedMs:      uint64(s.Elapsed / time.Millisecond),
+		RangesCompared: s.RangesCompared, RangesDiffering: s.RangesDiffering, LeavesDiffering: s.LeavesDiffering,
+		HashesSent: s.HashesSent, BytesSent: s.BytesSent,
 	}
 }
 
@@ -195,7 +212,9 @@ func repairStatsFromPB(p *kvpb.RepairStats) RepairStats {
 	return RepairStats{
 		KeysScanned: p.GetKeysScanned(), TombstonesScanned: p.GetTombstonesScanned(), DigestsSent: p.GetDigestsSent(),
 		RecordsPushed: p.GetRecordsPushed(), BytesPushed: p.GetBytesPushed(), RepairedNodes: slices.Clone(p.GetRepairedNodes()),
-		Elapsed: time.Duration(p.GetElapsedMs()) * time.Millisecond,
+		Elapsed:        time.Duration(p.GetElapsedMs()) * time.Millisecond,
+		RangesCompared: p.GetRangesCompared(), RangesDiffering: p.GetRangesDiffering(), LeavesDiffering: p.GetLeavesDiffering(),
+		HashesSent: p.GetHashesSent(), BytesSent: p.GetBytesSent(),
 	}
 }
 
@@ -209,6 +228,16 @@ func repairReportToPB(r RepairReport) *kvpb.RepairKeyspaceResponse {
 // Digest implements the Peer service.
 func (s peerServer) Digest(ctx context.Context, req *kvpb.ReplicaDigestRequest) (*kvpb.ReplicaDigestResponse, error) {
 	resp, err := s.n.replica.Digest(ctx, req)
+	return resp, toStatus(err)
+}
+
+// CompareTrees implements the Peer service: the merkle method's
+// comparison (antientropy.Runner.CompareTrees).
+func (s peerServer) CompareTrees(ctx context.Context, req *kvpb.CompareTreesRequest) (*kvpb.CompareTreesResponse, error) {
+	if err := s.n.checkJoined(); err != nil {
+		return nil, err
+	}
+	resp, err := s.n.repair.CompareTrees(ctx, req)
 	return resp, toStatus(err)
 }
 

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,8 +223,17 @@ func TestRepairKeyspace(t *testing.T) {
 	if rep.Stats.RecordsPushed != 0 || len(rep.Stats.RepairedNodes) != 0 || !rep.Done {
 		t.Errorf("second pass %+v; want nothing pushed", rep)
 	}
-	if rep.Stats.DigestsSent != 2*rep.Stats.KeysScanned {
-		t.Errorf("second pass compared %d digests for %d keys; want every key with both other replicas", rep.Stats.DigestsSent, rep.Stats.KeysScanned)
+	// The replicas agree: the merkle method (the default) exchanges only
+	// tree hashes, each node comparing its one range with both others.
+	if rep.Stats.DigestsSent != 0 || rep.Stats.RangesCompared != 6 || rep.Stats.RangesDiffering != 0 || rep.Stats.BytesSent == 0 {
+		t.Errorf("second pass %+v; want 6 ranges compared, none differing, no digests", rep.Stats)
+	}
+	dig, err := c.Node(2).RepairKeyspace(ctx, "rep", node.RepairOptions{Method: "digest"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dig.Stats.DigestsSent != 2*dig.Stats.KeysScanned || dig.Stats.RecordsPushed != 0 || dig.Stats.BytesSent <= rep.Stats.BytesSent {
+		t.Errorf("digest pass compared %d digests for %d keys in %d bytes (merkle: %d); want every key with both other replicas", dig.Stats.DigestsSent, dig.Stats.KeysScanned, dig.Stats.BytesSent, rep.Stats.BytesSent)
 	}
 	if len(reports) < 2 || len(reports[0].NodesDone) != 0 || !slices.Equal(reports[len(reports)-1].NodesDone, all) {
 		t.Errorf("progress: %d reports, first %+v, last %+v; want a start and every node done", len(reports), reports[0], reports[len(reports)-1])
@@ -402,8 +413,8 @@ func TestRepairCancelled(t *testing.T) {
 
 // BenchmarkRepair measures one pass over 3 nodes (N=3, in memory or on
 // pebble) holding 10,000 keys of 100-byte values, after one replica missed
-// 1,000 overwrites: with digests first (the default), and pushing every
-// record.
+// 1,000 overwrites: with Merkle trees (the default), digests per record,
+// and pushing every record.
 //
 //	go test -run XXX -bench Repair -benchtime 5x ./node/
 func BenchmarkRepair(b *testing.B) {
@@ -412,7 +423,7 @@ func BenchmarkRepair(b *testing.B) {
 		for _, mode := range []struct {
 			name string
 			opts node.RepairOptions
-		}{{"digest", node.RepairOptions{}}, {"push-all", node.RepairOptions{PushAll: true}}} {
+		}{{"merkle", node.RepairOptions{}}, {"digest", node.RepairOptions{Method: "digest"}}, {"push-all", node.RepairOptions{PushAll: true}}} {
 			b.Run(engine+"/"+mode.name, func(b *testing.B) { benchmarkRepair(b, engine == "memory", mode.opts, keys, behind) })
 		}
 	}
@@ -434,7 +445,7 @@ func benchmarkRepair(b *testing.B, inMemory bool, opts node.RepairOptions, keys,
 		}
 	}
 	write(0, keys)
-	var pushed, digests uint64
+	var pushed, digests, sent uint64
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
@@ -448,9 +459,111 @@ func benchmarkRepair(b *testing.B, inMemory bool, opts node.RepairOptions, keys,
 		}
 		pushed += rep.Stats.RecordsPushed
 		digests += rep.Stats.DigestsSent
+		sent += rep.Stats.BytesSent
 	}
 	b.ReportMetric(float64(pushed)/float64(b.N), "pushed/op")
 	b.ReportMetric(float64(digests)/float64(b.N), "digests/op")
+	b.ReportMetric(float64(sent)/float64(b.N), "bytes_sent/op")
+}
+
+// BenchmarkRepairInSync measures what a pass over replicas that agree
+// costs the network: 3 and 6 nodes (in memory, real gRPC on loopback),
+// N=3, 100,000 keys of 100-byte values on all their replicas, one pass with
+// each method; then, with each method, a pass after the last node missed
+// 1,000 overwrites (repaired/op counts the records it was sent; a second
+// pass checks that nothing is left). bytes_sent/op is the encoded size of
+// the pass's peer requests and responses (tree comparisons, digests,
+// writes).
+//
+//	go test -run XXX -bench RepairInSync -benchtime 3x ./node/
+func BenchmarkRepairInSync(b *testing.B) {
+	for _, nodes := range []int{3, 6} {
+		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) { benchmarkRepairInSync(b, nodes) })
+	}
+}
+
+func benchmarkRepairInSync(b *testing.B, nodes int) {
+	const keys, writers = 100000, 32
+	c := clustertest.New(b, nodes, func(o *clustertest.Options) {
+		o.InMemory = true
+		o.Configure = func(i int, cfg *node.Config) { cfg.UnsafeTestHooks = true }
+	})
+	ctx := context.Background()
+	kv := c.Client(b)
+	val := make([]byte, 100)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < keys; i = next.Add(1) - 1 {
+				if _, err := kv.Put(ctx, []byte(fmt.Sprintf("key%06d", i)), val, client.WithConsistency(client.All)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	for _, method := range []string{"digest", "merkle"} {
+		b.Run(method, func(b *testing.B) {
+			var st node.RepairStats
+			for range b.N {
+				rep, err := c.Node(0).RepairKeyspace(ctx, node.DefaultKeyspace, node.RepairOptions{Method: method}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if rep.Stats.RecordsPushed != 0 || rep.Stats.KeysScanned != 3*keys { // N=3 copies of each key
+					b.Fatalf("pass %+v: want %d keys scanned, nothing pushed", rep.Stats, 3*keys)
+				}
+				st = rep.Stats
+			}
+			b.ReportMetric(float64(st.BytesSent), "bytes_sent/op")
+			b.ReportMetric(float64(st.DigestsSent), "digests/op")
+			b.ReportMetric(float64(st.HashesSent), "hashes/op")
+			b.ReportMetric(float64(st.RangesCompared), "ranges/op")
+		})
+	}
+	for _, method := range []string{"digest", "merkle"} {
+		b.Run(method+"-missed-1000", func(b *testing.B) {
+			var st node.RepairStats
+			for range b.N {
+				b.StopTimer()
+				dropWrites(b, c, nodes-1, true)
+				for i := range 1000 {
+					if _, err := kv.Put(ctx, []byte(fmt.Sprintf("key%06d", i*(keys/1000))), val, client.WithConsistency(client.All)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				dropWrites(b, c, nodes-1, false)
+				b.StartTimer()
+				rep, err := c.Node(0).RepairKeyspace(ctx, node.DefaultKeyspace, node.RepairOptions{Method: method}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				st = rep.Stats
+				b.StopTimer()
+				again, err := c.Node(0).RepairKeyspace(ctx, node.DefaultKeyspace, node.RepairOptions{Method: method}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if again.Stats.RecordsPushed != 0 {
+					b.Fatalf("second pass pushed %d records; want the first to have repaired everything", again.Stats.RecordsPushed)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(st.BytesSent), "bytes_sent/op")
+			b.ReportMetric(float64(st.DigestsSent), "digests/op")
+			b.ReportMetric(float64(st.RecordsPushed), "repaired/op")
+			b.ReportMetric(float64(st.RangesDiffering), "ranges_differing/op")
+		})
+	}
 }
 
 // The SDK's RepairKeyspace runs the same pass: progress reports, a final
@@ -492,6 +605,16 @@ func TestRepairKeyspaceSDK(t *testing.T) {
 	}
 	if _, err := kv.RepairKeyspace(ctx, "sdk", client.RepairOptions{PageSize: -1}, nil); !errors.Is(err, client.ErrInvalidArgument) || !strings.Contains(err.Error(), "page size") {
 		t.Errorf("negative page size: %v; want invalid argument naming it", err)
+	}
+	if _, err := kv.RepairKeyspace(ctx, "sdk", client.RepairOptions{Method: "gossip"}, nil); !errors.Is(err, client.ErrInvalidArgument) || !strings.Contains(err.Error(), `method "gossip"`) {
+		t.Errorf("unknown method: %v; want invalid argument naming it", err)
+	}
+	again, err := kv.RepairKeyspace(ctx, "sdk", client.RepairOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.RecordsPushed != 0 || again.RangesCompared == 0 || again.RangesDiffering != 0 || again.BytesSent == 0 {
+		t.Errorf("second pass %+v; want ranges compared, none differing, nothing pushed", again)
 	}
 	if _, err := kv.RepairKeyspace(ctx, "nope", client.RepairOptions{}, nil); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("unknown keyspace: %v; want an error naming it", err)

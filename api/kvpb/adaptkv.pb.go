@@ -2091,8 +2091,21 @@ type RepairOptions struct {
 	// replica: more traffic, kept for measuring what the digests save.
 	PushAll            bool   `protobuf:"varint,5,opt,name=push_all,json=pushAll,proto3" json:"push_all,omitempty"`
 	ProgressIntervalMs uint32 `protobuf:"varint,6,opt,name=progress_interval_ms,json=progressIntervalMs,proto3" json:"progress_interval_ms,omitempty"` // least time between progress messages; 0: 1000
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// How replicas are compared: "merkle" (the default when empty: per range
+	// Merkle trees, digests only for the leaves that differ) or "digest" (a
+	// (key, version) digest per record).
+	Method      string `protobuf:"bytes,7,opt,name=method,proto3" json:"method,omitempty"`
+	MerkleDepth uint32 `protobuf:"varint,8,opt,name=merkle_depth,json=merkleDepth,proto3" json:"merkle_depth,omitempty"` // levels of the merkle method's trees; 0: 12 (4096 leaves)
+	// Identifies one pass, set by the node that starts it: replicas build
+	// their trees once per pass and share them between the requests of it.
+	PassId string `protobuf:"bytes,9,opt,name=pass_id,json=passId,proto3" json:"pass_id,omitempty"`
+	// Bytes per second each node's part may send to other replicas; 0: no limit.
+	RateLimit int64 `protobuf:"varint,10,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
+	// Refuse the pass while another pass of the keyspace runs on a node it
+	// reaches (scheduled passes set it, so that they never overlap).
+	Exclusive     bool `protobuf:"varint,11,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RepairOptions) Reset() {
@@ -2167,6 +2180,41 @@ func (x *RepairOptions) GetProgressIntervalMs() uint32 {
 	return 0
 }
 
+func (x *RepairOptions) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *RepairOptions) GetMerkleDepth() uint32 {
+	if x != nil {
+		return x.MerkleDepth
+	}
+	return 0
+}
+
+func (x *RepairOptions) GetPassId() string {
+	if x != nil {
+		return x.PassId
+	}
+	return ""
+}
+
+func (x *RepairOptions) GetRateLimit() int64 {
+	if x != nil {
+		return x.RateLimit
+	}
+	return 0
+}
+
+func (x *RepairOptions) GetExclusive() bool {
+	if x != nil {
+		return x.Exclusive
+	}
+	return false
+}
+
 // RepairStats count a repair pass's work: one node's, or summed over nodes.
 type RepairStats struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -2177,6 +2225,11 @@ type RepairStats struct {
 	BytesPushed       uint64                 `protobuf:"varint,5,opt,name=bytes_pushed,json=bytesPushed,proto3" json:"bytes_pushed,omitempty"`                   // keys and values of the pushed records
 	RepairedNodes     []string               `protobuf:"bytes,6,rep,name=repaired_nodes,json=repairedNodes,proto3" json:"repaired_nodes,omitempty"`              // replicas sent at least one record (that they lacked, unless push_all), sorted
 	ElapsedMs         uint64                 `protobuf:"varint,7,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
+	RangesCompared    uint64                 `protobuf:"varint,8,opt,name=ranges_compared,json=rangesCompared,proto3" json:"ranges_compared,omitempty"`     // (range, replica) pairs whose trees were compared (merkle)
+	RangesDiffering   uint64                 `protobuf:"varint,9,opt,name=ranges_differing,json=rangesDiffering,proto3" json:"ranges_differing,omitempty"`  // of which the trees differed
+	LeavesDiffering   uint64                 `protobuf:"varint,10,opt,name=leaves_differing,json=leavesDiffering,proto3" json:"leaves_differing,omitempty"` // tree leaves that differed
+	HashesSent        uint64                 `protobuf:"varint,11,opt,name=hashes_sent,json=hashesSent,proto3" json:"hashes_sent,omitempty"`                // tree node hashes sent to other replicas
+	BytesSent         uint64                 `protobuf:"varint,12,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`                   // encoded size of the pass's peer requests and responses (compare, digest, write)
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -2256,6 +2309,41 @@ func (x *RepairStats) GetRepairedNodes() []string {
 func (x *RepairStats) GetElapsedMs() uint64 {
 	if x != nil {
 		return x.ElapsedMs
+	}
+	return 0
+}
+
+func (x *RepairStats) GetRangesCompared() uint64 {
+	if x != nil {
+		return x.RangesCompared
+	}
+	return 0
+}
+
+func (x *RepairStats) GetRangesDiffering() uint64 {
+	if x != nil {
+		return x.RangesDiffering
+	}
+	return 0
+}
+
+func (x *RepairStats) GetLeavesDiffering() uint64 {
+	if x != nil {
+		return x.LeavesDiffering
+	}
+	return 0
+}
+
+func (x *RepairStats) GetHashesSent() uint64 {
+	if x != nil {
+		return x.HashesSent
+	}
+	return 0
+}
+
+func (x *RepairStats) GetBytesSent() uint64 {
+	if x != nil {
+		return x.BytesSent
 	}
 	return 0
 }
@@ -3456,6 +3544,351 @@ func (x *ReplicaDigestResponse) GetKnownEpoch() uint64 {
 	return 0
 }
 
+// CompareTreesRequest sends a replica this node's hashes of tree nodes, for
+// it to say which of its own differ. Each query is one token range (after,
+// through], wrapping when after >= through, the whole ring when equal) and
+// one level of that range's tree of the given depth.
+type CompareTreesRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Epoch    uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	From     string                 `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	PassId   string                 `protobuf:"bytes,4,opt,name=pass_id,json=passId,proto3" json:"pass_id,omitempty"` // the pass (RepairOptions.pass_id)
+	Depth    uint32                 `protobuf:"varint,5,opt,name=depth,proto3" json:"depth,omitempty"`
+	Queries  []*TreeQuery           `protobuf:"bytes,6,rep,name=queries,proto3" json:"queries,omitempty"`
+	// When set, asks first about every range both nodes replicate at once:
+	// the ranges of the replica's own ring for replication_factor replicas
+	// that hold both from and the replica, in token order.
+	Shared            *SharedRoot `protobuf:"bytes,7,opt,name=shared,proto3" json:"shared,omitempty"`
+	ReplicationFactor uint32      `protobuf:"varint,8,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CompareTreesRequest) Reset() {
+	*x = CompareTreesRequest{}
+	mi := &file_adaptkv_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompareTreesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompareTreesRequest) ProtoMessage() {}
+
+func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompareTreesRequest.ProtoReflect.Descriptor instead.
+func (*CompareTreesRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *CompareTreesRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *CompareTreesRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *CompareTreesRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *CompareTreesRequest) GetPassId() string {
+	if x != nil {
+		return x.PassId
+	}
+	return ""
+}
+
+func (x *CompareTreesRequest) GetDepth() uint32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
+func (x *CompareTreesRequest) GetQueries() []*TreeQuery {
+	if x != nil {
+		return x.Queries
+	}
+	return nil
+}
+
+func (x *CompareTreesRequest) GetShared() *SharedRoot {
+	if x != nil {
+		return x.Shared
+	}
+	return nil
+}
+
+func (x *CompareTreesRequest) GetReplicationFactor() uint32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
+// SharedRoot sums up a set of ranges: a hash of their bounds (so that
+// replicas whose rings differ do not compare different ranges) and a hash
+// of their trees' roots, in token order.
+type SharedRoot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BoundsHash    uint64                 `protobuf:"fixed64,1,opt,name=bounds_hash,json=boundsHash,proto3" json:"bounds_hash,omitempty"`
+	RootsHash     uint64                 `protobuf:"fixed64,2,opt,name=roots_hash,json=rootsHash,proto3" json:"roots_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedRoot) Reset() {
+	*x = SharedRoot{}
+	mi := &file_adaptkv_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedRoot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedRoot) ProtoMessage() {}
+
+func (x *SharedRoot) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedRoot.ProtoReflect.Descriptor instead.
+func (*SharedRoot) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *SharedRoot) GetBoundsHash() uint64 {
+	if x != nil {
+		return x.BoundsHash
+	}
+	return 0
+}
+
+func (x *SharedRoot) GetRootsHash() uint64 {
+	if x != nil {
+		return x.RootsHash
+	}
+	return 0
+}
+
+type TreeQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	After         uint64                 `protobuf:"fixed64,1,opt,name=after,proto3" json:"after,omitempty"`
+	Through       uint64                 `protobuf:"fixed64,2,opt,name=through,proto3" json:"through,omitempty"`
+	Level         uint32                 `protobuf:"varint,3,opt,name=level,proto3" json:"level,omitempty"`
+	Nodes         []uint32               `protobuf:"varint,4,rep,packed,name=nodes,proto3" json:"nodes,omitempty"`    // node indexes at level
+	Hashes        []uint64               `protobuf:"fixed64,5,rep,packed,name=hashes,proto3" json:"hashes,omitempty"` // the sender's hash of each (0: nothing under it)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TreeQuery) Reset() {
+	*x = TreeQuery{}
+	mi := &file_adaptkv_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TreeQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TreeQuery) ProtoMessage() {}
+
+func (x *TreeQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TreeQuery.ProtoReflect.Descriptor instead.
+func (*TreeQuery) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *TreeQuery) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *TreeQuery) GetThrough() uint64 {
+	if x != nil {
+		return x.Through
+	}
+	return 0
+}
+
+func (x *TreeQuery) GetLevel() uint32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+func (x *TreeQuery) GetNodes() []uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *TreeQuery) GetHashes() []uint64 {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+type CompareTreesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per query: positions in its nodes whose hash differs here.
+	Answers    []*TreeAnswer `protobuf:"bytes,1,rep,name=answers,proto3" json:"answers,omitempty"`
+	KnownEpoch uint64        `protobuf:"varint,2,opt,name=known_epoch,json=knownEpoch,proto3" json:"known_epoch,omitempty"` // set when the replica refused a stale epoch
+	// The request's shared root matched the replica's: every shared range
+	// agrees. Unset, the sender compares the ranges one by one.
+	SharedEqual   bool `protobuf:"varint,3,opt,name=shared_equal,json=sharedEqual,proto3" json:"shared_equal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompareTreesResponse) Reset() {
+	*x = CompareTreesResponse{}
+	mi := &file_adaptkv_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompareTreesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompareTreesResponse) ProtoMessage() {}
+
+func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompareTreesResponse.ProtoReflect.Descriptor instead.
+func (*CompareTreesResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *CompareTreesResponse) GetAnswers() []*TreeAnswer {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
+func (x *CompareTreesResponse) GetKnownEpoch() uint64 {
+	if x != nil {
+		return x.KnownEpoch
+	}
+	return 0
+}
+
+func (x *CompareTreesResponse) GetSharedEqual() bool {
+	if x != nil {
+		return x.SharedEqual
+	}
+	return false
+}
+
+type TreeAnswer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Differing     []uint32               `protobuf:"varint,1,rep,packed,name=differing,proto3" json:"differing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TreeAnswer) Reset() {
+	*x = TreeAnswer{}
+	mi := &file_adaptkv_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TreeAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TreeAnswer) ProtoMessage() {}
+
+func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TreeAnswer.ProtoReflect.Descriptor instead.
+func (*TreeAnswer) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *TreeAnswer) GetDiffering() []uint32 {
+	if x != nil {
+		return x.Differing
+	}
+	return nil
+}
+
 var File_adaptkv_proto protoreflect.FileDescriptor
 
 const file_adaptkv_proto_rawDesc = "" +
@@ -3598,7 +4031,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x14TunerSnapshotRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\"B\n" +
 	"\x15TunerSnapshotResponse\x12)\n" +
-	"\x10observation_json\x18\x01 \x01(\fR\x0fobservationJson\"\xe9\x01\n" +
+	"\x10observation_json\x18\x01 \x01(\fR\x0fobservationJson\"\xfa\x02\n" +
 	"\rRepairOptions\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12 \n" +
 	"\vconcurrency\x18\x02 \x01(\rR\vconcurrency\x12-\n" +
@@ -3606,7 +4039,14 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\n" +
 	"allow_down\x18\x04 \x01(\bR\tallowDown\x12\x19\n" +
 	"\bpush_all\x18\x05 \x01(\bR\apushAll\x120\n" +
-	"\x14progress_interval_ms\x18\x06 \x01(\rR\x12progressIntervalMs\"\x92\x02\n" +
+	"\x14progress_interval_ms\x18\x06 \x01(\rR\x12progressIntervalMs\x12\x16\n" +
+	"\x06method\x18\a \x01(\tR\x06method\x12!\n" +
+	"\fmerkle_depth\x18\b \x01(\rR\vmerkleDepth\x12\x17\n" +
+	"\apass_id\x18\t \x01(\tR\x06passId\x12\x1d\n" +
+	"\n" +
+	"rate_limit\x18\n" +
+	" \x01(\x03R\trateLimit\x12\x1c\n" +
+	"\texclusive\x18\v \x01(\bR\texclusive\"\xd1\x03\n" +
 	"\vRepairStats\x12!\n" +
 	"\fkeys_scanned\x18\x01 \x01(\x04R\vkeysScanned\x12-\n" +
 	"\x12tombstones_scanned\x18\x02 \x01(\x04R\x11tombstonesScanned\x12!\n" +
@@ -3615,7 +4055,15 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\fbytes_pushed\x18\x05 \x01(\x04R\vbytesPushed\x12%\n" +
 	"\x0erepaired_nodes\x18\x06 \x03(\tR\rrepairedNodes\x12\x1d\n" +
 	"\n" +
-	"elapsed_ms\x18\a \x01(\x04R\telapsedMs\"h\n" +
+	"elapsed_ms\x18\a \x01(\x04R\telapsedMs\x12'\n" +
+	"\x0franges_compared\x18\b \x01(\x04R\x0erangesCompared\x12)\n" +
+	"\x10ranges_differing\x18\t \x01(\x04R\x0frangesDiffering\x12)\n" +
+	"\x10leaves_differing\x18\n" +
+	" \x01(\x04R\x0fleavesDiffering\x12\x1f\n" +
+	"\vhashes_sent\x18\v \x01(\x04R\n" +
+	"hashesSent\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\f \x01(\x04R\tbytesSent\"h\n" +
 	"\x15RepairKeyspaceRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x123\n" +
 	"\aoptions\x18\x02 \x01(\v2\x19.adaptkv.v1.RepairOptionsR\aoptions\"\xe9\x01\n" +
@@ -3699,7 +4147,36 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x15ReplicaDigestResponse\x12\x16\n" +
 	"\x06behind\x18\x01 \x03(\rR\x06behind\x12\x1f\n" +
 	"\vknown_epoch\x18\x02 \x01(\x04R\n" +
-	"knownEpoch*`\n" +
+	"knownEpoch\"\x9a\x02\n" +
+	"\x13CompareTreesRequest\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\x12\x17\n" +
+	"\apass_id\x18\x04 \x01(\tR\x06passId\x12\x14\n" +
+	"\x05depth\x18\x05 \x01(\rR\x05depth\x12/\n" +
+	"\aqueries\x18\x06 \x03(\v2\x15.adaptkv.v1.TreeQueryR\aqueries\x12.\n" +
+	"\x06shared\x18\a \x01(\v2\x16.adaptkv.v1.SharedRootR\x06shared\x12-\n" +
+	"\x12replication_factor\x18\b \x01(\rR\x11replicationFactor\"L\n" +
+	"\n" +
+	"SharedRoot\x12\x1f\n" +
+	"\vbounds_hash\x18\x01 \x01(\x06R\n" +
+	"boundsHash\x12\x1d\n" +
+	"\n" +
+	"roots_hash\x18\x02 \x01(\x06R\trootsHash\"\x7f\n" +
+	"\tTreeQuery\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\x06R\x05after\x12\x18\n" +
+	"\athrough\x18\x02 \x01(\x06R\athrough\x12\x14\n" +
+	"\x05level\x18\x03 \x01(\rR\x05level\x12\x14\n" +
+	"\x05nodes\x18\x04 \x03(\rR\x05nodes\x12\x16\n" +
+	"\x06hashes\x18\x05 \x03(\x06R\x06hashes\"\x8c\x01\n" +
+	"\x14CompareTreesResponse\x120\n" +
+	"\aanswers\x18\x01 \x03(\v2\x16.adaptkv.v1.TreeAnswerR\aanswers\x12\x1f\n" +
+	"\vknown_epoch\x18\x02 \x01(\x04R\n" +
+	"knownEpoch\x12!\n" +
+	"\fshared_equal\x18\x03 \x01(\bR\vsharedEqual\"*\n" +
+	"\n" +
+	"TreeAnswer\x12\x1c\n" +
+	"\tdiffering\x18\x01 \x03(\rR\tdiffering*`\n" +
 	"\x05Level\x12\x15\n" +
 	"\x11LEVEL_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLEVEL_ONE\x10\x01\x12\x10\n" +
@@ -3729,14 +4206,15 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\rTunerSnapshot\x12 .adaptkv.v1.TunerSnapshotRequest\x1a!.adaptkv.v1.TunerSnapshotResponse\x12Y\n" +
 	"\x0eRepairKeyspace\x12!.adaptkv.v1.RepairKeyspaceRequest\x1a\".adaptkv.v1.RepairKeyspaceResponse0\x01\x12`\n" +
 	"\x11MetadataReadIndex\x12$.adaptkv.v1.MetadataReadIndexRequest\x1a%.adaptkv.v1.MetadataReadIndexResponse\x12]\n" +
-	"\x10DecommissionNode\x12#.adaptkv.v1.DecommissionNodeRequest\x1a$.adaptkv.v1.DecommissionNodeResponse2\xcf\x03\n" +
+	"\x10DecommissionNode\x12#.adaptkv.v1.DecommissionNodeRequest\x1a$.adaptkv.v1.DecommissionNodeResponse2\xa2\x04\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
 	"\x04Scan\x12\x1e.adaptkv.v1.ReplicaScanRequest\x1a\x1f.adaptkv.v1.ReplicaScanResponse\x12I\n" +
 	"\x04Hint\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12M\n" +
 	"\x06Digest\x12 .adaptkv.v1.ReplicaDigestRequest\x1a!.adaptkv.v1.ReplicaDigestResponse\x12O\n" +
-	"\x06Repair\x12 .adaptkv.v1.ReplicaRepairRequest\x1a!.adaptkv.v1.ReplicaRepairResponse0\x01B%Z#github.com/adaptkv/adaptkv/api/kvpbb\x06proto3"
+	"\x06Repair\x12 .adaptkv.v1.ReplicaRepairRequest\x1a!.adaptkv.v1.ReplicaRepairResponse0\x01\x12Q\n" +
+	"\fCompareTrees\x12\x1f.adaptkv.v1.CompareTreesRequest\x1a .adaptkv.v1.CompareTreesResponseB%Z#github.com/adaptkv/adaptkv/api/kvpbb\x06proto3"
 
 var (
 	file_adaptkv_proto_rawDescOnce sync.Once
@@ -3751,7 +4229,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                        // 0: adaptkv.v1.Level
 	(MemberState)(0),                  // 1: adaptkv.v1.MemberState
@@ -3808,6 +4286,11 @@ var file_adaptkv_proto_goTypes = []any{
 	(*DigestEntry)(nil),               // 52: adaptkv.v1.DigestEntry
 	(*ReplicaDigestRequest)(nil),      // 53: adaptkv.v1.ReplicaDigestRequest
 	(*ReplicaDigestResponse)(nil),     // 54: adaptkv.v1.ReplicaDigestResponse
+	(*CompareTreesRequest)(nil),       // 55: adaptkv.v1.CompareTreesRequest
+	(*SharedRoot)(nil),                // 56: adaptkv.v1.SharedRoot
+	(*TreeQuery)(nil),                 // 57: adaptkv.v1.TreeQuery
+	(*CompareTreesResponse)(nil),      // 58: adaptkv.v1.CompareTreesResponse
+	(*TreeAnswer)(nil),                // 59: adaptkv.v1.TreeAnswer
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	0,  // 0: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
@@ -3849,55 +4332,60 @@ var file_adaptkv_proto_depIdxs = []int32{
 	34, // 36: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
 	3,  // 37: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
 	52, // 38: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
-	6,  // 39: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	8,  // 40: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	10, // 41: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	12, // 42: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	16, // 43: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	17, // 44: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	18, // 45: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	20, // 46: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	23, // 47: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	25, // 48: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	27, // 49: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	29, // 50: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	31, // 51: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	35, // 52: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	39, // 53: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	37, // 54: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	44, // 55: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	46, // 56: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	48, // 57: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	44, // 58: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	53, // 59: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	50, // 60: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	7,  // 61: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	9,  // 62: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	11, // 63: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	13, // 64: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	19, // 65: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 66: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 67: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	21, // 68: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	24, // 69: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	26, // 70: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	28, // 71: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	30, // 72: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	32, // 73: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	36, // 74: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	40, // 75: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	38, // 76: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	45, // 77: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	47, // 78: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	49, // 79: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	45, // 80: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	54, // 81: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	51, // 82: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	61, // [61:83] is the sub-list for method output_type
-	39, // [39:61] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	57, // 39: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
+	56, // 40: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
+	59, // 41: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
+	6,  // 42: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	8,  // 43: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	10, // 44: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	12, // 45: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	16, // 46: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	17, // 47: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	18, // 48: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	20, // 49: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	23, // 50: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	25, // 51: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	27, // 52: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	29, // 53: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	31, // 54: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	35, // 55: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	39, // 56: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	37, // 57: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	44, // 58: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	46, // 59: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	48, // 60: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	44, // 61: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	53, // 62: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	50, // 63: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	55, // 64: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	7,  // 65: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	9,  // 66: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	11, // 67: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	13, // 68: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	19, // 69: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 70: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 71: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	21, // 72: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	24, // 73: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	26, // 74: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	28, // 75: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	30, // 76: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	32, // 77: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	36, // 78: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	40, // 79: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	38, // 80: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	45, // 81: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	47, // 82: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	49, // 83: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	45, // 84: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	54, // 85: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	51, // 86: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	58, // 87: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	65, // [65:88] is the sub-list for method output_type
+	42, // [42:65] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -3911,7 +4399,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   53,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

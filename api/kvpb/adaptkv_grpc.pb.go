@@ -809,12 +809,13 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Peer_Write_FullMethodName  = "/adaptkv.v1.Peer/Write"
-	Peer_Read_FullMethodName   = "/adaptkv.v1.Peer/Read"
-	Peer_Scan_FullMethodName   = "/adaptkv.v1.Peer/Scan"
-	Peer_Hint_FullMethodName   = "/adaptkv.v1.Peer/Hint"
-	Peer_Digest_FullMethodName = "/adaptkv.v1.Peer/Digest"
-	Peer_Repair_FullMethodName = "/adaptkv.v1.Peer/Repair"
+	Peer_Write_FullMethodName        = "/adaptkv.v1.Peer/Write"
+	Peer_Read_FullMethodName         = "/adaptkv.v1.Peer/Read"
+	Peer_Scan_FullMethodName         = "/adaptkv.v1.Peer/Scan"
+	Peer_Hint_FullMethodName         = "/adaptkv.v1.Peer/Hint"
+	Peer_Digest_FullMethodName       = "/adaptkv.v1.Peer/Digest"
+	Peer_Repair_FullMethodName       = "/adaptkv.v1.Peer/Repair"
+	Peer_CompareTrees_FullMethodName = "/adaptkv.v1.Peer/CompareTrees"
 )
 
 // PeerClient is the client API for Peer service.
@@ -833,6 +834,9 @@ type PeerClient interface {
 	Digest(ctx context.Context, in *ReplicaDigestRequest, opts ...grpc.CallOption) (*ReplicaDigestResponse, error)
 	// Repair runs this node's part of a repair pass and streams its progress.
 	Repair(ctx context.Context, in *ReplicaRepairRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReplicaRepairResponse], error)
+	// CompareTrees compares Merkle tree nodes with the replica's own: the
+	// merkle method of a repair pass.
+	CompareTrees(ctx context.Context, in *CompareTreesRequest, opts ...grpc.CallOption) (*CompareTreesResponse, error)
 }
 
 type peerClient struct {
@@ -912,6 +916,16 @@ func (c *peerClient) Repair(ctx context.Context, in *ReplicaRepairRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_RepairClient = grpc.ServerStreamingClient[ReplicaRepairResponse]
 
+func (c *peerClient) CompareTrees(ctx context.Context, in *CompareTreesRequest, opts ...grpc.CallOption) (*CompareTreesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompareTreesResponse)
+	err := c.cc.Invoke(ctx, Peer_CompareTrees_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -928,6 +942,9 @@ type PeerServer interface {
 	Digest(context.Context, *ReplicaDigestRequest) (*ReplicaDigestResponse, error)
 	// Repair runs this node's part of a repair pass and streams its progress.
 	Repair(*ReplicaRepairRequest, grpc.ServerStreamingServer[ReplicaRepairResponse]) error
+	// CompareTrees compares Merkle tree nodes with the replica's own: the
+	// merkle method of a repair pass.
+	CompareTrees(context.Context, *CompareTreesRequest) (*CompareTreesResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -955,6 +972,9 @@ func (UnimplementedPeerServer) Digest(context.Context, *ReplicaDigestRequest) (*
 }
 func (UnimplementedPeerServer) Repair(*ReplicaRepairRequest, grpc.ServerStreamingServer[ReplicaRepairResponse]) error {
 	return status.Error(codes.Unimplemented, "method Repair not implemented")
+}
+func (UnimplementedPeerServer) CompareTrees(context.Context, *CompareTreesRequest) (*CompareTreesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompareTrees not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -1078,6 +1098,24 @@ func _Peer_Repair_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_RepairServer = grpc.ServerStreamingServer[ReplicaRepairResponse]
 
+func _Peer_CompareTrees_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompareTreesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).CompareTrees(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_CompareTrees_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).CompareTrees(ctx, req.(*CompareTreesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1104,6 +1142,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Digest",
 			Handler:    _Peer_Digest_Handler,
+		},
+		{
+			MethodName: "CompareTrees",
+			Handler:    _Peer_CompareTrees_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -38,6 +38,8 @@ type nodeFlags struct {
 	maxHints                                 int
 	maxHintWindow                            time.Duration
 	maxInflight                              int
+	antiEntropyInterval                      time.Duration
+	antiEntropyRate                          int64
 }
 
 func (a *app) nodeCommand() *cobra.Command {
@@ -90,6 +92,8 @@ and --seeds listing the gossip addresses of the others.`,
 	fs.IntVar(&f.maxHints, "max-hints", def.MaxHints, "most hints (writes held for replicas that are down) kept on disk, all replicas together; beyond it writes for a down replica are left to repair")
 	fs.DurationVar(&f.maxHintWindow, "max-hint-window", def.MaxHintWindow, "how long a hint is kept undelivered, and how long a replica may be unreachable and still get hints; past it the replica needs a repair")
 	fs.IntVar(&f.maxInflight, "max-inflight", node.DefaultMaxInflight, "client requests the node coordinates at once; past it a request is refused at once with RESOURCE_EXHAUSTED (OVERLOADED) and a retry-after hint; -1 for no bound")
+	fs.DurationVar(&f.antiEntropyInterval, "anti-entropy-interval", def.AntiEntropyInterval, "how often the metadata leader runs an anti-entropy pass (Merkle trees) of each keyspace; 0 disables scheduled passes")
+	fs.Int64Var(&f.antiEntropyRate, "anti-entropy-rate", def.AntiEntropyRate, "bytes per second each node may send in a scheduled anti-entropy pass; 0 for no limit")
 	fs.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target (GOGC) for the node process; the GOGC environment variable wins when set, and GOMEMLIMIT caps memory as usual")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -135,6 +139,13 @@ func (f *nodeFlags) config() (node.Config, error) {
 	}
 	cfg.MaxHints, cfg.MaxHintWindow = f.maxHints, f.maxHintWindow
 	cfg.MaxInflight = f.maxInflight
+	if f.antiEntropyInterval < 0 {
+		return cfg, usagef("--anti-entropy-interval %v: must not be negative (0 disables scheduled passes)", f.antiEntropyInterval)
+	}
+	if f.antiEntropyRate < 0 {
+		return cfg, usagef("--anti-entropy-rate %d: must not be negative (0 for no limit)", f.antiEntropyRate)
+	}
+	cfg.AntiEntropyInterval, cfg.AntiEntropyRate = f.antiEntropyInterval, f.antiEntropyRate
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {

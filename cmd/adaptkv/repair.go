@@ -19,6 +19,7 @@ import (
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/client"
 	"github.com/adaptkv/adaptkv/node"
+	"github.com/adaptkv/adaptkv/replication/antientropy"
 )
 
 // repairJSON is the JSON output of keyspace repair.
@@ -30,7 +31,10 @@ type repairJSON struct {
 	Down              []string `json:"down"`
 	KeysScanned       uint64   `json:"keys_scanned"`
 	TombstonesScanned uint64   `json:"tombstones_scanned"`
+	RangesCompared    uint64   `json:"ranges_compared"`
+	RangesDiffering   uint64   `json:"ranges_differing"`
 	DigestsSent       uint64   `json:"digests_sent"`
+	BytesSent         uint64   `json:"bytes_sent"`
 	RecordsPushed     uint64   `json:"records_pushed"`
 	BytesPushed       uint64   `json:"bytes_pushed"`
 	ReplicasRepaired  []string `json:"replicas_repaired"`
@@ -50,6 +54,7 @@ func toRepairJSON(name string, r *kvpb.RepairKeyspaceResponse) repairJSON {
 		Keyspace: name, Epoch: r.GetEpoch(), ReplicationFactor: int(r.GetReplicationFactor()),
 		Nodes: nonNil(r.GetNodes()), Down: nonNil(r.GetDown()),
 		KeysScanned: st.GetKeysScanned(), TombstonesScanned: st.GetTombstonesScanned(), DigestsSent: st.GetDigestsSent(),
+		RangesCompared: st.GetRangesCompared(), RangesDiffering: st.GetRangesDiffering(), BytesSent: st.GetBytesSent(),
 		RecordsPushed: st.GetRecordsPushed(), BytesPushed: st.GetBytesPushed(), ReplicasRepaired: nonNil(st.GetRepairedNodes()),
 		Duration: (time.Duration(st.GetElapsedMs()) * time.Millisecond).String(), DurationMs: st.GetElapsedMs(),
 	}
@@ -88,7 +93,9 @@ func (a *app) printRepair(name string, r *kvpb.RepairKeyspaceResponse) error {
 		fmt.Fprintf(tw, "down, not repaired:\t%s\n", listText(j.Down))
 	}
 	fmt.Fprintf(tw, "keys scanned:\t%d (%d tombstones; a key counts once per node holding it)\n", j.KeysScanned, j.TombstonesScanned)
+	fmt.Fprintf(tw, "ranges compared:\t%d (%d differed; a range counts once per replica pair compared)\n", j.RangesCompared, j.RangesDiffering)
 	fmt.Fprintf(tw, "digests compared:\t%d\n", j.DigestsSent)
+	fmt.Fprintf(tw, "bytes sent:\t%s (requests and responses between replicas)\n", sizeText(j.BytesSent))
 	fmt.Fprintf(tw, "records pushed:\t%d (%s)\n", j.RecordsPushed, sizeText(j.BytesPushed))
 	fmt.Fprintf(tw, "replicas repaired:\t%s\n", listText(j.ReplicasRepaired))
 	fmt.Fprintf(tw, "duration:\t%s\n", j.Duration)
@@ -129,8 +136,12 @@ func (a *app) repairCommand() *cobra.Command {
 		Use:   "repair NAME",
 		Short: "Bring every alive replica of every key of a keyspace up to the newest version (anti-entropy)",
 		Long: `Repair runs an anti-entropy pass over a keyspace: every alive node walks its
-own records (deletes included), compares (key, version) digests with the other
-replicas of each key and writes them the records they lack or hold older.
+own records (deletes included), compares them with the other replicas of each
+key and writes them the records they lack or hold older. With --method merkle
+(the default) replicas compare per token range Merkle trees and send digests
+only for the records under the leaves that differ, so a pass over replicas
+that agree sends a few hashes per range; --method digest sends a (key,
+version) digest per record.
 When it succeeds, every alive replica holds at least the newest version that
 any of them held when the pass started. It fails, naming the node, when a
 node could not complete its part, and refuses to start while a replica is
@@ -156,6 +167,12 @@ the pass.`,
 			}
 			if opts.ReplicationFactor < 0 {
 				return usagef("--rf %d: must not be negative", opts.ReplicationFactor)
+			}
+			if opts.Method != antientropy.MethodMerkle && opts.Method != antientropy.MethodDigest {
+				return usagef("--method %q: want merkle or digest", opts.Method)
+			}
+			if opts.MerkleDepth < 0 || opts.MerkleDepth > antientropy.MaxMerkleDepth {
+				return usagef("--merkle-depth %d: want 1 to %d (0 for the default)", opts.MerkleDepth, antientropy.MaxMerkleDepth)
 			}
 			if progressEvery <= 0 {
 				return usagef("--progress-every %v: must be positive", progressEvery)
@@ -199,7 +216,9 @@ the pass.`,
 	fs.IntVar(&opts.Concurrency, "concurrency", 0, fmt.Sprintf("replicas each node works with at once (default %d)", node.DefaultRepairConcurrency))
 	fs.IntVar(&opts.ReplicationFactor, "rf", 0, "fill this many replicas of each key (default: the keyspace's N); larger streams data to the replicas a larger N would add")
 	fs.BoolVar(&opts.AllowDown, "allow-down", false, "repair the alive nodes even when some are down (the down ones are listed, not repaired)")
-	fs.BoolVar(&opts.PushAll, "push-all", false, "skip the digest comparison and push every record to every other replica (more traffic)")
+	fs.BoolVar(&opts.PushAll, "push-all", false, "skip every comparison and push every record to every other replica (more traffic)")
+	fs.StringVar(&opts.Method, "method", "merkle", "how replicas are compared: merkle (trees per range, digests only where they differ) or digest (a digest per record)")
+	fs.IntVar(&opts.MerkleDepth, "merkle-depth", 0, fmt.Sprintf("levels of the merkle trees (default %d: %d leaves per range)", antientropy.DefaultMerkleDepth, 1<<antientropy.DefaultMerkleDepth))
 	fs.DurationVar(&progressEvery, "progress-every", 2*time.Second, "time between progress lines on stderr")
 	fs.DurationVar(&maxTime, "max-time", 0, "give up on the pass after this long (0: no limit)")
 	return cmd
@@ -211,6 +230,7 @@ func repairOptionsPB(o node.RepairOptions) *kvpb.RepairOptions {
 	return &kvpb.RepairOptions{
 		PageSize: uint32(o.PageSize), Concurrency: uint32(o.Concurrency), ReplicationFactor: uint32(o.ReplicationFactor),
 		AllowDown: o.AllowDown, PushAll: o.PushAll, ProgressIntervalMs: uint32(o.ProgressInterval / time.Millisecond),
+		Method: o.Method, MerkleDepth: uint32(o.MerkleDepth),
 	}
 }
 
@@ -264,8 +284,8 @@ func (a *app) repairVia(ctx context.Context, addr string, req *kvpb.RepairKeyspa
 			return m, nil
 		}
 		if st := m.GetStats(); st.GetElapsedMs() > 0 {
-			fmt.Fprintf(a.stderr, "adaptkv: repair %s: %d/%d nodes done, %d keys scanned, %d records pushed to %s, %s\n",
-				req.GetKeyspace(), len(m.GetNodesDone()), len(m.GetNodes()), st.GetKeysScanned(), st.GetRecordsPushed(),
+			fmt.Fprintf(a.stderr, "adaptkv: repair %s: %d/%d nodes done, %d keys scanned, %d ranges compared (%d differed), %d records pushed to %s, %s\n",
+				req.GetKeyspace(), len(m.GetNodesDone()), len(m.GetNodes()), st.GetKeysScanned(), st.GetRangesCompared(), st.GetRangesDiffering(), st.GetRecordsPushed(),
 				listText(st.GetRepairedNodes()), time.Duration(st.GetElapsedMs())*time.Millisecond)
 		}
 	}

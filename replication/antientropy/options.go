@@ -26,6 +26,22 @@ const (
 	// messages on the node's gRPC streams.
 	DefaultProgressInterval = time.Second
 
+	// DefaultMerkleDepth is the depth of a merkle pass's trees: 4096
+	// leaves per range. Why not smaller? A leaf that differs costs a digest
+	// of every record in it; at 100,000 records in one range, a leaf holds
+	// about 24. Why not larger? Every level costs the descent a few hashes
+	// per differing leaf, and a replica of many small ranges gains nothing.
+	DefaultMerkleDepth = 12
+	// MaxMerkleDepth bounds Options.MerkleDepth.
+	MaxMerkleDepth = 20
+	// merkleStep is how many levels one round of a comparison descends:
+	// each differing node is asked about its 16 descendants four levels
+	// down, so a tree of depth 12 takes four round trips.
+	merkleStep = 4
+	// maxCompareNodes bounds the node hashes in one comparison request
+	// (about 10 bytes each), well within the peer's 4 MiB message limit.
+	maxCompareNodes = 32 << 10
+
 	// pushRecords and pushBytes bound one replica write of a pass: within
 	// the peer's 4 MiB message limit, one group commit each. pushRecords
 	// is the node's write batcher's bound (maxBatchMutations).
@@ -40,6 +56,17 @@ const (
 	// epochAttempts is how often a page is redone after a replica reported
 	// a newer configuration epoch.
 	epochAttempts = 3
+)
+
+// Methods of comparing replicas (Options.Method).
+const (
+	// MethodMerkle compares per range Merkle trees, top down, and sends
+	// digests only for the records of the leaves that differ: a pass over
+	// replicas that agree sends a few hashes per range.
+	MethodMerkle = "merkle"
+	// MethodDigest sends another replica a (key, version) digest of every
+	// record it should hold.
+	MethodDigest = "digest"
 )
 
 // Options tune a pass. The zero value takes every default.
@@ -59,9 +86,29 @@ type Options struct {
 	// are down, instead of refusing. The down members are reported in
 	// Report.Down and are not repaired.
 	AllowDown bool
-	// PushAll skips the digest comparison and pushes every record to every
-	// other replica. More traffic; kept to measure what digests save.
+	// PushAll skips every comparison and pushes every record to every
+	// other replica, whatever the Method. More traffic; kept to measure what
+	// comparing saves.
 	PushAll bool
+	// Method is how a node compares its records with another replica's:
+	// MethodMerkle (the default, "" means it) or MethodDigest.
+	Method string
+	// MerkleDepth is the depth of the merkle method's trees; 0 means
+	// DefaultMerkleDepth.
+	MerkleDepth int
+	// PassID names the pass, so that replicas build their trees once per
+	// pass and share them between its requests. Run sets it; a part run
+	// without one builds a fresh index for every request it serves.
+	PassID string
+	// RateLimit bounds the bytes per second that each node's part sends
+	// to other replicas (its requests: tree comparisons, digests, writes);
+	// 0 means no limit. It paces the whole part, so a pass that finds much
+	// to repair takes longer rather than crowding out client traffic.
+	RateLimit int64
+	// Exclusive refuses the pass, on any node, while another pass of the
+	// same keyspace runs there, so that scheduled passes never overlap
+	// (see ErrPassRunning). Passes without it are never refused.
+	Exclusive bool
 	// ProgressInterval is the least time between progress messages on the
 	// node's gRPC streams (the progress callback of Run is not throttled);
 	// 0 means DefaultProgressInterval.
@@ -79,6 +126,12 @@ func (o Options) WithDefaults() Options {
 	if o.ProgressInterval == 0 {
 		o.ProgressInterval = DefaultProgressInterval
 	}
+	if o.Method == "" {
+		o.Method = MethodMerkle
+	}
+	if o.MerkleDepth == 0 {
+		o.MerkleDepth = DefaultMerkleDepth
+	}
 	return o
 }
 
@@ -94,6 +147,12 @@ func (o Options) Validate() error {
 		return invalidf("repair replication factor %d: must not be negative", o.ReplicationFactor)
 	case o.ProgressInterval < 0:
 		return invalidf("repair progress interval %v: must not be negative", o.ProgressInterval)
+	case o.RateLimit < 0:
+		return invalidf("repair rate limit %d bytes/s: must not be negative", o.RateLimit)
+	case o.Method != MethodMerkle && o.Method != MethodDigest:
+		return invalidf("repair method %q: want %q or %q", o.Method, MethodMerkle, MethodDigest)
+	case o.MerkleDepth < 1 || o.MerkleDepth > MaxMerkleDepth:
+		return invalidf("repair merkle depth %d: want 1 to %d", o.MerkleDepth, MaxMerkleDepth)
 	}
 	return nil
 }
@@ -107,6 +166,10 @@ func (e invalidError) Error() string { return string(e) }
 func (e invalidError) Unwrap() error { return replication.ErrInvalidRequest }
 
 func invalidf(format string, args ...any) error { return invalidError(fmt.Sprintf(format, args...)) }
+
+// ErrPassRunning refuses an exclusive pass's part on a node where another
+// pass of the keyspace is running.
+var ErrPassRunning = errors.New("antientropy: another pass of the keyspace is running")
 
 // ErrIncomplete is what an *IncompleteError is: a pass that did not cover
 // every node it had to.
@@ -148,6 +211,16 @@ type Stats struct {
 	RecordsPushed uint64
 	// BytesPushed is the keys and values of the pushed records.
 	BytesPushed uint64
+	// RangesCompared is the number of (token range, other replica) pairs
+	// whose trees were compared (merkle method); RangesDiffering how many
+	// of them differed, LeavesDiffering the leaves that did.
+	RangesCompared, RangesDiffering, LeavesDiffering uint64
+	// HashesSent is the number of tree node hashes sent to other replicas.
+	HashesSent uint64
+	// BytesSent is the encoded size of the pass's requests to other
+	// replicas and their responses (tree comparisons, digests and writes):
+	// what the pass costs the network, framing aside.
+	BytesSent uint64
 	// RepairedNodes are the replicas that were sent at least one record,
 	// sorted.
 	RepairedNodes []string
@@ -162,6 +235,11 @@ func (s *Stats) add(o Stats) {
 	s.DigestsSent += o.DigestsSent
 	s.RecordsPushed += o.RecordsPushed
 	s.BytesPushed += o.BytesPushed
+	s.RangesCompared += o.RangesCompared
+	s.RangesDiffering += o.RangesDiffering
+	s.LeavesDiffering += o.LeavesDiffering
+	s.HashesSent += o.HashesSent
+	s.BytesSent += o.BytesSent
 	for _, id := range o.RepairedNodes {
 		if i, found := slices.BinarySearch(s.RepairedNodes, id); !found {
 			s.RepairedNodes = slices.Insert(s.RepairedNodes, i, id)

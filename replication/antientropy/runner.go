@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/api/ring"
@@ -32,6 +33,9 @@ type Replicas interface {
 	Digest(ctx context.Context, to string, req *kvpb.ReplicaDigestRequest) (*kvpb.ReplicaDigestResponse, error)
 	// Write applies records on replica to (replication.Replica.Write).
 	Write(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error)
+	// CompareTrees asks replica to which tree nodes hash differently there
+	// (its Runner.CompareTrees).
+	CompareTrees(ctx context.Context, to string, req *kvpb.CompareTreesRequest) (*kvpb.CompareTreesResponse, error)
 }
 
 // Nodes runs parts of a pass on other nodes. Safe for concurrent use.
@@ -80,6 +84,10 @@ type Runner struct {
 	Replicas Replicas
 	// Nodes runs the other nodes' parts of a pass that Run starts.
 	Nodes Nodes
+	// Trees keeps this node's index of a keyspace for the length of a
+	// pass, shared by its own part and the comparisons it answers; nil
+	// builds a fresh index every time (correct, but a scan per request).
+	Trees *TreeCache
 	// Ready, when not nil, is asked before this node runs its part; an
 	// error refuses the part. The node refuses until it has joined the
 	// cluster: its ring may lack members, and it would push to the wrong
@@ -87,6 +95,30 @@ type Runner struct {
 	Ready func() error
 	// Logger receives the pass's logs; nil discards them.
 	Logger *slog.Logger
+
+	mu    sync.Mutex
+	parts map[string]int // parts running on this node, by keyspace
+}
+
+// enter registers a part of keyspace name, refusing an exclusive one while
+// another part of it runs here; the returned func ends it.
+func (r *Runner) enter(name string, exclusive bool) (func(), error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if exclusive && r.parts[name] > 0 {
+		return nil, fmt.Errorf("node %s: %w (%q)", r.Self, ErrPassRunning, name)
+	}
+	if r.parts == nil {
+		r.parts = map[string]int{}
+	}
+	r.parts[name]++
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.parts[name]--; r.parts[name] == 0 {
+			delete(r.parts, name)
+		}
+	}, nil
 }
 
 func (r *Runner) log() *slog.Logger {
@@ -138,6 +170,9 @@ func (r *Runner) Run(ctx context.Context, name string, opts Options, progress fu
 		return Report{}, invalidf("repair replication factor %d is larger than the cluster (%d nodes)", rf, size)
 	}
 	opts.ReplicationFactor = rf // every node fills the same number of replicas
+	if opts.PassID == "" {
+		opts.PassID = fmt.Sprintf("%s/%s/%d", r.Self, name, start.UnixNano())
+	}
 	rep := Report{Keyspace: name, Epoch: ks.Epoch, ReplicationFactor: rf, NodesDone: []string{}}
 	for _, m := range v.Ring.Members() {
 		if v.Alive(m.ID) {
@@ -154,7 +189,7 @@ func (r *Runner) Run(ctx context.Context, name string, opts Options, progress fu
 				name, strings.Join(rep.Down, ", "), plural(len(rep.Down), "its", "their"))}
 	}
 	log := r.log().With("keyspace", name, "epoch", ks.Epoch)
-	log.Info("repair pass started", "nodes", rep.Nodes, "down", rep.Down, "replication_factor", rf, "push_all", opts.PushAll)
+	log.Info("repair pass started", "nodes", rep.Nodes, "down", rep.Down, "replication_factor", rf, "method", opts.Method, "push_all", opts.PushAll)
 	if progress != nil {
 		progress(rep)
 	}
@@ -216,7 +251,8 @@ func (r *Runner) Run(ctx context.Context, name string, opts Options, progress fu
 		return rep, err
 	}
 	rep.Done = true
-	log.Info("repair pass completed", "keys_scanned", rep.Stats.KeysScanned, "digests_sent", rep.Stats.DigestsSent,
+	log.Info("repair pass completed", "keys_scanned", rep.Stats.KeysScanned, "ranges_compared", rep.Stats.RangesCompared,
+		"ranges_differing", rep.Stats.RangesDiffering, "digests_sent", rep.Stats.DigestsSent, "bytes_sent", rep.Stats.BytesSent,
 		"records_pushed", rep.Stats.RecordsPushed, "bytes_pushed", rep.Stats.BytesPushed,
 		"repaired_nodes", rep.Stats.RepairedNodes, "elapsed", rep.Stats.Elapsed)
 	return rep, nil
@@ -284,7 +320,9 @@ func plural(n int, one, many string) string {
 // counters are one node's counters during its part of a pass, updated by
 // the goroutines that work with each replica.
 type counters struct {
-	keys, tombstones, digests, pushed, bytes atomic.Uint64
+	keys, tombstones, digests, pushed, bytes     atomic.Uint64
+	ranges, rangesDiff, leavesDiff, hashes, sent atomic.Uint64
+	limit                                        *limiter
 
 	mu       sync.Mutex
 	repaired map[string]bool
@@ -303,6 +341,8 @@ func (c *counters) stats(start time.Time) Stats {
 	s := Stats{
 		KeysScanned: c.keys.Load(), TombstonesScanned: c.tombstones.Load(), DigestsSent: c.digests.Load(),
 		RecordsPushed: c.pushed.Load(), BytesPushed: c.bytes.Load(), Elapsed: time.Since(start),
+		RangesCompared: c.ranges.Load(), RangesDiffering: c.rangesDiff.Load(), LeavesDiffering: c.leavesDiff.Load(),
+		HashesSent: c.hashes.Load(), BytesSent: c.sent.Load(),
 	}
 	c.mu.Lock()
 	for id := range c.repaired {
@@ -329,6 +369,11 @@ func (r *Runner) RunPart(ctx context.Context, name string, epoch uint64, opts Op
 			return Stats{}, err
 		}
 	}
+	leave, err := r.enter(name, opts.Exclusive)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer leave()
 	if err := r.waitEpoch(ctx, epoch); err != nil {
 		return Stats{}, err
 	}
@@ -336,7 +381,25 @@ func (r *Runner) RunPart(ctx context.Context, name string, epoch uint64, opts Op
 	if !ok {
 		return Stats{}, fmt.Errorf("keyspace %q: %w", name, replication.ErrKeyspaceNotFound)
 	}
-	var c counters
+	c := counters{limit: newLimiter(opts.RateLimit)}
+	if opts.Method == MethodMerkle && !opts.PushAll {
+		for attempt := 1; ; attempt++ {
+			err := r.merklePart(ctx, ks, opts, &c, start, progress)
+			var ee *replication.EpochError
+			if errors.As(err, &ee) && attempt < epochAttempts {
+				// The configuration moved on: catch up and compare again
+				// under the new one.
+				if err := r.waitEpoch(ctx, ee.Known); err != nil {
+					return c.stats(start), err
+				}
+				if ks, ok = r.Keyspaces.Keyspace(name); !ok {
+					return c.stats(start), fmt.Errorf("keyspace %q: %w", name, replication.ErrKeyspaceNotFound)
+				}
+				continue
+			}
+			return c.stats(start), err
+		}
+	}
 	var cursor []byte
 	for {
 		if err := ctx.Err(); err != nil {
@@ -469,6 +532,9 @@ func (r *Runner) target(ctx context.Context, ks replication.KeyspaceConfig, recs
 		for i, j := range idx {
 			req.Entries[i] = &kvpb.DigestEntry{Key: recs[j].Key, Version: replication.VersionToPB(recs[j].Version)}
 		}
+		if err := c.limit.wait(ctx, proto.Size(req)); err != nil {
+			return err
+		}
 		var resp *kvpb.ReplicaDigestResponse
 		err := retry(ctx, func(ctx context.Context) (err error) {
 			resp, err = r.Replicas.Digest(ctx, b.Target, req)
@@ -481,6 +547,7 @@ func (r *Runner) target(ctx context.Context, ks replication.KeyspaceConfig, recs
 			return &replication.EpochError{Keyspace: ks.Name, Requested: ks.Epoch, Known: k}
 		}
 		c.digests.Add(uint64(len(idx)))
+		c.sent.Add(uint64(proto.Size(req) + proto.Size(resp)))
 		behind := make([]int, 0, len(resp.GetBehind()))
 		for _, i := range resp.GetBehind() {
 			if int(i) >= len(idx) {
@@ -496,6 +563,9 @@ func (r *Runner) target(ctx context.Context, ks replication.KeyspaceConfig, recs
 		for i, j := range chunk {
 			req.Mutations[i] = &kvpb.Mutation{Keyspace: ks.Name, Epoch: ks.Epoch, Record: replication.RecordToPB(recs[j])}
 			size += replication.RecordSize(recs[j])
+		}
+		if err := c.limit.wait(ctx, proto.Size(req)); err != nil {
+			return err
 		}
 		var resp *kvpb.ReplicaWriteResponse
 		err := retry(ctx, func(ctx context.Context) (err error) {
@@ -516,11 +586,57 @@ func (r *Runner) target(ctx context.Context, ks replication.KeyspaceConfig, recs
 				return fmt.Errorf("replica %s refused a repair write: %s", b.Target, res.GetError())
 			}
 		}
+		c.sent.Add(uint64(proto.Size(req) + proto.Size(resp)))
 		c.pushed.Add(uint64(len(chunk)))
 		c.bytes.Add(uint64(size))
 		c.markRepaired(b.Target)
 	}
 	return nil
+}
+
+// limiter paces a part's sends to a rate in bytes per second: each send
+// is scheduled after the previous ones have had their share of time. No
+// burst: a part is long-running, and an even pace is what the rate means.
+// A nil *limiter does not limit. Safe for concurrent use.
+type limiter struct {
+	rate float64 // bytes per second
+
+	mu   sync.Mutex
+	next time.Time // when the next send may start
+}
+
+func newLimiter(bytesPerSecond int64) *limiter {
+	if bytesPerSecond <= 0 {
+		return nil
+	}
+	return &limiter{rate: float64(bytesPerSecond)}
+}
+
+// wait blocks until n more bytes may be sent, or ctx ends.
+func (l *limiter) wait(ctx context.Context, n int) error {
+	if l == nil {
+		return ctx.Err()
+	}
+	l.mu.Lock()
+	now := time.Now()
+	if l.next.Before(now) {
+		l.next = now
+	}
+	at := l.next
+	l.next = l.next.Add(time.Duration(float64(n) / l.rate * float64(time.Second)))
+	l.mu.Unlock()
+	d := time.Until(at)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // retry runs call up to attempts times, each bounded by rpcTimeout, backing

@@ -81,7 +81,7 @@ type cluster struct {
 	down    map[string]bool // read only once a pass runs
 
 	// fail, when set, may fail a peer call from one node to another before
-	// it reaches the replica ("digest" or "write").
+	// it reaches the replica ("compare", "digest" or "write").
 	fail  func(op, from, to string) error
 	calls atomic.Int64 // peer calls that reached fail
 }
@@ -105,7 +105,7 @@ func newCluster(t *testing.T, n, rf int) *cluster {
 		c.replica[id] = replication.NewReplica(e, m, replication.NewClock(nil))
 		c.runners[id] = &antientropy.Runner{
 			Self: id, Engine: e, Keyspaces: m, Topology: c,
-			Replicas: peers{c, id}, Nodes: c,
+			Replicas: peers{c, id}, Nodes: c, Trees: &antientropy.TreeCache{},
 		}
 	}
 	return c
@@ -146,6 +146,13 @@ func (p peers) Digest(ctx context.Context, to string, req *kvpb.ReplicaDigestReq
 		return nil, err
 	}
 	return p.c.replica[to].Digest(ctx, req)
+}
+
+func (p peers) CompareTrees(ctx context.Context, to string, req *kvpb.CompareTreesRequest) (*kvpb.CompareTreesResponse, error) {
+	if err := p.check("compare", to); err != nil {
+		return nil, err
+	}
+	return p.c.runners[to].CompareTrees(ctx, req)
 }
 
 func (p peers) Write(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
@@ -204,8 +211,15 @@ func ctxT(t *testing.T) context.Context {
 // one pass; a record held by a node outside the key's list (a replica
 // dropped when N shrank) reaches the key's replicas too; a second pass
 // finds nothing to push and compares every record with every other
-// replica.
+// replica (the digest method) or only the records of the leaves where a
+// node outside the list holds some (the merkle method).
 func TestPassConverges(t *testing.T) {
+	for _, method := range []string{antientropy.MethodDigest, antientropy.MethodMerkle} {
+		t.Run(method, func(t *testing.T) { testPassConverges(t, method) })
+	}
+}
+
+func testPassConverges(t *testing.T, method string) {
 	c := newCluster(t, 4, 2)
 	want := map[string]storage.Record{}
 	all := c.ids
@@ -233,7 +247,7 @@ func TestPassConverges(t *testing.T) {
 		t.Fatalf("before the pass %d pairs behind; want %d: %v", len(before), missing, before)
 	}
 	var reports []antientropy.Report
-	rep, err := c.runners["n2"].Run(ctxT(t), ks, antientropy.Options{PageSize: 7, Concurrency: 2}, func(r antientropy.Report) { reports = append(reports, r) })
+	rep, err := c.runners["n2"].Run(ctxT(t), ks, antientropy.Options{PageSize: 7, Concurrency: 2, Method: method}, func(r antientropy.Report) { reports = append(reports, r) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +274,7 @@ func TestPassConverges(t *testing.T) {
 		}
 	}
 
-	rep, err = c.runners["n1"].Run(ctxT(t), ks, antientropy.Options{}, nil)
+	rep, err = c.runners["n1"].Run(ctxT(t), ks, antientropy.Options{Method: method}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +286,15 @@ func TestPassConverges(t *testing.T) {
 	// replica compares a record with the one other replica, a node outside
 	// the list with both, which adds one digest for each of the 36 records
 	// held outside.
+	if method == antientropy.MethodMerkle {
+		// Replicas agree, so digests go only for leaves where a node
+		// outside holds records and a replica holds others too: at most
+		// its 36 records (to each of 2 replicas) and those others.
+		if rep.Stats.KeysScanned != 156 || rep.Stats.DigestsSent > 2*(36+36) || rep.Stats.RangesCompared == 0 || rep.Stats.HashesSent == 0 {
+			t.Errorf("second merkle pass: %+v; want 156 keys scanned, ranges compared, and at most 144 digests", rep.Stats)
+		}
+		return
+	}
 	if rep.Stats.KeysScanned != 156 || rep.Stats.DigestsSent != 156+36 {
 		t.Errorf("second pass compared %d digests for %d keys scanned; want 192 for 156", rep.Stats.DigestsSent, rep.Stats.KeysScanned)
 	}
@@ -324,8 +347,9 @@ func TestPassRefusesBadRequests(t *testing.T) {
 		}
 	}
 	// A node that is not ready refuses its part.
-	r := *c.runners["n1"]
-	r.Ready = func() error { return errors.New("node n1 has not joined the cluster yet") }
+	n1 := c.runners["n1"]
+	r := &antientropy.Runner{Self: "n1", Engine: n1.Engine, Keyspaces: n1.Keyspaces, Topology: n1.Topology, Replicas: n1.Replicas, Nodes: n1.Nodes,
+		Ready: func() error { return errors.New("node n1 has not joined the cluster yet") }}
 	if _, err := r.RunPart(ctxT(t), ks, 1, antientropy.Options{}, nil); err == nil || !strings.Contains(err.Error(), "not joined") {
 		t.Errorf("part on a node not ready: %v; want its refusal", err)
 	}
@@ -453,5 +477,231 @@ func TestPassCancelled(t *testing.T) {
 	_, err := c.runners["n1"].Run(ctx, ks, antientropy.Options{}, nil)
 	if !errors.Is(err, context.Canceled) || errors.Is(err, antientropy.ErrIncomplete) || !strings.Contains(err.Error(), "stopped before it completed") {
 		t.Fatalf("cancelled pass: %v; want it stopped with context.Canceled", err)
+	}
+}
+
+// opsCounter counts the peer calls of a pass by operation.
+func opsCounter(c *cluster) *sync.Map {
+	var m sync.Map
+	c.fail = func(op, from, to string) error {
+		n, _ := m.LoadOrStore(op, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		return nil
+	}
+	return &m
+}
+
+func opCount(m *sync.Map, op string) int64 {
+	if n, ok := m.Load(op); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+// Replicas that agree exchange only tree hashes with the merkle method:
+// no digest, no write, and far fewer bytes than the digest method's
+// digest per record.
+func TestMerklePassInSync(t *testing.T) {
+	c := newCluster(t, 3, 3)
+	for i := range 3000 {
+		c.put(t, fmt.Sprintf("s%05d", i), 10, "v", i%10 == 0, c.ids...)
+	}
+	ops := opsCounter(c)
+	rep, err := c.runners["n1"].Run(ctxT(t), ks, antientropy.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := rep.Stats
+	if d, w := opCount(ops, "digest"), opCount(ops, "write"); d != 0 || w != 0 || st.DigestsSent != 0 || st.RecordsPushed != 0 {
+		t.Errorf("in-sync merkle pass sent %d digest and %d write calls (stats %+v); want only comparisons", d, w, st)
+	}
+	// Three nodes replicating every key: one range, compared by each node
+	// with the two others, equal at the root.
+	if opCount(ops, "compare") != 6 || st.RangesCompared != 6 || st.RangesDiffering != 0 || st.HashesSent != 6 || st.KeysScanned != 9000 || st.TombstonesScanned != 900 {
+		t.Errorf("in-sync merkle pass: %d compare calls, stats %+v; want 6 root comparisons over 9000 keys", opCount(ops, "compare"), st)
+	}
+	dig, err := c.runners["n1"].Run(ctxT(t), ks, antientropy.Options{Method: antientropy.MethodDigest}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dig.Stats.DigestsSent != 18000 || st.BytesSent == 0 || st.BytesSent*100 >= dig.Stats.BytesSent {
+		t.Errorf("merkle pass sent %d bytes, digest pass %d bytes in %d digests; want under 1%%", st.BytesSent, dig.Stats.BytesSent, dig.Stats.DigestsSent)
+	}
+}
+
+// Reference: the issue's "after a node misses 1,000 writes, a pass repairs
+// those". The merkle method finds them through the differing leaves and
+// pushes exactly the missing records; a second pass finds nothing.
+func TestMerklePassRepairsMissedWrites(t *testing.T) {
+	c := newCluster(t, 3, 3)
+	want := map[string]storage.Record{}
+	for i := range 5000 {
+		k := fmt.Sprintf("m%05d", i)
+		on := c.ids
+		if i%5 == 0 {
+			on = []string{"n1", "n2"} // n3 missed it
+		}
+		want[k] = c.put(t, k, 10, "v"+k, false, on...)
+	}
+	if got := c.behind(t, want, 3); len(got) != 1000 {
+		t.Fatalf("before the pass %d pairs behind; want 1000", len(got))
+	}
+	rep, err := c.runners["n2"].Run(ctxT(t), ks, antientropy.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.behind(t, want, 3); len(got) != 0 {
+		t.Fatalf("after the pass %d pairs behind: %v", len(got), got[:min(len(got), 10)])
+	}
+	st := rep.Stats
+	// n1 and n2 both find n3's differing leaves and both may push a missed
+	// record before the other's push lands: 1000 to 2000 pushes, all to n3.
+	if st.RecordsPushed < 1000 || st.RecordsPushed > 2000 || !slices.Equal(st.RepairedNodes, []string{"n3"}) || st.LeavesDiffering < 1000 {
+		t.Errorf("pass %+v; want 1000 to 2000 records pushed to n3 from at least 1000 differing leaves", st)
+	}
+	// Digests only for the differing leaves' records, not for all 15,000
+	// (record, replica) pairs.
+	if st.DigestsSent >= 15000/2 {
+		t.Errorf("pass sent %d digests; want far fewer than the digest method's 15000", st.DigestsSent)
+	}
+	again, err := c.runners["n3"].Run(ctxT(t), ks, antientropy.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Stats.RecordsPushed != 0 || again.Stats.RangesDiffering != 0 || again.Stats.DigestsSent != 0 {
+		t.Errorf("second pass %+v; want replicas in sync", again.Stats)
+	}
+}
+
+// A malformed comparison is refused, naming the problem.
+func TestCompareTreesRefusesBadRequests(t *testing.T) {
+	c := newCluster(t, 3, 3)
+	tests := []struct {
+		name string
+		req  *kvpb.CompareTreesRequest
+		want string
+	}{
+		{"no keyspace", &kvpb.CompareTreesRequest{Epoch: 1, Depth: 4}, "no keyspace"},
+		{"depth 0", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1}, "depth 0"},
+		{"depth too large", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: antientropy.MaxMerkleDepth + 1}, "depth"},
+		{"level below the depth", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: 4, Queries: []*kvpb.TreeQuery{{Level: 5}}}, "level 5"},
+		{"hashes missing", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: 4, Queries: []*kvpb.TreeQuery{{Level: 1, Nodes: []uint32{0, 1}, Hashes: []uint64{0}}}}, "2 nodes but 1 hashes"},
+		{"shared root without sender", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: 4, ReplicationFactor: 3, Shared: &kvpb.SharedRoot{}}, "without its sender"},
+		{"shared root, N too large", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: 4, From: "n2", ReplicationFactor: 4, Shared: &kvpb.SharedRoot{}}, "replication factor 4"},
+		{"no such node", &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: 4, Queries: []*kvpb.TreeQuery{{Level: 1, Nodes: []uint32{2}, Hashes: []uint64{0}}}}, "node 2 does not exist at level 1"},
+	}
+	for _, tt := range tests {
+		_, err := c.runners["n1"].CompareTrees(ctxT(t), tt.req)
+		if !errors.Is(err, replication.ErrInvalidRequest) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v; want an invalid request naming %q", tt.name, err, tt.want)
+		}
+	}
+	if _, err := c.runners["n1"].CompareTrees(ctxT(t), &kvpb.CompareTreesRequest{Keyspace: "nope", Epoch: 1, Depth: 4}); !errors.Is(err, replication.ErrKeyspaceNotFound) {
+		t.Errorf("unknown keyspace: %v; want ErrKeyspaceNotFound", err)
+	}
+	c.metas["n1"].cur.Epoch = 3
+	if resp, err := c.runners["n1"].CompareTrees(ctxT(t), &kvpb.CompareTreesRequest{Keyspace: ks, Epoch: 1, Depth: 4}); err != nil || resp.GetKnownEpoch() != 3 {
+		t.Errorf("stale epoch: %v, %v; want known epoch 3", resp, err)
+	}
+}
+
+// With more nodes than replicas the ring has many ranges; replicas that
+// agree still exchange one hash per pair of replicas, not one per range.
+func TestMerklePassInSyncManyRanges(t *testing.T) {
+	c := newCluster(t, 6, 3)
+	for i := range 2000 {
+		k := fmt.Sprintf("r%05d", i)
+		c.put(t, k, 10, "v", false, c.ring.PreferenceList(ks, []byte(k), 3)...)
+	}
+	ops := opsCounter(c)
+	rep, err := c.runners["n4"].Run(ctxT(t), ks, antientropy.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := rep.Stats
+	// Every node shares ranges with every other at N=3 of 6 (256 vnodes
+	// each): 30 ordered pairs, one comparison each.
+	if n := opCount(ops, "compare"); n != 30 || st.HashesSent != 30 || st.RangesDiffering != 0 || st.DigestsSent != 0 || opCount(ops, "digest")+opCount(ops, "write") != 0 {
+		t.Errorf("in-sync pass over 6 nodes: %d compare calls, stats %+v; want 30 comparisons and nothing else", n, st)
+	}
+	if st.RangesCompared < 30*10 {
+		t.Errorf("ranges compared %d; want the many ranges of a 6-node ring", st.RangesCompared)
+	}
+	// A node that missed writes is found range by range and repaired.
+	want := map[string]storage.Record{}
+	for i := range 200 {
+		k := fmt.Sprintf("x%05d", i)
+		list := c.ring.PreferenceList(ks, []byte(k), 3)
+		want[k] = c.put(t, k, 10, "v", false, list[:2]...)
+	}
+	rep, err = c.runners["n1"].Run(ctxT(t), ks, antientropy.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.behind(t, want, 3); len(got) != 0 {
+		t.Errorf("after the pass %d behind: %v", len(got), got)
+	}
+	if rep.Stats.RecordsPushed < 200 || rep.Stats.RangesDiffering == 0 {
+		t.Errorf("pass %+v; want at least 200 pushed from differing ranges", rep.Stats)
+	}
+}
+
+// An exclusive pass is refused while another pass of the keyspace runs on
+// a node it reaches; passes without Exclusive are not.
+func TestExclusivePassRefusedWhileAnotherRuns(t *testing.T) {
+	c := newCluster(t, 3, 3)
+	for i := range 20 {
+		c.put(t, fmt.Sprintf("x%02d", i), 10, "v", false, "n1")
+	}
+	blocked, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.fail = func(op, from, to string) error {
+		once.Do(func() { close(blocked); <-release })
+		return nil
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.runners["n1"].Run(ctxT(t), ks, antientropy.Options{}, nil)
+		first <- err
+	}()
+	<-blocked // the first pass is running on every node
+	_, err := c.runners["n2"].Run(ctxT(t), ks, antientropy.Options{Exclusive: true}, nil)
+	if !errors.Is(err, antientropy.ErrIncomplete) || !strings.Contains(err.Error(), antientropy.ErrPassRunning.Error()) {
+		t.Errorf("exclusive pass during another: %v; want it refused with ErrPassRunning", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("first pass: %v", err)
+	}
+	if _, err := c.runners["n2"].Run(ctxT(t), ks, antientropy.Options{Exclusive: true}, nil); err != nil {
+		t.Errorf("exclusive pass alone: %v", err)
+	}
+}
+
+// RateLimit paces what each node's part sends: a pass whose requests add
+// up to about two seconds' worth at the limit cannot finish in less than
+// one (a lower bound only: the machine may be slower, never faster).
+func TestPassRateLimit(t *testing.T) {
+	c := newCluster(t, 3, 3)
+	for i := range 300 {
+		c.put(t, fmt.Sprintf("l%03d", i), 10, "v", false, c.ids...)
+	}
+	opts := antientropy.Options{Method: antientropy.MethodDigest, PageSize: 20}
+	free, err := c.runners["n1"].Run(ctxT(t), ks, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Requests are most of BytesSent (responses to in-sync digests are
+	// nearly empty); each of the 3 parts sends a third.
+	opts.RateLimit = int64(free.Stats.BytesSent / 3 / 2)
+	start := time.Now()
+	if _, err := c.runners["n1"].Run(ctxT(t), ks, opts, nil); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < time.Second {
+		t.Errorf("pass limited to %d bytes/s per part took %v; want at least 1s", opts.RateLimit, el)
+	}
+	if _, err := c.runners["n1"].Run(ctxT(t), ks, antientropy.Options{RateLimit: -1}, nil); !errors.Is(err, replication.ErrInvalidRequest) {
+		t.Errorf("negative rate limit: %v; want ErrInvalidRequest", err)
 	}
 }
