@@ -116,6 +116,15 @@ func TestClusterAddRemove(t *testing.T) {
 		t.Fatalf("cluster up after remove: %v %s", err, r.stdout)
 	}
 
+	// A restart brings back n2, n3 and the added n4 (laid out again from
+	// cluster.json), not n1, and the keys are all there.
+	tc.mustRun("cluster", "down")
+	r = tc.mustRun("cluster", "up", "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &up); err != nil || fmt.Sprint(up.Started) != "[n2 n3 n4]" {
+		t.Fatalf("cluster up after down: %v %s", err, r.stdout)
+	}
+	readAll("after down and up", tc.client(client.Config{}))
+
 	tc.mustRun("cluster", "down")
 	var procs []launch.Proc
 	for _, n := range tc.layout().Nodes {
