@@ -55,6 +55,15 @@ type nodeEntry struct {
 	// PID is the last process started for the node; DataDir/pid holds the
 	// same number.
 	PID int `json:"pid"`
+	// Added is true for a node `cluster add` laid out: it joined the
+	// running cluster (--bootstrap-expect 0). Added nodes follow the
+	// nodes `cluster up` laid out.
+	Added bool `json:"added,omitempty"`
+	// Removed is true once `cluster remove` has decommissioned the node:
+	// it has left the ring for good and no command starts, stops or
+	// talks to it again. It keeps its place so that the nodes after it
+	// keep their ports.
+	Removed bool `json:"removed,omitempty"`
 }
 
 func (n nodeEntry) pidFile() string { return filepath.Join(n.DataDir, "pid") }
@@ -90,29 +99,85 @@ func newLayout(dir, host string, n, base int, inMemory bool) (*layout, *launch.C
 	}
 	l := &layout{Dir: dir, Host: host, BasePort: lc.Config().BasePort, InMemory: inMemory, Created: time.Now().UTC()}
 	for _, ln := range lc.Nodes() {
-		l.Nodes = append(l.Nodes, nodeEntry{
-			ID: ln.ID, GRPCAddr: ln.GRPC, GossipAddr: ln.Gossip, RaftAddr: ln.Raft, HTTPAddr: ln.HTTP,
-			DataDir: ln.DataDir, LogFile: ln.LogFile, PID: ln.LastPID(),
-		})
+		l.Nodes = append(l.Nodes, entryOf(ln))
 	}
 	return l, lc, nil
 }
 
+// entryOf is the record of a node laid out by node/launch.
+func entryOf(ln *launch.Node) nodeEntry {
+	return nodeEntry{ID: ln.ID, GRPCAddr: ln.GRPC, GossipAddr: ln.Gossip, RaftAddr: ln.Raft, HTTPAddr: ln.HTTP,
+		DataDir: ln.DataDir, LogFile: ln.LogFile, PID: ln.LastPID(), Added: ln.Added}
+}
+
 // launcher returns the launcher of a recorded layout, which adopts the
-// nodes still running. The layout and the launcher must agree on every
-// address: cluster.json is the record, node/launch the one that starts.
+// nodes still running: the nodes `cluster up` laid out, then those
+// `cluster add` added, with the removed ones marked so. The layout and the
+// launcher must agree on every address: cluster.json is the record,
+// node/launch the one that starts.
 func (l *layout) launcher() (*launch.Cluster, error) {
-	fresh, lc, err := newLayout(l.Dir, l.Host, len(l.Nodes), l.BasePort, l.InMemory)
+	first := 0
+	for first < len(l.Nodes) && !l.Nodes[first].Added {
+		first++
+	}
+	damaged := func(id string) error {
+		return fmt.Errorf("%s: node %s is not laid out as adaptkv lays out base port %d; stop its nodes and remove the folder, or use another --dir", filepath.Join(l.Dir, layoutFile), id, l.BasePort)
+	}
+	if first == 0 {
+		return nil, fmt.Errorf("%s records no node that `cluster up` laid out; stop its nodes and remove the folder, or use another --dir", filepath.Join(l.Dir, layoutFile))
+	}
+	same := func(n, o nodeEntry) bool {
+		return n.ID == o.ID && n.GRPCAddr == o.GRPCAddr && n.GossipAddr == o.GossipAddr && n.RaftAddr == o.RaftAddr && n.HTTPAddr == o.HTTPAddr && n.DataDir == o.DataDir
+	}
+	fresh, lc, err := newLayout(l.Dir, l.Host, first, l.BasePort, l.InMemory)
 	if err != nil {
 		return nil, err
 	}
 	for i, n := range fresh.Nodes {
-		o := l.Nodes[i]
-		if n.ID != o.ID || n.GRPCAddr != o.GRPCAddr || n.GossipAddr != o.GossipAddr || n.RaftAddr != o.RaftAddr || n.HTTPAddr != o.HTTPAddr || n.DataDir != o.DataDir {
-			return nil, fmt.Errorf("%s: node %s is not laid out as adaptkv lays out base port %d; stop its nodes and remove the folder, or use another --dir", filepath.Join(l.Dir, layoutFile), o.ID, l.BasePort)
+		if !same(n, l.Nodes[i]) {
+			return nil, damaged(l.Nodes[i].ID)
+		}
+	}
+	for _, o := range l.Nodes[first:] {
+		if !o.Added {
+			return nil, damaged(o.ID)
+		}
+		ln, err := lc.Relayout("")
+		if err != nil {
+			return nil, err
+		}
+		if !same(entryOf(ln), o) {
+			return nil, damaged(o.ID)
+		}
+	}
+	for _, o := range l.Nodes {
+		if o.Removed {
+			if err := lc.MarkRemoved(o.ID); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return lc, nil
+}
+
+// live returns the nodes that have not been removed.
+func (l *layout) live() []nodeEntry {
+	var out []nodeEntry
+	for _, n := range l.Nodes {
+		if !n.Removed {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// liveIDs returns the IDs of the nodes that have not been removed.
+func (l *layout) liveIDs() []string {
+	var ids []string
+	for _, n := range l.live() {
+		ids = append(ids, n.ID)
+	}
+	return ids
 }
 
 // syncPIDs records the launcher's PIDs in the layout.
@@ -160,22 +225,18 @@ func (l *layout) save() error {
 	return os.Rename(tmp, filepath.Join(l.Dir, layoutFile))
 }
 
-func (l *layout) ids() []string {
-	var ids []string
-	for _, n := range l.Nodes {
-		ids = append(ids, n.ID)
-	}
-	return ids
-}
-
-// node returns the entry of node id, or a usage error listing the nodes.
+// node returns the entry of node id, or a usage error listing the nodes
+// (a removed node is named as such).
 func (l *layout) node(id string) (*nodeEntry, error) {
 	for i := range l.Nodes {
 		if l.Nodes[i].ID == id {
+			if l.Nodes[i].Removed {
+				return nil, usagef("node %s was removed from the cluster at %s (adaptkv cluster remove); nodes now: %s", id, l.Dir, strings.Join(l.liveIDs(), ", "))
+			}
 			return &l.Nodes[i], nil
 		}
 	}
-	return nil, usagef("no node %q in the cluster at %s (nodes: %s)", id, l.Dir, strings.Join(l.ids(), ", "))
+	return nil, usagef("no node %q in the cluster at %s (nodes: %s)", id, l.Dir, strings.Join(l.liveIDs(), ", "))
 }
 
 // clusterFlags are the flags shared by the cluster commands that start
@@ -190,13 +251,14 @@ type clusterFlags struct {
 func (a *app) clusterCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Run a local cluster of node processes (up, status, down, kill, start)",
+		Short: "Run a local cluster of node processes (up, status, down, kill, start, add, remove)",
 		Long: `Run a cluster of adaptkv node processes on this machine, for development
 and experiments. Its layout, PIDs, data and logs live in --dir (default
 $ADAPTKV_DIR, else ~/.adaptkv/local); every other command finds the cluster
 there without being told.`,
 	}
-	cmd.AddCommand(a.clusterUpCommand(), a.clusterStatusCommand(), a.clusterDownCommand(), a.clusterKillCommand(), a.clusterStartCommand())
+	cmd.AddCommand(a.clusterUpCommand(), a.clusterStatusCommand(), a.clusterDownCommand(), a.clusterKillCommand(), a.clusterStartCommand(),
+		a.clusterAddCommand(), a.clusterRemoveCommand())
 	return cmd
 }
 
@@ -277,9 +339,14 @@ type nodeJSON struct {
 	HTTPAddr   string `json:"http_addr"`
 	DataDir    string `json:"data_dir"`
 	LogFile    string `json:"log_file"`
-	// State and RaftRole are the cluster's own view (cluster status).
-	State    string `json:"state,omitempty"`
-	RaftRole string `json:"raft_role,omitempty"`
+	// State, RaftRole and RingState are the cluster's own view (cluster
+	// status); a removed node's RingState is "left".
+	State     string `json:"state,omitempty"`
+	RaftRole  string `json:"raft_role,omitempty"`
+	RingState string `json:"ring_state,omitempty"`
+	// Added and Removed are the record's (see nodeEntry).
+	Added   bool `json:"added,omitempty"`
+	Removed bool `json:"removed,omitempty"`
 }
 
 // clusterViewJS is the answering node's view in cluster status.
@@ -291,8 +358,12 @@ type clusterViewJS struct {
 func (l *layout) nodesJSON() []nodeJSON {
 	var out []nodeJSON
 	for _, n := range l.Nodes {
-		out = append(out, nodeJSON{ID: n.ID, PID: n.PID, Running: n.running(), GRPCAddr: n.GRPCAddr, GossipAddr: n.GossipAddr,
-			RaftAddr: n.RaftAddr, HTTPAddr: n.HTTPAddr, DataDir: n.DataDir, LogFile: n.LogFile})
+		nj := nodeJSON{ID: n.ID, PID: n.PID, Running: n.running(), GRPCAddr: n.GRPCAddr, GossipAddr: n.GossipAddr,
+			RaftAddr: n.RaftAddr, HTTPAddr: n.HTTPAddr, DataDir: n.DataDir, LogFile: n.LogFile, Added: n.Added, Removed: n.Removed}
+		if n.Removed {
+			nj.RingState = "left"
+		}
+		out = append(out, nj)
 	}
 	return out
 }
@@ -329,8 +400,8 @@ func (a *app) clusterUp(cmd *cobra.Command, f clusterFlags) error {
 		// The recorded layout wins; a flag that contradicts it is a
 		// mistake to report, not a reason to move or resize a cluster
 		// whose data is laid out for it.
-		if flags.Changed("nodes") && f.nodes != len(l.Nodes) {
-			return usagef("the cluster in %s has %d nodes, not %d; stop it and remove it (adaptkv cluster down --purge) to change the size, or use another --dir", dir, len(l.Nodes), f.nodes)
+		if live := len(l.live()); flags.Changed("nodes") && f.nodes != live {
+			return usagef("the cluster in %s has %d nodes, not %d; change its size with `adaptkv cluster add` and `cluster remove`, or stop it and remove it (adaptkv cluster down --purge), or use another --dir", dir, live, f.nodes)
 		}
 		if flags.Changed("in-memory") && f.inMemory != l.InMemory {
 			return usagef("the cluster in %s was created with --in-memory=%v; use another --dir (or cluster down --purge) to change it", dir, l.InMemory)
@@ -353,7 +424,7 @@ func (a *app) clusterUp(cmd *cobra.Command, f clusterFlags) error {
 
 	var started []string
 	for _, n := range lc.Nodes() {
-		if n.State() != launch.Stopped {
+		if n.State() != launch.Stopped || n.Removed() {
 			continue
 		}
 		err := lc.StartNode(n.ID)
@@ -373,7 +444,7 @@ func (a *app) clusterUp(cmd *cobra.Command, f clusterFlags) error {
 
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.wait)
 	defer cancel()
-	if err := a.waitHealthy(ctx, lc, lc.IDs(), f.wait); err != nil {
+	if err := a.waitHealthy(ctx, lc, l.liveIDs(), f.wait); err != nil {
 		return err
 	}
 	if err := a.firstWrite(ctx, l); err != nil {
@@ -399,13 +470,8 @@ func (a *app) printBanner(l *layout, started []string, took time.Duration) {
 	if len(started) == 0 {
 		how = "all nodes were already running"
 	}
-	fmt.Fprintf(w, "adaptkv local cluster is up: %d nodes%s (%s)\n\n", len(l.Nodes), mem, how)
-	tw := a.table()
-	fmt.Fprintln(tw, "  NODE\tPID\tGRPC\tGOSSIP\tRAFT\tHTTP")
-	for _, n := range l.Nodes {
-		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.PID, n.GRPCAddr, n.GossipAddr, n.RaftAddr, n.HTTPAddr)
-	}
-	tw.Flush()
+	fmt.Fprintf(w, "adaptkv local cluster is up: %d nodes%s (%s)\n\n", len(l.live()), mem, how)
+	a.printNodes(l)
 	fmt.Fprintf(w, "\ndata and logs: %s (node logs: %s)\n", l.Dir, filepath.Join(l.Dir, "n<i>", "node.log"))
 	fmt.Fprintf(w, "cluster up in %.2fs (first acknowledged write)\n\n", took.Seconds())
 	if l.Dir != defaultDir() {
@@ -415,12 +481,23 @@ func (a *app) printBanner(l *layout, started []string, took time.Duration) {
 	fmt.Fprintf(w, "       adaptkv status    adaptkv cluster kill n2    adaptkv cluster down\n")
 }
 
+// printNodes prints the table of the layout's nodes that have not been
+// removed.
+func (a *app) printNodes(l *layout) {
+	tw := a.table()
+	fmt.Fprintln(tw, "  NODE\tPID\tGRPC\tGOSSIP\tRAFT\tHTTP")
+	for _, n := range l.live() {
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.PID, n.GRPCAddr, n.GossipAddr, n.RaftAddr, n.HTTPAddr)
+	}
+	tw.Flush()
+}
+
 // firstWrite writes upKey at quorum to the default keyspace, retrying
 // until it is acknowledged or ctx ends: the cluster is only "up" for a user
 // once it takes writes.
 func (a *app) firstWrite(ctx context.Context, l *layout) error {
 	var eps []string
-	for _, n := range l.Nodes {
+	for _, n := range l.live() {
 		eps = append(eps, n.GRPCAddr)
 	}
 	c, err := client.New(ctx, client.Config{Endpoints: eps, DialTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second})
@@ -522,7 +599,7 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 			out := upJSON{Dir: l.Dir, InMemory: l.InMemory, BasePort: l.BasePort, Nodes: l.nodesJSON()}
 			var eps []string
 			for _, n := range out.Nodes {
-				if n.Running {
+				if n.Running && !n.Removed {
 					eps = append(eps, n.GRPCAddr)
 				}
 			}
@@ -534,13 +611,17 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 				return a.printJSON(out)
 			}
 			tw := a.table()
-			fmt.Fprintln(tw, "NODE\tPID\tRUNNING\tGRPC\tHTTP\tSTATE\tRAFT")
+			fmt.Fprintln(tw, "NODE\tPID\tRUNNING\tGRPC\tHTTP\tSTATE\tRING\tRAFT")
 			for _, n := range out.Nodes {
 				run := "no"
 				if n.Running {
 					run = "yes"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", n.ID, n.PID, run, n.GRPCAddr, n.HTTPAddr, dash(n.State), dash(n.RaftRole))
+				ring := dash(n.RingState)
+				if n.Removed {
+					ring += " (removed)"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, n.PID, run, n.GRPCAddr, n.HTTPAddr, dash(n.State), ring, dash(n.RaftRole))
 			}
 			tw.Flush()
 			fmt.Fprintf(a.stdout, "folder: %s\n", l.Dir)
@@ -574,6 +655,9 @@ func (a *app) clusterView(ctx context.Context, eps []string, out *upJSON) error 
 		for _, m := range st.Members {
 			if m.ID == out.Nodes[i].ID {
 				out.Nodes[i].State, out.Nodes[i].RaftRole = m.State, m.RaftRole
+				if !out.Nodes[i].Removed {
+					out.Nodes[i].RingState = m.RingState
+				}
 			}
 		}
 	}

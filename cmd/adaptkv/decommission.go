@@ -41,7 +41,11 @@ it keeps its place on the ring. One topology change runs at a time.`,
   adaptkv node decommission n4 --wait=false   # return once it is leaving`,
 		Args: cobraArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := a.decommission(cmd.Context(), args[0], wait, maxTime)
+			eps, err := a.clusterEndpoints()
+			if err != nil {
+				return err
+			}
+			out, err := a.decommission(cmd.Context(), eps, args[0], wait, maxTime)
 			if err != nil {
 				return err
 			}
@@ -57,14 +61,11 @@ it keeps its place on the ring. One topology change runs at a time.`,
 	return cmd
 }
 
-// decommission asks the cluster to decommission id through a node other
-// than id, and with wait follows ClusterStatus until id has left.
-func (a *app) decommission(ctx context.Context, id string, wait bool, maxTime time.Duration) (decommissionJSON, error) {
+// decommission asks the cluster, through eps, to decommission id through a
+// node other than id, and with wait follows ClusterStatus until id has
+// left.
+func (a *app) decommission(ctx context.Context, eps []string, id string, wait bool, maxTime time.Duration) (decommissionJSON, error) {
 	start := time.Now()
-	eps, err := a.clusterEndpoints()
-	if err != nil {
-		return decommissionJSON{}, err
-	}
 	admin, closeConn, err := a.adminAvoiding(ctx, eps, id)
 	if err != nil {
 		return decommissionJSON{}, err

@@ -61,7 +61,7 @@ func (a *app) clusterEndpoints() ([]string, error) {
 		return nil, err
 	}
 	var eps []string
-	for _, n := range l.Nodes {
+	for _, n := range l.live() {
 		eps = append(eps, n.GRPCAddr)
 	}
 	return eps, nil

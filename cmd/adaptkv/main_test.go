@@ -191,7 +191,7 @@ func (tc *testCluster) layout() *layout {
 
 func (tc *testCluster) endpoints() []string {
 	var eps []string
-	for _, n := range tc.layout().Nodes {
+	for _, n := range tc.layout().live() {
 		eps = append(eps, n.GRPCAddr)
 	}
 	return eps

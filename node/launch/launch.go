@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -118,6 +119,11 @@ type Node struct {
 	// running cluster (--bootstrap-expect 0) rather than forming it.
 	Added bool
 
+	// removed is set by MarkRemoved: the node has left the cluster for
+	// good. Atomic, not under mu: Args reads the other nodes' while
+	// StartNode holds this node's mu.
+	removed atomic.Bool
+
 	mu      sync.Mutex
 	cmd     *exec.Cmd // nil for a process adopted from its PID file
 	pid     int
@@ -155,6 +161,9 @@ func (n *Node) stateLocked() State {
 	}
 	return n.state
 }
+
+// Removed reports whether MarkRemoved marked the node as gone for good.
+func (n *Node) Removed() bool { return n.removed.Load() }
 
 // LastPID returns the ID of the last process started or adopted for the
 // node, running or not (0 when there was none).
@@ -267,6 +276,20 @@ func (c *Cluster) layout(i int, h, zone string) *Node {
 // New keep their own --bootstrap-expect, and take the new node among their
 // seeds at their next start.
 func (c *Cluster) AddNode(zone string) (*Node, error) {
+	return c.addNode(zone, false)
+}
+
+// Relayout lays out the next node as AddNode laid it out in an earlier
+// launch of the same cluster (adaptkv cluster add records such nodes), so
+// that a new launcher knows every node: with Config.Detach it adopts the
+// node's process if it still runs, and it checks no ports, which may be
+// the node's own.
+func (c *Cluster) Relayout(zone string) (*Node, error) {
+	return c.addNode(zone, true)
+}
+
+// addNode is AddNode, or with again Relayout.
+func (c *Cluster) addNode(zone string, again bool) (*Node, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -281,15 +304,31 @@ func (c *Cluster) AddNode(zone string) (*Node, error) {
 	if base+portHTTP > 65535 {
 		return nil, fmt.Errorf("launch: node n%d's ports from %d do not fit below 65536", i+1, base)
 	}
-	if !PortsFree(hosts, base, 0) {
+	if !again && !PortsFree(hosts, base, 0) {
 		return nil, fmt.Errorf("launch: node n%d's ports %d-%d on %s are taken", i+1, base, base+portHTTP, hosts[0])
 	}
 	n := c.layout(i, hosts[0], zone)
 	n.Added = true
+	if again && c.cfg.Detach {
+		n.adopt()
+	}
 	c.nodes = append(c.nodes, n)
 	c.byID[n.ID] = n
 	c.log.Info("node laid out to join", "node", n.ID, "grpc", n.GRPC)
 	return n, nil
+}
+
+// MarkRemoved records that node id has left the cluster for good (it was
+// decommissioned): StartNode refuses to start it again and the other
+// nodes no longer take it as a seed. Its place in the layout stays, so
+// that the nodes after it keep their addresses.
+func (c *Cluster) MarkRemoved(id string) error {
+	n, err := c.node(id)
+	if err != nil {
+		return err
+	}
+	n.removed.Store(true)
+	return nil
 }
 
 // nodeHosts returns the addresses of count nodes from node index first
@@ -476,7 +515,7 @@ func (c *Cluster) Args(n *Node) []string {
 	}
 	var seeds []string
 	for _, o := range c.Nodes() {
-		if o != n {
+		if o != n && !o.Removed() {
 			seeds = append(seeds, o.Gossip)
 		}
 	}
@@ -527,6 +566,9 @@ func (c *Cluster) StartNode(id string) error {
 	defer n.mu.Unlock()
 	if n.stateLocked() != Stopped {
 		return nil
+	}
+	if n.removed.Load() {
+		return fmt.Errorf("launch: %s was removed from the cluster; it does not start again", id)
 	}
 	if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
 		return fmt.Errorf("launch: %s: %w", id, err)

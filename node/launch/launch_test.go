@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -302,8 +304,49 @@ func TestAddNode(t *testing.T) {
 	if _, err := c.AddNode(""); err == nil || !strings.Contains(err.Error(), "/24") {
 		t.Fatalf("a fourth node past 127.0.76.254: %v", err)
 	}
+	// A removed node is nobody's seed and does not start again.
+	if err := c.MarkRemoved("n2"); err != nil {
+		t.Fatal(err)
+	}
+	if args := strings.Join(c.Args(c.Node("n1")), " "); !strings.HasSuffix(args, "--seeds 127.0.76.254:20101") {
+		t.Errorf("n1 args with n2 removed: %q", args)
+	}
+	if err := c.StartNode("n2"); err == nil || !strings.Contains(err.Error(), "removed") || c.Node("n2").State() != Stopped {
+		t.Errorf("StartNode of a removed node: %v", err)
+	}
+	if err := c.MarkRemoved("n9"); err == nil {
+		t.Error("MarkRemoved of an unknown node accepted")
+	}
 	c.Close()
 	if _, err := c.AddNode(""); err == nil {
 		t.Fatal("AddNode after Close accepted")
+	}
+}
+
+// TestRelayout: a later launcher lays out an added node again on the same
+// address even when its ports are taken (by the node itself, say), where
+// AddNode refuses them.
+func TestRelayout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	// Node n2's block starts at the taken port.
+	cfg := Config{Binary: nodeBin, Nodes: 1, Dir: t.TempDir(), BasePort: port - DefaultPortStride, Detach: true}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddNode(""); err == nil || !strings.Contains(err.Error(), "taken") {
+		t.Fatalf("AddNode on taken ports: %v", err)
+	}
+	n2, err := c.Relayout("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n2.ID != "n2" || !n2.Added || n2.GRPC != net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) || n2.State() != Stopped {
+		t.Fatalf("relaid node %+v", n2)
 	}
 }
