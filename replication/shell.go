@@ -163,7 +163,8 @@ func (d *driver) send(sends []send) {
 		return
 	}
 	var fan *fanout
-	for _, s := range sends {
+	for i := range sends {
+		s := &sends[i] // the goroutines share the effects' slice: small frames
 		if s.inline {
 			continue
 		}
@@ -188,8 +189,8 @@ func (d *driver) send(sends []send) {
 	if fan != nil {
 		fan.release() // the batch is out
 	}
-	for _, s := range sends {
-		if s.inline {
+	for i := range sends {
+		if s := &sends[i]; s.inline {
 			d.queue = append(d.queue, d.c.call(d.ctx, d.keyspace, s))
 		}
 	}
@@ -197,7 +198,7 @@ func (d *driver) send(sends []send) {
 
 // call makes one replica request, observes its round trip and the versions
 // it saw, and returns the reply as an event.
-func (c *Coordinator) call(ctx context.Context, keyspace string, s send) event {
+func (c *Coordinator) call(ctx context.Context, keyspace string, s *send) event {
 	start := time.Now()
 	r := reply{id: s.id}
 	switch s.kind {
