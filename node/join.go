@@ -127,6 +127,8 @@ func (n *Node) finishJoin(ctx context.Context, j TopologyMember) error {
 	}
 	n.log.Info("member joined the ring", "member", j.ID, "records_streamed", pushed,
 		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", n.meta.Topology().Epoch)
+	epoch := n.meta.Topology().Epoch
+	n.goRun(func() { n.cleanupAfterChange(ctx, epoch) })
 	return nil
 }
 
@@ -152,6 +154,8 @@ func (n *Node) finishLeave(ctx context.Context, x TopologyMember) error {
 	}
 	n.log.Info("member left the ring", "member", x.ID, "records_streamed", pushed,
 		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", n.meta.Topology().Epoch)
+	epoch := n.meta.Topology().Epoch
+	n.goRun(func() { n.cleanupAfterChange(ctx, epoch) })
 	return nil
 }
 

@@ -61,7 +61,7 @@ func toStatus(err error) error {
 		return withReason(codes.AlreadyExists, api.ReasonKeyspaceExists, err.Error(), nil)
 	case errors.Is(err, replication.ErrInvalidRequest), errors.Is(err, quorum.ErrInvalidPolicy):
 		return invalidArgument(err.Error())
-	case errors.Is(err, ErrTopologyChange):
+	case errors.Is(err, ErrTopologyChange), errors.Is(err, ErrCleanupRefused):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrNoLeader):
 		return withReason(codes.FailedPrecondition, api.ReasonNoMetadataLeader, err.Error(), nil)

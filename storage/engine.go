@@ -65,7 +65,8 @@ type Engine interface {
 	Scan(keyspace string, start, end []byte, limit int) ([]Record, error)
 
 	// Purge removes keys outright (no tombstone, no version check), durably.
-	// It is for the node's own bookkeeping (delivered hints), not for user data.
+	// It is for the node's own bookkeeping (delivered hints) and for cleanup
+	// (records of keys the node no longer replicates), never for user deletes.
 	Purge(ctx context.Context, keyspace string, keys [][]byte) error
 
 	// CollectTombstones removes the tombstones whose version's wall time is

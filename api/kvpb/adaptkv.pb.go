@@ -3889,6 +3889,178 @@ func (x *TreeAnswer) GetDiffering() []uint32 {
 	return nil
 }
 
+type CleanupKeyspaceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Local         bool                   `protobuf:"varint,2,opt,name=local,proto3" json:"local,omitempty"` // clean this node only (the fan-out's own call)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CleanupKeyspaceRequest) Reset() {
+	*x = CleanupKeyspaceRequest{}
+	mi := &file_adaptkv_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CleanupKeyspaceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CleanupKeyspaceRequest) ProtoMessage() {}
+
+func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CleanupKeyspaceRequest.ProtoReflect.Descriptor instead.
+func (*CleanupKeyspaceRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *CleanupKeyspaceRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *CleanupKeyspaceRequest) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
+}
+
+type CleanupKeyspaceResponse struct {
+	state         protoimpl.MessageState          `protogen:"open.v1"`
+	Nodes         []*CleanupKeyspaceResponse_Node `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Epoch         uint64                          `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"` // the keyspace epoch (keyspace and topology) cleaned for
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CleanupKeyspaceResponse) Reset() {
+	*x = CleanupKeyspaceResponse{}
+	mi := &file_adaptkv_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CleanupKeyspaceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CleanupKeyspaceResponse) ProtoMessage() {}
+
+func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CleanupKeyspaceResponse.ProtoReflect.Descriptor instead.
+func (*CleanupKeyspaceResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *CleanupKeyspaceResponse) GetNodes() []*CleanupKeyspaceResponse_Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *CleanupKeyspaceResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+type CleanupKeyspaceResponse_Node struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	KeysScanned   uint64                 `protobuf:"varint,2,opt,name=keys_scanned,json=keysScanned,proto3" json:"keys_scanned,omitempty"`
+	KeysRemoved   uint64                 `protobuf:"varint,3,opt,name=keys_removed,json=keysRemoved,proto3" json:"keys_removed,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"` // set when this member could not clean
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CleanupKeyspaceResponse_Node) Reset() {
+	*x = CleanupKeyspaceResponse_Node{}
+	mi := &file_adaptkv_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CleanupKeyspaceResponse_Node) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
+
+func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CleanupKeyspaceResponse_Node.ProtoReflect.Descriptor instead.
+func (*CleanupKeyspaceResponse_Node) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{59, 0}
+}
+
+func (x *CleanupKeyspaceResponse_Node) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CleanupKeyspaceResponse_Node) GetKeysScanned() uint64 {
+	if x != nil {
+		return x.KeysScanned
+	}
+	return 0
+}
+
+func (x *CleanupKeyspaceResponse_Node) GetKeysRemoved() uint64 {
+	if x != nil {
+		return x.KeysRemoved
+	}
+	return 0
+}
+
+func (x *CleanupKeyspaceResponse_Node) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_adaptkv_proto protoreflect.FileDescriptor
 
 const file_adaptkv_proto_rawDesc = "" +
@@ -4176,7 +4348,18 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\fshared_equal\x18\x03 \x01(\bR\vsharedEqual\"*\n" +
 	"\n" +
 	"TreeAnswer\x12\x1c\n" +
-	"\tdiffering\x18\x01 \x03(\rR\tdiffering*`\n" +
+	"\tdiffering\x18\x01 \x03(\rR\tdiffering\"J\n" +
+	"\x16CleanupKeyspaceRequest\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x14\n" +
+	"\x05local\x18\x02 \x01(\bR\x05local\"\xe3\x01\n" +
+	"\x17CleanupKeyspaceResponse\x12>\n" +
+	"\x05nodes\x18\x01 \x03(\v2(.adaptkv.v1.CleanupKeyspaceResponse.NodeR\x05nodes\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x1ar\n" +
+	"\x04Node\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fkeys_scanned\x18\x02 \x01(\x04R\vkeysScanned\x12!\n" +
+	"\fkeys_removed\x18\x03 \x01(\x04R\vkeysRemoved\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error*`\n" +
 	"\x05Level\x12\x15\n" +
 	"\x11LEVEL_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLEVEL_ONE\x10\x01\x12\x10\n" +
@@ -4193,7 +4376,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x03Get\x12\x16.adaptkv.v1.GetRequest\x1a\x17.adaptkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.adaptkv.v1.PutRequest\x1a\x17.adaptkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.adaptkv.v1.DeleteRequest\x1a\x1a.adaptkv.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\x8a\b\n" +
+	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xe6\b\n" +
 	"\x05Admin\x12Q\n" +
 	"\x0eCreateKeyspace\x12!.adaptkv.v1.CreateKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12O\n" +
 	"\rAlterKeyspace\x12 .adaptkv.v1.AlterKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12U\n" +
@@ -4206,7 +4389,8 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\rTunerSnapshot\x12 .adaptkv.v1.TunerSnapshotRequest\x1a!.adaptkv.v1.TunerSnapshotResponse\x12Y\n" +
 	"\x0eRepairKeyspace\x12!.adaptkv.v1.RepairKeyspaceRequest\x1a\".adaptkv.v1.RepairKeyspaceResponse0\x01\x12`\n" +
 	"\x11MetadataReadIndex\x12$.adaptkv.v1.MetadataReadIndexRequest\x1a%.adaptkv.v1.MetadataReadIndexResponse\x12]\n" +
-	"\x10DecommissionNode\x12#.adaptkv.v1.DecommissionNodeRequest\x1a$.adaptkv.v1.DecommissionNodeResponse2\xa2\x04\n" +
+	"\x10DecommissionNode\x12#.adaptkv.v1.DecommissionNodeRequest\x1a$.adaptkv.v1.DecommissionNodeResponse\x12Z\n" +
+	"\x0fCleanupKeyspace\x12\".adaptkv.v1.CleanupKeyspaceRequest\x1a#.adaptkv.v1.CleanupKeyspaceResponse2\xa2\x04\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
@@ -4229,68 +4413,71 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_adaptkv_proto_goTypes = []any{
-	(Level)(0),                        // 0: adaptkv.v1.Level
-	(MemberState)(0),                  // 1: adaptkv.v1.MemberState
-	(*Consistency)(nil),               // 2: adaptkv.v1.Consistency
-	(*Version)(nil),                   // 3: adaptkv.v1.Version
-	(*Receipt)(nil),                   // 4: adaptkv.v1.Receipt
-	(*KeyValue)(nil),                  // 5: adaptkv.v1.KeyValue
-	(*GetRequest)(nil),                // 6: adaptkv.v1.GetRequest
-	(*GetResponse)(nil),               // 7: adaptkv.v1.GetResponse
-	(*PutRequest)(nil),                // 8: adaptkv.v1.PutRequest
-	(*PutResponse)(nil),               // 9: adaptkv.v1.PutResponse
-	(*DeleteRequest)(nil),             // 10: adaptkv.v1.DeleteRequest
-	(*DeleteResponse)(nil),            // 11: adaptkv.v1.DeleteResponse
-	(*ScanRequest)(nil),               // 12: adaptkv.v1.ScanRequest
-	(*ScanResponse)(nil),              // 13: adaptkv.v1.ScanResponse
-	(*AdaptiveGoal)(nil),              // 14: adaptkv.v1.AdaptiveGoal
-	(*KeyspaceConfig)(nil),            // 15: adaptkv.v1.KeyspaceConfig
-	(*CreateKeyspaceRequest)(nil),     // 16: adaptkv.v1.CreateKeyspaceRequest
-	(*AlterKeyspaceRequest)(nil),      // 17: adaptkv.v1.AlterKeyspaceRequest
-	(*DescribeKeyspaceRequest)(nil),   // 18: adaptkv.v1.DescribeKeyspaceRequest
-	(*KeyspaceResponse)(nil),          // 19: adaptkv.v1.KeyspaceResponse
-	(*ListKeyspacesRequest)(nil),      // 20: adaptkv.v1.ListKeyspacesRequest
-	(*ListKeyspacesResponse)(nil),     // 21: adaptkv.v1.ListKeyspacesResponse
-	(*Member)(nil),                    // 22: adaptkv.v1.Member
-	(*ClusterStatusRequest)(nil),      // 23: adaptkv.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),     // 24: adaptkv.v1.ClusterStatusResponse
-	(*LocalGetRequest)(nil),           // 25: adaptkv.v1.LocalGetRequest
-	(*LocalGetResponse)(nil),          // 26: adaptkv.v1.LocalGetResponse
-	(*TunerExplainRequest)(nil),       // 27: adaptkv.v1.TunerExplainRequest
-	(*TunerExplainResponse)(nil),      // 28: adaptkv.v1.TunerExplainResponse
-	(*TunerWhatIfRequest)(nil),        // 29: adaptkv.v1.TunerWhatIfRequest
-	(*TunerWhatIfResponse)(nil),       // 30: adaptkv.v1.TunerWhatIfResponse
-	(*TunerSnapshotRequest)(nil),      // 31: adaptkv.v1.TunerSnapshotRequest
-	(*TunerSnapshotResponse)(nil),     // 32: adaptkv.v1.TunerSnapshotResponse
-	(*RepairOptions)(nil),             // 33: adaptkv.v1.RepairOptions
-	(*RepairStats)(nil),               // 34: adaptkv.v1.RepairStats
-	(*RepairKeyspaceRequest)(nil),     // 35: adaptkv.v1.RepairKeyspaceRequest
-	(*RepairKeyspaceResponse)(nil),    // 36: adaptkv.v1.RepairKeyspaceResponse
-	(*DecommissionNodeRequest)(nil),   // 37: adaptkv.v1.DecommissionNodeRequest
-	(*DecommissionNodeResponse)(nil),  // 38: adaptkv.v1.DecommissionNodeResponse
-	(*MetadataReadIndexRequest)(nil),  // 39: adaptkv.v1.MetadataReadIndexRequest
-	(*MetadataReadIndexResponse)(nil), // 40: adaptkv.v1.MetadataReadIndexResponse
-	(*Record)(nil),                    // 41: adaptkv.v1.Record
-	(*Mutation)(nil),                  // 42: adaptkv.v1.Mutation
-	(*MutationResult)(nil),            // 43: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),       // 44: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),      // 45: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),        // 46: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),       // 47: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),        // 48: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),       // 49: adaptkv.v1.ReplicaScanResponse
-	(*ReplicaRepairRequest)(nil),      // 50: adaptkv.v1.ReplicaRepairRequest
-	(*ReplicaRepairResponse)(nil),     // 51: adaptkv.v1.ReplicaRepairResponse
-	(*DigestEntry)(nil),               // 52: adaptkv.v1.DigestEntry
-	(*ReplicaDigestRequest)(nil),      // 53: adaptkv.v1.ReplicaDigestRequest
-	(*ReplicaDigestResponse)(nil),     // 54: adaptkv.v1.ReplicaDigestResponse
-	(*CompareTreesRequest)(nil),       // 55: adaptkv.v1.CompareTreesRequest
-	(*SharedRoot)(nil),                // 56: adaptkv.v1.SharedRoot
-	(*TreeQuery)(nil),                 // 57: adaptkv.v1.TreeQuery
-	(*CompareTreesResponse)(nil),      // 58: adaptkv.v1.CompareTreesResponse
-	(*TreeAnswer)(nil),                // 59: adaptkv.v1.TreeAnswer
+	(Level)(0),                           // 0: adaptkv.v1.Level
+	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
+	(*Consistency)(nil),                  // 2: adaptkv.v1.Consistency
+	(*Version)(nil),                      // 3: adaptkv.v1.Version
+	(*Receipt)(nil),                      // 4: adaptkv.v1.Receipt
+	(*KeyValue)(nil),                     // 5: adaptkv.v1.KeyValue
+	(*GetRequest)(nil),                   // 6: adaptkv.v1.GetRequest
+	(*GetResponse)(nil),                  // 7: adaptkv.v1.GetResponse
+	(*PutRequest)(nil),                   // 8: adaptkv.v1.PutRequest
+	(*PutResponse)(nil),                  // 9: adaptkv.v1.PutResponse
+	(*DeleteRequest)(nil),                // 10: adaptkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 11: adaptkv.v1.DeleteResponse
+	(*ScanRequest)(nil),                  // 12: adaptkv.v1.ScanRequest
+	(*ScanResponse)(nil),                 // 13: adaptkv.v1.ScanResponse
+	(*AdaptiveGoal)(nil),                 // 14: adaptkv.v1.AdaptiveGoal
+	(*KeyspaceConfig)(nil),               // 15: adaptkv.v1.KeyspaceConfig
+	(*CreateKeyspaceRequest)(nil),        // 16: adaptkv.v1.CreateKeyspaceRequest
+	(*AlterKeyspaceRequest)(nil),         // 17: adaptkv.v1.AlterKeyspaceRequest
+	(*DescribeKeyspaceRequest)(nil),      // 18: adaptkv.v1.DescribeKeyspaceRequest
+	(*KeyspaceResponse)(nil),             // 19: adaptkv.v1.KeyspaceResponse
+	(*ListKeyspacesRequest)(nil),         // 20: adaptkv.v1.ListKeyspacesRequest
+	(*ListKeyspacesResponse)(nil),        // 21: adaptkv.v1.ListKeyspacesResponse
+	(*Member)(nil),                       // 22: adaptkv.v1.Member
+	(*ClusterStatusRequest)(nil),         // 23: adaptkv.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),        // 24: adaptkv.v1.ClusterStatusResponse
+	(*LocalGetRequest)(nil),              // 25: adaptkv.v1.LocalGetRequest
+	(*LocalGetResponse)(nil),             // 26: adaptkv.v1.LocalGetResponse
+	(*TunerExplainRequest)(nil),          // 27: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),         // 28: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),           // 29: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),          // 30: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),         // 31: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),        // 32: adaptkv.v1.TunerSnapshotResponse
+	(*RepairOptions)(nil),                // 33: adaptkv.v1.RepairOptions
+	(*RepairStats)(nil),                  // 34: adaptkv.v1.RepairStats
+	(*RepairKeyspaceRequest)(nil),        // 35: adaptkv.v1.RepairKeyspaceRequest
+	(*RepairKeyspaceResponse)(nil),       // 36: adaptkv.v1.RepairKeyspaceResponse
+	(*DecommissionNodeRequest)(nil),      // 37: adaptkv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil),     // 38: adaptkv.v1.DecommissionNodeResponse
+	(*MetadataReadIndexRequest)(nil),     // 39: adaptkv.v1.MetadataReadIndexRequest
+	(*MetadataReadIndexResponse)(nil),    // 40: adaptkv.v1.MetadataReadIndexResponse
+	(*Record)(nil),                       // 41: adaptkv.v1.Record
+	(*Mutation)(nil),                     // 42: adaptkv.v1.Mutation
+	(*MutationResult)(nil),               // 43: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),          // 44: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),         // 45: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),           // 46: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),          // 47: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),           // 48: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),          // 49: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),         // 50: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),        // 51: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),                  // 52: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),         // 53: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),        // 54: adaptkv.v1.ReplicaDigestResponse
+	(*CompareTreesRequest)(nil),          // 55: adaptkv.v1.CompareTreesRequest
+	(*SharedRoot)(nil),                   // 56: adaptkv.v1.SharedRoot
+	(*TreeQuery)(nil),                    // 57: adaptkv.v1.TreeQuery
+	(*CompareTreesResponse)(nil),         // 58: adaptkv.v1.CompareTreesResponse
+	(*TreeAnswer)(nil),                   // 59: adaptkv.v1.TreeAnswer
+	(*CleanupKeyspaceRequest)(nil),       // 60: adaptkv.v1.CleanupKeyspaceRequest
+	(*CleanupKeyspaceResponse)(nil),      // 61: adaptkv.v1.CleanupKeyspaceResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 62: adaptkv.v1.CleanupKeyspaceResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	0,  // 0: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
@@ -4335,57 +4522,60 @@ var file_adaptkv_proto_depIdxs = []int32{
 	57, // 39: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
 	56, // 40: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
 	59, // 41: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	6,  // 42: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	8,  // 43: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	10, // 44: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	12, // 45: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	16, // 46: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	17, // 47: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	18, // 48: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	20, // 49: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	23, // 50: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	25, // 51: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	27, // 52: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	29, // 53: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	31, // 54: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	35, // 55: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	39, // 56: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	37, // 57: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	44, // 58: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	46, // 59: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	48, // 60: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	44, // 61: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	53, // 62: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	50, // 63: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	55, // 64: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	7,  // 65: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	9,  // 66: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	11, // 67: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	13, // 68: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	19, // 69: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 70: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 71: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	21, // 72: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	24, // 73: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	26, // 74: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	28, // 75: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	30, // 76: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	32, // 77: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	36, // 78: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	40, // 79: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	38, // 80: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	45, // 81: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	47, // 82: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	49, // 83: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	45, // 84: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	54, // 85: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	51, // 86: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	58, // 87: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	65, // [65:88] is the sub-list for method output_type
-	42, // [42:65] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	62, // 42: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	6,  // 43: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	8,  // 44: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	10, // 45: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	12, // 46: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	16, // 47: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	17, // 48: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	18, // 49: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	20, // 50: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	23, // 51: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	25, // 52: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	27, // 53: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	29, // 54: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	31, // 55: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	35, // 56: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	39, // 57: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	37, // 58: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	60, // 59: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	44, // 60: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	46, // 61: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	48, // 62: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	44, // 63: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	53, // 64: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	50, // 65: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	55, // 66: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	7,  // 67: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	9,  // 68: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	11, // 69: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	13, // 70: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	19, // 71: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 72: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 73: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	21, // 74: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	24, // 75: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	26, // 76: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	28, // 77: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	30, // 78: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	32, // 79: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	36, // 80: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	40, // 81: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	38, // 82: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	61, // 83: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	45, // 84: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	47, // 85: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	49, // 86: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	45, // 87: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	54, // 88: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	51, // 89: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	58, // 90: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	67, // [67:91] is the sub-list for method output_type
+	43, // [43:67] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -4399,7 +4589,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   58,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

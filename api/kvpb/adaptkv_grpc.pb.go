@@ -255,6 +255,7 @@ const (
 	Admin_RepairKeyspace_FullMethodName    = "/adaptkv.v1.Admin/RepairKeyspace"
 	Admin_MetadataReadIndex_FullMethodName = "/adaptkv.v1.Admin/MetadataReadIndex"
 	Admin_DecommissionNode_FullMethodName  = "/adaptkv.v1.Admin/DecommissionNode"
+	Admin_CleanupKeyspace_FullMethodName   = "/adaptkv.v1.Admin/CleanupKeyspace"
 )
 
 // AdminClient is the client API for Admin service.
@@ -294,6 +295,14 @@ type AdminClient interface {
 	// the member is not normal, or when fewer members would remain than a
 	// keyspace's replication factor; NOT_FOUND when the log has not placed it.
 	DecommissionNode(ctx context.Context, in *DecommissionNodeRequest, opts ...grpc.CallOption) (*DecommissionNodeResponse, error)
+	// CleanupKeyspace deletes, on every ring member, the records of the
+	// keyspace's keys that member is no longer a replica of (see node's
+	// cleanup.go). It first waits until every member has applied the
+	// metadata the answering node has applied, so that the ring it cleans
+	// for is in force everywhere. FAILED_PRECONDITION while a topology change
+	// or a growth of N is in progress; NOT_FOUND for an unknown keyspace. A
+	// member that could not clean is reported with its error, not failed.
+	CleanupKeyspace(ctx context.Context, in *CleanupKeyspaceRequest, opts ...grpc.CallOption) (*CleanupKeyspaceResponse, error)
 }
 
 type adminClient struct {
@@ -433,6 +442,16 @@ func (c *adminClient) DecommissionNode(ctx context.Context, in *DecommissionNode
 	return out, nil
 }
 
+func (c *adminClient) CleanupKeyspace(ctx context.Context, in *CleanupKeyspaceRequest, opts ...grpc.CallOption) (*CleanupKeyspaceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CleanupKeyspaceResponse)
+	err := c.cc.Invoke(ctx, Admin_CleanupKeyspace_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -470,6 +489,14 @@ type AdminServer interface {
 	// the member is not normal, or when fewer members would remain than a
 	// keyspace's replication factor; NOT_FOUND when the log has not placed it.
 	DecommissionNode(context.Context, *DecommissionNodeRequest) (*DecommissionNodeResponse, error)
+	// CleanupKeyspace deletes, on every ring member, the records of the
+	// keyspace's keys that member is no longer a replica of (see node's
+	// cleanup.go). It first waits until every member has applied the
+	// metadata the answering node has applied, so that the ring it cleans
+	// for is in force everywhere. FAILED_PRECONDITION while a topology change
+	// or a growth of N is in progress; NOT_FOUND for an unknown keyspace. A
+	// member that could not clean is reported with its error, not failed.
+	CleanupKeyspace(context.Context, *CleanupKeyspaceRequest) (*CleanupKeyspaceResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -515,6 +542,9 @@ func (UnimplementedAdminServer) MetadataReadIndex(context.Context, *MetadataRead
 }
 func (UnimplementedAdminServer) DecommissionNode(context.Context, *DecommissionNodeRequest) (*DecommissionNodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DecommissionNode not implemented")
+}
+func (UnimplementedAdminServer) CleanupKeyspace(context.Context, *CleanupKeyspaceRequest) (*CleanupKeyspaceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CleanupKeyspace not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -746,6 +776,24 @@ func _Admin_DecommissionNode_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_CleanupKeyspace_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CleanupKeyspaceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).CleanupKeyspace(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_CleanupKeyspace_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).CleanupKeyspace(ctx, req.(*CleanupKeyspaceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -796,6 +844,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DecommissionNode",
 			Handler:    _Admin_DecommissionNode_Handler,
+		},
+		{
+			MethodName: "CleanupKeyspace",
+			Handler:    _Admin_CleanupKeyspace_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -329,6 +329,6 @@ func (a *app) keyspaceCommand() *cobra.Command {
 		},
 	}
 
-	cmd.AddCommand(create, alter, describe, list, a.repairCommand())
+	cmd.AddCommand(create, alter, describe, list, a.repairCommand(), a.cleanupCommand())
 	return cmd
 }
