@@ -255,6 +255,7 @@ const (
 	Admin_RepairKeyspace_FullMethodName    = "/adaptkv.v1.Admin/RepairKeyspace"
 	Admin_MetadataReadIndex_FullMethodName = "/adaptkv.v1.Admin/MetadataReadIndex"
 	Admin_DecommissionNode_FullMethodName  = "/adaptkv.v1.Admin/DecommissionNode"
+	Admin_RemoveNode_FullMethodName        = "/adaptkv.v1.Admin/RemoveNode"
 )
 
 // AdminClient is the client API for Admin service.
@@ -294,6 +295,17 @@ type AdminClient interface {
 	// the member is not normal, or when fewer members would remain than a
 	// keyspace's replication factor; NOT_FOUND when the log has not placed it.
 	DecommissionNode(ctx context.Context, in *DecommissionNodeRequest, opts ...grpc.CallOption) (*DecommissionNodeResponse, error)
+	// RemoveNode takes a dead member that will never return off the ring:
+	// the metadata leader commits it as removing, streams its ranges from
+	// the surviving replicas to the members that will own them, then
+	// commits it as left and every node drops its hints for it. A member
+	// that dies while joining goes straight to left. It returns once the
+	// removing entry is applied on the node that answered.
+	// FAILED_PRECONDITION when the member is alive (decommission it), when
+	// another topology change is in progress, when it has left, or when
+	// fewer members would remain than a keyspace's replication factor;
+	// NOT_FOUND when the log has not placed it.
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 }
 
 type adminClient struct {
@@ -433,6 +445,16 @@ func (c *adminClient) DecommissionNode(ctx context.Context, in *DecommissionNode
 	return out, nil
 }
 
+func (c *adminClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveNodeResponse)
+	err := c.cc.Invoke(ctx, Admin_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -470,6 +492,17 @@ type AdminServer interface {
 	// the member is not normal, or when fewer members would remain than a
 	// keyspace's replication factor; NOT_FOUND when the log has not placed it.
 	DecommissionNode(context.Context, *DecommissionNodeRequest) (*DecommissionNodeResponse, error)
+	// RemoveNode takes a dead member that will never return off the ring:
+	// the metadata leader commits it as removing, streams its ranges from
+	// the surviving replicas to the members that will own them, then
+	// commits it as left and every node drops its hints for it. A member
+	// that dies while joining goes straight to left. It returns once the
+	// removing entry is applied on the node that answered.
+	// FAILED_PRECONDITION when the member is alive (decommission it), when
+	// another topology change is in progress, when it has left, or when
+	// fewer members would remain than a keyspace's replication factor;
+	// NOT_FOUND when the log has not placed it.
+	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -515,6 +548,9 @@ func (UnimplementedAdminServer) MetadataReadIndex(context.Context, *MetadataRead
 }
 func (UnimplementedAdminServer) DecommissionNode(context.Context, *DecommissionNodeRequest) (*DecommissionNodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DecommissionNode not implemented")
+}
+func (UnimplementedAdminServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveNode not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -746,6 +782,24 @@ func _Admin_DecommissionNode_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -796,6 +850,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DecommissionNode",
 			Handler:    _Admin_DecommissionNode_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _Admin_RemoveNode_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
