@@ -68,7 +68,7 @@ func (c *Client) applyStatus(resp *kvpb.ClusterStatusResponse, keyspaces []*kvpb
 			t.byID[m.ID] = m
 			onRing := m.State != StateLeft
 			if byLog {
-				onRing = m.RingState == "normal" || m.RingState == "leaving"
+				onRing = m.RingState == "normal" || m.RingState == "leaving" || m.RingState == "removing"
 			}
 			if onRing {
 				rms = append(rms, ring.Member{ID: m.ID, Zone: m.Zone})

@@ -232,7 +232,8 @@ type Member struct {
 	RingOwnership float64
 	// RingState is the member's place on the ring as the metadata log
 	// decides it: "joining" (receiving its ranges, not serving reads),
-	// "normal", "leaving" or "left"; empty when the log has not placed it.
+	// "normal", "leaving", "removing" (a dead member being removed) or
+	// "left"; empty when the log has not placed it.
 	RingState string
 }
 

@@ -160,7 +160,7 @@ func (r *runner) placement(ctx context.Context) (*ring.Ring, int, error) {
 		for _, m := range st.Members {
 			onRing := m.State != client.StateLeft
 			if byLog {
-				onRing = m.RingState == "normal" || m.RingState == "leaving"
+				onRing = m.RingState == "normal" || m.RingState == "leaving" || m.RingState == "removing"
 			}
 			if onRing {
 				ms = append(ms, ring.Member{ID: m.ID, Zone: m.Zone})

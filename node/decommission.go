@@ -120,18 +120,10 @@ func (s adminServer) DecommissionNode(ctx context.Context, req *kvpb.Decommissio
 				"decommission: keyspace %q has %d replicas of each key and only %d members would remain", d.Name, rf, remain)
 		}
 	}
-	if _, leader := s.n.raft.LeaderWithID(); string(leader) != s.n.cfg.ID {
-		if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedHeader)) > 0 {
-			return nil, toStatus(fmt.Errorf("%w: this node was told it leads, and it does not", ErrNoLeader))
-		}
-		if leader == "" {
-			return nil, toStatus(fmt.Errorf("%w: try again once the metadata voters have elected one", ErrNoLeader))
-		}
-		c, err := s.n.transport.adminClient(string(leader))
-		if err != nil {
-			return nil, toStatus(fmt.Errorf("%w: leader %s unreachable: %w", ErrNoLeader, leader, err))
-		}
-		resp, err := c.DecommissionNode(metadata.AppendToOutgoingContext(ctx, forwardedHeader, s.n.cfg.ID), req)
+	if c, fctx, err := s.leaderAdmin(ctx); err != nil {
+		return nil, err
+	} else if c != nil {
+		resp, err := c.DecommissionNode(fctx, req)
 		if err != nil {
 			return nil, err
 		}
@@ -148,4 +140,85 @@ func (s adminServer) DecommissionNode(ctx context.Context, req *kvpb.Decommissio
 	t := s.n.meta.Topology()
 	s.n.log.Info("member leaving the ring", "member", id, "topology_epoch", t.Epoch)
 	return &kvpb.DecommissionNodeResponse{TopologyEpoch: t.Epoch, RingState: string(ringStateOf(t, id))}, nil
+}
+
+// leaderAdmin returns nil when this node leads the metadata log, and
+// otherwise an Admin client on the leader with the context to forward a
+// request on; a request already forwarded is not forwarded again.
+func (s adminServer) leaderAdmin(ctx context.Context) (kvpb.AdminClient, context.Context, error) {
+	_, leader := s.n.raft.LeaderWithID()
+	if string(leader) == s.n.cfg.ID {
+		return nil, ctx, nil
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedHeader)) > 0 {
+		return nil, nil, toStatus(fmt.Errorf("%w: this node was told it leads, and it does not", ErrNoLeader))
+	}
+	if leader == "" {
+		return nil, nil, toStatus(fmt.Errorf("%w: try again once the metadata voters have elected one", ErrNoLeader))
+	}
+	c, err := s.n.transport.adminClient(string(leader))
+	if err != nil {
+		return nil, nil, toStatus(fmt.Errorf("%w: leader %s unreachable: %w", ErrNoLeader, leader, err))
+	}
+	return c, metadata.AppendToOutgoingContext(ctx, forwardedHeader, s.n.cfg.ID), nil
+}
+
+// RemoveNode implements Admin.RemoveNode: the checks run on the node
+// asked and again on the leader, whose gossip view decides whether the
+// member is dead.
+func (s adminServer) RemoveNode(ctx context.Context, req *kvpb.RemoveNodeRequest) (*kvpb.RemoveNodeResponse, error) {
+	id := req.GetId()
+	if id == "" {
+		return nil, invalidArgument("remove: a member ID is required")
+	}
+	topo := s.n.meta.Topology()
+	m, ok := topo.Member(id)
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "remove: %s is not on the ring (the ring has %d members)", id, len(topo.Members))
+	}
+	if s.n.members.View().Alive(id) {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"remove: %s is alive; take a live member off the ring with decommission, which streams from it", id)
+	}
+	remain := topo.normal()
+	switch m.State {
+	case StateNormal:
+		if c, ok := topo.Changing(); ok {
+			return nil, status.Errorf(codes.FailedPrecondition, "remove: %s is %s; one topology change at a time", c.ID, c.State)
+		}
+		remain--
+	case StateLeaving, StateJoining:
+		// The change in progress is this member's own: a dead member
+		// would block it for ever.
+	default:
+		return nil, status.Errorf(codes.FailedPrecondition, "remove: %s is %s", id, m.State)
+	}
+	if m.State != StateJoining {
+		for _, d := range s.n.meta.Defs() {
+			if rf := max(d.ReplicationFactor, d.PendingN); rf > remain {
+				return nil, status.Errorf(codes.FailedPrecondition,
+					"remove: keyspace %q has %d replicas of each key and only %d members would remain", d.Name, rf, remain)
+			}
+		}
+	}
+	if c, fctx, err := s.leaderAdmin(ctx); err != nil {
+		return nil, err
+	} else if c != nil {
+		resp, err := c.RemoveNode(fctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.n.meta.WaitForIndex(ctx, resp.GetTopologyEpoch()); err != nil {
+			return nil, toStatus(err)
+		}
+		return resp, nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := propose(pctx, s.n.raft, command{Op: "topo-remove", Members: []TopologyMember{{ID: id}}, AtUnixMs: time.Now().UnixMilli()}); err != nil {
+		return nil, toStatus(fmt.Errorf("remove %s: %w", id, err))
+	}
+	t := s.n.meta.Topology()
+	s.n.log.Info("removing a dead member from the ring", "member", id, "topology_epoch", t.Epoch)
+	return &kvpb.RemoveNodeResponse{TopologyEpoch: t.Epoch, RingState: string(ringStateOf(t, id))}, nil
 }

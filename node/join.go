@@ -55,8 +55,11 @@ func (n *Node) stepTopology(ctx context.Context) error {
 		return nil // leaderLoop initialises it, before the default keyspace
 	}
 	if c, ok := topo.Changing(); ok {
-		if c.State == StateJoining {
+		switch c.State {
+		case StateJoining:
 			return n.finishJoin(ctx, c)
+		case StateRemoving:
+			return n.finishRemove(ctx, c)
 		}
 		return n.finishLeave(ctx, c)
 	}
@@ -118,7 +121,7 @@ func (n *Node) finishJoin(ctx context.Context, j TopologyMember) error {
 		return fmt.Errorf("%w: joining member %s is down", errStreamNotReady, j.ID)
 	}
 	start := time.Now()
-	pushed, err := n.streamChange(ctx, st)
+	pushed, err := n.streamChange(ctx, st, "")
 	if err != nil {
 		return fmt.Errorf("stream to joining %s: %w", j.ID, err)
 	}
@@ -145,7 +148,7 @@ func (n *Node) finishLeave(ctx context.Context, x TopologyMember) error {
 		return nil
 	}
 	start := time.Now()
-	pushed, err := n.streamChange(ctx, st)
+	pushed, err := n.streamChange(ctx, st, "")
 	if err != nil {
 		return fmt.Errorf("stream the ranges of leaving %s: %w", x.ID, err)
 	}
@@ -159,11 +162,36 @@ func (n *Node) finishLeave(ctx context.Context, x TopologyMember) error {
 	return nil
 }
 
-// streamChange streams every keyspace for the change in progress in st.
-func (n *Node) streamChange(ctx context.Context, st *topoState) (int, error) {
+// finishRemove streams a removed (dead) member's ranges from the surviving
+// replicas to the members that will own them, then takes it off the ring;
+// its hints are dropped once the left entry is applied (afterLeft).
+func (n *Node) finishRemove(ctx context.Context, x TopologyMember) error {
+	if err := n.awaitApplied(ctx, x.Since); err != nil {
+		return err
+	}
+	st := n.meta.topo.Load()
+	if st.future == nil {
+		return nil
+	}
+	start := time.Now()
+	pushed, err := n.streamChange(ctx, st, x.ID)
+	if err != nil {
+		return fmt.Errorf("stream the ranges of removed %s from the survivors: %w", x.ID, err)
+	}
+	if err := n.proposeTopology(ctx, "topo-left", TopologyMember{ID: x.ID}); err != nil {
+		return fmt.Errorf("take %s off the ring: %w", x.ID, err)
+	}
+	n.log.Info("removed member left the ring", "member", x.ID, "records_streamed", pushed,
+		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", n.meta.Topology().Epoch)
+	return nil
+}
+
+// streamChange streams every keyspace for the change in progress in st;
+// dead, when not empty, is a removed member, not read.
+func (n *Node) streamChange(ctx context.Context, st *topoState, dead string) (int, error) {
 	pushed := 0
 	for _, d := range n.meta.Defs() {
-		c, err := n.streamKeyspace(ctx, d.Name, st.current, st.future)
+		c, err := n.streamKeyspace(ctx, d.Name, st.current, st.future, dead)
 		pushed += c
 		if err != nil {
 			return pushed, fmt.Errorf("keyspace %q: %w", d.Name, err)
@@ -236,7 +264,17 @@ func (n *Node) awaitApplied(ctx context.Context, index uint64) error {
 // by any W of them is found) and pushes the records as hints (old writes:
 // last writer wins keeps a copy older than one a replica already has
 // harmless), tombstones too. It returns the records pushed.
-func (n *Node) streamKeyspace(ctx context.Context, keyspace string, cur, fut *ring.Ring) (int, error) {
+//
+// With dead (a removed member) the scan skips dead and reads the survivors
+// only, and each record goes to every future replica of its key but the
+// member it was read from, when that member is one of the key's current
+// replicas (not a stale copy of a range it no longer owns): a survivor may lack a write that the dead
+// member and one other acknowledged, and after the removal the survivors
+// and the new replica are all the copies there are. That pushes each
+// record up to N-1 times per survivor holding it instead of once per new
+// replica; a removal is rare, and last writer wins makes the extra copies
+// harmless.
+func (n *Node) streamKeyspace(ctx context.Context, keyspace string, cur, fut *ring.Ring, dead string) (int, error) {
 	cfg, ok := n.meta.Keyspace(keyspace)
 	if !ok {
 		return 0, nil
@@ -251,6 +289,9 @@ func (n *Node) streamKeyspace(ctx context.Context, keyspace string, cur, fut *ri
 	}
 	pushed := 0
 	for _, m := range cur.Members() {
+		if m.ID == dead {
+			continue
+		}
 		if !view.Alive(m.ID) {
 			// Every current replica must be read: W of them may be all that
 			// hold an acknowledged write.
@@ -270,7 +311,7 @@ func (n *Node) streamKeyspace(ctx context.Context, keyspace string, cur, fut *ri
 			for _, rec := range resp.GetRecords() {
 				now := cur.PreferenceList(keyspace, rec.GetKey(), rfCur)
 				for _, id := range fut.PreferenceList(keyspace, rec.GetKey(), rfFut) {
-					if !slices.Contains(now, id) {
+					if (dead == "" && !slices.Contains(now, id)) || (dead != "" && id != m.ID && slices.Contains(now, m.ID)) {
 						batches[id] = append(batches[id], &kvpb.Mutation{Keyspace: keyspace, Epoch: cfg.Epoch, Record: rec})
 					}
 				}

@@ -132,7 +132,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// Changes nothing; it gives the leader's read index an entry that
 		// reaches the state machine (see localReadIndex).
 		return applyResult{}
-	case "topo-init", "topo-join", "topo-normal", "topo-leave", "topo-left":
+	case "topo-init", "topo-join", "topo-normal", "topo-leave", "topo-remove", "topo-left":
 		next, err := applyTopology(f.topo.Load().Topology, c.Op, c.Members, l.Index)
 		if err != nil {
 			return applyResult{err: err}

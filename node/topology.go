@@ -13,7 +13,7 @@ import (
 //
 // Who owns which ranges is metadata, like a keyspace: it changes only
 // through entries of the metadata log ("topo-init", "topo-join",
-// "topo-normal", "topo-leave", "topo-left"), and the index of the last such entry is the topology
+// "topo-normal", "topo-leave", "topo-remove", "topo-left"), and the index of the last such entry is the topology
 // epoch. Gossip is the failure detector only: a member gossip sees is not on
 // the ring until the log says so, and a member gossip reports dead keeps its
 // place (its writes become hints).
@@ -48,6 +48,22 @@ import (
 // join epoch after the switch writes to S and j, which is again W of S',
 // until a replica that has applied the switch refuses it.
 //
+// A removal ("topo-remove", for a member that will never return) is a
+// decommission whose leaving member is dead: the member becomes removing,
+// which places it as leaving does (on the current ring, off the future
+// one), and the stream reads the survivors, S - {x}, only. What that keeps
+// is weaker, and exact: a write acknowledged at W is on W members of S, so
+// on at least W-1 survivors; the stream copies it from them to j (and to
+// any survivor that lacked it), so once x is left it is on W members of S'
+// if W >= 2, and R + W > N holds again. At quorum with N = 3 an
+// acknowledged write is on 2 replicas, so on at least 1 survivor. A write
+// acknowledged at W = 1 by x alone is lost with x; no stream can find it.
+// Writes during the removal go to S and j as during a decommission; x's
+// share becomes hints, dropped when it is left. A removal of a joining
+// member (dead before its join finished) takes it straight to left: it is
+// on no current ring, so nothing needs streaming; a removal of a leaving
+// member (dead during its decommission) makes it removing.
+//
 // One change at a time: the log refuses a join or a leave while another
 // member is joining or leaving, so that there are never more than two
 // rings.
@@ -65,6 +81,9 @@ const (
 	// StateLeaving: still owns its ranges while they stream to the members
 	// that will own them once it has left.
 	StateLeaving MemberState = "leaving"
+	// StateRemoving: a dead member being removed; placed as leaving is,
+	// but its ranges stream from the surviving replicas.
+	StateRemoving MemberState = "removing"
 	// StateLeft: off the ring.
 	StateLeft MemberState = "left"
 )
@@ -99,10 +118,11 @@ func (t Topology) Member(id string) (TopologyMember, bool) {
 	return TopologyMember{}, false
 }
 
-// Changing returns the member that is joining or leaving, if any.
+// Changing returns the member that is joining, leaving or being removed,
+// if any.
 func (t Topology) Changing() (TopologyMember, bool) {
 	for _, m := range t.Members {
-		if m.State == StateJoining || m.State == StateLeaving {
+		if m.State == StateJoining || m.State == StateLeaving || m.State == StateRemoving {
 			return m, true
 		}
 	}
@@ -144,7 +164,7 @@ func newTopoState(t Topology, vnodes int) *topoState {
 		switch m.State {
 		case StateNormal:
 			cur, fut = append(cur, rm), append(fut, rm)
-		case StateLeaving:
+		case StateLeaving, StateRemoving:
 			cur = append(cur, rm)
 			changing = true
 		case StateJoining:
@@ -189,7 +209,7 @@ func applyTopology(cur Topology, op string, members []TopologyMember, index uint
 			set(m)
 		}
 		return next, nil
-	case "topo-join", "topo-normal", "topo-leave", "topo-left":
+	case "topo-join", "topo-normal", "topo-leave", "topo-remove", "topo-left":
 	default:
 		return cur, fmt.Errorf("%w: unknown op %q", ErrTopologyChange, op)
 	}
@@ -228,8 +248,31 @@ func applyTopology(cur Topology, op string, members []TopologyMember, index uint
 		}
 		m = old
 		m.State = StateLeaving
+	case "topo-remove":
+		if !exists {
+			return cur, fmt.Errorf("%w: %s is not on the ring", ErrTopologyChange, m.ID)
+		}
+		switch old.State {
+		case StateNormal:
+			if c, ok := cur.Changing(); ok {
+				return cur, fmt.Errorf("%w: %s is %s; one change at a time", ErrTopologyChange, c.ID, c.State)
+			}
+			if cur.normal() < 2 {
+				return cur, fmt.Errorf("%w: %s is the last normal member", ErrTopologyChange, m.ID)
+			}
+			m = old
+			m.State = StateRemoving
+		case StateLeaving:
+			m = old
+			m.State = StateRemoving
+		case StateJoining:
+			m = old
+			m.State = StateLeft
+		default:
+			return cur, fmt.Errorf("%w: %s is %s", ErrTopologyChange, m.ID, old.State)
+		}
 	case "topo-left":
-		if !exists || old.State != StateLeaving {
+		if !exists || (old.State != StateLeaving && old.State != StateRemoving) {
 			return cur, fmt.Errorf("%w: %s is not leaving", ErrTopologyChange, m.ID)
 		}
 		m = old

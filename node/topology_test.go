@@ -48,6 +48,15 @@ func TestApplyTopology(t *testing.T) {
 		{"leave of the last member refused", []step{{"topo-init", []TopologyMember{m("a")}}, {"topo-leave", []TopologyMember{m("a")}}}, true, 1, 0, StateNormal},
 		{"left without leave refused", []step{{"topo-init", []TopologyMember{m("a"), m("b")}}, {"topo-left", []TopologyMember{m("b")}}}, true, 2, 0, StateNormal},
 		{"left member joins again", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-leave", []TopologyMember{m("c")}}, {"topo-left", []TopologyMember{m("c")}}, {"topo-join", []TopologyMember{m("c")}}}, false, 2, 3, StateJoining},
+		{"remove", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-remove", []TopologyMember{m("c")}}}, false, 3, 2, StateRemoving},
+		{"removed member left", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-remove", []TopologyMember{m("c")}}, {"topo-left", []TopologyMember{m("c")}}}, false, 2, 0, StateLeft},
+		{"remove of a leaving member", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-leave", []TopologyMember{m("c")}}, {"topo-remove", []TopologyMember{m("c")}}}, false, 3, 2, StateRemoving},
+		{"remove of a joining member takes it off", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}, {"topo-remove", []TopologyMember{m("d")}}}, false, 3, 0, StateLeft},
+		{"remove during a join refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}, {"topo-remove", []TopologyMember{m("a")}}}, true, 3, 4, StateNormal},
+		{"join during a removal refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-remove", []TopologyMember{m("a")}}, {"topo-join", []TopologyMember{m("d")}}}, true, 3, 2, ""},
+		{"remove of an unknown member refused", []step{{"topo-init", []TopologyMember{m("a"), m("b")}}, {"topo-remove", []TopologyMember{m("z")}}}, true, 2, 0, ""},
+		{"remove of the last member refused", []step{{"topo-init", []TopologyMember{m("a")}}, {"topo-remove", []TopologyMember{m("a")}}}, true, 1, 0, StateNormal},
+		{"remove of a left member refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-remove", []TopologyMember{m("c")}}, {"topo-left", []TopologyMember{m("c")}}, {"topo-remove", []TopologyMember{m("c")}}}, true, 2, 0, StateLeft},
 		{"join then next join", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}, {"topo-normal", []TopologyMember{m("d")}}, {"topo-join", []TopologyMember{m("e")}}}, false, 4, 5, StateJoining},
 	}
 	for _, tt := range tests {

@@ -256,6 +256,7 @@ const (
 	Admin_MetadataReadIndex_FullMethodName = "/adaptkv.v1.Admin/MetadataReadIndex"
 	Admin_DecommissionNode_FullMethodName  = "/adaptkv.v1.Admin/DecommissionNode"
 	Admin_CleanupKeyspace_FullMethodName   = "/adaptkv.v1.Admin/CleanupKeyspace"
+	Admin_RemoveNode_FullMethodName        = "/adaptkv.v1.Admin/RemoveNode"
 )
 
 // AdminClient is the client API for Admin service.
@@ -303,6 +304,17 @@ type AdminClient interface {
 	// or a growth of N is in progress; NOT_FOUND for an unknown keyspace. A
 	// member that could not clean is reported with its error, not failed.
 	CleanupKeyspace(ctx context.Context, in *CleanupKeyspaceRequest, opts ...grpc.CallOption) (*CleanupKeyspaceResponse, error)
+	// RemoveNode takes a dead member that will never return off the ring:
+	// the metadata leader commits it as removing, streams its ranges from
+	// the surviving replicas to the members that will own them, then
+	// commits it as left and every node drops its hints for it. A member
+	// that dies while joining goes straight to left. It returns once the
+	// removing entry is applied on the node that answered.
+	// FAILED_PRECONDITION when the member is alive (decommission it), when
+	// another topology change is in progress, when it has left, or when
+	// fewer members would remain than a keyspace's replication factor;
+	// NOT_FOUND when the log has not placed it.
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 }
 
 type adminClient struct {
@@ -452,6 +464,16 @@ func (c *adminClient) CleanupKeyspace(ctx context.Context, in *CleanupKeyspaceRe
 	return out, nil
 }
 
+func (c *adminClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveNodeResponse)
+	err := c.cc.Invoke(ctx, Admin_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -497,6 +519,17 @@ type AdminServer interface {
 	// or a growth of N is in progress; NOT_FOUND for an unknown keyspace. A
 	// member that could not clean is reported with its error, not failed.
 	CleanupKeyspace(context.Context, *CleanupKeyspaceRequest) (*CleanupKeyspaceResponse, error)
+	// RemoveNode takes a dead member that will never return off the ring:
+	// the metadata leader commits it as removing, streams its ranges from
+	// the surviving replicas to the members that will own them, then
+	// commits it as left and every node drops its hints for it. A member
+	// that dies while joining goes straight to left. It returns once the
+	// removing entry is applied on the node that answered.
+	// FAILED_PRECONDITION when the member is alive (decommission it), when
+	// another topology change is in progress, when it has left, or when
+	// fewer members would remain than a keyspace's replication factor;
+	// NOT_FOUND when the log has not placed it.
+	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -545,6 +578,9 @@ func (UnimplementedAdminServer) DecommissionNode(context.Context, *DecommissionN
 }
 func (UnimplementedAdminServer) CleanupKeyspace(context.Context, *CleanupKeyspaceRequest) (*CleanupKeyspaceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CleanupKeyspace not implemented")
+}
+func (UnimplementedAdminServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveNode not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -794,6 +830,24 @@ func _Admin_CleanupKeyspace_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -848,6 +902,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CleanupKeyspace",
 			Handler:    _Admin_CleanupKeyspace_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _Admin_RemoveNode_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -65,6 +65,25 @@ it keeps its place on the ring. One topology change runs at a time.`,
 // node other than id, and with wait follows ClusterStatus until id has
 // left.
 func (a *app) decommission(ctx context.Context, eps []string, id string, wait bool, maxTime time.Duration) (decommissionJSON, error) {
+	return a.takeOff(ctx, eps, id, wait, maxTime, "decommission", func(ctx context.Context, admin kvpb.AdminClient) (uint64, string, error) {
+		resp, err := admin.DecommissionNode(ctx, &kvpb.DecommissionNodeRequest{Id: id})
+		return resp.GetTopologyEpoch(), resp.GetRingState(), err
+	})
+}
+
+// removeDead asks the cluster, through eps, to remove the dead member id,
+// and with wait follows ClusterStatus until id has left.
+func (a *app) removeDead(ctx context.Context, eps []string, id string, wait bool, maxTime time.Duration) (decommissionJSON, error) {
+	return a.takeOff(ctx, eps, id, wait, maxTime, "remove", func(ctx context.Context, admin kvpb.AdminClient) (uint64, string, error) {
+		resp, err := admin.RemoveNode(ctx, &kvpb.RemoveNodeRequest{Id: id})
+		return resp.GetTopologyEpoch(), resp.GetRingState(), err
+	})
+}
+
+// takeOff makes call (a decommission or a removal of id) on a node other
+// than id and with wait follows ClusterStatus until id has left.
+func (a *app) takeOff(ctx context.Context, eps []string, id string, wait bool, maxTime time.Duration, verb string,
+	call func(context.Context, kvpb.AdminClient) (uint64, string, error)) (decommissionJSON, error) {
 	start := time.Now()
 	admin, closeConn, err := a.adminAvoiding(ctx, eps, id)
 	if err != nil {
@@ -72,18 +91,18 @@ func (a *app) decommission(ctx context.Context, eps []string, id string, wait bo
 	}
 	defer closeConn()
 	rctx, cancel := context.WithTimeout(ctx, a.timeout)
-	resp, err := admin.DecommissionNode(rctx, &kvpb.DecommissionNodeRequest{Id: id})
+	epoch, state, err := call(rctx, admin)
 	cancel()
 	if err != nil {
-		return decommissionJSON{}, fmt.Errorf("decommission %s: %w", id, err)
+		return decommissionJSON{}, fmt.Errorf("%s %s: %w", verb, id, err)
 	}
-	out := decommissionJSON{ID: id, RingState: resp.GetRingState(), TopologyEpoch: resp.GetTopologyEpoch()}
-	if wait {
-		fmt.Fprintf(a.stderr, "adaptkv: %s is leaving; streaming its ranges to their new owners\n", id)
+	out := decommissionJSON{ID: id, RingState: state, TopologyEpoch: epoch}
+	if wait && out.RingState != string(node.StateLeft) {
+		fmt.Fprintf(a.stderr, "adaptkv: %s is %s; streaming its ranges to their new owners\n", id, out.RingState)
 		deadline := time.Now().Add(maxTime)
 		for out.RingState != string(node.StateLeft) {
 			if time.Now().After(deadline) {
-				return out, fmt.Errorf("%s is still %s after --max-time %v; the decommission goes on (see adaptkv status)", id, out.RingState, maxTime)
+				return out, fmt.Errorf("%s is still %s after --max-time %v; the %s goes on (see adaptkv status)", id, out.RingState, maxTime, verb)
 			}
 			select {
 			case <-ctx.Done():
@@ -111,6 +130,48 @@ func (a *app) decommission(ctx context.Context, eps []string, id string, wait bo
 	}
 	out.Duration = time.Since(start).Round(time.Millisecond).String()
 	return out, nil
+}
+
+func (a *app) nodeRemoveCommand() *cobra.Command {
+	var wait bool
+	var maxTime time.Duration
+	cmd := &cobra.Command{
+		Use:   "remove ID",
+		Short: "Take a dead node that will never return off the ring, streaming its ranges from the survivors",
+		Long: `Take a dead node off the ring for good, for a machine that will never
+return. The metadata log marks it removing; writes then also go to the
+nodes that will own its ranges, its ranges are streamed to them from the
+surviving replicas, the log marks it left, and every node drops the hints
+it held for it.
+
+What survives is what the survivors hold: a write acknowledged at W is on
+at least W-1 of them, so with W >= 2 (quorum with 3 replicas) none is lost;
+a write only the dead node acknowledged (W = 1) is. The node must be dead
+to gossip: a live node is decommissioned instead, which streams from it.
+A node that died while joining is taken off at once. One topology change
+runs at a time.`,
+		Example: `  adaptkv node remove n4
+  adaptkv node remove n4 --wait=false   # return once it is removing`,
+		Args: cobraArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eps, err := a.clusterEndpoints()
+			if err != nil {
+				return err
+			}
+			out, err := a.removeDead(cmd.Context(), eps, args[0], wait, maxTime)
+			if err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(out)
+			}
+			fmt.Fprintf(a.stdout, "%s is %s (topology epoch %d, %s)\n", out.ID, out.RingState, out.TopologyEpoch, out.Duration)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the node has left the ring")
+	cmd.Flags().DurationVar(&maxTime, "max-time", 30*time.Minute, "give up waiting after this long (the removal goes on)")
+	return cmd
 }
 
 // adminAvoiding returns an Admin client on a node of eps other than id
@@ -141,7 +202,7 @@ func (a *app) adminAvoiding(ctx context.Context, eps []string, id string) (kvpb.
 			}
 			return kvpb.NewAdminClient(cc), func() { cc.Close() }, nil
 		}
-		return nil, nil, fmt.Errorf("decommission %s: no other alive node to ask", id)
+		return nil, nil, fmt.Errorf("no node other than %s is alive to ask", id)
 	}
 	return nil, nil, fmt.Errorf("no node answered: %w", errors.Join(errs...))
 }

@@ -69,7 +69,7 @@ and --seeds listing the gossip addresses of the others.`,
 			return runNode(cmd.Context(), cfg)
 		},
 	}
-	cmd.AddCommand(a.nodeDecommissionCommand())
+	cmd.AddCommand(a.nodeDecommissionCommand(), a.nodeRemoveCommand())
 	fs := cmd.Flags()
 	fs.StringVar(&f.id, "id", "", "node ID, unique in the cluster and stable across restarts (required)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data directory (required unless --in-memory)")
