@@ -654,9 +654,15 @@ func TestExclusivePassRefusedWhileAnotherRuns(t *testing.T) {
 		c.put(t, fmt.Sprintf("x%02d", i), 10, "v", false, "n1")
 	}
 	blocked, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
+	// The first peer call holds the first pass; every other call goes
+	// through at once (a sync.Once here made them wait for the first too,
+	// and the exclusive pass could hang behind it).
+	var held atomic.Bool
 	c.fail = func(op, from, to string) error {
-		once.Do(func() { close(blocked); <-release })
+		if held.CompareAndSwap(false, true) {
+			close(blocked)
+			<-release
+		}
 		return nil
 	}
 	first := make(chan error, 1)
