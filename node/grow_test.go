@@ -417,13 +417,13 @@ func TestTunerGrowAbandonedWhenStreamingFails(t *testing.T) {
 	}
 }
 
-// Once half the tombstone grace has passed since N shrank, the tuner does
-// not grow N again: the replicas the shrink dropped missed the deletes since,
-// and streaming could bring deleted values back once the others collect
-// their tombstones. Within that time a grow goes ahead.
-func TestTunerNoGrowLongAfterShrink(t *testing.T) {
+// After the tuner shrinks N it cleans every node, so that N may grow again
+// at any time later: the replicas the shrink dropped hold nothing, and the
+// grow cannot stream back a value deleted after the shrink whose
+// tombstones the others have since collected.
+func TestTunerShrinkCleansThenGrows(t *testing.T) {
 	t.Parallel()
-	const grace = 4 * time.Second
+	const grace = 2 * time.Second
 	c := clustertest.New(t, 5, hookMovesN(func(cfg *node.Config) { cfg.TombstoneGrace = grace }))
 	kv := c.Client(t)
 	ctx := ctxT(t, 90*time.Second)
@@ -452,35 +452,62 @@ func TestTunerNoGrowLongAfterShrink(t *testing.T) {
 		return nil
 	})
 	waitN(5)
+	const keys = 60
+	all := []client.CallOption{client.WithKeyspace(name), client.WithConsistency(client.All)}
+	for i := range keys {
+		if _, err := kv.Put(ctx, []byte(fmt.Sprintf("k%02d", i)), []byte("v"), all...); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tunerTarget(t, c, name, 3, 2, 2)
 	waitN(3)
-	shrunk := time.Now()
-	tunerTarget(t, c, name, 5, 3, 3) // soon after the shrink: allowed
-	waitN(5)
-	tunerTarget(t, c, name, 3, 2, 2)
-	waitN(3)
-	time.Sleep(time.Until(time.Now().Add(grace/2 + 500*time.Millisecond)))
-	tunerTarget(t, c, name, 5, 3, 3)
-	var why string
-	eventually(t, 30*time.Second, "a decision refusing the grow", func() error {
+	var note string
+	eventually(t, 30*time.Second, "a decision reporting the cleanup", func() error {
 		ex, err := kv.TunerExplain(ctx, name, 10)
 		if err != nil {
 			return err
 		}
 		for _, e := range ex {
-			if strings.Contains(e.Text, "may not grow again") {
-				why = e.Text
+			if strings.Contains(e.Text, "Cleaned up after N shrank from 5") {
+				note = e.Text
 				return nil
 			}
 		}
-		return fmt.Errorf("%d decisions, none refusing the grow", len(ex))
+		return fmt.Errorf("%d decisions, none reporting the cleanup", len(ex))
 	})
-	ks, err := kv.DescribeKeyspace(ctx, name)
-	if err != nil {
-		t.Fatal(err)
+	t.Logf("shrink decision: %s", note)
+	// Each node holds only the keys it replicates at N=3.
+	for i := range c.Len() {
+		n := c.Node(i)
+		held, err := n.LocalKeys(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range held {
+			if !n.Owns(name, k) {
+				t.Errorf("%s still holds %s, which it does not replicate at N=3", n.ID(), k)
+			}
+		}
 	}
-	if ks.ReplicationFactor != 3 {
-		t.Fatalf("N=%d after the refused grow; want 3", ks.ReplicationFactor)
+	// Deletes the dropped replicas never see, whose tombstones are then
+	// collected on the others.
+	const deleted = 20
+	for i := range deleted {
+		if _, err := kv.Delete(ctx, []byte(fmt.Sprintf("k%02d", i)), all...); err != nil {
+			t.Fatal(err)
+		}
 	}
-	t.Logf("grow refused %v after the first shrink: %s", time.Since(shrunk).Round(100*time.Millisecond), why)
+	time.Sleep(grace + 1500*time.Millisecond) // the grace, and a collection after it
+	tunerTarget(t, c, name, 5, 3, 3)
+	waitN(5)
+	for i := range keys {
+		key := fmt.Sprintf("k%02d", i)
+		r, err := kv.Get(ctx, []byte(key), all...)
+		if err != nil {
+			t.Fatalf("get %s: %v", key, err)
+		}
+		if r.Found != (i >= deleted) {
+			t.Errorf("%s found=%v after the grow; want %v (a deleted value streamed back?)", key, r.Found, i >= deleted)
+		}
+	}
 }

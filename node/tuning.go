@@ -403,6 +403,14 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 	if err != nil {
 		return err
 	}
+	// A cleanup a shrink of N left owed is retried before deciding, so that
+	// N may grow again as soon as it completes (rollout.Executor.Cleanup).
+	var cleanupNote string
+	if d.Tuner != nil && !d.Tuner.ShrunkAt.IsZero() && d.PendingN == 0 {
+		st := *d.Tuner
+		cleanupNote, _ = t.exec.Cleanup(ctx, d.Name, &st)
+		d.Tuner = &st
+	}
 	t.mu.Lock()
 	lt, ok := t.leader[d.Name]
 	if !ok {
@@ -423,7 +431,7 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 	}
 	now := time.Now()
 	goal := goalOf(d, t.ringSize())
-	if t.exec.GrowAllowed(state, now) != nil {
+	if t.exec.GrowAllowed(state) != nil {
 		goal.MaxRF = max(goal.MinRF, min(goal.MaxRF, d.ReplicationFactor)) // see rollout.Executor.GrowAllowed
 	}
 	next, dec := tuner.Decide(t.model, state, lt.window, goal, now)
@@ -449,13 +457,20 @@ func (t *tuning) decide(ctx context.Context, d KeyspaceDef) error {
 	}
 	t.mu.Unlock()
 
+	if cleanupNote != "" {
+		dec.Explanation += " " + cleanupNote
+	}
 	t.export(d.Name, dec, obs)
 	if dec.Changed {
 		t.n.log.Info("tuner decision", "keyspace", d.Name, "reason", dec.Reason, "from", dec.From.String(), "to", dec.To.String(), "why", dec.Explanation)
 	}
 	var planErr error
 	if dec.Changed {
-		next, planErr = t.exec.Apply(ctx, rollout.Keyspace{Name: d.Name, Epoch: d.Epoch, Floor: d.Adaptive.Floor}, dec, state, next)
+		var note string
+		next, note, planErr = t.exec.Apply(ctx, rollout.Keyspace{Name: d.Name, Epoch: d.Epoch, Floor: d.Adaptive.Floor}, dec, state, next)
+		if note != "" {
+			dec.Explanation += " " + note
+		}
 		if planErr != nil {
 			dec.Explanation += " Not applied in full: " + planErr.Error()
 			dec.To = next.Policy
@@ -485,8 +500,8 @@ const tunerRepairTimeout = rollout.DefaultRepairTimeout
 // metadata log, membership and repair passes.
 func newExecutor(n *Node) *rollout.Executor {
 	return &rollout.Executor{
-		Log: tunerLog{n}, Cluster: tunerCluster{n}, Repairer: tunerRepairer{n},
-		LeaseWait: n.leaseWait(), TombstoneGrace: n.cfg.TombstoneGrace, RepairTimeout: tunerRepairTimeout,
+		Log: tunerLog{n}, Cluster: tunerCluster{n}, Repairer: tunerRepairer{n}, Cleaner: tunerCleaner{n},
+		LeaseWait: n.leaseWait(), RepairTimeout: tunerRepairTimeout,
 		Logger: n.log,
 	}
 }
@@ -550,6 +565,38 @@ func (r tunerRepairer) Repair(ctx context.Context, name string, rf int) (rollout
 	}
 	return rollout.RepairResult{ReplicationFactor: rep.ReplicationFactor, Nodes: len(rep.NodesDone),
 		KeysScanned: rep.Stats.KeysScanned, RecordsPushed: rep.Stats.RecordsPushed}, nil
+}
+
+// tunerCleaner runs the plan executor's cleanups from this node.
+type tunerCleaner struct{ n *Node }
+
+// Cleanup implements rollout.Cleaner over CleanupKeyspace. A member gossip
+// says is down fails it at once, naming the member, rather than after the
+// wait for it to apply the metadata and a refused call: the tuner loop
+// retries an owed cleanup at every decision.
+func (c tunerCleaner) Cleanup(ctx context.Context, name string) (rollout.CleanupResult, error) {
+	view := c.n.members.View()
+	if st := c.n.meta.topo.Load(); st != nil {
+		for _, m := range st.Members {
+			if m.State == StateNormal && !view.Alive(m.ID) {
+				return rollout.CleanupResult{}, fmt.Errorf("node %s is down", m.ID)
+			}
+		}
+	}
+	resp, err := c.n.CleanupKeyspace(ctx, name)
+	if err != nil {
+		return rollout.CleanupResult{}, err
+	}
+	var res rollout.CleanupResult
+	for _, r := range resp.GetNodes() {
+		if r.GetError() != "" {
+			return rollout.CleanupResult{}, fmt.Errorf("node %s: %s", r.GetId(), r.GetError())
+		}
+		res.Nodes++
+		res.KeysScanned += r.GetKeysScanned()
+		res.KeysRemoved += r.GetKeysRemoved()
+	}
+	return res, nil
 }
 
 // memberApplied reports whether member id says it has applied the metadata

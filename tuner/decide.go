@@ -40,13 +40,17 @@ type State struct {
 	// plan step whose reads would miss their writes requires a repair pass
 	// (PlanAfter). Moved and Repaired keep it.
 	Unrepaired []Policy `json:"unrepaired,omitempty"`
-	// ShrunkAt is when N was first lowered below ShrunkFrom without having
-	// grown back since (zero: never). The replicas a shrink drops keep
+	// ShrunkAt is when N was first lowered below ShrunkFrom without the
+	// cleanup since (zero: none owed). The replicas a shrink drops keep
 	// their data but no longer see deletes; once the others have collected
 	// those tombstones, growing N back would stream the old values to the
-	// list again. The shell refuses such a grow (rollout.Executor.GrowAllowed).
-	ShrunkAt   time.Time `json:"shrunk_at,omitempty"`
-	ShrunkFrom int       `json:"shrunk_from,omitempty"`
+	// list again. So the shell cleans the dropped replicas after a shrink,
+	// clears ShrunkAt once that completed on every node, and refuses to
+	// grow N while it is set (rollout.Executor.GrowAllowed). CleanupError
+	// says why the last attempt did not complete.
+	ShrunkAt     time.Time `json:"shrunk_at,omitempty"`
+	ShrunkFrom   int       `json:"shrunk_from,omitempty"`
+	CleanupError string    `json:"cleanup_error,omitempty"`
 }
 
 // Moved records that the configuration in force changed to p without a
@@ -65,18 +69,23 @@ func (s *State) Moved(p Policy) {
 // replicas, and every later one was made under s.Policy.
 func (s *State) Repaired() { s.Unrepaired = nil }
 
-// Resized records a change of N to n at now: the first shrink since N was
-// last at its largest sets ShrunkAt and ShrunkFrom, and growing back to
+// Resized records a change of N to n at now: the first shrink since the
+// last cleanup sets ShrunkAt and ShrunkFrom, and growing back to
 // ShrunkFrom (whose streaming brought the dropped replicas up to date)
-// clears them.
+// clears them. Cleaned clears them too.
 func (s *State) Resized(n int, now time.Time) {
 	switch {
 	case n < s.Policy.N && s.ShrunkAt.IsZero():
 		s.ShrunkAt, s.ShrunkFrom = now, s.Policy.N
 	case n > s.Policy.N && n >= s.ShrunkFrom:
-		s.ShrunkAt, s.ShrunkFrom = time.Time{}, 0
+		s.Cleaned()
 	}
 }
+
+// Cleaned records a cleanup that completed on every node while s.Policy.N
+// was in force: no replica holds records of keys outside its first N, so
+// none is owed.
+func (s *State) Cleaned() { s.ShrunkAt, s.ShrunkFrom, s.CleanupError = time.Time{}, 0, "" }
 
 // Applied returns s after plan was carried out as its steps say: each step
 // committed in turn, with a repair pass where one is required (before the

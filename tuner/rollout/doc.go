@@ -20,18 +20,21 @@
 //     a quorum right after it is in force everywhere.
 //
 // It also waits, before the first step, for the configuration in force to
-// be applied everywhere, and it refuses to grow N again once half the
-// tombstone grace has passed since N shrank (GrowAllowed). A plan that
-// stops part way returns the tuner.State in force, which is safe: every
-// step committed so far is.
+// be applied everywhere. After a plan that shrinks N, once the shrink is in
+// force everywhere, it cleans the keyspace on every node (Cleanup), so that
+// the replicas the shrink dropped hold none of the values they stopped
+// seeing deletes for; it refuses to grow N while such a cleanup is owed
+// (GrowAllowed), and the tuner loop retries it at later decisions. A plan
+// that stops part way returns the tuner.State in force, which is safe:
+// every step committed so far is.
 //
 // # Contract
 //
 // The package owns the order of those steps and the waits between them;
 // it owns no I/O. It reaches the metadata log through Log, the members
-// through Cluster, repair passes through Repairer and time through Clock,
-// all implemented by the node package (over Raft, gossip and gRPC) or, in
-// tests, by scripted fakes. It imports the tuner package and the standard
+// through Cluster, repair passes through Repairer, cleanups through
+// Cleaner and time through Clock, all implemented by the node package
+// (over Raft, gossip and gRPC) or, in tests, by scripted fakes. It imports the tuner package and the standard
 // library only: tuner stays pure (no clock, no waiting), and this package
 // is the shell that waits.
 //

@@ -85,6 +85,23 @@ type Repairer interface {
 	Repair(ctx context.Context, keyspace string, replicationFactor int) (RepairResult, error)
 }
 
+// CleanupResult is what a cleanup reports, for the decision's explanation.
+type CleanupResult struct {
+	// Nodes is how many nodes completed their part.
+	Nodes int
+	// KeysScanned and KeysRemoved count the records looked at and deleted.
+	KeysScanned, KeysRemoved uint64
+}
+
+// Cleaner runs cleanups.
+type Cleaner interface {
+	// Cleanup deletes, on every node, none allowed down, the records of
+	// keyspace whose keys the node is not a replica of under the
+	// configuration in force, and returns once every node completed its
+	// part, or an error naming one that did not.
+	Cleanup(ctx context.Context, keyspace string) (CleanupResult, error)
+}
+
 // Clock is the executor's time.
 type Clock interface {
 	Now() time.Time
@@ -107,6 +124,8 @@ type Executor struct {
 	Log      Log
 	Cluster  Cluster
 	Repairer Repairer
+	// Cleaner cleans the replicas a shrink of N drops (Cleanup).
+	Cleaner Cleaner
 	// Clock is the executor's time; nil means the system clock.
 	Clock Clock
 	// LeaseWait is how long after committing a step a member that has not
@@ -114,9 +133,8 @@ type Executor struct {
 	// from before it (the lease, plus margins for clock rates and
 	// scheduling).
 	LeaseWait time.Duration
-	// TombstoneGrace is the nodes' tombstone grace period (GrowAllowed).
-	TombstoneGrace time.Duration
-	// RepairTimeout bounds each repair pass; 0 means DefaultRepairTimeout.
+	// RepairTimeout bounds each repair pass and each cleanup; 0 means
+	// DefaultRepairTimeout.
 	RepairTimeout time.Duration
 	// Logger receives the executor's logs; nil discards them.
 	Logger *slog.Logger
@@ -144,7 +162,8 @@ func (e *Executor) log() *slog.Logger {
 }
 
 // Apply carries out a decision's plan, one metadata log entry per step, and
-// returns the state left in force: prev is the state before the decision
+// returns the state left in force, and a note for the decision's
+// explanation on what it did beyond the plan's steps: prev is the state before the decision
 // (its Policy the configuration in force), next the decision's state, whose
 // other fields are kept. Under a quorum floor a step that requires a repair
 // pass gets one (over every node, none allowed down): before it is
@@ -154,15 +173,17 @@ func (e *Executor) log() *slog.Logger {
 // step committed so far is.
 //
 // A step that shrinks N is the plan's last, and needs no streaming: the
-// replicas that leave a key's preference list keep its data, which nothing
-// deletes (a later grow finds it there, and repair brings it up to date).
-// While they are out of the list no delete reaches them, so once their
-// tombstones are collected elsewhere (TombstoneGrace) a later grow would
-// stream their old values back: a resurrection risk that the repair pass of
-// a grow cannot see, as a collected tombstone is nothing to compare with.
-// So a grow is refused once half the grace has passed since the shrink
-// (GrowAllowed).
-func (e *Executor) Apply(ctx context.Context, ks Keyspace, dec tuner.Decision, prev, next tuner.State) (tuner.State, error) {
+// replicas that leave a key's preference list keep its data. While they
+// are out of the list no delete reaches them, so once their tombstones are
+// collected elsewhere a later grow would stream their old values back: a
+// resurrection risk that the repair pass of a grow cannot see, as a
+// collected tombstone is nothing to compare with. So once the shrink is in
+// force everywhere, Apply cleans the keyspace on every node (Cleanup),
+// which deletes the dropped replicas' copies; until a cleanup has
+// completed, a grow is refused (GrowAllowed). A cleanup that cannot
+// complete does not fail the plan, whose steps are all in force: the
+// state keeps it owed and the note says why.
+func (e *Executor) Apply(ctx context.Context, ks Keyspace, dec tuner.Decision, prev, next tuner.State) (tuner.State, string, error) {
 	cur := next
 	cur.Policy, cur.Unrepaired = prev.Policy, prev.Unrepaired
 	floor := ks.Floor == tuner.FloorQuorum
@@ -171,11 +192,20 @@ func (e *Executor) Apply(ctx context.Context, ks Keyspace, dec tuner.Decision, p
 	// step of the previous plan was not waited for. When it was committed
 	// is not known here, so now bounds it.
 	if err := e.WaitApplied(ctx, ks.Epoch, e.now()); err != nil {
-		return cur, fmt.Errorf("before step 1: the configuration in force (epoch %d): %w", ks.Epoch, err)
+		return cur, "", fmt.Errorf("before step 1: the configuration in force (epoch %d): %w", ks.Epoch, err)
 	}
+	// last is the epoch and commit time of the plan's last step committed,
+	// and whether the plan waited for it to be applied everywhere; shrunk
+	// whether a step lowered N.
+	var last struct {
+		epoch       uint64
+		committedAt time.Time
+		waited      bool
+	}
+	shrunk := false
 	for i, st := range dec.Plan {
 		if size := e.Cluster.RingSize(); st.Policy.N > size {
-			return cur, fmt.Errorf("step %d (%v): the ring has %d members", i+1, st.Policy, size)
+			return cur, "", fmt.Errorf("step %d (%v): the ring has %d members", i+1, st.Policy, size)
 		}
 		// Whether the pass comes before the step is decided against the
 		// policy the step replaces, before cur moves to it.
@@ -184,18 +214,19 @@ func (e *Executor) Apply(ctx context.Context, ks Keyspace, dec tuner.Decision, p
 			// The step before is applied everywhere: the first step's
 			// from is in force, and every later one waited below.
 			if err := e.repair(ctx, ks.Name, fmt.Sprintf("before step %d (%v)", i+1, st.Policy), 0); err != nil {
-				return cur, err
+				return cur, "", err
 			}
 			cur.Repaired()
 		}
 		if st.RequiresStreaming {
-			if err := e.GrowAllowed(cur, e.now()); err != nil {
-				return cur, err
+			if err := e.GrowAllowed(cur); err != nil {
+				return cur, "", err
 			}
 			if err := e.grow(ctx, ks.Name, cur, st.Policy.N, fmt.Sprintf("before step %d (%v)", i+1, st.Policy)); err != nil {
-				return cur, err
+				return cur, "", err
 			}
 		}
+		lowersN := st.Policy.N < cur.Policy.N
 		if st.Policy.N != cur.Policy.N {
 			cur.Resized(st.Policy.N, e.now())
 		}
@@ -215,39 +246,100 @@ func (e *Executor) Apply(ctx context.Context, ks Keyspace, dec tuner.Decision, p
 			if st.RequiresStreaming {
 				e.abandonGrow(ctx, ks.Name, &cur)
 			}
-			return cur, fmt.Errorf("step %d (%v): %w", i+1, st.Policy, err)
+			return cur, "", fmt.Errorf("step %d (%v): %w", i+1, st.Policy, err)
 		}
-		if i < len(dec.Plan)-1 || st.RequiresAllApplied || repairAfter {
+		waited := i < len(dec.Plan)-1 || st.RequiresAllApplied || repairAfter
+		if waited {
 			if err := e.WaitApplied(ctx, epoch, committedAt); err != nil {
-				return cur, fmt.Errorf("after step %d (%v): %w", i+1, st.Policy, err)
+				return cur, "", fmt.Errorf("after step %d (%v): %w", i+1, st.Policy, err)
 			}
 		}
+		last.epoch, last.committedAt, last.waited = epoch, committedAt, waited
+		shrunk = shrunk || lowersN
 		if repairAfter {
 			if err := e.repair(ctx, ks.Name, fmt.Sprintf("after step %d (%v)", i+1, st.Policy), 0); err != nil {
-				return cur, err
+				return cur, "", err
 			}
 			cur.Repaired()
 		}
 	}
-	return cur, nil
+	if !shrunk || cur.ShrunkAt.IsZero() {
+		return cur, "", nil
+	}
+	// The cleanup must not delete a record that a node still serving a
+	// configuration from before the shrink counts as a replica's.
+	if !last.waited {
+		if err := e.WaitApplied(ctx, last.epoch, last.committedAt); err != nil {
+			cur.CleanupError = fmt.Sprintf("the shrink (epoch %d) is not known to be in force everywhere: %v", last.epoch, err)
+			return cur, e.owedNote(cur), nil
+		}
+	}
+	note, _ := e.Cleanup(ctx, ks.Name, &cur)
+	return cur, note, nil
 }
 
-// ErrGrowAfterShrink refuses to grow N again long after it shrank.
-var ErrGrowAfterShrink = errors.New("N may not grow again this long after it shrank")
+// ErrCleanupOwed refuses to grow N while the cleanup after a shrink of N
+// has not completed.
+var ErrCleanupOwed = errors.New("N may not grow while the cleanup after its shrink is owed")
 
-// GrowAllowed refuses a grow once half the tombstone grace has passed since
-// N shrank (an error that is ErrGrowAfterShrink): the replicas dropped then
-// keep their data but missed every delete since, and the others collect
-// tombstones after the grace, so streaming could bring deleted values back.
-// Half leaves the grow, which must finish within the grace, time to run.
-// Cleaning the dropped replicas' data after a shrink would lift this; it is
-// not built.
-func (e *Executor) GrowAllowed(cur tuner.State, now time.Time) error {
-	if cur.ShrunkAt.IsZero() || now.Sub(cur.ShrunkAt) <= e.TombstoneGrace/2 {
+// GrowAllowed refuses a grow while the cleanup after a shrink of N is owed
+// (cur.ShrunkAt set; an error that is ErrCleanupOwed): the replicas dropped
+// then may still hold their data but missed every delete since, and the
+// others collect tombstones after the grace, so streaming could bring
+// deleted values back. Once a cleanup has removed the dropped replicas'
+// copies there is nothing to bring back, and growing is allowed.
+func (e *Executor) GrowAllowed(cur tuner.State) error {
+	if cur.ShrunkAt.IsZero() {
 		return nil
 	}
-	return fmt.Errorf("%w: it shrank from %d at %s, more than half the tombstone grace (%v) ago, so the replicas it dropped may hold values deleted since whose tombstones are being collected, and growing would stream them back (cleaning dropped replicas is not built)",
-		ErrGrowAfterShrink, cur.ShrunkFrom, cur.ShrunkAt.UTC().Format(time.RFC3339), e.TombstoneGrace)
+	why := ""
+	if cur.CleanupError != "" {
+		why = " (last attempt: " + cur.CleanupError + ")"
+	}
+	return fmt.Errorf("%w: N shrank from %d at %s and the replicas it dropped are not cleaned yet%s, so they may hold values deleted since, which growing would stream back",
+		ErrCleanupOwed, cur.ShrunkFrom, cur.ShrunkAt.UTC().Format(time.RFC3339), why)
+}
+
+// Cleanup runs the cleanup a shrink of N left owed (cur.ShrunkAt set; none
+// owed: nothing to do) over keyspace name on every node, the configuration
+// in force being applied everywhere (the caller's to ensure), and records
+// the outcome in cur: cleared once it completed, the reason kept in
+// cur.CleanupError when it did not. It returns a note for the decision's
+// explanation, and the cleanup's error. The tuner loop calls it again on
+// later decisions while one is owed.
+func (e *Executor) Cleanup(ctx context.Context, name string, cur *tuner.State) (string, error) {
+	if cur.ShrunkAt.IsZero() {
+		return "", nil
+	}
+	if e.Cleaner == nil {
+		cur.CleanupError = "this node cannot run cleanups"
+		return e.owedNote(*cur), errors.New(cur.CleanupError)
+	}
+	timeout := e.RepairTimeout
+	if timeout <= 0 {
+		timeout = DefaultRepairTimeout
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := e.now()
+	res, err := e.Cleaner.Cleanup(cctx, name)
+	if err != nil {
+		cur.CleanupError = err.Error()
+		e.log().Warn("tuner cleanup after a shrink of N did not complete; it is owed", "keyspace", name, "shrunk_from", cur.ShrunkFrom, "err", err)
+		return e.owedNote(*cur), fmt.Errorf("cleanup after N shrank from %d: %w", cur.ShrunkFrom, err)
+	}
+	from := cur.ShrunkFrom
+	cur.Cleaned()
+	e.log().Info("tuner cleanup after a shrink of N", "keyspace", name, "shrunk_from", from, "took", e.now().Sub(start).Round(time.Millisecond),
+		"nodes", res.Nodes, "scanned", res.KeysScanned, "removed", res.KeysRemoved)
+	return fmt.Sprintf("Cleaned up after N shrank from %d: %d nodes removed %d of the %d records they held of keys they no longer replicate, so N may grow again.",
+		from, res.Nodes, res.KeysRemoved, res.KeysScanned), nil
+}
+
+// owedNote explains a cleanup that is still owed.
+func (e *Executor) owedNote(cur tuner.State) string {
+	return fmt.Sprintf("The cleanup after N shrank from %d did not complete (%s); it is owed and retried at later decisions, and N will not grow until it completes.",
+		cur.ShrunkFrom, cur.CleanupError)
 }
 
 // grow readies the replicas a step that raises N to newN adds

@@ -33,6 +33,8 @@ type script struct {
 	proposeErr func(c rollout.Config) error
 	// repairErr, when set, may fail a pass.
 	repairErr func(ctx context.Context, rf int) error
+	// cleanupErr, when set, may fail a cleanup.
+	cleanupErr func() error
 	// members and when each says it has applied an index: lag[id] more
 	// polls after the first (-1: never).
 	members []rollout.Member
@@ -110,6 +112,19 @@ func (s *script) Repair(ctx context.Context, keyspace string, rf int) (rollout.R
 	return rollout.RepairResult{ReplicationFactor: rf, Nodes: 3}, nil
 }
 
+func (s *script) Cleanup(ctx context.Context, keyspace string) (rollout.CleanupResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cleanupErr != nil {
+		if err := s.cleanupErr(); err != nil {
+			s.event("cleanup %s: %v", keyspace, err)
+			return rollout.CleanupResult{}, err
+		}
+	}
+	s.event("cleanup %s at N=%d", keyspace, s.config[keyspace].Policy.N)
+	return rollout.CleanupResult{Nodes: 3, KeysScanned: 500, KeysRemoved: 200}, nil
+}
+
 func (s *script) Now() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -131,7 +146,7 @@ func (s *script) After(d time.Duration) <-chan time.Time {
 const lease = 4*time.Second + 500*time.Millisecond
 
 func (s *script) executor() *rollout.Executor {
-	return &rollout.Executor{Log: s, Cluster: s, Repairer: s, Clock: s, LeaseWait: lease, TombstoneGrace: 24 * time.Hour}
+	return &rollout.Executor{Log: s, Cluster: s, Repairer: s, Cleaner: s, Clock: s, LeaseWait: lease}
 }
 
 func pol(n, r, w int) tuner.Policy { return tuner.Policy{N: n, R: r, W: w, Read: tuner.ReadNearest} }
@@ -142,12 +157,19 @@ func (s *script) apply(t *testing.T, floor tuner.Floor, from, to tuner.Policy, u
 	t.Helper()
 	prev := tuner.NewState(from)
 	prev.Unrepaired = unrepaired
+	st, _, err := s.applyFrom(floor, prev, to)
+	return st, err
+}
+
+// applyFrom runs a decision's plan from prev, the state in force, to to,
+// and returns what Apply does.
+func (s *script) applyFrom(floor tuner.Floor, prev tuner.State, to tuner.Policy) (tuner.State, string, error) {
 	next := prev
 	next.Policy = to
-	dec := tuner.Decision{From: from, To: to, Changed: true, Plan: tuner.PlanAfter(unrepaired, from, to)}
+	dec := tuner.Decision{From: prev.Policy, To: to, Changed: true, Plan: tuner.PlanAfter(prev.Unrepaired, prev.Policy, to)}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return s.executor().Apply(ctx, rollout.Keyspace{Name: "ks", Epoch: 10, Floor: floor}, dec, prev, next)
+	return s.executor().Apply(ctx, rollout.Keyspace{Name: "ks", Epoch: s.epoch, Floor: floor}, dec, prev, next)
 }
 
 func checkEvents(t *testing.T, s *script, want ...string) {
@@ -264,7 +286,7 @@ func TestApplyGrowStreamsFirst(t *testing.T) {
 	// chosen candidate's delay.
 	dec := tuner.Decision{From: from, To: to, Changed: true, Plan: tuner.Plan(from, to), Chosen: &tuner.CandidateReport{}}
 	dec.Chosen.HedgeAfter = 9 * time.Millisecond
-	st, err := s.executor().Apply(context.Background(), rollout.Keyspace{Name: "ks", Epoch: 10, Floor: tuner.FloorQuorum}, dec, prev, next)
+	st, _, err := s.executor().Apply(context.Background(), rollout.Keyspace{Name: "ks", Epoch: 10, Floor: tuner.FloorQuorum}, dec, prev, next)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +321,7 @@ func TestApplyGrowAbandoned(t *testing.T) {
 	next := prev
 	next.Policy = to
 	dec := tuner.Decision{From: from, To: to, Changed: true, Plan: tuner.Plan(from, to)}
-	st, err := s.executor().Apply(ctx, rollout.Keyspace{Name: "ks", Epoch: 10, Floor: tuner.FloorQuorum}, dec, prev, next)
+	st, _, err := s.executor().Apply(ctx, rollout.Keyspace{Name: "ks", Epoch: 10, Floor: tuner.FloorQuorum}, dec, prev, next)
 	if err == nil || !strings.Contains(err.Error(), "N stays at 3") || !strings.Contains(err.Error(), "n4") {
 		t.Fatalf("grow with a failed pass: %v; want N staying at 3, naming the pass's failure", err)
 	}
@@ -316,30 +338,89 @@ func TestApplyGrowAbandoned(t *testing.T) {
 	}
 }
 
-// Once half the tombstone grace has passed since N shrank, a grow is
-// refused before anything is proposed; within it, it goes ahead.
-func TestApplyNoGrowLongAfterShrink(t *testing.T) {
-	from, to := pol(3, 2, 2), pol(5, 3, 3)
-	for _, tt := range []struct {
-		name    string
-		ago     time.Duration
-		refused bool
-	}{{"within half the grace", 11 * time.Hour, false}, {"past half the grace", 13 * time.Hour, true}} {
-		t.Run(tt.name, func(t *testing.T) {
-			s := newScript(rollout.Config{Keyspace: "ks", Policy: from})
-			prev := tuner.NewState(from)
-			prev.ShrunkAt, prev.ShrunkFrom = s.now.Add(-tt.ago), 5
-			next := prev
-			next.Policy = to
-			dec := tuner.Decision{From: from, To: to, Changed: true, Plan: tuner.Plan(from, to)}
-			_, err := s.executor().Apply(context.Background(), rollout.Keyspace{Name: "ks", Epoch: 10, Floor: tuner.FloorQuorum}, dec, prev, next)
-			if refused := errors.Is(err, rollout.ErrGrowAfterShrink); refused != tt.refused {
-				t.Fatalf("grow %v after the shrink: %v; want refused=%v", tt.ago, err, tt.refused)
-			}
-			if tt.refused && len(s.events) != 0 {
-				t.Errorf("a refused grow still did: %v", s.events)
-			}
-		})
+// A shrink of N is cleaned up on every node once it is in force
+// everywhere, after which N may grow again at once, however long ago the
+// shrink was.
+func TestApplyShrinkCleansThenGrowAllowed(t *testing.T) {
+	big, small := pol(5, 3, 3), pol(3, 2, 2)
+	s := newScript(rollout.Config{Keyspace: "ks", Policy: big})
+	st, note, err := s.applyFrom(tuner.FloorQuorum, tuner.NewState(big), small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The shrink is the last step and is not waited for as a step: the
+	// cleanup waits for it, then runs at the N in force.
+	i := slices.Index(s.events, "cleanup ks at N=3")
+	if i < 0 || !strings.Contains(s.events[i-1], "N=3") || s.polls[fmt.Sprintf("n3@%d", s.epoch)] == 0 {
+		t.Fatalf("events %v, polls %v; want the cleanup at N=3 right after the shrink, once applied everywhere", s.events, s.polls)
+	}
+	if !st.ShrunkAt.IsZero() || st.CleanupError != "" {
+		t.Errorf("state after a completed cleanup: shrunk at %v, %q; want no cleanup owed", st.ShrunkAt, st.CleanupError)
+	}
+	if !strings.Contains(note, "Cleaned up after N shrank from 5") || !strings.Contains(note, "removed 200") {
+		t.Errorf("note %q; want it to say the cleanup ran", note)
+	}
+	// Long after: the grow goes ahead.
+	s.now = s.now.Add(30 * 24 * time.Hour)
+	s.events = nil
+	st, note, err = s.applyFrom(tuner.FloorQuorum, st, big)
+	if err != nil {
+		t.Fatalf("grow after a cleaned shrink: %v", err)
+	}
+	if st.Policy.N != 5 || note != "" || slices.ContainsFunc(s.events, func(e string) bool { return strings.HasPrefix(e, "cleanup") }) {
+		t.Errorf("grow: state N=%d, note %q, events %v; want N=5 and no cleanup", st.Policy.N, note, s.events)
+	}
+}
+
+// A cleanup that cannot complete (a node down) leaves the shrink in force
+// and the cleanup owed, with the reason: a grow is refused, naming it,
+// before anything is proposed. Once a retry completes, the grow goes ahead.
+func TestApplyCleanupOwedRefusesGrow(t *testing.T) {
+	big, small := pol(5, 3, 3), pol(3, 2, 2)
+	s := newScript(rollout.Config{Keyspace: "ks", Policy: big})
+	down := errors.New("node n3 is down")
+	s.cleanupErr = func() error { return down }
+	st, note, err := s.applyFrom(tuner.FloorQuorum, tuner.NewState(big), small)
+	if err != nil {
+		t.Fatalf("a failed cleanup failed the plan: %v", err)
+	}
+	if st.Policy != small || st.ShrunkAt.IsZero() || st.ShrunkFrom != 5 || !strings.Contains(st.CleanupError, "n3 is down") {
+		t.Fatalf("state %v shrunk at %v from %d, %q; want N=3 with the cleanup owed naming n3", st.Policy, st.ShrunkAt, st.ShrunkFrom, st.CleanupError)
+	}
+	if !strings.Contains(note, "owed") || !strings.Contains(note, "n3 is down") {
+		t.Errorf("note %q; want it to say the cleanup is owed and why", note)
+	}
+
+	s.events = nil
+	_, _, err = s.applyFrom(tuner.FloorQuorum, st, big)
+	if !errors.Is(err, rollout.ErrCleanupOwed) || !strings.Contains(err.Error(), "n3 is down") {
+		t.Fatalf("grow with a cleanup owed: %v; want ErrCleanupOwed naming the reason", err)
+	}
+	if len(s.events) != 0 {
+		t.Errorf("a refused grow still did: %v", s.events)
+	}
+
+	// A later decision retries: still failing keeps it owed; succeeding
+	// clears it.
+	e := s.executor()
+	if _, err := e.Cleanup(context.Background(), "ks", &st); !errors.Is(err, down) || st.ShrunkAt.IsZero() {
+		t.Fatalf("failed retry: %v, shrunk at %v; want the error and the cleanup still owed", err, st.ShrunkAt)
+	}
+	s.cleanupErr = nil
+	note, err = e.Cleanup(context.Background(), "ks", &st)
+	if err != nil || !st.ShrunkAt.IsZero() || st.CleanupError != "" || !strings.Contains(note, "Cleaned up") {
+		t.Fatalf("retry: %v, shrunk at %v %q, note %q; want it done and nothing owed", err, st.ShrunkAt, st.CleanupError, note)
+	}
+	if err := e.GrowAllowed(st); err != nil {
+		t.Fatalf("grow after the retried cleanup: %v", err)
+	}
+	if st, _, err = s.applyFrom(tuner.FloorQuorum, st, big); err != nil || st.Policy.N != 5 {
+		t.Fatalf("grow after the retried cleanup: N=%d, %v", st.Policy.N, err)
+	}
+	// Nothing owed: Cleanup does nothing.
+	s.events = nil
+	if note, err := e.Cleanup(context.Background(), "ks", &st); note != "" || err != nil || len(s.events) != 0 {
+		t.Errorf("cleanup with none owed: %q, %v, events %v; want nothing", note, err, s.events)
 	}
 }
 
