@@ -50,6 +50,11 @@ type Config struct {
 	// existing cluster and wait to be added to the log by its leader. The
 	// nodes of one new cluster must all be given the same value.
 	BootstrapExpect int
+	// Replace is the ID of a dead member this node takes the place of
+	// (`--replace`): Start asks the cluster to replace it in one topology
+	// change and fails with ErrReplaceRefused if the cluster will not. Only
+	// with Seeds and BootstrapExpect 0.
+	Replace string
 	// DefaultReplicationFactor is the RF of the "default" keyspace that the
 	// first metadata leader creates: min(3, BootstrapExpect) when 0.
 	DefaultReplicationFactor int
@@ -220,6 +225,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect < 0 {
 		return fmt.Errorf("bootstrap-expect %d is negative", c.BootstrapExpect)
+	}
+	if c.Replace != "" && (c.Replace == c.ID || len(c.Seeds) == 0 || c.BootstrapExpect != 0) {
+		return fmt.Errorf("replace %q: a node replacing a dead member joins an existing cluster under its own ID (seeds, bootstrap-expect 0)", c.Replace)
 	}
 	if c.ConfigLease < 0 {
 		return fmt.Errorf("config lease %v is negative", c.ConfigLease)

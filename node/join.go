@@ -54,6 +54,9 @@ func (n *Node) stepTopology(ctx context.Context) error {
 	if len(topo.Members) == 0 {
 		return nil // leaderLoop initialises it, before the default keyspace
 	}
+	if dead, nu, ok := topo.replacing(); ok {
+		return n.finishReplace(ctx, dead, nu)
+	}
 	if c, ok := topo.Changing(); ok {
 		switch c.State {
 		case StateJoining:
@@ -65,7 +68,9 @@ func (n *Node) stepTopology(ctx context.Context) error {
 	}
 	view := n.members.View()
 	for _, m := range view.Members {
-		if m.State != membership.Alive || m.Leaving {
+		if m.State != membership.Alive || m.Leaving || m.Replace != "" {
+			// A node started with --replace waits for its own
+			// Admin.ReplaceNode, which checks the dead member first.
 			continue
 		}
 		if tm, ok := topo.Member(m.ID); ok && tm.State != StateLeft {
@@ -183,6 +188,37 @@ func (n *Node) finishRemove(ctx context.Context, x TopologyMember) error {
 	}
 	n.log.Info("removed member left the ring", "member", x.ID, "records_streamed", pushed,
 		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", n.meta.Topology().Epoch)
+	return nil
+}
+
+// finishReplace streams, from the surviving replicas, to every future
+// replica (the new member and any survivor whose ranges shifted) the
+// records it will hold, then, in one entry, makes the new member normal and
+// the dead one left; every node then drops its hints for the dead one
+// (afterLeft) and cleans what it no longer owns.
+func (n *Node) finishReplace(ctx context.Context, dead, nu TopologyMember) error {
+	if err := n.awaitApplied(ctx, max(dead.Since, nu.Since)); err != nil {
+		return err
+	}
+	st := n.meta.topo.Load()
+	if st.future == nil {
+		return nil
+	}
+	if !n.members.View().Alive(nu.ID) {
+		return fmt.Errorf("%w: replacement %s is down", errStreamNotReady, nu.ID)
+	}
+	start := time.Now()
+	pushed, err := n.streamChange(ctx, st, dead.ID)
+	if err != nil {
+		return fmt.Errorf("stream the ranges of replaced %s from the survivors: %w", dead.ID, err)
+	}
+	if err := n.proposeTopology(ctx, "topo-replaced", TopologyMember{ID: dead.ID}, TopologyMember{ID: nu.ID}); err != nil {
+		return fmt.Errorf("make %s normal in place of %s: %w", nu.ID, dead.ID, err)
+	}
+	n.log.Info("member replaced", "dead", dead.ID, "member", nu.ID, "records_streamed", pushed,
+		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", n.meta.Topology().Epoch)
+	epoch := n.meta.Topology().Epoch
+	n.goRun(func() { n.cleanupAfterChange(ctx, epoch) })
 	return nil
 }
 

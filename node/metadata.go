@@ -132,7 +132,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// Changes nothing; it gives the leader's read index an entry that
 		// reaches the state machine (see localReadIndex).
 		return applyResult{}
-	case "topo-init", "topo-join", "topo-normal", "topo-leave", "topo-remove", "topo-left":
+	case "topo-init", "topo-join", "topo-normal", "topo-leave", "topo-remove", "topo-left",
+		"topo-replace", "topo-replaced":
 		next, err := applyTopology(f.topo.Load().Topology, c.Op, c.Members, l.Index)
 		if err != nil {
 			return applyResult{err: err}

@@ -171,7 +171,7 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.closers = append(n.closers, func() error { return n.raft.Shutdown().Error() })
 
-	meta := membership.Meta{ID: cfg.ID, GRPCAddr: n.addrs.GRPC, RaftAddr: n.addrs.Raft, HTTPAddr: n.addrs.HTTP, Zone: cfg.Zone}
+	meta := membership.Meta{ID: cfg.ID, GRPCAddr: n.addrs.GRPC, RaftAddr: n.addrs.Raft, HTTPAddr: n.addrs.HTTP, Zone: cfg.Zone, Replace: cfg.Replace}
 	n.members, err = membership.Start(membership.Config{
 		Meta: meta, BindAddr: cfg.GossipAddr, Local: cfg.LocalTimings, Vnodes: cfg.Vnodes, Logger: n.log,
 		OnChange: func(v *membership.View) { n.hints.Wake() },
@@ -259,6 +259,11 @@ func (n *Node) start(ctx context.Context) error {
 	n.goRun(func() { n.tuning.loop(runCtx) })
 	n.goRun(func() { n.scheduler.loop(runCtx) })
 	n.goRun(func() { n.leaseLoop(runCtx) })
+	if cfg.Replace != "" {
+		if err := n.requestReplace(ctx); err != nil {
+			return err
+		}
+	}
 	n.log.Info("node started", "grpc", n.addrs.GRPC, "gossip", n.addrs.Gossip, "raft", n.addrs.Raft, "http", n.addrs.HTTP, "data_dir", cfg.DataDir, "in_memory", cfg.InMemory)
 	return nil
 }

@@ -13,7 +13,8 @@ import (
 //
 // Who owns which ranges is metadata, like a keyspace: it changes only
 // through entries of the metadata log ("topo-init", "topo-join",
-// "topo-normal", "topo-leave", "topo-remove", "topo-left"), and the index of the last such entry is the topology
+// "topo-normal", "topo-leave", "topo-remove", "topo-left", "topo-replace",
+// "topo-replaced"), and the index of the last such entry is the topology
 // epoch. Gossip is the failure detector only: a member gossip sees is not on
 // the ring until the log says so, and a member gossip reports dead keeps its
 // place (its writes become hints).
@@ -63,6 +64,23 @@ import (
 // member (dead before its join finished) takes it straight to left: it is
 // on no current ring, so nothing needs streaming; a removal of a leaving
 // member (dead during its decommission) makes it removing.
+//
+// A replacement ("topo-replace", `adaptkv node --replace DEAD`) is a
+// removal and a join in one entry: the dead member becomes removing and the
+// new one joining, so the current ring is unchanged (the dead member keeps
+// its place; its share of writes becomes hints) and the future ring is the
+// current one minus the dead member plus the new one. The stream reads the
+// survivors only, as a removal's does, and pushes to every future replica;
+// then one "topo-replaced" entry makes the new member normal and the dead
+// one left. The argument is the removal's with j the new member: an
+// acknowledged write is on at least W-1 survivors, the stream copies it to
+// the new member and to any survivor that lacked it, so once the change is
+// done it is on W members of S' if W >= 2. Ring tokens are hashes of member
+// IDs, so the new member does not inherit the dead member's tokens: its
+// ranges are its own, and the survivors' ranges shift too (the dead
+// member's ranges go to their successors, the new member takes ranges from
+// everyone). That streams more than a token-for-token replacement would,
+// and cleanup deletes what moved; correctness does not depend on it.
 //
 // One change at a time: the log refuses a join or a leave while another
 // member is joining or leaving, so that there are never more than two
@@ -209,6 +227,11 @@ func applyTopology(cur Topology, op string, members []TopologyMember, index uint
 			set(m)
 		}
 		return next, nil
+	case "topo-replace", "topo-replaced":
+		if err := applyReplace(cur, op, members, set); err != nil {
+			return cur, err
+		}
+		return next, nil
 	case "topo-join", "topo-normal", "topo-leave", "topo-remove", "topo-left":
 	default:
 		return cur, fmt.Errorf("%w: unknown op %q", ErrTopologyChange, op)
@@ -280,6 +303,62 @@ func applyTopology(cur Topology, op string, members []TopologyMember, index uint
 	}
 	set(m)
 	return next, nil
+}
+
+// applyReplace applies "topo-replace" (members: the dead one, then the new
+// one) and "topo-replaced" (the same two) to cur through set, or says why
+// not.
+func applyReplace(cur Topology, op string, members []TopologyMember, set func(TopologyMember)) error {
+	if len(members) != 2 || members[0].ID == "" || members[1].ID == "" || members[0].ID == members[1].ID {
+		return fmt.Errorf("%w: %s names the dead member and its distinct replacement", ErrTopologyChange, op)
+	}
+	if len(cur.Members) == 0 {
+		return fmt.Errorf("%w: the ring is not initialised", ErrTopologyChange)
+	}
+	dead, nu := members[0], members[1]
+	oldDead, deadOK := cur.Member(dead.ID)
+	oldNew, newOK := cur.Member(nu.ID)
+	if op == "topo-replace" {
+		if !deadOK {
+			return fmt.Errorf("%w: %s is not on the ring", ErrTopologyChange, dead.ID)
+		}
+		if oldDead.State != StateNormal {
+			return fmt.Errorf("%w: %s is %s, not normal", ErrTopologyChange, dead.ID, oldDead.State)
+		}
+		if newOK && oldNew.State != StateLeft {
+			return fmt.Errorf("%w: %s is already %s", ErrTopologyChange, nu.ID, oldNew.State)
+		}
+		if c, ok := cur.Changing(); ok {
+			return fmt.Errorf("%w: %s is %s; one change at a time", ErrTopologyChange, c.ID, c.State)
+		}
+		oldDead.State = StateRemoving
+		nu.State = StateJoining
+		set(oldDead)
+		set(nu)
+		return nil
+	}
+	if !deadOK || oldDead.State != StateRemoving || !newOK || oldNew.State != StateJoining {
+		return fmt.Errorf("%w: %s is not replacing %s", ErrTopologyChange, nu.ID, dead.ID)
+	}
+	oldDead.State, oldNew.State = StateLeft, StateNormal
+	set(oldDead)
+	set(oldNew)
+	return nil
+}
+
+// replacing returns the dead member and its replacement when the change in
+// progress is a replacement (one member removing and one joining).
+func (t Topology) replacing() (dead, nu TopologyMember, ok bool) {
+	var d, j bool
+	for _, m := range t.Members {
+		switch m.State {
+		case StateRemoving:
+			dead, d = m, true
+		case StateJoining:
+			nu, j = m, true
+		}
+	}
+	return dead, nu, d && j
 }
 
 // ringStateOf is a member's state in t; empty when t has not placed it.

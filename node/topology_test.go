@@ -57,6 +57,18 @@ func TestApplyTopology(t *testing.T) {
 		{"remove of an unknown member refused", []step{{"topo-init", []TopologyMember{m("a"), m("b")}}, {"topo-remove", []TopologyMember{m("z")}}}, true, 2, 0, ""},
 		{"remove of the last member refused", []step{{"topo-init", []TopologyMember{m("a")}}, {"topo-remove", []TopologyMember{m("a")}}}, true, 1, 0, StateNormal},
 		{"remove of a left member refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-remove", []TopologyMember{m("c")}}, {"topo-left", []TopologyMember{m("c")}}, {"topo-remove", []TopologyMember{m("c")}}}, true, 2, 0, StateLeft},
+		{"replace", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c"), m("d")}}, {"topo-replace", []TopologyMember{m("d"), m("e")}}}, false, 4, 4, StateRemoving},
+		{"replaced", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c"), m("d")}}, {"topo-replace", []TopologyMember{m("d"), m("e")}}, {"topo-replaced", []TopologyMember{m("d"), m("e")}}}, false, 4, 0, StateLeft},
+		{"replacement normal", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c"), m("d")}}, {"topo-replace", []TopologyMember{m("d"), m("e")}}, {"topo-replaced", []TopologyMember{m("d"), m("e")}}, {"topo-leave", []TopologyMember{m("e")}}}, false, 4, 3, StateLeaving},
+		{"replace names two members", []step{{"topo-init", []TopologyMember{m("a"), m("b")}}, {"topo-replace", []TopologyMember{m("b")}}}, true, 2, 0, StateNormal},
+		{"replace by itself refused", []step{{"topo-init", []TopologyMember{m("a"), m("b")}}, {"topo-replace", []TopologyMember{m("b"), m("b")}}}, true, 2, 0, StateNormal},
+		{"replace of an unknown member refused", []step{{"topo-init", []TopologyMember{m("a"), m("b")}}, {"topo-replace", []TopologyMember{m("z"), m("e")}}}, true, 2, 0, ""},
+		{"replace by a member refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-replace", []TopologyMember{m("c"), m("a")}}}, true, 3, 0, StateNormal},
+		{"replace during a join refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}, {"topo-replace", []TopologyMember{m("a"), m("e")}}}, true, 3, 4, StateNormal},
+		{"replace of a leaving member refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-leave", []TopologyMember{m("c")}}, {"topo-replace", []TopologyMember{m("c"), m("e")}}}, true, 3, 2, StateLeaving},
+		{"join during a replace refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-replace", []TopologyMember{m("c"), m("e")}}, {"topo-join", []TopologyMember{m("f")}}}, true, 3, 3, ""},
+		{"replaced without replace refused", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-replaced", []TopologyMember{m("c"), m("e")}}}, true, 3, 0, StateNormal},
+		{"replacement dies: removed, replace goes on as a removal", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c"), m("d")}}, {"topo-replace", []TopologyMember{m("d"), m("e")}}, {"topo-remove", []TopologyMember{m("e")}}}, false, 4, 3, StateLeft},
 		{"join then next join", []step{{"topo-init", []TopologyMember{m("a"), m("b"), m("c")}}, {"topo-join", []TopologyMember{m("d")}}, {"topo-normal", []TopologyMember{m("d")}}, {"topo-join", []TopologyMember{m("e")}}}, false, 4, 5, StateJoining},
 	}
 	for _, tt := range tests {

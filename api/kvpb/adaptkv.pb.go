@@ -4089,6 +4089,110 @@ func (x *CleanupKeyspaceResponse) GetEpoch() uint64 {
 	return 0
 }
 
+type ReplaceNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeadId        string                 `protobuf:"bytes,1,opt,name=dead_id,json=deadId,proto3" json:"dead_id,omitempty"` // the dead member to replace
+	NewId         string                 `protobuf:"bytes,2,opt,name=new_id,json=newId,proto3" json:"new_id,omitempty"`    // the new node taking its place
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceNodeRequest) Reset() {
+	*x = ReplaceNodeRequest{}
+	mi := &file_adaptkv_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceNodeRequest) ProtoMessage() {}
+
+func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceNodeRequest.ProtoReflect.Descriptor instead.
+func (*ReplaceNodeRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ReplaceNodeRequest) GetDeadId() string {
+	if x != nil {
+		return x.DeadId
+	}
+	return ""
+}
+
+func (x *ReplaceNodeRequest) GetNewId() string {
+	if x != nil {
+		return x.NewId
+	}
+	return ""
+}
+
+type ReplaceNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TopologyEpoch uint64                 `protobuf:"varint,1,opt,name=topology_epoch,json=topologyEpoch,proto3" json:"topology_epoch,omitempty"` // the replacing entry's index
+	RingState     string                 `protobuf:"bytes,2,opt,name=ring_state,json=ringState,proto3" json:"ring_state,omitempty"`              // the new node's state once it is applied: joining (normal when done)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceNodeResponse) Reset() {
+	*x = ReplaceNodeResponse{}
+	mi := &file_adaptkv_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceNodeResponse) ProtoMessage() {}
+
+func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceNodeResponse.ProtoReflect.Descriptor instead.
+func (*ReplaceNodeResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ReplaceNodeResponse) GetTopologyEpoch() uint64 {
+	if x != nil {
+		return x.TopologyEpoch
+	}
+	return 0
+}
+
+func (x *ReplaceNodeResponse) GetRingState() string {
+	if x != nil {
+		return x.RingState
+	}
+	return ""
+}
+
 type CleanupKeyspaceResponse_Node struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -4101,7 +4205,7 @@ type CleanupKeyspaceResponse_Node struct {
 
 func (x *CleanupKeyspaceResponse_Node) Reset() {
 	*x = CleanupKeyspaceResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4113,7 +4217,7 @@ func (x *CleanupKeyspaceResponse_Node) String() string {
 func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4461,7 +4565,14 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fkeys_scanned\x18\x02 \x01(\x04R\vkeysScanned\x12!\n" +
 	"\fkeys_removed\x18\x03 \x01(\x04R\vkeysRemoved\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error*`\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"D\n" +
+	"\x12ReplaceNodeRequest\x12\x17\n" +
+	"\adead_id\x18\x01 \x01(\tR\x06deadId\x12\x15\n" +
+	"\x06new_id\x18\x02 \x01(\tR\x05newId\"[\n" +
+	"\x13ReplaceNodeResponse\x12%\n" +
+	"\x0etopology_epoch\x18\x01 \x01(\x04R\rtopologyEpoch\x12\x1d\n" +
+	"\n" +
+	"ring_state\x18\x02 \x01(\tR\tringState*`\n" +
 	"\x05Level\x12\x15\n" +
 	"\x11LEVEL_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLEVEL_ONE\x10\x01\x12\x10\n" +
@@ -4478,7 +4589,8 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x03Get\x12\x16.adaptkv.v1.GetRequest\x1a\x17.adaptkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.adaptkv.v1.PutRequest\x1a\x17.adaptkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.adaptkv.v1.DeleteRequest\x1a\x1a.adaptkv.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xb3\t\n" +
+	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\x83\n" +
+	"\n" +
 	"\x05Admin\x12Q\n" +
 	"\x0eCreateKeyspace\x12!.adaptkv.v1.CreateKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12O\n" +
 	"\rAlterKeyspace\x12 .adaptkv.v1.AlterKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12U\n" +
@@ -4494,7 +4606,8 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x10DecommissionNode\x12#.adaptkv.v1.DecommissionNodeRequest\x1a$.adaptkv.v1.DecommissionNodeResponse\x12Z\n" +
 	"\x0fCleanupKeyspace\x12\".adaptkv.v1.CleanupKeyspaceRequest\x1a#.adaptkv.v1.CleanupKeyspaceResponse\x12K\n" +
 	"\n" +
-	"RemoveNode\x12\x1d.adaptkv.v1.RemoveNodeRequest\x1a\x1e.adaptkv.v1.RemoveNodeResponse2\xa2\x04\n" +
+	"RemoveNode\x12\x1d.adaptkv.v1.RemoveNodeRequest\x1a\x1e.adaptkv.v1.RemoveNodeResponse\x12N\n" +
+	"\vReplaceNode\x12\x1e.adaptkv.v1.ReplaceNodeRequest\x1a\x1f.adaptkv.v1.ReplaceNodeResponse2\xa2\x04\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
@@ -4517,7 +4630,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                           // 0: adaptkv.v1.Level
 	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
@@ -4583,7 +4696,9 @@ var file_adaptkv_proto_goTypes = []any{
 	(*TreeAnswer)(nil),                   // 61: adaptkv.v1.TreeAnswer
 	(*CleanupKeyspaceRequest)(nil),       // 62: adaptkv.v1.CleanupKeyspaceRequest
 	(*CleanupKeyspaceResponse)(nil),      // 63: adaptkv.v1.CleanupKeyspaceResponse
-	(*CleanupKeyspaceResponse_Node)(nil), // 64: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(*ReplaceNodeRequest)(nil),           // 64: adaptkv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),          // 65: adaptkv.v1.ReplaceNodeResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 66: adaptkv.v1.CleanupKeyspaceResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	0,  // 0: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
@@ -4628,7 +4743,7 @@ var file_adaptkv_proto_depIdxs = []int32{
 	59, // 39: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
 	58, // 40: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
 	61, // 41: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	64, // 42: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	66, // 42: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
 	6,  // 43: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
 	8,  // 44: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
 	10, // 45: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
@@ -4647,40 +4762,42 @@ var file_adaptkv_proto_depIdxs = []int32{
 	37, // 58: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
 	62, // 59: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
 	39, // 60: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	46, // 61: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	48, // 62: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	50, // 63: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	46, // 64: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	55, // 65: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	52, // 66: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	57, // 67: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	7,  // 68: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	9,  // 69: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	11, // 70: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	13, // 71: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	19, // 72: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 73: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 74: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	21, // 75: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	24, // 76: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	26, // 77: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	28, // 78: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	30, // 79: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	32, // 80: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	36, // 81: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	42, // 82: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	38, // 83: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	63, // 84: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	40, // 85: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	47, // 86: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	49, // 87: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	51, // 88: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	47, // 89: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	56, // 90: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	53, // 91: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	60, // 92: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	68, // [68:93] is the sub-list for method output_type
-	43, // [43:68] is the sub-list for method input_type
+	64, // 61: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	46, // 62: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	48, // 63: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	50, // 64: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	46, // 65: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	55, // 66: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	52, // 67: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	57, // 68: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	7,  // 69: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	9,  // 70: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	11, // 71: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	13, // 72: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	19, // 73: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 74: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 75: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	21, // 76: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	24, // 77: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	26, // 78: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	28, // 79: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	30, // 80: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	32, // 81: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	36, // 82: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	42, // 83: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	38, // 84: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	63, // 85: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	40, // 86: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	65, // 87: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	47, // 88: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	49, // 89: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	51, // 90: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	47, // 91: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	56, // 92: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	53, // 93: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	60, // 94: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	69, // [69:95] is the sub-list for method output_type
+	43, // [43:69] is the sub-list for method input_type
 	43, // [43:43] is the sub-list for extension type_name
 	43, // [43:43] is the sub-list for extension extendee
 	0,  // [0:43] is the sub-list for field type_name
@@ -4697,7 +4814,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   63,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -257,6 +257,7 @@ const (
 	Admin_DecommissionNode_FullMethodName  = "/adaptkv.v1.Admin/DecommissionNode"
 	Admin_CleanupKeyspace_FullMethodName   = "/adaptkv.v1.Admin/CleanupKeyspace"
 	Admin_RemoveNode_FullMethodName        = "/adaptkv.v1.Admin/RemoveNode"
+	Admin_ReplaceNode_FullMethodName       = "/adaptkv.v1.Admin/ReplaceNode"
 )
 
 // AdminClient is the client API for Admin service.
@@ -315,6 +316,19 @@ type AdminClient interface {
 	// fewer members would remain than a keyspace's replication factor;
 	// NOT_FOUND when the log has not placed it.
 	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
+	// ReplaceNode puts a new node in a dead member's place in one topology
+	// change; the node started with `--replace DEAD_ID` calls it at startup.
+	// The metadata leader commits the dead member as removing and the new
+	// one as joining in one entry, streams from the surviving replicas to
+	// every future replica, then commits the new member normal and the dead
+	// one left in one entry. It returns once the first entry is applied on
+	// the node that answered (again, with the same answer, if the
+	// replacement is already under way or done).
+	// FAILED_PRECONDITION when the dead member is alive, is not normal, when
+	// another topology change is in progress, when the new node is already
+	// on the ring or gossip does not see it alive yet; NOT_FOUND when the log
+	// has not placed the dead member.
+	ReplaceNode(ctx context.Context, in *ReplaceNodeRequest, opts ...grpc.CallOption) (*ReplaceNodeResponse, error)
 }
 
 type adminClient struct {
@@ -474,6 +488,16 @@ func (c *adminClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) ReplaceNode(ctx context.Context, in *ReplaceNodeRequest, opts ...grpc.CallOption) (*ReplaceNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplaceNodeResponse)
+	err := c.cc.Invoke(ctx, Admin_ReplaceNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -530,6 +554,19 @@ type AdminServer interface {
 	// fewer members would remain than a keyspace's replication factor;
 	// NOT_FOUND when the log has not placed it.
 	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
+	// ReplaceNode puts a new node in a dead member's place in one topology
+	// change; the node started with `--replace DEAD_ID` calls it at startup.
+	// The metadata leader commits the dead member as removing and the new
+	// one as joining in one entry, streams from the surviving replicas to
+	// every future replica, then commits the new member normal and the dead
+	// one left in one entry. It returns once the first entry is applied on
+	// the node that answered (again, with the same answer, if the
+	// replacement is already under way or done).
+	// FAILED_PRECONDITION when the dead member is alive, is not normal, when
+	// another topology change is in progress, when the new node is already
+	// on the ring or gossip does not see it alive yet; NOT_FOUND when the log
+	// has not placed the dead member.
+	ReplaceNode(context.Context, *ReplaceNodeRequest) (*ReplaceNodeResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -581,6 +618,9 @@ func (UnimplementedAdminServer) CleanupKeyspace(context.Context, *CleanupKeyspac
 }
 func (UnimplementedAdminServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveNode not implemented")
+}
+func (UnimplementedAdminServer) ReplaceNode(context.Context, *ReplaceNodeRequest) (*ReplaceNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplaceNode not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -848,6 +888,24 @@ func _Admin_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ReplaceNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplaceNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ReplaceNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ReplaceNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ReplaceNode(ctx, req.(*ReplaceNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -906,6 +964,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveNode",
 			Handler:    _Admin_RemoveNode_Handler,
+		},
+		{
+			MethodName: "ReplaceNode",
+			Handler:    _Admin_ReplaceNode_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -23,7 +23,7 @@ const nodeStopTimeout = 8 * time.Second
 // nodeFlags are the flags of `adaptkv node`; they map one to one onto
 // node.Config.
 type nodeFlags struct {
-	id, dataDir, zone                        string
+	id, dataDir, zone, replace               string
 	grpcAddr, gossipAddr, raftAddr, httpAddr string
 	seeds                                    []string
 	bootstrapExpect                          int
@@ -53,7 +53,13 @@ SIGTERM, which stop it cleanly. A restart with the same --id and --data-dir
 picks up where it stopped.
 
 A new cluster of N nodes is formed by starting each with --bootstrap-expect N
-and --seeds listing the gossip addresses of the others.`,
+and --seeds listing the gossip addresses of the others.
+
+A new node takes a dead member's place in one topology change with
+--replace DEAD_ID (its own --id, --seeds, --bootstrap-expect 0): the
+cluster streams the dead member's data to it from the surviving replicas.
+It is refused (and the node exits) if the member is alive, not on the
+ring, or another topology change is in progress.`,
 		Example: `  adaptkv node --id n1 --data-dir /var/lib/adaptkv --bootstrap-expect 3 \
     --seeds 10.0.0.2:7401,10.0.0.3:7401 --grpc-addr 10.0.0.1:7400 \
     --gossip-addr 10.0.0.1:7401 --raft-addr 10.0.0.1:7402 --http-addr 10.0.0.1:7403`,
@@ -79,6 +85,7 @@ and --seeds listing the gossip addresses of the others.`,
 	fs.StringVar(&f.httpAddr, "http-addr", def.HTTPAddr, "host:port of /metrics, /healthz and /debug/pprof; empty disables it")
 	fs.StringSliceVar(&f.seeds, "seeds", nil, "gossip addresses of other nodes to join, comma-separated")
 	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "size of a new cluster: the metadata log forms once this many nodes are alive; 0 joins an existing cluster")
+	fs.StringVar(&f.replace, "replace", "", "ID of a dead member this new node takes the place of, streamed from the surviving replicas (with --seeds and --bootstrap-expect 0)")
 	fs.StringVar(&f.zone, "zone", "", "failure domain; replicas go to distinct zones first")
 	fs.BoolVar(&f.inMemory, "in-memory", false, "keep data and metadata in memory only (lost on restart)")
 	fs.BoolVar(&f.localTimings, "local-timings", true, "fast failure detection and elections, for nodes on one machine or rack")
@@ -122,7 +129,7 @@ func (f *nodeFlags) config() (node.Config, error) {
 	}
 	cfg.ID, cfg.DataDir, cfg.Zone, cfg.InMemory = f.id, f.dataDir, f.zone, f.inMemory
 	cfg.GRPCAddr, cfg.GossipAddr, cfg.RaftAddr, cfg.HTTPAddr = f.grpcAddr, f.gossipAddr, f.raftAddr, f.httpAddr
-	cfg.Seeds, cfg.BootstrapExpect = f.seeds, f.bootstrapExpect
+	cfg.Seeds, cfg.BootstrapExpect, cfg.Replace = f.seeds, f.bootstrapExpect, f.replace
 	cfg.UnsafeTestHooks = f.unsafeTestHooks
 	cfg.TunerInterval, cfg.TunerDwell = f.tunerInterval, f.tunerDwell
 	cfg.UnsafeTunerForce = f.unsafeTunerForce

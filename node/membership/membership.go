@@ -59,6 +59,10 @@ type Meta struct {
 	// others can tell a leave from a failure: memberlist's leave callback
 	// does not say which it was.
 	Leaving bool `json:"leaving,omitempty"`
+	// Replace is the dead member a node started with --replace takes the
+	// place of: the metadata leader does not propose it as joining, the
+	// replacement does (Admin.ReplaceNode).
+	Replace string `json:"replace,omitempty"`
 }
 
 // Member is one node as this node sees it.
