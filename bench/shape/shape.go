@@ -212,30 +212,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 // error res holds the steps done.
 func (r *run) steps(ctx context.Context, res *Result) (*Result, error) {
 	cfg := r.cfg
-	lc, err := launch.New(launch.Config{Binary: cfg.Binary, Nodes: 3, Dir: filepath.Join(cfg.Out, "nodes"),
-		Args: append([]string{"--log-level", "warn"}, cfg.NodeArgs...), Name: "shape check", Logger: cfg.Logger})
-	if err != nil {
+	defer r.close()
+	if err := r.start(ctx); err != nil {
 		return res, err
 	}
-	r.lc = lc
-	defer lc.StopAll(10 * time.Second)
-	r.progress("starting 3 nodes under %s", cfg.Out)
-	sctx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = lc.Start(sctx)
-	cancel()
-	if err != nil {
-		return res, fmt.Errorf("starting the cluster: %w", err)
-	}
-	r.kv, err = client.New(ctx, client.Config{Endpoints: lc.Endpoints(), RequestTimeout: 5 * time.Second})
-	if err != nil {
-		return res, err
-	}
-	defer r.kv.Close()
-	ks, err := r.kv.DescribeKeyspace(ctx, client.DefaultKeyspace)
-	if err != nil {
-		return res, err
-	}
-	r.rf = ks.ReplicationFactor
 
 	r.progress("loading %d keys at quorum", cfg.Keys)
 	begin := time.Now()
@@ -283,6 +263,43 @@ func (r *run) progress(format string, args ...any) {
 }
 
 var q = client.WithConsistency(client.Quorum)
+
+// start starts the three nodes and connects the client; close ends
+// them, also after a failed start.
+func (r *run) start(ctx context.Context) error {
+	lc, err := launch.New(launch.Config{Binary: r.cfg.Binary, Nodes: 3, Dir: filepath.Join(r.cfg.Out, "nodes"),
+		Args: append([]string{"--log-level", "warn"}, r.cfg.NodeArgs...), Name: "shape check", Logger: r.cfg.Logger})
+	if err != nil {
+		return err
+	}
+	r.lc = lc
+	r.progress("starting 3 nodes under %s", r.cfg.Out)
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = lc.Start(sctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("starting the cluster: %w", err)
+	}
+	r.kv, err = client.New(ctx, client.Config{Endpoints: lc.Endpoints(), RequestTimeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	ks, err := r.kv.DescribeKeyspace(ctx, client.DefaultKeyspace)
+	if err != nil {
+		return err
+	}
+	r.rf = ks.ReplicationFactor
+	return nil
+}
+
+func (r *run) close() {
+	if r.kv != nil {
+		r.kv.Close()
+	}
+	if r.lc != nil {
+		r.lc.StopAll(10 * time.Second)
+	}
+}
 
 // put writes key at quorum with the next sequence number and records the
 // outcome.
@@ -665,7 +682,13 @@ func (r *run) checkStorage(ctx context.Context, step *Step, changed time.Time) e
 	deadline := changed.Add(r.cfg.StepTimeout)
 	for len(bad) > 0 {
 		if time.Now().After(deadline) {
-			r.progress("  automatic cleanup did not finish within %v; running keyspace cleanup", r.cfg.StepTimeout)
+			for _, p := range bad {
+				owns := slices.Contains(owners[p.key], p.node)
+				e := fmt.Sprintf("%v after the change: %s holds %s: %v, owns it: %v (owners %v)", r.cfg.StepTimeout, p.node, p.key, held[p], owns, owners[p.key])
+				step.example(e)
+				r.progress("  %s", e)
+			}
+			r.progress("  the storage did not match ownership within %v; running keyspace cleanup", r.cfg.StepTimeout)
 			step.CleanupAuto = false
 			if _, err := r.kv.CleanupKeyspace(ctx, client.DefaultKeyspace); err != nil {
 				return fmt.Errorf("keyspace cleanup: %w", err)
