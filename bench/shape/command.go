@@ -65,7 +65,8 @@ results.json in --out and exits non-zero when a check fails.`,
 	fs.BoolVar(&cfg.FromFirst, "from-first", false, "decommission n1, n2, ... (the first nodes, the metadata leader among them) rather than the added ones")
 	fs.IntVar(&cfg.WriteRate, "write-rate", DefaultWriteRate, "the writer's writes per second at most")
 	fs.IntVar(&cfg.Concurrency, "concurrency", DefaultConcurrency, "requests in flight during the load and the checks")
-	fs.DurationVar(&cfg.StepTimeout, "step-timeout", 5*time.Minute, "how long a change, and the cleanup after it, may take")
+	fs.DurationVar(&cfg.StepTimeout, "step-timeout", 5*time.Minute, "how long a change may take")
+	fs.DurationVar(&cfg.CleanupWait, "cleanup-wait", time.Minute, "how long after a change each node's storage may take to match what it owns before keyspace cleanup is run")
 	fs.BoolVar(&verbose, "verbose", false, "log the launcher's warnings on stderr")
 	return cmd
 }

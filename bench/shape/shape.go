@@ -63,9 +63,11 @@ type Config struct {
 	// Concurrency is how many requests the load and the checks keep in
 	// flight.
 	Concurrency int
-	// StepTimeout bounds each change (a node becoming normal, or left)
-	// and the wait for cleanup after it.
+	// StepTimeout bounds each change (a node becoming normal, or left).
 	StepTimeout time.Duration
+	// CleanupWait is how long after a change each node's storage may take
+	// to match what it owns before an on-demand cleanup runs.
+	CleanupWait time.Duration
 	// NodeArgs are extra flags for every node.
 	NodeArgs []string
 	// Command is the command line, for the results.
@@ -113,10 +115,12 @@ type Step struct {
 	// CleanupSeconds is how long after the change each node's storage
 	// matched what it owns; CleanupAuto is false when it did not within
 	// StepTimeout and an on-demand cleanup had to run.
-	CleanupSeconds float64     `json:"cleanup_seconds"`
-	CleanupAuto    bool        `json:"cleanup_automatic"`
-	PerNode        []NodeCheck `json:"nodes_storage"`
-	OK             bool        `json:"ok"`
+	CleanupSeconds float64 `json:"cleanup_seconds"`
+	CleanupAuto    bool    `json:"cleanup_automatic"`
+	// OnDemandRemoved is how many records that on-demand cleanup removed.
+	OnDemandRemoved uint64      `json:"on_demand_removed"`
+	PerNode         []NodeCheck `json:"nodes_storage"`
+	OK              bool        `json:"ok"`
 }
 
 // Result is the run's outcome.
@@ -170,6 +174,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.StepTimeout <= 0 {
 		cfg.StepTimeout = 5 * time.Minute
+	}
+	if cfg.CleanupWait <= 0 {
+		cfg.CleanupWait = time.Minute
 	}
 	if cfg.Decommission == nil {
 		for i := range cfg.Add {
@@ -679,20 +686,25 @@ func (r *run) checkStorage(ctx context.Context, step *Step, changed time.Time) e
 	bad := wrong(all)
 	r.progress("  storage: %d of %d (node, key) pairs do not match ownership yet", len(bad), len(all))
 	step.CleanupAuto = true
-	deadline := changed.Add(r.cfg.StepTimeout)
+	deadline := changed.Add(r.cfg.CleanupWait)
 	for len(bad) > 0 {
 		if time.Now().After(deadline) {
 			for _, p := range bad {
 				owns := slices.Contains(owners[p.key], p.node)
-				e := fmt.Sprintf("%v after the change: %s holds %s: %v, owns it: %v (owners %v)", r.cfg.StepTimeout, p.node, p.key, held[p], owns, owners[p.key])
+				e := fmt.Sprintf("%v after the change: %s holds %s: %v, owns it: %v (owners %v)", r.cfg.CleanupWait, p.node, p.key, held[p], owns, owners[p.key])
 				step.example(e)
 				r.progress("  %s", e)
 			}
-			r.progress("  the storage did not match ownership within %v; running keyspace cleanup", r.cfg.StepTimeout)
+			r.progress("  the storage did not match ownership within %v; running keyspace cleanup", r.cfg.CleanupWait)
 			step.CleanupAuto = false
-			if _, err := r.kv.CleanupKeyspace(ctx, client.DefaultKeyspace); err != nil {
+			cl, err := r.kv.CleanupKeyspace(ctx, client.DefaultKeyspace)
+			if err != nil {
 				return fmt.Errorf("keyspace cleanup: %w", err)
 			}
+			for _, c := range cl {
+				step.OnDemandRemoved += c.KeysRemoved
+			}
+			r.progress("  keyspace cleanup removed %d records", step.OnDemandRemoved)
 			probe(bad)
 			bad = wrong(bad)
 			break
@@ -779,7 +791,7 @@ func Markdown(res *Result) string {
 		cl = append(cl, fmt.Sprintf("%v, %d", eq, removed))
 		auto := fmt.Sprintf("%.1f", s.CleanupSeconds)
 		if !s.CleanupAuto {
-			auto += " (on demand)"
+			auto = fmt.Sprintf("not within %.0f; on demand, removed %d", s.CleanupSeconds, s.OnDemandRemoved)
 		}
 		ok := "yes"
 		if !s.OK {

@@ -102,7 +102,7 @@ func TestChecksDetect(t *testing.T) {
 	needBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r := &run{cfg: Config{Binary: adaptkvBinary, Out: t.TempDir(), Keys: 50, Concurrency: 4, StepTimeout: time.Second},
+	r := &run{cfg: Config{Binary: adaptkvBinary, Out: t.TempDir(), Keys: 50, Concurrency: 4, CleanupWait: time.Second},
 		out: io.Discard, acked: make(map[string]uint64), tried: make(map[string]bool)}
 	defer r.close()
 	if err := r.start(ctx); err != nil {
