@@ -11,25 +11,27 @@ import (
 	"github.com/adaptkv/adaptkv/bench"
 	"github.com/adaptkv/adaptkv/bench/overload"
 	"github.com/adaptkv/adaptkv/bench/scenario"
+	"github.com/adaptkv/adaptkv/bench/shape"
 )
 
 // benchCommand is `adaptkv bench`: the YCSB tool, and with --scenario an
 // experiment: adaptive (one, quorum and adaptive arms on a local five-node,
-// three-zone cluster) or overload (three times the peak, open loop, against
-// this build and optionally an older one). The experiments' flags are added
+// three-zone cluster), overload (three times the peak, open loop, against
+// this build and optionally an older one) or shape (scale out and in under a
+// quorum writer, with the checks of issue 11). The experiments' flags are added
 // to the bench command; where a flag of the chosen experiment has the name of
 // one already there (say --seed, or another experiment's --out), the value
 // given is passed on to it.
 func benchCommand() *cobra.Command {
 	cmd := bench.NewCommand()
-	exps := map[string]*cobra.Command{"adaptive": scenario.NewCommand(), "overload": overload.NewCommand()}
+	exps := map[string]*cobra.Command{"adaptive": scenario.NewCommand(), "overload": overload.NewCommand(), "shape": shape.NewCommand()}
 	names := make([]string, 0, len(exps))
 	for name := range exps {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	var name string
-	cmd.Flags().StringVar(&name, "scenario", "", "run an experiment instead of one workload: adaptive (the tuner against static one and quorum) or overload (3× the peak, open loop; --baseline compares an older build)")
+	cmd.Flags().StringVar(&name, "scenario", "", "run an experiment instead of one workload: adaptive (the tuner against static one and quorum), overload (3× the peak, open loop; --baseline compares an older build) or shape (3 to 6 nodes and back under a quorum writer, checking every acknowledged key and each node's storage)")
 	for _, n := range names {
 		exps[n].Flags().VisitAll(func(f *pflag.Flag) {
 			if cmd.Flags().Lookup(f.Name) == nil {
