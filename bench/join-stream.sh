@@ -18,11 +18,11 @@ T0=$(date +%s.%N)
 $BIN node --id x4 --data-dir $D/x4 --seeds $SEED --bootstrap-expect 0 --grpc-addr 127.0.0.1:$P1 --gossip-addr 127.0.0.1:$P2 --raft-addr 127.0.0.1:$P3 --http-addr "" > $D/x4.log 2>&1 &
 PID=$!
 for i in $(seq 1 600); do
-  if grep -h "member joined the ring" $D/n*/node.log $D/*.log 2>/dev/null | grep -q x4; then break; fi
+  if grep -h "topology change done" $D/n*/node.log $D/*.log 2>/dev/null | grep -q "join of x4"; then break; fi
   sleep 0.5
 done
 T1=$(date +%s.%N)
-grep -h "member joined the ring" $D/n*/node.log $D/*.log 2>/dev/null | grep x4
+grep -h "topology change done" $D/n*/node.log $D/*.log 2>/dev/null | grep "join of x4"
 grep -h "member joining the ring" $D/n*/node.log 2>/dev/null | grep x4 | head -1
 echo "from start of x4 to joined: $(python3 -c "print(round($T1-$T0,1))") s"
 du -sh $D/x4

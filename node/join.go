@@ -113,31 +113,57 @@ func (n *Node) proposeTopology(ctx context.Context, op string, ms ...TopologyMem
 	return err
 }
 
-// finishJoin streams a joining member's ranges to it and makes it normal.
-func (n *Node) finishJoin(ctx context.Context, j TopologyMember) error {
-	if err := n.awaitApplied(ctx, j.Since); err != nil {
+// change is one topology change for finishChange to complete: stream the
+// ranges that move, then commit the entry that ends it.
+type change struct {
+	since uint64 // the index of the entry that started it
+	// mustBeAlive, when set, is a member the stream needs alive (the joining
+	// one); dead is a member not read (removed or replaced).
+	mustBeAlive, dead string
+	// done is the entry that ends the change, with its members.
+	done    string
+	members []TopologyMember
+	// what names the change in errors and the log.
+	what string
+}
+
+// finishChange waits until every member has applied the change's entry,
+// streams every keyspace from the members to read to every future replica
+// that is not a current one, commits the entry that ends the change, and
+// has every node clean up what it no longer owns. Every change ends here:
+// finishJoin, finishLeave, finishRemove and finishReplace only say which.
+func (n *Node) finishChange(ctx context.Context, c change) error {
+	if err := n.awaitApplied(ctx, c.since); err != nil {
 		return err
 	}
 	st := n.meta.topo.Load()
 	if st.future == nil {
 		return nil
 	}
-	if !n.members.View().Alive(j.ID) {
-		return fmt.Errorf("%w: joining member %s is down", errStreamNotReady, j.ID)
+	if c.mustBeAlive != "" && !n.members.View().Alive(c.mustBeAlive) {
+		return fmt.Errorf("%w: %s: %s is down", errStreamNotReady, c.what, c.mustBeAlive)
 	}
 	start := time.Now()
-	pushed, err := n.streamChange(ctx, st, "")
+	pushed, err := n.streamChange(ctx, st, c.dead)
 	if err != nil {
-		return fmt.Errorf("stream to joining %s: %w", j.ID, err)
+		return fmt.Errorf("%s: stream: %w", c.what, err)
 	}
-	if err := n.proposeTopology(ctx, "topo-normal", TopologyMember{ID: j.ID}); err != nil {
-		return fmt.Errorf("make %s normal: %w", j.ID, err)
+	if err := n.proposeTopology(ctx, c.done, c.members...); err != nil {
+		return fmt.Errorf("%s: commit %s: %w", c.what, c.done, err)
 	}
-	n.log.Info("member joined the ring", "member", j.ID, "records_streamed", pushed,
-		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", n.meta.Topology().Epoch)
 	epoch := n.meta.Topology().Epoch
+	n.log.Info("topology change done", "change", c.what, "records_streamed", pushed,
+		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", epoch)
+	// After a removal no member gives ranges away (the survivors only gain
+	// the dead one's), but cleaning finds nothing then and costs one scan.
 	n.goRun(func() { n.cleanupAfterChange(ctx, epoch) })
 	return nil
+}
+
+// finishJoin streams a joining member's ranges to it and makes it normal.
+func (n *Node) finishJoin(ctx context.Context, j TopologyMember) error {
+	return n.finishChange(ctx, change{since: j.Since, mustBeAlive: j.ID, done: "topo-normal",
+		members: []TopologyMember{{ID: j.ID}}, what: "join of " + j.ID})
 }
 
 // finishLeave streams a leaving member's ranges to the members that will
@@ -145,50 +171,16 @@ func (n *Node) finishJoin(ctx context.Context, j TopologyMember) error {
 // must be alive: it may hold the only copies among W of a key's replicas.
 // A member that will never return is not decommissioned but removed.
 func (n *Node) finishLeave(ctx context.Context, x TopologyMember) error {
-	if err := n.awaitApplied(ctx, x.Since); err != nil {
-		return err
-	}
-	st := n.meta.topo.Load()
-	if st.future == nil {
-		return nil
-	}
-	start := time.Now()
-	pushed, err := n.streamChange(ctx, st, "")
-	if err != nil {
-		return fmt.Errorf("stream the ranges of leaving %s: %w", x.ID, err)
-	}
-	if err := n.proposeTopology(ctx, "topo-left", TopologyMember{ID: x.ID}); err != nil {
-		return fmt.Errorf("take %s off the ring: %w", x.ID, err)
-	}
-	n.log.Info("member left the ring", "member", x.ID, "records_streamed", pushed,
-		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", n.meta.Topology().Epoch)
-	epoch := n.meta.Topology().Epoch
-	n.goRun(func() { n.cleanupAfterChange(ctx, epoch) })
-	return nil
+	return n.finishChange(ctx, change{since: x.Since, done: "topo-left",
+		members: []TopologyMember{{ID: x.ID}}, what: "decommission of " + x.ID})
 }
 
 // finishRemove streams a removed (dead) member's ranges from the surviving
 // replicas to the members that will own them, then takes it off the ring;
 // its hints are dropped once the left entry is applied (afterLeft).
 func (n *Node) finishRemove(ctx context.Context, x TopologyMember) error {
-	if err := n.awaitApplied(ctx, x.Since); err != nil {
-		return err
-	}
-	st := n.meta.topo.Load()
-	if st.future == nil {
-		return nil
-	}
-	start := time.Now()
-	pushed, err := n.streamChange(ctx, st, x.ID)
-	if err != nil {
-		return fmt.Errorf("stream the ranges of removed %s from the survivors: %w", x.ID, err)
-	}
-	if err := n.proposeTopology(ctx, "topo-left", TopologyMember{ID: x.ID}); err != nil {
-		return fmt.Errorf("take %s off the ring: %w", x.ID, err)
-	}
-	n.log.Info("removed member left the ring", "member", x.ID, "records_streamed", pushed,
-		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", n.meta.Topology().Epoch)
-	return nil
+	return n.finishChange(ctx, change{since: x.Since, dead: x.ID, done: "topo-left",
+		members: []TopologyMember{{ID: x.ID}}, what: "removal of " + x.ID})
 }
 
 // finishReplace streams, from the surviving replicas, to every future
@@ -197,29 +189,9 @@ func (n *Node) finishRemove(ctx context.Context, x TopologyMember) error {
 // the dead one left; every node then drops its hints for the dead one
 // (afterLeft) and cleans what it no longer owns.
 func (n *Node) finishReplace(ctx context.Context, dead, nu TopologyMember) error {
-	if err := n.awaitApplied(ctx, max(dead.Since, nu.Since)); err != nil {
-		return err
-	}
-	st := n.meta.topo.Load()
-	if st.future == nil {
-		return nil
-	}
-	if !n.members.View().Alive(nu.ID) {
-		return fmt.Errorf("%w: replacement %s is down", errStreamNotReady, nu.ID)
-	}
-	start := time.Now()
-	pushed, err := n.streamChange(ctx, st, dead.ID)
-	if err != nil {
-		return fmt.Errorf("stream the ranges of replaced %s from the survivors: %w", dead.ID, err)
-	}
-	if err := n.proposeTopology(ctx, "topo-replaced", TopologyMember{ID: dead.ID}, TopologyMember{ID: nu.ID}); err != nil {
-		return fmt.Errorf("make %s normal in place of %s: %w", nu.ID, dead.ID, err)
-	}
-	n.log.Info("member replaced", "dead", dead.ID, "member", nu.ID, "records_streamed", pushed,
-		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", n.meta.Topology().Epoch)
-	epoch := n.meta.Topology().Epoch
-	n.goRun(func() { n.cleanupAfterChange(ctx, epoch) })
-	return nil
+	return n.finishChange(ctx, change{since: max(dead.Since, nu.Since), mustBeAlive: nu.ID, dead: dead.ID,
+		done: "topo-replaced", members: []TopologyMember{{ID: dead.ID}, {ID: nu.ID}},
+		what: "replacement of " + dead.ID + " by " + nu.ID})
 }
 
 // streamChange streams every keyspace for the change in progress in st;

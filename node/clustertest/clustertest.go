@@ -5,14 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/adaptkv/adaptkv/client"
 	"github.com/adaptkv/adaptkv/node"
+	"github.com/adaptkv/adaptkv/node/launch"
 )
 
 // Options configure a Cluster.
@@ -75,7 +80,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		if opts.Configure != nil {
 			opts.Configure(i, &cfg)
 		}
-		n, err := node.Start(ctx, cfg)
+		n, err := startNode(ctx, opts.Host, &cfg)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("clustertest: start %s: %w", cfg.ID, err)
@@ -98,6 +103,56 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// startNode starts a node. Addresses left at port 0 get ports below the
+// kernel's range for outgoing connections: a node restarted on the ports it
+// had (RestartNode) could otherwise find one taken as the source port of
+// some outgoing connection in the meantime (seen in CI: "bind: address
+// already in use" on a restart). A bind that fails anyway (another test
+// took the port between the check and the bind) is tried on other ports.
+func startNode(ctx context.Context, host string, cfg *node.Config) (*node.Node, error) {
+	pick := func(addr *string, port int) bool {
+		if *addr != host+":0" {
+			return false
+		}
+		*addr = net.JoinHostPort(host, strconv.Itoa(port))
+		return true
+	}
+	orig := *cfg
+	var last error
+	for range 10 {
+		*cfg = orig
+		if base, ok := freeBlock(host); ok {
+			pick(&cfg.GRPCAddr, base)
+			pick(&cfg.GossipAddr, base+1)
+			pick(&cfg.RaftAddr, base+2)
+			pick(&cfg.HTTPAddr, base+3)
+		}
+		n, err := node.Start(ctx, *cfg)
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			return n, err
+		}
+		last = err
+	}
+	return nil, last
+}
+
+// freeBlock returns the first of four consecutive ports free on host, at
+// random between 20000 and the kernel's range for outgoing connections;
+// false when that range leaves no room (the caller keeps port 0).
+func freeBlock(host string) (int, bool) {
+	lo, hi := 20000, launch.EphemeralLow()-4
+	if hi-lo < 1000 {
+		return 0, false
+	}
+	for range 50 {
+		base := lo + rand.IntN(hi-lo)
+		if launch.PortsFree([]string{host}, base, 4) {
+			return base, true
+		}
+	}
+	return 0, false
 }
 
 // New starts a cluster of n nodes for a test, with data in t.TempDir(), and
@@ -275,7 +330,7 @@ func (c *Cluster) AddNode(ctx context.Context) (int, error) {
 	if c.opts.Configure != nil {
 		c.opts.Configure(i, &cfg)
 	}
-	n, err := node.Start(ctx, cfg)
+	n, err := startNode(ctx, c.opts.Host, &cfg)
 	if err != nil {
 		return 0, fmt.Errorf("clustertest: start %s: %w", cfg.ID, err)
 	}
