@@ -113,33 +113,63 @@ func (s adminServer) DecommissionNode(ctx context.Context, req *kvpb.Decommissio
 	if c, ok := topo.Changing(); ok {
 		return nil, status.Errorf(codes.FailedPrecondition, "decommission: %s is %s; one topology change at a time", c.ID, c.State)
 	}
-	remain := topo.normal() - 1
+	if err := s.checkMembersRemain("decommission", topo.normal()-1); err != nil {
+		return nil, err
+	}
+	return changeTopology(ctx, s, "decommission "+id,
+		func(c kvpb.AdminClient, fctx context.Context) (*kvpb.DecommissionNodeResponse, error) {
+			return c.DecommissionNode(fctx, req)
+		},
+		command{Op: "topo-leave", Members: []TopologyMember{{ID: id}}},
+		func(t Topology) *kvpb.DecommissionNodeResponse {
+			s.n.log.Info("member leaving the ring", "member", id, "topology_epoch", t.Epoch)
+			return &kvpb.DecommissionNodeResponse{TopologyEpoch: t.Epoch, RingState: string(ringStateOf(t, id))}
+		})
+}
+
+// checkMembersRemain refuses a change after which fewer members than some
+// keyspace's replication factor would remain normal.
+func (s adminServer) checkMembersRemain(verb string, remain int) error {
 	for _, d := range s.n.meta.Defs() {
 		if rf := max(d.ReplicationFactor, d.PendingN); rf > remain {
-			return nil, status.Errorf(codes.FailedPrecondition,
-				"decommission: keyspace %q has %d replicas of each key and only %d members would remain", d.Name, rf, remain)
+			return status.Errorf(codes.FailedPrecondition,
+				"%s: keyspace %q has %d replicas of each key and only %d members would remain", verb, d.Name, rf, remain)
 		}
 	}
+	return nil
+}
+
+// topologyAnswer is what every topology RPC answers: the epoch of the entry
+// that started the change.
+type topologyAnswer interface{ GetTopologyEpoch() uint64 }
+
+// changeTopology carries out a checked topology request on the metadata
+// leader. A node that does not lead forwards it there, then waits until it
+// has applied the answer's epoch itself, so that the caller sees the change
+// on the node it asked; the leader proposes cmd and builds the answer from
+// the topology in force after it.
+func changeTopology[R topologyAnswer](ctx context.Context, s adminServer, what string,
+	forward func(kvpb.AdminClient, context.Context) (R, error), cmd command, answer func(Topology) R) (R, error) {
+	var zero R
 	if c, fctx, err := s.leaderAdmin(ctx); err != nil {
-		return nil, err
+		return zero, err
 	} else if c != nil {
-		resp, err := c.DecommissionNode(fctx, req)
+		resp, err := forward(c, fctx)
 		if err != nil {
-			return nil, err
+			return zero, err
 		}
 		if err := s.n.meta.WaitForIndex(ctx, resp.GetTopologyEpoch()); err != nil {
-			return nil, toStatus(err)
+			return zero, toStatus(err)
 		}
 		return resp, nil
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := propose(pctx, s.n.raft, command{Op: "topo-leave", Members: []TopologyMember{{ID: id}}, AtUnixMs: time.Now().UnixMilli()}); err != nil {
-		return nil, toStatus(fmt.Errorf("decommission %s: %w", id, err))
+	cmd.AtUnixMs = time.Now().UnixMilli()
+	if _, err := propose(pctx, s.n.raft, cmd); err != nil {
+		return zero, toStatus(fmt.Errorf("%s: %w", what, err))
 	}
-	t := s.n.meta.Topology()
-	s.n.log.Info("member leaving the ring", "member", id, "topology_epoch", t.Epoch)
-	return &kvpb.DecommissionNodeResponse{TopologyEpoch: t.Epoch, RingState: string(ringStateOf(t, id))}, nil
+	return answer(s.n.meta.Topology()), nil
 }
 
 // leaderAdmin returns nil when this node leads the metadata log, and
@@ -194,31 +224,17 @@ func (s adminServer) RemoveNode(ctx context.Context, req *kvpb.RemoveNodeRequest
 		return nil, status.Errorf(codes.FailedPrecondition, "remove: %s is %s", id, m.State)
 	}
 	if m.State != StateJoining {
-		for _, d := range s.n.meta.Defs() {
-			if rf := max(d.ReplicationFactor, d.PendingN); rf > remain {
-				return nil, status.Errorf(codes.FailedPrecondition,
-					"remove: keyspace %q has %d replicas of each key and only %d members would remain", d.Name, rf, remain)
-			}
-		}
-	}
-	if c, fctx, err := s.leaderAdmin(ctx); err != nil {
-		return nil, err
-	} else if c != nil {
-		resp, err := c.RemoveNode(fctx, req)
-		if err != nil {
+		if err := s.checkMembersRemain("remove", remain); err != nil {
 			return nil, err
 		}
-		if err := s.n.meta.WaitForIndex(ctx, resp.GetTopologyEpoch()); err != nil {
-			return nil, toStatus(err)
-		}
-		return resp, nil
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := propose(pctx, s.n.raft, command{Op: "topo-remove", Members: []TopologyMember{{ID: id}}, AtUnixMs: time.Now().UnixMilli()}); err != nil {
-		return nil, toStatus(fmt.Errorf("remove %s: %w", id, err))
-	}
-	t := s.n.meta.Topology()
-	s.n.log.Info("removing a dead member from the ring", "member", id, "topology_epoch", t.Epoch)
-	return &kvpb.RemoveNodeResponse{TopologyEpoch: t.Epoch, RingState: string(ringStateOf(t, id))}, nil
+	return changeTopology(ctx, s, "remove "+id,
+		func(c kvpb.AdminClient, fctx context.Context) (*kvpb.RemoveNodeResponse, error) {
+			return c.RemoveNode(fctx, req)
+		},
+		command{Op: "topo-remove", Members: []TopologyMember{{ID: id}}},
+		func(t Topology) *kvpb.RemoveNodeResponse {
+			s.n.log.Info("removing a dead member from the ring", "member", id, "topology_epoch", t.Epoch)
+			return &kvpb.RemoveNodeResponse{TopologyEpoch: t.Epoch, RingState: string(ringStateOf(t, id))}
+		})
 }

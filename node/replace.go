@@ -120,27 +120,16 @@ func (s adminServer) ReplaceNode(ctx context.Context, req *kvpb.ReplaceNodeReque
 	if m, _ := view.Member(nu); m.Replace != dead {
 		return nil, status.Errorf(codes.FailedPrecondition, "replace: %s was not started with --replace %s", nu, dead)
 	}
-	if c, fctx, err := s.leaderAdmin(ctx); err != nil {
-		return nil, err
-	} else if c != nil {
-		resp, err := c.ReplaceNode(fctx, req)
-		if err != nil {
-			return nil, err
-		}
-		if err := s.n.meta.WaitForIndex(ctx, resp.GetTopologyEpoch()); err != nil {
-			return nil, toStatus(err)
-		}
-		return resp, nil
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	ms := []TopologyMember{{ID: dead, Zone: dm.Zone}, {ID: nu, Zone: memberZone(s.n, nu)}}
-	if _, err := propose(pctx, s.n.raft, command{Op: "topo-replace", Members: ms, AtUnixMs: time.Now().UnixMilli()}); err != nil {
-		return nil, toStatus(fmt.Errorf("replace %s with %s: %w", dead, nu, err))
-	}
-	t := s.n.meta.Topology()
-	s.n.log.Info("replacing a dead member", "dead", dead, "member", nu, "topology_epoch", t.Epoch)
-	return &kvpb.ReplaceNodeResponse{TopologyEpoch: t.Epoch, RingState: string(ringStateOf(t, nu))}, nil
+	return changeTopology(ctx, s, "replace "+dead+" with "+nu,
+		func(c kvpb.AdminClient, fctx context.Context) (*kvpb.ReplaceNodeResponse, error) {
+			return c.ReplaceNode(fctx, req)
+		},
+		command{Op: "topo-replace", Members: ms},
+		func(t Topology) *kvpb.ReplaceNodeResponse {
+			s.n.log.Info("replacing a dead member", "dead", dead, "member", nu, "topology_epoch", t.Epoch)
+			return &kvpb.ReplaceNodeResponse{TopologyEpoch: t.Epoch, RingState: string(ringStateOf(t, nu))}
+		})
 }
 
 // memberZone is a member's zone as gossip publishes it.
