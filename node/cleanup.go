@@ -51,8 +51,10 @@ import (
 //     the ranges this node gave up to their new replicas before the change
 //     was committed (join.go); the copies removed here are extra.
 //   - Hints and repair. A hint delivered late for a key this node does not
-//     own lands here and is removed by the next cleanup, harmlessly; repair
-//     and read repair follow the current ring and do not use these copies.
+//     own is dropped by the replica (placement, replication.Replica.Hint),
+//     under the same lock, so none lands after a batch has passed its key;
+//     repair and read repair follow the current ring and do not use these
+//     copies.
 //
 // Records are removed outright (storage.Engine.Purge), not tombstoned: a
 // tombstone would be a record of a key the node does not own, and could
@@ -190,6 +192,30 @@ func (n *Node) Owns(keyspace string, key []byte) bool {
 	cfg, ok := n.meta.Keyspace(keyspace)
 	st := n.meta.topo.Load()
 	return ok && st != nil && st.current != nil && ownsKey(st.current, cfg, key, n.cfg.ID)
+}
+
+// placement gives the replica this node's view of which keys it
+// replicates (replication.Placement), so that a hint for a key it gave up
+// does not outlive the cleanup that removed the key's other records.
+type placement struct{ n *Node }
+
+// Hold runs fn under the metadata state machine's lock, as cleanup's
+// batches do: a hint checked and written there cannot straddle a change.
+func (p placement) Hold(fn func(replicates func(keyspace string, key []byte) bool) error) error {
+	return p.n.meta.underApply(func() error {
+		st := p.n.meta.topo.Load()
+		return fn(func(keyspace string, key []byte) bool {
+			if st == nil || st.current == nil {
+				return true // no ring yet: nothing to judge by
+			}
+			cfg, ok := p.n.meta.Keyspace(keyspace)
+			if !ok {
+				return false
+			}
+			return ownsKey(st.current, cfg, key, p.n.cfg.ID) ||
+				(st.future != nil && ownsKey(st.future, cfg, key, p.n.cfg.ID))
+		})
+	})
 }
 
 // CleanupKeyspace cleans keyspace on every normal ring member, once every

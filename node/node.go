@@ -156,6 +156,7 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 	n.replica = replication.NewReplica(n.engine, n.meta, n.clock)
+	n.replica.SetPlacement(placement{n})
 	if cfg.UnsafeTestHooks {
 		n.hooks = &testHooks{linkDelay: map[string]time.Duration{}}
 		n.log.Warn("unsafe test hooks enabled: this node accepts fault injection on its HTTP address")

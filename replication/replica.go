@@ -21,7 +21,31 @@ type Replica struct {
 	// epochWait bounds how long a request from a coordinator that is ahead of
 	// this node waits for the metadata log to catch up.
 	epochWait time.Duration
+	// placement, when set, keeps hints for keys this node does not
+	// replicate out of its storage (see Hint).
+	placement Placement
+	// hintsNotReplica counts hinted mutations dropped because this node
+	// does not replicate their keys.
+	hintsNotReplica atomic.Uint64
 }
+
+// Placement says which keys this node replicates, on the placement it has
+// applied. Node implements it over the metadata log's topology.
+type Placement interface {
+	// Hold runs fn while the placement cannot change on this node (no
+	// metadata entry is applied meanwhile). replicates reports whether this
+	// node is one of key's replicas in keyspace, on the ring in force or on
+	// the one a change in progress leads to.
+	Hold(fn func(replicates func(keyspace string, key []byte) bool) error) error
+}
+
+// SetPlacement makes the replica drop hints for keys it does not replicate.
+// Call it before the replica serves.
+func (r *Replica) SetPlacement(p Placement) { r.placement = p }
+
+// HintsDroppedNotReplica is how many hinted mutations the replica has
+// dropped because it does not replicate their keys.
+func (r *Replica) HintsDroppedNotReplica() uint64 { return r.hintsNotReplica.Load() }
 
 // NewReplica returns a Replica over engine. clock observes the versions it
 // stores, so that writes this node coordinates later order after them.
@@ -63,8 +87,73 @@ func (r *Replica) Write(ctx context.Context, req *kvpb.ReplicaWriteRequest) (*kv
 
 // Hint stores delivered hints. It skips the epoch check: a hint is an old
 // write by definition, and last writer wins keeps a late one harmless.
+//
+// A hint may arrive long after it was written: held while this node was
+// down, or sent during a topology change that has since given the key's
+// range to other members. With a Placement set, a hinted mutation for a key
+// this node no longer replicates is acknowledged and dropped: the change
+// that took the range away streamed it, and every write acknowledged since
+// went to the new replicas, so the key's replicas hold it without this copy.
+// Stored, it would be a record cleanup has already passed over (cleanup.go
+// in package node), left on a node that does not own it. The check and the
+// write run while the placement is held, so a change applied here is
+// applied either before the check (and the hint dropped) or after the write
+// (and the record left for the cleanup that follows that change).
 func (r *Replica) Hint(ctx context.Context, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
-	return r.apply(ctx, req, false)
+	if r.placement == nil {
+		return r.apply(ctx, req, false)
+	}
+	// A sender ahead of this node placed the hint on metadata this node has
+	// not applied yet: catch up first, as for a write (bounded by epochWait;
+	// the check below then decides on what has been applied).
+	var ahead uint64
+	for _, m := range req.GetMutations() {
+		if cfg, ok := r.keyspaces.Keyspace(m.GetKeyspace()); !ok || cfg.Epoch < m.GetEpoch() {
+			ahead = max(ahead, m.GetEpoch())
+		}
+	}
+	if ahead > 0 {
+		wctx, cancel := context.WithTimeout(ctx, r.epochWait)
+		_ = r.keyspaces.WaitForIndex(wctx, ahead) // decided below either way
+		cancel()
+	}
+	var resp *kvpb.ReplicaWriteResponse
+	err := r.placement.Hold(func(replicates func(string, []byte) bool) error {
+		keep := make([]*kvpb.Mutation, 0, len(req.GetMutations()))
+		kept := make([]int, 0, len(req.GetMutations()))
+		for i, m := range req.GetMutations() {
+			if len(m.GetRecord().GetKey()) == 0 || m.GetKeyspace() == "" || replicates(m.GetKeyspace(), m.GetRecord().GetKey()) {
+				keep = append(keep, m)
+				kept = append(kept, i)
+			}
+		}
+		dropped := len(req.GetMutations()) - len(keep)
+		if dropped == 0 {
+			var err error
+			resp, err = r.apply(ctx, req, false)
+			return err
+		}
+		r.hintsNotReplica.Add(uint64(dropped))
+		resp = &kvpb.ReplicaWriteResponse{Results: make([]*kvpb.MutationResult, len(req.GetMutations()))}
+		for i := range resp.Results {
+			resp.Results[i] = &kvpb.MutationResult{Ok: true}
+		}
+		if len(keep) == 0 {
+			return nil
+		}
+		sub, err := r.apply(ctx, &kvpb.ReplicaWriteRequest{Mutations: keep, From: req.GetFrom()}, false)
+		if err != nil {
+			return err
+		}
+		for j, i := range kept {
+			resp.Results[i] = sub.GetResults()[j]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // SetUnsafeDropWrites makes the replica acknowledge writes without storing
