@@ -243,10 +243,38 @@ func (n *Node) reconcile() error {
 			voters++
 		}
 	}
+	// A member the ring says has left (decommissioned, removed or
+	// replaced) gives up its place in the metadata group too: a removed or
+	// replaced node never says goodbye to gossip, so it would otherwise
+	// keep its vote (counted towards the quorum, never cast) until gossip
+	// forgets it, and its server entry for good.
+	topo := n.meta.Topology()
+	leftRing := func(id string) bool {
+		tm, ok := topo.Member(id)
+		return ok && tm.State == StateLeft
+	}
+	for id, s := range servers {
+		if !leftRing(id) || id == n.cfg.ID {
+			continue
+		}
+		if err := n.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
+			return fmt.Errorf("remove %s: %w", id, err)
+		}
+		n.log.Info("metadata server removed (left the ring)", "member", id, "suffrage", s.Suffrage.String())
+		if s.Suffrage == raft.Voter {
+			voters--
+		}
+		delete(servers, id)
+	}
 	view := n.members.View()
 	now := time.Now()
 	for _, m := range view.Members {
 		s, in := servers[m.ID]
+		if leftRing(m.ID) {
+			// Until it rejoins (topology.go: joining again after
+			// rejoinGrace), a member that left is not let back in.
+			continue
+		}
 		switch {
 		case m.State == membership.Left && in:
 			if err := n.raft.RemoveServer(raft.ServerID(m.ID), 0, 5*time.Second).Error(); err != nil {
@@ -323,6 +351,10 @@ func (n *Node) ensureDefaultKeyspace(ctx context.Context) {
 	n.defaultCreated = true
 	n.log.Info("default keyspace created", "rf", rf)
 }
+
+// MetadataServers names each server of the metadata Raft group, as this
+// node's configuration has it, with its role: leader, voter or nonvoter.
+func (n *Node) MetadataServers() map[string]string { return n.raftRoles() }
 
 // raftRoles names each server's role in the metadata log.
 func (n *Node) raftRoles() map[string]string {

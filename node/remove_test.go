@@ -78,6 +78,27 @@ func TestRemoveDeadNodeStreamsFromSurvivors(t *testing.T) {
 		}
 	}
 	waitState(t, ctx, c, id, node.StateLeft)
+	// The removed node gives up its place in the metadata group: it never
+	// said goodbye, and would otherwise keep a vote it cannot cast.
+	for {
+		leader := -1
+		for j := range c.Len() {
+			if j != victim && c.Node(j).MetadataServers()[c.ID(j)] == "leader" {
+				leader = j
+			}
+		}
+		if leader >= 0 {
+			servers := c.Node(leader).MetadataServers()
+			if _, in := servers[id]; !in {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s still a metadata server after its removal", id)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	load.check("3 nodes after the removal")
 	load.stop()
 	if load.ackedKeys() == 0 {
