@@ -445,6 +445,9 @@ func (n *Nemesis) replace(ctx context.Context, f *history.Fault) error {
 		return fmt.Errorf("membership:replace: targets %v, want the dead node and its replacement", f.Targets)
 	}
 	dead := f.Targets[0]
+	n.mu.Lock()
+	n.started[dead] = time.Now()
+	n.mu.Unlock()
 	if n.c.Node(dead).State() != cluster.Stopped {
 		if err := n.c.Kill(dead); err != nil {
 			return fmt.Errorf("membership:replace: %w", err)
