@@ -208,7 +208,10 @@ var ErrRetryable = errors.New("may pass if asked again")
 // itself once it has left the ring, so its exit is marked expected first
 // (and unmarked if the request fails). A request that timed out but was
 // taken, asked again, finds the node leaving already: that is success.
-func (c *Cluster) Decommission(ctx context.Context, id string) (string, error) {
+// try rotates the endpoints, so that attempts start from different nodes:
+// the command asks a node that the first endpoint answering sees alive,
+// and one on the minority side of a partition knows no metadata leader.
+func (c *Cluster) Decommission(ctx context.Context, id string, try int) (string, error) {
 	if c.Node(id) == nil {
 		return "", fmt.Errorf("cluster: no node %q", id)
 	}
@@ -221,6 +224,8 @@ func (c *Cluster) Decommission(ctx context.Context, id string) (string, error) {
 	if len(eps) == 0 {
 		return "", fmt.Errorf("cluster: decommission %s: no other node running to ask", id)
 	}
+	k := try % len(eps)
+	eps = append(eps[k:], eps[:k]...)
 	if err := c.ExpectExit(id, true); err != nil {
 		return "", fmt.Errorf("cluster: decommission %s: %w", id, err)
 	}

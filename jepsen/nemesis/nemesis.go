@@ -367,9 +367,9 @@ func (n *Nemesis) decommission(ctx context.Context, f *history.Fault) error {
 	start := time.Now()
 	var state string
 	var err error
-	for {
+	for try := 0; ; try++ {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		state, err = n.c.Decommission(dctx, id)
+		state, err = n.c.Decommission(dctx, id, try)
 		cancel()
 		if err == nil || !errors.Is(err, cluster.ErrRetryable) || time.Since(start) > decommissionAttempts || ctx.Err() != nil {
 			break
