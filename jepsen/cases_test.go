@@ -443,3 +443,80 @@ func checkMembershipRun(t *testing.T, res *Result, level string, added int) {
 		t.Fatalf("run judged %v (exit %d): %v", res.Valid, res.ExitCode(), res.HarnessErrors)
 	}
 }
+
+// TestSetQuorumMembershipDecommissionKill: nodes are decommissioned from
+// the running cluster (membership:decommission, through `adaptkv node
+// decommission`: 5 nodes to 4, then 3, the keyspace's N) while, in the
+// same windows, another node is SIGKILLed: no acknowledged element is
+// lost, none appears that nobody added, no read at quorum is stale, and
+// each decommissioned node left the ring and ended its own process.
+func TestSetQuorumMembershipDecommissionKill(t *testing.T) {
+	needCluster(t)
+	cfg := testConfig(t, WorkloadSet, "quorum", "membership:decommission,kill:one")
+	parallel(t, &cfg, 12)
+	res := run(t, cfg)
+	checkShapeRun(t, res, "quorum", map[string]int{"decommission": 2})
+}
+
+// TestRegisterAdaptiveMembershipReplacePartition: on an adaptive keyspace
+// with a quorum floor, its configuration moved every two seconds by the
+// force hook, a node is SIGKILLed and a new one started in its place with
+// --replace (membership:replace) while the network is cut in halves: the
+// register history is linearizable, no read is stale, and each replacement
+// became normal while the dead node left the ring.
+func TestRegisterAdaptiveMembershipReplacePartition(t *testing.T) {
+	needCluster(t)
+	needNet(t)
+	cfg := testConfig(t, WorkloadRegister, "adaptive", "membership:replace,partition:halves")
+	cfg.Adaptive, cfg.AdaptiveMaxStale, cfg.TunerForce = "quorum", 0.001, Duration(2*time.Second)
+	cfg.Rate, cfg.Concurrency = 150, 8
+	parallel(t, &cfg, 13)
+	res := run(t, cfg)
+	lin := checkerOf(t, res, "linearizable")
+	l := staleness(t, res, "adaptive")
+	t.Logf("linearizable: %s; %d of %d reads stale; membership: %s", lin.Summary, l.Stale, l.Reads, strings.Join(res.Run.Membership, "; "))
+	if lin.Valid != checker.Valid || l.Stale != 0 || l.Reads == 0 {
+		t.Fatalf("replace under partitions on an adaptive keyspace with a quorum floor: %s; %d of %d reads stale", lin.Summary, l.Stale, l.Reads)
+	}
+	checkShapeRun(t, res, "adaptive", map[string]int{"replace": 2})
+}
+
+// checkShapeRun fails the test unless the run was valid, no read at level
+// was stale, the set (for a set run) lost nothing, and the membership
+// changes settled as want says (action: how many): a decommissioned node
+// left the ring and its process exited by itself; a replacement became
+// normal and its dead node left.
+func checkShapeRun(t *testing.T, res *Result, level string, want map[string]int) {
+	t.Helper()
+	if set := res.Checker("set"); set != nil {
+		st := set.Stats.(checker.SetStats)
+		t.Logf("set: %s", set.Summary)
+		if st.LostCount != 0 || st.UnexpectedCount != 0 || set.Valid != checker.Valid || st.OK == 0 {
+			t.Fatalf("set while the cluster changed shape: %s", set.Summary)
+		}
+	}
+	l := staleness(t, res, level)
+	t.Logf("%d of %d reads at %s stale; membership: %s", l.Stale, l.Reads, level, strings.Join(res.Run.Membership, "; "))
+	if l.Stale != 0 || l.Reads == 0 {
+		t.Fatalf("%d of %d reads at %s stale while the cluster changed shape; want none", l.Stale, l.Reads, level)
+	}
+	got := map[string]int{}
+	for _, m := range res.Run.Membership {
+		action, rest, _ := strings.Cut(m, " ")
+		switch {
+		case strings.Contains(m, "failed"):
+		case action == "decommission" && strings.Contains(rest, "left the ring") && strings.Contains(rest, "exited by itself"):
+			got[action]++
+		case action == "replace" && strings.Contains(rest, "normal on the ring") && strings.Contains(rest, "left the ring"):
+			got[action]++
+		}
+	}
+	for action, n := range want {
+		if got[action] != n {
+			t.Fatalf("membership changes %q: %d %s settled, want %d", res.Run.Membership, got[action], action, n)
+		}
+	}
+	if res.ExitCode() != ExitValid {
+		t.Fatalf("run judged %v (exit %d): %v", res.Valid, res.ExitCode(), res.HarnessErrors)
+	}
+}

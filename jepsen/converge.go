@@ -129,7 +129,7 @@ func (r *runner) repairPass(ctx context.Context, disagreeing int) *ConvergeRepai
 // hintsPending sums the hints stored on every node.
 func (r *runner) hintsPending(ctx context.Context) (uint64, error) {
 	var total uint64
-	for _, id := range r.c.IDs() {
+	for _, id := range r.c.Members() {
 		st, err := r.c.Status(ctx, id)
 		if err != nil {
 			return 0, err
@@ -144,7 +144,7 @@ func (r *runner) hintsPending(ctx context.Context) (uint64, error) {
 // factor.
 func (r *runner) placement(ctx context.Context) (*ring.Ring, int, error) {
 	var last error
-	for _, id := range r.c.IDs() {
+	for _, id := range r.c.Members() {
 		st, err := r.c.Status(ctx, id)
 		if err != nil {
 			last = err

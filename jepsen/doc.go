@@ -40,7 +40,11 @@
 //     drop-writes, a deliberately broken store that acknowledges writes
 //     without storing them; membership:add, which starts one more node
 //     on the next address that joins the running cluster and waits until
-//     the ring makes it normal (the run's summary lists each join). The
+//     the ring makes it normal, membership:decommission, which takes a
+//     live node off through `adaptkv node decommission` and waits until it
+//     left and exited, and membership:replace, which SIGKILLs a node and
+//     starts another with --replace in its place (the run's summary lists
+//     each change and how it settled). The
 //     schedule of fault windows depends only on the seed.
 //   - History (package jepsen/history): every invocation and completion,
 //     with process, client, key, value, times (monotonic, from the run's

@@ -164,7 +164,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 	r.sched, err = nemesis.Schedule(nemesis.ScheduleConfig{Specs: specs, Nodes: r.c.IDs(), Duration: cfg.Time.D(), On: cfg.NemesisOn.D(), Off: cfg.NemesisOff.D(),
-		Mode: cfg.NemesisMode, Seed: cfg.Seed, ClockMax: cfg.ClockMax.D(), SlowMax: cfg.SlowMax.D()})
+		Mode: cfg.NemesisMode, Seed: cfg.Seed, ClockMax: cfg.ClockMax.D(), SlowMax: cfg.SlowMax.D(),
+		// A decommission never leaves fewer members than the keyspace's
+		// largest N (the cluster would refuse it).
+		MinNodes: max(3, cfg.RF, cfg.AdaptiveMaxRF)})
 	if err != nil {
 		return nil, fmt.Errorf("jepsen: %w", err)
 	}
@@ -457,11 +460,25 @@ func (r *runner) worker(ctx context.Context, w int) {
 			hops, wrote = hops+1, false
 			cl = r.pinned[(w+hops)%len(r.pinned)]
 		}
+		// A worker pinned to a node that left the cluster (a decommission
+		// or a replacement) moves to the next member, as a client told of
+		// the node's removal would.
+		for i := 0; i < len(r.pinned) && r.pinnedRemoved(cl); i++ {
+			hops++
+			cl = r.pinned[(w+hops)%len(r.pinned)]
+		}
 		if r.execute(ctx, cl, process, w, spec) == history.Info {
 			process += r.cfg.Concurrency
 		}
 		wrote = wrote || spec.f != history.FRead
 	}
+}
+
+// pinnedRemoved says whether cl is the pinned client of a node that has
+// been removed from the cluster.
+func (r *runner) pinnedRemoved(cl *client.Client) bool {
+	i := slices.Index(r.pinned, cl)
+	return i >= 0 && r.c.Nodes()[i].Removed()
 }
 
 // execute runs one operation and records its invocation and completion.

@@ -7,9 +7,11 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/api/kvpb"
 )
 
@@ -52,7 +54,9 @@ func (n *Node) requestReplace(ctx context.Context) error {
 			}
 			last = err
 			if replaceRetryable(err) {
-				break
+				// Another member may do better: one cut off from the
+				// metadata leader answers that it knows none.
+				continue
 			}
 			return fmt.Errorf("%w: %s", ErrReplaceRefused, status.Convert(err).Message())
 		}
@@ -65,13 +69,19 @@ func (n *Node) requestReplace(ctx context.Context) error {
 }
 
 // replaceRetryable says whether a refusal may pass by itself: no leader
-// yet, this node not yet seen alive, or the dead member not yet seen dead
-// (gossip takes a few probe rounds after a crash).
+// yet (or none the member asked can reach, as on the minority side of a
+// partition), this node not yet seen alive, or the dead member not yet seen
+// dead (gossip takes a few probe rounds after a crash).
 func replaceRetryable(err error) bool {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
 		return true
 	case codes.FailedPrecondition:
+		for _, d := range status.Convert(err).Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == api.ReasonNoMetadataLeader {
+				return true
+			}
+		}
 		msg := status.Convert(err).Message()
 		return strings.Contains(msg, "alive yet") || strings.Contains(msg, "is alive") ||
 			strings.Contains(msg, "one topology change at a time")

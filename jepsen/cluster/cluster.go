@@ -1,10 +1,15 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,4 +180,85 @@ func (c *Cluster) Status(ctx context.Context, id string) (*client.ClusterStatus,
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	return cl.ClusterStatus(ctx)
+}
+
+// Members returns the IDs of the nodes that have not been removed (by a
+// decommission or a replacement), in order: those the run still waits
+// for, asks and checks.
+func (c *Cluster) Members() []string {
+	var out []string
+	for _, n := range c.Nodes() {
+		if !n.Removed() {
+			out = append(out, n.ID)
+		}
+	}
+	return out
+}
+
+// ErrRetryable marks a refused or failed request that may pass if made
+// again: no metadata leader reachable, a deadline, or another topology
+// change still finishing.
+var ErrRetryable = errors.New("may pass if asked again")
+
+// Decommission asks the cluster to decommission node id without waiting
+// for it to leave, and returns its ring state then ("leaving"). It runs
+// `adaptkv node decommission ID --wait=false` with the other running
+// members as endpoints, the code path of `adaptkv cluster remove`, which
+// asks through a node other than id. The node's process will end by
+// itself once it has left the ring, so its exit is marked expected first
+// (and unmarked if the request fails). A request that timed out but was
+// taken, asked again, finds the node leaving already: that is success.
+// try rotates the endpoints, so that attempts start from different nodes:
+// the command asks a node that the first endpoint answering sees alive,
+// and one on the minority side of a partition knows no metadata leader.
+func (c *Cluster) Decommission(ctx context.Context, id string, try int) (string, error) {
+	if c.Node(id) == nil {
+		return "", fmt.Errorf("cluster: no node %q", id)
+	}
+	var eps []string
+	for _, n := range c.Nodes() {
+		if n.ID != id && !n.Removed() && n.State() == Running {
+			eps = append(eps, n.GRPC)
+		}
+	}
+	if len(eps) == 0 {
+		return "", fmt.Errorf("cluster: decommission %s: no other node running to ask", id)
+	}
+	k := try % len(eps)
+	eps = append(eps[k:], eps[:k]...)
+	if err := c.ExpectExit(id, true); err != nil {
+		return "", fmt.Errorf("cluster: decommission %s: %w", id, err)
+	}
+	cmd := exec.CommandContext(ctx, c.cfg.Bin, "node", "decommission", id, "--wait=false", "--output", "json",
+		"--timeout", "5s", "--endpoints", strings.Join(eps, ","))
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ADAPTKV_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if strings.Contains(msg, id+" is leaving") {
+			return "leaving", nil
+		}
+		c.ExpectExit(id, false)
+		err = fmt.Errorf("cluster: adaptkv node decommission %s: %w: %s", id, err, msg)
+		for _, s := range []string{"code = Unavailable", "code = DeadlineExceeded", "code = Aborted", "no leader", "no node answered",
+			"one topology change at a time", "context deadline exceeded"} {
+			if strings.Contains(msg, s) {
+				return "", fmt.Errorf("%w (%w)", err, ErrRetryable)
+			}
+		}
+		return "", err
+	}
+	var out struct {
+		RingState string `json:"ring_state"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		return "", fmt.Errorf("cluster: adaptkv node decommission %s: output %q: %w", id, stdout.String(), err)
+	}
+	return out.RingState, nil
 }

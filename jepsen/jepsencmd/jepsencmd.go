@@ -86,8 +86,12 @@ bridge; needs root and iptables), clock (skew a node's clock), slow (delay a
 node's replies to peers), drop-writes (a deliberately broken node that acks
 writes without storing them), membership:add (start one more node on the next
 loopback address, joining with --bootstrap-expect 0; the window's end waits until
-the ring makes it normal; later windows' faults include it; at most 3 added;
-membership:decommission and membership:replace are refused: not supported yet).
+the ring makes it normal; later windows' faults include it; at most 3 added),
+membership:decommission (adaptkv node decommission of a live node, never below 3
+nodes or the keyspace's N; the window's end waits until it left and exited) and
+membership:replace (SIGKILL a node, start the next one with --replace DEAD_ID;
+the window's end waits until it is normal and the dead one left); several
+membership actions take turns, one change per window.
 Targets: one, minority, majority, all, or node IDs joined with + (kill:n2+n3).
 Windows are --nemesis-on long, --nemesis-off apart.
 
@@ -178,7 +182,7 @@ Exit status: 0 valid, 1 an anomaly was found, 2 the run could not be done.`,
 	fs.Float64Var(&cfg.AdaptiveMaxStale, "adaptive-max-stale", 0.001, "stale-read bound of the adaptive keyspace")
 	fs.IntVar(&cfg.AdaptiveMaxRF, "adaptive-max-rf", 0, "with --adaptive: let the tuner choose N between --rf and this (with --tuner-force, the forced moves grow and shrink N too)")
 	fs.DurationVar(&tunerForce, "tuner-force", 0, "with --adaptive: move the keyspace to another safe configuration at this interval (an unsafe node hook)")
-	fs.StringVar(&cfg.Nemesis, "nemesis", cfg.Nemesis, "faults, comma-separated: kill, pause, partition, clock, slow, drop-writes, membership:add, each optionally :target (one, minority, majority, all, n1+n2; partition: halves, ring, one, bridge); none for none")
+	fs.StringVar(&cfg.Nemesis, "nemesis", cfg.Nemesis, "faults, comma-separated: kill, pause, partition, clock, slow, drop-writes, membership:add, membership:decommission, membership:replace, each optionally :target (one, minority, majority, all, n1+n2; partition: halves, ring, one, bridge); none for none")
 	fs.StringVar(&cfg.NemesisMode, "nemesis-mode", cfg.NemesisMode, "which faults each window starts: random (each with probability 1/2, at least one), all, or cycle (one per window, in turn)")
 	fs.DurationVar(&on, "nemesis-on", cfg.NemesisOn.D(), "how long each fault window lasts")
 	fs.DurationVar(&off, "nemesis-off", cfg.NemesisOff.D(), "quiet time between fault windows")

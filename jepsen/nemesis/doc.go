@@ -16,20 +16,30 @@
 //	drop-writes make nodes acknowledge replica writes without storing
 //	            them: a deliberately broken store, to show lost writes
 //	            are caught
-//	membership  change the cluster's shape: membership:add (the default)
-//	            starts the next node, n<k+1> on the next loopback
-//	            address, joining with --bootstrap-expect 0; the window's
-//	            end waits until the ring (the metadata log) makes it
-//	            normal, and HealAll waits for every added node the same
-//	            way. The schedule grows its node set with each add (at
-//	            most ScheduleConfig.MaxNodes), so later windows' kills,
-//	            pauses and partitions may strike the added nodes.
-//	            membership:decommission and membership:replace are named
-//	            but refused with ErrUnsupported until the cluster offers
-//	            them: an action is added in ParseSpecs's supported set,
-//	            Nemesis.changeMembership (start) and settleMembership
-//	            (wait until in force), and, when it changes the node
-//	            set, Schedule's bookkeeping.
+//	membership  change the cluster's shape, one change per window (the
+//	            cluster takes one topology change at a time); several
+//	            actions may be given and take turns:
+//	            membership:add (the default) starts the next node,
+//	            n<k+1> on the next loopback address after k laid out,
+//	            joining with --bootstrap-expect 0; the window's end waits
+//	            until the ring (the metadata log) makes it normal.
+//	            membership:decommission asks, through the other nodes,
+//	            for a live node's decommission (`adaptkv node
+//	            decommission ID`, as `adaptkv cluster remove` does); the
+//	            window's end waits until every member that answers sees
+//	            it left with no change in progress and its process has
+//	            exited by itself, then it is removed for good. Never
+//	            below ScheduleConfig.MinNodes (3, or the keyspace's N).
+//	            membership:replace SIGKILLs a node, removes it for good,
+//	            and starts the next node with --replace DEAD_ID; the
+//	            window's end waits until the new node is normal and the
+//	            dead one left. HealAll finishes a change that did not
+//	            settle in its window. The schedule tracks the node set
+//	            (adds at most to MaxNodes, IDs counting every node laid
+//	            out), so later windows' faults strike the new nodes and
+//	            never the removed ones; a window's other node faults
+//	            spare the nodes its change names, and the changes pick
+//	            among nodes no spec names explicitly.
 //
 // A fault may name its targets after a colon: kill:one, kill:minority,
 // kill:majority, kill:all, kill:n2+n3, partition:ring, clock:n1. Without

@@ -33,9 +33,11 @@ type Nemesis struct {
 	active map[string]history.Fault
 	errs   []error
 	// changes describe the membership changes as they settled; started
-	// holds when each added node was started.
+	// holds when each change began, by the node it added or took off;
+	// leaving holds the nodes asked to leave and not yet removed.
 	changes []string
 	started map[string]time.Time
+	leaving map[string]bool
 }
 
 // New returns a Nemesis. net may be nil if no partition is scheduled.
@@ -43,7 +45,7 @@ func New(c *cluster.Cluster, net *cluster.Net, rec *history.Recorder, log *slog.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Nemesis{c: c, net: net, rec: rec, log: log, active: map[string]history.Fault{}, started: map[string]time.Time{}}
+	return &Nemesis{c: c, net: net, rec: rec, log: log, active: map[string]history.Fault{}, started: map[string]time.Time{}, leaving: map[string]bool{}}
 }
 
 // Active returns the kinds of the faults now in effect, sorted.
@@ -295,31 +297,175 @@ func (n *Nemesis) undo(ctx context.Context, f *history.Fault) error {
 const JoinTimeout = 90 * time.Second
 
 // changeMembership starts a membership change. Each action has a start
-// here and a settle in settleMembership; an action the harness cannot
-// perform (ParseSpecs already refuses them) fails with ErrUnsupported.
+// here and a settle in settleMembership.
 func (n *Nemesis) changeMembership(ctx context.Context, f *history.Fault) error {
 	switch f.Shape {
 	case MembershipAdd:
 		return n.addNode(ctx, f)
+	case MembershipDecommission:
+		return n.decommission(ctx, f)
+	case MembershipReplace:
+		return n.replace(ctx, f)
 	}
-	return fmt.Errorf("membership:%s: %w", f.Shape, ErrUnsupported)
+	return fmt.Errorf("membership:%s: unknown action", f.Shape)
 }
 
 // settleMembership waits until the change is in force: for add, the new
-// node is normal on the ring.
+// node is normal on the ring; for decommission, the node has left it and
+// its process has exited; for replace, the new node is normal and the dead
+// one left.
 func (n *Nemesis) settleMembership(ctx context.Context, f *history.Fault) error {
+	wctx, cancel := context.WithTimeout(ctx, JoinTimeout)
+	defer cancel()
 	switch f.Shape {
 	case MembershipAdd:
 		if len(f.Targets) != 1 || n.c.Node(f.Targets[0]) == nil {
 			return fmt.Errorf("membership:add: no node %v was added", f.Targets)
 		}
-		wctx, cancel := context.WithTimeout(ctx, JoinTimeout)
-		defer cancel()
 		proof, err := n.waitNormal(wctx, f.Targets[0])
 		f.Verified = proof
 		return err
+	case MembershipDecommission:
+		if len(f.Targets) != 1 || !n.isLeaving(f.Targets[0]) {
+			return fmt.Errorf("membership:decommission: %v was not asked to leave", f.Targets)
+		}
+		proof, err := n.finishLeave(wctx, f.Targets[0])
+		f.Verified = proof
+		return err
+	case MembershipReplace:
+		if len(f.Targets) != 2 || n.c.Node(f.Targets[1]) == nil {
+			return fmt.Errorf("membership:replace: no node %v was started in a dead one's place", f.Targets)
+		}
+		dead, nu := f.Targets[0], f.Targets[1]
+		proof, err := n.waitNormal(wctx, nu)
+		if err != nil {
+			f.Verified = proof
+			return fmt.Errorf("membership:replace: %w", err)
+		}
+		left, err := n.waitLeft(wctx, dead)
+		f.Verified = proof + "; " + left
+		return err
 	}
-	return fmt.Errorf("membership:%s: %w", f.Shape, ErrUnsupported)
+	return fmt.Errorf("membership:%s: unknown action", f.Shape)
+}
+
+// decommissionAttempts bounds the time spent asking for a decommission:
+// the node asked may be cut off from the metadata leader by the window's
+// partition, and the window's other faults wait meanwhile.
+const decommissionAttempts = 20 * time.Second
+
+// decommission asks the cluster to decommission the live node the schedule
+// chose, through the other nodes, as `adaptkv cluster remove ID` does
+// (cluster.Decommission runs `adaptkv node decommission`), and returns
+// once the ring marks it leaving: it then streams its ranges while the
+// window's other faults go on.
+func (n *Nemesis) decommission(ctx context.Context, f *history.Fault) error {
+	if len(f.Targets) != 1 {
+		return fmt.Errorf("membership:decommission: targets %v, want the one node to take off", f.Targets)
+	}
+	id := f.Targets[0]
+	start := time.Now()
+	var state string
+	var err error
+	for try := 0; ; try++ {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		state, err = n.c.Decommission(dctx, id, try)
+		cancel()
+		if err == nil || !errors.Is(err, cluster.ErrRetryable) || time.Since(start) > decommissionAttempts || ctx.Err() != nil {
+			break
+		}
+		n.log.Info("decommission not taken yet; asking again", "node", id, "err", err)
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("membership:decommission %s: %w", id, err)
+	}
+	n.mu.Lock()
+	n.started[id] = start
+	n.leaving[id] = true
+	n.mu.Unlock()
+	f.Verified = fmt.Sprintf("%s %s %.1fs after the request", id, state, time.Since(start).Seconds())
+	return nil
+}
+
+// isLeaving says whether node id was asked to leave and has not been
+// removed yet.
+func (n *Nemesis) isLeaving(id string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leaving[id]
+}
+
+// exitWait is how long a node that has left the ring has to end its own
+// process (as cmd/adaptkv's cluster remove allows) before it is stopped.
+const exitWait = 20 * time.Second
+
+// finishLeave waits until the leaving node id has left the ring and its
+// process has exited (stopping it if it has not within exitWait), then
+// marks it removed: it is not restarted, not a seed, and not waited for.
+func (n *Nemesis) finishLeave(ctx context.Context, id string) (string, error) {
+	proof, err := n.waitLeft(ctx, id)
+	if err != nil {
+		return proof, err
+	}
+	node := n.c.Node(id)
+	how := "its process exited by itself"
+	deadline := time.Now().Add(exitWait)
+	for node.State() != cluster.Stopped && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if node.State() != cluster.Stopped {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err := n.c.Stop(sctx, id)
+		cancel()
+		if err != nil {
+			return proof, fmt.Errorf("%s left the ring but its process did not exit, even when stopped: %w", id, err)
+		}
+		how = fmt.Sprintf("its process did not exit within %v and was stopped", exitWait)
+		n.mu.Lock()
+		n.errs = append(n.errs, fmt.Errorf("membership:decommission: %s left the ring and %s", id, how))
+		n.mu.Unlock()
+	}
+	if err := n.c.MarkRemoved(id); err != nil {
+		return proof, err
+	}
+	n.mu.Lock()
+	delete(n.leaving, id)
+	n.mu.Unlock()
+	return proof + "; " + how, nil
+}
+
+// replace SIGKILLs the dead node the schedule chose, marks it removed (it
+// never starts again), and starts the next node with --replace DEAD_ID,
+// returning once it serves HTTP: it then asks the cluster for the dead
+// node's place (retrying until gossip sees the dead one dead) and is
+// streamed to while the window's other faults go on.
+func (n *Nemesis) replace(ctx context.Context, f *history.Fault) error {
+	if len(f.Targets) != 2 {
+		return fmt.Errorf("membership:replace: targets %v, want the dead node and its replacement", f.Targets)
+	}
+	dead := f.Targets[0]
+	n.mu.Lock()
+	n.started[dead] = time.Now()
+	n.mu.Unlock()
+	if n.c.Node(dead).State() != cluster.Stopped {
+		if err := n.c.Kill(dead); err != nil {
+			return fmt.Errorf("membership:replace: %w", err)
+		}
+	}
+	if err := n.c.MarkRemoved(dead); err != nil {
+		return fmt.Errorf("membership:replace: %w", err)
+	}
+	node, err := n.c.AddReplacement("", dead)
+	if err != nil {
+		return fmt.Errorf("membership:replace: %w", err)
+	}
+	proof, err := n.startNew(ctx, node, f.Targets[1])
+	if err != nil {
+		return fmt.Errorf("membership:replace: %w", err)
+	}
+	f.Verified = fmt.Sprintf("%s SIGKILLed; %s with --replace %s", dead, proof, dead)
+	return nil
 }
 
 // addNode lays out the next node (the schedule named it), makes its
@@ -335,14 +481,26 @@ func (n *Nemesis) addNode(ctx context.Context, f *history.Fault) error {
 	if err != nil {
 		return fmt.Errorf("membership:add: %w", err)
 	}
-	if node.ID != f.Targets[0] {
+	proof, err := n.startNew(ctx, node, f.Targets[0])
+	if err != nil {
+		return fmt.Errorf("membership:add: %w", err)
+	}
+	f.Verified = proof
+	return nil
+}
+
+// startNew starts a node just laid out (want is the ID the schedule gave
+// it), after making its address known to the partitions, and returns once
+// it serves HTTP.
+func (n *Nemesis) startNew(ctx context.Context, node *cluster.Node, want string) (string, error) {
+	if node.ID != want {
 		// The schedule names nodes as launch does; a mismatch means a
 		// node was added outside the schedule.
-		return fmt.Errorf("membership:add: the cluster named the new node %s, the schedule %s", node.ID, f.Targets[0])
+		return "", fmt.Errorf("the cluster named the new node %s, the schedule %s", node.ID, want)
 	}
 	if n.net != nil {
 		if err := n.net.AddHost(node.ID, node.Host); err != nil {
-			return fmt.Errorf("membership:add: %w", err)
+			return "", err
 		}
 	}
 	start := time.Now()
@@ -350,7 +508,7 @@ func (n *Nemesis) addNode(ctx context.Context, f *history.Fault) error {
 	n.started[node.ID] = start
 	n.mu.Unlock()
 	if err := n.c.StartNode(node.ID); err != nil {
-		return fmt.Errorf("membership:add: %w", err)
+		return "", err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -360,12 +518,76 @@ func (n *Nemesis) addNode(ctx context.Context, f *history.Fault) error {
 			break
 		}
 		if wctx.Err() != nil {
-			return fmt.Errorf("membership:add: %s at %s started but not serving within 20s: %w", node.ID, node.Host, err)
+			return "", fmt.Errorf("%s at %s started but not serving within 20s: %w", node.ID, node.Host, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	f.Verified = fmt.Sprintf("%s started at %s (grpc %s), serving after %.1fs", node.ID, node.Host, node.GRPC, time.Since(start).Seconds())
-	return nil
+	return fmt.Sprintf("%s started at %s (grpc %s), serving after %.1fs", node.ID, node.Host, node.GRPC, time.Since(start).Seconds()), nil
+}
+
+// viewers returns the running members (not removed) but except, whose
+// views of the ring the settle waits consult.
+func (n *Nemesis) viewers(except string) []*cluster.Node {
+	var out []*cluster.Node
+	for _, node := range n.c.Nodes() {
+		if node.ID != except && !node.Removed() && node.State() == cluster.Running {
+			out = append(out, node)
+		}
+	}
+	return out
+}
+
+// changing are the ring states of a member in the middle of a topology
+// change.
+var changing = map[string]bool{"joining": true, "leaving": true, "removing": true}
+
+// waitLeft waits until every running member that answers (at least one)
+// places node id as left (or no longer lists it: gossip has forgotten a
+// member that left) and sees no topology change in progress, polling until
+// ctx ends. Times count from the change's start.
+func (n *Nemesis) waitLeft(ctx context.Context, id string) (string, error) {
+	n.mu.Lock()
+	start, ok := n.started[id]
+	n.mu.Unlock()
+	if !ok {
+		start = time.Now()
+	}
+	last := "no answer"
+	for {
+		answered, settled := 0, 0
+		views := map[string]string{}
+		for _, node := range n.viewers(id) {
+			st, err := n.c.Status(ctx, node.ID)
+			if err != nil {
+				continue
+			}
+			answered++
+			state, busy := "absent", ""
+			for _, m := range st.Members {
+				if m.ID == id {
+					state = m.RingState
+				} else if changing[m.RingState] {
+					busy = m.ID + " " + m.RingState
+				}
+			}
+			views[node.ID] = state
+			if busy != "" {
+				views[node.ID] += " (" + busy + ")"
+			}
+			if (state == "left" || state == "absent") && busy == "" {
+				settled++
+			}
+		}
+		if answered > 0 && settled == answered {
+			return fmt.Sprintf("%s left the ring %.1fs after the change began (in the view of %d nodes)", id, time.Since(start).Seconds(), answered), nil
+		}
+		last = fmt.Sprintf("ring states of %s by viewer: %v", id, views)
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("%s has not left the ring %.0fs after the change began: %s", id, time.Since(start).Seconds(), last)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // waitNormal waits until node id is normal on the ring in its own view and
@@ -485,6 +707,9 @@ func (n *Nemesis) HealAll(ctx context.Context, timeout time.Duration) error {
 		}
 	}
 	for _, node := range n.c.Nodes() {
+		if node.Removed() || n.isLeaving(node.ID) {
+			continue // gone for good, or on its way out
+		}
 		switch node.State() {
 		case cluster.Paused:
 			if err := n.c.Resume(node.ID); err != nil {
@@ -498,7 +723,28 @@ func (n *Nemesis) HealAll(ctx context.Context, timeout time.Duration) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// A decommission that did not settle in its window must finish now:
+	// the final reads place keys on the ring without the node.
+	n.mu.Lock()
+	var leaving []string
+	for id := range n.leaving {
+		leaving = append(leaving, id)
+	}
+	n.mu.Unlock()
+	slices.Sort(leaving)
+	var settled []string
+	for _, id := range leaving {
+		proof, err := n.finishLeave(wctx, id)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("after the heal: %w", err))
+		} else {
+			settled = append(settled, proof)
+		}
+	}
 	for _, node := range n.c.Nodes() {
+		if node.Removed() {
+			continue
+		}
 		for {
 			hctx, hc := context.WithTimeout(wctx, 2*time.Second)
 			err := n.c.Hook(hctx, node.ID, "reset", nil)
@@ -513,16 +759,16 @@ func (n *Nemesis) HealAll(ctx context.Context, timeout time.Duration) error {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	if err := n.c.WaitReady(wctx, n.c.IDs()); err != nil {
+	if err := n.c.WaitReady(wctx, n.c.Members()); err != nil {
 		errs = append(errs, fmt.Errorf("cluster not healthy %v after the heal: %w", timeout, err))
 	}
 	fault := history.Fault{Kind: "heal"}
 	// A node added during the faults must have finished joining: the
 	// final reads and the convergence check place keys on the ring that
 	// includes it.
-	var joined []string
+	joined := settled
 	for _, node := range n.c.Nodes() {
-		if !node.Added {
+		if !node.Added || node.Removed() {
 			continue
 		}
 		proof, err := n.waitNormal(wctx, node.ID)

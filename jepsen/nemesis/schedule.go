@@ -32,26 +32,20 @@ const (
 	// joins the running cluster; the window's end waits until the ring
 	// (the metadata log) has made it normal.
 	MembershipAdd = "add"
-	// MembershipDecommission would decommission a node.
+	// MembershipDecommission decommissions a live node (`adaptkv node
+	// decommission ID`): it streams its ranges to their new owners and
+	// leaves; the window's end waits until the ring says it left and its
+	// process has exited.
 	MembershipDecommission = "decommission"
-	// MembershipReplace would kill a node and start another in its place
-	// (adaptkv node --replace).
+	// MembershipReplace SIGKILLs a node and starts a new one, on the next
+	// loopback address, in its place (`adaptkv node --replace DEAD_ID`);
+	// the window's end waits until the ring has made the new node normal
+	// and the dead one left.
 	MembershipReplace = "replace"
 )
 
-// MembershipActions lists the membership actions the vocabulary names;
-// Supported says which the harness can perform.
+// MembershipActions lists the membership actions.
 var MembershipActions = []string{MembershipAdd, MembershipDecommission, MembershipReplace}
-
-// ErrUnsupported is returned for a fault the vocabulary names but the
-// harness cannot perform yet (membership:decommission and
-// membership:replace until the cluster offers those operations).
-var ErrUnsupported = errors.New("not supported yet")
-
-// membershipSupported says which membership actions the harness performs.
-// A new action is added here, in Nemesis.changeMembership and, for one that
-// changes the node set, in Schedule's bookkeeping of the nodes.
-var membershipSupported = map[string]bool{MembershipAdd: true}
 
 // Kinds lists the fault kinds in the order a window applies them: network
 // and hook faults first, process faults last (a hook cannot reach a paused
@@ -97,21 +91,24 @@ func ParseSpecs(s string) ([]Spec, error) {
 		if !slices.Contains(Kinds, kind) {
 			return nil, fmt.Errorf("nemesis: unknown fault %q (want %s)", kind, strings.Join(Kinds, ", "))
 		}
-		if seen[kind] {
-			return nil, fmt.Errorf("nemesis: fault %q given twice", kind)
-		}
-		seen[kind] = true
 		if kind == Membership {
+			// Several membership actions may be given; a window makes one
+			// change (the cluster takes one topology change at a time).
 			if target == "" {
 				target = MembershipAdd
 			}
 			if !slices.Contains(MembershipActions, target) {
 				return nil, fmt.Errorf("nemesis: membership action %q (want %s)", target, strings.Join(MembershipActions, ", "))
 			}
-			if !membershipSupported[target] {
-				return nil, fmt.Errorf("nemesis: membership:%s is %w: the cluster has no %s operation the harness can call; use membership:add", target, ErrUnsupported, target)
+			if seen[kind+":"+target] {
+				return nil, fmt.Errorf("nemesis: fault \"membership:%s\" given twice", target)
 			}
-		} else if target != "" {
+			seen[kind+":"+target] = true
+		} else if seen[kind] {
+			return nil, fmt.Errorf("nemesis: fault %q given twice", kind)
+		}
+		seen[kind] = true
+		if kind != Membership && target != "" {
 			if kind == Partition {
 				if !slices.Contains(Shapes, target) {
 					return nil, fmt.Errorf("nemesis: partition shape %q (want %s)", target, strings.Join(Shapes, ", "))
@@ -175,9 +172,17 @@ type ScheduleConfig struct {
 	// SlowMax bounds the reply delay; default 500 ms.
 	SlowMax time.Duration
 	// MaxNodes bounds the nodes membership:add windows grow the cluster
-	// to; default len(Nodes)+3. A membership window past it changes
-	// nothing.
+	// to; default len(Nodes)+3. An add window past it changes nothing.
 	MaxNodes int
+	// MinNodes is the fewest members a membership:decommission window
+	// leaves: at least 3, and at least the keyspace's replication factor
+	// (the cluster refuses to go below it); default 3. A decommission
+	// window at it changes nothing.
+	MinNodes int
+	// MaxLayout bounds the nodes ever laid out (the initial ones, the added
+	// ones and the replacements, each on an address of its own); default
+	// len(Nodes)+8. An add or replace window past it changes nothing.
+	MaxLayout int
 }
 
 // Schedule returns the fault windows: on for On, off for Off, repeated
@@ -209,6 +214,14 @@ func Schedule(cfg ScheduleConfig) ([]Window, error) {
 	if cfg.MaxNodes <= 0 {
 		cfg.MaxNodes = len(cfg.Nodes) + 3
 	}
+	cfg.MinNodes = max(cfg.MinNodes, 3)
+	if cfg.MaxLayout <= 0 {
+		cfg.MaxLayout = len(cfg.Nodes) + 8
+	}
+	// Nodes that a spec names explicitly (kill:n2+n3) stay members, so
+	// that every window can strike them: a decommission or replace picks
+	// among the others.
+	named := map[string]bool{}
 	for _, s := range cfg.Specs {
 		if s.Kind == Membership {
 			continue
@@ -218,6 +231,7 @@ func Schedule(cfg ScheduleConfig) ([]Window, error) {
 				if !slices.Contains(cfg.Nodes, id) {
 					return nil, fmt.Errorf("nemesis: %s targets unknown node %q", s.Kind, id)
 				}
+				named[id] = true
 			}
 		}
 	}
@@ -226,10 +240,13 @@ func Schedule(cfg ScheduleConfig) ([]Window, error) {
 	sort.SliceStable(specs, func(i, j int) bool {
 		return slices.Index(Kinds, specs[i].Kind) < slices.Index(Kinds, specs[j].Kind)
 	})
-	// The node set grows with each membership:add window: later windows'
-	// targets, partitions and grudges include the added nodes, named as
-	// the cluster names them (n<k+1> after k nodes).
+	// The node set changes with each membership window: an add appends
+	// the next node, a decommission drops its node, a replace swaps the
+	// dead node for the next one. New nodes are named as the cluster names
+	// them (n<k+1> after k laid out, removed ones included). Later
+	// windows' targets, partitions and grudges are drawn from the set.
 	nodes := slices.Clone(cfg.Nodes)
+	laid := len(cfg.Nodes)
 	var out []Window
 	for i, t := 0, time.Duration(0); t < cfg.Duration; i, t = i+1, t+cfg.On+cfg.Off {
 		w := Window{Start: t, End: min(t+cfg.On, cfg.Duration)}
@@ -252,37 +269,97 @@ func Schedule(cfg ScheduleConfig) ([]Window, error) {
 				chosen = []Spec{specs[rng.IntN(len(specs))]}
 			}
 		}
-		var added []string
+		// The window's other faults strike the nodes the membership change
+		// leaves alone: the leaving node must stay up to stream, the dead
+		// one is already down, and the new one is not yet a member.
+		next := nodes
+		spare := nodes
+		// One membership change per window: of the actions chosen, the
+		// window's turn in rotation, or the next that can be made.
+		var actions []Spec
 		for _, s := range chosen {
 			if s.Kind == Membership {
-				f, ok := resolveMembership(s, nodes, cfg.MaxNodes)
-				if ok {
+				actions = append(actions, s)
+			}
+		}
+		membershipDone := false
+		for _, s := range chosen {
+			if s.Kind == Membership {
+				if membershipDone {
+					continue
+				}
+				membershipDone = true
+				for k := range actions {
+					f, after, ok := resolveMembership(rng, actions[(i+k)%len(actions)], nodes, laid, named, cfg)
+					if !ok {
+						continue
+					}
 					w.Faults = append(w.Faults, f)
-					added = append(added, f.Targets...)
+					next = after
+					spare = slices.DeleteFunc(slices.Clone(nodes), func(id string) bool { return slices.Contains(f.Targets, id) })
+					if f.Shape != MembershipDecommission {
+						laid++
+					}
+					break
 				}
 				continue
 			}
-			w.Faults = append(w.Faults, resolve(rng, s, nodes, cfg))
+			if s.Kind == Partition {
+				w.Faults = append(w.Faults, resolve(rng, s, nodes, cfg))
+				continue
+			}
+			w.Faults = append(w.Faults, resolve(rng, s, spare, cfg))
 		}
-		nodes = append(nodes, added...)
+		nodes = next
 		out = append(out, w)
 	}
 	return out, nil
 }
 
 // resolveMembership resolves a membership fault against the window's
-// nodes: for add, the next node's ID; false when the cluster has reached
-// maxNodes.
-func resolveMembership(s Spec, nodes []string, maxNodes int) (history.Fault, bool) {
+// nodes (laid nodes laid out so far): for add, the next node's ID; for
+// decommission, a node drawn among those no spec names; for replace, such
+// a node (the dead one) and the next node's ID. It returns the node set
+// after the change, and false when the change would take the cluster past
+// MaxNodes, below MinNodes or past MaxLayout, or no node may be chosen.
+func resolveMembership(rng *rand.Rand, s Spec, nodes []string, laid int, named map[string]bool, cfg ScheduleConfig) (history.Fault, []string, bool) {
 	f := history.Fault{Kind: Membership, Shape: s.Target}
 	if f.Shape == "" {
 		f.Shape = MembershipAdd
 	}
-	if len(nodes) >= maxNodes {
-		return f, false
+	nextID := fmt.Sprintf("n%d", laid+1)
+	var free []string
+	for _, id := range nodes {
+		if !named[id] {
+			free = append(free, id)
+		}
 	}
-	f.Targets = []string{fmt.Sprintf("n%d", len(nodes)+1)}
-	return f, true
+	switch f.Shape {
+	case MembershipAdd:
+		if len(nodes) >= cfg.MaxNodes || laid >= cfg.MaxLayout {
+			return f, nodes, false
+		}
+		f.Targets = []string{nextID}
+		return f, append(slices.Clone(nodes), nextID), true
+	case MembershipDecommission:
+		if len(nodes)-1 < cfg.MinNodes || len(free) == 0 {
+			return f, nodes, false
+		}
+		id := free[rng.IntN(len(free))]
+		f.Targets = []string{id}
+		return f, slices.DeleteFunc(slices.Clone(nodes), func(x string) bool { return x == id }), true
+	case MembershipReplace:
+		// The dead node's replicas must keep a quorum while it is down:
+		// replace needs as many members as a decommission leaves.
+		if len(nodes) < cfg.MinNodes || len(free) == 0 || laid >= cfg.MaxLayout {
+			return f, nodes, false
+		}
+		dead := free[rng.IntN(len(free))]
+		f.Targets = []string{dead, nextID}
+		after := slices.DeleteFunc(slices.Clone(nodes), func(x string) bool { return x == dead })
+		return f, append(after, nextID), true
+	}
+	return f, nodes, false
 }
 
 // resolve draws a fault's targets, shape and parameters among nodes.

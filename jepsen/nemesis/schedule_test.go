@@ -1,7 +1,6 @@
 package nemesis
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -204,36 +203,156 @@ func TestGrudgeShapes(t *testing.T) {
 	}
 }
 
-// TestParseMembership: membership defaults to add; decommission and
-// replace are named but refused as not supported yet (ErrUnsupported), with
-// a message that says what to use instead; unknown actions are refused.
+// TestParseMembership: membership defaults to add; add, decommission and
+// replace parse and combine with each other and the other faults; unknown
+// actions and an action given twice are refused.
 func TestParseMembership(t *testing.T) {
-	for _, tt := range []struct {
-		in, want    string
-		unsupported bool
-	}{
+	for _, tt := range []struct{ in, want string }{
 		{in: "membership", want: "membership:add"},
 		{in: "membership:add,kill:one,partition:halves", want: "membership:add,kill:one,partition:halves"},
-		{in: "membership:decommission", unsupported: true},
-		{in: "kill,membership:replace", unsupported: true},
+		{in: "membership:decommission", want: "membership:decommission"},
+		{in: "kill,membership:replace,partition:halves", want: "kill,membership:replace,partition:halves"},
 		{in: "membership:grow"},
 		{in: "membership,membership:add"},
+		{in: "membership:add,membership:decommission,membership:replace,kill", want: "membership:add,membership:decommission,membership:replace,kill"},
+		{in: "membership:replace,kill,membership:replace"},
 	} {
 		specs, err := ParseSpecs(tt.in)
-		switch {
-		case tt.want != "":
-			if err != nil || FormatSpecs(specs) != tt.want {
-				t.Errorf("ParseSpecs(%q) = %s, %v; want %s", tt.in, FormatSpecs(specs), err, tt.want)
+		if tt.want == "" {
+			if err == nil {
+				t.Errorf("ParseSpecs(%q) accepted", tt.in)
 			}
-		case tt.unsupported:
-			if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "membership:add") {
-				t.Errorf("ParseSpecs(%q): %v; want ErrUnsupported naming membership:add", tt.in, err)
+			continue
+		}
+		if err != nil || FormatSpecs(specs) != tt.want {
+			t.Errorf("ParseSpecs(%q) = %s, %v; want %s", tt.in, FormatSpecs(specs), err, tt.want)
+		}
+	}
+}
+
+// membershipTrace runs a schedule and describes its membership, kill and
+// partition faults in order; it also fails the test if a window's kill
+// strikes a node its membership change names, or any fault strikes a node
+// an earlier window took off.
+func membershipTrace(t *testing.T, cfg ScheduleConfig) []string {
+	t.Helper()
+	w, err := Schedule(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := map[string]bool{}
+	var got []string
+	for _, win := range w {
+		var changed []string
+		for _, f := range win.Faults {
+			for _, id := range f.Targets {
+				if gone[id] {
+					t.Errorf("window at %v: %s strikes %s, which an earlier window took off", win.Start, f.Kind, id)
+				}
 			}
-		default:
-			if err == nil || errors.Is(err, ErrUnsupported) {
-				t.Errorf("ParseSpecs(%q): %v; want a plain refusal", tt.in, err)
+			for id := range f.Grudge {
+				if gone[id] {
+					t.Errorf("window at %v: partition includes %s, which an earlier window took off", win.Start, id)
+				}
+			}
+			switch f.Kind {
+			case Membership:
+				changed = f.Targets
+				got = append(got, f.Shape+" "+strings.Join(f.Targets, "+"))
+			case Kill:
+				for _, id := range f.Targets {
+					if slices.Contains(changed, id) {
+						t.Errorf("window at %v: kill strikes %s, which the window's membership change names", win.Start, id)
+					}
+				}
+				got = append(got, "kill "+strings.Join(f.Targets, "+"))
+			case Partition:
+				got = append(got, fmt.Sprintf("partition %d", len(f.Grudge)))
 			}
 		}
+		for _, f := range win.Faults {
+			if f.Kind == Membership && f.Shape != MembershipAdd {
+				gone[f.Targets[0]] = true
+			}
+		}
+	}
+	return got
+}
+
+// TestScheduleMembershipDecommission: each decommission window takes a
+// node the specs do not name off the set, never below MinNodes; later
+// windows draw their kills and partitions from the smaller set, and a
+// window's kill spares the leaving node.
+func TestScheduleMembershipDecommission(t *testing.T) {
+	specs, _ := ParseSpecs("membership:decommission,kill:one")
+	for seed := range uint64(20) {
+		got := membershipTrace(t, ScheduleConfig{Specs: specs, Nodes: five, Duration: 60 * time.Second, On: 5 * time.Second, Off: 5 * time.Second, Mode: ModeAll, Seed: seed, MinNodes: 3})
+		decommissions := 0
+		for _, g := range got {
+			if strings.HasPrefix(g, "decommission") {
+				decommissions++
+			}
+		}
+		if decommissions != 2 || len(got) != 6+2 {
+			t.Fatalf("seed %d: %v; want two decommissions (5 to 3 nodes), then none, and a kill in each of 6 windows", seed, got)
+		}
+	}
+	// A node a spec names is never taken off, and the cluster's N holds.
+	named, _ := ParseSpecs("membership:decommission,kill:n1+n2")
+	got := membershipTrace(t, ScheduleConfig{Specs: named, Nodes: five, Duration: 60 * time.Second, On: 5 * time.Second, Off: 5 * time.Second, Mode: ModeAll, Seed: 1, MinNodes: 4})
+	if len(got) != 7 || !strings.HasPrefix(got[0], "decommission") || strings.Contains(got[0], "n1") || strings.Contains(got[0], "n2") {
+		t.Fatalf("%v; want one decommission (MinNodes 4) of a node other than n1 and n2", got)
+	}
+}
+
+// TestScheduleMembershipReplace: each replace window names a dead node
+// and its replacement (the next ID, counting the nodes taken off), later
+// windows strike the replacement and never the dead node, and the window's
+// kill spares both.
+func TestScheduleMembershipReplace(t *testing.T) {
+	specs, _ := ParseSpecs("membership:replace,kill:one,partition:halves")
+	got := membershipTrace(t, ScheduleConfig{Specs: specs, Nodes: five, Duration: 60 * time.Second, On: 5 * time.Second, Off: 5 * time.Second, Mode: ModeCycle, Seed: 4})
+	want := []string{"n6", "n7"}
+	var next []string
+	for _, g := range got {
+		if strings.HasPrefix(g, "replace") {
+			parts := strings.Split(strings.TrimPrefix(g, "replace "), "+")
+			if len(parts) != 2 {
+				t.Fatalf("replace %q", g)
+			}
+			next = append(next, parts[1])
+		}
+	}
+	if !slices.Equal(next, want) {
+		t.Fatalf("%v: replacements %v, want %v", got, next, want)
+	}
+}
+
+// TestScheduleMembershipMixed: with every action given, each window makes
+// one change, in rotation (skipping one that cannot be made), and new IDs
+// count every node laid out, the ones taken off included.
+func TestScheduleMembershipMixed(t *testing.T) {
+	specs, _ := ParseSpecs("membership:add,membership:decommission,membership:replace,kill:one")
+	got := membershipTrace(t, ScheduleConfig{Specs: specs, Nodes: []string{"n1", "n2", "n3", "n4"}, Duration: 60 * time.Second, On: 5 * time.Second, Off: 5 * time.Second, Mode: ModeAll, Seed: 2})
+	var shapes []string
+	laid := 4
+	for _, g := range got {
+		shape, targets, _ := strings.Cut(g, " ")
+		if shape == "kill" {
+			continue
+		}
+		shapes = append(shapes, shape)
+		ids := strings.Split(targets, "+")
+		if shape != MembershipDecommission {
+			laid++
+			if ids[len(ids)-1] != fmt.Sprintf("n%d", laid) {
+				t.Errorf("%s names %s, want n%d", shape, ids[len(ids)-1], laid)
+			}
+		}
+	}
+	want := []string{"add", "decommission", "replace", "add", "decommission", "replace"}
+	if !slices.Equal(shapes, want) {
+		t.Fatalf("membership changes %v (%v), want %v", shapes, got, want)
 	}
 }
 

@@ -115,9 +115,15 @@ type Node struct {
 	// Dir is the node's folder; DataDir its data directory, LogFile its
 	// log and PIDFile the file holding its last PID.
 	Dir, DataDir, LogFile, PIDFile string
-	// Added is true for a node AddNode laid out after New: it joins the
-	// running cluster (--bootstrap-expect 0) rather than forming it.
+	// Added is true for a node AddNode or AddReplacement laid out after
+	// New: it joins the running cluster (--bootstrap-expect 0) rather than
+	// forming it.
 	Added bool
+	// Replace is, for a node AddReplacement laid out, the dead member it
+	// takes the place of: its command line has --replace Replace at every
+	// start (a restart once the replacement is under way or done is
+	// answered as the first request).
+	Replace string
 
 	// removed is set by MarkRemoved: the node has left the cluster for
 	// good. Atomic, not under mu: Args reads the other nodes' while
@@ -276,7 +282,7 @@ func (c *Cluster) layout(i int, h, zone string) *Node {
 // New keep their own --bootstrap-expect, and take the new node among their
 // seeds at their next start.
 func (c *Cluster) AddNode(zone string) (*Node, error) {
-	return c.addNode(zone, false)
+	return c.addNode(zone, false, "")
 }
 
 // Relayout lays out the next node as AddNode laid it out in an earlier
@@ -285,11 +291,24 @@ func (c *Cluster) AddNode(zone string) (*Node, error) {
 // node's process if it still runs, and it checks no ports, which may be
 // the node's own.
 func (c *Cluster) Relayout(zone string) (*Node, error) {
-	return c.addNode(zone, true)
+	return c.addNode(zone, true, "")
 }
 
-// addNode is AddNode, or with again Relayout.
-func (c *Cluster) addNode(zone string, again bool) (*Node, error) {
+// AddReplacement lays out the next node as AddNode does, to take the place
+// of the dead member dead: its command line also has --replace dead. The
+// caller makes sure dead is down (Kill) and, since it leaves the ring for
+// good, marks it removed (MarkRemoved) so that it is neither restarted nor
+// taken as a seed.
+func (c *Cluster) AddReplacement(zone, dead string) (*Node, error) {
+	if _, err := c.node(dead); err != nil {
+		return nil, err
+	}
+	return c.addNode(zone, false, dead)
+}
+
+// addNode is AddNode, or with again Relayout, or with replace
+// AddReplacement.
+func (c *Cluster) addNode(zone string, again bool, replace string) (*Node, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -308,7 +327,7 @@ func (c *Cluster) addNode(zone string, again bool) (*Node, error) {
 		return nil, fmt.Errorf("launch: node n%d's ports %d-%d on %s are taken", i+1, base, base+portHTTP, hosts[0])
 	}
 	n := c.layout(i, hosts[0], zone)
-	n.Added = true
+	n.Added, n.Replace = true, replace
 	if again && c.cfg.Detach {
 		n.adopt()
 	}
@@ -530,6 +549,9 @@ func (c *Cluster) Args(n *Node) []string {
 	if n.Zone != "" {
 		args = append(args, "--zone", n.Zone)
 	}
+	if n.Replace != "" {
+		args = append(args, "--replace", n.Replace)
+	}
 	return append(args, c.cfg.Args...)
 }
 
@@ -621,6 +643,24 @@ func (c *Cluster) StartNode(id string) error {
 	if err := os.WriteFile(n.PIDFile, []byte(strconv.Itoa(n.pid)+"\n"), 0o644); err != nil {
 		return fmt.Errorf("launch: %s pid file: %w", id, err)
 	}
+	return nil
+}
+
+// ExpectExit marks the exit of node id's running process as expected, so
+// that it is not recorded as a crash: the node was asked to end by other
+// means than a signal (a decommissioned node exits by itself once it has
+// left the ring). expect false undoes it, when the request was refused.
+func (c *Cluster) ExpectExit(id string, expect bool) error {
+	n, err := c.node(id)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stateLocked() == Stopped {
+		return fmt.Errorf("launch: %s is not running", id)
+	}
+	n.expectExit = expect
 	return nil
 }
 

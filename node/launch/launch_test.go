@@ -323,6 +323,66 @@ func TestAddNode(t *testing.T) {
 	}
 }
 
+// TestAddReplacement: a replacement is laid out as the next node, joins with
+// --bootstrap-expect 0 and names the dead member with --replace; an unknown
+// dead member is refused.
+func TestAddReplacement(t *testing.T) {
+	c, err := New(Config{Binary: nodeBin, Nodes: 3, Dir: "/d", Host: "127.0.77.2", HostPerNode: true, BasePort: 20100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.AddReplacement("", "n9"); err == nil {
+		t.Fatal("a replacement of an unknown node accepted")
+	}
+	n4, err := c.AddReplacement("", "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := strings.Join(c.Args(n4), " ")
+	if n4.ID != "n4" || !n4.Added || n4.Replace != "n2" || !strings.Contains(args, "--bootstrap-expect 0") || !strings.Contains(args, "--replace n2") {
+		t.Fatalf("replacement %+v, args %q", n4, args)
+	}
+	if args := strings.Join(c.Args(c.Node("n1")), " "); strings.Contains(args, "--replace") {
+		t.Errorf("n1 args %q name a replacement", args)
+	}
+}
+
+// TestExpectExit: a node whose process ends other than by the launcher's
+// signals (here a SIGTERM sent behind its back, as a decommissioned node
+// exits by itself) is a crash, unless ExpectExit said it would end.
+func TestExpectExit(t *testing.T) {
+	c, err := New(Config{Binary: nodeBin, Nodes: 2, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.ExpectExit("n1", true); err == nil {
+		t.Fatal("ExpectExit of a stopped node accepted")
+	}
+	for _, id := range []string{"n1", "n2"} {
+		if err := c.StartNode(id); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ExpectExit(id, true); err != nil {
+			t.Fatal(err)
+		}
+		if id == "n2" {
+			c.ExpectExit(id, false)
+		}
+		if err := syscall.Kill(c.Node(id).PID(), syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if !c.Node(id).waitExit(10 * time.Second) {
+			t.Fatalf("%s did not exit", id)
+		}
+	}
+	crashes := strings.Join(c.Crashes(), "\n")
+	if !strings.Contains(crashes, "n2 ") || strings.Contains(crashes, "n1 ") {
+		t.Fatalf("crashes %q; want n2's exit only", crashes)
+	}
+}
+
 // TestRelayout: a later launcher lays out an added node again on the same
 // address even when its ports are taken (by the node itself, say), where
 // AddNode refuses them.
