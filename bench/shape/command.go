@@ -62,6 +62,7 @@ results.json in --out and exits non-zero when a check fails.`,
 	fs.IntVar(&cfg.Keys, "keys", DefaultKeys, "keys loaded at quorum before the first change")
 	fs.IntVar(&cfg.Add, "add", DefaultAdd, "nodes added one at a time (then as many decommissioned)")
 	fs.StringSliceVar(&cfg.Decommission, "decommission", nil, "nodes to decommission, in order (default: the added ones, newest first)")
+	fs.StringSliceVar(&cfg.Replace, "replace", nil, "nodes to kill (SIGKILL) and replace with a new node started with --replace, in order, after the adds")
 	fs.BoolVar(&cfg.FromFirst, "from-first", false, "decommission n1, n2, ... (the first nodes, the metadata leader among them) rather than the added ones")
 	fs.IntVar(&cfg.WriteRate, "write-rate", DefaultWriteRate, "the writer's writes per second at most")
 	fs.IntVar(&cfg.Concurrency, "concurrency", DefaultConcurrency, "requests in flight during the load and the checks")

@@ -54,6 +54,12 @@ type Config struct {
 	// nil means as many as were added: the added ones, newest first, or
 	// with FromFirst n1, n2, ...
 	Decommission []string
+	// Replace lists the nodes killed with SIGKILL and replaced, one at a
+	// time, after the adds and before the decommissions: each is killed,
+	// a new node is started with --replace, and once it is normal and the
+	// dead one left every key is checked to have its copies on its
+	// owners. A replaced node is not decommissioned later.
+	Replace []string
 	// FromFirst, with Decommission nil, decommissions n1, n2, ... (the
 	// nodes the cluster started with, the metadata leader among them)
 	// rather than the added ones.
@@ -128,8 +134,8 @@ type Result struct {
 	Command string    `json:"command"`
 	Start   time.Time `json:"start"`
 	Config  struct {
-		Keys, Add, WriteRate int
-		Decommission         []string
+		Keys, Add, WriteRate  int
+		Replace, Decommission []string
 	} `json:"config"`
 	Steps []Step `json:"steps"`
 	OK    bool   `json:"ok"`
@@ -203,6 +209,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 	}
 	res := &Result{Command: cfg.Command, Start: time.Now().UTC()}
 	res.Config.Keys, res.Config.Add, res.Config.WriteRate, res.Config.Decommission = cfg.Keys, cfg.Add, cfg.WriteRate, cfg.Decommission
+	res.Config.Replace = cfg.Replace
 	r := &run{cfg: cfg, out: out, acked: make(map[string]uint64), tried: make(map[string]bool)}
 	res, err = r.steps(ctx, res)
 	if werr := writeResults(cfg.Out, res); werr != nil && err == nil {
@@ -244,6 +251,13 @@ func (r *run) steps(ctx context.Context, res *Result) (*Result, error) {
 
 	for range cfg.Add {
 		step, err := r.add(ctx)
+		res.Steps = append(res.Steps, step)
+		if err != nil {
+			return res, err
+		}
+	}
+	for _, id := range cfg.Replace {
+		step, err := r.replace(ctx, id)
 		res.Steps = append(res.Steps, step)
 		if err != nil {
 			return res, err
@@ -422,6 +436,44 @@ func (r *run) add(ctx context.Context) (Step, error) {
 	step.ChangeSeconds = time.Since(begin).Seconds()
 	step.WritesAcked, step.WriteErrors = r.writes.Load()-w0, r.writeErr.Load()-e0
 	r.progress("%s is normal after %.1fs (%d writes acknowledged, %d failed meanwhile)", n.ID, step.ChangeSeconds, step.WritesAcked, step.WriteErrors)
+	return step, r.check(ctx, &step, time.Now())
+}
+
+// replace kills node id with SIGKILL, starts a node in its place with
+// --replace, and checks once the new node is normal and id has left: the
+// check's storage pass finds every key on each of its owners (the new
+// node's copies come from the surviving replicas only).
+func (r *run) replace(ctx context.Context, id string) (Step, error) {
+	if r.lc.Node(id) == nil {
+		return Step{}, fmt.Errorf("replace %s: no such node", id)
+	}
+	w0, e0 := r.writes.Load(), r.writeErr.Load()
+	r.progress("killing %s (SIGKILL) under the writer", id)
+	begin := time.Now()
+	if err := r.lc.Kill(id); err != nil {
+		return Step{}, fmt.Errorf("kill %s: %w", id, err)
+	}
+	if err := r.lc.MarkRemoved(id); err != nil {
+		return Step{}, err
+	}
+	n, err := r.lc.AddReplacement("", id)
+	if err != nil {
+		return Step{}, err
+	}
+	step := Step{Name: "replace " + id + " by " + n.ID, Nodes: r.liveNodes() + 1}
+	r.progress("starting %s (grpc %s) with --replace %s", n.ID, n.GRPC, id)
+	if err := r.lc.StartNode(n.ID); err != nil {
+		return step, err
+	}
+	if err := r.waitRing(ctx, n.ID, "normal", begin); err != nil {
+		return step, err
+	}
+	if err := r.waitRing(ctx, id, "left", begin); err != nil {
+		return step, err
+	}
+	step.ChangeSeconds = time.Since(begin).Seconds()
+	step.WritesAcked, step.WriteErrors = r.writes.Load()-w0, r.writeErr.Load()-e0
+	r.progress("%s is normal and %s left %.1fs after the kill (%d writes acknowledged, %d failed meanwhile)", n.ID, id, step.ChangeSeconds, step.WritesAcked, step.WriteErrors)
 	return step, r.check(ctx, &step, time.Now())
 }
 
@@ -772,8 +824,12 @@ func writeResults(dir string, res *Result) error {
 func Markdown(res *Result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Shape check\n\n`%s`, started %s.\n\n", res.Command, res.Start.Format(time.RFC3339))
-	fmt.Fprintf(&b, "%d keys loaded at quorum; %d nodes added one at a time, then %s decommissioned, while a writer writes at quorum (at most %d/s, one write in four a new key).\n\n",
-		res.Config.Keys, res.Config.Add, strings.Join(res.Config.Decommission, ", "), res.Config.WriteRate)
+	replaced := ""
+	if len(res.Config.Replace) > 0 {
+		replaced = fmt.Sprintf("%s killed (SIGKILL) and replaced, ", strings.Join(res.Config.Replace, ", "))
+	}
+	fmt.Fprintf(&b, "%d keys loaded at quorum; %d nodes added one at a time, then %s%s decommissioned, while a writer writes at quorum (at most %d/s, one write in four a new key).\n\n",
+		res.Config.Keys, res.Config.Add, replaced, strings.Join(res.Config.Decommission, ", "), res.Config.WriteRate)
 	b.WriteString("| step | nodes | change (s) | writes acked / failed during it | acknowledged keys read | missing | stale | read errors | per node: owned / held (extra, absent) | cleanup done after (s) | on-demand cleanup: scanned = held, removed | ok |\n")
 	b.WriteString("|---|---:|---:|---|---:|---:|---:|---:|---|---|---|---|\n")
 	for _, s := range res.Steps {

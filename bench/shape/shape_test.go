@@ -50,7 +50,8 @@ func needBinary(t *testing.T) {
 }
 
 // TestScaleOutAndInSmall is the scenario at CI size: 3 nodes, 300 keys,
-// a fourth node added and then n1 (a first node, possibly the metadata
+// a fourth node added, n2 killed with SIGKILL and replaced by n5 (started
+// with --replace n2), and then n1 (a first node, possibly the metadata
 // leader) decommissioned under the quorum writer.
 func TestScaleOutAndInSmall(t *testing.T) {
 	needBinary(t)
@@ -58,16 +59,16 @@ func TestScaleOutAndInSmall(t *testing.T) {
 	defer cancel()
 	out := t.TempDir()
 	var log strings.Builder
-	res, err := Run(ctx, Config{Binary: adaptkvBinary, Out: out, Keys: 300, Add: 1, FromFirst: true, StepTimeout: time.Minute,
+	res, err := Run(ctx, Config{Binary: adaptkvBinary, Out: out, Keys: 300, Add: 1, Replace: []string{"n2"}, FromFirst: true, StepTimeout: time.Minute,
 		// The automatic cleanup takes well under a second here.
 		CleanupWait: 5 * time.Second}, &log)
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, log.String())
 	}
-	if !res.OK || len(res.Steps) != 3 {
-		t.Fatalf("ok %v, %d steps; want ok and load, add n4, decommission n1:\n%s", res.OK, len(res.Steps), log.String())
+	if !res.OK || len(res.Steps) != 4 {
+		t.Fatalf("ok %v, %d steps; want ok and load, add n4, replace n2 by n5, decommission n1:\n%s", res.OK, len(res.Steps), log.String())
 	}
-	wantNodes := []int{3, 4, 3}
+	wantNodes := []int{3, 4, 4, 3}
 	for i, s := range res.Steps {
 		if s.Nodes != wantNodes[i] || len(s.PerNode) != wantNodes[i] {
 			t.Errorf("step %s: %d nodes, %d checked; want %d", s.Name, s.Nodes, len(s.PerNode), wantNodes[i])
@@ -89,8 +90,8 @@ func TestScaleOutAndInSmall(t *testing.T) {
 			t.Errorf("step %s: the nodes own %d copies of %d keys, want 3 each", s.Name, total, s.Keys)
 		}
 	}
-	if res.Steps[2].Name != "decommission n1" {
-		t.Errorf("last step %q, want decommission n1", res.Steps[2].Name)
+	if res.Steps[2].Name != "replace n2 by n5" || res.Steps[3].Name != "decommission n1" {
+		t.Errorf("steps %q, %q; want replace n2 by n5, decommission n1", res.Steps[2].Name, res.Steps[3].Name)
 	}
 	md, err := os.ReadFile(filepath.Join(out, "results.md"))
 	if err != nil || !strings.Contains(string(md), "Verdict: **PASS**") || !strings.Contains(string(md), "| add n4 | 4 |") {
