@@ -522,3 +522,24 @@ func (r *streamRun) snapshotKeep() (StreamProgress, bool) {
 	defer r.mu.Unlock()
 	return r.prog.clone(), r.dirty
 }
+
+// StreamCounters are what this node's process streamed as driver of
+// topology changes, since it started.
+type StreamCounters struct {
+	// RecordsPushed is the records pushed to new replicas.
+	RecordsPushed uint64
+	// BytesPaced is the bytes that went through the rate limiter, and
+	// Waits the times the limiter made the stream wait.
+	BytesPaced, Waits uint64
+	// Checkpoints is the stream-progress entries committed.
+	Checkpoints uint64
+	// Resumed is the streams this process continued from a checkpoint.
+	Resumed uint64
+}
+
+// StreamCounters returns what this node has streamed as driver.
+func (n *Node) StreamCounters() StreamCounters {
+	s := &n.streamStats
+	return StreamCounters{RecordsPushed: s.recordsPushed.Load(), BytesPaced: s.bytesPaced.Load(), Waits: s.waits.Load(),
+		Checkpoints: s.checkpoints.Load(), Resumed: s.resumed.Load()}
+}
