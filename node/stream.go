@@ -217,7 +217,8 @@ func (r *streamRun) checkpoint(ctx context.Context) {
 	}
 	r.n.streamStats.checkpoints.Add(1)
 	r.n.log.Info("stream progress", "change", p.Change, "keyspace", p.Keyspace, "records_pushed", p.RecordsPushed,
-		"bytes_pushed", p.BytesPushed, "bytes_scanned", p.BytesScanned, "bytes_per_sec", int64(r.rate(p)))
+		"bytes_pushed", p.BytesPushed, "bytes_scanned", p.BytesScanned, "bytes_per_sec", int64(r.rate(p)),
+		"rate_limit", r.n.cfg.StreamRate)
 }
 
 // streamChange streams every keyspace for change c in st, checkpointing
