@@ -254,6 +254,50 @@ type ClusterStatus struct {
 	// TopologyEpoch is the index of the metadata log entry that last
 	// changed the ring, as the answering node has applied it.
 	TopologyEpoch uint64
+	// Stream is the progress of the topology change's stream, nil when no
+	// change is in progress.
+	Stream *StreamStatus
+}
+
+// StreamStatus is the progress of a topology change's stream: live from
+// the node driving it, otherwise the last checkpoint in the metadata log.
+type StreamStatus struct {
+	Change         string
+	Since          uint64
+	Driver         string
+	Live           bool
+	Keyspace       string
+	KeyspacesDone  int
+	KeyspacesTotal int
+	// SourcesDone and SourcesTotal count (keyspace, current member) scans.
+	SourcesDone    int
+	SourcesTotal   int
+	RecordsScanned uint64
+	BytesScanned   uint64
+	RecordsPushed  uint64
+	BytesPushed    uint64
+	Started        time.Time
+	Updated        time.Time
+	// BytesPerSecond is the bytes scanned per second since the driver
+	// started or resumed.
+	BytesPerSecond float64
+	Resumes        int
+	// RateLimit is the driver's limit in bytes per second, 0 for none or
+	// unknown (reported by the driver only).
+	RateLimit int64
+}
+
+func streamStatusFromPB(s *kvpb.StreamStatus) *StreamStatus {
+	if s == nil {
+		return nil
+	}
+	return &StreamStatus{Change: s.GetChange(), Since: s.GetSince(), Driver: s.GetDriver(), Live: s.GetLive(),
+		Keyspace: s.GetKeyspace(), KeyspacesDone: int(s.GetKeyspacesDone()), KeyspacesTotal: int(s.GetKeyspacesTotal()),
+		SourcesDone: int(s.GetSourcesDone()), SourcesTotal: int(s.GetSourcesTotal()),
+		RecordsScanned: s.GetRecordsScanned(), BytesScanned: s.GetBytesScanned(),
+		RecordsPushed: s.GetRecordsPushed(), BytesPushed: s.GetBytesPushed(),
+		Started: time.UnixMilli(s.GetStartedUnixMs()), Updated: time.UnixMilli(s.GetUpdatedUnixMs()),
+		BytesPerSecond: s.GetBytesPerSecond(), Resumes: int(s.GetResumes()), RateLimit: s.GetRateLimit()}
 }
 
 func clusterStatusFromPB(r *kvpb.ClusterStatusResponse) *ClusterStatus {
@@ -264,6 +308,7 @@ func clusterStatusFromPB(r *kvpb.ClusterStatusResponse) *ClusterStatus {
 		Vnodes:         int(r.GetVnodes()),
 		HintsPending:   r.GetHintsPending(),
 		TopologyEpoch:  r.GetTopologyEpoch(),
+		Stream:         streamStatusFromPB(r.GetStream()),
 		Members:        make([]Member, 0, len(r.GetMembers())),
 	}
 	for _, m := range r.GetMembers() {

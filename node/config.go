@@ -151,6 +151,16 @@ type Config struct {
 	// (4 MiB/s).
 	AntiEntropyRate int64
 
+	// StreamRate bounds the bytes per second the stream of a topology
+	// change (join, decommission, removal, replacement) reads from the
+	// current replicas, on the node that drives it (the metadata leader);
+	// 0 means no limit. Default DefaultStreamRate (64 MiB/s).
+	StreamRate int64
+	// StreamCheckpoint is how often the stream's progress is written to
+	// the metadata log, from where a new driver resumes it. 0 means
+	// DefaultStreamCheckpoint (2 s).
+	StreamCheckpoint time.Duration
+
 	// UnsafeTestHooks serves fault-injection hooks (clock skew, slow
 	// replies, link latency, dropped writes) under /unsafe/ on HTTPAddr, for
 	// the Jepsen harness and experiments. Never enable it in production.
@@ -189,6 +199,8 @@ func DefaultConfig() Config {
 
 		AntiEntropyInterval: DefaultAntiEntropyInterval,
 		AntiEntropyRate:     DefaultAntiEntropyRate,
+		StreamRate:          DefaultStreamRate,
+		StreamCheckpoint:    DefaultStreamCheckpoint,
 	}
 }
 
@@ -234,6 +246,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AntiEntropyInterval < 0 || c.AntiEntropyRate < 0 {
 		return fmt.Errorf("anti-entropy interval %v and rate %d bytes/s must not be negative", c.AntiEntropyInterval, c.AntiEntropyRate)
+	}
+	if c.StreamRate < 0 || c.StreamCheckpoint < 0 {
+		return fmt.Errorf("stream rate %d bytes/s and stream checkpoint %v must not be negative", c.StreamRate, c.StreamCheckpoint)
 	}
 	if c.MaxHints < 0 || c.MaxHintWindow < 0 {
 		return fmt.Errorf("max hints %d and max hint window %v must not be negative", c.MaxHints, c.MaxHintWindow)

@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
 
-	"github.com/adaptkv/adaptkv/api/kvpb"
-	"github.com/adaptkv/adaptkv/api/ring"
 	"github.com/adaptkv/adaptkv/node/membership"
 )
 
@@ -28,7 +25,9 @@ var errStreamNotReady = errors.New("node: join stream not ready")
 // metadata log: it initialises the ring, proposes a member gossip sees and
 // the log does not as joining, and finishes the join in progress (streams
 // its ranges to it, then makes it normal). A new leader picks a join up
-// where the log says it is; the stream is idempotent (last writer wins).
+// where the log says it is, and its stream continues from the last
+// checkpoint in the log (stream.go); pushing a record twice is harmless
+// (last writer wins).
 func (n *Node) topologyLoop(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
@@ -144,7 +143,7 @@ func (n *Node) finishChange(ctx context.Context, c change) error {
 		return fmt.Errorf("%w: %s: %s is down", errStreamNotReady, c.what, c.mustBeAlive)
 	}
 	start := time.Now()
-	pushed, err := n.streamChange(ctx, st, c.dead)
+	pushed, err := n.streamChange(ctx, st, c)
 	if err != nil {
 		return fmt.Errorf("%s: stream: %w", c.what, err)
 	}
@@ -152,7 +151,7 @@ func (n *Node) finishChange(ctx context.Context, c change) error {
 		return fmt.Errorf("%s: commit %s: %w", c.what, c.done, err)
 	}
 	epoch := n.meta.Topology().Epoch
-	n.log.Info("topology change done", "change", c.what, "records_streamed", pushed,
+	n.log.Info("topology change done", "change", c.what, "records_streamed_by_this_driver", pushed,
 		"took", time.Since(start).Round(time.Millisecond), "topology_epoch", epoch)
 	// After a removal no member gives ranges away (the survivors only gain
 	// the dead one's), but cleaning finds nothing then and costs one scan.
@@ -192,20 +191,6 @@ func (n *Node) finishReplace(ctx context.Context, dead, nu TopologyMember) error
 	return n.finishChange(ctx, change{since: max(dead.Since, nu.Since), mustBeAlive: nu.ID, dead: dead.ID,
 		done: "topo-replaced", members: []TopologyMember{{ID: dead.ID}, {ID: nu.ID}},
 		what: "replacement of " + dead.ID + " by " + nu.ID})
-}
-
-// streamChange streams every keyspace for the change in progress in st;
-// dead, when not empty, is a removed member, not read.
-func (n *Node) streamChange(ctx context.Context, st *topoState, dead string) (int, error) {
-	pushed := 0
-	for _, d := range n.meta.Defs() {
-		c, err := n.streamKeyspace(ctx, d.Name, st.current, st.future, dead)
-		pushed += c
-		if err != nil {
-			return pushed, fmt.Errorf("keyspace %q: %w", d.Name, err)
-		}
-	}
-	return pushed, nil
 }
 
 // rejoinGrace is how long the leader waits, after it first sees a member
@@ -262,86 +247,4 @@ func (n *Node) awaitApplied(ctx context.Context, index uint64) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// streamKeyspace copies to each key's new replicas (the members on the
-// future ring's preference list that are not on the current one's: the
-// joining member, or the members that take over a leaving member's
-// ranges) every record of keyspace: it scans the keyspace on every current
-// member (each of a key's current replicas, so that a write acknowledged
-// by any W of them is found) and pushes the records as hints (old writes:
-// last writer wins keeps a copy older than one a replica already has
-// harmless), tombstones too. It returns the records pushed.
-//
-// With dead (a removed member) the scan skips dead and reads the survivors
-// only, and each record goes to every future replica of its key but the
-// member it was read from, when that member is one of the key's current
-// replicas (not a stale copy of a range it no longer owns): a survivor may lack a write that the dead
-// member and one other acknowledged, and after the removal the survivors
-// and the new replica are all the copies there are. That pushes each
-// record up to N-1 times per survivor holding it instead of once per new
-// replica; a removal is rare, and last writer wins makes the extra copies
-// harmless.
-func (n *Node) streamKeyspace(ctx context.Context, keyspace string, cur, fut *ring.Ring, dead string) (int, error) {
-	cfg, ok := n.meta.Keyspace(keyspace)
-	if !ok {
-		return 0, nil
-	}
-	rfCur := max(cfg.N, min(cfg.PendingN, cur.Len()))
-	rfFut := max(cfg.N, min(cfg.PendingN, fut.Len()))
-	view := n.members.View()
-	for _, m := range fut.Members() {
-		if !view.Alive(m.ID) {
-			return 0, fmt.Errorf("%w: future member %s is down", errStreamNotReady, m.ID)
-		}
-	}
-	pushed := 0
-	for _, m := range cur.Members() {
-		if m.ID == dead {
-			continue
-		}
-		if !view.Alive(m.ID) {
-			// Every current replica must be read: W of them may be all that
-			// hold an acknowledged write.
-			return pushed, fmt.Errorf("%w: current member %s is down", errStreamNotReady, m.ID)
-		}
-		var from []byte
-		for {
-			resp, err := n.transport.Scan(ctx, m.ID, &kvpb.ReplicaScanRequest{
-				Keyspace: keyspace, Epoch: cfg.Epoch, Start: from, Limit: streamPage, From: n.cfg.ID})
-			if err != nil {
-				return pushed, fmt.Errorf("scan %s: %w", m.ID, err)
-			}
-			if resp.GetKnownEpoch() > cfg.Epoch {
-				return pushed, fmt.Errorf("%w: %s knows epoch %d", errStreamNotReady, m.ID, resp.GetKnownEpoch())
-			}
-			batches := map[string][]*kvpb.Mutation{}
-			for _, rec := range resp.GetRecords() {
-				now := cur.PreferenceList(keyspace, rec.GetKey(), rfCur)
-				for _, id := range fut.PreferenceList(keyspace, rec.GetKey(), rfFut) {
-					if (dead == "" && !slices.Contains(now, id)) || (dead != "" && id != m.ID && slices.Contains(now, m.ID)) {
-						batches[id] = append(batches[id], &kvpb.Mutation{Keyspace: keyspace, Epoch: cfg.Epoch, Record: rec})
-					}
-				}
-			}
-			for to, muts := range batches {
-				wr, err := n.transport.Hint(ctx, to, &kvpb.ReplicaWriteRequest{Mutations: muts, From: n.cfg.ID})
-				if err != nil {
-					return pushed, fmt.Errorf("push to %s: %w", to, err)
-				}
-				for _, r := range wr.GetResults() {
-					if !r.GetOk() {
-						return pushed, fmt.Errorf("push to %s refused: %s", to, r.GetError())
-					}
-				}
-				pushed += len(muts)
-			}
-			recs := resp.GetRecords()
-			if len(recs) < streamPage {
-				break
-			}
-			from = append(slices.Clone(recs[len(recs)-1].GetKey()), 0)
-		}
-	}
-	return pushed, nil
 }

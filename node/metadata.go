@@ -72,6 +72,9 @@ type command struct {
 	// PrevObserved what was measured under the previous one.
 	Decision     json.RawMessage `json:"decision,omitempty"`
 	PrevObserved json.RawMessage `json:"prev_observed,omitempty"`
+	// Stream is a topology change's stream checkpoint ("stream-progress",
+	// stream.go).
+	Stream *StreamProgress `json:"stream,omitempty"`
 	// AtUnixMs is the proposer's clock, so that every node records the same
 	// creation time.
 	AtUnixMs int64 `json:"at"`
@@ -98,6 +101,9 @@ type fsm struct {
 	numbers atomic.Pointer[map[string]uint32]
 	// topo is the ring membership (topology.go).
 	topo atomic.Pointer[topoState]
+	// stream is the last checkpoint of the topology change's stream
+	// (stream.go); nil when none was written.
+	stream atomic.Pointer[StreamProgress]
 	// vnodes is the ring's vnodes per member; every node must agree.
 	vnodes   int
 	applied  atomic.Uint64
@@ -131,6 +137,15 @@ func (f *fsm) Apply(l *raft.Log) any {
 	case "nop":
 		// Changes nothing; it gives the leader's read index an entry that
 		// reaches the state machine (see localReadIndex).
+		return applyResult{}
+	case "stream-progress":
+		// Only the change in progress is checkpointed: a deposed leader's
+		// late checkpoint of a change that has ended is refused.
+		t := f.topo.Load().Topology
+		if _, ok := t.Changing(); !ok || c.Stream == nil || c.Stream.Since != t.Epoch {
+			return applyResult{err: fmt.Errorf("%w: stream checkpoint for a change not in progress", ErrTopologyChange)}
+		}
+		f.stream.Store(c.Stream)
 		return applyResult{}
 	case "topo-init", "topo-join", "topo-normal", "topo-leave", "topo-remove", "topo-left",
 		"topo-replace", "topo-replaced":
@@ -291,7 +306,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	// Raft calls Snapshot between Applys, so applied is the snapshot's
 	// index.
 	return fsmSnapshot{Keyspaces: *f.keyspaces.Load(), Decisions: *f.decisions.Load(), Numbers: *f.numbers.Load(),
-		Topology: f.topo.Load().Topology, Index: f.applied.Load()}, nil
+		Topology: f.topo.Load().Topology, Stream: f.stream.Load(), Index: f.applied.Load()}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -322,6 +337,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.decisions.Store(&snap.Decisions)
 	f.numbers.Store(&snap.Numbers)
 	f.topo.Store(newTopoState(snap.Topology, f.vnodes))
+	f.stream.Store(snap.Stream)
 	// The state is that of the snapshot's index, which is past the last
 	// entry that changed a keyspace when decisions followed it: a node that
 	// waited for that index (WaitForIndex, the configuration lease) would
@@ -341,6 +357,7 @@ type fsmSnapshot struct {
 	Decisions map[string][]json.RawMessage `json:"decisions"`
 	Numbers   map[string]uint32            `json:"numbers,omitempty"`
 	Topology  Topology                     `json:"topology,omitempty"`
+	Stream    *StreamProgress              `json:"stream,omitempty"`
 	// Index is the last log index the snapshot includes.
 	Index uint64 `json:"index,omitempty"`
 }
@@ -401,6 +418,9 @@ func parseLevel(s string) (quorum.Level, error) {
 	}
 	return quorum.ParseLevel(s)
 }
+
+// streamProgress returns the last stream checkpoint, nil when none.
+func (f *fsm) streamProgress() *StreamProgress { return f.stream.Load() }
 
 // Def returns a keyspace's stored definition.
 func (f *fsm) Def(name string) (KeyspaceDef, bool) {

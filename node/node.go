@@ -60,6 +60,10 @@ type Node struct {
 	// leftSeen is when the leader first saw each left member alive in
 	// gossip (join.go's rejoinDue); topologyLoop's only.
 	leftSeen map[string]time.Time
+	// stream is the topology change's stream this node drives, if any
+	// (stream.go); streamStats count what this process streamed.
+	stream      atomic.Pointer[streamRun]
+	streamStats streamStats
 	// left is closed once this node has left the ring and the cluster
 	// (decommission.go).
 	left     chan struct{}

@@ -536,6 +536,7 @@ func (s adminServer) ClusterStatus(ctx context.Context, req *kvpb.ClusterStatusR
 		Vnodes:         uint32(rg.Vnodes()),
 		HintsPending:   uint64(s.n.hints.Pending()),
 		TopologyEpoch:  topo.Epoch,
+		Stream:         s.n.streamStatus(),
 	}
 	for _, m := range v.Members {
 		resp.Members = append(resp.Members, &kvpb.Member{

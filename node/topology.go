@@ -82,6 +82,15 @@ import (
 // everyone). That streams more than a token-for-token replacement would,
 // and cleanup deletes what moved; correctness does not depend on it.
 //
+// The stream (stream.go) is paced and checkpointed in the metadata log, and
+// a driver that takes a change up resumes from the checkpoint. That keeps
+// the argument: a checkpoint names only pages every new replica
+// acknowledged, read after every member had applied the change's entry, so
+// what a resumed stream skips was copied already, and every later write to
+// those keys went to the new replicas as pending replicas. The entry that
+// ends the change is proposed only after a stream has finished every
+// keyspace, and cleanup is refused while a change is in progress.
+//
 // One change at a time: the log refuses a join or a leave while another
 // member is joining or leaving, so that there are never more than two
 // rings.

@@ -1573,6 +1573,7 @@ type ClusterStatusResponse struct {
 	Vnodes         uint32                 `protobuf:"varint,5,opt,name=vnodes,proto3" json:"vnodes,omitempty"`                                    // virtual nodes per member on the ring
 	HintsPending   uint64                 `protobuf:"varint,6,opt,name=hints_pending,json=hintsPending,proto3" json:"hints_pending,omitempty"`    // hints stored on this node
 	TopologyEpoch  uint64                 `protobuf:"varint,7,opt,name=topology_epoch,json=topologyEpoch,proto3" json:"topology_epoch,omitempty"` // index of the last metadata entry that changed the ring
+	Stream         *StreamStatus          `protobuf:"bytes,8,opt,name=stream,proto3" json:"stream,omitempty"`                                     // the topology change's stream, while one is in progress
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1656,6 +1657,197 @@ func (x *ClusterStatusResponse) GetTopologyEpoch() uint64 {
 	return 0
 }
 
+func (x *ClusterStatusResponse) GetStream() *StreamStatus {
+	if x != nil {
+		return x.Stream
+	}
+	return nil
+}
+
+// StreamStatus is the progress of the stream of a topology change (the
+// ranges that move, read from the current replicas and pushed to the new
+// ones). The driver (the metadata leader) reports it live; other nodes
+// report the last checkpoint it wrote to the metadata log.
+type StreamStatus struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Change         string                 `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`     // e.g. "join of n4"
+	Since          uint64                 `protobuf:"varint,2,opt,name=since,proto3" json:"since,omitempty"`      // metadata index of the entry that started the change
+	Driver         string                 `protobuf:"bytes,3,opt,name=driver,proto3" json:"driver,omitempty"`     // the node streaming (the metadata leader)
+	Live           bool                   `protobuf:"varint,4,opt,name=live,proto3" json:"live,omitempty"`        // true when the answering node is streaming now
+	Keyspace       string                 `protobuf:"bytes,5,opt,name=keyspace,proto3" json:"keyspace,omitempty"` // the keyspace being streamed
+	KeyspacesDone  uint32                 `protobuf:"varint,6,opt,name=keyspaces_done,json=keyspacesDone,proto3" json:"keyspaces_done,omitempty"`
+	KeyspacesTotal uint32                 `protobuf:"varint,7,opt,name=keyspaces_total,json=keyspacesTotal,proto3" json:"keyspaces_total,omitempty"`
+	SourcesDone    uint32                 `protobuf:"varint,8,opt,name=sources_done,json=sourcesDone,proto3" json:"sources_done,omitempty"` // (keyspace, current member) scans finished
+	SourcesTotal   uint32                 `protobuf:"varint,9,opt,name=sources_total,json=sourcesTotal,proto3" json:"sources_total,omitempty"`
+	RecordsScanned uint64                 `protobuf:"varint,10,opt,name=records_scanned,json=recordsScanned,proto3" json:"records_scanned,omitempty"`
+	BytesScanned   uint64                 `protobuf:"varint,11,opt,name=bytes_scanned,json=bytesScanned,proto3" json:"bytes_scanned,omitempty"`
+	RecordsPushed  uint64                 `protobuf:"varint,12,opt,name=records_pushed,json=recordsPushed,proto3" json:"records_pushed,omitempty"` // records copied to new replicas
+	BytesPushed    uint64                 `protobuf:"varint,13,opt,name=bytes_pushed,json=bytesPushed,proto3" json:"bytes_pushed,omitempty"`
+	StartedUnixMs  int64                  `protobuf:"varint,14,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
+	UpdatedUnixMs  int64                  `protobuf:"varint,15,opt,name=updated_unix_ms,json=updatedUnixMs,proto3" json:"updated_unix_ms,omitempty"`
+	BytesPerSecond float64                `protobuf:"fixed64,16,opt,name=bytes_per_second,json=bytesPerSecond,proto3" json:"bytes_per_second,omitempty"` // bytes scanned per second since the driver started or resumed
+	Resumes        uint32                 `protobuf:"varint,17,opt,name=resumes,proto3" json:"resumes,omitempty"`                                        // times the stream continued from a checkpoint
+	RateLimit      int64                  `protobuf:"varint,18,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`                   // the driver's --stream-rate, bytes/s; 0 is unlimited
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *StreamStatus) Reset() {
+	*x = StreamStatus{}
+	mi := &file_adaptkv_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamStatus) ProtoMessage() {}
+
+func (x *StreamStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamStatus.ProtoReflect.Descriptor instead.
+func (*StreamStatus) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StreamStatus) GetChange() string {
+	if x != nil {
+		return x.Change
+	}
+	return ""
+}
+
+func (x *StreamStatus) GetSince() uint64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *StreamStatus) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
+func (x *StreamStatus) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *StreamStatus) GetKeyspacesDone() uint32 {
+	if x != nil {
+		return x.KeyspacesDone
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetKeyspacesTotal() uint32 {
+	if x != nil {
+		return x.KeyspacesTotal
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetSourcesDone() uint32 {
+	if x != nil {
+		return x.SourcesDone
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetSourcesTotal() uint32 {
+	if x != nil {
+		return x.SourcesTotal
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetRecordsScanned() uint64 {
+	if x != nil {
+		return x.RecordsScanned
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetBytesScanned() uint64 {
+	if x != nil {
+		return x.BytesScanned
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetRecordsPushed() uint64 {
+	if x != nil {
+		return x.RecordsPushed
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetBytesPushed() uint64 {
+	if x != nil {
+		return x.BytesPushed
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetStartedUnixMs() int64 {
+	if x != nil {
+		return x.StartedUnixMs
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetUpdatedUnixMs() int64 {
+	if x != nil {
+		return x.UpdatedUnixMs
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetBytesPerSecond() float64 {
+	if x != nil {
+		return x.BytesPerSecond
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetResumes() uint32 {
+	if x != nil {
+		return x.Resumes
+	}
+	return 0
+}
+
+func (x *StreamStatus) GetRateLimit() int64 {
+	if x != nil {
+		return x.RateLimit
+	}
+	return 0
+}
+
 type LocalGetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
@@ -1666,7 +1858,7 @@ type LocalGetRequest struct {
 
 func (x *LocalGetRequest) Reset() {
 	*x = LocalGetRequest{}
-	mi := &file_adaptkv_proto_msgTypes[23]
+	mi := &file_adaptkv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1870,7 @@ func (x *LocalGetRequest) String() string {
 func (*LocalGetRequest) ProtoMessage() {}
 
 func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[23]
+	mi := &file_adaptkv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1883,7 @@ func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetRequest.ProtoReflect.Descriptor instead.
 func (*LocalGetRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{23}
+	return file_adaptkv_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LocalGetRequest) GetKeyspace() string {
@@ -1721,7 +1913,7 @@ type LocalGetResponse struct {
 
 func (x *LocalGetResponse) Reset() {
 	*x = LocalGetResponse{}
-	mi := &file_adaptkv_proto_msgTypes[24]
+	mi := &file_adaptkv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1925,7 @@ func (x *LocalGetResponse) String() string {
 func (*LocalGetResponse) ProtoMessage() {}
 
 func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[24]
+	mi := &file_adaptkv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1938,7 @@ func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetResponse.ProtoReflect.Descriptor instead.
 func (*LocalGetResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{24}
+	return file_adaptkv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LocalGetResponse) GetFound() bool {
@@ -1794,7 +1986,7 @@ type TunerExplainRequest struct {
 
 func (x *TunerExplainRequest) Reset() {
 	*x = TunerExplainRequest{}
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1806,7 +1998,7 @@ func (x *TunerExplainRequest) String() string {
 func (*TunerExplainRequest) ProtoMessage() {}
 
 func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1819,7 +2011,7 @@ func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainRequest.ProtoReflect.Descriptor instead.
 func (*TunerExplainRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{25}
+	return file_adaptkv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TunerExplainRequest) GetKeyspace() string {
@@ -1846,7 +2038,7 @@ type TunerExplainResponse struct {
 
 func (x *TunerExplainResponse) Reset() {
 	*x = TunerExplainResponse{}
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +2050,7 @@ func (x *TunerExplainResponse) String() string {
 func (*TunerExplainResponse) ProtoMessage() {}
 
 func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +2063,7 @@ func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainResponse.ProtoReflect.Descriptor instead.
 func (*TunerExplainResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{26}
+	return file_adaptkv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TunerExplainResponse) GetDecisionsJson() []string {
@@ -1897,7 +2089,7 @@ type TunerWhatIfRequest struct {
 
 func (x *TunerWhatIfRequest) Reset() {
 	*x = TunerWhatIfRequest{}
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2101,7 @@ func (x *TunerWhatIfRequest) String() string {
 func (*TunerWhatIfRequest) ProtoMessage() {}
 
 func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2114,7 @@ func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfRequest.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{27}
+	return file_adaptkv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TunerWhatIfRequest) GetKeyspace() string {
@@ -1942,7 +2134,7 @@ type TunerWhatIfResponse struct {
 
 func (x *TunerWhatIfResponse) Reset() {
 	*x = TunerWhatIfResponse{}
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2146,7 @@ func (x *TunerWhatIfResponse) String() string {
 func (*TunerWhatIfResponse) ProtoMessage() {}
 
 func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2159,7 @@ func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfResponse.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{28}
+	return file_adaptkv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TunerWhatIfResponse) GetCandidatesJson() string {
@@ -1993,7 +2185,7 @@ type TunerSnapshotRequest struct {
 
 func (x *TunerSnapshotRequest) Reset() {
 	*x = TunerSnapshotRequest{}
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2197,7 @@ func (x *TunerSnapshotRequest) String() string {
 func (*TunerSnapshotRequest) ProtoMessage() {}
 
 func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2210,7 @@ func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{29}
+	return file_adaptkv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TunerSnapshotRequest) GetKeyspace() string {
@@ -2039,7 +2231,7 @@ type TunerSnapshotResponse struct {
 
 func (x *TunerSnapshotResponse) Reset() {
 	*x = TunerSnapshotResponse{}
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2243,7 @@ func (x *TunerSnapshotResponse) String() string {
 func (*TunerSnapshotResponse) ProtoMessage() {}
 
 func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2256,7 @@ func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{30}
+	return file_adaptkv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TunerSnapshotResponse) GetObservationJson() []byte {
@@ -2110,7 +2302,7 @@ type RepairOptions struct {
 
 func (x *RepairOptions) Reset() {
 	*x = RepairOptions{}
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2314,7 @@ func (x *RepairOptions) String() string {
 func (*RepairOptions) ProtoMessage() {}
 
 func (x *RepairOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2327,7 @@ func (x *RepairOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairOptions.ProtoReflect.Descriptor instead.
 func (*RepairOptions) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{31}
+	return file_adaptkv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RepairOptions) GetPageSize() uint32 {
@@ -2236,7 +2428,7 @@ type RepairStats struct {
 
 func (x *RepairStats) Reset() {
 	*x = RepairStats{}
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2440,7 @@ func (x *RepairStats) String() string {
 func (*RepairStats) ProtoMessage() {}
 
 func (x *RepairStats) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2453,7 @@ func (x *RepairStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairStats.ProtoReflect.Descriptor instead.
 func (*RepairStats) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{32}
+	return file_adaptkv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RepairStats) GetKeysScanned() uint64 {
@@ -2358,7 +2550,7 @@ type RepairKeyspaceRequest struct {
 
 func (x *RepairKeyspaceRequest) Reset() {
 	*x = RepairKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2562,7 @@ func (x *RepairKeyspaceRequest) String() string {
 func (*RepairKeyspaceRequest) ProtoMessage() {}
 
 func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2575,7 @@ func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*RepairKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{33}
+	return file_adaptkv_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RepairKeyspaceRequest) GetKeyspace() string {
@@ -2415,7 +2607,7 @@ type RepairKeyspaceResponse struct {
 
 func (x *RepairKeyspaceResponse) Reset() {
 	*x = RepairKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2427,7 +2619,7 @@ func (x *RepairKeyspaceResponse) String() string {
 func (*RepairKeyspaceResponse) ProtoMessage() {}
 
 func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2440,7 +2632,7 @@ func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*RepairKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{34}
+	return file_adaptkv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RepairKeyspaceResponse) GetStats() *RepairStats {
@@ -2501,7 +2693,7 @@ type DecommissionNodeRequest struct {
 
 func (x *DecommissionNodeRequest) Reset() {
 	*x = DecommissionNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2513,7 +2705,7 @@ func (x *DecommissionNodeRequest) String() string {
 func (*DecommissionNodeRequest) ProtoMessage() {}
 
 func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2526,7 +2718,7 @@ func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{35}
+	return file_adaptkv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DecommissionNodeRequest) GetId() string {
@@ -2546,7 +2738,7 @@ type DecommissionNodeResponse struct {
 
 func (x *DecommissionNodeResponse) Reset() {
 	*x = DecommissionNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2750,7 @@ func (x *DecommissionNodeResponse) String() string {
 func (*DecommissionNodeResponse) ProtoMessage() {}
 
 func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2763,7 @@ func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeResponse.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{36}
+	return file_adaptkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DecommissionNodeResponse) GetTopologyEpoch() uint64 {
@@ -2597,7 +2789,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +2801,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +2814,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{37}
+	return file_adaptkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -2642,7 +2834,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2654,7 +2846,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2667,7 +2859,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{38}
+	return file_adaptkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RemoveNodeResponse) GetTopologyEpoch() uint64 {
@@ -2693,7 +2885,7 @@ type MetadataReadIndexRequest struct {
 
 func (x *MetadataReadIndexRequest) Reset() {
 	*x = MetadataReadIndexRequest{}
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2705,7 +2897,7 @@ func (x *MetadataReadIndexRequest) String() string {
 func (*MetadataReadIndexRequest) ProtoMessage() {}
 
 func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2718,7 +2910,7 @@ func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{39}
+	return file_adaptkv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MetadataReadIndexRequest) GetFrom() string {
@@ -2738,7 +2930,7 @@ type MetadataReadIndexResponse struct {
 
 func (x *MetadataReadIndexResponse) Reset() {
 	*x = MetadataReadIndexResponse{}
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2750,7 +2942,7 @@ func (x *MetadataReadIndexResponse) String() string {
 func (*MetadataReadIndexResponse) ProtoMessage() {}
 
 func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2763,7 +2955,7 @@ func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{40}
+	return file_adaptkv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MetadataReadIndexResponse) GetIndex() uint64 {
@@ -2793,7 +2985,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +2997,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +3010,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{41}
+	return file_adaptkv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Record) GetKey() []byte {
@@ -2862,7 +3054,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2874,7 +3066,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2887,7 +3079,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{42}
+	return file_adaptkv_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Mutation) GetKeyspace() string {
@@ -2922,7 +3114,7 @@ type MutationResult struct {
 
 func (x *MutationResult) Reset() {
 	*x = MutationResult{}
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2934,7 +3126,7 @@ func (x *MutationResult) String() string {
 func (*MutationResult) ProtoMessage() {}
 
 func (x *MutationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2947,7 +3139,7 @@ func (x *MutationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MutationResult.ProtoReflect.Descriptor instead.
 func (*MutationResult) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{43}
+	return file_adaptkv_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MutationResult) GetOk() bool {
@@ -2981,7 +3173,7 @@ type ReplicaWriteRequest struct {
 
 func (x *ReplicaWriteRequest) Reset() {
 	*x = ReplicaWriteRequest{}
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2993,7 +3185,7 @@ func (x *ReplicaWriteRequest) String() string {
 func (*ReplicaWriteRequest) ProtoMessage() {}
 
 func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3006,7 +3198,7 @@ func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{44}
+	return file_adaptkv_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ReplicaWriteRequest) GetMutations() []*Mutation {
@@ -3032,7 +3224,7 @@ type ReplicaWriteResponse struct {
 
 func (x *ReplicaWriteResponse) Reset() {
 	*x = ReplicaWriteResponse{}
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3044,7 +3236,7 @@ func (x *ReplicaWriteResponse) String() string {
 func (*ReplicaWriteResponse) ProtoMessage() {}
 
 func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3057,7 +3249,7 @@ func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{45}
+	return file_adaptkv_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReplicaWriteResponse) GetResults() []*MutationResult {
@@ -3083,7 +3275,7 @@ type ReplicaReadRequest struct {
 
 func (x *ReplicaReadRequest) Reset() {
 	*x = ReplicaReadRequest{}
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3095,7 +3287,7 @@ func (x *ReplicaReadRequest) String() string {
 func (*ReplicaReadRequest) ProtoMessage() {}
 
 func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3108,7 +3300,7 @@ func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaReadRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{46}
+	return file_adaptkv_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReplicaReadRequest) GetKeyspace() string {
@@ -3157,7 +3349,7 @@ type ReplicaReadResponse struct {
 
 func (x *ReplicaReadResponse) Reset() {
 	*x = ReplicaReadResponse{}
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3169,7 +3361,7 @@ func (x *ReplicaReadResponse) String() string {
 func (*ReplicaReadResponse) ProtoMessage() {}
 
 func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3182,7 +3374,7 @@ func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaReadResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{47}
+	return file_adaptkv_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReplicaReadResponse) GetFound() bool {
@@ -3220,7 +3412,7 @@ type ReplicaScanRequest struct {
 
 func (x *ReplicaScanRequest) Reset() {
 	*x = ReplicaScanRequest{}
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3232,7 +3424,7 @@ func (x *ReplicaScanRequest) String() string {
 func (*ReplicaScanRequest) ProtoMessage() {}
 
 func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3245,7 +3437,7 @@ func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaScanRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{48}
+	return file_adaptkv_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReplicaScanRequest) GetKeyspace() string {
@@ -3300,7 +3492,7 @@ type ReplicaScanResponse struct {
 
 func (x *ReplicaScanResponse) Reset() {
 	*x = ReplicaScanResponse{}
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3312,7 +3504,7 @@ func (x *ReplicaScanResponse) String() string {
 func (*ReplicaScanResponse) ProtoMessage() {}
 
 func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3325,7 +3517,7 @@ func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaScanResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{49}
+	return file_adaptkv_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReplicaScanResponse) GetRecords() []*Record {
@@ -3357,7 +3549,7 @@ type ReplicaRepairRequest struct {
 
 func (x *ReplicaRepairRequest) Reset() {
 	*x = ReplicaRepairRequest{}
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3369,7 +3561,7 @@ func (x *ReplicaRepairRequest) String() string {
 func (*ReplicaRepairRequest) ProtoMessage() {}
 
 func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3382,7 +3574,7 @@ func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{50}
+	return file_adaptkv_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReplicaRepairRequest) GetKeyspace() string {
@@ -3423,7 +3615,7 @@ type ReplicaRepairResponse struct {
 
 func (x *ReplicaRepairResponse) Reset() {
 	*x = ReplicaRepairResponse{}
-	mi := &file_adaptkv_proto_msgTypes[51]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3435,7 +3627,7 @@ func (x *ReplicaRepairResponse) String() string {
 func (*ReplicaRepairResponse) ProtoMessage() {}
 
 func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[51]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3448,7 +3640,7 @@ func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{51}
+	return file_adaptkv_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReplicaRepairResponse) GetStats() *RepairStats {
@@ -3476,7 +3668,7 @@ type DigestEntry struct {
 
 func (x *DigestEntry) Reset() {
 	*x = DigestEntry{}
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3680,7 @@ func (x *DigestEntry) String() string {
 func (*DigestEntry) ProtoMessage() {}
 
 func (x *DigestEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3693,7 @@ func (x *DigestEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestEntry.ProtoReflect.Descriptor instead.
 func (*DigestEntry) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{52}
+	return file_adaptkv_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *DigestEntry) GetKey() []byte {
@@ -3530,7 +3722,7 @@ type ReplicaDigestRequest struct {
 
 func (x *ReplicaDigestRequest) Reset() {
 	*x = ReplicaDigestRequest{}
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3542,7 +3734,7 @@ func (x *ReplicaDigestRequest) String() string {
 func (*ReplicaDigestRequest) ProtoMessage() {}
 
 func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3555,7 +3747,7 @@ func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{53}
+	return file_adaptkv_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReplicaDigestRequest) GetKeyspace() string {
@@ -3598,7 +3790,7 @@ type ReplicaDigestResponse struct {
 
 func (x *ReplicaDigestResponse) Reset() {
 	*x = ReplicaDigestResponse{}
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3610,7 +3802,7 @@ func (x *ReplicaDigestResponse) String() string {
 func (*ReplicaDigestResponse) ProtoMessage() {}
 
 func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3623,7 +3815,7 @@ func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{54}
+	return file_adaptkv_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReplicaDigestResponse) GetBehind() []uint32 {
@@ -3663,7 +3855,7 @@ type CompareTreesRequest struct {
 
 func (x *CompareTreesRequest) Reset() {
 	*x = CompareTreesRequest{}
-	mi := &file_adaptkv_proto_msgTypes[55]
+	mi := &file_adaptkv_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3675,7 +3867,7 @@ func (x *CompareTreesRequest) String() string {
 func (*CompareTreesRequest) ProtoMessage() {}
 
 func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[55]
+	mi := &file_adaptkv_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3688,7 +3880,7 @@ func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesRequest.ProtoReflect.Descriptor instead.
 func (*CompareTreesRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{55}
+	return file_adaptkv_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *CompareTreesRequest) GetKeyspace() string {
@@ -3760,7 +3952,7 @@ type SharedRoot struct {
 
 func (x *SharedRoot) Reset() {
 	*x = SharedRoot{}
-	mi := &file_adaptkv_proto_msgTypes[56]
+	mi := &file_adaptkv_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3772,7 +3964,7 @@ func (x *SharedRoot) String() string {
 func (*SharedRoot) ProtoMessage() {}
 
 func (x *SharedRoot) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[56]
+	mi := &file_adaptkv_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3785,7 +3977,7 @@ func (x *SharedRoot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRoot.ProtoReflect.Descriptor instead.
 func (*SharedRoot) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{56}
+	return file_adaptkv_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SharedRoot) GetBoundsHash() uint64 {
@@ -3815,7 +4007,7 @@ type TreeQuery struct {
 
 func (x *TreeQuery) Reset() {
 	*x = TreeQuery{}
-	mi := &file_adaptkv_proto_msgTypes[57]
+	mi := &file_adaptkv_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3827,7 +4019,7 @@ func (x *TreeQuery) String() string {
 func (*TreeQuery) ProtoMessage() {}
 
 func (x *TreeQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[57]
+	mi := &file_adaptkv_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3840,7 +4032,7 @@ func (x *TreeQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeQuery.ProtoReflect.Descriptor instead.
 func (*TreeQuery) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{57}
+	return file_adaptkv_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *TreeQuery) GetAfter() uint64 {
@@ -3892,7 +4084,7 @@ type CompareTreesResponse struct {
 
 func (x *CompareTreesResponse) Reset() {
 	*x = CompareTreesResponse{}
-	mi := &file_adaptkv_proto_msgTypes[58]
+	mi := &file_adaptkv_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3904,7 +4096,7 @@ func (x *CompareTreesResponse) String() string {
 func (*CompareTreesResponse) ProtoMessage() {}
 
 func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[58]
+	mi := &file_adaptkv_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3917,7 +4109,7 @@ func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesResponse.ProtoReflect.Descriptor instead.
 func (*CompareTreesResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{58}
+	return file_adaptkv_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CompareTreesResponse) GetAnswers() []*TreeAnswer {
@@ -3950,7 +4142,7 @@ type TreeAnswer struct {
 
 func (x *TreeAnswer) Reset() {
 	*x = TreeAnswer{}
-	mi := &file_adaptkv_proto_msgTypes[59]
+	mi := &file_adaptkv_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3962,7 +4154,7 @@ func (x *TreeAnswer) String() string {
 func (*TreeAnswer) ProtoMessage() {}
 
 func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[59]
+	mi := &file_adaptkv_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3975,7 +4167,7 @@ func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeAnswer.ProtoReflect.Descriptor instead.
 func (*TreeAnswer) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{59}
+	return file_adaptkv_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TreeAnswer) GetDiffering() []uint32 {
@@ -3995,7 +4187,7 @@ type CleanupKeyspaceRequest struct {
 
 func (x *CleanupKeyspaceRequest) Reset() {
 	*x = CleanupKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[60]
+	mi := &file_adaptkv_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4007,7 +4199,7 @@ func (x *CleanupKeyspaceRequest) String() string {
 func (*CleanupKeyspaceRequest) ProtoMessage() {}
 
 func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[60]
+	mi := &file_adaptkv_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4020,7 +4212,7 @@ func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{60}
+	return file_adaptkv_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CleanupKeyspaceRequest) GetKeyspace() string {
@@ -4047,7 +4239,7 @@ type CleanupKeyspaceResponse struct {
 
 func (x *CleanupKeyspaceResponse) Reset() {
 	*x = CleanupKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[61]
+	mi := &file_adaptkv_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4059,7 +4251,7 @@ func (x *CleanupKeyspaceResponse) String() string {
 func (*CleanupKeyspaceResponse) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[61]
+	mi := &file_adaptkv_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4072,7 +4264,7 @@ func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{61}
+	return file_adaptkv_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CleanupKeyspaceResponse) GetNodes() []*CleanupKeyspaceResponse_Node {
@@ -4099,7 +4291,7 @@ type ReplaceNodeRequest struct {
 
 func (x *ReplaceNodeRequest) Reset() {
 	*x = ReplaceNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4111,7 +4303,7 @@ func (x *ReplaceNodeRequest) String() string {
 func (*ReplaceNodeRequest) ProtoMessage() {}
 
 func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4124,7 +4316,7 @@ func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{62}
+	return file_adaptkv_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ReplaceNodeRequest) GetDeadId() string {
@@ -4151,7 +4343,7 @@ type ReplaceNodeResponse struct {
 
 func (x *ReplaceNodeResponse) Reset() {
 	*x = ReplaceNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[63]
+	mi := &file_adaptkv_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4163,7 +4355,7 @@ func (x *ReplaceNodeResponse) String() string {
 func (*ReplaceNodeResponse) ProtoMessage() {}
 
 func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[63]
+	mi := &file_adaptkv_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4176,7 +4368,7 @@ func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{63}
+	return file_adaptkv_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ReplaceNodeResponse) GetTopologyEpoch() uint64 {
@@ -4205,7 +4397,7 @@ type CleanupKeyspaceResponse_Node struct {
 
 func (x *CleanupKeyspaceResponse_Node) Reset() {
 	*x = CleanupKeyspaceResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[64]
+	mi := &file_adaptkv_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4217,7 +4409,7 @@ func (x *CleanupKeyspaceResponse_Node) String() string {
 func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[64]
+	mi := &file_adaptkv_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4230,7 +4422,7 @@ func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse_Node.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse_Node) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{61, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{62, 0}
 }
 
 func (x *CleanupKeyspaceResponse_Node) GetId() string {
@@ -4371,7 +4563,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	" \x01(\x01R\rringOwnership\x12\x1d\n" +
 	"\n" +
 	"ring_state\x18\v \x01(\tR\tringState\"\x16\n" +
-	"\x14ClusterStatusRequest\"\x92\x02\n" +
+	"\x14ClusterStatusRequest\"\xc4\x02\n" +
 	"\x15ClusterStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
 	"\amembers\x18\x02 \x03(\v2\x12.adaptkv.v1.MemberR\amembers\x12'\n" +
@@ -4379,7 +4571,29 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x0emetadata_index\x18\x04 \x01(\x04R\rmetadataIndex\x12\x16\n" +
 	"\x06vnodes\x18\x05 \x01(\rR\x06vnodes\x12#\n" +
 	"\rhints_pending\x18\x06 \x01(\x04R\fhintsPending\x12%\n" +
-	"\x0etopology_epoch\x18\a \x01(\x04R\rtopologyEpoch\"?\n" +
+	"\x0etopology_epoch\x18\a \x01(\x04R\rtopologyEpoch\x120\n" +
+	"\x06stream\x18\b \x01(\v2\x18.adaptkv.v1.StreamStatusR\x06stream\"\xe7\x04\n" +
+	"\fStreamStatus\x12\x16\n" +
+	"\x06change\x18\x01 \x01(\tR\x06change\x12\x14\n" +
+	"\x05since\x18\x02 \x01(\x04R\x05since\x12\x16\n" +
+	"\x06driver\x18\x03 \x01(\tR\x06driver\x12\x12\n" +
+	"\x04live\x18\x04 \x01(\bR\x04live\x12\x1a\n" +
+	"\bkeyspace\x18\x05 \x01(\tR\bkeyspace\x12%\n" +
+	"\x0ekeyspaces_done\x18\x06 \x01(\rR\rkeyspacesDone\x12'\n" +
+	"\x0fkeyspaces_total\x18\a \x01(\rR\x0ekeyspacesTotal\x12!\n" +
+	"\fsources_done\x18\b \x01(\rR\vsourcesDone\x12#\n" +
+	"\rsources_total\x18\t \x01(\rR\fsourcesTotal\x12'\n" +
+	"\x0frecords_scanned\x18\n" +
+	" \x01(\x04R\x0erecordsScanned\x12#\n" +
+	"\rbytes_scanned\x18\v \x01(\x04R\fbytesScanned\x12%\n" +
+	"\x0erecords_pushed\x18\f \x01(\x04R\rrecordsPushed\x12!\n" +
+	"\fbytes_pushed\x18\r \x01(\x04R\vbytesPushed\x12&\n" +
+	"\x0fstarted_unix_ms\x18\x0e \x01(\x03R\rstartedUnixMs\x12&\n" +
+	"\x0fupdated_unix_ms\x18\x0f \x01(\x03R\rupdatedUnixMs\x12(\n" +
+	"\x10bytes_per_second\x18\x10 \x01(\x01R\x0ebytesPerSecond\x12\x18\n" +
+	"\aresumes\x18\x11 \x01(\rR\aresumes\x12\x1d\n" +
+	"\n" +
+	"rate_limit\x18\x12 \x01(\x03R\trateLimit\"?\n" +
 	"\x0fLocalGetRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\"\xa4\x01\n" +
@@ -4630,7 +4844,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                           // 0: adaptkv.v1.Level
 	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
@@ -4657,48 +4871,49 @@ var file_adaptkv_proto_goTypes = []any{
 	(*Member)(nil),                       // 22: adaptkv.v1.Member
 	(*ClusterStatusRequest)(nil),         // 23: adaptkv.v1.ClusterStatusRequest
 	(*ClusterStatusResponse)(nil),        // 24: adaptkv.v1.ClusterStatusResponse
-	(*LocalGetRequest)(nil),              // 25: adaptkv.v1.LocalGetRequest
-	(*LocalGetResponse)(nil),             // 26: adaptkv.v1.LocalGetResponse
-	(*TunerExplainRequest)(nil),          // 27: adaptkv.v1.TunerExplainRequest
-	(*TunerExplainResponse)(nil),         // 28: adaptkv.v1.TunerExplainResponse
-	(*TunerWhatIfRequest)(nil),           // 29: adaptkv.v1.TunerWhatIfRequest
-	(*TunerWhatIfResponse)(nil),          // 30: adaptkv.v1.TunerWhatIfResponse
-	(*TunerSnapshotRequest)(nil),         // 31: adaptkv.v1.TunerSnapshotRequest
-	(*TunerSnapshotResponse)(nil),        // 32: adaptkv.v1.TunerSnapshotResponse
-	(*RepairOptions)(nil),                // 33: adaptkv.v1.RepairOptions
-	(*RepairStats)(nil),                  // 34: adaptkv.v1.RepairStats
-	(*RepairKeyspaceRequest)(nil),        // 35: adaptkv.v1.RepairKeyspaceRequest
-	(*RepairKeyspaceResponse)(nil),       // 36: adaptkv.v1.RepairKeyspaceResponse
-	(*DecommissionNodeRequest)(nil),      // 37: adaptkv.v1.DecommissionNodeRequest
-	(*DecommissionNodeResponse)(nil),     // 38: adaptkv.v1.DecommissionNodeResponse
-	(*RemoveNodeRequest)(nil),            // 39: adaptkv.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 40: adaptkv.v1.RemoveNodeResponse
-	(*MetadataReadIndexRequest)(nil),     // 41: adaptkv.v1.MetadataReadIndexRequest
-	(*MetadataReadIndexResponse)(nil),    // 42: adaptkv.v1.MetadataReadIndexResponse
-	(*Record)(nil),                       // 43: adaptkv.v1.Record
-	(*Mutation)(nil),                     // 44: adaptkv.v1.Mutation
-	(*MutationResult)(nil),               // 45: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),          // 46: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),         // 47: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),           // 48: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),          // 49: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),           // 50: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),          // 51: adaptkv.v1.ReplicaScanResponse
-	(*ReplicaRepairRequest)(nil),         // 52: adaptkv.v1.ReplicaRepairRequest
-	(*ReplicaRepairResponse)(nil),        // 53: adaptkv.v1.ReplicaRepairResponse
-	(*DigestEntry)(nil),                  // 54: adaptkv.v1.DigestEntry
-	(*ReplicaDigestRequest)(nil),         // 55: adaptkv.v1.ReplicaDigestRequest
-	(*ReplicaDigestResponse)(nil),        // 56: adaptkv.v1.ReplicaDigestResponse
-	(*CompareTreesRequest)(nil),          // 57: adaptkv.v1.CompareTreesRequest
-	(*SharedRoot)(nil),                   // 58: adaptkv.v1.SharedRoot
-	(*TreeQuery)(nil),                    // 59: adaptkv.v1.TreeQuery
-	(*CompareTreesResponse)(nil),         // 60: adaptkv.v1.CompareTreesResponse
-	(*TreeAnswer)(nil),                   // 61: adaptkv.v1.TreeAnswer
-	(*CleanupKeyspaceRequest)(nil),       // 62: adaptkv.v1.CleanupKeyspaceRequest
-	(*CleanupKeyspaceResponse)(nil),      // 63: adaptkv.v1.CleanupKeyspaceResponse
-	(*ReplaceNodeRequest)(nil),           // 64: adaptkv.v1.ReplaceNodeRequest
-	(*ReplaceNodeResponse)(nil),          // 65: adaptkv.v1.ReplaceNodeResponse
-	(*CleanupKeyspaceResponse_Node)(nil), // 66: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(*StreamStatus)(nil),                 // 25: adaptkv.v1.StreamStatus
+	(*LocalGetRequest)(nil),              // 26: adaptkv.v1.LocalGetRequest
+	(*LocalGetResponse)(nil),             // 27: adaptkv.v1.LocalGetResponse
+	(*TunerExplainRequest)(nil),          // 28: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),         // 29: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),           // 30: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),          // 31: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),         // 32: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),        // 33: adaptkv.v1.TunerSnapshotResponse
+	(*RepairOptions)(nil),                // 34: adaptkv.v1.RepairOptions
+	(*RepairStats)(nil),                  // 35: adaptkv.v1.RepairStats
+	(*RepairKeyspaceRequest)(nil),        // 36: adaptkv.v1.RepairKeyspaceRequest
+	(*RepairKeyspaceResponse)(nil),       // 37: adaptkv.v1.RepairKeyspaceResponse
+	(*DecommissionNodeRequest)(nil),      // 38: adaptkv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil),     // 39: adaptkv.v1.DecommissionNodeResponse
+	(*RemoveNodeRequest)(nil),            // 40: adaptkv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 41: adaptkv.v1.RemoveNodeResponse
+	(*MetadataReadIndexRequest)(nil),     // 42: adaptkv.v1.MetadataReadIndexRequest
+	(*MetadataReadIndexResponse)(nil),    // 43: adaptkv.v1.MetadataReadIndexResponse
+	(*Record)(nil),                       // 44: adaptkv.v1.Record
+	(*Mutation)(nil),                     // 45: adaptkv.v1.Mutation
+	(*MutationResult)(nil),               // 46: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),          // 47: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),         // 48: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),           // 49: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),          // 50: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),           // 51: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),          // 52: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),         // 53: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),        // 54: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),                  // 55: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),         // 56: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),        // 57: adaptkv.v1.ReplicaDigestResponse
+	(*CompareTreesRequest)(nil),          // 58: adaptkv.v1.CompareTreesRequest
+	(*SharedRoot)(nil),                   // 59: adaptkv.v1.SharedRoot
+	(*TreeQuery)(nil),                    // 60: adaptkv.v1.TreeQuery
+	(*CompareTreesResponse)(nil),         // 61: adaptkv.v1.CompareTreesResponse
+	(*TreeAnswer)(nil),                   // 62: adaptkv.v1.TreeAnswer
+	(*CleanupKeyspaceRequest)(nil),       // 63: adaptkv.v1.CleanupKeyspaceRequest
+	(*CleanupKeyspaceResponse)(nil),      // 64: adaptkv.v1.CleanupKeyspaceResponse
+	(*ReplaceNodeRequest)(nil),           // 65: adaptkv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),          // 66: adaptkv.v1.ReplaceNodeResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 67: adaptkv.v1.CleanupKeyspaceResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	0,  // 0: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
@@ -4727,80 +4942,81 @@ var file_adaptkv_proto_depIdxs = []int32{
 	15, // 23: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
 	1,  // 24: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
 	22, // 25: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
-	3,  // 26: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
-	33, // 27: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
-	34, // 28: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
-	3,  // 29: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	43, // 30: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	44, // 31: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	45, // 32: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	43, // 33: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	43, // 34: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
-	33, // 35: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
-	34, // 36: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
-	3,  // 37: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
-	54, // 38: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
-	59, // 39: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
-	58, // 40: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
-	61, // 41: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	66, // 42: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
-	6,  // 43: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	8,  // 44: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	10, // 45: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	12, // 46: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	16, // 47: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	17, // 48: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	18, // 49: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	20, // 50: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	23, // 51: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	25, // 52: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	27, // 53: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	29, // 54: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	31, // 55: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	35, // 56: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	41, // 57: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	37, // 58: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	62, // 59: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
-	39, // 60: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	64, // 61: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
-	46, // 62: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	48, // 63: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	50, // 64: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	46, // 65: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	55, // 66: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	52, // 67: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	57, // 68: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	7,  // 69: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	9,  // 70: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	11, // 71: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	13, // 72: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	19, // 73: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 74: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 75: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	21, // 76: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	24, // 77: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	26, // 78: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	28, // 79: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	30, // 80: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	32, // 81: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	36, // 82: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	42, // 83: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	38, // 84: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	63, // 85: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	40, // 86: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	65, // 87: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	47, // 88: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	49, // 89: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	51, // 90: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	47, // 91: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	56, // 92: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	53, // 93: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	60, // 94: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	69, // [69:95] is the sub-list for method output_type
-	43, // [43:69] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	25, // 26: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
+	3,  // 27: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
+	34, // 28: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
+	35, // 29: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
+	3,  // 30: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
+	44, // 31: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	45, // 32: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	46, // 33: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	44, // 34: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	44, // 35: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	34, // 36: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
+	35, // 37: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
+	3,  // 38: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
+	55, // 39: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	60, // 40: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
+	59, // 41: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
+	62, // 42: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
+	67, // 43: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	6,  // 44: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	8,  // 45: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	10, // 46: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	12, // 47: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	16, // 48: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	17, // 49: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	18, // 50: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	20, // 51: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	23, // 52: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	26, // 53: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	28, // 54: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	30, // 55: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	32, // 56: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	36, // 57: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	42, // 58: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	38, // 59: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	63, // 60: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	40, // 61: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
+	65, // 62: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	47, // 63: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	49, // 64: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	51, // 65: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	47, // 66: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	56, // 67: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	53, // 68: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	58, // 69: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	7,  // 70: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	9,  // 71: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	11, // 72: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	13, // 73: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	19, // 74: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 75: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 76: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	21, // 77: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	24, // 78: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	27, // 79: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	29, // 80: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	31, // 81: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	33, // 82: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	37, // 83: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	43, // 84: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	39, // 85: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	64, // 86: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	41, // 87: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	66, // 88: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	48, // 89: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	50, // 90: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	52, // 91: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	48, // 92: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	57, // 93: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	54, // 94: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	61, // 95: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	70, // [70:96] is the sub-list for method output_type
+	44, // [44:70] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -4814,7 +5030,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   65,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

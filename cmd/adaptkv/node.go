@@ -40,6 +40,7 @@ type nodeFlags struct {
 	maxInflight                              int
 	antiEntropyInterval                      time.Duration
 	antiEntropyRate                          int64
+	streamRate                               int64
 }
 
 func (a *app) nodeCommand() *cobra.Command {
@@ -101,6 +102,7 @@ ring, or another topology change is in progress.`,
 	fs.IntVar(&f.maxInflight, "max-inflight", node.DefaultMaxInflight, "client requests the node coordinates at once; past it a request is refused at once with RESOURCE_EXHAUSTED (OVERLOADED) and a retry-after hint; -1 for no bound")
 	fs.DurationVar(&f.antiEntropyInterval, "anti-entropy-interval", def.AntiEntropyInterval, "how often the metadata leader runs an anti-entropy pass (Merkle trees) of each keyspace; 0 disables scheduled passes")
 	fs.Int64Var(&f.antiEntropyRate, "anti-entropy-rate", def.AntiEntropyRate, "bytes per second each node may send in a scheduled anti-entropy pass; 0 for no limit")
+	fs.Int64Var(&f.streamRate, "stream-rate", def.StreamRate, "bytes per second the stream of a topology change (join, decommission, remove, replace) reads from the current replicas, when this node drives it as metadata leader; 0 for no limit")
 	fs.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target (GOGC) for the node process; the GOGC environment variable wins when set, and GOMEMLIMIT caps memory as usual")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -153,6 +155,10 @@ func (f *nodeFlags) config() (node.Config, error) {
 		return cfg, usagef("--anti-entropy-rate %d: must not be negative (0 for no limit)", f.antiEntropyRate)
 	}
 	cfg.AntiEntropyInterval, cfg.AntiEntropyRate = f.antiEntropyInterval, f.antiEntropyRate
+	if f.streamRate < 0 {
+		return cfg, usagef("--stream-rate %d: must not be negative (0 for no limit)", f.streamRate)
+	}
+	cfg.StreamRate = f.streamRate
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {

@@ -41,3 +41,45 @@ func TestNodeHintFlags(t *testing.T) {
 		}
 	}
 }
+
+// --stream-rate defaults to 64 MiB/s and refuses a negative rate as a
+// usage error.
+func TestNodeStreamRateFlag(t *testing.T) {
+	a := newApp(nil, io.Discard, io.Discard)
+	if f := a.nodeCommand().Flags().Lookup("stream-rate"); f == nil || f.DefValue != "67108864" {
+		t.Fatalf("--stream-rate: %+v; want default 67108864", f)
+	}
+	var stderr bytes.Buffer
+	a = newApp(nil, io.Discard, &stderr)
+	root := a.rootCommand()
+	root.SetArgs([]string{"node", "--id", "x", "--in-memory", "--stream-rate", "-1"})
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		t.Fatal("--stream-rate -1 accepted")
+	}
+	if code := a.report(cmd, err); code != exitUsage || !strings.Contains(stderr.String(), "--stream-rate -1: must not be negative") {
+		t.Errorf("exit %d, %q", code, stderr.String())
+	}
+}
+
+// The status line of a stream says what streams, how far, how fast and
+// from where the numbers come.
+func TestStreamLine(t *testing.T) {
+	for _, tc := range []struct {
+		st   streamJSON
+		want []string
+	}{
+		{streamJSON{Change: "join of n4", Since: 12}, []string{"join of n4 (since index 12): not started"}},
+		{streamJSON{Change: "join of n4", Driver: "n1", Live: true, Keyspace: "default", KeyspacesTotal: 2, KeyspacesDone: 1,
+			SourcesDone: 3, SourcesTotal: 6, RecordsPushed: 10, BytesScanned: 2e6, BytesPerSecond: 1e6, RateLimit: 4e6, Resumes: 1},
+			[]string{"by n1 (live)", "keyspace default", "1/2 keyspaces", "3/6 sources (50%)", "10 records", "1.0 MB/s (limit 4.0 MB/s)", "1 resumes"}},
+		{streamJSON{Change: "decommission of n2", Driver: "n3", KeyspacesTotal: 1}, []string{"(the last checkpoint)", "limit ?"}},
+	} {
+		got := streamLine(&tc.st)
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%q lacks %q", got, w)
+			}
+		}
+	}
+}

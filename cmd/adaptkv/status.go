@@ -35,6 +35,31 @@ type statusJSON struct {
 	MetadataIndex  uint64       `json:"metadata_index"`
 	Vnodes         int          `json:"vnodes"`
 	Members        []memberJSON `json:"members"`
+	// Stream is the topology change's stream, absent when none is in
+	// progress.
+	Stream *streamJSON `json:"stream,omitempty"`
+}
+
+// streamJSON is a topology change's stream in status output.
+type streamJSON struct {
+	Change         string  `json:"change"`
+	Since          uint64  `json:"since"`
+	Driver         string  `json:"driver,omitempty"`
+	Live           bool    `json:"live"`
+	Keyspace       string  `json:"keyspace,omitempty"`
+	KeyspacesDone  int     `json:"keyspaces_done"`
+	KeyspacesTotal int     `json:"keyspaces_total"`
+	SourcesDone    int     `json:"sources_done"`
+	SourcesTotal   int     `json:"sources_total"`
+	RecordsScanned uint64  `json:"records_scanned"`
+	BytesScanned   uint64  `json:"bytes_scanned"`
+	RecordsPushed  uint64  `json:"records_pushed"`
+	BytesPushed    uint64  `json:"bytes_pushed"`
+	BytesPerSecond float64 `json:"bytes_per_second"`
+	RateLimit      int64   `json:"rate_limit,omitempty"`
+	Resumes        int     `json:"resumes"`
+	StartedUnixMs  int64   `json:"started_unix_ms,omitempty"`
+	UpdatedUnixMs  int64   `json:"updated_unix_ms,omitempty"`
 }
 
 // hintsByMember asks every alive member for the hints it holds. Hints live
@@ -110,6 +135,16 @@ func (a *app) statusCommand() *cobra.Command {
 				}
 				out.Members = append(out.Members, mj)
 			}
+			if ss := st.Stream; ss != nil {
+				out.Stream = &streamJSON{Change: ss.Change, Since: ss.Since, Driver: ss.Driver, Live: ss.Live, Keyspace: ss.Keyspace,
+					KeyspacesDone: ss.KeyspacesDone, KeyspacesTotal: ss.KeyspacesTotal, SourcesDone: ss.SourcesDone,
+					SourcesTotal: ss.SourcesTotal, RecordsScanned: ss.RecordsScanned, BytesScanned: ss.BytesScanned,
+					RecordsPushed: ss.RecordsPushed, BytesPushed: ss.BytesPushed, BytesPerSecond: ss.BytesPerSecond,
+					RateLimit: ss.RateLimit, Resumes: ss.Resumes}
+				if ss.Driver != "" {
+					out.Stream.StartedUnixMs, out.Stream.UpdatedUnixMs = ss.Started.UnixMilli(), ss.Updated.UnixMilli()
+				}
+			}
 			if a.json() {
 				return a.printJSON(out)
 			}
@@ -136,7 +171,36 @@ func (a *app) printStatus(s statusJSON) error {
 		leader = "none (keyspace changes are refused until one is elected)"
 	}
 	fmt.Fprintf(a.stdout, "metadata leader: %s (log index %d on %s)\nhints pending: %d\n", leader, s.MetadataIndex, s.AnsweredBy, total)
+	if st := s.Stream; st != nil {
+		fmt.Fprintln(a.stdout, streamLine(st))
+	}
 	return nil
+}
+
+// streamLine renders a topology change's stream in one line.
+func streamLine(st *streamJSON) string {
+	if st.Driver == "" {
+		return fmt.Sprintf("streaming: %s (since index %d): not started", st.Change, st.Since)
+	}
+	src := "the last checkpoint"
+	if st.Live {
+		src = "live"
+	}
+	limit := "unlimited"
+	if st.RateLimit > 0 {
+		limit = fmt.Sprintf("%.1f MB/s", float64(st.RateLimit)/1e6)
+	} else if !st.Live {
+		limit = "?"
+	}
+	pct := 0.0
+	if st.SourcesTotal > 0 {
+		pct = 100 * float64(st.SourcesDone) / float64(st.SourcesTotal)
+	}
+	return fmt.Sprintf("streaming: %s by %s (%s): keyspace %s, %d/%d keyspaces, %d/%d sources (%.0f%%), "+
+		"%d records (%.1f MB) scanned, %d records (%.1f MB) pushed, %.1f MB/s (limit %s), %d resumes",
+		st.Change, st.Driver, src, dash(st.Keyspace), st.KeyspacesDone, st.KeyspacesTotal, st.SourcesDone, st.SourcesTotal, pct,
+		st.RecordsScanned, float64(st.BytesScanned)/1e6, st.RecordsPushed, float64(st.BytesPushed)/1e6,
+		st.BytesPerSecond/1e6, limit, st.Resumes)
 }
 
 // dash shows an empty table cell as "-".
