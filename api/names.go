@@ -155,6 +155,15 @@ const (
 	// ReasonNoObservations (FailedPrecondition): the tuner has observed no
 	// traffic on the keyspace, so it has nothing to explain. Definite.
 	ReasonNoObservations = "NO_OBSERVATIONS"
+	// ReasonSessionBehind (FailedPrecondition): a session read (GetRequest
+	// with session_min) found no replica in reach holding the session's
+	// version of the key or a newer one, so it returned nothing rather than
+	// older data. FailedPrecondition, not Unavailable, because another
+	// coordinator would ask the same replicas: the SDK does not retry it;
+	// the caller may, once the lagging replicas catch up (hinted handoff,
+	// anti-entropy) or the replica that holds the version is back. Definite
+	// (it is only ever a read).
+	ReasonSessionBehind = "SESSION_BEHIND"
 )
 
 // Reasons returns every reason a server sends, in the order declared above.
@@ -166,6 +175,7 @@ func Reasons() []string {
 		ReasonStaleEpoch, ReasonNodeNotFound, ReasonConfigUnconfirmed,
 		ReasonConfigLeaseLost, ReasonNodeNotReady, ReasonOverloaded,
 		ReasonMetadataNotReady, ReasonRepairIncomplete, ReasonNoObservations,
+		ReasonSessionBehind,
 	}
 }
 

@@ -59,6 +59,13 @@ var (
 	// retry budget allows (see the package documentation); it is returned
 	// when the retries ran out too.
 	ErrOverloaded = errors.New("client: overloaded")
+	// ErrSessionBehind: a read through a Session found no replica in reach
+	// holding the session's version of the key or a newer one
+	// (FAILED_PRECONDITION, reason SESSION_BEHIND), so it returned nothing
+	// rather than data older than the session has seen. It is not retried:
+	// another node would ask the same replicas. Retry after a backoff, once
+	// the replica holding the version is back or the others caught up.
+	ErrSessionBehind = errors.New("client: no replica is as new as the session")
 )
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of adaptkv's errors. Details
@@ -114,6 +121,8 @@ const (
 	// refuses the result rather than pass on a weaker guarantee than asked.
 	// No server sends it.
 	ReasonReceiptViolation = "RECEIPT_VIOLATION"
+	// ReasonSessionBehind (FailedPrecondition): see ErrSessionBehind.
+	ReasonSessionBehind = api.ReasonSessionBehind
 )
 
 // reasonInfo is how the SDK reads one reason.
@@ -149,6 +158,7 @@ var reasons = map[string]reasonInfo{
 	// safe to run again.
 	ReasonRepairIncomplete: {},
 	ReasonNoObservations:   {definite: true},
+	ReasonSessionBehind:    {definite: true, sentinel: ErrSessionBehind},
 	ReasonReceiptViolation: {},
 }
 

@@ -19,6 +19,9 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...CallOption) (*GetR
 		return nil, e
 	}
 	req := &kvpb.GetRequest{Keyspace: o.keyspace, Key: key, Consistency: o.consistency()}
+	if o.session != nil {
+		req.SessionMin = o.session.minFor(o.keyspace, key)
+	}
 	var resp *kvpb.GetResponse
 	pick := c.pickFrom(op, func() []string { return c.keyNodes(opRead, o.keyspace, key) })
 	err := c.invoke(ctx, opRead, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
@@ -37,6 +40,10 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...CallOption) (*GetR
 	if err := checkReceipt(op, opRead, res.Receipt); err != nil {
 		return nil, err
 	}
+	if o.session != nil {
+		// A tombstone's version too: the session has seen the delete.
+		o.session.observe(o.keyspace, key, versionFromPB(resp.GetVersion()))
+	}
 	return res, nil
 }
 
@@ -50,6 +57,9 @@ func (c *Client) Put(ctx context.Context, key, value []byte, opts ...CallOption)
 		return nil, e
 	}
 	req := &kvpb.PutRequest{Keyspace: o.keyspace, Key: key, Value: value, Consistency: o.consistency()}
+	if o.session != nil {
+		req.SessionAfter = o.session.after()
+	}
 	var resp *kvpb.PutResponse
 	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, key) })
 	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
@@ -64,6 +74,9 @@ func (c *Client) Put(ctx context.Context, key, value []byte, opts ...CallOption)
 	if err := checkReceipt(op, opWrite, res.Receipt); err != nil {
 		return nil, err
 	}
+	if o.session != nil {
+		o.session.observe(o.keyspace, key, res.Version)
+	}
 	return res, nil
 }
 
@@ -76,6 +89,9 @@ func (c *Client) Delete(ctx context.Context, key []byte, opts ...CallOption) (*W
 		return nil, e
 	}
 	req := &kvpb.DeleteRequest{Keyspace: o.keyspace, Key: key, Consistency: o.consistency()}
+	if o.session != nil {
+		req.SessionAfter = o.session.after()
+	}
 	var resp *kvpb.DeleteResponse
 	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, key) })
 	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
@@ -89,6 +105,9 @@ func (c *Client) Delete(ctx context.Context, key []byte, opts ...CallOption) (*W
 	res := &WriteResult{Version: versionFromPB(resp.GetVersion()), Receipt: receiptFromPB(resp.GetReceipt())}
 	if err := checkReceipt(op, opWrite, res.Receipt); err != nil {
 		return nil, err
+	}
+	if o.session != nil {
+		o.session.observe(o.keyspace, key, res.Version)
 	}
 	return res, nil
 }

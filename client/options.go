@@ -70,6 +70,10 @@ type callOptions struct {
 	limit      int
 	hasLimit   bool
 
+	// session, set by Session's methods, supplies the request's session
+	// fields and learns the versions of the answer.
+	session *Session
+
 	// err is the first invalid option; reported before anything is sent.
 	err string
 }

@@ -126,6 +126,9 @@ func (s kvServer) Get(ctx context.Context, req *kvpb.GetRequest) (_ *kvpb.GetRes
 	if err := s.n.knowKeyspace(ctx, req.GetKeyspace()); err != nil {
 		return nil, err
 	}
+	if m := req.GetSessionMin(); m != nil {
+		cons.MinVersion = replication.VersionFromPB(m)
+	}
 	res, err := s.n.coord.Get(ctx, req.GetKeyspace(), req.GetKey(), cons)
 	s.n.observe("get", res.Policy.Level, start, err)
 	if err != nil {
@@ -164,6 +167,7 @@ func (s kvServer) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutRespo
 	if err := s.n.knowKeyspace(ctx, req.GetKeyspace()); err != nil {
 		return nil, err
 	}
+	cons.After = req.GetSessionAfter()
 	v, r, err := s.n.coord.Put(ctx, req.GetKeyspace(), req.GetKey(), req.GetValue(), cons)
 	s.n.observe("put", r.Policy.Level, start, err)
 	if err != nil {
@@ -192,6 +196,7 @@ func (s kvServer) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.De
 	if err := s.n.knowKeyspace(ctx, req.GetKeyspace()); err != nil {
 		return nil, err
 	}
+	cons.After = req.GetSessionAfter()
 	v, r, err := s.n.coord.Delete(ctx, req.GetKeyspace(), req.GetKey(), cons)
 	s.n.observe("delete", r.Policy.Level, start, err)
 	if err != nil {

@@ -53,6 +53,8 @@ func toStatus(err error) error {
 			return withReason(codes.Unavailable, api.ReasonConfigLeaseLost, err.Error(), nil)
 		}
 		return withReason(codes.Unavailable, api.ReasonConfigUnconfirmed, err.Error(), nil)
+	case errors.Is(err, replication.ErrSessionBehind):
+		return withReason(codes.FailedPrecondition, api.ReasonSessionBehind, err.Error(), nil)
 	case errors.Is(err, ErrNoNodeNumber):
 		return withReason(codes.Unavailable, api.ReasonNodeNotReady, err.Error(), nil)
 	case errors.Is(err, replication.ErrKeyspaceNotFound):

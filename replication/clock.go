@@ -49,6 +49,14 @@ func (c *Clock) Now() uint64 {
 	return c.last
 }
 
+// Physical returns the clock's physical time source's reading.
+func (c *Clock) Physical() time.Time {
+	c.mu.Lock()
+	now := c.now
+	c.mu.Unlock()
+	return now()
+}
+
 // Observe moves the clock past a timestamp seen from another node.
 func (c *Clock) Observe(ts uint64) {
 	c.mu.Lock()

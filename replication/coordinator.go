@@ -92,6 +92,12 @@ type Metrics struct {
 	// configuration epoch newer than this node's, whether or not the
 	// request that saw it needed to run again.
 	EpochRefreshes atomic.Uint64
+	// SessionSkips counts replicas a session read asked beyond its quorum
+	// because those that answered were behind the session.
+	SessionSkips atomic.Uint64
+	// SessionBehind counts session reads that failed because no replica in
+	// reach was as new as the session (ErrSessionBehind).
+	SessionBehind atomic.Uint64
 }
 
 // Coordinator runs reads and writes over a key's replicas. It is safe for
@@ -131,6 +137,16 @@ func (c *Coordinator) Metrics() *Metrics { return &c.metrics }
 type Consistency struct {
 	Level quorum.Level
 	R, W  int
+	// MinVersion, for a read, is a session's floor for the key: the newest
+	// version the session has written or read. Replicas that answer with
+	// an older version (or none) do not satisfy the read, which asks the
+	// next replicas in rank order and fails with ErrSessionBehind when none
+	// in reach is new enough. Zero means no session.
+	MinVersion storage.Version
+	// After, for a write, is the highest timestamp a session has seen: the
+	// clock moves past it before stamping, so the write's version is newer
+	// than everything the session saw. Zero means no session.
+	After uint64
 }
 
 // Receipt says what an operation achieved.
@@ -275,7 +291,7 @@ func (c *Coordinator) planScan(ctx context.Context, keyspace string, cons Consis
 
 // Put writes value under key and returns its version.
 func (c *Coordinator) Put(ctx context.Context, keyspace string, key, value []byte, cons Consistency) (storage.Version, Receipt, error) {
-	v, err := c.newVersion()
+	v, err := c.newVersion(cons.After)
 	if err != nil {
 		return storage.Version{}, Receipt{}, err
 	}
@@ -285,7 +301,7 @@ func (c *Coordinator) Put(ctx context.Context, keyspace string, key, value []byt
 
 // Delete writes a tombstone for key and returns its version.
 func (c *Coordinator) Delete(ctx context.Context, keyspace string, key []byte, cons Consistency) (storage.Version, Receipt, error) {
-	v, err := c.newVersion()
+	v, err := c.newVersion(cons.After)
 	if err != nil {
 		return storage.Version{}, Receipt{}, err
 	}
@@ -309,7 +325,25 @@ func (c *Coordinator) write(ctx context.Context, keyspace string, rec storage.Re
 // NodeNumberSource returns this node's number.
 type NodeNumberSource func() (uint32, error)
 
-func (c *Coordinator) newVersion() (storage.Version, error) {
+// MaxSessionLead bounds how far ahead of the coordinator's physical clock a
+// session's timestamp (Consistency.After) may be. The clock moves past what
+// it observes and never back, so an unbounded value, from a corrupt or
+// forged token, would stamp every later write of this node in the future.
+// Why a minute: the timestamps a session holds come from the cluster's
+// clocks, which are kept within seconds of each other (the Jepsen clock
+// nemesis skews them by seconds); a minute leaves room for that and for a
+// token handed on between requests, and caps the damage of a bad token.
+const MaxSessionLead = time.Minute
+
+// newVersion stamps a write after the session timestamp after (0: none).
+func (c *Coordinator) newVersion(after uint64) (storage.Version, error) {
+	if after > 0 {
+		lead := time.UnixMilli(int64(after >> logicalBits)).Sub(c.cfg.Clock.Physical())
+		if lead > MaxSessionLead {
+			return storage.Version{}, fmt.Errorf("%w: session timestamp is %v ahead of this node's clock, more than %v", ErrInvalidRequest, lead.Round(time.Millisecond), MaxSessionLead)
+		}
+		c.cfg.Clock.Observe(after)
+	}
 	num := c.cfg.NodeNumber
 	if c.cfg.NodeNumbers != nil {
 		var err error
@@ -438,6 +472,7 @@ type ReadResult struct {
 func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons Consistency) (ReadResult, error) {
 	start := time.Now()
 	o := newReadOp(c.cfg.NodeID, keyspace, key, start, &c.metrics)
+	o.min = cons.MinVersion
 	a := c.run(ctx, keyspace, o, func() event {
 		p, err := c.plan(ctx, keyspace, key, cons, true)
 		return event{kind: evPlanned, plan: p, err: err}

@@ -24,6 +24,14 @@ import (
 // hedged read, where any reply may be the answer, asks for values
 // everywhere.
 //
+// A session read (min set) is satisfied only when the newest version among
+// the replies is at least min: replicas behind the session count towards R
+// but cannot be the answer, so once R have answered and none is new enough,
+// the op waits for the replicas still asked, then asks the next one in rank
+// order, until one is (the read goes on from there as usual, repairing the
+// ones behind) or none is left: then it fails with ErrSessionBehind rather
+// than answer older data.
+//
 // Once R have answered, the op writes the winner to the stale ones among
 // them (foreground read repair), checks the lease, and answers. Replies that
 // arrive after the answer are compared in the background: the tuner hears
@@ -37,6 +45,9 @@ type readOp struct {
 	// later than start − the plan's ackDelay belongs to a write most likely
 	// still in flight when the read began, not evidence of a stale answer.
 	start time.Time
+	// min is a session's floor for the key (Consistency.MinVersion): the
+	// read answers only with this version or a newer one. Zero: no session.
+	min storage.Version
 
 	attempt int
 	phase   readPhase
@@ -149,6 +160,10 @@ func (o *readOp) step(ev event) effects {
 	case evDeadline:
 		switch o.phase {
 		case readGathering:
+			if o.a.verdict == quorum.Won {
+				// A session read still looking for a replica new enough.
+				return o.sessionBehind(ev.err)
+			}
 			return o.answer(fmt.Errorf("read: %d of %d required replicas answered before %w", o.a.tally.Acks(), o.a.plan.pol.R, ev.err), Receipt{Policy: o.a.rcpt.Policy, Epoch: o.a.rcpt.Epoch})
 		case readFetching, readRepairing:
 			return o.answer(fmt.Errorf("read: %w", ev.err), o.a.rcpt)
@@ -314,11 +329,59 @@ func (o *readOp) gatherReply(rr readReply) effects {
 		a.got = append(a.got, rr)
 	}
 	a.verdict = a.tally.Record(indexOf(a.order, rr.id), rr.err == nil)
+	if a.verdict == quorum.Won && !o.sessionMet() {
+		eff.merge(o.askBeyondQuorum())
+		return eff
+	}
 	if a.verdict == quorum.Pending || o.awaitValue() {
 		return eff
 	}
 	eff.merge(o.gathered())
 	return eff
+}
+
+// sessionMet reports whether the replies so far hold the session's version
+// of the key or a newer one.
+func (o *readOp) sessionMet() bool {
+	if o.min.IsZero() {
+		return true
+	}
+	w, found := newestOf(o.a.got)
+	return found && !w.Version.Less(o.min)
+}
+
+// askBeyondQuorum goes on with a session read whose quorum answered behind
+// the session: it waits for the replicas asked already, then asks the next
+// alive one in rank order, and fails when none is left.
+func (o *readOp) askBeyondQuorum() effects {
+	a := o.a
+	if a.asked > a.tally.Answered() {
+		return effects{}
+	}
+	if a.asked < len(a.order) {
+		o.metrics.SessionSkips.Add(1)
+		return effects{sends: []send{o.sendGather(a.asked, false)}}
+	}
+	return o.sessionBehind(nil)
+}
+
+// sessionBehind fails a session read that found no replica new enough;
+// cause is the deadline's error when it ended the search.
+func (o *readOp) sessionBehind(cause error) effects {
+	a := o.a
+	o.metrics.SessionBehind.Add(1)
+	have := "none of them holds the key"
+	if w, found := newestOf(a.got); found {
+		have = fmt.Sprintf("the newest they hold is %d.%d", w.Version.Timestamp, w.Version.Node)
+	}
+	err := fmt.Errorf("read: %d of %d alive replicas answered and %s, older than the session's %d.%d: %w",
+		len(a.got), len(a.order), have, o.min.Timestamp, o.min.Node, ErrSessionBehind)
+	if cause != nil {
+		err = fmt.Errorf("%w (the rest did not answer before %w)", err, cause)
+	}
+	rcpt := a.rcpt
+	rcpt.Acked = a.tally.Acks()
+	return o.answer(err, rcpt)
 }
 
 // awaitValue: a quorum of digests that the value read has not caught up

@@ -24,7 +24,8 @@ import (
 // Commands:
 //
 //	write key=K [value=V] [version=T] [self=ID]      a put (delete: tombstone)
-//	read key=K [self=ID] [start=T]                   a get; start is the read's start (ms)
+//	read key=K [self=ID] [start=T] [min=T[.n]]       a get; start is the read's start (ms),
+//	                                                 min a session's floor for the key
 //	scan [start=K] [end=K] [limit=L] [self=ID]
 //	plan n=N level=L [r=R w=W] [epoch=E] alive=a,b [dead=c] [pending=d] [pending-dead=e]
 //	     [ranked=b,a] [read-all] [hedge=20ms] [ack-delay=5ms] [fenced]
@@ -84,7 +85,11 @@ func (h *coreHarness) run(d *datadriven.TestData) (string, error) {
 	case "read":
 		h.reset()
 		start := time.UnixMilli(int64(atoi(orDefault(args["start"], "1000"))))
-		h.op = newReadOp(self, "ks", []byte(args["key"]), start, &h.metrics)
+		ro := newReadOp(self, "ks", []byte(args["key"]), start, &h.metrics)
+		if m, ok := args["min"]; ok {
+			ro.min = parseVersion(m)
+		}
+		h.op = ro
 		return h.effects(h.op.begin()), nil
 	case "scan":
 		h.reset()
@@ -300,6 +305,8 @@ func (h *coreHarness) printMetrics() string {
 		{"replica-errors", m.ReplicaErrors.Load()},
 		{"epoch-retries", m.EpochRetries.Load()},
 		{"hedges", m.Hedges.Load()},
+		{"session-skips", m.SessionSkips.Load()},
+		{"session-behind", m.SessionBehind.Load()},
 	} {
 		if c.v != 0 {
 			fmt.Fprintf(&b, "%s=%d\n", c.name, c.v)

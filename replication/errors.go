@@ -22,6 +22,10 @@ var (
 	// request carried. The coordinator refreshes and retries; callers see it
 	// only when the refresh did not catch up.
 	ErrStaleEpoch = errors.New("replication: stale configuration epoch")
+	// ErrSessionBehind: a session read (Consistency.MinVersion) found no
+	// replica in reach holding the session's version of the key or a newer
+	// one. Nothing older was returned.
+	ErrSessionBehind = errors.New("replication: no replica in reach is as new as the session")
 )
 
 // QuorumError reports how many replicas answered and how many were needed.

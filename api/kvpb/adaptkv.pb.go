@@ -408,10 +408,15 @@ func (x *KeyValue) GetVersion() *Version {
 }
 
 type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
-	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	Consistency   *Consistency           `protobuf:"bytes,3,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace    string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Key         []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Consistency *Consistency           `protobuf:"bytes,3,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	// session_min, when set, is the oldest version a session may read of the
+	// key: the newest it has written or read. Replicas behind it are skipped;
+	// when no replica in reach holds it or newer, the read fails with
+	// FAILED_PRECONDITION, reason SESSION_BEHIND, and returns nothing older.
+	SessionMin    *Version `protobuf:"bytes,4,opt,name=session_min,json=sessionMin,proto3" json:"session_min,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -463,6 +468,13 @@ func (x *GetRequest) GetKey() []byte {
 func (x *GetRequest) GetConsistency() *Consistency {
 	if x != nil {
 		return x.Consistency
+	}
+	return nil
+}
+
+func (x *GetRequest) GetSessionMin() *Version {
+	if x != nil {
+		return x.SessionMin
 	}
 	return nil
 }
@@ -536,11 +548,17 @@ func (x *GetResponse) GetReceipt() *Receipt {
 }
 
 type PutRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
-	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
-	Consistency   *Consistency           `protobuf:"bytes,4,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace    string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Key         []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Value       []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	Consistency *Consistency           `protobuf:"bytes,4,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	// session_after, when non-zero, is the highest timestamp the session has
+	// seen (written or read): the coordinator's clock moves past it before
+	// stamping, so the write orders after everything the session saw
+	// (writes-follow-reads). More than a minute ahead of the coordinator's
+	// clock is refused (INVALID_ARGUMENT).
+	SessionAfter  uint64 `protobuf:"varint,5,opt,name=session_after,json=sessionAfter,proto3" json:"session_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -603,6 +621,13 @@ func (x *PutRequest) GetConsistency() *Consistency {
 	return nil
 }
 
+func (x *PutRequest) GetSessionAfter() uint64 {
+	if x != nil {
+		return x.SessionAfter
+	}
+	return 0
+}
+
 type PutResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       *Version               `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -656,10 +681,16 @@ func (x *PutResponse) GetReceipt() *Receipt {
 }
 
 type DeleteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
-	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	Consistency   *Consistency           `protobuf:"bytes,3,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace    string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Key         []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Consistency *Consistency           `protobuf:"bytes,3,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	// session_after, when non-zero, is the highest timestamp the session has
+	// seen (written or read): the coordinator's clock moves past it before
+	// stamping, so the write orders after everything the session saw
+	// (writes-follow-reads). More than a minute ahead of the coordinator's
+	// clock is refused (INVALID_ARGUMENT).
+	SessionAfter  uint64 `protobuf:"varint,4,opt,name=session_after,json=sessionAfter,proto3" json:"session_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -713,6 +744,13 @@ func (x *DeleteRequest) GetConsistency() *Consistency {
 		return x.Consistency
 	}
 	return nil
+}
+
+func (x *DeleteRequest) GetSessionAfter() uint64 {
+	if x != nil {
+		return x.SessionAfter
+	}
+	return 0
 }
 
 type DeleteResponse struct {
@@ -4477,30 +4515,34 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12-\n" +
-	"\aversion\x18\x03 \x01(\v2\x13.adaptkv.v1.VersionR\aversion\"u\n" +
+	"\aversion\x18\x03 \x01(\v2\x13.adaptkv.v1.VersionR\aversion\"\xab\x01\n" +
 	"\n" +
 	"GetRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x129\n" +
-	"\vconsistency\x18\x03 \x01(\v2\x17.adaptkv.v1.ConsistencyR\vconsistency\"\x97\x01\n" +
+	"\vconsistency\x18\x03 \x01(\v2\x17.adaptkv.v1.ConsistencyR\vconsistency\x124\n" +
+	"\vsession_min\x18\x04 \x01(\v2\x13.adaptkv.v1.VersionR\n" +
+	"sessionMin\"\x97\x01\n" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12-\n" +
 	"\aversion\x18\x03 \x01(\v2\x13.adaptkv.v1.VersionR\aversion\x12-\n" +
-	"\areceipt\x18\x04 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\x8b\x01\n" +
+	"\areceipt\x18\x04 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\xb0\x01\n" +
 	"\n" +
 	"PutRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x129\n" +
-	"\vconsistency\x18\x04 \x01(\v2\x17.adaptkv.v1.ConsistencyR\vconsistency\"k\n" +
+	"\vconsistency\x18\x04 \x01(\v2\x17.adaptkv.v1.ConsistencyR\vconsistency\x12#\n" +
+	"\rsession_after\x18\x05 \x01(\x04R\fsessionAfter\"k\n" +
 	"\vPutResponse\x12-\n" +
 	"\aversion\x18\x01 \x01(\v2\x13.adaptkv.v1.VersionR\aversion\x12-\n" +
-	"\areceipt\x18\x02 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"x\n" +
+	"\areceipt\x18\x02 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\x9d\x01\n" +
 	"\rDeleteRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x129\n" +
-	"\vconsistency\x18\x03 \x01(\v2\x17.adaptkv.v1.ConsistencyR\vconsistency\"n\n" +
+	"\vconsistency\x18\x03 \x01(\v2\x17.adaptkv.v1.ConsistencyR\vconsistency\x12#\n" +
+	"\rsession_after\x18\x04 \x01(\x04R\fsessionAfter\"n\n" +
 	"\x0eDeleteResponse\x12-\n" +
 	"\aversion\x18\x01 \x01(\v2\x13.adaptkv.v1.VersionR\aversion\x12-\n" +
 	"\areceipt\x18\x02 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\xba\x01\n" +
@@ -4920,103 +4962,104 @@ var file_adaptkv_proto_depIdxs = []int32{
 	0,  // 1: adaptkv.v1.Receipt.level:type_name -> adaptkv.v1.Level
 	3,  // 2: adaptkv.v1.KeyValue.version:type_name -> adaptkv.v1.Version
 	2,  // 3: adaptkv.v1.GetRequest.consistency:type_name -> adaptkv.v1.Consistency
-	3,  // 4: adaptkv.v1.GetResponse.version:type_name -> adaptkv.v1.Version
-	4,  // 5: adaptkv.v1.GetResponse.receipt:type_name -> adaptkv.v1.Receipt
-	2,  // 6: adaptkv.v1.PutRequest.consistency:type_name -> adaptkv.v1.Consistency
-	3,  // 7: adaptkv.v1.PutResponse.version:type_name -> adaptkv.v1.Version
-	4,  // 8: adaptkv.v1.PutResponse.receipt:type_name -> adaptkv.v1.Receipt
-	2,  // 9: adaptkv.v1.DeleteRequest.consistency:type_name -> adaptkv.v1.Consistency
-	3,  // 10: adaptkv.v1.DeleteResponse.version:type_name -> adaptkv.v1.Version
-	4,  // 11: adaptkv.v1.DeleteResponse.receipt:type_name -> adaptkv.v1.Receipt
-	2,  // 12: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
-	5,  // 13: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
-	4,  // 14: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
-	0,  // 15: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
-	2,  // 16: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
-	14, // 17: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	2,  // 18: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	14, // 19: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	2,  // 20: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	14, // 21: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	15, // 22: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
-	15, // 23: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
-	1,  // 24: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
-	22, // 25: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
-	25, // 26: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
-	3,  // 27: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
-	34, // 28: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
-	35, // 29: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
-	3,  // 30: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	44, // 31: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	45, // 32: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	46, // 33: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	44, // 34: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	44, // 35: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
-	34, // 36: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
-	35, // 37: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
-	3,  // 38: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
-	55, // 39: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
-	60, // 40: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
-	59, // 41: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
-	62, // 42: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	67, // 43: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
-	6,  // 44: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	8,  // 45: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	10, // 46: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	12, // 47: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	16, // 48: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	17, // 49: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	18, // 50: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	20, // 51: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	23, // 52: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	26, // 53: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	28, // 54: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	30, // 55: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	32, // 56: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	36, // 57: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	42, // 58: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	38, // 59: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	63, // 60: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
-	40, // 61: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	65, // 62: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
-	47, // 63: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	49, // 64: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	51, // 65: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	47, // 66: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	56, // 67: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	53, // 68: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	58, // 69: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	7,  // 70: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	9,  // 71: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	11, // 72: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	13, // 73: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	19, // 74: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 75: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 76: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	21, // 77: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	24, // 78: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	27, // 79: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	29, // 80: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	31, // 81: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	33, // 82: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	37, // 83: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	43, // 84: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	39, // 85: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	64, // 86: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	41, // 87: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	66, // 88: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	48, // 89: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	50, // 90: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	52, // 91: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	48, // 92: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	57, // 93: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	54, // 94: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	61, // 95: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	70, // [70:96] is the sub-list for method output_type
-	44, // [44:70] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	3,  // 4: adaptkv.v1.GetRequest.session_min:type_name -> adaptkv.v1.Version
+	3,  // 5: adaptkv.v1.GetResponse.version:type_name -> adaptkv.v1.Version
+	4,  // 6: adaptkv.v1.GetResponse.receipt:type_name -> adaptkv.v1.Receipt
+	2,  // 7: adaptkv.v1.PutRequest.consistency:type_name -> adaptkv.v1.Consistency
+	3,  // 8: adaptkv.v1.PutResponse.version:type_name -> adaptkv.v1.Version
+	4,  // 9: adaptkv.v1.PutResponse.receipt:type_name -> adaptkv.v1.Receipt
+	2,  // 10: adaptkv.v1.DeleteRequest.consistency:type_name -> adaptkv.v1.Consistency
+	3,  // 11: adaptkv.v1.DeleteResponse.version:type_name -> adaptkv.v1.Version
+	4,  // 12: adaptkv.v1.DeleteResponse.receipt:type_name -> adaptkv.v1.Receipt
+	2,  // 13: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
+	5,  // 14: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
+	4,  // 15: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
+	0,  // 16: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
+	2,  // 17: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
+	14, // 18: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	2,  // 19: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	14, // 20: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	2,  // 21: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	14, // 22: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	15, // 23: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
+	15, // 24: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
+	1,  // 25: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
+	22, // 26: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
+	25, // 27: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
+	3,  // 28: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
+	34, // 29: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
+	35, // 30: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
+	3,  // 31: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
+	44, // 32: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	45, // 33: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	46, // 34: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	44, // 35: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	44, // 36: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	34, // 37: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
+	35, // 38: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
+	3,  // 39: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
+	55, // 40: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	60, // 41: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
+	59, // 42: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
+	62, // 43: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
+	67, // 44: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	6,  // 45: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	8,  // 46: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	10, // 47: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	12, // 48: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	16, // 49: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	17, // 50: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	18, // 51: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	20, // 52: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	23, // 53: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	26, // 54: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	28, // 55: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	30, // 56: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	32, // 57: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	36, // 58: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	42, // 59: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	38, // 60: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	63, // 61: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	40, // 62: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
+	65, // 63: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	47, // 64: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	49, // 65: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	51, // 66: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	47, // 67: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	56, // 68: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	53, // 69: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	58, // 70: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	7,  // 71: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	9,  // 72: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	11, // 73: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	13, // 74: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	19, // 75: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 76: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	19, // 77: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	21, // 78: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	24, // 79: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	27, // 80: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	29, // 81: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	31, // 82: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	33, // 83: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	37, // 84: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	43, // 85: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	39, // 86: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	64, // 87: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	41, // 88: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	66, // 89: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	48, // 90: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	50, // 91: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	52, // 92: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	48, // 93: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	57, // 94: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	54, // 95: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	61, // 96: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	71, // [71:97] is the sub-list for method output_type
+	45, // [45:71] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }

@@ -74,6 +74,28 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("get of a deleted key: %+v", g)
 	}
 
+	// Sessions: put --session new prints a token (in JSON, and on stderr in
+	// text output); get and del resume it and print the next one; a bad
+	// token is a usage error.
+	var w writeJSON
+	r = tc.mustRun("put", "sess", "v1", "--session", "new", "--consistency", "one")
+	if err := json.Unmarshal([]byte(r.stdout), &w); err != nil || w.Session == "" {
+		t.Fatalf("put --session new: %v %+v", err, r)
+	}
+	if g := getResult(t, tc.mustRun("get", "sess", "--session", w.Session, "--consistency", "one")); *g.Value != "v1" || g.Session == "" {
+		t.Fatalf("get --session: %+v", g)
+	}
+	r = tc.mustRun("del", "sess", "--session", w.Session, "-o", "table")
+	if !strings.HasPrefix(r.stderr, "session ") {
+		t.Fatalf("del --session -o table: token not on stderr: %v", r)
+	}
+	tok := strings.TrimSpace(strings.TrimPrefix(r.stderr, "session "))
+	if r = tc.run(nil, "get", "sess", "--session", tok); r.code != 1 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("get after the session's delete: %v", r)
+	}
+	expectFail(t, tc.run(nil, "get", "sess", "--session", "not-a-token!"), exitUsage, "--session: ")
+	expectFail(t, tc.run(nil, "put", "sess", "v", "--session", ""), exitUsage, "malformed session token")
+
 	// scan: prefix, range and limit.
 	for _, k := range []string{"a/1", "a/2", "a/3", "b/1"} {
 		tc.mustRun("put", k, "v-"+k)

@@ -69,6 +69,57 @@ func (f *levelFlags) options(cmd *cobra.Command) ([]client.CallOption, error) {
 	return append(opts, client.WithConsistency(l)), nil
 }
 
+// sessionFlag is --session of get, put and del: the call runs in an SDK
+// session (client.Session), and the session's token after it is printed.
+type sessionFlag struct{ token string }
+
+func (f *sessionFlag) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.token, "session", "", `run in a session: "new" starts one, a token printed by an earlier call resumes it; `+
+		`the token after the call is printed on stderr ("session TOKEN"), or as "session" with -o json`)
+}
+
+// check refuses a malformed token before anything is sent.
+func (f *sessionFlag) check(cmd *cobra.Command) error {
+	if !cmd.Flags().Changed("session") || f.token == "new" {
+		return nil
+	}
+	if _, err := client.ParseSessionToken(f.token); err != nil {
+		return usagef("--session: %v (pass a token printed by get, put or del --session, or \"new\")", err)
+	}
+	return nil
+}
+
+// open returns the session to run in, nil without --session.
+func (f *sessionFlag) open(cmd *cobra.Command, c *client.Client) (*client.Session, error) {
+	switch {
+	case !cmd.Flags().Changed("session"):
+		return nil, nil
+	case f.token == "new":
+		return c.Session(), nil
+	}
+	s, err := c.SessionFrom(f.token)
+	if err != nil {
+		return nil, usagef("--session: %v", err)
+	}
+	return s, nil
+}
+
+// tokenOf is the session's token, empty without a session.
+func tokenOf(s *client.Session) string {
+	if s == nil {
+		return ""
+	}
+	return s.Token()
+}
+
+// printSession prints a session's token on stderr (text output; JSON output
+// carries it as "session").
+func (a *app) printSession(token string) {
+	if token != "" && !a.json() {
+		fmt.Fprintf(a.stderr, "session %s\n", token)
+	}
+}
+
 // writeJSON is the JSON output of put and del.
 type writeJSON struct {
 	Key         string       `json:"key"`
@@ -77,13 +128,15 @@ type writeJSON struct {
 	Deleted     bool         `json:"deleted,omitempty"`
 	Version     *versionJSON `json:"version"`
 	Receipt     receiptJSON  `json:"receipt"`
+	Session     string       `json:"session,omitempty"`
 }
 
-func (a *app) printWrite(keyspace string, key []byte, deleted bool, res *client.WriteResult) error {
+func (a *app) printWrite(keyspace string, key []byte, deleted bool, res *client.WriteResult, session string) error {
 	if a.json() {
 		k, kenc := bytesText(key)
-		return a.printJSON(writeJSON{Key: k, KeyEncoding: kenc, Keyspace: keyspace, Deleted: deleted, Version: toVersionJSON(res.Version), Receipt: toReceiptJSON(res.Receipt)})
+		return a.printJSON(writeJSON{Key: k, KeyEncoding: kenc, Keyspace: keyspace, Deleted: deleted, Version: toVersionJSON(res.Version), Receipt: toReceiptJSON(res.Receipt), Session: session})
 	}
+	a.printSession(session)
 	what := "OK"
 	if deleted {
 		what = "deleted"
@@ -93,7 +146,10 @@ func (a *app) printWrite(keyspace string, key []byte, deleted bool, res *client.
 }
 
 func (a *app) putCommand() *cobra.Command {
-	var lf levelFlags
+	var (
+		lf levelFlags
+		sf sessionFlag
+	)
 	cmd := &cobra.Command{
 		Use:   "put KEY VALUE",
 		Short: "Write VALUE under KEY (VALUE '-' reads it from stdin)",
@@ -104,6 +160,9 @@ func (a *app) putCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := lf.options(cmd)
 			if err != nil {
+				return err
+			}
+			if err := sf.check(cmd); err != nil {
 				return err
 			}
 			value := []byte(args[1])
@@ -121,19 +180,31 @@ func (a *app) putCommand() *cobra.Command {
 			}
 			defer cancel()
 			defer c.Close()
-			res, err := c.Put(ctx, []byte(args[0]), value, opts...)
+			s, err := sf.open(cmd, c)
 			if err != nil {
 				return err
 			}
-			return a.printWrite(lf.keyspace, []byte(args[0]), false, res)
+			put := c.Put
+			if s != nil {
+				put = s.Put
+			}
+			res, err := put(ctx, []byte(args[0]), value, opts...)
+			if err != nil {
+				return err
+			}
+			return a.printWrite(lf.keyspace, []byte(args[0]), false, res, tokenOf(s))
 		},
 	}
 	lf.register(cmd.Flags())
+	sf.register(cmd.Flags())
 	return cmd
 }
 
 func (a *app) delCommand() *cobra.Command {
-	var lf levelFlags
+	var (
+		lf levelFlags
+		sf sessionFlag
+	)
 	cmd := &cobra.Command{
 		Use:     "del KEY",
 		Aliases: []string{"delete"},
@@ -144,20 +215,32 @@ func (a *app) delCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := sf.check(cmd); err != nil {
+				return err
+			}
 			c, ctx, cancel, err := a.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer cancel()
 			defer c.Close()
-			res, err := c.Delete(ctx, []byte(args[0]), opts...)
+			s, err := sf.open(cmd, c)
 			if err != nil {
 				return err
 			}
-			return a.printWrite(lf.keyspace, []byte(args[0]), true, res)
+			del := c.Delete
+			if s != nil {
+				del = s.Delete
+			}
+			res, err := del(ctx, []byte(args[0]), opts...)
+			if err != nil {
+				return err
+			}
+			return a.printWrite(lf.keyspace, []byte(args[0]), true, res, tokenOf(s))
 		},
 	}
 	lf.register(cmd.Flags())
+	sf.register(cmd.Flags())
 	return cmd
 }
 
@@ -171,6 +254,7 @@ type getJSON struct {
 	Found         bool         `json:"found"`
 	Version       *versionJSON `json:"version"`
 	Receipt       receiptJSON  `json:"receipt"`
+	Session       string       `json:"session,omitempty"`
 }
 
 // localGetJSON is the JSON output of get --local: one replica's record.
@@ -189,6 +273,7 @@ type localGetJSON struct {
 func (a *app) getCommand() *cobra.Command {
 	var (
 		lf     levelFlags
+		sf     sessionFlag
 		nodeID string
 		local  bool
 	)
@@ -215,8 +300,11 @@ repair: what that one replica holds, tombstones included.`,
 			if err != nil {
 				return err
 			}
-			if local && (lf.level != "" || cmd.Flags().Changed("r") || cmd.Flags().Changed("w")) {
-				return usagef("--local reads one replica; --consistency, --r and --w do not apply")
+			if err := sf.check(cmd); err != nil {
+				return err
+			}
+			if local && (lf.level != "" || cmd.Flags().Changed("r") || cmd.Flags().Changed("w") || cmd.Flags().Changed("session")) {
+				return usagef("--local reads one replica; --consistency, --r, --w and --session do not apply")
 			}
 			c, ctx, cancel, err := a.connect(cmd.Context())
 			if err != nil {
@@ -228,14 +316,23 @@ repair: what that one replica holds, tombstones included.`,
 			if local {
 				return a.localGet(ctx, c, nodeID, lf.keyspace, key)
 			}
-			res, err := c.Get(ctx, key, opts...)
+			s, err := sf.open(cmd, c)
 			if err != nil {
 				return err
 			}
-			return a.printGet(lf.keyspace, key, res)
+			get := c.Get
+			if s != nil {
+				get = s.Get
+			}
+			res, err := get(ctx, key, opts...)
+			if err != nil {
+				return err
+			}
+			return a.printGet(lf.keyspace, key, res, tokenOf(s))
 		},
 	}
 	lf.register(cmd.Flags())
+	sf.register(cmd.Flags())
 	cmd.Flags().StringVar(&nodeID, "node", "", "with --local: the node whose storage to read (e.g. n2)")
 	cmd.Flags().BoolVar(&local, "local", false, "read one node's own storage (needs --node), bypassing quorum and repair")
 	return cmd
@@ -251,9 +348,10 @@ func notFound(keyspace string, key []byte, detail string) error {
 	return &exitError{code: exitFailure, msg: fmt.Sprintf("key %q not found in keyspace %q (%s)", k, keyspace, detail)}
 }
 
-func (a *app) printGet(keyspace string, key []byte, res *client.GetResult) error {
+func (a *app) printGet(keyspace string, key []byte, res *client.GetResult, session string) error {
+	a.printSession(session)
 	if a.json() {
-		out := getJSON{Keyspace: keyspace, Found: res.Found, Version: toVersionJSON(res.Version), Receipt: toReceiptJSON(res.Receipt)}
+		out := getJSON{Keyspace: keyspace, Found: res.Found, Version: toVersionJSON(res.Version), Receipt: toReceiptJSON(res.Receipt), Session: session}
 		out.Key, out.KeyEncoding = bytesText(key)
 		if res.Found {
 			v, enc := bytesText(res.Value)
