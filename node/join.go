@@ -227,8 +227,15 @@ func (n *Node) awaitApplied(ctx context.Context, index uint64) error {
 	for {
 		var waiting []string
 		view := n.members.View()
+		topo := n.meta.Topology()
 		for _, m := range view.Members {
 			if m.State == membership.Left {
+				continue
+			}
+			if tm, ok := topo.Member(m.ID); ok && tm.State == StateLeft && !view.Alive(m.ID) {
+				// Removed or replaced: it will never apply anything, and
+				// were it to start again it would apply its left entry
+				// and exit before serving.
 				continue
 			}
 			if !view.Alive(m.ID) && time.Now().After(deadline) {
