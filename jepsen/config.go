@@ -117,6 +117,12 @@ type Config struct {
 	Concurrency int     `json:"concurrency"`
 	// Clients is routed, pinned, mixed or hop.
 	Clients string `json:"clients"`
+	// Sessions makes each worker an SDK session (client.Session): its
+	// reads and writes carry the session's token, handed on when the
+	// worker moves to another node's client, so that the session checker
+	// holds at any level (reads that no replica in reach can serve fail
+	// with SESSION_BEHIND instead of answering older data).
+	Sessions bool `json:"sessions,omitempty"`
 	// Keys is the number of register keys in use at once; OpsPerKey the
 	// operations after which a register key is retired for a fresh one
 	// (which keeps each key's history small for Porcupine). SessionKeys is
@@ -333,6 +339,9 @@ func (c *Config) Command() string {
 	opt("warmup", c.WarmUp.D(), d.WarmUp.D())
 	opt("recovery", c.Recovery.D(), d.Recovery.D())
 	opt("clients", c.Clients, d.Clients)
+	if c.Sessions {
+		args = append(args, "--sessions")
+	}
 	opt("keys", c.Keys, d.Keys)
 	opt("ops-per-key", c.OpsPerKey, d.OpsPerKey)
 	opt("session-keys", c.SessionKeys, d.SessionKeys)

@@ -54,6 +54,9 @@ type runner struct {
 
 	routed *client.Client
 	pinned []*client.Client
+	// tokens holds each worker's session token (Config.Sessions); each
+	// worker reads and writes only its own.
+	tokens []string
 
 	lim                    *limiter
 	invoked                atomic.Int64
@@ -293,6 +296,7 @@ func (r *runner) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
+	r.tokens = make([]string, r.cfg.Concurrency)
 	if r.cfg.Clients != ClientsRouted {
 		for _, n := range r.c.Nodes() {
 			cl, err := client.New(ctx, client.Config{Endpoints: []string{n.GRPC}, DisableRouting: true, DialTimeout: time.Second,
@@ -490,11 +494,29 @@ func (r *runner) execute(ctx context.Context, cl *client.Client, process, w int,
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.OpTimeout.D())
 	defer cancel()
 	opts := []client.CallOption{client.WithKeyspace(Keyspace), levelOption(spec.level)}
+	var kv interface {
+		Get(context.Context, []byte, ...client.CallOption) (*client.GetResult, error)
+		Put(context.Context, []byte, []byte, ...client.CallOption) (*client.WriteResult, error)
+	} = cl
+	if r.cfg.Sessions && w < len(r.tokens) {
+		// The worker's session goes with it from client to client (the
+		// final reads, numbered past the workers, are not sessions).
+		s := cl.Session()
+		if tok := r.tokens[w]; tok != "" {
+			var err error
+			if s, err = cl.SessionFrom(tok); err != nil {
+				r.harnessError(fmt.Errorf("worker %d: session token: %w", w, err))
+				s = cl.Session()
+			}
+		}
+		defer func() { r.tokens[w] = s.Token() }()
+		kv = s
+	}
 	var err error
 	switch spec.f {
 	case history.FRead:
 		var res *client.GetResult
-		res, err = cl.Get(octx, []byte(spec.key), opts...)
+		res, err = kv.Get(octx, []byte(spec.key), opts...)
 		comp.Value = nil
 		if err == nil {
 			fillReceipt(&comp, res.Receipt)
@@ -505,7 +527,7 @@ func (r *runner) execute(ctx context.Context, cl *client.Client, process, w int,
 		}
 	default:
 		var res *client.WriteResult
-		res, err = cl.Put(octx, []byte(spec.key), encodeValue(*spec.value), opts...)
+		res, err = kv.Put(octx, []byte(spec.key), encodeValue(*spec.value), opts...)
 		if err == nil {
 			fillReceipt(&comp, res.Receipt)
 			comp.Version = toVersion(res.Version)
