@@ -35,6 +35,10 @@ const (
 	Level_LEVEL_QUORUM      Level = 2
 	Level_LEVEL_ALL         Level = 3
 	Level_LEVEL_CUSTOM      Level = 4
+	// LEVEL_LINEARIZABLE: every read and write of the key is linearizable,
+	// whatever the clocks: writes go through single-decree Paxos per key,
+	// reads through a quorum that agrees (or a Paxos read when it does not).
+	Level_LEVEL_LINEARIZABLE Level = 5
 )
 
 // Enum value maps for Level.
@@ -45,13 +49,15 @@ var (
 		2: "LEVEL_QUORUM",
 		3: "LEVEL_ALL",
 		4: "LEVEL_CUSTOM",
+		5: "LEVEL_LINEARIZABLE",
 	}
 	Level_value = map[string]int32{
-		"LEVEL_UNSPECIFIED": 0,
-		"LEVEL_ONE":         1,
-		"LEVEL_QUORUM":      2,
-		"LEVEL_ALL":         3,
-		"LEVEL_CUSTOM":      4,
+		"LEVEL_UNSPECIFIED":  0,
+		"LEVEL_ONE":          1,
+		"LEVEL_QUORUM":       2,
+		"LEVEL_ALL":          3,
+		"LEVEL_CUSTOM":       4,
+		"LEVEL_LINEARIZABLE": 5,
 	}
 )
 
@@ -137,6 +143,239 @@ func (MemberState) EnumDescriptor() ([]byte, []int) {
 	return file_adaptkv_proto_rawDescGZIP(), []int{1}
 }
 
+type Condition_Kind int32
+
+const (
+	Condition_KIND_UNSPECIFIED Condition_Kind = 0
+	Condition_IF_VERSION       Condition_Kind = 1 // the current version is version (not found or deleted: never)
+	Condition_IF_ABSENT        Condition_Kind = 2 // the key is not found (never written, or deleted)
+	Condition_IF_VALUE         Condition_Kind = 3 // the key is found and its value is value
+)
+
+// Enum value maps for Condition_Kind.
+var (
+	Condition_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "IF_VERSION",
+		2: "IF_ABSENT",
+		3: "IF_VALUE",
+	}
+	Condition_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"IF_VERSION":       1,
+		"IF_ABSENT":        2,
+		"IF_VALUE":         3,
+	}
+)
+
+func (x Condition_Kind) Enum() *Condition_Kind {
+	p := new(Condition_Kind)
+	*p = x
+	return p
+}
+
+func (x Condition_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Condition_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_adaptkv_proto_enumTypes[2].Descriptor()
+}
+
+func (Condition_Kind) Type() protoreflect.EnumType {
+	return &file_adaptkv_proto_enumTypes[2]
+}
+
+func (x Condition_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Condition_Kind.Descriptor instead.
+func (Condition_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{0, 0}
+}
+
+type PaxosRequest_Kind int32
+
+const (
+	PaxosRequest_KIND_UNSPECIFIED PaxosRequest_Kind = 0
+	PaxosRequest_PREPARE          PaxosRequest_Kind = 1
+	PaxosRequest_PROPOSE          PaxosRequest_Kind = 2
+	PaxosRequest_COMMIT           PaxosRequest_Kind = 3
+	PaxosRequest_PEEK             PaxosRequest_Kind = 4
+)
+
+// Enum value maps for PaxosRequest_Kind.
+var (
+	PaxosRequest_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "PREPARE",
+		2: "PROPOSE",
+		3: "COMMIT",
+		4: "PEEK",
+	}
+	PaxosRequest_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"PREPARE":          1,
+		"PROPOSE":          2,
+		"COMMIT":           3,
+		"PEEK":             4,
+	}
+)
+
+func (x PaxosRequest_Kind) Enum() *PaxosRequest_Kind {
+	p := new(PaxosRequest_Kind)
+	*p = x
+	return p
+}
+
+func (x PaxosRequest_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PaxosRequest_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_adaptkv_proto_enumTypes[3].Descriptor()
+}
+
+func (PaxosRequest_Kind) Type() protoreflect.EnumType {
+	return &file_adaptkv_proto_enumTypes[3]
+}
+
+func (x PaxosRequest_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PaxosRequest_Kind.Descriptor instead.
+func (PaxosRequest_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{65, 0}
+}
+
+// Condition makes a write conditional: it applies only when the key's
+// current record satisfies it, decided through single-decree Paxos per key
+// (linearizable with every other conditional or linearizable operation on
+// the key).
+type Condition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          Condition_Kind         `protobuf:"varint,1,opt,name=kind,proto3,enum=adaptkv.v1.Condition_Kind" json:"kind,omitempty"`
+	Version       *Version               `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Condition) Reset() {
+	*x = Condition{}
+	mi := &file_adaptkv_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Condition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Condition) ProtoMessage() {}
+
+func (x *Condition) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Condition.ProtoReflect.Descriptor instead.
+func (*Condition) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Condition) GetKind() Condition_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Condition_KIND_UNSPECIFIED
+}
+
+func (x *Condition) GetVersion() *Version {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *Condition) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// Current is the key's record a conditional write was decided against, sent
+// back when its condition did not hold.
+type Current struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Version       *Version               `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Current) Reset() {
+	*x = Current{}
+	mi := &file_adaptkv_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Current) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Current) ProtoMessage() {}
+
+func (x *Current) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Current.ProtoReflect.Descriptor instead.
+func (*Current) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Current) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *Current) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Current) GetVersion() *Version {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
 // Consistency asks for a level, or for explicit R/W with LEVEL_CUSTOM.
 type Consistency struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -149,7 +388,7 @@ type Consistency struct {
 
 func (x *Consistency) Reset() {
 	*x = Consistency{}
-	mi := &file_adaptkv_proto_msgTypes[0]
+	mi := &file_adaptkv_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -161,7 +400,7 @@ func (x *Consistency) String() string {
 func (*Consistency) ProtoMessage() {}
 
 func (x *Consistency) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[0]
+	mi := &file_adaptkv_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -174,7 +413,7 @@ func (x *Consistency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consistency.ProtoReflect.Descriptor instead.
 func (*Consistency) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Consistency) GetLevel() Level {
@@ -211,7 +450,7 @@ type Version struct {
 
 func (x *Version) Reset() {
 	*x = Version{}
-	mi := &file_adaptkv_proto_msgTypes[1]
+	mi := &file_adaptkv_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +462,7 @@ func (x *Version) String() string {
 func (*Version) ProtoMessage() {}
 
 func (x *Version) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[1]
+	mi := &file_adaptkv_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +475,7 @@ func (x *Version) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Version.ProtoReflect.Descriptor instead.
 func (*Version) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{1}
+	return file_adaptkv_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Version) GetTimestamp() uint64 {
@@ -270,7 +509,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_adaptkv_proto_msgTypes[2]
+	mi := &file_adaptkv_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -282,7 +521,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[2]
+	mi := &file_adaptkv_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -295,7 +534,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{2}
+	return file_adaptkv_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Receipt) GetLevel() Level {
@@ -358,7 +597,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_adaptkv_proto_msgTypes[3]
+	mi := &file_adaptkv_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +609,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[3]
+	mi := &file_adaptkv_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +622,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{3}
+	return file_adaptkv_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -423,7 +662,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_adaptkv_proto_msgTypes[4]
+	mi := &file_adaptkv_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +674,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[4]
+	mi := &file_adaptkv_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +687,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{4}
+	return file_adaptkv_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetRequest) GetKeyspace() string {
@@ -491,7 +730,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_adaptkv_proto_msgTypes[5]
+	mi := &file_adaptkv_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +742,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[5]
+	mi := &file_adaptkv_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +755,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{5}
+	return file_adaptkv_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetResponse) GetFound() bool {
@@ -558,14 +797,16 @@ type PutRequest struct {
 	// stamping, so the write orders after everything the session saw
 	// (writes-follow-reads). More than a minute ahead of the coordinator's
 	// clock is refused (INVALID_ARGUMENT).
-	SessionAfter  uint64 `protobuf:"varint,5,opt,name=session_after,json=sessionAfter,proto3" json:"session_after,omitempty"`
+	SessionAfter uint64 `protobuf:"varint,5,opt,name=session_after,json=sessionAfter,proto3" json:"session_after,omitempty"`
+	// condition, when set, makes the put a compare-and-set (PutIf).
+	Condition     *Condition `protobuf:"bytes,6,opt,name=condition,proto3" json:"condition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_adaptkv_proto_msgTypes[6]
+	mi := &file_adaptkv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +818,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[6]
+	mi := &file_adaptkv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +831,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{6}
+	return file_adaptkv_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PutRequest) GetKeyspace() string {
@@ -628,17 +869,29 @@ func (x *PutRequest) GetSessionAfter() uint64 {
 	return 0
 }
 
+func (x *PutRequest) GetCondition() *Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return nil
+}
+
 type PutResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       *Version               `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
-	Receipt       *Receipt               `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version *Version               `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Receipt *Receipt               `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	// applied is false when a condition did not hold: nothing was written,
+	// and current is the record it was decided against. Unconditional
+	// writes always say applied.
+	Applied       bool     `protobuf:"varint,3,opt,name=applied,proto3" json:"applied,omitempty"`
+	Current       *Current `protobuf:"bytes,4,opt,name=current,proto3" json:"current,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_adaptkv_proto_msgTypes[7]
+	mi := &file_adaptkv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +903,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[7]
+	mi := &file_adaptkv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +916,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{7}
+	return file_adaptkv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutResponse) GetVersion() *Version {
@@ -680,6 +933,20 @@ func (x *PutResponse) GetReceipt() *Receipt {
 	return nil
 }
 
+func (x *PutResponse) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *PutResponse) GetCurrent() *Current {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
 type DeleteRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Keyspace    string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
@@ -690,14 +957,16 @@ type DeleteRequest struct {
 	// stamping, so the write orders after everything the session saw
 	// (writes-follow-reads). More than a minute ahead of the coordinator's
 	// clock is refused (INVALID_ARGUMENT).
-	SessionAfter  uint64 `protobuf:"varint,4,opt,name=session_after,json=sessionAfter,proto3" json:"session_after,omitempty"`
+	SessionAfter uint64 `protobuf:"varint,4,opt,name=session_after,json=sessionAfter,proto3" json:"session_after,omitempty"`
+	// condition, when set, makes the delete conditional (DeleteIf).
+	Condition     *Condition `protobuf:"bytes,5,opt,name=condition,proto3" json:"condition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_adaptkv_proto_msgTypes[8]
+	mi := &file_adaptkv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +978,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[8]
+	mi := &file_adaptkv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +991,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{8}
+	return file_adaptkv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteRequest) GetKeyspace() string {
@@ -753,17 +1022,27 @@ func (x *DeleteRequest) GetSessionAfter() uint64 {
 	return 0
 }
 
+func (x *DeleteRequest) GetCondition() *Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return nil
+}
+
 type DeleteResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       *Version               `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
-	Receipt       *Receipt               `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version *Version               `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Receipt *Receipt               `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	// applied and current as in PutResponse.
+	Applied       bool     `protobuf:"varint,3,opt,name=applied,proto3" json:"applied,omitempty"`
+	Current       *Current `protobuf:"bytes,4,opt,name=current,proto3" json:"current,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_adaptkv_proto_msgTypes[9]
+	mi := &file_adaptkv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +1054,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[9]
+	mi := &file_adaptkv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +1067,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{9}
+	return file_adaptkv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteResponse) GetVersion() *Version {
@@ -801,6 +1080,20 @@ func (x *DeleteResponse) GetVersion() *Version {
 func (x *DeleteResponse) GetReceipt() *Receipt {
 	if x != nil {
 		return x.Receipt
+	}
+	return nil
+}
+
+func (x *DeleteResponse) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *DeleteResponse) GetCurrent() *Current {
+	if x != nil {
+		return x.Current
 	}
 	return nil
 }
@@ -823,7 +1116,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_adaptkv_proto_msgTypes[10]
+	mi := &file_adaptkv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1128,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[10]
+	mi := &file_adaptkv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1141,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{10}
+	return file_adaptkv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ScanRequest) GetKeyspace() string {
@@ -905,7 +1198,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_adaptkv_proto_msgTypes[11]
+	mi := &file_adaptkv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1210,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[11]
+	mi := &file_adaptkv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1223,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{11}
+	return file_adaptkv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ScanResponse) GetItems() []*KeyValue {
@@ -976,7 +1269,7 @@ type AdaptiveGoal struct {
 
 func (x *AdaptiveGoal) Reset() {
 	*x = AdaptiveGoal{}
-	mi := &file_adaptkv_proto_msgTypes[12]
+	mi := &file_adaptkv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1281,7 @@ func (x *AdaptiveGoal) String() string {
 func (*AdaptiveGoal) ProtoMessage() {}
 
 func (x *AdaptiveGoal) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[12]
+	mi := &file_adaptkv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1294,7 @@ func (x *AdaptiveGoal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdaptiveGoal.ProtoReflect.Descriptor instead.
 func (*AdaptiveGoal) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{12}
+	return file_adaptkv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AdaptiveGoal) GetMaxStale() float64 {
@@ -1058,7 +1351,7 @@ type KeyspaceConfig struct {
 
 func (x *KeyspaceConfig) Reset() {
 	*x = KeyspaceConfig{}
-	mi := &file_adaptkv_proto_msgTypes[13]
+	mi := &file_adaptkv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1363,7 @@ func (x *KeyspaceConfig) String() string {
 func (*KeyspaceConfig) ProtoMessage() {}
 
 func (x *KeyspaceConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[13]
+	mi := &file_adaptkv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1376,7 @@ func (x *KeyspaceConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyspaceConfig.ProtoReflect.Descriptor instead.
 func (*KeyspaceConfig) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{13}
+	return file_adaptkv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KeyspaceConfig) GetName() string {
@@ -1147,7 +1440,7 @@ type CreateKeyspaceRequest struct {
 
 func (x *CreateKeyspaceRequest) Reset() {
 	*x = CreateKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[14]
+	mi := &file_adaptkv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1452,7 @@ func (x *CreateKeyspaceRequest) String() string {
 func (*CreateKeyspaceRequest) ProtoMessage() {}
 
 func (x *CreateKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[14]
+	mi := &file_adaptkv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1465,7 @@ func (x *CreateKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{14}
+	return file_adaptkv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateKeyspaceRequest) GetName() string {
@@ -1215,7 +1508,7 @@ type AlterKeyspaceRequest struct {
 
 func (x *AlterKeyspaceRequest) Reset() {
 	*x = AlterKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[15]
+	mi := &file_adaptkv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1520,7 @@ func (x *AlterKeyspaceRequest) String() string {
 func (*AlterKeyspaceRequest) ProtoMessage() {}
 
 func (x *AlterKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[15]
+	mi := &file_adaptkv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1533,7 @@ func (x *AlterKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*AlterKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{15}
+	return file_adaptkv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AlterKeyspaceRequest) GetName() string {
@@ -1280,7 +1573,7 @@ type DescribeKeyspaceRequest struct {
 
 func (x *DescribeKeyspaceRequest) Reset() {
 	*x = DescribeKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[16]
+	mi := &file_adaptkv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1585,7 @@ func (x *DescribeKeyspaceRequest) String() string {
 func (*DescribeKeyspaceRequest) ProtoMessage() {}
 
 func (x *DescribeKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[16]
+	mi := &file_adaptkv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1598,7 @@ func (x *DescribeKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*DescribeKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{16}
+	return file_adaptkv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DescribeKeyspaceRequest) GetName() string {
@@ -1324,7 +1617,7 @@ type KeyspaceResponse struct {
 
 func (x *KeyspaceResponse) Reset() {
 	*x = KeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[17]
+	mi := &file_adaptkv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1629,7 @@ func (x *KeyspaceResponse) String() string {
 func (*KeyspaceResponse) ProtoMessage() {}
 
 func (x *KeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[17]
+	mi := &file_adaptkv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1642,7 @@ func (x *KeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*KeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{17}
+	return file_adaptkv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeyspaceResponse) GetKeyspace() *KeyspaceConfig {
@@ -1367,7 +1660,7 @@ type ListKeyspacesRequest struct {
 
 func (x *ListKeyspacesRequest) Reset() {
 	*x = ListKeyspacesRequest{}
-	mi := &file_adaptkv_proto_msgTypes[18]
+	mi := &file_adaptkv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1672,7 @@ func (x *ListKeyspacesRequest) String() string {
 func (*ListKeyspacesRequest) ProtoMessage() {}
 
 func (x *ListKeyspacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[18]
+	mi := &file_adaptkv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1685,7 @@ func (x *ListKeyspacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeyspacesRequest.ProtoReflect.Descriptor instead.
 func (*ListKeyspacesRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{18}
+	return file_adaptkv_proto_rawDescGZIP(), []int{20}
 }
 
 type ListKeyspacesResponse struct {
@@ -1404,7 +1697,7 @@ type ListKeyspacesResponse struct {
 
 func (x *ListKeyspacesResponse) Reset() {
 	*x = ListKeyspacesResponse{}
-	mi := &file_adaptkv_proto_msgTypes[19]
+	mi := &file_adaptkv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1709,7 @@ func (x *ListKeyspacesResponse) String() string {
 func (*ListKeyspacesResponse) ProtoMessage() {}
 
 func (x *ListKeyspacesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[19]
+	mi := &file_adaptkv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1722,7 @@ func (x *ListKeyspacesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeyspacesResponse.ProtoReflect.Descriptor instead.
 func (*ListKeyspacesResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{19}
+	return file_adaptkv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListKeyspacesResponse) GetKeyspaces() []*KeyspaceConfig {
@@ -1461,7 +1754,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_adaptkv_proto_msgTypes[20]
+	mi := &file_adaptkv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1766,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[20]
+	mi := &file_adaptkv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1779,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{20}
+	return file_adaptkv_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Member) GetId() string {
@@ -1574,7 +1867,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_adaptkv_proto_msgTypes[21]
+	mi := &file_adaptkv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1879,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[21]
+	mi := &file_adaptkv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1892,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{21}
+	return file_adaptkv_proto_rawDescGZIP(), []int{23}
 }
 
 type ClusterStatusResponse struct {
@@ -1618,7 +1911,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_adaptkv_proto_msgTypes[22]
+	mi := &file_adaptkv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1923,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[22]
+	mi := &file_adaptkv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1936,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{22}
+	return file_adaptkv_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ClusterStatusResponse) GetNodeId() string {
@@ -1732,7 +2025,7 @@ type StreamStatus struct {
 
 func (x *StreamStatus) Reset() {
 	*x = StreamStatus{}
-	mi := &file_adaptkv_proto_msgTypes[23]
+	mi := &file_adaptkv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +2037,7 @@ func (x *StreamStatus) String() string {
 func (*StreamStatus) ProtoMessage() {}
 
 func (x *StreamStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[23]
+	mi := &file_adaptkv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +2050,7 @@ func (x *StreamStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamStatus.ProtoReflect.Descriptor instead.
 func (*StreamStatus) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{23}
+	return file_adaptkv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StreamStatus) GetChange() string {
@@ -1896,7 +2189,7 @@ type LocalGetRequest struct {
 
 func (x *LocalGetRequest) Reset() {
 	*x = LocalGetRequest{}
-	mi := &file_adaptkv_proto_msgTypes[24]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +2201,7 @@ func (x *LocalGetRequest) String() string {
 func (*LocalGetRequest) ProtoMessage() {}
 
 func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[24]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +2214,7 @@ func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetRequest.ProtoReflect.Descriptor instead.
 func (*LocalGetRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{24}
+	return file_adaptkv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LocalGetRequest) GetKeyspace() string {
@@ -1951,7 +2244,7 @@ type LocalGetResponse struct {
 
 func (x *LocalGetResponse) Reset() {
 	*x = LocalGetResponse{}
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2256,7 @@ func (x *LocalGetResponse) String() string {
 func (*LocalGetResponse) ProtoMessage() {}
 
 func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2269,7 @@ func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetResponse.ProtoReflect.Descriptor instead.
 func (*LocalGetResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{25}
+	return file_adaptkv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LocalGetResponse) GetFound() bool {
@@ -2024,7 +2317,7 @@ type TunerExplainRequest struct {
 
 func (x *TunerExplainRequest) Reset() {
 	*x = TunerExplainRequest{}
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2329,7 @@ func (x *TunerExplainRequest) String() string {
 func (*TunerExplainRequest) ProtoMessage() {}
 
 func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2342,7 @@ func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainRequest.ProtoReflect.Descriptor instead.
 func (*TunerExplainRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{26}
+	return file_adaptkv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TunerExplainRequest) GetKeyspace() string {
@@ -2076,7 +2369,7 @@ type TunerExplainResponse struct {
 
 func (x *TunerExplainResponse) Reset() {
 	*x = TunerExplainResponse{}
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2381,7 @@ func (x *TunerExplainResponse) String() string {
 func (*TunerExplainResponse) ProtoMessage() {}
 
 func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2394,7 @@ func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainResponse.ProtoReflect.Descriptor instead.
 func (*TunerExplainResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{27}
+	return file_adaptkv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TunerExplainResponse) GetDecisionsJson() []string {
@@ -2127,7 +2420,7 @@ type TunerWhatIfRequest struct {
 
 func (x *TunerWhatIfRequest) Reset() {
 	*x = TunerWhatIfRequest{}
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2432,7 @@ func (x *TunerWhatIfRequest) String() string {
 func (*TunerWhatIfRequest) ProtoMessage() {}
 
 func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2445,7 @@ func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfRequest.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{28}
+	return file_adaptkv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TunerWhatIfRequest) GetKeyspace() string {
@@ -2172,7 +2465,7 @@ type TunerWhatIfResponse struct {
 
 func (x *TunerWhatIfResponse) Reset() {
 	*x = TunerWhatIfResponse{}
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2477,7 @@ func (x *TunerWhatIfResponse) String() string {
 func (*TunerWhatIfResponse) ProtoMessage() {}
 
 func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2490,7 @@ func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfResponse.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{29}
+	return file_adaptkv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TunerWhatIfResponse) GetCandidatesJson() string {
@@ -2223,7 +2516,7 @@ type TunerSnapshotRequest struct {
 
 func (x *TunerSnapshotRequest) Reset() {
 	*x = TunerSnapshotRequest{}
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2528,7 @@ func (x *TunerSnapshotRequest) String() string {
 func (*TunerSnapshotRequest) ProtoMessage() {}
 
 func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2541,7 @@ func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{30}
+	return file_adaptkv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TunerSnapshotRequest) GetKeyspace() string {
@@ -2269,7 +2562,7 @@ type TunerSnapshotResponse struct {
 
 func (x *TunerSnapshotResponse) Reset() {
 	*x = TunerSnapshotResponse{}
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2574,7 @@ func (x *TunerSnapshotResponse) String() string {
 func (*TunerSnapshotResponse) ProtoMessage() {}
 
 func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2587,7 @@ func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{31}
+	return file_adaptkv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TunerSnapshotResponse) GetObservationJson() []byte {
@@ -2340,7 +2633,7 @@ type RepairOptions struct {
 
 func (x *RepairOptions) Reset() {
 	*x = RepairOptions{}
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2645,7 @@ func (x *RepairOptions) String() string {
 func (*RepairOptions) ProtoMessage() {}
 
 func (x *RepairOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2658,7 @@ func (x *RepairOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairOptions.ProtoReflect.Descriptor instead.
 func (*RepairOptions) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{32}
+	return file_adaptkv_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RepairOptions) GetPageSize() uint32 {
@@ -2466,7 +2759,7 @@ type RepairStats struct {
 
 func (x *RepairStats) Reset() {
 	*x = RepairStats{}
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2478,7 +2771,7 @@ func (x *RepairStats) String() string {
 func (*RepairStats) ProtoMessage() {}
 
 func (x *RepairStats) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2491,7 +2784,7 @@ func (x *RepairStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairStats.ProtoReflect.Descriptor instead.
 func (*RepairStats) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{33}
+	return file_adaptkv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RepairStats) GetKeysScanned() uint64 {
@@ -2588,7 +2881,7 @@ type RepairKeyspaceRequest struct {
 
 func (x *RepairKeyspaceRequest) Reset() {
 	*x = RepairKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2893,7 @@ func (x *RepairKeyspaceRequest) String() string {
 func (*RepairKeyspaceRequest) ProtoMessage() {}
 
 func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +2906,7 @@ func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*RepairKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{34}
+	return file_adaptkv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RepairKeyspaceRequest) GetKeyspace() string {
@@ -2645,7 +2938,7 @@ type RepairKeyspaceResponse struct {
 
 func (x *RepairKeyspaceResponse) Reset() {
 	*x = RepairKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2657,7 +2950,7 @@ func (x *RepairKeyspaceResponse) String() string {
 func (*RepairKeyspaceResponse) ProtoMessage() {}
 
 func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2670,7 +2963,7 @@ func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*RepairKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{35}
+	return file_adaptkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RepairKeyspaceResponse) GetStats() *RepairStats {
@@ -2731,7 +3024,7 @@ type DecommissionNodeRequest struct {
 
 func (x *DecommissionNodeRequest) Reset() {
 	*x = DecommissionNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +3036,7 @@ func (x *DecommissionNodeRequest) String() string {
 func (*DecommissionNodeRequest) ProtoMessage() {}
 
 func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +3049,7 @@ func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{36}
+	return file_adaptkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DecommissionNodeRequest) GetId() string {
@@ -2776,7 +3069,7 @@ type DecommissionNodeResponse struct {
 
 func (x *DecommissionNodeResponse) Reset() {
 	*x = DecommissionNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2788,7 +3081,7 @@ func (x *DecommissionNodeResponse) String() string {
 func (*DecommissionNodeResponse) ProtoMessage() {}
 
 func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2801,7 +3094,7 @@ func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeResponse.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{37}
+	return file_adaptkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DecommissionNodeResponse) GetTopologyEpoch() uint64 {
@@ -2827,7 +3120,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2839,7 +3132,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2852,7 +3145,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{38}
+	return file_adaptkv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -2872,7 +3165,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2884,7 +3177,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2897,7 +3190,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{39}
+	return file_adaptkv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveNodeResponse) GetTopologyEpoch() uint64 {
@@ -2923,7 +3216,7 @@ type MetadataReadIndexRequest struct {
 
 func (x *MetadataReadIndexRequest) Reset() {
 	*x = MetadataReadIndexRequest{}
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2935,7 +3228,7 @@ func (x *MetadataReadIndexRequest) String() string {
 func (*MetadataReadIndexRequest) ProtoMessage() {}
 
 func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2948,7 +3241,7 @@ func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{40}
+	return file_adaptkv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MetadataReadIndexRequest) GetFrom() string {
@@ -2968,7 +3261,7 @@ type MetadataReadIndexResponse struct {
 
 func (x *MetadataReadIndexResponse) Reset() {
 	*x = MetadataReadIndexResponse{}
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2980,7 +3273,7 @@ func (x *MetadataReadIndexResponse) String() string {
 func (*MetadataReadIndexResponse) ProtoMessage() {}
 
 func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2993,7 +3286,7 @@ func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{41}
+	return file_adaptkv_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MetadataReadIndexResponse) GetIndex() uint64 {
@@ -3023,7 +3316,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3035,7 +3328,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3048,7 +3341,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{42}
+	return file_adaptkv_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Record) GetKey() []byte {
@@ -3092,7 +3385,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3104,7 +3397,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3117,7 +3410,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{43}
+	return file_adaptkv_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Mutation) GetKeyspace() string {
@@ -3152,7 +3445,7 @@ type MutationResult struct {
 
 func (x *MutationResult) Reset() {
 	*x = MutationResult{}
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3164,7 +3457,7 @@ func (x *MutationResult) String() string {
 func (*MutationResult) ProtoMessage() {}
 
 func (x *MutationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3177,7 +3470,7 @@ func (x *MutationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MutationResult.ProtoReflect.Descriptor instead.
 func (*MutationResult) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{44}
+	return file_adaptkv_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MutationResult) GetOk() bool {
@@ -3211,7 +3504,7 @@ type ReplicaWriteRequest struct {
 
 func (x *ReplicaWriteRequest) Reset() {
 	*x = ReplicaWriteRequest{}
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3223,7 +3516,7 @@ func (x *ReplicaWriteRequest) String() string {
 func (*ReplicaWriteRequest) ProtoMessage() {}
 
 func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3236,7 +3529,7 @@ func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{45}
+	return file_adaptkv_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReplicaWriteRequest) GetMutations() []*Mutation {
@@ -3262,7 +3555,7 @@ type ReplicaWriteResponse struct {
 
 func (x *ReplicaWriteResponse) Reset() {
 	*x = ReplicaWriteResponse{}
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3274,7 +3567,7 @@ func (x *ReplicaWriteResponse) String() string {
 func (*ReplicaWriteResponse) ProtoMessage() {}
 
 func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3287,7 +3580,7 @@ func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{46}
+	return file_adaptkv_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReplicaWriteResponse) GetResults() []*MutationResult {
@@ -3313,7 +3606,7 @@ type ReplicaReadRequest struct {
 
 func (x *ReplicaReadRequest) Reset() {
 	*x = ReplicaReadRequest{}
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3325,7 +3618,7 @@ func (x *ReplicaReadRequest) String() string {
 func (*ReplicaReadRequest) ProtoMessage() {}
 
 func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3338,7 +3631,7 @@ func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaReadRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{47}
+	return file_adaptkv_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReplicaReadRequest) GetKeyspace() string {
@@ -3387,7 +3680,7 @@ type ReplicaReadResponse struct {
 
 func (x *ReplicaReadResponse) Reset() {
 	*x = ReplicaReadResponse{}
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3399,7 +3692,7 @@ func (x *ReplicaReadResponse) String() string {
 func (*ReplicaReadResponse) ProtoMessage() {}
 
 func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3412,7 +3705,7 @@ func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaReadResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{48}
+	return file_adaptkv_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReplicaReadResponse) GetFound() bool {
@@ -3450,7 +3743,7 @@ type ReplicaScanRequest struct {
 
 func (x *ReplicaScanRequest) Reset() {
 	*x = ReplicaScanRequest{}
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3462,7 +3755,7 @@ func (x *ReplicaScanRequest) String() string {
 func (*ReplicaScanRequest) ProtoMessage() {}
 
 func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3475,7 +3768,7 @@ func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaScanRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{49}
+	return file_adaptkv_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReplicaScanRequest) GetKeyspace() string {
@@ -3530,7 +3823,7 @@ type ReplicaScanResponse struct {
 
 func (x *ReplicaScanResponse) Reset() {
 	*x = ReplicaScanResponse{}
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3542,7 +3835,7 @@ func (x *ReplicaScanResponse) String() string {
 func (*ReplicaScanResponse) ProtoMessage() {}
 
 func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3555,7 +3848,7 @@ func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaScanResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{50}
+	return file_adaptkv_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReplicaScanResponse) GetRecords() []*Record {
@@ -3587,7 +3880,7 @@ type ReplicaRepairRequest struct {
 
 func (x *ReplicaRepairRequest) Reset() {
 	*x = ReplicaRepairRequest{}
-	mi := &file_adaptkv_proto_msgTypes[51]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3599,7 +3892,7 @@ func (x *ReplicaRepairRequest) String() string {
 func (*ReplicaRepairRequest) ProtoMessage() {}
 
 func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[51]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3612,7 +3905,7 @@ func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{51}
+	return file_adaptkv_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReplicaRepairRequest) GetKeyspace() string {
@@ -3653,7 +3946,7 @@ type ReplicaRepairResponse struct {
 
 func (x *ReplicaRepairResponse) Reset() {
 	*x = ReplicaRepairResponse{}
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3665,7 +3958,7 @@ func (x *ReplicaRepairResponse) String() string {
 func (*ReplicaRepairResponse) ProtoMessage() {}
 
 func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3678,7 +3971,7 @@ func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{52}
+	return file_adaptkv_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReplicaRepairResponse) GetStats() *RepairStats {
@@ -3706,7 +3999,7 @@ type DigestEntry struct {
 
 func (x *DigestEntry) Reset() {
 	*x = DigestEntry{}
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3718,7 +4011,7 @@ func (x *DigestEntry) String() string {
 func (*DigestEntry) ProtoMessage() {}
 
 func (x *DigestEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3731,7 +4024,7 @@ func (x *DigestEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestEntry.ProtoReflect.Descriptor instead.
 func (*DigestEntry) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{53}
+	return file_adaptkv_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DigestEntry) GetKey() []byte {
@@ -3760,7 +4053,7 @@ type ReplicaDigestRequest struct {
 
 func (x *ReplicaDigestRequest) Reset() {
 	*x = ReplicaDigestRequest{}
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3772,7 +4065,7 @@ func (x *ReplicaDigestRequest) String() string {
 func (*ReplicaDigestRequest) ProtoMessage() {}
 
 func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3785,7 +4078,7 @@ func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{54}
+	return file_adaptkv_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReplicaDigestRequest) GetKeyspace() string {
@@ -3828,7 +4121,7 @@ type ReplicaDigestResponse struct {
 
 func (x *ReplicaDigestResponse) Reset() {
 	*x = ReplicaDigestResponse{}
-	mi := &file_adaptkv_proto_msgTypes[55]
+	mi := &file_adaptkv_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3840,7 +4133,7 @@ func (x *ReplicaDigestResponse) String() string {
 func (*ReplicaDigestResponse) ProtoMessage() {}
 
 func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[55]
+	mi := &file_adaptkv_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3853,7 +4146,7 @@ func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{55}
+	return file_adaptkv_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReplicaDigestResponse) GetBehind() []uint32 {
@@ -3893,7 +4186,7 @@ type CompareTreesRequest struct {
 
 func (x *CompareTreesRequest) Reset() {
 	*x = CompareTreesRequest{}
-	mi := &file_adaptkv_proto_msgTypes[56]
+	mi := &file_adaptkv_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3905,7 +4198,7 @@ func (x *CompareTreesRequest) String() string {
 func (*CompareTreesRequest) ProtoMessage() {}
 
 func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[56]
+	mi := &file_adaptkv_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3918,7 +4211,7 @@ func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesRequest.ProtoReflect.Descriptor instead.
 func (*CompareTreesRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{56}
+	return file_adaptkv_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CompareTreesRequest) GetKeyspace() string {
@@ -3990,7 +4283,7 @@ type SharedRoot struct {
 
 func (x *SharedRoot) Reset() {
 	*x = SharedRoot{}
-	mi := &file_adaptkv_proto_msgTypes[57]
+	mi := &file_adaptkv_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4002,7 +4295,7 @@ func (x *SharedRoot) String() string {
 func (*SharedRoot) ProtoMessage() {}
 
 func (x *SharedRoot) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[57]
+	mi := &file_adaptkv_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4015,7 +4308,7 @@ func (x *SharedRoot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRoot.ProtoReflect.Descriptor instead.
 func (*SharedRoot) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{57}
+	return file_adaptkv_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SharedRoot) GetBoundsHash() uint64 {
@@ -4045,7 +4338,7 @@ type TreeQuery struct {
 
 func (x *TreeQuery) Reset() {
 	*x = TreeQuery{}
-	mi := &file_adaptkv_proto_msgTypes[58]
+	mi := &file_adaptkv_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4057,7 +4350,7 @@ func (x *TreeQuery) String() string {
 func (*TreeQuery) ProtoMessage() {}
 
 func (x *TreeQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[58]
+	mi := &file_adaptkv_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4070,7 +4363,7 @@ func (x *TreeQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeQuery.ProtoReflect.Descriptor instead.
 func (*TreeQuery) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{58}
+	return file_adaptkv_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TreeQuery) GetAfter() uint64 {
@@ -4122,7 +4415,7 @@ type CompareTreesResponse struct {
 
 func (x *CompareTreesResponse) Reset() {
 	*x = CompareTreesResponse{}
-	mi := &file_adaptkv_proto_msgTypes[59]
+	mi := &file_adaptkv_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4134,7 +4427,7 @@ func (x *CompareTreesResponse) String() string {
 func (*CompareTreesResponse) ProtoMessage() {}
 
 func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[59]
+	mi := &file_adaptkv_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4147,7 +4440,7 @@ func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesResponse.ProtoReflect.Descriptor instead.
 func (*CompareTreesResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{59}
+	return file_adaptkv_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CompareTreesResponse) GetAnswers() []*TreeAnswer {
@@ -4180,7 +4473,7 @@ type TreeAnswer struct {
 
 func (x *TreeAnswer) Reset() {
 	*x = TreeAnswer{}
-	mi := &file_adaptkv_proto_msgTypes[60]
+	mi := &file_adaptkv_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4192,7 +4485,7 @@ func (x *TreeAnswer) String() string {
 func (*TreeAnswer) ProtoMessage() {}
 
 func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[60]
+	mi := &file_adaptkv_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4205,7 +4498,7 @@ func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeAnswer.ProtoReflect.Descriptor instead.
 func (*TreeAnswer) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{60}
+	return file_adaptkv_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *TreeAnswer) GetDiffering() []uint32 {
@@ -4213,6 +4506,312 @@ func (x *TreeAnswer) GetDiffering() []uint32 {
 		return x.Differing
 	}
 	return nil
+}
+
+// PaxosBallot orders Paxos rounds on a key: counter first, then the
+// proposing node's number (see replication/paxos).
+type PaxosBallot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counter       uint64                 `protobuf:"varint,1,opt,name=counter,proto3" json:"counter,omitempty"`
+	Node          uint32                 `protobuf:"varint,2,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PaxosBallot) Reset() {
+	*x = PaxosBallot{}
+	mi := &file_adaptkv_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PaxosBallot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PaxosBallot) ProtoMessage() {}
+
+func (x *PaxosBallot) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PaxosBallot.ProtoReflect.Descriptor instead.
+func (*PaxosBallot) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *PaxosBallot) GetCounter() uint64 {
+	if x != nil {
+		return x.Counter
+	}
+	return 0
+}
+
+func (x *PaxosBallot) GetNode() uint32 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+// PaxosProposal is a value proposed at a ballot: a record to write, or a
+// noop (a round that only shuts out older ballots).
+type PaxosProposal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ballot        *PaxosBallot           `protobuf:"bytes,1,opt,name=ballot,proto3" json:"ballot,omitempty"`
+	Noop          bool                   `protobuf:"varint,2,opt,name=noop,proto3" json:"noop,omitempty"`
+	Record        *Record                `protobuf:"bytes,3,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PaxosProposal) Reset() {
+	*x = PaxosProposal{}
+	mi := &file_adaptkv_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PaxosProposal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PaxosProposal) ProtoMessage() {}
+
+func (x *PaxosProposal) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PaxosProposal.ProtoReflect.Descriptor instead.
+func (*PaxosProposal) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *PaxosProposal) GetBallot() *PaxosBallot {
+	if x != nil {
+		return x.Ballot
+	}
+	return nil
+}
+
+func (x *PaxosProposal) GetNoop() bool {
+	if x != nil {
+		return x.Noop
+	}
+	return false
+}
+
+func (x *PaxosProposal) GetRecord() *Record {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+// PaxosRequest is one message of per-key Paxos from a coordinator to a
+// replica (an acceptor): PREPARE (ballot), PROPOSE (proposal), COMMIT
+// (ballot and the proposal, whose record the replica stores), PEEK (read
+// the state and the record, changing nothing: a linearizable read).
+type PaxosRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          PaxosRequest_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=adaptkv.v1.PaxosRequest_Kind" json:"kind,omitempty"`
+	Keyspace      string                 `protobuf:"bytes,2,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Key           []byte                 `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
+	From          string                 `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`
+	Ballot        *PaxosBallot           `protobuf:"bytes,6,opt,name=ballot,proto3" json:"ballot,omitempty"`
+	Proposal      *PaxosProposal         `protobuf:"bytes,7,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PaxosRequest) Reset() {
+	*x = PaxosRequest{}
+	mi := &file_adaptkv_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PaxosRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PaxosRequest) ProtoMessage() {}
+
+func (x *PaxosRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PaxosRequest.ProtoReflect.Descriptor instead.
+func (*PaxosRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *PaxosRequest) GetKind() PaxosRequest_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return PaxosRequest_KIND_UNSPECIFIED
+}
+
+func (x *PaxosRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *PaxosRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *PaxosRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *PaxosRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *PaxosRequest) GetBallot() *PaxosBallot {
+	if x != nil {
+		return x.Ballot
+	}
+	return nil
+}
+
+func (x *PaxosRequest) GetProposal() *PaxosProposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+// PaxosResponse is the acceptor's answer, with its state and the key's
+// record read atomically with it (a prepare is also the round's read).
+type PaxosResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ok            bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"` // promised (PREPARE) or accepted (PROPOSE)
+	Promised      *PaxosBallot           `protobuf:"bytes,2,opt,name=promised,proto3" json:"promised,omitempty"`
+	Accepted      *PaxosProposal         `protobuf:"bytes,3,opt,name=accepted,proto3" json:"accepted,omitempty"` // the last accepted proposal, if any
+	Committed     *PaxosBallot           `protobuf:"bytes,4,opt,name=committed,proto3" json:"committed,omitempty"`
+	Found         bool                   `protobuf:"varint,5,opt,name=found,proto3" json:"found,omitempty"`
+	Record        *Record                `protobuf:"bytes,6,opt,name=record,proto3" json:"record,omitempty"`
+	KnownEpoch    uint64                 `protobuf:"varint,7,opt,name=known_epoch,json=knownEpoch,proto3" json:"known_epoch,omitempty"` // set when the replica refused a stale epoch
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PaxosResponse) Reset() {
+	*x = PaxosResponse{}
+	mi := &file_adaptkv_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PaxosResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PaxosResponse) ProtoMessage() {}
+
+func (x *PaxosResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PaxosResponse.ProtoReflect.Descriptor instead.
+func (*PaxosResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *PaxosResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *PaxosResponse) GetPromised() *PaxosBallot {
+	if x != nil {
+		return x.Promised
+	}
+	return nil
+}
+
+func (x *PaxosResponse) GetAccepted() *PaxosProposal {
+	if x != nil {
+		return x.Accepted
+	}
+	return nil
+}
+
+func (x *PaxosResponse) GetCommitted() *PaxosBallot {
+	if x != nil {
+		return x.Committed
+	}
+	return nil
+}
+
+func (x *PaxosResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *PaxosResponse) GetRecord() *Record {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *PaxosResponse) GetKnownEpoch() uint64 {
+	if x != nil {
+		return x.KnownEpoch
+	}
+	return 0
 }
 
 type CleanupKeyspaceRequest struct {
@@ -4225,7 +4824,7 @@ type CleanupKeyspaceRequest struct {
 
 func (x *CleanupKeyspaceRequest) Reset() {
 	*x = CleanupKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[61]
+	mi := &file_adaptkv_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4237,7 +4836,7 @@ func (x *CleanupKeyspaceRequest) String() string {
 func (*CleanupKeyspaceRequest) ProtoMessage() {}
 
 func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[61]
+	mi := &file_adaptkv_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4250,7 +4849,7 @@ func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{61}
+	return file_adaptkv_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CleanupKeyspaceRequest) GetKeyspace() string {
@@ -4277,7 +4876,7 @@ type CleanupKeyspaceResponse struct {
 
 func (x *CleanupKeyspaceResponse) Reset() {
 	*x = CleanupKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4289,7 +4888,7 @@ func (x *CleanupKeyspaceResponse) String() string {
 func (*CleanupKeyspaceResponse) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4302,7 +4901,7 @@ func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{62}
+	return file_adaptkv_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CleanupKeyspaceResponse) GetNodes() []*CleanupKeyspaceResponse_Node {
@@ -4329,7 +4928,7 @@ type ReplaceNodeRequest struct {
 
 func (x *ReplaceNodeRequest) Reset() {
 	*x = ReplaceNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[63]
+	mi := &file_adaptkv_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4341,7 +4940,7 @@ func (x *ReplaceNodeRequest) String() string {
 func (*ReplaceNodeRequest) ProtoMessage() {}
 
 func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[63]
+	mi := &file_adaptkv_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4354,7 +4953,7 @@ func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{63}
+	return file_adaptkv_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ReplaceNodeRequest) GetDeadId() string {
@@ -4381,7 +4980,7 @@ type ReplaceNodeResponse struct {
 
 func (x *ReplaceNodeResponse) Reset() {
 	*x = ReplaceNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[64]
+	mi := &file_adaptkv_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4393,7 +4992,7 @@ func (x *ReplaceNodeResponse) String() string {
 func (*ReplaceNodeResponse) ProtoMessage() {}
 
 func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[64]
+	mi := &file_adaptkv_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4406,7 +5005,7 @@ func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{64}
+	return file_adaptkv_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ReplaceNodeResponse) GetTopologyEpoch() uint64 {
@@ -4435,7 +5034,7 @@ type CleanupKeyspaceResponse_Node struct {
 
 func (x *CleanupKeyspaceResponse_Node) Reset() {
 	*x = CleanupKeyspaceResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[65]
+	mi := &file_adaptkv_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4447,7 +5046,7 @@ func (x *CleanupKeyspaceResponse_Node) String() string {
 func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[65]
+	mi := &file_adaptkv_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4460,7 +5059,7 @@ func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse_Node.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse_Node) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{62, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{68, 0}
 }
 
 func (x *CleanupKeyspaceResponse_Node) GetId() string {
@@ -4496,7 +5095,21 @@ var File_adaptkv_proto protoreflect.FileDescriptor
 const file_adaptkv_proto_rawDesc = "" +
 	"\n" +
 	"\radaptkv.proto\x12\n" +
-	"adaptkv.v1\"R\n" +
+	"adaptkv.v1\"\xcb\x01\n" +
+	"\tCondition\x12.\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1a.adaptkv.v1.Condition.KindR\x04kind\x12-\n" +
+	"\aversion\x18\x02 \x01(\v2\x13.adaptkv.v1.VersionR\aversion\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"I\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n" +
+	"\n" +
+	"IF_VERSION\x10\x01\x12\r\n" +
+	"\tIF_ABSENT\x10\x02\x12\f\n" +
+	"\bIF_VALUE\x10\x03\"d\n" +
+	"\aCurrent\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12-\n" +
+	"\aversion\x18\x03 \x01(\v2\x13.adaptkv.v1.VersionR\aversion\"R\n" +
 	"\vConsistency\x12'\n" +
 	"\x05level\x18\x01 \x01(\x0e2\x11.adaptkv.v1.LevelR\x05level\x12\f\n" +
 	"\x01r\x18\x02 \x01(\rR\x01r\x12\f\n" +
@@ -4527,25 +5140,31 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12-\n" +
 	"\aversion\x18\x03 \x01(\v2\x13.adaptkv.v1.VersionR\aversion\x12-\n" +
-	"\areceipt\x18\x04 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\xb0\x01\n" +
+	"\areceipt\x18\x04 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\xe5\x01\n" +
 	"\n" +
 	"PutRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x129\n" +
 	"\vconsistency\x18\x04 \x01(\v2\x17.adaptkv.v1.ConsistencyR\vconsistency\x12#\n" +
-	"\rsession_after\x18\x05 \x01(\x04R\fsessionAfter\"k\n" +
+	"\rsession_after\x18\x05 \x01(\x04R\fsessionAfter\x123\n" +
+	"\tcondition\x18\x06 \x01(\v2\x15.adaptkv.v1.ConditionR\tcondition\"\xb4\x01\n" +
 	"\vPutResponse\x12-\n" +
 	"\aversion\x18\x01 \x01(\v2\x13.adaptkv.v1.VersionR\aversion\x12-\n" +
-	"\areceipt\x18\x02 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\x9d\x01\n" +
+	"\areceipt\x18\x02 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\x12\x18\n" +
+	"\aapplied\x18\x03 \x01(\bR\aapplied\x12-\n" +
+	"\acurrent\x18\x04 \x01(\v2\x13.adaptkv.v1.CurrentR\acurrent\"\xd2\x01\n" +
 	"\rDeleteRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x129\n" +
 	"\vconsistency\x18\x03 \x01(\v2\x17.adaptkv.v1.ConsistencyR\vconsistency\x12#\n" +
-	"\rsession_after\x18\x04 \x01(\x04R\fsessionAfter\"n\n" +
+	"\rsession_after\x18\x04 \x01(\x04R\fsessionAfter\x123\n" +
+	"\tcondition\x18\x05 \x01(\v2\x15.adaptkv.v1.ConditionR\tcondition\"\xb7\x01\n" +
 	"\x0eDeleteResponse\x12-\n" +
 	"\aversion\x18\x01 \x01(\v2\x13.adaptkv.v1.VersionR\aversion\x12-\n" +
-	"\areceipt\x18\x02 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\xba\x01\n" +
+	"\areceipt\x18\x02 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\x12\x18\n" +
+	"\aapplied\x18\x03 \x01(\bR\aapplied\x12-\n" +
+	"\acurrent\x18\x04 \x01(\v2\x13.adaptkv.v1.CurrentR\acurrent\"\xba\x01\n" +
 	"\vScanRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\fR\x06prefix\x12\x14\n" +
@@ -4810,7 +5429,38 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\fshared_equal\x18\x03 \x01(\bR\vsharedEqual\"*\n" +
 	"\n" +
 	"TreeAnswer\x12\x1c\n" +
-	"\tdiffering\x18\x01 \x03(\rR\tdiffering\"J\n" +
+	"\tdiffering\x18\x01 \x03(\rR\tdiffering\";\n" +
+	"\vPaxosBallot\x12\x18\n" +
+	"\acounter\x18\x01 \x01(\x04R\acounter\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\rR\x04node\"\x80\x01\n" +
+	"\rPaxosProposal\x12/\n" +
+	"\x06ballot\x18\x01 \x01(\v2\x17.adaptkv.v1.PaxosBallotR\x06ballot\x12\x12\n" +
+	"\x04noop\x18\x02 \x01(\bR\x04noop\x12*\n" +
+	"\x06record\x18\x03 \x01(\v2\x12.adaptkv.v1.RecordR\x06record\"\xcf\x02\n" +
+	"\fPaxosRequest\x121\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1d.adaptkv.v1.PaxosRequest.KindR\x04kind\x12\x1a\n" +
+	"\bkeyspace\x18\x02 \x01(\tR\bkeyspace\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x10\n" +
+	"\x03key\x18\x04 \x01(\fR\x03key\x12\x12\n" +
+	"\x04from\x18\x05 \x01(\tR\x04from\x12/\n" +
+	"\x06ballot\x18\x06 \x01(\v2\x17.adaptkv.v1.PaxosBallotR\x06ballot\x125\n" +
+	"\bproposal\x18\a \x01(\v2\x19.adaptkv.v1.PaxosProposalR\bproposal\"L\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
+	"\aPREPARE\x10\x01\x12\v\n" +
+	"\aPROPOSE\x10\x02\x12\n" +
+	"\n" +
+	"\x06COMMIT\x10\x03\x12\b\n" +
+	"\x04PEEK\x10\x04\"\xa5\x02\n" +
+	"\rPaxosResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x123\n" +
+	"\bpromised\x18\x02 \x01(\v2\x17.adaptkv.v1.PaxosBallotR\bpromised\x125\n" +
+	"\baccepted\x18\x03 \x01(\v2\x19.adaptkv.v1.PaxosProposalR\baccepted\x125\n" +
+	"\tcommitted\x18\x04 \x01(\v2\x17.adaptkv.v1.PaxosBallotR\tcommitted\x12\x14\n" +
+	"\x05found\x18\x05 \x01(\bR\x05found\x12*\n" +
+	"\x06record\x18\x06 \x01(\v2\x12.adaptkv.v1.RecordR\x06record\x12\x1f\n" +
+	"\vknown_epoch\x18\a \x01(\x04R\n" +
+	"knownEpoch\"J\n" +
 	"\x16CleanupKeyspaceRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x14\n" +
 	"\x05local\x18\x02 \x01(\bR\x05local\"\xe3\x01\n" +
@@ -4828,13 +5478,14 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x13ReplaceNodeResponse\x12%\n" +
 	"\x0etopology_epoch\x18\x01 \x01(\x04R\rtopologyEpoch\x12\x1d\n" +
 	"\n" +
-	"ring_state\x18\x02 \x01(\tR\tringState*`\n" +
+	"ring_state\x18\x02 \x01(\tR\tringState*x\n" +
 	"\x05Level\x12\x15\n" +
 	"\x11LEVEL_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLEVEL_ONE\x10\x01\x12\x10\n" +
 	"\fLEVEL_QUORUM\x10\x02\x12\r\n" +
 	"\tLEVEL_ALL\x10\x03\x12\x10\n" +
-	"\fLEVEL_CUSTOM\x10\x04*s\n" +
+	"\fLEVEL_CUSTOM\x10\x04\x12\x16\n" +
+	"\x12LEVEL_LINEARIZABLE\x10\x05*s\n" +
 	"\vMemberState\x12\x1c\n" +
 	"\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMEMBER_ALIVE\x10\x01\x12\x12\n" +
@@ -4863,7 +5514,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x0fCleanupKeyspace\x12\".adaptkv.v1.CleanupKeyspaceRequest\x1a#.adaptkv.v1.CleanupKeyspaceResponse\x12K\n" +
 	"\n" +
 	"RemoveNode\x12\x1d.adaptkv.v1.RemoveNodeRequest\x1a\x1e.adaptkv.v1.RemoveNodeResponse\x12N\n" +
-	"\vReplaceNode\x12\x1e.adaptkv.v1.ReplaceNodeRequest\x1a\x1f.adaptkv.v1.ReplaceNodeResponse2\xa2\x04\n" +
+	"\vReplaceNode\x12\x1e.adaptkv.v1.ReplaceNodeRequest\x1a\x1f.adaptkv.v1.ReplaceNodeResponse2\xe0\x04\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
@@ -4871,7 +5522,8 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x04Hint\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12M\n" +
 	"\x06Digest\x12 .adaptkv.v1.ReplicaDigestRequest\x1a!.adaptkv.v1.ReplicaDigestResponse\x12O\n" +
 	"\x06Repair\x12 .adaptkv.v1.ReplicaRepairRequest\x1a!.adaptkv.v1.ReplicaRepairResponse0\x01\x12Q\n" +
-	"\fCompareTrees\x12\x1f.adaptkv.v1.CompareTreesRequest\x1a .adaptkv.v1.CompareTreesResponseB%Z#github.com/adaptkv/adaptkv/api/kvpbb\x06proto3"
+	"\fCompareTrees\x12\x1f.adaptkv.v1.CompareTreesRequest\x1a .adaptkv.v1.CompareTreesResponse\x12<\n" +
+	"\x05Paxos\x12\x18.adaptkv.v1.PaxosRequest\x1a\x19.adaptkv.v1.PaxosResponseB%Z#github.com/adaptkv/adaptkv/api/kvpbb\x06proto3"
 
 var (
 	file_adaptkv_proto_rawDescOnce sync.Once
@@ -4885,181 +5537,207 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 	return file_adaptkv_proto_rawDescData
 }
 
-var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                           // 0: adaptkv.v1.Level
 	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
-	(*Consistency)(nil),                  // 2: adaptkv.v1.Consistency
-	(*Version)(nil),                      // 3: adaptkv.v1.Version
-	(*Receipt)(nil),                      // 4: adaptkv.v1.Receipt
-	(*KeyValue)(nil),                     // 5: adaptkv.v1.KeyValue
-	(*GetRequest)(nil),                   // 6: adaptkv.v1.GetRequest
-	(*GetResponse)(nil),                  // 7: adaptkv.v1.GetResponse
-	(*PutRequest)(nil),                   // 8: adaptkv.v1.PutRequest
-	(*PutResponse)(nil),                  // 9: adaptkv.v1.PutResponse
-	(*DeleteRequest)(nil),                // 10: adaptkv.v1.DeleteRequest
-	(*DeleteResponse)(nil),               // 11: adaptkv.v1.DeleteResponse
-	(*ScanRequest)(nil),                  // 12: adaptkv.v1.ScanRequest
-	(*ScanResponse)(nil),                 // 13: adaptkv.v1.ScanResponse
-	(*AdaptiveGoal)(nil),                 // 14: adaptkv.v1.AdaptiveGoal
-	(*KeyspaceConfig)(nil),               // 15: adaptkv.v1.KeyspaceConfig
-	(*CreateKeyspaceRequest)(nil),        // 16: adaptkv.v1.CreateKeyspaceRequest
-	(*AlterKeyspaceRequest)(nil),         // 17: adaptkv.v1.AlterKeyspaceRequest
-	(*DescribeKeyspaceRequest)(nil),      // 18: adaptkv.v1.DescribeKeyspaceRequest
-	(*KeyspaceResponse)(nil),             // 19: adaptkv.v1.KeyspaceResponse
-	(*ListKeyspacesRequest)(nil),         // 20: adaptkv.v1.ListKeyspacesRequest
-	(*ListKeyspacesResponse)(nil),        // 21: adaptkv.v1.ListKeyspacesResponse
-	(*Member)(nil),                       // 22: adaptkv.v1.Member
-	(*ClusterStatusRequest)(nil),         // 23: adaptkv.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),        // 24: adaptkv.v1.ClusterStatusResponse
-	(*StreamStatus)(nil),                 // 25: adaptkv.v1.StreamStatus
-	(*LocalGetRequest)(nil),              // 26: adaptkv.v1.LocalGetRequest
-	(*LocalGetResponse)(nil),             // 27: adaptkv.v1.LocalGetResponse
-	(*TunerExplainRequest)(nil),          // 28: adaptkv.v1.TunerExplainRequest
-	(*TunerExplainResponse)(nil),         // 29: adaptkv.v1.TunerExplainResponse
-	(*TunerWhatIfRequest)(nil),           // 30: adaptkv.v1.TunerWhatIfRequest
-	(*TunerWhatIfResponse)(nil),          // 31: adaptkv.v1.TunerWhatIfResponse
-	(*TunerSnapshotRequest)(nil),         // 32: adaptkv.v1.TunerSnapshotRequest
-	(*TunerSnapshotResponse)(nil),        // 33: adaptkv.v1.TunerSnapshotResponse
-	(*RepairOptions)(nil),                // 34: adaptkv.v1.RepairOptions
-	(*RepairStats)(nil),                  // 35: adaptkv.v1.RepairStats
-	(*RepairKeyspaceRequest)(nil),        // 36: adaptkv.v1.RepairKeyspaceRequest
-	(*RepairKeyspaceResponse)(nil),       // 37: adaptkv.v1.RepairKeyspaceResponse
-	(*DecommissionNodeRequest)(nil),      // 38: adaptkv.v1.DecommissionNodeRequest
-	(*DecommissionNodeResponse)(nil),     // 39: adaptkv.v1.DecommissionNodeResponse
-	(*RemoveNodeRequest)(nil),            // 40: adaptkv.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 41: adaptkv.v1.RemoveNodeResponse
-	(*MetadataReadIndexRequest)(nil),     // 42: adaptkv.v1.MetadataReadIndexRequest
-	(*MetadataReadIndexResponse)(nil),    // 43: adaptkv.v1.MetadataReadIndexResponse
-	(*Record)(nil),                       // 44: adaptkv.v1.Record
-	(*Mutation)(nil),                     // 45: adaptkv.v1.Mutation
-	(*MutationResult)(nil),               // 46: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),          // 47: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),         // 48: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),           // 49: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),          // 50: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),           // 51: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),          // 52: adaptkv.v1.ReplicaScanResponse
-	(*ReplicaRepairRequest)(nil),         // 53: adaptkv.v1.ReplicaRepairRequest
-	(*ReplicaRepairResponse)(nil),        // 54: adaptkv.v1.ReplicaRepairResponse
-	(*DigestEntry)(nil),                  // 55: adaptkv.v1.DigestEntry
-	(*ReplicaDigestRequest)(nil),         // 56: adaptkv.v1.ReplicaDigestRequest
-	(*ReplicaDigestResponse)(nil),        // 57: adaptkv.v1.ReplicaDigestResponse
-	(*CompareTreesRequest)(nil),          // 58: adaptkv.v1.CompareTreesRequest
-	(*SharedRoot)(nil),                   // 59: adaptkv.v1.SharedRoot
-	(*TreeQuery)(nil),                    // 60: adaptkv.v1.TreeQuery
-	(*CompareTreesResponse)(nil),         // 61: adaptkv.v1.CompareTreesResponse
-	(*TreeAnswer)(nil),                   // 62: adaptkv.v1.TreeAnswer
-	(*CleanupKeyspaceRequest)(nil),       // 63: adaptkv.v1.CleanupKeyspaceRequest
-	(*CleanupKeyspaceResponse)(nil),      // 64: adaptkv.v1.CleanupKeyspaceResponse
-	(*ReplaceNodeRequest)(nil),           // 65: adaptkv.v1.ReplaceNodeRequest
-	(*ReplaceNodeResponse)(nil),          // 66: adaptkv.v1.ReplaceNodeResponse
-	(*CleanupKeyspaceResponse_Node)(nil), // 67: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(Condition_Kind)(0),                  // 2: adaptkv.v1.Condition.Kind
+	(PaxosRequest_Kind)(0),               // 3: adaptkv.v1.PaxosRequest.Kind
+	(*Condition)(nil),                    // 4: adaptkv.v1.Condition
+	(*Current)(nil),                      // 5: adaptkv.v1.Current
+	(*Consistency)(nil),                  // 6: adaptkv.v1.Consistency
+	(*Version)(nil),                      // 7: adaptkv.v1.Version
+	(*Receipt)(nil),                      // 8: adaptkv.v1.Receipt
+	(*KeyValue)(nil),                     // 9: adaptkv.v1.KeyValue
+	(*GetRequest)(nil),                   // 10: adaptkv.v1.GetRequest
+	(*GetResponse)(nil),                  // 11: adaptkv.v1.GetResponse
+	(*PutRequest)(nil),                   // 12: adaptkv.v1.PutRequest
+	(*PutResponse)(nil),                  // 13: adaptkv.v1.PutResponse
+	(*DeleteRequest)(nil),                // 14: adaptkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 15: adaptkv.v1.DeleteResponse
+	(*ScanRequest)(nil),                  // 16: adaptkv.v1.ScanRequest
+	(*ScanResponse)(nil),                 // 17: adaptkv.v1.ScanResponse
+	(*AdaptiveGoal)(nil),                 // 18: adaptkv.v1.AdaptiveGoal
+	(*KeyspaceConfig)(nil),               // 19: adaptkv.v1.KeyspaceConfig
+	(*CreateKeyspaceRequest)(nil),        // 20: adaptkv.v1.CreateKeyspaceRequest
+	(*AlterKeyspaceRequest)(nil),         // 21: adaptkv.v1.AlterKeyspaceRequest
+	(*DescribeKeyspaceRequest)(nil),      // 22: adaptkv.v1.DescribeKeyspaceRequest
+	(*KeyspaceResponse)(nil),             // 23: adaptkv.v1.KeyspaceResponse
+	(*ListKeyspacesRequest)(nil),         // 24: adaptkv.v1.ListKeyspacesRequest
+	(*ListKeyspacesResponse)(nil),        // 25: adaptkv.v1.ListKeyspacesResponse
+	(*Member)(nil),                       // 26: adaptkv.v1.Member
+	(*ClusterStatusRequest)(nil),         // 27: adaptkv.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),        // 28: adaptkv.v1.ClusterStatusResponse
+	(*StreamStatus)(nil),                 // 29: adaptkv.v1.StreamStatus
+	(*LocalGetRequest)(nil),              // 30: adaptkv.v1.LocalGetRequest
+	(*LocalGetResponse)(nil),             // 31: adaptkv.v1.LocalGetResponse
+	(*TunerExplainRequest)(nil),          // 32: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),         // 33: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),           // 34: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),          // 35: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),         // 36: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),        // 37: adaptkv.v1.TunerSnapshotResponse
+	(*RepairOptions)(nil),                // 38: adaptkv.v1.RepairOptions
+	(*RepairStats)(nil),                  // 39: adaptkv.v1.RepairStats
+	(*RepairKeyspaceRequest)(nil),        // 40: adaptkv.v1.RepairKeyspaceRequest
+	(*RepairKeyspaceResponse)(nil),       // 41: adaptkv.v1.RepairKeyspaceResponse
+	(*DecommissionNodeRequest)(nil),      // 42: adaptkv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil),     // 43: adaptkv.v1.DecommissionNodeResponse
+	(*RemoveNodeRequest)(nil),            // 44: adaptkv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 45: adaptkv.v1.RemoveNodeResponse
+	(*MetadataReadIndexRequest)(nil),     // 46: adaptkv.v1.MetadataReadIndexRequest
+	(*MetadataReadIndexResponse)(nil),    // 47: adaptkv.v1.MetadataReadIndexResponse
+	(*Record)(nil),                       // 48: adaptkv.v1.Record
+	(*Mutation)(nil),                     // 49: adaptkv.v1.Mutation
+	(*MutationResult)(nil),               // 50: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),          // 51: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),         // 52: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),           // 53: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),          // 54: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),           // 55: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),          // 56: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),         // 57: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),        // 58: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),                  // 59: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),         // 60: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),        // 61: adaptkv.v1.ReplicaDigestResponse
+	(*CompareTreesRequest)(nil),          // 62: adaptkv.v1.CompareTreesRequest
+	(*SharedRoot)(nil),                   // 63: adaptkv.v1.SharedRoot
+	(*TreeQuery)(nil),                    // 64: adaptkv.v1.TreeQuery
+	(*CompareTreesResponse)(nil),         // 65: adaptkv.v1.CompareTreesResponse
+	(*TreeAnswer)(nil),                   // 66: adaptkv.v1.TreeAnswer
+	(*PaxosBallot)(nil),                  // 67: adaptkv.v1.PaxosBallot
+	(*PaxosProposal)(nil),                // 68: adaptkv.v1.PaxosProposal
+	(*PaxosRequest)(nil),                 // 69: adaptkv.v1.PaxosRequest
+	(*PaxosResponse)(nil),                // 70: adaptkv.v1.PaxosResponse
+	(*CleanupKeyspaceRequest)(nil),       // 71: adaptkv.v1.CleanupKeyspaceRequest
+	(*CleanupKeyspaceResponse)(nil),      // 72: adaptkv.v1.CleanupKeyspaceResponse
+	(*ReplaceNodeRequest)(nil),           // 73: adaptkv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),          // 74: adaptkv.v1.ReplaceNodeResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 75: adaptkv.v1.CleanupKeyspaceResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
-	0,  // 0: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
-	0,  // 1: adaptkv.v1.Receipt.level:type_name -> adaptkv.v1.Level
-	3,  // 2: adaptkv.v1.KeyValue.version:type_name -> adaptkv.v1.Version
-	2,  // 3: adaptkv.v1.GetRequest.consistency:type_name -> adaptkv.v1.Consistency
-	3,  // 4: adaptkv.v1.GetRequest.session_min:type_name -> adaptkv.v1.Version
-	3,  // 5: adaptkv.v1.GetResponse.version:type_name -> adaptkv.v1.Version
-	4,  // 6: adaptkv.v1.GetResponse.receipt:type_name -> adaptkv.v1.Receipt
-	2,  // 7: adaptkv.v1.PutRequest.consistency:type_name -> adaptkv.v1.Consistency
-	3,  // 8: adaptkv.v1.PutResponse.version:type_name -> adaptkv.v1.Version
-	4,  // 9: adaptkv.v1.PutResponse.receipt:type_name -> adaptkv.v1.Receipt
-	2,  // 10: adaptkv.v1.DeleteRequest.consistency:type_name -> adaptkv.v1.Consistency
-	3,  // 11: adaptkv.v1.DeleteResponse.version:type_name -> adaptkv.v1.Version
-	4,  // 12: adaptkv.v1.DeleteResponse.receipt:type_name -> adaptkv.v1.Receipt
-	2,  // 13: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
-	5,  // 14: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
-	4,  // 15: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
-	0,  // 16: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
-	2,  // 17: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
-	14, // 18: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	2,  // 19: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	14, // 20: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	2,  // 21: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	14, // 22: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	15, // 23: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
-	15, // 24: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
-	1,  // 25: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
-	22, // 26: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
-	25, // 27: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
-	3,  // 28: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
-	34, // 29: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
-	35, // 30: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
-	3,  // 31: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	44, // 32: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	45, // 33: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	46, // 34: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	44, // 35: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	44, // 36: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
-	34, // 37: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
-	35, // 38: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
-	3,  // 39: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
-	55, // 40: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
-	60, // 41: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
-	59, // 42: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
-	62, // 43: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	67, // 44: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
-	6,  // 45: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	8,  // 46: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	10, // 47: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	12, // 48: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	16, // 49: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	17, // 50: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	18, // 51: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	20, // 52: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	23, // 53: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	26, // 54: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	28, // 55: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	30, // 56: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	32, // 57: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	36, // 58: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	42, // 59: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	38, // 60: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	63, // 61: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
-	40, // 62: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	65, // 63: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
-	47, // 64: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	49, // 65: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	51, // 66: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	47, // 67: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	56, // 68: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	53, // 69: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	58, // 70: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	7,  // 71: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	9,  // 72: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	11, // 73: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	13, // 74: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	19, // 75: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 76: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	19, // 77: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	21, // 78: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	24, // 79: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	27, // 80: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	29, // 81: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	31, // 82: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	33, // 83: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	37, // 84: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	43, // 85: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	39, // 86: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	64, // 87: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	41, // 88: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	66, // 89: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	48, // 90: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	50, // 91: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	52, // 92: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	48, // 93: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	57, // 94: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	54, // 95: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	61, // 96: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	71, // [71:97] is the sub-list for method output_type
-	45, // [45:71] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	2,  // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
+	7,  // 1: adaptkv.v1.Condition.version:type_name -> adaptkv.v1.Version
+	7,  // 2: adaptkv.v1.Current.version:type_name -> adaptkv.v1.Version
+	0,  // 3: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
+	0,  // 4: adaptkv.v1.Receipt.level:type_name -> adaptkv.v1.Level
+	7,  // 5: adaptkv.v1.KeyValue.version:type_name -> adaptkv.v1.Version
+	6,  // 6: adaptkv.v1.GetRequest.consistency:type_name -> adaptkv.v1.Consistency
+	7,  // 7: adaptkv.v1.GetRequest.session_min:type_name -> adaptkv.v1.Version
+	7,  // 8: adaptkv.v1.GetResponse.version:type_name -> adaptkv.v1.Version
+	8,  // 9: adaptkv.v1.GetResponse.receipt:type_name -> adaptkv.v1.Receipt
+	6,  // 10: adaptkv.v1.PutRequest.consistency:type_name -> adaptkv.v1.Consistency
+	4,  // 11: adaptkv.v1.PutRequest.condition:type_name -> adaptkv.v1.Condition
+	7,  // 12: adaptkv.v1.PutResponse.version:type_name -> adaptkv.v1.Version
+	8,  // 13: adaptkv.v1.PutResponse.receipt:type_name -> adaptkv.v1.Receipt
+	5,  // 14: adaptkv.v1.PutResponse.current:type_name -> adaptkv.v1.Current
+	6,  // 15: adaptkv.v1.DeleteRequest.consistency:type_name -> adaptkv.v1.Consistency
+	4,  // 16: adaptkv.v1.DeleteRequest.condition:type_name -> adaptkv.v1.Condition
+	7,  // 17: adaptkv.v1.DeleteResponse.version:type_name -> adaptkv.v1.Version
+	8,  // 18: adaptkv.v1.DeleteResponse.receipt:type_name -> adaptkv.v1.Receipt
+	5,  // 19: adaptkv.v1.DeleteResponse.current:type_name -> adaptkv.v1.Current
+	6,  // 20: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
+	9,  // 21: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
+	8,  // 22: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
+	0,  // 23: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
+	6,  // 24: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
+	18, // 25: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	6,  // 26: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	18, // 27: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	6,  // 28: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	18, // 29: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	19, // 30: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
+	19, // 31: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
+	1,  // 32: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
+	26, // 33: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
+	29, // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
+	7,  // 35: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
+	38, // 36: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
+	39, // 37: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
+	7,  // 38: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
+	48, // 39: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	49, // 40: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	50, // 41: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	48, // 42: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	48, // 43: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	38, // 44: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
+	39, // 45: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
+	7,  // 46: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
+	59, // 47: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	64, // 48: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
+	63, // 49: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
+	66, // 50: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
+	67, // 51: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
+	48, // 52: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
+	3,  // 53: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
+	67, // 54: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
+	68, // 55: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
+	67, // 56: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
+	68, // 57: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
+	67, // 58: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
+	48, // 59: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
+	75, // 60: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	10, // 61: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	12, // 62: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	14, // 63: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	16, // 64: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	20, // 65: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	21, // 66: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	22, // 67: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	24, // 68: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	27, // 69: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	30, // 70: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	32, // 71: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	34, // 72: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	36, // 73: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	40, // 74: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	46, // 75: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	42, // 76: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	71, // 77: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	44, // 78: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
+	73, // 79: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	51, // 80: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	53, // 81: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	55, // 82: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	51, // 83: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	60, // 84: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	57, // 85: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	62, // 86: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	69, // 87: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
+	11, // 88: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	13, // 89: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	15, // 90: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	17, // 91: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	23, // 92: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	23, // 93: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	23, // 94: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	25, // 95: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	28, // 96: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	31, // 97: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	33, // 98: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	35, // 99: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	37, // 100: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	41, // 101: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	47, // 102: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	43, // 103: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	72, // 104: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	45, // 105: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	74, // 106: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	52, // 107: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	54, // 108: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	56, // 109: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	52, // 110: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	61, // 111: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	58, // 112: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	65, // 113: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	70, // 114: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
+	88, // [88:115] is the sub-list for method output_type
+	61, // [61:88] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -5072,8 +5750,8 @@ func file_adaptkv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   66,
+			NumEnums:      4,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

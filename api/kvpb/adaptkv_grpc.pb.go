@@ -988,6 +988,7 @@ const (
 	Peer_Digest_FullMethodName       = "/adaptkv.v1.Peer/Digest"
 	Peer_Repair_FullMethodName       = "/adaptkv.v1.Peer/Repair"
 	Peer_CompareTrees_FullMethodName = "/adaptkv.v1.Peer/CompareTrees"
+	Peer_Paxos_FullMethodName        = "/adaptkv.v1.Peer/Paxos"
 )
 
 // PeerClient is the client API for Peer service.
@@ -1009,6 +1010,9 @@ type PeerClient interface {
 	// CompareTrees compares Merkle tree nodes with the replica's own: the
 	// merkle method of a repair pass.
 	CompareTrees(ctx context.Context, in *CompareTreesRequest, opts ...grpc.CallOption) (*CompareTreesResponse, error)
+	// Paxos is one acceptor message of per-key Paxos (conditional writes and
+	// the linearizable level).
+	Paxos(ctx context.Context, in *PaxosRequest, opts ...grpc.CallOption) (*PaxosResponse, error)
 }
 
 type peerClient struct {
@@ -1098,6 +1102,16 @@ func (c *peerClient) CompareTrees(ctx context.Context, in *CompareTreesRequest, 
 	return out, nil
 }
 
+func (c *peerClient) Paxos(ctx context.Context, in *PaxosRequest, opts ...grpc.CallOption) (*PaxosResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PaxosResponse)
+	err := c.cc.Invoke(ctx, Peer_Paxos_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -1117,6 +1131,9 @@ type PeerServer interface {
 	// CompareTrees compares Merkle tree nodes with the replica's own: the
 	// merkle method of a repair pass.
 	CompareTrees(context.Context, *CompareTreesRequest) (*CompareTreesResponse, error)
+	// Paxos is one acceptor message of per-key Paxos (conditional writes and
+	// the linearizable level).
+	Paxos(context.Context, *PaxosRequest) (*PaxosResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -1147,6 +1164,9 @@ func (UnimplementedPeerServer) Repair(*ReplicaRepairRequest, grpc.ServerStreamin
 }
 func (UnimplementedPeerServer) CompareTrees(context.Context, *CompareTreesRequest) (*CompareTreesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CompareTrees not implemented")
+}
+func (UnimplementedPeerServer) Paxos(context.Context, *PaxosRequest) (*PaxosResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Paxos not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -1288,6 +1308,24 @@ func _Peer_CompareTrees_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Paxos_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PaxosRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Paxos(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Paxos_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Paxos(ctx, req.(*PaxosRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1318,6 +1356,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CompareTrees",
 			Handler:    _Peer_CompareTrees_Handler,
+		},
+		{
+			MethodName: "Paxos",
+			Handler:    _Peer_Paxos_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
