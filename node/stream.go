@@ -101,10 +101,35 @@ func (p StreamProgress) clone() StreamProgress {
 	q := p
 	q.Keyspaces = make(map[string]KeyspaceStream, len(p.Keyspaces))
 	for k, ks := range p.Keyspaces {
+		// A keyspace checkpointed before any page of it was pushed comes
+		// back from the log with no map at all (omitempty): make one, so
+		// that the run can record its sources' progress.
 		ks.Sources = maps.Clone(ks.Sources)
+		if ks.Sources == nil {
+			ks.Sources = map[string]SourceStream{}
+		}
 		q.Keyspaces[k] = ks
 	}
 	return q
+}
+
+// advance records that src's scan of keyspace has pushed every page up to
+// and including the key after (none when empty), and whether it is done.
+func (p *StreamProgress) advance(keyspace, src string, after []byte, done bool) {
+	if p.Keyspaces == nil {
+		p.Keyspaces = map[string]KeyspaceStream{}
+	}
+	ks := p.Keyspaces[keyspace]
+	if ks.Sources == nil {
+		ks.Sources = map[string]SourceStream{}
+	}
+	ss := ks.Sources[src]
+	if len(after) > 0 {
+		ss.After = slices.Clone(after)
+	}
+	ss.Done = done
+	ks.Sources[src] = ss
+	p.Keyspaces[keyspace] = ks
 }
 
 // streamStats are the node's counters of the streams it drove, for tests
@@ -435,13 +460,11 @@ func (r *streamRun) source(ctx context.Context, keyspace string, epoch uint64, r
 		// Only now, with every push of the page acknowledged, may the
 		// checkpoint move past it.
 		r.mu.Lock()
-		ks := r.prog.Keyspaces[keyspace]
-		ss := ks.Sources[src]
+		var after []byte
 		if len(recs) > 0 {
-			ss.After = slices.Clone(recs[len(recs)-1].GetKey())
+			after = recs[len(recs)-1].GetKey()
 		}
-		ss.Done = last
-		ks.Sources[src] = ss
+		r.prog.advance(keyspace, src, after, last)
 		r.prog.RecordsScanned += uint64(len(recs))
 		r.prog.BytesScanned += uint64(scanned)
 		for _, muts := range batches {
