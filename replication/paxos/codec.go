@@ -126,6 +126,15 @@ func (d *decoder) uvarint() uint64 {
 		d.fail("varint")
 		return 0
 	}
+	if n > 1 && d.buf[n-1] == 0 {
+		// An overlong encoding: AppendState never writes one, so the
+		// bytes are not its.
+		if d.err == nil {
+			d.err = fmt.Errorf("%w: overlong varint", ErrCorruptState)
+		}
+		d.buf = nil
+		return 0
+	}
 	d.buf = d.buf[n:]
 	return v
 }

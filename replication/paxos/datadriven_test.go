@@ -19,7 +19,7 @@ import (
 // messages the script delivers, drops or lets time out one by one. Every
 // effect is printed. Rewrite with -rewrite and review the diff.
 func TestDataDriven(t *testing.T) {
-	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+	datadriven.Walk(t, "testdata/scripts", func(t *testing.T, path string) {
 		e := newEnv()
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			out, err := e.run(d)

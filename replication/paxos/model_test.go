@@ -392,6 +392,11 @@ func linearizable(ops []mOp, init storage.Record, found bool, final Outcome) boo
 			next := done | 1<<i
 			live := found && !cur.Tombstone
 			switch {
+			case op.read && op.out.Err != nil:
+				// A failed read took no effect.
+				if try(next, cur, found) {
+					return true
+				}
 			case op.read || (op.out.Err == nil && !op.out.Applied):
 				if op.out.Err == nil && op.out.Found == live && (!live || recordsEqual(op.out.Record, cur)) &&
 					(op.read || !op.cond.Holds(cur, found)) {
@@ -595,6 +600,14 @@ func checkFinal(t *testing.T, cfg modelConfig, w *world, st *modelStats) {
 			t.Fatalf("%s: client %d never answered\nstate: %s", cfg.name, i, w.key())
 		}
 		s := cfg.clients[i]
+		// An operation whose outcome is unknown may take effect at any
+		// time after it began, even after its answer (Jepsen's "info"):
+		// nothing is ordered after it.
+		for j, o := range w.clients {
+			if errors.Is(o.out.Err, ErrUnknownOutcome) {
+				c.after &^= 1 << j
+			}
+		}
 		ops = append(ops, mOp{cond: s.cond, value: []byte(s.value), del: s.del, read: s.read || s.cond.Kind == ReadOnly, out: c.out, after: c.after})
 		switch {
 		case c.out.Err == nil && c.out.Applied:
