@@ -483,7 +483,7 @@ func (cfg modelConfig) initial() *world {
 }
 
 type modelStats struct {
-	states, transitions, finals int
+	states, transitions, finals                     int
 	applied, notApplied, unknown, failed, escalated int
 }
 
