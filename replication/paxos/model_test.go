@@ -131,57 +131,153 @@ func stateString(s State) string {
 }
 
 func msgKey(client int, m Message) string {
-	return fmt.Sprintf("c%d>%s#%d %v %v %s", client, m.To, m.Round, m.Kind, m.Ballot, propString(m.Proposal))
+	b := make([]byte, 0, 64)
+	b = strconv.AppendInt(b, int64(client), 10)
+	b = append(b, '>')
+	b = append(b, m.To...)
+	b = kInts(b, int64(m.Round), int64(m.Kind))
+	b = kBallot(b, m.Ballot)
+	return string(kProp(b, m.Proposal))
 }
 
-func evKey(client int, from int, ev Event) string {
-	return fmt.Sprintf("c%d<r%d#%d k%d err=%v ok=%v %v/%s/%v %s", client, from, ev.Round, ev.Kind, ev.Err != nil, ev.OK,
-		ev.Promise.Promised, propString(ev.Promise.Accepted), ev.Promise.Committed, recString(ev.Record, ev.Found))
-}
-
-// key is the world's canonical encoding: equal worlds, equal keys.
+// key is the world's canonical encoding: equal worlds, equal keys. It is
+// the search's hot spot, hence appends rather than fmt.
 func (w *world) key() string {
-	var b strings.Builder
+	b := make([]byte, 0, 1024)
 	for _, a := range w.acc {
-		fmt.Fprintf(&b, "[%s %s]", stateString(a.st), recString(a.rec, a.found))
+		b = append(b, '[')
+		b = kState(b, a.st)
+		b = kRec(b, a.rec, a.found)
+		b = append(b, ']')
 	}
 	for _, c := range w.clients {
-		fmt.Fprintf(&b, "{%v %v %v %d %v %v %s|", c.started, c.done, c.finished, c.after, c.timer, c.backoff, outString(c.out))
+		b = append(b, '{')
+		b = kBools(b, c.started, c.done, c.finished, c.backoff)
+		b = strconv.AppendUint(b, uint64(c.after), 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(c.timer), 10)
+		b = append(b, ' ')
+		b = append(b, outString(c.out)...)
 		if c.p != nil && c.started && !c.finished {
 			p := c.p
-			fmt.Fprintf(&b, "P %d %v %v %d %d %v %d %d %d %d %v %s %v %v %v %v %s %v %d", p.clock, p.ballot, p.seen, p.attempt, p.round, p.phase,
-				p.acks, p.refused, p.failed, p.need, p.lastRefused, recString(p.cur, p.found), p.latest, p.maxCommitted, p.was,
-				p.ownOut, propString(p.prop), p.prop.Record.Version, p.sentExtra)
-			for _, r := range p.replies {
-				fmt.Fprintf(&b, "(%v %v %v/%s/%v %s)", r.got, r.ok, r.prom.Promised, propString(r.prom.Accepted), r.prom.Committed, recString(r.rec, r.found))
-			}
+			b = append(b, 'P')
+			b = kInts(b, int64(p.clock), int64(p.attempt), int64(p.round), int64(p.phase), int64(p.acks), int64(p.refused),
+				int64(p.failed), int64(p.need), int64(p.sentExtra))
+			b = kBools(b, p.lastRefused, p.ownOut)
+			b = kBallots(b, p.ballot, p.seen, p.latest, p.maxCommitted, p.was)
+			b = kRec(b, p.cur, p.found)
+			b = kProp(b, p.prop)
+			b = kReplies(b, p.replies)
 		}
 		if c.r != nil && c.started && !c.finished {
 			r := c.r
-			fmt.Fprintf(&b, "R %d %d %d %d %d %d %s", r.round, r.phase, r.acks, r.failed, r.need, r.asked, recString(r.cur, r.found))
-			for _, x := range r.replies {
-				fmt.Fprintf(&b, "(%v %v %v/%s/%v %s)", x.got, x.ok, x.prom.Promised, propString(x.prom.Accepted), x.prom.Committed, recString(x.rec, x.found))
-			}
+			b = append(b, 'R')
+			b = kInts(b, int64(r.round), int64(r.phase), int64(r.acks), int64(r.failed), int64(r.need), int64(r.asked))
+			b = kRec(b, r.cur, r.found)
+			b = kReplies(b, r.replies)
 		}
-		b.WriteString("}")
+		b = append(b, '}')
 	}
 	keys := make([]string, len(w.net))
 	for i, m := range w.net {
 		keys[i] = m.key
 	}
 	slices.Sort(keys)
-	b.WriteString(strings.Join(keys, ";"))
-	fmt.Fprintf(&b, " f=%d", w.faults)
+	for _, k := range keys {
+		b = append(b, k...)
+		b = append(b, ';')
+	}
+	b = strconv.AppendInt(b, int64(w.faults), 10)
 	// The chosen-value bookkeeping is part of the state: the same
 	// acceptors reached by different accept histories are different worlds
 	// for the checks.
-	bs := make([]string, 0, len(w.ballots))
-	for bl, x := range w.ballots {
-		bs = append(bs, fmt.Sprintf("%v:%s:%d", bl, propString(x.prop), x.acc))
+	bs := make([]Ballot, 0, len(w.ballots))
+	for bl := range w.ballots {
+		bs = append(bs, bl)
 	}
-	slices.Sort(bs)
-	b.WriteString(strings.Join(bs, ","))
-	return b.String()
+	slices.SortFunc(bs, func(x, y Ballot) int {
+		if x.Less(y) {
+			return -1
+		}
+		return 1
+	})
+	for _, bl := range bs {
+		x := w.ballots[bl]
+		b = kProp(b, x.prop)
+		b = strconv.AppendUint(b, uint64(x.acc), 10)
+	}
+	return string(b)
+}
+
+func kBools(b []byte, vs ...bool) []byte {
+	for _, v := range vs {
+		if v {
+			b = append(b, '1')
+		} else {
+			b = append(b, '0')
+		}
+	}
+	return append(b, ' ')
+}
+
+func kInts(b []byte, vs ...int64) []byte {
+	for _, v := range vs {
+		b = strconv.AppendInt(b, v, 10)
+		b = append(b, ',')
+	}
+	return b
+}
+
+func kBallots(b []byte, vs ...Ballot) []byte {
+	for _, v := range vs {
+		b = kBallot(b, v)
+	}
+	return b
+}
+
+func kBallot(b []byte, x Ballot) []byte {
+	b = strconv.AppendUint(b, x.Counter, 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, uint64(x.Node), 10)
+	return append(b, ' ')
+}
+
+func kRec(b []byte, r storage.Record, found bool) []byte {
+	if !found {
+		return append(b, "- "...)
+	}
+	if r.Tombstone {
+		b = append(b, "del"...)
+	} else {
+		b = append(b, r.Value...)
+	}
+	b = append(b, '@')
+	return kBallot(b, Ballot{Counter: r.Version.Timestamp, Node: r.Version.Node})
+}
+
+func kProp(b []byte, p Proposal) []byte {
+	b = kBallot(b, p.Ballot)
+	if p.Noop {
+		return append(b, "noop "...)
+	}
+	return kRec(b, p.Record, true)
+}
+
+func kState(b []byte, s State) []byte {
+	b = kBallots(b, s.Promised, s.Committed)
+	return kProp(b, s.Accepted)
+}
+
+func kReplies(b []byte, rs []replyState) []byte {
+	for _, r := range rs {
+		b = append(b, '(')
+		b = kBools(b, r.got, r.ok, r.prom.OK)
+		b = kBallots(b, r.prom.Promised, r.prom.Committed)
+		b = kProp(b, r.prom.Accepted)
+		b = kRec(b, r.rec, r.found)
+		b = append(b, ')')
+	}
+	return b
 }
 
 func outString(o Outcome) string {
