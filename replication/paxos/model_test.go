@@ -758,6 +758,7 @@ func modelConfigs(big bool) []modelConfig {
 				{cond: Condition{Kind: IfVersion, Version: a.Version}, del: true}}, faults: 1, fifo: true},
 			modelConfig{name: "CAS a→b and b→c, one fault", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("b", "c")}, faults: 1, fifo: true},
 			modelConfig{name: "two CAS from a, one fault", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}, faults: 1, fifo: true},
+			modelConfig{name: "two CAS from a and a read, no faults", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c"), {read: true}}, fifo: true},
 			modelConfig{name: "two CAS from a, no faults, any order", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}},
 		)
 	}
@@ -766,7 +767,8 @@ func modelConfigs(big bool) []modelConfig {
 
 // TestModelExhaustive explores every interleaving of small models; see
 // the comment at the top of this file. PAXOS_MODEL_BIG=1 adds models with
-// more faults and clients (minutes).
+// more faults and clients (minutes); PAXOS_MODEL_ONLY=substring picks models
+// by name, PAXOS_MODEL_ATTEMPTS sets the rounds per operation (default 2).
 func TestModelExhaustive(t *testing.T) {
 	big := os.Getenv("PAXOS_MODEL_BIG") != ""
 	if big {
@@ -775,7 +777,11 @@ func TestModelExhaustive(t *testing.T) {
 		}
 	}
 	total := 0
+	only := os.Getenv("PAXOS_MODEL_ONLY") // a substring of the models' names
 	for _, cfg := range modelConfigs(big) {
+		if !strings.Contains(cfg.name, only) {
+			continue
+		}
 		st := explore(t, cfg, modelLimit)
 		total += st.states
 		t.Logf("%s: %d states, %d transitions, %d final states (outcomes: %d applied, %d not applied, %d unknown, %d failed)",
