@@ -75,6 +75,7 @@ const (
 	MsgRead
 )
 
+// String names the kind, as the tests print it.
 func (k MessageKind) String() string {
 	return [...]string{"prepare", "propose", "commit", "read"}[k]
 }
