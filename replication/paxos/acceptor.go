@@ -1,0 +1,131 @@
+package paxos
+
+import (
+	"bytes"
+
+	"github.com/adaptkv/adaptkv/storage"
+)
+
+// Proposal is a value proposed in a round: the record it writes when
+// committed, or nothing (Noop).
+type Proposal struct {
+	// Ballot is the round that proposed it.
+	Ballot Ballot
+	// Noop marks a proposal that writes nothing: a failed condition or a
+	// Paxos read ordering itself after every proposal it might otherwise
+	// miss. A noop is never completed by a later round and never committed.
+	Noop bool
+	// Record is the record the proposal writes, its version assigned (see
+	// Proposer, "# Versions"). Empty when Noop.
+	Record storage.Record
+}
+
+// IsZero reports whether p is the zero proposal (none).
+func (p Proposal) IsZero() bool { return p.Ballot.IsZero() }
+
+func (p Proposal) equal(o Proposal) bool {
+	return p.Ballot == o.Ballot && p.Noop == o.Noop && recordsEqual(p.Record, o.Record)
+}
+
+func recordsEqual(a, b storage.Record) bool {
+	return a.Version == b.Version && a.Tombstone == b.Tombstone && bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value)
+}
+
+// State is an acceptor's Paxos state for one key: what a replica persists,
+// durably, before it answers a prepare, a propose or a commit (EncodeState
+// gives its bytes). The zero State is a key no round has touched.
+type State struct {
+	// Promised is the highest ballot the acceptor has promised: it refuses
+	// prepares and proposals below it.
+	Promised Ballot
+	// Accepted is the last proposal it accepted (zero: none, or cleared by
+	// a commit at or above its ballot).
+	Accepted Proposal
+	// Committed is the highest ballot whose proposal it has committed (its
+	// record applied to storage).
+	Committed Ballot
+}
+
+// top is the highest ballot the acceptor knows of.
+func (s State) top() Ballot {
+	return maxBallot(maxBallot(s.Promised, s.Accepted.Ballot), s.Committed)
+}
+
+// InProgress returns the proposal the acceptor accepted and has not seen
+// committed, if any: the one a later round may have to complete. Noops are
+// never in progress.
+func (s State) InProgress() (Proposal, bool) {
+	if s.Accepted.IsZero() || s.Accepted.Noop || !s.Committed.Less(s.Accepted.Ballot) {
+		return Proposal{}, false
+	}
+	return s.Accepted, true
+}
+
+// Promise is an acceptor's answer to a prepare, and (with OK set, from
+// Peek) to a linearizable read. The replica attaches its stored record of
+// the key, read atomically with the state (under the same per-key lock), so
+// that a prepare is also the round's read.
+type Promise struct {
+	// OK says the acceptor promised the ballot.
+	OK bool
+	// Promised is, when OK, the ballot promised before this prepare, which
+	// tells the proposer whether another round began since the last
+	// accepted one (see Proposer, "# Failed conditions"); when refused, the
+	// ballot that outranks the prepare's.
+	Promised Ballot
+	// Accepted is the acceptor's last accepted proposal (zero: none or
+	// cleared), committed or not.
+	Accepted Proposal
+	// Committed is the highest ballot it has committed.
+	Committed Ballot
+}
+
+// Prepare is phase 1 at an acceptor: it promises b, refusing every later
+// prepare or proposal below b, unless it knows a higher ballot, or b
+// itself is committed (a stale duplicate). A repeated prepare of the ballot
+// it promised last is promised again; only its own proposer uses a ballot.
+// The replica must persist the returned state before it sends the promise.
+func Prepare(s State, b Ballot) (State, Promise) {
+	if b.Less(s.top()) || (!b.IsZero() && b == s.Committed) || b.IsZero() {
+		return s, Promise{Promised: s.top()}
+	}
+	p := Promise{OK: true, Promised: s.Promised, Accepted: s.Accepted, Committed: s.Committed}
+	s.Promised = b
+	return s, p
+}
+
+// Peek is the acceptor's state as a linearizable read sees it: a promise
+// of nothing, changing nothing.
+func Peek(s State) Promise {
+	return Promise{OK: true, Promised: s.Promised, Accepted: s.Accepted, Committed: s.Committed}
+}
+
+// Propose is phase 2 at an acceptor: it accepts p unless it promised a
+// higher ballot, accepted a higher one, or has committed p's ballot or a
+// higher one. When refused, promised is the ballot that outranks p's. The
+// replica must persist the returned state before it answers.
+func Propose(s State, p Proposal) (next State, accepted bool, promised Ballot) {
+	if p.Ballot.IsZero() || p.Ballot.Less(s.Promised) || p.Ballot.Less(s.Accepted.Ballot) || !s.Committed.Less(p.Ballot) {
+		return s, false, s.top()
+	}
+	s.Promised = p.Ballot
+	s.Accepted = p
+	return s, true, p.Ballot
+}
+
+// Commit records at an acceptor that the proposal of ballot b was chosen
+// (or, from a write-back, that a round at b or later chose a value the
+// attached record reflects). It is unconditional: the caller applies the
+// commit's record to storage (last writer wins, so an old or repeated one is
+// a no-op) in the same atomic batch as the returned state. An accepted
+// proposal at or below b is cleared: it is decided, committed or superseded.
+func Commit(s State, b Ballot) State {
+	if s.Committed.Less(b) {
+		s.Committed = b
+	}
+	if !s.Accepted.IsZero() && !b.Less(s.Accepted.Ballot) {
+		s.Accepted = Proposal{}
+	}
+	s.Promised = maxBallot(s.Promised, b)
+	return s
+}

@@ -1,0 +1,122 @@
+// Package paxos is the pure protocol logic of adaptkv's `linearizable`
+// level and its conditional writes: single-decree Paxos per key, leaderless,
+// in the manner of Cassandra's lightweight transactions (Paxos v2, CEP-14),
+// and an ABD-style linearizable read. It does no I/O, starts no goroutines,
+// reads no clock and draws no random numbers (TestPackageIsPure): time and
+// chance arrive as data in events, and everything to be done leaves as data
+// in Effects, as with etcd-io/raft's Ready.
+//
+// # Roles
+//
+// Each replica of a key is an acceptor. Its per-key State (promised ballot,
+// last accepted proposal, highest committed ballot) is a small value; the
+// replica keeps it durably, next to the key's record, and changes it only
+// through the pure transitions Prepare, Propose and Commit (Peek reads it).
+// The replica's obligations, which the shell must meet:
+//
+//  1. Serialize the messages of one key: read the state and the record,
+//     apply the transition, write both, under one per-key lock.
+//  2. Persist the new state (AppendState; DecodeState to load it), and for
+//     a commit the record too, in one atomic, synced batch, before
+//     replying. An acceptor that forgets a promise or an acceptance after
+//     a crash breaks safety.
+//  3. Answer a prepare (and a read) with the record read atomically with
+//     the state: the prepare is the round's read, which is what makes an
+//     uncontended conditional write two round trips.
+//
+// A coordinator runs each conditional write as a Proposer and each
+// linearizable read as a Reader: ops that take Events and return Effects.
+// The shell sends Effects.Send, arms Effects.Timer, waits Effects.Backoff
+// with its own jitter before sending EvRetry, answers the client with
+// Effects.Done, and stops feeding the op at Effects.Finished.
+//
+// # A round
+//
+// A Proposer draws a ballot above every ballot it has seen (NextBallot) and
+// sends MsgPrepare to every replica. With a quorum (N/2+1) of promises:
+//
+//  1. If a promise reports an accepted, uncommitted proposal above the
+//     highest committed ballot in the quorum, some round may have had it
+//     chosen: the proposer proposes it again at its own ballot, commits it
+//     to a quorum, and starts over with a new ballot (Paxos's rule that a
+//     phase 2 carries the highest accepted value; Cassandra's "in-progress
+//     proposal" completion).
+//  2. Otherwise the current record is the newest in the quorum. Replicas
+//     of the quorum behind it get it written back (MsgCommit at the highest
+//     committed ballot seen), so that a quorum holds it before anything is
+//     decided on it; this also clears their dead accepted proposals.
+//  3. The condition is checked on the current record. If it holds, the new
+//     record is proposed (MsgPropose); once a quorum accepts it is chosen,
+//     the client is told it applied, and MsgCommit goes to every replica
+//     with the answer: a lost commit is completed by the next round that
+//     finds the proposal in progress (step 1), so the client need not wait
+//     for it.
+//
+// A round refused (a higher ballot), short of answers, or timed out backs
+// off and starts over, up to Request.MaxAttempts rounds.
+//
+// # Versions
+//
+// A committed record is written to storage like any other, last writer
+// wins, so plain reads, read repair, hints and anti-entropy need nothing
+// new. For that to agree with the Paxos order, the record a proposer
+// proposes gets the version (max(clock, current.Timestamp+1), Node): its
+// node's HLC reading, raised above the current record it was decided
+// against. Every chosen record is decided against its predecessor, which
+// is visible to the deciding quorum (steps 1 and 2), so versions of chosen
+// records increase in the order they are chosen, whatever the clocks say.
+// The clock only makes versions resemble wall time; a lagging clock costs
+// nothing but that resemblance.
+//
+// A plain write at a weaker level on the same key is not ordered by Paxos:
+// it is a record with an HLC version like any other. A round that sees it
+// (in its quorum) decides against it and writes above it; one that does not
+// may write a version below it, which then loses to it under last writer
+// wins, exactly as if the plain write had come after. Mixing plain writes
+// with conditional writes on a key therefore gives the plain writes'
+// guarantees, not linearizability.
+//
+// # Failed conditions and reads
+//
+// A condition that does not hold writes nothing, and the answer carries the
+// current record. It must still be ordered after every write that was
+// answered before it began: the write-back of step 2 puts the current
+// record on a quorum, and when no round has begun since the last accepted
+// or committed one (no promise in the quorum was above it), no write can be
+// chosen before this answer that it misses, so it answers at once: one
+// round trip. Otherwise it proposes a Noop at its ballot, which shuts out
+// the concurrent round's older ballot, and answers once a quorum accepts.
+// A ReadOnly Condition is the same path with a condition that never holds:
+// a Paxos read.
+//
+// # Outcomes
+//
+// Applied, or not applied with the current record, or an error. When the
+// operation's own proposal went out and was neither chosen by a quorum nor
+// refused by every replica, a later round may still complete it: the answer
+// is ErrUnknownOutcome, and the proposer does not retry, since checking the
+// condition again could apply the write twice (after its first proposal was
+// completed by someone else and overwritten). ErrContended and
+// ErrUnavailable mean nothing of the operation's was written.
+//
+// # Linearizable reads
+//
+// A Reader asks every replica for its record and its acceptor state (Peek)
+// and decides on a quorum of answers, as in ABD: when they agree on the
+// record and none holds an accepted proposal above the highest committed
+// ballot among them, the record is the answer, in one round. When they
+// disagree, the newest is written back to those behind before answering. An
+// accepted proposal above every commit may already be chosen and answered
+// to its client with no record showing it; the read cannot tell, and
+// escalates (Effects.Escalate) to a Paxos read, which completes it.
+//
+// # Testing
+//
+// testdata/* are datadriven scripts of acceptors and ops (uncontended and
+// failed conditional writes, dueling proposers, completion of in-progress
+// proposals, refusals, reads). TestModelExhaustive explores every
+// interleaving of small models (three acceptors, two or three clients,
+// messages delivered in any order, some lost, timers firing early) and
+// checks that chosen values form one chain and that every history is
+// linearizable.
+package paxos
