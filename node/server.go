@@ -299,6 +299,11 @@ func (s peerServer) Hint(ctx context.Context, req *kvpb.ReplicaWriteRequest) (*k
 	return resp, toStatus(err)
 }
 
+func (s peerServer) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.PaxosResponse, error) {
+	resp, err := s.n.replica.Paxos(ctx, req)
+	return resp, toStatus(err)
+}
+
 func (s peerServer) Read(ctx context.Context, req *kvpb.ReplicaReadRequest) (*kvpb.ReplicaReadResponse, error) {
 	resp, err := s.n.replica.Read(ctx, req)
 	return resp, toStatus(err)
