@@ -396,15 +396,15 @@ func (c *Coordinator) paxosCall(ctx context.Context, keyspace string, epoch uint
 	ev := paxos.Event{From: m.To, Round: m.Round}
 	switch m.Kind {
 	case paxos.MsgPrepare:
-		req.Kind, req.Ballot, ev.Kind = kvpb.PaxosRequest_PREPARE, paxosBallotToPB(m.Ballot), paxos.EvPromise
+		req.Kind, req.Ballot, ev.Kind = kvpb.PaxosRequest_PREPARE, BallotToPB(m.Ballot), paxos.EvPromise
 	case paxos.MsgPropose:
-		req.Kind, req.Proposal, ev.Kind = kvpb.PaxosRequest_PROPOSE, paxosProposalToPB(m.Proposal), paxos.EvAccepted
+		req.Kind, req.Proposal, ev.Kind = kvpb.PaxosRequest_PROPOSE, ProposalToPB(m.Proposal), paxos.EvAccepted
 	case paxos.MsgCommit:
-		req.Kind, req.Proposal, ev.Kind = kvpb.PaxosRequest_COMMIT, paxosProposalToPB(m.Proposal), paxos.EvCommitted
+		req.Kind, req.Proposal, ev.Kind = kvpb.PaxosRequest_COMMIT, ProposalToPB(m.Proposal), paxos.EvCommitted
 	case paxos.MsgRead:
 		req.Kind, ev.Kind = kvpb.PaxosRequest_PEEK, paxos.EvRead
 	}
-	resp, err := c.paxosTransport().Paxos(ctx, m.To, req)
+	resp, err := c.cfg.Transport.Paxos(ctx, m.To, req)
 	if err != nil {
 		ev.Err = err
 		return linEvent{ev: ev}
@@ -414,19 +414,16 @@ func (c *Coordinator) paxosCall(ctx context.Context, keyspace string, epoch uint
 		return linEvent{ev: ev, known: k}
 	}
 	ev.OK = resp.GetOk()
-	ev.Promise = paxos.Promise{
-		OK:        resp.GetOk() || m.Kind == paxos.MsgRead,
-		Promised:  paxosBallotFromPB(resp.GetPromised()),
-		Accepted:  paxosProposalFromPB(resp.GetAccepted()),
-		Committed: paxosBallotFromPB(resp.GetCommitted()),
+	ev.Promise, ev.Record, ev.Found = PromiseFromPB(resp)
+	if m.Kind == paxos.MsgRead {
+		ev.Promise.OK = true // a peek promises nothing and is never refused
 	}
-	ev.Found = resp.GetFound()
-	if ev.Found || resp.GetRecord() != nil {
-		ev.Record = RecordFromPB(resp.GetRecord())
-		if ev.Found {
-			// Every version a round sees moves the clock, as reads do.
-			c.cfg.Clock.Observe(ev.Record.Version.Timestamp)
-		}
+	if m.Kind == paxos.MsgPropose && !ev.OK {
+		ev.Promise.Promised = BallotFromPB(resp.GetPromised())
+	}
+	if ev.Found {
+		// Every version a round sees moves the clock, as reads do.
+		c.cfg.Clock.Observe(ev.Record.Version.Timestamp)
 	}
 	return linEvent{ev: ev}
 }
