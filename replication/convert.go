@@ -65,12 +65,16 @@ func ProposalToPB(p paxos.Proposal) *kvpb.PaxosProposal {
 // must carry a record of that key: a replica stores it as the key's.
 func ProposalFromPB(p *kvpb.PaxosProposal, key []byte) (paxos.Proposal, error) {
 	out := paxos.Proposal{Ballot: BallotFromPB(p.GetBallot()), Noop: p.GetNoop()}
-	if out.Ballot.IsZero() {
-		return paxos.Proposal{}, fmt.Errorf("%w: paxos proposal without a ballot", ErrInvalidRequest)
-	}
 	if out.Noop {
+		if out.Ballot.IsZero() {
+			return paxos.Proposal{}, fmt.Errorf("%w: paxos proposal without a ballot", ErrInvalidRequest)
+		}
 		return out, nil
 	}
+	// A record at the zero ballot is a write-back commit of a record no
+	// Paxos round committed (a plain write that some replicas missed):
+	// Commit at the zero ballot applies the record and changes no ballot,
+	// and Propose refuses the zero ballot itself.
 	out.Record = RecordFromPB(p.GetRecord())
 	if string(out.Record.Key) != string(key) {
 		return paxos.Proposal{}, fmt.Errorf("%w: paxos proposal for key %q carries a record of %q", ErrInvalidRequest, key, out.Record.Key)
