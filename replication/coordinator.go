@@ -111,6 +111,9 @@ type Coordinator struct {
 	log     *slog.Logger
 	metrics Metrics
 	latency latencyTracker
+	// paxosRTT tracks each replica's Paxos round trips (fsynced, unlike
+	// reads): the base of the backoff after a lost round (lin.go).
+	paxosRTT latencyTracker
 	// refreshes holds, per keyspace, the latest catch-up started after a
 	// replica reported a newer epoch (*epochRefresh).
 	refreshes sync.Map
