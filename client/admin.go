@@ -27,7 +27,7 @@ func (s KeyspaceSpec) validate(op string) (uint32, *kvpb.Consistency, *Error) {
 		}
 	}
 	switch s.Consistency {
-	case LevelDefault, One, Quorum, All:
+	case LevelDefault, One, Quorum, All, Linearizable:
 		if s.R != 0 || s.W != 0 {
 			return bad("R and W are only used with Consistency: Custom (got %v with R=%d W=%d)", s.Consistency, s.R, s.W)
 		}

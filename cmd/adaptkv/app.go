@@ -19,6 +19,9 @@ const (
 	exitFailure = 1
 	exitUsage   = 2
 	exitUnknown = 3
+	// exitCondFailed: a conditional put or del whose condition did not
+	// hold; nothing was written.
+	exitCondFailed = 4
 )
 
 // app holds the global flags and the process's standard streams, which the
@@ -71,7 +74,9 @@ Every flag can also be set with ADAPTKV_<FLAG> (upper case, '-' as '_'),
 for example ADAPTKV_ENDPOINTS=10.0.0.1:7400,10.0.0.2:7400.
 
 Exit status: 0 success, 1 failure (also "get" of a missing key), 2 usage
-error, 3 a write whose outcome is unknown (it may or may not have been applied).`,
+error, 3 a write whose outcome is unknown (it may or may not have been applied),
+4 a conditional put or del (--if-version, --if-absent, --if-value) whose
+condition did not hold (nothing was written; the current value is reported).`,
 		SilenceErrors: true, // report prints one line instead
 		SilenceUsage:  true, // a failed request is not a reason to print usage
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {

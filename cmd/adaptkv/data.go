@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -26,7 +28,7 @@ type levelFlags struct {
 
 func (f *levelFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.keyspace, "keyspace", client.DefaultKeyspace, "keyspace to use")
-	fs.StringVar(&f.level, "consistency", "", "consistency level: one, quorum or all (default: the keyspace's default)")
+	fs.StringVar(&f.level, "consistency", "", "consistency level: one, quorum, all or linearizable (default: the keyspace's default)")
 	fs.IntVar(&f.r, "r", 0, "read quorum R for a custom level (with --w; only R is used by reads)")
 	fs.IntVar(&f.w, "w", 0, "write quorum W for a custom level (with --r; only W is used by writes)")
 }
@@ -36,7 +38,135 @@ func parseLevel(s string) (client.Level, error) {
 	if l, ok := api.ParseLevel(s); ok && l != client.Custom {
 		return l, nil
 	}
-	return 0, usagef("--consistency %q: want one, quorum or all (or --r and --w for custom quorums)", s)
+	return 0, usagef("--consistency %q: want one, quorum, all or linearizable (or --r and --w for custom quorums)", s)
+}
+
+// condFlags are the conditions of put and del: at most one of them makes
+// the write conditional (client.PutIf, client.DeleteIf).
+type condFlags struct {
+	ifVersion string
+	ifAbsent  bool
+	ifValue   string
+}
+
+func (f *condFlags) register(fs *pflag.FlagSet, absent bool) {
+	fs.StringVar(&f.ifVersion, "if-version", "", "write only if the key's current version is V (TIMESTAMP.NODE, as get prints it); exit status 4 if not")
+	if absent {
+		fs.BoolVar(&f.ifAbsent, "if-absent", false, "write only if the key does not exist; exit status 4 if it does")
+	}
+	fs.StringVar(&f.ifValue, "if-value", "", "write only if the key's current value is X; exit status 4 if not")
+}
+
+// condition returns the condition the flags ask for; ok is false when
+// none. It refuses two conditions at once, a malformed version, and a
+// condition with a level other than linearizable (conditional writes
+// always run at linearizable), before anything is sent.
+func (f *condFlags) condition(cmd *cobra.Command, lf *levelFlags, sf *sessionFlag) (cond client.Condition, ok bool, err error) {
+	var given []string
+	for _, name := range []string{"if-version", "if-absent", "if-value"} {
+		if fl := cmd.Flags().Lookup(name); fl != nil && fl.Changed {
+			given = append(given, "--"+name)
+		}
+	}
+	switch len(given) {
+	case 0:
+		return client.Condition{}, false, nil
+	case 1:
+	default:
+		return client.Condition{}, false, usagef("%s cannot be combined: give one condition", strings.Join(given, " and "))
+	}
+	if cmd.Flags().Changed("r") || cmd.Flags().Changed("w") {
+		return client.Condition{}, false, usagef("%s runs at the linearizable level; --r/--w cannot be combined with it", given[0])
+	}
+	if l, _ := api.ParseLevel(lf.level); lf.level != "" && l != client.Linearizable {
+		return client.Condition{}, false, usagef("%s runs at the linearizable level; --consistency %s cannot be combined with it (leave it out or say linearizable)", given[0], lf.level)
+	}
+	if cmd.Flags().Changed("session") {
+		return client.Condition{}, false, usagef("%s cannot be combined with --session", given[0])
+	}
+	switch given[0] {
+	case "--if-absent":
+		return client.IfAbsent(), true, nil
+	case "--if-value":
+		return client.IfValue([]byte(f.ifValue)), true, nil
+	}
+	v, err := parseVersion(f.ifVersion)
+	if err != nil {
+		return client.Condition{}, false, usagef("--if-version: %v", err)
+	}
+	return client.IfVersion(v), true, nil
+}
+
+// parseVersion reads a version as get prints it: TIMESTAMP.NODE.
+func parseVersion(s string) (client.Version, error) {
+	ts, node, ok := strings.Cut(s, ".")
+	t, err1 := strconv.ParseUint(ts, 10, 64)
+	n, err2 := strconv.ParseUint(node, 10, 32)
+	if !ok || err1 != nil || err2 != nil || t == 0 {
+		return client.Version{}, fmt.Errorf("%q is not a version: want TIMESTAMP.NODE as get prints it (for example 117730940004532225.2)", s)
+	}
+	return client.Version{Timestamp: t, Node: uint32(n)}, nil
+}
+
+// versionText prints a version as --if-version reads it.
+func versionText(v client.Version) string { return fmt.Sprintf("%d.%d", v.Timestamp, v.Node) }
+
+// condJSON is the JSON output of a conditional put or del.
+type condJSON struct {
+	Key         string       `json:"key"`
+	KeyEncoding string       `json:"key_encoding,omitempty"`
+	Keyspace    string       `json:"keyspace"`
+	Deleted     bool         `json:"deleted,omitempty"`
+	Applied     bool         `json:"applied"`
+	Version     *versionJSON `json:"version"`
+	Current     *currentJSON `json:"current,omitempty"`
+	Receipt     receiptJSON  `json:"receipt"`
+}
+
+// currentJSON is the key's record when a condition did not hold.
+type currentJSON struct {
+	Found         bool         `json:"found"`
+	Value         *string      `json:"value"`
+	ValueEncoding string       `json:"value_encoding,omitempty"`
+	Version       *versionJSON `json:"version"`
+}
+
+// printCond prints a conditional write's result. A condition that did not
+// hold is exit status 4 (exitCondFailed), with the current record printed
+// (JSON) or named in the message (text).
+func (a *app) printCond(keyspace string, key []byte, deleted bool, res *client.CondResult) error {
+	if a.json() {
+		out := condJSON{Keyspace: keyspace, Deleted: deleted, Applied: res.Applied, Version: toVersionJSON(res.Version), Receipt: toReceiptJSON(res.Receipt)}
+		out.Key, out.KeyEncoding = bytesText(key)
+		if !res.Applied {
+			out.Current = &currentJSON{Found: res.Found, Version: toVersionJSON(res.Current)}
+			if res.Found {
+				v, enc := bytesText(res.Value)
+				out.Current.Value, out.Current.ValueEncoding = &v, enc
+			}
+		}
+		if err := a.printJSON(out); err != nil {
+			return err
+		}
+	} else if res.Applied {
+		what := "OK"
+		if deleted {
+			what = "deleted"
+		}
+		fmt.Fprintf(a.stdout, "%s  version=%s %s\n", what, versionText(res.Version), receiptLine(res.Receipt))
+	}
+	if res.Applied {
+		return nil
+	}
+	cur := "the key does not exist"
+	if res.Found {
+		v, enc := bytesText(res.Value)
+		if enc != "" {
+			v = "base64:" + v
+		}
+		cur = fmt.Sprintf("current value %q, version %s", v, versionText(res.Current))
+	}
+	return &exitError{code: exitCondFailed, msg: "condition not met: nothing written; " + cur}
 }
 
 // options converts the flags into call options. When only one of --r and
@@ -149,13 +279,23 @@ func (a *app) putCommand() *cobra.Command {
 	var (
 		lf levelFlags
 		sf sessionFlag
+		cf condFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "put KEY VALUE",
 		Short: "Write VALUE under KEY (VALUE '-' reads it from stdin)",
+		Long: `Write VALUE under KEY (VALUE '-' reads it from stdin).
+
+With --if-version, --if-absent or --if-value the write is conditional: it
+applies only if the key's current record meets the condition, atomically
+(single-decree Paxos on the key's replicas, at the linearizable level). When
+the condition does not hold nothing is written, the current value and version
+are reported, and the exit status is 4.`,
 		Example: `  adaptkv put hello world
   adaptkv put config.json - < config.json
-  adaptkv put k v --keyspace users --consistency all`,
+  adaptkv put k v --keyspace users --consistency all
+  adaptkv put lock me --if-absent
+  adaptkv put counter 8 --if-version 117730940004532225.2`,
 		Args: cobraArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := lf.options(cmd)
@@ -163,6 +303,10 @@ func (a *app) putCommand() *cobra.Command {
 				return err
 			}
 			if err := sf.check(cmd); err != nil {
+				return err
+			}
+			cond, conditional, err := cf.condition(cmd, &lf, &sf)
+			if err != nil {
 				return err
 			}
 			value := []byte(args[1])
@@ -180,6 +324,13 @@ func (a *app) putCommand() *cobra.Command {
 			}
 			defer cancel()
 			defer c.Close()
+			if conditional {
+				res, err := c.PutIf(ctx, []byte(args[0]), value, cond, opts...)
+				if err != nil {
+					return err
+				}
+				return a.printCond(lf.keyspace, []byte(args[0]), false, res)
+			}
 			s, err := sf.open(cmd, c)
 			if err != nil {
 				return err
@@ -197,6 +348,7 @@ func (a *app) putCommand() *cobra.Command {
 	}
 	lf.register(cmd.Flags())
 	sf.register(cmd.Flags())
+	cf.register(cmd.Flags(), true)
 	return cmd
 }
 
@@ -204,12 +356,17 @@ func (a *app) delCommand() *cobra.Command {
 	var (
 		lf levelFlags
 		sf sessionFlag
+		cf condFlags
 	)
 	cmd := &cobra.Command{
 		Use:     "del KEY",
 		Aliases: []string{"delete"},
 		Short:   "Delete KEY (deleting a missing key succeeds)",
-		Args:    cobraArgs(cobra.ExactArgs(1)),
+		Long: `Delete KEY (deleting a missing key succeeds).
+
+With --if-version or --if-value the delete is conditional (see put --help);
+when the condition does not hold nothing is deleted and the exit status is 4.`,
+		Args: cobraArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := lf.options(cmd)
 			if err != nil {
@@ -218,12 +375,23 @@ func (a *app) delCommand() *cobra.Command {
 			if err := sf.check(cmd); err != nil {
 				return err
 			}
+			cond, conditional, err := cf.condition(cmd, &lf, &sf)
+			if err != nil {
+				return err
+			}
 			c, ctx, cancel, err := a.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer cancel()
 			defer c.Close()
+			if conditional {
+				res, err := c.DeleteIf(ctx, []byte(args[0]), cond, opts...)
+				if err != nil {
+					return err
+				}
+				return a.printCond(lf.keyspace, []byte(args[0]), true, res)
+			}
 			s, err := sf.open(cmd, c)
 			if err != nil {
 				return err
@@ -241,6 +409,7 @@ func (a *app) delCommand() *cobra.Command {
 	}
 	lf.register(cmd.Flags())
 	sf.register(cmd.Flags())
+	cf.register(cmd.Flags(), false)
 	return cmd
 }
 
@@ -362,7 +531,7 @@ func (a *app) printGet(keyspace string, key []byte, res *client.GetResult, sessi
 		}
 	} else if res.Found {
 		a.printValue(res.Value)
-		fmt.Fprintln(a.stdout, receiptLine(res.Receipt))
+		fmt.Fprintf(a.stdout, "version=%s %s\n", versionText(res.Version), receiptLine(res.Receipt))
 	}
 	if !res.Found {
 		return notFound(keyspace, key, receiptLine(res.Receipt))

@@ -35,6 +35,9 @@
 //	   that scripts can tell "missing" from "empty" as with etcdctl
 //	2  usage error: unknown command or flag, bad flag value, wrong arguments
 //	3  a write's outcome is unknown: it may or may not have been applied
+//	4  a conditional put or del (--if-version, --if-absent, --if-value)
+//	   found its condition false: nothing was written, and the current
+//	   value and version are reported
 //
 // Errors are one line on stderr: "adaptkv: <message>".
 //

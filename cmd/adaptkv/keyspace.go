@@ -109,7 +109,7 @@ type specFlags struct {
 func (f *specFlags) register(cmd *cobra.Command, rfUsage string) {
 	fs := cmd.Flags()
 	fs.IntVar(&f.rf, "rf", 0, rfUsage)
-	fs.StringVar(&f.level, "consistency", "", "default consistency level: one, quorum, all, or adaptive (with a goal)")
+	fs.StringVar(&f.level, "consistency", "", "default consistency level: one, quorum, all, linearizable, or adaptive (with a goal)")
 	fs.IntVar(&f.r, "r", 0, "default read quorum R of a custom level (with --w)")
 	fs.IntVar(&f.w, "w", 0, "default write quorum W of a custom level (with --r)")
 	fs.Float64Var(&f.maxStale, "max-stale", 0.001, "adaptive: bound on the probability that a read misses the latest completed write")
