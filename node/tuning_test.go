@@ -225,11 +225,17 @@ func TestSessionFloorKeepsSessionGuarantees(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	eventually(t, 30*time.Second, "the keyspace at R=1 W=1", func() error {
+		k, err := kv.DescribeKeyspace(ctx, "sess")
+		if err == nil && (k.R != 1 || k.W != 1) {
+			err = fmt.Errorf("R=%d W=%d", k.R, k.W)
+		}
+		return err
+	})
 	s := kv.Session()
 	partial, behind, reads := 0, 0, 0
 	lastW := 0
-	deadline := time.Now().Add(8 * time.Second)
-	for i := 0; time.Now().Before(deadline); i++ {
+	for i := range 300 {
 		key := []byte(fmt.Sprintf("k%d", i%10))
 		val := []byte(fmt.Sprint(i))
 		w, err := s.Put(ctx, key, val, client.WithKeyspace("sess"))
