@@ -25,6 +25,9 @@ func (s KeyspaceSpec) validate(op string) (uint32, *kvpb.Consistency, *Error) {
 		if f := s.Adaptive.Floor; f != LevelDefault && f != One && f != Quorum {
 			return bad("adaptive floor %v: want one or quorum", f)
 		}
+		if f := s.Adaptive.Floor; s.Adaptive.SessionFloor && f != LevelDefault && f != One {
+			return bad("adaptive floor session stands for the floor: leave Floor unset or One (got %v)", f)
+		}
 	}
 	switch s.Consistency {
 	case LevelDefault, One, Quorum, All, Linearizable:

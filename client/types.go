@@ -133,6 +133,11 @@ type AdaptiveGoal struct {
 	// Floor is the weakest level allowed: One (the default) or Quorum, with
 	// which R + W > N holds at every instant, transitions included.
 	Floor Level
+	// SessionFloor is the floor `session` (Floor must be One or unset):
+	// the tuner may choose partial quorums as under One, and the
+	// keyspace's clients read and write through sessions (Client.Session),
+	// whose guarantees hold at any R and W.
+	SessionFloor bool
 	// MinRF and MaxRF bound the replication factor; 0 means the keyspace's.
 	MinRF, MaxRF int
 	// LatencyTarget is an optional read p99 target.
@@ -144,7 +149,7 @@ func (g *AdaptiveGoal) toPB() *kvpb.AdaptiveGoal {
 		return nil
 	}
 	return &kvpb.AdaptiveGoal{MaxStale: g.MaxStale, Floor: levelToPB(g.Floor), RfMin: uint32(g.MinRF), RfMax: uint32(g.MaxRF),
-		LatencyTargetUs: uint64(g.LatencyTarget / time.Microsecond)}
+		LatencyTargetUs: uint64(g.LatencyTarget / time.Microsecond), SessionFloor: g.SessionFloor}
 }
 
 // Keyspace is a keyspace's configuration as committed to the metadata log.
@@ -183,7 +188,8 @@ func keyspaceFromPB(k *kvpb.KeyspaceConfig) *Keyspace {
 	}
 	if a := k.GetAdaptive(); a != nil {
 		ks.Adaptive = &AdaptiveGoal{MaxStale: a.GetMaxStale(), Floor: levelFromPB(a.GetFloor()), MinRF: int(a.GetRfMin()),
-			MaxRF: int(a.GetRfMax()), LatencyTarget: time.Duration(a.GetLatencyTargetUs()) * time.Microsecond}
+			MaxRF: int(a.GetRfMax()), LatencyTarget: time.Duration(a.GetLatencyTargetUs()) * time.Microsecond,
+			SessionFloor: a.GetSessionFloor()}
 	}
 	return ks
 }

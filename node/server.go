@@ -414,7 +414,7 @@ func defToPB(d KeyspaceDef) *kvpb.KeyspaceConfig {
 		}
 		out.Adaptive = &kvpb.AdaptiveGoal{
 			MaxStale: g.MaxStale, Floor: floor, RfMin: uint32(g.MinRF), RfMax: uint32(g.MaxRF),
-			LatencyTargetUs: uint64(g.ReadP99 / time.Microsecond),
+			LatencyTargetUs: uint64(g.ReadP99 / time.Microsecond), SessionFloor: g.Floor == tuner.FloorSession,
 		}
 	}
 	return out
@@ -670,6 +670,12 @@ func goalFromPB(a *kvpb.AdaptiveGoal, rf int) (tuner.Goal, error) {
 		g.Floor = tuner.FloorQuorum
 	default:
 		return tuner.Goal{}, invalidArgument(fmt.Sprintf("adaptive floor %v: want one or quorum", a.GetFloor()))
+	}
+	if a.GetSessionFloor() {
+		if g.Floor != tuner.FloorOne {
+			return tuner.Goal{}, invalidArgument(fmt.Sprintf("adaptive floor session with floor %v: the session floor stands for the floor (leave it unset or one)", a.GetFloor()))
+		}
+		g.Floor = tuner.FloorSession
 	}
 	if g.MinRF == 0 {
 		g.MinRF = rf

@@ -193,3 +193,88 @@ func tunerForce(t *testing.T, c *clustertest.Cluster, every string) {
 		resp.Body.Close()
 	}
 }
+
+// An adaptive keyspace with the floor session (issue 12 item 4): the tuner
+// may take partial quorums (R + W ≤ N; here moved to R=1 W=1 by the test
+// hook), and a client reading and writing through an SDK session
+// still reads its own writes every time (a read may be refused with
+// SESSION_BEHIND, never answered with older data); tuner explain says why
+// partial quorums are allowed.
+func TestSessionFloorKeepsSessionGuarantees(t *testing.T) {
+	t.Parallel()
+	c := clustertest.New(t, 3, fastTuner)
+	kv := c.Client(t)
+	ctx := ctxT(t, 60*time.Second)
+	ks, err := kv.CreateKeyspace(ctx, "sess", client.KeyspaceSpec{ReplicationFactor: 3,
+		Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, SessionFloor: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks.Adaptive == nil || !ks.Adaptive.SessionFloor {
+		t.Fatalf("created keyspace %+v; want the session floor", ks.Adaptive)
+	}
+	if _, err := kv.CreateKeyspace(ctx, "bad", client.KeyspaceSpec{ReplicationFactor: 3,
+		Adaptive: &client.AdaptiveGoal{MaxStale: 0.001, Floor: client.Quorum, SessionFloor: true}}); !errors.Is(err, client.ErrInvalidArgument) {
+		t.Errorf("floor quorum with the session floor: %v; want an invalid argument", err)
+	}
+	// Move the keyspace to R=1 W=1, which only a floor below quorum allows.
+	for i := range c.Len() {
+		resp, err := http.Post("http://"+c.Node(i).Addrs().HTTP+"/unsafe/tuner-target?keyspace=sess&n=3&r=1&w=1", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	eventually(t, 30*time.Second, "the keyspace at R=1 W=1", func() error {
+		k, err := kv.DescribeKeyspace(ctx, "sess")
+		if err == nil && (k.R != 1 || k.W != 1) {
+			err = fmt.Errorf("R=%d W=%d", k.R, k.W)
+		}
+		return err
+	})
+	s := kv.Session()
+	partial, behind, reads := 0, 0, 0
+	lastW := 0
+	for i := range 300 {
+		key := []byte(fmt.Sprintf("k%d", i%10))
+		val := []byte(fmt.Sprint(i))
+		w, err := s.Put(ctx, key, val, client.WithKeyspace("sess"))
+		if err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+		lastW = w.Receipt.Required
+		g, err := s.Get(ctx, key, client.WithKeyspace("sess"))
+		if errors.Is(err, client.ErrSessionBehind) {
+			behind++
+			continue
+		}
+		if err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+		reads++
+		if string(g.Value) != string(val) {
+			t.Fatalf("session read %d of %s returned %q after it wrote %q (receipt %+v)", i, key, g.Value, val, g.Receipt)
+		}
+		if g.Receipt.Required+lastW <= 3 {
+			if partial++; partial >= 100 {
+				break
+			}
+		}
+	}
+	t.Logf("%d session reads, %d under a partial quorum (R+W<=N), %d refused as behind", reads, partial, behind)
+	if partial == 0 {
+		t.Fatal("no read ran under a partial quorum: the floor did not let the tuner go below quorum")
+	}
+	eventually(t, 20*time.Second, "tuner explain naming the session floor", func() error {
+		ex, err := kv.TunerExplain(ctx, "sess", 5)
+		if err != nil {
+			return err
+		}
+		for _, e := range ex {
+			if strings.Contains(e.Text, "floor session: partial quorums allowed") {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d explanations, none naming the session floor", len(ex))
+	})
+}

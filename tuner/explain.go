@@ -386,6 +386,10 @@ func FormatDecision(d Decision, maxCandidates int) string {
 		fmt.Fprintf(&b, ", write p99 ≤ %s", dur(d.Goal.WriteP99))
 	}
 	b.WriteString("\n")
+	if d.Goal.Floor == FloorSession {
+		fmt.Fprintf(&b, "  floor session: partial quorums allowed (now R=%d W=%d of N=%d); clients using SDK sessions keep read-your-writes, monotonic reads and writes-follow-reads at any R and W (a session read skips replicas behind its token, and fails with SESSION_BEHIND rather than answer older data); the stale-read bound covers other clients' writes\n",
+			d.To.R, d.To.W, d.To.N)
+	}
 	fmt.Fprintf(&b, "  inputs: %s reads/s, %s writes/s (%s reads) over %s; top %d keys %s; reads at risk %s (gap p50 %s, p99 %s); stale %d of %d probed (%s)\n",
 		num(in.ReadRate), num(in.WriteRate), pct(in.ReadShare), dur(in.End.Sub(in.Start)), in.TopK, pct(in.TopShare),
 		pct(in.AtRisk), dur(in.GapP50), dur(in.GapP99), in.Stale, in.Probed, pct(in.StaleRate))

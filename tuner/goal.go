@@ -23,36 +23,53 @@ const (
 	// still trade R against W, route reads and change N, but a read always
 	// meets the latest completed write.
 	FloorQuorum
+	// FloorSession allows what FloorOne allows: the keyspace's clients
+	// read and write through SDK sessions, whose read-your-writes,
+	// monotonic reads and writes-follow-reads hold at any R and W (a
+	// session read skips replicas behind its token and fails rather than
+	// answer older data), so a partial quorum costs those clients no
+	// guarantee, only, at worst, a retried read. The stale-read bound still
+	// governs what other sessions' writes a read may miss.
+	FloorSession
 )
 
-// String returns "one" or "quorum".
+// floorSessionName names FloorSession.
+const floorSessionName = "session"
+
+// String returns "one", "quorum" or "session".
 func (f Floor) String() string {
 	switch f {
 	case FloorOne:
 		return api.LevelOne.String()
 	case FloorQuorum:
 		return api.LevelQuorum.String()
+	case FloorSession:
+		return floorSessionName
 	}
 	return fmt.Sprintf("floor(%d)", int(f))
 }
 
 // MarshalText encodes the floor by name.
 func (f Floor) MarshalText() ([]byte, error) {
-	if f != FloorOne && f != FloorQuorum {
+	if f != FloorOne && f != FloorQuorum && f != FloorSession {
 		return nil, fmt.Errorf("tuner: invalid floor %d", int(f))
 	}
 	return []byte(f.String()), nil
 }
 
-// UnmarshalText decodes "one" or "quorum".
+// UnmarshalText decodes "one", "quorum" or "session".
 func (f *Floor) UnmarshalText(b []byte) error {
+	if string(b) == floorSessionName {
+		*f = FloorSession
+		return nil
+	}
 	switch l, _ := api.ParseLevel(string(b)); l {
 	case api.LevelOne:
 		*f = FloorOne
 	case api.LevelQuorum:
 		*f = FloorQuorum
 	default:
-		return fmt.Errorf("%w: unknown floor %q (want one or quorum)", ErrInvalidGoal, b)
+		return fmt.Errorf("%w: unknown floor %q (want one, quorum or session)", ErrInvalidGoal, b)
 	}
 	return nil
 }
@@ -96,8 +113,8 @@ func (g Goal) Validate() error {
 	if !(g.MaxStale >= 0 && g.MaxStale < 1) {
 		probs = append(probs, fmt.Sprintf("max stale-read probability %v is outside [0, 1)", g.MaxStale))
 	}
-	if g.Floor != FloorOne && g.Floor != FloorQuorum {
-		probs = append(probs, fmt.Sprintf("floor %d is neither one nor quorum", int(g.Floor)))
+	if g.Floor != FloorOne && g.Floor != FloorQuorum && g.Floor != FloorSession {
+		probs = append(probs, fmt.Sprintf("floor %d is not one, quorum or session", int(g.Floor)))
 	}
 	if g.MinRF < 1 {
 		probs = append(probs, fmt.Sprintf("minimum replication factor %d is below 1", g.MinRF))

@@ -18,7 +18,7 @@ func TestGoalValidate(t *testing.T) {
 		{"zero stale bound", func(g *Goal) { g.MaxStale = 0 }, ""},
 		{"stale bound 1", func(g *Goal) { g.MaxStale = 1 }, "max stale-read probability 1 is outside [0, 1)"},
 		{"negative stale bound", func(g *Goal) { g.MaxStale = -0.1 }, "max stale-read probability -0.1"},
-		{"floor", func(g *Goal) { g.Floor = 7 }, "floor 7 is neither one nor quorum"},
+		{"floor", func(g *Goal) { g.Floor = 7 }, "floor 7 is not one, quorum or session"},
 		{"min rf", func(g *Goal) { g.MinRF = 0 }, "minimum replication factor 0 is below 1"},
 		{"max below min", func(g *Goal) { g.MinRF, g.MaxRF = 5, 3 }, "maximum replication factor 3 is below the minimum 5"},
 		{"max too large", func(g *Goal) { g.MaxRF = 40 }, "maximum replication factor 40 is above 16"},
@@ -57,6 +57,8 @@ func TestCandidates(t *testing.T) {
 		{"N=3 W≥2", Goal{MinRF: 3, MaxRF: 3, MinW: 2}, 0, 14},
 		// R+W>3: (1,3),(2,2),(2,3) ×3 paths, (3,1),(3,2),(3,3) ×1 = 12.
 		{"N=3 floor quorum", Goal{MinRF: 3, MaxRF: 3, Floor: FloorQuorum}, 0, 12},
+		// Sessions keep their guarantees at any R and W: as floor one.
+		{"N=3 floor session", Goal{MinRF: 3, MaxRF: 3, Floor: FloorSession}, 0, 21},
 		{"cluster caps N", Goal{MinRF: 3, MaxRF: 5}, 3, 21},
 		{"cluster below minimum", Goal{MinRF: 3, MaxRF: 5}, 2, 0},
 	}
@@ -107,6 +109,12 @@ func TestPolicyStringsAndJSON(t *testing.T) {
 	var f Floor
 	if err := json.Unmarshal([]byte(`"quorum"`), &f); err != nil || f != FloorQuorum {
 		t.Errorf("floor %v, %v; want quorum", f, err)
+	}
+	if b, err := json.Marshal(FloorSession); err != nil || string(b) != `"session"` {
+		t.Errorf("floor session encodes as %s, %v", b, err)
+	}
+	if err := json.Unmarshal([]byte(`"session"`), &f); err != nil || f != FloorSession {
+		t.Errorf("floor %v, %v; want session", f, err)
 	}
 	if err := json.Unmarshal([]byte(`"strong"`), &f); err == nil {
 		t.Errorf("floor strong: err = nil")

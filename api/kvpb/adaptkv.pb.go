@@ -1263,8 +1263,13 @@ type AdaptiveGoal struct {
 	RfMin           uint32                 `protobuf:"varint,3,opt,name=rf_min,json=rfMin,proto3" json:"rf_min,omitempty"`           // replication factor bounds; 0 means the keyspace's RF
 	RfMax           uint32                 `protobuf:"varint,4,opt,name=rf_max,json=rfMax,proto3" json:"rf_max,omitempty"`
 	LatencyTargetUs uint64                 `protobuf:"varint,5,opt,name=latency_target_us,json=latencyTargetUs,proto3" json:"latency_target_us,omitempty"` // optional read p99 target, microseconds
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// session_floor is the floor `session`: floor must be LEVEL_ONE or unset.
+	// The tuner may choose partial quorums as under `one`; the keyspace's
+	// clients are expected to read and write through SDK sessions, whose
+	// guarantees hold at any R and W (tuner explain says so).
+	SessionFloor  bool `protobuf:"varint,6,opt,name=session_floor,json=sessionFloor,proto3" json:"session_floor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AdaptiveGoal) Reset() {
@@ -1330,6 +1335,13 @@ func (x *AdaptiveGoal) GetLatencyTargetUs() uint64 {
 		return x.LatencyTargetUs
 	}
 	return 0
+}
+
+func (x *AdaptiveGoal) GetSessionFloor() bool {
+	if x != nil {
+		return x.SessionFloor
+	}
+	return false
 }
 
 // KeyspaceConfig is one keyspace's configuration as committed to the metadata
@@ -5177,13 +5189,14 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x04more\x18\x02 \x01(\bR\x04more\x12\x1d\n" +
 	"\n" +
 	"next_start\x18\x03 \x01(\fR\tnextStart\x12-\n" +
-	"\areceipt\x18\x04 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\xae\x01\n" +
+	"\areceipt\x18\x04 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\xd3\x01\n" +
 	"\fAdaptiveGoal\x12\x1b\n" +
 	"\tmax_stale\x18\x01 \x01(\x01R\bmaxStale\x12'\n" +
 	"\x05floor\x18\x02 \x01(\x0e2\x11.adaptkv.v1.LevelR\x05floor\x12\x15\n" +
 	"\x06rf_min\x18\x03 \x01(\rR\x05rfMin\x12\x15\n" +
 	"\x06rf_max\x18\x04 \x01(\rR\x05rfMax\x12*\n" +
-	"\x11latency_target_us\x18\x05 \x01(\x04R\x0flatencyTargetUs\"\xb9\x02\n" +
+	"\x11latency_target_us\x18\x05 \x01(\x04R\x0flatencyTargetUs\x12#\n" +
+	"\rsession_floor\x18\x06 \x01(\bR\fsessionFloor\"\xb9\x02\n" +
 	"\x0eKeyspaceConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x12replication_factor\x18\x02 \x01(\rR\x11replicationFactor\x12H\n" +

@@ -45,7 +45,7 @@ func toKeyspaceJSON(k *client.Keyspace) keyspaceJSON {
 		out.Updated = k.Updated.UTC().Format(time.RFC3339Nano)
 	}
 	if g := k.Adaptive; g != nil {
-		out.Adaptive = &goalJSON{MaxStale: g.MaxStale, Floor: floorText(g.Floor), RFMin: g.MinRF, RFMax: g.MaxRF}
+		out.Adaptive = &goalJSON{MaxStale: g.MaxStale, Floor: floorText(g), RFMin: g.MinRF, RFMax: g.MaxRF}
 		if g.LatencyTarget > 0 {
 			out.Adaptive.LatencyTarget = g.LatencyTarget.String()
 		}
@@ -53,8 +53,11 @@ func toKeyspaceJSON(k *client.Keyspace) keyspaceJSON {
 	return out
 }
 
-func floorText(l client.Level) string {
-	if l == client.Quorum {
+func floorText(g *client.AdaptiveGoal) string {
+	switch {
+	case g.SessionFloor:
+		return "session"
+	case g.Floor == client.Quorum:
 		return client.Quorum.String()
 	}
 	return client.One.String()
@@ -63,7 +66,7 @@ func floorText(l client.Level) string {
 // levelText renders a keyspace's default level: "quorum" or "custom(R=2 W=1)".
 func levelText(k *client.Keyspace) string {
 	if g := k.Adaptive; g != nil {
-		return fmt.Sprintf("%s(max-stale=%g floor=%s, now R=%d W=%d)", api.AdaptiveName, g.MaxStale, floorText(g.Floor), k.R, k.W)
+		return fmt.Sprintf("%s(max-stale=%g floor=%s, now R=%d W=%d)", api.AdaptiveName, g.MaxStale, floorText(g), k.R, k.W)
 	}
 	if k.Consistency == client.Custom {
 		return fmt.Sprintf("%s(R=%d W=%d)", client.Custom, k.R, k.W)
@@ -113,7 +116,7 @@ func (f *specFlags) register(cmd *cobra.Command, rfUsage string) {
 	fs.IntVar(&f.r, "r", 0, "default read quorum R of a custom level (with --w)")
 	fs.IntVar(&f.w, "w", 0, "default write quorum W of a custom level (with --r)")
 	fs.Float64Var(&f.maxStale, "max-stale", 0.001, "adaptive: bound on the probability that a read misses the latest completed write")
-	fs.StringVar(&f.floor, "floor", "one", "adaptive: the weakest level allowed, one or quorum (quorum keeps R+W>N at every instant)")
+	fs.StringVar(&f.floor, "floor", "one", "adaptive: the weakest level allowed, one, quorum (keeps R+W>N at every instant) or session (as one; the clients use SDK sessions, whose guarantees hold at any R and W)")
 	fs.IntVar(&f.rfMin, "rf-min", 0, "adaptive: least replication factor the tuner may choose (default: --rf)")
 	fs.IntVar(&f.rfMax, "rf-max", 0, "adaptive: largest replication factor the tuner may choose (default: --rf)")
 	fs.DurationVar(&f.latencyTarget, "latency-target", 0, "adaptive: read p99 target, e.g. 10ms (optional)")
@@ -137,11 +140,13 @@ func (f *specFlags) spec(cmd *cobra.Command) (client.KeyspaceSpec, error) {
 	adaptiveFlags := []string{"max-stale", "floor", "rf-min", "rf-max", "latency-target"}
 	if f.level == api.AdaptiveName {
 		g := &client.AdaptiveGoal{MaxStale: f.maxStale, MinRF: f.rfMin, MaxRF: f.rfMax, LatencyTarget: f.latencyTarget}
-		switch l, _ := api.ParseLevel(f.floor); l {
-		case client.One, client.Quorum:
+		switch l, _ := api.ParseLevel(f.floor); {
+		case f.floor == "session":
+			g.Floor, g.SessionFloor = client.One, true
+		case l == client.One || l == client.Quorum:
 			g.Floor = l
 		default:
-			return s, usagef("--floor %q: want one or quorum", f.floor)
+			return s, usagef("--floor %q: want one, quorum or session", f.floor)
 		}
 		if f.maxStale < 0 || f.maxStale >= 1 {
 			return s, usagef("--max-stale %g: want a probability in [0, 1)", f.maxStale)
