@@ -251,9 +251,10 @@ type linDriver struct {
 	answer   *paxos.Outcome
 	escalate bool
 	done     bool
-	// acked counts the replies that succeeded before the answer: the
-	// receipt's Acked.
-	acked int
+	// acked is the most replicas that answered one round before the
+	// answer (the receipt's Acked); round and roundAcked count the
+	// current one.
+	acked, round, roundAcked int
 	// known is the newest keyspace epoch a replica reported refusing ours.
 	known uint64
 }
@@ -332,8 +333,12 @@ func (d *linDriver) note(le linEvent) paxos.Event {
 		d.known = max(d.known, le.known)
 		d.c.noteEpoch(d.keyspace, le.known)
 	}
-	if le.ev.Err == nil && d.answer == nil {
-		d.acked++
+	if le.ev.Err == nil && d.answer == nil && le.ev.Round >= d.round {
+		if le.ev.Round > d.round {
+			d.round, d.roundAcked = le.ev.Round, 0
+		}
+		d.roundAcked++
+		d.acked = max(d.acked, d.roundAcked)
 	}
 	return le.ev
 }
@@ -360,14 +365,18 @@ func (d *linDriver) apply(eff paxos.Effects) {
 	if eff.Backoff > 0 {
 		// Uniform in [Backoff/2, Backoff]: proposers that collided draw
 		// apart, and the wait never exceeds what the op asked for.
-		half := eff.Backoff / 2
-		wait := half + rand.N(eff.Backoff-half+1)
-		d.backoff = time.NewTimer(wait)
+		d.backoff = time.NewTimer(jitter(eff.Backoff))
 		d.c.metrics.PaxosBackoffs.Add(1)
 	}
 	if eff.Finished {
 		d.stop()
 	}
+}
+
+// jitter draws a wait uniformly from [b/2, b].
+func jitter(b time.Duration) time.Duration {
+	half := b / 2
+	return half + rand.N(b-half+1)
 }
 
 // stop ends the op: no more events are wanted.

@@ -1,0 +1,100 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/adaptkv/adaptkv/replication/paxos"
+	"github.com/adaptkv/adaptkv/replication/quorum"
+)
+
+// The linearizable shell on the in-memory fixture (real replicas and
+// engines): epoch refusals, too few replicas, and the jitter.
+
+// Every replica knows epoch 7 and refuses the coordinator's epoch 1: the
+// rounds fail without writing anything, the coordinator catches up and runs
+// the conditional write again, at epoch 7.
+func TestLinEpochCatchUp(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	newer := KeyspaceConfig{Name: "ks", N: 3, Default: quorum.Quorum, Epoch: 7}
+	f.meta.set(newer)
+	f.cmeta.onWait = func(uint64) { f.cmeta.set(newer) }
+	ctx := context.Background()
+	res, err := f.coord.CondPut(ctx, "ks", []byte("k"), []byte("v"), paxos.Condition{Kind: paxos.IfAbsent}, Consistency{})
+	if err != nil || !res.Applied || res.Epoch != 7 {
+		t.Fatalf("CondPut = %+v, %v; want applied at epoch 7 after the catch-up", res, err)
+	}
+	if got := f.coord.Metrics().EpochRetries.Load(); got < 1 {
+		t.Errorf("epoch retries = %d; want at least 1", got)
+	}
+	g, err := f.coord.Get(ctx, "ks", []byte("k"), Consistency{Level: quorum.Linearizable})
+	if err != nil || !g.Found || g.Record.Version != res.Record.Version || g.Policy.Level != quorum.Linearizable || g.Acked < 2 {
+		t.Fatalf("linearizable Get = %+v, %v; want the CondPut's record, receipt linearizable with 2 acks", g, err)
+	}
+}
+
+// With a majority of the key's replicas down, a linearizable operation
+// fails at once, definitely (nothing sent), instead of backing off through
+// its attempts.
+func TestLinNotEnoughReplicas(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	f.net.setDown("n2", true)
+	f.net.setDown("n3", true)
+	ctx := context.Background()
+	for name, op := range map[string]func() error{
+		"CondPut": func() error {
+			_, err := f.coord.CondPut(ctx, "ks", []byte("k"), []byte("v"), paxos.Condition{Kind: paxos.Always}, Consistency{})
+			return err
+		},
+		"Get": func() error {
+			_, err := f.coord.Get(ctx, "ks", []byte("k"), Consistency{Level: quorum.Linearizable})
+			return err
+		},
+	} {
+		var qe *QuorumError
+		if err := op(); !errors.Is(err, ErrNotEnoughReplicas) || !errors.As(err, &qe) || qe.Answered != 1 || qe.Required != 2 {
+			t.Errorf("%s with 1 of 3 replicas alive: %v; want ErrNotEnoughReplicas, 1 alive of 2 required", name, err)
+		}
+	}
+}
+
+// A keyspace whose default is linearizable runs plain Put, Delete and Get
+// through Paxos, and a ReadOnly condition is refused as a write's.
+func TestLinKeyspaceDefault(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	lin := KeyspaceConfig{Name: "ks", N: 3, Default: quorum.Linearizable, Epoch: 1}
+	f.meta.set(lin)
+	f.cmeta.set(lin)
+	ctx := context.Background()
+	v, rcpt, err := f.coord.Put(ctx, "ks", []byte("k"), []byte("v"), Consistency{})
+	if err != nil || rcpt.Policy.Level != quorum.Linearizable || v.IsZero() {
+		t.Fatalf("Put = %v, %+v, %v; want a linearizable write", v, rcpt, err)
+	}
+	if _, rcpt, err = f.coord.Delete(ctx, "ks", []byte("k"), Consistency{}); err != nil || rcpt.Policy.Level != quorum.Linearizable {
+		t.Fatalf("Delete = %+v, %v; want a linearizable delete", rcpt, err)
+	}
+	if g, err := f.coord.Get(ctx, "ks", []byte("k"), Consistency{}); err != nil || g.Found || g.Policy.Level != quorum.Linearizable {
+		t.Fatalf("Get = %+v, %v; want not found, linearizable", g, err)
+	}
+	if _, err := f.coord.CondPut(ctx, "ks", []byte("k"), nil, paxos.Condition{Kind: paxos.ReadOnly}, Consistency{}); !errors.Is(err, ErrInvalidRequest) {
+		t.Errorf("CondPut(ReadOnly) = %v; want ErrInvalidRequest", err)
+	}
+}
+
+func TestJitter(t *testing.T) {
+	for _, b := range []time.Duration{1, 2, 3 * time.Millisecond, 128 * time.Millisecond} {
+		lo, hi := b, time.Duration(0)
+		for range 1000 {
+			w := jitter(b)
+			lo, hi = min(lo, w), max(hi, w)
+		}
+		if lo < b/2 || hi > b {
+			t.Errorf("jitter(%v) drew from [%v, %v]; want within [%v, %v]", b, lo, hi, b/2, b)
+		}
+		if b >= time.Millisecond && lo == hi {
+			t.Errorf("jitter(%v) always drew %v", b, lo)
+		}
+	}
+}
