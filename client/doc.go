@@ -28,6 +28,12 @@
 //   - All: R = W = N. Any replica down fails the request.
 //   - WithRW(r, w) (Custom): explicit values; r + w > N gives reads that see
 //     every acknowledged write.
+//   - Linearizable: every read and write of the key is linearizable,
+//     whatever the clocks say: writes go through single-decree Paxos on the
+//     key's replicas, reads ask a majority. PutIf and DeleteIf (conditional
+//     writes: IfVersion, IfAbsent, IfValue) always run at this level.
+//     Plain writes at other levels on the same key are not ordered by
+//     Paxos; mixing them gives their guarantees, not linearizability.
 //   - LevelDefault (no option): the keyspace's default, set with
 //     CreateKeyspace or AlterKeyspace.
 //
@@ -86,7 +92,9 @@
 //     connection failures.
 //   - Writes (Put, Delete, CreateKeyspace, AlterKeyspace) retry only after a
 //     definite failure that wrote nothing: NOT_ENOUGH_REPLICAS,
-//     METADATA_NOT_READY, OVERLOADED, NO_METADATA_LEADER, or a connection
+//     METADATA_NOT_READY, OVERLOADED, NO_METADATA_LEADER, CONTENDED
+//     (ErrContended: PutIf, DeleteIf or a Linearizable write lost its Paxos
+//     rounds to concurrent writers of the key, writing nothing), or a connection
 //     that failed before the request was sent. Before sending a write the client skips nodes whose connection is
 //     failing, so that a dead node costs no uncertainty. A write with an
 //     unknown outcome is never retried automatically; that is the caller's
