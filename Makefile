@@ -30,7 +30,7 @@ FUZZTIME ?= 5s
 FUZZ_TARGETS := storage:FuzzRecordCodec storage:FuzzRaftLogCodec \
 	replication:FuzzHintStore jepsen/history:FuzzRead \
 	node:FuzzMetadataApply node:FuzzMetadataRestore node:FuzzKVRequest \
-	api/ring:FuzzPreferenceList
+	api/ring:FuzzPreferenceList client:FuzzSessionToken replication/paxos:FuzzStateCodec
 
 fuzz-ci:
 	@missing=$$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/^func //' | \

@@ -27,6 +27,11 @@ const (
 	LevelAll Level = 3
 	// LevelCustom takes R and W as given (kvpb.Consistency's r and w).
 	LevelCustom Level = 4
+	// LevelLinearizable makes every read and write of the key linearizable,
+	// whatever the clocks say: writes go through single-decree Paxos on the
+	// key's replicas, reads ask a majority and write back or escalate to a
+	// Paxos read (replication/paxos). Both need a majority, ⌊N/2⌋+1.
+	LevelLinearizable Level = 5
 )
 
 // AdaptiveName is how the CLI, the Jepsen harness and the status pages name
@@ -40,17 +45,18 @@ const AdaptiveName = "adaptive"
 // Policy strings use; the protobuf enum names are these upper-cased with a
 // LEVEL_ prefix (LEVEL_UNSPECIFIED for "default").
 var levelNames = [...]string{
-	LevelDefault: "default",
-	LevelOne:     "one",
-	LevelQuorum:  "quorum",
-	LevelAll:     "all",
-	LevelCustom:  "custom",
+	LevelDefault:      "default",
+	LevelOne:          "one",
+	LevelQuorum:       "quorum",
+	LevelAll:          "all",
+	LevelCustom:       "custom",
+	LevelLinearizable: "linearizable",
 }
 
 // Levels returns every level, LevelDefault first, in the order of their
 // values.
 func Levels() []Level {
-	return []Level{LevelDefault, LevelOne, LevelQuorum, LevelAll, LevelCustom}
+	return []Level{LevelDefault, LevelOne, LevelQuorum, LevelAll, LevelCustom, LevelLinearizable}
 }
 
 // Known reports whether l is one of the declared levels.
@@ -66,8 +72,9 @@ func (l Level) String() string {
 }
 
 // ParseLevel returns the level a name denotes, ignoring case: "one",
-// "quorum", "all", "custom", and "default" or the empty string for
-// LevelDefault. ok is false for any other name, AdaptiveName included.
+// "quorum", "all", "custom", "linearizable", and "default" or the empty
+// string for LevelDefault. ok is false for any other name, AdaptiveName
+// included.
 // Callers that take R and W apart from the name (the CLI's --r and --w)
 // refuse LevelCustom themselves.
 func ParseLevel(name string) (l Level, ok bool) {
@@ -164,6 +171,17 @@ const (
 	// anti-entropy) or the replica that holds the version is back. Definite
 	// (it is only ever a read).
 	ReasonSessionBehind = "SESSION_BEHIND"
+	// ReasonContended (Aborted): a conditional write or linearizable
+	// operation lost every Paxos round it tried to concurrent ones on the
+	// same key until its attempts ran out. Definite: nothing of the
+	// operation's was written, so it is safe to send again (with backoff).
+	ReasonContended = "CONTENDED"
+	// ReasonOutcomeUnknown (Unknown): a conditional write or linearizable
+	// write proposed its record, and it was neither chosen by a majority
+	// nor refused by every replica: a later round may still complete it.
+	// Not definite. Do not resend it blindly: read the key (linearizably)
+	// first, since a condition checked again could apply the write twice.
+	ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
 )
 
 // Reasons returns every reason a server sends, in the order declared above.
@@ -175,7 +193,7 @@ func Reasons() []string {
 		ReasonStaleEpoch, ReasonNodeNotFound, ReasonConfigUnconfirmed,
 		ReasonConfigLeaseLost, ReasonNodeNotReady, ReasonOverloaded,
 		ReasonMetadataNotReady, ReasonRepairIncomplete, ReasonNoObservations,
-		ReasonSessionBehind,
+		ReasonSessionBehind, ReasonContended, ReasonOutcomeUnknown,
 	}
 }
 

@@ -52,6 +52,7 @@ func TestParseLevel(t *testing.T) {
 		{"QUORUM", api.LevelQuorum, true},
 		{"All", api.LevelAll, true},
 		{"custom", api.LevelCustom, true},
+		{"Linearizable", api.LevelLinearizable, true},
 		{api.AdaptiveName, api.LevelDefault, false},
 		{"strong", api.LevelDefault, false},
 	} {

@@ -66,6 +66,12 @@ var (
 	// another node would ask the same replicas. Retry after a backoff, once
 	// the replica holding the version is back or the others caught up.
 	ErrSessionBehind = errors.New("client: no replica is as new as the session")
+	// ErrContended: a PutIf, DeleteIf or linearizable write lost every
+	// Paxos round it tried to concurrent writes of the same key (ABORTED,
+	// reason CONTENDED). Definite: nothing was written. The client retries
+	// it with backoff as long as its retry budget allows, and returns it
+	// when the retries ran out too; the caller may try again later.
+	ErrContended = errors.New("client: too much contention on the key")
 )
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of adaptkv's errors. Details
@@ -123,6 +129,13 @@ const (
 	ReasonReceiptViolation = "RECEIPT_VIOLATION"
 	// ReasonSessionBehind (FailedPrecondition): see ErrSessionBehind.
 	ReasonSessionBehind = api.ReasonSessionBehind
+	// ReasonContended (Aborted): see ErrContended.
+	ReasonContended = api.ReasonContended
+	// ReasonOutcomeUnknown (Unknown): a PutIf, DeleteIf or linearizable
+	// write proposed its record and it was neither chosen nor refused; a
+	// later round may still apply it. errors.Is(err, ErrUnknownOutcome)
+	// reports it; it is never retried (see PutIf).
+	ReasonOutcomeUnknown = api.ReasonOutcomeUnknown
 )
 
 // reasonInfo is how the SDK reads one reason.
@@ -160,6 +173,10 @@ var reasons = map[string]reasonInfo{
 	ReasonNoObservations:   {definite: true},
 	ReasonSessionBehind:    {definite: true, sentinel: ErrSessionBehind},
 	ReasonReceiptViolation: {},
+	ReasonContended:        {definite: true, sentinel: ErrContended},
+	// Never definite, so a write that fails with it has Unknown set, which
+	// is what errors.Is(err, ErrUnknownOutcome) reports.
+	ReasonOutcomeUnknown: {},
 }
 
 // Error is a failed call. It wraps the gRPC status so that status.Code and
@@ -361,10 +378,12 @@ func retryable(kind opKind, err error) bool {
 	if errors.Is(e.Cause, context.DeadlineExceeded) || errors.Is(e.Cause, context.Canceled) || errors.Is(e.Cause, ErrClosed) {
 		return false
 	}
-	if e.Reason == ReasonNoMetadataLeader || e.Reason == ReasonOverloaded {
+	if e.Reason == ReasonNoMetadataLeader || e.Reason == ReasonOverloaded || e.Reason == ReasonContended {
 		// Rejected before the Raft log was touched, an election takes a
 		// moment; or refused before anything was done, and the node (or
-		// the key's next replica) has room again a moment later.
+		// the key's next replica) has room again a moment later; or lost
+		// its Paxos rounds with nothing written, and the backoff lets the
+		// concurrent writers finish.
 		return true
 	}
 	if kind == opWrite {

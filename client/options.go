@@ -32,6 +32,12 @@ const (
 	// Custom: explicit R and W, set with WithRW or KeyspaceSpec.R/W.
 	// Receipts report it for such requests.
 	Custom = api.LevelCustom
+	// Linearizable: every read and write of the key is linearizable,
+	// whatever the clocks say. Writes go through single-decree Paxos on the
+	// key's replicas (two round trips uncontended), reads ask a majority
+	// (one round when it agrees). Needs a majority of replicas; PutIf and
+	// DeleteIf always run at this level.
+	Linearizable = api.LevelLinearizable
 )
 
 // levelToPB converts a level for the wire; api.Level numbers the levels as
@@ -105,7 +111,7 @@ func WithKeyspace(name string) CallOption {
 func WithConsistency(l Level) CallOption {
 	return funcOption{func(c *callOptions) {
 		switch l {
-		case LevelDefault, One, Quorum, All:
+		case LevelDefault, One, Quorum, All, Linearizable:
 		case Custom:
 			c.fail("WithConsistency(Custom): use WithRW(r, w) to give R and W")
 		default:

@@ -17,6 +17,7 @@ import (
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/node/membership"
 	"github.com/adaptkv/adaptkv/replication"
+	"github.com/adaptkv/adaptkv/replication/paxos"
 	"github.com/adaptkv/adaptkv/replication/quorum"
 	"github.com/adaptkv/adaptkv/tuner"
 )
@@ -60,7 +61,7 @@ func consistencyFromPB(c *kvpb.Consistency) (replication.Consistency, error) {
 			return replication.Consistency{}, invalidArgument("r and w are only valid with LEVEL_CUSTOM")
 		}
 		return replication.Consistency{}, nil
-	case kvpb.Level_LEVEL_ONE, kvpb.Level_LEVEL_QUORUM, kvpb.Level_LEVEL_ALL:
+	case kvpb.Level_LEVEL_ONE, kvpb.Level_LEVEL_QUORUM, kvpb.Level_LEVEL_ALL, kvpb.Level_LEVEL_LINEARIZABLE:
 		// api.Level numbers the levels as the protobuf enum does.
 		return replication.Consistency{Level: quorum.Level(c.GetLevel())}, nil
 	case kvpb.Level_LEVEL_CUSTOM:
@@ -70,6 +71,52 @@ func consistencyFromPB(c *kvpb.Consistency) (replication.Consistency, error) {
 		return replication.Consistency{Level: quorum.Custom, R: int(c.GetR()), W: int(c.GetW())}, nil
 	}
 	return replication.Consistency{}, invalidArgument(fmt.Sprintf("unknown consistency level %d", c.GetLevel()))
+}
+
+// conditionFromPB validates a write's condition. A conditional write always
+// runs through Paxos, that is at the linearizable level: the request may
+// leave the level unspecified (whatever the keyspace's default) or ask for
+// LEVEL_LINEARIZABLE; any other level is refused rather than silently
+// upgraded, since a caller who asked for `one` expects `one`'s costs.
+func conditionFromPB(c *kvpb.Condition, cons replication.Consistency) (paxos.Condition, error) {
+	if l := cons.Level; l != quorum.Default && l != quorum.Linearizable {
+		return paxos.Condition{}, invalidArgument(fmt.Sprintf("a conditional write runs at the linearizable level; consistency level %v cannot be combined with a condition (leave it unspecified or ask for linearizable)", l))
+	}
+	switch c.GetKind() {
+	case kvpb.Condition_IF_VERSION:
+		v := replication.VersionFromPB(c.GetVersion())
+		if v.IsZero() {
+			return paxos.Condition{}, invalidArgument("condition IF_VERSION needs a version (a zero or missing version matches nothing; use IF_ABSENT for a key that must not exist)")
+		}
+		if len(c.GetValue()) > 0 {
+			return paxos.Condition{}, invalidArgument("condition IF_VERSION takes a version, not a value")
+		}
+		return paxos.Condition{Kind: paxos.IfVersion, Version: v}, nil
+	case kvpb.Condition_IF_ABSENT:
+		if c.GetVersion() != nil || len(c.GetValue()) > 0 {
+			return paxos.Condition{}, invalidArgument("condition IF_ABSENT takes no version and no value")
+		}
+		return paxos.Condition{Kind: paxos.IfAbsent}, nil
+	case kvpb.Condition_IF_VALUE:
+		if c.GetVersion() != nil {
+			return paxos.Condition{}, invalidArgument("condition IF_VALUE takes a value, not a version")
+		}
+		return paxos.Condition{Kind: paxos.IfValue, Value: c.GetValue()}, nil
+	}
+	return paxos.Condition{}, invalidArgument(fmt.Sprintf("condition kind %v: want IF_VERSION, IF_ABSENT or IF_VALUE", c.GetKind()))
+}
+
+// condResultToPB returns a conditional write's version (when applied) and
+// current record (when not).
+func condResultToPB(res replication.CondResult) (*kvpb.Version, *kvpb.Current) {
+	if res.Applied {
+		return replication.VersionToPB(res.Record.Version), nil
+	}
+	cur := &kvpb.Current{Found: res.Found}
+	if res.Found {
+		cur.Value, cur.Version = res.Record.Value, replication.VersionToPB(res.Record.Version)
+	}
+	return nil, cur
 }
 
 // levelToPB converts a level for the wire: api.Level numbers the levels as
@@ -168,12 +215,25 @@ func (s kvServer) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutRespo
 		return nil, err
 	}
 	cons.After = req.GetSessionAfter()
+	if c := req.GetCondition(); c != nil {
+		cond, err := conditionFromPB(c, cons)
+		if err != nil {
+			return nil, err
+		}
+		res, err := s.n.coord.CondPut(ctx, req.GetKeyspace(), req.GetKey(), req.GetValue(), cond, cons)
+		s.n.observe("put", quorum.Linearizable, start, err)
+		if err != nil {
+			return nil, dataStatus(req.GetKeyspace(), err)
+		}
+		v, cur := condResultToPB(res)
+		return &kvpb.PutResponse{Version: v, Applied: res.Applied, Current: cur, Receipt: s.n.receipt(res.Receipt, res.Policy.W)}, nil
+	}
 	v, r, err := s.n.coord.Put(ctx, req.GetKeyspace(), req.GetKey(), req.GetValue(), cons)
 	s.n.observe("put", r.Policy.Level, start, err)
 	if err != nil {
 		return nil, dataStatus(req.GetKeyspace(), err)
 	}
-	return &kvpb.PutResponse{Version: replication.VersionToPB(v), Receipt: s.n.receipt(r, r.Policy.W)}, nil
+	return &kvpb.PutResponse{Version: replication.VersionToPB(v), Applied: true, Receipt: s.n.receipt(r, r.Policy.W)}, nil
 }
 
 func (s kvServer) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
@@ -197,12 +257,25 @@ func (s kvServer) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.De
 		return nil, err
 	}
 	cons.After = req.GetSessionAfter()
+	if c := req.GetCondition(); c != nil {
+		cond, err := conditionFromPB(c, cons)
+		if err != nil {
+			return nil, err
+		}
+		res, err := s.n.coord.CondDelete(ctx, req.GetKeyspace(), req.GetKey(), cond, cons)
+		s.n.observe("delete", quorum.Linearizable, start, err)
+		if err != nil {
+			return nil, dataStatus(req.GetKeyspace(), err)
+		}
+		v, cur := condResultToPB(res)
+		return &kvpb.DeleteResponse{Version: v, Applied: res.Applied, Current: cur, Receipt: s.n.receipt(res.Receipt, res.Policy.W)}, nil
+	}
 	v, r, err := s.n.coord.Delete(ctx, req.GetKeyspace(), req.GetKey(), cons)
 	s.n.observe("delete", r.Policy.Level, start, err)
 	if err != nil {
 		return nil, dataStatus(req.GetKeyspace(), err)
 	}
-	return &kvpb.DeleteResponse{Version: replication.VersionToPB(v), Receipt: s.n.receipt(r, r.Policy.W)}, nil
+	return &kvpb.DeleteResponse{Version: replication.VersionToPB(v), Applied: true, Receipt: s.n.receipt(r, r.Policy.W)}, nil
 }
 
 // prefixEnd returns the smallest key greater than every key with the prefix,
@@ -296,6 +369,11 @@ func (s peerServer) Write(ctx context.Context, req *kvpb.ReplicaWriteRequest) (*
 
 func (s peerServer) Hint(ctx context.Context, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
 	resp, err := s.n.replica.Hint(ctx, req)
+	return resp, toStatus(err)
+}
+
+func (s peerServer) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.PaxosResponse, error) {
+	resp, err := s.n.replica.Paxos(ctx, req)
 	return resp, toStatus(err)
 }
 

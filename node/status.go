@@ -53,6 +53,10 @@ func toStatus(err error) error {
 			return withReason(codes.Unavailable, api.ReasonConfigLeaseLost, err.Error(), nil)
 		}
 		return withReason(codes.Unavailable, api.ReasonConfigUnconfirmed, err.Error(), nil)
+	case errors.Is(err, replication.ErrUnknownOutcome):
+		return withReason(codes.Unknown, api.ReasonOutcomeUnknown, err.Error(), nil)
+	case errors.Is(err, replication.ErrContended):
+		return withReason(codes.Aborted, api.ReasonContended, err.Error(), nil)
 	case errors.Is(err, replication.ErrSessionBehind):
 		return withReason(codes.FailedPrecondition, api.ReasonSessionBehind, err.Error(), nil)
 	case errors.Is(err, ErrNoNodeNumber):

@@ -150,6 +150,11 @@ func (t *peerTransport) Hint(ctx context.Context, to string, req *kvpb.ReplicaWr
 	return call(ctx, t, to, req, t.local.Hint, kvpb.PeerClient.Hint)
 }
 
+// Paxos implements replication.Transport.
+func (t *peerTransport) Paxos(ctx context.Context, to string, req *kvpb.PaxosRequest) (*kvpb.PaxosResponse, error) {
+	return call(ctx, t, to, req, t.local.Paxos, kvpb.PeerClient.Paxos)
+}
+
 // adminClient returns an Admin client for another node's gRPC address, over
 // the same long-lived connections.
 func (t *peerTransport) adminClient(id string) (kvpb.AdminClient, error) {

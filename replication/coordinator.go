@@ -14,6 +14,7 @@ import (
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/api/ring"
+	"github.com/adaptkv/adaptkv/replication/paxos"
 	"github.com/adaptkv/adaptkv/replication/quorum"
 	"github.com/adaptkv/adaptkv/storage"
 )
@@ -98,6 +99,9 @@ type Metrics struct {
 	// SessionBehind counts session reads that failed because no replica in
 	// reach was as new as the session (ErrSessionBehind).
 	SessionBehind atomic.Uint64
+	// PaxosBackoffs counts the backoffs of conditional and linearizable
+	// operations after a refused, failed or timed-out Paxos round.
+	PaxosBackoffs atomic.Uint64
 }
 
 // Coordinator runs reads and writes over a key's replicas. It is safe for
@@ -290,7 +294,14 @@ func (c *Coordinator) planScan(ctx context.Context, keyspace string, cons Consis
 }
 
 // Put writes value under key and returns its version.
+//
+// At the linearizable level (asked for, or the keyspace's default) it is a
+// CondPut with the Always condition: a Paxos round orders it.
 func (c *Coordinator) Put(ctx context.Context, keyspace string, key, value []byte, cons Consistency) (storage.Version, Receipt, error) {
+	if c.isLinearizable(keyspace, cons) {
+		r, err := c.CondPut(ctx, keyspace, key, value, paxos.Condition{Kind: paxos.Always}, cons)
+		return r.Record.Version, r.Receipt, err
+	}
 	v, err := c.newVersion(cons.After)
 	if err != nil {
 		return storage.Version{}, Receipt{}, err
@@ -300,7 +311,12 @@ func (c *Coordinator) Put(ctx context.Context, keyspace string, key, value []byt
 }
 
 // Delete writes a tombstone for key and returns its version.
+// At the linearizable level it is a CondDelete with the Always condition.
 func (c *Coordinator) Delete(ctx context.Context, keyspace string, key []byte, cons Consistency) (storage.Version, Receipt, error) {
+	if c.isLinearizable(keyspace, cons) {
+		r, err := c.CondDelete(ctx, keyspace, key, paxos.Condition{Kind: paxos.Always}, cons)
+		return r.Record.Version, r.Receipt, err
+	}
 	v, err := c.newVersion(cons.After)
 	if err != nil {
 		return storage.Version{}, Receipt{}, err
@@ -469,7 +485,14 @@ type ReadResult struct {
 }
 
 // Get reads key from R replicas and returns the newest version they hold.
+// At the linearizable level (asked for, or the keyspace's default) it asks
+// a majority and writes back or escalates to a Paxos read as
+// replication/paxos's Reader decides; cons.MinVersion is then moot, since
+// such a read returns every write answered before it began.
 func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons Consistency) (ReadResult, error) {
+	if c.isLinearizable(keyspace, cons) {
+		return c.linGet(ctx, keyspace, key)
+	}
 	start := time.Now()
 	o := newReadOp(c.cfg.NodeID, keyspace, key, start, &c.metrics)
 	o.min = cons.MinVersion

@@ -120,6 +120,14 @@ func (n *memNetwork) Scan(ctx context.Context, to string, req *kvpb.ReplicaScanR
 	return r.Scan(ctx, req)
 }
 
+func (n *memNetwork) Paxos(ctx context.Context, to string, req *kvpb.PaxosRequest) (*kvpb.PaxosResponse, error) {
+	r, err := n.replica(to)
+	if err != nil {
+		return nil, err
+	}
+	return r.Paxos(ctx, req)
+}
+
 func (n *memNetwork) Hint(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
 	r, err := n.replica(to)
 	if err != nil {

@@ -117,6 +117,8 @@ type Transport interface {
 	Read(ctx context.Context, to string, req *kvpb.ReplicaReadRequest) (*kvpb.ReplicaReadResponse, error)
 	Scan(ctx context.Context, to string, req *kvpb.ReplicaScanRequest) (*kvpb.ReplicaScanResponse, error)
 	Hint(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error)
+	// Paxos carries one acceptor message of per-key Paxos (Replica.Paxos).
+	Paxos(ctx context.Context, to string, req *kvpb.PaxosRequest) (*kvpb.PaxosResponse, error)
 }
 
 // Topology is the coordinator's view of the cluster. Implementations must be

@@ -26,6 +26,15 @@ var (
 	// replica in reach holding the session's version of the key or a newer
 	// one. Nothing older was returned.
 	ErrSessionBehind = errors.New("replication: no replica in reach is as new as the session")
+	// ErrContended: a conditional or linearizable write lost every Paxos
+	// round it tried to concurrent rounds on the key until its attempts
+	// ran out. Nothing of the operation's was written: safe to retry.
+	ErrContended = errors.New("replication: too much contention on the key")
+	// ErrUnknownOutcome: a conditional or linearizable write's own
+	// proposal went out and was neither chosen nor refused by every
+	// replica, so a later round may still complete it. Not safe to retry
+	// blindly: the condition checked again could apply the write twice.
+	ErrUnknownOutcome = errors.New("replication: outcome unknown")
 )
 
 // QuorumError reports how many replicas answered and how many were needed.

@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,8 @@ type Replica struct {
 	// hintsNotReplica counts hinted mutations dropped because this node
 	// does not replicate their keys.
 	hintsNotReplica atomic.Uint64
+	// paxos serializes the Paxos messages of each key (replica_paxos.go).
+	paxos paxosLocks
 }
 
 // Placement says which keys this node replicates, on the placement it has
@@ -50,7 +53,9 @@ func (r *Replica) HintsDroppedNotReplica() uint64 { return r.hintsNotReplica.Loa
 // NewReplica returns a Replica over engine. clock observes the versions it
 // stores, so that writes this node coordinates later order after them.
 func NewReplica(engine storage.Engine, keyspaces Keyspaces, clock *Clock) *Replica {
-	return &Replica{engine: engine, keyspaces: keyspaces, clock: clock, epochWait: 2 * time.Second}
+	r := &Replica{engine: engine, keyspaces: keyspaces, clock: clock, epochWait: 2 * time.Second}
+	r.paxos.seed = maphash.MakeSeed()
+	return r
 }
 
 // checkEpoch returns the keyspace's configuration if the request's epoch is

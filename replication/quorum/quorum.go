@@ -23,16 +23,19 @@ const (
 	All = api.LevelAll
 	// Custom takes R and W as given.
 	Custom = api.LevelCustom
+	// Linearizable runs writes through Paxos and reads through a majority
+	// (replication/paxos); its Policy has R = W = ⌊N/2⌋+1.
+	Linearizable = api.LevelLinearizable
 )
 
-// ParseLevel parses a level name: one, quorum, all, or default and the empty
+// ParseLevel parses a level name: one, quorum, all, linearizable, or default and the empty
 // string for Default, in any case. Custom quorums are given as R and W, not
 // by name, so "custom" is refused here.
 func ParseLevel(s string) (Level, error) {
 	if l, ok := api.ParseLevel(s); ok && l != Custom {
 		return l, nil
 	}
-	return Default, fmt.Errorf("%w: unknown consistency level %q (want one, quorum or all)", ErrInvalidPolicy, s)
+	return Default, fmt.Errorf("%w: unknown consistency level %q (want one, quorum, all or linearizable)", ErrInvalidPolicy, s)
 }
 
 // ErrInvalidPolicy is returned for levels and quorums that cannot be served.
@@ -66,6 +69,8 @@ func Resolve(level Level, n, r, w int) (Policy, error) {
 		p.R, p.W = n, n
 	case Custom:
 		p.R, p.W = r, w
+	case Linearizable:
+		p.R, p.W = Majority(n), Majority(n)
 	default:
 		return Policy{}, fmt.Errorf("%w: level %v cannot be resolved without a keyspace default", ErrInvalidPolicy, level)
 	}

@@ -1,0 +1,429 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/replication/paxos"
+	"github.com/adaptkv/adaptkv/replication/quorum"
+	"github.com/adaptkv/adaptkv/storage"
+)
+
+// The linearizable shell: it drives the pure ops of replication/paxos (a
+// Proposer for each conditional or linearizable write, a Reader for each
+// linearizable read) on real goroutines, timers and transports. Every
+// decision is the op's; this file only sends, waits and feeds back.
+
+// CondResult is the answer to a conditional (or linearizable) write.
+type CondResult struct {
+	// Applied says the write took effect.
+	Applied bool
+	// Record is, when Applied, the record written (its Version the new
+	// version); otherwise the current record the condition was checked
+	// against, valid when Found.
+	Record storage.Record
+	// Found says, when not Applied, that the key had a live record.
+	Found bool
+	Receipt
+}
+
+// linPlan is what a linearizable op needs of the keyspace: its replicas at
+// the keyspace's epoch, and the policy its receipt reports.
+type linPlan struct {
+	ks       KeyspaceConfig
+	pol      quorum.Policy
+	replicas []string
+}
+
+// planLin plans a linearizable op on key: the first N of the key's
+// preference list at the keyspace's epoch, as every other op counts them.
+// It fails at once, definitely, when fewer than a majority are alive:
+// a Paxos round could not succeed, and would only back off until its
+// attempts ran out.
+func (c *Coordinator) planLin(ctx context.Context, keyspace string, key []byte) (linPlan, error) {
+	ks, _, r, err := c.planKeyspace(ctx, keyspace, Consistency{Level: quorum.Quorum})
+	if err != nil {
+		return linPlan{}, err
+	}
+	pol, err := quorum.Resolve(quorum.Linearizable, ks.N, 0, 0)
+	if err != nil {
+		return linPlan{}, fmt.Errorf("keyspace %q: %w: %w", keyspace, ErrInvalidRequest, err)
+	}
+	p := linPlan{ks: ks, pol: pol, replicas: r.PreferenceList(keyspace, key, ks.N)}
+	alive := 0
+	for _, id := range p.replicas {
+		if c.cfg.Topology.Alive(id) {
+			alive++
+		}
+	}
+	if alive < pol.W {
+		return linPlan{}, &QuorumError{Op: "linearizable", Answered: alive, Required: pol.W, Err: ErrNotEnoughReplicas}
+	}
+	return p, nil
+}
+
+// isLinearizable reports whether cons asks for the linearizable level,
+// itself or through the keyspace's default.
+func (c *Coordinator) isLinearizable(keyspace string, cons Consistency) bool {
+	if cons.Level == quorum.Linearizable {
+		return true
+	}
+	if cons.Level != quorum.Default {
+		return false
+	}
+	ks, ok := c.cfg.Keyspaces.Keyspace(keyspace)
+	return ok && ks.Default == quorum.Linearizable
+}
+
+// CondPut writes value under key if cond holds on the key's current record,
+// through single-decree Paxos on the key's replicas (paxos.Condition Always
+// makes it a linearizable Put). Not applied, the result carries the current
+// record. Errors: ErrContended and ErrNotEnoughReplicas (or a QuorumError
+// wrapping ErrQuorumNotReached with nothing written) are definite;
+// ErrUnknownOutcome is not, and must not be retried blindly.
+func (c *Coordinator) CondPut(ctx context.Context, keyspace string, key, value []byte, cond paxos.Condition, cons Consistency) (CondResult, error) {
+	return c.condWrite(ctx, keyspace, paxos.Request{Key: key, Value: value, Cond: cond}, cons)
+}
+
+// CondDelete writes a tombstone for key if cond holds; see CondPut.
+func (c *Coordinator) CondDelete(ctx context.Context, keyspace string, key []byte, cond paxos.Condition, cons Consistency) (CondResult, error) {
+	return c.condWrite(ctx, keyspace, paxos.Request{Key: key, Delete: true, Cond: cond}, cons)
+}
+
+func (c *Coordinator) condWrite(ctx context.Context, keyspace string, req paxos.Request, cons Consistency) (CondResult, error) {
+	if req.Cond.Kind == paxos.ReadOnly {
+		return CondResult{}, fmt.Errorf("%w: a write's condition cannot be ReadOnly", ErrInvalidRequest)
+	}
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		p, err := c.planLin(ctx, keyspace, req.Key)
+		if err != nil {
+			return CondResult{}, err
+		}
+		// newVersion observes the session's timestamp and reads the
+		// clock; the proposer raises the version above the current
+		// record's itself ("# Versions" in paxos/doc.go).
+		v, err := c.newVersion(cons.After)
+		if err != nil {
+			return CondResult{}, err
+		}
+		req.Node, req.Replicas = v.Node, p.replicas
+		prop := paxos.NewProposer(req)
+		d := c.newLinDriver(ctx, keyspace, req.Key, p)
+		out := d.run(prop.Start(v.Timestamp), prop.Step)
+		rcpt := Receipt{Policy: p.pol, Acked: d.acked, Epoch: p.ks.Epoch}
+		if err := c.linError("write", out, d, p); err != nil {
+			if d.known > p.ks.Epoch && definiteLin(err) && attempt < maxEpochAttempts {
+				c.metrics.EpochRetries.Add(1)
+				if cerr := c.catchUp(ctx, d.known); cerr != nil {
+					return CondResult{Receipt: rcpt}, cerr
+				}
+				continue
+			}
+			return CondResult{Receipt: rcpt}, err
+		}
+		if out.Applied && c.cfg.Observer != nil {
+			c.cfg.Observer.ClientWrite(keyspace, req.Key, time.Since(start))
+		}
+		return CondResult{Applied: out.Applied, Record: out.Record, Found: out.Found, Receipt: rcpt}, nil
+	}
+}
+
+// linGet is Get at the linearizable level: a Reader, escalated to a Paxos
+// read (a Proposer with Cond ReadOnly) when it finds a proposal in
+// progress.
+func (c *Coordinator) linGet(ctx context.Context, keyspace string, key []byte) (ReadResult, error) {
+	for attempt := 1; ; attempt++ {
+		p, err := c.planLin(ctx, keyspace, key)
+		if err != nil {
+			return ReadResult{}, err
+		}
+		rd := paxos.NewReader(p.replicas)
+		d := c.newLinDriver(ctx, keyspace, key, p)
+		out := d.run(rd.Start(), rd.Step)
+		if out == nil && d.escalate {
+			v, err := c.newVersion(0)
+			if err != nil {
+				return ReadResult{}, err
+			}
+			prop := paxos.NewProposer(paxos.Request{Key: key, Cond: paxos.Condition{Kind: paxos.ReadOnly}, Node: v.Node, Replicas: p.replicas})
+			d = c.newLinDriver(ctx, keyspace, key, p)
+			out = d.run(prop.Start(v.Timestamp), prop.Step)
+		}
+		rcpt := Receipt{Policy: p.pol, Acked: d.acked, Epoch: p.ks.Epoch}
+		if err := c.linError("read", out, d, p); err != nil {
+			// A read wrote nothing of its own (its write-backs and
+			// completions are other writes'), so it may always run again.
+			if d.known > p.ks.Epoch && attempt < maxEpochAttempts && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				c.metrics.EpochRetries.Add(1)
+				if cerr := c.catchUp(ctx, d.known); cerr != nil {
+					return ReadResult{Receipt: rcpt}, cerr
+				}
+				continue
+			}
+			return ReadResult{Receipt: rcpt}, err
+		}
+		return ReadResult{Record: out.Record, Found: out.Found && !out.Record.Tombstone, Receipt: rcpt}, nil
+	}
+}
+
+// definiteLin reports whether a failed linearizable write certainly wrote
+// nothing of its own, so that it may run again after an epoch catch-up.
+func definiteLin(err error) bool {
+	return errors.Is(err, ErrContended) || errors.Is(err, ErrQuorumNotReached) && !errors.Is(err, ErrUnknownOutcome)
+}
+
+// linError maps an op's outcome (nil: the client's context ended first) to
+// the coordinator's errors.
+func (c *Coordinator) linError(op string, out *paxos.Outcome, d *linDriver, p linPlan) error {
+	if out == nil {
+		err := d.ctx.Err()
+		if err == nil {
+			err = context.Canceled
+		}
+		if op == "write" {
+			return fmt.Errorf("%w: the client's deadline passed before the Paxos rounds ended: %w", ErrUnknownOutcome, err)
+		}
+		return fmt.Errorf("linearizable read: %w", err)
+	}
+	switch {
+	case out.Err == nil:
+		return nil
+	case errors.Is(out.Err, paxos.ErrUnknownOutcome):
+		return fmt.Errorf("%w: %w", ErrUnknownOutcome, out.Err)
+	case errors.Is(out.Err, paxos.ErrContended):
+		return fmt.Errorf("%w: %w", ErrContended, out.Err)
+	case errors.Is(out.Err, paxos.ErrUnavailable):
+		if d.known > p.ks.Epoch {
+			// Refusals of a stale epoch cost the quorum: say so, as the
+			// other ops do when they cannot catch up.
+			return &QuorumError{Op: "linearizable " + op, Answered: d.acked, Required: p.pol.W, Err: ErrQuorumNotReached,
+				Detail: fmt.Sprintf("replicas know epoch %d, this node %d; nothing was written: %v", d.known, p.ks.Epoch, out.Err)}
+		}
+		return &QuorumError{Op: "linearizable " + op, Answered: d.acked, Required: p.pol.W, Err: ErrQuorumNotReached,
+			Detail: fmt.Sprintf("nothing was written: %v", out.Err)}
+	}
+	return out.Err
+}
+
+// linEvent is a reply for a linDriver, with the round trip's epoch news.
+type linEvent struct {
+	ev    paxos.Event
+	known uint64
+}
+
+// linDriver runs one paxos op: it sends, arms the round timer, waits the
+// backoffs (with jitter), and feeds what happened back, in the foreground
+// until the op answers or the client's context ends, then in the
+// background until the op finishes (commits after the answer).
+type linDriver struct {
+	c        *Coordinator
+	ctx      context.Context
+	keyspace string
+	key      []byte
+	plan     linPlan
+
+	events   chan linEvent
+	finished chan struct{}
+	timer    *time.Timer
+	timerFor int
+	backoff  *time.Timer
+	inflight int
+
+	answer   *paxos.Outcome
+	escalate bool
+	done     bool
+	// acked counts the replies that succeeded before the answer: the
+	// receipt's Acked.
+	acked int
+	// known is the newest keyspace epoch a replica reported refusing ours.
+	known uint64
+}
+
+func (c *Coordinator) newLinDriver(ctx context.Context, keyspace string, key []byte, p linPlan) *linDriver {
+	return &linDriver{c: c, ctx: ctx, keyspace: keyspace, key: key, plan: p,
+		events: make(chan linEvent, 2*len(p.replicas)), finished: make(chan struct{})}
+}
+
+// run drives an op from its first effects until it answers (or escalates,
+// for a Reader), and returns the answer: nil when the client's context
+// ended first or the op escalated. The op is driven on in the background
+// while it wants more.
+func (d *linDriver) run(first paxos.Effects, step func(paxos.Event) paxos.Effects) *paxos.Outcome {
+	d.apply(first)
+	deadline := d.ctx.Done()
+	for !d.done && d.answer == nil && !d.escalate {
+		select {
+		case le := <-d.events:
+			d.inflight--
+			d.apply(step(d.note(le)))
+		case <-d.timerC():
+			d.timer = nil
+			d.apply(step(paxos.Event{Kind: paxos.EvTimeout, Round: d.timerFor}))
+		case <-d.backoffC():
+			d.backoff = nil
+			d.apply(step(paxos.Event{Kind: paxos.EvRetry, Clock: d.c.cfg.Clock.Now()}))
+		case <-deadline:
+			// The op goes on without its client; the answer is lost.
+			go d.background(step)
+			return nil
+		}
+	}
+	if !d.done {
+		go d.background(step)
+	}
+	return d.answer
+}
+
+// background drives the op until it finishes or nothing can happen to it
+// any more (no reply in flight, no timer, no backoff).
+func (d *linDriver) background(step func(paxos.Event) paxos.Effects) {
+	defer d.stop()
+	for !d.done && (d.inflight > 0 || d.timer != nil || d.backoff != nil) {
+		select {
+		case le := <-d.events:
+			d.inflight--
+			d.apply(step(d.note(le)))
+		case <-d.timerC():
+			d.timer = nil
+			d.apply(step(paxos.Event{Kind: paxos.EvTimeout, Round: d.timerFor}))
+		case <-d.backoffC():
+			d.backoff = nil
+			d.apply(step(paxos.Event{Kind: paxos.EvRetry, Clock: d.c.cfg.Clock.Now()}))
+		}
+	}
+}
+
+func (d *linDriver) timerC() <-chan time.Time {
+	if d.timer == nil {
+		return nil
+	}
+	return d.timer.C
+}
+
+func (d *linDriver) backoffC() <-chan time.Time {
+	if d.backoff == nil {
+		return nil
+	}
+	return d.backoff.C
+}
+
+// note counts a reply for the receipt and the epoch catch-up.
+func (d *linDriver) note(le linEvent) paxos.Event {
+	if le.known > 0 {
+		d.known = max(d.known, le.known)
+		d.c.noteEpoch(d.keyspace, le.known)
+	}
+	if le.ev.Err == nil && d.answer == nil {
+		d.acked++
+	}
+	return le.ev
+}
+
+// apply does what eff asks.
+func (d *linDriver) apply(eff paxos.Effects) {
+	if eff.Done != nil && d.answer == nil {
+		d.answer = eff.Done
+	}
+	if eff.Escalate {
+		d.escalate = true
+	}
+	for _, m := range eff.Send {
+		d.inflight++
+		go d.send(m)
+	}
+	if eff.Timer > 0 {
+		if d.timer != nil {
+			d.timer.Stop()
+		}
+		d.timerFor = eff.Timer
+		d.timer = time.NewTimer(d.c.cfg.ReplicaTimeout)
+	}
+	if eff.Backoff > 0 {
+		// Uniform in [Backoff/2, Backoff]: proposers that collided draw
+		// apart, and the wait never exceeds what the op asked for.
+		half := eff.Backoff / 2
+		wait := half + rand.N(eff.Backoff-half+1)
+		d.backoff = time.NewTimer(wait)
+		d.c.metrics.PaxosBackoffs.Add(1)
+	}
+	if eff.Finished {
+		d.stop()
+	}
+}
+
+// stop ends the op: no more events are wanted.
+func (d *linDriver) stop() {
+	if d.done {
+		return
+	}
+	d.done = true
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+	if d.backoff != nil {
+		d.backoff.Stop()
+		d.backoff = nil
+	}
+	close(d.finished)
+}
+
+// send makes one acceptor request and reports its reply. Requests outlive
+// the client's: a commit sent after the answer must still land, so each is
+// bounded by the replica timeout only.
+func (d *linDriver) send(m paxos.Message) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), d.c.cfg.ReplicaTimeout)
+	defer cancel()
+	le := d.c.paxosCall(ctx, d.keyspace, d.plan.ks.Epoch, d.key, m)
+	if le.ev.Err != nil {
+		d.c.metrics.ReplicaErrors.Add(1)
+		d.c.log.Debug("paxos request failed", "replica", m.To, "keyspace", d.keyspace, "kind", m.Kind, "err", le.ev.Err)
+	}
+	select {
+	case d.events <- le:
+	case <-d.finished:
+	}
+}
+
+// paxosCall sends m to its replica and returns the reply as an event.
+func (c *Coordinator) paxosCall(ctx context.Context, keyspace string, epoch uint64, key []byte, m paxos.Message) linEvent {
+	req := &kvpb.PaxosRequest{Keyspace: keyspace, Epoch: epoch, Key: key, From: c.cfg.NodeID}
+	ev := paxos.Event{From: m.To, Round: m.Round}
+	switch m.Kind {
+	case paxos.MsgPrepare:
+		req.Kind, req.Ballot, ev.Kind = kvpb.PaxosRequest_PREPARE, BallotToPB(m.Ballot), paxos.EvPromise
+	case paxos.MsgPropose:
+		req.Kind, req.Proposal, ev.Kind = kvpb.PaxosRequest_PROPOSE, ProposalToPB(m.Proposal), paxos.EvAccepted
+	case paxos.MsgCommit:
+		req.Kind, req.Proposal, ev.Kind = kvpb.PaxosRequest_COMMIT, ProposalToPB(m.Proposal), paxos.EvCommitted
+	case paxos.MsgRead:
+		req.Kind, ev.Kind = kvpb.PaxosRequest_PEEK, paxos.EvRead
+	}
+	resp, err := c.cfg.Transport.Paxos(ctx, m.To, req)
+	if err != nil {
+		ev.Err = err
+		return linEvent{ev: ev}
+	}
+	if k := resp.GetKnownEpoch(); k > 0 {
+		ev.Err = &EpochError{Keyspace: keyspace, Requested: epoch, Known: k}
+		return linEvent{ev: ev, known: k}
+	}
+	ev.OK = resp.GetOk()
+	ev.Promise, ev.Record, ev.Found = PromiseFromPB(resp)
+	if m.Kind == paxos.MsgRead {
+		ev.Promise.OK = true // a peek promises nothing and is never refused
+	}
+	if m.Kind == paxos.MsgPropose && !ev.OK {
+		ev.Promise.Promised = BallotFromPB(resp.GetPromised())
+	}
+	if ev.Found {
+		// Every version a round sees moves the clock, as reads do.
+		c.cfg.Clock.Observe(ev.Record.Version.Timestamp)
+	}
+	return linEvent{ev: ev}
+}
