@@ -623,7 +623,7 @@ func TestCasRegisterLinearizablePartition(t *testing.T) {
 	needCluster(t)
 	needNet(t)
 	cfg := testConfig(t, WorkloadCasRegister, "linearizable", "partition:halves")
-	cfg.Keys, cfg.OpsPerKey = 6, 100
+	cfg.Keys, cfg.OpsPerKey = 6, 60
 	parallel(t, &cfg, 14)
 	res := run(t, cfg)
 	checkCasRegister(t, cfg, res)
@@ -637,7 +637,7 @@ func TestCasRegisterLinearizablePartition(t *testing.T) {
 func TestCasRegisterLinearizableKillClock(t *testing.T) {
 	needCluster(t)
 	cfg := testConfig(t, WorkloadCasRegister, "linearizable", "kill,clock")
-	cfg.Keys, cfg.OpsPerKey = 6, 100
+	cfg.Keys, cfg.OpsPerKey = 6, 60
 	cfg.ClockMax = Duration(8 * time.Second)
 	cfg.Seed = secondsSkewSeed(t, cfg)
 	parallel(t, &cfg, 15)
