@@ -473,6 +473,9 @@ func (r *runner) worker(ctx context.Context, w int) {
 		}
 		if r.execute(ctx, cl, process, w, spec) == history.Info {
 			process += r.cfg.Concurrency
+			if u, ok := r.gen.(interface{ unknownOutcome(string) }); ok && spec.f != history.FRead {
+				u.unknownOutcome(spec.key)
+			}
 		}
 		wrote = wrote || spec.f != history.FRead
 	}

@@ -98,6 +98,8 @@ type registerGen struct {
 type regSlot struct {
 	key string
 	n   int
+	// unknown counts the key's writes and cas whose outcome is unknown.
+	unknown int
 	// last and prev are the last two values handed out for the key.
 	last, prev int64
 }
@@ -120,6 +122,9 @@ func (g *registerGen) next(int) opSpec {
 	if g.slots[i].n >= g.perKey {
 		g.slots[i] = g.freshKey()
 	}
+	if g.cas && g.slots[i].unknown >= maxUnknownPerKey {
+		g.slots[i] = g.freshKey()
+	}
 	s := g.slots[i]
 	s.n++
 	op := opSpec{f: history.FRead, key: s.key, level: pickLevel(g.rng, g.levels)}
@@ -136,6 +141,24 @@ func (g *registerGen) next(int) opSpec {
 		s.prev, s.last = s.last, g.nextValue
 	}
 	return op
+}
+
+// maxUnknownPerKey retires a cas-register key early once this many of its
+// writes and cas have unknown outcomes: each may take effect at any later
+// point, and Porcupine's search grows exponentially with them (under kill,
+// keys with 30 unknown outcomes and 20 ok ones timed out the check).
+const maxUnknownPerKey = 8
+
+// unknownOutcome tells the generator that a write or cas on key ended
+// with an unknown outcome.
+func (g *registerGen) unknownOutcome(key string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, s := range g.slots {
+		if s.key == key {
+			s.unknown++
+		}
+	}
 }
 
 func (g *registerGen) keys() []string {

@@ -218,3 +218,19 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestCasRegisterRetiresKeysWithUnknownOutcomes: a key whose writes and
+// cas end unknown maxUnknownPerKey times gets no more operations, so that
+// Porcupine's check of it stays small.
+func TestCasRegisterRetiresKeysWithUnknownOutcomes(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Workload, cfg.Keys, cfg.OpsPerKey = WorkloadCasRegister, 1, 1000
+	g := newGenerator(&cfg).(*registerGen)
+	first := g.next(0).key
+	for range maxUnknownPerKey {
+		g.unknownOutcome(first)
+	}
+	if k := g.next(0).key; k == first {
+		t.Fatalf("key %s still used after %d unknown outcomes", k, maxUnknownPerKey)
+	}
+}
