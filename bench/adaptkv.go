@@ -11,8 +11,8 @@ import (
 	"github.com/adaptkv/adaptkv/client"
 )
 
-// ParseConsistency returns the level named "one", "quorum" or "all"; ""
-// selects the keyspace's default.
+// ParseConsistency returns the level named "one", "quorum", "all" or
+// "linearizable"; "" selects the keyspace's default.
 func ParseConsistency(s string) (client.Level, error) {
 	switch strings.ToLower(s) {
 	case "":
@@ -23,8 +23,10 @@ func ParseConsistency(s string) (client.Level, error) {
 		return client.Quorum, nil
 	case "all":
 		return client.All, nil
+	case "linearizable":
+		return client.Linearizable, nil
 	}
-	return 0, fmt.Errorf("unknown consistency %q: want one, quorum or all", s)
+	return 0, fmt.Errorf("unknown consistency %q: want one, quorum, all or linearizable", s)
 }
 
 // AdaptkvStore drives an adaptkv cluster through the Go SDK, with every
@@ -155,6 +157,35 @@ func (s *AdaptkvStore) Scan(ctx context.Context, start string, n int) error {
 	_, err := s.c.Scan(ctx, opts...)
 	return classify(err)
 }
+
+// ReadVersion implements CondStore: a Get at the store's level, whose
+// version the conditional write then expects.
+func (s *AdaptkvStore) ReadVersion(ctx context.Context, key string) (any, error) {
+	res, err := s.c.Get(ctx, []byte(key), s.opts...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if !res.Found {
+		return nil, ErrNotFound
+	}
+	return res.Version, nil
+}
+
+// UpdateIf implements CondStore with PutIf(IfVersion): one Paxos round,
+// whatever the store's level.
+func (s *AdaptkvStore) UpdateIf(ctx context.Context, key string, version any, value []byte) (any, error) {
+	v, _ := version.(client.Version)
+	res, err := s.c.PutIf(ctx, []byte(key), value, client.IfVersion(v), s.opts[:1]...)
+	switch {
+	case err != nil:
+		return nil, classify(err)
+	case !res.Applied:
+		return res.Current, ErrNotApplied
+	}
+	return res.Version, nil
+}
+
+var _ CondStore = (*AdaptkvStore)(nil)
 
 // Close closes the client when the store opened it.
 func (s *AdaptkvStore) Close() error {

@@ -37,6 +37,8 @@ type cmdOptions struct {
 	seed          uint64
 	maxScanLength int
 	rate          float64
+	rmw           string
+	hotKeys       int
 
 	endpoints []string
 	local     int
@@ -68,6 +70,10 @@ Workloads (YCSB's core set):
   d  95% read, 5% insert               latest
   e  95% scan (1-100 keys), 5% insert  zipfian
   f  50% read, 50% read-modify-write   zipfian
+       (--rmw cas: the write is a PutIf expecting the version read,
+       retried from the current version while the condition fails)
+  cas  100% PutIf(IfVersion) of a key of each client's own, expecting
+       the version it last saw (--hot-keys N: all clients on N keys)
 
 Zipfian is YCSB's scrambled zipfian (θ 0.99, hot keys spread by FNV hash).
 Clients run closed loops: each sends its next request when the last returns.
@@ -84,7 +90,9 @@ machine-readable report on stdout instead of the table.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.workload, "workload", "w", "a", "YCSB core workload: a, b, c, d, e or f")
+	f.StringVarP(&o.workload, "workload", "w", "a", "YCSB core workload: a, b, c, d, e or f; or cas")
+	f.StringVar(&o.rmw, "rmw", "plain", "workload f's read-modify-write: plain (read, then put) or cas (read the version, then PutIf(IfVersion), retried while the condition fails)")
+	f.IntVar(&o.hotKeys, "hot-keys", 0, "workload cas: every client compare-and-sets keys drawn from this many (0: each client its own key)")
 	f.StringVar(&o.distribution, "distribution", "", "request distribution: zipfian, uniform or latest (default: the workload's)")
 	f.Int64Var(&o.records, "records", DefaultRecords, "number of records to load and to choose keys from")
 	f.IntVar(&o.valueSize, "value-size", DefaultValueSize, "size of each value in bytes")
@@ -95,7 +103,7 @@ machine-readable report on stdout instead of the table.`,
 	f.DurationVar(&o.warmup, "warmup", 0, "run the workload unmeasured for this long first")
 	f.StringVar(&o.keyspace, "keyspace", "bench", "keyspace to use; created when missing")
 	f.IntVar(&o.rf, "rf", 3, "replication factor of a keyspace the command creates (with --local: at most the node count)")
-	f.StringVar(&o.consistency, "consistency", "quorum", "consistency of every request: one, quorum or all")
+	f.StringVar(&o.consistency, "consistency", "quorum", "consistency of every request: one, quorum, all or linearizable (conditional writes are linearizable at any)")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of the workers' random choices")
 	f.IntVar(&o.maxScanLength, "max-scan-length", DefaultMaxScanLength, "longest scan of workload e")
 	f.StringSliceVar(&o.endpoints, "endpoints", nil, "gRPC addresses (host:port) of cluster nodes, comma-separated (env "+EndpointsEnv+")")
@@ -143,6 +151,10 @@ func (o *cmdOptions) run(cmd *cobra.Command) error {
 		return fmt.Errorf("--duration %v: need a positive duration or --operations", o.duration)
 	case o.local < 0:
 		return fmt.Errorf("--local %d is negative", o.local)
+	case o.rmw != "plain" && o.rmw != "cas":
+		return fmt.Errorf("--rmw %q: want plain or cas", o.rmw)
+	case o.hotKeys < 0:
+		return fmt.Errorf("--hot-keys %d is negative", o.hotKeys)
 	}
 	duration := o.duration
 	if o.operations > 0 && !cmd.Flags().Changed("duration") {
@@ -151,7 +163,7 @@ func (o *cmdOptions) run(cmd *cobra.Command) error {
 	cfg := Config{
 		Workload: w, Distribution: dist, Records: o.records, ValueSize: o.valueSize,
 		Concurrency: o.concurrency, Duration: duration, Operations: o.operations,
-		Warmup: o.warmup, Seed: o.seed,
+		Warmup: o.warmup, Seed: o.seed, CondRMW: o.rmw == "cas", HotKeys: o.hotKeys,
 	}
 	if _, err := cfg.withDefaults(); err != nil {
 		return err

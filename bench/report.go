@@ -125,6 +125,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Run != nil {
 		fmt.Fprintf(bw, "run:  %d ops in %.1f s (%.0f ops/s), %d errors\n\n", r.Run.Ops, r.Run.Elapsed, r.Run.Throughput, r.Run.Errors)
 		writeLatencyTable(bw, r.Run)
+		writeNotApplied(bw, r.Run)
 		writeErrors(bw, r.Run)
 	}
 	if err := bw.Flush(); err != nil {
@@ -152,6 +153,16 @@ func writeLatencyTable(w io.Writer, res *Result) {
 		row("total", res.Ops, res.Errors, res.Latency)
 	}
 	tw.Flush()
+}
+
+// writeNotApplied says how many conditional writes found their condition
+// false (contention on the key).
+func writeNotApplied(w io.Writer, res *Result) {
+	for _, name := range OpNames(res) {
+		if o := res.Operations[name]; o.NotApplied > 0 {
+			fmt.Fprintf(w, "\n%s: %d conditional writes not applied (the key had changed)\n", name, o.NotApplied)
+		}
+	}
 }
 
 func writeErrors(w io.Writer, res *Result) {

@@ -57,7 +57,20 @@ type Config struct {
 	// OnProgress, when set, is called by Load after each insert, from
 	// every worker concurrently.
 	OnProgress func(inserted int64)
+	// CondRMW does workload F's read-modify-write as a read of the key's
+	// version and a conditional write expecting it, tried again (from the
+	// current version the failure reports) up to CondAttempts times while
+	// the condition does not hold; the store must be a CondStore.
+	CondRMW bool
+	// HotKeys, for workload "cas", makes every worker draw its keys
+	// uniformly from the first HotKeys records instead of writing a key of
+	// its own.
+	HotKeys int
 }
+
+// CondAttempts bounds the conditional writes of one read-modify-write
+// (Config.CondRMW).
+const CondAttempts = 16
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Workload.Name == "" && c.Workload.Ops() == nil {
@@ -127,6 +140,10 @@ type OpResult struct {
 	// ErrorKind.
 	Errors     int64            `json:"errors"`
 	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
+	// NotApplied counts the conditional writes (of cas, and of rmw's
+	// attempts with Config.CondRMW) whose condition did not hold; cas
+	// counts them in Ops too.
+	NotApplied int64 `json:"not_applied,omitempty"`
 }
 
 // Result is the outcome of a load or run phase.
@@ -160,18 +177,25 @@ type Result struct {
 // ticker reads and resets the interval part, hence the mutex, which is
 // uncontended but once a second.
 type recorder struct {
-	mu       sync.Mutex
-	hists    [numOps]*hdrhistogram.Histogram
-	errs     [numOps]map[string]int64
-	nerrs    [numOps]int64
-	interval *hdrhistogram.Histogram
-	ivErrs   int64
+	mu         sync.Mutex
+	notApplied [numOps]int64
+	hists      [numOps]*hdrhistogram.Histogram
+	errs       [numOps]map[string]int64
+	nerrs      [numOps]int64
+	interval   *hdrhistogram.Histogram
+	ivErrs     int64
 }
 
 func newRecorder() *recorder { return &recorder{interval: newHist()} }
 
 func (r *recorder) record(op Op, d time.Duration, err error) {
 	var kind string
+	if errors.Is(err, ErrNotApplied) {
+		r.mu.Lock()
+		r.notApplied[op]++
+		r.mu.Unlock()
+		err = nil // a definite answer: an operation like any other
+	}
 	if err != nil {
 		kind = ErrorKind(err)
 	}
@@ -218,6 +242,7 @@ func summarize(res *Result, recs []*recorder) {
 				h.Merge(r.hists[o])
 			}
 			or.Errors += r.nerrs[o]
+			or.NotApplied += r.notApplied[o]
 			for k, n := range r.errs[o] {
 				if or.ErrorKinds == nil {
 					or.ErrorKinds = make(map[string]int64)
@@ -447,6 +472,7 @@ loop:
 func (rn *runner) worker(ctx context.Context, i int) {
 	r := rand.New(rand.NewPCG(rn.cfg.Seed, uint64(i)))
 	value := make([]byte, rn.cfg.ValueSize)
+	ws := &workerState{id: i, versions: map[string]any{}}
 	rec := rn.recs[i]
 	for !rn.stop.Load() && ctx.Err() == nil {
 		measured := rn.measuring.Load()
@@ -455,11 +481,17 @@ func (rn *runner) worker(ctx context.Context, i int) {
 		}
 		op := rn.ops.Next(r)
 		t0 := time.Now()
-		err := rn.do(ctx, op, r, value)
+		err := rn.do(ctx, op, r, value, ws)
 		d := time.Since(t0)
 		if measured && !(errors.Is(err, context.Canceled) && ctx.Err() != nil) {
 			rec.record(op, d, err)
+			if ws.notApplied > 0 {
+				rec.mu.Lock()
+				rec.notApplied[op] += ws.notApplied
+				rec.mu.Unlock()
+			}
 		}
+		ws.notApplied = 0
 	}
 }
 
@@ -474,8 +506,18 @@ func (rn *runner) nextKey(r *rand.Rand) int64 {
 	}
 }
 
+// workerState is what a worker remembers between operations: the
+// versions it last saw of the keys it compare-and-sets.
+type workerState struct {
+	id       int
+	versions map[string]any
+	// notApplied counts the failed conditions of the current
+	// read-modify-write, recorded apart.
+	notApplied int64
+}
+
 // do performs one operation of kind op.
-func (rn *runner) do(ctx context.Context, op Op, r *rand.Rand, value []byte) error {
+func (rn *runner) do(ctx context.Context, op Op, r *rand.Rand, value []byte, ws *workerState) error {
 	s := rn.store
 	switch op {
 	case OpRead:
@@ -492,8 +534,49 @@ func (rn *runner) do(ctx context.Context, op Op, r *rand.Rand, value []byte) err
 	case OpScan:
 		n := 1 + r.IntN(max(rn.cfg.Workload.MaxScanLength, 1))
 		return s.Scan(ctx, KeyName(rn.nextKey(r)), n)
+	case OpCas:
+		cs, ok := s.(CondStore)
+		if !ok {
+			return errors.New("bench: workload cas needs a store with compare-and-set")
+		}
+		key := KeyName(int64(ws.id) % rn.cfg.Records)
+		if rn.cfg.HotKeys > 0 {
+			key = KeyName(r.Int64N(min(int64(rn.cfg.HotKeys), rn.cfg.Records)))
+		}
+		ver, ok := ws.versions[key]
+		if !ok {
+			v, err := cs.ReadVersion(ctx, key)
+			if err != nil {
+				return err
+			}
+			ver = v
+		}
+		fillValue(r, value)
+		cur, err := cs.UpdateIf(ctx, key, ver, value)
+		if err == nil || errors.Is(err, ErrNotApplied) {
+			ws.versions[key] = cur
+		} else {
+			delete(ws.versions, key) // read it again
+		}
+		return err
 	case OpReadModifyWrite:
 		key := KeyName(rn.nextKey(r))
+		if cs, ok := s.(CondStore); ok && rn.cfg.CondRMW {
+			ver, err := cs.ReadVersion(ctx, key)
+			if err != nil {
+				return err
+			}
+			fillValue(r, value)
+			for range CondAttempts {
+				if ver, err = cs.UpdateIf(ctx, key, ver, value); !errors.Is(err, ErrNotApplied) {
+					return err
+				}
+				ws.notApplied++
+			}
+			return &KindError{Kind: "not_applied_after_retries", Err: err}
+		} else if rn.cfg.CondRMW {
+			return errors.New("bench: --rmw cas needs a store with compare-and-set")
+		}
 		if err := s.Read(ctx, key); err != nil {
 			return err
 		}

@@ -30,6 +30,26 @@ type Store interface {
 	Close() error
 }
 
+// CondStore is a Store with compare-and-set, for workload F's
+// read-modify-write done as a conditional write (Config.CondRMW) and for
+// workload "cas". Versions are opaque tokens of the store (adaptkv's
+// client.Version, etcd's mod revision).
+type CondStore interface {
+	Store
+	// ReadVersion reads key and returns its version; a key that does not
+	// exist returns ErrNotFound.
+	ReadVersion(ctx context.Context, key string) (version any, err error)
+	// UpdateIf writes value to key if the key's version is still version.
+	// When it is not, it returns ErrNotApplied and the key's current
+	// version.
+	UpdateIf(ctx context.Context, key string, version any, value []byte) (current any, err error)
+}
+
+// ErrNotApplied is returned by CondStore.UpdateIf when the condition did
+// not hold: a definite answer, counted as an operation (OpResult.Ops) and
+// apart (OpResult.NotApplied), not as an error.
+var ErrNotApplied = errors.New("bench: condition did not hold")
+
 // ErrNotFound is returned by Store.Read for a key that does not exist. The
 // report counts it as an error of kind "not_found": after the load every
 // key a workload reads exists, so a miss is lost or not yet visible data.

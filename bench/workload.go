@@ -23,10 +23,16 @@ const (
 	// OpReadModifyWrite reads a key and then writes it (workload F); it is
 	// timed and counted as one operation.
 	OpReadModifyWrite
+	// OpCas is one compare-and-set attempt (workload "cas"): a conditional
+	// write of a key expecting the version the worker last saw of it. One
+	// whose condition did not hold still counts as an operation, and
+	// learns the current version for the next attempt; the report counts
+	// those apart (OpResult.NotApplied).
+	OpCas
 	numOps // the number of operation kinds; not an operation
 )
 
-var opNames = [numOps]string{"read", "update", "insert", "scan", "rmw"}
+var opNames = [numOps]string{"read", "update", "insert", "scan", "rmw", "cas"}
 
 // String returns the operation's name as it appears in reports and JSON.
 func (o Op) String() string {
@@ -46,7 +52,7 @@ type Workload struct {
 	// files.
 	Description string
 	// Proportions of each operation.
-	Read, Update, Insert, Scan, ReadModifyWrite float64
+	Read, Update, Insert, Scan, ReadModifyWrite, Cas float64
 	// Distribution is the default request distribution.
 	Distribution Distribution
 	// MaxScanLength bounds the length of a scan, which is uniform in
@@ -63,6 +69,11 @@ var Workloads = map[string]Workload{
 	"d": {Name: "d", Description: "read latest: 95% read, 5% insert (status updates)", Read: 0.95, Insert: 0.05, Distribution: Latest},
 	"e": {Name: "e", Description: "short ranges: 95% scan of up to 100 keys, 5% insert (threaded conversations)", Scan: 0.95, Insert: 0.05, Distribution: Zipfian, MaxScanLength: 100},
 	"f": {Name: "f", Description: "read-modify-write: 50% read, 50% read-modify-write (user database)", Read: 0.5, ReadModifyWrite: 0.5, Distribution: Zipfian},
+	// Not a YCSB workload: compare-and-set throughput (a store that is a
+	// CondStore). Without Config.HotKeys each worker has a key of its own
+	// (uncontended: every attempt applies); with it, all workers share
+	// the hot keys.
+	"cas": {Name: "cas", Description: "compare-and-set: 100% conditional writes expecting the version last seen (own key per client, or --hot-keys shared)", Cas: 1, Distribution: Uniform},
 }
 
 // ParseWorkload returns the core workload named by its letter, either case.
@@ -91,6 +102,8 @@ func (w Workload) proportion(o Op) float64 {
 		return w.Scan
 	case OpReadModifyWrite:
 		return w.ReadModifyWrite
+	case OpCas:
+		return w.Cas
 	}
 	return 0
 }

@@ -553,3 +553,128 @@ func TestSessionSDKOnePartition(t *testing.T) {
 		t.Fatalf("SDK sessions at one under partition: %s; %d read-then-writes through another node got a version below the read", sess.Summary, st.OtherNodeBelow)
 	}
 }
+
+// casCounts tallies a cas-register history's cas outcomes.
+type casCounts struct{ applied, notApplied, failed, info, reads, writes int }
+
+func countCas(t *testing.T, cfg Config) casCounts {
+	t.Helper()
+	ops, err := history.ReadFile(filepath.Join(cfg.Out, HistoryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c casCounts
+	for _, p := range history.Pairs(ops) {
+		switch {
+		case p.Invoke.F == history.FRead && p.Type() == history.OK:
+			c.reads++
+		case p.Invoke.F == history.FWrite && p.Type() == history.OK:
+			c.writes++
+		case p.Invoke.F != history.FCas:
+		case p.Type() == history.OK:
+			c.applied++
+		case p.Type() == history.Fail && p.Completion.NotApplied:
+			c.notApplied++
+		case p.Type() == history.Fail:
+			c.failed++
+		default:
+			c.info++
+		}
+	}
+	return c
+}
+
+// checkCasRegister requires the cas-register run to be valid (the
+// Porcupine check of reads, writes, cas that applied and cas that did not,
+// with the current value each reported; no phantom; no stale
+// linearizable read) and not vacuous: cas both applied and not, reads
+// answered.
+func checkCasRegister(t *testing.T, cfg Config, res *Result) {
+	t.Helper()
+	c := countCas(t, cfg)
+	lin := checkerOf(t, res, "linearizable")
+	t.Logf("%s; cas: %d applied, %d not applied, %d failed (contended or refused), %d unknown; %d reads, %d writes ok",
+		lin.Summary, c.applied, c.notApplied, c.failed, c.info, c.reads, c.writes)
+	if c.applied == 0 || c.notApplied == 0 || c.reads == 0 || c.writes == 0 {
+		t.Fatalf("the run checked too little: %+v", c)
+	}
+	if res.Valid != checker.Valid {
+		for _, ch := range res.Checkers {
+			if ch.Valid != checker.Valid {
+				t.Errorf("%s: %v: %s", ch.Name, ch.Valid, ch.Summary)
+				for _, a := range ch.Anomalies[:min(3, len(ch.Anomalies))] {
+					t.Log(a.Description)
+				}
+			}
+		}
+		t.Fatalf("cas-register at linearizable judged %v (harness errors: %v)", res.Valid, res.HarnessErrors)
+	}
+	if l := staleness(t, res, "linearizable"); l.Stale != 0 || l.Reads == 0 {
+		t.Fatalf("%d of %d linearizable reads stale", l.Stale, l.Reads)
+	}
+}
+
+// TestCasRegisterLinearizablePartition: reads, writes and compare-and-sets
+// at linearizable while the network is cut in halves: the history of
+// every key is linearizable with cas in the model, a cas that did not
+// apply found a value other than the one it expected and reported the
+// register's value.
+func TestCasRegisterLinearizablePartition(t *testing.T) {
+	needCluster(t)
+	needNet(t)
+	cfg := testConfig(t, WorkloadCasRegister, "linearizable", "partition:halves")
+	cfg.Keys, cfg.OpsPerKey = 6, 60
+	parallel(t, &cfg, 14)
+	res := run(t, cfg)
+	checkCasRegister(t, cfg, res)
+}
+
+// TestCasRegisterLinearizableKillClock: the same under SIGKILLs and clock
+// skews of seconds in both directions (Paxos orders a key's writes by
+// ballot and raises each version above the one decided against, so no
+// clock can reorder them). The seed is the first whose schedule skews
+// every clock by a second or more.
+func TestCasRegisterLinearizableKillClock(t *testing.T) {
+	needCluster(t)
+	cfg := testConfig(t, WorkloadCasRegister, "linearizable", "kill,clock")
+	cfg.Keys, cfg.OpsPerKey = 6, 60
+	cfg.ClockMax = Duration(8 * time.Second)
+	cfg.Seed = secondsSkewSeed(t, cfg)
+	parallel(t, &cfg, 15)
+	res := run(t, cfg)
+	checkCasRegister(t, cfg, res)
+}
+
+// secondsSkewSeed returns the first seed from cfg.Seed whose fault
+// schedule skews clocks, each by at least a second.
+func secondsSkewSeed(t *testing.T, cfg Config) uint64 {
+	t.Helper()
+	for seed := cfg.Seed; seed < cfg.Seed+100; seed++ {
+		cfg.Seed = seed
+		plan, err := MakePlan(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var skews []string
+		ok := true
+		for _, w := range plan.Schedule {
+			for _, f := range w.Faults {
+				if f.Kind != "clock" {
+					continue
+				}
+				d, err := time.ParseDuration(f.Offset)
+				if err != nil {
+					t.Fatalf("clock offset %q: %v", f.Offset, err)
+				}
+				skews = append(skews, f.Offset)
+				ok = ok && d.Abs() >= time.Second
+			}
+		}
+		if ok && len(skews) > 0 {
+			t.Logf("seed %d: clock skews %v", seed, skews)
+			return seed
+		}
+	}
+	t.Fatal("no seed in 100 skews every clock by a second or more")
+	return 0
+}

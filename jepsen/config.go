@@ -49,6 +49,11 @@ const (
 	// WorkloadRegister: reads and writes of unique integers per key,
 	// checked for linearizability with Porcupine.
 	WorkloadRegister = "register"
+	// WorkloadCasRegister: reads, writes and compare-and-sets (PutIf
+	// IfValue, IfAbsent on a fresh key) of unique integers per key, at
+	// the linearizable level by default, checked with Porcupine against a
+	// register with cas.
+	WorkloadCasRegister = "cas-register"
 	// WorkloadSet: unique elements added as keys, all of which must be
 	// found by the final read.
 	WorkloadSet = "set"
@@ -82,10 +87,11 @@ const (
 // it, and a run from that file repeats the run (same schedule of operations
 // and faults).
 type Config struct {
-	// Workload is register, set or session.
+	// Workload is register, cas-register, set or session.
 	Workload string `json:"workload"`
 	// Consistency lists the levels the workload's reads and writes use
-	// (one, quorum, all); each operation draws one.
+	// (one, quorum, all, linearizable, adaptive); each operation draws one.
+	// A cas is a conditional write, linearizable whatever the level.
 	Consistency []string `json:"consistency"`
 	// Nemesis is the fault list, e.g. "partition,kill" or
 	// "partition:ring,clock:one"; "none" for none.
@@ -225,12 +231,12 @@ func DefaultConfig() Config {
 // Validate reports the first problem with the configuration.
 func (c *Config) Validate() error {
 	switch c.Workload {
-	case WorkloadRegister, WorkloadSet, WorkloadSession:
+	case WorkloadRegister, WorkloadCasRegister, WorkloadSet, WorkloadSession:
 	default:
-		return fmt.Errorf("workload %q: want register, set or session", c.Workload)
+		return fmt.Errorf("workload %q: want register, cas-register, set or session", c.Workload)
 	}
 	if len(c.Consistency) == 0 {
-		return errors.New("consistency: give at least one level (one, quorum, all)")
+		return errors.New("consistency: give at least one level (one, quorum, all, linearizable)")
 	}
 	for _, l := range c.Consistency {
 		if _, err := parseLevel(l); err != nil {
@@ -390,12 +396,15 @@ func LoadConfig(path string) (Config, error) {
 	return cfg, nil
 }
 
+// linearizableName is the name of the linearizable level.
+const linearizableName = "linearizable"
+
 func parseLevel(s string) (string, error) {
 	l := strings.ToLower(strings.TrimSpace(s))
-	if pl, _ := api.ParseLevel(l); l == api.AdaptiveName || pl == api.LevelOne || pl == api.LevelQuorum || pl == api.LevelAll {
+	if pl, _ := api.ParseLevel(l); l == api.AdaptiveName || l == linearizableName || pl == api.LevelOne || pl == api.LevelQuorum || pl == api.LevelAll {
 		return l, nil
 	}
-	return "", fmt.Errorf("consistency level %q: want one, quorum, all or adaptive", s)
+	return "", fmt.Errorf("consistency level %q: want one, quorum, all, linearizable or adaptive", s)
 }
 
 // Plan is what a run will do, computed without running it: the resolved

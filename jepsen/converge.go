@@ -185,7 +185,7 @@ func (r *runner) placement(ctx context.Context) (*ring.Ring, int, error) {
 func (r *runner) writtenKeys() []string {
 	seen := map[string]bool{}
 	for _, op := range r.rec.Ops() {
-		if op.Type == history.Invoke && (op.F == history.FWrite || op.F == history.FAdd) {
+		if op.Type == history.Invoke && (op.F == history.FWrite || op.F == history.FAdd || op.F == history.FCas) {
 			seen[op.Key] = true
 		}
 	}

@@ -473,6 +473,9 @@ func (r *runner) worker(ctx context.Context, w int) {
 		}
 		if r.execute(ctx, cl, process, w, spec) == history.Info {
 			process += r.cfg.Concurrency
+			if u, ok := r.gen.(interface{ unknownOutcome(string) }); ok && spec.f != history.FRead {
+				u.unknownOutcome(spec.key)
+			}
 		}
 		wrote = wrote || spec.f != history.FRead
 	}
@@ -487,8 +490,8 @@ func (r *runner) pinnedRemoved(cl *client.Client) bool {
 
 // execute runs one operation and records its invocation and completion.
 func (r *runner) execute(ctx context.Context, cl *client.Client, process, w int, spec opSpec) history.Type {
-	r.rec.Append(history.Op{Process: process, Client: w, Type: history.Invoke, F: spec.f, Key: spec.key, Value: spec.value, Level: spec.level})
-	comp := history.Op{Process: process, Client: w, F: spec.f, Key: spec.key, Value: spec.value, Level: spec.level}
+	r.rec.Append(history.Op{Process: process, Client: w, Type: history.Invoke, F: spec.f, Key: spec.key, Value: spec.value, From: spec.from, Level: spec.level})
+	comp := history.Op{Process: process, Client: w, F: spec.f, Key: spec.key, Value: spec.value, From: spec.from, Level: spec.level}
 	// An operation is not cut short when traffic stops: it runs to its own
 	// deadline, so that the end of a phase does not manufacture info ops.
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.OpTimeout.D())
@@ -525,6 +528,28 @@ func (r *runner) execute(ctx context.Context, cl *client.Client, process, w int,
 				comp.Version = toVersion(res.Version)
 			}
 		}
+	case history.FCas:
+		// A conditional write is always a Paxos round; the level is not
+		// passed (it names how plain reads and writes are served).
+		cond := client.IfAbsent()
+		if *spec.from != 0 {
+			cond = client.IfValue(encodeValue(*spec.from))
+		}
+		var res *client.CondResult
+		res, err = cl.PutIf(octx, []byte(spec.key), encodeValue(*spec.value), cond, client.WithKeyspace(Keyspace))
+		var notApplied bool
+		comp.Type, notApplied = casCompletion(res, err)
+		if err == nil {
+			fillReceipt(&comp, res.Receipt)
+			comp.Version = toVersion(res.Version)
+			if notApplied {
+				comp.NotApplied, comp.Value, comp.Version = true, nil, nil
+				if res.Found {
+					comp.Value, comp.Raw = decodeValue(res.Value)
+					comp.Version = toVersion(res.Current)
+				}
+			}
+		}
 	default:
 		var res *client.WriteResult
 		res, err = kv.Put(octx, []byte(spec.key), encodeValue(*spec.value), opts...)
@@ -533,7 +558,9 @@ func (r *runner) execute(ctx context.Context, cl *client.Client, process, w int,
 			comp.Version = toVersion(res.Version)
 		}
 	}
-	comp.Type = completionType(spec.f != history.FRead, err)
+	if spec.f != history.FCas {
+		comp.Type = completionType(spec.f != history.FRead, err)
+	}
 	if err != nil {
 		fillError(&comp, err)
 	}

@@ -22,6 +22,8 @@ type opSpec struct {
 	f     string
 	key   string
 	value *int64
+	// from is a cas's expected value (0: the key must be absent).
+	from  *int64
 	level string
 }
 
@@ -37,6 +39,7 @@ type generator interface {
 // Key prefixes of the workloads.
 const (
 	registerPrefix = "r/"
+	casPrefix      = "x/"
 	setPrefix      = "s/"
 	sessionPrefix  = "c/"
 )
@@ -51,8 +54,15 @@ func newGenerator(cfg *Config) generator {
 			g.workers = append(g.workers, &sessionWorker{rng: rand.New(rand.NewPCG(cfg.Seed, 0x73657373+uint64(w)))})
 		}
 		return g
+	case WorkloadCasRegister:
+		g := &registerGen{rng: rand.New(rand.NewPCG(cfg.Seed, 0x636173)), levels: cfg.Consistency, readRatio: cfg.ReadRatio,
+			perKey: cfg.OpsPerKey, used: map[string]bool{}, prefix: casPrefix, cas: true}
+		for range cfg.Keys {
+			g.slots = append(g.slots, g.freshKey())
+		}
+		return g
 	default:
-		g := &registerGen{rng: rand.New(rand.NewPCG(cfg.Seed, 0x726567)), levels: cfg.Consistency, readRatio: cfg.ReadRatio,
+		g := &registerGen{prefix: registerPrefix, rng: rand.New(rand.NewPCG(cfg.Seed, 0x726567)), levels: cfg.Consistency, readRatio: cfg.ReadRatio,
 			perKey: cfg.OpsPerKey, used: map[string]bool{}}
 		for range cfg.Keys {
 			g.slots = append(g.slots, g.freshKey())
@@ -66,7 +76,14 @@ func pickLevel(rng *rand.Rand, levels []string) string { return levels[rng.IntN(
 // registerGen: reads and writes over Keys keys at once; a key is retired
 // after OpsPerKey operations and a fresh one takes its slot. Every write
 // has a value never written before (a global counter).
+//
+// With cas (the cas-register workload) half the non-reads are
+// compare-and-sets instead of writes, from one of the last two values
+// handed out for the key (the last one three times in four, so that many
+// apply and many do not), or from absent on a key not written yet.
 type registerGen struct {
+	prefix    string
+	cas       bool
 	mu        sync.Mutex
 	rng       *rand.Rand
 	levels    []string
@@ -81,11 +98,19 @@ type registerGen struct {
 type regSlot struct {
 	key string
 	n   int
+	// unknown counts the key's writes and cas whose outcome is unknown.
+	unknown int
+	// last and prev are the last two values handed out for the key.
+	last, prev int64
 }
+
+// casShare is the share of the cas-register workload's non-reads that are
+// compare-and-sets.
+const casShare = 0.5
 
 func (g *registerGen) freshKey() *regSlot {
 	g.nextKey++
-	k := registerPrefix + strconv.Itoa(g.nextKey)
+	k := g.prefix + strconv.Itoa(g.nextKey)
 	g.used[k] = true
 	return &regSlot{key: k}
 }
@@ -97,14 +122,43 @@ func (g *registerGen) next(int) opSpec {
 	if g.slots[i].n >= g.perKey {
 		g.slots[i] = g.freshKey()
 	}
+	if g.cas && g.slots[i].unknown >= maxUnknownPerKey {
+		g.slots[i] = g.freshKey()
+	}
 	s := g.slots[i]
 	s.n++
 	op := opSpec{f: history.FRead, key: s.key, level: pickLevel(g.rng, g.levels)}
 	if g.rng.Float64() >= g.readRatio {
 		g.nextValue++
 		op.f, op.value = history.FWrite, history.Int(g.nextValue)
+		if g.cas && g.rng.Float64() < casShare {
+			from := s.last
+			if g.rng.IntN(4) == 0 {
+				from = s.prev
+			}
+			op.f, op.from = history.FCas, history.Int(from)
+		}
+		s.prev, s.last = s.last, g.nextValue
 	}
 	return op
+}
+
+// maxUnknownPerKey retires a cas-register key early once this many of its
+// writes and cas have unknown outcomes: each may take effect at any later
+// point, and Porcupine's search grows exponentially with them (under kill,
+// keys with 30 unknown outcomes and 20 ok ones timed out the check).
+const maxUnknownPerKey = 8
+
+// unknownOutcome tells the generator that a write or cas on key ended
+// with an unknown outcome.
+func (g *registerGen) unknownOutcome(key string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, s := range g.slots {
+		if s.key == key {
+			s.unknown++
+		}
+	}
 }
 
 func (g *registerGen) keys() []string {
@@ -220,15 +274,35 @@ func sortedKeys(m map[string]bool) []string {
 
 // levelOption maps a level name to the SDK option.
 func levelOption(l string) client.CallOption {
-	if l == api.AdaptiveName {
+	switch l {
+	case api.AdaptiveName:
 		// The keyspace's default: whatever the tuner has in force.
 		return client.WithConsistency(client.LevelDefault)
+	case linearizableName:
+		return client.WithConsistency(client.Linearizable)
 	}
 	switch pl, _ := api.ParseLevel(l); pl {
 	case client.One, client.All:
 		return client.WithConsistency(pl)
 	}
 	return client.WithConsistency(client.Quorum)
+}
+
+// casCompletion classifies a cas's outcome: applied is ok; a condition
+// that did not hold is a definite fail marked NotApplied (the model checks
+// it against the register's value); ErrContended and other definite errors
+// are fail (nothing written); ErrUnknownOutcome, timeouts and anything
+// unclassified are info.
+func casCompletion(res *client.CondResult, err error) (history.Type, bool) {
+	switch {
+	case err == nil && res.Applied:
+		return history.OK, false
+	case err == nil:
+		return history.Fail, true
+	case errors.Is(err, client.ErrContended):
+		return history.Fail, false
+	}
+	return completionType(true, err), false
 }
 
 // completionType classifies an operation's error as Jepsen does: fail only

@@ -14,7 +14,7 @@ import (
 )
 
 func TestGeneratorsAreDeterministic(t *testing.T) {
-	for _, wl := range []string{WorkloadRegister, WorkloadSet, WorkloadSession} {
+	for _, wl := range []string{WorkloadRegister, WorkloadCasRegister, WorkloadSet, WorkloadSession} {
 		cfg := DefaultConfig()
 		cfg.Workload, cfg.Consistency, cfg.Concurrency = wl, []string{"one", "quorum", "all"}, 3
 		seq := func(seed uint64) []opSpec {
@@ -54,6 +54,45 @@ func TestGeneratorsAreDeterministic(t *testing.T) {
 		if len(levels) != 3 || reads < 200 || reads > 400 {
 			t.Errorf("%s: levels %v, %d reads of 600", wl, levels, reads)
 		}
+	}
+}
+
+// TestCasRegisterGenerator: the cas-register workload mixes writes and
+// cas, a fresh key's first cas is from absent, and the others expect a
+// value handed out earlier for the same key (mostly the last one), so
+// that cas both apply and fail.
+func TestCasRegisterGenerator(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Workload, cfg.Consistency, cfg.Keys, cfg.OpsPerKey = WorkloadCasRegister, []string{"linearizable"}, 3, 50
+	g := newGenerator(&cfg)
+	handed := map[string][]int64{}
+	var writes, cas, fromLast, fromAbsent int
+	for range 2000 {
+		op := g.next(0)
+		if !strings.HasPrefix(op.key, casPrefix) || op.level != "linearizable" {
+			t.Fatalf("op %+v", op)
+		}
+		switch op.f {
+		case history.FWrite:
+			writes++
+		case history.FCas:
+			cas++
+			prior := handed[op.key]
+			switch {
+			case *op.from == 0:
+				fromAbsent++
+			case len(prior) > 0 && *op.from == prior[len(prior)-1]:
+				fromLast++
+			case len(prior) < 2 || *op.from != prior[len(prior)-2]:
+				t.Fatalf("cas %+v expects %d, not one of the key's last two values %v", op, *op.from, prior)
+			}
+		}
+		if op.value != nil {
+			handed[op.key] = append(handed[op.key], *op.value)
+		}
+	}
+	if writes < 300 || cas < 300 || fromLast < cas/2 || fromAbsent == 0 {
+		t.Errorf("%d writes, %d cas (%d from the last value, %d from absent)", writes, cas, fromLast, fromAbsent)
 	}
 }
 
@@ -177,5 +216,21 @@ func TestConfig(t *testing.T) {
 		if !strings.Contains(cmd, want) {
 			t.Errorf("command %q lacks %q", cmd, want)
 		}
+	}
+}
+
+// TestCasRegisterRetiresKeysWithUnknownOutcomes: a key whose writes and
+// cas end unknown maxUnknownPerKey times gets no more operations, so that
+// Porcupine's check of it stays small.
+func TestCasRegisterRetiresKeysWithUnknownOutcomes(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Workload, cfg.Keys, cfg.OpsPerKey = WorkloadCasRegister, 1, 1000
+	g := newGenerator(&cfg).(*registerGen)
+	first := g.next(0).key
+	for range maxUnknownPerKey {
+		g.unknownOutcome(first)
+	}
+	if k := g.next(0).key; k == first {
+		t.Fatalf("key %s still used after %d unknown outcomes", k, maxUnknownPerKey)
 	}
 }

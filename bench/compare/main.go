@@ -63,6 +63,8 @@ type options struct {
 	levels       []string
 	floor        string
 	serializable bool
+	cas          bool
+	hotKeys      int
 
 	records     int64
 	valueSize   int
@@ -91,6 +93,8 @@ func parseFlags() (*options, error) {
 	levels := flag.String("levels", "one,quorum", "adaptkv consistency levels to run")
 	flag.StringVar(&o.floor, "floor-workload", "c", "workload run on adaptkv at one and on the gRPC echo floor")
 	flag.BoolVar(&o.serializable, "etcd-serializable", true, "also run etcd with serializable reads")
+	flag.BoolVar(&o.cas, "cas", false, "also compare compare-and-set (adaptkv PutIf(IfVersion) against etcd Txn on the mod revision; each client on its own key, then all on --hot-keys keys) and linearizable reads (workload c at adaptkv's linearizable against etcd's default reads)")
+	flag.IntVar(&o.hotKeys, "hot-keys", 10, "with --cas: the keys every client shares in the contended phase")
 	flag.Int64Var(&o.records, "records", 100_000, "records loaded into each system")
 	flag.IntVar(&o.valueSize, "value-size", 128, "value size in bytes")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "concurrent clients")
@@ -266,6 +270,16 @@ type comparison struct {
 	notes       []string
 }
 
+// configFor is the configuration of a phase: with the hot keys for the
+// contended compare-and-set settings.
+func (c *comparison) configFor(setting, w string) bench.Config {
+	cfg := c.config(w)
+	if setting == setPutIfHot || setting == setTxnHot {
+		cfg.HotKeys = c.o.hotKeys
+	}
+	return cfg
+}
+
 func (c *comparison) config(w string) bench.Config {
 	wl, _ := bench.ParseWorkload(w)
 	cfg := bench.Config{
@@ -341,7 +355,7 @@ func (p *phase) other() float64 {
 // measureOnce runs the phase once; during, when set, runs alongside once
 // the warmup is over.
 func (c *comparison) measureOnce(ctx context.Context, system, setting, w string, s bench.Store, during func(ctx context.Context)) (*phase, error) {
-	cfg := c.config(w)
+	cfg := c.configFor(setting, w)
 	if during != nil {
 		pctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -402,6 +416,9 @@ func (c *comparison) runAdaptkv(ctx context.Context, dir string) error {
 	}
 	if c.o.floor != "" && c.has("echo") {
 		runs = append(runs, run{c.o.floor, setOne})
+	}
+	if c.o.cas {
+		runs = append(runs, run{"cas", setPutIf}, run{"cas", setPutIfHot}, run{"c", setLinearizable})
 	}
 	for _, r := range runs {
 		if c.results.find(sysAdaptkv, r.level, r.w) != nil {
@@ -504,6 +521,18 @@ func (c *comparison) runEtcd(ctx context.Context, dir string) error {
 	for _, w := range c.o.workloads {
 		for i, setting := range settings {
 			if err := c.measure(ctx, sysEtcd, setting, w, stores[i], nil); err != nil {
+				return err
+			}
+		}
+	}
+	if c.o.cas {
+		if c.results.find(sysEtcd, setLinearizable, "c") == nil {
+			if err := c.measure(ctx, sysEtcd, setLinearizable, "c", stores[0], nil); err != nil {
+				return err
+			}
+		}
+		for _, setting := range []string{setTxn, setTxnHot} {
+			if err := c.measure(ctx, sysEtcd, setting, "cas", stores[0], nil); err != nil {
 				return err
 			}
 		}

@@ -20,7 +20,14 @@ const (
 	setLinearizable = "linearizable"
 	setSerializable = "serializable"
 	setAOFAlways    = "aof always"
-	setBare         = "bare unary"
+	// Compare-and-set (workload cas): adaptkv's PutIf(IfVersion) and
+	// etcd's Txn comparing the mod revision, each client on a key of its
+	// own, or every client on --hot-keys keys.
+	setPutIf    = "putif"
+	setPutIfHot = "putif hot"
+	setTxn      = "txn"
+	setTxnHot   = "txn hot"
+	setBare     = "bare unary"
 )
 
 // phase is one measured run of one workload on one system.
@@ -68,6 +75,9 @@ var targets = []target{
 	{workloads: []string{"a", "b"}, level: setQuorum, baseSystem: sysEtcd, baseSetting: setLinearizable, minThroughput: 2.5, maxP99: 0.75},
 	{workloads: []string{"a", "b"}, level: setOne, baseSystem: sysRedis, baseSetting: setAOFAlways, minThroughput: 0.5},
 	{workloads: []string{"c"}, level: setOne, baseSystem: sysEcho, baseSetting: setBare, minThroughput: 0.7},
+	{workloads: []string{"cas"}, level: setPutIf, baseSystem: sysEtcd, baseSetting: setTxn, minThroughput: 2, maxP99: 1},
+	{workloads: []string{"c"}, level: setLinearizable, baseSystem: sysEtcd, baseSetting: setLinearizable, minThroughput: 2},
+	{workloads: []string{"cas"}, level: setPutIfHot, baseSystem: sysEtcd, baseSetting: setTxnHot, informationOnly: true},
 	{workloads: []string{"a", "b"}, level: setOne, baseSystem: sysEtcd, baseSetting: setSerializable, informationOnly: true},
 	{workloads: []string{"a", "b"}, level: setQuorum, baseSystem: sysEtcd, baseSetting: setSerializable, informationOnly: true},
 	{workloads: []string{"a", "b"}, level: setQuorum, baseSystem: sysRedis, baseSetting: setAOFAlways, informationOnly: true},

@@ -12,9 +12,10 @@ import (
 
 // Workloads and the checkers each one gets.
 var workloadCheckers = map[string][]string{
-	"register": {"linearizable", "staleness", "no-phantom", "convergence", "perf"},
-	"set":      {"set", "staleness", "no-phantom", "convergence", "perf"},
-	"session":  {"session", "staleness", "no-phantom", "convergence", "perf"},
+	"register":     {"linearizable", "staleness", "no-phantom", "convergence", "perf"},
+	"cas-register": {"linearizable", "staleness", "no-phantom", "convergence", "perf"},
+	"set":          {"set", "staleness", "no-phantom", "convergence", "perf"},
+	"session":      {"session", "staleness", "no-phantom", "convergence", "perf"},
 }
 
 // Checkers returns the names of the checkers run for a workload, or an
@@ -22,7 +23,7 @@ var workloadCheckers = map[string][]string{
 func Checkers(workload string) ([]string, error) {
 	cs, ok := workloadCheckers[workload]
 	if !ok {
-		return nil, fmt.Errorf("checker: unknown workload %q (want register, set or session)", workload)
+		return nil, fmt.Errorf("checker: unknown workload %q (want register, cas-register, set or session)", workload)
 	}
 	return cs, nil
 }

@@ -156,7 +156,7 @@ func indexPairs(ops []history.Op) *keyIndex {
 }
 
 // isWrite reports whether f writes a key.
-func isWrite(f string) bool { return f == history.FWrite || f == history.FAdd }
+func isWrite(f string) bool { return f == history.FWrite || f == history.FAdd || f == history.FCas }
 
 // writeInfo is what is known of one attempted write.
 type writeInfo struct {
@@ -247,13 +247,23 @@ func fmtTime(ns int64) string { return fmt.Sprintf("%.3fs", float64(ns)/1e9) }
 
 func opRef(p history.Pair) string {
 	s := fmt.Sprintf("%s(%s", p.Invoke.F, p.Invoke.Key)
-	if isWrite(p.Invoke.F) {
+	switch {
+	case p.Invoke.F == history.FCas:
+		from := p.Invoke.From
+		if from != nil && *from == 0 {
+			from = nil // 0 means absent
+		}
+		s += ", " + fmtVal(from) + " -> " + fmtVal(p.Invoke.Value)
+	case isWrite(p.Invoke.F):
 		s += ", " + fmtVal(p.Invoke.Value)
 	}
 	s += ")"
 	if c := p.Completion; c != nil {
 		if p.Invoke.F == history.FRead && c.Type == history.OK {
 			s += " -> " + fmtVal(c.Value)
+		}
+		if c.NotApplied {
+			s += " not applied, current " + fmtVal(c.Value)
 		}
 		s += fmt.Sprintf(" %s p%d #%d [%s..%s]", c.Type, p.Invoke.Process, p.Invoke.Index, fmtTime(p.Call()), fmtTime(c.Time))
 		if c.Node != "" {

@@ -15,20 +15,29 @@ import (
 	"github.com/adaptkv/adaptkv/jepsen/history"
 )
 
-// RegisterInput is a register operation for Porcupine: a read, or a write
-// of Value, on Key.
+// RegisterInput is a register operation for Porcupine: a read, a write of
+// Value, or (Cas) a compare-and-set of From to Value, on Key. From 0 asks
+// for the key to be absent.
 type RegisterInput struct {
 	Key   string
 	Write bool
+	Cas   bool
+	From  int64
 	Value int64
 }
 
+// mutates reports whether the operation may change the register.
+func (in RegisterInput) mutates() bool { return in.Write || in.Cas }
+
 // RegisterOutput is a register operation's result: the value read (0 for a
-// key not found; the harness writes values from 1), and Unknown for a write
-// whose outcome is unknown (an info completion, return time +infinity).
+// key not found; the harness writes values from 1), Unknown for a write or
+// cas whose outcome is unknown (an info completion, return time
+// +infinity), and NotApplied for a cas whose condition did not hold, with
+// Value the current value the store answered with.
 type RegisterOutput struct {
-	Value   int64
-	Unknown bool
+	Value      int64
+	Unknown    bool
+	NotApplied bool
 }
 
 // OpMeta annotates a Porcupine operation for the visualization.
@@ -64,8 +73,24 @@ var RegisterModel = porcupine.Model{
 	Init: func() any { return int64(0) },
 	Step: func(state, input, output any) (bool, any) {
 		st, in, out := state.(int64), input.(RegisterInput), output.(RegisterOutput)
-		if in.Write {
+		switch {
+		case in.Write:
 			return true, in.Value
+		case in.Cas && out.Unknown:
+			// Linearized where the register holds From it applies; where it
+			// does not, it is a no-op. Not applying at all is the same as
+			// applying after every other operation (its return is never),
+			// so one deterministic step covers both outcomes.
+			if st == in.From {
+				return true, in.Value
+			}
+			return true, st
+		case in.Cas && out.NotApplied:
+			// The condition failed on the value the answer reports, which
+			// must be the register's value at that point.
+			return st != in.From && out.Value == st, st
+		case in.Cas:
+			return st == in.From, in.Value
 		}
 		return out.Value == st, st
 	},
@@ -73,6 +98,20 @@ var RegisterModel = porcupine.Model{
 	DescribeOperation: func(input, output any) string {
 		in, out := input.(RegisterInput), output.(RegisterOutput)
 		switch {
+		case in.Cas:
+			from := "nil"
+			if in.From != 0 {
+				from = fmt.Sprint(in.From)
+			}
+			switch {
+			case out.Unknown:
+				return fmt.Sprintf("cas(%s, %s -> %d) ?", in.Key, from, in.Value)
+			case out.NotApplied && out.Value == 0:
+				return fmt.Sprintf("cas(%s, %s -> %d) not applied, nil", in.Key, from, in.Value)
+			case out.NotApplied:
+				return fmt.Sprintf("cas(%s, %s -> %d) not applied, %d", in.Key, from, in.Value, out.Value)
+			}
+			return fmt.Sprintf("cas(%s, %s -> %d)", in.Key, from, in.Value)
 		case in.Write && out.Unknown:
 			return fmt.Sprintf("write(%s, %d) ?", in.Key, in.Value)
 		case in.Write:
@@ -101,17 +140,19 @@ var RegisterModel = porcupine.Model{
 // after its call: an info write.
 const Never = int64(math.MaxInt64)
 
-// RegisterOperations converts a history's reads and writes to Porcupine
-// operations: ok reads and ok writes as they happened, info writes (and
-// writes the history ended before completing) with Return = Never and
-// Unknown output; failed writes and failed or info reads are left out, as
-// they carry no information. Values that are not integers (Raw) become -1,
-// which no write produces.
+// RegisterOperations converts a history's reads, writes and cas operations
+// to Porcupine operations: ok reads, writes and cas as they happened, info
+// writes and cas (and those the history ended before completing) with
+// Return = Never and Unknown output, a cas that did not apply as a
+// NotApplied cas with the current value it reported; other failed writes
+// and cas, and failed or info reads, are left out, as they carry no
+// information. Values that are not integers (Raw) become -1, which no
+// write produces.
 func RegisterOperations(ops []history.Op) []porcupine.Operation {
 	var out []porcupine.Operation
 	for _, p := range history.Pairs(ops) {
 		f := p.Invoke.F
-		if f != history.FRead && f != history.FWrite {
+		if f != history.FRead && f != history.FWrite && f != history.FCas {
 			continue
 		}
 		meta := OpMeta{Index: p.Invoke.Index, Process: p.Invoke.Process, Level: p.Invoke.Level}
@@ -120,6 +161,25 @@ func RegisterOperations(ops []history.Op) []porcupine.Operation {
 		}
 		op := porcupine.Operation{ClientId: p.Invoke.Process, Call: p.Call(), Metadata: meta}
 		switch t := p.Type(); {
+		case f == history.FCas:
+			if p.Invoke.Value == nil {
+				continue
+			}
+			in := RegisterInput{Key: p.Invoke.Key, Cas: true, Value: *p.Invoke.Value}
+			if p.Invoke.From != nil {
+				in.From = *p.Invoke.From
+			}
+			op.Input = in
+			switch {
+			case t == history.OK:
+				op.Output, op.Return = RegisterOutput{}, p.Return()
+			case t == history.Fail && p.Completion.NotApplied:
+				op.Output, op.Return = RegisterOutput{NotApplied: true, Value: observed(p.Completion)}, p.Return()
+			case t == history.Fail:
+				continue // nothing written: no information
+			default:
+				op.Output, op.Return = RegisterOutput{Unknown: true}, Never
+			}
 		case f == history.FWrite && t == history.Fail:
 			continue
 		case f == history.FWrite:
@@ -135,18 +195,24 @@ func RegisterOperations(ops []history.Op) []porcupine.Operation {
 		case t != history.OK:
 			continue // a read that failed says nothing
 		default:
-			v := int64(0)
-			if c := p.Completion; c.Raw != "" {
-				v = -1
-			} else if c.Value != nil {
-				v = *c.Value
-			}
 			op.Input = RegisterInput{Key: p.Invoke.Key}
-			op.Output, op.Return = RegisterOutput{Value: v}, p.Return()
+			op.Output, op.Return = RegisterOutput{Value: observed(p.Completion)}, p.Return()
 		}
 		out = append(out, op)
 	}
 	return out
+}
+
+// observed is the value a completion reports reading: 0 for absent, -1 for
+// bytes the harness never writes.
+func observed(c *history.Op) int64 {
+	switch {
+	case c.Raw != "":
+		return -1
+	case c.Value != nil:
+		return *c.Value
+	}
+	return 0
 }
 
 // LinearStats are the linearizability checker's figures.
@@ -271,7 +337,7 @@ func prefix(part []porcupine.Operation, t int64) []porcupine.Operation {
 		}
 		if op.Return > t {
 			in := op.Input.(RegisterInput)
-			if !in.Write {
+			if !in.mutates() {
 				continue
 			}
 			op.Return, op.Output = Never, RegisterOutput{Unknown: true}
@@ -322,12 +388,12 @@ func explainIllegal(key string, part []porcupine.Operation, byIndex map[int]hist
 	var b strings.Builder
 	fmt.Fprintf(&b, "key %s: no linearization once %s completed", key, opRef(cp))
 	in, out := culprit.Input.(RegisterInput), culprit.Output.(RegisterOutput)
-	if !in.Write {
+	if !in.mutates() || out.NotApplied {
 		// Name the write whose value was read, and the writes that had
 		// completed before the read began (one of them should have been
 		// visible).
 		for _, op := range part {
-			if wi := op.Input.(RegisterInput); wi.Write && wi.Value == out.Value {
+			if wi := op.Input.(RegisterInput); wi.mutates() && wi.Value == out.Value {
 				wp := byIndex[op.Metadata.(OpMeta).Index]
 				fmt.Fprintf(&b, "; the value read was written by %s", opRef(wp))
 				a.Ops = append(a.Ops, wp.Invoke.Index)
@@ -335,7 +401,7 @@ func explainIllegal(key string, part []porcupine.Operation, byIndex map[int]hist
 		}
 		var before []porcupine.Operation
 		for _, op := range part {
-			if op.Input.(RegisterInput).Write && op.Return < culprit.Call {
+			if op.Input.(RegisterInput).mutates() && op.Return < culprit.Call {
 				before = append(before, op)
 			}
 		}
@@ -355,7 +421,7 @@ func explainIllegal(key string, part []porcupine.Operation, byIndex map[int]hist
 		// newer value was visible before this read began.
 		var seen []porcupine.Operation
 		for _, op := range part {
-			if ri := op.Input.(RegisterInput); !ri.Write && op.Return < culprit.Call && op.Output.(RegisterOutput).Value != out.Value {
+			if ri := op.Input.(RegisterInput); !ri.mutates() && op.Return < culprit.Call && op.Output.(RegisterOutput).Value != out.Value {
 				seen = append(seen, op)
 			}
 		}

@@ -35,6 +35,12 @@ const (
 	FRead = "read"
 	// FWrite writes one key (register and session workloads).
 	FWrite = "write"
+	// FCas is a compare-and-set of one key (the cas-register workload): it
+	// writes Value if the key holds From (0: if the key is absent). A
+	// completion of type fail with NotApplied set is a definite answer that
+	// the condition did not hold; its Value (nil: absent) and Version are
+	// the key's current record as the store reported it.
+	FCas = "cas"
 	// FAdd adds one element to the set: it writes the element's own key.
 	FAdd = "add"
 	// FReadAll is the set's final read: a scan of every element key, whose
@@ -127,8 +133,13 @@ type Op struct {
 	F string `json:"f"`
 	// Key is the key operated on.
 	Key string `json:"key,omitempty"`
-	// Value is the integer written, or read (nil: the key was not found).
+	// Value is the integer written, or read (nil: the key was not found);
+	// for a cas that did not apply, the current value it found.
 	Value *int64 `json:"value,omitempty"`
+	// From is a cas's expected value (0: the key must be absent).
+	From *int64 `json:"from,omitempty"`
+	// NotApplied marks a cas completion whose condition did not hold.
+	NotApplied bool `json:"not_applied,omitempty"`
 	// Values is a read-all's result: the elements found.
 	Values []int64 `json:"values,omitempty"`
 	// Raw is a read value that is not an integer the harness wrote.

@@ -71,6 +71,11 @@ heal, read everything back at the strongest level, and check the history:
 
   register   reads and writes of unique integers per key, checked for
              linearizability with Porcupine (per key)
+  cas-register  reads, writes and compare-and-sets (PutIf IfValue, IfAbsent on a
+             fresh key) per key, at linearizable unless --consistency says
+             otherwise, checked with Porcupine against a register with cas: a
+             cas that did not apply must have found a value other than the one
+             it expected, and the value it reports must be the register's
   set        unique elements added as keys; after the heal a read at "all" must
              find every acknowledged one (lost, recovered, unexpected)
   session    each client checks read-your-writes and monotonic reads on its keys
@@ -124,6 +129,11 @@ Exit status: 0 valid, 1 an anomaly was found, 2 the run could not be done.`,
 				cfg = loaded
 			} else {
 				applyChanged(func(string) bool { return true }, &cfg, &cfg, consistency, durations{ctime, warm, recov, on, off, opTimeout, checkTimeout, convTimeout, healTimeout, clockMax, slowMax, tunerForce})
+				if cfg.Workload == jepsen.WorkloadCasRegister && !fs.Changed("consistency") {
+					// Compare-and-set is linearizable; so must the reads
+					// and writes beside it be for the history to be.
+					cfg.Consistency = []string{"linearizable"}
+				}
 			}
 			if dryRun {
 				plan, err := jepsen.MakePlan(cfg)
@@ -176,8 +186,8 @@ Exit status: 0 valid, 1 an anomaly was found, 2 the run could not be done.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "register, set or session")
-	fs.StringVar(&consistency, "consistency", strings.Join(cfg.Consistency, ","), "consistency levels of the operations, comma-separated (one, quorum, all, adaptive); each operation draws one")
+	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "register, cas-register, set or session")
+	fs.StringVar(&consistency, "consistency", strings.Join(cfg.Consistency, ","), "consistency levels of the operations, comma-separated (one, quorum, all, linearizable, adaptive); each operation draws one (cas-register: default linearizable)")
 	fs.StringVar(&cfg.Adaptive, "adaptive", "", "make the test keyspace adaptive with this floor (one or quorum); use --consistency adaptive for its tuned level")
 	fs.Float64Var(&cfg.AdaptiveMaxStale, "adaptive-max-stale", 0.001, "stale-read bound of the adaptive keyspace")
 	fs.IntVar(&cfg.AdaptiveMaxRF, "adaptive-max-rf", 0, "with --adaptive: let the tuner choose N between --rf and this (with --tuner-force, the forced moves grow and shrink N too)")
@@ -197,8 +207,8 @@ Exit status: 0 valid, 1 an anomaly was found, 2 the run could not be done.`,
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "number of clients, each one operation at a time")
 	fs.BoolVar(&cfg.Sessions, "sessions", cfg.Sessions, "each client is an SDK session (kv.Session): its token goes with every read and write, and with the client when it moves to another node")
 	fs.StringVar(&cfg.Clients, "clients", cfg.Clients, "routed (token-aware SDK), pinned (each client talks to one node), mixed, or hop (each client moves to the next node at its first read after a write)")
-	fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "register: keys in use at once")
-	fs.IntVar(&cfg.OpsPerKey, "ops-per-key", cfg.OpsPerKey, "register: operations on a key before a fresh key replaces it")
+	fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "register, cas-register: keys in use at once")
+	fs.IntVar(&cfg.OpsPerKey, "ops-per-key", cfg.OpsPerKey, "register, cas-register: operations on a key before a fresh key replaces it")
 	fs.IntVar(&cfg.SessionKeys, "session-keys", cfg.SessionKeys, "session: keys of each client")
 	fs.Float64Var(&cfg.ReadRatio, "read-ratio", cfg.ReadRatio, "fraction of operations that are reads")
 	fs.IntVar(&cfg.MaxOps, "max-ops", cfg.MaxOps, "stop the clients after this many operations")

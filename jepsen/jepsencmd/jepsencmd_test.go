@@ -139,3 +139,28 @@ func TestRunAndAnalyze(t *testing.T) {
 		t.Fatalf("results.json: %v", err)
 	}
 }
+
+// TestCasRegisterDefaultsToLinearizable: --workload cas-register runs at
+// linearizable unless --consistency says otherwise.
+func TestCasRegisterDefaultsToLinearizable(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--workload", "cas-register"}, "linearizable"},
+		{[]string{"--workload", "cas-register", "--consistency", "quorum"}, "quorum"},
+		{[]string{"--workload", "register"}, "quorum"},
+	} {
+		out, code := execute(t, append(tc.args, "--dry-run", "--nemesis", "partition:halves,clock", "--clock-max", "5s")...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, out)
+		}
+		var plan jepsen.Plan
+		if err := json.Unmarshal([]byte(out), &plan); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(plan.Config.Consistency, ","); got != tc.want {
+			t.Errorf("%v: consistency %s, want %s", tc.args, got, tc.want)
+		}
+	}
+}
