@@ -3,8 +3,6 @@ package client
 import (
 	"context"
 
-	"google.golang.org/grpc"
-
 	"github.com/adaptkv/adaptkv/api/kvpb"
 )
 
@@ -77,17 +75,7 @@ func (c *Client) PutIf(ctx context.Context, key, value []byte, cond Condition, o
 	if e != nil {
 		return nil, e
 	}
-	req := &kvpb.PutRequest{Keyspace: o.keyspace, Key: key, Value: value, Consistency: o.consistency(), Condition: cond.toPB()}
-	if o.session != nil {
-		req.SessionAfter = o.session.after()
-	}
-	var resp *kvpb.PutResponse
-	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, key) })
-	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
-		var err error
-		resp, err = kvpb.NewKVClient(cc).Put(ctx, req, co...)
-		return err
-	})
+	resp, err := c.sendPut(ctx, op, &o, &kvpb.PutRequest{Keyspace: o.keyspace, Key: key, Value: value, Consistency: o.consistency(), Condition: cond.toPB()})
 	if err != nil {
 		return nil, err
 	}
@@ -102,17 +90,7 @@ func (c *Client) DeleteIf(ctx context.Context, key []byte, cond Condition, opts 
 	if e != nil {
 		return nil, e
 	}
-	req := &kvpb.DeleteRequest{Keyspace: o.keyspace, Key: key, Consistency: o.consistency(), Condition: cond.toPB()}
-	if o.session != nil {
-		req.SessionAfter = o.session.after()
-	}
-	var resp *kvpb.DeleteResponse
-	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, key) })
-	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
-		var err error
-		resp, err = kvpb.NewKVClient(cc).Delete(ctx, req, co...)
-		return err
-	})
+	resp, err := c.sendDelete(ctx, op, &o, &kvpb.DeleteRequest{Keyspace: o.keyspace, Key: key, Consistency: o.consistency(), Condition: cond.toPB()})
 	if err != nil {
 		return nil, err
 	}

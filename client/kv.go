@@ -56,17 +56,7 @@ func (c *Client) Put(ctx context.Context, key, value []byte, opts ...CallOption)
 	if e != nil {
 		return nil, e
 	}
-	req := &kvpb.PutRequest{Keyspace: o.keyspace, Key: key, Value: value, Consistency: o.consistency()}
-	if o.session != nil {
-		req.SessionAfter = o.session.after()
-	}
-	var resp *kvpb.PutResponse
-	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, key) })
-	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
-		var err error
-		resp, err = kvpb.NewKVClient(cc).Put(ctx, req, co...)
-		return err
-	})
+	resp, err := c.sendPut(ctx, op, &o, &kvpb.PutRequest{Keyspace: o.keyspace, Key: key, Value: value, Consistency: o.consistency()})
 	if err != nil {
 		return nil, err
 	}
@@ -88,17 +78,7 @@ func (c *Client) Delete(ctx context.Context, key []byte, opts ...CallOption) (*W
 	if e != nil {
 		return nil, e
 	}
-	req := &kvpb.DeleteRequest{Keyspace: o.keyspace, Key: key, Consistency: o.consistency()}
-	if o.session != nil {
-		req.SessionAfter = o.session.after()
-	}
-	var resp *kvpb.DeleteResponse
-	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, key) })
-	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
-		var err error
-		resp, err = kvpb.NewKVClient(cc).Delete(ctx, req, co...)
-		return err
-	})
+	resp, err := c.sendDelete(ctx, op, &o, &kvpb.DeleteRequest{Keyspace: o.keyspace, Key: key, Consistency: o.consistency()})
 	if err != nil {
 		return nil, err
 	}
@@ -168,4 +148,35 @@ func checkReceipt(op string, kind opKind, r Receipt) error {
 	// The write reached some replicas; whether it holds is unknown.
 	e.Unknown = kind == opWrite
 	return e
+}
+
+// sendPut sends a Put or a PutIf (req) to the key's nodes, with the
+// session's timestamp when o has a session, retried as writes are.
+func (c *Client) sendPut(ctx context.Context, op string, o *callOptions, req *kvpb.PutRequest) (*kvpb.PutResponse, error) {
+	if o.session != nil {
+		req.SessionAfter = o.session.after()
+	}
+	var resp *kvpb.PutResponse
+	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, req.GetKey()) })
+	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
+		var err error
+		resp, err = kvpb.NewKVClient(cc).Put(ctx, req, co...)
+		return err
+	})
+	return resp, err
+}
+
+// sendDelete is sendPut for a Delete or a DeleteIf.
+func (c *Client) sendDelete(ctx context.Context, op string, o *callOptions, req *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
+	if o.session != nil {
+		req.SessionAfter = o.session.after()
+	}
+	var resp *kvpb.DeleteResponse
+	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, req.GetKey()) })
+	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
+		var err error
+		resp, err = kvpb.NewKVClient(cc).Delete(ctx, req, co...)
+		return err
+	})
+	return resp, err
 }

@@ -337,6 +337,11 @@ func (s kvServer) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanRe
 	if err != nil {
 		return nil, err
 	}
+	if cons.Level == quorum.Linearizable {
+		// A scan reads many keys from a majority each, with no Paxos read
+		// of any: calling that linearizable would be a lie.
+		return nil, invalidArgument("a scan cannot be linearizable: scan at quorum or all, or read the keys one by one at linearizable")
+	}
 	var end []byte
 	if len(to) > 0 {
 		end = to

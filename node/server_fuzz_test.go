@@ -65,12 +65,14 @@ func validName(s string) bool {
 // validConsistency is the rule for a request's consistency: a known level;
 // R and W only with LEVEL_CUSTOM, which needs both, and at most N (the
 // default keyspace has N=1; other keyspaces do not exist).
-func validConsistency(c *kvpb.Consistency, keyspace string) bool {
+func validConsistency(c *kvpb.Consistency, keyspace string, scan bool) bool {
 	switch c.GetLevel() {
 	case kvpb.Level_LEVEL_UNSPECIFIED:
 		return c.GetR() == 0 && c.GetW() == 0
 	case kvpb.Level_LEVEL_ONE, kvpb.Level_LEVEL_QUORUM, kvpb.Level_LEVEL_ALL:
 		return true
+	case kvpb.Level_LEVEL_LINEARIZABLE:
+		return !scan // a scan is not linearizable, and says so
 	case kvpb.Level_LEVEL_CUSTOM:
 		if c.GetR() == 0 || c.GetW() == 0 {
 			return false
@@ -141,7 +143,7 @@ func FuzzKVRequest(f *testing.F) {
 		switch op % 4 {
 		case 0:
 			what = "put"
-			valid = validName(keyspace) && keyOK && len(value) <= fuzzMaxValue && validConsistency(cons, keyspace)
+			valid = validName(keyspace) && keyOK && len(value) <= fuzzMaxValue && validConsistency(cons, keyspace, false)
 			_, err = kv.Put(ctx, &kvpb.PutRequest{Keyspace: keyspace, Key: key, Value: value, Consistency: cons})
 			if err == nil {
 				rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -153,16 +155,16 @@ func FuzzKVRequest(f *testing.F) {
 			}
 		case 1:
 			what = "get"
-			valid = validName(keyspace) && keyOK && validConsistency(cons, keyspace)
+			valid = validName(keyspace) && keyOK && validConsistency(cons, keyspace, false)
 			_, err = kv.Get(ctx, &kvpb.GetRequest{Keyspace: keyspace, Key: key, Consistency: cons})
 		case 2:
 			what = "delete"
-			valid = validName(keyspace) && keyOK && validConsistency(cons, keyspace)
+			valid = validName(keyspace) && keyOK && validConsistency(cons, keyspace, false)
 			_, err = kv.Delete(ctx, &kvpb.DeleteRequest{Keyspace: keyspace, Key: key, Consistency: cons})
 		case 3:
 			what = "scan"
 			req := &kvpb.ScanRequest{Keyspace: keyspace, Prefix: key, Start: bound1, End: bound2, Limit: limit, Consistency: cons}
-			valid = validName(keyspace) && validScan(req) && validConsistency(cons, keyspace)
+			valid = validName(keyspace) && validScan(req) && validConsistency(cons, keyspace, true)
 			_, err = kv.Scan(ctx, req)
 		}
 		code := status.Code(err)

@@ -272,17 +272,7 @@ func (d *linDriver) run(first paxos.Effects, step func(paxos.Event) paxos.Effect
 	d.apply(first)
 	deadline := d.ctx.Done()
 	for !d.done && d.answer == nil && !d.escalate {
-		select {
-		case le := <-d.events:
-			d.inflight--
-			d.apply(step(d.note(le)))
-		case <-d.timerC():
-			d.timer = nil
-			d.apply(step(paxos.Event{Kind: paxos.EvTimeout, Round: d.timerFor}))
-		case <-d.backoffC():
-			d.backoff = nil
-			d.apply(step(paxos.Event{Kind: paxos.EvRetry, Clock: d.c.cfg.Clock.Now()}))
-		case <-deadline:
+		if !d.next(step, deadline) {
 			// The op goes on without its client; the answer is lost.
 			go d.background(step)
 			return nil
@@ -299,18 +289,28 @@ func (d *linDriver) run(first paxos.Effects, step func(paxos.Event) paxos.Effect
 func (d *linDriver) background(step func(paxos.Event) paxos.Effects) {
 	defer d.stop()
 	for !d.done && (d.inflight > 0 || d.timer != nil || d.backoff != nil) {
-		select {
-		case le := <-d.events:
-			d.inflight--
-			d.apply(step(d.note(le)))
-		case <-d.timerC():
-			d.timer = nil
-			d.apply(step(paxos.Event{Kind: paxos.EvTimeout, Round: d.timerFor}))
-		case <-d.backoffC():
-			d.backoff = nil
-			d.apply(step(paxos.Event{Kind: paxos.EvRetry, Clock: d.c.cfg.Clock.Now()}))
-		}
+		d.next(step, nil)
 	}
+}
+
+// next waits for the next thing to happen to the op (a reply, its timer,
+// the end of its backoff) and steps it; it returns false, having done
+// nothing, when until is closed first (nil never is).
+func (d *linDriver) next(step func(paxos.Event) paxos.Effects, until <-chan struct{}) bool {
+	select {
+	case le := <-d.events:
+		d.inflight--
+		d.apply(step(d.note(le)))
+	case <-d.timerC():
+		d.timer = nil
+		d.apply(step(paxos.Event{Kind: paxos.EvTimeout, Round: d.timerFor}))
+	case <-d.backoffC():
+		d.backoff = nil
+		d.apply(step(paxos.Event{Kind: paxos.EvRetry, Clock: d.c.cfg.Clock.Now()}))
+	case <-until:
+		return false
+	}
+	return true
 }
 
 func (d *linDriver) timerC() <-chan time.Time {
