@@ -174,8 +174,13 @@ func (s *AdaptkvStore) ReadVersion(ctx context.Context, key string) (any, error)
 // UpdateIf implements CondStore with PutIf(IfVersion): one Paxos round,
 // whatever the store's level.
 func (s *AdaptkvStore) UpdateIf(ctx context.Context, key string, version any, value []byte) (any, error) {
-	v, _ := version.(client.Version)
-	res, err := s.c.PutIf(ctx, []byte(key), value, client.IfVersion(v), s.opts[:1]...)
+	// No version (the key was not found) expects the key absent, as
+	// etcd's compare on mod revision 0 does.
+	cond := client.IfAbsent()
+	if v, ok := version.(client.Version); ok && v != (client.Version{}) {
+		cond = client.IfVersion(v)
+	}
+	res, err := s.c.PutIf(ctx, []byte(key), value, cond, s.opts[:1]...)
 	switch {
 	case err != nil:
 		return nil, classify(err)

@@ -546,9 +546,11 @@ func (rn *runner) do(ctx context.Context, op Op, r *rand.Rand, value []byte, ws 
 		ver, ok := ws.versions[key]
 		if !ok {
 			v, err := cs.ReadVersion(ctx, key)
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrNotFound) {
 				return err
 			}
+			// A key the load did not write (an insert failed) is created
+			// by the first compare-and-set, which expects it absent.
 			ver = v
 		}
 		fillValue(r, value)

@@ -39,9 +39,10 @@ type CondStore interface {
 	// ReadVersion reads key and returns its version; a key that does not
 	// exist returns ErrNotFound.
 	ReadVersion(ctx context.Context, key string) (version any, err error)
-	// UpdateIf writes value to key if the key's version is still version.
-	// When it is not, it returns ErrNotApplied and the key's current
-	// version.
+	// UpdateIf writes value to key if the key's version is still version;
+	// a nil version (none read: the key did not exist) expects the key
+	// absent. When the condition does not hold, it returns ErrNotApplied
+	// and the key's current version (nil or zero when absent).
 	UpdateIf(ctx context.Context, key string, version any, value []byte) (current any, err error)
 }
 
