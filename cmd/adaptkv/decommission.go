@@ -7,9 +7,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
+	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/node"
 )
@@ -81,22 +85,43 @@ func (a *app) removeDead(ctx context.Context, eps []string, id string, wait bool
 }
 
 // takeOff makes call (a decommission or a removal of id) on a node other
-// than id and with wait follows ClusterStatus until id has left.
+// than id and with wait follows ClusterStatus until id has left. A node
+// that cannot pass the call on (it knows no metadata leader: a partition
+// may have cut it off) is not the last word: the next live member is asked.
 func (a *app) takeOff(ctx context.Context, eps []string, id string, wait bool, maxTime time.Duration, verb string,
 	call func(context.Context, kvpb.AdminClient) (uint64, string, error)) (decommissionJSON, error) {
 	start := time.Now()
-	admin, closeConn, err := a.adminAvoiding(ctx, eps, id)
+	addrs, err := a.membersAvoiding(ctx, eps, id)
 	if err != nil {
 		return decommissionJSON{}, err
 	}
-	defer closeConn()
-	rctx, cancel := context.WithTimeout(ctx, a.timeout)
-	epoch, state, err := call(rctx, admin)
-	cancel()
-	if err != nil {
-		return decommissionJSON{}, fmt.Errorf("%s %s: %w", verb, id, err)
+	var (
+		admin kvpb.AdminClient
+		out   decommissionJSON
+		errs  []error
+	)
+	for _, addr := range addrs {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			continue
+		}
+		defer cc.Close()
+		c := kvpb.NewAdminClient(cc)
+		rctx, cancel := context.WithTimeout(ctx, a.timeout)
+		epoch, state, err := call(rctx, c)
+		cancel()
+		if err == nil {
+			admin, out = c, decommissionJSON{ID: id, RingState: state, TopologyEpoch: epoch}
+			break
+		}
+		if !noLeaderThere(err) {
+			return decommissionJSON{}, fmt.Errorf("%s %s: %w", verb, id, err)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 	}
-	out := decommissionJSON{ID: id, RingState: state, TopologyEpoch: epoch}
+	if admin == nil {
+		return decommissionJSON{}, fmt.Errorf("%s %s: no member could reach the metadata leader: %w", verb, id, errors.Join(errs...))
+	}
 	if wait && out.RingState != string(node.StateLeft) {
 		fmt.Fprintf(a.stderr, "adaptkv: %s is %s; streaming its ranges to their new owners\n", id, out.RingState)
 		deadline := time.Now().Add(maxTime)
@@ -130,6 +155,23 @@ func (a *app) takeOff(ctx context.Context, eps []string, id string, wait bool, m
 	}
 	out.Duration = time.Since(start).Round(time.Millisecond).String()
 	return out, nil
+}
+
+// noLeaderThere reports whether err says only that the member asked could
+// not reach the metadata leader (none known, or unreachable from there):
+// another member may.
+func noLeaderThere(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	case codes.FailedPrecondition:
+		for _, d := range status.Convert(err).Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == api.ReasonNoMetadataLeader {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (a *app) nodeRemoveCommand() *cobra.Command {
@@ -174,15 +216,16 @@ runs at a time.`,
 	return cmd
 }
 
-// adminAvoiding returns an Admin client on a node of eps other than id
-// (the decommissioned node stops answering once it has left), found
-// through the first endpoint that answers ClusterStatus.
-func (a *app) adminAvoiding(ctx context.Context, eps []string, id string) (kvpb.AdminClient, func(), error) {
+// membersAvoiding returns the gRPC addresses of the members other than id
+// that gossip sees alive (the decommissioned node stops answering once it
+// has left), as the first endpoint of eps that answers ClusterStatus
+// lists them.
+func (a *app) membersAvoiding(ctx context.Context, eps []string, id string) ([]string, error) {
 	var errs []error
 	for _, ep := range eps {
 		cc, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			return nil, nil, usageErr(fmt.Errorf("endpoint %q: %w", ep, err))
+			return nil, usageErr(fmt.Errorf("endpoint %q: %w", ep, err))
 		}
 		sctx, cancel := context.WithTimeout(ctx, a.timeout)
 		st, err := kvpb.NewAdminClient(cc).ClusterStatus(sctx, &kvpb.ClusterStatusRequest{})
@@ -192,17 +235,16 @@ func (a *app) adminAvoiding(ctx context.Context, eps []string, id string) (kvpb.
 			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
 			continue
 		}
+		var addrs []string
 		for _, m := range st.GetMembers() {
-			if m.GetId() == id || m.GetState() != kvpb.MemberState_MEMBER_ALIVE || m.GetGrpcAddr() == "" {
-				continue
+			if m.GetId() != id && m.GetState() == kvpb.MemberState_MEMBER_ALIVE && m.GetGrpcAddr() != "" {
+				addrs = append(addrs, m.GetGrpcAddr())
 			}
-			cc, err := grpc.NewClient(m.GetGrpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				continue
-			}
-			return kvpb.NewAdminClient(cc), func() { cc.Close() }, nil
 		}
-		return nil, nil, fmt.Errorf("no node other than %s is alive to ask", id)
+		if len(addrs) == 0 {
+			return nil, fmt.Errorf("no node other than %s is alive to ask", id)
+		}
+		return addrs, nil
 	}
-	return nil, nil, fmt.Errorf("no node answered: %w", errors.Join(errs...))
+	return nil, fmt.Errorf("no node answered: %w", errors.Join(errs...))
 }
