@@ -490,11 +490,20 @@ type ReadResult struct {
 // Get reads key from R replicas and returns the newest version they hold.
 // At the linearizable level (asked for, or the keyspace's default) it asks
 // a majority and writes back or escalates to a Paxos read as
-// replication/paxos's Reader decides; cons.MinVersion is then moot, since
-// such a read returns every write answered before it began.
+// replication/paxos's Reader decides. Such a read returns every write
+// answered before it began through Paxos, but not a session's own write at
+// a weaker level that reached only a minority: when what it found is older
+// than cons.MinVersion it fails with ErrSessionBehind, as a session read
+// at any level does, rather than go back in time.
 func (c *Coordinator) Get(ctx context.Context, keyspace string, key []byte, cons Consistency) (ReadResult, error) {
 	if c.isLinearizable(keyspace, cons) {
-		return c.linGet(ctx, keyspace, key)
+		res, err := c.linGet(ctx, keyspace, key)
+		if err == nil && cons.MinVersion != (storage.Version{}) && res.Record.Version.Less(cons.MinVersion) {
+			c.metrics.SessionBehind.Add(1)
+			return ReadResult{Receipt: res.Receipt}, fmt.Errorf("linearizable read of %q found version %d.%d, older than the session's %d.%d: %w",
+				key, res.Record.Version.Timestamp, res.Record.Version.Node, cons.MinVersion.Timestamp, cons.MinVersion.Node, ErrSessionBehind)
+		}
+		return res, err
 	}
 	start := time.Now()
 	o := newReadOp(c.cfg.NodeID, keyspace, key, start, &c.metrics)

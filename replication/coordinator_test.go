@@ -125,6 +125,16 @@ func (n *memNetwork) Paxos(ctx context.Context, to string, req *kvpb.PaxosReques
 	if err != nil {
 		return nil, err
 	}
+	n.mu.Lock()
+	delay := n.slow[to]
+	n.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	return r.Paxos(ctx, req)
 }
 

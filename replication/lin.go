@@ -115,11 +115,11 @@ func (c *Coordinator) condWrite(ctx context.Context, keyspace string, req paxos.
 		prop := paxos.NewProposer(req)
 		d := c.newLinDriver(ctx, keyspace, req.Key, p)
 		out := d.run(prop.Start(v.Timestamp), prop.Step)
-		rcpt := Receipt{Policy: p.pol, Acked: d.acked, Epoch: p.ks.Epoch}
+		rcpt := Receipt{Policy: p.pol, Acked: d.res.acked, Epoch: p.ks.Epoch}
 		if err := c.linError("write", out, d, p); err != nil {
-			if d.known > p.ks.Epoch && definiteLin(err) && attempt < maxEpochAttempts {
+			if d.res.known > p.ks.Epoch && definiteLin(err) && attempt < maxEpochAttempts {
 				c.metrics.EpochRetries.Add(1)
-				if cerr := c.catchUp(ctx, d.known); cerr != nil {
+				if cerr := c.catchUp(ctx, d.res.known); cerr != nil {
 					return CondResult{Receipt: rcpt}, cerr
 				}
 				continue
@@ -145,7 +145,7 @@ func (c *Coordinator) linGet(ctx context.Context, keyspace string, key []byte) (
 		rd := paxos.NewReader(p.replicas)
 		d := c.newLinDriver(ctx, keyspace, key, p)
 		out := d.run(rd.Start(), rd.Step)
-		if out == nil && d.escalate {
+		if out == nil && d.res.escalate {
 			v, err := c.newVersion(0)
 			if err != nil {
 				return ReadResult{}, err
@@ -154,13 +154,13 @@ func (c *Coordinator) linGet(ctx context.Context, keyspace string, key []byte) (
 			d = c.newLinDriver(ctx, keyspace, key, p)
 			out = d.run(prop.Start(v.Timestamp), prop.Step)
 		}
-		rcpt := Receipt{Policy: p.pol, Acked: d.acked, Epoch: p.ks.Epoch}
+		rcpt := Receipt{Policy: p.pol, Acked: d.res.acked, Epoch: p.ks.Epoch}
 		if err := c.linError("read", out, d, p); err != nil {
 			// A read wrote nothing of its own (its write-backs and
 			// completions are other writes'), so it may always run again.
-			if d.known > p.ks.Epoch && attempt < maxEpochAttempts && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			if d.res.known > p.ks.Epoch && attempt < maxEpochAttempts && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				c.metrics.EpochRetries.Add(1)
-				if cerr := c.catchUp(ctx, d.known); cerr != nil {
+				if cerr := c.catchUp(ctx, d.res.known); cerr != nil {
 					return ReadResult{Receipt: rcpt}, cerr
 				}
 				continue
@@ -212,13 +212,13 @@ func (c *Coordinator) linError(op string, out *paxos.Outcome, d *linDriver, p li
 	case errors.Is(out.Err, paxos.ErrContended):
 		return fmt.Errorf("%w: %w", ErrContended, out.Err)
 	case errors.Is(out.Err, paxos.ErrUnavailable):
-		if d.known > p.ks.Epoch {
+		if d.res.known > p.ks.Epoch {
 			// Refusals of a stale epoch cost the quorum: say so, as the
 			// other ops do when they cannot catch up.
-			return &QuorumError{Op: "linearizable " + op, Answered: d.acked, Required: p.pol.W, Err: ErrQuorumNotReached,
-				Detail: fmt.Sprintf("replicas know epoch %d, this node %d; nothing was written: %v", d.known, p.ks.Epoch, out.Err)}
+			return &QuorumError{Op: "linearizable " + op, Answered: d.res.acked, Required: p.pol.W, Err: ErrQuorumNotReached,
+				Detail: fmt.Sprintf("replicas know epoch %d, this node %d; nothing was written: %v", d.res.known, p.ks.Epoch, out.Err)}
 		}
-		return &QuorumError{Op: "linearizable " + op, Answered: d.acked, Required: p.pol.W, Err: ErrQuorumNotReached,
+		return &QuorumError{Op: "linearizable " + op, Answered: d.res.acked, Required: p.pol.W, Err: ErrQuorumNotReached,
 			Detail: fmt.Sprintf("nothing was written: %v", out.Err)}
 	}
 	return out.Err
@@ -257,6 +257,17 @@ type linDriver struct {
 	acked, round, roundAcked int
 	// known is the newest keyspace epoch a replica reported refusing ours.
 	known uint64
+	// res is what the foreground saw, copied before run returns: the
+	// background goroutine goes on writing the fields above, so the
+	// caller reads only this.
+	res linResult
+}
+
+// linResult is an op's foreground as run left it.
+type linResult struct {
+	acked    int
+	known    uint64
+	escalate bool
 }
 
 func (c *Coordinator) newLinDriver(ctx context.Context, keyspace string, key []byte, p linPlan) *linDriver {
@@ -274,14 +285,17 @@ func (d *linDriver) run(first paxos.Effects, step func(paxos.Event) paxos.Effect
 	for !d.done && d.answer == nil && !d.escalate {
 		if !d.next(step, deadline) {
 			// The op goes on without its client; the answer is lost.
+			d.res = linResult{acked: d.acked, known: d.known, escalate: d.escalate}
 			go d.background(step)
 			return nil
 		}
 	}
+	d.res = linResult{acked: d.acked, known: d.known, escalate: d.escalate}
+	answer := d.answer
 	if !d.done {
 		go d.background(step)
 	}
-	return d.answer
+	return answer
 }
 
 // background drives the op until it finishes or nothing can happen to it

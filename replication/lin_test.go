@@ -8,6 +8,7 @@ import (
 
 	"github.com/adaptkv/adaptkv/replication/paxos"
 	"github.com/adaptkv/adaptkv/replication/quorum"
+	"github.com/adaptkv/adaptkv/storage"
 )
 
 // The linearizable shell on the in-memory fixture (real replicas and
@@ -96,5 +97,60 @@ func TestJitter(t *testing.T) {
 		if b >= time.Millisecond && lo == hi {
 			t.Errorf("jitter(%v) always drew %v", b, lo)
 		}
+	}
+}
+
+// A conditional write whose client gives up while its replies are in
+// flight answers (outcome unknown) and its driver finishes in the
+// background; the caller reads only what the foreground saw. Under -race
+// this failed: the receipt read the driver's reply count while the
+// background goroutine updated it.
+func TestLinDeadlineHandsOverToBackground(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		f.net.slow[id] = 30 * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	_, err := f.coord.CondPut(ctx, "ks", []byte("k"), []byte("v"), paxos.Condition{Kind: paxos.IfAbsent}, Consistency{})
+	if !errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("CondPut past its deadline: %v; want an unknown outcome", err)
+	}
+	// The background round goes on and completes the write.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g, err := f.coord.Get(context.Background(), "ks", []byte("k"), Consistency{Level: quorum.Linearizable})
+		if err == nil && g.Found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the write handed to the background never became visible: %+v, %v", g, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A session read at linearizable never goes back in time either: the
+// session wrote at a weaker level to a replica now down, so the majority
+// that answers holds an older record; the read fails with ErrSessionBehind
+// instead of returning it.
+func TestLinSessionReadRespectsToken(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	ctx := context.Background()
+	old, err := f.coord.CondPut(ctx, "ks", []byte("k"), []byte("old"), paxos.Condition{Kind: paxos.Always}, Consistency{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := storage.Record{Key: []byte("k"), Value: []byte("new"), Version: storage.Version{Timestamp: old.Record.Version.Timestamp + 1000, Node: 1}}
+	if _, err := f.net.engines["n1"].Apply(ctx, []storage.Mutation{{Keyspace: "ks", Record: newer}}); err != nil {
+		t.Fatal(err)
+	}
+	f.net.setDown("n1", true)
+	_, err = f.coord.Get(ctx, "ks", []byte("k"), Consistency{Level: quorum.Linearizable, MinVersion: newer.Version})
+	if !errors.Is(err, ErrSessionBehind) {
+		t.Fatalf("linearizable session read below the token: %v; want ErrSessionBehind", err)
+	}
+	if g, err := f.coord.Get(ctx, "ks", []byte("k"), Consistency{Level: quorum.Linearizable, MinVersion: old.Record.Version}); err != nil || string(g.Record.Value) != "old" {
+		t.Fatalf("linearizable session read at the token: %+v, %v; want old", g, err)
 	}
 }
