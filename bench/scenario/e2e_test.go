@@ -3,7 +3,6 @@ package scenario
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,44 +13,12 @@ import (
 	"github.com/adaptkv/adaptkv/internal/testbin"
 )
 
-// adaptkvBinary is the adaptkv executable TestMain builds for the
-// end-to-end tests; empty when the build failed (buildErr says why).
-var (
-	adaptkvBinary string
-	buildErr      error
-)
+// adaptkv is the adaptkv executable TestMain builds, unless -short.
+var adaptkv testbin.Lazy
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	var dir string
-	if !testing.Short() {
-		var err error
-		dir, err = os.MkdirTemp("", "scenario-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		// Without -race (see testbin.Build).
-		if adaptkvBinary, err = testbin.Build(dir); err != nil {
-			buildErr = err
-		}
-	}
-	code := m.Run()
-	if dir != "" {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.MainUnlessShort(m, &adaptkv) }
 
-func needBinary(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a 5-node cluster; skipped with -short")
-	}
-	if adaptkvBinary == "" {
-		t.Fatal(buildErr)
-	}
-}
+func needBinary(t *testing.T) { t.Helper(); adaptkv.Need(t, "starts a 5-node cluster") }
 
 // TestRunEndToEnd runs a short experiment on a real cluster. It checks
 // that the run produces its results for every arm and phase, not that the
@@ -61,7 +28,7 @@ func TestRunEndToEnd(t *testing.T) {
 	out := t.TempDir()
 	var progress strings.Builder
 	cfg := Config{
-		Binary: adaptkvBinary, Out: out, Seed: 3,
+		Binary: adaptkv.Path, Out: out, Seed: 3,
 		PhaseDuration: 4 * time.Second, Slice: time.Second, Warmup: 3 * time.Second,
 		Keys: 100, Concurrency: 8, Rate: 200,
 	}
@@ -129,7 +96,7 @@ func TestFullExperiment(t *testing.T) {
 		out, os.Getenv("SCENARIO_ARGS"))}
 	defer func() { os.Args = saved }()
 	cmd := NewCommand()
-	args := append([]string{"--out", out, "--binary", adaptkvBinary}, strings.Fields(os.Getenv("SCENARIO_ARGS"))...)
+	args := append([]string{"--out", out, "--binary", adaptkv.Path}, strings.Fields(os.Getenv("SCENARIO_ARGS"))...)
 	cmd.SetArgs(args)
 	cmd.SetOut(os.Stdout)
 	cmd.SetErr(os.Stderr)

@@ -2,8 +2,6 @@ package shape
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,40 +12,12 @@ import (
 	"github.com/adaptkv/adaptkv/internal/testbin"
 )
 
-// adaptkvBinary is the adaptkv executable TestMain builds; empty when the
-// build failed (buildErr says why).
-var (
-	adaptkvBinary string
-	buildErr      error
-)
+// adaptkv is the adaptkv executable TestMain builds, unless -short.
+var adaptkv testbin.Lazy
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	var dir string
-	if !testing.Short() {
-		var err error
-		if dir, err = os.MkdirTemp("", "shape-bin-"); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		adaptkvBinary, buildErr = testbin.Build(dir)
-	}
-	code := m.Run()
-	if dir != "" {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.MainUnlessShort(m, &adaptkv) }
 
-func needBinary(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts node processes; skipped with -short")
-	}
-	if adaptkvBinary == "" {
-		t.Fatal(buildErr)
-	}
-}
+func needBinary(t *testing.T) { t.Helper(); adaptkv.Need(t, "starts node processes") }
 
 // TestScaleOutAndInSmall is the scenario at CI size: 3 nodes, 300 keys,
 // a fourth node added, n2 killed with SIGKILL and replaced by n5 (started
@@ -59,7 +29,7 @@ func TestScaleOutAndInSmall(t *testing.T) {
 	defer cancel()
 	out := t.TempDir()
 	var log strings.Builder
-	res, err := Run(ctx, Config{Binary: adaptkvBinary, Out: out, Keys: 300, Add: 1, Replace: []string{"n2"}, FromFirst: true, StepTimeout: time.Minute,
+	res, err := Run(ctx, Config{Binary: adaptkv.Path, Out: out, Keys: 300, Add: 1, Replace: []string{"n2"}, FromFirst: true, StepTimeout: time.Minute,
 		// The automatic cleanup takes well under a second here.
 		CleanupWait: 5 * time.Second}, &log)
 	if err != nil {
@@ -112,7 +82,7 @@ func TestChecksDetect(t *testing.T) {
 	needBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r := &run{cfg: Config{Binary: adaptkvBinary, Out: t.TempDir(), Keys: 50, Concurrency: 4, CleanupWait: time.Second},
+	r := &run{cfg: Config{Binary: adaptkv.Path, Out: t.TempDir(), Keys: 50, Concurrency: 4, CleanupWait: time.Second},
 		out: io.Discard, acked: make(map[string]uint64), tried: make(map[string]bool)}
 	defer r.close()
 	if err := r.start(ctx); err != nil {

@@ -45,24 +45,31 @@ it keeps its place on the ring. One topology change runs at a time.`,
   adaptkv node decommission n4 --wait=false   # return once it is leaving`,
 		Args: cobraArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eps, err := a.clusterEndpoints()
-			if err != nil {
-				return err
-			}
-			out, err := a.decommission(cmd.Context(), eps, args[0], wait, maxTime)
-			if err != nil {
-				return err
-			}
-			if a.json() {
-				return a.printJSON(out)
-			}
-			fmt.Fprintf(a.stdout, "%s is %s (topology epoch %d, %s)\n", out.ID, out.RingState, out.TopologyEpoch, out.Duration)
-			return nil
+			return a.printTakeOff(cmd.Context(), args[0], wait, maxTime, a.decommission)
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the node has left the ring")
 	cmd.Flags().DurationVar(&maxTime, "max-time", 30*time.Minute, "give up waiting after this long (the decommission goes on)")
 	return cmd
+}
+
+// printTakeOff runs a decommission or a removal of id (take) through the
+// local cluster's endpoints and prints where it stands.
+func (a *app) printTakeOff(ctx context.Context, id string, wait bool, maxTime time.Duration,
+	take func(context.Context, []string, string, bool, time.Duration) (decommissionJSON, error)) error {
+	eps, err := a.clusterEndpoints()
+	if err != nil {
+		return err
+	}
+	out, err := take(ctx, eps, id, wait, maxTime)
+	if err != nil {
+		return err
+	}
+	if a.json() {
+		return a.printJSON(out)
+	}
+	fmt.Fprintf(a.stdout, "%s is %s (topology epoch %d, %s)\n", out.ID, out.RingState, out.TopologyEpoch, out.Duration)
+	return nil
 }
 
 // decommission asks the cluster, through eps, to decommission id through a
@@ -196,19 +203,7 @@ runs at a time.`,
   adaptkv node remove n4 --wait=false   # return once it is removing`,
 		Args: cobraArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eps, err := a.clusterEndpoints()
-			if err != nil {
-				return err
-			}
-			out, err := a.removeDead(cmd.Context(), eps, args[0], wait, maxTime)
-			if err != nil {
-				return err
-			}
-			if a.json() {
-				return a.printJSON(out)
-			}
-			fmt.Fprintf(a.stdout, "%s is %s (topology epoch %d, %s)\n", out.ID, out.RingState, out.TopologyEpoch, out.Duration)
-			return nil
+			return a.printTakeOff(cmd.Context(), args[0], wait, maxTime, a.removeDead)
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the node has left the ring")

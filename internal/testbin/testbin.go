@@ -5,6 +5,7 @@ package testbin
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -46,4 +47,47 @@ func Main(m *testing.M, bin *string) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// Lazy is the binary of a package only some of whose tests need it (they
+// start node processes and are skipped with -short): MainUnlessShort builds
+// it, and Need skips or fails a test that needs it.
+type Lazy struct {
+	// Path is the built binary; empty when -short or when the build
+	// failed (Err says why).
+	Path string
+	Err  error
+}
+
+// MainUnlessShort is a TestMain that builds the binary into a temporary
+// folder unless -short, runs the tests and removes the folder. A failed
+// build fails the tests that call Need, not the package.
+func MainUnlessShort(m *testing.M, b *Lazy) {
+	flag.Parse()
+	var dir string
+	if !testing.Short() {
+		var err error
+		if dir, err = os.MkdirTemp("", "adaptkv-bin-"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		b.Path, b.Err = Build(dir)
+	}
+	code := m.Run()
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
+
+// Need skips t under -short (why says what it would start) and fails it
+// when the build failed.
+func (b *Lazy) Need(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(why + "; skipped with -short")
+	}
+	if b.Path == "" {
+		t.Fatal(b.Err)
+	}
 }
