@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -13,15 +14,19 @@ import (
 	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/adaptkv/adaptkv/internal/security"
 )
 
 // Client is a connection to an adaptkv cluster. It is safe for concurrent
 // use; create one per process and share it, since it keeps long-lived
 // connections and a background topology refresh.
 type Client struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	creds credentials.TransportCredentials // mutual TLS, or plaintext
 
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn // by gRPC address; closed only by Close
@@ -55,14 +60,26 @@ type Client struct {
 // returns a Client, whose calls report the connection errors. ctx bounds only
 // this initial contact; the Client does not keep it.
 //
-// Connections are unencrypted and unauthenticated (insecure credentials);
-// TLS will come with a later Config field.
+// Connections use mutual TLS when Config.TLS or Config.CertsDir says how,
+// and are plaintext otherwise (for an --insecure cluster).
 func New(ctx context.Context, cfg Config) (*Client, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
+	creds := insecure.NewCredentials()
+	var material *security.Material
+	switch {
+	case cfg.TLS != nil:
+		creds = credentials.NewTLS(cfg.TLS)
+	case cfg.CertsDir != "":
+		if material, err = security.LoadClient(cfg.CertsDir, cfg.User); err != nil {
+			return nil, fmt.Errorf("%w: Config.CertsDir: %w", ErrInvalidArgument, err)
+		}
+		creds = credentials.NewTLS(material.ClientConfig())
+	}
 	c := &Client{
+		creds:     creds,
 		cfg:       cfg,
 		log:       cfg.Logger,
 		conns:     make(map[string]*grpc.ClientConn),
@@ -70,6 +87,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		refreshCh: make(chan struct{}, 1),
 	}
 	c.bg, c.stop = context.WithCancel(context.Background())
+	if material != nil {
+		go material.Watch(c.bg, 10*time.Second, c.log)
+	}
 	c.budget.init()
 	for _, ep := range cfg.Endpoints {
 		if _, err := c.conn(ep); err != nil {
@@ -135,7 +155,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 		return cc, nil
 	}
 	cc, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(c.creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			// gRPC's default reconnect backoff grows to 2 minutes, far
 			// longer than a node restart; the client would keep a node

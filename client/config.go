@@ -1,10 +1,13 @@
 package client
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/adaptkv/adaptkv/internal/security"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -26,6 +29,22 @@ type Config struct {
 	// enabled they are only seeds: the client learns the other nodes'
 	// addresses from the cluster. Required.
 	Endpoints []string
+
+	// TLS is the client's configuration for mutual TLS with the cluster,
+	// which runs secure unless started with --insecure: it must present a
+	// client certificate signed by the cluster's CA. Takes precedence over
+	// CertsDir.
+	TLS *tls.Config
+	// CertsDir, when TLS is nil, is a certificate directory (see `adaptkv
+	// cert`) holding ca.crt and the client certificate of User
+	// (client.USER.crt and client.USER.key); certificates replaced there
+	// are picked up by new connections. With TLS nil and CertsDir empty the
+	// client connects in plaintext, which only an --insecure cluster
+	// accepts.
+	CertsDir string
+	// User names the client certificate to load from CertsDir. Default
+	// "root".
+	User string
 
 	// DialTimeout bounds how long New waits for the first cluster topology
 	// and how long one connection attempt to a node may take. Default 5s.
@@ -101,6 +120,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	}
 	cfg.Endpoints = eps
+	if cfg.User == "" {
+		cfg.User = security.RootUser
+	}
 
 	for _, d := range []struct {
 		name string

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/api/ring"
+	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/storage"
 )
@@ -41,6 +42,14 @@ type Config struct {
 	RaftAddr string
 	// HTTPAddr serves /metrics, /debug/pprof and /healthz; empty disables it.
 	HTTPAddr string
+
+	// Security is the node's TLS material (security.LoadNode of its
+	// certificate directory): mutual TLS 1.3 on the gRPC API (client, admin
+	// and peer services) and on the Raft transport, with rotated
+	// certificates picked up without a restart. Nil runs the node
+	// insecure: plaintext and unauthenticated, which the `adaptkv node`
+	// command allows only with --insecure.
+	Security *security.Material
 
 	// Seeds are gossip addresses of existing members to join.
 	Seeds []string

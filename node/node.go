@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -165,7 +166,7 @@ func (n *Node) start(ctx context.Context) error {
 		n.hooks = &testHooks{linkDelay: map[string]time.Duration{}}
 		n.log.Warn("unsafe test hooks enabled: this node accepts fault injection on its HTTP address")
 	}
-	n.transport = newPeerTransport(cfg.ID, n.replica, host, n.grpcAddrOf)
+	n.transport = newPeerTransport(cfg.ID, n.replica, host, n.grpcAddrOf, cfg.Security)
 	n.transport.hooks = n.hooks
 	n.transport.timeout = cfg.ReplicaTimeout
 	n.closers = append(n.closers, func() error { n.transport.Close(); return nil })
@@ -214,6 +215,11 @@ func (n *Node) start(ctx context.Context) error {
 		// quarter of its requests with 8 workers), not for the CPUs; an
 		// idle worker costs a parked goroutine.
 		grpc.NumStreamWorkers(uint32(max(streamWorkers, 4*runtime.GOMAXPROCS(0)))),
+	}
+	if cfg.Security != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.Security.ServerConfig())))
+	} else {
+		n.log.Warn("running insecure: the gRPC API and Raft are plaintext and unauthenticated, gossip is unencrypted")
 	}
 	if n.hooks != nil {
 		opts = append(opts, grpc.UnaryInterceptor(n.hooks.replyDelayInterceptor))

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/replication"
 )
 
@@ -22,7 +24,8 @@ type peerTransport struct {
 	local   *replication.Replica
 	resolve func(id string) (addr string, ok bool)
 	dialer  *net.Dialer
-	hooks   *testHooks // injected link latency; nil in production
+	creds   credentials.TransportCredentials // mutual TLS, or insecure
+	hooks   *testHooks                       // injected link latency; nil in production
 
 	// timeout bounds one coalesced write RPC.
 	timeout time.Duration
@@ -36,8 +39,14 @@ type peerTransport struct {
 	closed bool
 }
 
-func newPeerTransport(self string, local *replication.Replica, bindHost string, resolve func(string) (string, bool)) *peerTransport {
+func newPeerTransport(self string, local *replication.Replica, bindHost string, resolve func(string) (string, bool), sec *security.Material) *peerTransport {
+	creds := insecure.NewCredentials()
+	if sec != nil {
+		// The node's own certificate authenticates it to its peers.
+		creds = credentials.NewTLS(sec.ClientConfig())
+	}
 	return &peerTransport{
+		creds:   creds,
 		self:    self,
 		local:   local,
 		resolve: resolve,
@@ -64,7 +73,7 @@ func (t *peerTransport) client(id string) (kvpb.PeerClient, error) {
 	if !ok {
 		var err error
 		cc, err = grpc.NewClient(addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(t.creds),
 			grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
 				return t.dialer.DialContext(ctx, "tcp", a)
 			}),

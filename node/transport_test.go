@@ -13,7 +13,7 @@ import (
 // open a connection and a write batcher that nothing closes (goleak in
 // TestMain catches those; the power-cut tests found them).
 func TestPeerTransportRefusesAfterClose(t *testing.T) {
-	tr := newPeerTransport("n1", nil, "127.0.0.1", func(string) (string, bool) { return "127.0.0.1:1", true })
+	tr := newPeerTransport("n1", nil, "127.0.0.1", func(string) (string, bool) { return "127.0.0.1:1", true }, nil)
 	tr.Close()
 	ctx := context.Background()
 	calls := map[string]func() error{

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/client"
+	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/node"
 	"github.com/adaptkv/adaptkv/node/launch"
 )
@@ -32,6 +33,10 @@ type Options struct {
 	Host string
 	// Logger receives the nodes' logs; nil discards them.
 	Logger *slog.Logger
+	// CertsDir, when set, runs every node secure with the node certificate
+	// of this directory (see internal/security), and Client connects with
+	// its root client certificate.
+	CertsDir string
 	// Configure, when set, adjusts node i's configuration before it starts.
 	Configure func(i int, cfg *node.Config)
 }
@@ -76,6 +81,14 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		cfg.Logger = opts.Logger.With("node", cfg.ID)
 		if seed != "" {
 			cfg.Seeds = []string{seed}
+		}
+		if opts.CertsDir != "" {
+			m, err := security.LoadNode(opts.CertsDir)
+			if err != nil {
+				c.Close()
+				return nil, fmt.Errorf("clustertest: %w", err)
+			}
+			cfg.Security = m
 		}
 		if opts.Configure != nil {
 			opts.Configure(i, &cfg)
@@ -257,7 +270,7 @@ func (c *Cluster) Endpoints() []string {
 // test ends.
 func (c *Cluster) Client(t testing.TB) *client.Client {
 	t.Helper()
-	cl, err := client.New(context.Background(), client.Config{Endpoints: c.Endpoints()})
+	cl, err := client.New(context.Background(), client.Config{Endpoints: c.Endpoints(), CertsDir: c.opts.CertsDir})
 	if err != nil {
 		t.Fatal(err)
 	}
