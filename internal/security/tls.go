@@ -162,9 +162,10 @@ func (m *Material) current() (*x509.CertPool, *tls.Certificate) {
 	return m.pool, m.cert
 }
 
-// ServerConfig is the configuration of a listener (the gRPC API, Raft):
-// TLS 1.3, a client certificate required and verified against the current
-// CA, the current certificate served.
+// ServerConfig is the configuration of a listener that only certificate
+// holders may use (the gRPC API, Raft): TLS 1.3, a client certificate
+// required and verified against the current CA, the current certificate
+// served.
 func (m *Material) ServerConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
