@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"slices"
 	"testing"
 
@@ -116,5 +117,37 @@ func TestKeyringEntriesAndSnapshot(t *testing.T) {
 	}
 	if restored.Primary != k2 || len(restored.Keys) != 2 || g.gossip.state.Load().Primary != k2 {
 		t.Fatalf("restored keyring %+v", restored)
+	}
+}
+
+// A node's keyring file wins over gossip.key once written, and a replayed
+// entry older than the file does not step the keyring back.
+func TestKeyringFileWinsOverGossipKey(t *testing.T) {
+	certs := certDir(t)
+	cfg := Config{DataDir: t.TempDir(), Security: loadMaterial(t, certs, "")}
+	log := slog.New(slog.DiscardHandler)
+	g, err := loadGossipKeys(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, _ := g.inForce()
+	k2 := GossipKeyring{Primary: security.EncodeGossipKey(security.NewGossipKey())}
+	k2.Keys = []string{k2.Primary}
+	g.apply(7, k2)
+	g.apply(5, k1) // a replay of an older entry
+	if cur, _ := g.inForce(); cur.Primary != k2.Primary {
+		t.Fatal("an older entry replaced the keyring")
+	}
+	again, err := loadGossipKeys(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur, ok := again.inForce(); !ok || cur.Primary != k2.Primary || !slices.Equal(cur.Keys, k2.Keys) || again.cur.Index != 7 {
+		t.Fatalf("after a restart the keyring is %+v at %d; want the persisted one at 7", cur, again.cur.Index)
+	}
+	if insecure, err := loadGossipKeys(Config{DataDir: cfg.DataDir}, log); err != nil {
+		t.Fatal(err)
+	} else if _, ok := insecure.inForce(); ok {
+		t.Fatal("an insecure node encrypts gossip")
 	}
 }
