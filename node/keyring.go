@@ -433,7 +433,13 @@ func (s adminServer) forwardKeyring(ctx context.Context, req *kvpb.KeyringReques
 // asks again until every one has applied index and holds target, or
 // keyringWait (or ctx) ends; the members that did not are named.
 func (n *Node) keyringReport(ctx context.Context, target GossipKeyring, index uint64, wait bool) *kvpb.KeyringResponse {
-	wctx, cancel := context.WithTimeout(ctx, keyringWait)
+	budget := keyringWait
+	if deadline, ok := ctx.Deadline(); ok {
+		// Answer before the caller gives up, so that it learns which
+		// members are behind instead of only that time ran out.
+		budget = min(budget, time.Until(deadline)*4/5)
+	}
+	wctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	for {
 		resp := &kvpb.KeyringResponse{Primary: target.Primary, Keys: target.Keys, Index: index}
