@@ -50,8 +50,9 @@ type raftStreamLayer struct {
 	sec    *security.Material // nil: plaintext
 	log    *slog.Logger
 
-	// accepted delivers the connections whose handshake succeeded (all of
-	// them when plaintext); done is closed by Close.
+	// accepted delivers the connections whose handshake succeeded (secure
+	// only: plaintext Accept takes them from the listener); done is closed
+	// by Close.
 	accepted chan net.Conn
 	done     chan struct{}
 	acceptWG sync.WaitGroup
@@ -67,8 +68,10 @@ const raftHandshakeTimeout = 10 * time.Second
 func newRaftStreamLayer(ln net.Listener, dialer net.Dialer, sec *security.Material, log *slog.Logger) *raftStreamLayer {
 	s := &raftStreamLayer{Listener: ln, dialer: dialer, sec: sec, log: log, conns: map[net.Conn]struct{}{},
 		accepted: make(chan net.Conn), done: make(chan struct{})}
-	s.acceptWG.Add(1)
-	go s.acceptLoop()
+	if sec != nil {
+		s.acceptWG.Add(1)
+		go s.acceptLoop()
+	}
 	return s
 }
 
@@ -97,8 +100,8 @@ func (s *raftStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (
 	return s.track(c)
 }
 
-// acceptLoop accepts connections until the listener closes, and hands each
-// to Accept, after a successful handshake when secure.
+// acceptLoop, run when secure, accepts connections until the listener
+// closes and hands each to Accept once its handshake succeeded.
 func (s *raftStreamLayer) acceptLoop() {
 	defer s.acceptWG.Done()
 	for {
@@ -118,10 +121,6 @@ func (s *raftStreamLayer) acceptLoop() {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			continue
-		}
-		if s.sec == nil {
-			s.deliver(c)
 			continue
 		}
 		s.acceptWG.Add(1)
@@ -176,6 +175,13 @@ func (s *raftStreamLayer) deliver(c net.Conn) {
 
 // Accept implements net.Listener.
 func (s *raftStreamLayer) Accept() (net.Conn, error) {
+	if s.sec == nil {
+		c, err := s.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		return s.track(c)
+	}
 	select {
 	case c := <-s.accepted:
 		return s.track(c)
