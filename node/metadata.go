@@ -75,6 +75,8 @@ type command struct {
 	// Stream is a topology change's stream checkpoint ("stream-progress",
 	// stream.go).
 	Stream *StreamProgress `json:"stream,omitempty"`
+	// Keyring is a gossip keyring change ("keyring", keyring.go).
+	Keyring *keyringChange `json:"keyring,omitempty"`
 	// AtUnixMs is the proposer's clock, so that every node records the same
 	// creation time.
 	AtUnixMs int64 `json:"at"`
@@ -104,6 +106,8 @@ type fsm struct {
 	// stream is the last checkpoint of the topology change's stream
 	// (stream.go); nil when none was written.
 	stream atomic.Pointer[StreamProgress]
+	// gossip is the cluster's gossip keyring (keyring.go).
+	gossip keyringFSM
 	// vnodes is the ring's vnodes per member; every node must agree.
 	vnodes   int
 	applied  atomic.Uint64
@@ -134,6 +138,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 	switch c.Op {
 	case "number":
 		return applyResult{number: f.assignNumber(c.Node)}
+	case "keyring":
+		return f.applyKeyring(c.Keyring, l.Index)
 	case "nop":
 		// Changes nothing; it gives the leader's read index an entry that
 		// reaches the state machine (see localReadIndex).
@@ -306,7 +312,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	// Raft calls Snapshot between Applys, so applied is the snapshot's
 	// index.
 	return fsmSnapshot{Keyspaces: *f.keyspaces.Load(), Decisions: *f.decisions.Load(), Numbers: *f.numbers.Load(),
-		Topology: f.topo.Load().Topology, Stream: f.stream.Load(), Index: f.applied.Load()}, nil
+		Topology: f.topo.Load().Topology, Stream: f.stream.Load(), Keyring: f.gossip.state.Load(), Index: f.applied.Load()}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -348,6 +354,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		index = max(index, d.Epoch)
 	}
 	index = max(index, snap.Topology.Epoch)
+	f.restoreKeyring(snap.Keyring, index)
 	f.advance(index)
 	return nil
 }
@@ -358,6 +365,7 @@ type fsmSnapshot struct {
 	Numbers   map[string]uint32            `json:"numbers,omitempty"`
 	Topology  Topology                     `json:"topology,omitempty"`
 	Stream    *StreamProgress              `json:"stream,omitempty"`
+	Keyring   *GossipKeyring               `json:"keyring,omitempty"`
 	// Index is the last log index the snapshot includes.
 	Index uint64 `json:"index,omitempty"`
 }

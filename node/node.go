@@ -53,6 +53,8 @@ type Node struct {
 	repair    *antientropy.Runner
 	scheduler *scheduler
 	lease     configLease
+	// gossipKeys is the gossip encryption keyring (keyring.go).
+	gossipKeys *gossipKeys
 	// number is this node's number once known (numbers.go); 0 until then.
 	number    atomic.Uint32
 	numberMu  sync.Mutex // serializes writes of the node-number file
@@ -171,6 +173,11 @@ func (n *Node) start(ctx context.Context) error {
 	n.transport.timeout = cfg.ReplicaTimeout
 	n.closers = append(n.closers, func() error { n.transport.Close(); return nil })
 
+	if n.gossipKeys, err = loadGossipKeys(cfg, n.log); err != nil {
+		raftLn.Close()
+		return err
+	}
+	n.meta.gossip.onApply = n.gossipKeys.apply
 	if err := n.startRaft(raftLn, host); err != nil {
 		raftLn.Close()
 		return err
@@ -178,9 +185,11 @@ func (n *Node) start(ctx context.Context) error {
 	n.closers = append(n.closers, func() error { return n.raft.Shutdown().Error() })
 
 	meta := membership.Meta{ID: cfg.ID, GRPCAddr: n.addrs.GRPC, RaftAddr: n.addrs.Raft, HTTPAddr: n.addrs.HTTP, Zone: cfg.Zone, Replace: cfg.Replace}
-	n.members, err = membership.Start(membership.Config{
-		Meta: meta, BindAddr: cfg.GossipAddr, Local: cfg.LocalTimings, Vnodes: cfg.Vnodes, Logger: n.log,
-		OnChange: func(v *membership.View) { n.hints.Wake() },
+	n.members, err = n.gossipKeys.startGossip(func(keys [][]byte) (*membership.Membership, error) {
+		return membership.Start(membership.Config{
+			Meta: meta, BindAddr: cfg.GossipAddr, Local: cfg.LocalTimings, Vnodes: cfg.Vnodes, Logger: n.log,
+			OnChange: func(v *membership.View) { n.hints.Wake() }, Keys: keys,
+		})
 	})
 	if err != nil {
 		return err

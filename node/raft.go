@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/node/membership"
 	"github.com/adaptkv/adaptkv/replication/quorum"
 	"github.com/adaptkv/adaptkv/storage"
@@ -34,17 +37,42 @@ const deadVoterTimeout = 30 * time.Second
 // raft.NetworkTransport closes only its listener, which leaves its pooled
 // connections open and, on the peers, the goroutines reading them blocked
 // for as long as the process lives.
+//
+// With security material it speaks mutual TLS 1.3 and accepts only node
+// certificates of the cluster's CA, in both directions: a client
+// certificate, or any certificate of another CA, never reaches Raft.
+// Handshakes of accepted connections run off the accept loop, each bounded
+// by raftHandshakeTimeout, so that a peer that connects and says nothing
+// holds up no one.
 type raftStreamLayer struct {
 	net.Listener
 	dialer net.Dialer
+	sec    *security.Material // nil: plaintext
+	log    *slog.Logger
+
+	// accepted delivers the connections whose handshake succeeded (secure
+	// only: plaintext Accept takes them from the listener); done is closed
+	// by Close.
+	accepted chan net.Conn
+	done     chan struct{}
+	acceptWG sync.WaitGroup
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
 }
 
-func newRaftStreamLayer(ln net.Listener, dialer net.Dialer) *raftStreamLayer {
-	return &raftStreamLayer{Listener: ln, dialer: dialer, conns: map[net.Conn]struct{}{}}
+// raftHandshakeTimeout bounds a Raft connection's TLS handshake.
+const raftHandshakeTimeout = 10 * time.Second
+
+func newRaftStreamLayer(ln net.Listener, dialer net.Dialer, sec *security.Material, log *slog.Logger) *raftStreamLayer {
+	s := &raftStreamLayer{Listener: ln, dialer: dialer, sec: sec, log: log, conns: map[net.Conn]struct{}{},
+		accepted: make(chan net.Conn), done: make(chan struct{})}
+	if sec != nil {
+		s.acceptWG.Add(1)
+		go s.acceptLoop()
+	}
+	return s
 }
 
 func (s *raftStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
@@ -54,30 +82,132 @@ func (s *raftStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (
 	if err != nil {
 		return nil, err
 	}
+	if s.sec != nil {
+		cfg := s.sec.ClientConfig()
+		cfg.ServerName = security.ServerName(string(addr))
+		tc := tls.Client(c, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), min(timeout, raftHandshakeTimeout))
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			c.Close()
+			// ClientConfig already refused a server that is not a node of
+			// the CA (security.ErrNotNode).
+			return nil, fmt.Errorf("raft: TLS handshake with %s: %w", addr, err)
+		}
+		c = tc
+	}
 	return s.track(c)
+}
+
+// acceptLoop, run when secure, accepts connections until the listener
+// closes and hands each to Accept once its handshake succeeded.
+func (s *raftStreamLayer) acceptLoop() {
+	defer s.acceptWG.Done()
+	for {
+		c, err := s.Listener.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// A transient error (too many open files): back off a little.
+			select {
+			case <-s.done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		s.acceptWG.Add(1)
+		go func() {
+			defer s.acceptWG.Done()
+			tc, err := s.handshake(c)
+			if err != nil {
+				s.log.Warn("raft connection refused", "remote", c.RemoteAddr().String(), "err", err)
+				c.Close()
+				return
+			}
+			s.deliver(tc)
+		}()
+	}
+}
+
+// handshake completes the server side of an accepted connection's TLS
+// handshake and checks that the peer holds a node certificate.
+func (s *raftStreamLayer) handshake(c net.Conn) (*tls.Conn, error) {
+	tc := tls.Server(c, s.sec.ServerConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), raftHandshakeTimeout)
+	defer cancel()
+	go func() {
+		// Close aborts handshakes in progress.
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	id, ok := security.ConnIdentity(tc)
+	if !ok || !id.Node {
+		who := "a certificate without an identity"
+		if ok {
+			who = id.String()
+		}
+		return nil, fmt.Errorf("%w: %s", security.ErrNotNode, who)
+	}
+	return tc, nil
+}
+
+func (s *raftStreamLayer) deliver(c net.Conn) {
+	select {
+	case s.accepted <- c:
+	case <-s.done:
+		c.Close()
+	}
 }
 
 // Accept implements net.Listener.
 func (s *raftStreamLayer) Accept() (net.Conn, error) {
-	c, err := s.Listener.Accept()
-	if err != nil {
-		return nil, err
+	if s.sec == nil {
+		c, err := s.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		return s.track(c)
 	}
-	return s.track(c)
+	select {
+	case c := <-s.accepted:
+		return s.track(c)
+	case <-s.done:
+		return nil, net.ErrClosed
+	}
 }
 
 // Close implements net.Listener: it closes the listener and every
 // connection still open.
 func (s *raftStreamLayer) Close() error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
 	conns := s.conns
 	s.conns = nil
+	close(s.done)
 	s.mu.Unlock()
 	err := s.Listener.Close()
 	for c := range conns {
 		c.Close()
 	}
+	s.acceptWG.Wait()
 	return err
 }
 
@@ -136,7 +266,7 @@ func (n *Node) startRaft(ln net.Listener, host string) error {
 		}
 		logs, stable, snaps = rs, rs, fss
 	}
-	layer := newRaftStreamLayer(ln, net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}})
+	layer := newRaftStreamLayer(ln, net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}}, n.cfg.Security, n.log)
 	tr := raft.NewNetworkTransport(layer, 3, 10*time.Second, io.Discard)
 	has, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {

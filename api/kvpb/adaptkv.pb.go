@@ -143,6 +143,61 @@ func (MemberState) EnumDescriptor() ([]byte, []int) {
 	return file_adaptkv_proto_rawDescGZIP(), []int{1}
 }
 
+type KeyringOp int32
+
+const (
+	KeyringOp_KEYRING_OP_UNSPECIFIED KeyringOp = 0
+	KeyringOp_KEYRING_OP_LIST        KeyringOp = 1
+	KeyringOp_KEYRING_OP_INSTALL     KeyringOp = 2 // add a key that decrypts; the primary is unchanged
+	KeyringOp_KEYRING_OP_USE         KeyringOp = 3 // make an installed key the primary (encrypts)
+	KeyringOp_KEYRING_OP_REMOVE      KeyringOp = 4 // remove a key that is not the primary
+)
+
+// Enum value maps for KeyringOp.
+var (
+	KeyringOp_name = map[int32]string{
+		0: "KEYRING_OP_UNSPECIFIED",
+		1: "KEYRING_OP_LIST",
+		2: "KEYRING_OP_INSTALL",
+		3: "KEYRING_OP_USE",
+		4: "KEYRING_OP_REMOVE",
+	}
+	KeyringOp_value = map[string]int32{
+		"KEYRING_OP_UNSPECIFIED": 0,
+		"KEYRING_OP_LIST":        1,
+		"KEYRING_OP_INSTALL":     2,
+		"KEYRING_OP_USE":         3,
+		"KEYRING_OP_REMOVE":      4,
+	}
+)
+
+func (x KeyringOp) Enum() *KeyringOp {
+	p := new(KeyringOp)
+	*p = x
+	return p
+}
+
+func (x KeyringOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (KeyringOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_adaptkv_proto_enumTypes[2].Descriptor()
+}
+
+func (KeyringOp) Type() protoreflect.EnumType {
+	return &file_adaptkv_proto_enumTypes[2]
+}
+
+func (x KeyringOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use KeyringOp.Descriptor instead.
+func (KeyringOp) EnumDescriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{2}
+}
+
 type Condition_Kind int32
 
 const (
@@ -179,11 +234,11 @@ func (x Condition_Kind) String() string {
 }
 
 func (Condition_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_adaptkv_proto_enumTypes[2].Descriptor()
+	return file_adaptkv_proto_enumTypes[3].Descriptor()
 }
 
 func (Condition_Kind) Type() protoreflect.EnumType {
-	return &file_adaptkv_proto_enumTypes[2]
+	return &file_adaptkv_proto_enumTypes[3]
 }
 
 func (x Condition_Kind) Number() protoreflect.EnumNumber {
@@ -234,11 +289,11 @@ func (x PaxosRequest_Kind) String() string {
 }
 
 func (PaxosRequest_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_adaptkv_proto_enumTypes[3].Descriptor()
+	return file_adaptkv_proto_enumTypes[4].Descriptor()
 }
 
 func (PaxosRequest_Kind) Type() protoreflect.EnumType {
-	return &file_adaptkv_proto_enumTypes[3]
+	return &file_adaptkv_proto_enumTypes[4]
 }
 
 func (x PaxosRequest_Kind) Number() protoreflect.EnumNumber {
@@ -5034,6 +5089,142 @@ func (x *ReplaceNodeResponse) GetRingState() string {
 	return ""
 }
 
+type KeyringRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            KeyringOp              `protobuf:"varint,1,opt,name=op,proto3,enum=adaptkv.v1.KeyringOp" json:"op,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`      // base64 (standard), 32 bytes; for install, use, remove
+	Local         bool                   `protobuf:"varint,3,opt,name=local,proto3" json:"local,omitempty"` // this node's own keyring only (a node's question to a member)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyringRequest) Reset() {
+	*x = KeyringRequest{}
+	mi := &file_adaptkv_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyringRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyringRequest) ProtoMessage() {}
+
+func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyringRequest.ProtoReflect.Descriptor instead.
+func (*KeyringRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *KeyringRequest) GetOp() KeyringOp {
+	if x != nil {
+		return x.Op
+	}
+	return KeyringOp_KEYRING_OP_UNSPECIFIED
+}
+
+func (x *KeyringRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KeyringRequest) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
+}
+
+type KeyringResponse struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Primary       string                  `protobuf:"bytes,1,opt,name=primary,proto3" json:"primary,omitempty"` // the cluster's keyring as the metadata log has it (empty before any change)
+	Keys          []string                `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	Index         uint64                  `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`                            // the metadata index the answer reflects
+	Nodes         []*KeyringResponse_Node `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`                             // every alive member's keyring
+	NotApplied    []string                `protobuf:"bytes,5,rep,name=not_applied,json=notApplied,proto3" json:"not_applied,omitempty"` // alive members whose keyring does not match yet
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyringResponse) Reset() {
+	*x = KeyringResponse{}
+	mi := &file_adaptkv_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyringResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyringResponse) ProtoMessage() {}
+
+func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyringResponse.ProtoReflect.Descriptor instead.
+func (*KeyringResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *KeyringResponse) GetPrimary() string {
+	if x != nil {
+		return x.Primary
+	}
+	return ""
+}
+
+func (x *KeyringResponse) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *KeyringResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *KeyringResponse) GetNodes() []*KeyringResponse_Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *KeyringResponse) GetNotApplied() []string {
+	if x != nil {
+		return x.NotApplied
+	}
+	return nil
+}
+
 type CleanupKeyspaceResponse_Node struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -5046,7 +5237,7 @@ type CleanupKeyspaceResponse_Node struct {
 
 func (x *CleanupKeyspaceResponse_Node) Reset() {
 	*x = CleanupKeyspaceResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[71]
+	mi := &file_adaptkv_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5058,7 +5249,7 @@ func (x *CleanupKeyspaceResponse_Node) String() string {
 func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[71]
+	mi := &file_adaptkv_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5096,6 +5287,83 @@ func (x *CleanupKeyspaceResponse_Node) GetKeysRemoved() uint64 {
 }
 
 func (x *CleanupKeyspaceResponse_Node) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// Node is one member's keyring as it reported it.
+type KeyringResponse_Node struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Primary       string                 `protobuf:"bytes,2,opt,name=primary,proto3" json:"primary,omitempty"`  // base64
+	Keys          []string               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`        // base64, primary included
+	Applied       uint64                 `protobuf:"varint,4,opt,name=applied,proto3" json:"applied,omitempty"` // the member's applied metadata index
+	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`      // set when the member did not answer
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyringResponse_Node) Reset() {
+	*x = KeyringResponse_Node{}
+	mi := &file_adaptkv_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyringResponse_Node) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyringResponse_Node) ProtoMessage() {}
+
+func (x *KeyringResponse_Node) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyringResponse_Node.ProtoReflect.Descriptor instead.
+func (*KeyringResponse_Node) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{72, 0}
+}
+
+func (x *KeyringResponse_Node) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *KeyringResponse_Node) GetPrimary() string {
+	if x != nil {
+		return x.Primary
+	}
+	return ""
+}
+
+func (x *KeyringResponse_Node) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *KeyringResponse_Node) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *KeyringResponse_Node) GetError() string {
 	if x != nil {
 		return x.Error
 	}
@@ -5491,7 +5759,24 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x13ReplaceNodeResponse\x12%\n" +
 	"\x0etopology_epoch\x18\x01 \x01(\x04R\rtopologyEpoch\x12\x1d\n" +
 	"\n" +
-	"ring_state\x18\x02 \x01(\tR\tringState*x\n" +
+	"ring_state\x18\x02 \x01(\tR\tringState\"_\n" +
+	"\x0eKeyringRequest\x12%\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x15.adaptkv.v1.KeyringOpR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
+	"\x05local\x18\x03 \x01(\bR\x05local\"\xa4\x02\n" +
+	"\x0fKeyringResponse\x12\x18\n" +
+	"\aprimary\x18\x01 \x01(\tR\aprimary\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x126\n" +
+	"\x05nodes\x18\x04 \x03(\v2 .adaptkv.v1.KeyringResponse.NodeR\x05nodes\x12\x1f\n" +
+	"\vnot_applied\x18\x05 \x03(\tR\n" +
+	"notApplied\x1at\n" +
+	"\x04Node\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aprimary\x18\x02 \x01(\tR\aprimary\x12\x12\n" +
+	"\x04keys\x18\x03 \x03(\tR\x04keys\x12\x18\n" +
+	"\aapplied\x18\x04 \x01(\x04R\aapplied\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error*x\n" +
 	"\x05Level\x12\x15\n" +
 	"\x11LEVEL_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLEVEL_ONE\x10\x01\x12\x10\n" +
@@ -5504,12 +5789,18 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\fMEMBER_ALIVE\x10\x01\x12\x12\n" +
 	"\x0eMEMBER_SUSPECT\x10\x02\x12\x0f\n" +
 	"\vMEMBER_DEAD\x10\x03\x12\x0f\n" +
-	"\vMEMBER_LEFT\x10\x042\xf0\x01\n" +
+	"\vMEMBER_LEFT\x10\x04*\x7f\n" +
+	"\tKeyringOp\x12\x1a\n" +
+	"\x16KEYRING_OP_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fKEYRING_OP_LIST\x10\x01\x12\x16\n" +
+	"\x12KEYRING_OP_INSTALL\x10\x02\x12\x12\n" +
+	"\x0eKEYRING_OP_USE\x10\x03\x12\x15\n" +
+	"\x11KEYRING_OP_REMOVE\x10\x042\xf0\x01\n" +
 	"\x02KV\x126\n" +
 	"\x03Get\x12\x16.adaptkv.v1.GetRequest\x1a\x17.adaptkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.adaptkv.v1.PutRequest\x1a\x17.adaptkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.adaptkv.v1.DeleteRequest\x1a\x1a.adaptkv.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\x83\n" +
+	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xc7\n" +
 	"\n" +
 	"\x05Admin\x12Q\n" +
 	"\x0eCreateKeyspace\x12!.adaptkv.v1.CreateKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12O\n" +
@@ -5527,7 +5818,8 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x0fCleanupKeyspace\x12\".adaptkv.v1.CleanupKeyspaceRequest\x1a#.adaptkv.v1.CleanupKeyspaceResponse\x12K\n" +
 	"\n" +
 	"RemoveNode\x12\x1d.adaptkv.v1.RemoveNodeRequest\x1a\x1e.adaptkv.v1.RemoveNodeResponse\x12N\n" +
-	"\vReplaceNode\x12\x1e.adaptkv.v1.ReplaceNodeRequest\x1a\x1f.adaptkv.v1.ReplaceNodeResponse2\xe0\x04\n" +
+	"\vReplaceNode\x12\x1e.adaptkv.v1.ReplaceNodeRequest\x1a\x1f.adaptkv.v1.ReplaceNodeResponse\x12B\n" +
+	"\aKeyring\x12\x1a.adaptkv.v1.KeyringRequest\x1a\x1b.adaptkv.v1.KeyringResponse2\xe0\x04\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
@@ -5550,207 +5842,215 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 	return file_adaptkv_proto_rawDescData
 }
 
-var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                           // 0: adaptkv.v1.Level
 	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
-	(Condition_Kind)(0),                  // 2: adaptkv.v1.Condition.Kind
-	(PaxosRequest_Kind)(0),               // 3: adaptkv.v1.PaxosRequest.Kind
-	(*Condition)(nil),                    // 4: adaptkv.v1.Condition
-	(*Current)(nil),                      // 5: adaptkv.v1.Current
-	(*Consistency)(nil),                  // 6: adaptkv.v1.Consistency
-	(*Version)(nil),                      // 7: adaptkv.v1.Version
-	(*Receipt)(nil),                      // 8: adaptkv.v1.Receipt
-	(*KeyValue)(nil),                     // 9: adaptkv.v1.KeyValue
-	(*GetRequest)(nil),                   // 10: adaptkv.v1.GetRequest
-	(*GetResponse)(nil),                  // 11: adaptkv.v1.GetResponse
-	(*PutRequest)(nil),                   // 12: adaptkv.v1.PutRequest
-	(*PutResponse)(nil),                  // 13: adaptkv.v1.PutResponse
-	(*DeleteRequest)(nil),                // 14: adaptkv.v1.DeleteRequest
-	(*DeleteResponse)(nil),               // 15: adaptkv.v1.DeleteResponse
-	(*ScanRequest)(nil),                  // 16: adaptkv.v1.ScanRequest
-	(*ScanResponse)(nil),                 // 17: adaptkv.v1.ScanResponse
-	(*AdaptiveGoal)(nil),                 // 18: adaptkv.v1.AdaptiveGoal
-	(*KeyspaceConfig)(nil),               // 19: adaptkv.v1.KeyspaceConfig
-	(*CreateKeyspaceRequest)(nil),        // 20: adaptkv.v1.CreateKeyspaceRequest
-	(*AlterKeyspaceRequest)(nil),         // 21: adaptkv.v1.AlterKeyspaceRequest
-	(*DescribeKeyspaceRequest)(nil),      // 22: adaptkv.v1.DescribeKeyspaceRequest
-	(*KeyspaceResponse)(nil),             // 23: adaptkv.v1.KeyspaceResponse
-	(*ListKeyspacesRequest)(nil),         // 24: adaptkv.v1.ListKeyspacesRequest
-	(*ListKeyspacesResponse)(nil),        // 25: adaptkv.v1.ListKeyspacesResponse
-	(*Member)(nil),                       // 26: adaptkv.v1.Member
-	(*ClusterStatusRequest)(nil),         // 27: adaptkv.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),        // 28: adaptkv.v1.ClusterStatusResponse
-	(*StreamStatus)(nil),                 // 29: adaptkv.v1.StreamStatus
-	(*LocalGetRequest)(nil),              // 30: adaptkv.v1.LocalGetRequest
-	(*LocalGetResponse)(nil),             // 31: adaptkv.v1.LocalGetResponse
-	(*TunerExplainRequest)(nil),          // 32: adaptkv.v1.TunerExplainRequest
-	(*TunerExplainResponse)(nil),         // 33: adaptkv.v1.TunerExplainResponse
-	(*TunerWhatIfRequest)(nil),           // 34: adaptkv.v1.TunerWhatIfRequest
-	(*TunerWhatIfResponse)(nil),          // 35: adaptkv.v1.TunerWhatIfResponse
-	(*TunerSnapshotRequest)(nil),         // 36: adaptkv.v1.TunerSnapshotRequest
-	(*TunerSnapshotResponse)(nil),        // 37: adaptkv.v1.TunerSnapshotResponse
-	(*RepairOptions)(nil),                // 38: adaptkv.v1.RepairOptions
-	(*RepairStats)(nil),                  // 39: adaptkv.v1.RepairStats
-	(*RepairKeyspaceRequest)(nil),        // 40: adaptkv.v1.RepairKeyspaceRequest
-	(*RepairKeyspaceResponse)(nil),       // 41: adaptkv.v1.RepairKeyspaceResponse
-	(*DecommissionNodeRequest)(nil),      // 42: adaptkv.v1.DecommissionNodeRequest
-	(*DecommissionNodeResponse)(nil),     // 43: adaptkv.v1.DecommissionNodeResponse
-	(*RemoveNodeRequest)(nil),            // 44: adaptkv.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 45: adaptkv.v1.RemoveNodeResponse
-	(*MetadataReadIndexRequest)(nil),     // 46: adaptkv.v1.MetadataReadIndexRequest
-	(*MetadataReadIndexResponse)(nil),    // 47: adaptkv.v1.MetadataReadIndexResponse
-	(*Record)(nil),                       // 48: adaptkv.v1.Record
-	(*Mutation)(nil),                     // 49: adaptkv.v1.Mutation
-	(*MutationResult)(nil),               // 50: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),          // 51: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),         // 52: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),           // 53: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),          // 54: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),           // 55: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),          // 56: adaptkv.v1.ReplicaScanResponse
-	(*ReplicaRepairRequest)(nil),         // 57: adaptkv.v1.ReplicaRepairRequest
-	(*ReplicaRepairResponse)(nil),        // 58: adaptkv.v1.ReplicaRepairResponse
-	(*DigestEntry)(nil),                  // 59: adaptkv.v1.DigestEntry
-	(*ReplicaDigestRequest)(nil),         // 60: adaptkv.v1.ReplicaDigestRequest
-	(*ReplicaDigestResponse)(nil),        // 61: adaptkv.v1.ReplicaDigestResponse
-	(*CompareTreesRequest)(nil),          // 62: adaptkv.v1.CompareTreesRequest
-	(*SharedRoot)(nil),                   // 63: adaptkv.v1.SharedRoot
-	(*TreeQuery)(nil),                    // 64: adaptkv.v1.TreeQuery
-	(*CompareTreesResponse)(nil),         // 65: adaptkv.v1.CompareTreesResponse
-	(*TreeAnswer)(nil),                   // 66: adaptkv.v1.TreeAnswer
-	(*PaxosBallot)(nil),                  // 67: adaptkv.v1.PaxosBallot
-	(*PaxosProposal)(nil),                // 68: adaptkv.v1.PaxosProposal
-	(*PaxosRequest)(nil),                 // 69: adaptkv.v1.PaxosRequest
-	(*PaxosResponse)(nil),                // 70: adaptkv.v1.PaxosResponse
-	(*CleanupKeyspaceRequest)(nil),       // 71: adaptkv.v1.CleanupKeyspaceRequest
-	(*CleanupKeyspaceResponse)(nil),      // 72: adaptkv.v1.CleanupKeyspaceResponse
-	(*ReplaceNodeRequest)(nil),           // 73: adaptkv.v1.ReplaceNodeRequest
-	(*ReplaceNodeResponse)(nil),          // 74: adaptkv.v1.ReplaceNodeResponse
-	(*CleanupKeyspaceResponse_Node)(nil), // 75: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(KeyringOp)(0),                       // 2: adaptkv.v1.KeyringOp
+	(Condition_Kind)(0),                  // 3: adaptkv.v1.Condition.Kind
+	(PaxosRequest_Kind)(0),               // 4: adaptkv.v1.PaxosRequest.Kind
+	(*Condition)(nil),                    // 5: adaptkv.v1.Condition
+	(*Current)(nil),                      // 6: adaptkv.v1.Current
+	(*Consistency)(nil),                  // 7: adaptkv.v1.Consistency
+	(*Version)(nil),                      // 8: adaptkv.v1.Version
+	(*Receipt)(nil),                      // 9: adaptkv.v1.Receipt
+	(*KeyValue)(nil),                     // 10: adaptkv.v1.KeyValue
+	(*GetRequest)(nil),                   // 11: adaptkv.v1.GetRequest
+	(*GetResponse)(nil),                  // 12: adaptkv.v1.GetResponse
+	(*PutRequest)(nil),                   // 13: adaptkv.v1.PutRequest
+	(*PutResponse)(nil),                  // 14: adaptkv.v1.PutResponse
+	(*DeleteRequest)(nil),                // 15: adaptkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 16: adaptkv.v1.DeleteResponse
+	(*ScanRequest)(nil),                  // 17: adaptkv.v1.ScanRequest
+	(*ScanResponse)(nil),                 // 18: adaptkv.v1.ScanResponse
+	(*AdaptiveGoal)(nil),                 // 19: adaptkv.v1.AdaptiveGoal
+	(*KeyspaceConfig)(nil),               // 20: adaptkv.v1.KeyspaceConfig
+	(*CreateKeyspaceRequest)(nil),        // 21: adaptkv.v1.CreateKeyspaceRequest
+	(*AlterKeyspaceRequest)(nil),         // 22: adaptkv.v1.AlterKeyspaceRequest
+	(*DescribeKeyspaceRequest)(nil),      // 23: adaptkv.v1.DescribeKeyspaceRequest
+	(*KeyspaceResponse)(nil),             // 24: adaptkv.v1.KeyspaceResponse
+	(*ListKeyspacesRequest)(nil),         // 25: adaptkv.v1.ListKeyspacesRequest
+	(*ListKeyspacesResponse)(nil),        // 26: adaptkv.v1.ListKeyspacesResponse
+	(*Member)(nil),                       // 27: adaptkv.v1.Member
+	(*ClusterStatusRequest)(nil),         // 28: adaptkv.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),        // 29: adaptkv.v1.ClusterStatusResponse
+	(*StreamStatus)(nil),                 // 30: adaptkv.v1.StreamStatus
+	(*LocalGetRequest)(nil),              // 31: adaptkv.v1.LocalGetRequest
+	(*LocalGetResponse)(nil),             // 32: adaptkv.v1.LocalGetResponse
+	(*TunerExplainRequest)(nil),          // 33: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),         // 34: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),           // 35: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),          // 36: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),         // 37: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),        // 38: adaptkv.v1.TunerSnapshotResponse
+	(*RepairOptions)(nil),                // 39: adaptkv.v1.RepairOptions
+	(*RepairStats)(nil),                  // 40: adaptkv.v1.RepairStats
+	(*RepairKeyspaceRequest)(nil),        // 41: adaptkv.v1.RepairKeyspaceRequest
+	(*RepairKeyspaceResponse)(nil),       // 42: adaptkv.v1.RepairKeyspaceResponse
+	(*DecommissionNodeRequest)(nil),      // 43: adaptkv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil),     // 44: adaptkv.v1.DecommissionNodeResponse
+	(*RemoveNodeRequest)(nil),            // 45: adaptkv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 46: adaptkv.v1.RemoveNodeResponse
+	(*MetadataReadIndexRequest)(nil),     // 47: adaptkv.v1.MetadataReadIndexRequest
+	(*MetadataReadIndexResponse)(nil),    // 48: adaptkv.v1.MetadataReadIndexResponse
+	(*Record)(nil),                       // 49: adaptkv.v1.Record
+	(*Mutation)(nil),                     // 50: adaptkv.v1.Mutation
+	(*MutationResult)(nil),               // 51: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),          // 52: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),         // 53: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),           // 54: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),          // 55: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),           // 56: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),          // 57: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),         // 58: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),        // 59: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),                  // 60: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),         // 61: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),        // 62: adaptkv.v1.ReplicaDigestResponse
+	(*CompareTreesRequest)(nil),          // 63: adaptkv.v1.CompareTreesRequest
+	(*SharedRoot)(nil),                   // 64: adaptkv.v1.SharedRoot
+	(*TreeQuery)(nil),                    // 65: adaptkv.v1.TreeQuery
+	(*CompareTreesResponse)(nil),         // 66: adaptkv.v1.CompareTreesResponse
+	(*TreeAnswer)(nil),                   // 67: adaptkv.v1.TreeAnswer
+	(*PaxosBallot)(nil),                  // 68: adaptkv.v1.PaxosBallot
+	(*PaxosProposal)(nil),                // 69: adaptkv.v1.PaxosProposal
+	(*PaxosRequest)(nil),                 // 70: adaptkv.v1.PaxosRequest
+	(*PaxosResponse)(nil),                // 71: adaptkv.v1.PaxosResponse
+	(*CleanupKeyspaceRequest)(nil),       // 72: adaptkv.v1.CleanupKeyspaceRequest
+	(*CleanupKeyspaceResponse)(nil),      // 73: adaptkv.v1.CleanupKeyspaceResponse
+	(*ReplaceNodeRequest)(nil),           // 74: adaptkv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),          // 75: adaptkv.v1.ReplaceNodeResponse
+	(*KeyringRequest)(nil),               // 76: adaptkv.v1.KeyringRequest
+	(*KeyringResponse)(nil),              // 77: adaptkv.v1.KeyringResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 78: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(*KeyringResponse_Node)(nil),         // 79: adaptkv.v1.KeyringResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
-	2,  // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
-	7,  // 1: adaptkv.v1.Condition.version:type_name -> adaptkv.v1.Version
-	7,  // 2: adaptkv.v1.Current.version:type_name -> adaptkv.v1.Version
+	3,  // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
+	8,  // 1: adaptkv.v1.Condition.version:type_name -> adaptkv.v1.Version
+	8,  // 2: adaptkv.v1.Current.version:type_name -> adaptkv.v1.Version
 	0,  // 3: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
 	0,  // 4: adaptkv.v1.Receipt.level:type_name -> adaptkv.v1.Level
-	7,  // 5: adaptkv.v1.KeyValue.version:type_name -> adaptkv.v1.Version
-	6,  // 6: adaptkv.v1.GetRequest.consistency:type_name -> adaptkv.v1.Consistency
-	7,  // 7: adaptkv.v1.GetRequest.session_min:type_name -> adaptkv.v1.Version
-	7,  // 8: adaptkv.v1.GetResponse.version:type_name -> adaptkv.v1.Version
-	8,  // 9: adaptkv.v1.GetResponse.receipt:type_name -> adaptkv.v1.Receipt
-	6,  // 10: adaptkv.v1.PutRequest.consistency:type_name -> adaptkv.v1.Consistency
-	4,  // 11: adaptkv.v1.PutRequest.condition:type_name -> adaptkv.v1.Condition
-	7,  // 12: adaptkv.v1.PutResponse.version:type_name -> adaptkv.v1.Version
-	8,  // 13: adaptkv.v1.PutResponse.receipt:type_name -> adaptkv.v1.Receipt
-	5,  // 14: adaptkv.v1.PutResponse.current:type_name -> adaptkv.v1.Current
-	6,  // 15: adaptkv.v1.DeleteRequest.consistency:type_name -> adaptkv.v1.Consistency
-	4,  // 16: adaptkv.v1.DeleteRequest.condition:type_name -> adaptkv.v1.Condition
-	7,  // 17: adaptkv.v1.DeleteResponse.version:type_name -> adaptkv.v1.Version
-	8,  // 18: adaptkv.v1.DeleteResponse.receipt:type_name -> adaptkv.v1.Receipt
-	5,  // 19: adaptkv.v1.DeleteResponse.current:type_name -> adaptkv.v1.Current
-	6,  // 20: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
-	9,  // 21: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
-	8,  // 22: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
+	8,  // 5: adaptkv.v1.KeyValue.version:type_name -> adaptkv.v1.Version
+	7,  // 6: adaptkv.v1.GetRequest.consistency:type_name -> adaptkv.v1.Consistency
+	8,  // 7: adaptkv.v1.GetRequest.session_min:type_name -> adaptkv.v1.Version
+	8,  // 8: adaptkv.v1.GetResponse.version:type_name -> adaptkv.v1.Version
+	9,  // 9: adaptkv.v1.GetResponse.receipt:type_name -> adaptkv.v1.Receipt
+	7,  // 10: adaptkv.v1.PutRequest.consistency:type_name -> adaptkv.v1.Consistency
+	5,  // 11: adaptkv.v1.PutRequest.condition:type_name -> adaptkv.v1.Condition
+	8,  // 12: adaptkv.v1.PutResponse.version:type_name -> adaptkv.v1.Version
+	9,  // 13: adaptkv.v1.PutResponse.receipt:type_name -> adaptkv.v1.Receipt
+	6,  // 14: adaptkv.v1.PutResponse.current:type_name -> adaptkv.v1.Current
+	7,  // 15: adaptkv.v1.DeleteRequest.consistency:type_name -> adaptkv.v1.Consistency
+	5,  // 16: adaptkv.v1.DeleteRequest.condition:type_name -> adaptkv.v1.Condition
+	8,  // 17: adaptkv.v1.DeleteResponse.version:type_name -> adaptkv.v1.Version
+	9,  // 18: adaptkv.v1.DeleteResponse.receipt:type_name -> adaptkv.v1.Receipt
+	6,  // 19: adaptkv.v1.DeleteResponse.current:type_name -> adaptkv.v1.Current
+	7,  // 20: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
+	10, // 21: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
+	9,  // 22: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
 	0,  // 23: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
-	6,  // 24: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
-	18, // 25: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	6,  // 26: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	18, // 27: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	6,  // 28: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	18, // 29: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	19, // 30: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
-	19, // 31: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
+	7,  // 24: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
+	19, // 25: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	7,  // 26: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	19, // 27: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	7,  // 28: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	19, // 29: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	20, // 30: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
+	20, // 31: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
 	1,  // 32: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
-	26, // 33: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
-	29, // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
-	7,  // 35: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
-	38, // 36: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
-	39, // 37: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
-	7,  // 38: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	48, // 39: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	49, // 40: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	50, // 41: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	48, // 42: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	48, // 43: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
-	38, // 44: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
-	39, // 45: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
-	7,  // 46: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
-	59, // 47: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
-	64, // 48: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
-	63, // 49: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
-	66, // 50: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	67, // 51: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
-	48, // 52: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
-	3,  // 53: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
-	67, // 54: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
-	68, // 55: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
-	67, // 56: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
-	68, // 57: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
-	67, // 58: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
-	48, // 59: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
-	75, // 60: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
-	10, // 61: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	12, // 62: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	14, // 63: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	16, // 64: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	20, // 65: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	21, // 66: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	22, // 67: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	24, // 68: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	27, // 69: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	30, // 70: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	32, // 71: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	34, // 72: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	36, // 73: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	40, // 74: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	46, // 75: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	42, // 76: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	71, // 77: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
-	44, // 78: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	73, // 79: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
-	51, // 80: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	53, // 81: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	55, // 82: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	51, // 83: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	60, // 84: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	57, // 85: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	62, // 86: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	69, // 87: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
-	11, // 88: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	13, // 89: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	15, // 90: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	17, // 91: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	23, // 92: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	23, // 93: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	23, // 94: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	25, // 95: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	28, // 96: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	31, // 97: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	33, // 98: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	35, // 99: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	37, // 100: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	41, // 101: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	47, // 102: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	43, // 103: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	72, // 104: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	45, // 105: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	74, // 106: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	52, // 107: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	54, // 108: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	56, // 109: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	52, // 110: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	61, // 111: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	58, // 112: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	65, // 113: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	70, // 114: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
-	88, // [88:115] is the sub-list for method output_type
-	61, // [61:88] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	27, // 33: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
+	30, // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
+	8,  // 35: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
+	39, // 36: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
+	40, // 37: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
+	8,  // 38: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
+	49, // 39: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	50, // 40: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	51, // 41: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	49, // 42: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	49, // 43: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	39, // 44: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
+	40, // 45: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
+	8,  // 46: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
+	60, // 47: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	65, // 48: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
+	64, // 49: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
+	67, // 50: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
+	68, // 51: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
+	49, // 52: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
+	4,  // 53: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
+	68, // 54: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
+	69, // 55: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
+	68, // 56: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
+	69, // 57: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
+	68, // 58: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
+	49, // 59: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
+	78, // 60: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	2,  // 61: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
+	79, // 62: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
+	11, // 63: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	13, // 64: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	15, // 65: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	17, // 66: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	21, // 67: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	22, // 68: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	23, // 69: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	25, // 70: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	28, // 71: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	31, // 72: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	33, // 73: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	35, // 74: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	37, // 75: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	41, // 76: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	47, // 77: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	43, // 78: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	72, // 79: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	45, // 80: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
+	74, // 81: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	76, // 82: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
+	52, // 83: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	54, // 84: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	56, // 85: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	52, // 86: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	61, // 87: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	58, // 88: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	63, // 89: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	70, // 90: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
+	12, // 91: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	14, // 92: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	16, // 93: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	18, // 94: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	24, // 95: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	24, // 96: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	24, // 97: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	26, // 98: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	29, // 99: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	32, // 100: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	34, // 101: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	36, // 102: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	38, // 103: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	42, // 104: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	48, // 105: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	44, // 106: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	73, // 107: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	46, // 108: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	75, // 109: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	77, // 110: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
+	53, // 111: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	55, // 112: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	57, // 113: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	53, // 114: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	62, // 115: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	59, // 116: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	66, // 117: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	71, // 118: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
+	91, // [91:119] is the sub-list for method output_type
+	63, // [63:91] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -5763,8 +6063,8 @@ func file_adaptkv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   72,
+			NumEnums:      5,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -258,6 +258,7 @@ const (
 	Admin_CleanupKeyspace_FullMethodName   = "/adaptkv.v1.Admin/CleanupKeyspace"
 	Admin_RemoveNode_FullMethodName        = "/adaptkv.v1.Admin/RemoveNode"
 	Admin_ReplaceNode_FullMethodName       = "/adaptkv.v1.Admin/ReplaceNode"
+	Admin_Keyring_FullMethodName           = "/adaptkv.v1.Admin/Keyring"
 )
 
 // AdminClient is the client API for Admin service.
@@ -329,6 +330,17 @@ type AdminClient interface {
 	// on the ring or gossip does not see it alive yet; NOT_FOUND when the log
 	// has not placed the dead member.
 	ReplaceNode(ctx context.Context, in *ReplaceNodeRequest, opts ...grpc.CallOption) (*ReplaceNodeResponse, error)
+	// Keyring lists or changes the gossip encryption keyring. A change
+	// (install, use, remove) is proposed to the metadata log; every node
+	// applies it to its gossip keyring and persists it when the entry
+	// applies. The answer comes once every alive member reports the change
+	// in force, or names those that did not (not_applied) when the deadline
+	// passed: take the next step of a rotation only when it is empty.
+	// INVALID_ARGUMENT for a key that is not 32 bytes of base64;
+	// FAILED_PRECONDITION for removing the primary key or when gossip is not
+	// encrypted (an insecure node, or no gossip.key); NOT_FOUND for using or
+	// removing a key the keyring does not hold.
+	Keyring(ctx context.Context, in *KeyringRequest, opts ...grpc.CallOption) (*KeyringResponse, error)
 }
 
 type adminClient struct {
@@ -498,6 +510,16 @@ func (c *adminClient) ReplaceNode(ctx context.Context, in *ReplaceNodeRequest, o
 	return out, nil
 }
 
+func (c *adminClient) Keyring(ctx context.Context, in *KeyringRequest, opts ...grpc.CallOption) (*KeyringResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KeyringResponse)
+	err := c.cc.Invoke(ctx, Admin_Keyring_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -567,6 +589,17 @@ type AdminServer interface {
 	// on the ring or gossip does not see it alive yet; NOT_FOUND when the log
 	// has not placed the dead member.
 	ReplaceNode(context.Context, *ReplaceNodeRequest) (*ReplaceNodeResponse, error)
+	// Keyring lists or changes the gossip encryption keyring. A change
+	// (install, use, remove) is proposed to the metadata log; every node
+	// applies it to its gossip keyring and persists it when the entry
+	// applies. The answer comes once every alive member reports the change
+	// in force, or names those that did not (not_applied) when the deadline
+	// passed: take the next step of a rotation only when it is empty.
+	// INVALID_ARGUMENT for a key that is not 32 bytes of base64;
+	// FAILED_PRECONDITION for removing the primary key or when gossip is not
+	// encrypted (an insecure node, or no gossip.key); NOT_FOUND for using or
+	// removing a key the keyring does not hold.
+	Keyring(context.Context, *KeyringRequest) (*KeyringResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -621,6 +654,9 @@ func (UnimplementedAdminServer) RemoveNode(context.Context, *RemoveNodeRequest) 
 }
 func (UnimplementedAdminServer) ReplaceNode(context.Context, *ReplaceNodeRequest) (*ReplaceNodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReplaceNode not implemented")
+}
+func (UnimplementedAdminServer) Keyring(context.Context, *KeyringRequest) (*KeyringResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Keyring not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -906,6 +942,24 @@ func _Admin_ReplaceNode_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Keyring_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KeyringRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Keyring(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Keyring_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Keyring(ctx, req.(*KeyringRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -968,6 +1022,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReplaceNode",
 			Handler:    _Admin_ReplaceNode_Handler,
+		},
+		{
+			MethodName: "Keyring",
+			Handler:    _Admin_Keyring_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -104,6 +104,7 @@ condition did not hold (nothing was written; the current value is reported).`,
 		a.keyspaceCommand(),
 		a.statusCommand(),
 		a.tunerCommand(),
+		a.keyringCommand(),
 		jepsencmd.NewCommand(),
 		benchCommand(),
 	)

@@ -124,6 +124,12 @@ type Config struct {
 	// it was declared dead; 0 means DefaultReconnectTimeout. A member that
 	// left gracefully is never retried.
 	ReconnectTimeout time.Duration
+	// Keys, when not empty, encrypt and authenticate gossip (AES-GCM): the
+	// first key encrypts what this node sends, any of them decrypts what it
+	// receives, and messages that are not encrypted with one of them are
+	// dropped, in both directions. Empty runs gossip in the clear. See
+	// SetKeys for rotation.
+	Keys [][]byte
 
 	// cut, set by tests only, partitions the network: packets and
 	// connections from this node's gossip address to an address it cuts
@@ -152,6 +158,8 @@ type Membership struct {
 	cfg  Config
 	ml   *memberlist.Memberlist
 	view atomic.Pointer[View]
+	// keyring is memberlist's, nil when gossip is not encrypted.
+	keyring *memberlist.Keyring
 
 	mu      sync.Mutex
 	members map[string]*Member
@@ -216,6 +224,18 @@ func Start(cfg Config) (*Membership, error) {
 		mlc.GossipToTheDeadTime = 30 * time.Second
 	}
 	mlc.Name = cfg.Meta.ID
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys[1:], cfg.Keys[0])
+		if err != nil {
+			m.cancel()
+			m.dialCancel()
+			return nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		mlc.Keyring = kr
+		m.keyring = kr
+		mlc.GossipVerifyIncoming = true
+		mlc.GossipVerifyOutgoing = true
+	}
 	mlc.Delegate = (*delegate)(m)
 	mlc.Events = (*events)(m)
 	mlc.Logger = log.New(slogWriter{cfg.Logger}, "", 0)
@@ -310,6 +330,51 @@ func (t *boundTransport) DialTimeout(addr string, timeout time.Duration) (net.Co
 
 func (t *boundTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
 	return t.DialTimeout(a.Addr, timeout)
+}
+
+// ErrNotEncrypted is returned by SetKeys on a membership started without
+// keys: encryption cannot be turned on in a running cluster without
+// partitioning it.
+var ErrNotEncrypted = errors.New("membership: gossip is not encrypted")
+
+// SetKeys makes the keyring hold exactly keys, primary encrypting what this
+// node sends: it installs the missing keys, switches to primary, then
+// removes the others, so that at no moment does the keyring lack a key that
+// it holds before and after. primary must be among keys.
+func (m *Membership) SetKeys(primary []byte, keys [][]byte) error {
+	kr := m.keyring
+	if kr == nil {
+		return ErrNotEncrypted
+	}
+	if !slices.ContainsFunc(keys, func(k []byte) bool { return string(k) == string(primary) }) {
+		return fmt.Errorf("membership: primary key not among the keys")
+	}
+	for _, k := range keys {
+		if err := kr.AddKey(k); err != nil {
+			return fmt.Errorf("membership: install key: %w", err)
+		}
+	}
+	if err := kr.UseKey(primary); err != nil {
+		return fmt.Errorf("membership: use key: %w", err)
+	}
+	for _, k := range slices.Clone(kr.GetKeys()) {
+		if !slices.ContainsFunc(keys, func(w []byte) bool { return string(w) == string(k) }) {
+			if err := kr.RemoveKey(k); err != nil {
+				return fmt.Errorf("membership: remove key: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Keys returns the keyring, primary first; nil when gossip is not
+// encrypted.
+func (m *Membership) Keys() [][]byte {
+	kr := m.keyring
+	if kr == nil {
+		return nil
+	}
+	return slices.Clone(kr.GetKeys()) // memberlist keeps the primary first
 }
 
 // Addr is the gossip address actually bound.
