@@ -42,9 +42,6 @@ var ErrCheckFailed = errors.New("shape check failed")
 type Config struct {
 	// Binary is the adaptkv executable the nodes run. Required.
 	Binary string
-	// Insecure runs the nodes plaintext (--insecure); by default they use
-	// mutual TLS with certificates made in Out/certs.
-	Insecure bool
 	// Out is the folder for results.md, results.json and the nodes'
 	// data and logs. Required.
 	Out string
@@ -291,14 +288,8 @@ var q = client.WithConsistency(client.Quorum)
 // start starts the three nodes and connects the client; close ends
 // them, also after a failed start.
 func (r *run) start(ctx context.Context) error {
-	lcfg := launch.Config{Binary: r.cfg.Binary, Nodes: 3, Dir: filepath.Join(r.cfg.Out, "nodes"), Insecure: r.cfg.Insecure,
-		Args: append([]string{"--log-level", "warn"}, r.cfg.NodeArgs...), Name: "shape check", Logger: r.cfg.Logger}
-	if !r.cfg.Insecure {
-		if err := lcfg.Secure(filepath.Join(r.cfg.Out, "certs")); err != nil {
-			return err
-		}
-	}
-	lc, err := launch.New(lcfg)
+	lc, err := launch.New(launch.Config{Binary: r.cfg.Binary, Nodes: 3, Dir: filepath.Join(r.cfg.Out, "nodes"),
+		Args: append([]string{"--log-level", "warn"}, r.cfg.NodeArgs...), Name: "shape check", Logger: r.cfg.Logger})
 	if err != nil {
 		return err
 	}
@@ -310,7 +301,7 @@ func (r *run) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("starting the cluster: %w", err)
 	}
-	r.kv, err = client.New(ctx, lc.ClientConfig(client.Config{Endpoints: lc.Endpoints(), RequestTimeout: 5 * time.Second}))
+	r.kv, err = client.New(ctx, client.Config{Endpoints: lc.Endpoints(), RequestTimeout: 5 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -500,7 +491,7 @@ func (r *run) decommission(ctx context.Context, id string) (Step, error) {
 			break
 		}
 	}
-	conn, err := grpc.NewClient(other, r.dialCreds)
+	conn, err := grpc.NewClient(other, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return step, err
 	}
