@@ -106,6 +106,7 @@ condition did not hold (nothing was written; the current value is reported).`,
 		a.tunerCommand(),
 		jepsencmd.NewCommand(),
 		benchCommand(),
+		a.versionCommand(),
 	)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
