@@ -38,14 +38,17 @@ import (
 // use; decoding it strictly refuses anything else, so a new field is a
 // deliberate change here too.
 type kustomization struct {
-	APIVersion string   `json:"apiVersion"`
-	Kind       string   `json:"kind"`
-	Resources  []string `json:"resources"`
-	Images     []struct {
-		Name    string `json:"name"`
-		NewName string `json:"newName"`
-		NewTag  string `json:"newTag"`
-	} `json:"images"`
+	APIVersion string           `json:"apiVersion"`
+	Kind       string           `json:"kind"`
+	Resources  []string         `json:"resources"`
+	Images     []kustomizeImage `json:"images"`
+}
+
+// kustomizeImage is one entry of a kustomization's images.
+type kustomizeImage struct {
+	Name    string `json:"name"`
+	NewName string `json:"newName"`
+	NewTag  string `json:"newTag"`
 }
 
 // manifests are the decoded objects of the kustomization.
@@ -146,7 +149,7 @@ func TestStrictDecodeRefusesUnknownFields(t *testing.T) {
 
 // TestWiring checks that the objects refer to each other correctly.
 func TestWiring(t *testing.T) {
-	_, m := load(t)
+	k, m := load(t)
 	sts := m.sts
 	pod := labels.Set(sts.Spec.Template.Labels)
 	sel, err := metav1.LabelSelectorAsSelector(sts.Spec.Selector)
@@ -179,6 +182,9 @@ func TestWiring(t *testing.T) {
 				t.Errorf("Service %s port %s targets %q, which is no container port of that protocol", s.Name, sp.Name, sp.TargetPort.String())
 			}
 		}
+	}
+	if !slices.ContainsFunc(k.Images, func(im kustomizeImage) bool { return im.Name == c.Image }) {
+		t.Errorf("container image %q is not named in kustomization images, so an overlay cannot set it", c.Image)
 	}
 	if m.services["adaptkv"] == nil || m.services["adaptkv"].Spec.ClusterIP == corev1.ClusterIPNone {
 		t.Error("no client Service adaptkv with a cluster IP")
@@ -326,6 +332,26 @@ func TestFlagsMatchPod(t *testing.T) {
 	}
 	if !slices.Equal(slices.Sorted(slices.Values(keys)), slices.Sorted(slices.Values(want))) {
 		t.Errorf("Secret keys %v; internal/security reads %v", keys, want)
+	}
+
+	// Kubernetes expands $(VAR) only from variables defined earlier in the
+	// list; anything else stays literally in the argument.
+	defined := map[string]bool{}
+	ref := regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+	for _, e := range c.Env {
+		for _, r := range ref.FindAllStringSubmatch(e.Value, -1) {
+			if !defined[r[1]] {
+				t.Errorf("env %s refers to $(%s), which is not defined before it", e.Name, r[1])
+			}
+		}
+		defined[e.Name] = true
+	}
+	for _, a := range c.Args {
+		for _, r := range ref.FindAllStringSubmatch(a, -1) {
+			if !defined[r[1]] {
+				t.Errorf("argument %s refers to $(%s), which is no env variable of the container", a, r[1])
+			}
+		}
 	}
 
 	limit, ok := c.Resources.Limits[corev1.ResourceMemory]
