@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -436,6 +437,128 @@ func TestFlagsAreNodeFlags(t *testing.T) {
 	// The check itself: a flag the node lacks must fail the parse.
 	if err := parse("--no-such-flag=1"); err == nil {
 		t.Error("the parser accepted --no-such-flag: this test checks nothing")
+	}
+	t.Run("runs", func(t *testing.T) {
+		runContainer(t, bin, string(help), c, *m.sts.Spec.Template.Spec.TerminationGracePeriodSeconds)
+	})
+}
+
+// runContainer starts the binary the way the kubelet starts the container:
+// the manifest's arguments and environment (GOMEMLIMIT and the ADAPTKV_
+// variables as real variables), with the pod IP a loopback address of its
+// own, the data directory and the certificates (a CA, a node certificate
+// and a gossip key, the Secret's four files) in temporary folders. Alone,
+// with seeds that do not resolve, the node must come up alive (liveness
+// 200) but not ready (readiness 503), and stop cleanly on SIGTERM within
+// the pod's grace period.
+func runContainer(t *testing.T, bin, help string, c corev1.Container, graceSeconds int64) {
+	ip := fmt.Sprintf("127.0.%d.%d", 100+os.Getpid()%100, 2+os.Getpid()%250)
+	dataDir, certsDir := t.TempDir(), t.TempDir()
+	if err := errors.Join(
+		security.CreateCA(certsDir, security.CreateOptions{}),
+		security.CreateNode(certsDir, []string{ip}, security.CreateOptions{}),
+		security.CreateGossipKey(certsDir, false),
+		os.Remove(filepath.Join(certsDir, security.CAKeyFile)), // not in the Secret
+	); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"POD_NAME": "adaptkv-0", "POD_NAMESPACE": "default", "POD_IP": ip}
+	ref := regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+	expand := func(s string) string {
+		return ref.ReplaceAllStringFunc(s, func(v string) string { return vars[v[2:len(v)-1]] })
+	}
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "ADAPTKV_") || strings.HasPrefix(kv, "GOMEMLIMIT=")
+	})
+	for _, e := range c.Env {
+		v := expand(e.Value)
+		if from := e.ValueFrom; from != nil {
+			switch {
+			case from.ResourceFieldRef != nil:
+				q := c.Resources.Limits[corev1.ResourceName(strings.TrimPrefix(from.ResourceFieldRef.Resource, "limits."))]
+				v = strconv.FormatInt(q.Value()/from.ResourceFieldRef.Divisor.Value(), 10)
+			case e.Name == "ADAPTKV_ZONE":
+				v = "zone-a"
+			default:
+				v = vars[e.Name]
+			}
+		}
+		vars[e.Name] = v
+		env = append(env, e.Name+"="+v)
+	}
+	var argv []string
+	for _, a := range c.Args {
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		switch name {
+		case "data-dir":
+			a = "--data-dir=" + dataDir
+		case "certs-dir":
+			if !strings.Contains(help, "--certs-dir ") {
+				continue // see flagsAwaitingMerge
+			}
+			a = "--certs-dir=" + certsDir
+		}
+		argv = append(argv, expand(a))
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, append([]string{"node"}, argv...)...)
+	cmd.Env, cmd.Stderr = env, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	running := true
+	defer func() {
+		if running {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("adaptkv node %s\nenv %v\nstderr:\n%s", strings.Join(argv, " "), env[len(env)-len(c.Env):], stderr.String())
+		}
+	}()
+	httpAddr := ""
+	for _, a := range argv {
+		if v, ok := strings.CutPrefix(a, "--http-addr="); ok {
+			httpAddr = v
+		}
+	}
+	get := func(path string) int {
+		resp, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for get(c.LivenessProbe.HTTPGet.Path) != http.StatusOK {
+		select {
+		case err := <-exited:
+			running = false
+			t.Fatalf("the node exited: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s never answered 200", c.LivenessProbe.HTTPGet.Path)
+		}
+	}
+	if code := get(c.ReadinessProbe.HTTPGet.Path); code != http.StatusServiceUnavailable {
+		t.Errorf("GET %s on a node that cannot reach its seeds: %d; want 503 (not ready)", c.ReadinessProbe.HTTPGet.Path, code)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		running = false
+		if err != nil {
+			t.Errorf("the node stopped with %v after SIGTERM", err)
+		}
+	case <-time.After(time.Duration(graceSeconds) * time.Second):
+		t.Error("the node did not stop within the grace period after SIGTERM")
 	}
 }
 
