@@ -158,6 +158,9 @@ func assemble(o options, bin string, created time.Time) (v1.Image, error) {
 		Architecture: arch,
 		OS:           "linux",
 		Created:      v1.Time{Time: created},
+		// mutate.Append fills in the diff IDs but not the type, and loaders
+		// check it (validate.Image does).
+		RootFS: v1.RootFS{Type: "layers"},
 		Config: v1.Config{
 			User:         fmt.Sprintf("%d:%d", uid, uid),
 			Entrypoint:   entrypoint,

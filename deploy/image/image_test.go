@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
 // TestImage builds the image the way `make image` does (a static binary,
@@ -47,6 +48,11 @@ func TestImage(t *testing.T) {
 	img, err := tarball.ImageFromPath(out, &tag)
 	if err != nil {
 		t.Fatalf("read back %s as %s: %v", out, ref, err)
+	}
+	// Digests, sizes and diff IDs agree between manifest, config and
+	// layers, as a loader checks them.
+	if err := validate.Image(img); err != nil {
+		t.Errorf("the tarball's image is inconsistent: %v", err)
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
