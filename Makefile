@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin/adaptkv
 
-.PHONY: build up down test vet proto bench fuzz-ci
+.PHONY: build up down test vet proto bench fuzz-ci image k8s-manifests
 
 build:
 	$(GO) build -o $(BIN) ./cmd/adaptkv
@@ -50,3 +50,15 @@ proto:
 # Benchmarks of the hot pure pieces.
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./storage/ ./replication/... ./api/ring/
+
+# The container image, built without a Docker daemon (deploy/image): a
+# static binary in an image with no base, written as a tarball for
+# `docker load -i` or `podman load -i`. IMAGE_TAG defaults to adaptkv:VERSION.
+IMAGE_TAR ?= bin/adaptkv-image.tar
+IMAGE_TAG ?=
+image:
+	$(GO) run ./deploy/image -o $(IMAGE_TAR) $(if $(IMAGE_TAG),-tag $(IMAGE_TAG))
+
+# The Kubernetes manifests (deploy/kubernetes), rendered by kustomize.
+k8s-manifests:
+	kubectl kustomize deploy/kubernetes

@@ -107,6 +107,7 @@ condition did not hold (nothing was written; the current value is reported).`,
 		a.keyringCommand(),
 		jepsencmd.NewCommand(),
 		benchCommand(),
+		a.versionCommand(),
 	)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
