@@ -76,7 +76,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		if material, err = security.LoadClient(cfg.CertsDir, cfg.User); err != nil {
 			return nil, fmt.Errorf("%w: Config.CertsDir: %w", ErrInvalidArgument, err)
 		}
-		creds = credentials.NewTLS(material.ClientConfig())
+		creds = material.ClientCredentials()
 	}
 	c := &Client{
 		creds:     creds,

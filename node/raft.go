@@ -83,7 +83,7 @@ func (s *raftStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (
 		return nil, err
 	}
 	if s.sec != nil {
-		cfg := s.sec.ClientConfig()
+		cfg := s.sec.PeerConfig()
 		cfg.ServerName = security.ServerName(string(addr))
 		tc := tls.Client(c, cfg)
 		ctx, cancel := context.WithTimeout(context.Background(), min(timeout, raftHandshakeTimeout))

@@ -43,7 +43,7 @@ func newPeerTransport(self string, local *replication.Replica, bindHost string, 
 	creds := insecure.NewCredentials()
 	if sec != nil {
 		// The node's own certificate authenticates it to its peers.
-		creds = credentials.NewTLS(sec.ClientConfig())
+		creds = sec.PeerCredentials()
 	}
 	return &peerTransport{
 		creds:   creds,

@@ -209,3 +209,60 @@ func TestGossipKey(t *testing.T) {
 		}
 	}
 }
+
+// Nodes dial each other at addresses learned through gossip, which their
+// certificates need not list: PeerConfig accepts any node certificate of
+// the CA, ClientConfig (for people's tools) also checks the address.
+func TestPeerConfigSkipsOnlyTheNameCheck(t *testing.T) {
+	dir, other := makeDir(t, "alice"), makeDir(t)
+	m, err := LoadNode(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.2:0") // not in the certificate's SANs
+	if err != nil {
+		t.Skipf("no 127.0.0.2 on this machine: %v", err)
+	}
+	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(m.ServerConfig())))
+	healthpb.RegisterHealthServer(s, health.NewServer())
+	go s.Serve(ln)
+	t.Cleanup(s.Stop)
+	addr := ln.Addr().String()
+
+	if err := call(addr, credentials.NewTLS(m.PeerConfig())); err != nil {
+		t.Fatalf("a node refused a node of its CA at an address its certificate does not name: %v", err)
+	}
+	if err := call(addr, credentials.NewTLS(m.ClientConfig())); err == nil {
+		t.Fatal("ClientConfig accepted a server certificate that does not name the dialed address")
+	}
+	stranger, err := LoadNode(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := call(addr, credentials.NewTLS(stranger.PeerConfig())); err == nil {
+		t.Fatal("a node of another CA was accepted")
+	}
+	// A server holding a client certificate is no node.
+	alice, err := LoadClient(dir, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr2, _ := serveAs(t, alice)
+	if err := call(addr2, credentials.NewTLS(m.PeerConfig())); err == nil {
+		t.Fatal("PeerConfig accepted a server presenting a client certificate")
+	}
+}
+
+// serveAs serves with m's certificate whatever it is.
+func serveAs(t *testing.T, m *Material) (string, *grpc.Server) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(m.ServerConfig())))
+	healthpb.RegisterHealthServer(s, health.NewServer())
+	go s.Serve(ln)
+	t.Cleanup(s.Stop)
+	return ln.Addr().String(), s
+}

@@ -183,27 +183,80 @@ func (m *Material) ServerConfig() *tls.Config {
 }
 
 // ClientConfig is the configuration of a dialer: TLS 1.3, the current
-// certificate presented, the server's certificate verified against the
-// current CA and the dialed host. Verification is done in VerifyConnection
-// instead of through RootCAs so that a reloaded CA applies to new
-// connections of an existing tls.Config.
+// certificate presented, the server's certificate verified against the CA
+// as it is now and against the dialed host (IP SANs included), and the
+// server required to be a node. A tls.Config holds its CA pool, so a
+// long-lived dialer should take ClientCredentials, which builds a fresh
+// configuration for every handshake.
 func (m *Material) ClientConfig() *tls.Config {
+	pool, _ := m.current()
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
+		RootCAs:    pool,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			_, cert := m.current()
 			return cert, nil
 		},
-		// The chain is checked in VerifyConnection against the current pool.
-		InsecureSkipVerify: true, //nolint:gosec // verified below
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			pool, _ := m.current()
-			return verifyServer(cs, pool)
+			if len(cs.PeerCertificates) == 0 || !IdentityOf(cs.PeerCertificates[0]).Node {
+				return fmt.Errorf("tls: server certificate: %w", ErrNotNode)
+			}
+			return nil
 		},
 	}
 }
 
-func verifyServer(cs tls.ConnectionState, pool *x509.CertPool) error {
+// ClientCredentials are gRPC transport credentials over ClientConfig that
+// take the material as it is at each handshake, so that a reloaded CA or
+// certificate applies to the next connection of a long-lived client.
+func (m *Material) ClientCredentials() credentials.TransportCredentials {
+	return freshCredentials{config: m.ClientConfig}
+}
+
+// PeerCredentials are ClientCredentials over PeerConfig, for nodes.
+func (m *Material) PeerCredentials() credentials.TransportCredentials {
+	return freshCredentials{config: m.PeerConfig}
+}
+
+type freshCredentials struct{ config func() *tls.Config }
+
+func (f freshCredentials) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return credentials.NewTLS(f.config()).ClientHandshake(ctx, authority, conn)
+}
+
+func (f freshCredentials) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("security: client credentials cannot serve")
+}
+
+func (f freshCredentials) Info() credentials.ProtocolInfo {
+	return credentials.NewTLS(f.config()).Info()
+}
+
+func (f freshCredentials) Clone() credentials.TransportCredentials { return f }
+
+// OverrideServerName implements a deprecated method of the interface.
+func (f freshCredentials) OverrideServerName(string) error { return nil }
+
+// PeerConfig is the configuration of a node dialing another node (peer
+// RPCs, Raft): like ClientConfig, but the server must hold a node
+// certificate of the CA, and its address is not matched against the
+// certificate's names. Nodes learn each other's addresses through gossip
+// (pod IPs on Kubernetes), which no certificate can list in advance, and
+// every node certificate of the CA is trusted alike; a client, which dials
+// addresses a person gave it, keeps the name check of ClientConfig.
+func (m *Material) PeerConfig() *tls.Config {
+	cfg := m.ClientConfig()
+	cfg.RootCAs = nil
+	// The chain is checked in VerifyConnection, without a name.
+	cfg.InsecureSkipVerify = true //nolint:gosec // verified below
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		pool, _ := m.current()
+		return verifyPeer(cs, pool)
+	}
+	return cfg
+}
+
+func verifyPeer(cs tls.ConnectionState, pool *x509.CertPool) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("tls: the server presented no certificate")
 	}
@@ -212,9 +265,6 @@ func verifyServer(cs tls.ConnectionState, pool *x509.CertPool) error {
 		inter.AddCert(c)
 	}
 	opts := x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	if cs.ServerName != "" {
-		opts.DNSName = cs.ServerName
-	}
 	if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
 		return fmt.Errorf("tls: server certificate: %w", err)
 	}
