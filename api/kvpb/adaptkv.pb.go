@@ -247,7 +247,7 @@ func (x PaxosRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PaxosRequest_Kind.Descriptor instead.
 func (PaxosRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{65, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{66, 0}
 }
 
 // Condition makes a write conditional: it applies only when the key's
@@ -1917,8 +1917,10 @@ type ClusterStatusResponse struct {
 	HintsPending   uint64                 `protobuf:"varint,6,opt,name=hints_pending,json=hintsPending,proto3" json:"hints_pending,omitempty"`    // hints stored on this node
 	TopologyEpoch  uint64                 `protobuf:"varint,7,opt,name=topology_epoch,json=topologyEpoch,proto3" json:"topology_epoch,omitempty"` // index of the last metadata entry that changed the ring
 	Stream         *StreamStatus          `protobuf:"bytes,8,opt,name=stream,proto3" json:"stream,omitempty"`                                     // the topology change's stream, while one is in progress
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Field 30 (not 9): other changes of issue 13 add fields here too.
+	Security      *NodeSecurity `protobuf:"bytes,30,opt,name=security,proto3" json:"security,omitempty"` // the answering node's transport security
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -2007,6 +2009,75 @@ func (x *ClusterStatusResponse) GetStream() *StreamStatus {
 	return nil
 }
 
+func (x *ClusterStatusResponse) GetSecurity() *NodeSecurity {
+	if x != nil {
+		return x.Security
+	}
+	return nil
+}
+
+// NodeSecurity is how a node protects its connections: mutual TLS with its
+// certificate, or --insecure (plaintext, unauthenticated).
+type NodeSecurity struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Secure           bool                   `protobuf:"varint,1,opt,name=secure,proto3" json:"secure,omitempty"`
+	CertNotAfterUnix int64                  `protobuf:"varint,2,opt,name=cert_not_after_unix,json=certNotAfterUnix,proto3" json:"cert_not_after_unix,omitempty"` // the node certificate's expiry, seconds since 1970; 0 when insecure
+	CaNotAfterUnix   int64                  `protobuf:"varint,3,opt,name=ca_not_after_unix,json=caNotAfterUnix,proto3" json:"ca_not_after_unix,omitempty"`       // the CA certificate's expiry
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *NodeSecurity) Reset() {
+	*x = NodeSecurity{}
+	mi := &file_adaptkv_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeSecurity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeSecurity) ProtoMessage() {}
+
+func (x *NodeSecurity) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeSecurity.ProtoReflect.Descriptor instead.
+func (*NodeSecurity) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *NodeSecurity) GetSecure() bool {
+	if x != nil {
+		return x.Secure
+	}
+	return false
+}
+
+func (x *NodeSecurity) GetCertNotAfterUnix() int64 {
+	if x != nil {
+		return x.CertNotAfterUnix
+	}
+	return 0
+}
+
+func (x *NodeSecurity) GetCaNotAfterUnix() int64 {
+	if x != nil {
+		return x.CaNotAfterUnix
+	}
+	return 0
+}
+
 // StreamStatus is the progress of the stream of a topology change (the
 // ranges that move, read from the current replicas and pushed to the new
 // ones). The driver (the metadata leader) reports it live; other nodes
@@ -2037,7 +2108,7 @@ type StreamStatus struct {
 
 func (x *StreamStatus) Reset() {
 	*x = StreamStatus{}
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2120,7 @@ func (x *StreamStatus) String() string {
 func (*StreamStatus) ProtoMessage() {}
 
 func (x *StreamStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2133,7 @@ func (x *StreamStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamStatus.ProtoReflect.Descriptor instead.
 func (*StreamStatus) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{25}
+	return file_adaptkv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StreamStatus) GetChange() string {
@@ -2201,7 +2272,7 @@ type LocalGetRequest struct {
 
 func (x *LocalGetRequest) Reset() {
 	*x = LocalGetRequest{}
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2284,7 @@ func (x *LocalGetRequest) String() string {
 func (*LocalGetRequest) ProtoMessage() {}
 
 func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2297,7 @@ func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetRequest.ProtoReflect.Descriptor instead.
 func (*LocalGetRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{26}
+	return file_adaptkv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LocalGetRequest) GetKeyspace() string {
@@ -2256,7 +2327,7 @@ type LocalGetResponse struct {
 
 func (x *LocalGetResponse) Reset() {
 	*x = LocalGetResponse{}
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2339,7 @@ func (x *LocalGetResponse) String() string {
 func (*LocalGetResponse) ProtoMessage() {}
 
 func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2352,7 @@ func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetResponse.ProtoReflect.Descriptor instead.
 func (*LocalGetResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{27}
+	return file_adaptkv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LocalGetResponse) GetFound() bool {
@@ -2329,7 +2400,7 @@ type TunerExplainRequest struct {
 
 func (x *TunerExplainRequest) Reset() {
 	*x = TunerExplainRequest{}
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2412,7 @@ func (x *TunerExplainRequest) String() string {
 func (*TunerExplainRequest) ProtoMessage() {}
 
 func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2425,7 @@ func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainRequest.ProtoReflect.Descriptor instead.
 func (*TunerExplainRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{28}
+	return file_adaptkv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TunerExplainRequest) GetKeyspace() string {
@@ -2381,7 +2452,7 @@ type TunerExplainResponse struct {
 
 func (x *TunerExplainResponse) Reset() {
 	*x = TunerExplainResponse{}
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2464,7 @@ func (x *TunerExplainResponse) String() string {
 func (*TunerExplainResponse) ProtoMessage() {}
 
 func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2477,7 @@ func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainResponse.ProtoReflect.Descriptor instead.
 func (*TunerExplainResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{29}
+	return file_adaptkv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TunerExplainResponse) GetDecisionsJson() []string {
@@ -2432,7 +2503,7 @@ type TunerWhatIfRequest struct {
 
 func (x *TunerWhatIfRequest) Reset() {
 	*x = TunerWhatIfRequest{}
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2515,7 @@ func (x *TunerWhatIfRequest) String() string {
 func (*TunerWhatIfRequest) ProtoMessage() {}
 
 func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2528,7 @@ func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfRequest.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{30}
+	return file_adaptkv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TunerWhatIfRequest) GetKeyspace() string {
@@ -2477,7 +2548,7 @@ type TunerWhatIfResponse struct {
 
 func (x *TunerWhatIfResponse) Reset() {
 	*x = TunerWhatIfResponse{}
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2489,7 +2560,7 @@ func (x *TunerWhatIfResponse) String() string {
 func (*TunerWhatIfResponse) ProtoMessage() {}
 
 func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2502,7 +2573,7 @@ func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfResponse.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{31}
+	return file_adaptkv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TunerWhatIfResponse) GetCandidatesJson() string {
@@ -2528,7 +2599,7 @@ type TunerSnapshotRequest struct {
 
 func (x *TunerSnapshotRequest) Reset() {
 	*x = TunerSnapshotRequest{}
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2540,7 +2611,7 @@ func (x *TunerSnapshotRequest) String() string {
 func (*TunerSnapshotRequest) ProtoMessage() {}
 
 func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2553,7 +2624,7 @@ func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{32}
+	return file_adaptkv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TunerSnapshotRequest) GetKeyspace() string {
@@ -2574,7 +2645,7 @@ type TunerSnapshotResponse struct {
 
 func (x *TunerSnapshotResponse) Reset() {
 	*x = TunerSnapshotResponse{}
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +2657,7 @@ func (x *TunerSnapshotResponse) String() string {
 func (*TunerSnapshotResponse) ProtoMessage() {}
 
 func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +2670,7 @@ func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{33}
+	return file_adaptkv_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TunerSnapshotResponse) GetObservationJson() []byte {
@@ -2645,7 +2716,7 @@ type RepairOptions struct {
 
 func (x *RepairOptions) Reset() {
 	*x = RepairOptions{}
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2657,7 +2728,7 @@ func (x *RepairOptions) String() string {
 func (*RepairOptions) ProtoMessage() {}
 
 func (x *RepairOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2670,7 +2741,7 @@ func (x *RepairOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairOptions.ProtoReflect.Descriptor instead.
 func (*RepairOptions) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{34}
+	return file_adaptkv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RepairOptions) GetPageSize() uint32 {
@@ -2771,7 +2842,7 @@ type RepairStats struct {
 
 func (x *RepairStats) Reset() {
 	*x = RepairStats{}
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +2854,7 @@ func (x *RepairStats) String() string {
 func (*RepairStats) ProtoMessage() {}
 
 func (x *RepairStats) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +2867,7 @@ func (x *RepairStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairStats.ProtoReflect.Descriptor instead.
 func (*RepairStats) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{35}
+	return file_adaptkv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RepairStats) GetKeysScanned() uint64 {
@@ -2893,7 +2964,7 @@ type RepairKeyspaceRequest struct {
 
 func (x *RepairKeyspaceRequest) Reset() {
 	*x = RepairKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +2976,7 @@ func (x *RepairKeyspaceRequest) String() string {
 func (*RepairKeyspaceRequest) ProtoMessage() {}
 
 func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2918,7 +2989,7 @@ func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*RepairKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{36}
+	return file_adaptkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RepairKeyspaceRequest) GetKeyspace() string {
@@ -2950,7 +3021,7 @@ type RepairKeyspaceResponse struct {
 
 func (x *RepairKeyspaceResponse) Reset() {
 	*x = RepairKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2962,7 +3033,7 @@ func (x *RepairKeyspaceResponse) String() string {
 func (*RepairKeyspaceResponse) ProtoMessage() {}
 
 func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2975,7 +3046,7 @@ func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*RepairKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{37}
+	return file_adaptkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RepairKeyspaceResponse) GetStats() *RepairStats {
@@ -3036,7 +3107,7 @@ type DecommissionNodeRequest struct {
 
 func (x *DecommissionNodeRequest) Reset() {
 	*x = DecommissionNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3048,7 +3119,7 @@ func (x *DecommissionNodeRequest) String() string {
 func (*DecommissionNodeRequest) ProtoMessage() {}
 
 func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3061,7 +3132,7 @@ func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{38}
+	return file_adaptkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DecommissionNodeRequest) GetId() string {
@@ -3081,7 +3152,7 @@ type DecommissionNodeResponse struct {
 
 func (x *DecommissionNodeResponse) Reset() {
 	*x = DecommissionNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +3164,7 @@ func (x *DecommissionNodeResponse) String() string {
 func (*DecommissionNodeResponse) ProtoMessage() {}
 
 func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3177,7 @@ func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeResponse.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{39}
+	return file_adaptkv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DecommissionNodeResponse) GetTopologyEpoch() uint64 {
@@ -3132,7 +3203,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3144,7 +3215,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3157,7 +3228,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{40}
+	return file_adaptkv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -3177,7 +3248,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3189,7 +3260,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3202,7 +3273,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{41}
+	return file_adaptkv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveNodeResponse) GetTopologyEpoch() uint64 {
@@ -3228,7 +3299,7 @@ type MetadataReadIndexRequest struct {
 
 func (x *MetadataReadIndexRequest) Reset() {
 	*x = MetadataReadIndexRequest{}
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3240,7 +3311,7 @@ func (x *MetadataReadIndexRequest) String() string {
 func (*MetadataReadIndexRequest) ProtoMessage() {}
 
 func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3253,7 +3324,7 @@ func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{42}
+	return file_adaptkv_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MetadataReadIndexRequest) GetFrom() string {
@@ -3273,7 +3344,7 @@ type MetadataReadIndexResponse struct {
 
 func (x *MetadataReadIndexResponse) Reset() {
 	*x = MetadataReadIndexResponse{}
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3285,7 +3356,7 @@ func (x *MetadataReadIndexResponse) String() string {
 func (*MetadataReadIndexResponse) ProtoMessage() {}
 
 func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3298,7 +3369,7 @@ func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{43}
+	return file_adaptkv_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MetadataReadIndexResponse) GetIndex() uint64 {
@@ -3328,7 +3399,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3340,7 +3411,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3353,7 +3424,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{44}
+	return file_adaptkv_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Record) GetKey() []byte {
@@ -3397,7 +3468,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3409,7 +3480,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3422,7 +3493,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{45}
+	return file_adaptkv_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Mutation) GetKeyspace() string {
@@ -3457,7 +3528,7 @@ type MutationResult struct {
 
 func (x *MutationResult) Reset() {
 	*x = MutationResult{}
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3469,7 +3540,7 @@ func (x *MutationResult) String() string {
 func (*MutationResult) ProtoMessage() {}
 
 func (x *MutationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3482,7 +3553,7 @@ func (x *MutationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MutationResult.ProtoReflect.Descriptor instead.
 func (*MutationResult) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{46}
+	return file_adaptkv_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MutationResult) GetOk() bool {
@@ -3516,7 +3587,7 @@ type ReplicaWriteRequest struct {
 
 func (x *ReplicaWriteRequest) Reset() {
 	*x = ReplicaWriteRequest{}
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3528,7 +3599,7 @@ func (x *ReplicaWriteRequest) String() string {
 func (*ReplicaWriteRequest) ProtoMessage() {}
 
 func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3541,7 +3612,7 @@ func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{47}
+	return file_adaptkv_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReplicaWriteRequest) GetMutations() []*Mutation {
@@ -3567,7 +3638,7 @@ type ReplicaWriteResponse struct {
 
 func (x *ReplicaWriteResponse) Reset() {
 	*x = ReplicaWriteResponse{}
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3579,7 +3650,7 @@ func (x *ReplicaWriteResponse) String() string {
 func (*ReplicaWriteResponse) ProtoMessage() {}
 
 func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3592,7 +3663,7 @@ func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{48}
+	return file_adaptkv_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReplicaWriteResponse) GetResults() []*MutationResult {
@@ -3618,7 +3689,7 @@ type ReplicaReadRequest struct {
 
 func (x *ReplicaReadRequest) Reset() {
 	*x = ReplicaReadRequest{}
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3630,7 +3701,7 @@ func (x *ReplicaReadRequest) String() string {
 func (*ReplicaReadRequest) ProtoMessage() {}
 
 func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3643,7 +3714,7 @@ func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaReadRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{49}
+	return file_adaptkv_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReplicaReadRequest) GetKeyspace() string {
@@ -3692,7 +3763,7 @@ type ReplicaReadResponse struct {
 
 func (x *ReplicaReadResponse) Reset() {
 	*x = ReplicaReadResponse{}
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3704,7 +3775,7 @@ func (x *ReplicaReadResponse) String() string {
 func (*ReplicaReadResponse) ProtoMessage() {}
 
 func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3717,7 +3788,7 @@ func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaReadResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{50}
+	return file_adaptkv_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReplicaReadResponse) GetFound() bool {
@@ -3755,7 +3826,7 @@ type ReplicaScanRequest struct {
 
 func (x *ReplicaScanRequest) Reset() {
 	*x = ReplicaScanRequest{}
-	mi := &file_adaptkv_proto_msgTypes[51]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3767,7 +3838,7 @@ func (x *ReplicaScanRequest) String() string {
 func (*ReplicaScanRequest) ProtoMessage() {}
 
 func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[51]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3780,7 +3851,7 @@ func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaScanRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{51}
+	return file_adaptkv_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReplicaScanRequest) GetKeyspace() string {
@@ -3835,7 +3906,7 @@ type ReplicaScanResponse struct {
 
 func (x *ReplicaScanResponse) Reset() {
 	*x = ReplicaScanResponse{}
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3847,7 +3918,7 @@ func (x *ReplicaScanResponse) String() string {
 func (*ReplicaScanResponse) ProtoMessage() {}
 
 func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3860,7 +3931,7 @@ func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaScanResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{52}
+	return file_adaptkv_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReplicaScanResponse) GetRecords() []*Record {
@@ -3892,7 +3963,7 @@ type ReplicaRepairRequest struct {
 
 func (x *ReplicaRepairRequest) Reset() {
 	*x = ReplicaRepairRequest{}
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3904,7 +3975,7 @@ func (x *ReplicaRepairRequest) String() string {
 func (*ReplicaRepairRequest) ProtoMessage() {}
 
 func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3917,7 +3988,7 @@ func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{53}
+	return file_adaptkv_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReplicaRepairRequest) GetKeyspace() string {
@@ -3958,7 +4029,7 @@ type ReplicaRepairResponse struct {
 
 func (x *ReplicaRepairResponse) Reset() {
 	*x = ReplicaRepairResponse{}
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3970,7 +4041,7 @@ func (x *ReplicaRepairResponse) String() string {
 func (*ReplicaRepairResponse) ProtoMessage() {}
 
 func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3983,7 +4054,7 @@ func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{54}
+	return file_adaptkv_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReplicaRepairResponse) GetStats() *RepairStats {
@@ -4011,7 +4082,7 @@ type DigestEntry struct {
 
 func (x *DigestEntry) Reset() {
 	*x = DigestEntry{}
-	mi := &file_adaptkv_proto_msgTypes[55]
+	mi := &file_adaptkv_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4023,7 +4094,7 @@ func (x *DigestEntry) String() string {
 func (*DigestEntry) ProtoMessage() {}
 
 func (x *DigestEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[55]
+	mi := &file_adaptkv_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4036,7 +4107,7 @@ func (x *DigestEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestEntry.ProtoReflect.Descriptor instead.
 func (*DigestEntry) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{55}
+	return file_adaptkv_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DigestEntry) GetKey() []byte {
@@ -4065,7 +4136,7 @@ type ReplicaDigestRequest struct {
 
 func (x *ReplicaDigestRequest) Reset() {
 	*x = ReplicaDigestRequest{}
-	mi := &file_adaptkv_proto_msgTypes[56]
+	mi := &file_adaptkv_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4077,7 +4148,7 @@ func (x *ReplicaDigestRequest) String() string {
 func (*ReplicaDigestRequest) ProtoMessage() {}
 
 func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[56]
+	mi := &file_adaptkv_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4090,7 +4161,7 @@ func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{56}
+	return file_adaptkv_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReplicaDigestRequest) GetKeyspace() string {
@@ -4133,7 +4204,7 @@ type ReplicaDigestResponse struct {
 
 func (x *ReplicaDigestResponse) Reset() {
 	*x = ReplicaDigestResponse{}
-	mi := &file_adaptkv_proto_msgTypes[57]
+	mi := &file_adaptkv_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4145,7 +4216,7 @@ func (x *ReplicaDigestResponse) String() string {
 func (*ReplicaDigestResponse) ProtoMessage() {}
 
 func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[57]
+	mi := &file_adaptkv_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4158,7 +4229,7 @@ func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{57}
+	return file_adaptkv_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReplicaDigestResponse) GetBehind() []uint32 {
@@ -4198,7 +4269,7 @@ type CompareTreesRequest struct {
 
 func (x *CompareTreesRequest) Reset() {
 	*x = CompareTreesRequest{}
-	mi := &file_adaptkv_proto_msgTypes[58]
+	mi := &file_adaptkv_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4210,7 +4281,7 @@ func (x *CompareTreesRequest) String() string {
 func (*CompareTreesRequest) ProtoMessage() {}
 
 func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[58]
+	mi := &file_adaptkv_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4223,7 +4294,7 @@ func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesRequest.ProtoReflect.Descriptor instead.
 func (*CompareTreesRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{58}
+	return file_adaptkv_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CompareTreesRequest) GetKeyspace() string {
@@ -4295,7 +4366,7 @@ type SharedRoot struct {
 
 func (x *SharedRoot) Reset() {
 	*x = SharedRoot{}
-	mi := &file_adaptkv_proto_msgTypes[59]
+	mi := &file_adaptkv_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4307,7 +4378,7 @@ func (x *SharedRoot) String() string {
 func (*SharedRoot) ProtoMessage() {}
 
 func (x *SharedRoot) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[59]
+	mi := &file_adaptkv_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4320,7 +4391,7 @@ func (x *SharedRoot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRoot.ProtoReflect.Descriptor instead.
 func (*SharedRoot) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{59}
+	return file_adaptkv_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SharedRoot) GetBoundsHash() uint64 {
@@ -4350,7 +4421,7 @@ type TreeQuery struct {
 
 func (x *TreeQuery) Reset() {
 	*x = TreeQuery{}
-	mi := &file_adaptkv_proto_msgTypes[60]
+	mi := &file_adaptkv_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4362,7 +4433,7 @@ func (x *TreeQuery) String() string {
 func (*TreeQuery) ProtoMessage() {}
 
 func (x *TreeQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[60]
+	mi := &file_adaptkv_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4375,7 +4446,7 @@ func (x *TreeQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeQuery.ProtoReflect.Descriptor instead.
 func (*TreeQuery) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{60}
+	return file_adaptkv_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *TreeQuery) GetAfter() uint64 {
@@ -4427,7 +4498,7 @@ type CompareTreesResponse struct {
 
 func (x *CompareTreesResponse) Reset() {
 	*x = CompareTreesResponse{}
-	mi := &file_adaptkv_proto_msgTypes[61]
+	mi := &file_adaptkv_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4439,7 +4510,7 @@ func (x *CompareTreesResponse) String() string {
 func (*CompareTreesResponse) ProtoMessage() {}
 
 func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[61]
+	mi := &file_adaptkv_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4452,7 +4523,7 @@ func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesResponse.ProtoReflect.Descriptor instead.
 func (*CompareTreesResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{61}
+	return file_adaptkv_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CompareTreesResponse) GetAnswers() []*TreeAnswer {
@@ -4485,7 +4556,7 @@ type TreeAnswer struct {
 
 func (x *TreeAnswer) Reset() {
 	*x = TreeAnswer{}
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4497,7 +4568,7 @@ func (x *TreeAnswer) String() string {
 func (*TreeAnswer) ProtoMessage() {}
 
 func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4510,7 +4581,7 @@ func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeAnswer.ProtoReflect.Descriptor instead.
 func (*TreeAnswer) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{62}
+	return file_adaptkv_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *TreeAnswer) GetDiffering() []uint32 {
@@ -4532,7 +4603,7 @@ type PaxosBallot struct {
 
 func (x *PaxosBallot) Reset() {
 	*x = PaxosBallot{}
-	mi := &file_adaptkv_proto_msgTypes[63]
+	mi := &file_adaptkv_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4544,7 +4615,7 @@ func (x *PaxosBallot) String() string {
 func (*PaxosBallot) ProtoMessage() {}
 
 func (x *PaxosBallot) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[63]
+	mi := &file_adaptkv_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4557,7 +4628,7 @@ func (x *PaxosBallot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosBallot.ProtoReflect.Descriptor instead.
 func (*PaxosBallot) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{63}
+	return file_adaptkv_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *PaxosBallot) GetCounter() uint64 {
@@ -4587,7 +4658,7 @@ type PaxosProposal struct {
 
 func (x *PaxosProposal) Reset() {
 	*x = PaxosProposal{}
-	mi := &file_adaptkv_proto_msgTypes[64]
+	mi := &file_adaptkv_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4599,7 +4670,7 @@ func (x *PaxosProposal) String() string {
 func (*PaxosProposal) ProtoMessage() {}
 
 func (x *PaxosProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[64]
+	mi := &file_adaptkv_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4612,7 +4683,7 @@ func (x *PaxosProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosProposal.ProtoReflect.Descriptor instead.
 func (*PaxosProposal) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{64}
+	return file_adaptkv_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *PaxosProposal) GetBallot() *PaxosBallot {
@@ -4655,7 +4726,7 @@ type PaxosRequest struct {
 
 func (x *PaxosRequest) Reset() {
 	*x = PaxosRequest{}
-	mi := &file_adaptkv_proto_msgTypes[65]
+	mi := &file_adaptkv_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4667,7 +4738,7 @@ func (x *PaxosRequest) String() string {
 func (*PaxosRequest) ProtoMessage() {}
 
 func (x *PaxosRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[65]
+	mi := &file_adaptkv_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4680,7 +4751,7 @@ func (x *PaxosRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosRequest.ProtoReflect.Descriptor instead.
 func (*PaxosRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{65}
+	return file_adaptkv_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *PaxosRequest) GetKind() PaxosRequest_Kind {
@@ -4749,7 +4820,7 @@ type PaxosResponse struct {
 
 func (x *PaxosResponse) Reset() {
 	*x = PaxosResponse{}
-	mi := &file_adaptkv_proto_msgTypes[66]
+	mi := &file_adaptkv_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4761,7 +4832,7 @@ func (x *PaxosResponse) String() string {
 func (*PaxosResponse) ProtoMessage() {}
 
 func (x *PaxosResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[66]
+	mi := &file_adaptkv_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4774,7 +4845,7 @@ func (x *PaxosResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosResponse.ProtoReflect.Descriptor instead.
 func (*PaxosResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{66}
+	return file_adaptkv_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *PaxosResponse) GetOk() bool {
@@ -4836,7 +4907,7 @@ type CleanupKeyspaceRequest struct {
 
 func (x *CleanupKeyspaceRequest) Reset() {
 	*x = CleanupKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[67]
+	mi := &file_adaptkv_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4848,7 +4919,7 @@ func (x *CleanupKeyspaceRequest) String() string {
 func (*CleanupKeyspaceRequest) ProtoMessage() {}
 
 func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[67]
+	mi := &file_adaptkv_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4861,7 +4932,7 @@ func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{67}
+	return file_adaptkv_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CleanupKeyspaceRequest) GetKeyspace() string {
@@ -4888,7 +4959,7 @@ type CleanupKeyspaceResponse struct {
 
 func (x *CleanupKeyspaceResponse) Reset() {
 	*x = CleanupKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[68]
+	mi := &file_adaptkv_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4900,7 +4971,7 @@ func (x *CleanupKeyspaceResponse) String() string {
 func (*CleanupKeyspaceResponse) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[68]
+	mi := &file_adaptkv_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4913,7 +4984,7 @@ func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{68}
+	return file_adaptkv_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CleanupKeyspaceResponse) GetNodes() []*CleanupKeyspaceResponse_Node {
@@ -4940,7 +5011,7 @@ type ReplaceNodeRequest struct {
 
 func (x *ReplaceNodeRequest) Reset() {
 	*x = ReplaceNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[69]
+	mi := &file_adaptkv_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4952,7 +5023,7 @@ func (x *ReplaceNodeRequest) String() string {
 func (*ReplaceNodeRequest) ProtoMessage() {}
 
 func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[69]
+	mi := &file_adaptkv_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4965,7 +5036,7 @@ func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{69}
+	return file_adaptkv_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ReplaceNodeRequest) GetDeadId() string {
@@ -4992,7 +5063,7 @@ type ReplaceNodeResponse struct {
 
 func (x *ReplaceNodeResponse) Reset() {
 	*x = ReplaceNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[70]
+	mi := &file_adaptkv_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5004,7 +5075,7 @@ func (x *ReplaceNodeResponse) String() string {
 func (*ReplaceNodeResponse) ProtoMessage() {}
 
 func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[70]
+	mi := &file_adaptkv_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5017,7 +5088,7 @@ func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{70}
+	return file_adaptkv_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ReplaceNodeResponse) GetTopologyEpoch() uint64 {
@@ -5046,7 +5117,7 @@ type CleanupKeyspaceResponse_Node struct {
 
 func (x *CleanupKeyspaceResponse_Node) Reset() {
 	*x = CleanupKeyspaceResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[71]
+	mi := &file_adaptkv_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5058,7 +5129,7 @@ func (x *CleanupKeyspaceResponse_Node) String() string {
 func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[71]
+	mi := &file_adaptkv_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5071,7 +5142,7 @@ func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse_Node.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse_Node) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{68, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{69, 0}
 }
 
 func (x *CleanupKeyspaceResponse_Node) GetId() string {
@@ -5237,7 +5308,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	" \x01(\x01R\rringOwnership\x12\x1d\n" +
 	"\n" +
 	"ring_state\x18\v \x01(\tR\tringState\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xc4\x02\n" +
+	"\x14ClusterStatusRequest\"\xfa\x02\n" +
 	"\x15ClusterStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
 	"\amembers\x18\x02 \x03(\v2\x12.adaptkv.v1.MemberR\amembers\x12'\n" +
@@ -5246,7 +5317,12 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x06vnodes\x18\x05 \x01(\rR\x06vnodes\x12#\n" +
 	"\rhints_pending\x18\x06 \x01(\x04R\fhintsPending\x12%\n" +
 	"\x0etopology_epoch\x18\a \x01(\x04R\rtopologyEpoch\x120\n" +
-	"\x06stream\x18\b \x01(\v2\x18.adaptkv.v1.StreamStatusR\x06stream\"\xe7\x04\n" +
+	"\x06stream\x18\b \x01(\v2\x18.adaptkv.v1.StreamStatusR\x06stream\x124\n" +
+	"\bsecurity\x18\x1e \x01(\v2\x18.adaptkv.v1.NodeSecurityR\bsecurity\"\x80\x01\n" +
+	"\fNodeSecurity\x12\x16\n" +
+	"\x06secure\x18\x01 \x01(\bR\x06secure\x12-\n" +
+	"\x13cert_not_after_unix\x18\x02 \x01(\x03R\x10certNotAfterUnix\x12)\n" +
+	"\x11ca_not_after_unix\x18\x03 \x01(\x03R\x0ecaNotAfterUnix\"\xe7\x04\n" +
 	"\fStreamStatus\x12\x16\n" +
 	"\x06change\x18\x01 \x01(\tR\x06change\x12\x14\n" +
 	"\x05since\x18\x02 \x01(\x04R\x05since\x12\x16\n" +
@@ -5551,7 +5627,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                           // 0: adaptkv.v1.Level
 	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
@@ -5582,53 +5658,54 @@ var file_adaptkv_proto_goTypes = []any{
 	(*Member)(nil),                       // 26: adaptkv.v1.Member
 	(*ClusterStatusRequest)(nil),         // 27: adaptkv.v1.ClusterStatusRequest
 	(*ClusterStatusResponse)(nil),        // 28: adaptkv.v1.ClusterStatusResponse
-	(*StreamStatus)(nil),                 // 29: adaptkv.v1.StreamStatus
-	(*LocalGetRequest)(nil),              // 30: adaptkv.v1.LocalGetRequest
-	(*LocalGetResponse)(nil),             // 31: adaptkv.v1.LocalGetResponse
-	(*TunerExplainRequest)(nil),          // 32: adaptkv.v1.TunerExplainRequest
-	(*TunerExplainResponse)(nil),         // 33: adaptkv.v1.TunerExplainResponse
-	(*TunerWhatIfRequest)(nil),           // 34: adaptkv.v1.TunerWhatIfRequest
-	(*TunerWhatIfResponse)(nil),          // 35: adaptkv.v1.TunerWhatIfResponse
-	(*TunerSnapshotRequest)(nil),         // 36: adaptkv.v1.TunerSnapshotRequest
-	(*TunerSnapshotResponse)(nil),        // 37: adaptkv.v1.TunerSnapshotResponse
-	(*RepairOptions)(nil),                // 38: adaptkv.v1.RepairOptions
-	(*RepairStats)(nil),                  // 39: adaptkv.v1.RepairStats
-	(*RepairKeyspaceRequest)(nil),        // 40: adaptkv.v1.RepairKeyspaceRequest
-	(*RepairKeyspaceResponse)(nil),       // 41: adaptkv.v1.RepairKeyspaceResponse
-	(*DecommissionNodeRequest)(nil),      // 42: adaptkv.v1.DecommissionNodeRequest
-	(*DecommissionNodeResponse)(nil),     // 43: adaptkv.v1.DecommissionNodeResponse
-	(*RemoveNodeRequest)(nil),            // 44: adaptkv.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 45: adaptkv.v1.RemoveNodeResponse
-	(*MetadataReadIndexRequest)(nil),     // 46: adaptkv.v1.MetadataReadIndexRequest
-	(*MetadataReadIndexResponse)(nil),    // 47: adaptkv.v1.MetadataReadIndexResponse
-	(*Record)(nil),                       // 48: adaptkv.v1.Record
-	(*Mutation)(nil),                     // 49: adaptkv.v1.Mutation
-	(*MutationResult)(nil),               // 50: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),          // 51: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),         // 52: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),           // 53: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),          // 54: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),           // 55: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),          // 56: adaptkv.v1.ReplicaScanResponse
-	(*ReplicaRepairRequest)(nil),         // 57: adaptkv.v1.ReplicaRepairRequest
-	(*ReplicaRepairResponse)(nil),        // 58: adaptkv.v1.ReplicaRepairResponse
-	(*DigestEntry)(nil),                  // 59: adaptkv.v1.DigestEntry
-	(*ReplicaDigestRequest)(nil),         // 60: adaptkv.v1.ReplicaDigestRequest
-	(*ReplicaDigestResponse)(nil),        // 61: adaptkv.v1.ReplicaDigestResponse
-	(*CompareTreesRequest)(nil),          // 62: adaptkv.v1.CompareTreesRequest
-	(*SharedRoot)(nil),                   // 63: adaptkv.v1.SharedRoot
-	(*TreeQuery)(nil),                    // 64: adaptkv.v1.TreeQuery
-	(*CompareTreesResponse)(nil),         // 65: adaptkv.v1.CompareTreesResponse
-	(*TreeAnswer)(nil),                   // 66: adaptkv.v1.TreeAnswer
-	(*PaxosBallot)(nil),                  // 67: adaptkv.v1.PaxosBallot
-	(*PaxosProposal)(nil),                // 68: adaptkv.v1.PaxosProposal
-	(*PaxosRequest)(nil),                 // 69: adaptkv.v1.PaxosRequest
-	(*PaxosResponse)(nil),                // 70: adaptkv.v1.PaxosResponse
-	(*CleanupKeyspaceRequest)(nil),       // 71: adaptkv.v1.CleanupKeyspaceRequest
-	(*CleanupKeyspaceResponse)(nil),      // 72: adaptkv.v1.CleanupKeyspaceResponse
-	(*ReplaceNodeRequest)(nil),           // 73: adaptkv.v1.ReplaceNodeRequest
-	(*ReplaceNodeResponse)(nil),          // 74: adaptkv.v1.ReplaceNodeResponse
-	(*CleanupKeyspaceResponse_Node)(nil), // 75: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(*NodeSecurity)(nil),                 // 29: adaptkv.v1.NodeSecurity
+	(*StreamStatus)(nil),                 // 30: adaptkv.v1.StreamStatus
+	(*LocalGetRequest)(nil),              // 31: adaptkv.v1.LocalGetRequest
+	(*LocalGetResponse)(nil),             // 32: adaptkv.v1.LocalGetResponse
+	(*TunerExplainRequest)(nil),          // 33: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),         // 34: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),           // 35: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),          // 36: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),         // 37: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),        // 38: adaptkv.v1.TunerSnapshotResponse
+	(*RepairOptions)(nil),                // 39: adaptkv.v1.RepairOptions
+	(*RepairStats)(nil),                  // 40: adaptkv.v1.RepairStats
+	(*RepairKeyspaceRequest)(nil),        // 41: adaptkv.v1.RepairKeyspaceRequest
+	(*RepairKeyspaceResponse)(nil),       // 42: adaptkv.v1.RepairKeyspaceResponse
+	(*DecommissionNodeRequest)(nil),      // 43: adaptkv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil),     // 44: adaptkv.v1.DecommissionNodeResponse
+	(*RemoveNodeRequest)(nil),            // 45: adaptkv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 46: adaptkv.v1.RemoveNodeResponse
+	(*MetadataReadIndexRequest)(nil),     // 47: adaptkv.v1.MetadataReadIndexRequest
+	(*MetadataReadIndexResponse)(nil),    // 48: adaptkv.v1.MetadataReadIndexResponse
+	(*Record)(nil),                       // 49: adaptkv.v1.Record
+	(*Mutation)(nil),                     // 50: adaptkv.v1.Mutation
+	(*MutationResult)(nil),               // 51: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),          // 52: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),         // 53: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),           // 54: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),          // 55: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),           // 56: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),          // 57: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),         // 58: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),        // 59: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),                  // 60: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),         // 61: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),        // 62: adaptkv.v1.ReplicaDigestResponse
+	(*CompareTreesRequest)(nil),          // 63: adaptkv.v1.CompareTreesRequest
+	(*SharedRoot)(nil),                   // 64: adaptkv.v1.SharedRoot
+	(*TreeQuery)(nil),                    // 65: adaptkv.v1.TreeQuery
+	(*CompareTreesResponse)(nil),         // 66: adaptkv.v1.CompareTreesResponse
+	(*TreeAnswer)(nil),                   // 67: adaptkv.v1.TreeAnswer
+	(*PaxosBallot)(nil),                  // 68: adaptkv.v1.PaxosBallot
+	(*PaxosProposal)(nil),                // 69: adaptkv.v1.PaxosProposal
+	(*PaxosRequest)(nil),                 // 70: adaptkv.v1.PaxosRequest
+	(*PaxosResponse)(nil),                // 71: adaptkv.v1.PaxosResponse
+	(*CleanupKeyspaceRequest)(nil),       // 72: adaptkv.v1.CleanupKeyspaceRequest
+	(*CleanupKeyspaceResponse)(nil),      // 73: adaptkv.v1.CleanupKeyspaceResponse
+	(*ReplaceNodeRequest)(nil),           // 74: adaptkv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),          // 75: adaptkv.v1.ReplaceNodeResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 76: adaptkv.v1.CleanupKeyspaceResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	2,  // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
@@ -5665,92 +5742,93 @@ var file_adaptkv_proto_depIdxs = []int32{
 	19, // 31: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
 	1,  // 32: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
 	26, // 33: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
-	29, // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
-	7,  // 35: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
-	38, // 36: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
-	39, // 37: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
-	7,  // 38: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	48, // 39: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	49, // 40: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	50, // 41: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	48, // 42: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	48, // 43: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
-	38, // 44: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
-	39, // 45: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
-	7,  // 46: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
-	59, // 47: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
-	64, // 48: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
-	63, // 49: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
-	66, // 50: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	67, // 51: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
-	48, // 52: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
-	3,  // 53: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
-	67, // 54: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
-	68, // 55: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
-	67, // 56: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
-	68, // 57: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
-	67, // 58: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
-	48, // 59: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
-	75, // 60: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
-	10, // 61: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	12, // 62: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	14, // 63: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	16, // 64: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	20, // 65: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	21, // 66: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	22, // 67: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	24, // 68: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	27, // 69: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	30, // 70: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	32, // 71: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	34, // 72: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	36, // 73: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	40, // 74: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	46, // 75: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	42, // 76: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	71, // 77: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
-	44, // 78: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	73, // 79: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
-	51, // 80: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	53, // 81: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	55, // 82: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	51, // 83: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	60, // 84: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	57, // 85: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	62, // 86: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	69, // 87: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
-	11, // 88: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	13, // 89: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	15, // 90: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	17, // 91: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	23, // 92: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	23, // 93: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	23, // 94: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	25, // 95: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	28, // 96: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	31, // 97: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	33, // 98: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	35, // 99: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	37, // 100: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	41, // 101: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	47, // 102: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	43, // 103: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	72, // 104: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	45, // 105: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	74, // 106: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	52, // 107: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	54, // 108: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	56, // 109: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	52, // 110: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	61, // 111: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	58, // 112: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	65, // 113: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	70, // 114: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
-	88, // [88:115] is the sub-list for method output_type
-	61, // [61:88] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	30, // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
+	29, // 35: adaptkv.v1.ClusterStatusResponse.security:type_name -> adaptkv.v1.NodeSecurity
+	7,  // 36: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
+	39, // 37: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
+	40, // 38: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
+	7,  // 39: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
+	49, // 40: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	50, // 41: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	51, // 42: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	49, // 43: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	49, // 44: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	39, // 45: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
+	40, // 46: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
+	7,  // 47: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
+	60, // 48: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	65, // 49: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
+	64, // 50: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
+	67, // 51: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
+	68, // 52: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
+	49, // 53: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
+	3,  // 54: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
+	68, // 55: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
+	69, // 56: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
+	68, // 57: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
+	69, // 58: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
+	68, // 59: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
+	49, // 60: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
+	76, // 61: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	10, // 62: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	12, // 63: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	14, // 64: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	16, // 65: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	20, // 66: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	21, // 67: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	22, // 68: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	24, // 69: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	27, // 70: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	31, // 71: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	33, // 72: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	35, // 73: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	37, // 74: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	41, // 75: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	47, // 76: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	43, // 77: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	72, // 78: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	45, // 79: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
+	74, // 80: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	52, // 81: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	54, // 82: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	56, // 83: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	52, // 84: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	61, // 85: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	58, // 86: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	63, // 87: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	70, // 88: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
+	11, // 89: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	13, // 90: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	15, // 91: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	17, // 92: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	23, // 93: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	23, // 94: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	23, // 95: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	25, // 96: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	28, // 97: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	32, // 98: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	34, // 99: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	36, // 100: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	38, // 101: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	42, // 102: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	48, // 103: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	44, // 104: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	73, // 105: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	46, // 106: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	75, // 107: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	53, // 108: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	55, // 109: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	57, // 110: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	53, // 111: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	62, // 112: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	59, // 113: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	66, // 114: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	71, // 115: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
+	89, // [89:116] is the sub-list for method output_type
+	62, // [62:89] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -5764,7 +5842,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   72,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

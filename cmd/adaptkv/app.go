@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/jepsen/jepsencmd"
 )
 
@@ -36,6 +37,11 @@ type app struct {
 	dir       string
 	output    string
 	timeout   time.Duration
+	// certsDir, user and insecure say how to reach a secure cluster; see
+	// clientSecurity.
+	certsDir string
+	user     string
+	insecure bool
 
 	// started is set once a command's own code runs. An error before that
 	// (unknown command or flag, wrong number of arguments) is a usage
@@ -95,10 +101,14 @@ condition did not hold (nothing was written; the current value is reported).`,
 	pf.StringVar(&a.dir, "dir", defaultDir(), "folder of the local cluster (cluster.json, node data and logs)")
 	pf.StringVarP(&a.output, "output", "o", "", "output format: table or json (default: table on a terminal, json otherwise)")
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline of each request to the cluster, retries included")
+	pf.StringVar(&a.certsDir, "certs-dir", "", "certificate directory (ca.crt, node.crt/.key, client.USER.crt/.key; see `adaptkv cert`); default: <--dir>/certs when it exists")
+	pf.StringVar(&a.user, "user", security.RootUser, "user whose client certificate (client.USER.crt) the command connects with")
+	pf.BoolVar(&a.insecure, "insecure", false, "plaintext and unauthenticated: talk to (or, for node and cluster up, run) a cluster without TLS; never on a shared network")
 
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(
 		a.nodeCommand(),
+		a.certCommand(),
 		a.clusterCommand(),
 		a.putCommand(), a.getCommand(), a.delCommand(), a.scanCommand(),
 		a.keyspaceCommand(),
@@ -139,7 +149,7 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		return je.Code // the run's summary said it already
 	}
 	code := exitCode(err, a.started)
-	msg := describe(err)
+	msg := a.securityHint(describe(err))
 	if code == exitUsage && cmd != nil {
 		msg += fmt.Sprintf(" (see '%s --help')", cmd.CommandPath())
 	}

@@ -295,7 +295,7 @@ func TestExitCodes(t *testing.T) {
 // from a free block below the ephemeral range (the command line's checks
 // are launch's TestLayout).
 func TestPickBasePort(t *testing.T) {
-	l, lc, err := newLayout("/d", "127.0.0.1", 3, 0, false)
+	l, lc, err := newLayout("/d", "127.0.0.1", 3, 0, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}

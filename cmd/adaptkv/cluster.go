@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/adaptkv/adaptkv/client"
+	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/node/launch"
 )
 
@@ -35,10 +36,14 @@ const portStride = launch.DefaultPortStride
 // needs to start again is derived from it, so `cluster start` restarts a
 // node with exactly the flags `cluster up` gave it.
 type layout struct {
-	Dir      string      `json:"dir"`
-	Host     string      `json:"host"`
-	BasePort int         `json:"base_port"`
-	InMemory bool        `json:"in_memory"`
+	Dir      string `json:"dir"`
+	Host     string `json:"host"`
+	BasePort int    `json:"base_port"`
+	InMemory bool   `json:"in_memory"`
+	// Insecure is true for a cluster `cluster up --insecure` started:
+	// plaintext, no certificates. Otherwise the nodes and every command
+	// use the certificates in Dir/certs.
+	Insecure bool        `json:"insecure,omitempty"`
 	Created  time.Time   `json:"created"`
 	Nodes    []nodeEntry `json:"nodes"`
 }
@@ -74,22 +79,27 @@ func (n nodeEntry) running() bool { return launch.NodeRunning(n.PID, n.ID) }
 // launchConfig is how node/launch runs a local cluster of n nodes: detached
 // processes of this binary that outlive the command, each with the layout's
 // flags and nothing else.
-func launchConfig(dir, host string, n, base int, inMemory bool) (launch.Config, error) {
+func launchConfig(dir, host string, n, base int, inMemory, insecure bool) (launch.Config, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return launch.Config{}, fmt.Errorf("finding the adaptkv binary to start the nodes: %w", err)
 	}
-	return launch.Config{
+	cfg := launch.Config{
 		Binary: exe, Nodes: n, Dir: dir, Host: host, BasePort: base, PortStride: portStride,
 		Args:   []string{"--in-memory=" + strconv.FormatBool(inMemory), "--local-timings=true"},
 		Detach: true, Name: "adaptkv cluster", ReadyPoll: 100 * time.Millisecond,
-	}, nil
+		Insecure: insecure,
+	}
+	if !insecure {
+		cfg.CertsDir = filepath.Join(dir, certsSubdir)
+	}
+	return cfg, nil
 }
 
 // newLayout lays out n nodes on host from base port base (0: a free block,
 // picked by node/launch) and returns the launcher for them.
-func newLayout(dir, host string, n, base int, inMemory bool) (*layout, *launch.Cluster, error) {
-	cfg, err := launchConfig(dir, host, n, base, inMemory)
+func newLayout(dir, host string, n, base int, inMemory, insecure bool) (*layout, *launch.Cluster, error) {
+	cfg, err := launchConfig(dir, host, n, base, inMemory, insecure)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -97,7 +107,7 @@ func newLayout(dir, host string, n, base int, inMemory bool) (*layout, *launch.C
 	if err != nil {
 		return nil, nil, err
 	}
-	l := &layout{Dir: dir, Host: host, BasePort: lc.Config().BasePort, InMemory: inMemory, Created: time.Now().UTC()}
+	l := &layout{Dir: dir, Host: host, BasePort: lc.Config().BasePort, InMemory: inMemory, Insecure: insecure, Created: time.Now().UTC()}
 	for _, ln := range lc.Nodes() {
 		l.Nodes = append(l.Nodes, entryOf(ln))
 	}
@@ -129,7 +139,7 @@ func (l *layout) launcher() (*launch.Cluster, error) {
 	same := func(n, o nodeEntry) bool {
 		return n.ID == o.ID && n.GRPCAddr == o.GRPCAddr && n.GossipAddr == o.GossipAddr && n.RaftAddr == o.RaftAddr && n.HTTPAddr == o.HTTPAddr && n.DataDir == o.DataDir
 	}
-	fresh, lc, err := newLayout(l.Dir, l.Host, first, l.BasePort, l.InMemory)
+	fresh, lc, err := newLayout(l.Dir, l.Host, first, l.BasePort, l.InMemory, l.Insecure)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +168,15 @@ func (l *layout) launcher() (*launch.Cluster, error) {
 		}
 	}
 	return lc, nil
+}
+
+// clientConfig sets cfg up to reach the local cluster as the root user:
+// the certificates `cluster up` made, or plaintext for an --insecure one.
+func (l *layout) clientConfig(cfg client.Config) client.Config {
+	if !l.Insecure {
+		cfg.CertsDir, cfg.User = filepath.Join(l.Dir, certsSubdir), security.RootUser
+	}
+	return cfg
 }
 
 // live returns the nodes that have not been removed.
@@ -409,17 +428,27 @@ func (a *app) clusterUp(cmd *cobra.Command, f clusterFlags) error {
 		if flags.Changed("base-port") && f.basePort != 0 && f.basePort != l.BasePort {
 			return usagef("the cluster in %s uses base port %d, not %d", dir, l.BasePort, f.basePort)
 		}
+		if a.insecure && !l.Insecure {
+			return usagef("the cluster in %s is secure (certificates in %s); it cannot be restarted --insecure: use another --dir (or cluster down --purge)", dir, filepath.Join(dir, certsSubdir))
+		}
 		if lc, err = l.launcher(); err != nil {
 			return err
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		// Base port 0: node/launch picks a free block, recorded in
 		// cluster.json so that restarts keep the ports.
-		if l, lc, err = newLayout(dir, "127.0.0.1", f.nodes, f.basePort, f.inMemory); err != nil {
+		if l, lc, err = newLayout(dir, "127.0.0.1", f.nodes, f.basePort, f.inMemory, a.insecure); err != nil {
 			return err
 		}
 	default:
 		return err
+	}
+	if !l.Insecure {
+		// Once: a later `up` finds them and keeps them, so that the
+		// nodes and the clients go on trusting one CA.
+		if err := launch.CreateCerts(filepath.Join(dir, certsSubdir), []string{l.Host, "localhost"}); err != nil {
+			return err
+		}
 	}
 
 	var started []string
@@ -500,7 +529,7 @@ func (a *app) firstWrite(ctx context.Context, l *layout) error {
 	for _, n := range l.live() {
 		eps = append(eps, n.GRPCAddr)
 	}
-	c, err := client.New(ctx, client.Config{Endpoints: eps, DialTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second})
+	c, err := client.New(ctx, l.clientConfig(client.Config{Endpoints: eps, DialTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second}))
 	if err != nil {
 		return err
 	}
