@@ -1,11 +1,18 @@
 package launch
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/adaptkv/adaptkv/internal/security"
 )
@@ -53,4 +60,49 @@ func CreateCerts(dir string, hosts []string) error {
 		return fmt.Errorf("launch: certificates in %s: %w", dir, err)
 	}
 	return nil
+}
+
+// spareHosts is how many addresses past the first Nodes a node certificate
+// made by Secure names with HostPerNode, for the nodes AddNode and
+// AddReplacement lay out later.
+const spareHosts = 16
+
+// Secure makes the nodes of cfg secure: it sets CertsDir to certsDir and
+// makes the certificates there (CreateCerts) for the addresses the nodes
+// bind (with HostPerNode, also for spareHosts nodes added later). Call it
+// after setting Host, HostPerNode and Nodes.
+func (cfg *Config) Secure(certsDir string) error {
+	host := cmp.Or(cfg.Host, "127.0.0.1")
+	hosts := []string{host}
+	if cfg.HostPerNode {
+		ip := net.ParseIP(host).To4()
+		if ip == nil {
+			return fmt.Errorf("launch: first address %q: want an IPv4 address", host)
+		}
+		hosts = nil
+		for i := 0; i < max(cfg.Nodes, 3)+spareHosts && int(ip[3])+i <= 254; i++ {
+			h := slices.Clone(ip)
+			h[3] += byte(i)
+			hosts = append(hosts, h.String())
+		}
+	}
+	if err := CreateCerts(certsDir, hosts); err != nil {
+		return err
+	}
+	cfg.CertsDir, cfg.Insecure = certsDir, false
+	return nil
+}
+
+// DialOption returns the transport credentials of a raw gRPC connection to
+// the cluster's nodes (for the services the SDK does not wrap): the root
+// user's certificate, or plaintext for an insecure cluster.
+func (c *Cluster) DialOption() (grpc.DialOption, error) {
+	if c.cfg.Insecure {
+		return grpc.WithTransportCredentials(insecure.NewCredentials()), nil
+	}
+	m, err := security.LoadClient(c.cfg.CertsDir, security.RootUser)
+	if err != nil {
+		return nil, fmt.Errorf("launch: %w", err)
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(m.ClientConfig())), nil
 }
