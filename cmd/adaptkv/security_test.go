@@ -98,7 +98,9 @@ func cleanEnv() []string {
 // input as usage errors, and lists what it made.
 func TestCertCommands(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "certs")
-	run := func(args ...string) result { return runBin(t, nil, nil, append(args, "--certs-dir", dir, "-o", "json")...) }
+	run := func(args ...string) result {
+		return runBin(t, nil, nil, append(args, "--certs-dir", dir, "-o", "json")...)
+	}
 	must := func(args ...string) result {
 		t.Helper()
 		r := run(args...)
