@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/api/ring"
@@ -512,7 +514,16 @@ func (r *run) decommission(ctx context.Context, id string) (Step, error) {
 	r.progress("decommissioning %s through %s under the writer", id, other)
 	begin := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	_, err = kvpb.NewAdminClient(conn).DecommissionNode(cctx, &kvpb.DecommissionNodeRequest{Id: id})
+	for {
+		_, err = kvpb.NewAdminClient(conn).DecommissionNode(cctx, &kvpb.DecommissionNodeRequest{Id: id})
+		// Right after the replace before it, the metadata voters may still
+		// be electing a leader; the node says to try again, as the CLI
+		// does.
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "no leader") || cctx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	cancel()
 	if err != nil {
 		return step, fmt.Errorf("decommission %s: %w", id, err)
