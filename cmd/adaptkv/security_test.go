@@ -222,10 +222,13 @@ func TestSecureClusterUp(t *testing.T) {
 	if v := scrapeExpiry(t, n1.HTTPAddr, "ca"); v < 9*365*24*3600 {
 		t.Errorf("adaptkv_cert_expiry_seconds{kind=ca} = %v", v)
 	}
-	if resp, err := http.Get("http://" + n1.HTTPAddr + "/debug/pprof/"); err != nil || resp.StatusCode != http.StatusNotFound {
-		t.Errorf("pprof without --pprof: %v %v", resp.Status, err)
-	} else {
-		resp.Body.Close()
+	resp, err := http.Get("http://" + n1.HTTPAddr + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("pprof without --pprof: %s; want 404", resp.Status)
 	}
 
 	// Plaintext to a secure cluster: refused, and the message says why.
