@@ -139,8 +139,8 @@ func (a *app) securityHint(msg string) string {
 	switch {
 	case a.insecure && (strings.Contains(msg, "server preface") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "cannot reach the cluster")):
 		return msg + " (is the cluster secure? --insecure speaks plaintext, which a secure cluster refuses; drop --insecure and let the command find the certificates, or pass --certs-dir)"
-	case !a.insecure && strings.Contains(msg, "tls: "):
-		return msg + " (the TLS handshake with the cluster failed: for a cluster started with --insecure pass --insecure; otherwise check that --certs-dir holds the cluster's ca.crt and a client certificate it signed)"
+	case !a.insecure && (strings.Contains(msg, "tls: ") || strings.Contains(msg, "cannot reach the cluster")):
+		return msg + " (this command used TLS: if the cluster was started with --insecure, pass --insecure; otherwise check that --certs-dir holds the cluster's ca.crt and a client certificate it signed)"
 	}
 	return msg
 }

@@ -343,3 +343,48 @@ func scrapeExpiry(t *testing.T, httpAddr, kind string) float64 {
 	t.Fatalf("%s has no %s", httpAddr, strings.TrimSpace(prefix))
 	return 0
 }
+
+// TestClusterUpInsecure: `cluster up --insecure` runs the cluster as before
+// certificates (no certs folder, plaintext), later commands of the same
+// folder need no flag, status says INSECURE; a secure cluster cannot be
+// restarted --insecure.
+func TestClusterUpInsecure(t *testing.T) {
+	tc := &testCluster{t: t, dir: t.TempDir()}
+	t.Cleanup(tc.killAll)
+	if r := tc.run(nil, "cluster", "up", "--insecure", "--nodes", "1", "--base-port", strconv.Itoa(allocBasePort(t, 1)), "-o", "json"); r.code != 0 {
+		tc.dumpLogs()
+		t.Fatalf("cluster up --insecure: %v", r)
+	}
+	if _, err := os.Stat(filepath.Join(tc.dir, certsSubdir)); !os.IsNotExist(err) {
+		t.Fatalf("cluster up --insecure made a certs folder (%v)", err)
+	}
+	tc.mustRun("put", "k", "v")
+	if g := getResult(t, tc.mustRun("get", "k")); g.Value == nil || *g.Value != "v" {
+		t.Fatalf("get k: %+v", g)
+	}
+	if st := tc.status(); len(st.Members) != 1 || st.Members[0].Security == nil || st.Members[0].Security.Secure {
+		t.Fatalf("status of an insecure node: %+v", st.Members)
+	}
+	if r := tc.mustRun("status", "-o", "table"); !strings.Contains(r.stdout, "INSECURE") {
+		t.Errorf("status table does not say INSECURE: %s", r.stdout)
+	}
+	b, _ := os.ReadFile(tc.layout().Nodes[0].LogFile)
+	if !strings.Contains(string(b), "running insecure") {
+		t.Error("the node's log has no warning that it runs insecure")
+	}
+	// A TLS client (certificates of some CA) to the plaintext cluster
+	// fails and says what may be wrong.
+	certs := t.TempDir()
+	for _, args := range [][]string{{"cert", "create-ca"}, {"cert", "create-client", "root"}} {
+		if r := runBin(t, nil, nil, append(args, "--certs-dir", certs)...); r.code != 0 {
+			t.Fatal(r)
+		}
+	}
+	expectFail(t, tc.run(nil, "get", "k", "--certs-dir", certs, "--timeout", "2s"), exitFailure, "--insecure")
+
+	secure := startCluster(t, 1)
+	r := secure.run(nil, "cluster", "up", "--insecure")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "cannot be restarted --insecure") {
+		t.Fatalf("cluster up --insecure on a secure cluster: %v", r)
+	}
+}
