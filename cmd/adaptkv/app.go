@@ -76,6 +76,10 @@ Start a local 3-node cluster and try it:
   adaptkv cluster up
   adaptkv put hello world && adaptkv get hello
 
+The cluster is secure: cluster up makes a CA, node and root client
+certificates in <dir>/certs, and every command connects with them over
+mutual TLS (see 'adaptkv cert --help'; --insecure for plaintext).
+
 Every flag can also be set with ADAPTKV_<FLAG> (upper case, '-' as '_'),
 for example ADAPTKV_ENDPOINTS=10.0.0.1:7400,10.0.0.2:7400.
 
