@@ -170,11 +170,19 @@ func (l *layout) launcher() (*launch.Cluster, error) {
 	return lc, nil
 }
 
+// certsDir is where the cluster's certificates are, "" when insecure.
+func (l *layout) certsDir() string {
+	if l.Insecure {
+		return ""
+	}
+	return filepath.Join(l.Dir, certsSubdir)
+}
+
 // clientConfig sets cfg up to reach the local cluster as the root user:
 // the certificates `cluster up` made, or plaintext for an --insecure one.
 func (l *layout) clientConfig(cfg client.Config) client.Config {
 	if !l.Insecure {
-		cfg.CertsDir, cfg.User = filepath.Join(l.Dir, certsSubdir), security.RootUser
+		cfg.CertsDir, cfg.User = l.certsDir(), security.RootUser
 	}
 	return cfg
 }
@@ -339,8 +347,12 @@ func (a *app) openLayout() (l *layout, unlock func(), err error) {
 
 // upJSON is the JSON output of cluster up and cluster status.
 type upJSON struct {
-	Dir               string         `json:"dir"`
-	InMemory          bool           `json:"in_memory"`
+	Dir      string `json:"dir"`
+	InMemory bool   `json:"in_memory"`
+	// CertsDir holds the certificates of a secure cluster; Insecure is
+	// true for one started --insecure.
+	CertsDir          string         `json:"certs_dir,omitempty"`
+	Insecure          bool           `json:"insecure,omitempty"`
 	BasePort          int            `json:"base_port"`
 	Nodes             []nodeJSON     `json:"nodes"`
 	Started           []string       `json:"started,omitempty"`
@@ -482,7 +494,7 @@ func (a *app) clusterUp(cmd *cobra.Command, f clusterFlags) error {
 	took := time.Since(begin)
 
 	if a.json() {
-		return a.printJSON(upJSON{Dir: l.Dir, InMemory: l.InMemory, BasePort: l.BasePort, Nodes: l.nodesJSON(), Started: started, FirstWriteSeconds: took.Seconds()})
+		return a.printJSON(upJSON{Dir: l.Dir, InMemory: l.InMemory, CertsDir: l.certsDir(), Insecure: l.Insecure, BasePort: l.BasePort, Nodes: l.nodesJSON(), Started: started, FirstWriteSeconds: took.Seconds()})
 	}
 	a.printBanner(l, started, took)
 	return nil
@@ -502,6 +514,11 @@ func (a *app) printBanner(l *layout, started []string, took time.Duration) {
 	fmt.Fprintf(w, "adaptkv local cluster is up: %d nodes%s (%s)\n\n", len(l.live()), mem, how)
 	a.printNodes(l)
 	fmt.Fprintf(w, "\ndata and logs: %s (node logs: %s)\n", l.Dir, filepath.Join(l.Dir, "n<i>", "node.log"))
+	if l.Insecure {
+		fmt.Fprintf(w, "INSECURE: plaintext and unauthenticated (--insecure)\n")
+	} else {
+		fmt.Fprintf(w, "secure: mutual TLS, certificates in %s\n", l.certsDir())
+	}
 	fmt.Fprintf(w, "cluster up in %.2fs (first acknowledged write)\n\n", took.Seconds())
 	if l.Dir != defaultDir() {
 		fmt.Fprintf(w, "this is not the default folder; first:  export %s=%s\n", envName("dir"), l.Dir)
@@ -625,7 +642,7 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := upJSON{Dir: l.Dir, InMemory: l.InMemory, BasePort: l.BasePort, Nodes: l.nodesJSON()}
+			out := upJSON{Dir: l.Dir, InMemory: l.InMemory, CertsDir: l.certsDir(), Insecure: l.Insecure, BasePort: l.BasePort, Nodes: l.nodesJSON()}
 			var eps []string
 			for _, n := range out.Nodes {
 				if n.Running && !n.Removed {
