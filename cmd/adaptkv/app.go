@@ -42,6 +42,9 @@ type app struct {
 	certsDir string
 	user     string
 	insecure bool
+	// usedTLS and usedPlaintext record how the command's connections
+	// went, for the hint on a failure (securityHint).
+	usedTLS, usedPlaintext bool
 
 	// started is set once a command's own code runs. An error before that
 	// (unknown command or flag, wrong number of arguments) is a usage

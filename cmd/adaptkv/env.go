@@ -90,7 +90,12 @@ const certsSubdir = "certs"
 // with: --certs-dir, else <--dir>/certs when it exists; "" with --insecure
 // (plaintext). No certificates and no --insecure is an error that says
 // what to do, not a silent fall back to plaintext.
-func (a *app) clientCertsDir() (string, error) {
+func (a *app) clientCertsDir() (dir string, err error) {
+	defer func() {
+		if err == nil {
+			a.usedTLS, a.usedPlaintext = a.usedTLS || dir != "", a.usedPlaintext || dir == ""
+		}
+	}()
 	if a.insecure {
 		return "", nil
 	}
@@ -137,9 +142,9 @@ func (a *app) grpcCreds() (grpc.DialOption, error) {
 // one a failed handshake.
 func (a *app) securityHint(msg string) string {
 	switch {
-	case a.insecure && (strings.Contains(msg, "server preface") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "cannot reach the cluster")):
-		return msg + " (is the cluster secure? --insecure speaks plaintext, which a secure cluster refuses; drop --insecure and let the command find the certificates, or pass --certs-dir)"
-	case !a.insecure && (strings.Contains(msg, "tls: ") || strings.Contains(msg, "cannot reach the cluster")):
+	case a.usedPlaintext && !a.usedTLS && (strings.Contains(msg, "server preface") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "cannot reach the cluster")):
+		return msg + " (this command spoke plaintext: if the cluster is secure, drop --insecure and let the command find the certificates, or pass --certs-dir)"
+	case a.usedTLS && !a.usedPlaintext && (strings.Contains(msg, "tls: ") || strings.Contains(msg, "cannot reach the cluster")):
 		return msg + " (this command used TLS: if the cluster was started with --insecure, pass --insecure; otherwise check that --certs-dir holds the cluster's ca.crt and a client certificate it signed)"
 	}
 	return msg
