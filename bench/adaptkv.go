@@ -61,12 +61,15 @@ type AdaptkvOptions struct {
 	Consistency client.Level
 	// Logger receives the SDK's logs; nil discards them.
 	Logger *slog.Logger
+	// CertsDir and User are the client certificate to connect with (see
+	// client.Config); empty CertsDir is plaintext.
+	CertsDir, User string
 }
 
 // OpenAdaptkv connects to a cluster, makes sure the keyspace exists and
 // serves, and returns a Store that owns its client.
 func OpenAdaptkv(ctx context.Context, o AdaptkvOptions) (*AdaptkvStore, error) {
-	c, err := client.New(ctx, client.Config{Endpoints: o.Endpoints, Logger: o.Logger})
+	c, err := client.New(ctx, client.Config{Endpoints: o.Endpoints, Logger: o.Logger, CertsDir: o.CertsDir, User: o.User})
 	if err != nil {
 		return nil, fmt.Errorf("bench: connect to %v: %w", o.Endpoints, err)
 	}

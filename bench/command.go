@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -23,22 +24,24 @@ const EndpointsEnv = "ADAPTKV_ENDPOINTS"
 
 // cmdOptions are the command's flags.
 type cmdOptions struct {
-	workload      string
-	distribution  string
-	records       int64
-	valueSize     int
-	concurrency   int
-	duration      time.Duration
-	operations    int64
-	warmup        time.Duration
-	keyspace      string
-	rf            int
-	consistency   string
-	seed          uint64
-	maxScanLength int
-	rate          float64
-	rmw           string
-	hotKeys       int
+	certsDir, user string
+	insecure       bool
+	workload       string
+	distribution   string
+	records        int64
+	valueSize      int
+	concurrency    int
+	duration       time.Duration
+	operations     int64
+	warmup         time.Duration
+	keyspace       string
+	rf             int
+	consistency    string
+	seed           uint64
+	maxScanLength  int
+	rate           float64
+	rmw            string
+	hotKeys        int
 
 	endpoints []string
 	local     int
@@ -107,6 +110,9 @@ machine-readable report on stdout instead of the table.`,
 	f.Uint64Var(&o.seed, "seed", 1, "seed of the workers' random choices")
 	f.IntVar(&o.maxScanLength, "max-scan-length", DefaultMaxScanLength, "longest scan of workload e")
 	f.StringSliceVar(&o.endpoints, "endpoints", nil, "gRPC addresses (host:port) of cluster nodes, comma-separated (env "+EndpointsEnv+")")
+	f.StringVar(&o.certsDir, "certs-dir", "", "with --endpoints: certificate directory holding ca.crt and the client certificate of --user (default: <--dir>/certs when it exists)")
+	f.StringVar(&o.user, "user", "root", "with --endpoints: the user whose client certificate is used")
+	f.BoolVar(&o.insecure, "insecure", false, "plaintext: with --endpoints, a cluster started --insecure; with --scenario, start the nodes --insecure")
 	f.IntVar(&o.local, "local", 0, "start a local in-process cluster of this many nodes instead of using --endpoints")
 	f.BoolVar(&o.inMemory, "in-memory", false, "with --local: use the in-memory engine instead of pebble in a temporary directory")
 	f.BoolVar(&o.load, "load", true, "run the load phase (--load=false to reuse records loaded before)")
@@ -202,13 +208,28 @@ func (o *cmdOptions) run(cmd *cobra.Command) error {
 	default:
 		return fmt.Errorf("no cluster to benchmark: give --endpoints host:port (or set %s), or --local N to start one", EndpointsEnv)
 	}
+	var certsDir string
+	if o.local == 0 && !o.insecure {
+		// The in-process cluster of --local is plaintext; a real one is
+		// secure unless it was started --insecure.
+		if certsDir = o.certsDir; certsDir == "" {
+			if d := cmd.Flags().Lookup("dir"); d != nil && d.Value.String() != "" {
+				if fi, err := os.Stat(filepath.Join(d.Value.String(), "certs")); err == nil && fi.IsDir() {
+					certsDir = filepath.Join(d.Value.String(), "certs")
+				}
+			}
+		}
+		if certsDir == "" {
+			return errors.New("no certificates to connect with: give --certs-dir (the cluster's certificate directory), or --insecure for a cluster started with --insecure")
+		}
+	}
 	if o.inMemory && o.local == 0 {
 		return errors.New("--in-memory applies only with --local")
 	}
 
 	store, err := OpenAdaptkv(ctx, AdaptkvOptions{
 		Endpoints: target.Endpoints, Keyspace: o.keyspace, ReplicationFactor: rf,
-		Consistency: level, Logger: logger,
+		Consistency: level, Logger: logger, CertsDir: certsDir, User: o.user,
 	})
 	if err != nil {
 		return err

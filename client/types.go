@@ -263,6 +263,18 @@ type ClusterStatus struct {
 	// Stream is the progress of the topology change's stream, nil when no
 	// change is in progress.
 	Stream *StreamStatus
+	// Security is how the answering node protects its connections.
+	Security NodeSecurity
+}
+
+// NodeSecurity is how a node protects its connections.
+type NodeSecurity struct {
+	// Secure is true for mutual TLS, false for a node run --insecure
+	// (plaintext, unauthenticated).
+	Secure bool
+	// CertNotAfter and CANotAfter are when the node's certificate and the
+	// CA's expire; zero when insecure.
+	CertNotAfter, CANotAfter time.Time
 }
 
 // StreamStatus is the progress of a topology change's stream: live from
@@ -315,6 +327,7 @@ func clusterStatusFromPB(r *kvpb.ClusterStatusResponse) *ClusterStatus {
 		HintsPending:   r.GetHintsPending(),
 		TopologyEpoch:  r.GetTopologyEpoch(),
 		Stream:         streamStatusFromPB(r.GetStream()),
+		Security:       nodeSecurityFromPB(r.GetSecurity()),
 		Members:        make([]Member, 0, len(r.GetMembers())),
 	}
 	for _, m := range r.GetMembers() {
@@ -347,4 +360,11 @@ type LocalRecord struct {
 	// NodeID is the node that answered, as a check that the right replica
 	// was read.
 	NodeID string
+}
+
+func nodeSecurityFromPB(s *kvpb.NodeSecurity) NodeSecurity {
+	if !s.GetSecure() {
+		return NodeSecurity{}
+	}
+	return NodeSecurity{Secure: true, CertNotAfter: time.Unix(s.GetCertNotAfterUnix(), 0).UTC(), CANotAfter: time.Unix(s.GetCaNotAfterUnix(), 0).UTC()}
 }

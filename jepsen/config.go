@@ -167,6 +167,10 @@ type Config struct {
 	FirstIP string `json:"first_ip"`
 	// BasePort is the first of each node's four ports; 0 picks free ones.
 	BasePort int `json:"base_port"`
+	// Insecure runs the nodes plaintext and unauthenticated (--insecure);
+	// by default they are secure, with certificates made in the run
+	// folder's certs/.
+	Insecure bool `json:"insecure,omitempty"`
 	// NodeArgs are extra flags for every node, e.g. --log-level=debug.
 	NodeArgs []string `json:"node_args,omitempty"`
 	// Adaptive, when set to a floor ("one" or "quorum"), makes the test
@@ -361,6 +365,9 @@ func (c *Config) Command() string {
 	}
 	opt("heal-timeout", c.HealTimeout.D(), d.HealTimeout.D())
 	opt("first-ip", c.FirstIP, d.FirstIP)
+	if c.Insecure {
+		args = append(args, "--insecure")
+	}
 	opt("adaptive", c.Adaptive, d.Adaptive)
 	opt("adaptive-max-stale", c.AdaptiveMaxStale, d.AdaptiveMaxStale)
 	opt("adaptive-max-rf", c.AdaptiveMaxRF, d.AdaptiveMaxRF)

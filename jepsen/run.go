@@ -38,6 +38,8 @@ const (
 	LatencyPlot    = "latency.png"
 	ThroughputPlot = "throughput.png"
 	NodesDir       = "nodes"
+	// CertsDir holds the certificates of a secure run's cluster.
+	CertsDir = "certs"
 )
 
 // runner holds one run's state.
@@ -157,7 +159,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			nodeArgs = append(nodeArgs, "--unsafe-tuner-force="+cfg.TunerForce.D().String())
 		}
 	}
-	r.c, err = cluster.New(cluster.Config{Bin: cfg.Bin, Nodes: cfg.Nodes, Dir: filepath.Join(dir, NodesDir), FirstIP: cfg.FirstIP, BasePort: cfg.BasePort, ExtraArgs: nodeArgs, Logger: log})
+	r.c, err = cluster.New(cluster.Config{Bin: cfg.Bin, Nodes: cfg.Nodes, Dir: filepath.Join(dir, NodesDir), FirstIP: cfg.FirstIP, BasePort: cfg.BasePort, Insecure: cfg.Insecure, CertsDir: filepath.Join(dir, CertsDir), ExtraArgs: nodeArgs, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("jepsen: %w", err)
 	}
@@ -291,16 +293,16 @@ func (r *runner) writeConfig(start time.Time) error {
 // setup connects the clients and creates the keyspace.
 func (r *runner) setup(ctx context.Context) error {
 	var err error
-	r.routed, err = client.New(ctx, client.Config{Endpoints: r.c.Endpoints(), DialTimeout: time.Second,
-		RequestTimeout: r.cfg.OpTimeout.D(), TopologyRefresh: time.Second, Logger: r.log.With("client", "routed")})
+	r.routed, err = client.New(ctx, r.c.ClientConfig(client.Config{Endpoints: r.c.Endpoints(), DialTimeout: time.Second,
+		RequestTimeout: r.cfg.OpTimeout.D(), TopologyRefresh: time.Second, Logger: r.log.With("client", "routed")}))
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
 	r.tokens = make([]string, r.cfg.Concurrency)
 	if r.cfg.Clients != ClientsRouted {
 		for _, n := range r.c.Nodes() {
-			cl, err := client.New(ctx, client.Config{Endpoints: []string{n.GRPC}, DisableRouting: true, DialTimeout: time.Second,
-				RequestTimeout: r.cfg.OpTimeout.D(), Logger: r.log.With("client", "pinned-"+n.ID)})
+			cl, err := client.New(ctx, r.c.ClientConfig(client.Config{Endpoints: []string{n.GRPC}, DisableRouting: true, DialTimeout: time.Second,
+				RequestTimeout: r.cfg.OpTimeout.D(), Logger: r.log.With("client", "pinned-"+n.ID)}))
 			if err != nil {
 				return fmt.Errorf("client: %w", err)
 			}

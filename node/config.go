@@ -40,8 +40,13 @@ type Config struct {
 	GossipAddr string
 	// RaftAddr is the host:port of the metadata log's Raft transport.
 	RaftAddr string
-	// HTTPAddr serves /metrics, /debug/pprof and /healthz; empty disables it.
+	// HTTPAddr serves /metrics and /healthz (and /debug/pprof with Pprof);
+	// empty disables it.
 	HTTPAddr string
+	// Pprof serves Go's profiler under /debug/pprof on HTTPAddr. Off by
+	// default: the HTTP address is plaintext and unauthenticated, and a
+	// profile exposes the process's memory and can stall it.
+	Pprof bool
 
 	// Security is the node's TLS material (security.LoadNode of its
 	// certificate directory): mutual TLS 1.3 on the gRPC API (client, admin

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -35,6 +37,16 @@ func newMetrics(n *Node) *metrics {
 		repairs: newRepairMetrics(),
 	}
 	reg.MustRegister(m.repairs.collectors()...)
+	if sec := n.cfg.Security; sec != nil {
+		// Read at each scrape, so a reloaded certificate shows at once.
+		for kind, notAfter := range map[string]func() time.Time{"node": sec.NotAfter, "ca": sec.CANotAfter} {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: "adaptkv", Name: "cert_expiry_seconds",
+				Help:        "Seconds until this node's certificate (kind=node) or the CA's (kind=ca) expires; negative once expired. Absent on an --insecure node.",
+				ConstLabels: prometheus.Labels{"kind": kind},
+			}, func() float64 { return time.Until(notAfter()).Seconds() }))
+		}
+	}
 	cm := n.coord.Metrics()
 	reg.MustRegister(
 		collectors.NewGoCollector(),

@@ -625,6 +625,7 @@ func (s adminServer) ClusterStatus(ctx context.Context, req *kvpb.ClusterStatusR
 		HintsPending:   uint64(s.n.hints.Pending()),
 		TopologyEpoch:  topo.Epoch,
 		Stream:         s.n.streamStatus(),
+		Security:       s.n.securityStatus(),
 	}
 	for _, m := range v.Members {
 		resp.Members = append(resp.Members, &kvpb.Member{
@@ -635,6 +636,15 @@ func (s adminServer) ClusterStatus(ctx context.Context, req *kvpb.ClusterStatusR
 		})
 	}
 	return resp, nil
+}
+
+// securityStatus is how this node protects its connections, for status.
+func (n *Node) securityStatus() *kvpb.NodeSecurity {
+	m := n.cfg.Security
+	if m == nil {
+		return &kvpb.NodeSecurity{}
+	}
+	return &kvpb.NodeSecurity{Secure: true, CertNotAfterUnix: m.NotAfter().Unix(), CaNotAfterUnix: m.CANotAfter().Unix()}
 }
 
 // MetadataReadIndex answers on the metadata leader only (see lease.go).

@@ -302,7 +302,7 @@ func (x PaxosRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PaxosRequest_Kind.Descriptor instead.
 func (PaxosRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{65, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{66, 0}
 }
 
 // Condition makes a write conditional: it applies only when the key's
@@ -1972,8 +1972,10 @@ type ClusterStatusResponse struct {
 	HintsPending   uint64                 `protobuf:"varint,6,opt,name=hints_pending,json=hintsPending,proto3" json:"hints_pending,omitempty"`    // hints stored on this node
 	TopologyEpoch  uint64                 `protobuf:"varint,7,opt,name=topology_epoch,json=topologyEpoch,proto3" json:"topology_epoch,omitempty"` // index of the last metadata entry that changed the ring
 	Stream         *StreamStatus          `protobuf:"bytes,8,opt,name=stream,proto3" json:"stream,omitempty"`                                     // the topology change's stream, while one is in progress
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Field 30 (not 9): other changes of issue 13 add fields here too.
+	Security      *NodeSecurity `protobuf:"bytes,30,opt,name=security,proto3" json:"security,omitempty"` // the answering node's transport security
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -2062,6 +2064,75 @@ func (x *ClusterStatusResponse) GetStream() *StreamStatus {
 	return nil
 }
 
+func (x *ClusterStatusResponse) GetSecurity() *NodeSecurity {
+	if x != nil {
+		return x.Security
+	}
+	return nil
+}
+
+// NodeSecurity is how a node protects its connections: mutual TLS with its
+// certificate, or --insecure (plaintext, unauthenticated).
+type NodeSecurity struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Secure           bool                   `protobuf:"varint,1,opt,name=secure,proto3" json:"secure,omitempty"`
+	CertNotAfterUnix int64                  `protobuf:"varint,2,opt,name=cert_not_after_unix,json=certNotAfterUnix,proto3" json:"cert_not_after_unix,omitempty"` // the node certificate's expiry, seconds since 1970; 0 when insecure
+	CaNotAfterUnix   int64                  `protobuf:"varint,3,opt,name=ca_not_after_unix,json=caNotAfterUnix,proto3" json:"ca_not_after_unix,omitempty"`       // the CA certificate's expiry
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *NodeSecurity) Reset() {
+	*x = NodeSecurity{}
+	mi := &file_adaptkv_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeSecurity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeSecurity) ProtoMessage() {}
+
+func (x *NodeSecurity) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeSecurity.ProtoReflect.Descriptor instead.
+func (*NodeSecurity) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *NodeSecurity) GetSecure() bool {
+	if x != nil {
+		return x.Secure
+	}
+	return false
+}
+
+func (x *NodeSecurity) GetCertNotAfterUnix() int64 {
+	if x != nil {
+		return x.CertNotAfterUnix
+	}
+	return 0
+}
+
+func (x *NodeSecurity) GetCaNotAfterUnix() int64 {
+	if x != nil {
+		return x.CaNotAfterUnix
+	}
+	return 0
+}
+
 // StreamStatus is the progress of the stream of a topology change (the
 // ranges that move, read from the current replicas and pushed to the new
 // ones). The driver (the metadata leader) reports it live; other nodes
@@ -2092,7 +2163,7 @@ type StreamStatus struct {
 
 func (x *StreamStatus) Reset() {
 	*x = StreamStatus{}
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2104,7 +2175,7 @@ func (x *StreamStatus) String() string {
 func (*StreamStatus) ProtoMessage() {}
 
 func (x *StreamStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2117,7 +2188,7 @@ func (x *StreamStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamStatus.ProtoReflect.Descriptor instead.
 func (*StreamStatus) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{25}
+	return file_adaptkv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StreamStatus) GetChange() string {
@@ -2256,7 +2327,7 @@ type LocalGetRequest struct {
 
 func (x *LocalGetRequest) Reset() {
 	*x = LocalGetRequest{}
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2339,7 @@ func (x *LocalGetRequest) String() string {
 func (*LocalGetRequest) ProtoMessage() {}
 
 func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2352,7 @@ func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetRequest.ProtoReflect.Descriptor instead.
 func (*LocalGetRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{26}
+	return file_adaptkv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LocalGetRequest) GetKeyspace() string {
@@ -2311,7 +2382,7 @@ type LocalGetResponse struct {
 
 func (x *LocalGetResponse) Reset() {
 	*x = LocalGetResponse{}
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2394,7 @@ func (x *LocalGetResponse) String() string {
 func (*LocalGetResponse) ProtoMessage() {}
 
 func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2407,7 @@ func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetResponse.ProtoReflect.Descriptor instead.
 func (*LocalGetResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{27}
+	return file_adaptkv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LocalGetResponse) GetFound() bool {
@@ -2384,7 +2455,7 @@ type TunerExplainRequest struct {
 
 func (x *TunerExplainRequest) Reset() {
 	*x = TunerExplainRequest{}
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2396,7 +2467,7 @@ func (x *TunerExplainRequest) String() string {
 func (*TunerExplainRequest) ProtoMessage() {}
 
 func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2409,7 +2480,7 @@ func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainRequest.ProtoReflect.Descriptor instead.
 func (*TunerExplainRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{28}
+	return file_adaptkv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TunerExplainRequest) GetKeyspace() string {
@@ -2436,7 +2507,7 @@ type TunerExplainResponse struct {
 
 func (x *TunerExplainResponse) Reset() {
 	*x = TunerExplainResponse{}
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2519,7 @@ func (x *TunerExplainResponse) String() string {
 func (*TunerExplainResponse) ProtoMessage() {}
 
 func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2532,7 @@ func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainResponse.ProtoReflect.Descriptor instead.
 func (*TunerExplainResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{29}
+	return file_adaptkv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TunerExplainResponse) GetDecisionsJson() []string {
@@ -2487,7 +2558,7 @@ type TunerWhatIfRequest struct {
 
 func (x *TunerWhatIfRequest) Reset() {
 	*x = TunerWhatIfRequest{}
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2570,7 @@ func (x *TunerWhatIfRequest) String() string {
 func (*TunerWhatIfRequest) ProtoMessage() {}
 
 func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2583,7 @@ func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfRequest.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{30}
+	return file_adaptkv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TunerWhatIfRequest) GetKeyspace() string {
@@ -2532,7 +2603,7 @@ type TunerWhatIfResponse struct {
 
 func (x *TunerWhatIfResponse) Reset() {
 	*x = TunerWhatIfResponse{}
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2615,7 @@ func (x *TunerWhatIfResponse) String() string {
 func (*TunerWhatIfResponse) ProtoMessage() {}
 
 func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2628,7 @@ func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfResponse.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{31}
+	return file_adaptkv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TunerWhatIfResponse) GetCandidatesJson() string {
@@ -2583,7 +2654,7 @@ type TunerSnapshotRequest struct {
 
 func (x *TunerSnapshotRequest) Reset() {
 	*x = TunerSnapshotRequest{}
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2595,7 +2666,7 @@ func (x *TunerSnapshotRequest) String() string {
 func (*TunerSnapshotRequest) ProtoMessage() {}
 
 func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2608,7 +2679,7 @@ func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{32}
+	return file_adaptkv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TunerSnapshotRequest) GetKeyspace() string {
@@ -2629,7 +2700,7 @@ type TunerSnapshotResponse struct {
 
 func (x *TunerSnapshotResponse) Reset() {
 	*x = TunerSnapshotResponse{}
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +2712,7 @@ func (x *TunerSnapshotResponse) String() string {
 func (*TunerSnapshotResponse) ProtoMessage() {}
 
 func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +2725,7 @@ func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{33}
+	return file_adaptkv_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TunerSnapshotResponse) GetObservationJson() []byte {
@@ -2700,7 +2771,7 @@ type RepairOptions struct {
 
 func (x *RepairOptions) Reset() {
 	*x = RepairOptions{}
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2712,7 +2783,7 @@ func (x *RepairOptions) String() string {
 func (*RepairOptions) ProtoMessage() {}
 
 func (x *RepairOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2725,7 +2796,7 @@ func (x *RepairOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairOptions.ProtoReflect.Descriptor instead.
 func (*RepairOptions) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{34}
+	return file_adaptkv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RepairOptions) GetPageSize() uint32 {
@@ -2826,7 +2897,7 @@ type RepairStats struct {
 
 func (x *RepairStats) Reset() {
 	*x = RepairStats{}
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2838,7 +2909,7 @@ func (x *RepairStats) String() string {
 func (*RepairStats) ProtoMessage() {}
 
 func (x *RepairStats) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2851,7 +2922,7 @@ func (x *RepairStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairStats.ProtoReflect.Descriptor instead.
 func (*RepairStats) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{35}
+	return file_adaptkv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RepairStats) GetKeysScanned() uint64 {
@@ -2948,7 +3019,7 @@ type RepairKeyspaceRequest struct {
 
 func (x *RepairKeyspaceRequest) Reset() {
 	*x = RepairKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2960,7 +3031,7 @@ func (x *RepairKeyspaceRequest) String() string {
 func (*RepairKeyspaceRequest) ProtoMessage() {}
 
 func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2973,7 +3044,7 @@ func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*RepairKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{36}
+	return file_adaptkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RepairKeyspaceRequest) GetKeyspace() string {
@@ -3005,7 +3076,7 @@ type RepairKeyspaceResponse struct {
 
 func (x *RepairKeyspaceResponse) Reset() {
 	*x = RepairKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3017,7 +3088,7 @@ func (x *RepairKeyspaceResponse) String() string {
 func (*RepairKeyspaceResponse) ProtoMessage() {}
 
 func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3030,7 +3101,7 @@ func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*RepairKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{37}
+	return file_adaptkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RepairKeyspaceResponse) GetStats() *RepairStats {
@@ -3091,7 +3162,7 @@ type DecommissionNodeRequest struct {
 
 func (x *DecommissionNodeRequest) Reset() {
 	*x = DecommissionNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3174,7 @@ func (x *DecommissionNodeRequest) String() string {
 func (*DecommissionNodeRequest) ProtoMessage() {}
 
 func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3187,7 @@ func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{38}
+	return file_adaptkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DecommissionNodeRequest) GetId() string {
@@ -3136,7 +3207,7 @@ type DecommissionNodeResponse struct {
 
 func (x *DecommissionNodeResponse) Reset() {
 	*x = DecommissionNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3148,7 +3219,7 @@ func (x *DecommissionNodeResponse) String() string {
 func (*DecommissionNodeResponse) ProtoMessage() {}
 
 func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3161,7 +3232,7 @@ func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeResponse.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{39}
+	return file_adaptkv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DecommissionNodeResponse) GetTopologyEpoch() uint64 {
@@ -3187,7 +3258,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3199,7 +3270,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3212,7 +3283,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{40}
+	return file_adaptkv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -3232,7 +3303,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +3315,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +3328,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{41}
+	return file_adaptkv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveNodeResponse) GetTopologyEpoch() uint64 {
@@ -3283,7 +3354,7 @@ type MetadataReadIndexRequest struct {
 
 func (x *MetadataReadIndexRequest) Reset() {
 	*x = MetadataReadIndexRequest{}
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3295,7 +3366,7 @@ func (x *MetadataReadIndexRequest) String() string {
 func (*MetadataReadIndexRequest) ProtoMessage() {}
 
 func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3308,7 +3379,7 @@ func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{42}
+	return file_adaptkv_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MetadataReadIndexRequest) GetFrom() string {
@@ -3328,7 +3399,7 @@ type MetadataReadIndexResponse struct {
 
 func (x *MetadataReadIndexResponse) Reset() {
 	*x = MetadataReadIndexResponse{}
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3340,7 +3411,7 @@ func (x *MetadataReadIndexResponse) String() string {
 func (*MetadataReadIndexResponse) ProtoMessage() {}
 
 func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3353,7 +3424,7 @@ func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{43}
+	return file_adaptkv_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MetadataReadIndexResponse) GetIndex() uint64 {
@@ -3383,7 +3454,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3395,7 +3466,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3408,7 +3479,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{44}
+	return file_adaptkv_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Record) GetKey() []byte {
@@ -3452,7 +3523,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +3535,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +3548,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{45}
+	return file_adaptkv_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Mutation) GetKeyspace() string {
@@ -3512,7 +3583,7 @@ type MutationResult struct {
 
 func (x *MutationResult) Reset() {
 	*x = MutationResult{}
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3524,7 +3595,7 @@ func (x *MutationResult) String() string {
 func (*MutationResult) ProtoMessage() {}
 
 func (x *MutationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3537,7 +3608,7 @@ func (x *MutationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MutationResult.ProtoReflect.Descriptor instead.
 func (*MutationResult) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{46}
+	return file_adaptkv_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MutationResult) GetOk() bool {
@@ -3571,7 +3642,7 @@ type ReplicaWriteRequest struct {
 
 func (x *ReplicaWriteRequest) Reset() {
 	*x = ReplicaWriteRequest{}
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3583,7 +3654,7 @@ func (x *ReplicaWriteRequest) String() string {
 func (*ReplicaWriteRequest) ProtoMessage() {}
 
 func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3596,7 +3667,7 @@ func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{47}
+	return file_adaptkv_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReplicaWriteRequest) GetMutations() []*Mutation {
@@ -3622,7 +3693,7 @@ type ReplicaWriteResponse struct {
 
 func (x *ReplicaWriteResponse) Reset() {
 	*x = ReplicaWriteResponse{}
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3634,7 +3705,7 @@ func (x *ReplicaWriteResponse) String() string {
 func (*ReplicaWriteResponse) ProtoMessage() {}
 
 func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3647,7 +3718,7 @@ func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{48}
+	return file_adaptkv_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReplicaWriteResponse) GetResults() []*MutationResult {
@@ -3673,7 +3744,7 @@ type ReplicaReadRequest struct {
 
 func (x *ReplicaReadRequest) Reset() {
 	*x = ReplicaReadRequest{}
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3685,7 +3756,7 @@ func (x *ReplicaReadRequest) String() string {
 func (*ReplicaReadRequest) ProtoMessage() {}
 
 func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3698,7 +3769,7 @@ func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaReadRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{49}
+	return file_adaptkv_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReplicaReadRequest) GetKeyspace() string {
@@ -3747,7 +3818,7 @@ type ReplicaReadResponse struct {
 
 func (x *ReplicaReadResponse) Reset() {
 	*x = ReplicaReadResponse{}
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3759,7 +3830,7 @@ func (x *ReplicaReadResponse) String() string {
 func (*ReplicaReadResponse) ProtoMessage() {}
 
 func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3772,7 +3843,7 @@ func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaReadResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{50}
+	return file_adaptkv_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReplicaReadResponse) GetFound() bool {
@@ -3810,7 +3881,7 @@ type ReplicaScanRequest struct {
 
 func (x *ReplicaScanRequest) Reset() {
 	*x = ReplicaScanRequest{}
-	mi := &file_adaptkv_proto_msgTypes[51]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3822,7 +3893,7 @@ func (x *ReplicaScanRequest) String() string {
 func (*ReplicaScanRequest) ProtoMessage() {}
 
 func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[51]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3835,7 +3906,7 @@ func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaScanRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{51}
+	return file_adaptkv_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReplicaScanRequest) GetKeyspace() string {
@@ -3890,7 +3961,7 @@ type ReplicaScanResponse struct {
 
 func (x *ReplicaScanResponse) Reset() {
 	*x = ReplicaScanResponse{}
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3902,7 +3973,7 @@ func (x *ReplicaScanResponse) String() string {
 func (*ReplicaScanResponse) ProtoMessage() {}
 
 func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3915,7 +3986,7 @@ func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaScanResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{52}
+	return file_adaptkv_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReplicaScanResponse) GetRecords() []*Record {
@@ -3947,7 +4018,7 @@ type ReplicaRepairRequest struct {
 
 func (x *ReplicaRepairRequest) Reset() {
 	*x = ReplicaRepairRequest{}
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3959,7 +4030,7 @@ func (x *ReplicaRepairRequest) String() string {
 func (*ReplicaRepairRequest) ProtoMessage() {}
 
 func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3972,7 +4043,7 @@ func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{53}
+	return file_adaptkv_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReplicaRepairRequest) GetKeyspace() string {
@@ -4013,7 +4084,7 @@ type ReplicaRepairResponse struct {
 
 func (x *ReplicaRepairResponse) Reset() {
 	*x = ReplicaRepairResponse{}
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4025,7 +4096,7 @@ func (x *ReplicaRepairResponse) String() string {
 func (*ReplicaRepairResponse) ProtoMessage() {}
 
 func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4038,7 +4109,7 @@ func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{54}
+	return file_adaptkv_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReplicaRepairResponse) GetStats() *RepairStats {
@@ -4066,7 +4137,7 @@ type DigestEntry struct {
 
 func (x *DigestEntry) Reset() {
 	*x = DigestEntry{}
-	mi := &file_adaptkv_proto_msgTypes[55]
+	mi := &file_adaptkv_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4078,7 +4149,7 @@ func (x *DigestEntry) String() string {
 func (*DigestEntry) ProtoMessage() {}
 
 func (x *DigestEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[55]
+	mi := &file_adaptkv_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4091,7 +4162,7 @@ func (x *DigestEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestEntry.ProtoReflect.Descriptor instead.
 func (*DigestEntry) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{55}
+	return file_adaptkv_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DigestEntry) GetKey() []byte {
@@ -4120,7 +4191,7 @@ type ReplicaDigestRequest struct {
 
 func (x *ReplicaDigestRequest) Reset() {
 	*x = ReplicaDigestRequest{}
-	mi := &file_adaptkv_proto_msgTypes[56]
+	mi := &file_adaptkv_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4132,7 +4203,7 @@ func (x *ReplicaDigestRequest) String() string {
 func (*ReplicaDigestRequest) ProtoMessage() {}
 
 func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[56]
+	mi := &file_adaptkv_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4145,7 +4216,7 @@ func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{56}
+	return file_adaptkv_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReplicaDigestRequest) GetKeyspace() string {
@@ -4188,7 +4259,7 @@ type ReplicaDigestResponse struct {
 
 func (x *ReplicaDigestResponse) Reset() {
 	*x = ReplicaDigestResponse{}
-	mi := &file_adaptkv_proto_msgTypes[57]
+	mi := &file_adaptkv_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4200,7 +4271,7 @@ func (x *ReplicaDigestResponse) String() string {
 func (*ReplicaDigestResponse) ProtoMessage() {}
 
 func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[57]
+	mi := &file_adaptkv_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4213,7 +4284,7 @@ func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{57}
+	return file_adaptkv_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReplicaDigestResponse) GetBehind() []uint32 {
@@ -4253,7 +4324,7 @@ type CompareTreesRequest struct {
 
 func (x *CompareTreesRequest) Reset() {
 	*x = CompareTreesRequest{}
-	mi := &file_adaptkv_proto_msgTypes[58]
+	mi := &file_adaptkv_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4265,7 +4336,7 @@ func (x *CompareTreesRequest) String() string {
 func (*CompareTreesRequest) ProtoMessage() {}
 
 func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[58]
+	mi := &file_adaptkv_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4278,7 +4349,7 @@ func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesRequest.ProtoReflect.Descriptor instead.
 func (*CompareTreesRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{58}
+	return file_adaptkv_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CompareTreesRequest) GetKeyspace() string {
@@ -4350,7 +4421,7 @@ type SharedRoot struct {
 
 func (x *SharedRoot) Reset() {
 	*x = SharedRoot{}
-	mi := &file_adaptkv_proto_msgTypes[59]
+	mi := &file_adaptkv_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4362,7 +4433,7 @@ func (x *SharedRoot) String() string {
 func (*SharedRoot) ProtoMessage() {}
 
 func (x *SharedRoot) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[59]
+	mi := &file_adaptkv_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4375,7 +4446,7 @@ func (x *SharedRoot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRoot.ProtoReflect.Descriptor instead.
 func (*SharedRoot) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{59}
+	return file_adaptkv_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SharedRoot) GetBoundsHash() uint64 {
@@ -4405,7 +4476,7 @@ type TreeQuery struct {
 
 func (x *TreeQuery) Reset() {
 	*x = TreeQuery{}
-	mi := &file_adaptkv_proto_msgTypes[60]
+	mi := &file_adaptkv_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4417,7 +4488,7 @@ func (x *TreeQuery) String() string {
 func (*TreeQuery) ProtoMessage() {}
 
 func (x *TreeQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[60]
+	mi := &file_adaptkv_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4430,7 +4501,7 @@ func (x *TreeQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeQuery.ProtoReflect.Descriptor instead.
 func (*TreeQuery) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{60}
+	return file_adaptkv_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *TreeQuery) GetAfter() uint64 {
@@ -4482,7 +4553,7 @@ type CompareTreesResponse struct {
 
 func (x *CompareTreesResponse) Reset() {
 	*x = CompareTreesResponse{}
-	mi := &file_adaptkv_proto_msgTypes[61]
+	mi := &file_adaptkv_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4494,7 +4565,7 @@ func (x *CompareTreesResponse) String() string {
 func (*CompareTreesResponse) ProtoMessage() {}
 
 func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[61]
+	mi := &file_adaptkv_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4507,7 +4578,7 @@ func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesResponse.ProtoReflect.Descriptor instead.
 func (*CompareTreesResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{61}
+	return file_adaptkv_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CompareTreesResponse) GetAnswers() []*TreeAnswer {
@@ -4540,7 +4611,7 @@ type TreeAnswer struct {
 
 func (x *TreeAnswer) Reset() {
 	*x = TreeAnswer{}
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4552,7 +4623,7 @@ func (x *TreeAnswer) String() string {
 func (*TreeAnswer) ProtoMessage() {}
 
 func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4565,7 +4636,7 @@ func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeAnswer.ProtoReflect.Descriptor instead.
 func (*TreeAnswer) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{62}
+	return file_adaptkv_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *TreeAnswer) GetDiffering() []uint32 {
@@ -4587,7 +4658,7 @@ type PaxosBallot struct {
 
 func (x *PaxosBallot) Reset() {
 	*x = PaxosBallot{}
-	mi := &file_adaptkv_proto_msgTypes[63]
+	mi := &file_adaptkv_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4599,7 +4670,7 @@ func (x *PaxosBallot) String() string {
 func (*PaxosBallot) ProtoMessage() {}
 
 func (x *PaxosBallot) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[63]
+	mi := &file_adaptkv_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4612,7 +4683,7 @@ func (x *PaxosBallot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosBallot.ProtoReflect.Descriptor instead.
 func (*PaxosBallot) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{63}
+	return file_adaptkv_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *PaxosBallot) GetCounter() uint64 {
@@ -4642,7 +4713,7 @@ type PaxosProposal struct {
 
 func (x *PaxosProposal) Reset() {
 	*x = PaxosProposal{}
-	mi := &file_adaptkv_proto_msgTypes[64]
+	mi := &file_adaptkv_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4654,7 +4725,7 @@ func (x *PaxosProposal) String() string {
 func (*PaxosProposal) ProtoMessage() {}
 
 func (x *PaxosProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[64]
+	mi := &file_adaptkv_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4667,7 +4738,7 @@ func (x *PaxosProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosProposal.ProtoReflect.Descriptor instead.
 func (*PaxosProposal) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{64}
+	return file_adaptkv_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *PaxosProposal) GetBallot() *PaxosBallot {
@@ -4710,7 +4781,7 @@ type PaxosRequest struct {
 
 func (x *PaxosRequest) Reset() {
 	*x = PaxosRequest{}
-	mi := &file_adaptkv_proto_msgTypes[65]
+	mi := &file_adaptkv_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4722,7 +4793,7 @@ func (x *PaxosRequest) String() string {
 func (*PaxosRequest) ProtoMessage() {}
 
 func (x *PaxosRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[65]
+	mi := &file_adaptkv_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4735,7 +4806,7 @@ func (x *PaxosRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosRequest.ProtoReflect.Descriptor instead.
 func (*PaxosRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{65}
+	return file_adaptkv_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *PaxosRequest) GetKind() PaxosRequest_Kind {
@@ -4804,7 +4875,7 @@ type PaxosResponse struct {
 
 func (x *PaxosResponse) Reset() {
 	*x = PaxosResponse{}
-	mi := &file_adaptkv_proto_msgTypes[66]
+	mi := &file_adaptkv_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4816,7 +4887,7 @@ func (x *PaxosResponse) String() string {
 func (*PaxosResponse) ProtoMessage() {}
 
 func (x *PaxosResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[66]
+	mi := &file_adaptkv_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4829,7 +4900,7 @@ func (x *PaxosResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosResponse.ProtoReflect.Descriptor instead.
 func (*PaxosResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{66}
+	return file_adaptkv_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *PaxosResponse) GetOk() bool {
@@ -4891,7 +4962,7 @@ type CleanupKeyspaceRequest struct {
 
 func (x *CleanupKeyspaceRequest) Reset() {
 	*x = CleanupKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[67]
+	mi := &file_adaptkv_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4903,7 +4974,7 @@ func (x *CleanupKeyspaceRequest) String() string {
 func (*CleanupKeyspaceRequest) ProtoMessage() {}
 
 func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[67]
+	mi := &file_adaptkv_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4916,7 +4987,7 @@ func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{67}
+	return file_adaptkv_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CleanupKeyspaceRequest) GetKeyspace() string {
@@ -4943,7 +5014,7 @@ type CleanupKeyspaceResponse struct {
 
 func (x *CleanupKeyspaceResponse) Reset() {
 	*x = CleanupKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[68]
+	mi := &file_adaptkv_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4955,7 +5026,7 @@ func (x *CleanupKeyspaceResponse) String() string {
 func (*CleanupKeyspaceResponse) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[68]
+	mi := &file_adaptkv_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4968,7 +5039,7 @@ func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{68}
+	return file_adaptkv_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CleanupKeyspaceResponse) GetNodes() []*CleanupKeyspaceResponse_Node {
@@ -4995,7 +5066,7 @@ type ReplaceNodeRequest struct {
 
 func (x *ReplaceNodeRequest) Reset() {
 	*x = ReplaceNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[69]
+	mi := &file_adaptkv_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5007,7 +5078,7 @@ func (x *ReplaceNodeRequest) String() string {
 func (*ReplaceNodeRequest) ProtoMessage() {}
 
 func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[69]
+	mi := &file_adaptkv_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5020,7 +5091,7 @@ func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{69}
+	return file_adaptkv_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ReplaceNodeRequest) GetDeadId() string {
@@ -5047,7 +5118,7 @@ type ReplaceNodeResponse struct {
 
 func (x *ReplaceNodeResponse) Reset() {
 	*x = ReplaceNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[70]
+	mi := &file_adaptkv_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5059,7 +5130,7 @@ func (x *ReplaceNodeResponse) String() string {
 func (*ReplaceNodeResponse) ProtoMessage() {}
 
 func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[70]
+	mi := &file_adaptkv_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5072,7 +5143,7 @@ func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{70}
+	return file_adaptkv_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ReplaceNodeResponse) GetTopologyEpoch() uint64 {
@@ -5100,7 +5171,7 @@ type KeyringRequest struct {
 
 func (x *KeyringRequest) Reset() {
 	*x = KeyringRequest{}
-	mi := &file_adaptkv_proto_msgTypes[71]
+	mi := &file_adaptkv_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5112,7 +5183,7 @@ func (x *KeyringRequest) String() string {
 func (*KeyringRequest) ProtoMessage() {}
 
 func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[71]
+	mi := &file_adaptkv_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5125,7 +5196,7 @@ func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringRequest.ProtoReflect.Descriptor instead.
 func (*KeyringRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{71}
+	return file_adaptkv_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *KeyringRequest) GetOp() KeyringOp {
@@ -5162,7 +5233,7 @@ type KeyringResponse struct {
 
 func (x *KeyringResponse) Reset() {
 	*x = KeyringResponse{}
-	mi := &file_adaptkv_proto_msgTypes[72]
+	mi := &file_adaptkv_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5174,7 +5245,7 @@ func (x *KeyringResponse) String() string {
 func (*KeyringResponse) ProtoMessage() {}
 
 func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[72]
+	mi := &file_adaptkv_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5187,7 +5258,7 @@ func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringResponse.ProtoReflect.Descriptor instead.
 func (*KeyringResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{72}
+	return file_adaptkv_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *KeyringResponse) GetPrimary() string {
@@ -5237,7 +5308,7 @@ type CleanupKeyspaceResponse_Node struct {
 
 func (x *CleanupKeyspaceResponse_Node) Reset() {
 	*x = CleanupKeyspaceResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[73]
+	mi := &file_adaptkv_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5249,7 +5320,7 @@ func (x *CleanupKeyspaceResponse_Node) String() string {
 func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[73]
+	mi := &file_adaptkv_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5262,7 +5333,7 @@ func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse_Node.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse_Node) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{68, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{69, 0}
 }
 
 func (x *CleanupKeyspaceResponse_Node) GetId() string {
@@ -5307,7 +5378,7 @@ type KeyringResponse_Node struct {
 
 func (x *KeyringResponse_Node) Reset() {
 	*x = KeyringResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[74]
+	mi := &file_adaptkv_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5319,7 +5390,7 @@ func (x *KeyringResponse_Node) String() string {
 func (*KeyringResponse_Node) ProtoMessage() {}
 
 func (x *KeyringResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[74]
+	mi := &file_adaptkv_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5332,7 +5403,7 @@ func (x *KeyringResponse_Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringResponse_Node.ProtoReflect.Descriptor instead.
 func (*KeyringResponse_Node) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{72, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{73, 0}
 }
 
 func (x *KeyringResponse_Node) GetId() string {
@@ -5505,7 +5576,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	" \x01(\x01R\rringOwnership\x12\x1d\n" +
 	"\n" +
 	"ring_state\x18\v \x01(\tR\tringState\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xc4\x02\n" +
+	"\x14ClusterStatusRequest\"\xfa\x02\n" +
 	"\x15ClusterStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
 	"\amembers\x18\x02 \x03(\v2\x12.adaptkv.v1.MemberR\amembers\x12'\n" +
@@ -5514,7 +5585,12 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x06vnodes\x18\x05 \x01(\rR\x06vnodes\x12#\n" +
 	"\rhints_pending\x18\x06 \x01(\x04R\fhintsPending\x12%\n" +
 	"\x0etopology_epoch\x18\a \x01(\x04R\rtopologyEpoch\x120\n" +
-	"\x06stream\x18\b \x01(\v2\x18.adaptkv.v1.StreamStatusR\x06stream\"\xe7\x04\n" +
+	"\x06stream\x18\b \x01(\v2\x18.adaptkv.v1.StreamStatusR\x06stream\x124\n" +
+	"\bsecurity\x18\x1e \x01(\v2\x18.adaptkv.v1.NodeSecurityR\bsecurity\"\x80\x01\n" +
+	"\fNodeSecurity\x12\x16\n" +
+	"\x06secure\x18\x01 \x01(\bR\x06secure\x12-\n" +
+	"\x13cert_not_after_unix\x18\x02 \x01(\x03R\x10certNotAfterUnix\x12)\n" +
+	"\x11ca_not_after_unix\x18\x03 \x01(\x03R\x0ecaNotAfterUnix\"\xe7\x04\n" +
 	"\fStreamStatus\x12\x16\n" +
 	"\x06change\x18\x01 \x01(\tR\x06change\x12\x14\n" +
 	"\x05since\x18\x02 \x01(\x04R\x05since\x12\x16\n" +
@@ -5843,7 +5919,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                           // 0: adaptkv.v1.Level
 	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
@@ -5875,56 +5951,57 @@ var file_adaptkv_proto_goTypes = []any{
 	(*Member)(nil),                       // 27: adaptkv.v1.Member
 	(*ClusterStatusRequest)(nil),         // 28: adaptkv.v1.ClusterStatusRequest
 	(*ClusterStatusResponse)(nil),        // 29: adaptkv.v1.ClusterStatusResponse
-	(*StreamStatus)(nil),                 // 30: adaptkv.v1.StreamStatus
-	(*LocalGetRequest)(nil),              // 31: adaptkv.v1.LocalGetRequest
-	(*LocalGetResponse)(nil),             // 32: adaptkv.v1.LocalGetResponse
-	(*TunerExplainRequest)(nil),          // 33: adaptkv.v1.TunerExplainRequest
-	(*TunerExplainResponse)(nil),         // 34: adaptkv.v1.TunerExplainResponse
-	(*TunerWhatIfRequest)(nil),           // 35: adaptkv.v1.TunerWhatIfRequest
-	(*TunerWhatIfResponse)(nil),          // 36: adaptkv.v1.TunerWhatIfResponse
-	(*TunerSnapshotRequest)(nil),         // 37: adaptkv.v1.TunerSnapshotRequest
-	(*TunerSnapshotResponse)(nil),        // 38: adaptkv.v1.TunerSnapshotResponse
-	(*RepairOptions)(nil),                // 39: adaptkv.v1.RepairOptions
-	(*RepairStats)(nil),                  // 40: adaptkv.v1.RepairStats
-	(*RepairKeyspaceRequest)(nil),        // 41: adaptkv.v1.RepairKeyspaceRequest
-	(*RepairKeyspaceResponse)(nil),       // 42: adaptkv.v1.RepairKeyspaceResponse
-	(*DecommissionNodeRequest)(nil),      // 43: adaptkv.v1.DecommissionNodeRequest
-	(*DecommissionNodeResponse)(nil),     // 44: adaptkv.v1.DecommissionNodeResponse
-	(*RemoveNodeRequest)(nil),            // 45: adaptkv.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 46: adaptkv.v1.RemoveNodeResponse
-	(*MetadataReadIndexRequest)(nil),     // 47: adaptkv.v1.MetadataReadIndexRequest
-	(*MetadataReadIndexResponse)(nil),    // 48: adaptkv.v1.MetadataReadIndexResponse
-	(*Record)(nil),                       // 49: adaptkv.v1.Record
-	(*Mutation)(nil),                     // 50: adaptkv.v1.Mutation
-	(*MutationResult)(nil),               // 51: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),          // 52: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),         // 53: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),           // 54: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),          // 55: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),           // 56: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),          // 57: adaptkv.v1.ReplicaScanResponse
-	(*ReplicaRepairRequest)(nil),         // 58: adaptkv.v1.ReplicaRepairRequest
-	(*ReplicaRepairResponse)(nil),        // 59: adaptkv.v1.ReplicaRepairResponse
-	(*DigestEntry)(nil),                  // 60: adaptkv.v1.DigestEntry
-	(*ReplicaDigestRequest)(nil),         // 61: adaptkv.v1.ReplicaDigestRequest
-	(*ReplicaDigestResponse)(nil),        // 62: adaptkv.v1.ReplicaDigestResponse
-	(*CompareTreesRequest)(nil),          // 63: adaptkv.v1.CompareTreesRequest
-	(*SharedRoot)(nil),                   // 64: adaptkv.v1.SharedRoot
-	(*TreeQuery)(nil),                    // 65: adaptkv.v1.TreeQuery
-	(*CompareTreesResponse)(nil),         // 66: adaptkv.v1.CompareTreesResponse
-	(*TreeAnswer)(nil),                   // 67: adaptkv.v1.TreeAnswer
-	(*PaxosBallot)(nil),                  // 68: adaptkv.v1.PaxosBallot
-	(*PaxosProposal)(nil),                // 69: adaptkv.v1.PaxosProposal
-	(*PaxosRequest)(nil),                 // 70: adaptkv.v1.PaxosRequest
-	(*PaxosResponse)(nil),                // 71: adaptkv.v1.PaxosResponse
-	(*CleanupKeyspaceRequest)(nil),       // 72: adaptkv.v1.CleanupKeyspaceRequest
-	(*CleanupKeyspaceResponse)(nil),      // 73: adaptkv.v1.CleanupKeyspaceResponse
-	(*ReplaceNodeRequest)(nil),           // 74: adaptkv.v1.ReplaceNodeRequest
-	(*ReplaceNodeResponse)(nil),          // 75: adaptkv.v1.ReplaceNodeResponse
-	(*KeyringRequest)(nil),               // 76: adaptkv.v1.KeyringRequest
-	(*KeyringResponse)(nil),              // 77: adaptkv.v1.KeyringResponse
-	(*CleanupKeyspaceResponse_Node)(nil), // 78: adaptkv.v1.CleanupKeyspaceResponse.Node
-	(*KeyringResponse_Node)(nil),         // 79: adaptkv.v1.KeyringResponse.Node
+	(*NodeSecurity)(nil),                 // 30: adaptkv.v1.NodeSecurity
+	(*StreamStatus)(nil),                 // 31: adaptkv.v1.StreamStatus
+	(*LocalGetRequest)(nil),              // 32: adaptkv.v1.LocalGetRequest
+	(*LocalGetResponse)(nil),             // 33: adaptkv.v1.LocalGetResponse
+	(*TunerExplainRequest)(nil),          // 34: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),         // 35: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),           // 36: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),          // 37: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),         // 38: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),        // 39: adaptkv.v1.TunerSnapshotResponse
+	(*RepairOptions)(nil),                // 40: adaptkv.v1.RepairOptions
+	(*RepairStats)(nil),                  // 41: adaptkv.v1.RepairStats
+	(*RepairKeyspaceRequest)(nil),        // 42: adaptkv.v1.RepairKeyspaceRequest
+	(*RepairKeyspaceResponse)(nil),       // 43: adaptkv.v1.RepairKeyspaceResponse
+	(*DecommissionNodeRequest)(nil),      // 44: adaptkv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil),     // 45: adaptkv.v1.DecommissionNodeResponse
+	(*RemoveNodeRequest)(nil),            // 46: adaptkv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 47: adaptkv.v1.RemoveNodeResponse
+	(*MetadataReadIndexRequest)(nil),     // 48: adaptkv.v1.MetadataReadIndexRequest
+	(*MetadataReadIndexResponse)(nil),    // 49: adaptkv.v1.MetadataReadIndexResponse
+	(*Record)(nil),                       // 50: adaptkv.v1.Record
+	(*Mutation)(nil),                     // 51: adaptkv.v1.Mutation
+	(*MutationResult)(nil),               // 52: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),          // 53: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),         // 54: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),           // 55: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),          // 56: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),           // 57: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),          // 58: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),         // 59: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),        // 60: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),                  // 61: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),         // 62: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),        // 63: adaptkv.v1.ReplicaDigestResponse
+	(*CompareTreesRequest)(nil),          // 64: adaptkv.v1.CompareTreesRequest
+	(*SharedRoot)(nil),                   // 65: adaptkv.v1.SharedRoot
+	(*TreeQuery)(nil),                    // 66: adaptkv.v1.TreeQuery
+	(*CompareTreesResponse)(nil),         // 67: adaptkv.v1.CompareTreesResponse
+	(*TreeAnswer)(nil),                   // 68: adaptkv.v1.TreeAnswer
+	(*PaxosBallot)(nil),                  // 69: adaptkv.v1.PaxosBallot
+	(*PaxosProposal)(nil),                // 70: adaptkv.v1.PaxosProposal
+	(*PaxosRequest)(nil),                 // 71: adaptkv.v1.PaxosRequest
+	(*PaxosResponse)(nil),                // 72: adaptkv.v1.PaxosResponse
+	(*CleanupKeyspaceRequest)(nil),       // 73: adaptkv.v1.CleanupKeyspaceRequest
+	(*CleanupKeyspaceResponse)(nil),      // 74: adaptkv.v1.CleanupKeyspaceResponse
+	(*ReplaceNodeRequest)(nil),           // 75: adaptkv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),          // 76: adaptkv.v1.ReplaceNodeResponse
+	(*KeyringRequest)(nil),               // 77: adaptkv.v1.KeyringRequest
+	(*KeyringResponse)(nil),              // 78: adaptkv.v1.KeyringResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 79: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(*KeyringResponse_Node)(nil),         // 80: adaptkv.v1.KeyringResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	3,  // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
@@ -5961,96 +6038,97 @@ var file_adaptkv_proto_depIdxs = []int32{
 	20, // 31: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
 	1,  // 32: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
 	27, // 33: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
-	30, // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
-	8,  // 35: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
-	39, // 36: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
-	40, // 37: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
-	8,  // 38: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	49, // 39: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	50, // 40: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	51, // 41: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	49, // 42: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	49, // 43: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
-	39, // 44: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
-	40, // 45: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
-	8,  // 46: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
-	60, // 47: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
-	65, // 48: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
-	64, // 49: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
-	67, // 50: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	68, // 51: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
-	49, // 52: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
-	4,  // 53: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
-	68, // 54: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
-	69, // 55: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
-	68, // 56: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
-	69, // 57: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
-	68, // 58: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
-	49, // 59: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
-	78, // 60: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
-	2,  // 61: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
-	79, // 62: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
-	11, // 63: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	13, // 64: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	15, // 65: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	17, // 66: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	21, // 67: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	22, // 68: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	23, // 69: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	25, // 70: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	28, // 71: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	31, // 72: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	33, // 73: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	35, // 74: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	37, // 75: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	41, // 76: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	47, // 77: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	43, // 78: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	72, // 79: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
-	45, // 80: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	74, // 81: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
-	76, // 82: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
-	52, // 83: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	54, // 84: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	56, // 85: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	52, // 86: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	61, // 87: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	58, // 88: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	63, // 89: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	70, // 90: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
-	12, // 91: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	14, // 92: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	16, // 93: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	18, // 94: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	24, // 95: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	24, // 96: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	24, // 97: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	26, // 98: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	29, // 99: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	32, // 100: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	34, // 101: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	36, // 102: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	38, // 103: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	42, // 104: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	48, // 105: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	44, // 106: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	73, // 107: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	46, // 108: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	75, // 109: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	77, // 110: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
-	53, // 111: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	55, // 112: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	57, // 113: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	53, // 114: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	62, // 115: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	59, // 116: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	66, // 117: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	71, // 118: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
-	91, // [91:119] is the sub-list for method output_type
-	63, // [63:91] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	31, // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
+	30, // 35: adaptkv.v1.ClusterStatusResponse.security:type_name -> adaptkv.v1.NodeSecurity
+	8,  // 36: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
+	40, // 37: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
+	41, // 38: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
+	8,  // 39: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
+	50, // 40: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	51, // 41: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	52, // 42: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	50, // 43: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	50, // 44: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	40, // 45: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
+	41, // 46: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
+	8,  // 47: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
+	61, // 48: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	66, // 49: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
+	65, // 50: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
+	68, // 51: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
+	69, // 52: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
+	50, // 53: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
+	4,  // 54: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
+	69, // 55: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
+	70, // 56: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
+	69, // 57: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
+	70, // 58: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
+	69, // 59: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
+	50, // 60: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
+	79, // 61: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	2,  // 62: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
+	80, // 63: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
+	11, // 64: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	13, // 65: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	15, // 66: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	17, // 67: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	21, // 68: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	22, // 69: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	23, // 70: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	25, // 71: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	28, // 72: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	32, // 73: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	34, // 74: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	36, // 75: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	38, // 76: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	42, // 77: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	48, // 78: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	44, // 79: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	73, // 80: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	46, // 81: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
+	75, // 82: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	77, // 83: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
+	53, // 84: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	55, // 85: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	57, // 86: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	53, // 87: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	62, // 88: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	59, // 89: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	64, // 90: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	71, // 91: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
+	12, // 92: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	14, // 93: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	16, // 94: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	18, // 95: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	24, // 96: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	24, // 97: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	24, // 98: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	26, // 99: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	29, // 100: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	33, // 101: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	35, // 102: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	37, // 103: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	39, // 104: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	43, // 105: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	49, // 106: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	45, // 107: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	74, // 108: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	47, // 109: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	76, // 110: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	78, // 111: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
+	54, // 112: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	56, // 113: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	58, // 114: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	54, // 115: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	63, // 116: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	60, // 117: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	67, // 118: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	72, // 119: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
+	92, // [92:120] is the sub-list for method output_type
+	64, // [64:92] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -6064,7 +6142,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   75,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

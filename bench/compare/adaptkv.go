@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/client"
+	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/node"
+	"github.com/adaptkv/adaptkv/node/launch"
 )
 
 // How the adaptkv nodes are started.
@@ -38,6 +40,15 @@ type adaptkvCluster struct {
 	procs     []*proc
 	endpoints []string
 	httpAddrs []string
+	// certsDir holds the cluster's certificates; empty when insecure.
+	certsDir string
+}
+
+// clientConfig sets cfg up to reach the cluster: the root user's
+// certificate, or plaintext for an insecure cluster.
+func (c *adaptkvCluster) clientConfig(cfg client.Config) client.Config {
+	cfg.CertsDir = c.certsDir
+	return cfg
 }
 
 // nodeAddrs are one node's loopback addresses.
@@ -49,7 +60,10 @@ type nodeAddrs struct {
 // startAdaptkv starts an n-node cluster of real processes with pebble data
 // under dir, and waits until every node sees every other alive and the
 // metadata log has a leader.
-func startAdaptkv(ctx context.Context, mode, self, repo, dir string, n int) (*adaptkvCluster, error) {
+//
+// The nodes are secure (mutual TLS, certificates made in dir/certs) unless
+// insecure; pprof serves their profiles on the HTTP address.
+func startAdaptkv(ctx context.Context, mode, self, repo, dir string, n int, insecure, pprof bool) (*adaptkvCluster, error) {
 	bin := ""
 	if mode == modeBinary || mode == modeAuto {
 		var err error
@@ -74,6 +88,17 @@ func startAdaptkv(ctx context.Context, mode, self, repo, dir string, n int) (*ad
 		addrs[i] = nodeAddrs{id: fmt.Sprintf("n%d", i+1), grpc: at(0), gossip: at(1), raft: at(2), httpEP: at(3)}
 	}
 	c := &adaptkvCluster{mode: mode}
+	security := []string{"--insecure"}
+	if !insecure {
+		c.certsDir = filepath.Join(dir, "certs")
+		if err := launch.CreateCerts(c.certsDir, []string{"127.0.0.1"}); err != nil {
+			return nil, err
+		}
+		security = []string{"--certs-dir", c.certsDir}
+	}
+	if pprof {
+		security = append(security, "--pprof")
+	}
 	for i, a := range addrs {
 		var seeds []string
 		for j, b := range addrs {
@@ -88,6 +113,7 @@ func startAdaptkv(ctx context.Context, mode, self, repo, dir string, n int) (*ad
 			"--seeds", strings.Join(seeds, ","),
 			"--grpc-addr", a.grpc, "--gossip-addr", a.gossip, "--raft-addr", a.raft, "--http-addr", a.httpEP,
 		}
+		args = append(args, security...)
 		var p *proc
 		if mode == modeBinary {
 			p, err = startProc("adaptkv-"+a.id, dir, bin, append([]string{"node", "--log-level", "warn"}, args...)...)
@@ -102,7 +128,7 @@ func startAdaptkv(ctx context.Context, mode, self, repo, dir string, n int) (*ad
 		c.endpoints = append(c.endpoints, a.grpc)
 		c.httpAddrs = append(c.httpAddrs, a.httpEP)
 	}
-	cli, err := client.New(ctx, client.Config{Endpoints: c.endpoints, DialTimeout: time.Second})
+	cli, err := client.New(ctx, c.clientConfig(client.Config{Endpoints: c.endpoints, DialTimeout: time.Second}))
 	if err != nil {
 		c.stop()
 		return nil, err
@@ -150,7 +176,7 @@ func buildAdaptkv(ctx context.Context, repo, dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("adaptkv node --help: %w\n%s", err, help)
 	}
-	for _, f := range []string{"--id", "--data-dir", "--bootstrap-expect", "--seeds", "--grpc-addr", "--gossip-addr", "--raft-addr", "--http-addr", "--log-level"} {
+	for _, f := range []string{"--id", "--data-dir", "--bootstrap-expect", "--seeds", "--grpc-addr", "--gossip-addr", "--raft-addr", "--http-addr", "--log-level", "--certs-dir", "--pprof"} {
 		if !bytes.Contains(help, []byte(f)) {
 			return "", fmt.Errorf("adaptkv node has no %s flag", f)
 		}
@@ -172,8 +198,18 @@ func adaptkvNodeMain(args []string) error {
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "gossip address")
 	fs.StringVar(&cfg.RaftAddr, "raft-addr", cfg.RaftAddr, "Raft address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP address (metrics, pprof)")
+	certsDir := fs.String("certs-dir", "", "certificate directory (node.crt, node.key, ca.crt)")
+	fs.Bool("insecure", false, "plaintext (the default without --certs-dir)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *certsDir != "" {
+		m, err := security.LoadNode(*certsDir)
+		if err != nil {
+			return err
+		}
+		cfg.Security = m
 	}
 	if *seeds != "" {
 		cfg.Seeds = strings.Split(*seeds, ",")

@@ -58,6 +58,7 @@ func main() {
 
 // options are the command-line flags.
 type options struct {
+	insecure     bool
 	systems      []string
 	workloads    []string
 	levels       []string
@@ -102,6 +103,7 @@ func parseFlags() (*options, error) {
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured warmup before each phase")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the workload generator")
 	flag.StringVar(&o.mode, "adaptkv-mode", modeAuto, "how to run adaptkv nodes: binary (go build ./cmd/adaptkv), reexec (node.Start in a child of this binary) or auto")
+	flag.BoolVar(&o.insecure, "adaptkv-insecure", false, "run the adaptkv nodes plaintext (--insecure) instead of with mutual TLS")
 	flag.StringVar(&o.repo, "repo", "", "adaptkv repository root (default: found from the working directory)")
 	flag.StringVar(&o.workdir, "workdir", "", "directory for data and logs (default: a new temporary directory, removed at the end unless --keep)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
@@ -383,7 +385,7 @@ func (c *comparison) measureOnce(ctx context.Context, system, setting, w string,
 }
 
 func (c *comparison) runAdaptkv(ctx context.Context, dir string) error {
-	cl, err := startAdaptkv(ctx, c.o.mode, c.self, c.o.repo, dir, 3)
+	cl, err := startAdaptkv(ctx, c.o.mode, c.self, c.o.repo, dir, 3, c.o.insecure, c.o.profileDir != "")
 	if err != nil {
 		return err
 	}
@@ -393,7 +395,7 @@ func (c *comparison) runAdaptkv(ctx context.Context, dir string) error {
 
 	// The load writes at quorum, the keyspace's default: every record is
 	// on two replicas when acknowledged, whichever level the phases use.
-	st, err := bench.OpenAdaptkv(ctx, bench.AdaptkvOptions{Endpoints: cl.endpoints, Keyspace: "bench", ReplicationFactor: 3, Consistency: client.Quorum})
+	st, err := bench.OpenAdaptkv(ctx, bench.AdaptkvOptions{Endpoints: cl.endpoints, Keyspace: "bench", ReplicationFactor: 3, Consistency: client.Quorum, CertsDir: cl.certsDir})
 	if err != nil {
 		return err
 	}
@@ -402,7 +404,7 @@ func (c *comparison) runAdaptkv(ctx context.Context, dir string) error {
 		return err
 	}
 	// One SDK client for every phase, as an application would keep one.
-	cli, err := client.New(ctx, client.Config{Endpoints: cl.endpoints})
+	cli, err := client.New(ctx, cl.clientConfig(client.Config{Endpoints: cl.endpoints}))
 	if err != nil {
 		return err
 	}

@@ -260,7 +260,7 @@ func runArm(ctx context.Context, cfg Config, name, binary string, flags []string
 		return nil, err
 	}
 	store, err := bench.OpenAdaptkv(ctx, bench.AdaptkvOptions{Endpoints: c.endpoints(), Keyspace: cfg.Keyspace,
-		ReplicationFactor: cfg.RF, Consistency: level, Logger: cfg.Logger})
+		ReplicationFactor: cfg.RF, Consistency: level, Logger: cfg.Logger, CertsDir: c.certsDir()})
 	if err != nil {
 		return nil, err
 	}

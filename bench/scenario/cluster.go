@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -45,11 +46,17 @@ func startCluster(ctx context.Context, cfg Config, dir string) (*cluster, error)
 	for i, z := range layoutZones {
 		zones[i] = z.zone
 	}
-	l, err := launch.New(launch.Config{
-		Binary: cfg.Binary, Nodes: len(layoutZones), Dir: dir, Zones: zones,
+	lcfg := launch.Config{
+		Binary: cfg.Binary, Nodes: len(layoutZones), Dir: dir, Zones: zones, Insecure: cfg.Insecure,
 		Args: []string{"--unsafe-test-hooks", "--tuner-interval", cfg.TunerInterval.String(), "--tuner-dwell", cfg.TunerDwell.String()},
 		Name: "adaptive scenario", Logger: cfg.Logger,
-	})
+	}
+	if !cfg.Insecure {
+		if err := lcfg.Secure(filepath.Join(cfg.Out, "certs")); err != nil {
+			return nil, err
+		}
+	}
+	l, err := launch.New(lcfg)
 	if err != nil {
 		return nil, err
 	}

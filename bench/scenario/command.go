@@ -71,6 +71,7 @@ whole run takes about 11 minutes.`,
 	fs.DurationVar(&cfg.AdaptiveReadP99, "adaptive-read-p99", AdaptiveReadP99Target, "read p99 target in the adaptive arm's goal; negative for none")
 	fs.DurationVar(&cfg.TunerDwell, "tuner-dwell", DefaultTunerDwell, "the nodes' --tuner-dwell: least time between two cost-saving changes")
 	fs.StringVar(&cfg.Binary, "binary", "", "adaptkv executable to start the nodes with (default: this executable)")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "run the nodes plaintext and unauthenticated (default: mutual TLS, certificates made in --out/certs)")
 	fs.BoolVar(&verbose, "verbose", false, "log the client's and the run's diagnostics to stderr")
 	return cmd
 }

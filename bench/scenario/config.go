@@ -34,6 +34,9 @@ const (
 type Config struct {
 	// Binary is the adaptkv executable the nodes run. Required.
 	Binary string
+	// Insecure runs the nodes plaintext (--insecure); by default they use
+	// mutual TLS with certificates made in Out/certs.
+	Insecure bool
 	// Out is the folder for results.json, results.md, plot.png and the
 	// nodes' data and logs (Out/nodes). Required; created if missing.
 	Out string

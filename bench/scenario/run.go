@@ -162,7 +162,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 
 // connect opens the bench's two client connections.
 func (r *runner) connect(ctx context.Context) error {
-	cc := client.Config{Endpoints: r.cl.endpoints(), Logger: r.cfg.Logger}
+	cc := r.cl.ClientConfig(client.Config{Endpoints: r.cl.endpoints(), Logger: r.cfg.Logger})
 	w, err := client.New(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("scenario: client: %w", err)

@@ -68,6 +68,7 @@ results.json in --out and exits non-zero when a check fails.`,
 	fs.IntVar(&cfg.Concurrency, "concurrency", DefaultConcurrency, "requests in flight during the load and the checks")
 	fs.DurationVar(&cfg.StepTimeout, "step-timeout", 5*time.Minute, "how long a change may take")
 	fs.DurationVar(&cfg.CleanupWait, "cleanup-wait", time.Minute, "how long after a change each node's storage may take to match what it owns before keyspace cleanup is run")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "run the nodes plaintext and unauthenticated (default: mutual TLS, certificates made in --out/certs)")
 	fs.BoolVar(&verbose, "verbose", false, "log the launcher's warnings on stderr")
 	return cmd
 }

@@ -18,7 +18,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/api/ring"
@@ -42,6 +43,9 @@ var ErrCheckFailed = errors.New("shape check failed")
 type Config struct {
 	// Binary is the adaptkv executable the nodes run. Required.
 	Binary string
+	// Insecure runs the nodes plaintext (--insecure); by default they use
+	// mutual TLS with certificates made in Out/certs.
+	Insecure bool
 	// Out is the folder for results.md, results.json and the nodes'
 	// data and logs. Required.
 	Out string
@@ -288,8 +292,14 @@ var q = client.WithConsistency(client.Quorum)
 // start starts the three nodes and connects the client; close ends
 // them, also after a failed start.
 func (r *run) start(ctx context.Context) error {
-	lc, err := launch.New(launch.Config{Binary: r.cfg.Binary, Nodes: 3, Dir: filepath.Join(r.cfg.Out, "nodes"),
-		Args: append([]string{"--log-level", "warn"}, r.cfg.NodeArgs...), Name: "shape check", Logger: r.cfg.Logger})
+	lcfg := launch.Config{Binary: r.cfg.Binary, Nodes: 3, Dir: filepath.Join(r.cfg.Out, "nodes"), Insecure: r.cfg.Insecure,
+		Args: append([]string{"--log-level", "warn"}, r.cfg.NodeArgs...), Name: "shape check", Logger: r.cfg.Logger}
+	if !r.cfg.Insecure {
+		if err := lcfg.Secure(filepath.Join(r.cfg.Out, "certs")); err != nil {
+			return err
+		}
+	}
+	lc, err := launch.New(lcfg)
 	if err != nil {
 		return err
 	}
@@ -301,7 +311,7 @@ func (r *run) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("starting the cluster: %w", err)
 	}
-	r.kv, err = client.New(ctx, client.Config{Endpoints: lc.Endpoints(), RequestTimeout: 5 * time.Second})
+	r.kv, err = client.New(ctx, lc.ClientConfig(client.Config{Endpoints: lc.Endpoints(), RequestTimeout: 5 * time.Second}))
 	if err != nil {
 		return err
 	}
@@ -491,7 +501,11 @@ func (r *run) decommission(ctx context.Context, id string) (Step, error) {
 			break
 		}
 	}
-	conn, err := grpc.NewClient(other, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := r.lc.DialOption()
+	if err != nil {
+		return step, err
+	}
+	conn, err := grpc.NewClient(other, creds)
 	if err != nil {
 		return step, err
 	}
@@ -500,7 +514,16 @@ func (r *run) decommission(ctx context.Context, id string) (Step, error) {
 	r.progress("decommissioning %s through %s under the writer", id, other)
 	begin := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	_, err = kvpb.NewAdminClient(conn).DecommissionNode(cctx, &kvpb.DecommissionNodeRequest{Id: id})
+	for {
+		_, err = kvpb.NewAdminClient(conn).DecommissionNode(cctx, &kvpb.DecommissionNodeRequest{Id: id})
+		// Right after the replace before it, the metadata voters may still
+		// be electing a leader; the node says to try again, as the CLI
+		// does.
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "no leader") || cctx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	cancel()
 	if err != nil {
 		return step, fmt.Errorf("decommission %s: %w", id, err)

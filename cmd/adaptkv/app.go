@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/jepsen/jepsencmd"
 )
 
@@ -36,6 +37,14 @@ type app struct {
 	dir       string
 	output    string
 	timeout   time.Duration
+	// certsDir, user and insecure say how to reach a secure cluster; see
+	// clientSecurity.
+	certsDir string
+	user     string
+	insecure bool
+	// usedTLS and usedPlaintext record how the command's connections
+	// went, for the hint on a failure (securityHint).
+	usedTLS, usedPlaintext bool
 
 	// started is set once a command's own code runs. An error before that
 	// (unknown command or flag, wrong number of arguments) is a usage
@@ -70,6 +79,10 @@ Start a local 3-node cluster and try it:
   adaptkv cluster up
   adaptkv put hello world && adaptkv get hello
 
+The cluster is secure: cluster up makes a CA, node and root client
+certificates in <dir>/certs, and every command connects with them over
+mutual TLS (see 'adaptkv cert --help'; --insecure for plaintext).
+
 Every flag can also be set with ADAPTKV_<FLAG> (upper case, '-' as '_'),
 for example ADAPTKV_ENDPOINTS=10.0.0.1:7400,10.0.0.2:7400.
 
@@ -95,10 +108,14 @@ condition did not hold (nothing was written; the current value is reported).`,
 	pf.StringVar(&a.dir, "dir", defaultDir(), "folder of the local cluster (cluster.json, node data and logs)")
 	pf.StringVarP(&a.output, "output", "o", "", "output format: table or json (default: table on a terminal, json otherwise)")
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline of each request to the cluster, retries included")
+	pf.StringVar(&a.certsDir, "certs-dir", "", "certificate directory (ca.crt, node.crt/.key, client.USER.crt/.key; see `adaptkv cert`); default: <--dir>/certs when it exists")
+	pf.StringVar(&a.user, "user", security.RootUser, "user whose client certificate (client.USER.crt) the command connects with")
+	pf.BoolVar(&a.insecure, "insecure", false, "plaintext and unauthenticated: talk to (or, for node and cluster up, run) a cluster without TLS; never on a shared network")
 
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(
 		a.nodeCommand(),
+		a.certCommand(),
 		a.clusterCommand(),
 		a.putCommand(), a.getCommand(), a.delCommand(), a.scanCommand(),
 		a.keyspaceCommand(),
@@ -141,7 +158,7 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		return je.Code // the run's summary said it already
 	}
 	code := exitCode(err, a.started)
-	msg := describe(err)
+	msg := a.securityHint(describe(err))
 	if code == exitUsage && cmd != nil {
 		msg += fmt.Sprintf(" (see '%s --help')", cmd.CommandPath())
 	}

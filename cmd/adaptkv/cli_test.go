@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -113,11 +114,12 @@ func TestCLI(t *testing.T) {
 	// --endpoints and ADAPTKV_ENDPOINTS instead of the cluster folder.
 	eps := strings.Join(tc.endpoints(), ",")
 	empty := t.TempDir()
-	r = runBin(t, []string{envName("dir") + "=" + empty}, nil, "get", "k2", "--endpoints", eps)
+	certs := filepath.Join(tc.dir, certsSubdir)
+	r = runBin(t, []string{envName("dir") + "=" + empty}, nil, "get", "k2", "--endpoints", eps, "--certs-dir", certs)
 	if g := getResult(t, r); r.code != 0 || *g.Value != "v2" {
 		t.Fatalf("get --endpoints: %v", r)
 	}
-	r = runBin(t, []string{envName("dir") + "=" + empty, envName("endpoints") + "=" + eps, envName("output") + "=table"}, nil, "get", "k2")
+	r = runBin(t, []string{envName("dir") + "=" + empty, envName("endpoints") + "=" + eps, envName("output") + "=table", envName("certs-dir") + "=" + certs}, nil, "get", "k2")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "v2\n") {
 		t.Fatalf("get with ADAPTKV_ENDPOINTS and ADAPTKV_OUTPUT: %v", r)
 	}
@@ -295,7 +297,7 @@ func TestExitCodes(t *testing.T) {
 // from a free block below the ephemeral range (the command line's checks
 // are launch's TestLayout).
 func TestPickBasePort(t *testing.T) {
-	l, lc, err := newLayout("/d", "127.0.0.1", 3, 0, false)
+	l, lc, err := newLayout("/d", "127.0.0.1", 3, 0, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/adaptkv/adaptkv/client"
+	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/node/launch"
 )
 
@@ -35,10 +36,14 @@ const portStride = launch.DefaultPortStride
 // needs to start again is derived from it, so `cluster start` restarts a
 // node with exactly the flags `cluster up` gave it.
 type layout struct {
-	Dir      string      `json:"dir"`
-	Host     string      `json:"host"`
-	BasePort int         `json:"base_port"`
-	InMemory bool        `json:"in_memory"`
+	Dir      string `json:"dir"`
+	Host     string `json:"host"`
+	BasePort int    `json:"base_port"`
+	InMemory bool   `json:"in_memory"`
+	// Insecure is true for a cluster `cluster up --insecure` started:
+	// plaintext, no certificates. Otherwise the nodes and every command
+	// use the certificates in Dir/certs.
+	Insecure bool        `json:"insecure,omitempty"`
 	Created  time.Time   `json:"created"`
 	Nodes    []nodeEntry `json:"nodes"`
 }
@@ -74,22 +79,27 @@ func (n nodeEntry) running() bool { return launch.NodeRunning(n.PID, n.ID) }
 // launchConfig is how node/launch runs a local cluster of n nodes: detached
 // processes of this binary that outlive the command, each with the layout's
 // flags and nothing else.
-func launchConfig(dir, host string, n, base int, inMemory bool) (launch.Config, error) {
+func launchConfig(dir, host string, n, base int, inMemory, insecure bool) (launch.Config, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return launch.Config{}, fmt.Errorf("finding the adaptkv binary to start the nodes: %w", err)
 	}
-	return launch.Config{
+	cfg := launch.Config{
 		Binary: exe, Nodes: n, Dir: dir, Host: host, BasePort: base, PortStride: portStride,
 		Args:   []string{"--in-memory=" + strconv.FormatBool(inMemory), "--local-timings=true"},
 		Detach: true, Name: "adaptkv cluster", ReadyPoll: 100 * time.Millisecond,
-	}, nil
+		Insecure: insecure,
+	}
+	if !insecure {
+		cfg.CertsDir = filepath.Join(dir, certsSubdir)
+	}
+	return cfg, nil
 }
 
 // newLayout lays out n nodes on host from base port base (0: a free block,
 // picked by node/launch) and returns the launcher for them.
-func newLayout(dir, host string, n, base int, inMemory bool) (*layout, *launch.Cluster, error) {
-	cfg, err := launchConfig(dir, host, n, base, inMemory)
+func newLayout(dir, host string, n, base int, inMemory, insecure bool) (*layout, *launch.Cluster, error) {
+	cfg, err := launchConfig(dir, host, n, base, inMemory, insecure)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -97,7 +107,7 @@ func newLayout(dir, host string, n, base int, inMemory bool) (*layout, *launch.C
 	if err != nil {
 		return nil, nil, err
 	}
-	l := &layout{Dir: dir, Host: host, BasePort: lc.Config().BasePort, InMemory: inMemory, Created: time.Now().UTC()}
+	l := &layout{Dir: dir, Host: host, BasePort: lc.Config().BasePort, InMemory: inMemory, Insecure: insecure, Created: time.Now().UTC()}
 	for _, ln := range lc.Nodes() {
 		l.Nodes = append(l.Nodes, entryOf(ln))
 	}
@@ -129,7 +139,7 @@ func (l *layout) launcher() (*launch.Cluster, error) {
 	same := func(n, o nodeEntry) bool {
 		return n.ID == o.ID && n.GRPCAddr == o.GRPCAddr && n.GossipAddr == o.GossipAddr && n.RaftAddr == o.RaftAddr && n.HTTPAddr == o.HTTPAddr && n.DataDir == o.DataDir
 	}
-	fresh, lc, err := newLayout(l.Dir, l.Host, first, l.BasePort, l.InMemory)
+	fresh, lc, err := newLayout(l.Dir, l.Host, first, l.BasePort, l.InMemory, l.Insecure)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +168,23 @@ func (l *layout) launcher() (*launch.Cluster, error) {
 		}
 	}
 	return lc, nil
+}
+
+// certsDir is where the cluster's certificates are, "" when insecure.
+func (l *layout) certsDir() string {
+	if l.Insecure {
+		return ""
+	}
+	return filepath.Join(l.Dir, certsSubdir)
+}
+
+// clientConfig sets cfg up to reach the local cluster as the root user:
+// the certificates `cluster up` made, or plaintext for an --insecure one.
+func (l *layout) clientConfig(cfg client.Config) client.Config {
+	if !l.Insecure {
+		cfg.CertsDir, cfg.User = l.certsDir(), security.RootUser
+	}
+	return cfg
 }
 
 // live returns the nodes that have not been removed.
@@ -320,8 +347,12 @@ func (a *app) openLayout() (l *layout, unlock func(), err error) {
 
 // upJSON is the JSON output of cluster up and cluster status.
 type upJSON struct {
-	Dir               string         `json:"dir"`
-	InMemory          bool           `json:"in_memory"`
+	Dir      string `json:"dir"`
+	InMemory bool   `json:"in_memory"`
+	// CertsDir holds the certificates of a secure cluster; Insecure is
+	// true for one started --insecure.
+	CertsDir          string         `json:"certs_dir,omitempty"`
+	Insecure          bool           `json:"insecure,omitempty"`
 	BasePort          int            `json:"base_port"`
 	Nodes             []nodeJSON     `json:"nodes"`
 	Started           []string       `json:"started,omitempty"`
@@ -409,17 +440,27 @@ func (a *app) clusterUp(cmd *cobra.Command, f clusterFlags) error {
 		if flags.Changed("base-port") && f.basePort != 0 && f.basePort != l.BasePort {
 			return usagef("the cluster in %s uses base port %d, not %d", dir, l.BasePort, f.basePort)
 		}
+		if a.insecure && !l.Insecure {
+			return usagef("the cluster in %s is secure (certificates in %s); it cannot be restarted --insecure: use another --dir (or cluster down --purge)", dir, filepath.Join(dir, certsSubdir))
+		}
 		if lc, err = l.launcher(); err != nil {
 			return err
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		// Base port 0: node/launch picks a free block, recorded in
 		// cluster.json so that restarts keep the ports.
-		if l, lc, err = newLayout(dir, "127.0.0.1", f.nodes, f.basePort, f.inMemory); err != nil {
+		if l, lc, err = newLayout(dir, "127.0.0.1", f.nodes, f.basePort, f.inMemory, a.insecure); err != nil {
 			return err
 		}
 	default:
 		return err
+	}
+	if !l.Insecure {
+		// Once: a later `up` finds them and keeps them, so that the
+		// nodes and the clients go on trusting one CA.
+		if err := launch.CreateCerts(filepath.Join(dir, certsSubdir), []string{l.Host, "localhost"}); err != nil {
+			return err
+		}
 	}
 
 	var started []string
@@ -453,7 +494,7 @@ func (a *app) clusterUp(cmd *cobra.Command, f clusterFlags) error {
 	took := time.Since(begin)
 
 	if a.json() {
-		return a.printJSON(upJSON{Dir: l.Dir, InMemory: l.InMemory, BasePort: l.BasePort, Nodes: l.nodesJSON(), Started: started, FirstWriteSeconds: took.Seconds()})
+		return a.printJSON(upJSON{Dir: l.Dir, InMemory: l.InMemory, CertsDir: l.certsDir(), Insecure: l.Insecure, BasePort: l.BasePort, Nodes: l.nodesJSON(), Started: started, FirstWriteSeconds: took.Seconds()})
 	}
 	a.printBanner(l, started, took)
 	return nil
@@ -473,6 +514,11 @@ func (a *app) printBanner(l *layout, started []string, took time.Duration) {
 	fmt.Fprintf(w, "adaptkv local cluster is up: %d nodes%s (%s)\n\n", len(l.live()), mem, how)
 	a.printNodes(l)
 	fmt.Fprintf(w, "\ndata and logs: %s (node logs: %s)\n", l.Dir, filepath.Join(l.Dir, "n<i>", "node.log"))
+	if l.Insecure {
+		fmt.Fprintf(w, "INSECURE: plaintext and unauthenticated (--insecure)\n")
+	} else {
+		fmt.Fprintf(w, "secure: mutual TLS, certificates in %s\n", l.certsDir())
+	}
 	fmt.Fprintf(w, "cluster up in %.2fs (first acknowledged write)\n\n", took.Seconds())
 	if l.Dir != defaultDir() {
 		fmt.Fprintf(w, "this is not the default folder; first:  export %s=%s\n", envName("dir"), l.Dir)
@@ -500,7 +546,7 @@ func (a *app) firstWrite(ctx context.Context, l *layout) error {
 	for _, n := range l.live() {
 		eps = append(eps, n.GRPCAddr)
 	}
-	c, err := client.New(ctx, client.Config{Endpoints: eps, DialTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second})
+	c, err := client.New(ctx, l.clientConfig(client.Config{Endpoints: eps, DialTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second}))
 	if err != nil {
 		return err
 	}
@@ -596,7 +642,7 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := upJSON{Dir: l.Dir, InMemory: l.InMemory, BasePort: l.BasePort, Nodes: l.nodesJSON()}
+			out := upJSON{Dir: l.Dir, InMemory: l.InMemory, CertsDir: l.certsDir(), Insecure: l.Insecure, BasePort: l.BasePort, Nodes: l.nodesJSON()}
 			var eps []string
 			for _, n := range out.Nodes {
 				if n.Running && !n.Removed {

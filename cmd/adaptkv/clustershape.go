@@ -144,7 +144,7 @@ func (a *app) waitRingState(ctx context.Context, lc *launch.Cluster, l *layout, 
 			eps = append(eps, n.GRPCAddr)
 		}
 	}
-	c, err := client.New(ctx, client.Config{Endpoints: eps, DialTimeout: 2 * time.Second, RequestTimeout: 3 * time.Second})
+	c, err := client.New(ctx, l.clientConfig(client.Config{Endpoints: eps, DialTimeout: 2 * time.Second, RequestTimeout: 3 * time.Second}))
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/adaptkv/adaptkv/api"
@@ -102,13 +101,17 @@ func (a *app) takeOff(ctx context.Context, eps []string, id string, wait bool, m
 	if err != nil {
 		return decommissionJSON{}, err
 	}
+	creds, err := a.grpcCreds()
+	if err != nil {
+		return decommissionJSON{}, err
+	}
 	var (
 		admin kvpb.AdminClient
 		out   decommissionJSON
 		errs  []error
 	)
 	for _, addr := range addrs {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(addr, creds)
 		if err != nil {
 			continue
 		}
@@ -216,9 +219,13 @@ runs at a time.`,
 // has left), as the first endpoint of eps that answers ClusterStatus
 // lists them.
 func (a *app) membersAvoiding(ctx context.Context, eps []string, id string) ([]string, error) {
+	creds, err := a.grpcCreds()
+	if err != nil {
+		return nil, err
+	}
 	var errs []error
 	for _, ep := range eps {
-		cc, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(ep, creds)
 		if err != nil {
 			return nil, usageErr(fmt.Errorf("endpoint %q: %w", ep, err))
 		}

@@ -203,6 +203,7 @@ func (tc *testCluster) client(cfg client.Config) *client.Client {
 	if len(cfg.Endpoints) == 0 {
 		cfg.Endpoints = tc.endpoints()
 	}
+	cfg = tc.layout().clientConfig(cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := client.New(ctx, cfg)

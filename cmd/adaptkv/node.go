@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/node"
 )
 
@@ -28,7 +29,7 @@ type nodeFlags struct {
 	seeds                                    []string
 	bootstrapExpect                          int
 	inMemory, localTimings                   bool
-	unsafeTestHooks                          bool
+	unsafeTestHooks, pprof                   bool
 	tunerInterval, tunerDwell                time.Duration
 	unsafeTunerForce                         time.Duration
 	logLevel, logFormat                      string
@@ -60,14 +61,23 @@ A new node takes a dead member's place in one topology change with
 --replace DEAD_ID (its own --id, --seeds, --bootstrap-expect 0): the
 cluster streams the dead member's data to it from the surviving replicas.
 It is refused (and the node exits) if the member is alive, not on the
-ring, or another topology change is in progress.`,
-		Example: `  adaptkv node --id n1 --data-dir /var/lib/adaptkv --bootstrap-expect 3 \
+ring, or another topology change is in progress.
+
+A node is secure: it needs --certs-dir with ca.crt, node.crt and node.key
+(see ` + "`adaptkv cert`" + `), and then speaks only mutual TLS 1.3. It reloads
+its certificates on SIGHUP and when the files change (checked every 10 s).
+--insecure runs it plaintext and unauthenticated instead, for a trusted
+machine only.`,
+		Example: `  adaptkv node --id n1 --data-dir /var/lib/adaptkv --certs-dir /etc/adaptkv/certs --bootstrap-expect 3 \
     --seeds 10.0.0.2:7401,10.0.0.3:7401 --grpc-addr 10.0.0.1:7400 \
     --gossip-addr 10.0.0.1:7401 --raft-addr 10.0.0.1:7402 --http-addr 10.0.0.1:7403`,
 		Args: cobraArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.config()
 			if err != nil {
+				return err
+			}
+			if cfg.Security, err = a.nodeSecurity(); err != nil {
 				return err
 			}
 			if os.Getenv("GOGC") == "" {
@@ -83,7 +93,8 @@ ring, or another topology change is in progress.`,
 	fs.StringVar(&f.grpcAddr, "grpc-addr", def.GRPCAddr, "host:port of the client, admin and peer gRPC API")
 	fs.StringVar(&f.gossipAddr, "gossip-addr", def.GossipAddr, "host:port of gossip membership (UDP and TCP)")
 	fs.StringVar(&f.raftAddr, "raft-addr", def.RaftAddr, "host:port of the metadata log's Raft transport")
-	fs.StringVar(&f.httpAddr, "http-addr", def.HTTPAddr, "host:port of /metrics, /healthz and /debug/pprof; empty disables it")
+	fs.StringVar(&f.httpAddr, "http-addr", def.HTTPAddr, "host:port of /metrics and /healthz (and /debug/pprof with --pprof); empty disables it")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's profiler under /debug/pprof on --http-addr; anyone who can reach that address can read the node's memory and stall it")
 	fs.StringSliceVar(&f.seeds, "seeds", nil, "gossip addresses of other nodes to join, comma-separated")
 	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "size of a new cluster: the metadata log forms once this many nodes are alive; 0 joins an existing cluster")
 	fs.StringVar(&f.replace, "replace", "", "ID of a dead member this new node takes the place of, streamed from the surviving replicas (with --seeds and --bootstrap-expect 0)")
@@ -132,7 +143,7 @@ func (f *nodeFlags) config() (node.Config, error) {
 	cfg.ID, cfg.DataDir, cfg.Zone, cfg.InMemory = f.id, f.dataDir, f.zone, f.inMemory
 	cfg.GRPCAddr, cfg.GossipAddr, cfg.RaftAddr, cfg.HTTPAddr = f.grpcAddr, f.gossipAddr, f.raftAddr, f.httpAddr
 	cfg.Seeds, cfg.BootstrapExpect, cfg.Replace = f.seeds, f.bootstrapExpect, f.replace
-	cfg.UnsafeTestHooks = f.unsafeTestHooks
+	cfg.UnsafeTestHooks, cfg.Pprof = f.unsafeTestHooks, f.pprof
 	cfg.TunerInterval, cfg.TunerDwell = f.tunerInterval, f.tunerDwell
 	cfg.UnsafeTunerForce = f.unsafeTunerForce
 	cfg.MaxKeySize, cfg.MaxValueSize = f.maxKeySize, f.maxValueSize
@@ -188,6 +199,32 @@ func (f *nodeFlags) config() (node.Config, error) {
 	return cfg, nil
 }
 
+// certReloadInterval is how often a node checks its certificate files for
+// a change; SIGHUP reloads at once.
+const certReloadInterval = 10 * time.Second
+
+// nodeSecurity loads the node's certificates from --certs-dir, or returns
+// nil with --insecure. A node with neither does not start: running
+// plaintext by accident is the mistake secure-by-default exists to
+// prevent.
+func (a *app) nodeSecurity() (*security.Material, error) {
+	if a.insecure {
+		if a.certsDir != "" {
+			return nil, usagef("--insecure and --certs-dir %s: choose one", a.certsDir)
+		}
+		return nil, nil
+	}
+	if a.certsDir == "" {
+		return nil, usagef("no certificates: a node needs --certs-dir (or %s) holding ca.crt, node.crt and node.key; make them with `adaptkv cert create-ca` and `adaptkv cert create-node --host <its addresses>`, or run with --insecure (plaintext, unauthenticated) on a trusted machine only",
+			envName("certs-dir"))
+	}
+	m, err := security.LoadNode(a.certsDir)
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("--certs-dir %s: %w (make the node certificate with `adaptkv cert create-node --certs-dir %s --host <its addresses>`)", a.certsDir, err, a.certsDir))
+	}
+	return m, nil
+}
+
 // runNode runs a node until SIGINT or SIGTERM (a restart: the node keeps
 // its place on the ring) or until it has been decommissioned, then stops
 // it within nodeStopTimeout.
@@ -197,6 +234,29 @@ func runNode(ctx context.Context, cfg node.Config) error {
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("node %s did not start: %w", cfg.ID, err)
+	}
+	if m := cfg.Security; m != nil {
+		cfg.Logger.Info("secure: mutual TLS", "certs_dir", m.Dir(), "expires", m.NotAfter(), "ca_expires", m.CANotAfter())
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go m.Watch(wctx, certReloadInterval, cfg.Logger)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-wctx.Done():
+					return
+				case <-hup:
+				}
+				if err := m.Reload(); err != nil {
+					cfg.Logger.Error("SIGHUP: certificate reload failed; keeping the certificates in use", "dir", m.Dir(), "err", err)
+					continue
+				}
+				cfg.Logger.Info("SIGHUP: certificates reloaded", "dir", m.Dir(), "expires", m.NotAfter())
+			}
+		}()
 	}
 	why := "signal received, stopping"
 	select {

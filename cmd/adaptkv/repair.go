@@ -13,7 +13,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
@@ -238,7 +237,11 @@ func repairOptionsPB(o node.RepairOptions) *kvpb.RepairOptions {
 // returns its last message. The node must answer within --timeout; the
 // pass itself may take as long as ctx allows.
 func (a *app) repairVia(ctx context.Context, addr string, req *kvpb.RepairKeyspaceRequest) (*kvpb.RepairKeyspaceResponse, error) {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := a.grpcCreds()
+	if err != nil {
+		return nil, err
+	}
+	cc, err := grpc.NewClient(addr, creds)
 	if err != nil {
 		return nil, usageErr(fmt.Errorf("endpoint %q: %w", addr, err))
 	}

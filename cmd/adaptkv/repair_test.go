@@ -18,7 +18,8 @@ import (
 func TestKeyspaceRepair(t *testing.T) {
 	t.Parallel()
 	c := clustertest.New(t, 3, func(o *clustertest.Options) { o.InMemory = true })
-	env := []string{envName("dir") + "=" + t.TempDir(), envName("endpoints") + "=" + strings.Join(c.Endpoints(), ",")}
+	// The in-process cluster is plaintext.
+	env := []string{envName("dir") + "=" + t.TempDir(), envName("endpoints") + "=" + strings.Join(c.Endpoints(), ","), envName("insecure") + "=true"}
 	run := func(args ...string) result { return runBin(t, env, nil, args...) }
 
 	expectFail(t, run("keyspace", "repair", ""), exitUsage, "keyspace name is empty")

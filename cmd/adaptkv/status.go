@@ -26,6 +26,30 @@ type memberJSON struct {
 	RaftAddr     string  `json:"raft_addr"`
 	HTTPAddr     string  `json:"http_addr"`
 	Zone         string  `json:"zone,omitempty"`
+	// Security is how the member protects its connections, nil when it
+	// could not be asked.
+	Security *securityJSON `json:"security,omitempty"`
+}
+
+// securityJSON is a member's transport security in status output.
+type securityJSON struct {
+	// Secure is false for a node run --insecure.
+	Secure       bool       `json:"secure"`
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
+	CANotAfter   *time.Time `json:"ca_not_after,omitempty"`
+}
+
+func toSecurityJSON(s client.NodeSecurity) *securityJSON {
+	if !s.Secure {
+		return &securityJSON{}
+	}
+	return &securityJSON{Secure: true, CertNotAfter: &s.CertNotAfter, CANotAfter: &s.CANotAfter}
+}
+
+// memberInfo is what a member says about itself.
+type memberInfo struct {
+	hints    uint64
+	security client.NodeSecurity
 }
 
 // statusJSON is the JSON output of status.
@@ -62,23 +86,24 @@ type streamJSON struct {
 	UpdatedUnixMs  int64   `json:"updated_unix_ms,omitempty"`
 }
 
-// hintsByMember asks every alive member for the hints it holds. Hints live
-// on the coordinators that stored them, so the cluster's backlog is the sum
-// over members, which no single node's ClusterStatus reports. Each member is
-// asked directly (routing disabled) and in parallel; one that does not
-// answer is left out rather than failing the status.
-func (a *app) hintsByMember(ctx context.Context, st *client.ClusterStatus) map[string]uint64 {
+// infoByMember asks every alive member for the hints it holds and its
+// security. Hints live on the coordinators that stored them, so the
+// cluster's backlog is the sum over members, which no single node's
+// ClusterStatus reports; each node knows only its own certificates. Each
+// member is asked directly (routing disabled) and in parallel; one that
+// does not answer is left out rather than failing the status.
+func (a *app) infoByMember(ctx context.Context, st *client.ClusterStatus) map[string]memberInfo {
 	var (
 		mu  sync.Mutex
 		wg  sync.WaitGroup
-		out = map[string]uint64{}
+		out = map[string]memberInfo{}
 	)
 	for _, m := range st.Members {
 		if m.State != client.StateAlive || m.GRPCAddr == "" {
 			continue
 		}
 		if m.ID == st.NodeID {
-			out[m.ID] = st.HintsPending
+			out[m.ID] = memberInfo{st.HintsPending, st.Security}
 			continue
 		}
 		wg.Add(1)
@@ -94,7 +119,7 @@ func (a *app) hintsByMember(ctx context.Context, st *client.ClusterStatus) map[s
 				return
 			}
 			mu.Lock()
-			out[m.ID] = s.HintsPending
+			out[m.ID] = memberInfo{s.HintsPending, s.Security}
 			mu.Unlock()
 		}()
 	}
@@ -105,8 +130,12 @@ func (a *app) hintsByMember(ctx context.Context, st *client.ClusterStatus) map[s
 // memberClient returns a client that talks to the node at addr only, for
 // questions about that node itself (its hints, its applied metadata).
 func (a *app) memberClient(ctx context.Context, addr string) (*client.Client, error) {
+	dir, err := a.clientCertsDir()
+	if err != nil {
+		return nil, err
+	}
 	return client.New(ctx, client.Config{Endpoints: []string{addr}, DisableRouting: true, MaxRetries: -1,
-		DialTimeout: min(a.timeout, 2*time.Second), RequestTimeout: min(a.timeout, 2*time.Second)})
+		DialTimeout: min(a.timeout, 2*time.Second), RequestTimeout: min(a.timeout, 2*time.Second), CertsDir: dir, User: a.user})
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -125,13 +154,14 @@ func (a *app) statusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hints := a.hintsByMember(ctx, st)
+			info := a.infoByMember(ctx, st)
 			out := statusJSON{AnsweredBy: st.NodeID, MetadataLeader: st.MetadataLeader, MetadataIndex: st.MetadataIndex, Vnodes: st.Vnodes, Members: []memberJSON{}}
 			for _, m := range st.Members {
 				mj := memberJSON{ID: m.ID, State: m.State, RaftRole: m.RaftRole, RingOwnership: m.RingOwnership, RingState: m.RingState,
 					GRPCAddr: m.GRPCAddr, GossipAddr: m.GossipAddr, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Zone: m.Zone}
-				if h, ok := hints[m.ID]; ok {
-					mj.HintsPending = &h
+				if in, ok := info[m.ID]; ok {
+					mj.HintsPending = &in.hints
+					mj.Security = toSecurityJSON(in.security)
 				}
 				out.Members = append(out.Members, mj)
 			}
@@ -155,7 +185,7 @@ func (a *app) statusCommand() *cobra.Command {
 
 func (a *app) printStatus(s statusJSON) error {
 	tw := a.table()
-	fmt.Fprintln(tw, "NODE\tSTATE\tRING\tRAFT\tOWNERSHIP\tHINTS\tGRPC\tZONE")
+	fmt.Fprintln(tw, "NODE\tSTATE\tRING\tRAFT\tOWNERSHIP\tHINTS\tGRPC\tZONE\tSECURITY")
 	var total uint64
 	for _, m := range s.Members {
 		hints := "?"
@@ -163,7 +193,7 @@ func (a *app) printStatus(s statusJSON) error {
 			hints = fmt.Sprint(*m.HintsPending)
 			total += *m.HintsPending
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\n", m.ID, m.State, dash(m.RingState), dash(m.RaftRole), 100*m.RingOwnership, hints, m.GRPCAddr, dash(m.Zone))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\t%s\n", m.ID, m.State, dash(m.RingState), dash(m.RaftRole), 100*m.RingOwnership, hints, m.GRPCAddr, dash(m.Zone), securityText(m.Security))
 	}
 	tw.Flush()
 	leader := s.MetadataLeader
@@ -175,6 +205,20 @@ func (a *app) printStatus(s statusJSON) error {
 		fmt.Fprintln(a.stdout, streamLine(st))
 	}
 	return nil
+}
+
+// securityText renders a member's security in one cell: "INSECURE" stands
+// out, a secure node shows when its certificate expires.
+func securityText(s *securityJSON) string {
+	switch {
+	case s == nil:
+		return "?"
+	case !s.Secure:
+		return "INSECURE"
+	case s.CertNotAfter == nil:
+		return "secure"
+	}
+	return fmt.Sprintf("secure, cert expires %s (%s)", s.CertNotAfter.Format(time.DateOnly), untilText(time.Until(*s.CertNotAfter)))
 }
 
 // streamLine renders a topology change's stream in one line.

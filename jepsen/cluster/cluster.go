@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +34,12 @@ type Config struct {
 	// BasePort is the first of the four ports every node uses (gRPC,
 	// gossip, Raft, HTTP), the same on every address; 0 picks free ports.
 	BasePort int
+	// Insecure runs the nodes plaintext (--insecure). Otherwise they are
+	// secure, with the certificates in CertsDir, made there when absent.
+	Insecure bool
+	// CertsDir is the certificate directory of a secure cluster; default
+	// Dir/certs.
+	CertsDir string
 	// ExtraArgs are added to every node's command line.
 	ExtraArgs []string
 	// ReadyTimeout bounds the wait for the cluster to become ready; default
@@ -76,12 +84,18 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = 60 * time.Second
 	}
-	l, err := launch.New(launch.Config{
+	lcfg := launch.Config{
 		Binary: cfg.Bin, Nodes: cfg.Nodes, Dir: cfg.Dir, DataSubdir: "data",
-		Host: cfg.FirstIP, HostPerNode: true, BasePort: cfg.BasePort,
+		Host: cfg.FirstIP, HostPerNode: true, BasePort: cfg.BasePort, Insecure: cfg.Insecure,
 		Args: append([]string{"--unsafe-test-hooks"}, cfg.ExtraArgs...),
 		Name: "harness", Logger: cfg.Logger,
-	})
+	}
+	if !cfg.Insecure {
+		if err := lcfg.Secure(cmp.Or(cfg.CertsDir, filepath.Join(cfg.Dir, "certs"))); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+	}
+	l, err := launch.New(lcfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -160,10 +174,10 @@ func (c *Cluster) Client(ctx context.Context, id string) (*client.Client, error)
 	if cl := c.clients[id]; cl != nil {
 		return cl, nil
 	}
-	cl, err := client.New(ctx, client.Config{
+	cl, err := client.New(ctx, c.ClientConfig(client.Config{
 		Endpoints: []string{n.GRPC}, DisableRouting: true, MaxRetries: -1,
 		DialTimeout: time.Second, RequestTimeout: 2 * time.Second,
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}

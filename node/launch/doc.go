@@ -4,11 +4,22 @@
 // node processes, used by `adaptkv cluster`, the Jepsen harness
 // (jepsen/cluster) and the benchmarks (bench/scenario, bench/overload).
 //
-//	c, err := launch.New(launch.Config{Binary: bin, Nodes: 3, Dir: dir})
+//	cfg := launch.Config{Binary: bin, Nodes: 3, Dir: dir}
+//	if err := cfg.Secure(filepath.Join(dir, "certs")); err != nil { ... } // or cfg.Insecure = true
+//	c, err := launch.New(cfg)
 //	...
 //	defer c.Close()                  // SIGKILLs what c started
 //	if err := c.Start(ctx); err != nil { ... }
-//	kv, err := client.New(ctx, client.Config{Endpoints: c.Endpoints()})
+//	kv, err := client.New(ctx, c.ClientConfig(client.Config{Endpoints: c.Endpoints()}))
+//
+// # Security
+//
+// Nodes run secure (--certs-dir Config.CertsDir) or, with Config.Insecure,
+// plaintext (--insecure); New refuses a Config that says neither. Secure
+// makes the certificates (CreateCerts: a CA, a node certificate naming the
+// nodes' addresses, a root client certificate and gossip.key, each kept
+// when it exists). ClientConfig and DialOption give the SDK and raw gRPC
+// connections the root user's certificate, as WaitReady uses it.
 //
 // # Layout
 //
@@ -44,7 +55,8 @@
 //
 // # What it may import
 //
-// The standard library and the SDK (client, for ClusterStatus). Never the
+// The standard library, gRPC, the SDK (client, for ClusterStatus) and
+// internal/security (certificates, which the SDK uses too). Never the
 // server packages: it runs the binary, it does not link it. The SDK must
 // not import this package (`go list -deps ./client` shows only api
 // packages).

@@ -71,6 +71,13 @@ type Config struct {
 	PortStride int
 	// Zones, when set, gives node i the zone Zones[i-1] (--zone).
 	Zones []string
+	// CertsDir is the certificate directory every node runs with
+	// (--certs-dir; ca.crt, node.crt, node.key for the nodes' hosts) and
+	// WaitReady's clients connect with (client.root.crt). Exactly one of
+	// CertsDir and Insecure is set.
+	CertsDir string
+	// Insecure runs the nodes plaintext and unauthenticated (--insecure).
+	Insecure bool
 	// Args are added to every node's command line after the flags the
 	// launcher sets (identity, addresses, seeds, --bootstrap-expect).
 	Args []string
@@ -211,6 +218,9 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	if cfg.Dir == "" {
 		return nil, errors.New("launch: Config.Dir is required")
+	}
+	if (cfg.CertsDir == "") == !cfg.Insecure {
+		return nil, errors.New("launch: set exactly one of Config.CertsDir (secure nodes) and Config.Insecure")
 	}
 	if len(cfg.Zones) > 0 && len(cfg.Zones) != cfg.Nodes {
 		return nil, fmt.Errorf("launch: %d zones for %d nodes", len(cfg.Zones), cfg.Nodes)
@@ -524,7 +534,7 @@ func (c *Cluster) node(id string) (*Node, error) {
 }
 
 // Args returns the command line node n runs with, after the binary: `node`,
-// its identity and addresses, the other nodes' gossip addresses as seeds,
+// its identity and addresses, --certs-dir or --insecure, the other nodes' gossip addresses as seeds,
 // --bootstrap-expect (the size New laid out, 0 for a node AddNode added),
 // then Config.Args.
 func (c *Cluster) Args(n *Node) []string {
@@ -541,8 +551,13 @@ func (c *Cluster) Args(n *Node) []string {
 	args := []string{"node",
 		"--id", n.ID, "--data-dir", n.DataDir,
 		"--grpc-addr", n.GRPC, "--gossip-addr", n.Gossip, "--raft-addr", n.Raft, "--http-addr", n.HTTP,
-		"--bootstrap-expect", strconv.Itoa(expect),
 	}
+	if c.cfg.Insecure {
+		args = append(args, "--insecure")
+	} else {
+		args = append(args, "--certs-dir", c.cfg.CertsDir)
+	}
+	args = append(args, "--bootstrap-expect", strconv.Itoa(expect))
 	if len(seeds) > 0 {
 		args = append(args, "--seeds", strings.Join(seeds, ","))
 	}
@@ -1036,8 +1051,8 @@ func (c *Cluster) notReady(ctx context.Context, n *Node, ids []string, clients m
 	cl := clients[n.ID]
 	if cl == nil {
 		var err error
-		cl, err = client.New(ctx, client.Config{Endpoints: []string{n.GRPC}, DisableRouting: true, MaxRetries: -1,
-			DialTimeout: time.Second, RequestTimeout: 2 * time.Second})
+		cl, err = client.New(ctx, c.ClientConfig(client.Config{Endpoints: []string{n.GRPC}, DisableRouting: true, MaxRetries: -1,
+			DialTimeout: time.Second, RequestTimeout: 2 * time.Second}))
 		if err != nil {
 			return "", fmt.Errorf("node %s: %w", n.ID, err)
 		}
@@ -1057,6 +1072,16 @@ func (c *Cluster) notReady(ctx context.Context, n *Node, ids []string, clients m
 		return fmt.Sprintf("sees %d of %d nodes alive (not %s)", len(ids)-len(missing), len(ids), strings.Join(missing, ", ")), nil
 	}
 	return "", nil
+}
+
+// ClientConfig returns cfg set up to reach the cluster's nodes: the root
+// user's certificate from Config.CertsDir, or plaintext for an insecure
+// cluster.
+func (c *Cluster) ClientConfig(cfg client.Config) client.Config {
+	if !c.cfg.Insecure && cfg.TLS == nil && cfg.CertsDir == "" {
+		cfg.CertsDir = c.cfg.CertsDir
+	}
+	return cfg
 }
 
 // LastLogLine returns the last non-empty line of a log file, which for a

@@ -55,7 +55,11 @@ func start(t *testing.T, ctx context.Context, cfg Config) *Cluster {
 func TestStartStopThreeNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c := start(t, ctx, Config{Nodes: 3, Host: "127.0.74.2", HostPerNode: true, Args: []string{"--in-memory"}})
+	certs := t.TempDir()
+	if err := CreateCerts(certs, []string{"127.0.74.2", "127.0.74.3", "127.0.74.4"}); err != nil {
+		t.Fatal(err)
+	}
+	c := start(t, ctx, Config{Nodes: 3, Host: "127.0.74.2", HostPerNode: true, CertsDir: certs, Args: []string{"--in-memory"}})
 	pids := c.PIDs()
 	if len(pids) != 3 {
 		t.Fatalf("pids %v", pids)
@@ -107,7 +111,7 @@ func TestStartStopThreeNodes(t *testing.T) {
 func TestPauseResume(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c := start(t, ctx, Config{Nodes: 1, Args: []string{"--in-memory"}})
+	c := start(t, ctx, Config{Insecure: true, Nodes: 1, Args: []string{"--in-memory"}})
 	if err := c.Pause("n1"); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +145,7 @@ func TestPauseResume(t *testing.T) {
 // TestExitDuringStartup: a node that cannot start fails the wait at once
 // with its log's last line, and counts as a crash.
 func TestExitDuringStartup(t *testing.T) {
-	c, err := New(Config{Binary: nodeBin, Nodes: 1, Dir: t.TempDir(), Args: []string{"--no-such-flag"}})
+	c, err := New(Config{Binary: nodeBin, Insecure: true, Nodes: 1, Dir: t.TempDir(), Args: []string{"--no-such-flag"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +171,7 @@ func TestDetachedAdopt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	cfg := Config{Binary: nodeBin, Nodes: 1, Dir: dir, Detach: true, Args: []string{"--in-memory"}}
+	cfg := Config{Binary: nodeBin, Insecure: true, Nodes: 1, Dir: dir, Detach: true, Args: []string{"--in-memory"}}
 	first, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +233,7 @@ func TestIsNodeCmdline(t *testing.T) {
 // TestLayout: ports, folders and command lines follow the documented
 // layout, and a picked base port lies below the ephemeral range.
 func TestLayout(t *testing.T) {
-	c, err := New(Config{Binary: nodeBin, Nodes: 3, Dir: "/d", Zones: []string{"a", "a", "b"}, Args: []string{"--x"}})
+	c, err := New(Config{Binary: nodeBin, Insecure: true, Nodes: 3, Dir: "/d", Zones: []string{"a", "a", "b"}, Args: []string{"--x"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +257,7 @@ func TestLayout(t *testing.T) {
 	if !strings.HasSuffix(args, " --x") {
 		t.Errorf("n1 args %q do not end with Config.Args", args)
 	}
-	j, err := New(Config{Binary: nodeBin, Nodes: 2, Dir: "/d", DataSubdir: "data", Host: "127.0.75.2", HostPerNode: true, BasePort: 20000})
+	j, err := New(Config{Binary: nodeBin, Insecure: true, Nodes: 2, Dir: "/d", DataSubdir: "data", Host: "127.0.75.2", HostPerNode: true, BasePort: 20000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,12 +265,14 @@ func TestLayout(t *testing.T) {
 		t.Fatalf("per-node hosts: n2 %+v", n2)
 	}
 	for _, bad := range []Config{
-		{Dir: "/d"},
-		{Binary: nodeBin},
-		{Binary: nodeBin, Dir: "/d", Nodes: 201},
-		{Binary: nodeBin, Dir: "/d", Host: "10.0.0.1", HostPerNode: true},
-		{Binary: nodeBin, Dir: "/d", Nodes: 2, Zones: []string{"a"}},
-		{Binary: nodeBin, Dir: "/d", BasePort: 65530},
+		{Dir: "/d", Insecure: true},
+		{Binary: nodeBin, Insecure: true},
+		{Binary: nodeBin, Dir: "/d", Insecure: true, Nodes: 201},
+		{Binary: nodeBin, Dir: "/d", Insecure: true, Host: "10.0.0.1", HostPerNode: true},
+		{Binary: nodeBin, Dir: "/d", Insecure: true, Nodes: 2, Zones: []string{"a"}},
+		{Binary: nodeBin, Dir: "/d", Insecure: true, BasePort: 65530},
+		{Binary: nodeBin, Dir: "/d"},                                 // neither secure nor insecure
+		{Binary: nodeBin, Dir: "/d", CertsDir: "/c", Insecure: true}, // both
 	} {
 		if _, err := New(bad); err == nil {
 			t.Errorf("New(%+v) accepted", bad)
@@ -279,7 +285,7 @@ func TestLayout(t *testing.T) {
 // seed), and leaves the first nodes' --bootstrap-expect alone; past the
 // /24 it is refused.
 func TestAddNode(t *testing.T) {
-	c, err := New(Config{Binary: nodeBin, Nodes: 2, Dir: "/d", DataSubdir: "data", Host: "127.0.76.252", HostPerNode: true, BasePort: 20100})
+	c, err := New(Config{Binary: nodeBin, Insecure: true, Nodes: 2, Dir: "/d", DataSubdir: "data", Host: "127.0.76.252", HostPerNode: true, BasePort: 20100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +333,7 @@ func TestAddNode(t *testing.T) {
 // --bootstrap-expect 0 and names the dead member with --replace; an unknown
 // dead member is refused.
 func TestAddReplacement(t *testing.T) {
-	c, err := New(Config{Binary: nodeBin, Nodes: 3, Dir: "/d", Host: "127.0.77.2", HostPerNode: true, BasePort: 20100})
+	c, err := New(Config{Binary: nodeBin, Insecure: true, Nodes: 3, Dir: "/d", Host: "127.0.77.2", HostPerNode: true, BasePort: 20100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +358,7 @@ func TestAddReplacement(t *testing.T) {
 // signals (here a SIGTERM sent behind its back, as a decommissioned node
 // exits by itself) is a crash, unless ExpectExit said it would end.
 func TestExpectExit(t *testing.T) {
-	c, err := New(Config{Binary: nodeBin, Nodes: 2, Dir: t.TempDir()})
+	c, err := New(Config{Binary: nodeBin, Insecure: true, Nodes: 2, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +400,7 @@ func TestRelayout(t *testing.T) {
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
 	// Node n2's block starts at the taken port.
-	cfg := Config{Binary: nodeBin, Nodes: 1, Dir: t.TempDir(), BasePort: port - DefaultPortStride, Detach: true}
+	cfg := Config{Binary: nodeBin, Insecure: true, Nodes: 1, Dir: t.TempDir(), BasePort: port - DefaultPortStride, Detach: true}
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
