@@ -366,12 +366,6 @@ func TestFlagsMatchPod(t *testing.T) {
 	}
 }
 
-// flagsAwaitingMerge are flags of the security work (issue 13) that the
-// manifests use before they exist on this branch: when the binary lacks
-// one, the test drops it with a note instead of failing. Once they exist,
-// they are checked like the others; empty this list then.
-var flagsAwaitingMerge = []string{"certs-dir"}
-
 // TestFlagsAreNodeFlags runs the real binary's `adaptkv node` command
 // line parser on the container's arguments and ADAPTKV_ variables, with
 // the Kubernetes variables replaced by example values: an unknown flag or
@@ -405,11 +399,6 @@ func TestFlagsAreNodeFlags(t *testing.T) {
 	}
 	var argv []string
 	for _, a := range c.Args {
-		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		if slices.Contains(flagsAwaitingMerge, name) && !bytes.Contains(help, []byte("--"+name+" ")) {
-			t.Logf("--%s: not a flag of this binary yet (issue 13); skipped", name)
-			continue
-		}
 		argv = append(argv, expand(a))
 	}
 	for _, e := range c.Env {
@@ -493,9 +482,6 @@ func runContainer(t *testing.T, bin, help string, c corev1.Container, graceSecon
 		case "data-dir":
 			a = "--data-dir=" + dataDir
 		case "certs-dir":
-			if !strings.Contains(help, "--certs-dir ") {
-				continue // see flagsAwaitingMerge
-			}
 			a = "--certs-dir=" + certsDir
 		}
 		argv = append(argv, expand(a))
