@@ -1,10 +1,12 @@
 package replication
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
@@ -142,7 +144,7 @@ func (c *Coordinator) linGet(ctx context.Context, keyspace string, key []byte) (
 		if err != nil {
 			return ReadResult{}, err
 		}
-		rd := paxos.NewReader(p.replicas)
+		rd := paxos.NewReader(c.readOrder(p.replicas))
 		d := c.newLinDriver(ctx, keyspace, key, p)
 		out := d.run(rd.Start(), rd.Step)
 		if out == nil && d.res.escalate {
@@ -169,6 +171,32 @@ func (c *Coordinator) linGet(ctx context.Context, keyspace string, key []byte) (
 		}
 		return ReadResult{Record: out.Record, Found: out.Found && !out.Record.Tombstone, Receipt: rcpt}, nil
 	}
+}
+
+// readOrder is the order a Reader asks replicas in: it asks the first
+// quorum, and the others only when one of those fails or is slow, so this
+// node's own replica (no network) comes first, then the live ones by the
+// round trips this coordinator measured, the ones it believes down last.
+func (c *Coordinator) readOrder(replicas []string) []string {
+	out := slices.Clone(replicas)
+	rank := func(id string) (int, int64) {
+		switch {
+		case id == c.cfg.NodeID:
+			return 0, 0
+		case c.cfg.Topology.Alive(id):
+			return 1, c.paxosRTT.get(id)
+		}
+		return 2, 0
+	}
+	slices.SortStableFunc(out, func(a, b string) int {
+		ra, ta := rank(a)
+		rb, tb := rank(b)
+		if ra != rb {
+			return cmp.Compare(ra, rb)
+		}
+		return cmp.Compare(ta, tb)
+	})
+	return out
 }
 
 // paxosBackoff is the first backoff of an op on replicas: a round of two

@@ -183,6 +183,7 @@ func (w *world) key() string {
 			r := c.r
 			b = append(b, 'R')
 			b = kInts(b, int64(r.round), int64(r.phase), int64(r.acks), int64(r.failed), int64(r.need), int64(r.asked))
+			b = kBools(b, r.widened)
 			b = kRec(b, r.cur, r.found)
 			b = kReplies(b, r.replies)
 		}
