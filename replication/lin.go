@@ -1,10 +1,12 @@
 package replication
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
@@ -142,7 +144,7 @@ func (c *Coordinator) linGet(ctx context.Context, keyspace string, key []byte) (
 		if err != nil {
 			return ReadResult{}, err
 		}
-		rd := paxos.NewReader(p.replicas)
+		rd := paxos.NewReader(c.readOrder(p.replicas))
 		d := c.newLinDriver(ctx, keyspace, key, p)
 		out := d.run(rd.Start(), rd.Step)
 		if out == nil && d.res.escalate {
@@ -169,6 +171,32 @@ func (c *Coordinator) linGet(ctx context.Context, keyspace string, key []byte) (
 		}
 		return ReadResult{Record: out.Record, Found: out.Found && !out.Record.Tombstone, Receipt: rcpt}, nil
 	}
+}
+
+// readOrder is the order a Reader asks replicas in: it asks the first
+// quorum, and the others only when one of those fails or is slow, so this
+// node's own replica (no network) comes first, then the live ones by the
+// round trips this coordinator measured, the ones it believes down last.
+func (c *Coordinator) readOrder(replicas []string) []string {
+	out := slices.Clone(replicas)
+	rank := func(id string) (int, int64) {
+		switch {
+		case id == c.cfg.NodeID:
+			return 0, 0
+		case c.cfg.Topology.Alive(id):
+			return 1, c.paxosRTT.get(id)
+		}
+		return 2, 0
+	}
+	slices.SortStableFunc(out, func(a, b string) int {
+		ra, ta := rank(a)
+		rb, tb := rank(b)
+		if ra != rb {
+			return cmp.Compare(ra, rb)
+		}
+		return cmp.Compare(ta, tb)
+	})
+	return out
 }
 
 // paxosBackoff is the first backoff of an op on replicas: a round of two
@@ -429,22 +457,48 @@ func (d *linDriver) send(m paxos.Message) {
 
 // paxosCall sends m to its replica and returns the reply as an event.
 func (c *Coordinator) paxosCall(ctx context.Context, keyspace string, epoch uint64, key []byte, m paxos.Message) linEvent {
-	req := &kvpb.PaxosRequest{Keyspace: keyspace, Epoch: epoch, Key: key, From: c.cfg.NodeID}
-	ev := paxos.Event{From: m.To, Round: m.Round}
-	switch m.Kind {
-	case paxos.MsgPrepare:
-		req.Kind, req.Ballot, ev.Kind = kvpb.PaxosRequest_PREPARE, BallotToPB(m.Ballot), paxos.EvPromise
-	case paxos.MsgPropose:
-		req.Kind, req.Proposal, ev.Kind = kvpb.PaxosRequest_PROPOSE, ProposalToPB(m.Proposal), paxos.EvAccepted
-	case paxos.MsgCommit:
-		req.Kind, req.Proposal, ev.Kind = kvpb.PaxosRequest_COMMIT, ProposalToPB(m.Proposal), paxos.EvCommitted
-	case paxos.MsgRead:
-		req.Kind, ev.Kind = kvpb.PaxosRequest_PEEK, paxos.EvRead
-	}
+	req := paxosRequest(keyspace, epoch, key, c.cfg.NodeID, m)
 	start := time.Now()
 	resp, err := c.cfg.Transport.Paxos(ctx, m.To, req)
 	if err == nil {
 		c.paxosRTT.observe(m.To, time.Since(start))
+	}
+	le := paxosEvent(keyspace, epoch, m, resp, err)
+	if le.ev.Err == nil && le.ev.Found {
+		// Every version a round sees moves the clock, as reads do.
+		c.cfg.Clock.Observe(le.ev.Record.Version.Timestamp)
+	}
+	return le
+}
+
+// paxosRequest is the acceptor request carrying m.
+func paxosRequest(keyspace string, epoch uint64, key []byte, from string, m paxos.Message) *kvpb.PaxosRequest {
+	req := &kvpb.PaxosRequest{Keyspace: keyspace, Epoch: epoch, Key: key, From: from}
+	switch m.Kind {
+	case paxos.MsgPrepare:
+		req.Kind, req.Ballot = kvpb.PaxosRequest_PREPARE, BallotToPB(m.Ballot)
+	case paxos.MsgPropose:
+		req.Kind, req.Proposal = kvpb.PaxosRequest_PROPOSE, ProposalToPB(m.Proposal)
+	case paxos.MsgCommit:
+		req.Kind, req.Proposal = kvpb.PaxosRequest_COMMIT, ProposalToPB(m.Proposal)
+	case paxos.MsgRead:
+		req.Kind = kvpb.PaxosRequest_PEEK
+	}
+	return req
+}
+
+// paxosEvent is the event an op sees for m's reply (resp, or err).
+func paxosEvent(keyspace string, epoch uint64, m paxos.Message, resp *kvpb.PaxosResponse, err error) linEvent {
+	ev := paxos.Event{From: m.To, Round: m.Round}
+	switch m.Kind {
+	case paxos.MsgPrepare:
+		ev.Kind = paxos.EvPromise
+	case paxos.MsgPropose:
+		ev.Kind = paxos.EvAccepted
+	case paxos.MsgCommit:
+		ev.Kind = paxos.EvCommitted
+	case paxos.MsgRead:
+		ev.Kind = paxos.EvRead
 	}
 	if err != nil {
 		ev.Err = err
@@ -461,10 +515,6 @@ func (c *Coordinator) paxosCall(ctx context.Context, keyspace string, epoch uint
 	}
 	if m.Kind == paxos.MsgPropose && !ev.OK {
 		ev.Promise.Promised = BallotFromPB(resp.GetPromised())
-	}
-	if ev.Found {
-		// Every version a round sees moves the clock, as reads do.
-		c.cfg.Clock.Observe(ev.Record.Version.Timestamp)
 	}
 	return linEvent{ev: ev}
 }

@@ -9,10 +9,15 @@ package replication
 //  1. One key's messages are serialized: a striped lock, chosen by a hash
 //     of keyspace and key, is held from reading the state and the record to
 //     the end of the write that persists the new ones.
-//  2. The new state is durable before the answer. It is stored as a record
-//     of an internal keyspace ("#paxos:" + the keyspace; '#' is not allowed
-//     in keyspace names, so no user keyspace can collide), in the same
-//     atomic, synced storage batch as a commit's record. The engine keeps
+//  2. The new state is durable before the answer, except a commit of the
+//     proposal the acceptor itself holds accepted (paxos.CommitMayDefer):
+//     its batch is not synced, and a crash that loses it leaves the
+//     acceptor with that proposal in progress, which the next round or
+//     linearizable read completes. That saves one fsync of three per
+//     replica and conditional write. The state is stored as a record of an
+//     internal keyspace ("#paxos:" + the keyspace; '#' is not allowed in
+//     keyspace names, so no user keyspace can collide), in the same atomic
+//     storage batch as a commit's record. The engine keeps
 //     the record with the greater version (last writer wins), so the state
 //     record's version is a counter raised on every change: a change that
 //     keeps the same top ballot (a write-back commit, say) still replaces
@@ -90,6 +95,7 @@ func (r *Replica) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.Paxo
 	resp := &kvpb.PaxosResponse{}
 	next := state
 	var apply *storage.Record
+	deferSync := false
 	switch req.GetKind() {
 	case kvpb.PaxosRequest_PREPARE:
 		var p paxos.Promise
@@ -111,6 +117,7 @@ func (r *Replica) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.Paxo
 		if err != nil {
 			return nil, err
 		}
+		deferSync = paxos.CommitMayDefer(state, prop)
 		next = paxos.Commit(state, prop.Ballot)
 		if !prop.Noop {
 			rec := prop.Record
@@ -135,7 +142,11 @@ func (r *Replica) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.Paxo
 		}
 	}
 	if len(muts) > 0 {
-		if _, err := r.engine.Apply(ctx, muts); err != nil {
+		apply := r.engine.Apply
+		if ua, ok := r.engine.(storage.UnsyncedApplier); ok && deferSync {
+			apply = ua.ApplyUnsynced
+		}
+		if _, err := apply(ctx, muts); err != nil {
 			return nil, fmt.Errorf("paxos: persist %q: %w", key, err)
 		}
 	}

@@ -80,6 +80,16 @@ type Engine interface {
 	Close() error
 }
 
+// UnsyncedApplier is an Engine that can store a batch without waiting for
+// it to be on disk: ApplyUnsynced is Apply, atomic and last writer wins,
+// except that a crash may lose the batch. What it may lose is a suffix: a
+// durable engine's write-ahead log is one sequence, so a batch is on disk
+// once any later batch was synced, and recovery never keeps a batch while
+// losing an earlier one.
+type UnsyncedApplier interface {
+	ApplyUnsynced(ctx context.Context, mutations []Mutation) (applied []bool, err error)
+}
+
 // Metrics are an engine's counters since it was opened.
 type Metrics struct {
 	// Mutations is the number of mutations passed to Apply.

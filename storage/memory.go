@@ -82,6 +82,12 @@ func (m *Memory) Scan(keyspace string, start, end []byte, limit int) ([]Record, 
 	return out, nil
 }
 
+// ApplyUnsynced implements UnsyncedApplier; it is Apply (nothing is
+// synced in memory).
+func (m *Memory) ApplyUnsynced(ctx context.Context, mutations []Mutation) ([]bool, error) {
+	return m.Apply(ctx, mutations)
+}
+
 // Apply implements Engine. The whole batch is decided and stored under one
 // lock, which is what makes it atomic.
 func (m *Memory) Apply(ctx context.Context, mutations []Mutation) ([]bool, error) {

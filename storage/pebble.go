@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -262,6 +263,18 @@ func (p *Pebble) Scan(keyspace string, start, end []byte, limit int) ([]Record, 
 // Apply implements Engine. It returns after the group holding the mutations
 // is committed (and, unless Options.NoSync, synced).
 func (p *Pebble) Apply(ctx context.Context, mutations []Mutation) ([]bool, error) {
+	return p.apply(ctx, mutations, false)
+}
+
+// ApplyUnsynced implements UnsyncedApplier: Apply without waiting for an
+// fsync. The batch joins a group like any other; a group made only of
+// unsynced requests commits without a sync, one with a synced request syncs
+// for all of them.
+func (p *Pebble) ApplyUnsynced(ctx context.Context, mutations []Mutation) ([]bool, error) {
+	return p.apply(ctx, mutations, true)
+}
+
+func (p *Pebble) apply(ctx context.Context, mutations []Mutation, unsynced bool) ([]bool, error) {
 	size := 0
 	for i := range mutations {
 		m := &mutations[i]
@@ -273,7 +286,7 @@ func (p *Pebble) Apply(ctx context.Context, mutations []Mutation) ([]bool, error
 		}
 		size += 2 + len(m.Keyspace) + len(m.Record.Key) + valueHeaderLen + len(m.Record.Value)
 	}
-	r := &request{muts: mutations, size: size, done: make(chan struct{})}
+	r := &request{muts: mutations, size: size, unsynced: unsynced, done: make(chan struct{})}
 	if err := p.submit(ctx, r); err != nil {
 		return nil, err
 	}
@@ -429,6 +442,8 @@ type request struct {
 
 	size     int
 	deadline time.Time // the caller's; zero: none
+	// unsynced: the caller does not wait for the fsync (ApplyUnsynced).
+	unsynced bool
 	state    atomic.Int32
 	done     chan struct{}
 
@@ -579,12 +594,16 @@ func (p *Pebble) commit(group []*request) {
 		if p.rows != nil {
 			touched = p.rows.beginCommit(keys)
 		}
-		if err = p.db.Apply(b, p.write); err != nil {
+		write := p.write
+		if !slices.ContainsFunc(group, func(r *request) bool { return !r.unsynced }) {
+			write = pebble.NoSync
+		}
+		if err = p.db.Apply(b, write); err != nil {
 			err = fmt.Errorf("storage: commit: %w", err)
 			rows = nil // nothing was written: the keys stay dropped
 		} else {
 			p.commits.Add(1)
-			if p.write.Sync {
+			if write.Sync {
 				p.syncs.Add(1)
 			}
 		}

@@ -129,3 +129,33 @@ func Commit(s State, b Ballot) State {
 	s.Promised = maxBallot(s.Promised, b)
 	return s
 }
+
+// CommitMayDefer reports whether an acceptor in state s may answer the
+// commit of p before the commit is durable (the replica persists it
+// without waiting for an fsync). It may when s holds p itself as its
+// accepted proposal in progress: that acceptance was persisted before the
+// acceptor answered the propose, and a storage engine loses only a suffix
+// of its unsynced writes (a later synced write makes every earlier one
+// durable), so a crash that loses the commit leaves the acceptor in s, a
+// state it was really in, still showing p in progress.
+//
+// Why that is safe: p was accepted here, so a commit lost this way is, to
+// every later round, the same as a commit message lost in the network,
+// which Paxos already survives, save for one thing: its sender saw the
+// acknowledgement. The senders that count acknowledgements (a completion's
+// commit quorum, a write-back's) rely on "a quorum holds the record" only
+// to keep later rounds from missing it; an acceptor that reverted to "p in
+// progress, above my committed ballot" still makes every later quorum that
+// contains it either complete p (a Proposer's step 1, a Reader's
+// escalation) or see a committed ballot at or above p's elsewhere in the
+// quorum, whose record is p's or newer (a commit stores its record in the
+// same atomic batch as its ballot, and a write-back commits at the highest
+// committed ballot it saw with the newest record it saw). Either way the
+// later op orders itself after p. A commit of anything else (a write-back
+// to an acceptor that did not accept p, a noop) carries news the
+// acceptor's durable state lacks and must be synced. TestModelExhaustive
+// checks this with acceptors that crash and lose their deferred commits.
+func CommitMayDefer(s State, p Proposal) bool {
+	ip, ok := s.InProgress()
+	return ok && !p.Noop && ip.equal(p)
+}

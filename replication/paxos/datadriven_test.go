@@ -179,7 +179,13 @@ func (e *env) run(d *datadriven.TestData) (string, error) {
 		e.ops[args["name"]] = op
 		return e.effects(op, op.p.Start(num("clock"))), nil
 	case "reader":
-		op := &envOp{r: NewReader(e.names())}
+		// reader name=x [order=r2,r3,r1]: the replicas in the order the
+		// shell would give them (nearest first); default, as declared.
+		names := e.names()
+		if o := args["order"]; o != "" {
+			names = strings.Split(o, ",")
+		}
+		op := &envOp{r: NewReader(names)}
 		e.ops[args["name"]] = op
 		return e.effects(op, op.r.Start()), nil
 	case "acc-prepare", "acc-propose", "acc-commit", "acc-peek":

@@ -19,7 +19,10 @@
 //  2. Persist the new state (AppendState; DecodeState to load it), and for
 //     a commit the record too, in one atomic, synced batch, before
 //     replying. An acceptor that forgets a promise or an acceptance after
-//     a crash breaks safety.
+//     a crash breaks safety. One exception: a commit for which
+//     CommitMayDefer holds (the acceptor's own accepted proposal) may be
+//     answered before its batch is synced, provided the storage loses only
+//     a suffix of unsynced batches in a crash (see CommitMayDefer).
 //  3. Answer a prepare (and a read) with the record read atomically with
 //     the state: the prepare is the round's read, which is what makes an
 //     uncontended conditional write two round trips.
@@ -101,8 +104,9 @@
 //
 // # Linearizable reads
 //
-// A Reader asks every replica for its record and its acceptor state (Peek)
-// and decides on a quorum of answers, as in ABD: when they agree on the
+// A Reader asks a quorum of replicas (nearest first; the rest when one of
+// them fails or the timer fires) for its record and its acceptor state
+// (Peek) and decides on a quorum of answers, as in ABD: when they agree on the
 // record and none holds an accepted proposal above the highest committed
 // ballot among them, the record is the answer, in one round. When they
 // disagree, the newest is written back to those behind before answering. An
@@ -118,5 +122,6 @@
 // interleaving of small models (three acceptors, two or three clients,
 // messages delivered in any order, some lost, timers firing early) and
 // checks that chosen values form one chain and that every history is
-// linearizable.
+// linearizable; a fault may also be a crash of an acceptor that answered
+// commits without syncing them (CommitMayDefer), which loses them.
 package paxos

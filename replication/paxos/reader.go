@@ -7,8 +7,11 @@ import (
 )
 
 // Reader is one linearizable read as a state machine, in the manner of ABD
-// (see "# Linearizable reads" in doc.go): it asks every replica for its
-// record and acceptor state (MsgRead), and once a quorum has answered
+// (see "# Linearizable reads" in doc.go): it asks a quorum of the replicas
+// (the first ones of its list, which the shell orders nearest first) for
+// their record and acceptor state (MsgRead), asks the others only when one
+// of those fails or the round's timer fires first, and once a quorum has
+// answered
 //
 //   - answers at once when they agree on the record and none holds a
 //     proposal in progress: one round;
@@ -29,6 +32,9 @@ type Reader struct {
 	cur      storage.Record
 	found    bool
 	out      Outcome
+	// widened says the read asked every replica after its timer fired:
+	// the next timeout ends it.
+	widened bool
 }
 
 type readerPhase uint8
@@ -45,14 +51,29 @@ func NewReader(replicas []string) *Reader {
 	return &Reader{replicas: replicas, quorum: len(replicas)/2 + 1, replies: make([]replyState, len(replicas))}
 }
 
-// Start asks every replica.
+// Start asks the first quorum of the replicas.
 func (r *Reader) Start() Effects {
-	r.round, r.phase, r.need, r.asked = 1, readerReading, r.quorum, len(r.replicas)
+	r.round, r.phase, r.need, r.asked = 1, readerReading, r.quorum, 0
 	eff := Effects{Timer: r.round}
-	for _, to := range r.replicas {
-		eff.Send = append(eff.Send, Message{To: to, Round: r.round, Kind: MsgRead})
-	}
+	r.askMore(&eff, r.quorum)
 	return eff
+}
+
+// askMore sends MsgRead to up to n replicas not asked yet.
+func (r *Reader) askMore(eff *Effects, n int) {
+	for ; n > 0 && r.asked < len(r.replicas); n-- {
+		eff.Send = append(eff.Send, Message{To: r.replicas[r.asked], Round: r.round, Kind: MsgRead})
+		r.asked++
+	}
+}
+
+// total is how many replicas the current phase may still hear from, asked
+// or not: every replica while reading, those written back to after.
+func (r *Reader) total() int {
+	if r.phase == readerReading {
+		return len(r.replicas)
+	}
+	return r.asked
 }
 
 // Step takes an EvRead, EvCommitted or EvTimeout and returns what to do.
@@ -63,6 +84,14 @@ func (r *Reader) Step(ev Event) Effects {
 		return Effects{}
 	}
 	if ev.Kind == EvTimeout {
+		if r.phase == readerReading && !r.widened && r.asked < len(r.replicas) {
+			// Slow or lost answers: ask the rest too, once, and wait
+			// another timeout for any quorum of them.
+			r.widened = true
+			eff := Effects{Timer: r.round}
+			r.askMore(&eff, len(r.replicas))
+			return eff
+		}
 		return r.answer(Outcome{Err: fmt.Errorf("%w: %d of %d answers before the timeout", ErrUnavailable, r.acks, r.need)})
 	}
 	i := indexOf(r.replicas, ev.From)
@@ -90,8 +119,14 @@ func (r *Reader) Step(ev Event) Effects {
 		}
 		return r.answer(r.current())
 	}
-	if r.asked-r.failed < r.need {
-		return r.answer(Outcome{Err: fmt.Errorf("%w: %d of %d replicas failed", ErrUnavailable, r.failed, r.asked)})
+	if r.total()-r.failed < r.need {
+		return r.answer(Outcome{Err: fmt.Errorf("%w: %d of %d replicas failed", ErrUnavailable, r.failed, r.total())})
+	}
+	if ev.Err != nil && r.phase == readerReading {
+		// One of the quorum asked failed: ask one more in its place.
+		var eff Effects
+		r.askMore(&eff, 1)
+		return eff
 	}
 	return Effects{}
 }
