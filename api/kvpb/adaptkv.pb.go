@@ -143,6 +143,59 @@ func (MemberState) EnumDescriptor() ([]byte, []int) {
 	return file_adaptkv_proto_rawDescGZIP(), []int{1}
 }
 
+// Role is a permission on a keyspace. Admin includes read and write.
+type Role int32
+
+const (
+	Role_ROLE_UNSPECIFIED Role = 0
+	Role_ROLE_READ        Role = 1 // Get, Scan
+	Role_ROLE_WRITE       Role = 2 // Put, Delete (conditional ones too)
+	Role_ROLE_ADMIN       Role = 3 // AlterKeyspace, the tuner's reports, LocalGet; read and write
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_READ",
+		2: "ROLE_WRITE",
+		3: "ROLE_ADMIN",
+	}
+	Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED": 0,
+		"ROLE_READ":        1,
+		"ROLE_WRITE":       2,
+		"ROLE_ADMIN":       3,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_adaptkv_proto_enumTypes[2].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_adaptkv_proto_enumTypes[2]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{2}
+}
+
 type Condition_Kind int32
 
 const (
@@ -179,11 +232,11 @@ func (x Condition_Kind) String() string {
 }
 
 func (Condition_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_adaptkv_proto_enumTypes[2].Descriptor()
+	return file_adaptkv_proto_enumTypes[3].Descriptor()
 }
 
 func (Condition_Kind) Type() protoreflect.EnumType {
-	return &file_adaptkv_proto_enumTypes[2]
+	return &file_adaptkv_proto_enumTypes[3]
 }
 
 func (x Condition_Kind) Number() protoreflect.EnumNumber {
@@ -234,11 +287,11 @@ func (x PaxosRequest_Kind) String() string {
 }
 
 func (PaxosRequest_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_adaptkv_proto_enumTypes[3].Descriptor()
+	return file_adaptkv_proto_enumTypes[4].Descriptor()
 }
 
 func (PaxosRequest_Kind) Type() protoreflect.EnumType {
-	return &file_adaptkv_proto_enumTypes[3]
+	return &file_adaptkv_proto_enumTypes[4]
 }
 
 func (x PaxosRequest_Kind) Number() protoreflect.EnumNumber {
@@ -5034,6 +5087,589 @@ func (x *ReplaceNodeResponse) GetRingState() string {
 	return ""
 }
 
+type LoginRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginRequest) Reset() {
+	*x = LoginRequest{}
+	mi := &file_adaptkv_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginRequest) ProtoMessage() {}
+
+func (x *LoginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
+func (*LoginRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *LoginRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *LoginRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type LoginResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`                                         // send as "authorization: Bearer TOKEN"
+	ExpiresUnixMs int64                  `protobuf:"varint,2,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"` // when the token stops being accepted
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginResponse) Reset() {
+	*x = LoginResponse{}
+	mi := &file_adaptkv_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginResponse) ProtoMessage() {}
+
+func (x *LoginResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
+func (*LoginResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *LoginResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *LoginResponse) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+// Grant is one role on one keyspace; keyspace "*" is every keyspace.
+type Grant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Role          Role                   `protobuf:"varint,2,opt,name=role,proto3,enum=adaptkv.v1.Role" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Grant) Reset() {
+	*x = Grant{}
+	mi := &file_adaptkv_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Grant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Grant) ProtoMessage() {}
+
+func (x *Grant) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Grant.ProtoReflect.Descriptor instead.
+func (*Grant) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *Grant) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *Grant) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+type User struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ClusterAdmin  bool                   `protobuf:"varint,2,opt,name=cluster_admin,json=clusterAdmin,proto3" json:"cluster_admin,omitempty"`
+	Grants        []*Grant               `protobuf:"bytes,3,rep,name=grants,proto3" json:"grants,omitempty"` // sorted by keyspace, then role
+	HasPassword   bool                   `protobuf:"varint,4,opt,name=has_password,json=hasPassword,proto3" json:"has_password,omitempty"`
+	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_adaptkv_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *User) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *User) GetClusterAdmin() bool {
+	if x != nil {
+		return x.ClusterAdmin
+	}
+	return false
+}
+
+func (x *User) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+func (x *User) GetHasPassword() bool {
+	if x != nil {
+		return x.HasPassword
+	}
+	return false
+}
+
+func (x *User) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+type CreateUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"` // empty: the user can only use a client certificate
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUserRequest) Reset() {
+	*x = CreateUserRequest{}
+	mi := &file_adaptkv_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserRequest) ProtoMessage() {}
+
+func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
+func (*CreateUserRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *CreateUserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateUserRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type DropUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DropUserRequest) Reset() {
+	*x = DropUserRequest{}
+	mi := &file_adaptkv_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DropUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DropUserRequest) ProtoMessage() {}
+
+func (x *DropUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DropUserRequest.ProtoReflect.Descriptor instead.
+func (*DropUserRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *DropUserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type SetPasswordRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"` // empty removes the password
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPasswordRequest) Reset() {
+	*x = SetPasswordRequest{}
+	mi := &file_adaptkv_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPasswordRequest) ProtoMessage() {}
+
+func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPasswordRequest.ProtoReflect.Descriptor instead.
+func (*SetPasswordRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *SetPasswordRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetPasswordRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+// GrantRoleRequest grants (or revokes) either a role on a keyspace or
+// cluster administration.
+type GrantRoleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Keyspace      string                 `protobuf:"bytes,2,opt,name=keyspace,proto3" json:"keyspace,omitempty"` // a keyspace or "*"; with role
+	Role          Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=adaptkv.v1.Role" json:"role,omitempty"`
+	ClusterAdmin  bool                   `protobuf:"varint,4,opt,name=cluster_admin,json=clusterAdmin,proto3" json:"cluster_admin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantRoleRequest) Reset() {
+	*x = GrantRoleRequest{}
+	mi := &file_adaptkv_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantRoleRequest) ProtoMessage() {}
+
+func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
+func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *GrantRoleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GrantRoleRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *GrantRoleRequest) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *GrantRoleRequest) GetClusterAdmin() bool {
+	if x != nil {
+		return x.ClusterAdmin
+	}
+	return false
+}
+
+type UserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // the metadata log entry that made the change
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserResponse) Reset() {
+	*x = UserResponse{}
+	mi := &file_adaptkv_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserResponse) ProtoMessage() {}
+
+func (x *UserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserResponse.ProtoReflect.Descriptor instead.
+func (*UserResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *UserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *UserResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type ListUsersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersRequest) Reset() {
+	*x = ListUsersRequest{}
+	mi := &file_adaptkv_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersRequest) ProtoMessage() {}
+
+func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
+func (*ListUsersRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{80}
+}
+
+type ListUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersResponse) Reset() {
+	*x = ListUsersResponse{}
+	mi := &file_adaptkv_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersResponse) ProtoMessage() {}
+
+func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
+func (*ListUsersResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *ListUsersResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
 type CleanupKeyspaceResponse_Node struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -5046,7 +5682,7 @@ type CleanupKeyspaceResponse_Node struct {
 
 func (x *CleanupKeyspaceResponse_Node) Reset() {
 	*x = CleanupKeyspaceResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[71]
+	mi := &file_adaptkv_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5058,7 +5694,7 @@ func (x *CleanupKeyspaceResponse_Node) String() string {
 func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[71]
+	mi := &file_adaptkv_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5491,7 +6127,41 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x13ReplaceNodeResponse\x12%\n" +
 	"\x0etopology_epoch\x18\x01 \x01(\x04R\rtopologyEpoch\x12\x1d\n" +
 	"\n" +
-	"ring_state\x18\x02 \x01(\tR\tringState*x\n" +
+	"ring_state\x18\x02 \x01(\tR\tringState\">\n" +
+	"\fLoginRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"M\n" +
+	"\rLoginResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x02 \x01(\x03R\rexpiresUnixMs\"I\n" +
+	"\x05Grant\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12$\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x10.adaptkv.v1.RoleR\x04role\"\xb5\x01\n" +
+	"\x04User\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
+	"\rcluster_admin\x18\x02 \x01(\bR\fclusterAdmin\x12)\n" +
+	"\x06grants\x18\x03 \x03(\v2\x11.adaptkv.v1.GrantR\x06grants\x12!\n" +
+	"\fhas_password\x18\x04 \x01(\bR\vhasPassword\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"C\n" +
+	"\x11CreateUserRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"%\n" +
+	"\x0fDropUserRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"D\n" +
+	"\x12SetPasswordRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"\x8d\x01\n" +
+	"\x10GrantRoleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bkeyspace\x18\x02 \x01(\tR\bkeyspace\x12$\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x10.adaptkv.v1.RoleR\x04role\x12#\n" +
+	"\rcluster_admin\x18\x04 \x01(\bR\fclusterAdmin\"J\n" +
+	"\fUserResponse\x12$\n" +
+	"\x04user\x18\x01 \x01(\v2\x10.adaptkv.v1.UserR\x04user\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
+	"\x10ListUsersRequest\";\n" +
+	"\x11ListUsersResponse\x12&\n" +
+	"\x05users\x18\x01 \x03(\v2\x10.adaptkv.v1.UserR\x05users*x\n" +
 	"\x05Level\x12\x15\n" +
 	"\x11LEVEL_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLEVEL_ONE\x10\x01\x12\x10\n" +
@@ -5504,13 +6174,19 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\fMEMBER_ALIVE\x10\x01\x12\x12\n" +
 	"\x0eMEMBER_SUSPECT\x10\x02\x12\x0f\n" +
 	"\vMEMBER_DEAD\x10\x03\x12\x0f\n" +
-	"\vMEMBER_LEFT\x10\x042\xf0\x01\n" +
+	"\vMEMBER_LEFT\x10\x04*K\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tROLE_READ\x10\x01\x12\x0e\n" +
+	"\n" +
+	"ROLE_WRITE\x10\x02\x12\x0e\n" +
+	"\n" +
+	"ROLE_ADMIN\x10\x032\xf0\x01\n" +
 	"\x02KV\x126\n" +
 	"\x03Get\x12\x16.adaptkv.v1.GetRequest\x1a\x17.adaptkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.adaptkv.v1.PutRequest\x1a\x17.adaptkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.adaptkv.v1.DeleteRequest\x1a\x1a.adaptkv.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\x83\n" +
-	"\n" +
+	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xe9\r\n" +
 	"\x05Admin\x12Q\n" +
 	"\x0eCreateKeyspace\x12!.adaptkv.v1.CreateKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12O\n" +
 	"\rAlterKeyspace\x12 .adaptkv.v1.AlterKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12U\n" +
@@ -5527,7 +6203,16 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x0fCleanupKeyspace\x12\".adaptkv.v1.CleanupKeyspaceRequest\x1a#.adaptkv.v1.CleanupKeyspaceResponse\x12K\n" +
 	"\n" +
 	"RemoveNode\x12\x1d.adaptkv.v1.RemoveNodeRequest\x1a\x1e.adaptkv.v1.RemoveNodeResponse\x12N\n" +
-	"\vReplaceNode\x12\x1e.adaptkv.v1.ReplaceNodeRequest\x1a\x1f.adaptkv.v1.ReplaceNodeResponse2\xe0\x04\n" +
+	"\vReplaceNode\x12\x1e.adaptkv.v1.ReplaceNodeRequest\x1a\x1f.adaptkv.v1.ReplaceNodeResponse\x12<\n" +
+	"\x05Login\x12\x18.adaptkv.v1.LoginRequest\x1a\x19.adaptkv.v1.LoginResponse\x12E\n" +
+	"\n" +
+	"CreateUser\x12\x1d.adaptkv.v1.CreateUserRequest\x1a\x18.adaptkv.v1.UserResponse\x12A\n" +
+	"\bDropUser\x12\x1b.adaptkv.v1.DropUserRequest\x1a\x18.adaptkv.v1.UserResponse\x12G\n" +
+	"\vSetPassword\x12\x1e.adaptkv.v1.SetPasswordRequest\x1a\x18.adaptkv.v1.UserResponse\x12C\n" +
+	"\tGrantRole\x12\x1c.adaptkv.v1.GrantRoleRequest\x1a\x18.adaptkv.v1.UserResponse\x12D\n" +
+	"\n" +
+	"RevokeRole\x12\x1c.adaptkv.v1.GrantRoleRequest\x1a\x18.adaptkv.v1.UserResponse\x12H\n" +
+	"\tListUsers\x12\x1c.adaptkv.v1.ListUsersRequest\x1a\x1d.adaptkv.v1.ListUsersResponse2\xe0\x04\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
@@ -5550,207 +6235,238 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 	return file_adaptkv_proto_rawDescData
 }
 
-var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                           // 0: adaptkv.v1.Level
 	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
-	(Condition_Kind)(0),                  // 2: adaptkv.v1.Condition.Kind
-	(PaxosRequest_Kind)(0),               // 3: adaptkv.v1.PaxosRequest.Kind
-	(*Condition)(nil),                    // 4: adaptkv.v1.Condition
-	(*Current)(nil),                      // 5: adaptkv.v1.Current
-	(*Consistency)(nil),                  // 6: adaptkv.v1.Consistency
-	(*Version)(nil),                      // 7: adaptkv.v1.Version
-	(*Receipt)(nil),                      // 8: adaptkv.v1.Receipt
-	(*KeyValue)(nil),                     // 9: adaptkv.v1.KeyValue
-	(*GetRequest)(nil),                   // 10: adaptkv.v1.GetRequest
-	(*GetResponse)(nil),                  // 11: adaptkv.v1.GetResponse
-	(*PutRequest)(nil),                   // 12: adaptkv.v1.PutRequest
-	(*PutResponse)(nil),                  // 13: adaptkv.v1.PutResponse
-	(*DeleteRequest)(nil),                // 14: adaptkv.v1.DeleteRequest
-	(*DeleteResponse)(nil),               // 15: adaptkv.v1.DeleteResponse
-	(*ScanRequest)(nil),                  // 16: adaptkv.v1.ScanRequest
-	(*ScanResponse)(nil),                 // 17: adaptkv.v1.ScanResponse
-	(*AdaptiveGoal)(nil),                 // 18: adaptkv.v1.AdaptiveGoal
-	(*KeyspaceConfig)(nil),               // 19: adaptkv.v1.KeyspaceConfig
-	(*CreateKeyspaceRequest)(nil),        // 20: adaptkv.v1.CreateKeyspaceRequest
-	(*AlterKeyspaceRequest)(nil),         // 21: adaptkv.v1.AlterKeyspaceRequest
-	(*DescribeKeyspaceRequest)(nil),      // 22: adaptkv.v1.DescribeKeyspaceRequest
-	(*KeyspaceResponse)(nil),             // 23: adaptkv.v1.KeyspaceResponse
-	(*ListKeyspacesRequest)(nil),         // 24: adaptkv.v1.ListKeyspacesRequest
-	(*ListKeyspacesResponse)(nil),        // 25: adaptkv.v1.ListKeyspacesResponse
-	(*Member)(nil),                       // 26: adaptkv.v1.Member
-	(*ClusterStatusRequest)(nil),         // 27: adaptkv.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),        // 28: adaptkv.v1.ClusterStatusResponse
-	(*StreamStatus)(nil),                 // 29: adaptkv.v1.StreamStatus
-	(*LocalGetRequest)(nil),              // 30: adaptkv.v1.LocalGetRequest
-	(*LocalGetResponse)(nil),             // 31: adaptkv.v1.LocalGetResponse
-	(*TunerExplainRequest)(nil),          // 32: adaptkv.v1.TunerExplainRequest
-	(*TunerExplainResponse)(nil),         // 33: adaptkv.v1.TunerExplainResponse
-	(*TunerWhatIfRequest)(nil),           // 34: adaptkv.v1.TunerWhatIfRequest
-	(*TunerWhatIfResponse)(nil),          // 35: adaptkv.v1.TunerWhatIfResponse
-	(*TunerSnapshotRequest)(nil),         // 36: adaptkv.v1.TunerSnapshotRequest
-	(*TunerSnapshotResponse)(nil),        // 37: adaptkv.v1.TunerSnapshotResponse
-	(*RepairOptions)(nil),                // 38: adaptkv.v1.RepairOptions
-	(*RepairStats)(nil),                  // 39: adaptkv.v1.RepairStats
-	(*RepairKeyspaceRequest)(nil),        // 40: adaptkv.v1.RepairKeyspaceRequest
-	(*RepairKeyspaceResponse)(nil),       // 41: adaptkv.v1.RepairKeyspaceResponse
-	(*DecommissionNodeRequest)(nil),      // 42: adaptkv.v1.DecommissionNodeRequest
-	(*DecommissionNodeResponse)(nil),     // 43: adaptkv.v1.DecommissionNodeResponse
-	(*RemoveNodeRequest)(nil),            // 44: adaptkv.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 45: adaptkv.v1.RemoveNodeResponse
-	(*MetadataReadIndexRequest)(nil),     // 46: adaptkv.v1.MetadataReadIndexRequest
-	(*MetadataReadIndexResponse)(nil),    // 47: adaptkv.v1.MetadataReadIndexResponse
-	(*Record)(nil),                       // 48: adaptkv.v1.Record
-	(*Mutation)(nil),                     // 49: adaptkv.v1.Mutation
-	(*MutationResult)(nil),               // 50: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),          // 51: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),         // 52: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),           // 53: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),          // 54: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),           // 55: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),          // 56: adaptkv.v1.ReplicaScanResponse
-	(*ReplicaRepairRequest)(nil),         // 57: adaptkv.v1.ReplicaRepairRequest
-	(*ReplicaRepairResponse)(nil),        // 58: adaptkv.v1.ReplicaRepairResponse
-	(*DigestEntry)(nil),                  // 59: adaptkv.v1.DigestEntry
-	(*ReplicaDigestRequest)(nil),         // 60: adaptkv.v1.ReplicaDigestRequest
-	(*ReplicaDigestResponse)(nil),        // 61: adaptkv.v1.ReplicaDigestResponse
-	(*CompareTreesRequest)(nil),          // 62: adaptkv.v1.CompareTreesRequest
-	(*SharedRoot)(nil),                   // 63: adaptkv.v1.SharedRoot
-	(*TreeQuery)(nil),                    // 64: adaptkv.v1.TreeQuery
-	(*CompareTreesResponse)(nil),         // 65: adaptkv.v1.CompareTreesResponse
-	(*TreeAnswer)(nil),                   // 66: adaptkv.v1.TreeAnswer
-	(*PaxosBallot)(nil),                  // 67: adaptkv.v1.PaxosBallot
-	(*PaxosProposal)(nil),                // 68: adaptkv.v1.PaxosProposal
-	(*PaxosRequest)(nil),                 // 69: adaptkv.v1.PaxosRequest
-	(*PaxosResponse)(nil),                // 70: adaptkv.v1.PaxosResponse
-	(*CleanupKeyspaceRequest)(nil),       // 71: adaptkv.v1.CleanupKeyspaceRequest
-	(*CleanupKeyspaceResponse)(nil),      // 72: adaptkv.v1.CleanupKeyspaceResponse
-	(*ReplaceNodeRequest)(nil),           // 73: adaptkv.v1.ReplaceNodeRequest
-	(*ReplaceNodeResponse)(nil),          // 74: adaptkv.v1.ReplaceNodeResponse
-	(*CleanupKeyspaceResponse_Node)(nil), // 75: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(Role)(0),                            // 2: adaptkv.v1.Role
+	(Condition_Kind)(0),                  // 3: adaptkv.v1.Condition.Kind
+	(PaxosRequest_Kind)(0),               // 4: adaptkv.v1.PaxosRequest.Kind
+	(*Condition)(nil),                    // 5: adaptkv.v1.Condition
+	(*Current)(nil),                      // 6: adaptkv.v1.Current
+	(*Consistency)(nil),                  // 7: adaptkv.v1.Consistency
+	(*Version)(nil),                      // 8: adaptkv.v1.Version
+	(*Receipt)(nil),                      // 9: adaptkv.v1.Receipt
+	(*KeyValue)(nil),                     // 10: adaptkv.v1.KeyValue
+	(*GetRequest)(nil),                   // 11: adaptkv.v1.GetRequest
+	(*GetResponse)(nil),                  // 12: adaptkv.v1.GetResponse
+	(*PutRequest)(nil),                   // 13: adaptkv.v1.PutRequest
+	(*PutResponse)(nil),                  // 14: adaptkv.v1.PutResponse
+	(*DeleteRequest)(nil),                // 15: adaptkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 16: adaptkv.v1.DeleteResponse
+	(*ScanRequest)(nil),                  // 17: adaptkv.v1.ScanRequest
+	(*ScanResponse)(nil),                 // 18: adaptkv.v1.ScanResponse
+	(*AdaptiveGoal)(nil),                 // 19: adaptkv.v1.AdaptiveGoal
+	(*KeyspaceConfig)(nil),               // 20: adaptkv.v1.KeyspaceConfig
+	(*CreateKeyspaceRequest)(nil),        // 21: adaptkv.v1.CreateKeyspaceRequest
+	(*AlterKeyspaceRequest)(nil),         // 22: adaptkv.v1.AlterKeyspaceRequest
+	(*DescribeKeyspaceRequest)(nil),      // 23: adaptkv.v1.DescribeKeyspaceRequest
+	(*KeyspaceResponse)(nil),             // 24: adaptkv.v1.KeyspaceResponse
+	(*ListKeyspacesRequest)(nil),         // 25: adaptkv.v1.ListKeyspacesRequest
+	(*ListKeyspacesResponse)(nil),        // 26: adaptkv.v1.ListKeyspacesResponse
+	(*Member)(nil),                       // 27: adaptkv.v1.Member
+	(*ClusterStatusRequest)(nil),         // 28: adaptkv.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),        // 29: adaptkv.v1.ClusterStatusResponse
+	(*StreamStatus)(nil),                 // 30: adaptkv.v1.StreamStatus
+	(*LocalGetRequest)(nil),              // 31: adaptkv.v1.LocalGetRequest
+	(*LocalGetResponse)(nil),             // 32: adaptkv.v1.LocalGetResponse
+	(*TunerExplainRequest)(nil),          // 33: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),         // 34: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),           // 35: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),          // 36: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),         // 37: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),        // 38: adaptkv.v1.TunerSnapshotResponse
+	(*RepairOptions)(nil),                // 39: adaptkv.v1.RepairOptions
+	(*RepairStats)(nil),                  // 40: adaptkv.v1.RepairStats
+	(*RepairKeyspaceRequest)(nil),        // 41: adaptkv.v1.RepairKeyspaceRequest
+	(*RepairKeyspaceResponse)(nil),       // 42: adaptkv.v1.RepairKeyspaceResponse
+	(*DecommissionNodeRequest)(nil),      // 43: adaptkv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil),     // 44: adaptkv.v1.DecommissionNodeResponse
+	(*RemoveNodeRequest)(nil),            // 45: adaptkv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 46: adaptkv.v1.RemoveNodeResponse
+	(*MetadataReadIndexRequest)(nil),     // 47: adaptkv.v1.MetadataReadIndexRequest
+	(*MetadataReadIndexResponse)(nil),    // 48: adaptkv.v1.MetadataReadIndexResponse
+	(*Record)(nil),                       // 49: adaptkv.v1.Record
+	(*Mutation)(nil),                     // 50: adaptkv.v1.Mutation
+	(*MutationResult)(nil),               // 51: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),          // 52: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),         // 53: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),           // 54: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),          // 55: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),           // 56: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),          // 57: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),         // 58: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),        // 59: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),                  // 60: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),         // 61: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),        // 62: adaptkv.v1.ReplicaDigestResponse
+	(*CompareTreesRequest)(nil),          // 63: adaptkv.v1.CompareTreesRequest
+	(*SharedRoot)(nil),                   // 64: adaptkv.v1.SharedRoot
+	(*TreeQuery)(nil),                    // 65: adaptkv.v1.TreeQuery
+	(*CompareTreesResponse)(nil),         // 66: adaptkv.v1.CompareTreesResponse
+	(*TreeAnswer)(nil),                   // 67: adaptkv.v1.TreeAnswer
+	(*PaxosBallot)(nil),                  // 68: adaptkv.v1.PaxosBallot
+	(*PaxosProposal)(nil),                // 69: adaptkv.v1.PaxosProposal
+	(*PaxosRequest)(nil),                 // 70: adaptkv.v1.PaxosRequest
+	(*PaxosResponse)(nil),                // 71: adaptkv.v1.PaxosResponse
+	(*CleanupKeyspaceRequest)(nil),       // 72: adaptkv.v1.CleanupKeyspaceRequest
+	(*CleanupKeyspaceResponse)(nil),      // 73: adaptkv.v1.CleanupKeyspaceResponse
+	(*ReplaceNodeRequest)(nil),           // 74: adaptkv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),          // 75: adaptkv.v1.ReplaceNodeResponse
+	(*LoginRequest)(nil),                 // 76: adaptkv.v1.LoginRequest
+	(*LoginResponse)(nil),                // 77: adaptkv.v1.LoginResponse
+	(*Grant)(nil),                        // 78: adaptkv.v1.Grant
+	(*User)(nil),                         // 79: adaptkv.v1.User
+	(*CreateUserRequest)(nil),            // 80: adaptkv.v1.CreateUserRequest
+	(*DropUserRequest)(nil),              // 81: adaptkv.v1.DropUserRequest
+	(*SetPasswordRequest)(nil),           // 82: adaptkv.v1.SetPasswordRequest
+	(*GrantRoleRequest)(nil),             // 83: adaptkv.v1.GrantRoleRequest
+	(*UserResponse)(nil),                 // 84: adaptkv.v1.UserResponse
+	(*ListUsersRequest)(nil),             // 85: adaptkv.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),            // 86: adaptkv.v1.ListUsersResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 87: adaptkv.v1.CleanupKeyspaceResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
-	2,  // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
-	7,  // 1: adaptkv.v1.Condition.version:type_name -> adaptkv.v1.Version
-	7,  // 2: adaptkv.v1.Current.version:type_name -> adaptkv.v1.Version
-	0,  // 3: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
-	0,  // 4: adaptkv.v1.Receipt.level:type_name -> adaptkv.v1.Level
-	7,  // 5: adaptkv.v1.KeyValue.version:type_name -> adaptkv.v1.Version
-	6,  // 6: adaptkv.v1.GetRequest.consistency:type_name -> adaptkv.v1.Consistency
-	7,  // 7: adaptkv.v1.GetRequest.session_min:type_name -> adaptkv.v1.Version
-	7,  // 8: adaptkv.v1.GetResponse.version:type_name -> adaptkv.v1.Version
-	8,  // 9: adaptkv.v1.GetResponse.receipt:type_name -> adaptkv.v1.Receipt
-	6,  // 10: adaptkv.v1.PutRequest.consistency:type_name -> adaptkv.v1.Consistency
-	4,  // 11: adaptkv.v1.PutRequest.condition:type_name -> adaptkv.v1.Condition
-	7,  // 12: adaptkv.v1.PutResponse.version:type_name -> adaptkv.v1.Version
-	8,  // 13: adaptkv.v1.PutResponse.receipt:type_name -> adaptkv.v1.Receipt
-	5,  // 14: adaptkv.v1.PutResponse.current:type_name -> adaptkv.v1.Current
-	6,  // 15: adaptkv.v1.DeleteRequest.consistency:type_name -> adaptkv.v1.Consistency
-	4,  // 16: adaptkv.v1.DeleteRequest.condition:type_name -> adaptkv.v1.Condition
-	7,  // 17: adaptkv.v1.DeleteResponse.version:type_name -> adaptkv.v1.Version
-	8,  // 18: adaptkv.v1.DeleteResponse.receipt:type_name -> adaptkv.v1.Receipt
-	5,  // 19: adaptkv.v1.DeleteResponse.current:type_name -> adaptkv.v1.Current
-	6,  // 20: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
-	9,  // 21: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
-	8,  // 22: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
-	0,  // 23: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
-	6,  // 24: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
-	18, // 25: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	6,  // 26: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	18, // 27: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	6,  // 28: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	18, // 29: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	19, // 30: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
-	19, // 31: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
-	1,  // 32: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
-	26, // 33: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
-	29, // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
-	7,  // 35: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
-	38, // 36: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
-	39, // 37: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
-	7,  // 38: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	48, // 39: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	49, // 40: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	50, // 41: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	48, // 42: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	48, // 43: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
-	38, // 44: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
-	39, // 45: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
-	7,  // 46: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
-	59, // 47: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
-	64, // 48: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
-	63, // 49: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
-	66, // 50: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	67, // 51: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
-	48, // 52: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
-	3,  // 53: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
-	67, // 54: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
-	68, // 55: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
-	67, // 56: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
-	68, // 57: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
-	67, // 58: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
-	48, // 59: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
-	75, // 60: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
-	10, // 61: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	12, // 62: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	14, // 63: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	16, // 64: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	20, // 65: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	21, // 66: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	22, // 67: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	24, // 68: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	27, // 69: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	30, // 70: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	32, // 71: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	34, // 72: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	36, // 73: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	40, // 74: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	46, // 75: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	42, // 76: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	71, // 77: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
-	44, // 78: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	73, // 79: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
-	51, // 80: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	53, // 81: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	55, // 82: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	51, // 83: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	60, // 84: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	57, // 85: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	62, // 86: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	69, // 87: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
-	11, // 88: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	13, // 89: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	15, // 90: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	17, // 91: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	23, // 92: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	23, // 93: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	23, // 94: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	25, // 95: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	28, // 96: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	31, // 97: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	33, // 98: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	35, // 99: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	37, // 100: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	41, // 101: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	47, // 102: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	43, // 103: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	72, // 104: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	45, // 105: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	74, // 106: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	52, // 107: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	54, // 108: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	56, // 109: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	52, // 110: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	61, // 111: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	58, // 112: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	65, // 113: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	70, // 114: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
-	88, // [88:115] is the sub-list for method output_type
-	61, // [61:88] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	3,   // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
+	8,   // 1: adaptkv.v1.Condition.version:type_name -> adaptkv.v1.Version
+	8,   // 2: adaptkv.v1.Current.version:type_name -> adaptkv.v1.Version
+	0,   // 3: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
+	0,   // 4: adaptkv.v1.Receipt.level:type_name -> adaptkv.v1.Level
+	8,   // 5: adaptkv.v1.KeyValue.version:type_name -> adaptkv.v1.Version
+	7,   // 6: adaptkv.v1.GetRequest.consistency:type_name -> adaptkv.v1.Consistency
+	8,   // 7: adaptkv.v1.GetRequest.session_min:type_name -> adaptkv.v1.Version
+	8,   // 8: adaptkv.v1.GetResponse.version:type_name -> adaptkv.v1.Version
+	9,   // 9: adaptkv.v1.GetResponse.receipt:type_name -> adaptkv.v1.Receipt
+	7,   // 10: adaptkv.v1.PutRequest.consistency:type_name -> adaptkv.v1.Consistency
+	5,   // 11: adaptkv.v1.PutRequest.condition:type_name -> adaptkv.v1.Condition
+	8,   // 12: adaptkv.v1.PutResponse.version:type_name -> adaptkv.v1.Version
+	9,   // 13: adaptkv.v1.PutResponse.receipt:type_name -> adaptkv.v1.Receipt
+	6,   // 14: adaptkv.v1.PutResponse.current:type_name -> adaptkv.v1.Current
+	7,   // 15: adaptkv.v1.DeleteRequest.consistency:type_name -> adaptkv.v1.Consistency
+	5,   // 16: adaptkv.v1.DeleteRequest.condition:type_name -> adaptkv.v1.Condition
+	8,   // 17: adaptkv.v1.DeleteResponse.version:type_name -> adaptkv.v1.Version
+	9,   // 18: adaptkv.v1.DeleteResponse.receipt:type_name -> adaptkv.v1.Receipt
+	6,   // 19: adaptkv.v1.DeleteResponse.current:type_name -> adaptkv.v1.Current
+	7,   // 20: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
+	10,  // 21: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
+	9,   // 22: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
+	0,   // 23: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
+	7,   // 24: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
+	19,  // 25: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	7,   // 26: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	19,  // 27: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	7,   // 28: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	19,  // 29: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	20,  // 30: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
+	20,  // 31: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
+	1,   // 32: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
+	27,  // 33: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
+	30,  // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
+	8,   // 35: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
+	39,  // 36: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
+	40,  // 37: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
+	8,   // 38: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
+	49,  // 39: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	50,  // 40: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	51,  // 41: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	49,  // 42: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	49,  // 43: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	39,  // 44: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
+	40,  // 45: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
+	8,   // 46: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
+	60,  // 47: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	65,  // 48: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
+	64,  // 49: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
+	67,  // 50: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
+	68,  // 51: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
+	49,  // 52: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
+	4,   // 53: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
+	68,  // 54: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
+	69,  // 55: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
+	68,  // 56: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
+	69,  // 57: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
+	68,  // 58: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
+	49,  // 59: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
+	87,  // 60: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	2,   // 61: adaptkv.v1.Grant.role:type_name -> adaptkv.v1.Role
+	78,  // 62: adaptkv.v1.User.grants:type_name -> adaptkv.v1.Grant
+	2,   // 63: adaptkv.v1.GrantRoleRequest.role:type_name -> adaptkv.v1.Role
+	79,  // 64: adaptkv.v1.UserResponse.user:type_name -> adaptkv.v1.User
+	79,  // 65: adaptkv.v1.ListUsersResponse.users:type_name -> adaptkv.v1.User
+	11,  // 66: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	13,  // 67: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	15,  // 68: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	17,  // 69: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	21,  // 70: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	22,  // 71: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	23,  // 72: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	25,  // 73: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	28,  // 74: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	31,  // 75: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	33,  // 76: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	35,  // 77: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	37,  // 78: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	41,  // 79: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	47,  // 80: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	43,  // 81: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	72,  // 82: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	45,  // 83: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
+	74,  // 84: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	76,  // 85: adaptkv.v1.Admin.Login:input_type -> adaptkv.v1.LoginRequest
+	80,  // 86: adaptkv.v1.Admin.CreateUser:input_type -> adaptkv.v1.CreateUserRequest
+	81,  // 87: adaptkv.v1.Admin.DropUser:input_type -> adaptkv.v1.DropUserRequest
+	82,  // 88: adaptkv.v1.Admin.SetPassword:input_type -> adaptkv.v1.SetPasswordRequest
+	83,  // 89: adaptkv.v1.Admin.GrantRole:input_type -> adaptkv.v1.GrantRoleRequest
+	83,  // 90: adaptkv.v1.Admin.RevokeRole:input_type -> adaptkv.v1.GrantRoleRequest
+	85,  // 91: adaptkv.v1.Admin.ListUsers:input_type -> adaptkv.v1.ListUsersRequest
+	52,  // 92: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	54,  // 93: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	56,  // 94: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	52,  // 95: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	61,  // 96: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	58,  // 97: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	63,  // 98: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	70,  // 99: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
+	12,  // 100: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	14,  // 101: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	16,  // 102: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	18,  // 103: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	24,  // 104: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	24,  // 105: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	24,  // 106: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	26,  // 107: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	29,  // 108: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	32,  // 109: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	34,  // 110: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	36,  // 111: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	38,  // 112: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	42,  // 113: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	48,  // 114: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	44,  // 115: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	73,  // 116: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	46,  // 117: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	75,  // 118: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	77,  // 119: adaptkv.v1.Admin.Login:output_type -> adaptkv.v1.LoginResponse
+	84,  // 120: adaptkv.v1.Admin.CreateUser:output_type -> adaptkv.v1.UserResponse
+	84,  // 121: adaptkv.v1.Admin.DropUser:output_type -> adaptkv.v1.UserResponse
+	84,  // 122: adaptkv.v1.Admin.SetPassword:output_type -> adaptkv.v1.UserResponse
+	84,  // 123: adaptkv.v1.Admin.GrantRole:output_type -> adaptkv.v1.UserResponse
+	84,  // 124: adaptkv.v1.Admin.RevokeRole:output_type -> adaptkv.v1.UserResponse
+	86,  // 125: adaptkv.v1.Admin.ListUsers:output_type -> adaptkv.v1.ListUsersResponse
+	53,  // 126: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	55,  // 127: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	57,  // 128: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	53,  // 129: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	62,  // 130: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	59,  // 131: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	66,  // 132: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	71,  // 133: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
+	100, // [100:134] is the sub-list for method output_type
+	66,  // [66:100] is the sub-list for method input_type
+	66,  // [66:66] is the sub-list for extension type_name
+	66,  // [66:66] is the sub-list for extension extendee
+	0,   // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -5763,8 +6479,8 @@ func file_adaptkv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   72,
+			NumEnums:      5,
+			NumMessages:   83,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
