@@ -167,4 +167,3 @@ func (c *Client) ListUsers(ctx context.Context) ([]*User, error) {
 	}
 	return out, nil
 }
-
