@@ -104,6 +104,7 @@ condition did not hold (nothing was written; the current value is reported).`,
 		a.keyspaceCommand(),
 		a.statusCommand(),
 		a.tunerCommand(),
+		a.userCommand(),
 		jepsencmd.NewCommand(),
 		benchCommand(),
 	)
