@@ -52,6 +52,9 @@ type Client struct {
 	budget retryBudget
 	// throttle refuses locally what overloaded nodes would refuse.
 	throttle throttle
+	// tokens logs in with Config.Password; nil for certificate or
+	// plaintext clients.
+	tokens *tokenSource
 }
 
 // New returns a Client for the cluster at cfg.Endpoints. It fails only on an
@@ -72,6 +75,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	switch {
 	case cfg.TLS != nil:
 		creds = credentials.NewTLS(cfg.TLS)
+	case cfg.Password != "" && cfg.CertsDir != "":
+		tc, err := security.CAClientConfig(cfg.CertsDir)
+		if err != nil {
+			return nil, fmt.Errorf("%w: Config.CertsDir: %w", ErrInvalidArgument, err)
+		}
+		creds = credentials.NewTLS(tc)
+	case cfg.Password != "":
+		return nil, fmt.Errorf("%w: Config.Password needs TLS: set Config.CertsDir (its ca.crt) or Config.TLS", ErrInvalidArgument)
 	case cfg.CertsDir != "":
 		if material, err = security.LoadClient(cfg.CertsDir, cfg.User); err != nil {
 			return nil, fmt.Errorf("%w: Config.CertsDir: %w", ErrInvalidArgument, err)
@@ -85,6 +96,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		conns:     make(map[string]*grpc.ClientConn),
 		done:      make(chan struct{}),
 		refreshCh: make(chan struct{}, 1),
+	}
+	if cfg.Password != "" {
+		c.tokens = &tokenSource{c: c}
 	}
 	c.bg, c.stop = context.WithCancel(context.Background())
 	if material != nil {
@@ -154,8 +168,11 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(c.creds),
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(c.creds)}
+	if c.tokens != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(c.tokens))
+	}
+	cc, err := grpc.NewClient(addr, append(opts,
 		grpc.WithConnectParams(grpc.ConnectParams{
 			// gRPC's default reconnect backoff grows to 2 minutes, far
 			// longer than a node restart; the client would keep a node
@@ -168,7 +185,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 			},
 			MinConnectTimeout: c.cfg.DialTimeout,
 		}),
-	)
+	)...)
 	if err != nil {
 		// Only a malformed target gets here; Config validation and the
 		// server's addresses should prevent it.

@@ -42,9 +42,18 @@ type Config struct {
 	// client connects in plaintext, which only an --insecure cluster
 	// accepts.
 	CertsDir string
-	// User names the client certificate to load from CertsDir. Default
-	// "root".
+	// User names the client certificate to load from CertsDir, or the user
+	// to log in as with Password. Default "root".
 	User string
+	// Password, when set, authenticates User by password instead of a
+	// client certificate, for tools that cannot hold one: the client logs
+	// in (Admin.Login) over TLS that verifies the cluster with the CA
+	// only (TLS, or CertsDir's ca.crt, which must then be set), sends the
+	// short-lived token it gets with every call, and logs in again before
+	// the token expires and once when a call is refused as
+	// unauthenticated. A wrong password fails calls with
+	// ErrUnauthenticated.
+	Password string
 
 	// DialTimeout bounds how long New waits for the first cluster topology
 	// and how long one connection attempt to a node may take. Default 5s.

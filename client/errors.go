@@ -72,6 +72,19 @@ var (
 	// it with backoff as long as its retry budget allows, and returns it
 	// when the retries ran out too; the caller may try again later.
 	ErrContended = errors.New("client: too much contention on the key")
+	// ErrUnauthenticated: the cluster did not know who the caller is: no
+	// client certificate and no valid token, a wrong user or password at
+	// login, or a token that expired or outlived its password
+	// (UNAUTHENTICATED). Definite failure: nothing was done.
+	ErrUnauthenticated = errors.New("client: unauthenticated")
+	// ErrPermissionDenied: the caller is known but lacks the permission
+	// the call needs (PERMISSION_DENIED); the message names the user, the
+	// permission and the keyspace. Definite failure: nothing was done.
+	ErrPermissionDenied = errors.New("client: permission denied")
+	// ErrUserNotFound and ErrUserExists: user management named a user
+	// that does not exist, or creates one that does. Definite failures.
+	ErrUserNotFound = errors.New("client: user not found")
+	ErrUserExists   = errors.New("client: user already exists")
 )
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of adaptkv's errors. Details
@@ -252,11 +265,11 @@ func (e *Error) Is(target error) bool {
 	case ErrKeyspaceNotFound:
 		// A bare NotFound (no ErrorInfo) can only be a keyspace: a missing
 		// key is GetResult.Found == false, not an error.
-		if e.Code == codes.NotFound && e.Reason == "" {
+		if e.Code == codes.NotFound && e.Reason == "" && !strings.HasPrefix(e.Op, "user_") {
 			return true
 		}
 	case ErrKeyspaceExists:
-		if e.Code == codes.AlreadyExists && e.Reason == "" {
+		if e.Code == codes.AlreadyExists && e.Reason == "" && !strings.HasPrefix(e.Op, "user_") {
 			return true
 		}
 	case ErrUnavailable:
@@ -265,6 +278,14 @@ func (e *Error) Is(target error) bool {
 		return e.Unknown
 	case ErrTimeout:
 		return e.Code == codes.DeadlineExceeded
+	case ErrUnauthenticated:
+		return e.Code == codes.Unauthenticated
+	case ErrPermissionDenied:
+		return e.Code == codes.PermissionDenied
+	case ErrUserNotFound:
+		return e.Code == codes.NotFound && e.Reason == "" && strings.HasPrefix(e.Op, "user_")
+	case ErrUserExists:
+		return e.Code == codes.AlreadyExists && e.Reason == "" && strings.HasPrefix(e.Op, "user_")
 	}
 	return target != nil && reasons[e.Reason].sentinel == target
 }

@@ -94,6 +94,7 @@ func (c *Client) invoke(ctx context.Context, kind opKind, op string, pick target
 		defer cancel()
 	}
 	tried := make(map[string]bool)
+	reauthed := false
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return toError(op, kind, status.FromContextError(err).Err(), false, err)
@@ -122,6 +123,15 @@ func (c *Client) invoke(ctx context.Context, kind opKind, op string, pick target
 		}
 		if c.isClosed() {
 			e.Cause = ErrClosed
+		}
+		if e.Code == codes.Unauthenticated && !reauthed && op != loginOp && c.tokens != nil && c.tokens.invalidate() {
+			// The token expired or was refused (a password changed): log
+			// in again, once. The refusal was definite, so even a write
+			// may be sent again, and it does not count as a retry.
+			reauthed = true
+			attempt--
+			delete(tried, e.Addr)
+			continue
 		}
 		// A node that refused with a stale epoch knows a newer keyspace or
 		// topology configuration than one of the replicas it asked: the

@@ -55,6 +55,10 @@ type Config struct {
 	// insecure: plaintext and unauthenticated, which the `adaptkv node`
 	// command allows only with --insecure.
 	Security *security.Material
+	// TokenTTL is how long a token from Admin.Login is accepted; default
+	// DefaultTokenTTL (1 h). Shorter limits what a leaked token is worth,
+	// at the price of more logins (each a bcrypt check on a node).
+	TokenTTL time.Duration
 
 	// Seeds are gossip addresses of existing members to join.
 	Seeds []string

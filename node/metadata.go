@@ -77,6 +77,9 @@ type command struct {
 	Stream *StreamProgress `json:"stream,omitempty"`
 	// Keyring is a gossip keyring change ("keyring", keyring.go).
 	Keyring *keyringChange `json:"keyring,omitempty"`
+	// User is a user-management entry's change ("user-*", "auth-secret",
+	// users.go).
+	User *userCmd `json:"user,omitempty"`
 	// AtUnixMs is the proposer's clock, so that every node records the same
 	// creation time.
 	AtUnixMs int64 `json:"at"`
@@ -85,7 +88,8 @@ type command struct {
 // applyResult is what fsm.Apply returns through raft's ApplyFuture.
 type applyResult struct {
 	def    KeyspaceDef
-	number uint32 // of a "number" entry
+	number uint32      // of a "number" entry
+	user   *UserRecord // of a "user-*" entry
 	err    error
 }
 
@@ -108,6 +112,8 @@ type fsm struct {
 	stream atomic.Pointer[StreamProgress]
 	// gossip is the cluster's gossip keyring (keyring.go).
 	gossip keyringFSM
+	// auth is the users, their grants and the token secret (users.go).
+	auth atomic.Pointer[authState]
 	// vnodes is the ring's vnodes per member; every node must agree.
 	vnodes   int
 	applied  atomic.Uint64
@@ -124,6 +130,7 @@ func newFSM() *fsm {
 	noNumbers := map[string]uint32{}
 	f.numbers.Store(&noNumbers)
 	f.topo.Store(&topoState{})
+	f.auth.Store(newAuthState())
 	return f
 }
 
@@ -140,6 +147,14 @@ func (f *fsm) Apply(l *raft.Log) any {
 		return applyResult{number: f.assignNumber(c.Node)}
 	case "keyring":
 		return f.applyKeyring(c.Keyring, l.Index)
+	case "user-create", "user-drop", "user-passwd", "user-grant", "user-revoke", "auth-secret":
+		var uc userCmd
+		if c.User != nil {
+			uc = *c.User
+		}
+		next, u, err := applyUserOp(f.auth.Load(), c.Op, uc, l.Index, c.AtUnixMs)
+		f.auth.Store(next)
+		return applyResult{user: u, err: err}
 	case "nop":
 		// Changes nothing; it gives the leader's read index an entry that
 		// reaches the state machine (see localReadIndex).
@@ -312,7 +327,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	// Raft calls Snapshot between Applys, so applied is the snapshot's
 	// index.
 	return fsmSnapshot{Keyspaces: *f.keyspaces.Load(), Decisions: *f.decisions.Load(), Numbers: *f.numbers.Load(),
-		Topology: f.topo.Load().Topology, Stream: f.stream.Load(), Keyring: f.gossip.state.Load(), Index: f.applied.Load()}, nil
+		Topology: f.topo.Load().Topology, Stream: f.stream.Load(), Keyring: f.gossip.state.Load(), Auth: f.auth.Load(), Index: f.applied.Load()}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -344,6 +359,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.numbers.Store(&snap.Numbers)
 	f.topo.Store(newTopoState(snap.Topology, f.vnodes))
 	f.stream.Store(snap.Stream)
+	f.auth.Store(snap.Auth.withRoot())
 	// The state is that of the snapshot's index, which is past the last
 	// entry that changed a keyspace when decisions followed it: a node that
 	// waited for that index (WaitForIndex, the configuration lease) would
@@ -366,6 +382,7 @@ type fsmSnapshot struct {
 	Topology  Topology                     `json:"topology,omitempty"`
 	Stream    *StreamProgress              `json:"stream,omitempty"`
 	Keyring   *GossipKeyring               `json:"keyring,omitempty"`
+	Auth      *authState                   `json:"auth,omitempty"`
 	// Index is the last log index the snapshot includes.
 	Index uint64 `json:"index,omitempty"`
 }
@@ -476,9 +493,19 @@ const proposeTimeout = 5 * time.Second
 // proposeTimeout when ctx has no deadline); an entry given up on may still
 // be committed later, like any write whose outcome is unknown.
 func propose(ctx context.Context, r *raft.Raft, c command) (KeyspaceDef, error) {
-	b, err := json.Marshal(c)
+	res, _, err := proposeEntry(ctx, r, c)
 	if err != nil {
 		return KeyspaceDef{}, err
+	}
+	return res.def, res.err
+}
+
+// proposeEntry is propose returning the whole apply result and the
+// entry's log index.
+func proposeEntry(ctx context.Context, r *raft.Raft, c command) (applyResult, uint64, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return applyResult{}, 0, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -492,14 +519,14 @@ func propose(ctx context.Context, r *raft.Raft, c command) (KeyspaceDef, error) 
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		return KeyspaceDef{}, fmt.Errorf("metadata log: %s entry not known to be applied: %w", c.Op, ctx.Err())
+		return applyResult{}, 0, fmt.Errorf("metadata log: %s entry not known to be applied: %w", c.Op, ctx.Err())
 	}
 	if err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return KeyspaceDef{}, fmt.Errorf("%w: %w", ErrNoLeader, err)
+			return applyResult{}, 0, fmt.Errorf("%w: %w", ErrNoLeader, err)
 		}
-		return KeyspaceDef{}, fmt.Errorf("metadata log: %w", err)
+		return applyResult{}, 0, fmt.Errorf("metadata log: %w", err)
 	}
 	res, _ := fut.Response().(applyResult)
-	return res.def, res.err
+	return res, fut.Index(), nil
 }

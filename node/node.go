@@ -76,7 +76,8 @@ type Node struct {
 	health     *health.Server
 	httpServer *http.Server
 	addrs      Addrs
-	hooks      *testHooks // nil unless Config.UnsafeTestHooks
+	hooks      *testHooks  // nil unless Config.UnsafeTestHooks
+	auth       *authorizer // nil on an insecure node (auth.go)
 
 	raftHasState bool
 	// joined is set once the node has joined the gossip cluster (at once
@@ -225,13 +226,23 @@ func (n *Node) start(ctx context.Context) error {
 		// idle worker costs a parked goroutine.
 		grpc.NumStreamWorkers(uint32(max(streamWorkers, 4*runtime.GOMAXPROCS(0)))),
 	}
+	var unary []grpc.UnaryServerInterceptor
 	if cfg.Security != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.Security.ServerConfig())))
+		// The API verifies a client certificate when one is presented but
+		// does not require it (password users hold none); the interceptors
+		// decide what each caller may do (auth.go).
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.Security.APIServerConfig())))
+		n.auth = newAuthorizer(n)
+		unary = append(unary, n.auth.unary)
+		opts = append(opts, grpc.ChainStreamInterceptor(n.auth.stream))
 	} else {
-		n.log.Warn("running insecure: the gRPC API and Raft are plaintext and unauthenticated, gossip is unencrypted")
+		n.log.Warn("running insecure: the gRPC API and Raft are plaintext and unauthenticated, gossip is unencrypted, and every caller may do everything")
 	}
 	if n.hooks != nil {
-		opts = append(opts, grpc.UnaryInterceptor(n.hooks.replyDelayInterceptor))
+		unary = append(unary, n.hooks.replyDelayInterceptor)
+	}
+	if len(unary) > 0 {
+		opts = append(opts, grpc.ChainUnaryInterceptor(unary...))
 	}
 	if n.admission != nil {
 		opts = append(opts, grpc.InTapHandle(n.admission.tap))
@@ -281,6 +292,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.goRun(func() { n.tuning.loop(runCtx) })
 	n.goRun(func() { n.scheduler.loop(runCtx) })
 	n.goRun(func() { n.leaseLoop(runCtx) })
+	n.goRun(func() { n.authSecretLoop(runCtx) })
 	if cfg.Replace != "" {
 		if err := n.requestReplace(ctx); err != nil {
 			return err

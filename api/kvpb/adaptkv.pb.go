@@ -198,6 +198,59 @@ func (KeyringOp) EnumDescriptor() ([]byte, []int) {
 	return file_adaptkv_proto_rawDescGZIP(), []int{2}
 }
 
+// Role is a permission on a keyspace. Admin includes read and write.
+type Role int32
+
+const (
+	Role_ROLE_UNSPECIFIED Role = 0
+	Role_ROLE_READ        Role = 1 // Get, Scan
+	Role_ROLE_WRITE       Role = 2 // Put, Delete (conditional ones too)
+	Role_ROLE_ADMIN       Role = 3 // AlterKeyspace, the tuner's reports, LocalGet; read and write
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_READ",
+		2: "ROLE_WRITE",
+		3: "ROLE_ADMIN",
+	}
+	Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED": 0,
+		"ROLE_READ":        1,
+		"ROLE_WRITE":       2,
+		"ROLE_ADMIN":       3,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_adaptkv_proto_enumTypes[3].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_adaptkv_proto_enumTypes[3]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{3}
+}
+
 type Condition_Kind int32
 
 const (
@@ -234,11 +287,11 @@ func (x Condition_Kind) String() string {
 }
 
 func (Condition_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_adaptkv_proto_enumTypes[3].Descriptor()
+	return file_adaptkv_proto_enumTypes[4].Descriptor()
 }
 
 func (Condition_Kind) Type() protoreflect.EnumType {
-	return &file_adaptkv_proto_enumTypes[3]
+	return &file_adaptkv_proto_enumTypes[4]
 }
 
 func (x Condition_Kind) Number() protoreflect.EnumNumber {
@@ -289,11 +342,11 @@ func (x PaxosRequest_Kind) String() string {
 }
 
 func (PaxosRequest_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_adaptkv_proto_enumTypes[4].Descriptor()
+	return file_adaptkv_proto_enumTypes[5].Descriptor()
 }
 
 func (PaxosRequest_Kind) Type() protoreflect.EnumType {
-	return &file_adaptkv_proto_enumTypes[4]
+	return &file_adaptkv_proto_enumTypes[5]
 }
 
 func (x PaxosRequest_Kind) Number() protoreflect.EnumNumber {
@@ -5296,6 +5349,589 @@ func (x *KeyringResponse) GetNotApplied() []string {
 	return nil
 }
 
+type LoginRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginRequest) Reset() {
+	*x = LoginRequest{}
+	mi := &file_adaptkv_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginRequest) ProtoMessage() {}
+
+func (x *LoginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
+func (*LoginRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *LoginRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *LoginRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type LoginResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`                                         // send as "authorization: Bearer TOKEN"
+	ExpiresUnixMs int64                  `protobuf:"varint,2,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"` // when the token stops being accepted
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginResponse) Reset() {
+	*x = LoginResponse{}
+	mi := &file_adaptkv_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginResponse) ProtoMessage() {}
+
+func (x *LoginResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
+func (*LoginResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *LoginResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *LoginResponse) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+// Grant is one role on one keyspace; keyspace "*" is every keyspace.
+type Grant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Role          Role                   `protobuf:"varint,2,opt,name=role,proto3,enum=adaptkv.v1.Role" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Grant) Reset() {
+	*x = Grant{}
+	mi := &file_adaptkv_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Grant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Grant) ProtoMessage() {}
+
+func (x *Grant) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Grant.ProtoReflect.Descriptor instead.
+func (*Grant) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *Grant) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *Grant) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+type User struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ClusterAdmin  bool                   `protobuf:"varint,2,opt,name=cluster_admin,json=clusterAdmin,proto3" json:"cluster_admin,omitempty"`
+	Grants        []*Grant               `protobuf:"bytes,3,rep,name=grants,proto3" json:"grants,omitempty"` // sorted by keyspace, then role
+	HasPassword   bool                   `protobuf:"varint,4,opt,name=has_password,json=hasPassword,proto3" json:"has_password,omitempty"`
+	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_adaptkv_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *User) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *User) GetClusterAdmin() bool {
+	if x != nil {
+		return x.ClusterAdmin
+	}
+	return false
+}
+
+func (x *User) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+func (x *User) GetHasPassword() bool {
+	if x != nil {
+		return x.HasPassword
+	}
+	return false
+}
+
+func (x *User) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+type CreateUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"` // empty: the user can only use a client certificate
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUserRequest) Reset() {
+	*x = CreateUserRequest{}
+	mi := &file_adaptkv_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserRequest) ProtoMessage() {}
+
+func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
+func (*CreateUserRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *CreateUserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateUserRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type DropUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DropUserRequest) Reset() {
+	*x = DropUserRequest{}
+	mi := &file_adaptkv_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DropUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DropUserRequest) ProtoMessage() {}
+
+func (x *DropUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DropUserRequest.ProtoReflect.Descriptor instead.
+func (*DropUserRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *DropUserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type SetPasswordRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"` // empty removes the password
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPasswordRequest) Reset() {
+	*x = SetPasswordRequest{}
+	mi := &file_adaptkv_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPasswordRequest) ProtoMessage() {}
+
+func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPasswordRequest.ProtoReflect.Descriptor instead.
+func (*SetPasswordRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *SetPasswordRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetPasswordRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+// GrantRoleRequest grants (or revokes) either a role on a keyspace or
+// cluster administration.
+type GrantRoleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Keyspace      string                 `protobuf:"bytes,2,opt,name=keyspace,proto3" json:"keyspace,omitempty"` // a keyspace or "*"; with role
+	Role          Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=adaptkv.v1.Role" json:"role,omitempty"`
+	ClusterAdmin  bool                   `protobuf:"varint,4,opt,name=cluster_admin,json=clusterAdmin,proto3" json:"cluster_admin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantRoleRequest) Reset() {
+	*x = GrantRoleRequest{}
+	mi := &file_adaptkv_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantRoleRequest) ProtoMessage() {}
+
+func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
+func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *GrantRoleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GrantRoleRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *GrantRoleRequest) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *GrantRoleRequest) GetClusterAdmin() bool {
+	if x != nil {
+		return x.ClusterAdmin
+	}
+	return false
+}
+
+type UserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // the metadata log entry that made the change
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserResponse) Reset() {
+	*x = UserResponse{}
+	mi := &file_adaptkv_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserResponse) ProtoMessage() {}
+
+func (x *UserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserResponse.ProtoReflect.Descriptor instead.
+func (*UserResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *UserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *UserResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type ListUsersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersRequest) Reset() {
+	*x = ListUsersRequest{}
+	mi := &file_adaptkv_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersRequest) ProtoMessage() {}
+
+func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
+func (*ListUsersRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{83}
+}
+
+type ListUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersResponse) Reset() {
+	*x = ListUsersResponse{}
+	mi := &file_adaptkv_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersResponse) ProtoMessage() {}
+
+func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
+func (*ListUsersResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *ListUsersResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
 type CleanupKeyspaceResponse_Node struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -5308,7 +5944,7 @@ type CleanupKeyspaceResponse_Node struct {
 
 func (x *CleanupKeyspaceResponse_Node) Reset() {
 	*x = CleanupKeyspaceResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[74]
+	mi := &file_adaptkv_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5320,7 +5956,7 @@ func (x *CleanupKeyspaceResponse_Node) String() string {
 func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[74]
+	mi := &file_adaptkv_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5378,7 +6014,7 @@ type KeyringResponse_Node struct {
 
 func (x *KeyringResponse_Node) Reset() {
 	*x = KeyringResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[75]
+	mi := &file_adaptkv_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5390,7 +6026,7 @@ func (x *KeyringResponse_Node) String() string {
 func (*KeyringResponse_Node) ProtoMessage() {}
 
 func (x *KeyringResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[75]
+	mi := &file_adaptkv_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5852,7 +6488,41 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\aprimary\x18\x02 \x01(\tR\aprimary\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\tR\x04keys\x12\x18\n" +
 	"\aapplied\x18\x04 \x01(\x04R\aapplied\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error*x\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\">\n" +
+	"\fLoginRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"M\n" +
+	"\rLoginResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x02 \x01(\x03R\rexpiresUnixMs\"I\n" +
+	"\x05Grant\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12$\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x10.adaptkv.v1.RoleR\x04role\"\xb5\x01\n" +
+	"\x04User\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
+	"\rcluster_admin\x18\x02 \x01(\bR\fclusterAdmin\x12)\n" +
+	"\x06grants\x18\x03 \x03(\v2\x11.adaptkv.v1.GrantR\x06grants\x12!\n" +
+	"\fhas_password\x18\x04 \x01(\bR\vhasPassword\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"C\n" +
+	"\x11CreateUserRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"%\n" +
+	"\x0fDropUserRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"D\n" +
+	"\x12SetPasswordRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"\x8d\x01\n" +
+	"\x10GrantRoleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bkeyspace\x18\x02 \x01(\tR\bkeyspace\x12$\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x10.adaptkv.v1.RoleR\x04role\x12#\n" +
+	"\rcluster_admin\x18\x04 \x01(\bR\fclusterAdmin\"J\n" +
+	"\fUserResponse\x12$\n" +
+	"\x04user\x18\x01 \x01(\v2\x10.adaptkv.v1.UserR\x04user\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
+	"\x10ListUsersRequest\";\n" +
+	"\x11ListUsersResponse\x12&\n" +
+	"\x05users\x18\x01 \x03(\v2\x10.adaptkv.v1.UserR\x05users*x\n" +
 	"\x05Level\x12\x15\n" +
 	"\x11LEVEL_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLEVEL_ONE\x10\x01\x12\x10\n" +
@@ -5871,13 +6541,19 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x0fKEYRING_OP_LIST\x10\x01\x12\x16\n" +
 	"\x12KEYRING_OP_INSTALL\x10\x02\x12\x12\n" +
 	"\x0eKEYRING_OP_USE\x10\x03\x12\x15\n" +
-	"\x11KEYRING_OP_REMOVE\x10\x042\xf0\x01\n" +
+	"\x11KEYRING_OP_REMOVE\x10\x04*K\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tROLE_READ\x10\x01\x12\x0e\n" +
+	"\n" +
+	"ROLE_WRITE\x10\x02\x12\x0e\n" +
+	"\n" +
+	"ROLE_ADMIN\x10\x032\xf0\x01\n" +
 	"\x02KV\x126\n" +
 	"\x03Get\x12\x16.adaptkv.v1.GetRequest\x1a\x17.adaptkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.adaptkv.v1.PutRequest\x1a\x17.adaptkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.adaptkv.v1.DeleteRequest\x1a\x1a.adaptkv.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xc7\n" +
-	"\n" +
+	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xad\x0e\n" +
 	"\x05Admin\x12Q\n" +
 	"\x0eCreateKeyspace\x12!.adaptkv.v1.CreateKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12O\n" +
 	"\rAlterKeyspace\x12 .adaptkv.v1.AlterKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12U\n" +
@@ -5895,7 +6571,16 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\n" +
 	"RemoveNode\x12\x1d.adaptkv.v1.RemoveNodeRequest\x1a\x1e.adaptkv.v1.RemoveNodeResponse\x12N\n" +
 	"\vReplaceNode\x12\x1e.adaptkv.v1.ReplaceNodeRequest\x1a\x1f.adaptkv.v1.ReplaceNodeResponse\x12B\n" +
-	"\aKeyring\x12\x1a.adaptkv.v1.KeyringRequest\x1a\x1b.adaptkv.v1.KeyringResponse2\xe0\x04\n" +
+	"\aKeyring\x12\x1a.adaptkv.v1.KeyringRequest\x1a\x1b.adaptkv.v1.KeyringResponse\x12<\n" +
+	"\x05Login\x12\x18.adaptkv.v1.LoginRequest\x1a\x19.adaptkv.v1.LoginResponse\x12E\n" +
+	"\n" +
+	"CreateUser\x12\x1d.adaptkv.v1.CreateUserRequest\x1a\x18.adaptkv.v1.UserResponse\x12A\n" +
+	"\bDropUser\x12\x1b.adaptkv.v1.DropUserRequest\x1a\x18.adaptkv.v1.UserResponse\x12G\n" +
+	"\vSetPassword\x12\x1e.adaptkv.v1.SetPasswordRequest\x1a\x18.adaptkv.v1.UserResponse\x12C\n" +
+	"\tGrantRole\x12\x1c.adaptkv.v1.GrantRoleRequest\x1a\x18.adaptkv.v1.UserResponse\x12D\n" +
+	"\n" +
+	"RevokeRole\x12\x1c.adaptkv.v1.GrantRoleRequest\x1a\x18.adaptkv.v1.UserResponse\x12H\n" +
+	"\tListUsers\x12\x1c.adaptkv.v1.ListUsersRequest\x1a\x1d.adaptkv.v1.ListUsersResponse2\xe0\x04\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
@@ -5918,217 +6603,248 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 	return file_adaptkv_proto_rawDescData
 }
 
-var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                           // 0: adaptkv.v1.Level
 	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
 	(KeyringOp)(0),                       // 2: adaptkv.v1.KeyringOp
-	(Condition_Kind)(0),                  // 3: adaptkv.v1.Condition.Kind
-	(PaxosRequest_Kind)(0),               // 4: adaptkv.v1.PaxosRequest.Kind
-	(*Condition)(nil),                    // 5: adaptkv.v1.Condition
-	(*Current)(nil),                      // 6: adaptkv.v1.Current
-	(*Consistency)(nil),                  // 7: adaptkv.v1.Consistency
-	(*Version)(nil),                      // 8: adaptkv.v1.Version
-	(*Receipt)(nil),                      // 9: adaptkv.v1.Receipt
-	(*KeyValue)(nil),                     // 10: adaptkv.v1.KeyValue
-	(*GetRequest)(nil),                   // 11: adaptkv.v1.GetRequest
-	(*GetResponse)(nil),                  // 12: adaptkv.v1.GetResponse
-	(*PutRequest)(nil),                   // 13: adaptkv.v1.PutRequest
-	(*PutResponse)(nil),                  // 14: adaptkv.v1.PutResponse
-	(*DeleteRequest)(nil),                // 15: adaptkv.v1.DeleteRequest
-	(*DeleteResponse)(nil),               // 16: adaptkv.v1.DeleteResponse
-	(*ScanRequest)(nil),                  // 17: adaptkv.v1.ScanRequest
-	(*ScanResponse)(nil),                 // 18: adaptkv.v1.ScanResponse
-	(*AdaptiveGoal)(nil),                 // 19: adaptkv.v1.AdaptiveGoal
-	(*KeyspaceConfig)(nil),               // 20: adaptkv.v1.KeyspaceConfig
-	(*CreateKeyspaceRequest)(nil),        // 21: adaptkv.v1.CreateKeyspaceRequest
-	(*AlterKeyspaceRequest)(nil),         // 22: adaptkv.v1.AlterKeyspaceRequest
-	(*DescribeKeyspaceRequest)(nil),      // 23: adaptkv.v1.DescribeKeyspaceRequest
-	(*KeyspaceResponse)(nil),             // 24: adaptkv.v1.KeyspaceResponse
-	(*ListKeyspacesRequest)(nil),         // 25: adaptkv.v1.ListKeyspacesRequest
-	(*ListKeyspacesResponse)(nil),        // 26: adaptkv.v1.ListKeyspacesResponse
-	(*Member)(nil),                       // 27: adaptkv.v1.Member
-	(*ClusterStatusRequest)(nil),         // 28: adaptkv.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),        // 29: adaptkv.v1.ClusterStatusResponse
-	(*NodeSecurity)(nil),                 // 30: adaptkv.v1.NodeSecurity
-	(*StreamStatus)(nil),                 // 31: adaptkv.v1.StreamStatus
-	(*LocalGetRequest)(nil),              // 32: adaptkv.v1.LocalGetRequest
-	(*LocalGetResponse)(nil),             // 33: adaptkv.v1.LocalGetResponse
-	(*TunerExplainRequest)(nil),          // 34: adaptkv.v1.TunerExplainRequest
-	(*TunerExplainResponse)(nil),         // 35: adaptkv.v1.TunerExplainResponse
-	(*TunerWhatIfRequest)(nil),           // 36: adaptkv.v1.TunerWhatIfRequest
-	(*TunerWhatIfResponse)(nil),          // 37: adaptkv.v1.TunerWhatIfResponse
-	(*TunerSnapshotRequest)(nil),         // 38: adaptkv.v1.TunerSnapshotRequest
-	(*TunerSnapshotResponse)(nil),        // 39: adaptkv.v1.TunerSnapshotResponse
-	(*RepairOptions)(nil),                // 40: adaptkv.v1.RepairOptions
-	(*RepairStats)(nil),                  // 41: adaptkv.v1.RepairStats
-	(*RepairKeyspaceRequest)(nil),        // 42: adaptkv.v1.RepairKeyspaceRequest
-	(*RepairKeyspaceResponse)(nil),       // 43: adaptkv.v1.RepairKeyspaceResponse
-	(*DecommissionNodeRequest)(nil),      // 44: adaptkv.v1.DecommissionNodeRequest
-	(*DecommissionNodeResponse)(nil),     // 45: adaptkv.v1.DecommissionNodeResponse
-	(*RemoveNodeRequest)(nil),            // 46: adaptkv.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 47: adaptkv.v1.RemoveNodeResponse
-	(*MetadataReadIndexRequest)(nil),     // 48: adaptkv.v1.MetadataReadIndexRequest
-	(*MetadataReadIndexResponse)(nil),    // 49: adaptkv.v1.MetadataReadIndexResponse
-	(*Record)(nil),                       // 50: adaptkv.v1.Record
-	(*Mutation)(nil),                     // 51: adaptkv.v1.Mutation
-	(*MutationResult)(nil),               // 52: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),          // 53: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),         // 54: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),           // 55: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),          // 56: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),           // 57: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),          // 58: adaptkv.v1.ReplicaScanResponse
-	(*ReplicaRepairRequest)(nil),         // 59: adaptkv.v1.ReplicaRepairRequest
-	(*ReplicaRepairResponse)(nil),        // 60: adaptkv.v1.ReplicaRepairResponse
-	(*DigestEntry)(nil),                  // 61: adaptkv.v1.DigestEntry
-	(*ReplicaDigestRequest)(nil),         // 62: adaptkv.v1.ReplicaDigestRequest
-	(*ReplicaDigestResponse)(nil),        // 63: adaptkv.v1.ReplicaDigestResponse
-	(*CompareTreesRequest)(nil),          // 64: adaptkv.v1.CompareTreesRequest
-	(*SharedRoot)(nil),                   // 65: adaptkv.v1.SharedRoot
-	(*TreeQuery)(nil),                    // 66: adaptkv.v1.TreeQuery
-	(*CompareTreesResponse)(nil),         // 67: adaptkv.v1.CompareTreesResponse
-	(*TreeAnswer)(nil),                   // 68: adaptkv.v1.TreeAnswer
-	(*PaxosBallot)(nil),                  // 69: adaptkv.v1.PaxosBallot
-	(*PaxosProposal)(nil),                // 70: adaptkv.v1.PaxosProposal
-	(*PaxosRequest)(nil),                 // 71: adaptkv.v1.PaxosRequest
-	(*PaxosResponse)(nil),                // 72: adaptkv.v1.PaxosResponse
-	(*CleanupKeyspaceRequest)(nil),       // 73: adaptkv.v1.CleanupKeyspaceRequest
-	(*CleanupKeyspaceResponse)(nil),      // 74: adaptkv.v1.CleanupKeyspaceResponse
-	(*ReplaceNodeRequest)(nil),           // 75: adaptkv.v1.ReplaceNodeRequest
-	(*ReplaceNodeResponse)(nil),          // 76: adaptkv.v1.ReplaceNodeResponse
-	(*KeyringRequest)(nil),               // 77: adaptkv.v1.KeyringRequest
-	(*KeyringResponse)(nil),              // 78: adaptkv.v1.KeyringResponse
-	(*CleanupKeyspaceResponse_Node)(nil), // 79: adaptkv.v1.CleanupKeyspaceResponse.Node
-	(*KeyringResponse_Node)(nil),         // 80: adaptkv.v1.KeyringResponse.Node
+	(Role)(0),                            // 3: adaptkv.v1.Role
+	(Condition_Kind)(0),                  // 4: adaptkv.v1.Condition.Kind
+	(PaxosRequest_Kind)(0),               // 5: adaptkv.v1.PaxosRequest.Kind
+	(*Condition)(nil),                    // 6: adaptkv.v1.Condition
+	(*Current)(nil),                      // 7: adaptkv.v1.Current
+	(*Consistency)(nil),                  // 8: adaptkv.v1.Consistency
+	(*Version)(nil),                      // 9: adaptkv.v1.Version
+	(*Receipt)(nil),                      // 10: adaptkv.v1.Receipt
+	(*KeyValue)(nil),                     // 11: adaptkv.v1.KeyValue
+	(*GetRequest)(nil),                   // 12: adaptkv.v1.GetRequest
+	(*GetResponse)(nil),                  // 13: adaptkv.v1.GetResponse
+	(*PutRequest)(nil),                   // 14: adaptkv.v1.PutRequest
+	(*PutResponse)(nil),                  // 15: adaptkv.v1.PutResponse
+	(*DeleteRequest)(nil),                // 16: adaptkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 17: adaptkv.v1.DeleteResponse
+	(*ScanRequest)(nil),                  // 18: adaptkv.v1.ScanRequest
+	(*ScanResponse)(nil),                 // 19: adaptkv.v1.ScanResponse
+	(*AdaptiveGoal)(nil),                 // 20: adaptkv.v1.AdaptiveGoal
+	(*KeyspaceConfig)(nil),               // 21: adaptkv.v1.KeyspaceConfig
+	(*CreateKeyspaceRequest)(nil),        // 22: adaptkv.v1.CreateKeyspaceRequest
+	(*AlterKeyspaceRequest)(nil),         // 23: adaptkv.v1.AlterKeyspaceRequest
+	(*DescribeKeyspaceRequest)(nil),      // 24: adaptkv.v1.DescribeKeyspaceRequest
+	(*KeyspaceResponse)(nil),             // 25: adaptkv.v1.KeyspaceResponse
+	(*ListKeyspacesRequest)(nil),         // 26: adaptkv.v1.ListKeyspacesRequest
+	(*ListKeyspacesResponse)(nil),        // 27: adaptkv.v1.ListKeyspacesResponse
+	(*Member)(nil),                       // 28: adaptkv.v1.Member
+	(*ClusterStatusRequest)(nil),         // 29: adaptkv.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),        // 30: adaptkv.v1.ClusterStatusResponse
+	(*NodeSecurity)(nil),                 // 31: adaptkv.v1.NodeSecurity
+	(*StreamStatus)(nil),                 // 32: adaptkv.v1.StreamStatus
+	(*LocalGetRequest)(nil),              // 33: adaptkv.v1.LocalGetRequest
+	(*LocalGetResponse)(nil),             // 34: adaptkv.v1.LocalGetResponse
+	(*TunerExplainRequest)(nil),          // 35: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),         // 36: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),           // 37: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),          // 38: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),         // 39: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),        // 40: adaptkv.v1.TunerSnapshotResponse
+	(*RepairOptions)(nil),                // 41: adaptkv.v1.RepairOptions
+	(*RepairStats)(nil),                  // 42: adaptkv.v1.RepairStats
+	(*RepairKeyspaceRequest)(nil),        // 43: adaptkv.v1.RepairKeyspaceRequest
+	(*RepairKeyspaceResponse)(nil),       // 44: adaptkv.v1.RepairKeyspaceResponse
+	(*DecommissionNodeRequest)(nil),      // 45: adaptkv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil),     // 46: adaptkv.v1.DecommissionNodeResponse
+	(*RemoveNodeRequest)(nil),            // 47: adaptkv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 48: adaptkv.v1.RemoveNodeResponse
+	(*MetadataReadIndexRequest)(nil),     // 49: adaptkv.v1.MetadataReadIndexRequest
+	(*MetadataReadIndexResponse)(nil),    // 50: adaptkv.v1.MetadataReadIndexResponse
+	(*Record)(nil),                       // 51: adaptkv.v1.Record
+	(*Mutation)(nil),                     // 52: adaptkv.v1.Mutation
+	(*MutationResult)(nil),               // 53: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),          // 54: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),         // 55: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),           // 56: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),          // 57: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),           // 58: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),          // 59: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),         // 60: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),        // 61: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),                  // 62: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),         // 63: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),        // 64: adaptkv.v1.ReplicaDigestResponse
+	(*CompareTreesRequest)(nil),          // 65: adaptkv.v1.CompareTreesRequest
+	(*SharedRoot)(nil),                   // 66: adaptkv.v1.SharedRoot
+	(*TreeQuery)(nil),                    // 67: adaptkv.v1.TreeQuery
+	(*CompareTreesResponse)(nil),         // 68: adaptkv.v1.CompareTreesResponse
+	(*TreeAnswer)(nil),                   // 69: adaptkv.v1.TreeAnswer
+	(*PaxosBallot)(nil),                  // 70: adaptkv.v1.PaxosBallot
+	(*PaxosProposal)(nil),                // 71: adaptkv.v1.PaxosProposal
+	(*PaxosRequest)(nil),                 // 72: adaptkv.v1.PaxosRequest
+	(*PaxosResponse)(nil),                // 73: adaptkv.v1.PaxosResponse
+	(*CleanupKeyspaceRequest)(nil),       // 74: adaptkv.v1.CleanupKeyspaceRequest
+	(*CleanupKeyspaceResponse)(nil),      // 75: adaptkv.v1.CleanupKeyspaceResponse
+	(*ReplaceNodeRequest)(nil),           // 76: adaptkv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),          // 77: adaptkv.v1.ReplaceNodeResponse
+	(*KeyringRequest)(nil),               // 78: adaptkv.v1.KeyringRequest
+	(*KeyringResponse)(nil),              // 79: adaptkv.v1.KeyringResponse
+	(*LoginRequest)(nil),                 // 80: adaptkv.v1.LoginRequest
+	(*LoginResponse)(nil),                // 81: adaptkv.v1.LoginResponse
+	(*Grant)(nil),                        // 82: adaptkv.v1.Grant
+	(*User)(nil),                         // 83: adaptkv.v1.User
+	(*CreateUserRequest)(nil),            // 84: adaptkv.v1.CreateUserRequest
+	(*DropUserRequest)(nil),              // 85: adaptkv.v1.DropUserRequest
+	(*SetPasswordRequest)(nil),           // 86: adaptkv.v1.SetPasswordRequest
+	(*GrantRoleRequest)(nil),             // 87: adaptkv.v1.GrantRoleRequest
+	(*UserResponse)(nil),                 // 88: adaptkv.v1.UserResponse
+	(*ListUsersRequest)(nil),             // 89: adaptkv.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),            // 90: adaptkv.v1.ListUsersResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 91: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(*KeyringResponse_Node)(nil),         // 92: adaptkv.v1.KeyringResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
-	3,  // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
-	8,  // 1: adaptkv.v1.Condition.version:type_name -> adaptkv.v1.Version
-	8,  // 2: adaptkv.v1.Current.version:type_name -> adaptkv.v1.Version
-	0,  // 3: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
-	0,  // 4: adaptkv.v1.Receipt.level:type_name -> adaptkv.v1.Level
-	8,  // 5: adaptkv.v1.KeyValue.version:type_name -> adaptkv.v1.Version
-	7,  // 6: adaptkv.v1.GetRequest.consistency:type_name -> adaptkv.v1.Consistency
-	8,  // 7: adaptkv.v1.GetRequest.session_min:type_name -> adaptkv.v1.Version
-	8,  // 8: adaptkv.v1.GetResponse.version:type_name -> adaptkv.v1.Version
-	9,  // 9: adaptkv.v1.GetResponse.receipt:type_name -> adaptkv.v1.Receipt
-	7,  // 10: adaptkv.v1.PutRequest.consistency:type_name -> adaptkv.v1.Consistency
-	5,  // 11: adaptkv.v1.PutRequest.condition:type_name -> adaptkv.v1.Condition
-	8,  // 12: adaptkv.v1.PutResponse.version:type_name -> adaptkv.v1.Version
-	9,  // 13: adaptkv.v1.PutResponse.receipt:type_name -> adaptkv.v1.Receipt
-	6,  // 14: adaptkv.v1.PutResponse.current:type_name -> adaptkv.v1.Current
-	7,  // 15: adaptkv.v1.DeleteRequest.consistency:type_name -> adaptkv.v1.Consistency
-	5,  // 16: adaptkv.v1.DeleteRequest.condition:type_name -> adaptkv.v1.Condition
-	8,  // 17: adaptkv.v1.DeleteResponse.version:type_name -> adaptkv.v1.Version
-	9,  // 18: adaptkv.v1.DeleteResponse.receipt:type_name -> adaptkv.v1.Receipt
-	6,  // 19: adaptkv.v1.DeleteResponse.current:type_name -> adaptkv.v1.Current
-	7,  // 20: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
-	10, // 21: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
-	9,  // 22: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
-	0,  // 23: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
-	7,  // 24: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
-	19, // 25: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	7,  // 26: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	19, // 27: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	7,  // 28: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	19, // 29: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	20, // 30: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
-	20, // 31: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
-	1,  // 32: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
-	27, // 33: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
-	31, // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
-	30, // 35: adaptkv.v1.ClusterStatusResponse.security:type_name -> adaptkv.v1.NodeSecurity
-	8,  // 36: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
-	40, // 37: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
-	41, // 38: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
-	8,  // 39: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	50, // 40: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	51, // 41: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	52, // 42: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	50, // 43: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	50, // 44: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
-	40, // 45: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
-	41, // 46: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
-	8,  // 47: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
-	61, // 48: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
-	66, // 49: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
-	65, // 50: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
-	68, // 51: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	69, // 52: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
-	50, // 53: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
-	4,  // 54: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
-	69, // 55: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
-	70, // 56: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
-	69, // 57: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
-	70, // 58: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
-	69, // 59: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
-	50, // 60: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
-	79, // 61: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
-	2,  // 62: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
-	80, // 63: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
-	11, // 64: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	13, // 65: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	15, // 66: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	17, // 67: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	21, // 68: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	22, // 69: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	23, // 70: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	25, // 71: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	28, // 72: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	32, // 73: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	34, // 74: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	36, // 75: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	38, // 76: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	42, // 77: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	48, // 78: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	44, // 79: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	73, // 80: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
-	46, // 81: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	75, // 82: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
-	77, // 83: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
-	53, // 84: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	55, // 85: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	57, // 86: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	53, // 87: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	62, // 88: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	59, // 89: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	64, // 90: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	71, // 91: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
-	12, // 92: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	14, // 93: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	16, // 94: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	18, // 95: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	24, // 96: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	24, // 97: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	24, // 98: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	26, // 99: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	29, // 100: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	33, // 101: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	35, // 102: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	37, // 103: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	39, // 104: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	43, // 105: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	49, // 106: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	45, // 107: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	74, // 108: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	47, // 109: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	76, // 110: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	78, // 111: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
-	54, // 112: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	56, // 113: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	58, // 114: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	54, // 115: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	63, // 116: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	60, // 117: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	67, // 118: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	72, // 119: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
-	92, // [92:120] is the sub-list for method output_type
-	64, // [64:92] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	4,   // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
+	9,   // 1: adaptkv.v1.Condition.version:type_name -> adaptkv.v1.Version
+	9,   // 2: adaptkv.v1.Current.version:type_name -> adaptkv.v1.Version
+	0,   // 3: adaptkv.v1.Consistency.level:type_name -> adaptkv.v1.Level
+	0,   // 4: adaptkv.v1.Receipt.level:type_name -> adaptkv.v1.Level
+	9,   // 5: adaptkv.v1.KeyValue.version:type_name -> adaptkv.v1.Version
+	8,   // 6: adaptkv.v1.GetRequest.consistency:type_name -> adaptkv.v1.Consistency
+	9,   // 7: adaptkv.v1.GetRequest.session_min:type_name -> adaptkv.v1.Version
+	9,   // 8: adaptkv.v1.GetResponse.version:type_name -> adaptkv.v1.Version
+	10,  // 9: adaptkv.v1.GetResponse.receipt:type_name -> adaptkv.v1.Receipt
+	8,   // 10: adaptkv.v1.PutRequest.consistency:type_name -> adaptkv.v1.Consistency
+	6,   // 11: adaptkv.v1.PutRequest.condition:type_name -> adaptkv.v1.Condition
+	9,   // 12: adaptkv.v1.PutResponse.version:type_name -> adaptkv.v1.Version
+	10,  // 13: adaptkv.v1.PutResponse.receipt:type_name -> adaptkv.v1.Receipt
+	7,   // 14: adaptkv.v1.PutResponse.current:type_name -> adaptkv.v1.Current
+	8,   // 15: adaptkv.v1.DeleteRequest.consistency:type_name -> adaptkv.v1.Consistency
+	6,   // 16: adaptkv.v1.DeleteRequest.condition:type_name -> adaptkv.v1.Condition
+	9,   // 17: adaptkv.v1.DeleteResponse.version:type_name -> adaptkv.v1.Version
+	10,  // 18: adaptkv.v1.DeleteResponse.receipt:type_name -> adaptkv.v1.Receipt
+	7,   // 19: adaptkv.v1.DeleteResponse.current:type_name -> adaptkv.v1.Current
+	8,   // 20: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
+	11,  // 21: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
+	10,  // 22: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
+	0,   // 23: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
+	8,   // 24: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
+	20,  // 25: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	8,   // 26: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	20,  // 27: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	8,   // 28: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	20,  // 29: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	21,  // 30: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
+	21,  // 31: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
+	1,   // 32: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
+	28,  // 33: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
+	32,  // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
+	31,  // 35: adaptkv.v1.ClusterStatusResponse.security:type_name -> adaptkv.v1.NodeSecurity
+	9,   // 36: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
+	41,  // 37: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
+	42,  // 38: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
+	9,   // 39: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
+	51,  // 40: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	52,  // 41: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	53,  // 42: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	51,  // 43: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	51,  // 44: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	41,  // 45: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
+	42,  // 46: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
+	9,   // 47: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
+	62,  // 48: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	67,  // 49: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
+	66,  // 50: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
+	69,  // 51: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
+	70,  // 52: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
+	51,  // 53: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
+	5,   // 54: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
+	70,  // 55: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
+	71,  // 56: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
+	70,  // 57: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
+	71,  // 58: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
+	70,  // 59: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
+	51,  // 60: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
+	91,  // 61: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	2,   // 62: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
+	92,  // 63: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
+	3,   // 64: adaptkv.v1.Grant.role:type_name -> adaptkv.v1.Role
+	82,  // 65: adaptkv.v1.User.grants:type_name -> adaptkv.v1.Grant
+	3,   // 66: adaptkv.v1.GrantRoleRequest.role:type_name -> adaptkv.v1.Role
+	83,  // 67: adaptkv.v1.UserResponse.user:type_name -> adaptkv.v1.User
+	83,  // 68: adaptkv.v1.ListUsersResponse.users:type_name -> adaptkv.v1.User
+	12,  // 69: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	14,  // 70: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	16,  // 71: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	18,  // 72: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	22,  // 73: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	23,  // 74: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	24,  // 75: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	26,  // 76: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	29,  // 77: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	33,  // 78: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	35,  // 79: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	37,  // 80: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	39,  // 81: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	43,  // 82: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	49,  // 83: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	45,  // 84: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	74,  // 85: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	47,  // 86: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
+	76,  // 87: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	78,  // 88: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
+	80,  // 89: adaptkv.v1.Admin.Login:input_type -> adaptkv.v1.LoginRequest
+	84,  // 90: adaptkv.v1.Admin.CreateUser:input_type -> adaptkv.v1.CreateUserRequest
+	85,  // 91: adaptkv.v1.Admin.DropUser:input_type -> adaptkv.v1.DropUserRequest
+	86,  // 92: adaptkv.v1.Admin.SetPassword:input_type -> adaptkv.v1.SetPasswordRequest
+	87,  // 93: adaptkv.v1.Admin.GrantRole:input_type -> adaptkv.v1.GrantRoleRequest
+	87,  // 94: adaptkv.v1.Admin.RevokeRole:input_type -> adaptkv.v1.GrantRoleRequest
+	89,  // 95: adaptkv.v1.Admin.ListUsers:input_type -> adaptkv.v1.ListUsersRequest
+	54,  // 96: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	56,  // 97: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	58,  // 98: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	54,  // 99: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	63,  // 100: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	60,  // 101: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	65,  // 102: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	72,  // 103: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
+	13,  // 104: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	15,  // 105: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	17,  // 106: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	19,  // 107: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	25,  // 108: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	25,  // 109: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	25,  // 110: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	27,  // 111: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	30,  // 112: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	34,  // 113: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	36,  // 114: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	38,  // 115: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	40,  // 116: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	44,  // 117: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	50,  // 118: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	46,  // 119: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	75,  // 120: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	48,  // 121: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	77,  // 122: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	79,  // 123: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
+	81,  // 124: adaptkv.v1.Admin.Login:output_type -> adaptkv.v1.LoginResponse
+	88,  // 125: adaptkv.v1.Admin.CreateUser:output_type -> adaptkv.v1.UserResponse
+	88,  // 126: adaptkv.v1.Admin.DropUser:output_type -> adaptkv.v1.UserResponse
+	88,  // 127: adaptkv.v1.Admin.SetPassword:output_type -> adaptkv.v1.UserResponse
+	88,  // 128: adaptkv.v1.Admin.GrantRole:output_type -> adaptkv.v1.UserResponse
+	88,  // 129: adaptkv.v1.Admin.RevokeRole:output_type -> adaptkv.v1.UserResponse
+	90,  // 130: adaptkv.v1.Admin.ListUsers:output_type -> adaptkv.v1.ListUsersResponse
+	55,  // 131: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	57,  // 132: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	59,  // 133: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	55,  // 134: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	64,  // 135: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	61,  // 136: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	68,  // 137: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	73,  // 138: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
+	104, // [104:139] is the sub-list for method output_type
+	69,  // [69:104] is the sub-list for method input_type
+	69,  // [69:69] is the sub-list for extension type_name
+	69,  // [69:69] is the sub-list for extension extendee
+	0,   // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -6141,8 +6857,8 @@ func file_adaptkv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   76,
+			NumEnums:      6,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -259,6 +259,13 @@ const (
 	Admin_RemoveNode_FullMethodName        = "/adaptkv.v1.Admin/RemoveNode"
 	Admin_ReplaceNode_FullMethodName       = "/adaptkv.v1.Admin/ReplaceNode"
 	Admin_Keyring_FullMethodName           = "/adaptkv.v1.Admin/Keyring"
+	Admin_Login_FullMethodName             = "/adaptkv.v1.Admin/Login"
+	Admin_CreateUser_FullMethodName        = "/adaptkv.v1.Admin/CreateUser"
+	Admin_DropUser_FullMethodName          = "/adaptkv.v1.Admin/DropUser"
+	Admin_SetPassword_FullMethodName       = "/adaptkv.v1.Admin/SetPassword"
+	Admin_GrantRole_FullMethodName         = "/adaptkv.v1.Admin/GrantRole"
+	Admin_RevokeRole_FullMethodName        = "/adaptkv.v1.Admin/RevokeRole"
+	Admin_ListUsers_FullMethodName         = "/adaptkv.v1.Admin/ListUsers"
 )
 
 // AdminClient is the client API for Admin service.
@@ -341,6 +348,22 @@ type AdminClient interface {
 	// encrypted (an insecure node, or no gossip.key); NOT_FOUND for using or
 	// removing a key the keyring does not hold.
 	Keyring(ctx context.Context, in *KeyringRequest, opts ...grpc.CallOption) (*KeyringResponse, error)
+	// Login exchanges a user's password for a short-lived bearer token, to be
+	// sent as "authorization: Bearer TOKEN" metadata on later calls. It is the
+	// only call a secure cluster serves without a client certificate;
+	// UNAUTHENTICATED for an unknown user or a wrong password (the message
+	// does not say which). FAILED_PRECONDITION on an --insecure cluster.
+	Login(ctx context.Context, in *LoginRequest, opts ...grpc.CallOption) (*LoginResponse, error)
+	// CreateUser, DropUser, SetPassword, GrantRole, RevokeRole and ListUsers
+	// manage users and their permissions in the metadata log (cluster admin,
+	// or the user itself for SetPassword). The user root always exists with
+	// every permission: it cannot be dropped or lose cluster admin.
+	CreateUser(ctx context.Context, in *CreateUserRequest, opts ...grpc.CallOption) (*UserResponse, error)
+	DropUser(ctx context.Context, in *DropUserRequest, opts ...grpc.CallOption) (*UserResponse, error)
+	SetPassword(ctx context.Context, in *SetPasswordRequest, opts ...grpc.CallOption) (*UserResponse, error)
+	GrantRole(ctx context.Context, in *GrantRoleRequest, opts ...grpc.CallOption) (*UserResponse, error)
+	RevokeRole(ctx context.Context, in *GrantRoleRequest, opts ...grpc.CallOption) (*UserResponse, error)
+	ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
 }
 
 type adminClient struct {
@@ -520,6 +543,76 @@ func (c *adminClient) Keyring(ctx context.Context, in *KeyringRequest, opts ...g
 	return out, nil
 }
 
+func (c *adminClient) Login(ctx context.Context, in *LoginRequest, opts ...grpc.CallOption) (*LoginResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LoginResponse)
+	err := c.cc.Invoke(ctx, Admin_Login_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) CreateUser(ctx context.Context, in *CreateUserRequest, opts ...grpc.CallOption) (*UserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UserResponse)
+	err := c.cc.Invoke(ctx, Admin_CreateUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) DropUser(ctx context.Context, in *DropUserRequest, opts ...grpc.CallOption) (*UserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UserResponse)
+	err := c.cc.Invoke(ctx, Admin_DropUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) SetPassword(ctx context.Context, in *SetPasswordRequest, opts ...grpc.CallOption) (*UserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UserResponse)
+	err := c.cc.Invoke(ctx, Admin_SetPassword_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) GrantRole(ctx context.Context, in *GrantRoleRequest, opts ...grpc.CallOption) (*UserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UserResponse)
+	err := c.cc.Invoke(ctx, Admin_GrantRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RevokeRole(ctx context.Context, in *GrantRoleRequest, opts ...grpc.CallOption) (*UserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UserResponse)
+	err := c.cc.Invoke(ctx, Admin_RevokeRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUsersResponse)
+	err := c.cc.Invoke(ctx, Admin_ListUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -600,6 +693,22 @@ type AdminServer interface {
 	// encrypted (an insecure node, or no gossip.key); NOT_FOUND for using or
 	// removing a key the keyring does not hold.
 	Keyring(context.Context, *KeyringRequest) (*KeyringResponse, error)
+	// Login exchanges a user's password for a short-lived bearer token, to be
+	// sent as "authorization: Bearer TOKEN" metadata on later calls. It is the
+	// only call a secure cluster serves without a client certificate;
+	// UNAUTHENTICATED for an unknown user or a wrong password (the message
+	// does not say which). FAILED_PRECONDITION on an --insecure cluster.
+	Login(context.Context, *LoginRequest) (*LoginResponse, error)
+	// CreateUser, DropUser, SetPassword, GrantRole, RevokeRole and ListUsers
+	// manage users and their permissions in the metadata log (cluster admin,
+	// or the user itself for SetPassword). The user root always exists with
+	// every permission: it cannot be dropped or lose cluster admin.
+	CreateUser(context.Context, *CreateUserRequest) (*UserResponse, error)
+	DropUser(context.Context, *DropUserRequest) (*UserResponse, error)
+	SetPassword(context.Context, *SetPasswordRequest) (*UserResponse, error)
+	GrantRole(context.Context, *GrantRoleRequest) (*UserResponse, error)
+	RevokeRole(context.Context, *GrantRoleRequest) (*UserResponse, error)
+	ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -657,6 +766,27 @@ func (UnimplementedAdminServer) ReplaceNode(context.Context, *ReplaceNodeRequest
 }
 func (UnimplementedAdminServer) Keyring(context.Context, *KeyringRequest) (*KeyringResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Keyring not implemented")
+}
+func (UnimplementedAdminServer) Login(context.Context, *LoginRequest) (*LoginResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Login not implemented")
+}
+func (UnimplementedAdminServer) CreateUser(context.Context, *CreateUserRequest) (*UserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateUser not implemented")
+}
+func (UnimplementedAdminServer) DropUser(context.Context, *DropUserRequest) (*UserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DropUser not implemented")
+}
+func (UnimplementedAdminServer) SetPassword(context.Context, *SetPasswordRequest) (*UserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetPassword not implemented")
+}
+func (UnimplementedAdminServer) GrantRole(context.Context, *GrantRoleRequest) (*UserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GrantRole not implemented")
+}
+func (UnimplementedAdminServer) RevokeRole(context.Context, *GrantRoleRequest) (*UserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeRole not implemented")
+}
+func (UnimplementedAdminServer) ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUsers not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -960,6 +1090,132 @@ func _Admin_Keyring_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Login_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LoginRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Login(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Login_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Login(ctx, req.(*LoginRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_CreateUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).CreateUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_CreateUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).CreateUser(ctx, req.(*CreateUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_DropUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DropUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).DropUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_DropUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).DropUser(ctx, req.(*DropUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_SetPassword_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetPasswordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).SetPassword(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_SetPassword_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).SetPassword(ctx, req.(*SetPasswordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_GrantRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GrantRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).GrantRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_GrantRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).GrantRole(ctx, req.(*GrantRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RevokeRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GrantRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RevokeRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RevokeRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RevokeRole(ctx, req.(*GrantRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ListUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListUsers(ctx, req.(*ListUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1026,6 +1282,34 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Keyring",
 			Handler:    _Admin_Keyring_Handler,
+		},
+		{
+			MethodName: "Login",
+			Handler:    _Admin_Login_Handler,
+		},
+		{
+			MethodName: "CreateUser",
+			Handler:    _Admin_CreateUser_Handler,
+		},
+		{
+			MethodName: "DropUser",
+			Handler:    _Admin_DropUser_Handler,
+		},
+		{
+			MethodName: "SetPassword",
+			Handler:    _Admin_SetPassword_Handler,
+		},
+		{
+			MethodName: "GrantRole",
+			Handler:    _Admin_GrantRole_Handler,
+		},
+		{
+			MethodName: "RevokeRole",
+			Handler:    _Admin_RevokeRole_Handler,
+		},
+		{
+			MethodName: "ListUsers",
+			Handler:    _Admin_ListUsers_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
