@@ -8,14 +8,13 @@ import (
 	"github.com/adaptkv/adaptkv/node/clustertest"
 )
 
-// TestKeyringCLI drives `adaptkv keyring` where the CLI can reach a
-// cluster without certificates: generate prints usable keys, bad keys are
+// TestKeyringCLI drives `adaptkv keyring` against an --insecure cluster: generate prints usable keys, bad keys are
 // usage errors, and an insecure cluster says its gossip is not encrypted.
 // The rotation itself is tested in node (TestGossipKeyRotationUnderLoad).
 func TestKeyringCLI(t *testing.T) {
 	t.Parallel()
 	c := clustertest.New(t, 1, func(o *clustertest.Options) { o.InMemory = true })
-	env := []string{envName("dir") + "=" + t.TempDir(), envName("endpoints") + "=" + strings.Join(c.Endpoints(), ",")}
+	env := []string{envName("dir") + "=" + t.TempDir(), envName("endpoints") + "=" + strings.Join(c.Endpoints(), ","), envName("insecure") + "=true"}
 	run := func(args ...string) result { return runBin(t, env, nil, args...) }
 
 	r := run("keyring", "generate")

@@ -8,21 +8,32 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/node/clustertest"
 )
 
-// The user commands against an in-process cluster (insecure: the CLI
-// connects in plaintext until it finds certificates; the permissions
-// themselves are tested over TLS in node's TestUsersAndPermissions).
+// The user commands against a secure in-process cluster, as root by its
+// client certificate (the permissions themselves are tested in node's
+// TestUsersAndPermissions).
 func TestUserCommands(t *testing.T) {
-	c := clustertest.New(t, 1)
+	certs := t.TempDir()
+	for _, err := range []error{
+		security.CreateCA(certs, security.CreateOptions{}),
+		security.CreateNode(certs, []string{"127.0.0.1"}, security.CreateOptions{}),
+		security.CreateClient(certs, security.RootUser, security.CreateOptions{}),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := clustertest.New(t, 1, func(o *clustertest.Options) { o.CertsDir = certs })
 	ep := c.Endpoints()[0]
 	run := func(stdin string, args ...string) (string, error) {
 		var out, errOut bytes.Buffer
 		var in io.Reader = strings.NewReader(stdin)
 		a := newApp(in, &out, &errOut)
 		root := a.rootCommand()
-		root.SetArgs(append([]string{"--endpoints", ep, "-o", "json"}, args...))
+		root.SetArgs(append([]string{"--endpoints", ep, "--certs-dir", certs, "-o", "json"}, args...))
 		err := root.ExecuteContext(context.Background())
 		return out.String(), err
 	}
