@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/client"
 	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/node/clustertest"
@@ -30,7 +33,8 @@ func testCerts(t *testing.T, users ...string) string {
 }
 
 // A secure cluster serves clients with a certificate of its CA over mutual
-// TLS and refuses plaintext clients and certificates of another CA.
+// TLS and refuses plaintext clients, and client and node certificates of
+// another CA.
 func TestSecureClusterRefusesStrangers(t *testing.T) {
 	certs, other := testCerts(t), testCerts(t)
 	c := clustertest.New(t, 3, func(o *clustertest.Options) { o.CertsDir = certs })
@@ -60,6 +64,24 @@ func TestSecureClusterRefusesStrangers(t *testing.T) {
 				t.Fatal("a put from a stranger succeeded")
 			}
 		})
+	}
+	// A node of another CA cannot reach the data path as a peer either.
+	stranger, err := security.LoadNode(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(c.Endpoints()[0], grpc.WithTransportCredentials(stranger.PeerCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err = kvpb.NewPeerClient(cc).Write(pctx, &kvpb.ReplicaWriteRequest{From: "n9", Mutations: []*kvpb.Mutation{{
+		Keyspace: "default", Record: &kvpb.Record{Key: []byte("k"), Value: []byte("forged"), Version: &kvpb.Version{Timestamp: 1 << 62, Node: 9}},
+	}}})
+	if err == nil {
+		t.Fatal("a node of another CA wrote through the peer API")
 	}
 	got, err := root.Get(ctx, []byte("k"))
 	if err != nil || string(got.Value) != "v" {
