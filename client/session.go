@@ -128,6 +128,19 @@ func (s *Session) Delete(ctx context.Context, key []byte, opts ...CallOption) (*
 	return s.c.Delete(ctx, key, s.with(opts)...)
 }
 
+// PutIf writes as Client.PutIf does and records the version written, or,
+// when the condition did not hold, the current version it was checked
+// against: a later read through the session never sees an older one.
+func (s *Session) PutIf(ctx context.Context, key, value []byte, cond Condition, opts ...CallOption) (*CondResult, error) {
+	return s.c.PutIf(ctx, key, value, cond, s.with(opts)...)
+}
+
+// DeleteIf deletes as Client.DeleteIf does and records the version as
+// Session.PutIf does.
+func (s *Session) DeleteIf(ctx context.Context, key []byte, cond Condition, opts ...CallOption) (*CondResult, error) {
+	return s.c.DeleteIf(ctx, key, cond, s.with(opts)...)
+}
+
 func (s *Session) with(opts []CallOption) []CallOption {
 	return append(opts[:len(opts):len(opts)], funcOption{func(c *callOptions) { c.session = s }})
 }

@@ -161,3 +161,55 @@ func TestSessionWriteFollowsRead(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionConditionalWrites: a session's conditional writes record the
+// version they wrote, or the current one a refused condition was checked
+// against, so that the session's later reads, at any level and through a
+// resumed token, never go back before them.
+func TestSessionConditionalWrites(t *testing.T) {
+	c := sessionCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := c.Client(t).Session()
+	key := []byte("session-cas")
+	versionOf := func(tok *client.SessionToken) client.Version {
+		for _, k := range tok.Keys {
+			if string(k.Key) == string(key) {
+				return k.Version
+			}
+		}
+		return client.Version{}
+	}
+
+	put, err := s.PutIf(ctx, key, []byte("v1"), client.IfAbsent())
+	if err != nil || !put.Applied {
+		t.Fatalf("PutIf(IfAbsent) on a new key = %+v, %v; want applied", put, err)
+	}
+	if got := versionOf(s.Snapshot()); got != put.Version {
+		t.Fatalf("session holds %v after PutIf; want the written %v", got, put.Version)
+	}
+	refused, err := s.PutIf(ctx, key, []byte("v2"), client.IfAbsent())
+	if err != nil || refused.Applied || refused.Current != put.Version {
+		t.Fatalf("second PutIf(IfAbsent) = %+v, %v; want not applied with current %v", refused, err, put.Version)
+	}
+	del, err := s.DeleteIf(ctx, key, client.IfVersion(put.Version))
+	if err != nil || !del.Applied {
+		t.Fatalf("DeleteIf(IfVersion) = %+v, %v; want applied", del, err)
+	}
+	if got := versionOf(s.Snapshot()); got != del.Version {
+		t.Fatalf("session holds %v after DeleteIf; want the tombstone's %v", got, del.Version)
+	}
+	for i := range c.Len() {
+		resumed, err := via(t, c, i).SessionFrom(s.Token())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := resumed.Get(ctx, key, client.WithConsistency(client.One))
+		if err != nil {
+			t.Fatalf("session read via n%d: %v", i+1, err)
+		}
+		if got.Found {
+			t.Fatalf("session read at one via n%d = %q; want the session's delete", i+1, got.Value)
+		}
+	}
+}
