@@ -182,6 +182,11 @@ const (
 	// Not definite. Do not resend it blindly: read the key (linearizably)
 	// first, since a condition checked again could apply the write twice.
 	ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
+	// ReasonNodeDraining (Unavailable): the node is draining before it
+	// stops (a restart) and refused the client request before doing
+	// anything. Definite: safe to send again, to another node. The node's
+	// Member in ClusterStatus says draining meanwhile.
+	ReasonNodeDraining = "NODE_DRAINING"
 )
 
 // Reasons returns every reason a server sends, in the order declared above.
@@ -194,6 +199,7 @@ func Reasons() []string {
 		ReasonConfigLeaseLost, ReasonNodeNotReady, ReasonOverloaded,
 		ReasonMetadataNotReady, ReasonRepairIncomplete, ReasonNoObservations,
 		ReasonSessionBehind, ReasonContended, ReasonOutcomeUnknown,
+		ReasonNodeDraining,
 	}
 }
 

@@ -85,6 +85,13 @@ var (
 	// that does not exist, or creates one that does. Definite failures.
 	ErrUserNotFound = errors.New("client: user not found")
 	ErrUserExists   = errors.New("client: user already exists")
+	// ErrNodeDraining: the node is draining before it stops (a restart)
+	// and refused the request before doing anything (UNAVAILABLE, reason
+	// NODE_DRAINING). Definite: even a write may be sent again. The client
+	// retries it at once on another node and refreshes its topology, which
+	// then routes around the draining node; it is returned only when the
+	// retries ran out (it is also ErrUnavailable).
+	ErrNodeDraining = errors.New("client: node draining")
 )
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of adaptkv's errors. Details
@@ -149,6 +156,8 @@ const (
 	// later round may still apply it. errors.Is(err, ErrUnknownOutcome)
 	// reports it; it is never retried (see PutIf).
 	ReasonOutcomeUnknown = api.ReasonOutcomeUnknown
+	// ReasonNodeDraining (Unavailable): see ErrNodeDraining.
+	ReasonNodeDraining = api.ReasonNodeDraining
 )
 
 // reasonInfo is how the SDK reads one reason.
@@ -190,6 +199,7 @@ var reasons = map[string]reasonInfo{
 	// Never definite, so a write that fails with it has Unknown set, which
 	// is what errors.Is(err, ErrUnknownOutcome) reports.
 	ReasonOutcomeUnknown: {},
+	ReasonNodeDraining:   {definite: true, sentinel: ErrNodeDraining},
 }
 
 // Error is a failed call. It wraps the gRPC status so that status.Code and

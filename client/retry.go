@@ -136,8 +136,15 @@ func (c *Client) invoke(ctx context.Context, kind opKind, op string, pick target
 		// A node that refused with a stale epoch knows a newer keyspace or
 		// topology configuration than one of the replicas it asked: the
 		// routing this client keeps may be out of date too.
-		if isConnectionError(e) || e.Reason == ReasonStaleEpoch {
+		if isConnectionError(e) || e.Reason == ReasonStaleEpoch || e.Reason == ReasonNodeDraining {
 			c.triggerRefresh()
+		}
+		if e.Reason == ReasonNodeDraining && attempt == 0 && c.cfg.MaxRetries > 0 && ctx.Err() == nil {
+			// Nothing was done and another node can serve it: the first
+			// retry goes at once to a node not tried yet; later ones back
+			// off as usual, in case every node the client knows drains.
+			c.log.Debug("adaptkv client: node draining, retrying on another node", "op", op, "attempt", attempt+1, "node", addr)
+			continue
 		}
 		overloaded := e.Reason == ReasonOverloaded
 		if overloaded && !c.budget.refused() {

@@ -40,7 +40,13 @@ type topology struct {
 
 func (t *topology) alive(id string) (string, bool) {
 	m, ok := t.byID[id]
-	return m.GRPCAddr, ok && m.State == StateAlive && m.GRPCAddr != ""
+	return m.GRPCAddr, ok && m.serves()
+}
+
+// serves reports whether the client should send m requests: alive, with an
+// address, and not draining (a draining node refuses them).
+func (m Member) serves() bool {
+	return m.State == StateAlive && m.GRPCAddr != "" && !m.Draining
 }
 
 // applyStatus installs a fetched ClusterStatus. keyspaces replaces the
@@ -51,7 +57,8 @@ func (c *Client) applyStatus(resp *kvpb.ClusterStatusResponse, keyspaces []*kvpb
 		old := c.topo.Load()
 		t := &topology{status: st, byID: make(map[string]Member, len(st.Members))}
 
-		// The ring holds every member that has not left, alive or not, as
+		// The ring holds every member that has not left, alive or not
+		// (draining too: it keeps its keys through a restart), as
 		// the coordinators' ring does (replication.Topology): a down node
 		// keeps its place, and its keys are served by the next replicas in
 		// the preference list rather than moved.
@@ -73,7 +80,7 @@ func (c *Client) applyStatus(resp *kvpb.ClusterStatusResponse, keyspaces []*kvpb
 			if onRing {
 				rms = append(rms, ring.Member{ID: m.ID, Zone: m.Zone})
 			}
-			if m.State == StateAlive && m.GRPCAddr != "" {
+			if m.serves() {
 				t.aliveAddrs = append(t.aliveAddrs, m.GRPCAddr)
 			}
 		}

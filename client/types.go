@@ -241,6 +241,10 @@ type Member struct {
 	// "normal", "leaving", "removing" (a dead member being removed) or
 	// "left"; empty when the log has not placed it.
 	RingState string
+	// Draining is true while the node drains before it stops (a restart):
+	// it refuses new requests with NODE_DRAINING, so the client routes
+	// around it until it is back.
+	Draining bool
 }
 
 // ClusterStatus is one node's view of the cluster.
@@ -343,6 +347,7 @@ func clusterStatusFromPB(r *kvpb.ClusterStatusResponse) *ClusterStatus {
 			RaftRole:      m.GetRaftRole(),
 			RingOwnership: m.GetRingOwnership(),
 			RingState:     m.GetRingState(),
+			Draining:      m.GetDraining(),
 		})
 	}
 	return st

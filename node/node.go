@@ -59,6 +59,7 @@ type Node struct {
 	number    atomic.Uint32
 	numberMu  sync.Mutex // serializes writes of the node-number file
 	admission *admission // nil: no bound
+	drain     drainState // drain.go
 	catchUp   catchUp
 	// leftSeen is when the leader first saw each left member alive in
 	// gossip (join.go's rejoinDue); topologyLoop's only.
@@ -273,6 +274,8 @@ func (n *Node) start(ctx context.Context) error {
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		}
 		mux.HandleFunc("/healthz", n.healthz)
+		mux.HandleFunc("/livez", n.livez)
+		mux.HandleFunc("/readyz", n.readyz)
 		if n.hooks != nil {
 			n.hooks.register(mux, n)
 		}

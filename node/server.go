@@ -154,7 +154,7 @@ type kvServer struct {
 }
 
 func (s kvServer) Get(ctx context.Context, req *kvpb.GetRequest) (_ *kvpb.GetResponse, err error) {
-	release, err := s.n.admission.acquire()
+	release, err := s.n.admit()
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +192,7 @@ func (s kvServer) Get(ctx context.Context, req *kvpb.GetRequest) (_ *kvpb.GetRes
 }
 
 func (s kvServer) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutResponse, error) {
-	release, err := s.n.admission.acquire()
+	release, err := s.n.admit()
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func (s kvServer) Put(ctx context.Context, req *kvpb.PutRequest) (*kvpb.PutRespo
 }
 
 func (s kvServer) Delete(ctx context.Context, req *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
-	release, err := s.n.admission.acquire()
+	release, err := s.n.admit()
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +292,7 @@ func prefixEnd(prefix []byte) []byte {
 }
 
 func (s kvServer) Scan(ctx context.Context, req *kvpb.ScanRequest) (*kvpb.ScanResponse, error) {
-	release, err := s.n.admission.acquire()
+	release, err := s.n.admit()
 	if err != nil {
 		return nil, err
 	}
@@ -632,7 +632,7 @@ func (s adminServer) ClusterStatus(ctx context.Context, req *kvpb.ClusterStatusR
 			Id: m.ID, Number: s.n.memberNumber(m.ID), GrpcAddr: m.GRPCAddr, GossipAddr: m.GossipAddr,
 			RaftAddr: m.RaftAddr, HttpAddr: m.HTTPAddr, Zone: m.Zone,
 			State: memberStateToPB(m.State), RaftRole: roles[m.ID], RingOwnership: own[m.ID],
-			RingState: string(ringStateOf(topo, m.ID)),
+			RingState: string(ringStateOf(topo, m.ID)), Draining: m.Draining,
 		})
 	}
 	return resp, nil

@@ -1867,7 +1867,12 @@ type Member struct {
 	// ring_state is the member's place on the ring as the metadata log decides
 	// it: joining, normal, leaving or left; empty when the log has not placed
 	// it (a node gossip sees before its join entry, or an older node).
-	RingState     string `protobuf:"bytes,11,opt,name=ring_state,json=ringState,proto3" json:"ring_state,omitempty"`
+	RingState string `protobuf:"bytes,11,opt,name=ring_state,json=ringState,proto3" json:"ring_state,omitempty"`
+	// draining: the member is draining before it stops (SIGTERM, a restart).
+	// It still answers its peers, but refuses new client requests with
+	// NODE_DRAINING, so clients should route them to other nodes. Field 20
+	// leaves room for other changes to Member.
+	Draining      bool `protobuf:"varint,20,opt,name=draining,proto3" json:"draining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1977,6 +1982,13 @@ func (x *Member) GetRingState() string {
 		return x.RingState
 	}
 	return ""
+}
+
+func (x *Member) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 type ClusterStatusRequest struct {
@@ -6196,7 +6208,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\bkeyspace\x18\x01 \x01(\v2\x1a.adaptkv.v1.KeyspaceConfigR\bkeyspace\"\x16\n" +
 	"\x14ListKeyspacesRequest\"Q\n" +
 	"\x15ListKeyspacesResponse\x128\n" +
-	"\tkeyspaces\x18\x01 \x03(\v2\x1a.adaptkv.v1.KeyspaceConfigR\tkeyspaces\"\xce\x02\n" +
+	"\tkeyspaces\x18\x01 \x03(\v2\x1a.adaptkv.v1.KeyspaceConfigR\tkeyspaces\"\xea\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\rR\x06number\x12\x1b\n" +
@@ -6211,7 +6223,8 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x0ering_ownership\x18\n" +
 	" \x01(\x01R\rringOwnership\x12\x1d\n" +
 	"\n" +
-	"ring_state\x18\v \x01(\tR\tringState\"\x16\n" +
+	"ring_state\x18\v \x01(\tR\tringState\x12\x1a\n" +
+	"\bdraining\x18\x14 \x01(\bR\bdraining\"\x16\n" +
 	"\x14ClusterStatusRequest\"\xfa\x02\n" +
 	"\x15ClusterStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +

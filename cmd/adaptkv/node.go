@@ -16,10 +16,14 @@ import (
 	"github.com/adaptkv/adaptkv/node"
 )
 
-// nodeStopTimeout bounds a graceful stop after SIGINT or SIGTERM. It is
-// shorter than the 10 s `cluster down` waits before SIGKILL, so that a node
-// that is told to stop finishes on its own.
+// nodeStopTimeout bounds the stop of a node that has been decommissioned
+// (it has nothing left to drain).
 const nodeStopTimeout = 8 * time.Second
+
+// defaultDrainTimeout bounds a drain after SIGINT or SIGTERM. Kubernetes
+// waits terminationGracePeriodSeconds (30 s by default) before SIGKILL;
+// the manifests give the pod more than this.
+const defaultDrainTimeout = 30 * time.Second
 
 // nodeFlags are the flags of `adaptkv node`; they map one to one onto
 // node.Config.
@@ -42,6 +46,8 @@ type nodeFlags struct {
 	antiEntropyInterval                      time.Duration
 	antiEntropyRate                          int64
 	streamRate                               int64
+	configFile                               string
+	drainTimeout                             time.Duration
 }
 
 func (a *app) nodeCommand() *cobra.Command {
@@ -63,6 +69,15 @@ cluster streams the dead member's data to it from the surviving replicas.
 It is refused (and the node exits) if the member is alive, not on the
 ring, or another topology change is in progress.
 
+Settings can also come from a YAML file (--config FILE), one key per flag
+name; a flag on the command line wins over its ADAPTKV_<FLAG> variable,
+which wins over the file, which wins over the default.
+
+On SIGTERM or SIGINT the node drains before it stops (--drain-timeout): it
+turns not-ready (/readyz, gRPC health, ClusterStatus), refuses new client
+requests as NODE_DRAINING so that clients retry elsewhere, finishes those in
+flight, keeps answering its peers, flushes, then stops.
+
 A node is secure: it needs --certs-dir with ca.crt, node.crt and node.key
 (see ` + "`adaptkv cert`" + `), and then speaks only mutual TLS 1.3. It reloads
 its certificates on SIGHUP and when the files change (checked every 10 s).
@@ -73,6 +88,14 @@ machine only.`,
     --gossip-addr 10.0.0.1:7401 --raft-addr 10.0.0.1:7402 --http-addr 10.0.0.1:7403`,
 		Args: cobraArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.configFile != "" {
+				if err := applyConfigFile(cmd.Flags(), f.configFile); err != nil {
+					return usageErr(err)
+				}
+			}
+			if f.drainTimeout <= 0 {
+				return usagef("--drain-timeout %v: want a positive duration, e.g. 30s", f.drainTimeout)
+			}
 			cfg, err := f.config()
 			if err != nil {
 				return err
@@ -83,7 +106,7 @@ machine only.`,
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(f.gcPercent)
 			}
-			return runNode(cmd.Context(), cfg)
+			return runNode(cmd.Context(), cfg, f.drainTimeout)
 		},
 	}
 	cmd.AddCommand(a.nodeDecommissionCommand(), a.nodeRemoveCommand())
@@ -93,7 +116,7 @@ machine only.`,
 	fs.StringVar(&f.grpcAddr, "grpc-addr", def.GRPCAddr, "host:port of the client, admin and peer gRPC API")
 	fs.StringVar(&f.gossipAddr, "gossip-addr", def.GossipAddr, "host:port of gossip membership (UDP and TCP)")
 	fs.StringVar(&f.raftAddr, "raft-addr", def.RaftAddr, "host:port of the metadata log's Raft transport")
-	fs.StringVar(&f.httpAddr, "http-addr", def.HTTPAddr, "host:port of /metrics and /healthz (and /debug/pprof with --pprof); empty disables it")
+	fs.StringVar(&f.httpAddr, "http-addr", def.HTTPAddr, "host:port of /metrics, /livez, /readyz and /healthz (and /debug/pprof with --pprof); empty disables it")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's profiler under /debug/pprof on --http-addr; anyone who can reach that address can read the node's memory and stall it")
 	fs.StringSliceVar(&f.seeds, "seeds", nil, "gossip addresses of other nodes to join, comma-separated")
 	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "size of a new cluster: the metadata log forms once this many nodes are alive; 0 joins an existing cluster")
@@ -117,6 +140,8 @@ machine only.`,
 	fs.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target (GOGC) for the node process; the GOGC environment variable wins when set, and GOMEMLIMIT caps memory as usual")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.configFile, configFlag, "", "YAML file of settings, one key per flag (e.g. \"data-dir: /var/lib/adaptkv\"); a flag or an "+envPrefix+"<FLAG> variable overrides the file, an unknown key is an error")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", defaultDrainTimeout, "on SIGTERM or SIGINT, how long the node may drain (turn not-ready, let clients move away, finish requests, flush) before it stops anyway")
 	return cmd
 }
 
@@ -226,9 +251,9 @@ func (a *app) nodeSecurity() (*security.Material, error) {
 }
 
 // runNode runs a node until SIGINT or SIGTERM (a restart: the node keeps
-// its place on the ring) or until it has been decommissioned, then stops
-// it within nodeStopTimeout.
-func runNode(ctx context.Context, cfg node.Config) error {
+// its place on the ring), then drains it within drainTimeout; or until it
+// has been decommissioned, then stops it within nodeStopTimeout.
+func runNode(ctx context.Context, cfg node.Config, drainTimeout time.Duration) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	n, err := node.Start(ctx, cfg)
@@ -258,21 +283,27 @@ func runNode(ctx context.Context, cfg node.Config) error {
 			}
 		}()
 	}
-	why := "signal received, stopping"
 	select {
 	case <-ctx.Done():
 	case <-n.Left():
 		// Decommissioned: the node has left the cluster and has nothing
-		// more to serve.
-		why = "decommissioned, stopping"
+		// more to serve or drain.
+		stop()
+		cfg.Logger.Info("decommissioned, stopping", "timeout", nodeStopTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), nodeStopTimeout)
+		defer cancel()
+		if err := n.Stop(sctx); err != nil {
+			return fmt.Errorf("node %s stopped with errors: %w", cfg.ID, err)
+		}
+		return nil
 	}
 	// A second signal now kills the process the default way, for an
 	// operator who does not want to wait.
 	stop()
-	cfg.Logger.Info(why, "timeout", nodeStopTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), nodeStopTimeout)
+	cfg.Logger.Info("signal received, draining", "timeout", drainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
-	if err := n.Stop(sctx); err != nil {
+	if err := n.Drain(dctx); err != nil {
 		return fmt.Errorf("node %s stopped with errors: %w", cfg.ID, err)
 	}
 	return nil

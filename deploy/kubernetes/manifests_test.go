@@ -608,4 +608,48 @@ func TestProbePathsAreServed(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// Draining (what SIGTERM starts), the node turns not-ready at once
+	// while it is still alive, so that the Service stops routing to it
+	// before it stops.
+	drained := make(chan error, 1)
+	go func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer dcancel()
+		drained <- n.Drain(dctx)
+	}()
+	for !n.Draining() {
+		time.Sleep(time.Millisecond)
+	}
+	if code, err := get(ready); code != http.StatusServiceUnavailable {
+		t.Errorf("GET %s on a draining node: %d %v; want 503", ready, code, err)
+	}
+	if code, err := get(c.LivenessProbe.HTTPGet.Path); code != http.StatusOK {
+		t.Errorf("GET %s on a draining node: %d %v; want 200 (alive until it stops)", c.LivenessProbe.HTTPGet.Path, code, err)
+	}
+	if err := <-drained; err != nil {
+		t.Errorf("drain: %v", err)
+	}
+}
+
+// TestGracePeriodCoversDrain checks that the kubelet waits longer after
+// SIGTERM than the node may drain: otherwise a drain that needs its whole
+// time is cut by SIGKILL.
+func TestGracePeriodCoversDrain(t *testing.T) {
+	_, m := load(t)
+	c := container(t, m.sts)
+	drain := 30 * time.Second // the flag's default
+	for _, e := range c.Env {
+		if e.Name == "ADAPTKV_DRAIN_TIMEOUT" {
+			d, err := time.ParseDuration(e.Value)
+			if err != nil {
+				t.Fatalf("ADAPTKV_DRAIN_TIMEOUT %q: %v", e.Value, err)
+			}
+			drain = d
+		}
+	}
+	g := m.sts.Spec.Template.Spec.TerminationGracePeriodSeconds
+	if g == nil || time.Duration(*g)*time.Second < drain+5*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %v; want at least the drain timeout %v plus 5 s for the stop", g, drain)
+	}
 }

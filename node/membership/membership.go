@@ -59,6 +59,10 @@ type Meta struct {
 	// others can tell a leave from a failure: memberlist's leave callback
 	// does not say which it was.
 	Leaving bool `json:"leaving,omitempty"`
+	// Draining is published when the node starts to drain before it
+	// stops (a restart, not a leave): it still answers its peers, but
+	// clients should send their requests elsewhere.
+	Draining bool `json:"draining,omitempty"`
 	// Replace is the dead member a node started with --replace takes the
 	// place of: the metadata leader does not propose it as joining, the
 	// replacement does (Admin.ReplaceNode).
@@ -436,6 +440,20 @@ func (m *Membership) Leave(timeout time.Duration) error {
 		err = serr
 	}
 	return err
+}
+
+// SetDraining publishes that this node is draining and waits up to
+// timeout for the update to spread. The node stays a member: it keeps its
+// place on the ring and keeps answering gossip.
+func (m *Membership) SetDraining(timeout time.Duration) error {
+	m.mu.Lock()
+	m.cfg.Meta.Draining = true
+	if self, ok := m.members[m.cfg.Meta.ID]; ok {
+		self.Draining = true
+	}
+	m.mu.Unlock()
+	m.publish()
+	return m.ml.UpdateNode(timeout)
 }
 
 // Shutdown stops gossip without a leave message: the others will see this
