@@ -11,6 +11,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/adaptkv/adaptkv/api"
+	"github.com/adaptkv/adaptkv/storage"
 )
 
 // drainState is what a drain (Drain) changes: whether the node still takes
@@ -130,6 +131,16 @@ func (n *Node) Drain(ctx context.Context) error {
 	}
 	if len(cut) > 0 {
 		n.log.Warn("drain timeout: stopping anyway", append(cut, "after", time.Since(start).Round(time.Millisecond))...)
+	}
+	if f, ok := n.engine.(storage.Flusher); ok && ctx.Err() == nil {
+		// Not needed for durability (the log is synced): it spares the
+		// restart a replay of the write-ahead log.
+		t := time.Now()
+		if err := f.Flush(); err != nil {
+			n.log.Warn("drain: storage flush failed; the restart will replay the log", "err", err)
+		} else {
+			n.log.Info("drain: storage flushed", "took", time.Since(t).Round(time.Millisecond))
+		}
 	}
 	err := n.Stop(ctx)
 	if ctx.Err() != nil {

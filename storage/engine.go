@@ -90,6 +90,13 @@ type UnsyncedApplier interface {
 	ApplyUnsynced(ctx context.Context, mutations []Mutation) (applied []bool, err error)
 }
 
+// Flusher is an Engine that can write what it holds in memory to its
+// files. Data is durable without it (the write-ahead log is synced); a
+// node flushes before a planned stop so that its next start replays no log.
+type Flusher interface {
+	Flush() error
+}
+
 // Metrics are an engine's counters since it was opened.
 type Metrics struct {
 	// Mutations is the number of mutations passed to Apply.

@@ -391,6 +391,20 @@ func (p *Pebble) Metrics() Metrics {
 	return m
 }
 
+// Flush writes the memtables to sstables and waits for it, so that the
+// next Open replays an empty write-ahead log.
+func (p *Pebble) Flush() error {
+	p.rmu.RLock()
+	defer p.rmu.RUnlock()
+	if p.dbClosed {
+		return ErrClosed
+	}
+	if err := p.db.Flush(); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	return nil
+}
+
 // Close fails the requests still queued, waits for the group being committed,
 // and closes the database. A second Close returns ErrClosed.
 func (p *Pebble) Close() error {
