@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/adaptkv/adaptkv/api/ring"
 	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/replication"
@@ -59,6 +61,14 @@ type Config struct {
 	// DefaultTokenTTL (1 h). Shorter limits what a leaked token is worth,
 	// at the price of more logins (each a bcrypt check on a node).
 	TokenTTL time.Duration
+
+	// TracerProvider, when set, records OpenTelemetry spans: one for each
+	// gRPC call the node serves (a child of the caller's span when the call
+	// carries a W3C traceparent) and one for each call to a replica, so a
+	// trace follows a client request through the coordinator's fan-out.
+	// Nil (the default) records nothing and costs nothing. See
+	// NewTracerProvider (`--trace`).
+	TracerProvider trace.TracerProvider
 
 	// Seeds are gossip addresses of existing members to join.
 	Seeds []string

@@ -172,6 +172,9 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.transport = newPeerTransport(cfg.ID, n.replica, host, n.grpcAddrOf, cfg.Security)
 	n.transport.hooks = n.hooks
+	if cfg.TracerProvider != nil {
+		n.transport.dialOpts = append(n.transport.dialOpts, peerTraceOption(cfg.TracerProvider))
+	}
 	n.transport.timeout = cfg.ReplicaTimeout
 	n.closers = append(n.closers, func() error { n.transport.Close(); return nil })
 
@@ -247,6 +250,9 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	if n.admission != nil {
 		opts = append(opts, grpc.InTapHandle(n.admission.tap))
+	}
+	if cfg.TracerProvider != nil {
+		opts = append(opts, grpc.StatsHandler(serverTraceHandler(cfg.TracerProvider)))
 	}
 	n.grpcServer = grpc.NewServer(opts...)
 	registerServices(n.grpcServer, n)

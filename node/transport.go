@@ -25,7 +25,9 @@ type peerTransport struct {
 	resolve func(id string) (addr string, ok bool)
 	dialer  *net.Dialer
 	creds   credentials.TransportCredentials // mutual TLS, or insecure
-	hooks   *testHooks                       // injected link latency; nil in production
+	// dialOpts are added to every peer connection's (tracing).
+	dialOpts []grpc.DialOption
+	hooks    *testHooks // injected link latency; nil in production
 
 	// timeout bounds one coalesced write RPC.
 	timeout time.Duration
@@ -72,13 +74,14 @@ func (t *peerTransport) client(id string) (kvpb.PeerClient, error) {
 	cc, ok := t.conns[addr]
 	if !ok {
 		var err error
-		cc, err = grpc.NewClient(addr,
+		opts := append([]grpc.DialOption{
 			grpc.WithTransportCredentials(t.creds),
 			grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
 				return t.dialer.DialContext(ctx, "tcp", a)
 			}),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
-		)
+		}, t.dialOpts...)
+		cc, err = grpc.NewClient(addr, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("peer %s at %s: %w", id, addr, err)
 		}

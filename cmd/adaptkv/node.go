@@ -48,6 +48,8 @@ type nodeFlags struct {
 	streamRate                               int64
 	configFile                               string
 	drainTimeout                             time.Duration
+	trace, traceEndpoint                     string
+	traceSample                              float64
 }
 
 func (a *app) nodeCommand() *cobra.Command {
@@ -93,6 +95,9 @@ machine only.`,
 					return usageErr(err)
 				}
 			}
+			if f.traceSample <= 0 || f.traceSample > 1 {
+				return usagef("--trace-sample %v: want a share in (0, 1]", f.traceSample)
+			}
 			if f.drainTimeout <= 0 {
 				return usagef("--drain-timeout %v: want a positive duration, e.g. 30s", f.drainTimeout)
 			}
@@ -105,6 +110,16 @@ machine only.`,
 			}
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(f.gcPercent)
+			}
+			if f.trace != node.TraceOff {
+				tp, err := node.NewTracerProvider(cmd.Context(), node.TraceOptions{
+					Exporter: f.trace, Endpoint: f.traceEndpoint, SampleRatio: f.traceSample, NodeID: cfg.ID, Writer: a.stdout})
+				if err != nil {
+					return usageErr(fmt.Errorf("--trace: %w", err))
+				}
+				// Flushes the spans still buffered once the node has stopped.
+				defer tp.Shutdown(context.WithoutCancel(cmd.Context())) //nolint:errcheck // best effort at exit
+				cfg.TracerProvider = tp
 			}
 			return runNode(cmd.Context(), cfg, f.drainTimeout)
 		},
@@ -141,6 +156,9 @@ machine only.`,
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.configFile, configFlag, "", "YAML file of settings, one key per flag (e.g. \"data-dir: /var/lib/adaptkv\"); a flag or an "+envPrefix+"<FLAG> variable overrides the file, an unknown key is an error")
+	fs.StringVar(&f.trace, "trace", node.TraceOff, "record OpenTelemetry spans of every gRPC call the node serves and of its calls to replicas: stdout (JSON on standard output) or otlp (OTLP/gRPC to --trace-endpoint); off when empty")
+	fs.StringVar(&f.traceEndpoint, "trace-endpoint", "", "host:port of the OTLP collector for --trace otlp (default: OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4317)")
+	fs.Float64Var(&f.traceSample, "trace-sample", 1, "share of new traces recorded with --trace, in (0, 1]; a call whose caller's trace is sampled is always recorded")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", defaultDrainTimeout, "on SIGTERM or SIGINT, how long the node may drain (turn not-ready, let clients move away, finish requests, flush) before it stops anyway")
 	return cmd
 }

@@ -83,3 +83,27 @@ func TestStreamLine(t *testing.T) {
 		}
 	}
 }
+
+// A bad --trace exporter or sample share is a usage error naming it.
+func TestNodeTraceFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--trace", "jaeger"}, `unknown trace exporter "jaeger"`},
+		{[]string{"--trace", "stdout", "--trace-sample", "0"}, "--trace-sample 0: want a share in (0, 1]"},
+		{[]string{"--trace", "stdout", "--trace-sample", "1.5"}, "--trace-sample 1.5"},
+	} {
+		var stderr bytes.Buffer
+		a := newApp(nil, io.Discard, &stderr)
+		root := a.rootCommand()
+		root.SetArgs(append([]string{"node", "--id", "x", "--in-memory", "--insecure"}, tc.args...))
+		cmd, err := root.ExecuteC()
+		if err == nil {
+			t.Fatalf("%v accepted", tc.args)
+		}
+		if code := a.report(cmd, err); code != exitUsage || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d, %q; want usage error saying %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+}
