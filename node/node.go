@@ -273,6 +273,7 @@ func (n *Node) start(ctx context.Context) error {
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		}
 		mux.HandleFunc("/healthz", n.healthz)
+		mux.HandleFunc("/{$}", n.statusPage)
 		if n.hooks != nil {
 			n.hooks.register(mux, n)
 		}
