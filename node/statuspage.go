@@ -32,8 +32,12 @@ var statusPageHTML string
 const statusPageRefresh = 5 * time.Second
 
 // statusPageDecisions is how many of each adaptive keyspace's recent
-// decisions the page lists and charts (the log keeps maxDecisions).
-const statusPageDecisions = 12
+// decisions the page lists, and statusPageChartPoints how many it charts
+// (the log keeps maxDecisions).
+const (
+	statusPageDecisions   = 8
+	statusPageChartPoints = 30
+)
 
 var statusPageTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 	"pct":  func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
@@ -51,21 +55,21 @@ var statusPageTmpl = template.Must(template.New("status").Funcs(template.FuncMap
 
 // statusPage is what the template renders.
 type statusPage struct {
-	Now             time.Time
-	RefreshSeconds  int
-	NodeID          string
-	MetadataLeader  string
-	MetadataIndex   uint64
-	TopologyEpoch   uint64
-	Vnodes          int
-	Security        pageSecurity
-	Members         []pageMember
-	Ring            []ringSegment // the stacked ownership bar
-	Keyspaces       []pageKeyspace
-	HintsPending    int
-	HintsDelivered  uint64
-	Stream          *pageStream
-	Repairs         []pageRepair
+	Now            time.Time
+	RefreshSeconds int
+	NodeID         string
+	MetadataLeader string
+	MetadataIndex  uint64
+	TopologyEpoch  uint64
+	Vnodes         int
+	Security       pageSecurity
+	Members        []pageMember
+	Ring           []ringSegment // the stacked ownership bar
+	Keyspaces      []pageKeyspace
+	HintsPending   int
+	HintsDelivered uint64
+	Stream         *pageStream
+	Repairs        []pageRepair
 	// Flagged are the nodes the gray-failure health model demoted; empty
 	// until that model exists (issue 16), and the page says none are.
 	Flagged []FlaggedNode
@@ -266,9 +270,9 @@ func (n *Node) pageKeyspace(d KeyspaceDef) pageKeyspace {
 	}
 	k.Goal = goal
 	raw := n.meta.Decisions(d.Name)
-	raw = raw[max(0, len(raw)-statusPageDecisions):]
+	raw = raw[max(0, len(raw)-statusPageChartPoints):]
 	var pts []chartPoint
-	for _, b := range raw {
+	for i, b := range raw {
 		var dec tuner.Decision
 		if json.Unmarshal(b, &dec) != nil {
 			continue
@@ -282,7 +286,9 @@ func (n *Node) pageKeyspace(d KeyspaceDef) pageKeyspace {
 		if o := dec.Observed; o != nil && o.Probed > 0 {
 			pd.Observed, pd.Probed, pt.Observed = formatProb(o.StaleRate), o.Probed, o.StaleRate
 		}
-		k.Decisions = append(k.Decisions, pd)
+		if i >= len(raw)-statusPageDecisions {
+			k.Decisions = append(k.Decisions, pd)
+		}
 		pts = append(pts, pt)
 	}
 	slices.Reverse(k.Decisions) // newest first in the table; the chart runs left to right
@@ -301,10 +307,14 @@ func cmpOr(a, b *tuner.CandidateReport) *tuner.CandidateReport {
 
 func (n *Node) pageRepairs(now time.Time) []pageRepair {
 	running := n.repair.Running()
+	leading := n.MetadataLeader() == n.cfg.ID
 	n.scheduler.mu.Lock()
 	next := make(map[string]time.Time, len(n.scheduler.next))
+	// A former leader's schedule stays behind until it leads again.
 	for k, v := range n.scheduler.next {
-		next[k] = v
+		if leading && n.scheduler.term != 0 {
+			next[k] = v
+		}
 	}
 	for k := range n.scheduler.running {
 		running[k] = max(running[k], 1)
@@ -348,7 +358,7 @@ type staleChart struct {
 type chartDot struct{ X, Y float64 }
 
 const (
-	chartW, chartH = 360, 120
+	chartW, chartH = 640, 130
 	chartPad       = 8
 )
 
