@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/adaptkv/adaptkv/client"
+	"github.com/adaptkv/adaptkv/internal/security"
 	"github.com/adaptkv/adaptkv/node"
 	"github.com/adaptkv/adaptkv/node/clustertest"
 )
@@ -154,5 +155,32 @@ func TestStatusPage(t *testing.T) {
 	}
 	if resp, _ := getPage(t, http.MethodGet, base+"/healthz"); resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /healthz = %d; want 200", resp.StatusCode)
+	}
+}
+
+// A secure node's page says so and gives its certificates' expiry.
+func TestStatusPageSecure(t *testing.T) {
+	t.Parallel()
+	certs := testCerts(t)
+	c := clustertest.New(t, 1, func(o *clustertest.Options) { o.CertsDir = certs })
+	m, err := security.LoadNode(certs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, page := getPage(t, http.MethodGet, "http://"+c.Node(0).Addrs().HTTP+"/")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET / = %d: %s", resp.StatusCode, page)
+	}
+	for _, w := range []string{
+		`class="badge secure" id="security">secure (mTLS)<`,
+		"certificate valid until " + m.NotAfter().UTC().Format("2006-01-02 15:04:05 UTC"),
+		"CA until " + m.CANotAfter().UTC().Format("2006-01-02 15:04:05 UTC"),
+	} {
+		if !strings.Contains(page, w) {
+			t.Errorf("page lacks %q", w)
+		}
+	}
+	if strings.Contains(page, "INSECURE") {
+		t.Errorf("a secure node's page says INSECURE")
 	}
 }
