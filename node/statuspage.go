@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"html/template"
 	"math"
+	"net"
 	"net/http"
 	"slices"
 	"sort"
@@ -213,7 +214,7 @@ func (n *Node) statusPageData(now time.Time) statusPage {
 		}
 		pm.StateClass = "st-" + pm.State
 		pm.RingClass = "st-" + pm.RingState
-		if pm.HTTPAddr != "" && !pm.Self {
+		if !pm.Self && linkable(pm.HTTPAddr) {
 			pm.LinkToPage = "http://" + pm.HTTPAddr + "/"
 		}
 		p.Members = append(p.Members, pm)
@@ -296,6 +297,17 @@ func (n *Node) pageKeyspace(d KeyspaceDef) pageKeyspace {
 		k.Chart = newStaleChart(pts, g.MaxStale)
 	}
 	return k
+}
+
+// linkable reports whether a member's HTTP address can be linked to from
+// another machine: not one bound to every interface (":8080", "0.0.0.0:…").
+func linkable(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsUnspecified()
 }
 
 func cmpOr(a, b *tuner.CandidateReport) *tuner.CandidateReport {

@@ -130,3 +130,17 @@ func TestStatusPageDecisions(t *testing.T) {
 		t.Errorf("observed point at %+v; want the top left (%d, %d)", d, chartPad, chartPad)
 	}
 }
+
+func TestLinkable(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:8080", true}, {"node-3.adaptkv:8080", true}, {"[::1]:8080", true},
+		{":8080", false}, {"0.0.0.0:8080", false}, {"[::]:8080", false}, {"", false},
+	} {
+		if got := linkable(tc.addr); got != tc.want {
+			t.Errorf("linkable(%q) = %v; want %v", tc.addr, got, tc.want)
+		}
+	}
+}
