@@ -144,3 +144,16 @@ func TestLinkable(t *testing.T) {
 		}
 	}
 }
+
+func TestTimeLeft(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{-time.Hour, "expired"}, {0, "expired"}, {90 * time.Minute, "1h30m0s"}, {365*24*time.Hour + time.Hour, "365 days"},
+	} {
+		if got := timeLeft(tc.d); got != tc.want {
+			t.Errorf("timeLeft(%v) = %q; want %q", tc.d, got, tc.want)
+		}
+	}
+}
