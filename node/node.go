@@ -282,6 +282,7 @@ func (n *Node) start(ctx context.Context) error {
 		mux.HandleFunc("/healthz", n.healthz)
 		mux.HandleFunc("/livez", n.livez)
 		mux.HandleFunc("/readyz", n.readyz)
+		mux.HandleFunc("/{$}", n.statusPage)
 		if n.hooks != nil {
 			n.hooks.register(mux, n)
 		}
