@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/replication/health"
 	"github.com/adaptkv/adaptkv/tuner"
@@ -47,6 +49,9 @@ type callRec struct {
 	sent   uint64
 	failed uint64
 	rtt    tuner.Hist
+	// total counts every call since start by operation and outcome, for
+	// the adaptkv_replica_calls_total metric: [write][failed].
+	total [2][2]uint64
 }
 
 func newNodeHealth(n *Node, window time.Duration) *nodeHealth {
@@ -67,6 +72,7 @@ func (h *nodeHealth) ReplicaCall(to string, write bool, rtt time.Duration, ok bo
 	r := v.(*callRec)
 	r.mu.Lock()
 	r.sent++
+	r.total[b2i(write)][b2i(!ok)]++
 	if ok {
 		r.rtt.Record(rtt)
 	} else {
@@ -272,4 +278,35 @@ func (s adminServer) Health(ctx context.Context, req *kvpb.HealthRequest) (*kvpb
 func (n *Node) flagReason(id string) (bool, string) {
 	d, ok := n.meta.health.Load().Flagged[id]
 	return ok, d.Reason
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var replicaCallsDesc = prometheus.NewDesc("adaptkv_replica_calls_total",
+	"Replica requests this node sent as coordinator, by replica, operation (read or write) and outcome (ok or failed): which replicas serve the reads, and which fail.",
+	[]string{"replica", "op", "outcome"}, nil)
+
+// Describe implements prometheus.Collector.
+func (h *nodeHealth) Describe(ch chan<- *prometheus.Desc) { ch <- replicaCallsDesc }
+
+// Collect implements prometheus.Collector: the counts are read at scrape
+// time, so the data path pays no label lookup.
+func (h *nodeHealth) Collect(ch chan<- prometheus.Metric) {
+	h.recs.Range(func(k, v any) bool {
+		r := v.(*callRec)
+		r.mu.Lock()
+		total := r.total
+		r.mu.Unlock()
+		for w, op := range []string{"read", "write"} {
+			for f, outcome := range []string{"ok", "failed"} {
+				ch <- prometheus.MustNewConstMetric(replicaCallsDesc, prometheus.CounterValue, float64(total[w][f]), k.(string), op, outcome)
+			}
+		}
+		return true
+	})
 }

@@ -77,11 +77,11 @@ func TestGrayFailureFlaggedAvoidedReinstated(t *testing.T) {
 	slowID := slow.ID()
 	// A healthy second: nothing flagged, and the slow-to-be node
 	// coordinates its share of the client's requests.
-	before := requestsCoordinated(t, slow)
+	before, readsBefore := requestsCoordinated(t, slow), replicaReads(t, c, slowID)
 	time.Sleep(time.Second)
-	healthyShare := requestsCoordinated(t, slow) - before
-	if healthyShare == 0 {
-		t.Fatalf("%s coordinated no request while healthy: the check below could not fail", slowID)
+	healthyShare, healthyReads := requestsCoordinated(t, slow)-before, replicaReads(t, c, slowID)-readsBefore
+	if healthyShare == 0 || healthyReads == 0 {
+		t.Fatalf("%s coordinated %v requests and answered %v replica reads while healthy: the checks below could not fail", slowID, healthyShare, healthyReads)
 	}
 	if h, err := cl.Health(ctx); err != nil || len(h.Flagged) != 0 {
 		t.Fatalf("healthy cluster: health %+v, %v; want nothing flagged", h, err)
@@ -117,10 +117,23 @@ func TestGrayFailureFlaggedAvoidedReinstated(t *testing.T) {
 	// The client routes around the flagged coordinator: after a refresh,
 	// it sends it (almost) nothing over the same second of load.
 	time.Sleep(500 * time.Millisecond)
-	before = requestsCoordinated(t, slow)
+	// The other coordinators read from it only as a last resort or for
+	// read repair's comparisons (1% of reads).
+	before, readsBefore = requestsCoordinated(t, slow), replicaReads(t, c, slowID)
 	time.Sleep(time.Second)
 	if flaggedShare := requestsCoordinated(t, slow) - before; flaggedShare > healthyShare/10 {
 		t.Fatalf("%s coordinated %v requests in a second while flagged, %v while healthy", slowID, flaggedShare, healthyShare)
+	}
+	if flaggedReads := replicaReads(t, c, slowID) - readsBefore; flaggedReads > healthyReads/10 {
+		t.Fatalf("%s answered %v replica reads in a second while flagged, %v while healthy", slowID, flaggedReads, healthyReads)
+	}
+
+	// The flagged node, asked to coordinate anyway, ranks its own replica
+	// last: its reads at one go to the others (a healthy coordinator reads
+	// its own replica first and asks no other).
+	direct := clientFor(t, slow.Addrs().GRPC)
+	if n := readsAtOneVia(t, ctx, direct, slow, ks); n < 45 {
+		t.Fatalf("flagged %s asked other replicas only %v times for 50 reads at one", slowID, n)
 	}
 
 	post(t, "http://"+slow.Addrs().HTTP+"/unsafe/reset")
@@ -180,4 +193,63 @@ func post(t *testing.T, url string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST %s: %s", url, resp.Status)
 	}
+}
+
+// replicaReads is the replica reads the other nodes of c sent to node id.
+func replicaReads(t *testing.T, c *clustertest.Cluster, id string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^adaptkv_replica_calls_total\{op="read",outcome="ok",replica="` + regexp.QuoteMeta(id) + `"\} (\S+)$`)
+	var sum float64
+	for i := range c.Len() {
+		if c.ID(i) == id {
+			continue
+		}
+		resp, err := http.Get("http://" + c.Node(i).Addrs().HTTP + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// readsAtOneVia makes 50 reads at one through cl (connected to n only) and
+// returns how many replica reads n sent to other nodes meanwhile.
+func readsAtOneVia(t *testing.T, ctx context.Context, cl *client.Client, n *node.Node, ks client.CallOption) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^adaptkv_replica_calls_total\{op="read",outcome="ok",replica="([^"]+)"\} (\S+)$`)
+	remote := func() float64 {
+		resp, err := http.Get("http://" + n.Addrs().HTTP + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum float64
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			if m[1] != n.ID() {
+				v, _ := strconv.ParseFloat(m[2], 64)
+				sum += v
+			}
+		}
+		return sum
+	}
+	before := remote()
+	for i := range 50 {
+		if _, err := cl.Get(ctx, []byte(fmt.Sprintf("k%d", i%64)), ks, client.WithConsistency(client.One)); err != nil {
+			t.Fatalf("read at one via %s: %v", n.ID(), err)
+		}
+	}
+	return remote() - before
 }

@@ -215,6 +215,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.scheduler = newScheduler(n)
 	n.catchUp.sem = make(chan struct{}, 1)
 	n.metrics = newMetrics(n)
+	n.metrics.reg.MustRegister(n.gray)
 
 	const streamWorkers = 128
 	limit := cfg.MaxValueSize + cfg.MaxKeySize + 64<<10
