@@ -18,9 +18,12 @@ import (
 
 // DefaultHealthWindow is Config.HealthWindow's default. With the
 // detector's three bad windows to flag, a node that turns slow is flagged
-// in 30-40 s; a window gathers a few hundred requests per node at modest
-// load, enough for a stable median.
-const DefaultHealthWindow = 10 * time.Second
+// in 6-8 s and reinstated as fast once it recovers (issue 16 asks for 10 s
+// and 30 s). A window then needs 10 requests a second to a node for the
+// detector's 20-sample minimum: below that load nothing is judged, which
+// is right, since a nearly idle cluster has nothing to protect. The cost is
+// one small RPC per node per window on the metadata leader.
+const DefaultHealthWindow = 2 * time.Second
 
 // maxHealthDecisions is how many health decisions the metadata log keeps.
 const maxHealthDecisions = 50
