@@ -14,7 +14,10 @@ import (
 // HealthEvidence is what one window of the cluster's gray-failure detector
 // showed about a node (replication/health.Evidence).
 type HealthEvidence struct {
-	Node           string        `json:"node"`
+	Node string `json:"node"`
+	// Op is the requests judged, "read" or "write" (judged apart: a
+	// write's round trip includes an fsync).
+	Op             string        `json:"op"`
 	Samples        uint64        `json:"samples"`
 	Latency        time.Duration `json:"latency_ns"`
 	FailureRate    float64       `json:"failure_rate"`

@@ -46,12 +46,13 @@ type nodeHealth struct {
 	evidence atomic.Pointer[[]health.Evidence]
 }
 
-// callRec is this node's calls to one replica since the last snapshot.
+// callRec is this node's calls to one replica since the last snapshot,
+// reads [0] and writes [1] apart (the detector judges them apart).
 type callRec struct {
 	mu     sync.Mutex
-	sent   uint64
-	failed uint64
-	rtt    tuner.Hist
+	sent   [2]uint64
+	failed [2]uint64
+	rtt    [2]tuner.Hist
 	// total counts every call since start by operation and outcome, for
 	// the adaptkv_replica_calls_total metric: [write][failed].
 	total [2][2]uint64
@@ -73,13 +74,14 @@ func (h *nodeHealth) ReplicaCall(to string, write bool, rtt time.Duration, ok bo
 		v, _ = h.recs.LoadOrStore(to, &callRec{})
 	}
 	r := v.(*callRec)
+	k := b2i(write)
 	r.mu.Lock()
-	r.sent++
-	r.total[b2i(write)][b2i(!ok)]++
+	r.sent[k]++
+	r.total[k][b2i(!ok)]++
 	if ok {
-		r.rtt.Record(rtt)
+		r.rtt[k].Record(rtt)
 	} else {
-		r.failed++
+		r.failed[k]++
 	}
 	r.mu.Unlock()
 }
@@ -91,13 +93,15 @@ func (h *nodeHealth) snapshot() []health.Sample {
 	h.recs.Range(func(k, v any) bool {
 		r := v.(*callRec)
 		r.mu.Lock()
-		s := health.Sample{Coordinator: h.n.cfg.ID, Replica: k.(string), Sent: r.sent, Failed: r.failed, Latency: r.rtt.Quantile(0.5)}
-		r.sent, r.failed = 0, 0
-		r.rtt.Reset()
-		r.mu.Unlock()
-		if s.Sent > 0 {
-			out = append(out, s)
+		for i := range 2 {
+			if r.sent[i] > 0 {
+				out = append(out, health.Sample{Coordinator: h.n.cfg.ID, Replica: k.(string), Write: i == 1,
+					Sent: r.sent[i], Failed: r.failed[i], Latency: r.rtt[i].Quantile(0.5)})
+			}
+			r.sent[i], r.failed[i] = 0, 0
+			r.rtt[i].Reset()
 		}
+		r.mu.Unlock()
 		return true
 	})
 	return out

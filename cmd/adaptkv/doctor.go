@@ -78,9 +78,9 @@ func (a *app) printDoctor(d doctorJSON) {
 	if len(d.Evidence) > 0 {
 		fmt.Fprintf(w, "\nlast window on the metadata leader %s:\n", d.AnsweredBy)
 		tw := a.table()
-		fmt.Fprintln(tw, "NODE\tVERDICT\tREQUESTS\tMEDIAN RTT\tCLUSTER\tLIMIT\tFAILURES\tLIMIT")
+		fmt.Fprintln(tw, "NODE\tVERDICT\tOP\tREQUESTS\tMEDIAN RTT\tCLUSTER\tLIMIT\tFAILURES\tLIMIT")
 		for _, e := range d.Evidence {
-			fmt.Fprintf(tw, "%s\t%s %d\t%d\t%v\t%v\t%v\t%.1f%%\t%.1f%%\n", e.Node, e.Verdict, e.Streak, e.Samples,
+			fmt.Fprintf(tw, "%s\t%s %d\t%s\t%d\t%v\t%v\t%v\t%.1f%%\t%.1f%%\n", e.Node, e.Verdict, e.Streak, dash(e.Op), e.Samples,
 				e.Latency.Round(10*time.Microsecond), e.ClusterLatency.Round(10*time.Microsecond), e.LatencyLimit.Round(10*time.Microsecond),
 				100*e.FailureRate, 100*e.FailureLimit)
 		}

@@ -60,6 +60,12 @@ type Sample struct {
 	Failed uint64 `json:"failed"`
 	// Latency is the median round trip of the requests that succeeded.
 	Latency time.Duration `json:"latency_ns"`
+	// Write is true for replica writes, false for reads. The two are
+	// judged apart: a write's round trip includes the replica's fsync, a
+	// read's does not, and a node that coordinators stop reading from (a
+	// flagged one) is sent only writes, so pooled it would look slower
+	// than its peers for as long as it is avoided.
+	Write bool `json:"write,omitempty"`
 }
 
 // Window is every coordinator's samples over one interval.
@@ -113,6 +119,9 @@ func DefaultParams() Params {
 // Evidence is what a window showed about one node.
 type Evidence struct {
 	Node string `json:"node"`
+	// Op is the requests judged, "read" or "write": the kind that made
+	// the verdict (for "good", the one with more samples).
+	Op string `json:"op"`
 	// Samples is the requests sent to the node by its peers.
 	Samples uint64 `json:"samples"`
 	// Latency is the median of its peers' median round trips to it.
@@ -132,8 +141,8 @@ type Evidence struct {
 }
 
 func (e Evidence) String() string {
-	return fmt.Sprintf("%s: %d requests, median rtt %v vs cluster %v (limit %v), failures %.1f%% vs %.1f%% (limit %.1f%%), %s %d window(s)",
-		e.Node, e.Samples, e.Latency.Round(10*time.Microsecond), e.ClusterLatency.Round(10*time.Microsecond), e.LatencyLimit.Round(10*time.Microsecond),
+	return fmt.Sprintf("%s: %d %ss, median rtt %v vs cluster %v (limit %v), failures %.1f%% vs %.1f%% (limit %.1f%%), %s %d window(s)",
+		e.Node, e.Samples, e.Op, e.Latency.Round(10*time.Microsecond), e.ClusterLatency.Round(10*time.Microsecond), e.LatencyLimit.Round(10*time.Microsecond),
 		100*e.FailureRate, 100*e.ClusterFailure, 100*e.FailureLimit, e.Verdict, e.Streak)
 }
 
@@ -156,10 +165,11 @@ type nodeState struct {
 
 // Detector is the health model. The zero value is not usable: use New.
 type Detector struct {
-	p       Params
-	nodes   map[string]*nodeState
-	spreads []float64 // scaled MADs of latency of recent windows, in ns
-	fspread []float64 // scaled MADs of failure rate
+	p     Params
+	nodes map[string]*nodeState
+	// spreads and fspreads are the scaled MADs of latency (ns) and of
+	// failure rate of recent windows, for reads [0] and writes [1].
+	spreads, fspreads [2][]float64
 }
 
 // New returns a detector with no history and nothing flagged.
@@ -264,16 +274,46 @@ func severity(e Evidence) float64 {
 
 func reason(e Evidence, k int) string {
 	if e.Latency > e.LatencyLimit {
-		return fmt.Sprintf("%s answered its peers in %v against the cluster's %v (limit %v) for %d consecutive windows",
-			e.Node, e.Latency.Round(10*time.Microsecond), e.ClusterLatency.Round(10*time.Microsecond), e.LatencyLimit.Round(10*time.Microsecond), k)
+		return fmt.Sprintf("%s answered its peers' %ss in %v against the cluster's %v (limit %v) for %d consecutive windows",
+			e.Node, e.Op, e.Latency.Round(10*time.Microsecond), e.ClusterLatency.Round(10*time.Microsecond), e.LatencyLimit.Round(10*time.Microsecond), k)
 	}
-	return fmt.Sprintf("%s failed %.1f%% of its peers' requests against the cluster's %.1f%% (limit %.1f%%) for %d consecutive windows",
-		e.Node, 100*e.FailureRate, 100*e.ClusterFailure, 100*e.FailureLimit, k)
+	return fmt.Sprintf("%s failed %.1f%% of its peers' %ss against the cluster's %.1f%% (limit %.1f%%) for %d consecutive windows",
+		e.Node, 100*e.FailureRate, e.Op, 100*e.ClusterFailure, 100*e.FailureLimit, k)
 }
 
-// judge computes each member's evidence and verdict in w, and learns the
-// window's spread.
+// judge computes each member's evidence and verdict in w, reads and
+// writes apart: a node is bad when either kind is, good when no kind is
+// bad and one had enough samples to say so.
 func (d *Detector) judge(w Window) []Evidence {
+	reads, writes := d.judgeOp(w, false), d.judgeOp(w, true)
+	out := make([]Evidence, len(w.Members))
+	for i := range w.Members {
+		r, wr := reads[i], writes[i]
+		switch {
+		case wr.Verdict == "bad" && (r.Verdict != "bad" || severity(wr) >= severity(r)):
+			out[i] = wr
+		case r.Verdict == "bad":
+			out[i] = r
+		case r.Verdict == "good" && (wr.Verdict != "good" || r.Samples >= wr.Samples):
+			out[i] = r
+		case wr.Verdict == "good":
+			out[i] = wr
+		case r.Samples >= wr.Samples:
+			out[i] = r
+		default:
+			out[i] = wr
+		}
+	}
+	return out
+}
+
+// judgeOp judges one kind of request, and learns the window's spread of
+// it.
+func (d *Detector) judgeOp(w Window, write bool) []Evidence {
+	op, k := "read", 0
+	if write {
+		op, k = "write", 1
+	}
 	type agg struct {
 		sent, failed uint64
 		lats         []float64
@@ -284,8 +324,8 @@ func (d *Detector) judge(w Window) []Evidence {
 	}
 	for _, s := range w.Samples {
 		a, ok := by[s.Replica]
-		if !ok || s.Coordinator == s.Replica {
-			continue // not judged, or its own local replica: no network
+		if !ok || s.Coordinator == s.Replica || s.Write != write {
+			continue // not judged, its own local replica (no network), or the other kind
 		}
 		a.sent += s.Sent
 		a.failed += s.Failed
@@ -297,16 +337,13 @@ func (d *Detector) judge(w Window) []Evidence {
 	var lats, fails []float64
 	for _, m := range w.Members {
 		a := by[m]
-		e := Evidence{Node: m, Samples: a.sent, Verdict: "unknown"}
+		e := Evidence{Node: m, Op: op, Samples: a.sent, Verdict: "unknown"}
 		if a.sent > 0 {
 			e.FailureRate = float64(a.failed) / float64(a.sent)
 		}
 		if len(a.lats) > 0 {
+			// Nothing succeeded leaves 0: the failure rate says it.
 			e.Latency = time.Duration(median(a.lats))
-		} else if a.sent > 0 {
-			// Nothing succeeded: as slow as the replica timeout, which
-			// the failure rate already says.
-			e.Latency = 0
 		}
 		if a.sent >= d.p.MinSamples {
 			lats = append(lats, float64(e.Latency))
@@ -319,10 +356,10 @@ func (d *Detector) judge(w Window) []Evidence {
 	}
 	m, mad := median(lats), 1.4826*medianAbsDev(lats)
 	fm, fmad := median(fails), 1.4826*medianAbsDev(fails)
-	sigma := max(mad, median(d.spreads))
-	fsigma := max(fmad, median(d.fspread))
-	d.spreads = pushBounded(d.spreads, mad, d.p.History)
-	d.fspread = pushBounded(d.fspread, fmad, d.p.History)
+	sigma := max(mad, median(d.spreads[k]))
+	fsigma := max(fmad, median(d.fspreads[k]))
+	d.spreads[k] = pushBounded(d.spreads[k], mad, d.p.History)
+	d.fspreads[k] = pushBounded(d.fspreads[k], fmad, d.p.History)
 	limit := m + max(d.p.Z*sigma, float64(d.p.MinExcess), (d.p.Ratio-1)*m)
 	flimit := fm + max(d.p.Z*fsigma, d.p.MinFailureExcess)
 	for i := range ev {

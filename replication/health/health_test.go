@@ -17,8 +17,10 @@ import (
 // the decisions, the verdicts that are not "good" and the flagged set.
 //
 //	window [repeat=N] [params=flag-after:K,clear-after:M,min-samples:S]
-//	n1 1ms [sent=100] [fail=0]
+//	n1 1ms [sent=100] [fail=0] [write=5ms] [wsent=100]
 //
+// A latency of "-" sends the node no reads; write= adds writes with that
+// round trip.
 // `reset` starts a fresh detector.
 func TestDetector(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
@@ -89,9 +91,9 @@ func TestDetector(t *testing.T) {
 func parseWindow(t *testing.T, input string) Window {
 	t.Helper()
 	type line struct {
-		id         string
-		lat        time.Duration
-		sent, fail uint64
+		id                string
+		lat, wlat         time.Duration
+		sent, fail, wsent uint64
 	}
 	var lines []line
 	for _, l := range strings.Split(strings.TrimSpace(input), "\n") {
@@ -99,13 +101,26 @@ func parseWindow(t *testing.T, input string) Window {
 		if len(f) < 2 {
 			t.Fatalf("bad line %q", l)
 		}
-		lat, err := time.ParseDuration(f[1])
-		if err != nil {
-			t.Fatalf("line %q: %v", l, err)
+		ln := line{id: f[0], sent: 100, wsent: 100}
+		if f[1] == "-" {
+			ln.sent = 0
+		} else {
+			lat, err := time.ParseDuration(f[1])
+			if err != nil {
+				t.Fatalf("line %q: %v", l, err)
+			}
+			ln.lat = lat
 		}
-		ln := line{id: f[0], lat: lat, sent: 100}
 		for _, kv := range f[2:] {
 			k, v, _ := strings.Cut(kv, "=")
+			if k == "write" {
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					t.Fatalf("line %q: %v", l, err)
+				}
+				ln.wlat = d
+				continue
+			}
 			x, err := strconv.ParseUint(v, 10, 64)
 			if err != nil {
 				t.Fatalf("line %q: %v", l, err)
@@ -113,6 +128,8 @@ func parseWindow(t *testing.T, input string) Window {
 			switch k {
 			case "sent":
 				ln.sent = x
+			case "wsent":
+				ln.wsent = x
 			case "fail":
 				ln.fail = x
 			default:
@@ -131,7 +148,12 @@ func parseWindow(t *testing.T, input string) Window {
 			if c.id == r.id {
 				continue
 			}
-			w.Samples = append(w.Samples, Sample{Coordinator: c.id, Replica: r.id, Sent: r.sent / peers, Failed: r.fail / peers, Latency: r.lat})
+			if r.sent > 0 {
+				w.Samples = append(w.Samples, Sample{Coordinator: c.id, Replica: r.id, Sent: r.sent / peers, Failed: r.fail / peers, Latency: r.lat})
+			}
+			if r.wlat > 0 {
+				w.Samples = append(w.Samples, Sample{Coordinator: c.id, Replica: r.id, Sent: r.wsent / peers, Latency: r.wlat, Write: true})
+			}
 		}
 	}
 	return w
@@ -185,7 +207,9 @@ func TestHealthyNoiseNeverFlags(t *testing.T) {
 					if rng.IntN(50) == 0 {
 						s.Failed = 1
 					}
-					w.Samples = append(w.Samples, s)
+					// Writes wait for an fsync: slower than reads, and noisier.
+					ws := Sample{Coordinator: c, Replica: r, Sent: uint64(5 + rng.IntN(50)), Latency: 10*base/3 + time.Duration(rng.Float64()*float64(2*base)), Write: true}
+					w.Samples = append(w.Samples, s, ws)
 				}
 			}
 			now = now.Add(10 * time.Second)
