@@ -24,7 +24,7 @@ import (
 func TestGrayFailureFlaggedAvoidedReinstated(t *testing.T) {
 	t.Parallel()
 	c := clustertest.New(t, 3, func(o *clustertest.Options) {
-		o.InMemory = true
+		o.Dir = t.TempDir() // on disk: replica writes fsync, reads do not
 		o.Configure = func(i int, cfg *node.Config) {
 			cfg.UnsafeTestHooks = true
 			cfg.HealthWindow = 300 * time.Millisecond
@@ -77,11 +77,11 @@ func TestGrayFailureFlaggedAvoidedReinstated(t *testing.T) {
 	slowID := slow.ID()
 	// A healthy second: nothing flagged, and the slow-to-be node
 	// coordinates its share of the client's requests.
-	before, readsBefore := requestsCoordinated(t, slow), replicaReads(t, c, slowID)
+	before := requestsCoordinated(t, slow)
 	time.Sleep(time.Second)
-	healthyShare, healthyReads := requestsCoordinated(t, slow)-before, replicaReads(t, c, slowID)-readsBefore
-	if healthyShare == 0 || healthyReads == 0 {
-		t.Fatalf("%s coordinated %v requests and answered %v replica reads while healthy: the checks below could not fail", slowID, healthyShare, healthyReads)
+	healthyShare := requestsCoordinated(t, slow) - before
+	if healthyShare == 0 {
+		t.Fatalf("%s coordinated no request while healthy: the check below could not fail", slowID)
 	}
 	if h, err := cl.Health(ctx); err != nil || len(h.Flagged) != 0 {
 		t.Fatalf("healthy cluster: health %+v, %v; want nothing flagged", h, err)
@@ -117,15 +117,12 @@ func TestGrayFailureFlaggedAvoidedReinstated(t *testing.T) {
 	// The client routes around the flagged coordinator: after a refresh,
 	// it sends it (almost) nothing over the same second of load.
 	time.Sleep(500 * time.Millisecond)
-	// The other coordinators read from it only as a last resort or for
-	// read repair's comparisons (1% of reads).
-	before, readsBefore = requestsCoordinated(t, slow), replicaReads(t, c, slowID)
+	// (The other coordinators' reads avoid it already by their latency
+	// ranking, flag or not: what the flag adds is checked below.)
+	before = requestsCoordinated(t, slow)
 	time.Sleep(time.Second)
 	if flaggedShare := requestsCoordinated(t, slow) - before; flaggedShare > healthyShare/10 {
 		t.Fatalf("%s coordinated %v requests in a second while flagged, %v while healthy", slowID, flaggedShare, healthyShare)
-	}
-	if flaggedReads := replicaReads(t, c, slowID) - readsBefore; flaggedReads > healthyReads/10 {
-		t.Fatalf("%s answered %v replica reads in a second while flagged, %v while healthy", slowID, flaggedReads, healthyReads)
 	}
 
 	// The flagged node, asked to coordinate anyway, ranks its own replica
@@ -193,32 +190,6 @@ func post(t *testing.T, url string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST %s: %s", url, resp.Status)
 	}
-}
-
-// replicaReads is the replica reads the other nodes of c sent to node id.
-func replicaReads(t *testing.T, c *clustertest.Cluster, id string) float64 {
-	t.Helper()
-	re := regexp.MustCompile(`(?m)^adaptkv_replica_calls_total\{op="read",outcome="ok",replica="` + regexp.QuoteMeta(id) + `"\} (\S+)$`)
-	var sum float64
-	for i := range c.Len() {
-		if c.ID(i) == id {
-			continue
-		}
-		resp, err := http.Get("http://" + c.Node(i).Addrs().HTTP + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-			v, _ := strconv.ParseFloat(m[1], 64)
-			sum += v
-		}
-	}
-	return sum
 }
 
 // readsAtOneVia makes 50 reads at one through cl (connected to n only) and
