@@ -59,6 +59,7 @@ func NewCommand() *cobra.Command {
 	fs.DurationVar(&cfg.Fault, "fault", 30*time.Second, "phase with the slow node")
 	fs.DurationVar(&cfg.Recovery, "recovery", 20*time.Second, "phase after the fault")
 	fs.DurationVar(&cfg.Delay, "delay", 50*time.Millisecond, "the slow node's reply delay")
+	fs.DurationVar(&cfg.Flap, "flap", 0, "turn the delay on and off at this interval during the fault phase (0: hold it)")
 	fs.StringVar(&cfg.Slow, "slow", "n3", "the node made slow")
 	fs.DurationVar(&cfg.HealthWindow, "health-window", 2*time.Second, "the detector's window in the detection arm")
 	fs.DurationVar(&cfg.Reinstate, "reinstate-wait", 30*time.Second, "how long after the recovery phase to wait for reinstatement")

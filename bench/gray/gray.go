@@ -27,16 +27,19 @@ import (
 // Config configures the experiment. Zero fields take the defaults of
 // NewCommand's flags.
 type Config struct {
-	Binary, Out  string
-	Nodes        int
-	Records      int64
-	Concurrency  int
-	Consistency  string
-	Workload     string
-	Steady       time.Duration
-	Fault        time.Duration
-	Recovery     time.Duration
-	Delay        time.Duration // the slow node's reply delay
+	Binary, Out string
+	Nodes       int
+	Records     int64
+	Concurrency int
+	Consistency string
+	Workload    string
+	Steady      time.Duration
+	Fault       time.Duration
+	Recovery    time.Duration
+	Delay       time.Duration // the slow node's reply delay
+	// Flap, when positive, turns the delay on and off every Flap during
+	// the fault phase instead of holding it.
+	Flap         time.Duration
 	Slow         string        // the node made slow
 	HealthWindow time.Duration // the detector's window in the detection arm
 	// Reinstate bounds the wait for reinstatement after the recovery phase.
@@ -71,6 +74,9 @@ type Arm struct {
 	FalseFlags []string `json:"false_flags,omitempty"`
 	// Reason is the slow node's flag reason.
 	Reason string `json:"reason,omitempty"`
+	// Changes counts the slow node's flag changes (flagged, then
+	// reinstated, ...) seen: how often it oscillated.
+	Changes int `json:"changes"`
 }
 
 // Result is the experiment's output.
@@ -169,6 +175,7 @@ func runArm(ctx context.Context, cfg Config, name string, detect bool, dir strin
 	var mu sync.Mutex
 	var faultAt, recoverAt time.Time
 	flagged := map[string]bool{}
+	slowFlagged := false // as last seen, to count changes
 	wctx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -188,6 +195,10 @@ func runArm(ctx context.Context, cfg Config, name string, detect bool, dir strin
 			}
 			now := time.Now()
 			mu.Lock()
+			if _, on := h.Flagged[cfg.Slow]; on != slowFlagged {
+				slowFlagged = on
+				arm.Changes++
+			}
 			for id, d := range h.Flagged {
 				if id != cfg.Slow && !flagged[id] {
 					arm.FalseFlags = append(arm.FalseFlags, id)
@@ -232,7 +243,34 @@ func runArm(ctx context.Context, cfg Config, name string, detect bool, dir strin
 	mu.Lock()
 	faultAt = time.Now()
 	mu.Unlock()
-	if err := phase("fault", cfg.Fault, 0); err != nil {
+	fctx, stopFlap := context.WithCancel(ctx)
+	var fwg sync.WaitGroup
+	if cfg.Flap > 0 {
+		fwg.Go(func() {
+			on := true
+			t := time.NewTicker(cfg.Flap)
+			defer t.Stop()
+			for {
+				select {
+				case <-fctx.Done():
+					return
+				case <-t.C:
+				}
+				on = !on
+				d := time.Duration(0)
+				if on {
+					d = cfg.Delay
+				}
+				if err := l.Hook(fctx, cfg.Slow, "slow", url.Values{"delay": {d.String()}}); err != nil && fctx.Err() == nil {
+					fmt.Fprintf(pr, "   flap hook: %v\n", err)
+				}
+			}
+		})
+	}
+	err = phase("fault", cfg.Fault, 0)
+	stopFlap()
+	fwg.Wait()
+	if err != nil {
 		return nil, err
 	}
 	if err := l.Hook(ctx, cfg.Slow, "slow", url.Values{"delay": {"0s"}}); err != nil {
@@ -254,7 +292,7 @@ func runArm(ctx context.Context, cfg Config, name string, detect bool, dir strin
 	}
 	stopWatch()
 	wg.Wait()
-	fmt.Fprintf(pr, "   flagged after %.1f s, reinstated %.1f s after recovery, false flags %v\n", arm.FlaggedAfter, arm.ReinstatedAfter, arm.FalseFlags)
+	fmt.Fprintf(pr, "   flagged after %.1f s, reinstated %.1f s after recovery, %d flag changes, false flags %v\n", arm.FlaggedAfter, arm.ReinstatedAfter, arm.Changes, arm.FalseFlags)
 	return arm, nil
 }
 
@@ -262,10 +300,14 @@ func runArm(ctx context.Context, cfg Config, name string, detect bool, dir strin
 func WriteMarkdown(w io.Writer, res *Result) {
 	c := res.Config
 	fmt.Fprintf(w, "## Gray failure (%s)\n\n", res.Date.Format(time.DateOnly))
-	fmt.Fprintf(w, "%d nodes, YCSB %s at %s, %d records, %d clients; %s slow (replies delayed %v) after %v steady, for %v, then %v of recovery; detector window %v.\n\n",
-		c.Nodes, strings.ToUpper(c.Workload), c.Consistency, c.Records, c.Concurrency, c.Slow, c.Delay, c.Steady, c.Fault, c.Recovery, c.HealthWindow)
-	fmt.Fprintln(w, "| arm | steady read p99 | fault read p99 | recovery read p99 | fault update p99 | fault/steady read p99 | flagged after | reinstated after | false flags |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	flap := ""
+	if c.Flap > 0 {
+		flap = fmt.Sprintf(", flapping every %v", c.Flap)
+	}
+	fmt.Fprintf(w, "%d nodes, YCSB %s at %s, %d records, %d clients; %s slow (replies delayed %v%s) after %v steady, for %v, then %v of recovery; detector window %v.\n\n",
+		c.Nodes, strings.ToUpper(c.Workload), c.Consistency, c.Records, c.Concurrency, c.Slow, c.Delay, flap, c.Steady, c.Fault, c.Recovery, c.HealthWindow)
+	fmt.Fprintln(w, "| arm | steady read p99 | fault read p99 | recovery read p99 | fault update p99 | fault/steady read p99 | flagged after | reinstated after | flag changes | false flags |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, a := range res.Arms {
 		var s, f, r Phase
 		for _, p := range a.Phases {
@@ -288,8 +330,8 @@ func WriteMarkdown(w io.Writer, res *Result) {
 			}
 			return fmt.Sprintf("%.1f s", v)
 		}
-		fmt.Fprintf(w, "| %s | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f× | %s | %s | %v |\n", a.Name, s.ReadP99, f.ReadP99, r.ReadP99, f.UpdateP99, ratio,
-			secs(a.FlaggedAfter), secs(a.ReinstatedAfter), len(a.FalseFlags))
+		fmt.Fprintf(w, "| %s | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f× | %s | %s | %d | %v |\n", a.Name, s.ReadP99, f.ReadP99, r.ReadP99, f.UpdateP99, ratio,
+			secs(a.FlaggedAfter), secs(a.ReinstatedAfter), a.Changes, len(a.FalseFlags))
 	}
 	fmt.Fprintln(w)
 }
