@@ -29,7 +29,9 @@
 // quiet one, and one quiet window does not make it trigger-happy. The
 // floors keep a cluster on loopback, whose spread is microseconds, from
 // flagging a node for a scheduler hiccup. Failure rates are judged the same
-// way with their own floor.
+// way with their own floor. Reads and writes are judged apart (a write's
+// round trip includes the replica's fsync, and a node read last is sent
+// mostly writes); a node is bad when either kind is.
 //
 // # Hysteresis and bounds
 //
