@@ -254,7 +254,11 @@ func (c *Client) anyNode() []string {
 		addrs = append(addrs, t.aliveAddrs...)
 	}
 	addrs = appendNew(addrs, c.cfg.Endpoints...)
-	return rotate(addrs, c.rr.Add(1))
+	addrs = rotate(addrs, c.rr.Add(1))
+	if t := c.topo.Load(); t != nil {
+		addrs = t.demoteFlagged(addrs)
+	}
+	return addrs
 }
 
 // appendNew appends the addresses of add that dst does not hold yet.

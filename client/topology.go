@@ -32,7 +32,8 @@ const (
 type topology struct {
 	status     *ClusterStatus
 	byID       map[string]Member
-	aliveAddrs []string // gRPC addresses of alive members, by member ID
+	aliveAddrs []string        // gRPC addresses of alive members, by member ID
+	flagged    map[string]bool // gRPC addresses of flagged members (flagged.go)
 	ring       *ring.Ring
 	ringKey    string         // identifies the ring's members and vnodes, to reuse it
 	rf         map[string]int // replication factor by keyspace
@@ -83,6 +84,7 @@ func (c *Client) applyStatus(resp *kvpb.ClusterStatusResponse, keyspaces []*kvpb
 			if m.serves() {
 				t.aliveAddrs = append(t.aliveAddrs, m.GRPCAddr)
 			}
+			t.noteFlagged(m)
 		}
 		slices.SortFunc(rms, func(a, b ring.Member) int { return strings.Compare(a.ID, b.ID) })
 		var key strings.Builder
@@ -158,6 +160,7 @@ func (c *Client) keyNodes(kind opKind, keyspace string, key []byte) []string {
 			if kind == opRead {
 				addrs = rotate(addrs, c.spread.Add(1))
 			}
+			addrs = t.demoteFlagged(addrs)
 		} else {
 			// Created after the last refresh, or does not exist (then the
 			// call fails with KEYSPACE_NOT_FOUND and the refresh is

@@ -245,6 +245,12 @@ type Member struct {
 	// it refuses new requests with NODE_DRAINING, so the client routes
 	// around it until it is back.
 	Draining bool
+	// Flagged is true while the cluster's health detector has the node
+	// flagged as a gray failure (alive but much slower or failing more
+	// than its peers); FlagReason says why. The client sends it requests
+	// only when no other node will do.
+	Flagged    bool
+	FlagReason string
 }
 
 // ClusterStatus is one node's view of the cluster.
@@ -348,6 +354,8 @@ func clusterStatusFromPB(r *kvpb.ClusterStatusResponse) *ClusterStatus {
 			RingOwnership: m.GetRingOwnership(),
 			RingState:     m.GetRingState(),
 			Draining:      m.GetDraining(),
+			Flagged:       m.GetFlagged(),
+			FlagReason:    m.GetFlagReason(),
 		})
 	}
 	return st

@@ -84,6 +84,10 @@ var rules = map[string]rule{
 	kvpb.Admin_DescribeKeyspace_FullMethodName: {access: accessAuthenticated},
 	kvpb.Admin_ListKeyspaces_FullMethodName:    {access: accessAuthenticated},
 	kvpb.Admin_ClusterStatus_FullMethodName:    {access: accessAuthenticated},
+	kvpb.Admin_Health_FullMethodName:           {access: accessAuthenticated},
+	// A snapshot resets the node's counters: only the leader's detector
+	// may take it.
+	kvpb.Admin_HealthSnapshot_FullMethodName:   {access: accessNode},
 	kvpb.Admin_AlterKeyspace_FullMethodName:    ksRule(PermAdmin, func(r any) string { return r.(*kvpb.AlterKeyspaceRequest).GetName() }),
 	kvpb.Admin_LocalGet_FullMethodName:         ksRule(PermAdmin, func(r any) string { return r.(*kvpb.LocalGetRequest).GetKeyspace() }),
 	kvpb.Admin_TunerExplain_FullMethodName:     ksRule(PermAdmin, func(r any) string { return r.(*kvpb.TunerExplainRequest).GetKeyspace() }),

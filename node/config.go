@@ -149,6 +149,15 @@ type Config struct {
 	// samples per interval at modest load, short enough to react within
 	// seconds to a replica that slows down.
 	TunerInterval time.Duration
+	// HealthWindow is the gray-failure detector's window: how often the
+	// metadata leader gathers every coordinator's per-replica round trips
+	// and failures and judges each node against its peers
+	// (replication/health). Default DefaultHealthWindow; negative turns
+	// detection off (flags already in the metadata log still apply).
+	HealthWindow time.Duration
+	// HealthFlagAfter, when positive, is the consecutive bad windows that
+	// flag a node and good ones that reinstate it (default 3).
+	HealthFlagAfter int
 	// TunerDwell is the least time between two configuration changes of a
 	// keyspace that are made only to save cost (stepping back to a safer
 	// configuration never waits). 0 means the tuner's default, 2 minutes.
@@ -223,6 +232,7 @@ func DefaultConfig() Config {
 		ReplicaTimeout:   2 * time.Second,
 		Vnodes:           ring.DefaultVnodes,
 		TunerInterval:    5 * time.Second,
+		HealthWindow:     DefaultHealthWindow,
 		ConfigLease:      4 * time.Second,
 
 		AntiEntropyInterval: DefaultAntiEntropyInterval,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/adaptkv/adaptkv/api"
 	"github.com/adaptkv/adaptkv/replication"
+	"github.com/adaptkv/adaptkv/replication/health"
 	"github.com/adaptkv/adaptkv/replication/quorum"
 	"github.com/adaptkv/adaptkv/tuner"
 )
@@ -80,6 +81,8 @@ type command struct {
 	// User is a user-management entry's change ("user-*", "auth-secret",
 	// users.go).
 	User *userCmd `json:"user,omitempty"`
+	// Health is a health detector's decision ("health", health.go).
+	Health json.RawMessage `json:"health,omitempty"`
 	// AtUnixMs is the proposer's clock, so that every node records the same
 	// creation time.
 	AtUnixMs int64 `json:"at"`
@@ -114,6 +117,8 @@ type fsm struct {
 	gossip keyringFSM
 	// auth is the users, their grants and the token secret (users.go).
 	auth atomic.Pointer[authState]
+	// health is the flagged nodes and recent health decisions (health.go).
+	health atomic.Pointer[healthState]
 	// vnodes is the ring's vnodes per member; every node must agree.
 	vnodes   int
 	applied  atomic.Uint64
@@ -131,6 +136,7 @@ func newFSM() *fsm {
 	f.numbers.Store(&noNumbers)
 	f.topo.Store(&topoState{})
 	f.auth.Store(newAuthState())
+	f.health.Store(&healthState{Flagged: map[string]health.Decision{}})
 	return f
 }
 
@@ -155,6 +161,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 		next, u, err := applyUserOp(f.auth.Load(), c.Op, uc, l.Index, c.AtUnixMs)
 		f.auth.Store(next)
 		return applyResult{user: u, err: err}
+	case "health":
+		return f.applyHealth(c.Health, l.Index)
 	case "nop":
 		// Changes nothing; it gives the leader's read index an entry that
 		// reaches the state machine (see localReadIndex).
@@ -327,7 +335,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	// Raft calls Snapshot between Applys, so applied is the snapshot's
 	// index.
 	return fsmSnapshot{Keyspaces: *f.keyspaces.Load(), Decisions: *f.decisions.Load(), Numbers: *f.numbers.Load(),
-		Topology: f.topo.Load().Topology, Stream: f.stream.Load(), Keyring: f.gossip.state.Load(), Auth: f.auth.Load(), Index: f.applied.Load()}, nil
+		Topology: f.topo.Load().Topology, Stream: f.stream.Load(), Keyring: f.gossip.state.Load(), Auth: f.auth.Load(), Health: f.health.Load(), Index: f.applied.Load()}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -360,6 +368,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.topo.Store(newTopoState(snap.Topology, f.vnodes))
 	f.stream.Store(snap.Stream)
 	f.auth.Store(snap.Auth.withRoot())
+	if snap.Health == nil || snap.Health.Flagged == nil {
+		snap.Health = &healthState{Flagged: map[string]health.Decision{}}
+	}
+	f.health.Store(snap.Health)
 	// The state is that of the snapshot's index, which is past the last
 	// entry that changed a keyspace when decisions followed it: a node that
 	// waited for that index (WaitForIndex, the configuration lease) would
@@ -383,6 +395,7 @@ type fsmSnapshot struct {
 	Stream    *StreamProgress              `json:"stream,omitempty"`
 	Keyring   *GossipKeyring               `json:"keyring,omitempty"`
 	Auth      *authState                   `json:"auth,omitempty"`
+	Health    *healthState                 `json:"health,omitempty"`
 	// Index is the last log index the snapshot includes.
 	Index uint64 `json:"index,omitempty"`
 }

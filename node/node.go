@@ -41,6 +41,7 @@ type Node struct {
 
 	engine    storage.Engine
 	meta      *fsm
+	gray      *nodeHealth
 	raft      *raft.Raft
 	members   *membership.Membership
 	hints     *replication.HintStore
@@ -203,10 +204,12 @@ func (n *Node) start(ctx context.Context) error {
 	n.closers = append(n.closers, n.members.Shutdown)
 
 	n.tuning = newTuning(n, max(cfg.TunerInterval, 100*time.Millisecond))
+	n.gray = newNodeHealth(n, cfg.HealthWindow)
 	n.coord = replication.NewCoordinator(replication.Config{
 		NodeID: cfg.ID, NodeNumbers: n.nodeNumber, Transport: n.transport, Topology: topology{n},
 		Keyspaces: n.meta, Hints: n.hints, Clock: n.clock, ReplicaTimeout: cfg.ReplicaTimeout,
 		ReadRepairChance: cfg.ReadRepairChance, Observer: n.tuning, Fence: &n.lease, Logger: n.log,
+		Calls: n.gray, Flagged: n.gray.flagged,
 	})
 	if cfg.MaxInflight >= 0 {
 		n.admission = newAdmission(cmp.Or(cfg.MaxInflight, DefaultMaxInflight))
@@ -215,6 +218,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.scheduler = newScheduler(n)
 	n.catchUp.sem = make(chan struct{}, 1)
 	n.metrics = newMetrics(n)
+	n.metrics.reg.MustRegister(n.gray)
 
 	const streamWorkers = 128
 	limit := cfg.MaxValueSize + cfg.MaxKeySize + 64<<10
@@ -300,6 +304,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.goRun(func() { n.hints.Run(runCtx, n.transport, topology{n}, cfg.HintInterval) })
 	n.goRun(func() { n.collectLoop(runCtx) })
 	n.goRun(func() { n.tuning.loop(runCtx) })
+	n.goRun(func() { n.gray.loop(runCtx) })
 	n.goRun(func() { n.scheduler.loop(runCtx) })
 	n.goRun(func() { n.leaseLoop(runCtx) })
 	n.goRun(func() { n.authSecretLoop(runCtx) })

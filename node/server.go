@@ -628,7 +628,8 @@ func (s adminServer) ClusterStatus(ctx context.Context, req *kvpb.ClusterStatusR
 		Security:       s.n.securityStatus(),
 	}
 	for _, m := range v.Members {
-		resp.Members = append(resp.Members, &kvpb.Member{
+		flagged, why := s.n.flagReason(m.ID)
+		resp.Members = append(resp.Members, &kvpb.Member{Flagged: flagged, FlagReason: why,
 			Id: m.ID, Number: s.n.memberNumber(m.ID), GrpcAddr: m.GRPCAddr, GossipAddr: m.GossipAddr,
 			RaftAddr: m.RaftAddr, HttpAddr: m.HTTPAddr, Zone: m.Zone,
 			State: memberStateToPB(m.State), RaftRole: roles[m.ID], RingOwnership: own[m.ID],

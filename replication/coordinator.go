@@ -51,6 +51,14 @@ type Config struct {
 	ReadRepairChance float64
 	// Observer, when set, receives per-request observations for the tuner.
 	Observer Observer
+	// Calls, when set, receives every replica request's outcome by node,
+	// for the health detector (flags.go).
+	Calls CallObserver
+	// Flagged, when set, reports whether a node is flagged as unhealthy:
+	// reads ask flagged replicas last. They still take writes and count
+	// for W, and still answer reads when no other replica can, so no
+	// consistency level loses availability.
+	Flagged func(id string) bool
 	// Fence, when set, is consulted for fenced keyspaces
 	// (KeyspaceConfig.Fenced): without a configuration lease the
 	// coordinator does not serve them (fence.go).
@@ -553,12 +561,20 @@ func (c *Coordinator) readRepairDraw(ks KeyspaceConfig) bool {
 	return chance > 0 && rand.Float64() < chance
 }
 
-// rank orders replicas for reading: this node first when it is a replica
-// (no network hop), then by observed read latency, fastest first (the
-// dynamic-snitch idea of Cassandra and C3, without queue sizes yet).
+// rank orders replicas for reading: replicas flagged by the health
+// detector last, then this node first when it is a replica (no network
+// hop), then by observed read latency, failures charged as timeouts,
+// fastest first (the dynamic-snitch idea of Cassandra and C3, without
+// queue sizes yet).
 func (c *Coordinator) rank(alive []string) []string {
 	order := slices.Clone(alive)
 	slices.SortStableFunc(order, func(a, b string) int {
+		if fa, fb := c.flagged(a), c.flagged(b); fa != fb {
+			if fa {
+				return 1
+			}
+			return -1
+		}
 		if a == c.cfg.NodeID {
 			return -1
 		}

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"cmp"
 	"context"
 	"sync/atomic"
 	"time"
@@ -213,9 +214,15 @@ func (c *Coordinator) call(ctx context.Context, keyspace string, s *send) event 
 			// not a failed or slow replica to the tuner.
 			o.Replica(keyspace, s.rank, true, time.Since(start), ok || known > 0)
 		}
+		if ok || known > 0 {
+			c.observeCall(s.to, true, time.Since(start), nil)
+		} else {
+			c.observeCall(s.to, true, time.Since(start), cmp.Or(err, errReplicaWrite))
+		}
 	case sendRead, sendDigest:
 		r.read, r.err = c.cfg.Transport.Read(ctx, s.to, s.read)
 		rtt := time.Since(start)
+		c.observeCall(s.to, false, rtt, r.err)
 		if s.observe {
 			if o := c.cfg.Observer; o != nil {
 				o.Replica(keyspace, s.rank, false, rtt, r.err == nil)

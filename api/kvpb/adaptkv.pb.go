@@ -1872,7 +1872,13 @@ type Member struct {
 	// It still answers its peers, but refuses new client requests with
 	// NODE_DRAINING, so clients should route them to other nodes. Field 20
 	// leaves room for other changes to Member.
-	Draining      bool `protobuf:"varint,20,opt,name=draining,proto3" json:"draining,omitempty"`
+	Draining bool `protobuf:"varint,20,opt,name=draining,proto3" json:"draining,omitempty"`
+	// flagged: the metadata leader's health detector flagged the member as
+	// a gray failure (alive but much slower or failing more than its peers):
+	// reads ask it last and clients coordinate elsewhere. flag_reason says
+	// why.
+	Flagged       bool   `protobuf:"varint,40,opt,name=flagged,proto3" json:"flagged,omitempty"`
+	FlagReason    string `protobuf:"bytes,41,opt,name=flag_reason,json=flagReason,proto3" json:"flag_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1989,6 +1995,20 @@ func (x *Member) GetDraining() bool {
 		return x.Draining
 	}
 	return false
+}
+
+func (x *Member) GetFlagged() bool {
+	if x != nil {
+		return x.Flagged
+	}
+	return false
+}
+
+func (x *Member) GetFlagReason() string {
+	if x != nil {
+		return x.FlagReason
+	}
+	return ""
 }
 
 type ClusterStatusRequest struct {
@@ -5944,6 +5964,214 @@ func (x *ListUsersResponse) GetUsers() []*User {
 	return nil
 }
 
+type HealthSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthSnapshotRequest) Reset() {
+	*x = HealthSnapshotRequest{}
+	mi := &file_adaptkv_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthSnapshotRequest) ProtoMessage() {}
+
+func (x *HealthSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*HealthSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{85}
+}
+
+type HealthSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	SamplesJson   []byte                 `protobuf:"bytes,2,opt,name=samples_json,json=samplesJson,proto3" json:"samples_json,omitempty"` // []health.Sample, this node as coordinator
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthSnapshotResponse) Reset() {
+	*x = HealthSnapshotResponse{}
+	mi := &file_adaptkv_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthSnapshotResponse) ProtoMessage() {}
+
+func (x *HealthSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*HealthSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *HealthSnapshotResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *HealthSnapshotResponse) GetSamplesJson() []byte {
+	if x != nil {
+		return x.SamplesJson
+	}
+	return nil
+}
+
+type HealthRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthRequest) Reset() {
+	*x = HealthRequest{}
+	mi := &file_adaptkv_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthRequest) ProtoMessage() {}
+
+func (x *HealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
+func (*HealthRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{87}
+}
+
+type HealthResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                      // the node that answered
+	Leader        bool                   `protobuf:"varint,2,opt,name=leader,proto3" json:"leader,omitempty"`                                   // it leads the metadata log, so evidence is live
+	FlaggedJson   []byte                 `protobuf:"bytes,3,opt,name=flagged_json,json=flaggedJson,proto3" json:"flagged_json,omitempty"`       // map node -> health.Decision that flagged it
+	DecisionsJson []byte                 `protobuf:"bytes,4,opt,name=decisions_json,json=decisionsJson,proto3" json:"decisions_json,omitempty"` // recent []health.Decision, oldest first
+	EvidenceJson  []byte                 `protobuf:"bytes,5,opt,name=evidence_json,json=evidenceJson,proto3" json:"evidence_json,omitempty"`    // the last window's []health.Evidence (leader only)
+	Enabled       bool                   `protobuf:"varint,6,opt,name=enabled,proto3" json:"enabled,omitempty"`                                 // the answering node runs detection
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthResponse) Reset() {
+	*x = HealthResponse{}
+	mi := &file_adaptkv_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthResponse) ProtoMessage() {}
+
+func (x *HealthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
+func (*HealthResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *HealthResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *HealthResponse) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *HealthResponse) GetFlaggedJson() []byte {
+	if x != nil {
+		return x.FlaggedJson
+	}
+	return nil
+}
+
+func (x *HealthResponse) GetDecisionsJson() []byte {
+	if x != nil {
+		return x.DecisionsJson
+	}
+	return nil
+}
+
+func (x *HealthResponse) GetEvidenceJson() []byte {
+	if x != nil {
+		return x.EvidenceJson
+	}
+	return nil
+}
+
+func (x *HealthResponse) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
 type CleanupKeyspaceResponse_Node struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -5956,7 +6184,7 @@ type CleanupKeyspaceResponse_Node struct {
 
 func (x *CleanupKeyspaceResponse_Node) Reset() {
 	*x = CleanupKeyspaceResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[85]
+	mi := &file_adaptkv_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5968,7 +6196,7 @@ func (x *CleanupKeyspaceResponse_Node) String() string {
 func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[85]
+	mi := &file_adaptkv_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6026,7 +6254,7 @@ type KeyringResponse_Node struct {
 
 func (x *KeyringResponse_Node) Reset() {
 	*x = KeyringResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[86]
+	mi := &file_adaptkv_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6038,7 +6266,7 @@ func (x *KeyringResponse_Node) String() string {
 func (*KeyringResponse_Node) ProtoMessage() {}
 
 func (x *KeyringResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[86]
+	mi := &file_adaptkv_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6208,7 +6436,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\bkeyspace\x18\x01 \x01(\v2\x1a.adaptkv.v1.KeyspaceConfigR\bkeyspace\"\x16\n" +
 	"\x14ListKeyspacesRequest\"Q\n" +
 	"\x15ListKeyspacesResponse\x128\n" +
-	"\tkeyspaces\x18\x01 \x03(\v2\x1a.adaptkv.v1.KeyspaceConfigR\tkeyspaces\"\xea\x02\n" +
+	"\tkeyspaces\x18\x01 \x03(\v2\x1a.adaptkv.v1.KeyspaceConfigR\tkeyspaces\"\xa5\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\rR\x06number\x12\x1b\n" +
@@ -6224,7 +6452,10 @@ const file_adaptkv_proto_rawDesc = "" +
 	" \x01(\x01R\rringOwnership\x12\x1d\n" +
 	"\n" +
 	"ring_state\x18\v \x01(\tR\tringState\x12\x1a\n" +
-	"\bdraining\x18\x14 \x01(\bR\bdraining\"\x16\n" +
+	"\bdraining\x18\x14 \x01(\bR\bdraining\x12\x18\n" +
+	"\aflagged\x18( \x01(\bR\aflagged\x12\x1f\n" +
+	"\vflag_reason\x18) \x01(\tR\n" +
+	"flagReason\"\x16\n" +
 	"\x14ClusterStatusRequest\"\xfa\x02\n" +
 	"\x15ClusterStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
@@ -6535,7 +6766,19 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
 	"\x10ListUsersRequest\";\n" +
 	"\x11ListUsersResponse\x12&\n" +
-	"\x05users\x18\x01 \x03(\v2\x10.adaptkv.v1.UserR\x05users*x\n" +
+	"\x05users\x18\x01 \x03(\v2\x10.adaptkv.v1.UserR\x05users\"\x17\n" +
+	"\x15HealthSnapshotRequest\"T\n" +
+	"\x16HealthSnapshotResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
+	"\fsamples_json\x18\x02 \x01(\fR\vsamplesJson\"\x0f\n" +
+	"\rHealthRequest\"\xca\x01\n" +
+	"\x0eHealthResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\bR\x06leader\x12!\n" +
+	"\fflagged_json\x18\x03 \x01(\fR\vflaggedJson\x12%\n" +
+	"\x0edecisions_json\x18\x04 \x01(\fR\rdecisionsJson\x12#\n" +
+	"\revidence_json\x18\x05 \x01(\fR\fevidenceJson\x12\x18\n" +
+	"\aenabled\x18\x06 \x01(\bR\aenabled*x\n" +
 	"\x05Level\x12\x15\n" +
 	"\x11LEVEL_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLEVEL_ONE\x10\x01\x12\x10\n" +
@@ -6566,7 +6809,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x03Get\x12\x16.adaptkv.v1.GetRequest\x1a\x17.adaptkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.adaptkv.v1.PutRequest\x1a\x17.adaptkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.adaptkv.v1.DeleteRequest\x1a\x1a.adaptkv.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xad\x0e\n" +
+	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xc7\x0f\n" +
 	"\x05Admin\x12Q\n" +
 	"\x0eCreateKeyspace\x12!.adaptkv.v1.CreateKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12O\n" +
 	"\rAlterKeyspace\x12 .adaptkv.v1.AlterKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12U\n" +
@@ -6593,7 +6836,9 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\tGrantRole\x12\x1c.adaptkv.v1.GrantRoleRequest\x1a\x18.adaptkv.v1.UserResponse\x12D\n" +
 	"\n" +
 	"RevokeRole\x12\x1c.adaptkv.v1.GrantRoleRequest\x1a\x18.adaptkv.v1.UserResponse\x12H\n" +
-	"\tListUsers\x12\x1c.adaptkv.v1.ListUsersRequest\x1a\x1d.adaptkv.v1.ListUsersResponse2\xe0\x04\n" +
+	"\tListUsers\x12\x1c.adaptkv.v1.ListUsersRequest\x1a\x1d.adaptkv.v1.ListUsersResponse\x12W\n" +
+	"\x0eHealthSnapshot\x12!.adaptkv.v1.HealthSnapshotRequest\x1a\".adaptkv.v1.HealthSnapshotResponse\x12?\n" +
+	"\x06Health\x12\x19.adaptkv.v1.HealthRequest\x1a\x1a.adaptkv.v1.HealthResponse2\xe0\x04\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
@@ -6617,7 +6862,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                           // 0: adaptkv.v1.Level
 	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
@@ -6710,8 +6955,12 @@ var file_adaptkv_proto_goTypes = []any{
 	(*UserResponse)(nil),                 // 88: adaptkv.v1.UserResponse
 	(*ListUsersRequest)(nil),             // 89: adaptkv.v1.ListUsersRequest
 	(*ListUsersResponse)(nil),            // 90: adaptkv.v1.ListUsersResponse
-	(*CleanupKeyspaceResponse_Node)(nil), // 91: adaptkv.v1.CleanupKeyspaceResponse.Node
-	(*KeyringResponse_Node)(nil),         // 92: adaptkv.v1.KeyringResponse.Node
+	(*HealthSnapshotRequest)(nil),        // 91: adaptkv.v1.HealthSnapshotRequest
+	(*HealthSnapshotResponse)(nil),       // 92: adaptkv.v1.HealthSnapshotResponse
+	(*HealthRequest)(nil),                // 93: adaptkv.v1.HealthRequest
+	(*HealthResponse)(nil),               // 94: adaptkv.v1.HealthResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 95: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(*KeyringResponse_Node)(nil),         // 96: adaptkv.v1.KeyringResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	4,   // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
@@ -6775,9 +7024,9 @@ var file_adaptkv_proto_depIdxs = []int32{
 	71,  // 58: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
 	70,  // 59: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
 	51,  // 60: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
-	91,  // 61: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	95,  // 61: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
 	2,   // 62: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
-	92,  // 63: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
+	96,  // 63: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
 	3,   // 64: adaptkv.v1.Grant.role:type_name -> adaptkv.v1.Role
 	82,  // 65: adaptkv.v1.User.grants:type_name -> adaptkv.v1.Grant
 	3,   // 66: adaptkv.v1.GrantRoleRequest.role:type_name -> adaptkv.v1.Role
@@ -6810,51 +7059,55 @@ var file_adaptkv_proto_depIdxs = []int32{
 	87,  // 93: adaptkv.v1.Admin.GrantRole:input_type -> adaptkv.v1.GrantRoleRequest
 	87,  // 94: adaptkv.v1.Admin.RevokeRole:input_type -> adaptkv.v1.GrantRoleRequest
 	89,  // 95: adaptkv.v1.Admin.ListUsers:input_type -> adaptkv.v1.ListUsersRequest
-	54,  // 96: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	56,  // 97: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	58,  // 98: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	54,  // 99: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	63,  // 100: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	60,  // 101: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	65,  // 102: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	72,  // 103: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
-	13,  // 104: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	15,  // 105: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	17,  // 106: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	19,  // 107: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	25,  // 108: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	25,  // 109: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	25,  // 110: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	27,  // 111: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	30,  // 112: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	34,  // 113: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	36,  // 114: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	38,  // 115: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	40,  // 116: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	44,  // 117: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	50,  // 118: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	46,  // 119: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	75,  // 120: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	48,  // 121: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	77,  // 122: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	79,  // 123: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
-	81,  // 124: adaptkv.v1.Admin.Login:output_type -> adaptkv.v1.LoginResponse
-	88,  // 125: adaptkv.v1.Admin.CreateUser:output_type -> adaptkv.v1.UserResponse
-	88,  // 126: adaptkv.v1.Admin.DropUser:output_type -> adaptkv.v1.UserResponse
-	88,  // 127: adaptkv.v1.Admin.SetPassword:output_type -> adaptkv.v1.UserResponse
-	88,  // 128: adaptkv.v1.Admin.GrantRole:output_type -> adaptkv.v1.UserResponse
-	88,  // 129: adaptkv.v1.Admin.RevokeRole:output_type -> adaptkv.v1.UserResponse
-	90,  // 130: adaptkv.v1.Admin.ListUsers:output_type -> adaptkv.v1.ListUsersResponse
-	55,  // 131: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	57,  // 132: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	59,  // 133: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	55,  // 134: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	64,  // 135: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	61,  // 136: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	68,  // 137: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	73,  // 138: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
-	104, // [104:139] is the sub-list for method output_type
-	69,  // [69:104] is the sub-list for method input_type
+	91,  // 96: adaptkv.v1.Admin.HealthSnapshot:input_type -> adaptkv.v1.HealthSnapshotRequest
+	93,  // 97: adaptkv.v1.Admin.Health:input_type -> adaptkv.v1.HealthRequest
+	54,  // 98: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	56,  // 99: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	58,  // 100: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	54,  // 101: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	63,  // 102: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	60,  // 103: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	65,  // 104: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	72,  // 105: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
+	13,  // 106: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	15,  // 107: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	17,  // 108: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	19,  // 109: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	25,  // 110: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	25,  // 111: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	25,  // 112: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	27,  // 113: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	30,  // 114: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	34,  // 115: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	36,  // 116: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	38,  // 117: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	40,  // 118: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	44,  // 119: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	50,  // 120: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	46,  // 121: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	75,  // 122: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	48,  // 123: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	77,  // 124: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	79,  // 125: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
+	81,  // 126: adaptkv.v1.Admin.Login:output_type -> adaptkv.v1.LoginResponse
+	88,  // 127: adaptkv.v1.Admin.CreateUser:output_type -> adaptkv.v1.UserResponse
+	88,  // 128: adaptkv.v1.Admin.DropUser:output_type -> adaptkv.v1.UserResponse
+	88,  // 129: adaptkv.v1.Admin.SetPassword:output_type -> adaptkv.v1.UserResponse
+	88,  // 130: adaptkv.v1.Admin.GrantRole:output_type -> adaptkv.v1.UserResponse
+	88,  // 131: adaptkv.v1.Admin.RevokeRole:output_type -> adaptkv.v1.UserResponse
+	90,  // 132: adaptkv.v1.Admin.ListUsers:output_type -> adaptkv.v1.ListUsersResponse
+	92,  // 133: adaptkv.v1.Admin.HealthSnapshot:output_type -> adaptkv.v1.HealthSnapshotResponse
+	94,  // 134: adaptkv.v1.Admin.Health:output_type -> adaptkv.v1.HealthResponse
+	55,  // 135: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	57,  // 136: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	59,  // 137: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	55,  // 138: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	64,  // 139: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	61,  // 140: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	68,  // 141: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	73,  // 142: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
+	106, // [106:143] is the sub-list for method output_type
+	69,  // [69:106] is the sub-list for method input_type
 	69,  // [69:69] is the sub-list for extension type_name
 	69,  // [69:69] is the sub-list for extension extendee
 	0,   // [0:69] is the sub-list for field type_name
@@ -6871,7 +7124,7 @@ func file_adaptkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   87,
+			NumMessages:   91,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -266,6 +266,8 @@ const (
 	Admin_GrantRole_FullMethodName         = "/adaptkv.v1.Admin/GrantRole"
 	Admin_RevokeRole_FullMethodName        = "/adaptkv.v1.Admin/RevokeRole"
 	Admin_ListUsers_FullMethodName         = "/adaptkv.v1.Admin/ListUsers"
+	Admin_HealthSnapshot_FullMethodName    = "/adaptkv.v1.Admin/HealthSnapshot"
+	Admin_Health_FullMethodName            = "/adaptkv.v1.Admin/Health"
 )
 
 // AdminClient is the client API for Admin service.
@@ -364,6 +366,14 @@ type AdminClient interface {
 	GrantRole(ctx context.Context, in *GrantRoleRequest, opts ...grpc.CallOption) (*UserResponse, error)
 	RevokeRole(ctx context.Context, in *GrantRoleRequest, opts ...grpc.CallOption) (*UserResponse, error)
 	ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
+	// HealthSnapshot returns this node's per-replica round trips, timeouts
+	// and errors since the last snapshot: the metadata leader's health
+	// detector gathers them every window. It resets the node's counters.
+	HealthSnapshot(ctx context.Context, in *HealthSnapshotRequest, opts ...grpc.CallOption) (*HealthSnapshotResponse, error)
+	// Health returns the flagged nodes with their evidence, the recent
+	// health decisions, and (from the metadata leader) the last window's
+	// evidence about every node.
+	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 }
 
 type adminClient struct {
@@ -613,6 +623,26 @@ func (c *adminClient) ListUsers(ctx context.Context, in *ListUsersRequest, opts 
 	return out, nil
 }
 
+func (c *adminClient) HealthSnapshot(ctx context.Context, in *HealthSnapshotRequest, opts ...grpc.CallOption) (*HealthSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HealthSnapshotResponse)
+	err := c.cc.Invoke(ctx, Admin_HealthSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HealthResponse)
+	err := c.cc.Invoke(ctx, Admin_Health_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -709,6 +739,14 @@ type AdminServer interface {
 	GrantRole(context.Context, *GrantRoleRequest) (*UserResponse, error)
 	RevokeRole(context.Context, *GrantRoleRequest) (*UserResponse, error)
 	ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error)
+	// HealthSnapshot returns this node's per-replica round trips, timeouts
+	// and errors since the last snapshot: the metadata leader's health
+	// detector gathers them every window. It resets the node's counters.
+	HealthSnapshot(context.Context, *HealthSnapshotRequest) (*HealthSnapshotResponse, error)
+	// Health returns the flagged nodes with their evidence, the recent
+	// health decisions, and (from the metadata leader) the last window's
+	// evidence about every node.
+	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -787,6 +825,12 @@ func (UnimplementedAdminServer) RevokeRole(context.Context, *GrantRoleRequest) (
 }
 func (UnimplementedAdminServer) ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListUsers not implemented")
+}
+func (UnimplementedAdminServer) HealthSnapshot(context.Context, *HealthSnapshotRequest) (*HealthSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HealthSnapshot not implemented")
+}
+func (UnimplementedAdminServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1216,6 +1260,42 @@ func _Admin_ListUsers_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_HealthSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HealthSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).HealthSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_HealthSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).HealthSnapshot(ctx, req.(*HealthSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Health_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HealthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Health(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Health_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Health(ctx, req.(*HealthRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1310,6 +1390,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListUsers",
 			Handler:    _Admin_ListUsers_Handler,
+		},
+		{
+			MethodName: "HealthSnapshot",
+			Handler:    _Admin_HealthSnapshot_Handler,
+		},
+		{
+			MethodName: "Health",
+			Handler:    _Admin_Health_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/adaptkv/adaptkv/bench"
+	"github.com/adaptkv/adaptkv/bench/gray"
 	"github.com/adaptkv/adaptkv/bench/overload"
 	"github.com/adaptkv/adaptkv/bench/scenario"
 	"github.com/adaptkv/adaptkv/bench/shape"
@@ -24,14 +25,14 @@ import (
 // given is passed on to it.
 func benchCommand() *cobra.Command {
 	cmd := bench.NewCommand()
-	exps := map[string]*cobra.Command{"adaptive": scenario.NewCommand(), "overload": overload.NewCommand(), "shape": shape.NewCommand()}
+	exps := map[string]*cobra.Command{"adaptive": scenario.NewCommand(), "gray-failure": gray.NewCommand(), "overload": overload.NewCommand(), "shape": shape.NewCommand()}
 	names := make([]string, 0, len(exps))
 	for name := range exps {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	var name string
-	cmd.Flags().StringVar(&name, "scenario", "", "run an experiment instead of one workload: adaptive (the tuner against static one and quorum), overload (3× the peak, open loop; --baseline compares an older build) or shape (3 to 6 nodes and back under a quorum writer, checking every acknowledged key and each node's storage)")
+	cmd.Flags().StringVar(&name, "scenario", "", "run an experiment instead of one workload: adaptive (the tuner against static one and quorum), overload (3× the peak, open loop; --baseline compares an older build), gray-failure (one node turns slow under YCSB B; detection on against off), or shape (3 to 6 nodes and back under a quorum writer, checking every acknowledged key and each node's storage)")
 	for _, n := range names {
 		exps[n].Flags().VisitAll(func(f *pflag.Flag) {
 			if cmd.Flags().Lookup(f.Name) == nil {

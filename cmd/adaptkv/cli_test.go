@@ -174,6 +174,11 @@ func TestCLI(t *testing.T) {
 	if r := tc.mustRun("status", "-o", "table"); !strings.Contains(r.stdout, "metadata leader: n") {
 		t.Fatalf("status table: %v", r)
 	}
+	var doc doctorJSON
+	r = tc.mustRun("doctor")
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || len(doc.Flagged) != 0 || !doc.Enabled {
+		t.Fatalf("doctor on a healthy cluster: %v %v", err, r)
+	}
 	var cs upJSON
 	r = tc.mustRun("cluster", "status")
 	if err := json.Unmarshal([]byte(r.stdout), &cs); err != nil || len(cs.Nodes) != 3 || cs.View == nil || !cs.Nodes[1].Running || cs.Nodes[1].State != "alive" {

@@ -35,6 +35,7 @@ type nodeFlags struct {
 	inMemory, localTimings                   bool
 	unsafeTestHooks, pprof                   bool
 	tunerInterval, tunerDwell                time.Duration
+	healthWindow                             time.Duration
 	unsafeTunerForce                         time.Duration
 	logLevel, logFormat                      string
 	gcPercent                                int
@@ -140,6 +141,7 @@ machine only.`,
 	fs.BoolVar(&f.inMemory, "in-memory", false, "keep data and metadata in memory only (lost on restart)")
 	fs.BoolVar(&f.localTimings, "local-timings", true, "fast failure detection and elections, for nodes on one machine or rack")
 	fs.DurationVar(&f.tunerInterval, "tuner-interval", def.TunerInterval, "how often the metadata leader decides for each adaptive keyspace")
+	fs.DurationVar(&f.healthWindow, "health-window", def.HealthWindow, "window of the metadata leader's gray-failure detector (3 bad windows flag a node, 3 good reinstate it); negative turns detection off")
 	fs.DurationVar(&f.tunerDwell, "tuner-dwell", 0, "least time between two cost-saving changes of a keyspace's configuration (0: the tuner's default, 2m)")
 	fs.DurationVar(&f.unsafeTunerForce, "unsafe-tuner-force", 0, "with --unsafe-test-hooks: move adaptive keyspaces between safe configurations at this interval, for tests of transitions under faults")
 	fs.BoolVar(&f.unsafeTestHooks, "unsafe-test-hooks", false, "serve fault-injection hooks under /unsafe/ on --http-addr (clock skew, slow replies, dropped writes), for the Jepsen harness; never in production")
@@ -189,6 +191,7 @@ func (f *nodeFlags) config() (node.Config, error) {
 	cfg.UnsafeTestHooks, cfg.Pprof = f.unsafeTestHooks, f.pprof
 	cfg.TunerInterval, cfg.TunerDwell = f.tunerInterval, f.tunerDwell
 	cfg.UnsafeTunerForce = f.unsafeTunerForce
+	cfg.HealthWindow = f.healthWindow
 	cfg.MaxKeySize, cfg.MaxValueSize = f.maxKeySize, f.maxValueSize
 	cfg.ConfigLease = f.configLease
 	if f.configLease <= 0 {

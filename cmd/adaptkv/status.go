@@ -26,6 +26,10 @@ type memberJSON struct {
 	RaftAddr     string  `json:"raft_addr"`
 	HTTPAddr     string  `json:"http_addr"`
 	Zone         string  `json:"zone,omitempty"`
+	// Flagged: the health detector flagged the member as a gray failure;
+	// FlagReason says why (see adaptkv doctor).
+	Flagged    bool   `json:"flagged,omitempty"`
+	FlagReason string `json:"flag_reason,omitempty"`
 	// Security is how the member protects its connections, nil when it
 	// could not be asked.
 	Security *securityJSON `json:"security,omitempty"`
@@ -158,7 +162,8 @@ func (a *app) statusCommand() *cobra.Command {
 			out := statusJSON{AnsweredBy: st.NodeID, MetadataLeader: st.MetadataLeader, MetadataIndex: st.MetadataIndex, Vnodes: st.Vnodes, Members: []memberJSON{}}
 			for _, m := range st.Members {
 				mj := memberJSON{ID: m.ID, State: m.State, RaftRole: m.RaftRole, RingOwnership: m.RingOwnership, RingState: m.RingState,
-					GRPCAddr: m.GRPCAddr, GossipAddr: m.GossipAddr, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Zone: m.Zone}
+					GRPCAddr: m.GRPCAddr, GossipAddr: m.GossipAddr, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Zone: m.Zone,
+					Flagged: m.Flagged, FlagReason: m.FlagReason}
 				if in, ok := info[m.ID]; ok {
 					mj.HintsPending = &in.hints
 					mj.Security = toSecurityJSON(in.security)
@@ -193,7 +198,11 @@ func (a *app) printStatus(s statusJSON) error {
 			hints = fmt.Sprint(*m.HintsPending)
 			total += *m.HintsPending
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\t%s\n", m.ID, m.State, dash(m.RingState), dash(m.RaftRole), 100*m.RingOwnership, hints, m.GRPCAddr, dash(m.Zone), securityText(m.Security))
+		state := m.State
+		if m.Flagged {
+			state += " FLAGGED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\t%s\n", m.ID, state, dash(m.RingState), dash(m.RaftRole), 100*m.RingOwnership, hints, m.GRPCAddr, dash(m.Zone), securityText(m.Security))
 	}
 	tw.Flush()
 	leader := s.MetadataLeader
@@ -203,6 +212,11 @@ func (a *app) printStatus(s statusJSON) error {
 	fmt.Fprintf(a.stdout, "metadata leader: %s (log index %d on %s)\nhints pending: %d\n", leader, s.MetadataIndex, s.AnsweredBy, total)
 	if st := s.Stream; st != nil {
 		fmt.Fprintln(a.stdout, streamLine(st))
+	}
+	for _, m := range s.Members {
+		if m.Flagged {
+			fmt.Fprintf(a.stdout, "FLAGGED %s: %s (reads ask it last; see adaptkv doctor)\n", m.ID, m.FlagReason)
+		}
 	}
 	return nil
 }
