@@ -72,14 +72,13 @@ type statusPage struct {
 	HintsDelivered uint64
 	Stream         *pageStream
 	Repairs        []pageRepair
-	// Flagged are the nodes the gray-failure health model demoted; empty
-	// until that model exists (issue 16), and the page says none are.
+	// Flagged are the nodes the gray-failure health model demoted, as the
+	// metadata log has them (node/health.go).
 	Flagged []FlaggedNode
 }
 
 // FlaggedNode is a node the gray-failure health model has demoted, with the
-// evidence for it. The page lists these; until detection exists the list
-// is empty.
+// evidence for it.
 type FlaggedNode struct {
 	ID       string
 	Since    time.Time
@@ -240,7 +239,22 @@ func (n *Node) statusPageData(now time.Time) statusPage {
 		p.Stream = ps
 	}
 	p.Repairs = n.pageRepairs(now)
+	p.Flagged = flaggedNodes(n.meta.health.Load())
 	return p
+}
+
+// flaggedNodes lists the nodes the metadata log has flagged, by ID, with
+// the decision's reason as the evidence.
+func flaggedNodes(st *healthState) []FlaggedNode {
+	if st == nil {
+		return nil
+	}
+	out := make([]FlaggedNode, 0, len(st.Flagged))
+	for id, d := range st.Flagged {
+		out = append(out, FlaggedNode{ID: id, Since: d.At, Evidence: d.Reason})
+	}
+	slices.SortFunc(out, func(a, b FlaggedNode) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 func (n *Node) pageKeyspace(d KeyspaceDef) pageKeyspace {

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/adaptkv/adaptkv/replication/health"
 	"github.com/adaptkv/adaptkv/tuner"
 )
 
@@ -155,5 +157,26 @@ func TestTimeLeft(t *testing.T) {
 		if got := timeLeft(tc.d); got != tc.want {
 			t.Errorf("timeLeft(%v) = %q; want %q", tc.d, got, tc.want)
 		}
+	}
+}
+
+// The page's flagged nodes are the metadata log's, sorted, with the
+// flagging decision's time and reason.
+func TestFlaggedNodesFromHealthState(t *testing.T) {
+	at := time.Date(2026, 12, 5, 4, 0, 0, 0, time.UTC)
+	st := &healthState{Flagged: map[string]health.Decision{
+		"n3": {At: at, Node: "n3", Flag: true, Reason: "n3 answers 12x slower than its peers"},
+		"n1": {At: at.Add(time.Second), Node: "n1", Flag: true, Reason: "n1 fails 40% of calls"},
+	}}
+	got := flaggedNodes(st)
+	want := []FlaggedNode{
+		{ID: "n1", Since: at.Add(time.Second), Evidence: "n1 fails 40% of calls"},
+		{ID: "n3", Since: at, Evidence: "n3 answers 12x slower than its peers"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("flaggedNodes = %+v; want %+v", got, want)
+	}
+	if got := flaggedNodes(&healthState{}); len(got) != 0 {
+		t.Fatalf("no flags: %+v", got)
 	}
 }
