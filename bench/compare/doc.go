@@ -19,6 +19,17 @@
 // measured per workload and setting; nothing else of the comparison runs
 // meanwhile, so that each gets the whole machine.
 //
+// # Transport security
+//
+// --tls on (the default) runs adaptkv and etcd with mutual TLS 1.3 on
+// their client and peer links, certificates made with adaptkv's own tool
+// (internal/security through launch.CreateCerts) for both; --tls off runs
+// both plaintext; --tls both (or off,on) runs each system twice, on a
+// fresh cluster each time, and the report adds the cost of TLS to each
+// system (throughput, latency and CPU per operation with TLS over
+// without) and whether adaptkv's loss is no larger than etcd's. Redis and
+// the echo floor are always plaintext.
+//
 // # What it may import
 //
 // adaptkv's benchmark tool (bench: the same generator and report for every

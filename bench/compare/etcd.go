@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,11 +13,14 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
 	"github.com/adaptkv/adaptkv/bench"
+	"github.com/adaptkv/adaptkv/internal/security"
+	"github.com/adaptkv/adaptkv/node/launch"
 )
 
 // etcdMemberMain is the body of a re-executed child that runs one etcd
@@ -30,6 +34,8 @@ func etcdMemberMain(args []string) error {
 	client := fs.String("client-url", "", "client URL")
 	peer := fs.String("peer-url", "", "peer URL")
 	cluster := fs.String("initial-cluster", "", "name=peer-url,...")
+	certsDir := fs.String("certs-dir", "", "mutual TLS on the client and peer URLs with node.crt, node.key and ca.crt from this directory (the URLs must be https)")
+	httpURL := fs.String("client-http-url", "", "serve HTTP (gateway, health) here, leaving the client URL to gRPC alone")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,6 +53,29 @@ func etcdMemberMain(args []string) error {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = *cluster
+	if *httpURL != "" {
+		hu, err := url.Parse(*httpURL)
+		if err != nil {
+			return fmt.Errorf("client http url: %w", err)
+		}
+		cfg.ListenClientHttpUrls = []url.URL{*hu}
+	}
+	if *certsDir != "" {
+		// What --cert-file, --key-file, --trusted-ca-file and
+		// --client-cert-auth (and their --peer-* twins) set: the node
+		// certificate adaptkv's nodes use, which has the server and client
+		// usages and the loopback address among its SANs, so that members
+		// verify each other both ways, and clients must present a
+		// certificate from the same CA. TLS 1.3 as adaptkv requires.
+		ti := transport.TLSInfo{
+			CertFile:       filepath.Join(*certsDir, security.NodeCertFile),
+			KeyFile:        filepath.Join(*certsDir, security.NodeKeyFile),
+			TrustedCAFile:  filepath.Join(*certsDir, security.CACertFile),
+			ClientCertAuth: true,
+		}
+		cfg.ClientTLSInfo, cfg.PeerTLSInfo = ti, ti
+		cfg.TlsMinVersion = "TLS1.3"
+	}
 	cfg.InitialClusterToken = "adaptkv-compare"
 	cfg.ClusterState = embed.ClusterStateFlagNew
 	// Everything else is etcd's default, fsync on every commit included:
@@ -78,37 +107,71 @@ func etcdMemberMain(args []string) error {
 type etcdCluster struct {
 	procs     []*proc
 	endpoints []string
+	// tls is the client side of mutual TLS (the root client certificate
+	// of adaptkv's certificate tool); nil when plaintext.
+	tls *tls.Config
+}
+
+// etcdOptions are how the members are run.
+type etcdOptions struct {
+	// secure runs client and peer URLs with mutual TLS, certificates made
+	// in dir/certs.
+	secure bool
+	// grpcOnly moves etcd's HTTP service to a URL of its own
+	// (--listen-client-http-urls), so that its client URL serves gRPC
+	// natively instead of through Go's HTTP/2 server, which is how etcd
+	// serves both on one TLS port.
+	grpcOnly bool
 }
 
 // startEtcd starts a 3-member etcd cluster of child processes on loopback
 // ports, with data under dir, and waits until it takes writes.
-func startEtcd(ctx context.Context, self, dir string, members int) (*etcdCluster, error) {
-	ports, err := freePorts(2 * members)
+func startEtcd(ctx context.Context, self, dir string, members int, o etcdOptions) (*etcdCluster, error) {
+	ports, err := freePorts(3 * members)
 	if err != nil {
 		return nil, err
 	}
+	scheme := "http"
+	c := &etcdCluster{}
+	var certArgs []string
+	if o.secure {
+		certs := filepath.Join(dir, "certs")
+		if err := launch.CreateCerts(certs, []string{"127.0.0.1"}); err != nil {
+			return nil, err
+		}
+		m, err := security.LoadClient(certs, security.RootUser)
+		if err != nil {
+			return nil, err
+		}
+		scheme = "https"
+		c.tls = m.ClientConfig()
+		certArgs = []string{"-certs-dir", certs}
+	}
 	var initial []string
 	for i := range members {
-		initial = append(initial, fmt.Sprintf("m%d=http://127.0.0.1:%d", i+1, ports[2*i+1]))
+		initial = append(initial, fmt.Sprintf("m%d=%s://127.0.0.1:%d", i+1, scheme, ports[3*i+1]))
 	}
-	c := &etcdCluster{}
 	for i := range members {
 		name := fmt.Sprintf("m%d", i+1)
-		cu := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i])
-		p, err := startProc("etcd-"+name, dir, self, etcdMemberCmd,
+		cu := fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[3*i])
+		args := []string{etcdMemberCmd,
 			"-name", name,
 			"-dir", filepath.Join(dir, "etcd-"+name),
 			"-client-url", cu,
-			"-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
-			"-initial-cluster", strings.Join(initial, ","))
+			"-peer-url", fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[3*i+1]),
+			"-initial-cluster", strings.Join(initial, ",")}
+		if o.grpcOnly {
+			args = append(args, "-client-http-url", fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[3*i+2]))
+		}
+		p, err := startProc("etcd-"+name, dir, self, append(args, certArgs...)...)
 		if err != nil {
 			c.stop()
 			return nil, err
 		}
 		c.procs = append(c.procs, p)
-		c.endpoints = append(c.endpoints, fmt.Sprintf("127.0.0.1:%d", ports[2*i]))
+		c.endpoints = append(c.endpoints, cu)
 	}
-	cli, err := newEtcdClient(c.endpoints)
+	cli, err := newEtcdClient(c.endpoints, c.tls)
 	if err != nil {
 		c.stop()
 		return nil, err
@@ -131,11 +194,14 @@ func (c *etcdCluster) stop() {
 	}
 }
 
-func newEtcdClient(endpoints []string) (*clientv3.Client, error) {
+// newEtcdClient returns a client of endpoints, over TLS with tlsCfg unless
+// it is nil.
+func newEtcdClient(endpoints []string, tlsCfg *tls.Config) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		TLS:         tlsCfg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
@@ -155,8 +221,8 @@ type etcdStore struct {
 // newEtcdStore returns a Store; serializable selects etcd's serializable
 // reads (served by any member from its local state, possibly stale) instead
 // of its default linearizable ones (confirmed with the leader by ReadIndex).
-func newEtcdStore(endpoints []string, serializable bool) (*etcdStore, error) {
-	cli, err := newEtcdClient(endpoints)
+func newEtcdStore(endpoints []string, tlsCfg *tls.Config, serializable bool) (*etcdStore, error) {
+	cli, err := newEtcdClient(endpoints, tlsCfg)
 	if err != nil {
 		return nil, err
 	}

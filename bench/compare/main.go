@@ -50,7 +50,10 @@ func main() {
 			return
 		}
 	}
-	if err := run(); err != nil {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
@@ -58,7 +61,11 @@ func main() {
 
 // options are the command-line flags.
 type options struct {
-	insecure     bool
+	args []string
+	// tls are the sittings of every TLS-capable system (adaptkv, etcd),
+	// in order: true with mutual TLS, false plaintext.
+	tls          []bool
+	etcdGRPCOnly bool
 	systems      []string
 	workloads    []string
 	levels       []string
@@ -87,34 +94,51 @@ type options struct {
 	verbose     bool
 }
 
-func parseFlags() (*options, error) {
-	o := &options{}
-	systems := flag.String("systems", "adaptkv,etcd,redis,echo", "systems to measure, comma-separated")
-	workloads := flag.String("workloads", "a,b", "YCSB workloads to run on every system")
-	levels := flag.String("levels", "one,quorum", "adaptkv consistency levels to run")
-	flag.StringVar(&o.floor, "floor-workload", "c", "workload run on adaptkv at one and on the gRPC echo floor")
-	flag.BoolVar(&o.serializable, "etcd-serializable", true, "also run etcd with serializable reads")
-	flag.BoolVar(&o.cas, "cas", false, "also compare compare-and-set (adaptkv PutIf(IfVersion) against etcd Txn on the mod revision; each client on its own key, then all on --hot-keys keys) and linearizable reads (workload c at adaptkv's linearizable against etcd's default reads)")
-	flag.IntVar(&o.hotKeys, "hot-keys", 10, "with --cas: the keys every client shares in the contended phase")
-	flag.Int64Var(&o.records, "records", 100_000, "records loaded into each system")
-	flag.IntVar(&o.valueSize, "value-size", 128, "value size in bytes")
-	flag.IntVar(&o.concurrency, "concurrency", 32, "concurrent clients")
-	flag.DurationVar(&o.duration, "duration", 20*time.Second, "measured time of each phase")
-	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured warmup before each phase")
-	flag.Uint64Var(&o.seed, "seed", 1, "seed of the workload generator")
-	flag.StringVar(&o.mode, "adaptkv-mode", modeAuto, "how to run adaptkv nodes: binary (go build ./cmd/adaptkv), reexec (node.Start in a child of this binary) or auto")
-	flag.BoolVar(&o.insecure, "adaptkv-insecure", false, "run the adaptkv nodes plaintext (--insecure) instead of with mutual TLS")
-	flag.StringVar(&o.repo, "repo", "", "adaptkv repository root (default: found from the working directory)")
-	flag.StringVar(&o.workdir, "workdir", "", "directory for data and logs (default: a new temporary directory, removed at the end unless --keep)")
-	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
-	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of adaptkv node n1 and of this process during each adaptkv phase to this directory")
-	flag.IntVar(&o.profileSecs, "profile-seconds", 10, "length of each CPU profile in seconds (at most --duration)")
-	flag.StringVar(&o.out, "out", "", "also write the markdown report to this file")
-	flag.StringVar(&o.jsonOut, "json", "", "write every phase's full result as JSON to this file")
-	flag.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each phase, wait up to this long for other processes to leave the CPUs idle (0: do not wait)")
-	flag.IntVar(&o.retryNoisy, "retry-noisy", 1, "measure a phase again, up to this many times, when other processes used the CPUs during it; the least disturbed attempt is kept")
-	flag.BoolVar(&o.verbose, "v", false, "print a status line every second during each phase")
-	flag.Parse()
+func parseFlags(args []string) (*options, error) {
+	o := &options{args: args}
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	systems := fs.String("systems", "adaptkv,etcd,redis,echo", "systems to measure, comma-separated")
+	workloads := fs.String("workloads", "a,b", "YCSB workloads to run on every system")
+	levels := fs.String("levels", "one,quorum", "adaptkv consistency levels to run")
+	fs.StringVar(&o.floor, "floor-workload", "c", "workload run on adaptkv at one and on the gRPC echo floor")
+	fs.BoolVar(&o.serializable, "etcd-serializable", true, "also run etcd with serializable reads")
+	fs.BoolVar(&o.cas, "cas", false, "also compare compare-and-set (adaptkv PutIf(IfVersion) against etcd Txn on the mod revision; each client on its own key, then all on --hot-keys keys) and linearizable reads (workload c at adaptkv's linearizable against etcd's default reads)")
+	fs.IntVar(&o.hotKeys, "hot-keys", 10, "with --cas: the keys every client shares in the contended phase")
+	fs.Int64Var(&o.records, "records", 100_000, "records loaded into each system")
+	fs.IntVar(&o.valueSize, "value-size", 128, "value size in bytes")
+	fs.IntVar(&o.concurrency, "concurrency", 32, "concurrent clients")
+	fs.DurationVar(&o.duration, "duration", 20*time.Second, "measured time of each phase")
+	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured warmup before each phase")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the workload generator")
+	fs.StringVar(&o.mode, "adaptkv-mode", modeAuto, "how to run adaptkv nodes: binary (go build ./cmd/adaptkv), reexec (node.Start in a child of this binary) or auto")
+	tlsFlag := fs.String("tls", "on", "transport security of adaptkv and etcd: on (mutual TLS 1.3 on client and peer links of both), off (both plaintext), both (on, then off: measures the cost of TLS in one sitting) or a comma list such as off,on to choose the order; Redis and the echo floor are always plaintext")
+	insecure := fs.Bool("adaptkv-insecure", false, "the same as --tls off (kept for old commands)")
+	fs.BoolVar(&o.etcdGRPCOnly, "etcd-grpc-only", false, "serve etcd's HTTP on URLs of its own (--listen-client-http-urls), so that its client URLs serve gRPC natively rather than through Go's HTTP/2 server as etcd does by default with TLS")
+	fs.StringVar(&o.repo, "repo", "", "adaptkv repository root (default: found from the working directory)")
+	fs.StringVar(&o.workdir, "workdir", "", "directory for data and logs (default: a new temporary directory, removed at the end unless --keep)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	fs.StringVar(&o.profileDir, "profile", "", "write CPU profiles of adaptkv node n1 and of this process during each adaptkv phase to this directory")
+	fs.IntVar(&o.profileSecs, "profile-seconds", 10, "length of each CPU profile in seconds (at most --duration)")
+	fs.StringVar(&o.out, "out", "", "also write the markdown report to this file")
+	fs.StringVar(&o.jsonOut, "json", "", "write every phase's full result as JSON to this file")
+	fs.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each phase, wait up to this long for other processes to leave the CPUs idle (0: do not wait)")
+	fs.IntVar(&o.retryNoisy, "retry-noisy", 1, "measure a phase again, up to this many times, when other processes used the CPUs during it; the least disturbed attempt is kept")
+	fs.BoolVar(&o.verbose, "v", false, "print a status line every second during each phase")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	tlsSet := false
+	fs.Visit(func(f *flag.Flag) { tlsSet = tlsSet || f.Name == "tls" })
+	if *insecure {
+		if tlsSet && *tlsFlag != "off" {
+			return nil, fmt.Errorf("--adaptkv-insecure contradicts --tls %s", *tlsFlag)
+		}
+		*tlsFlag = "off"
+	}
+	var err error
+	if o.tls, err = parseTLS(*tlsFlag); err != nil {
+		return nil, err
+	}
 	o.systems = splitList(*systems)
 	o.workloads = splitList(*workloads)
 	o.levels = splitList(*levels)
@@ -138,6 +162,38 @@ func parseFlags() (*options, error) {
 	return o, nil
 }
 
+// parseTLS reads --tls: on, off, both (on then off) or a comma list of on
+// and off, each at most once.
+func parseTLS(s string) ([]bool, error) {
+	if strings.TrimSpace(strings.ToLower(s)) == "both" {
+		return []bool{true, false}, nil
+	}
+	var out []bool
+	seen := map[string]bool{}
+	for _, f := range splitList(s) {
+		if f != "on" && f != "off" {
+			return nil, fmt.Errorf("--tls %q: want on, off, both or a list such as off,on", s)
+		}
+		if seen[f] {
+			return nil, fmt.Errorf("--tls %q: %s twice", s, f)
+		}
+		seen[f] = true
+		out = append(out, f == "on")
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--tls %q: want on, off, both or a list such as off,on", s)
+	}
+	return out, nil
+}
+
+// tlsName is how a sitting's transport security appears in the tables.
+func tlsName(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, f := range strings.Split(s, ",") {
@@ -148,8 +204,10 @@ func splitList(s string) []string {
 	return out
 }
 
-func run() error {
-	o, err := parseFlags()
+// run is the comparison with the command-line arguments args, the report
+// written to stdout.
+func run(args []string, stdout io.Writer) error {
+	o, err := parseFlags(args)
 	if err != nil {
 		return err
 	}
@@ -184,31 +242,43 @@ func run() error {
 	}
 	started := time.Now()
 	c := &comparison{o: o, self: self}
+	// A system's sittings with and without TLS follow each other, each on
+	// a fresh cluster, so that the ratio of the two (the cost of TLS) is
+	// measured as close together in time as the machine allows.
 	for _, s := range o.systems {
-		dir := filepath.Join(o.workdir, s)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
+		sittings := o.tls
+		if s != sysAdaptkv && s != sysEtcd {
+			sittings = []bool{false}
 		}
-		var err error
-		switch s {
-		case sysAdaptkv:
-			err = c.runAdaptkv(ctx, dir)
-		case sysEtcd:
-			err = c.runEtcd(ctx, dir)
-		case sysRedis:
-			err = c.runRedis(ctx, dir)
-		case "echo":
-			err = c.runEcho(ctx, dir)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w (logs in %s)", s, err, dir)
+		for _, secure := range sittings {
+			dir := filepath.Join(o.workdir, s)
+			if s == sysAdaptkv || s == sysEtcd {
+				dir = filepath.Join(o.workdir, s+"-tls-"+tlsName(secure))
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			var err error
+			switch s {
+			case sysAdaptkv:
+				err = c.runAdaptkv(ctx, dir, secure)
+			case sysEtcd:
+				err = c.runEtcd(ctx, dir, secure)
+			case sysRedis:
+				err = c.runRedis(ctx, dir)
+			case "echo":
+				err = c.runEcho(ctx, dir)
+			}
+			if err != nil {
+				return fmt.Errorf("%s (TLS %s): %w (logs in %s)", s, tlsName(secure), err, dir)
+			}
 		}
 	}
 	elapsed := time.Since(started)
 
 	var md strings.Builder
 	c.writeReport(&md, elapsed)
-	fmt.Print(md.String())
+	fmt.Fprint(stdout, md.String())
 	if o.out != "" {
 		if err := os.WriteFile(o.out, []byte(md.String()), 0o644); err != nil {
 			return err
@@ -295,7 +365,10 @@ func (c *comparison) config(w string) bench.Config {
 }
 
 // load inserts the records with a progress bar on a terminal.
-func (c *comparison) load(ctx context.Context, system string, s bench.Store) error {
+func (c *comparison) load(ctx context.Context, system string, secure bool, s bench.Store) error {
+	if len(c.o.tls) > 1 && (system == sysAdaptkv || system == sysEtcd) {
+		system += " (TLS " + tlsName(secure) + ")"
+	}
 	cfg := c.config("a")
 	bar := bench.NewProgress(os.Stdout, cfg.Records, "load "+system)
 	cfg.OnProgress = func(int64) { bar.Add(1) }
@@ -318,13 +391,13 @@ func (c *comparison) load(ctx context.Context, system string, s bench.Store) err
 // --retry-noisy times, and the least disturbed attempt is kept: on a shared
 // machine interference only ever slows a system down, so keeping the
 // cleanest attempt removes noise rather than flattering anyone.
-func (c *comparison) measure(ctx context.Context, system, setting, w string, s bench.Store, during func(ctx context.Context)) error {
+func (c *comparison) measure(ctx context.Context, system, setting, w string, secure bool, s bench.Store, during func(ctx context.Context)) error {
 	var best *phase
 	for attempt := 0; attempt <= c.o.retryNoisy; attempt++ {
 		if c.o.quietWait > 0 {
 			waitQuiet(ctx, c.o.quietWait)
 		}
-		p, err := c.measureOnce(ctx, system, setting, w, s, during)
+		p, err := c.measureOnce(ctx, system, setting, w, secure, s, during)
 		if err != nil {
 			return err
 		}
@@ -340,7 +413,7 @@ func (c *comparison) measure(ctx context.Context, system, setting, w string, s b
 		during = nil // one profile per phase is enough
 	}
 	if o := best.other(); o > quietThreshold {
-		c.notes = append(c.notes, fmt.Sprintf("%s %s %s: other processes used %.2f CPUs during the phase; its figures are depressed by them", strings.ToUpper(w), system, setting, o))
+		c.notes = append(c.notes, fmt.Sprintf("%s %s %s (TLS %s): other processes used %.2f CPUs during the phase; its figures are depressed by them", strings.ToUpper(w), system, setting, tlsName(secure), o))
 	}
 	c.results = append(c.results, *best)
 	return nil
@@ -356,7 +429,7 @@ func (p *phase) other() float64 {
 
 // measureOnce runs the phase once; during, when set, runs alongside once
 // the warmup is over.
-func (c *comparison) measureOnce(ctx context.Context, system, setting, w string, s bench.Store, during func(ctx context.Context)) (*phase, error) {
+func (c *comparison) measureOnce(ctx context.Context, system, setting, w string, secure bool, s bench.Store, during func(ctx context.Context)) (*phase, error) {
 	cfg := c.configFor(setting, w)
 	if during != nil {
 		pctx, cancel := context.WithCancel(ctx)
@@ -375,17 +448,17 @@ func (c *comparison) measureOnce(ctx context.Context, system, setting, w string,
 		return nil, err
 	}
 	cpu := cpuBetween(before, sampleCPU())
-	attrs := []any{"system", system, "setting", setting, "workload", w,
+	attrs := []any{"system", system, "setting", setting, "workload", w, "tls", tlsName(secure),
 		"ops_per_sec", fmt.Sprintf("%.0f", res.Throughput), "p50_ms", res.Latency.P50, "p99_ms", res.Latency.P99, "errors", res.Errors}
 	if cpu != nil {
 		attrs = append(attrs, "cpus_ours", fmt.Sprintf("%.2f", cpu.Ours), "cpus_other", fmt.Sprintf("%.2f", cpu.Other))
 	}
 	slog.Info("phase", attrs...)
-	return &phase{System: system, Setting: setting, Workload: w, Result: res, CPU: cpu}, nil
+	return &phase{System: system, Setting: setting, Workload: w, TLS: secure, Result: res, CPU: cpu}, nil
 }
 
-func (c *comparison) runAdaptkv(ctx context.Context, dir string) error {
-	cl, err := startAdaptkv(ctx, c.o.mode, c.self, c.o.repo, dir, 3, c.o.insecure, c.o.profileDir != "")
+func (c *comparison) runAdaptkv(ctx context.Context, dir string, secure bool) error {
+	cl, err := startAdaptkv(ctx, c.o.mode, c.self, c.o.repo, dir, 3, !secure, c.o.profileDir != "")
 	if err != nil {
 		return err
 	}
@@ -400,7 +473,7 @@ func (c *comparison) runAdaptkv(ctx context.Context, dir string) error {
 		return err
 	}
 	defer st.Close()
-	if err := c.load(ctx, sysAdaptkv, st); err != nil {
+	if err := c.load(ctx, sysAdaptkv, secure, st); err != nil {
 		return err
 	}
 	// One SDK client for every phase, as an application would keep one.
@@ -423,17 +496,17 @@ func (c *comparison) runAdaptkv(ctx context.Context, dir string) error {
 		runs = append(runs, run{"cas", setPutIf}, run{"cas", setPutIfHot}, run{"c", setLinearizable})
 	}
 	for _, r := range runs {
-		if c.results.find(sysAdaptkv, r.level, r.w) != nil {
+		if c.results.find(sysAdaptkv, r.level, r.w, secure) != nil {
 			continue
 		}
 		lv, _ := bench.ParseConsistency(r.level)
 		s := bench.NewAdaptkvStore(cli, "bench", lv)
 		var during func(context.Context)
 		if c.o.profileDir != "" {
-			name := fmt.Sprintf("%s-%s", r.w, r.level)
+			name := fmt.Sprintf("%s-%s-tls-%s", r.w, r.level, tlsName(secure))
 			during = func(ctx context.Context) { c.profile(ctx, cl.httpAddrs[0], name) }
 		}
-		if err := c.measure(ctx, sysAdaptkv, r.level, r.w, s, during); err != nil {
+		if err := c.measure(ctx, sysAdaptkv, r.level, r.w, secure, s, during); err != nil {
 			return err
 		}
 	}
@@ -491,8 +564,8 @@ func (c *comparison) has(system string) bool {
 	return false
 }
 
-func (c *comparison) runEtcd(ctx context.Context, dir string) error {
-	cl, err := startEtcd(ctx, c.self, dir, 3)
+func (c *comparison) runEtcd(ctx context.Context, dir string, secure bool) error {
+	cl, err := startEtcd(ctx, c.self, dir, 3, etcdOptions{secure: secure, grpcOnly: c.o.etcdGRPCOnly})
 	if err != nil {
 		return err
 	}
@@ -509,32 +582,32 @@ func (c *comparison) runEtcd(ctx context.Context, dir string) error {
 		}
 	}()
 	for i, setting := range settings {
-		s, err := newEtcdStore(cl.endpoints, setting == setSerializable)
+		s, err := newEtcdStore(cl.endpoints, cl.tls, setting == setSerializable)
 		if err != nil {
 			return err
 		}
 		stores = append(stores, s)
 		if i == 0 {
-			if err := c.load(ctx, sysEtcd, s); err != nil {
+			if err := c.load(ctx, sysEtcd, secure, s); err != nil {
 				return err
 			}
 		}
 	}
 	for _, w := range c.o.workloads {
 		for i, setting := range settings {
-			if err := c.measure(ctx, sysEtcd, setting, w, stores[i], nil); err != nil {
+			if err := c.measure(ctx, sysEtcd, setting, w, secure, stores[i], nil); err != nil {
 				return err
 			}
 		}
 	}
 	if c.o.cas {
-		if c.results.find(sysEtcd, setLinearizable, "c") == nil {
-			if err := c.measure(ctx, sysEtcd, setLinearizable, "c", stores[0], nil); err != nil {
+		if c.results.find(sysEtcd, setLinearizable, "c", secure) == nil {
+			if err := c.measure(ctx, sysEtcd, setLinearizable, "c", secure, stores[0], nil); err != nil {
 				return err
 			}
 		}
 		for _, setting := range []string{setTxn, setTxnHot} {
-			if err := c.measure(ctx, sysEtcd, setting, "cas", stores[0], nil); err != nil {
+			if err := c.measure(ctx, sysEtcd, setting, "cas", secure, stores[0], nil); err != nil {
 				return err
 			}
 		}
@@ -556,7 +629,7 @@ func (c *comparison) runRedis(ctx context.Context, dir string) error {
 	defer r.stop()
 	s := newRedisStore(r.addr, c.o.concurrency)
 	defer s.Close()
-	if err := c.load(ctx, sysRedis, s); err != nil {
+	if err := c.load(ctx, sysRedis, false, s); err != nil {
 		return err
 	}
 	for _, w := range c.o.workloads {
@@ -565,7 +638,7 @@ func (c *comparison) runRedis(ctx context.Context, dir string) error {
 			c.notes = append(c.notes, fmt.Sprintf("Redis: workload %s skipped (no ordered scan)", w))
 			continue
 		}
-		if err := c.measure(ctx, sysRedis, setAOFAlways, w, s, nil); err != nil {
+		if err := c.measure(ctx, sysRedis, setAOFAlways, w, false, s, nil); err != nil {
 			return err
 		}
 	}
@@ -593,7 +666,7 @@ func (c *comparison) runEcho(ctx context.Context, dir string) error {
 	}); err != nil {
 		return err
 	}
-	return c.measure(ctx, sysEcho, setBare, c.o.floor, s, nil)
+	return c.measure(ctx, sysEcho, setBare, c.o.floor, false, s, nil)
 }
 
 // writeReport writes the markdown report: the command, the machine, the
@@ -602,7 +675,7 @@ func (c *comparison) writeReport(w io.Writer, elapsed time.Duration) {
 	h := bench.ThisHost()
 	o := c.o
 	fmt.Fprintf(w, "## adaptkv vs etcd vs Redis: YCSB on one machine\n\n")
-	fmt.Fprintf(w, "- command: `%s`\n", strings.Join(append([]string{"go run ."}, os.Args[1:]...), " "))
+	fmt.Fprintf(w, "- command: `%s`\n", strings.Join(append([]string{"go run ."}, o.args...), " "))
 	fmt.Fprintf(w, "- machine: %d CPUs (%s), %s/%s, %s, GOMAXPROCS %d per process\n", h.NumCPU, h.CPUModel, h.OS, h.Arch, h.GoVersion, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(w, "- date: %s; the comparison took %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), elapsed.Round(time.Second))
 	fmt.Fprintf(w, "- adaptkv source: %s\n", gitDescribe(o.repo))
@@ -619,7 +692,18 @@ func (c *comparison) writeReport(w io.Writer, elapsed time.Duration) {
 		fmt.Fprintf(w, "- adaptkv: %s; one SDK client (token-aware routing) shared by the workers\n", mode)
 	}
 	if c.has(sysEtcd) {
-		fmt.Fprintf(w, "- etcd: v3.7.3 embedded server, 3 member processes, default settings (fsync per commit); one clientv3 client shared by the workers\n")
+		serving := ""
+		if o.etcdGRPCOnly {
+			serving = ", HTTP on URLs of its own (gRPC alone on the client URLs)"
+		}
+		fmt.Fprintf(w, "- etcd: v3.7.3 embedded server, 3 member processes, default settings (fsync per commit)%s; one clientv3 client shared by the workers\n", serving)
+	}
+	if c.has(sysAdaptkv) || c.has(sysEtcd) {
+		var ts []string
+		for _, t := range o.tls {
+			ts = append(ts, tlsName(t))
+		}
+		fmt.Fprintf(w, "- TLS: sittings %s. On: mutual TLS 1.3 (ECDSA P-256 certificates from adaptkv's certificate tool, one CA) on every link of both systems: adaptkv's client, peer and Raft gRPC/TCP and AES-256 gossip encryption; etcd's client and peer URLs with --cert-file, --key-file, --trusted-ca-file, --client-cert-auth and the --peer-* twins. Off: plaintext (`adaptkv node --insecure`, http URLs). Redis and the echo floor are plaintext throughout\n", strings.Join(ts, ", "))
 	}
 	if c.has(sysRedis) {
 		fmt.Fprintf(w, "- redis: Debian redis-server, 1 node, `--appendonly yes --appendfsync always --save ''`; go-redis pool of %d\n", o.concurrency+4)

@@ -32,10 +32,12 @@ const (
 
 // phase is one measured run of one workload on one system.
 type phase struct {
-	System   string        `json:"system"`
-	Setting  string        `json:"setting"`
-	Workload string        `json:"workload"`
-	Result   *bench.Result `json:"result"`
+	System   string `json:"system"`
+	Setting  string `json:"setting"`
+	Workload string `json:"workload"`
+	// TLS is whether the system ran with mutual TLS on all its links.
+	TLS    bool          `json:"tls"`
+	Result *bench.Result `json:"result"`
 	// CPU is how the machine's CPUs were used during the phase, warmup
 	// included; nil where /proc is not available.
 	CPU *CPUUse `json:"cpu,omitempty"`
@@ -44,11 +46,12 @@ type phase struct {
 // results are every phase of a comparison.
 type results []phase
 
-// find returns the phase of system and setting for workload, or nil.
-func (rs results) find(system, setting, workload string) *phase {
+// find returns the phase of system and setting for workload with or
+// without TLS, or nil.
+func (rs results) find(system, setting, workload string, secure bool) *phase {
 	for i := range rs {
 		p := &rs[i]
-		if p.System == system && p.Setting == setting && p.Workload == workload {
+		if p.System == system && p.Setting == setting && p.Workload == workload && p.TLS == secure {
 			return p
 		}
 	}
@@ -86,6 +89,7 @@ var targets = []target{
 // ratio is adaptkv's figure over the baseline's.
 type ratio struct {
 	workload             string
+	tls                  bool
 	level                string
 	base                 string
 	throughput, p50, p99 float64
@@ -97,45 +101,75 @@ type ratio struct {
 	met      string // "yes", "no" or "" (no goal)
 }
 
-// ratios computes every target whose phases were measured.
+// ratios computes every target whose phases were measured, for each
+// sitting (with and without TLS): adaptkv against etcd with the same
+// transport security, against Redis and the echo floor (always
+// plaintext) as they are.
 func (rs results) ratios() []ratio {
 	var out []ratio
-	for _, t := range targets {
-		for _, w := range t.workloads {
-			a := rs.find(sysAdaptkv, t.level, w)
-			b := rs.find(t.baseSystem, t.baseSetting, w)
-			if a == nil || b == nil || b.Result.Throughput == 0 {
-				continue
-			}
-			r := ratio{
-				workload:   strings.ToUpper(w),
-				level:      t.level,
-				base:       t.baseSystem + " (" + t.baseSetting + ")",
-				throughput: a.Result.Throughput / b.Result.Throughput,
-				p50:        safeDiv(a.Result.Latency.P50, b.Result.Latency.P50),
-				p99:        safeDiv(a.Result.Latency.P99, b.Result.Latency.P99),
-			}
-			if ca, cb := a.cpuPerOp(), b.cpuPerOp(); ca > 0 && cb > 0 {
-				r.cpuPerOp = ca / cb
-			}
-			if !t.informationOnly {
-				var goals []string
-				met := true
-				if t.minThroughput > 0 {
-					goals = append(goals, fmt.Sprintf("throughput ≥ %g×", t.minThroughput))
-					met = met && r.throughput >= t.minThroughput
+	for _, secure := range rs.sittings() {
+		for _, t := range targets {
+			for _, w := range t.workloads {
+				a := rs.find(sysAdaptkv, t.level, w, secure)
+				b := rs.find(t.baseSystem, t.baseSetting, w, secure && t.baseSystem == sysEtcd)
+				if a == nil || b == nil || b.Result.Throughput == 0 {
+					continue
 				}
-				if t.maxP99 > 0 {
-					goals = append(goals, fmt.Sprintf("p99 ≤ %g×", t.maxP99))
-					met = met && r.p99 <= t.maxP99
-				}
-				r.goal = strings.Join(goals, ", ")
-				r.met = map[bool]string{true: "yes", false: "**no**"}[met]
+				out = append(out, t.ratio(w, secure, a, b))
 			}
-			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// sittings are the TLS settings adaptkv's phases ran with, with TLS first.
+func (rs results) sittings() []bool {
+	var on, off bool
+	for _, p := range rs {
+		if p.System == sysAdaptkv {
+			on = on || p.TLS
+			off = off || !p.TLS
+		}
+	}
+	var out []bool
+	if on {
+		out = append(out, true)
+	}
+	if off {
+		out = append(out, false)
+	}
+	return out
+}
+
+// ratio is adaptkv's phase a against the baseline's b for workload w.
+func (t target) ratio(w string, secure bool, a, b *phase) ratio {
+	r := ratio{
+		workload:   strings.ToUpper(w),
+		tls:        secure,
+		level:      t.level,
+		base:       t.baseSystem + " (" + t.baseSetting + ")",
+		throughput: a.Result.Throughput / b.Result.Throughput,
+		p50:        safeDiv(a.Result.Latency.P50, b.Result.Latency.P50),
+		p99:        safeDiv(a.Result.Latency.P99, b.Result.Latency.P99),
+	}
+	if ca, cb := a.cpuPerOp(), b.cpuPerOp(); ca > 0 && cb > 0 {
+		r.cpuPerOp = ca / cb
+	}
+	if !t.informationOnly {
+		var goals []string
+		met := true
+		if t.minThroughput > 0 {
+			goals = append(goals, fmt.Sprintf("throughput ≥ %g×", t.minThroughput))
+			met = met && r.throughput >= t.minThroughput
+		}
+		if t.maxP99 > 0 {
+			goals = append(goals, fmt.Sprintf("p99 ≤ %g×", t.maxP99))
+			met = met && r.p99 <= t.maxP99
+		}
+		r.goal = strings.Join(goals, ", ")
+		r.met = map[bool]string{true: "yes", false: "**no**"}[met]
+	}
+	return r
 }
 
 // cpuPerOp is the CPU seconds the phase's processes used per operation, 0
@@ -156,8 +190,8 @@ func safeDiv(a, b float64) float64 {
 
 // writeMarkdown writes the results table and the ratios table.
 func (rs results) writeMarkdown(w io.Writer) {
-	fmt.Fprintln(w, "| workload | system | setting | ops/s | p50 ms | p99 ms | p99.9 ms | errors | CPUs used: ours / others | CPU µs per op |")
-	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| workload | system | setting | TLS | ops/s | p50 ms | p99 ms | p99.9 ms | errors | CPUs used: ours / others | CPU µs per op |")
+	fmt.Fprintln(w, "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, p := range rs {
 		r := p.Result
 		errs := fmt.Sprint(r.Errors)
@@ -178,16 +212,22 @@ func (rs results) writeMarkdown(w io.Writer) {
 				perOp = fmt.Sprintf("%.0f", c*1e6)
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %s | %s | %s |\n",
-			strings.ToUpper(p.Workload), p.System, p.Setting, r.Throughput, r.Latency.P50, r.Latency.P99, r.Latency.P999, errs, cpu, perOp)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %s | %s | %s |\n",
+			strings.ToUpper(p.Workload), p.System, p.Setting, tlsName(p.TLS), r.Throughput, r.Latency.P50, r.Latency.P99, r.Latency.P999, errs, cpu, perOp)
 	}
+	rs.writeRatios(w)
+	rs.writeTLSCost(w)
+}
+
+// writeRatios writes adaptkv's ratios to the baselines.
+func (rs results) writeRatios(w io.Writer) {
 	rats := rs.ratios()
 	if len(rats) == 0 {
 		return
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| workload | adaptkv at | against | throughput ratio | p50 ratio | p99 ratio | CPU per op ratio | goal | met |")
-	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---|---|")
+	fmt.Fprintln(w, "| workload | TLS | adaptkv at | against | throughput ratio | p50 ratio | p99 ratio | CPU per op ratio | goal | met |")
+	fmt.Fprintln(w, "|---|---|---|---|---:|---:|---:|---:|---|---|")
 	for _, r := range rats {
 		goal := r.goal
 		if goal == "" {
@@ -197,7 +237,125 @@ func (rs results) writeMarkdown(w io.Writer) {
 		if r.cpuPerOp > 0 {
 			cpu = fmt.Sprintf("%.2f×", r.cpuPerOp)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.2f× | %.2f× | %.2f× | %s | %s | %s |\n",
-			r.workload, r.level, r.base, r.throughput, r.p50, r.p99, cpu, goal, r.met)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f× | %.2f× | %.2f× | %s | %s | %s |\n",
+			r.workload, tlsName(r.tls), r.level, r.base, r.throughput, r.p50, r.p99, cpu, goal, r.met)
+	}
+}
+
+// tlsCost is what TLS costs one system at one setting and workload: its
+// phase with TLS against its phase without.
+type tlsCost struct {
+	system, setting, workload string
+	on, off                   *phase
+	// throughput and p99 are the on/off ratios; cpuAdded is the CPU
+	// microseconds per operation TLS adds (0 when unknown).
+	throughput, p50, p99 float64
+	cpuAdded             float64
+}
+
+// tlsCosts pairs every phase measured with TLS with the same phase
+// without, in the order the phases ran.
+func (rs results) tlsCosts() []tlsCost {
+	var out []tlsCost
+	for i := range rs {
+		on := &rs[i]
+		if !on.TLS {
+			continue
+		}
+		off := rs.find(on.System, on.Setting, on.Workload, false)
+		if off == nil || off.Result.Throughput == 0 {
+			continue
+		}
+		c := tlsCost{
+			system: on.System, setting: on.Setting, workload: strings.ToUpper(on.Workload), on: on, off: off,
+			throughput: on.Result.Throughput / off.Result.Throughput,
+			p50:        safeDiv(on.Result.Latency.P50, off.Result.Latency.P50),
+			p99:        safeDiv(on.Result.Latency.P99, off.Result.Latency.P99),
+		}
+		if a, b := on.cpuPerOp(), off.cpuPerOp(); a > 0 && b > 0 {
+			c.cpuAdded = (a - b) * 1e6
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// tlsPairs are the settings whose costs of TLS are set side by side:
+// adaptkv's quorum against etcd's linearizable reads (the issue's pair),
+// and one against serializable.
+var tlsPairs = [][2]string{{setQuorum, setLinearizable}, {setOne, setSerializable}}
+
+// tlsVerdict compares adaptkv's loss from TLS with etcd's at one pair of
+// settings and one workload.
+type tlsVerdict struct {
+	workload, level, etcdSetting string
+	ours, theirs                 tlsCost
+	// noLarger: our throughput keeps at least etcd's share and our p99
+	// grows by no more than etcd's.
+	noLarger bool
+}
+
+// tlsVerdicts compares the costs of TLS of adaptkv and etcd.
+func (rs results) tlsVerdicts() []tlsVerdict {
+	costs := rs.tlsCosts()
+	get := func(system, setting, workload string) *tlsCost {
+		for i := range costs {
+			if c := &costs[i]; c.system == system && c.setting == setting && c.workload == workload {
+				return c
+			}
+		}
+		return nil
+	}
+	var out []tlsVerdict
+	for _, pair := range tlsPairs {
+		for _, c := range costs {
+			if c.system != sysAdaptkv || c.setting != pair[0] {
+				continue
+			}
+			e := get(sysEtcd, pair[1], c.workload)
+			if e == nil {
+				continue
+			}
+			out = append(out, tlsVerdict{
+				workload: c.workload, level: pair[0], etcdSetting: pair[1], ours: c, theirs: *e,
+				noLarger: c.throughput >= e.throughput && c.p99 <= e.p99,
+			})
+		}
+	}
+	return out
+}
+
+// writeTLSCost writes the cost of TLS to each system and the comparison
+// of adaptkv's loss with etcd's, when both sittings were measured.
+func (rs results) writeTLSCost(w io.Writer) {
+	costs := rs.tlsCosts()
+	if len(costs) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Cost of TLS (the same system, setting and workload with mutual TLS on every link against plaintext):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| workload | system | setting | ops/s off → on | throughput on/off | p50 ms off → on | p99 ms off → on | p99 on/off | CPU µs per op off → on (added) |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|")
+	for _, c := range costs {
+		cpu := "n/a"
+		if c.cpuAdded != 0 {
+			cpu = fmt.Sprintf("%.0f → %.0f (%+.0f)", c.off.cpuPerOp()*1e6, c.on.cpuPerOp()*1e6, c.cpuAdded)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.0f → %.0f | %.2f× | %.2f → %.2f | %.2f → %.2f | %.2f× | %s |\n",
+			c.workload, c.system, c.setting, c.off.Result.Throughput, c.on.Result.Throughput, c.throughput,
+			c.off.Result.Latency.P50, c.on.Result.Latency.P50, c.off.Result.Latency.P99, c.on.Result.Latency.P99, c.p99, cpu)
+	}
+	vs := rs.tlsVerdicts()
+	if len(vs) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| workload | adaptkv at | etcd at | adaptkv throughput on/off | etcd throughput on/off | adaptkv p99 on/off | etcd p99 on/off | adaptkv's loss no larger than etcd's |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---|")
+	for _, v := range vs {
+		fmt.Fprintf(w, "| %s | %s | %s | %.2f× | %.2f× | %.2f× | %.2f× | %s |\n",
+			v.workload, v.level, v.etcdSetting, v.ours.throughput, v.theirs.throughput, v.ours.p99, v.theirs.p99,
+			map[bool]string{true: "yes", false: "**no**"}[v.noLarger])
 	}
 }
