@@ -355,7 +355,7 @@ func (x PaxosRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PaxosRequest_Kind.Descriptor instead.
 func (PaxosRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{66, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{70, 0}
 }
 
 // Condition makes a write conditional: it applies only when the key's
@@ -1362,6 +1362,378 @@ func (x *ScanResponse) GetReceipt() *Receipt {
 	return nil
 }
 
+// BatchRequest is one message of a Batch stream from the client.
+type BatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*BatchItem           `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// cancel lists the IDs of earlier requests the client abandoned (its
+	// caller's context ended): the node cancels their contexts and sends no
+	// reply for them.
+	Cancel        []uint64 `protobuf:"varint,2,rep,packed,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_adaptkv_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BatchRequest) GetItems() []*BatchItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *BatchRequest) GetCancel() []uint64 {
+	if x != nil {
+		return x.Cancel
+	}
+	return nil
+}
+
+// BatchItem is one request of a Batch stream.
+type BatchItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is unique among the client's requests in flight on the stream.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// timeout_us is the time left before the request's deadline, in
+	// microseconds, when the client sent it (a duration, as gRPC's own
+	// grpc-timeout header is, so that clocks need not agree); 0 means none.
+	TimeoutUs uint64 `protobuf:"varint,2,opt,name=timeout_us,json=timeoutUs,proto3" json:"timeout_us,omitempty"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*BatchItem_Get
+	//	*BatchItem_Put
+	//	*BatchItem_Delete
+	//	*BatchItem_Scan
+	Request       isBatchItem_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchItem) Reset() {
+	*x = BatchItem{}
+	mi := &file_adaptkv_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchItem) ProtoMessage() {}
+
+func (x *BatchItem) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchItem.ProtoReflect.Descriptor instead.
+func (*BatchItem) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BatchItem) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BatchItem) GetTimeoutUs() uint64 {
+	if x != nil {
+		return x.TimeoutUs
+	}
+	return 0
+}
+
+func (x *BatchItem) GetRequest() isBatchItem_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *BatchItem) GetGet() *GetRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchItem_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *BatchItem) GetPut() *PutRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchItem_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *BatchItem) GetDelete() *DeleteRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchItem_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *BatchItem) GetScan() *ScanRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchItem_Scan); ok {
+			return x.Scan
+		}
+	}
+	return nil
+}
+
+type isBatchItem_Request interface {
+	isBatchItem_Request()
+}
+
+type BatchItem_Get struct {
+	Get *GetRequest `protobuf:"bytes,3,opt,name=get,proto3,oneof"`
+}
+
+type BatchItem_Put struct {
+	Put *PutRequest `protobuf:"bytes,4,opt,name=put,proto3,oneof"`
+}
+
+type BatchItem_Delete struct {
+	Delete *DeleteRequest `protobuf:"bytes,5,opt,name=delete,proto3,oneof"`
+}
+
+type BatchItem_Scan struct {
+	Scan *ScanRequest `protobuf:"bytes,6,opt,name=scan,proto3,oneof"`
+}
+
+func (*BatchItem_Get) isBatchItem_Request() {}
+
+func (*BatchItem_Put) isBatchItem_Request() {}
+
+func (*BatchItem_Delete) isBatchItem_Request() {}
+
+func (*BatchItem_Scan) isBatchItem_Request() {}
+
+// BatchResponse is one message of a Batch stream from the node: the
+// replies that were ready when its writer woke.
+type BatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*BatchReply          `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_adaptkv_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *BatchResponse) GetReplies() []*BatchReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
+// BatchReply answers the request with the same id: a response, or a
+// failure.
+type BatchReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// status is the serialized google.rpc.Status (code, message and details
+	// such as ErrorInfo and RetryInfo) that the unary call would have
+	// failed with; empty on success.
+	Status []byte `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// Types that are valid to be assigned to Response:
+	//
+	//	*BatchReply_Get
+	//	*BatchReply_Put
+	//	*BatchReply_Delete
+	//	*BatchReply_Scan
+	Response      isBatchReply_Response `protobuf_oneof:"response"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchReply) Reset() {
+	*x = BatchReply{}
+	mi := &file_adaptkv_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchReply) ProtoMessage() {}
+
+func (x *BatchReply) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchReply.ProtoReflect.Descriptor instead.
+func (*BatchReply) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *BatchReply) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BatchReply) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *BatchReply) GetResponse() isBatchReply_Response {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *BatchReply) GetGet() *GetResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchReply_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *BatchReply) GetPut() *PutResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchReply_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *BatchReply) GetDelete() *DeleteResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchReply_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *BatchReply) GetScan() *ScanResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchReply_Scan); ok {
+			return x.Scan
+		}
+	}
+	return nil
+}
+
+type isBatchReply_Response interface {
+	isBatchReply_Response()
+}
+
+type BatchReply_Get struct {
+	Get *GetResponse `protobuf:"bytes,3,opt,name=get,proto3,oneof"`
+}
+
+type BatchReply_Put struct {
+	Put *PutResponse `protobuf:"bytes,4,opt,name=put,proto3,oneof"`
+}
+
+type BatchReply_Delete struct {
+	Delete *DeleteResponse `protobuf:"bytes,5,opt,name=delete,proto3,oneof"`
+}
+
+type BatchReply_Scan struct {
+	Scan *ScanResponse `protobuf:"bytes,6,opt,name=scan,proto3,oneof"`
+}
+
+func (*BatchReply_Get) isBatchReply_Response() {}
+
+func (*BatchReply_Put) isBatchReply_Response() {}
+
+func (*BatchReply_Delete) isBatchReply_Response() {}
+
+func (*BatchReply_Scan) isBatchReply_Response() {}
+
 // AdaptiveGoal is what an adaptive keyspace promises instead of a fixed
 // level: the tuner keeps it at the cheapest R/W that meets the goal.
 type AdaptiveGoal struct {
@@ -1382,7 +1754,7 @@ type AdaptiveGoal struct {
 
 func (x *AdaptiveGoal) Reset() {
 	*x = AdaptiveGoal{}
-	mi := &file_adaptkv_proto_msgTypes[14]
+	mi := &file_adaptkv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1766,7 @@ func (x *AdaptiveGoal) String() string {
 func (*AdaptiveGoal) ProtoMessage() {}
 
 func (x *AdaptiveGoal) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[14]
+	mi := &file_adaptkv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1779,7 @@ func (x *AdaptiveGoal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdaptiveGoal.ProtoReflect.Descriptor instead.
 func (*AdaptiveGoal) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{14}
+	return file_adaptkv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AdaptiveGoal) GetMaxStale() float64 {
@@ -1471,7 +1843,7 @@ type KeyspaceConfig struct {
 
 func (x *KeyspaceConfig) Reset() {
 	*x = KeyspaceConfig{}
-	mi := &file_adaptkv_proto_msgTypes[15]
+	mi := &file_adaptkv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1855,7 @@ func (x *KeyspaceConfig) String() string {
 func (*KeyspaceConfig) ProtoMessage() {}
 
 func (x *KeyspaceConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[15]
+	mi := &file_adaptkv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1868,7 @@ func (x *KeyspaceConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyspaceConfig.ProtoReflect.Descriptor instead.
 func (*KeyspaceConfig) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{15}
+	return file_adaptkv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeyspaceConfig) GetName() string {
@@ -1560,7 +1932,7 @@ type CreateKeyspaceRequest struct {
 
 func (x *CreateKeyspaceRequest) Reset() {
 	*x = CreateKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[16]
+	mi := &file_adaptkv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1944,7 @@ func (x *CreateKeyspaceRequest) String() string {
 func (*CreateKeyspaceRequest) ProtoMessage() {}
 
 func (x *CreateKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[16]
+	mi := &file_adaptkv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1957,7 @@ func (x *CreateKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{16}
+	return file_adaptkv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateKeyspaceRequest) GetName() string {
@@ -1628,7 +2000,7 @@ type AlterKeyspaceRequest struct {
 
 func (x *AlterKeyspaceRequest) Reset() {
 	*x = AlterKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[17]
+	mi := &file_adaptkv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1640,7 +2012,7 @@ func (x *AlterKeyspaceRequest) String() string {
 func (*AlterKeyspaceRequest) ProtoMessage() {}
 
 func (x *AlterKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[17]
+	mi := &file_adaptkv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1653,7 +2025,7 @@ func (x *AlterKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*AlterKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{17}
+	return file_adaptkv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AlterKeyspaceRequest) GetName() string {
@@ -1693,7 +2065,7 @@ type DescribeKeyspaceRequest struct {
 
 func (x *DescribeKeyspaceRequest) Reset() {
 	*x = DescribeKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[18]
+	mi := &file_adaptkv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +2077,7 @@ func (x *DescribeKeyspaceRequest) String() string {
 func (*DescribeKeyspaceRequest) ProtoMessage() {}
 
 func (x *DescribeKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[18]
+	mi := &file_adaptkv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +2090,7 @@ func (x *DescribeKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*DescribeKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{18}
+	return file_adaptkv_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DescribeKeyspaceRequest) GetName() string {
@@ -1737,7 +2109,7 @@ type KeyspaceResponse struct {
 
 func (x *KeyspaceResponse) Reset() {
 	*x = KeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[19]
+	mi := &file_adaptkv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +2121,7 @@ func (x *KeyspaceResponse) String() string {
 func (*KeyspaceResponse) ProtoMessage() {}
 
 func (x *KeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[19]
+	mi := &file_adaptkv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +2134,7 @@ func (x *KeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*KeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{19}
+	return file_adaptkv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KeyspaceResponse) GetKeyspace() *KeyspaceConfig {
@@ -1780,7 +2152,7 @@ type ListKeyspacesRequest struct {
 
 func (x *ListKeyspacesRequest) Reset() {
 	*x = ListKeyspacesRequest{}
-	mi := &file_adaptkv_proto_msgTypes[20]
+	mi := &file_adaptkv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +2164,7 @@ func (x *ListKeyspacesRequest) String() string {
 func (*ListKeyspacesRequest) ProtoMessage() {}
 
 func (x *ListKeyspacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[20]
+	mi := &file_adaptkv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +2177,7 @@ func (x *ListKeyspacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeyspacesRequest.ProtoReflect.Descriptor instead.
 func (*ListKeyspacesRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{20}
+	return file_adaptkv_proto_rawDescGZIP(), []int{24}
 }
 
 type ListKeyspacesResponse struct {
@@ -1817,7 +2189,7 @@ type ListKeyspacesResponse struct {
 
 func (x *ListKeyspacesResponse) Reset() {
 	*x = ListKeyspacesResponse{}
-	mi := &file_adaptkv_proto_msgTypes[21]
+	mi := &file_adaptkv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +2201,7 @@ func (x *ListKeyspacesResponse) String() string {
 func (*ListKeyspacesResponse) ProtoMessage() {}
 
 func (x *ListKeyspacesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[21]
+	mi := &file_adaptkv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +2214,7 @@ func (x *ListKeyspacesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeyspacesResponse.ProtoReflect.Descriptor instead.
 func (*ListKeyspacesResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{21}
+	return file_adaptkv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListKeyspacesResponse) GetKeyspaces() []*KeyspaceConfig {
@@ -1874,7 +2246,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_adaptkv_proto_msgTypes[22]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +2258,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[22]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +2271,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{22}
+	return file_adaptkv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Member) GetId() string {
@@ -1987,7 +2359,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_adaptkv_proto_msgTypes[23]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2371,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[23]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2384,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{23}
+	return file_adaptkv_proto_rawDescGZIP(), []int{27}
 }
 
 type ClusterStatusResponse struct {
@@ -2033,7 +2405,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_adaptkv_proto_msgTypes[24]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2417,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[24]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2430,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{24}
+	return file_adaptkv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ClusterStatusResponse) GetNodeId() string {
@@ -2137,7 +2509,7 @@ type NodeSecurity struct {
 
 func (x *NodeSecurity) Reset() {
 	*x = NodeSecurity{}
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2521,7 @@ func (x *NodeSecurity) String() string {
 func (*NodeSecurity) ProtoMessage() {}
 
 func (x *NodeSecurity) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2534,7 @@ func (x *NodeSecurity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSecurity.ProtoReflect.Descriptor instead.
 func (*NodeSecurity) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{25}
+	return file_adaptkv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeSecurity) GetSecure() bool {
@@ -2216,7 +2588,7 @@ type StreamStatus struct {
 
 func (x *StreamStatus) Reset() {
 	*x = StreamStatus{}
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2600,7 @@ func (x *StreamStatus) String() string {
 func (*StreamStatus) ProtoMessage() {}
 
 func (x *StreamStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2613,7 @@ func (x *StreamStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamStatus.ProtoReflect.Descriptor instead.
 func (*StreamStatus) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{26}
+	return file_adaptkv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StreamStatus) GetChange() string {
@@ -2380,7 +2752,7 @@ type LocalGetRequest struct {
 
 func (x *LocalGetRequest) Reset() {
 	*x = LocalGetRequest{}
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2392,7 +2764,7 @@ func (x *LocalGetRequest) String() string {
 func (*LocalGetRequest) ProtoMessage() {}
 
 func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2405,7 +2777,7 @@ func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetRequest.ProtoReflect.Descriptor instead.
 func (*LocalGetRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{27}
+	return file_adaptkv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LocalGetRequest) GetKeyspace() string {
@@ -2435,7 +2807,7 @@ type LocalGetResponse struct {
 
 func (x *LocalGetResponse) Reset() {
 	*x = LocalGetResponse{}
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2819,7 @@ func (x *LocalGetResponse) String() string {
 func (*LocalGetResponse) ProtoMessage() {}
 
 func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2832,7 @@ func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetResponse.ProtoReflect.Descriptor instead.
 func (*LocalGetResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{28}
+	return file_adaptkv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LocalGetResponse) GetFound() bool {
@@ -2508,7 +2880,7 @@ type TunerExplainRequest struct {
 
 func (x *TunerExplainRequest) Reset() {
 	*x = TunerExplainRequest{}
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2520,7 +2892,7 @@ func (x *TunerExplainRequest) String() string {
 func (*TunerExplainRequest) ProtoMessage() {}
 
 func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2533,7 +2905,7 @@ func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainRequest.ProtoReflect.Descriptor instead.
 func (*TunerExplainRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{29}
+	return file_adaptkv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TunerExplainRequest) GetKeyspace() string {
@@ -2560,7 +2932,7 @@ type TunerExplainResponse struct {
 
 func (x *TunerExplainResponse) Reset() {
 	*x = TunerExplainResponse{}
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2572,7 +2944,7 @@ func (x *TunerExplainResponse) String() string {
 func (*TunerExplainResponse) ProtoMessage() {}
 
 func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2585,7 +2957,7 @@ func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainResponse.ProtoReflect.Descriptor instead.
 func (*TunerExplainResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{30}
+	return file_adaptkv_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TunerExplainResponse) GetDecisionsJson() []string {
@@ -2611,7 +2983,7 @@ type TunerWhatIfRequest struct {
 
 func (x *TunerWhatIfRequest) Reset() {
 	*x = TunerWhatIfRequest{}
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2623,7 +2995,7 @@ func (x *TunerWhatIfRequest) String() string {
 func (*TunerWhatIfRequest) ProtoMessage() {}
 
 func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2636,7 +3008,7 @@ func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfRequest.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{31}
+	return file_adaptkv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TunerWhatIfRequest) GetKeyspace() string {
@@ -2656,7 +3028,7 @@ type TunerWhatIfResponse struct {
 
 func (x *TunerWhatIfResponse) Reset() {
 	*x = TunerWhatIfResponse{}
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2668,7 +3040,7 @@ func (x *TunerWhatIfResponse) String() string {
 func (*TunerWhatIfResponse) ProtoMessage() {}
 
 func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2681,7 +3053,7 @@ func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfResponse.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{32}
+	return file_adaptkv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TunerWhatIfResponse) GetCandidatesJson() string {
@@ -2707,7 +3079,7 @@ type TunerSnapshotRequest struct {
 
 func (x *TunerSnapshotRequest) Reset() {
 	*x = TunerSnapshotRequest{}
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +3091,7 @@ func (x *TunerSnapshotRequest) String() string {
 func (*TunerSnapshotRequest) ProtoMessage() {}
 
 func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +3104,7 @@ func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{33}
+	return file_adaptkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TunerSnapshotRequest) GetKeyspace() string {
@@ -2753,7 +3125,7 @@ type TunerSnapshotResponse struct {
 
 func (x *TunerSnapshotResponse) Reset() {
 	*x = TunerSnapshotResponse{}
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2765,7 +3137,7 @@ func (x *TunerSnapshotResponse) String() string {
 func (*TunerSnapshotResponse) ProtoMessage() {}
 
 func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2778,7 +3150,7 @@ func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{34}
+	return file_adaptkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TunerSnapshotResponse) GetObservationJson() []byte {
@@ -2824,7 +3196,7 @@ type RepairOptions struct {
 
 func (x *RepairOptions) Reset() {
 	*x = RepairOptions{}
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2836,7 +3208,7 @@ func (x *RepairOptions) String() string {
 func (*RepairOptions) ProtoMessage() {}
 
 func (x *RepairOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2849,7 +3221,7 @@ func (x *RepairOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairOptions.ProtoReflect.Descriptor instead.
 func (*RepairOptions) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{35}
+	return file_adaptkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RepairOptions) GetPageSize() uint32 {
@@ -2950,7 +3322,7 @@ type RepairStats struct {
 
 func (x *RepairStats) Reset() {
 	*x = RepairStats{}
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2962,7 +3334,7 @@ func (x *RepairStats) String() string {
 func (*RepairStats) ProtoMessage() {}
 
 func (x *RepairStats) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2975,7 +3347,7 @@ func (x *RepairStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairStats.ProtoReflect.Descriptor instead.
 func (*RepairStats) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{36}
+	return file_adaptkv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RepairStats) GetKeysScanned() uint64 {
@@ -3072,7 +3444,7 @@ type RepairKeyspaceRequest struct {
 
 func (x *RepairKeyspaceRequest) Reset() {
 	*x = RepairKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +3456,7 @@ func (x *RepairKeyspaceRequest) String() string {
 func (*RepairKeyspaceRequest) ProtoMessage() {}
 
 func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +3469,7 @@ func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*RepairKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{37}
+	return file_adaptkv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RepairKeyspaceRequest) GetKeyspace() string {
@@ -3129,7 +3501,7 @@ type RepairKeyspaceResponse struct {
 
 func (x *RepairKeyspaceResponse) Reset() {
 	*x = RepairKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3141,7 +3513,7 @@ func (x *RepairKeyspaceResponse) String() string {
 func (*RepairKeyspaceResponse) ProtoMessage() {}
 
 func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3154,7 +3526,7 @@ func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*RepairKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{38}
+	return file_adaptkv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RepairKeyspaceResponse) GetStats() *RepairStats {
@@ -3215,7 +3587,7 @@ type DecommissionNodeRequest struct {
 
 func (x *DecommissionNodeRequest) Reset() {
 	*x = DecommissionNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3227,7 +3599,7 @@ func (x *DecommissionNodeRequest) String() string {
 func (*DecommissionNodeRequest) ProtoMessage() {}
 
 func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3240,7 +3612,7 @@ func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{39}
+	return file_adaptkv_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DecommissionNodeRequest) GetId() string {
@@ -3260,7 +3632,7 @@ type DecommissionNodeResponse struct {
 
 func (x *DecommissionNodeResponse) Reset() {
 	*x = DecommissionNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3272,7 +3644,7 @@ func (x *DecommissionNodeResponse) String() string {
 func (*DecommissionNodeResponse) ProtoMessage() {}
 
 func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3285,7 +3657,7 @@ func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeResponse.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{40}
+	return file_adaptkv_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DecommissionNodeResponse) GetTopologyEpoch() uint64 {
@@ -3311,7 +3683,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3323,7 +3695,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3336,7 +3708,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{41}
+	return file_adaptkv_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -3356,7 +3728,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3368,7 +3740,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3381,7 +3753,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{42}
+	return file_adaptkv_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RemoveNodeResponse) GetTopologyEpoch() uint64 {
@@ -3407,7 +3779,7 @@ type MetadataReadIndexRequest struct {
 
 func (x *MetadataReadIndexRequest) Reset() {
 	*x = MetadataReadIndexRequest{}
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3419,7 +3791,7 @@ func (x *MetadataReadIndexRequest) String() string {
 func (*MetadataReadIndexRequest) ProtoMessage() {}
 
 func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3432,7 +3804,7 @@ func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{43}
+	return file_adaptkv_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MetadataReadIndexRequest) GetFrom() string {
@@ -3452,7 +3824,7 @@ type MetadataReadIndexResponse struct {
 
 func (x *MetadataReadIndexResponse) Reset() {
 	*x = MetadataReadIndexResponse{}
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +3836,7 @@ func (x *MetadataReadIndexResponse) String() string {
 func (*MetadataReadIndexResponse) ProtoMessage() {}
 
 func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +3849,7 @@ func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{44}
+	return file_adaptkv_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MetadataReadIndexResponse) GetIndex() uint64 {
@@ -3507,7 +3879,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3519,7 +3891,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3532,7 +3904,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{45}
+	return file_adaptkv_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Record) GetKey() []byte {
@@ -3576,7 +3948,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3588,7 +3960,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3601,7 +3973,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{46}
+	return file_adaptkv_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Mutation) GetKeyspace() string {
@@ -3636,7 +4008,7 @@ type MutationResult struct {
 
 func (x *MutationResult) Reset() {
 	*x = MutationResult{}
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3648,7 +4020,7 @@ func (x *MutationResult) String() string {
 func (*MutationResult) ProtoMessage() {}
 
 func (x *MutationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3661,7 +4033,7 @@ func (x *MutationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MutationResult.ProtoReflect.Descriptor instead.
 func (*MutationResult) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{47}
+	return file_adaptkv_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MutationResult) GetOk() bool {
@@ -3695,7 +4067,7 @@ type ReplicaWriteRequest struct {
 
 func (x *ReplicaWriteRequest) Reset() {
 	*x = ReplicaWriteRequest{}
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3707,7 +4079,7 @@ func (x *ReplicaWriteRequest) String() string {
 func (*ReplicaWriteRequest) ProtoMessage() {}
 
 func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3720,7 +4092,7 @@ func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{48}
+	return file_adaptkv_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReplicaWriteRequest) GetMutations() []*Mutation {
@@ -3746,7 +4118,7 @@ type ReplicaWriteResponse struct {
 
 func (x *ReplicaWriteResponse) Reset() {
 	*x = ReplicaWriteResponse{}
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3758,7 +4130,7 @@ func (x *ReplicaWriteResponse) String() string {
 func (*ReplicaWriteResponse) ProtoMessage() {}
 
 func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3771,7 +4143,7 @@ func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{49}
+	return file_adaptkv_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReplicaWriteResponse) GetResults() []*MutationResult {
@@ -3797,7 +4169,7 @@ type ReplicaReadRequest struct {
 
 func (x *ReplicaReadRequest) Reset() {
 	*x = ReplicaReadRequest{}
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3809,7 +4181,7 @@ func (x *ReplicaReadRequest) String() string {
 func (*ReplicaReadRequest) ProtoMessage() {}
 
 func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3822,7 +4194,7 @@ func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaReadRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{50}
+	return file_adaptkv_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReplicaReadRequest) GetKeyspace() string {
@@ -3871,7 +4243,7 @@ type ReplicaReadResponse struct {
 
 func (x *ReplicaReadResponse) Reset() {
 	*x = ReplicaReadResponse{}
-	mi := &file_adaptkv_proto_msgTypes[51]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3883,7 +4255,7 @@ func (x *ReplicaReadResponse) String() string {
 func (*ReplicaReadResponse) ProtoMessage() {}
 
 func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[51]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3896,7 +4268,7 @@ func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaReadResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{51}
+	return file_adaptkv_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReplicaReadResponse) GetFound() bool {
@@ -3934,7 +4306,7 @@ type ReplicaScanRequest struct {
 
 func (x *ReplicaScanRequest) Reset() {
 	*x = ReplicaScanRequest{}
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3946,7 +4318,7 @@ func (x *ReplicaScanRequest) String() string {
 func (*ReplicaScanRequest) ProtoMessage() {}
 
 func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3959,7 +4331,7 @@ func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaScanRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{52}
+	return file_adaptkv_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReplicaScanRequest) GetKeyspace() string {
@@ -4014,7 +4386,7 @@ type ReplicaScanResponse struct {
 
 func (x *ReplicaScanResponse) Reset() {
 	*x = ReplicaScanResponse{}
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4026,7 +4398,7 @@ func (x *ReplicaScanResponse) String() string {
 func (*ReplicaScanResponse) ProtoMessage() {}
 
 func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4039,7 +4411,7 @@ func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaScanResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{53}
+	return file_adaptkv_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReplicaScanResponse) GetRecords() []*Record {
@@ -4071,7 +4443,7 @@ type ReplicaRepairRequest struct {
 
 func (x *ReplicaRepairRequest) Reset() {
 	*x = ReplicaRepairRequest{}
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4083,7 +4455,7 @@ func (x *ReplicaRepairRequest) String() string {
 func (*ReplicaRepairRequest) ProtoMessage() {}
 
 func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4096,7 +4468,7 @@ func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{54}
+	return file_adaptkv_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReplicaRepairRequest) GetKeyspace() string {
@@ -4137,7 +4509,7 @@ type ReplicaRepairResponse struct {
 
 func (x *ReplicaRepairResponse) Reset() {
 	*x = ReplicaRepairResponse{}
-	mi := &file_adaptkv_proto_msgTypes[55]
+	mi := &file_adaptkv_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4149,7 +4521,7 @@ func (x *ReplicaRepairResponse) String() string {
 func (*ReplicaRepairResponse) ProtoMessage() {}
 
 func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[55]
+	mi := &file_adaptkv_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4162,7 +4534,7 @@ func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{55}
+	return file_adaptkv_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ReplicaRepairResponse) GetStats() *RepairStats {
@@ -4190,7 +4562,7 @@ type DigestEntry struct {
 
 func (x *DigestEntry) Reset() {
 	*x = DigestEntry{}
-	mi := &file_adaptkv_proto_msgTypes[56]
+	mi := &file_adaptkv_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4202,7 +4574,7 @@ func (x *DigestEntry) String() string {
 func (*DigestEntry) ProtoMessage() {}
 
 func (x *DigestEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[56]
+	mi := &file_adaptkv_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4215,7 +4587,7 @@ func (x *DigestEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestEntry.ProtoReflect.Descriptor instead.
 func (*DigestEntry) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{56}
+	return file_adaptkv_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DigestEntry) GetKey() []byte {
@@ -4244,7 +4616,7 @@ type ReplicaDigestRequest struct {
 
 func (x *ReplicaDigestRequest) Reset() {
 	*x = ReplicaDigestRequest{}
-	mi := &file_adaptkv_proto_msgTypes[57]
+	mi := &file_adaptkv_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4256,7 +4628,7 @@ func (x *ReplicaDigestRequest) String() string {
 func (*ReplicaDigestRequest) ProtoMessage() {}
 
 func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[57]
+	mi := &file_adaptkv_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4269,7 +4641,7 @@ func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{57}
+	return file_adaptkv_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ReplicaDigestRequest) GetKeyspace() string {
@@ -4312,7 +4684,7 @@ type ReplicaDigestResponse struct {
 
 func (x *ReplicaDigestResponse) Reset() {
 	*x = ReplicaDigestResponse{}
-	mi := &file_adaptkv_proto_msgTypes[58]
+	mi := &file_adaptkv_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4324,7 +4696,7 @@ func (x *ReplicaDigestResponse) String() string {
 func (*ReplicaDigestResponse) ProtoMessage() {}
 
 func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[58]
+	mi := &file_adaptkv_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4337,7 +4709,7 @@ func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{58}
+	return file_adaptkv_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ReplicaDigestResponse) GetBehind() []uint32 {
@@ -4377,7 +4749,7 @@ type CompareTreesRequest struct {
 
 func (x *CompareTreesRequest) Reset() {
 	*x = CompareTreesRequest{}
-	mi := &file_adaptkv_proto_msgTypes[59]
+	mi := &file_adaptkv_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4389,7 +4761,7 @@ func (x *CompareTreesRequest) String() string {
 func (*CompareTreesRequest) ProtoMessage() {}
 
 func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[59]
+	mi := &file_adaptkv_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4402,7 +4774,7 @@ func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesRequest.ProtoReflect.Descriptor instead.
 func (*CompareTreesRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{59}
+	return file_adaptkv_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CompareTreesRequest) GetKeyspace() string {
@@ -4474,7 +4846,7 @@ type SharedRoot struct {
 
 func (x *SharedRoot) Reset() {
 	*x = SharedRoot{}
-	mi := &file_adaptkv_proto_msgTypes[60]
+	mi := &file_adaptkv_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4486,7 +4858,7 @@ func (x *SharedRoot) String() string {
 func (*SharedRoot) ProtoMessage() {}
 
 func (x *SharedRoot) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[60]
+	mi := &file_adaptkv_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4499,7 +4871,7 @@ func (x *SharedRoot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRoot.ProtoReflect.Descriptor instead.
 func (*SharedRoot) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{60}
+	return file_adaptkv_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SharedRoot) GetBoundsHash() uint64 {
@@ -4529,7 +4901,7 @@ type TreeQuery struct {
 
 func (x *TreeQuery) Reset() {
 	*x = TreeQuery{}
-	mi := &file_adaptkv_proto_msgTypes[61]
+	mi := &file_adaptkv_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4541,7 +4913,7 @@ func (x *TreeQuery) String() string {
 func (*TreeQuery) ProtoMessage() {}
 
 func (x *TreeQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[61]
+	mi := &file_adaptkv_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4554,7 +4926,7 @@ func (x *TreeQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeQuery.ProtoReflect.Descriptor instead.
 func (*TreeQuery) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{61}
+	return file_adaptkv_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *TreeQuery) GetAfter() uint64 {
@@ -4606,7 +4978,7 @@ type CompareTreesResponse struct {
 
 func (x *CompareTreesResponse) Reset() {
 	*x = CompareTreesResponse{}
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4618,7 +4990,7 @@ func (x *CompareTreesResponse) String() string {
 func (*CompareTreesResponse) ProtoMessage() {}
 
 func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4631,7 +5003,7 @@ func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesResponse.ProtoReflect.Descriptor instead.
 func (*CompareTreesResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{62}
+	return file_adaptkv_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CompareTreesResponse) GetAnswers() []*TreeAnswer {
@@ -4664,7 +5036,7 @@ type TreeAnswer struct {
 
 func (x *TreeAnswer) Reset() {
 	*x = TreeAnswer{}
-	mi := &file_adaptkv_proto_msgTypes[63]
+	mi := &file_adaptkv_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4676,7 +5048,7 @@ func (x *TreeAnswer) String() string {
 func (*TreeAnswer) ProtoMessage() {}
 
 func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[63]
+	mi := &file_adaptkv_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4689,7 +5061,7 @@ func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeAnswer.ProtoReflect.Descriptor instead.
 func (*TreeAnswer) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{63}
+	return file_adaptkv_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *TreeAnswer) GetDiffering() []uint32 {
@@ -4711,7 +5083,7 @@ type PaxosBallot struct {
 
 func (x *PaxosBallot) Reset() {
 	*x = PaxosBallot{}
-	mi := &file_adaptkv_proto_msgTypes[64]
+	mi := &file_adaptkv_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4723,7 +5095,7 @@ func (x *PaxosBallot) String() string {
 func (*PaxosBallot) ProtoMessage() {}
 
 func (x *PaxosBallot) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[64]
+	mi := &file_adaptkv_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4736,7 +5108,7 @@ func (x *PaxosBallot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosBallot.ProtoReflect.Descriptor instead.
 func (*PaxosBallot) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{64}
+	return file_adaptkv_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *PaxosBallot) GetCounter() uint64 {
@@ -4766,7 +5138,7 @@ type PaxosProposal struct {
 
 func (x *PaxosProposal) Reset() {
 	*x = PaxosProposal{}
-	mi := &file_adaptkv_proto_msgTypes[65]
+	mi := &file_adaptkv_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4778,7 +5150,7 @@ func (x *PaxosProposal) String() string {
 func (*PaxosProposal) ProtoMessage() {}
 
 func (x *PaxosProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[65]
+	mi := &file_adaptkv_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4791,7 +5163,7 @@ func (x *PaxosProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosProposal.ProtoReflect.Descriptor instead.
 func (*PaxosProposal) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{65}
+	return file_adaptkv_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *PaxosProposal) GetBallot() *PaxosBallot {
@@ -4834,7 +5206,7 @@ type PaxosRequest struct {
 
 func (x *PaxosRequest) Reset() {
 	*x = PaxosRequest{}
-	mi := &file_adaptkv_proto_msgTypes[66]
+	mi := &file_adaptkv_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4846,7 +5218,7 @@ func (x *PaxosRequest) String() string {
 func (*PaxosRequest) ProtoMessage() {}
 
 func (x *PaxosRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[66]
+	mi := &file_adaptkv_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4859,7 +5231,7 @@ func (x *PaxosRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosRequest.ProtoReflect.Descriptor instead.
 func (*PaxosRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{66}
+	return file_adaptkv_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *PaxosRequest) GetKind() PaxosRequest_Kind {
@@ -4928,7 +5300,7 @@ type PaxosResponse struct {
 
 func (x *PaxosResponse) Reset() {
 	*x = PaxosResponse{}
-	mi := &file_adaptkv_proto_msgTypes[67]
+	mi := &file_adaptkv_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4940,7 +5312,7 @@ func (x *PaxosResponse) String() string {
 func (*PaxosResponse) ProtoMessage() {}
 
 func (x *PaxosResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[67]
+	mi := &file_adaptkv_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4953,7 +5325,7 @@ func (x *PaxosResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosResponse.ProtoReflect.Descriptor instead.
 func (*PaxosResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{67}
+	return file_adaptkv_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *PaxosResponse) GetOk() bool {
@@ -5015,7 +5387,7 @@ type CleanupKeyspaceRequest struct {
 
 func (x *CleanupKeyspaceRequest) Reset() {
 	*x = CleanupKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[68]
+	mi := &file_adaptkv_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5027,7 +5399,7 @@ func (x *CleanupKeyspaceRequest) String() string {
 func (*CleanupKeyspaceRequest) ProtoMessage() {}
 
 func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[68]
+	mi := &file_adaptkv_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5040,7 +5412,7 @@ func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{68}
+	return file_adaptkv_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *CleanupKeyspaceRequest) GetKeyspace() string {
@@ -5067,7 +5439,7 @@ type CleanupKeyspaceResponse struct {
 
 func (x *CleanupKeyspaceResponse) Reset() {
 	*x = CleanupKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[69]
+	mi := &file_adaptkv_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5079,7 +5451,7 @@ func (x *CleanupKeyspaceResponse) String() string {
 func (*CleanupKeyspaceResponse) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[69]
+	mi := &file_adaptkv_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5092,7 +5464,7 @@ func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{69}
+	return file_adaptkv_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *CleanupKeyspaceResponse) GetNodes() []*CleanupKeyspaceResponse_Node {
@@ -5119,7 +5491,7 @@ type ReplaceNodeRequest struct {
 
 func (x *ReplaceNodeRequest) Reset() {
 	*x = ReplaceNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[70]
+	mi := &file_adaptkv_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5131,7 +5503,7 @@ func (x *ReplaceNodeRequest) String() string {
 func (*ReplaceNodeRequest) ProtoMessage() {}
 
 func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[70]
+	mi := &file_adaptkv_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5144,7 +5516,7 @@ func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{70}
+	return file_adaptkv_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ReplaceNodeRequest) GetDeadId() string {
@@ -5171,7 +5543,7 @@ type ReplaceNodeResponse struct {
 
 func (x *ReplaceNodeResponse) Reset() {
 	*x = ReplaceNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[71]
+	mi := &file_adaptkv_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5183,7 +5555,7 @@ func (x *ReplaceNodeResponse) String() string {
 func (*ReplaceNodeResponse) ProtoMessage() {}
 
 func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[71]
+	mi := &file_adaptkv_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5196,7 +5568,7 @@ func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{71}
+	return file_adaptkv_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ReplaceNodeResponse) GetTopologyEpoch() uint64 {
@@ -5224,7 +5596,7 @@ type KeyringRequest struct {
 
 func (x *KeyringRequest) Reset() {
 	*x = KeyringRequest{}
-	mi := &file_adaptkv_proto_msgTypes[72]
+	mi := &file_adaptkv_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5236,7 +5608,7 @@ func (x *KeyringRequest) String() string {
 func (*KeyringRequest) ProtoMessage() {}
 
 func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[72]
+	mi := &file_adaptkv_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5249,7 +5621,7 @@ func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringRequest.ProtoReflect.Descriptor instead.
 func (*KeyringRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{72}
+	return file_adaptkv_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *KeyringRequest) GetOp() KeyringOp {
@@ -5286,7 +5658,7 @@ type KeyringResponse struct {
 
 func (x *KeyringResponse) Reset() {
 	*x = KeyringResponse{}
-	mi := &file_adaptkv_proto_msgTypes[73]
+	mi := &file_adaptkv_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5298,7 +5670,7 @@ func (x *KeyringResponse) String() string {
 func (*KeyringResponse) ProtoMessage() {}
 
 func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[73]
+	mi := &file_adaptkv_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5311,7 +5683,7 @@ func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringResponse.ProtoReflect.Descriptor instead.
 func (*KeyringResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{73}
+	return file_adaptkv_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *KeyringResponse) GetPrimary() string {
@@ -5359,7 +5731,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_adaptkv_proto_msgTypes[74]
+	mi := &file_adaptkv_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5371,7 +5743,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[74]
+	mi := &file_adaptkv_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5384,7 +5756,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{74}
+	return file_adaptkv_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *LoginRequest) GetUser() string {
@@ -5411,7 +5783,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_adaptkv_proto_msgTypes[75]
+	mi := &file_adaptkv_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5423,7 +5795,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[75]
+	mi := &file_adaptkv_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5436,7 +5808,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{75}
+	return file_adaptkv_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -5464,7 +5836,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_adaptkv_proto_msgTypes[76]
+	mi := &file_adaptkv_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5476,7 +5848,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[76]
+	mi := &file_adaptkv_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5489,7 +5861,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{76}
+	return file_adaptkv_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *Grant) GetKeyspace() string {
@@ -5519,7 +5891,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_adaptkv_proto_msgTypes[77]
+	mi := &file_adaptkv_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5531,7 +5903,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[77]
+	mi := &file_adaptkv_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5544,7 +5916,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{77}
+	return file_adaptkv_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *User) GetName() string {
@@ -5592,7 +5964,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_adaptkv_proto_msgTypes[78]
+	mi := &file_adaptkv_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5604,7 +5976,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[78]
+	mi := &file_adaptkv_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5617,7 +5989,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{78}
+	return file_adaptkv_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -5643,7 +6015,7 @@ type DropUserRequest struct {
 
 func (x *DropUserRequest) Reset() {
 	*x = DropUserRequest{}
-	mi := &file_adaptkv_proto_msgTypes[79]
+	mi := &file_adaptkv_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5655,7 +6027,7 @@ func (x *DropUserRequest) String() string {
 func (*DropUserRequest) ProtoMessage() {}
 
 func (x *DropUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[79]
+	mi := &file_adaptkv_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5668,7 +6040,7 @@ func (x *DropUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DropUserRequest.ProtoReflect.Descriptor instead.
 func (*DropUserRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{79}
+	return file_adaptkv_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *DropUserRequest) GetName() string {
@@ -5688,7 +6060,7 @@ type SetPasswordRequest struct {
 
 func (x *SetPasswordRequest) Reset() {
 	*x = SetPasswordRequest{}
-	mi := &file_adaptkv_proto_msgTypes[80]
+	mi := &file_adaptkv_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5700,7 +6072,7 @@ func (x *SetPasswordRequest) String() string {
 func (*SetPasswordRequest) ProtoMessage() {}
 
 func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[80]
+	mi := &file_adaptkv_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5713,7 +6085,7 @@ func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordRequest.ProtoReflect.Descriptor instead.
 func (*SetPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{80}
+	return file_adaptkv_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *SetPasswordRequest) GetName() string {
@@ -5744,7 +6116,7 @@ type GrantRoleRequest struct {
 
 func (x *GrantRoleRequest) Reset() {
 	*x = GrantRoleRequest{}
-	mi := &file_adaptkv_proto_msgTypes[81]
+	mi := &file_adaptkv_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5756,7 +6128,7 @@ func (x *GrantRoleRequest) String() string {
 func (*GrantRoleRequest) ProtoMessage() {}
 
 func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[81]
+	mi := &file_adaptkv_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5769,7 +6141,7 @@ func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
 func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{81}
+	return file_adaptkv_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *GrantRoleRequest) GetName() string {
@@ -5810,7 +6182,7 @@ type UserResponse struct {
 
 func (x *UserResponse) Reset() {
 	*x = UserResponse{}
-	mi := &file_adaptkv_proto_msgTypes[82]
+	mi := &file_adaptkv_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5822,7 +6194,7 @@ func (x *UserResponse) String() string {
 func (*UserResponse) ProtoMessage() {}
 
 func (x *UserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[82]
+	mi := &file_adaptkv_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5835,7 +6207,7 @@ func (x *UserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserResponse.ProtoReflect.Descriptor instead.
 func (*UserResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{82}
+	return file_adaptkv_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *UserResponse) GetUser() *User {
@@ -5860,7 +6232,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_adaptkv_proto_msgTypes[83]
+	mi := &file_adaptkv_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5872,7 +6244,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[83]
+	mi := &file_adaptkv_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5885,7 +6257,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{83}
+	return file_adaptkv_proto_rawDescGZIP(), []int{87}
 }
 
 type ListUsersResponse struct {
@@ -5897,7 +6269,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_adaptkv_proto_msgTypes[84]
+	mi := &file_adaptkv_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5909,7 +6281,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[84]
+	mi := &file_adaptkv_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5922,7 +6294,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{84}
+	return file_adaptkv_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -5944,7 +6316,7 @@ type CleanupKeyspaceResponse_Node struct {
 
 func (x *CleanupKeyspaceResponse_Node) Reset() {
 	*x = CleanupKeyspaceResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[85]
+	mi := &file_adaptkv_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5956,7 +6328,7 @@ func (x *CleanupKeyspaceResponse_Node) String() string {
 func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[85]
+	mi := &file_adaptkv_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5969,7 +6341,7 @@ func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse_Node.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse_Node) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{69, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{73, 0}
 }
 
 func (x *CleanupKeyspaceResponse_Node) GetId() string {
@@ -6014,7 +6386,7 @@ type KeyringResponse_Node struct {
 
 func (x *KeyringResponse_Node) Reset() {
 	*x = KeyringResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[86]
+	mi := &file_adaptkv_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6026,7 +6398,7 @@ func (x *KeyringResponse_Node) String() string {
 func (*KeyringResponse_Node) ProtoMessage() {}
 
 func (x *KeyringResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[86]
+	mi := &file_adaptkv_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6039,7 +6411,7 @@ func (x *KeyringResponse_Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringResponse_Node.ProtoReflect.Descriptor instead.
 func (*KeyringResponse_Node) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{73, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{77, 0}
 }
 
 func (x *KeyringResponse_Node) GetId() string {
@@ -6164,7 +6536,31 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x04more\x18\x02 \x01(\bR\x04more\x12\x1d\n" +
 	"\n" +
 	"next_start\x18\x03 \x01(\fR\tnextStart\x12-\n" +
-	"\areceipt\x18\x04 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\xd3\x01\n" +
+	"\areceipt\x18\x04 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"S\n" +
+	"\fBatchRequest\x12+\n" +
+	"\x05items\x18\x01 \x03(\v2\x15.adaptkv.v1.BatchItemR\x05items\x12\x16\n" +
+	"\x06cancel\x18\x02 \x03(\x04R\x06cancel\"\x81\x02\n" +
+	"\tBatchItem\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"timeout_us\x18\x02 \x01(\x04R\ttimeoutUs\x12*\n" +
+	"\x03get\x18\x03 \x01(\v2\x16.adaptkv.v1.GetRequestH\x00R\x03get\x12*\n" +
+	"\x03put\x18\x04 \x01(\v2\x16.adaptkv.v1.PutRequestH\x00R\x03put\x123\n" +
+	"\x06delete\x18\x05 \x01(\v2\x19.adaptkv.v1.DeleteRequestH\x00R\x06delete\x12-\n" +
+	"\x04scan\x18\x06 \x01(\v2\x17.adaptkv.v1.ScanRequestH\x00R\x04scanB\t\n" +
+	"\arequest\"A\n" +
+	"\rBatchResponse\x120\n" +
+	"\areplies\x18\x01 \x03(\v2\x16.adaptkv.v1.BatchReplyR\areplies\"\x80\x02\n" +
+	"\n" +
+	"BatchReply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\fR\x06status\x12+\n" +
+	"\x03get\x18\x03 \x01(\v2\x17.adaptkv.v1.GetResponseH\x00R\x03get\x12+\n" +
+	"\x03put\x18\x04 \x01(\v2\x17.adaptkv.v1.PutResponseH\x00R\x03put\x124\n" +
+	"\x06delete\x18\x05 \x01(\v2\x1a.adaptkv.v1.DeleteResponseH\x00R\x06delete\x12.\n" +
+	"\x04scan\x18\x06 \x01(\v2\x18.adaptkv.v1.ScanResponseH\x00R\x04scanB\n" +
+	"\n" +
+	"\bresponse\"\xd3\x01\n" +
 	"\fAdaptiveGoal\x12\x1b\n" +
 	"\tmax_stale\x18\x01 \x01(\x01R\bmaxStale\x12'\n" +
 	"\x05floor\x18\x02 \x01(\x0e2\x11.adaptkv.v1.LevelR\x05floor\x12\x15\n" +
@@ -6548,12 +6944,13 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\n" +
 	"ROLE_WRITE\x10\x02\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x032\xf0\x01\n" +
+	"ROLE_ADMIN\x10\x032\xb2\x02\n" +
 	"\x02KV\x126\n" +
 	"\x03Get\x12\x16.adaptkv.v1.GetRequest\x1a\x17.adaptkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.adaptkv.v1.PutRequest\x1a\x17.adaptkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.adaptkv.v1.DeleteRequest\x1a\x1a.adaptkv.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xad\x0e\n" +
+	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse\x12@\n" +
+	"\x05Batch\x12\x18.adaptkv.v1.BatchRequest\x1a\x19.adaptkv.v1.BatchResponse(\x010\x012\xad\x0e\n" +
 	"\x05Admin\x12Q\n" +
 	"\x0eCreateKeyspace\x12!.adaptkv.v1.CreateKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12O\n" +
 	"\rAlterKeyspace\x12 .adaptkv.v1.AlterKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12U\n" +
@@ -6604,7 +7001,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                           // 0: adaptkv.v1.Level
 	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
@@ -6626,79 +7023,83 @@ var file_adaptkv_proto_goTypes = []any{
 	(*DeleteResponse)(nil),               // 17: adaptkv.v1.DeleteResponse
 	(*ScanRequest)(nil),                  // 18: adaptkv.v1.ScanRequest
 	(*ScanResponse)(nil),                 // 19: adaptkv.v1.ScanResponse
-	(*AdaptiveGoal)(nil),                 // 20: adaptkv.v1.AdaptiveGoal
-	(*KeyspaceConfig)(nil),               // 21: adaptkv.v1.KeyspaceConfig
-	(*CreateKeyspaceRequest)(nil),        // 22: adaptkv.v1.CreateKeyspaceRequest
-	(*AlterKeyspaceRequest)(nil),         // 23: adaptkv.v1.AlterKeyspaceRequest
-	(*DescribeKeyspaceRequest)(nil),      // 24: adaptkv.v1.DescribeKeyspaceRequest
-	(*KeyspaceResponse)(nil),             // 25: adaptkv.v1.KeyspaceResponse
-	(*ListKeyspacesRequest)(nil),         // 26: adaptkv.v1.ListKeyspacesRequest
-	(*ListKeyspacesResponse)(nil),        // 27: adaptkv.v1.ListKeyspacesResponse
-	(*Member)(nil),                       // 28: adaptkv.v1.Member
-	(*ClusterStatusRequest)(nil),         // 29: adaptkv.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),        // 30: adaptkv.v1.ClusterStatusResponse
-	(*NodeSecurity)(nil),                 // 31: adaptkv.v1.NodeSecurity
-	(*StreamStatus)(nil),                 // 32: adaptkv.v1.StreamStatus
-	(*LocalGetRequest)(nil),              // 33: adaptkv.v1.LocalGetRequest
-	(*LocalGetResponse)(nil),             // 34: adaptkv.v1.LocalGetResponse
-	(*TunerExplainRequest)(nil),          // 35: adaptkv.v1.TunerExplainRequest
-	(*TunerExplainResponse)(nil),         // 36: adaptkv.v1.TunerExplainResponse
-	(*TunerWhatIfRequest)(nil),           // 37: adaptkv.v1.TunerWhatIfRequest
-	(*TunerWhatIfResponse)(nil),          // 38: adaptkv.v1.TunerWhatIfResponse
-	(*TunerSnapshotRequest)(nil),         // 39: adaptkv.v1.TunerSnapshotRequest
-	(*TunerSnapshotResponse)(nil),        // 40: adaptkv.v1.TunerSnapshotResponse
-	(*RepairOptions)(nil),                // 41: adaptkv.v1.RepairOptions
-	(*RepairStats)(nil),                  // 42: adaptkv.v1.RepairStats
-	(*RepairKeyspaceRequest)(nil),        // 43: adaptkv.v1.RepairKeyspaceRequest
-	(*RepairKeyspaceResponse)(nil),       // 44: adaptkv.v1.RepairKeyspaceResponse
-	(*DecommissionNodeRequest)(nil),      // 45: adaptkv.v1.DecommissionNodeRequest
-	(*DecommissionNodeResponse)(nil),     // 46: adaptkv.v1.DecommissionNodeResponse
-	(*RemoveNodeRequest)(nil),            // 47: adaptkv.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 48: adaptkv.v1.RemoveNodeResponse
-	(*MetadataReadIndexRequest)(nil),     // 49: adaptkv.v1.MetadataReadIndexRequest
-	(*MetadataReadIndexResponse)(nil),    // 50: adaptkv.v1.MetadataReadIndexResponse
-	(*Record)(nil),                       // 51: adaptkv.v1.Record
-	(*Mutation)(nil),                     // 52: adaptkv.v1.Mutation
-	(*MutationResult)(nil),               // 53: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),          // 54: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),         // 55: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),           // 56: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),          // 57: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),           // 58: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),          // 59: adaptkv.v1.ReplicaScanResponse
-	(*ReplicaRepairRequest)(nil),         // 60: adaptkv.v1.ReplicaRepairRequest
-	(*ReplicaRepairResponse)(nil),        // 61: adaptkv.v1.ReplicaRepairResponse
-	(*DigestEntry)(nil),                  // 62: adaptkv.v1.DigestEntry
-	(*ReplicaDigestRequest)(nil),         // 63: adaptkv.v1.ReplicaDigestRequest
-	(*ReplicaDigestResponse)(nil),        // 64: adaptkv.v1.ReplicaDigestResponse
-	(*CompareTreesRequest)(nil),          // 65: adaptkv.v1.CompareTreesRequest
-	(*SharedRoot)(nil),                   // 66: adaptkv.v1.SharedRoot
-	(*TreeQuery)(nil),                    // 67: adaptkv.v1.TreeQuery
-	(*CompareTreesResponse)(nil),         // 68: adaptkv.v1.CompareTreesResponse
-	(*TreeAnswer)(nil),                   // 69: adaptkv.v1.TreeAnswer
-	(*PaxosBallot)(nil),                  // 70: adaptkv.v1.PaxosBallot
-	(*PaxosProposal)(nil),                // 71: adaptkv.v1.PaxosProposal
-	(*PaxosRequest)(nil),                 // 72: adaptkv.v1.PaxosRequest
-	(*PaxosResponse)(nil),                // 73: adaptkv.v1.PaxosResponse
-	(*CleanupKeyspaceRequest)(nil),       // 74: adaptkv.v1.CleanupKeyspaceRequest
-	(*CleanupKeyspaceResponse)(nil),      // 75: adaptkv.v1.CleanupKeyspaceResponse
-	(*ReplaceNodeRequest)(nil),           // 76: adaptkv.v1.ReplaceNodeRequest
-	(*ReplaceNodeResponse)(nil),          // 77: adaptkv.v1.ReplaceNodeResponse
-	(*KeyringRequest)(nil),               // 78: adaptkv.v1.KeyringRequest
-	(*KeyringResponse)(nil),              // 79: adaptkv.v1.KeyringResponse
-	(*LoginRequest)(nil),                 // 80: adaptkv.v1.LoginRequest
-	(*LoginResponse)(nil),                // 81: adaptkv.v1.LoginResponse
-	(*Grant)(nil),                        // 82: adaptkv.v1.Grant
-	(*User)(nil),                         // 83: adaptkv.v1.User
-	(*CreateUserRequest)(nil),            // 84: adaptkv.v1.CreateUserRequest
-	(*DropUserRequest)(nil),              // 85: adaptkv.v1.DropUserRequest
-	(*SetPasswordRequest)(nil),           // 86: adaptkv.v1.SetPasswordRequest
-	(*GrantRoleRequest)(nil),             // 87: adaptkv.v1.GrantRoleRequest
-	(*UserResponse)(nil),                 // 88: adaptkv.v1.UserResponse
-	(*ListUsersRequest)(nil),             // 89: adaptkv.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),            // 90: adaptkv.v1.ListUsersResponse
-	(*CleanupKeyspaceResponse_Node)(nil), // 91: adaptkv.v1.CleanupKeyspaceResponse.Node
-	(*KeyringResponse_Node)(nil),         // 92: adaptkv.v1.KeyringResponse.Node
+	(*BatchRequest)(nil),                 // 20: adaptkv.v1.BatchRequest
+	(*BatchItem)(nil),                    // 21: adaptkv.v1.BatchItem
+	(*BatchResponse)(nil),                // 22: adaptkv.v1.BatchResponse
+	(*BatchReply)(nil),                   // 23: adaptkv.v1.BatchReply
+	(*AdaptiveGoal)(nil),                 // 24: adaptkv.v1.AdaptiveGoal
+	(*KeyspaceConfig)(nil),               // 25: adaptkv.v1.KeyspaceConfig
+	(*CreateKeyspaceRequest)(nil),        // 26: adaptkv.v1.CreateKeyspaceRequest
+	(*AlterKeyspaceRequest)(nil),         // 27: adaptkv.v1.AlterKeyspaceRequest
+	(*DescribeKeyspaceRequest)(nil),      // 28: adaptkv.v1.DescribeKeyspaceRequest
+	(*KeyspaceResponse)(nil),             // 29: adaptkv.v1.KeyspaceResponse
+	(*ListKeyspacesRequest)(nil),         // 30: adaptkv.v1.ListKeyspacesRequest
+	(*ListKeyspacesResponse)(nil),        // 31: adaptkv.v1.ListKeyspacesResponse
+	(*Member)(nil),                       // 32: adaptkv.v1.Member
+	(*ClusterStatusRequest)(nil),         // 33: adaptkv.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),        // 34: adaptkv.v1.ClusterStatusResponse
+	(*NodeSecurity)(nil),                 // 35: adaptkv.v1.NodeSecurity
+	(*StreamStatus)(nil),                 // 36: adaptkv.v1.StreamStatus
+	(*LocalGetRequest)(nil),              // 37: adaptkv.v1.LocalGetRequest
+	(*LocalGetResponse)(nil),             // 38: adaptkv.v1.LocalGetResponse
+	(*TunerExplainRequest)(nil),          // 39: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),         // 40: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),           // 41: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),          // 42: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),         // 43: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),        // 44: adaptkv.v1.TunerSnapshotResponse
+	(*RepairOptions)(nil),                // 45: adaptkv.v1.RepairOptions
+	(*RepairStats)(nil),                  // 46: adaptkv.v1.RepairStats
+	(*RepairKeyspaceRequest)(nil),        // 47: adaptkv.v1.RepairKeyspaceRequest
+	(*RepairKeyspaceResponse)(nil),       // 48: adaptkv.v1.RepairKeyspaceResponse
+	(*DecommissionNodeRequest)(nil),      // 49: adaptkv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil),     // 50: adaptkv.v1.DecommissionNodeResponse
+	(*RemoveNodeRequest)(nil),            // 51: adaptkv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 52: adaptkv.v1.RemoveNodeResponse
+	(*MetadataReadIndexRequest)(nil),     // 53: adaptkv.v1.MetadataReadIndexRequest
+	(*MetadataReadIndexResponse)(nil),    // 54: adaptkv.v1.MetadataReadIndexResponse
+	(*Record)(nil),                       // 55: adaptkv.v1.Record
+	(*Mutation)(nil),                     // 56: adaptkv.v1.Mutation
+	(*MutationResult)(nil),               // 57: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),          // 58: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),         // 59: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),           // 60: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),          // 61: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),           // 62: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),          // 63: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),         // 64: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),        // 65: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),                  // 66: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),         // 67: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),        // 68: adaptkv.v1.ReplicaDigestResponse
+	(*CompareTreesRequest)(nil),          // 69: adaptkv.v1.CompareTreesRequest
+	(*SharedRoot)(nil),                   // 70: adaptkv.v1.SharedRoot
+	(*TreeQuery)(nil),                    // 71: adaptkv.v1.TreeQuery
+	(*CompareTreesResponse)(nil),         // 72: adaptkv.v1.CompareTreesResponse
+	(*TreeAnswer)(nil),                   // 73: adaptkv.v1.TreeAnswer
+	(*PaxosBallot)(nil),                  // 74: adaptkv.v1.PaxosBallot
+	(*PaxosProposal)(nil),                // 75: adaptkv.v1.PaxosProposal
+	(*PaxosRequest)(nil),                 // 76: adaptkv.v1.PaxosRequest
+	(*PaxosResponse)(nil),                // 77: adaptkv.v1.PaxosResponse
+	(*CleanupKeyspaceRequest)(nil),       // 78: adaptkv.v1.CleanupKeyspaceRequest
+	(*CleanupKeyspaceResponse)(nil),      // 79: adaptkv.v1.CleanupKeyspaceResponse
+	(*ReplaceNodeRequest)(nil),           // 80: adaptkv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),          // 81: adaptkv.v1.ReplaceNodeResponse
+	(*KeyringRequest)(nil),               // 82: adaptkv.v1.KeyringRequest
+	(*KeyringResponse)(nil),              // 83: adaptkv.v1.KeyringResponse
+	(*LoginRequest)(nil),                 // 84: adaptkv.v1.LoginRequest
+	(*LoginResponse)(nil),                // 85: adaptkv.v1.LoginResponse
+	(*Grant)(nil),                        // 86: adaptkv.v1.Grant
+	(*User)(nil),                         // 87: adaptkv.v1.User
+	(*CreateUserRequest)(nil),            // 88: adaptkv.v1.CreateUserRequest
+	(*DropUserRequest)(nil),              // 89: adaptkv.v1.DropUserRequest
+	(*SetPasswordRequest)(nil),           // 90: adaptkv.v1.SetPasswordRequest
+	(*GrantRoleRequest)(nil),             // 91: adaptkv.v1.GrantRoleRequest
+	(*UserResponse)(nil),                 // 92: adaptkv.v1.UserResponse
+	(*ListUsersRequest)(nil),             // 93: adaptkv.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),            // 94: adaptkv.v1.ListUsersResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 95: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(*KeyringResponse_Node)(nil),         // 96: adaptkv.v1.KeyringResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	4,   // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
@@ -6724,127 +7125,139 @@ var file_adaptkv_proto_depIdxs = []int32{
 	8,   // 20: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
 	11,  // 21: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
 	10,  // 22: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
-	0,   // 23: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
-	8,   // 24: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
-	20,  // 25: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	8,   // 26: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	20,  // 27: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	8,   // 28: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	20,  // 29: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	21,  // 30: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
-	21,  // 31: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
-	1,   // 32: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
-	28,  // 33: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
-	32,  // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
-	31,  // 35: adaptkv.v1.ClusterStatusResponse.security:type_name -> adaptkv.v1.NodeSecurity
-	9,   // 36: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
-	41,  // 37: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
-	42,  // 38: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
-	9,   // 39: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	51,  // 40: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	52,  // 41: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	53,  // 42: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	51,  // 43: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	51,  // 44: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
-	41,  // 45: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
-	42,  // 46: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
-	9,   // 47: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
-	62,  // 48: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
-	67,  // 49: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
-	66,  // 50: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
-	69,  // 51: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	70,  // 52: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
-	51,  // 53: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
-	5,   // 54: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
-	70,  // 55: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
-	71,  // 56: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
-	70,  // 57: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
-	71,  // 58: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
-	70,  // 59: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
-	51,  // 60: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
-	91,  // 61: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
-	2,   // 62: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
-	92,  // 63: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
-	3,   // 64: adaptkv.v1.Grant.role:type_name -> adaptkv.v1.Role
-	82,  // 65: adaptkv.v1.User.grants:type_name -> adaptkv.v1.Grant
-	3,   // 66: adaptkv.v1.GrantRoleRequest.role:type_name -> adaptkv.v1.Role
-	83,  // 67: adaptkv.v1.UserResponse.user:type_name -> adaptkv.v1.User
-	83,  // 68: adaptkv.v1.ListUsersResponse.users:type_name -> adaptkv.v1.User
-	12,  // 69: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	14,  // 70: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	16,  // 71: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	18,  // 72: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	22,  // 73: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	23,  // 74: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	24,  // 75: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	26,  // 76: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	29,  // 77: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	33,  // 78: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	35,  // 79: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	37,  // 80: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	39,  // 81: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	43,  // 82: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	49,  // 83: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	45,  // 84: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	74,  // 85: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
-	47,  // 86: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	76,  // 87: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
-	78,  // 88: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
-	80,  // 89: adaptkv.v1.Admin.Login:input_type -> adaptkv.v1.LoginRequest
-	84,  // 90: adaptkv.v1.Admin.CreateUser:input_type -> adaptkv.v1.CreateUserRequest
-	85,  // 91: adaptkv.v1.Admin.DropUser:input_type -> adaptkv.v1.DropUserRequest
-	86,  // 92: adaptkv.v1.Admin.SetPassword:input_type -> adaptkv.v1.SetPasswordRequest
-	87,  // 93: adaptkv.v1.Admin.GrantRole:input_type -> adaptkv.v1.GrantRoleRequest
-	87,  // 94: adaptkv.v1.Admin.RevokeRole:input_type -> adaptkv.v1.GrantRoleRequest
-	89,  // 95: adaptkv.v1.Admin.ListUsers:input_type -> adaptkv.v1.ListUsersRequest
-	54,  // 96: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	56,  // 97: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	58,  // 98: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	54,  // 99: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	63,  // 100: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	60,  // 101: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	65,  // 102: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	72,  // 103: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
-	13,  // 104: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	15,  // 105: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	17,  // 106: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	19,  // 107: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	25,  // 108: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	25,  // 109: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	25,  // 110: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	27,  // 111: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	30,  // 112: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	34,  // 113: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	36,  // 114: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	38,  // 115: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	40,  // 116: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	44,  // 117: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	50,  // 118: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	46,  // 119: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	75,  // 120: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	48,  // 121: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	77,  // 122: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	79,  // 123: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
-	81,  // 124: adaptkv.v1.Admin.Login:output_type -> adaptkv.v1.LoginResponse
-	88,  // 125: adaptkv.v1.Admin.CreateUser:output_type -> adaptkv.v1.UserResponse
-	88,  // 126: adaptkv.v1.Admin.DropUser:output_type -> adaptkv.v1.UserResponse
-	88,  // 127: adaptkv.v1.Admin.SetPassword:output_type -> adaptkv.v1.UserResponse
-	88,  // 128: adaptkv.v1.Admin.GrantRole:output_type -> adaptkv.v1.UserResponse
-	88,  // 129: adaptkv.v1.Admin.RevokeRole:output_type -> adaptkv.v1.UserResponse
-	90,  // 130: adaptkv.v1.Admin.ListUsers:output_type -> adaptkv.v1.ListUsersResponse
-	55,  // 131: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	57,  // 132: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	59,  // 133: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	55,  // 134: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	64,  // 135: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	61,  // 136: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	68,  // 137: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	73,  // 138: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
-	104, // [104:139] is the sub-list for method output_type
-	69,  // [69:104] is the sub-list for method input_type
-	69,  // [69:69] is the sub-list for extension type_name
-	69,  // [69:69] is the sub-list for extension extendee
-	0,   // [0:69] is the sub-list for field type_name
+	21,  // 23: adaptkv.v1.BatchRequest.items:type_name -> adaptkv.v1.BatchItem
+	12,  // 24: adaptkv.v1.BatchItem.get:type_name -> adaptkv.v1.GetRequest
+	14,  // 25: adaptkv.v1.BatchItem.put:type_name -> adaptkv.v1.PutRequest
+	16,  // 26: adaptkv.v1.BatchItem.delete:type_name -> adaptkv.v1.DeleteRequest
+	18,  // 27: adaptkv.v1.BatchItem.scan:type_name -> adaptkv.v1.ScanRequest
+	23,  // 28: adaptkv.v1.BatchResponse.replies:type_name -> adaptkv.v1.BatchReply
+	13,  // 29: adaptkv.v1.BatchReply.get:type_name -> adaptkv.v1.GetResponse
+	15,  // 30: adaptkv.v1.BatchReply.put:type_name -> adaptkv.v1.PutResponse
+	17,  // 31: adaptkv.v1.BatchReply.delete:type_name -> adaptkv.v1.DeleteResponse
+	19,  // 32: adaptkv.v1.BatchReply.scan:type_name -> adaptkv.v1.ScanResponse
+	0,   // 33: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
+	8,   // 34: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
+	24,  // 35: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	8,   // 36: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	24,  // 37: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	8,   // 38: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	24,  // 39: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	25,  // 40: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
+	25,  // 41: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
+	1,   // 42: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
+	32,  // 43: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
+	36,  // 44: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
+	35,  // 45: adaptkv.v1.ClusterStatusResponse.security:type_name -> adaptkv.v1.NodeSecurity
+	9,   // 46: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
+	45,  // 47: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
+	46,  // 48: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
+	9,   // 49: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
+	55,  // 50: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	56,  // 51: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	57,  // 52: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	55,  // 53: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	55,  // 54: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	45,  // 55: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
+	46,  // 56: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
+	9,   // 57: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
+	66,  // 58: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	71,  // 59: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
+	70,  // 60: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
+	73,  // 61: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
+	74,  // 62: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
+	55,  // 63: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
+	5,   // 64: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
+	74,  // 65: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
+	75,  // 66: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
+	74,  // 67: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
+	75,  // 68: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
+	74,  // 69: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
+	55,  // 70: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
+	95,  // 71: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	2,   // 72: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
+	96,  // 73: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
+	3,   // 74: adaptkv.v1.Grant.role:type_name -> adaptkv.v1.Role
+	86,  // 75: adaptkv.v1.User.grants:type_name -> adaptkv.v1.Grant
+	3,   // 76: adaptkv.v1.GrantRoleRequest.role:type_name -> adaptkv.v1.Role
+	87,  // 77: adaptkv.v1.UserResponse.user:type_name -> adaptkv.v1.User
+	87,  // 78: adaptkv.v1.ListUsersResponse.users:type_name -> adaptkv.v1.User
+	12,  // 79: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	14,  // 80: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	16,  // 81: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	18,  // 82: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	20,  // 83: adaptkv.v1.KV.Batch:input_type -> adaptkv.v1.BatchRequest
+	26,  // 84: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	27,  // 85: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	28,  // 86: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	30,  // 87: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	33,  // 88: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	37,  // 89: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	39,  // 90: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	41,  // 91: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	43,  // 92: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	47,  // 93: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	53,  // 94: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	49,  // 95: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	78,  // 96: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	51,  // 97: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
+	80,  // 98: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	82,  // 99: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
+	84,  // 100: adaptkv.v1.Admin.Login:input_type -> adaptkv.v1.LoginRequest
+	88,  // 101: adaptkv.v1.Admin.CreateUser:input_type -> adaptkv.v1.CreateUserRequest
+	89,  // 102: adaptkv.v1.Admin.DropUser:input_type -> adaptkv.v1.DropUserRequest
+	90,  // 103: adaptkv.v1.Admin.SetPassword:input_type -> adaptkv.v1.SetPasswordRequest
+	91,  // 104: adaptkv.v1.Admin.GrantRole:input_type -> adaptkv.v1.GrantRoleRequest
+	91,  // 105: adaptkv.v1.Admin.RevokeRole:input_type -> adaptkv.v1.GrantRoleRequest
+	93,  // 106: adaptkv.v1.Admin.ListUsers:input_type -> adaptkv.v1.ListUsersRequest
+	58,  // 107: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	60,  // 108: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	62,  // 109: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	58,  // 110: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	67,  // 111: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	64,  // 112: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	69,  // 113: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	76,  // 114: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
+	13,  // 115: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	15,  // 116: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	17,  // 117: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	19,  // 118: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	22,  // 119: adaptkv.v1.KV.Batch:output_type -> adaptkv.v1.BatchResponse
+	29,  // 120: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	29,  // 121: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	29,  // 122: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	31,  // 123: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	34,  // 124: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	38,  // 125: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	40,  // 126: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	42,  // 127: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	44,  // 128: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	48,  // 129: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	54,  // 130: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	50,  // 131: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	79,  // 132: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	52,  // 133: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	81,  // 134: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	83,  // 135: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
+	85,  // 136: adaptkv.v1.Admin.Login:output_type -> adaptkv.v1.LoginResponse
+	92,  // 137: adaptkv.v1.Admin.CreateUser:output_type -> adaptkv.v1.UserResponse
+	92,  // 138: adaptkv.v1.Admin.DropUser:output_type -> adaptkv.v1.UserResponse
+	92,  // 139: adaptkv.v1.Admin.SetPassword:output_type -> adaptkv.v1.UserResponse
+	92,  // 140: adaptkv.v1.Admin.GrantRole:output_type -> adaptkv.v1.UserResponse
+	92,  // 141: adaptkv.v1.Admin.RevokeRole:output_type -> adaptkv.v1.UserResponse
+	94,  // 142: adaptkv.v1.Admin.ListUsers:output_type -> adaptkv.v1.ListUsersResponse
+	59,  // 143: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	61,  // 144: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	63,  // 145: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	59,  // 146: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	68,  // 147: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	65,  // 148: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	72,  // 149: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	77,  // 150: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
+	115, // [115:151] is the sub-list for method output_type
+	79,  // [79:115] is the sub-list for method input_type
+	79,  // [79:79] is the sub-list for extension type_name
+	79,  // [79:79] is the sub-list for extension extendee
+	0,   // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -6852,13 +7265,25 @@ func file_adaptkv_proto_init() {
 	if File_adaptkv_proto != nil {
 		return
 	}
+	file_adaptkv_proto_msgTypes[15].OneofWrappers = []any{
+		(*BatchItem_Get)(nil),
+		(*BatchItem_Put)(nil),
+		(*BatchItem_Delete)(nil),
+		(*BatchItem_Scan)(nil),
+	}
+	file_adaptkv_proto_msgTypes[17].OneofWrappers = []any{
+		(*BatchReply_Get)(nil),
+		(*BatchReply_Put)(nil),
+		(*BatchReply_Delete)(nil),
+		(*BatchReply_Scan)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   87,
+			NumMessages:   91,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
