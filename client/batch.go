@@ -429,6 +429,12 @@ func (b *batcher) receive(st *batchStream) {
 			b.broken(st, err)
 			return
 		}
+		if resp.GetDraining() {
+			// The node is stopping: it answers what this stream carries
+			// once the sender closes it; new requests go on a new stream
+			// (to this node while it still accepts them, else elsewhere).
+			b.retire(st)
+		}
 		b.mu.Lock()
 		st.answered = true
 		for _, r := range resp.GetReplies() {

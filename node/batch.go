@@ -54,6 +54,23 @@ var batchKinds = map[string]string{
 	"scan":   kvpb.KV_Scan_FullMethodName,
 }
 
+// draining returns the channel Stop closes.
+func (n *Node) draining() <-chan struct{} {
+	n.drainOnce.Do(func() { n.drain = make(chan struct{}) })
+	return n.drain
+}
+
+// startDrain tells the Batch streams that the node is stopping. A graceful
+// stop waits for every stream to end, and a Batch stream ends only when its
+// client closes it: so each stream tells its client to (write), which then
+// sends its next requests elsewhere, and the node answers what the stream
+// carried before it ends.
+// Stop calls it once.
+func (n *Node) startDrain() {
+	n.draining()
+	close(n.drain)
+}
+
 // Batch serves one client's stream until the client closes it or the
 // stream breaks.
 func (s kvServer) Batch(stream kvpb.KV_BatchServer) error {
@@ -269,12 +286,19 @@ func (b *batchStream) reply(r *kvpb.BatchReply) {
 // context ends or closing is closed (after a last flush).
 func (b *batchStream) write(stream kvpb.KV_BatchServer) error {
 	var spare []*kvpb.BatchReply
+	drain := b.s.n.draining()
 	for {
 		final := false
 		select {
 		case <-b.wake:
 		case <-b.closing:
 			final = true
+		case <-drain:
+			drain = nil // told once
+			if err := stream.Send(&kvpb.BatchResponse{Draining: true}); err != nil {
+				return err
+			}
+			continue
 		case <-b.ctx.Done():
 			return status.FromContextError(b.ctx.Err()).Err()
 		}

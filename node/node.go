@@ -91,6 +91,10 @@ type Node struct {
 	wg       sync.WaitGroup
 	closers  []func() error
 	stopOnce sync.Once
+	// drain is closed when Stop begins, telling Batch streams to wind
+	// down (batch.go).
+	drain     chan struct{}
+	drainOnce sync.Once
 }
 
 // Addrs are the addresses a node actually bound.
@@ -407,6 +411,7 @@ func (n *Node) grpcAddrOf(id string) (string, bool) {
 func (n *Node) Stop(ctx context.Context) error {
 	var err error
 	n.stopOnce.Do(func() {
+		n.startDrain()
 		if n.health != nil {
 			n.health.Shutdown()
 		}

@@ -1556,8 +1556,12 @@ func (*BatchItem_Scan) isBatchItem_Request() {}
 // BatchResponse is one message of a Batch stream from the node: the
 // replies that were ready when its writer woke.
 type BatchResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Replies       []*BatchReply          `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Replies []*BatchReply          `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	// draining says the node is shutting down: the client sends nothing more
+	// on this stream and closes its side, and the node answers every request
+	// it received before ending the stream, so that none is cut off.
+	Draining      bool `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1597,6 +1601,13 @@ func (x *BatchResponse) GetReplies() []*BatchReply {
 		return x.Replies
 	}
 	return nil
+}
+
+func (x *BatchResponse) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 // BatchReply answers the request with the same id: a response, or a
@@ -6548,9 +6559,10 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x03put\x18\x04 \x01(\v2\x16.adaptkv.v1.PutRequestH\x00R\x03put\x123\n" +
 	"\x06delete\x18\x05 \x01(\v2\x19.adaptkv.v1.DeleteRequestH\x00R\x06delete\x12-\n" +
 	"\x04scan\x18\x06 \x01(\v2\x17.adaptkv.v1.ScanRequestH\x00R\x04scanB\t\n" +
-	"\arequest\"A\n" +
+	"\arequest\"]\n" +
 	"\rBatchResponse\x120\n" +
-	"\areplies\x18\x01 \x03(\v2\x16.adaptkv.v1.BatchReplyR\areplies\"\x80\x02\n" +
+	"\areplies\x18\x01 \x03(\v2\x16.adaptkv.v1.BatchReplyR\areplies\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\"\x80\x02\n" +
 	"\n" +
 	"BatchReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
