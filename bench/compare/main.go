@@ -103,6 +103,7 @@ func parseFlags() (*options, error) {
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured warmup before each phase")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the workload generator")
 	flag.StringVar(&o.mode, "adaptkv-mode", modeAuto, "how to run adaptkv nodes: binary (go build ./cmd/adaptkv), reexec (node.Start in a child of this binary) or auto")
+	flag.BoolVar(&unaryClient, "adaptkv-unary", false, "send the SDK's requests as one gRPC call each (client.Config.DisableBatching) instead of over the Batch stream")
 	flag.BoolVar(&o.insecure, "adaptkv-insecure", false, "run the adaptkv nodes plaintext (--insecure) instead of with mutual TLS")
 	flag.StringVar(&o.repo, "repo", "", "adaptkv repository root (default: found from the working directory)")
 	flag.StringVar(&o.workdir, "workdir", "", "directory for data and logs (default: a new temporary directory, removed at the end unless --keep)")
