@@ -148,6 +148,9 @@ type batchStream struct {
 	broken   bool
 	retired  bool
 	answered bool // a reply came on it
+	// renewAt is when the login token the stream was opened with is due
+	// for renewal; zero without tokens.
+	renewAt time.Time
 }
 
 // errBatchUnsupported fails the requests of a stream the node does not
@@ -289,6 +292,12 @@ func (b *batcher) send() {
 				r.cancel()
 			}
 		}
+		if st != nil && !st.renewAt.IsZero() && time.Now().After(st.renewAt) {
+			// Its token is about to expire: new requests go on a new
+			// stream, which logs in again (retire signals the loop).
+			b.retire(st)
+			continue
+		}
 		if st == nil {
 			var err error
 			if st, err = b.open(); err != nil {
@@ -399,6 +408,9 @@ func (b *batcher) open() (*batchStream, error) {
 		return nil, err
 	}
 	st := &batchStream{s: s, cancel: cancel, inflight: make(map[uint64]*batchCall)}
+	if b.c.tokens != nil {
+		st.renewAt = b.c.tokens.refreshAt()
+	}
 	if p, ok := peer.FromContext(s.Context()); ok && p.Addr != nil {
 		st.addr = p.Addr
 	} else {
