@@ -173,6 +173,15 @@ func (b *batcher) do(ctx context.Context, item *kvpb.BatchItem, size int, co []g
 	if b == nil {
 		return nil, status.Error(codes.Canceled, "client is closed")
 	}
+	if b.c.tokens != nil {
+		// A unary call logs in (when the token is due) within its
+		// caller's deadline; so does a batched one, here, rather than in
+		// the sender when it opens a stream, where no caller's deadline
+		// applies. With a valid token this is a lock and a comparison.
+		if _, err := b.c.tokens.get(ctx); err != nil {
+			return nil, err
+		}
+	}
 	call := &batchCall{item: item, size: size, done: make(chan struct{})}
 	call.deadline, _ = ctx.Deadline()
 	b.mu.Lock()
