@@ -59,6 +59,18 @@ func (t *tokenSource) get(ctx context.Context) (string, error) {
 	return tok, nil
 }
 
+// refreshAt is when the token in hand is due to be replaced (zero when
+// there is none): a Batch stream opened with it is retired then, since the
+// stream keeps the token it was opened with.
+func (t *tokenSource) refreshAt() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.token == "" {
+		return time.Time{}
+	}
+	return t.refresh
+}
+
 // invalidate forgets the token after a refusal, and reports whether there
 // was one: only then is logging in again worth a retry.
 func (t *tokenSource) invalidate() bool {

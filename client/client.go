@@ -55,6 +55,8 @@ type Client struct {
 	// tokens logs in with Config.Password; nil for certificate or
 	// plaintext clients.
 	tokens *tokenSource
+	// batch holds the Batch stream of each connection (batch.go).
+	batch batchers
 }
 
 // New returns a Client for the cluster at cfg.Endpoints. It fails only on an
@@ -140,6 +142,8 @@ func (c *Client) Close() error {
 		c.conns = nil
 		c.mu.Unlock()
 		c.stop()
+		// The batchers end with c.bg; their streams fail what they carry.
+		c.batch.close()
 		for addr, cc := range conns {
 			if err := cc.Close(); err != nil {
 				errs = append(errs, err)

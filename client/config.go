@@ -105,6 +105,16 @@ type Config struct {
 	// NAT. It costs one extra network hop per request, since the
 	// receiving node must forward to the replicas.
 	DisableRouting bool
+
+	// DisableBatching sends each Get, Put, Delete and Scan as a gRPC call
+	// of its own instead of over the node's Batch stream. By default the
+	// client keeps one long-lived stream per node and its sender puts
+	// whatever requests are queued when it wakes into one message, with no
+	// timer, so a lone request goes at once and batches grow only with
+	// load; that saves most of gRPC's per-call cost on both sides. Errors,
+	// retries and ErrUnknownOutcome are the same either way. Disable it
+	// for a node that predates the stream (it answers Unimplemented).
+	DisableBatching bool
 }
 
 // withDefaults validates cfg and returns it with defaults filled in and

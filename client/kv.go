@@ -26,7 +26,7 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...CallOption) (*GetR
 	pick := c.pickFrom(op, func() []string { return c.keyNodes(opRead, o.keyspace, key) })
 	err := c.invoke(ctx, opRead, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
 		var err error
-		resp, err = kvpb.NewKVClient(cc).Get(ctx, req, co...)
+		resp, err = c.callGet(ctx, cc, req, co...)
 		return err
 	})
 	if err != nil {
@@ -114,7 +114,7 @@ func (c *Client) Scan(ctx context.Context, opts ...CallOption) (*ScanResult, err
 	var resp *kvpb.ScanResponse
 	err := c.invoke(ctx, opRead, op, c.pickFrom(op, c.anyNode), func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
 		var err error
-		resp, err = kvpb.NewKVClient(cc).Scan(ctx, req, co...)
+		resp, err = c.callScan(ctx, cc, req, co...)
 		return err
 	})
 	if err != nil {
@@ -160,7 +160,7 @@ func (c *Client) sendPut(ctx context.Context, op string, o *callOptions, req *kv
 	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, req.GetKey()) })
 	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
 		var err error
-		resp, err = kvpb.NewKVClient(cc).Put(ctx, req, co...)
+		resp, err = c.callPut(ctx, cc, req, co...)
 		return err
 	})
 	return resp, err
@@ -175,7 +175,7 @@ func (c *Client) sendDelete(ctx context.Context, op string, o *callOptions, req 
 	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, req.GetKey()) })
 	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
 		var err error
-		resp, err = kvpb.NewKVClient(cc).Delete(ctx, req, co...)
+		resp, err = c.callDelete(ctx, cc, req, co...)
 		return err
 	})
 	return resp, err

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/adaptkv/adaptkv/api"
+	"github.com/adaptkv/adaptkv/api/kvpb"
 )
 
 // admission bounds the client requests a node coordinates at once. A request
@@ -96,7 +97,9 @@ const kvMethodPrefix = "/adaptkv.v1.KV/"
 // goroutine, so it only reads a counter; acquire still enforces the bound
 // exactly for the requests that pass.
 func (a *admission) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
-	if a.inflight.Load() >= a.max && strings.HasPrefix(info.FullMethodName, kvMethodPrefix) {
+	// The Batch stream is long-lived and admits each request inside it
+	// (batch.go): refusing to open it would refuse requests not yet sent.
+	if a.inflight.Load() >= a.max && strings.HasPrefix(info.FullMethodName, kvMethodPrefix) && info.FullMethodName != kvpb.KV_Batch_FullMethodName {
 		a.shed.Add(1)
 		return ctx, a.overloaded()
 	}

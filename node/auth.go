@@ -80,6 +80,9 @@ var rules = map[string]rule{
 	kvpb.KV_Scan_FullMethodName:   ksRule(PermRead, func(r any) string { return r.(*kvpb.ScanRequest).GetKeyspace() }),
 	kvpb.KV_Put_FullMethodName:    ksRule(PermWrite, func(r any) string { return r.(*kvpb.PutRequest).GetKeyspace() }),
 	kvpb.KV_Delete_FullMethodName: ksRule(PermWrite, func(r any) string { return r.(*kvpb.DeleteRequest).GetKeyspace() }),
+	// Opening the stream needs only an identity: each request inside is
+	// authorized by its own method's rule above (batch.go).
+	kvpb.KV_Batch_FullMethodName: {access: accessAuthenticated},
 
 	kvpb.Admin_DescribeKeyspace_FullMethodName: {access: accessAuthenticated},
 	kvpb.Admin_ListKeyspaces_FullMethodName:    {access: accessAuthenticated},

@@ -81,6 +81,9 @@ func (n *Node) Drain(ctx context.Context) error {
 		return n.Stop(ctx)
 	}
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	// SDK Batch streams are told to close: their clients send what comes
+	// next to other nodes, and what a stream carries is still answered.
+	n.stopBatches()
 	deadline, hasDeadline := ctx.Deadline()
 	// budget is how long a phase may take and still leave the stop its
 	// reserve.

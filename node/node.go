@@ -93,6 +93,11 @@ type Node struct {
 	wg       sync.WaitGroup
 	closers  []func() error
 	stopOnce sync.Once
+	// batchStop is closed when a drain or Stop begins, telling Batch
+	// streams to wind down (batch.go).
+	batchStop     chan struct{}
+	batchStopOnce sync.Once
+	batchStopped  sync.Once
 }
 
 // Addrs are the addresses a node actually bound.
@@ -422,6 +427,7 @@ func (n *Node) grpcAddrOf(id string) (string, bool) {
 func (n *Node) Stop(ctx context.Context) error {
 	var err error
 	n.stopOnce.Do(func() {
+		n.stopBatches()
 		if n.health != nil {
 			n.health.Shutdown()
 		}

@@ -355,7 +355,7 @@ func (x PaxosRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PaxosRequest_Kind.Descriptor instead.
 func (PaxosRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{66, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{70, 0}
 }
 
 // Condition makes a write conditional: it applies only when the key's
@@ -1362,6 +1362,389 @@ func (x *ScanResponse) GetReceipt() *Receipt {
 	return nil
 }
 
+// BatchRequest is one message of a Batch stream from the client.
+type BatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*BatchItem           `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// cancel lists the IDs of earlier requests the client abandoned (its
+	// caller's context ended): the node cancels their contexts and sends no
+	// reply for them.
+	Cancel        []uint64 `protobuf:"varint,2,rep,packed,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_adaptkv_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BatchRequest) GetItems() []*BatchItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *BatchRequest) GetCancel() []uint64 {
+	if x != nil {
+		return x.Cancel
+	}
+	return nil
+}
+
+// BatchItem is one request of a Batch stream.
+type BatchItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is unique among the client's requests in flight on the stream.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// timeout_us is the time left before the request's deadline, in
+	// microseconds, when the client sent it (a duration, as gRPC's own
+	// grpc-timeout header is, so that clocks need not agree); 0 means none.
+	TimeoutUs uint64 `protobuf:"varint,2,opt,name=timeout_us,json=timeoutUs,proto3" json:"timeout_us,omitempty"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*BatchItem_Get
+	//	*BatchItem_Put
+	//	*BatchItem_Delete
+	//	*BatchItem_Scan
+	Request       isBatchItem_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchItem) Reset() {
+	*x = BatchItem{}
+	mi := &file_adaptkv_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchItem) ProtoMessage() {}
+
+func (x *BatchItem) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchItem.ProtoReflect.Descriptor instead.
+func (*BatchItem) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BatchItem) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BatchItem) GetTimeoutUs() uint64 {
+	if x != nil {
+		return x.TimeoutUs
+	}
+	return 0
+}
+
+func (x *BatchItem) GetRequest() isBatchItem_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *BatchItem) GetGet() *GetRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchItem_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *BatchItem) GetPut() *PutRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchItem_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *BatchItem) GetDelete() *DeleteRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchItem_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *BatchItem) GetScan() *ScanRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchItem_Scan); ok {
+			return x.Scan
+		}
+	}
+	return nil
+}
+
+type isBatchItem_Request interface {
+	isBatchItem_Request()
+}
+
+type BatchItem_Get struct {
+	Get *GetRequest `protobuf:"bytes,3,opt,name=get,proto3,oneof"`
+}
+
+type BatchItem_Put struct {
+	Put *PutRequest `protobuf:"bytes,4,opt,name=put,proto3,oneof"`
+}
+
+type BatchItem_Delete struct {
+	Delete *DeleteRequest `protobuf:"bytes,5,opt,name=delete,proto3,oneof"`
+}
+
+type BatchItem_Scan struct {
+	Scan *ScanRequest `protobuf:"bytes,6,opt,name=scan,proto3,oneof"`
+}
+
+func (*BatchItem_Get) isBatchItem_Request() {}
+
+func (*BatchItem_Put) isBatchItem_Request() {}
+
+func (*BatchItem_Delete) isBatchItem_Request() {}
+
+func (*BatchItem_Scan) isBatchItem_Request() {}
+
+// BatchResponse is one message of a Batch stream from the node: the
+// replies that were ready when its writer woke.
+type BatchResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Replies []*BatchReply          `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	// draining says the node is shutting down: the client sends nothing more
+	// on this stream and closes its side, and the node answers every request
+	// it received before ending the stream, so that none is cut off.
+	Draining      bool `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_adaptkv_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *BatchResponse) GetReplies() []*BatchReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
+func (x *BatchResponse) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+// BatchReply answers the request with the same id: a response, or a
+// failure.
+type BatchReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// status is the serialized google.rpc.Status (code, message and details
+	// such as ErrorInfo and RetryInfo) that the unary call would have
+	// failed with; empty on success.
+	Status []byte `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// Types that are valid to be assigned to Response:
+	//
+	//	*BatchReply_Get
+	//	*BatchReply_Put
+	//	*BatchReply_Delete
+	//	*BatchReply_Scan
+	Response      isBatchReply_Response `protobuf_oneof:"response"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchReply) Reset() {
+	*x = BatchReply{}
+	mi := &file_adaptkv_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchReply) ProtoMessage() {}
+
+func (x *BatchReply) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchReply.ProtoReflect.Descriptor instead.
+func (*BatchReply) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *BatchReply) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BatchReply) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *BatchReply) GetResponse() isBatchReply_Response {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *BatchReply) GetGet() *GetResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchReply_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *BatchReply) GetPut() *PutResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchReply_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *BatchReply) GetDelete() *DeleteResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchReply_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *BatchReply) GetScan() *ScanResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchReply_Scan); ok {
+			return x.Scan
+		}
+	}
+	return nil
+}
+
+type isBatchReply_Response interface {
+	isBatchReply_Response()
+}
+
+type BatchReply_Get struct {
+	Get *GetResponse `protobuf:"bytes,3,opt,name=get,proto3,oneof"`
+}
+
+type BatchReply_Put struct {
+	Put *PutResponse `protobuf:"bytes,4,opt,name=put,proto3,oneof"`
+}
+
+type BatchReply_Delete struct {
+	Delete *DeleteResponse `protobuf:"bytes,5,opt,name=delete,proto3,oneof"`
+}
+
+type BatchReply_Scan struct {
+	Scan *ScanResponse `protobuf:"bytes,6,opt,name=scan,proto3,oneof"`
+}
+
+func (*BatchReply_Get) isBatchReply_Response() {}
+
+func (*BatchReply_Put) isBatchReply_Response() {}
+
+func (*BatchReply_Delete) isBatchReply_Response() {}
+
+func (*BatchReply_Scan) isBatchReply_Response() {}
+
 // AdaptiveGoal is what an adaptive keyspace promises instead of a fixed
 // level: the tuner keeps it at the cheapest R/W that meets the goal.
 type AdaptiveGoal struct {
@@ -1382,7 +1765,7 @@ type AdaptiveGoal struct {
 
 func (x *AdaptiveGoal) Reset() {
 	*x = AdaptiveGoal{}
-	mi := &file_adaptkv_proto_msgTypes[14]
+	mi := &file_adaptkv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1777,7 @@ func (x *AdaptiveGoal) String() string {
 func (*AdaptiveGoal) ProtoMessage() {}
 
 func (x *AdaptiveGoal) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[14]
+	mi := &file_adaptkv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1790,7 @@ func (x *AdaptiveGoal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdaptiveGoal.ProtoReflect.Descriptor instead.
 func (*AdaptiveGoal) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{14}
+	return file_adaptkv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AdaptiveGoal) GetMaxStale() float64 {
@@ -1471,7 +1854,7 @@ type KeyspaceConfig struct {
 
 func (x *KeyspaceConfig) Reset() {
 	*x = KeyspaceConfig{}
-	mi := &file_adaptkv_proto_msgTypes[15]
+	mi := &file_adaptkv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1866,7 @@ func (x *KeyspaceConfig) String() string {
 func (*KeyspaceConfig) ProtoMessage() {}
 
 func (x *KeyspaceConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[15]
+	mi := &file_adaptkv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1879,7 @@ func (x *KeyspaceConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyspaceConfig.ProtoReflect.Descriptor instead.
 func (*KeyspaceConfig) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{15}
+	return file_adaptkv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeyspaceConfig) GetName() string {
@@ -1560,7 +1943,7 @@ type CreateKeyspaceRequest struct {
 
 func (x *CreateKeyspaceRequest) Reset() {
 	*x = CreateKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[16]
+	mi := &file_adaptkv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1955,7 @@ func (x *CreateKeyspaceRequest) String() string {
 func (*CreateKeyspaceRequest) ProtoMessage() {}
 
 func (x *CreateKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[16]
+	mi := &file_adaptkv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1968,7 @@ func (x *CreateKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{16}
+	return file_adaptkv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateKeyspaceRequest) GetName() string {
@@ -1628,7 +2011,7 @@ type AlterKeyspaceRequest struct {
 
 func (x *AlterKeyspaceRequest) Reset() {
 	*x = AlterKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[17]
+	mi := &file_adaptkv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1640,7 +2023,7 @@ func (x *AlterKeyspaceRequest) String() string {
 func (*AlterKeyspaceRequest) ProtoMessage() {}
 
 func (x *AlterKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[17]
+	mi := &file_adaptkv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1653,7 +2036,7 @@ func (x *AlterKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*AlterKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{17}
+	return file_adaptkv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AlterKeyspaceRequest) GetName() string {
@@ -1693,7 +2076,7 @@ type DescribeKeyspaceRequest struct {
 
 func (x *DescribeKeyspaceRequest) Reset() {
 	*x = DescribeKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[18]
+	mi := &file_adaptkv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +2088,7 @@ func (x *DescribeKeyspaceRequest) String() string {
 func (*DescribeKeyspaceRequest) ProtoMessage() {}
 
 func (x *DescribeKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[18]
+	mi := &file_adaptkv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +2101,7 @@ func (x *DescribeKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*DescribeKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{18}
+	return file_adaptkv_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DescribeKeyspaceRequest) GetName() string {
@@ -1737,7 +2120,7 @@ type KeyspaceResponse struct {
 
 func (x *KeyspaceResponse) Reset() {
 	*x = KeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[19]
+	mi := &file_adaptkv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +2132,7 @@ func (x *KeyspaceResponse) String() string {
 func (*KeyspaceResponse) ProtoMessage() {}
 
 func (x *KeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[19]
+	mi := &file_adaptkv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +2145,7 @@ func (x *KeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*KeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{19}
+	return file_adaptkv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KeyspaceResponse) GetKeyspace() *KeyspaceConfig {
@@ -1780,7 +2163,7 @@ type ListKeyspacesRequest struct {
 
 func (x *ListKeyspacesRequest) Reset() {
 	*x = ListKeyspacesRequest{}
-	mi := &file_adaptkv_proto_msgTypes[20]
+	mi := &file_adaptkv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +2175,7 @@ func (x *ListKeyspacesRequest) String() string {
 func (*ListKeyspacesRequest) ProtoMessage() {}
 
 func (x *ListKeyspacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[20]
+	mi := &file_adaptkv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +2188,7 @@ func (x *ListKeyspacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeyspacesRequest.ProtoReflect.Descriptor instead.
 func (*ListKeyspacesRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{20}
+	return file_adaptkv_proto_rawDescGZIP(), []int{24}
 }
 
 type ListKeyspacesResponse struct {
@@ -1817,7 +2200,7 @@ type ListKeyspacesResponse struct {
 
 func (x *ListKeyspacesResponse) Reset() {
 	*x = ListKeyspacesResponse{}
-	mi := &file_adaptkv_proto_msgTypes[21]
+	mi := &file_adaptkv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +2212,7 @@ func (x *ListKeyspacesResponse) String() string {
 func (*ListKeyspacesResponse) ProtoMessage() {}
 
 func (x *ListKeyspacesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[21]
+	mi := &file_adaptkv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +2225,7 @@ func (x *ListKeyspacesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeyspacesResponse.ProtoReflect.Descriptor instead.
 func (*ListKeyspacesResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{21}
+	return file_adaptkv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListKeyspacesResponse) GetKeyspaces() []*KeyspaceConfig {
@@ -1885,7 +2268,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_adaptkv_proto_msgTypes[22]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2280,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[22]
+	mi := &file_adaptkv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2293,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{22}
+	return file_adaptkv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Member) GetId() string {
@@ -2019,7 +2402,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_adaptkv_proto_msgTypes[23]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2414,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[23]
+	mi := &file_adaptkv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2427,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{23}
+	return file_adaptkv_proto_rawDescGZIP(), []int{27}
 }
 
 type ClusterStatusResponse struct {
@@ -2065,7 +2448,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_adaptkv_proto_msgTypes[24]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2460,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[24]
+	mi := &file_adaptkv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2473,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{24}
+	return file_adaptkv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ClusterStatusResponse) GetNodeId() string {
@@ -2169,7 +2552,7 @@ type NodeSecurity struct {
 
 func (x *NodeSecurity) Reset() {
 	*x = NodeSecurity{}
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2181,7 +2564,7 @@ func (x *NodeSecurity) String() string {
 func (*NodeSecurity) ProtoMessage() {}
 
 func (x *NodeSecurity) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[25]
+	mi := &file_adaptkv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2194,7 +2577,7 @@ func (x *NodeSecurity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSecurity.ProtoReflect.Descriptor instead.
 func (*NodeSecurity) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{25}
+	return file_adaptkv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeSecurity) GetSecure() bool {
@@ -2248,7 +2631,7 @@ type StreamStatus struct {
 
 func (x *StreamStatus) Reset() {
 	*x = StreamStatus{}
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2643,7 @@ func (x *StreamStatus) String() string {
 func (*StreamStatus) ProtoMessage() {}
 
 func (x *StreamStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[26]
+	mi := &file_adaptkv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2656,7 @@ func (x *StreamStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamStatus.ProtoReflect.Descriptor instead.
 func (*StreamStatus) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{26}
+	return file_adaptkv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StreamStatus) GetChange() string {
@@ -2412,7 +2795,7 @@ type LocalGetRequest struct {
 
 func (x *LocalGetRequest) Reset() {
 	*x = LocalGetRequest{}
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2807,7 @@ func (x *LocalGetRequest) String() string {
 func (*LocalGetRequest) ProtoMessage() {}
 
 func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[27]
+	mi := &file_adaptkv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2820,7 @@ func (x *LocalGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetRequest.ProtoReflect.Descriptor instead.
 func (*LocalGetRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{27}
+	return file_adaptkv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LocalGetRequest) GetKeyspace() string {
@@ -2467,7 +2850,7 @@ type LocalGetResponse struct {
 
 func (x *LocalGetResponse) Reset() {
 	*x = LocalGetResponse{}
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2862,7 @@ func (x *LocalGetResponse) String() string {
 func (*LocalGetResponse) ProtoMessage() {}
 
 func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[28]
+	mi := &file_adaptkv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2875,7 @@ func (x *LocalGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalGetResponse.ProtoReflect.Descriptor instead.
 func (*LocalGetResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{28}
+	return file_adaptkv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LocalGetResponse) GetFound() bool {
@@ -2540,7 +2923,7 @@ type TunerExplainRequest struct {
 
 func (x *TunerExplainRequest) Reset() {
 	*x = TunerExplainRequest{}
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2935,7 @@ func (x *TunerExplainRequest) String() string {
 func (*TunerExplainRequest) ProtoMessage() {}
 
 func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[29]
+	mi := &file_adaptkv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2565,7 +2948,7 @@ func (x *TunerExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainRequest.ProtoReflect.Descriptor instead.
 func (*TunerExplainRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{29}
+	return file_adaptkv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TunerExplainRequest) GetKeyspace() string {
@@ -2592,7 +2975,7 @@ type TunerExplainResponse struct {
 
 func (x *TunerExplainResponse) Reset() {
 	*x = TunerExplainResponse{}
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2604,7 +2987,7 @@ func (x *TunerExplainResponse) String() string {
 func (*TunerExplainResponse) ProtoMessage() {}
 
 func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[30]
+	mi := &file_adaptkv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2617,7 +3000,7 @@ func (x *TunerExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerExplainResponse.ProtoReflect.Descriptor instead.
 func (*TunerExplainResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{30}
+	return file_adaptkv_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TunerExplainResponse) GetDecisionsJson() []string {
@@ -2643,7 +3026,7 @@ type TunerWhatIfRequest struct {
 
 func (x *TunerWhatIfRequest) Reset() {
 	*x = TunerWhatIfRequest{}
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +3038,7 @@ func (x *TunerWhatIfRequest) String() string {
 func (*TunerWhatIfRequest) ProtoMessage() {}
 
 func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[31]
+	mi := &file_adaptkv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +3051,7 @@ func (x *TunerWhatIfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfRequest.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{31}
+	return file_adaptkv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TunerWhatIfRequest) GetKeyspace() string {
@@ -2688,7 +3071,7 @@ type TunerWhatIfResponse struct {
 
 func (x *TunerWhatIfResponse) Reset() {
 	*x = TunerWhatIfResponse{}
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2700,7 +3083,7 @@ func (x *TunerWhatIfResponse) String() string {
 func (*TunerWhatIfResponse) ProtoMessage() {}
 
 func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[32]
+	mi := &file_adaptkv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2713,7 +3096,7 @@ func (x *TunerWhatIfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerWhatIfResponse.ProtoReflect.Descriptor instead.
 func (*TunerWhatIfResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{32}
+	return file_adaptkv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TunerWhatIfResponse) GetCandidatesJson() string {
@@ -2739,7 +3122,7 @@ type TunerSnapshotRequest struct {
 
 func (x *TunerSnapshotRequest) Reset() {
 	*x = TunerSnapshotRequest{}
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2751,7 +3134,7 @@ func (x *TunerSnapshotRequest) String() string {
 func (*TunerSnapshotRequest) ProtoMessage() {}
 
 func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[33]
+	mi := &file_adaptkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2764,7 +3147,7 @@ func (x *TunerSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{33}
+	return file_adaptkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TunerSnapshotRequest) GetKeyspace() string {
@@ -2785,7 +3168,7 @@ type TunerSnapshotResponse struct {
 
 func (x *TunerSnapshotResponse) Reset() {
 	*x = TunerSnapshotResponse{}
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +3180,7 @@ func (x *TunerSnapshotResponse) String() string {
 func (*TunerSnapshotResponse) ProtoMessage() {}
 
 func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[34]
+	mi := &file_adaptkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +3193,7 @@ func (x *TunerSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunerSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*TunerSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{34}
+	return file_adaptkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TunerSnapshotResponse) GetObservationJson() []byte {
@@ -2856,7 +3239,7 @@ type RepairOptions struct {
 
 func (x *RepairOptions) Reset() {
 	*x = RepairOptions{}
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2868,7 +3251,7 @@ func (x *RepairOptions) String() string {
 func (*RepairOptions) ProtoMessage() {}
 
 func (x *RepairOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[35]
+	mi := &file_adaptkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2881,7 +3264,7 @@ func (x *RepairOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairOptions.ProtoReflect.Descriptor instead.
 func (*RepairOptions) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{35}
+	return file_adaptkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RepairOptions) GetPageSize() uint32 {
@@ -2982,7 +3365,7 @@ type RepairStats struct {
 
 func (x *RepairStats) Reset() {
 	*x = RepairStats{}
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +3377,7 @@ func (x *RepairStats) String() string {
 func (*RepairStats) ProtoMessage() {}
 
 func (x *RepairStats) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[36]
+	mi := &file_adaptkv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +3390,7 @@ func (x *RepairStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairStats.ProtoReflect.Descriptor instead.
 func (*RepairStats) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{36}
+	return file_adaptkv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RepairStats) GetKeysScanned() uint64 {
@@ -3104,7 +3487,7 @@ type RepairKeyspaceRequest struct {
 
 func (x *RepairKeyspaceRequest) Reset() {
 	*x = RepairKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3116,7 +3499,7 @@ func (x *RepairKeyspaceRequest) String() string {
 func (*RepairKeyspaceRequest) ProtoMessage() {}
 
 func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[37]
+	mi := &file_adaptkv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3129,7 +3512,7 @@ func (x *RepairKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*RepairKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{37}
+	return file_adaptkv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RepairKeyspaceRequest) GetKeyspace() string {
@@ -3161,7 +3544,7 @@ type RepairKeyspaceResponse struct {
 
 func (x *RepairKeyspaceResponse) Reset() {
 	*x = RepairKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3173,7 +3556,7 @@ func (x *RepairKeyspaceResponse) String() string {
 func (*RepairKeyspaceResponse) ProtoMessage() {}
 
 func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[38]
+	mi := &file_adaptkv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3186,7 +3569,7 @@ func (x *RepairKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*RepairKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{38}
+	return file_adaptkv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RepairKeyspaceResponse) GetStats() *RepairStats {
@@ -3247,7 +3630,7 @@ type DecommissionNodeRequest struct {
 
 func (x *DecommissionNodeRequest) Reset() {
 	*x = DecommissionNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3259,7 +3642,7 @@ func (x *DecommissionNodeRequest) String() string {
 func (*DecommissionNodeRequest) ProtoMessage() {}
 
 func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[39]
+	mi := &file_adaptkv_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3272,7 +3655,7 @@ func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{39}
+	return file_adaptkv_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DecommissionNodeRequest) GetId() string {
@@ -3292,7 +3675,7 @@ type DecommissionNodeResponse struct {
 
 func (x *DecommissionNodeResponse) Reset() {
 	*x = DecommissionNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3304,7 +3687,7 @@ func (x *DecommissionNodeResponse) String() string {
 func (*DecommissionNodeResponse) ProtoMessage() {}
 
 func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[40]
+	mi := &file_adaptkv_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3317,7 +3700,7 @@ func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeResponse.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{40}
+	return file_adaptkv_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DecommissionNodeResponse) GetTopologyEpoch() uint64 {
@@ -3343,7 +3726,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3355,7 +3738,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[41]
+	mi := &file_adaptkv_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3368,7 +3751,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{41}
+	return file_adaptkv_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -3388,7 +3771,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3400,7 +3783,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[42]
+	mi := &file_adaptkv_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3413,7 +3796,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{42}
+	return file_adaptkv_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RemoveNodeResponse) GetTopologyEpoch() uint64 {
@@ -3439,7 +3822,7 @@ type MetadataReadIndexRequest struct {
 
 func (x *MetadataReadIndexRequest) Reset() {
 	*x = MetadataReadIndexRequest{}
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3834,7 @@ func (x *MetadataReadIndexRequest) String() string {
 func (*MetadataReadIndexRequest) ProtoMessage() {}
 
 func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[43]
+	mi := &file_adaptkv_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3847,7 @@ func (x *MetadataReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{43}
+	return file_adaptkv_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MetadataReadIndexRequest) GetFrom() string {
@@ -3484,7 +3867,7 @@ type MetadataReadIndexResponse struct {
 
 func (x *MetadataReadIndexResponse) Reset() {
 	*x = MetadataReadIndexResponse{}
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3496,7 +3879,7 @@ func (x *MetadataReadIndexResponse) String() string {
 func (*MetadataReadIndexResponse) ProtoMessage() {}
 
 func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[44]
+	mi := &file_adaptkv_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3509,7 +3892,7 @@ func (x *MetadataReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*MetadataReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{44}
+	return file_adaptkv_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MetadataReadIndexResponse) GetIndex() uint64 {
@@ -3539,7 +3922,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3551,7 +3934,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[45]
+	mi := &file_adaptkv_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3564,7 +3947,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{45}
+	return file_adaptkv_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Record) GetKey() []byte {
@@ -3608,7 +3991,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3620,7 +4003,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[46]
+	mi := &file_adaptkv_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3633,7 +4016,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{46}
+	return file_adaptkv_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Mutation) GetKeyspace() string {
@@ -3668,7 +4051,7 @@ type MutationResult struct {
 
 func (x *MutationResult) Reset() {
 	*x = MutationResult{}
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3680,7 +4063,7 @@ func (x *MutationResult) String() string {
 func (*MutationResult) ProtoMessage() {}
 
 func (x *MutationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[47]
+	mi := &file_adaptkv_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3693,7 +4076,7 @@ func (x *MutationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MutationResult.ProtoReflect.Descriptor instead.
 func (*MutationResult) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{47}
+	return file_adaptkv_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MutationResult) GetOk() bool {
@@ -3727,7 +4110,7 @@ type ReplicaWriteRequest struct {
 
 func (x *ReplicaWriteRequest) Reset() {
 	*x = ReplicaWriteRequest{}
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3739,7 +4122,7 @@ func (x *ReplicaWriteRequest) String() string {
 func (*ReplicaWriteRequest) ProtoMessage() {}
 
 func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[48]
+	mi := &file_adaptkv_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3752,7 +4135,7 @@ func (x *ReplicaWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{48}
+	return file_adaptkv_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReplicaWriteRequest) GetMutations() []*Mutation {
@@ -3778,7 +4161,7 @@ type ReplicaWriteResponse struct {
 
 func (x *ReplicaWriteResponse) Reset() {
 	*x = ReplicaWriteResponse{}
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3790,7 +4173,7 @@ func (x *ReplicaWriteResponse) String() string {
 func (*ReplicaWriteResponse) ProtoMessage() {}
 
 func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[49]
+	mi := &file_adaptkv_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3803,7 +4186,7 @@ func (x *ReplicaWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaWriteResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaWriteResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{49}
+	return file_adaptkv_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReplicaWriteResponse) GetResults() []*MutationResult {
@@ -3829,7 +4212,7 @@ type ReplicaReadRequest struct {
 
 func (x *ReplicaReadRequest) Reset() {
 	*x = ReplicaReadRequest{}
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3841,7 +4224,7 @@ func (x *ReplicaReadRequest) String() string {
 func (*ReplicaReadRequest) ProtoMessage() {}
 
 func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[50]
+	mi := &file_adaptkv_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3854,7 +4237,7 @@ func (x *ReplicaReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaReadRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{50}
+	return file_adaptkv_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReplicaReadRequest) GetKeyspace() string {
@@ -3903,7 +4286,7 @@ type ReplicaReadResponse struct {
 
 func (x *ReplicaReadResponse) Reset() {
 	*x = ReplicaReadResponse{}
-	mi := &file_adaptkv_proto_msgTypes[51]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3915,7 +4298,7 @@ func (x *ReplicaReadResponse) String() string {
 func (*ReplicaReadResponse) ProtoMessage() {}
 
 func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[51]
+	mi := &file_adaptkv_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3928,7 +4311,7 @@ func (x *ReplicaReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaReadResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaReadResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{51}
+	return file_adaptkv_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReplicaReadResponse) GetFound() bool {
@@ -3966,7 +4349,7 @@ type ReplicaScanRequest struct {
 
 func (x *ReplicaScanRequest) Reset() {
 	*x = ReplicaScanRequest{}
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3978,7 +4361,7 @@ func (x *ReplicaScanRequest) String() string {
 func (*ReplicaScanRequest) ProtoMessage() {}
 
 func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[52]
+	mi := &file_adaptkv_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3991,7 +4374,7 @@ func (x *ReplicaScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaScanRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{52}
+	return file_adaptkv_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReplicaScanRequest) GetKeyspace() string {
@@ -4046,7 +4429,7 @@ type ReplicaScanResponse struct {
 
 func (x *ReplicaScanResponse) Reset() {
 	*x = ReplicaScanResponse{}
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4058,7 +4441,7 @@ func (x *ReplicaScanResponse) String() string {
 func (*ReplicaScanResponse) ProtoMessage() {}
 
 func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[53]
+	mi := &file_adaptkv_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4071,7 +4454,7 @@ func (x *ReplicaScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaScanResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaScanResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{53}
+	return file_adaptkv_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReplicaScanResponse) GetRecords() []*Record {
@@ -4103,7 +4486,7 @@ type ReplicaRepairRequest struct {
 
 func (x *ReplicaRepairRequest) Reset() {
 	*x = ReplicaRepairRequest{}
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4115,7 +4498,7 @@ func (x *ReplicaRepairRequest) String() string {
 func (*ReplicaRepairRequest) ProtoMessage() {}
 
 func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[54]
+	mi := &file_adaptkv_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4128,7 +4511,7 @@ func (x *ReplicaRepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{54}
+	return file_adaptkv_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReplicaRepairRequest) GetKeyspace() string {
@@ -4169,7 +4552,7 @@ type ReplicaRepairResponse struct {
 
 func (x *ReplicaRepairResponse) Reset() {
 	*x = ReplicaRepairResponse{}
-	mi := &file_adaptkv_proto_msgTypes[55]
+	mi := &file_adaptkv_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4181,7 +4564,7 @@ func (x *ReplicaRepairResponse) String() string {
 func (*ReplicaRepairResponse) ProtoMessage() {}
 
 func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[55]
+	mi := &file_adaptkv_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4194,7 +4577,7 @@ func (x *ReplicaRepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRepairResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaRepairResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{55}
+	return file_adaptkv_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ReplicaRepairResponse) GetStats() *RepairStats {
@@ -4222,7 +4605,7 @@ type DigestEntry struct {
 
 func (x *DigestEntry) Reset() {
 	*x = DigestEntry{}
-	mi := &file_adaptkv_proto_msgTypes[56]
+	mi := &file_adaptkv_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4234,7 +4617,7 @@ func (x *DigestEntry) String() string {
 func (*DigestEntry) ProtoMessage() {}
 
 func (x *DigestEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[56]
+	mi := &file_adaptkv_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4247,7 +4630,7 @@ func (x *DigestEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestEntry.ProtoReflect.Descriptor instead.
 func (*DigestEntry) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{56}
+	return file_adaptkv_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DigestEntry) GetKey() []byte {
@@ -4276,7 +4659,7 @@ type ReplicaDigestRequest struct {
 
 func (x *ReplicaDigestRequest) Reset() {
 	*x = ReplicaDigestRequest{}
-	mi := &file_adaptkv_proto_msgTypes[57]
+	mi := &file_adaptkv_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4288,7 +4671,7 @@ func (x *ReplicaDigestRequest) String() string {
 func (*ReplicaDigestRequest) ProtoMessage() {}
 
 func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[57]
+	mi := &file_adaptkv_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4301,7 +4684,7 @@ func (x *ReplicaDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestRequest.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{57}
+	return file_adaptkv_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ReplicaDigestRequest) GetKeyspace() string {
@@ -4344,7 +4727,7 @@ type ReplicaDigestResponse struct {
 
 func (x *ReplicaDigestResponse) Reset() {
 	*x = ReplicaDigestResponse{}
-	mi := &file_adaptkv_proto_msgTypes[58]
+	mi := &file_adaptkv_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4356,7 +4739,7 @@ func (x *ReplicaDigestResponse) String() string {
 func (*ReplicaDigestResponse) ProtoMessage() {}
 
 func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[58]
+	mi := &file_adaptkv_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4369,7 +4752,7 @@ func (x *ReplicaDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDigestResponse.ProtoReflect.Descriptor instead.
 func (*ReplicaDigestResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{58}
+	return file_adaptkv_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ReplicaDigestResponse) GetBehind() []uint32 {
@@ -4409,7 +4792,7 @@ type CompareTreesRequest struct {
 
 func (x *CompareTreesRequest) Reset() {
 	*x = CompareTreesRequest{}
-	mi := &file_adaptkv_proto_msgTypes[59]
+	mi := &file_adaptkv_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4421,7 +4804,7 @@ func (x *CompareTreesRequest) String() string {
 func (*CompareTreesRequest) ProtoMessage() {}
 
 func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[59]
+	mi := &file_adaptkv_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4434,7 +4817,7 @@ func (x *CompareTreesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesRequest.ProtoReflect.Descriptor instead.
 func (*CompareTreesRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{59}
+	return file_adaptkv_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CompareTreesRequest) GetKeyspace() string {
@@ -4506,7 +4889,7 @@ type SharedRoot struct {
 
 func (x *SharedRoot) Reset() {
 	*x = SharedRoot{}
-	mi := &file_adaptkv_proto_msgTypes[60]
+	mi := &file_adaptkv_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4518,7 +4901,7 @@ func (x *SharedRoot) String() string {
 func (*SharedRoot) ProtoMessage() {}
 
 func (x *SharedRoot) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[60]
+	mi := &file_adaptkv_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4531,7 +4914,7 @@ func (x *SharedRoot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRoot.ProtoReflect.Descriptor instead.
 func (*SharedRoot) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{60}
+	return file_adaptkv_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SharedRoot) GetBoundsHash() uint64 {
@@ -4561,7 +4944,7 @@ type TreeQuery struct {
 
 func (x *TreeQuery) Reset() {
 	*x = TreeQuery{}
-	mi := &file_adaptkv_proto_msgTypes[61]
+	mi := &file_adaptkv_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4573,7 +4956,7 @@ func (x *TreeQuery) String() string {
 func (*TreeQuery) ProtoMessage() {}
 
 func (x *TreeQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[61]
+	mi := &file_adaptkv_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4586,7 +4969,7 @@ func (x *TreeQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeQuery.ProtoReflect.Descriptor instead.
 func (*TreeQuery) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{61}
+	return file_adaptkv_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *TreeQuery) GetAfter() uint64 {
@@ -4638,7 +5021,7 @@ type CompareTreesResponse struct {
 
 func (x *CompareTreesResponse) Reset() {
 	*x = CompareTreesResponse{}
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4650,7 +5033,7 @@ func (x *CompareTreesResponse) String() string {
 func (*CompareTreesResponse) ProtoMessage() {}
 
 func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[62]
+	mi := &file_adaptkv_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4663,7 +5046,7 @@ func (x *CompareTreesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareTreesResponse.ProtoReflect.Descriptor instead.
 func (*CompareTreesResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{62}
+	return file_adaptkv_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CompareTreesResponse) GetAnswers() []*TreeAnswer {
@@ -4696,7 +5079,7 @@ type TreeAnswer struct {
 
 func (x *TreeAnswer) Reset() {
 	*x = TreeAnswer{}
-	mi := &file_adaptkv_proto_msgTypes[63]
+	mi := &file_adaptkv_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4708,7 +5091,7 @@ func (x *TreeAnswer) String() string {
 func (*TreeAnswer) ProtoMessage() {}
 
 func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[63]
+	mi := &file_adaptkv_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4721,7 +5104,7 @@ func (x *TreeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeAnswer.ProtoReflect.Descriptor instead.
 func (*TreeAnswer) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{63}
+	return file_adaptkv_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *TreeAnswer) GetDiffering() []uint32 {
@@ -4743,7 +5126,7 @@ type PaxosBallot struct {
 
 func (x *PaxosBallot) Reset() {
 	*x = PaxosBallot{}
-	mi := &file_adaptkv_proto_msgTypes[64]
+	mi := &file_adaptkv_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4755,7 +5138,7 @@ func (x *PaxosBallot) String() string {
 func (*PaxosBallot) ProtoMessage() {}
 
 func (x *PaxosBallot) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[64]
+	mi := &file_adaptkv_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4768,7 +5151,7 @@ func (x *PaxosBallot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosBallot.ProtoReflect.Descriptor instead.
 func (*PaxosBallot) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{64}
+	return file_adaptkv_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *PaxosBallot) GetCounter() uint64 {
@@ -4798,7 +5181,7 @@ type PaxosProposal struct {
 
 func (x *PaxosProposal) Reset() {
 	*x = PaxosProposal{}
-	mi := &file_adaptkv_proto_msgTypes[65]
+	mi := &file_adaptkv_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4810,7 +5193,7 @@ func (x *PaxosProposal) String() string {
 func (*PaxosProposal) ProtoMessage() {}
 
 func (x *PaxosProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[65]
+	mi := &file_adaptkv_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4823,7 +5206,7 @@ func (x *PaxosProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosProposal.ProtoReflect.Descriptor instead.
 func (*PaxosProposal) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{65}
+	return file_adaptkv_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *PaxosProposal) GetBallot() *PaxosBallot {
@@ -4866,7 +5249,7 @@ type PaxosRequest struct {
 
 func (x *PaxosRequest) Reset() {
 	*x = PaxosRequest{}
-	mi := &file_adaptkv_proto_msgTypes[66]
+	mi := &file_adaptkv_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4878,7 +5261,7 @@ func (x *PaxosRequest) String() string {
 func (*PaxosRequest) ProtoMessage() {}
 
 func (x *PaxosRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[66]
+	mi := &file_adaptkv_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4891,7 +5274,7 @@ func (x *PaxosRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosRequest.ProtoReflect.Descriptor instead.
 func (*PaxosRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{66}
+	return file_adaptkv_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *PaxosRequest) GetKind() PaxosRequest_Kind {
@@ -4960,7 +5343,7 @@ type PaxosResponse struct {
 
 func (x *PaxosResponse) Reset() {
 	*x = PaxosResponse{}
-	mi := &file_adaptkv_proto_msgTypes[67]
+	mi := &file_adaptkv_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4972,7 +5355,7 @@ func (x *PaxosResponse) String() string {
 func (*PaxosResponse) ProtoMessage() {}
 
 func (x *PaxosResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[67]
+	mi := &file_adaptkv_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4985,7 +5368,7 @@ func (x *PaxosResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosResponse.ProtoReflect.Descriptor instead.
 func (*PaxosResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{67}
+	return file_adaptkv_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *PaxosResponse) GetOk() bool {
@@ -5047,7 +5430,7 @@ type CleanupKeyspaceRequest struct {
 
 func (x *CleanupKeyspaceRequest) Reset() {
 	*x = CleanupKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[68]
+	mi := &file_adaptkv_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5059,7 +5442,7 @@ func (x *CleanupKeyspaceRequest) String() string {
 func (*CleanupKeyspaceRequest) ProtoMessage() {}
 
 func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[68]
+	mi := &file_adaptkv_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5072,7 +5455,7 @@ func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{68}
+	return file_adaptkv_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *CleanupKeyspaceRequest) GetKeyspace() string {
@@ -5099,7 +5482,7 @@ type CleanupKeyspaceResponse struct {
 
 func (x *CleanupKeyspaceResponse) Reset() {
 	*x = CleanupKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[69]
+	mi := &file_adaptkv_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5111,7 +5494,7 @@ func (x *CleanupKeyspaceResponse) String() string {
 func (*CleanupKeyspaceResponse) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[69]
+	mi := &file_adaptkv_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5124,7 +5507,7 @@ func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{69}
+	return file_adaptkv_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *CleanupKeyspaceResponse) GetNodes() []*CleanupKeyspaceResponse_Node {
@@ -5151,7 +5534,7 @@ type ReplaceNodeRequest struct {
 
 func (x *ReplaceNodeRequest) Reset() {
 	*x = ReplaceNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[70]
+	mi := &file_adaptkv_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5163,7 +5546,7 @@ func (x *ReplaceNodeRequest) String() string {
 func (*ReplaceNodeRequest) ProtoMessage() {}
 
 func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[70]
+	mi := &file_adaptkv_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5176,7 +5559,7 @@ func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{70}
+	return file_adaptkv_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ReplaceNodeRequest) GetDeadId() string {
@@ -5203,7 +5586,7 @@ type ReplaceNodeResponse struct {
 
 func (x *ReplaceNodeResponse) Reset() {
 	*x = ReplaceNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[71]
+	mi := &file_adaptkv_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5215,7 +5598,7 @@ func (x *ReplaceNodeResponse) String() string {
 func (*ReplaceNodeResponse) ProtoMessage() {}
 
 func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[71]
+	mi := &file_adaptkv_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5228,7 +5611,7 @@ func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{71}
+	return file_adaptkv_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ReplaceNodeResponse) GetTopologyEpoch() uint64 {
@@ -5256,7 +5639,7 @@ type KeyringRequest struct {
 
 func (x *KeyringRequest) Reset() {
 	*x = KeyringRequest{}
-	mi := &file_adaptkv_proto_msgTypes[72]
+	mi := &file_adaptkv_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5268,7 +5651,7 @@ func (x *KeyringRequest) String() string {
 func (*KeyringRequest) ProtoMessage() {}
 
 func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[72]
+	mi := &file_adaptkv_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5281,7 +5664,7 @@ func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringRequest.ProtoReflect.Descriptor instead.
 func (*KeyringRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{72}
+	return file_adaptkv_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *KeyringRequest) GetOp() KeyringOp {
@@ -5318,7 +5701,7 @@ type KeyringResponse struct {
 
 func (x *KeyringResponse) Reset() {
 	*x = KeyringResponse{}
-	mi := &file_adaptkv_proto_msgTypes[73]
+	mi := &file_adaptkv_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5330,7 +5713,7 @@ func (x *KeyringResponse) String() string {
 func (*KeyringResponse) ProtoMessage() {}
 
 func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[73]
+	mi := &file_adaptkv_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5343,7 +5726,7 @@ func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringResponse.ProtoReflect.Descriptor instead.
 func (*KeyringResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{73}
+	return file_adaptkv_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *KeyringResponse) GetPrimary() string {
@@ -5391,7 +5774,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_adaptkv_proto_msgTypes[74]
+	mi := &file_adaptkv_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5403,7 +5786,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[74]
+	mi := &file_adaptkv_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5416,7 +5799,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{74}
+	return file_adaptkv_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *LoginRequest) GetUser() string {
@@ -5443,7 +5826,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_adaptkv_proto_msgTypes[75]
+	mi := &file_adaptkv_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5455,7 +5838,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[75]
+	mi := &file_adaptkv_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5468,7 +5851,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{75}
+	return file_adaptkv_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -5496,7 +5879,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_adaptkv_proto_msgTypes[76]
+	mi := &file_adaptkv_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5508,7 +5891,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[76]
+	mi := &file_adaptkv_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5521,7 +5904,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{76}
+	return file_adaptkv_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *Grant) GetKeyspace() string {
@@ -5551,7 +5934,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_adaptkv_proto_msgTypes[77]
+	mi := &file_adaptkv_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5563,7 +5946,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[77]
+	mi := &file_adaptkv_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5576,7 +5959,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{77}
+	return file_adaptkv_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *User) GetName() string {
@@ -5624,7 +6007,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_adaptkv_proto_msgTypes[78]
+	mi := &file_adaptkv_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5636,7 +6019,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[78]
+	mi := &file_adaptkv_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5649,7 +6032,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{78}
+	return file_adaptkv_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -5675,7 +6058,7 @@ type DropUserRequest struct {
 
 func (x *DropUserRequest) Reset() {
 	*x = DropUserRequest{}
-	mi := &file_adaptkv_proto_msgTypes[79]
+	mi := &file_adaptkv_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5687,7 +6070,7 @@ func (x *DropUserRequest) String() string {
 func (*DropUserRequest) ProtoMessage() {}
 
 func (x *DropUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[79]
+	mi := &file_adaptkv_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5700,7 +6083,7 @@ func (x *DropUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DropUserRequest.ProtoReflect.Descriptor instead.
 func (*DropUserRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{79}
+	return file_adaptkv_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *DropUserRequest) GetName() string {
@@ -5720,7 +6103,7 @@ type SetPasswordRequest struct {
 
 func (x *SetPasswordRequest) Reset() {
 	*x = SetPasswordRequest{}
-	mi := &file_adaptkv_proto_msgTypes[80]
+	mi := &file_adaptkv_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5732,7 +6115,7 @@ func (x *SetPasswordRequest) String() string {
 func (*SetPasswordRequest) ProtoMessage() {}
 
 func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[80]
+	mi := &file_adaptkv_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5745,7 +6128,7 @@ func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordRequest.ProtoReflect.Descriptor instead.
 func (*SetPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{80}
+	return file_adaptkv_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *SetPasswordRequest) GetName() string {
@@ -5776,7 +6159,7 @@ type GrantRoleRequest struct {
 
 func (x *GrantRoleRequest) Reset() {
 	*x = GrantRoleRequest{}
-	mi := &file_adaptkv_proto_msgTypes[81]
+	mi := &file_adaptkv_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5788,7 +6171,7 @@ func (x *GrantRoleRequest) String() string {
 func (*GrantRoleRequest) ProtoMessage() {}
 
 func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[81]
+	mi := &file_adaptkv_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5801,7 +6184,7 @@ func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
 func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{81}
+	return file_adaptkv_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *GrantRoleRequest) GetName() string {
@@ -5842,7 +6225,7 @@ type UserResponse struct {
 
 func (x *UserResponse) Reset() {
 	*x = UserResponse{}
-	mi := &file_adaptkv_proto_msgTypes[82]
+	mi := &file_adaptkv_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5854,7 +6237,7 @@ func (x *UserResponse) String() string {
 func (*UserResponse) ProtoMessage() {}
 
 func (x *UserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[82]
+	mi := &file_adaptkv_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5867,7 +6250,7 @@ func (x *UserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserResponse.ProtoReflect.Descriptor instead.
 func (*UserResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{82}
+	return file_adaptkv_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *UserResponse) GetUser() *User {
@@ -5892,7 +6275,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_adaptkv_proto_msgTypes[83]
+	mi := &file_adaptkv_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5904,7 +6287,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[83]
+	mi := &file_adaptkv_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5917,7 +6300,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{83}
+	return file_adaptkv_proto_rawDescGZIP(), []int{87}
 }
 
 type ListUsersResponse struct {
@@ -5929,7 +6312,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_adaptkv_proto_msgTypes[84]
+	mi := &file_adaptkv_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5941,7 +6324,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[84]
+	mi := &file_adaptkv_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5954,7 +6337,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{84}
+	return file_adaptkv_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -5972,7 +6355,7 @@ type HealthSnapshotRequest struct {
 
 func (x *HealthSnapshotRequest) Reset() {
 	*x = HealthSnapshotRequest{}
-	mi := &file_adaptkv_proto_msgTypes[85]
+	mi := &file_adaptkv_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5984,7 +6367,7 @@ func (x *HealthSnapshotRequest) String() string {
 func (*HealthSnapshotRequest) ProtoMessage() {}
 
 func (x *HealthSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[85]
+	mi := &file_adaptkv_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5997,7 +6380,7 @@ func (x *HealthSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*HealthSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{85}
+	return file_adaptkv_proto_rawDescGZIP(), []int{89}
 }
 
 type HealthSnapshotResponse struct {
@@ -6010,7 +6393,7 @@ type HealthSnapshotResponse struct {
 
 func (x *HealthSnapshotResponse) Reset() {
 	*x = HealthSnapshotResponse{}
-	mi := &file_adaptkv_proto_msgTypes[86]
+	mi := &file_adaptkv_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6022,7 +6405,7 @@ func (x *HealthSnapshotResponse) String() string {
 func (*HealthSnapshotResponse) ProtoMessage() {}
 
 func (x *HealthSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[86]
+	mi := &file_adaptkv_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6035,7 +6418,7 @@ func (x *HealthSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*HealthSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{86}
+	return file_adaptkv_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *HealthSnapshotResponse) GetNodeId() string {
@@ -6060,7 +6443,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_adaptkv_proto_msgTypes[87]
+	mi := &file_adaptkv_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6072,7 +6455,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[87]
+	mi := &file_adaptkv_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6085,7 +6468,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{87}
+	return file_adaptkv_proto_rawDescGZIP(), []int{91}
 }
 
 type HealthResponse struct {
@@ -6102,7 +6485,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_adaptkv_proto_msgTypes[88]
+	mi := &file_adaptkv_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6114,7 +6497,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[88]
+	mi := &file_adaptkv_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6127,7 +6510,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{88}
+	return file_adaptkv_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *HealthResponse) GetNodeId() string {
@@ -6184,7 +6567,7 @@ type CleanupKeyspaceResponse_Node struct {
 
 func (x *CleanupKeyspaceResponse_Node) Reset() {
 	*x = CleanupKeyspaceResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[89]
+	mi := &file_adaptkv_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6196,7 +6579,7 @@ func (x *CleanupKeyspaceResponse_Node) String() string {
 func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[89]
+	mi := &file_adaptkv_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6209,7 +6592,7 @@ func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse_Node.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse_Node) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{69, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{73, 0}
 }
 
 func (x *CleanupKeyspaceResponse_Node) GetId() string {
@@ -6254,7 +6637,7 @@ type KeyringResponse_Node struct {
 
 func (x *KeyringResponse_Node) Reset() {
 	*x = KeyringResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[90]
+	mi := &file_adaptkv_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6266,7 +6649,7 @@ func (x *KeyringResponse_Node) String() string {
 func (*KeyringResponse_Node) ProtoMessage() {}
 
 func (x *KeyringResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[90]
+	mi := &file_adaptkv_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6279,7 +6662,7 @@ func (x *KeyringResponse_Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringResponse_Node.ProtoReflect.Descriptor instead.
 func (*KeyringResponse_Node) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{73, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{77, 0}
 }
 
 func (x *KeyringResponse_Node) GetId() string {
@@ -6404,7 +6787,32 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x04more\x18\x02 \x01(\bR\x04more\x12\x1d\n" +
 	"\n" +
 	"next_start\x18\x03 \x01(\fR\tnextStart\x12-\n" +
-	"\areceipt\x18\x04 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"\xd3\x01\n" +
+	"\areceipt\x18\x04 \x01(\v2\x13.adaptkv.v1.ReceiptR\areceipt\"S\n" +
+	"\fBatchRequest\x12+\n" +
+	"\x05items\x18\x01 \x03(\v2\x15.adaptkv.v1.BatchItemR\x05items\x12\x16\n" +
+	"\x06cancel\x18\x02 \x03(\x04R\x06cancel\"\x81\x02\n" +
+	"\tBatchItem\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"timeout_us\x18\x02 \x01(\x04R\ttimeoutUs\x12*\n" +
+	"\x03get\x18\x03 \x01(\v2\x16.adaptkv.v1.GetRequestH\x00R\x03get\x12*\n" +
+	"\x03put\x18\x04 \x01(\v2\x16.adaptkv.v1.PutRequestH\x00R\x03put\x123\n" +
+	"\x06delete\x18\x05 \x01(\v2\x19.adaptkv.v1.DeleteRequestH\x00R\x06delete\x12-\n" +
+	"\x04scan\x18\x06 \x01(\v2\x17.adaptkv.v1.ScanRequestH\x00R\x04scanB\t\n" +
+	"\arequest\"]\n" +
+	"\rBatchResponse\x120\n" +
+	"\areplies\x18\x01 \x03(\v2\x16.adaptkv.v1.BatchReplyR\areplies\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\"\x80\x02\n" +
+	"\n" +
+	"BatchReply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\fR\x06status\x12+\n" +
+	"\x03get\x18\x03 \x01(\v2\x17.adaptkv.v1.GetResponseH\x00R\x03get\x12+\n" +
+	"\x03put\x18\x04 \x01(\v2\x17.adaptkv.v1.PutResponseH\x00R\x03put\x124\n" +
+	"\x06delete\x18\x05 \x01(\v2\x1a.adaptkv.v1.DeleteResponseH\x00R\x06delete\x12.\n" +
+	"\x04scan\x18\x06 \x01(\v2\x18.adaptkv.v1.ScanResponseH\x00R\x04scanB\n" +
+	"\n" +
+	"\bresponse\"\xd3\x01\n" +
 	"\fAdaptiveGoal\x12\x1b\n" +
 	"\tmax_stale\x18\x01 \x01(\x01R\bmaxStale\x12'\n" +
 	"\x05floor\x18\x02 \x01(\x0e2\x11.adaptkv.v1.LevelR\x05floor\x12\x15\n" +
@@ -6804,12 +7212,13 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\n" +
 	"ROLE_WRITE\x10\x02\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x032\xf0\x01\n" +
+	"ROLE_ADMIN\x10\x032\xb2\x02\n" +
 	"\x02KV\x126\n" +
 	"\x03Get\x12\x16.adaptkv.v1.GetRequest\x1a\x17.adaptkv.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.adaptkv.v1.PutRequest\x1a\x17.adaptkv.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.adaptkv.v1.DeleteRequest\x1a\x1a.adaptkv.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse2\xc7\x0f\n" +
+	"\x04Scan\x12\x17.adaptkv.v1.ScanRequest\x1a\x18.adaptkv.v1.ScanResponse\x12@\n" +
+	"\x05Batch\x12\x18.adaptkv.v1.BatchRequest\x1a\x19.adaptkv.v1.BatchResponse(\x010\x012\xc7\x0f\n" +
 	"\x05Admin\x12Q\n" +
 	"\x0eCreateKeyspace\x12!.adaptkv.v1.CreateKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12O\n" +
 	"\rAlterKeyspace\x12 .adaptkv.v1.AlterKeyspaceRequest\x1a\x1c.adaptkv.v1.KeyspaceResponse\x12U\n" +
@@ -6862,7 +7271,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                           // 0: adaptkv.v1.Level
 	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
@@ -6884,83 +7293,87 @@ var file_adaptkv_proto_goTypes = []any{
 	(*DeleteResponse)(nil),               // 17: adaptkv.v1.DeleteResponse
 	(*ScanRequest)(nil),                  // 18: adaptkv.v1.ScanRequest
 	(*ScanResponse)(nil),                 // 19: adaptkv.v1.ScanResponse
-	(*AdaptiveGoal)(nil),                 // 20: adaptkv.v1.AdaptiveGoal
-	(*KeyspaceConfig)(nil),               // 21: adaptkv.v1.KeyspaceConfig
-	(*CreateKeyspaceRequest)(nil),        // 22: adaptkv.v1.CreateKeyspaceRequest
-	(*AlterKeyspaceRequest)(nil),         // 23: adaptkv.v1.AlterKeyspaceRequest
-	(*DescribeKeyspaceRequest)(nil),      // 24: adaptkv.v1.DescribeKeyspaceRequest
-	(*KeyspaceResponse)(nil),             // 25: adaptkv.v1.KeyspaceResponse
-	(*ListKeyspacesRequest)(nil),         // 26: adaptkv.v1.ListKeyspacesRequest
-	(*ListKeyspacesResponse)(nil),        // 27: adaptkv.v1.ListKeyspacesResponse
-	(*Member)(nil),                       // 28: adaptkv.v1.Member
-	(*ClusterStatusRequest)(nil),         // 29: adaptkv.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),        // 30: adaptkv.v1.ClusterStatusResponse
-	(*NodeSecurity)(nil),                 // 31: adaptkv.v1.NodeSecurity
-	(*StreamStatus)(nil),                 // 32: adaptkv.v1.StreamStatus
-	(*LocalGetRequest)(nil),              // 33: adaptkv.v1.LocalGetRequest
-	(*LocalGetResponse)(nil),             // 34: adaptkv.v1.LocalGetResponse
-	(*TunerExplainRequest)(nil),          // 35: adaptkv.v1.TunerExplainRequest
-	(*TunerExplainResponse)(nil),         // 36: adaptkv.v1.TunerExplainResponse
-	(*TunerWhatIfRequest)(nil),           // 37: adaptkv.v1.TunerWhatIfRequest
-	(*TunerWhatIfResponse)(nil),          // 38: adaptkv.v1.TunerWhatIfResponse
-	(*TunerSnapshotRequest)(nil),         // 39: adaptkv.v1.TunerSnapshotRequest
-	(*TunerSnapshotResponse)(nil),        // 40: adaptkv.v1.TunerSnapshotResponse
-	(*RepairOptions)(nil),                // 41: adaptkv.v1.RepairOptions
-	(*RepairStats)(nil),                  // 42: adaptkv.v1.RepairStats
-	(*RepairKeyspaceRequest)(nil),        // 43: adaptkv.v1.RepairKeyspaceRequest
-	(*RepairKeyspaceResponse)(nil),       // 44: adaptkv.v1.RepairKeyspaceResponse
-	(*DecommissionNodeRequest)(nil),      // 45: adaptkv.v1.DecommissionNodeRequest
-	(*DecommissionNodeResponse)(nil),     // 46: adaptkv.v1.DecommissionNodeResponse
-	(*RemoveNodeRequest)(nil),            // 47: adaptkv.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),           // 48: adaptkv.v1.RemoveNodeResponse
-	(*MetadataReadIndexRequest)(nil),     // 49: adaptkv.v1.MetadataReadIndexRequest
-	(*MetadataReadIndexResponse)(nil),    // 50: adaptkv.v1.MetadataReadIndexResponse
-	(*Record)(nil),                       // 51: adaptkv.v1.Record
-	(*Mutation)(nil),                     // 52: adaptkv.v1.Mutation
-	(*MutationResult)(nil),               // 53: adaptkv.v1.MutationResult
-	(*ReplicaWriteRequest)(nil),          // 54: adaptkv.v1.ReplicaWriteRequest
-	(*ReplicaWriteResponse)(nil),         // 55: adaptkv.v1.ReplicaWriteResponse
-	(*ReplicaReadRequest)(nil),           // 56: adaptkv.v1.ReplicaReadRequest
-	(*ReplicaReadResponse)(nil),          // 57: adaptkv.v1.ReplicaReadResponse
-	(*ReplicaScanRequest)(nil),           // 58: adaptkv.v1.ReplicaScanRequest
-	(*ReplicaScanResponse)(nil),          // 59: adaptkv.v1.ReplicaScanResponse
-	(*ReplicaRepairRequest)(nil),         // 60: adaptkv.v1.ReplicaRepairRequest
-	(*ReplicaRepairResponse)(nil),        // 61: adaptkv.v1.ReplicaRepairResponse
-	(*DigestEntry)(nil),                  // 62: adaptkv.v1.DigestEntry
-	(*ReplicaDigestRequest)(nil),         // 63: adaptkv.v1.ReplicaDigestRequest
-	(*ReplicaDigestResponse)(nil),        // 64: adaptkv.v1.ReplicaDigestResponse
-	(*CompareTreesRequest)(nil),          // 65: adaptkv.v1.CompareTreesRequest
-	(*SharedRoot)(nil),                   // 66: adaptkv.v1.SharedRoot
-	(*TreeQuery)(nil),                    // 67: adaptkv.v1.TreeQuery
-	(*CompareTreesResponse)(nil),         // 68: adaptkv.v1.CompareTreesResponse
-	(*TreeAnswer)(nil),                   // 69: adaptkv.v1.TreeAnswer
-	(*PaxosBallot)(nil),                  // 70: adaptkv.v1.PaxosBallot
-	(*PaxosProposal)(nil),                // 71: adaptkv.v1.PaxosProposal
-	(*PaxosRequest)(nil),                 // 72: adaptkv.v1.PaxosRequest
-	(*PaxosResponse)(nil),                // 73: adaptkv.v1.PaxosResponse
-	(*CleanupKeyspaceRequest)(nil),       // 74: adaptkv.v1.CleanupKeyspaceRequest
-	(*CleanupKeyspaceResponse)(nil),      // 75: adaptkv.v1.CleanupKeyspaceResponse
-	(*ReplaceNodeRequest)(nil),           // 76: adaptkv.v1.ReplaceNodeRequest
-	(*ReplaceNodeResponse)(nil),          // 77: adaptkv.v1.ReplaceNodeResponse
-	(*KeyringRequest)(nil),               // 78: adaptkv.v1.KeyringRequest
-	(*KeyringResponse)(nil),              // 79: adaptkv.v1.KeyringResponse
-	(*LoginRequest)(nil),                 // 80: adaptkv.v1.LoginRequest
-	(*LoginResponse)(nil),                // 81: adaptkv.v1.LoginResponse
-	(*Grant)(nil),                        // 82: adaptkv.v1.Grant
-	(*User)(nil),                         // 83: adaptkv.v1.User
-	(*CreateUserRequest)(nil),            // 84: adaptkv.v1.CreateUserRequest
-	(*DropUserRequest)(nil),              // 85: adaptkv.v1.DropUserRequest
-	(*SetPasswordRequest)(nil),           // 86: adaptkv.v1.SetPasswordRequest
-	(*GrantRoleRequest)(nil),             // 87: adaptkv.v1.GrantRoleRequest
-	(*UserResponse)(nil),                 // 88: adaptkv.v1.UserResponse
-	(*ListUsersRequest)(nil),             // 89: adaptkv.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),            // 90: adaptkv.v1.ListUsersResponse
-	(*HealthSnapshotRequest)(nil),        // 91: adaptkv.v1.HealthSnapshotRequest
-	(*HealthSnapshotResponse)(nil),       // 92: adaptkv.v1.HealthSnapshotResponse
-	(*HealthRequest)(nil),                // 93: adaptkv.v1.HealthRequest
-	(*HealthResponse)(nil),               // 94: adaptkv.v1.HealthResponse
-	(*CleanupKeyspaceResponse_Node)(nil), // 95: adaptkv.v1.CleanupKeyspaceResponse.Node
-	(*KeyringResponse_Node)(nil),         // 96: adaptkv.v1.KeyringResponse.Node
+	(*BatchRequest)(nil),                 // 20: adaptkv.v1.BatchRequest
+	(*BatchItem)(nil),                    // 21: adaptkv.v1.BatchItem
+	(*BatchResponse)(nil),                // 22: adaptkv.v1.BatchResponse
+	(*BatchReply)(nil),                   // 23: adaptkv.v1.BatchReply
+	(*AdaptiveGoal)(nil),                 // 24: adaptkv.v1.AdaptiveGoal
+	(*KeyspaceConfig)(nil),               // 25: adaptkv.v1.KeyspaceConfig
+	(*CreateKeyspaceRequest)(nil),        // 26: adaptkv.v1.CreateKeyspaceRequest
+	(*AlterKeyspaceRequest)(nil),         // 27: adaptkv.v1.AlterKeyspaceRequest
+	(*DescribeKeyspaceRequest)(nil),      // 28: adaptkv.v1.DescribeKeyspaceRequest
+	(*KeyspaceResponse)(nil),             // 29: adaptkv.v1.KeyspaceResponse
+	(*ListKeyspacesRequest)(nil),         // 30: adaptkv.v1.ListKeyspacesRequest
+	(*ListKeyspacesResponse)(nil),        // 31: adaptkv.v1.ListKeyspacesResponse
+	(*Member)(nil),                       // 32: adaptkv.v1.Member
+	(*ClusterStatusRequest)(nil),         // 33: adaptkv.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),        // 34: adaptkv.v1.ClusterStatusResponse
+	(*NodeSecurity)(nil),                 // 35: adaptkv.v1.NodeSecurity
+	(*StreamStatus)(nil),                 // 36: adaptkv.v1.StreamStatus
+	(*LocalGetRequest)(nil),              // 37: adaptkv.v1.LocalGetRequest
+	(*LocalGetResponse)(nil),             // 38: adaptkv.v1.LocalGetResponse
+	(*TunerExplainRequest)(nil),          // 39: adaptkv.v1.TunerExplainRequest
+	(*TunerExplainResponse)(nil),         // 40: adaptkv.v1.TunerExplainResponse
+	(*TunerWhatIfRequest)(nil),           // 41: adaptkv.v1.TunerWhatIfRequest
+	(*TunerWhatIfResponse)(nil),          // 42: adaptkv.v1.TunerWhatIfResponse
+	(*TunerSnapshotRequest)(nil),         // 43: adaptkv.v1.TunerSnapshotRequest
+	(*TunerSnapshotResponse)(nil),        // 44: adaptkv.v1.TunerSnapshotResponse
+	(*RepairOptions)(nil),                // 45: adaptkv.v1.RepairOptions
+	(*RepairStats)(nil),                  // 46: adaptkv.v1.RepairStats
+	(*RepairKeyspaceRequest)(nil),        // 47: adaptkv.v1.RepairKeyspaceRequest
+	(*RepairKeyspaceResponse)(nil),       // 48: adaptkv.v1.RepairKeyspaceResponse
+	(*DecommissionNodeRequest)(nil),      // 49: adaptkv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil),     // 50: adaptkv.v1.DecommissionNodeResponse
+	(*RemoveNodeRequest)(nil),            // 51: adaptkv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),           // 52: adaptkv.v1.RemoveNodeResponse
+	(*MetadataReadIndexRequest)(nil),     // 53: adaptkv.v1.MetadataReadIndexRequest
+	(*MetadataReadIndexResponse)(nil),    // 54: adaptkv.v1.MetadataReadIndexResponse
+	(*Record)(nil),                       // 55: adaptkv.v1.Record
+	(*Mutation)(nil),                     // 56: adaptkv.v1.Mutation
+	(*MutationResult)(nil),               // 57: adaptkv.v1.MutationResult
+	(*ReplicaWriteRequest)(nil),          // 58: adaptkv.v1.ReplicaWriteRequest
+	(*ReplicaWriteResponse)(nil),         // 59: adaptkv.v1.ReplicaWriteResponse
+	(*ReplicaReadRequest)(nil),           // 60: adaptkv.v1.ReplicaReadRequest
+	(*ReplicaReadResponse)(nil),          // 61: adaptkv.v1.ReplicaReadResponse
+	(*ReplicaScanRequest)(nil),           // 62: adaptkv.v1.ReplicaScanRequest
+	(*ReplicaScanResponse)(nil),          // 63: adaptkv.v1.ReplicaScanResponse
+	(*ReplicaRepairRequest)(nil),         // 64: adaptkv.v1.ReplicaRepairRequest
+	(*ReplicaRepairResponse)(nil),        // 65: adaptkv.v1.ReplicaRepairResponse
+	(*DigestEntry)(nil),                  // 66: adaptkv.v1.DigestEntry
+	(*ReplicaDigestRequest)(nil),         // 67: adaptkv.v1.ReplicaDigestRequest
+	(*ReplicaDigestResponse)(nil),        // 68: adaptkv.v1.ReplicaDigestResponse
+	(*CompareTreesRequest)(nil),          // 69: adaptkv.v1.CompareTreesRequest
+	(*SharedRoot)(nil),                   // 70: adaptkv.v1.SharedRoot
+	(*TreeQuery)(nil),                    // 71: adaptkv.v1.TreeQuery
+	(*CompareTreesResponse)(nil),         // 72: adaptkv.v1.CompareTreesResponse
+	(*TreeAnswer)(nil),                   // 73: adaptkv.v1.TreeAnswer
+	(*PaxosBallot)(nil),                  // 74: adaptkv.v1.PaxosBallot
+	(*PaxosProposal)(nil),                // 75: adaptkv.v1.PaxosProposal
+	(*PaxosRequest)(nil),                 // 76: adaptkv.v1.PaxosRequest
+	(*PaxosResponse)(nil),                // 77: adaptkv.v1.PaxosResponse
+	(*CleanupKeyspaceRequest)(nil),       // 78: adaptkv.v1.CleanupKeyspaceRequest
+	(*CleanupKeyspaceResponse)(nil),      // 79: adaptkv.v1.CleanupKeyspaceResponse
+	(*ReplaceNodeRequest)(nil),           // 80: adaptkv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),          // 81: adaptkv.v1.ReplaceNodeResponse
+	(*KeyringRequest)(nil),               // 82: adaptkv.v1.KeyringRequest
+	(*KeyringResponse)(nil),              // 83: adaptkv.v1.KeyringResponse
+	(*LoginRequest)(nil),                 // 84: adaptkv.v1.LoginRequest
+	(*LoginResponse)(nil),                // 85: adaptkv.v1.LoginResponse
+	(*Grant)(nil),                        // 86: adaptkv.v1.Grant
+	(*User)(nil),                         // 87: adaptkv.v1.User
+	(*CreateUserRequest)(nil),            // 88: adaptkv.v1.CreateUserRequest
+	(*DropUserRequest)(nil),              // 89: adaptkv.v1.DropUserRequest
+	(*SetPasswordRequest)(nil),           // 90: adaptkv.v1.SetPasswordRequest
+	(*GrantRoleRequest)(nil),             // 91: adaptkv.v1.GrantRoleRequest
+	(*UserResponse)(nil),                 // 92: adaptkv.v1.UserResponse
+	(*ListUsersRequest)(nil),             // 93: adaptkv.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),            // 94: adaptkv.v1.ListUsersResponse
+	(*HealthSnapshotRequest)(nil),        // 95: adaptkv.v1.HealthSnapshotRequest
+	(*HealthSnapshotResponse)(nil),       // 96: adaptkv.v1.HealthSnapshotResponse
+	(*HealthRequest)(nil),                // 97: adaptkv.v1.HealthRequest
+	(*HealthResponse)(nil),               // 98: adaptkv.v1.HealthResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 99: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(*KeyringResponse_Node)(nil),         // 100: adaptkv.v1.KeyringResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	4,   // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
@@ -6986,131 +7399,143 @@ var file_adaptkv_proto_depIdxs = []int32{
 	8,   // 20: adaptkv.v1.ScanRequest.consistency:type_name -> adaptkv.v1.Consistency
 	11,  // 21: adaptkv.v1.ScanResponse.items:type_name -> adaptkv.v1.KeyValue
 	10,  // 22: adaptkv.v1.ScanResponse.receipt:type_name -> adaptkv.v1.Receipt
-	0,   // 23: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
-	8,   // 24: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
-	20,  // 25: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	8,   // 26: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	20,  // 27: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	8,   // 28: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
-	20,  // 29: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
-	21,  // 30: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
-	21,  // 31: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
-	1,   // 32: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
-	28,  // 33: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
-	32,  // 34: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
-	31,  // 35: adaptkv.v1.ClusterStatusResponse.security:type_name -> adaptkv.v1.NodeSecurity
-	9,   // 36: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
-	41,  // 37: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
-	42,  // 38: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
-	9,   // 39: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
-	51,  // 40: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
-	52,  // 41: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
-	53,  // 42: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
-	51,  // 43: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
-	51,  // 44: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
-	41,  // 45: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
-	42,  // 46: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
-	9,   // 47: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
-	62,  // 48: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
-	67,  // 49: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
-	66,  // 50: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
-	69,  // 51: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
-	70,  // 52: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
-	51,  // 53: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
-	5,   // 54: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
-	70,  // 55: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
-	71,  // 56: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
-	70,  // 57: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
-	71,  // 58: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
-	70,  // 59: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
-	51,  // 60: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
-	95,  // 61: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
-	2,   // 62: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
-	96,  // 63: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
-	3,   // 64: adaptkv.v1.Grant.role:type_name -> adaptkv.v1.Role
-	82,  // 65: adaptkv.v1.User.grants:type_name -> adaptkv.v1.Grant
-	3,   // 66: adaptkv.v1.GrantRoleRequest.role:type_name -> adaptkv.v1.Role
-	83,  // 67: adaptkv.v1.UserResponse.user:type_name -> adaptkv.v1.User
-	83,  // 68: adaptkv.v1.ListUsersResponse.users:type_name -> adaptkv.v1.User
-	12,  // 69: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	14,  // 70: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	16,  // 71: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	18,  // 72: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	22,  // 73: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	23,  // 74: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	24,  // 75: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	26,  // 76: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	29,  // 77: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	33,  // 78: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	35,  // 79: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	37,  // 80: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	39,  // 81: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	43,  // 82: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	49,  // 83: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	45,  // 84: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	74,  // 85: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
-	47,  // 86: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	76,  // 87: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
-	78,  // 88: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
-	80,  // 89: adaptkv.v1.Admin.Login:input_type -> adaptkv.v1.LoginRequest
-	84,  // 90: adaptkv.v1.Admin.CreateUser:input_type -> adaptkv.v1.CreateUserRequest
-	85,  // 91: adaptkv.v1.Admin.DropUser:input_type -> adaptkv.v1.DropUserRequest
-	86,  // 92: adaptkv.v1.Admin.SetPassword:input_type -> adaptkv.v1.SetPasswordRequest
-	87,  // 93: adaptkv.v1.Admin.GrantRole:input_type -> adaptkv.v1.GrantRoleRequest
-	87,  // 94: adaptkv.v1.Admin.RevokeRole:input_type -> adaptkv.v1.GrantRoleRequest
-	89,  // 95: adaptkv.v1.Admin.ListUsers:input_type -> adaptkv.v1.ListUsersRequest
-	91,  // 96: adaptkv.v1.Admin.HealthSnapshot:input_type -> adaptkv.v1.HealthSnapshotRequest
-	93,  // 97: adaptkv.v1.Admin.Health:input_type -> adaptkv.v1.HealthRequest
-	54,  // 98: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	56,  // 99: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	58,  // 100: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	54,  // 101: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	63,  // 102: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	60,  // 103: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	65,  // 104: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	72,  // 105: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
-	13,  // 106: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	15,  // 107: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	17,  // 108: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	19,  // 109: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	25,  // 110: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	25,  // 111: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	25,  // 112: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	27,  // 113: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	30,  // 114: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	34,  // 115: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	36,  // 116: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	38,  // 117: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	40,  // 118: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	44,  // 119: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	50,  // 120: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	46,  // 121: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	75,  // 122: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	48,  // 123: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	77,  // 124: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	79,  // 125: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
-	81,  // 126: adaptkv.v1.Admin.Login:output_type -> adaptkv.v1.LoginResponse
-	88,  // 127: adaptkv.v1.Admin.CreateUser:output_type -> adaptkv.v1.UserResponse
-	88,  // 128: adaptkv.v1.Admin.DropUser:output_type -> adaptkv.v1.UserResponse
-	88,  // 129: adaptkv.v1.Admin.SetPassword:output_type -> adaptkv.v1.UserResponse
-	88,  // 130: adaptkv.v1.Admin.GrantRole:output_type -> adaptkv.v1.UserResponse
-	88,  // 131: adaptkv.v1.Admin.RevokeRole:output_type -> adaptkv.v1.UserResponse
-	90,  // 132: adaptkv.v1.Admin.ListUsers:output_type -> adaptkv.v1.ListUsersResponse
-	92,  // 133: adaptkv.v1.Admin.HealthSnapshot:output_type -> adaptkv.v1.HealthSnapshotResponse
-	94,  // 134: adaptkv.v1.Admin.Health:output_type -> adaptkv.v1.HealthResponse
-	55,  // 135: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	57,  // 136: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	59,  // 137: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	55,  // 138: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	64,  // 139: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	61,  // 140: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	68,  // 141: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	73,  // 142: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
-	106, // [106:143] is the sub-list for method output_type
-	69,  // [69:106] is the sub-list for method input_type
-	69,  // [69:69] is the sub-list for extension type_name
-	69,  // [69:69] is the sub-list for extension extendee
-	0,   // [0:69] is the sub-list for field type_name
+	21,  // 23: adaptkv.v1.BatchRequest.items:type_name -> adaptkv.v1.BatchItem
+	12,  // 24: adaptkv.v1.BatchItem.get:type_name -> adaptkv.v1.GetRequest
+	14,  // 25: adaptkv.v1.BatchItem.put:type_name -> adaptkv.v1.PutRequest
+	16,  // 26: adaptkv.v1.BatchItem.delete:type_name -> adaptkv.v1.DeleteRequest
+	18,  // 27: adaptkv.v1.BatchItem.scan:type_name -> adaptkv.v1.ScanRequest
+	23,  // 28: adaptkv.v1.BatchResponse.replies:type_name -> adaptkv.v1.BatchReply
+	13,  // 29: adaptkv.v1.BatchReply.get:type_name -> adaptkv.v1.GetResponse
+	15,  // 30: adaptkv.v1.BatchReply.put:type_name -> adaptkv.v1.PutResponse
+	17,  // 31: adaptkv.v1.BatchReply.delete:type_name -> adaptkv.v1.DeleteResponse
+	19,  // 32: adaptkv.v1.BatchReply.scan:type_name -> adaptkv.v1.ScanResponse
+	0,   // 33: adaptkv.v1.AdaptiveGoal.floor:type_name -> adaptkv.v1.Level
+	8,   // 34: adaptkv.v1.KeyspaceConfig.default_consistency:type_name -> adaptkv.v1.Consistency
+	24,  // 35: adaptkv.v1.KeyspaceConfig.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	8,   // 36: adaptkv.v1.CreateKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	24,  // 37: adaptkv.v1.CreateKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	8,   // 38: adaptkv.v1.AlterKeyspaceRequest.default_consistency:type_name -> adaptkv.v1.Consistency
+	24,  // 39: adaptkv.v1.AlterKeyspaceRequest.adaptive:type_name -> adaptkv.v1.AdaptiveGoal
+	25,  // 40: adaptkv.v1.KeyspaceResponse.keyspace:type_name -> adaptkv.v1.KeyspaceConfig
+	25,  // 41: adaptkv.v1.ListKeyspacesResponse.keyspaces:type_name -> adaptkv.v1.KeyspaceConfig
+	1,   // 42: adaptkv.v1.Member.state:type_name -> adaptkv.v1.MemberState
+	32,  // 43: adaptkv.v1.ClusterStatusResponse.members:type_name -> adaptkv.v1.Member
+	36,  // 44: adaptkv.v1.ClusterStatusResponse.stream:type_name -> adaptkv.v1.StreamStatus
+	35,  // 45: adaptkv.v1.ClusterStatusResponse.security:type_name -> adaptkv.v1.NodeSecurity
+	9,   // 46: adaptkv.v1.LocalGetResponse.version:type_name -> adaptkv.v1.Version
+	45,  // 47: adaptkv.v1.RepairKeyspaceRequest.options:type_name -> adaptkv.v1.RepairOptions
+	46,  // 48: adaptkv.v1.RepairKeyspaceResponse.stats:type_name -> adaptkv.v1.RepairStats
+	9,   // 49: adaptkv.v1.Record.version:type_name -> adaptkv.v1.Version
+	55,  // 50: adaptkv.v1.Mutation.record:type_name -> adaptkv.v1.Record
+	56,  // 51: adaptkv.v1.ReplicaWriteRequest.mutations:type_name -> adaptkv.v1.Mutation
+	57,  // 52: adaptkv.v1.ReplicaWriteResponse.results:type_name -> adaptkv.v1.MutationResult
+	55,  // 53: adaptkv.v1.ReplicaReadResponse.record:type_name -> adaptkv.v1.Record
+	55,  // 54: adaptkv.v1.ReplicaScanResponse.records:type_name -> adaptkv.v1.Record
+	45,  // 55: adaptkv.v1.ReplicaRepairRequest.options:type_name -> adaptkv.v1.RepairOptions
+	46,  // 56: adaptkv.v1.ReplicaRepairResponse.stats:type_name -> adaptkv.v1.RepairStats
+	9,   // 57: adaptkv.v1.DigestEntry.version:type_name -> adaptkv.v1.Version
+	66,  // 58: adaptkv.v1.ReplicaDigestRequest.entries:type_name -> adaptkv.v1.DigestEntry
+	71,  // 59: adaptkv.v1.CompareTreesRequest.queries:type_name -> adaptkv.v1.TreeQuery
+	70,  // 60: adaptkv.v1.CompareTreesRequest.shared:type_name -> adaptkv.v1.SharedRoot
+	73,  // 61: adaptkv.v1.CompareTreesResponse.answers:type_name -> adaptkv.v1.TreeAnswer
+	74,  // 62: adaptkv.v1.PaxosProposal.ballot:type_name -> adaptkv.v1.PaxosBallot
+	55,  // 63: adaptkv.v1.PaxosProposal.record:type_name -> adaptkv.v1.Record
+	5,   // 64: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
+	74,  // 65: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
+	75,  // 66: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
+	74,  // 67: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
+	75,  // 68: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
+	74,  // 69: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
+	55,  // 70: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
+	99,  // 71: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	2,   // 72: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
+	100, // 73: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
+	3,   // 74: adaptkv.v1.Grant.role:type_name -> adaptkv.v1.Role
+	86,  // 75: adaptkv.v1.User.grants:type_name -> adaptkv.v1.Grant
+	3,   // 76: adaptkv.v1.GrantRoleRequest.role:type_name -> adaptkv.v1.Role
+	87,  // 77: adaptkv.v1.UserResponse.user:type_name -> adaptkv.v1.User
+	87,  // 78: adaptkv.v1.ListUsersResponse.users:type_name -> adaptkv.v1.User
+	12,  // 79: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	14,  // 80: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	16,  // 81: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	18,  // 82: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	20,  // 83: adaptkv.v1.KV.Batch:input_type -> adaptkv.v1.BatchRequest
+	26,  // 84: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	27,  // 85: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	28,  // 86: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	30,  // 87: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	33,  // 88: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	37,  // 89: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	39,  // 90: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	41,  // 91: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	43,  // 92: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	47,  // 93: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	53,  // 94: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	49,  // 95: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	78,  // 96: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	51,  // 97: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
+	80,  // 98: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	82,  // 99: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
+	84,  // 100: adaptkv.v1.Admin.Login:input_type -> adaptkv.v1.LoginRequest
+	88,  // 101: adaptkv.v1.Admin.CreateUser:input_type -> adaptkv.v1.CreateUserRequest
+	89,  // 102: adaptkv.v1.Admin.DropUser:input_type -> adaptkv.v1.DropUserRequest
+	90,  // 103: adaptkv.v1.Admin.SetPassword:input_type -> adaptkv.v1.SetPasswordRequest
+	91,  // 104: adaptkv.v1.Admin.GrantRole:input_type -> adaptkv.v1.GrantRoleRequest
+	91,  // 105: adaptkv.v1.Admin.RevokeRole:input_type -> adaptkv.v1.GrantRoleRequest
+	93,  // 106: adaptkv.v1.Admin.ListUsers:input_type -> adaptkv.v1.ListUsersRequest
+	95,  // 107: adaptkv.v1.Admin.HealthSnapshot:input_type -> adaptkv.v1.HealthSnapshotRequest
+	97,  // 108: adaptkv.v1.Admin.Health:input_type -> adaptkv.v1.HealthRequest
+	58,  // 109: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	60,  // 110: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	62,  // 111: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	58,  // 112: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	67,  // 113: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	64,  // 114: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	69,  // 115: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	76,  // 116: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
+	13,  // 117: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	15,  // 118: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	17,  // 119: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	19,  // 120: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	22,  // 121: adaptkv.v1.KV.Batch:output_type -> adaptkv.v1.BatchResponse
+	29,  // 122: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	29,  // 123: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	29,  // 124: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	31,  // 125: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	34,  // 126: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	38,  // 127: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	40,  // 128: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	42,  // 129: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	44,  // 130: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	48,  // 131: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	54,  // 132: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	50,  // 133: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	79,  // 134: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	52,  // 135: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	81,  // 136: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	83,  // 137: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
+	85,  // 138: adaptkv.v1.Admin.Login:output_type -> adaptkv.v1.LoginResponse
+	92,  // 139: adaptkv.v1.Admin.CreateUser:output_type -> adaptkv.v1.UserResponse
+	92,  // 140: adaptkv.v1.Admin.DropUser:output_type -> adaptkv.v1.UserResponse
+	92,  // 141: adaptkv.v1.Admin.SetPassword:output_type -> adaptkv.v1.UserResponse
+	92,  // 142: adaptkv.v1.Admin.GrantRole:output_type -> adaptkv.v1.UserResponse
+	92,  // 143: adaptkv.v1.Admin.RevokeRole:output_type -> adaptkv.v1.UserResponse
+	94,  // 144: adaptkv.v1.Admin.ListUsers:output_type -> adaptkv.v1.ListUsersResponse
+	96,  // 145: adaptkv.v1.Admin.HealthSnapshot:output_type -> adaptkv.v1.HealthSnapshotResponse
+	98,  // 146: adaptkv.v1.Admin.Health:output_type -> adaptkv.v1.HealthResponse
+	59,  // 147: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	61,  // 148: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	63,  // 149: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	59,  // 150: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	68,  // 151: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	65,  // 152: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	72,  // 153: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	77,  // 154: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
+	117, // [117:155] is the sub-list for method output_type
+	79,  // [79:117] is the sub-list for method input_type
+	79,  // [79:79] is the sub-list for extension type_name
+	79,  // [79:79] is the sub-list for extension extendee
+	0,   // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -7118,13 +7543,25 @@ func file_adaptkv_proto_init() {
 	if File_adaptkv_proto != nil {
 		return
 	}
+	file_adaptkv_proto_msgTypes[15].OneofWrappers = []any{
+		(*BatchItem_Get)(nil),
+		(*BatchItem_Put)(nil),
+		(*BatchItem_Delete)(nil),
+		(*BatchItem_Scan)(nil),
+	}
+	file_adaptkv_proto_msgTypes[17].OneofWrappers = []any{
+		(*BatchReply_Get)(nil),
+		(*BatchReply_Put)(nil),
+		(*BatchReply_Delete)(nil),
+		(*BatchReply_Scan)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   91,
+			NumMessages:   95,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

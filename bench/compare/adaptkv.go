@@ -48,8 +48,12 @@ type adaptkvCluster struct {
 // certificate, or plaintext for an insecure cluster.
 func (c *adaptkvCluster) clientConfig(cfg client.Config) client.Config {
 	cfg.CertsDir = c.certsDir
+	cfg.DisableBatching = unaryClient
 	return cfg
 }
+
+// unaryClient is --adaptkv-unary.
+var unaryClient bool
 
 // nodeAddrs are one node's loopback addresses.
 type nodeAddrs struct {

@@ -112,6 +112,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the workload generator")
 	fs.StringVar(&o.mode, "adaptkv-mode", modeAuto, "how to run adaptkv nodes: binary (go build ./cmd/adaptkv), reexec (node.Start in a child of this binary) or auto")
 	tlsFlag := fs.String("tls", "on", "transport security of adaptkv and etcd: on (mutual TLS 1.3 on client and peer links of both), off (both plaintext), both (on, then off: measures the cost of TLS in one sitting) or a comma list such as off,on to choose the order; Redis and the echo floor are always plaintext")
+	fs.BoolVar(&unaryClient, "adaptkv-unary", false, "send the SDK's requests as one gRPC call each (client.Config.DisableBatching) instead of over the Batch stream")
 	insecure := fs.Bool("adaptkv-insecure", false, "the same as --tls off (kept for old commands)")
 	fs.BoolVar(&o.etcdGRPCOnly, "etcd-grpc-only", false, "serve etcd's HTTP on URLs of its own (--listen-client-http-urls), so that its client URLs serve gRPC natively rather than through Go's HTTP/2 server as etcd does by default with TLS")
 	fs.StringVar(&o.repo, "repo", "", "adaptkv repository root (default: found from the working directory)")
