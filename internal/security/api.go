@@ -17,19 +17,7 @@ import (
 // authorization interceptors. Raft, which has no such callers, keeps
 // ServerConfig.
 func (m *Material) APIServerConfig() *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			pool, cert := m.current()
-			return &tls.Config{
-				MinVersion:   tls.VersionTLS13,
-				Certificates: []tls.Certificate{*cert},
-				ClientAuth:   tls.VerifyClientCertIfGiven,
-				ClientCAs:    pool,
-				NextProtos:   []string{"h2"},
-			}, nil
-		},
-	}
+	return m.serverConfig(tls.VerifyClientCertIfGiven)
 }
 
 // CAClientConfig is the configuration of a dialer that holds no

@@ -163,10 +163,15 @@ func (m *Material) current() (*x509.CertPool, *tls.Certificate) {
 }
 
 // ServerConfig is the configuration of a listener that only certificate
-// holders may use (the gRPC API, Raft): TLS 1.3, a client certificate
-// required and verified against the current CA, the current certificate
-// served.
+// holders may use (Raft): TLS 1.3, a client certificate required and
+// verified against the current CA, the current certificate served.
 func (m *Material) ServerConfig() *tls.Config {
+	return m.serverConfig(tls.RequireAndVerifyClientCert)
+}
+
+// serverConfig serves the material as it is at each handshake, with the
+// client certificate policy auth.
+func (m *Material) serverConfig(auth tls.ClientAuthType) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -174,7 +179,7 @@ func (m *Material) ServerConfig() *tls.Config {
 			return &tls.Config{
 				MinVersion:   tls.VersionTLS13,
 				Certificates: []tls.Certificate{*cert},
-				ClientAuth:   tls.RequireAndVerifyClientCert,
+				ClientAuth:   auth,
 				ClientCAs:    pool,
 				NextProtos:   []string{"h2"},
 			}, nil
