@@ -184,41 +184,25 @@ func (h *nodeHealth) ringMembers() []string {
 // gather collects every live node's samples, this node's included.
 func (h *nodeHealth) gather(ctx context.Context) []health.Sample {
 	samples := h.snapshot()
-	v := h.n.members.View()
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, m := range v.Members {
-		if m.ID == h.n.cfg.ID || !v.Alive(m.ID) {
-			continue
+	h.n.eachAlivePeer(ctx, min(h.window, 2*time.Second), func(ctx context.Context, id string, c kvpb.AdminClient) {
+		resp, err := c.HealthSnapshot(ctx, &kvpb.HealthSnapshotRequest{})
+		if err != nil {
+			h.n.log.Debug("health snapshot failed", "member", id, "err", err)
+			return
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := h.n.transport.adminClient(m.ID)
-			if err != nil {
-				return
-			}
-			cctx, cancel := context.WithTimeout(ctx, min(h.window, 2*time.Second))
-			defer cancel()
-			resp, err := c.HealthSnapshot(cctx, &kvpb.HealthSnapshotRequest{})
-			if err != nil {
-				h.n.log.Debug("health snapshot failed", "member", m.ID, "err", err)
-				return
-			}
-			var s []health.Sample
-			if err := json.Unmarshal(resp.GetSamplesJson(), &s); err != nil {
-				h.n.log.Warn("health snapshot undecodable", "member", m.ID, "err", err)
-				return
-			}
-			for i := range s {
-				s[i].Coordinator = m.ID // a node reports only its own calls
-			}
-			mu.Lock()
-			samples = append(samples, s...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+		var s []health.Sample
+		if err := json.Unmarshal(resp.GetSamplesJson(), &s); err != nil {
+			h.n.log.Warn("health snapshot undecodable", "member", id, "err", err)
+			return
+		}
+		for i := range s {
+			s[i].Coordinator = id // a node reports only its own calls
+		}
+		mu.Lock()
+		samples = append(samples, s...)
+		mu.Unlock()
+	})
 	return samples
 }
 

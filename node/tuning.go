@@ -285,39 +285,48 @@ func (t *tuning) gather(ctx context.Context, keyspace string) (tuner.Observation
 	if !ok {
 		return tuner.Observation{}, fmt.Errorf("keyspace %q is not adaptive here", keyspace)
 	}
-	v := t.n.members.View()
 	var mu sync.Mutex
+	t.n.eachAlivePeer(ctx, 2*time.Second, func(ctx context.Context, id string, c kvpb.AdminClient) {
+		resp, err := c.TunerSnapshot(ctx, &kvpb.TunerSnapshotRequest{Keyspace: keyspace})
+		if err != nil {
+			t.n.log.Debug("tuner snapshot failed", "member", id, "keyspace", keyspace, "err", err)
+			return
+		}
+		var o tuner.Observation
+		if err := json.Unmarshal(resp.GetObservationJson(), &o); err != nil {
+			t.n.log.Warn("tuner snapshot undecodable", "member", id, "err", err)
+			return
+		}
+		mu.Lock()
+		obs = tuner.Merge(obs, o)
+		mu.Unlock()
+	})
+	return obs, nil
+}
+
+// eachAlivePeer calls f for every other member gossip sees alive, at once,
+// each with its admin client and a context bounded by timeout, and returns
+// when every call has; a member without a connection is skipped.
+func (n *Node) eachAlivePeer(ctx context.Context, timeout time.Duration, f func(ctx context.Context, id string, c kvpb.AdminClient)) {
+	v := n.members.View()
 	var wg sync.WaitGroup
 	for _, m := range v.Members {
-		if m.ID == t.n.cfg.ID || !v.Alive(m.ID) {
+		if m.ID == n.cfg.ID || !v.Alive(m.ID) {
+			continue
+		}
+		c, err := n.transport.adminClient(m.ID)
+		if err != nil {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := t.n.transport.adminClient(m.ID)
-			if err != nil {
-				return
-			}
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			cctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			resp, err := c.TunerSnapshot(cctx, &kvpb.TunerSnapshotRequest{Keyspace: keyspace})
-			if err != nil {
-				t.n.log.Debug("tuner snapshot failed", "member", m.ID, "keyspace", keyspace, "err", err)
-				return
-			}
-			var o tuner.Observation
-			if err := json.Unmarshal(resp.GetObservationJson(), &o); err != nil {
-				t.n.log.Warn("tuner snapshot undecodable", "member", m.ID, "err", err)
-				return
-			}
-			mu.Lock()
-			obs = tuner.Merge(obs, o)
-			mu.Unlock()
+			f(cctx, m.ID, c)
 		}()
 	}
 	wg.Wait()
-	return obs, nil
 }
 
 // loop runs on every node: it keeps the recorders in step with the
