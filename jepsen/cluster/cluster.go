@@ -243,8 +243,16 @@ func (c *Cluster) Decommission(ctx context.Context, id string, try int) (string,
 	if err := c.ExpectExit(id, true); err != nil {
 		return "", fmt.Errorf("cluster: decommission %s: %w", id, err)
 	}
-	cmd := exec.CommandContext(ctx, c.cfg.Bin, "node", "decommission", id, "--wait=false", "--output", "json",
-		"--timeout", "5s", "--endpoints", strings.Join(eps, ","))
+	args := []string{"node", "decommission", id, "--wait=false", "--output", "json",
+		"--timeout", "5s", "--endpoints", strings.Join(eps, ",")}
+	// The command speaks to the nodes as they run: with the cluster's root
+	// certificate, or plaintext.
+	if lc := c.Cluster.Config(); lc.Insecure {
+		args = append(args, "--insecure")
+	} else {
+		args = append(args, "--certs-dir", lc.CertsDir)
+	}
+	cmd := exec.CommandContext(ctx, c.cfg.Bin, args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ADAPTKV_") {
 			cmd.Env = append(cmd.Env, kv)
