@@ -182,6 +182,25 @@ func (n *Node) start(ctx context.Context) error {
 		n.transport.dialOpts = append(n.transport.dialOpts, peerTraceOption(cfg.TracerProvider))
 	}
 	n.transport.timeout = cfg.ReplicaTimeout
+	// Closers run newest first: the peer connections close, so what the
+	// coordinator still has in flight fails at once, then its background
+	// goroutines are waited for, then the hints and storage they use close.
+	n.closers = append(n.closers, func() error {
+		if n.coord == nil {
+			return nil
+		}
+		done := make(chan struct{})
+		go func() { n.coord.Wait(); close(done) }()
+		// Each is bounded by the replica timeout; the bound here only
+		// keeps a stop from hanging on a bug.
+		limit := 2*n.cfg.ReplicaTimeout + time.Second
+		select {
+		case <-done:
+		case <-time.After(limit):
+			n.log.Error("stop: the coordinator's background requests did not end", "waited", limit)
+		}
+		return nil
+	})
 	n.closers = append(n.closers, func() error { n.transport.Close(); return nil })
 
 	if n.gossipKeys, err = loadGossipKeys(cfg, n.log); err != nil {

@@ -125,6 +125,10 @@ type Coordinator struct {
 	// refreshes holds, per keyspace, the latest catch-up started after a
 	// replica reported a newer epoch (*epochRefresh).
 	refreshes sync.Map
+	// bg counts the goroutines that outlive the request that started them
+	// (replica requests finishing after W acks, hints, background rounds),
+	// so that Wait can tell when they are all gone.
+	bg sync.WaitGroup
 	// ranges caches the token ranges of the last ring a scan used.
 	ranges atomic.Pointer[rangeCache]
 }
@@ -443,14 +447,14 @@ func (c *Coordinator) noteEpoch(keyspace string, known uint64) {
 		}
 	}
 	c.metrics.EpochRefreshes.Add(1)
-	go func() {
+	c.goBackground(func() {
 		defer close(r.done)
 		ctx, cancel := context.WithTimeout(context.Background(), epochRefreshWait)
 		defer cancel()
 		if err := c.cfg.Keyspaces.WaitForIndex(ctx, known); err != nil {
 			c.log.Warn("metadata behind a replica's configuration epoch", "keyspace", keyspace, "epoch", known, "applied", c.cfg.Keyspaces.Applied(), "err", err)
 		}
-	}()
+	})
 }
 
 // awaitRefresh returns the keyspace's configuration once any catch-up that
@@ -671,3 +675,19 @@ func (c *Coordinator) tokenRanges(rg *ring.Ring, n int) []ring.Range {
 	c.ranges.Store(rc)
 	return rc.ranges
 }
+
+// goBackground runs f on a goroutine Wait waits for.
+func (c *Coordinator) goBackground(f func()) {
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		f()
+	}()
+}
+
+// Wait returns once every goroutine the coordinator started for requests
+// that outlive their clients has ended. Each is bounded by the replica
+// timeout; a node calls Wait when it stops, after its server has stopped
+// taking requests and its peer connections are closed (so what is still in
+// flight fails at once), and before its storage closes.
+func (c *Coordinator) Wait() { c.bg.Wait() }

@@ -314,14 +314,14 @@ func (d *linDriver) run(first paxos.Effects, step func(paxos.Event) paxos.Effect
 		if !d.next(step, deadline) {
 			// The op goes on without its client; the answer is lost.
 			d.res = linResult{acked: d.acked, known: d.known, escalate: d.escalate}
-			go d.background(step)
+			d.c.goBackground(func() { d.background(step) })
 			return nil
 		}
 	}
 	d.res = linResult{acked: d.acked, known: d.known, escalate: d.escalate}
 	answer := d.answer
 	if !d.done {
-		go d.background(step)
+		d.c.goBackground(func() { d.background(step) })
 	}
 	return answer
 }
@@ -395,7 +395,7 @@ func (d *linDriver) apply(eff paxos.Effects) {
 	}
 	for _, m := range eff.Send {
 		d.inflight++
-		go d.send(m)
+		d.c.goBackground(func() { d.send(m) })
 	}
 	if eff.Timer > 0 {
 		if d.timer != nil {

@@ -46,7 +46,7 @@ func (c *Coordinator) run(ctx context.Context, keyspace string, o op, plan func(
 	d.apply(o.begin())
 	d.loop(true)
 	if !d.done {
-		go d.loop(false)
+		c.goBackground(func() { d.loop(false) })
 	}
 	return d.answer
 }
@@ -104,10 +104,10 @@ func (d *driver) apply(eff effects) {
 	d.send(eff.sends)
 	for _, h := range eff.hints {
 		d.async(len(eff.hints))
-		go func() {
+		c.goBackground(func() {
 			c.hint(d.ctx, h.targets, h.mut)
 			d.post(event{kind: evHintsStored, hint: h.id})
-		}()
+		})
 	}
 	if eff.hedge > 0 {
 		if d.hedge != nil {
@@ -175,17 +175,17 @@ func (d *driver) send(sends []send) {
 				fan = d.c.newFanout(d.ctx)
 			}
 			fan.acquire()
-			go func() {
+			d.c.goBackground(func() {
 				defer fan.release()
 				d.post(d.c.call(fan.ctx, d.keyspace, s))
-			}()
+			})
 			continue
 		}
-		go func() {
+		d.c.goBackground(func() {
 			ctx, cancel := context.WithTimeout(d.ctx, d.c.cfg.ReplicaTimeout)
 			defer cancel()
 			d.post(d.c.call(ctx, d.keyspace, s))
-		}()
+		})
 	}
 	if fan != nil {
 		fan.release() // the batch is out
