@@ -678,3 +678,16 @@ func secondsSkewSeed(t *testing.T, cfg Config) uint64 {
 	t.Fatal("no seed in 100 skews every clock by a second or more")
 	return 0
 }
+
+// TestCasRegisterLinearizableSlowNode: one node at a time answers its peers
+// late (up to 500 ms per reply) while the gray-failure detector runs (on by
+// default, 2 s windows): the flagged node's demotion in read paths must
+// not cost linearizability or a stale read.
+func TestCasRegisterLinearizableSlowNode(t *testing.T) {
+	needCluster(t)
+	cfg := testConfig(t, WorkloadCasRegister, "linearizable", "slow")
+	cfg.Keys, cfg.OpsPerKey = 6, 60
+	parallel(t, &cfg, 16)
+	res := run(t, cfg)
+	checkCasRegister(t, cfg, res)
+}
