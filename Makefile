@@ -17,9 +17,11 @@ up: build
 down: build
 	$(BIN) cluster down
 
-# The whole test suite, as CI runs it.
+# The whole test suite, as CI runs it: the module, then the etcd
+# comparison, which is a module of its own (it keeps etcd out of go.mod).
 test: vet
 	$(GO) test -race -timeout 30m ./...
+	cd bench/compare && $(GO) test -race -timeout 10m ./...
 
 vet:
 	$(GO) vet ./...

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -152,6 +154,14 @@ func startAdaptkv(ctx context.Context, mode, self, repo, dir string, n int, inse
 		if alive < n || st.MetadataLeader == "" {
 			return fmt.Errorf("%d of %d nodes alive, metadata leader %q", alive, n, st.MetadataLeader)
 		}
+		// Every node must also serve: one that has not applied a keyspace
+		// yet refuses requests as NODE_NOT_READY (which failed the first
+		// inserts of a load).
+		for i, h := range c.httpAddrs {
+			if err := ready(ctx, h); err != nil {
+				return fmt.Errorf("node n%d: %w", i+1, err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -159,6 +169,25 @@ func startAdaptkv(ctx context.Context, mode, self, repo, dir string, n int, inse
 		return nil, err
 	}
 	return c, nil
+}
+
+// ready asks a node's /readyz (200 once it has joined, knows a metadata
+// leader and has applied a keyspace).
+func ready(ctx context.Context, httpAddr string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("not ready (/readyz %d)", resp.StatusCode)
+	}
+	return nil
 }
 
 func (c *adaptkvCluster) stop() {
