@@ -1,16 +1,15 @@
 package gray
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/adaptkv/adaptkv/bench/internal/scenariocmd"
 )
 
 // NewCommand returns `adaptkv bench --scenario gray-failure`.
@@ -23,12 +22,9 @@ func NewCommand() *cobra.Command {
 		Example: `  adaptkv bench --scenario gray-failure --out /tmp/gray`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.Binary == "" {
-				exe, err := os.Executable()
-				if err != nil {
-					return fmt.Errorf("--binary: finding the running executable: %w", err)
-				}
-				cfg.Binary = exe
+			var err error
+			if cfg.Binary, err = scenariocmd.Binary(cfg.Binary); err != nil {
+				return err
 			}
 			if cfg.Nodes < 3 {
 				return fmt.Errorf("--nodes %d: the detector needs at least 3 nodes to compare", cfg.Nodes)
@@ -37,13 +33,9 @@ func NewCommand() *cobra.Command {
 				cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			}
 			cfg.Command = strings.Join(os.Args, " ")
-			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+			ctx, stop := scenariocmd.Context(cmd)
 			defer stop()
-			_, err := Run(ctx, cfg, cmd.OutOrStdout())
+			_, err = Run(ctx, cfg, cmd.OutOrStdout())
 			return err
 		},
 	}

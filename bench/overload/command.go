@@ -1,15 +1,14 @@
 package overload
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/adaptkv/adaptkv/bench/internal/scenariocmd"
 )
 
 // NewCommand returns the command that runs the benchmark, reached as
@@ -38,12 +37,9 @@ after the other, and writes both into results.md and results.json in --out.`,
   adaptkv bench --scenario overload --baseline /tmp/adaptkv-old --overload 60s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.Binary == "" {
-				exe, err := os.Executable()
-				if err != nil {
-					return fmt.Errorf("--binary: finding the running executable: %w", err)
-				}
-				cfg.Binary = exe
+			var err error
+			if cfg.Binary, err = scenariocmd.Binary(cfg.Binary); err != nil {
+				return err
 			}
 			if verbose {
 				cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -56,13 +52,9 @@ after the other, and writes both into results.md and results.json in --out.`,
 				cfg.Variants = append(cfg.Variants, Variant{Name: name, Flags: strings.Fields(flags)})
 			}
 			cfg.Command = strings.Join(os.Args, " ")
-			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+			ctx, stop := scenariocmd.Context(cmd)
 			defer stop()
-			_, err := Run(ctx, cfg, cmd.OutOrStdout())
+			_, err = Run(ctx, cfg, cmd.OutOrStdout())
 			return err
 		},
 	}

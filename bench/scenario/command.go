@@ -1,15 +1,13 @@
 package scenario
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/adaptkv/adaptkv/bench/internal/scenariocmd"
 )
 
 // NewCommand returns the command that runs the experiment, meant to be
@@ -41,20 +39,17 @@ whole run takes about 11 minutes.`,
   adaptkv bench --scenario adaptive --out /tmp/quick --phase 20s --keys 500`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.Binary == "" {
-				exe, err := os.Executable()
-				if err != nil {
-					return fmt.Errorf("--binary: finding the running executable: %w", err)
-				}
-				cfg.Binary = exe
+			var err error
+			if cfg.Binary, err = scenariocmd.Binary(cfg.Binary); err != nil {
+				return err
 			}
 			if verbose {
 				cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 			}
 			cfg.Command = strings.Join(os.Args, " ")
-			ctx, stop := signal.NotifyContext(cmdContext(cmd), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := scenariocmd.Context(cmd)
 			defer stop()
-			_, err := Run(ctx, cfg, cmd.OutOrStdout())
+			_, err = Run(ctx, cfg, cmd.OutOrStdout())
 			return err
 		},
 	}
@@ -74,13 +69,4 @@ whole run takes about 11 minutes.`,
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "run the nodes plaintext and unauthenticated (default: mutual TLS, certificates made in --out/certs)")
 	fs.BoolVar(&verbose, "verbose", false, "log the client's and the run's diagnostics to stderr")
 	return cmd
-}
-
-// cmdContext is the command's context, or a background one when it was
-// executed without one.
-func cmdContext(cmd *cobra.Command) context.Context {
-	if ctx := cmd.Context(); ctx != nil {
-		return ctx
-	}
-	return context.Background()
 }

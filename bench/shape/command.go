@@ -1,16 +1,14 @@
 package shape
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/adaptkv/adaptkv/bench/internal/scenariocmd"
 )
 
 // NewCommand returns the command that runs the check, reached as
@@ -35,24 +33,17 @@ results.json in --out and exits non-zero when a check fails.`,
   adaptkv bench --scenario shape --keys 300 --add 1 --out /tmp/shape-small`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.Binary == "" {
-				exe, err := os.Executable()
-				if err != nil {
-					return fmt.Errorf("--binary: finding the running executable: %w", err)
-				}
-				cfg.Binary = exe
+			var err error
+			if cfg.Binary, err = scenariocmd.Binary(cfg.Binary); err != nil {
+				return err
 			}
 			if verbose {
 				cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			}
 			cfg.Command = strings.Join(os.Args, " ")
-			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+			ctx, stop := scenariocmd.Context(cmd)
 			defer stop()
-			_, err := Run(ctx, cfg, cmd.OutOrStdout())
+			_, err = Run(ctx, cfg, cmd.OutOrStdout())
 			return err
 		},
 	}
