@@ -19,24 +19,7 @@ import (
 // TestMain lets the test binary be its own children (etcd members, adaptkv
 // nodes in reexec mode), as the command is.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 {
-		var child func([]string) error
-		switch os.Args[1] {
-		case etcdMemberCmd:
-			child = etcdMemberMain
-		case adaptkvNodeCmd:
-			child = adaptkvNodeMain
-		case echoServerCmd:
-			child = echoServerMain
-		}
-		if child != nil {
-			if err := child(os.Args[2:]); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				os.Exit(1)
-			}
-			os.Exit(0)
-		}
-	}
+	runChild()
 	os.Exit(m.Run())
 }
 

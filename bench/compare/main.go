@@ -31,25 +31,33 @@ const (
 	echoServerCmd  = "__echo-server"
 )
 
-func main() {
-	if len(os.Args) > 1 {
-		var child func([]string) error
-		switch os.Args[1] {
-		case etcdMemberCmd:
-			child = etcdMemberMain
-		case adaptkvNodeCmd:
-			child = adaptkvNodeMain
-		case echoServerCmd:
-			child = echoServerMain
-		}
-		if child != nil {
-			if err := child(os.Args[2:]); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				os.Exit(1)
-			}
-			return
-		}
+// runChild runs this process as one of the children the comparison starts
+// from its own executable (an etcd member, an adaptkv node in reexec mode,
+// the echo server) when os.Args names one, and exits; otherwise it returns.
+func runChild() {
+	if len(os.Args) < 2 {
+		return
 	}
+	var child func([]string) error
+	switch os.Args[1] {
+	case etcdMemberCmd:
+		child = etcdMemberMain
+	case adaptkvNodeCmd:
+		child = adaptkvNodeMain
+	case echoServerCmd:
+		child = echoServerMain
+	default:
+		return
+	}
+	if err := child(os.Args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func main() {
+	runChild()
 	if err := run(os.Args[1:], os.Stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)
