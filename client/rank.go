@@ -167,7 +167,8 @@ func (s *scoreboard) observe(ctx context.Context, n *nodeScore, kind opKind, d t
 		return
 	}
 	if errors.Is(context.Cause(ctx), errHedgeLost) {
-		s.record(n, kind, d)
+		// The other copy answered and this one had failurePenalty more.
+		s.record(n, kind, max(d, failurePenalty))
 		return
 	}
 	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -224,9 +224,16 @@ func (c *Client) timedCall(ctx context.Context, kind opKind, op, addr string, cc
 // send makes one attempt of invoke on the node at addr. A hedgeable read
 // (hedgeableOps) whose node has not answered within the hedge delay is sent
 // again to the next node pick offers, budget permitting; the first success
-// is taken and the other copy cancelled. call must then be safe to run
-// twice at once, keeping only one result. send returns the node whose
-// answer it returns and whether that request left the client.
+// is taken. call must then be safe to run twice at once, keeping only one
+// result. send returns the node whose answer it returns and whether that
+// request left the client.
+//
+// The copy that lost is cancelled, but only once failurePenalty has passed
+// since it was sent: until then it is left to answer (and its answer
+// dropped), so that the node is scored by how slow it really was rather
+// than by the moment the other copy won, which would make a node that is
+// slow by far more than the hedge delay look only a little slow. A node's
+// reply that is late costs it nothing to send anyway.
 func (c *Client) send(ctx context.Context, kind opKind, op, addr string, cc *grpc.ClientConn, pick target, tried map[string]bool, call func(ctx context.Context, cc *grpc.ClientConn, opts ...grpc.CallOption) error) (string, bool, error) {
 	if kind != opRead || !hedgeableOps[op] {
 		sent, err := c.timedCall(ctx, kind, op, addr, cc, call)
@@ -237,8 +244,15 @@ func (c *Client) send(ctx context.Context, kind opKind, op, addr string, cc *grp
 		sent, err := c.timedCall(ctx, kind, op, addr, cc, call)
 		return addr, sent, err
 	}
-	hctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(errHedgeLost)
+	// The copies outlive ctx (see above) but keep its deadline, and the
+	// caller's cancellation reaches them while the read waits.
+	base := context.WithoutCancel(ctx)
+	dlCancel := context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); ok {
+		base, dlCancel = context.WithDeadline(base, dl)
+	}
+	hctx, cancelCopies := context.WithCancelCause(base)
+	stopPropagation := context.AfterFunc(ctx, func() { cancelCopies(context.Cause(ctx)) })
 	type answer struct {
 		addr  string
 		sent  bool
@@ -246,12 +260,23 @@ func (c *Client) send(ctx context.Context, kind opKind, op, addr string, cc *grp
 		hedge bool
 	}
 	answers := make(chan answer, 2)
+	var loserSent time.Time // when the copy still in flight was sent
 	launch := func(addr string, cc *grpc.ClientConn, hedge bool) {
 		go func() {
 			sent, err := c.timedCall(hctx, kind, op, addr, cc, call)
 			answers <- answer{addr, sent, err, hedge}
 		}()
 	}
+	finish := func(inflight int) {
+		stopPropagation()
+		end := func() { cancelCopies(errHedgeLost); dlCancel() }
+		if inflight == 0 {
+			end()
+			return
+		}
+		time.AfterFunc(failurePenalty-time.Since(loserSent), end)
+	}
+	primarySent := time.Now()
 	launch(addr, cc, false)
 	inflight := 1
 	timer := time.NewTimer(c.hedge.delay(&c.cfg))
@@ -264,7 +289,9 @@ func (c *Client) send(ctx context.Context, kind opKind, op, addr string, cc *grp
 			if a.err == nil {
 				if a.hedge {
 					c.hedge.wins.Add(1)
+					loserSent = primarySent
 				}
+				finish(inflight)
 				return a.addr, a.sent, nil
 			}
 			if failed == nil {
@@ -273,6 +300,7 @@ func (c *Client) send(ctx context.Context, kind opKind, op, addr string, cc *grp
 			if inflight == 0 {
 				// Every copy failed (or the only one did before the
 				// delay): invoke's retries take it from here.
+				finish(0)
 				return failed.addr, failed.sent, failed.err
 			}
 		case <-timer.C:
@@ -285,6 +313,7 @@ func (c *Client) send(ctx context.Context, kind opKind, op, addr string, cc *grp
 				continue
 			}
 			tried[haddr] = true
+			loserSent = time.Now() // the hedge, unless it wins
 			launch(haddr, hcc, true)
 			inflight++
 		}
