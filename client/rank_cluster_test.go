@@ -210,4 +210,3 @@ func waitFor(t *testing.T, d time.Duration, f func() error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
