@@ -14,8 +14,9 @@ import (
 
 // slowCoordinatorDelay is how late the slowed node answers clients: far
 // beyond a loopback round trip, even under the race detector on a busy
-// machine.
-const slowCoordinatorDelay = 60 * time.Millisecond
+// machine, so that one sample puts the node far outside the ranking's
+// tolerance band and only the decay of its score brings it back.
+const slowCoordinatorDelay = time.Second
 
 // A real three-node cluster on loopback in which one node answers its
 // clients late (the unsafe `slow` hook with to=clients: a gray failure that
