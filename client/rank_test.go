@@ -96,3 +96,60 @@ func TestObserve(t *testing.T) {
 		})
 	}
 }
+
+// TestHedgeDelayAndBudget: the delay follows the p95 of recent reads within
+// its floor and cap, a fixed Config.HedgeDelay wins, and the budget gives a
+// hedge per 1/HedgeBudget reads, saving up at most hedgeBurst.
+func TestHedgeDelayAndBudget(t *testing.T) {
+	cfg := Config{}
+	var h hedging
+	if got := h.delay(&cfg); got != DefaultHedgeDelayMax {
+		t.Errorf("no samples: delay %v; want the cap %v", got, DefaultHedgeDelayMax)
+	}
+	for i := range 200 {
+		h.sample(time.Duration(i%100+1) * 100 * time.Microsecond) // 0.1-10 ms
+	}
+	if got := h.delay(&cfg); got < 9*time.Millisecond || got > 10*time.Millisecond {
+		t.Errorf("delay %v; want the p95 of 0.1-10 ms", got)
+	}
+	var fast hedging
+	for range 64 {
+		fast.sample(100 * time.Microsecond)
+	}
+	if got := fast.delay(&cfg); got != DefaultHedgeDelayMin {
+		t.Errorf("fast reads: delay %v; want the floor %v", got, DefaultHedgeDelayMin)
+	}
+	var slow hedging
+	for range 64 {
+		slow.sample(time.Second)
+	}
+	if got := slow.delay(&cfg); got != DefaultHedgeDelayMax {
+		t.Errorf("slow reads: delay %v; want the cap %v", got, DefaultHedgeDelayMax)
+	}
+	if got := slow.delay(&Config{HedgeDelay: 7 * time.Millisecond}); got != 7*time.Millisecond {
+		t.Errorf("fixed delay: %v", got)
+	}
+
+	var b hedging
+	spent := 0
+	for range 1000 {
+		b.earn(0.1)
+		if b.spend() {
+			spent++
+		}
+	}
+	if spent != 100 {
+		t.Errorf("%d hedges in 1000 reads at a 10%% budget; want 100", spent)
+	}
+	var saved hedging
+	for range 1000 {
+		saved.earn(0.1)
+	}
+	n := 0
+	for saved.spend() {
+		n++
+	}
+	if n != hedgeBurst/1000 {
+		t.Errorf("saved up %d hedges; want at most %d", n, hedgeBurst/1000)
+	}
+}
