@@ -193,7 +193,10 @@ func total(method string, nodes ...*fakeNode) int {
 func TestTransportErrors(t *testing.T) {
 	n1, n2 := startNode(t, "n1"), startNode(t, "n2")
 	nodes := []*fakeNode{n1, n2}
-	c := newTestClient(t, Config{Endpoints: []string{n1.addr, n2.addr}, DisableRouting: true, MaxRetries: 3})
+	// No hedging: the subtests count attempts, and a hedge would add one
+	// when a failure is slower than the hedge delay (TestSlowCoordinator
+	// covers hedging).
+	c := newTestClient(t, Config{Endpoints: []string{n1.addr, n2.addr}, DisableRouting: true, MaxRetries: 3, DisableHedging: true})
 	ctx := t.Context()
 	setAll := func(method string, err error) {
 		for _, n := range nodes {
