@@ -43,11 +43,15 @@ type Client struct {
 	// lastRefresh is the Unix nanoseconds of the last refresh attempt, for
 	// rate limiting refreshes triggered by errors.
 	lastRefresh atomic.Int64
-	rr          atomic.Uint64 // round-robin counter over nodes for requests any node serves
-	// spread rotates reads over a key's replicas. It is separate from rr
-	// because one read advances rr too, and with a shared counter an even
-	// step would pin a key with two replicas to one of them.
+	rr          atomic.Uint64 // rotates requests any node serves over the nodes ranked equal
+	// spread rotates reads over a key's replicas ranked equal. It is
+	// separate from rr because one read advances rr too, and with a shared
+	// counter an even step would pin a key with two replicas to one of them.
 	spread atomic.Uint64
+	// scores rank the nodes by latency (rank.go).
+	scores scoreboard
+	// hedge holds read hedging's delay and budget (rank.go).
+	hedge hedging
 	// budget limits retries after OVERLOADED refusals.
 	budget retryBudget
 	// throttle refuses locally what overloaded nodes would refuse.
@@ -250,19 +254,19 @@ func (c *Client) pickFrom(op string, candidates func() []string) target {
 	}
 }
 
-// anyNode lists the nodes for requests that any node can serve, rotated so
-// that successive requests spread over them.
+// anyNode lists the nodes for requests that any node can serve, ranked by
+// the client's latency scores (rank.go), flagged nodes last.
 func (c *Client) anyNode() []string {
 	var addrs []string
 	if t := c.topo.Load(); t != nil && !c.cfg.DisableRouting {
 		addrs = append(addrs, t.aliveAddrs...)
 	}
 	addrs = appendNew(addrs, c.cfg.Endpoints...)
-	addrs = rotate(addrs, c.rr.Add(1))
+	var flagged map[string]bool
 	if t := c.topo.Load(); t != nil {
-		addrs = t.demoteFlagged(addrs)
+		addrs, flagged = t.demoteFlagged(addrs), t.flagged
 	}
-	return addrs
+	return c.scores.rank(addrs, opRead, flagged, c.rr.Add(1))
 }
 
 // appendNew appends the addresses of add that dst does not hold yet.

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"time"
 
@@ -18,6 +19,12 @@ const (
 	DefaultRetryBackoffBase = 50 * time.Millisecond
 	DefaultRetryBackoffMax  = time.Second
 	DefaultTopologyRefresh  = 5 * time.Second
+	// DefaultHedgeBudget is the fraction of extra reads hedging may send.
+	DefaultHedgeBudget = 0.1
+	// DefaultHedgeDelayMin and DefaultHedgeDelayMax bound the adaptive
+	// hedge delay (the p95 of the client's recent reads).
+	DefaultHedgeDelayMin = 2 * time.Millisecond
+	DefaultHedgeDelayMax = 25 * time.Millisecond
 )
 
 // Config configures a Client. The zero value of every field but Endpoints
@@ -115,6 +122,27 @@ type Config struct {
 	// retries and ErrUnknownOutcome are the same either way. Disable it
 	// for a node that predates the stream (it answers Unimplemented).
 	DisableBatching bool
+	// DisableHedging turns off hedged reads. By default a Get or Scan whose
+	// node has not answered within the hedge delay is sent again to the
+	// next node in the ranking, and the first answer is taken (the other
+	// copy is cancelled): a slow or gray-failing coordinator then costs a
+	// read at most about the delay. Only reads are hedged, since they are
+	// idempotent; a write, plain or conditional, never is. A session read
+	// sends its session token with both copies, and whichever answers has
+	// checked it. Hedges are bounded by HedgeBudget.
+	DisableHedging bool
+	// HedgeBudget is the most hedges may add to the reads sent, as a
+	// fraction: every read earns this much of a hedge and a hedge spends
+	// one (with a small burst of saved-up hedges), so a cluster that is
+	// slow everywhere sees at most this much more load. Default 0.1;
+	// between 0 and 1.
+	HedgeBudget float64
+	// HedgeDelay, when positive, is a fixed wait before a read hedges. By
+	// default the wait follows the 95th percentile of the client's recent
+	// read latencies, within DefaultHedgeDelayMin and DefaultHedgeDelayMax
+	// (2-25 ms): long enough that a healthy node is rarely hedged, short
+	// enough that a node slowed by tens of milliseconds is.
+	HedgeDelay time.Duration
 }
 
 // withDefaults validates cfg and returns it with defaults filled in and
@@ -178,6 +206,15 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.TopologyRefresh == 0 {
 		cfg.TopologyRefresh = DefaultTopologyRefresh
+	}
+	if cfg.HedgeBudget < 0 || cfg.HedgeBudget > 1 || math.IsNaN(cfg.HedgeBudget) {
+		return cfg, fmt.Errorf("%w: Config.HedgeBudget %v is not a fraction between 0 and 1", ErrInvalidArgument, cfg.HedgeBudget)
+	}
+	if cfg.HedgeBudget == 0 {
+		cfg.HedgeBudget = DefaultHedgeBudget
+	}
+	if cfg.HedgeDelay < 0 {
+		return cfg, fmt.Errorf("%w: Config.HedgeDelay is negative (%v)", ErrInvalidArgument, cfg.HedgeDelay)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

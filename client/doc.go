@@ -125,13 +125,19 @@
 // Config.TopologyRefresh and soon after a connection error. It builds the
 // same consistent-hash ring as the servers (package api/ring, shared with
 // them) and
-// sends Get, Put and Delete to an alive replica of the key: writes to the
-// first one in preference order whose connection is not failing, reads to the
-// replicas in turn. When the topology or keyspace is not known yet, or no
-// replica is reachable, any node serves the request. Scan and the admin calls
-// go to any node, keyspace changes preferably to the metadata leader. Set
-// Config.DisableRouting when the nodes' own addresses are not reachable from
-// the client.
+// sends Get, Put and Delete to an alive replica of the key, ranked by the
+// client's latency score of each node: a moving average of its response
+// times, where a timeout or Unavailable counts as at least 250 ms, times one
+// plus the requests in flight there, decaying so that a node avoided for
+// being slow is retried. Nodes within a tolerance band of the best are
+// equals: reads rotate over them, writes go to the first in preference order
+// whose connection is not failing; slower nodes follow, and nodes the cluster
+// flagged as gray failures go last. Gets and Scans are hedged (see
+// Config.DisableHedging; Client.RoutingStats shows the scores). When the
+// topology or keyspace is not known yet, or no replica is reachable, any node
+// serves the request. Scan and the admin calls go to any node, keyspace
+// changes preferably to the metadata leader. Set Config.DisableRouting when
+// the nodes' own addresses are not reachable from the client.
 //
 // # Contract
 //

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"google.golang.org/grpc"
@@ -22,16 +23,20 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...CallOption) (*GetR
 	if o.session != nil {
 		req.SessionMin = o.session.minFor(o.keyspace, key)
 	}
-	var resp *kvpb.GetResponse
+	// A hedged read runs the call twice at once: the first answer is kept.
+	var first atomic.Pointer[kvpb.GetResponse]
 	pick := c.pickFrom(op, func() []string { return c.keyNodes(opRead, o.keyspace, key) })
 	err := c.invoke(ctx, opRead, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
-		var err error
-		resp, err = c.callGet(ctx, cc, req, co...)
+		r, err := c.callGet(ctx, cc, req, co...)
+		if err == nil {
+			first.CompareAndSwap(nil, r)
+		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	resp := first.Load()
 	res := &GetResult{Found: resp.GetFound(), Receipt: receiptFromPB(resp.GetReceipt())}
 	if res.Found {
 		res.Value = resp.GetValue()
@@ -111,15 +116,18 @@ func (c *Client) Scan(ctx context.Context, opts ...CallOption) (*ScanResult, err
 		Limit:       uint32(o.limit),
 		Consistency: o.consistency(),
 	}
-	var resp *kvpb.ScanResponse
+	var first atomic.Pointer[kvpb.ScanResponse] // as in Get
 	err := c.invoke(ctx, opRead, op, c.pickFrom(op, c.anyNode), func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
-		var err error
-		resp, err = c.callScan(ctx, cc, req, co...)
+		r, err := c.callScan(ctx, cc, req, co...)
+		if err == nil {
+			first.CompareAndSwap(nil, r)
+		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	resp := first.Load()
 	res := &ScanResult{
 		Items:     make([]KeyValue, 0, len(resp.GetItems())),
 		More:      resp.GetMore(),

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
@@ -109,14 +110,15 @@ func (c *Client) invoke(ctx context.Context, kind opKind, op string, pick target
 					"node %s is overloaded (it refused most recent requests); not sent", addr)
 				e.Addr = addr
 			} else {
-				var p peer.Peer
-				err := call(ctx, cc, grpc.Peer(&p))
+				var sent bool
+				var err error
+				addr, sent, err = c.send(ctx, kind, op, addr, cc, pick, tried, call)
 				if err == nil {
 					c.budget.success()
 					c.throttle.done(addr, true)
 					return nil
 				}
-				e = toError(op, kind, err, p.Addr != nil, ownDeadline(ctx))
+				e = toError(op, kind, err, sent, ownDeadline(ctx))
 				e.Addr = addr
 				c.throttle.done(addr, e.Reason != ReasonOverloaded)
 			}
@@ -189,4 +191,131 @@ func ownDeadline(ctx context.Context) error {
 		return context.DeadlineExceeded
 	}
 	return nil
+}
+
+// timedCall makes one call on the node at addr, scoring the node by it
+// (rank.go) when op is a data call. It reports whether the request left the
+// client.
+func (c *Client) timedCall(ctx context.Context, kind opKind, op, addr string, cc *grpc.ClientConn, call func(ctx context.Context, cc *grpc.ClientConn, opts ...grpc.CallOption) error) (bool, error) {
+	if !scoredOps[op] {
+		var p peer.Peer
+		err := call(ctx, cc, grpc.Peer(&p))
+		return p.Addr != nil, err
+	}
+	n := c.scores.node(addr)
+	// A call that had to connect first measures the handshake, not the
+	// node: its success is not scored (its failure is).
+	connected := cc.GetState() == connectivity.Ready
+	n.outstanding.Add(1)
+	start := time.Now()
+	var p peer.Peer
+	err := call(ctx, cc, grpc.Peer(&p))
+	d := time.Since(start)
+	n.outstanding.Add(-1)
+	if connected || err != nil {
+		c.scores.observe(ctx, n, kind, d, err)
+	}
+	if err == nil && kind == opRead {
+		c.hedge.sample(d)
+	}
+	return p.Addr != nil, err
+}
+
+// send makes one attempt of invoke on the node at addr. A hedgeable read
+// (hedgeableOps) whose node has not answered within the hedge delay is sent
+// again to the next node pick offers, budget permitting; the first success
+// is taken. call must then be safe to run twice at once, keeping only one
+// result. send returns the node whose answer it returns and whether that
+// request left the client.
+//
+// The copy that lost is cancelled, but only once failurePenalty has passed
+// since it was sent: until then it is left to answer (and its answer
+// dropped), so that the node is scored by how slow it really was rather
+// than by the moment the other copy won, which would make a node that is
+// slow by far more than the hedge delay look only a little slow. A node's
+// reply that is late costs it nothing to send anyway.
+func (c *Client) send(ctx context.Context, kind opKind, op, addr string, cc *grpc.ClientConn, pick target, tried map[string]bool, call func(ctx context.Context, cc *grpc.ClientConn, opts ...grpc.CallOption) error) (string, bool, error) {
+	if kind != opRead || !hedgeableOps[op] {
+		sent, err := c.timedCall(ctx, kind, op, addr, cc, call)
+		return addr, sent, err
+	}
+	c.hedge.earn(c.cfg.HedgeBudget)
+	if c.cfg.DisableHedging {
+		sent, err := c.timedCall(ctx, kind, op, addr, cc, call)
+		return addr, sent, err
+	}
+	// The copies outlive ctx (see above) but keep its deadline, and the
+	// caller's cancellation reaches them while the read waits.
+	base := context.WithoutCancel(ctx)
+	dlCancel := context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); ok {
+		base, dlCancel = context.WithDeadline(base, dl)
+	}
+	hctx, cancelCopies := context.WithCancelCause(base)
+	stopPropagation := context.AfterFunc(ctx, func() { cancelCopies(context.Cause(ctx)) })
+	type answer struct {
+		addr  string
+		sent  bool
+		err   error
+		hedge bool
+	}
+	answers := make(chan answer, 2)
+	var loserSent time.Time // when the copy still in flight was sent
+	launch := func(addr string, cc *grpc.ClientConn, hedge bool) {
+		go func() {
+			sent, err := c.timedCall(hctx, kind, op, addr, cc, call)
+			answers <- answer{addr, sent, err, hedge}
+		}()
+	}
+	finish := func(inflight int) {
+		stopPropagation()
+		end := func() { cancelCopies(errHedgeLost); dlCancel() }
+		if inflight == 0 {
+			end()
+			return
+		}
+		time.AfterFunc(failurePenalty-time.Since(loserSent), end)
+	}
+	primarySent := time.Now()
+	launch(addr, cc, false)
+	inflight := 1
+	timer := time.NewTimer(c.hedge.delay(&c.cfg))
+	defer timer.Stop()
+	var failed *answer // the first copy to fail
+	for {
+		select {
+		case a := <-answers:
+			inflight--
+			if a.err == nil {
+				if a.hedge {
+					c.hedge.wins.Add(1)
+					loserSent = primarySent
+				}
+				finish(inflight)
+				return a.addr, a.sent, nil
+			}
+			if failed == nil {
+				failed = &a
+			}
+			if inflight == 0 {
+				// Every copy failed (or the only one did before the
+				// delay): invoke's retries take it from here.
+				finish(0)
+				return failed.addr, failed.sent, failed.err
+			}
+		case <-timer.C:
+			if inflight != 1 {
+				continue
+			}
+			haddr, hcc, e := pick(tried)
+			tried[addr] = true // pick starts over when every node was tried
+			if e != nil || haddr == addr || !c.hedge.spend() {
+				continue
+			}
+			tried[haddr] = true
+			loserSent = time.Now() // the hedge, unless it wins
+			launch(haddr, hcc, true)
+			inflight++
+		}
+	}
 }

@@ -55,6 +55,9 @@ func TestConfigValidation(t *testing.T) {
 		{name: "negative dial timeout", cfg: Config{Endpoints: []string{"a:1"}, DialTimeout: -1}, want: ErrInvalidArgument, inError: "DialTimeout"},
 		{name: "base above max", cfg: Config{Endpoints: []string{"a:1"}, RetryBackoffBase: time.Second, RetryBackoffMax: time.Millisecond},
 			want: ErrInvalidArgument, inError: "RetryBackoffBase"},
+		{name: "hedge budget above 1", cfg: Config{Endpoints: []string{"a:1"}, HedgeBudget: 1.5}, want: ErrInvalidArgument, inError: "HedgeBudget"},
+		{name: "negative hedge budget", cfg: Config{Endpoints: []string{"a:1"}, HedgeBudget: -0.1}, want: ErrInvalidArgument, inError: "HedgeBudget"},
+		{name: "negative hedge delay", cfg: Config{Endpoints: []string{"a:1"}, HedgeDelay: -1}, want: ErrInvalidArgument, inError: "HedgeDelay"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,7 +86,7 @@ func TestConfigDefaults(t *testing.T) {
 	if cfg.DialTimeout != DefaultDialTimeout || cfg.RequestTimeout != DefaultRequestTimeout ||
 		cfg.MaxRetries != DefaultMaxRetries || cfg.RetryBackoffBase != DefaultRetryBackoffBase ||
 		cfg.RetryBackoffMax != DefaultRetryBackoffMax || cfg.TopologyRefresh != DefaultTopologyRefresh ||
-		cfg.Logger == nil {
+		cfg.HedgeBudget != DefaultHedgeBudget || cfg.DisableHedging || cfg.Logger == nil {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
 

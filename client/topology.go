@@ -146,8 +146,10 @@ func (c *Client) setRF(name string, n int) {
 // keyNodes lists the nodes for a request on one key: the key's alive
 // replicas first, so that the node receiving the request is one of them and
 // saves a hop, then every other node as a fallback, since any node can
-// coordinate. Writes keep the preference order (the primary first); reads
-// start at a rotating replica to spread the load.
+// coordinate. The replicas are ranked by the client's latency scores
+// (rank.go): reads rotate over the replicas about as fast as the best,
+// writes keep the preference order (the primary first) unless a replica is
+// markedly slower than the best; slow and flagged replicas go last.
 func (c *Client) keyNodes(kind opKind, keyspace string, key []byte) []string {
 	var addrs []string
 	if t := c.topo.Load(); t != nil && t.ring != nil && !c.cfg.DisableRouting {
@@ -157,10 +159,7 @@ func (c *Client) keyNodes(kind opKind, keyspace string, key []byte) []string {
 					addrs = appendNew(addrs, addr)
 				}
 			}
-			if kind == opRead {
-				addrs = rotate(addrs, c.spread.Add(1))
-			}
-			addrs = t.demoteFlagged(addrs)
+			addrs = c.scores.rank(t.demoteFlagged(addrs), kind, t.flagged, c.spread.Add(1))
 		} else {
 			// Created after the last refresh, or does not exist (then the
 			// call fails with KEYSPACE_NOT_FOUND and the refresh is

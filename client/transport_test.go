@@ -193,7 +193,10 @@ func total(method string, nodes ...*fakeNode) int {
 func TestTransportErrors(t *testing.T) {
 	n1, n2 := startNode(t, "n1"), startNode(t, "n2")
 	nodes := []*fakeNode{n1, n2}
-	c := newTestClient(t, Config{Endpoints: []string{n1.addr, n2.addr}, DisableRouting: true, MaxRetries: 3})
+	// No hedging: the subtests count attempts, and a hedge would add one
+	// when a failure is slower than the hedge delay (TestSlowCoordinator
+	// covers hedging).
+	c := newTestClient(t, Config{Endpoints: []string{n1.addr, n2.addr}, DisableRouting: true, MaxRetries: 3, DisableHedging: true})
 	ctx := t.Context()
 	setAll := func(method string, err error) {
 		for _, n := range nodes {
@@ -451,7 +454,9 @@ func TestRouting(t *testing.T) {
 	rg := ring.New([]ring.Member{{ID: "n1", Zone: "zn1"}, {ID: "n2", Zone: "zn2"}, {ID: "n3", Zone: "zn3"}, {ID: "n4", Zone: "zn4"}}, 16)
 
 	// Only one seed: the client learns the others.
-	c := newTestClient(t, Config{Endpoints: []string{nodes[0].addr}})
+	// No hedging: a hedge may go to a node that is not a replica, which is
+	// fine (any node coordinates) but not what this test checks.
+	c := newTestClient(t, Config{Endpoints: []string{nodes[0].addr}, DisableHedging: true})
 	ctx := t.Context()
 	if c.topo.Load() == nil {
 		t.Fatal("New did not load the topology")
@@ -470,6 +475,11 @@ func TestRouting(t *testing.T) {
 			if prefs[0] == "n4" {
 				sawDeadPrimary = true
 			}
+			// The routing is the subject here, not the ranking by latency
+			// (rank_test.go): with equal scores every replica is in the
+			// ranking's tolerance band, whatever this busy machine did to
+			// the last round trips.
+			c.scores.forget()
 			res, err := c.Put(ctx, key, []byte("v"), WithKeyspace(keyspace))
 			if err != nil {
 				t.Fatal(err)
@@ -479,6 +489,7 @@ func TestRouting(t *testing.T) {
 			}
 			got := make(map[string]bool)
 			for range 2 * len(alive) {
+				c.scores.forget()
 				res, err := c.Get(ctx, key, WithKeyspace(keyspace))
 				if err != nil {
 					t.Fatal(err)

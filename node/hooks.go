@@ -22,6 +22,9 @@ type testHooks struct {
 	mu sync.Mutex
 	// replyDelay delays this node's answers to peer requests (a slow replica).
 	replyDelay time.Duration
+	// clientDelay delays this node's answers to clients' KV requests (a
+	// slow coordinator).
+	clientDelay time.Duration
 	// linkDelay delays requests this node sends to a given peer, by node ID
 	// ("*" for every peer): injected link latency.
 	linkDelay map[string]time.Duration
@@ -68,10 +71,46 @@ func (h *testHooks) replyDelayInterceptor(ctx context.Context, req any, info *gr
 	return resp, err
 }
 
+// clientDelayInterceptor delays the node's answers to clients' KV calls.
+func (h *testHooks) clientDelayInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if strings.HasPrefix(info.FullMethod, "/adaptkv.v1.KV/") {
+		sleepCtx(ctx, h.clientReplyDelay())
+	}
+	return resp, err
+}
+
+func (h *testHooks) clientReplyDelay() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.clientDelay
+}
+
+// clientDelayStream delays every message the node sends on a client's KV
+// stream (the SDK's Batch stream carries its Gets and Puts).
+func (h *testHooks) clientDelayStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !strings.HasPrefix(info.FullMethod, "/adaptkv.v1.KV/") {
+		return handler(srv, ss)
+	}
+	return handler(srv, delayedStream{ss, h})
+}
+
+type delayedStream struct {
+	grpc.ServerStream
+	h *testHooks
+}
+
+func (s delayedStream) SendMsg(m any) error {
+	sleepCtx(s.Context(), s.h.clientReplyDelay())
+	return s.ServerStream.SendMsg(m)
+}
+
 // register serves the hooks:
 //
 //	POST /unsafe/clock?offset=-5s        skew the clock
 //	POST /unsafe/slow?delay=50ms         delay replies to peers
+//	POST /unsafe/slow?delay=50ms&to=clients  delay replies to clients' KV calls
+//	                                     instead (to=all: both)
 //	POST /unsafe/link?to=n2&delay=20ms   delay requests to a peer (to=* for all)
 //	POST /unsafe/drop-writes?on=true     acknowledge replica writes without storing them
 //	POST /unsafe/tuner-force?every=3s    move adaptive keyspaces between safe configurations (0s: stop)
@@ -117,8 +156,17 @@ func (h *testHooks) register(mux *http.ServeMux, n *Node) {
 			return err
 		}
 		h.mu.Lock()
-		h.replyDelay = d
-		h.mu.Unlock()
+		defer h.mu.Unlock()
+		switch to := r.URL.Query().Get("to"); to {
+		case "", "peers":
+			h.replyDelay = d
+		case "clients":
+			h.clientDelay = d
+		case "all":
+			h.replyDelay, h.clientDelay = d, d
+		default:
+			return fmt.Errorf("parameter to: %q is not peers, clients or all", to)
+		}
 		return nil
 	})
 	handle("/unsafe/link", func(r *http.Request) error {
@@ -188,7 +236,7 @@ func (h *testHooks) register(mux *http.ServeMux, n *Node) {
 		n.tuning.targets = map[string]tuner.Policy{}
 		n.tuning.mu.Unlock()
 		h.mu.Lock()
-		h.replyDelay, h.clockOffset = 0, 0
+		h.replyDelay, h.clientDelay, h.clockOffset = 0, 0, 0
 		h.linkDelay = map[string]time.Duration{}
 		h.mu.Unlock()
 		n.clock.SetSource(time.Now)

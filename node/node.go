@@ -271,7 +271,8 @@ func (n *Node) start(ctx context.Context) error {
 		n.log.Warn("running insecure: the gRPC API and Raft are plaintext and unauthenticated, gossip is unencrypted, and every caller may do everything")
 	}
 	if n.hooks != nil {
-		unary = append(unary, n.hooks.replyDelayInterceptor)
+		unary = append(unary, n.hooks.replyDelayInterceptor, n.hooks.clientDelayInterceptor)
+		opts = append(opts, grpc.ChainStreamInterceptor(n.hooks.clientDelayStream))
 	}
 	if len(unary) > 0 {
 		opts = append(opts, grpc.ChainUnaryInterceptor(unary...))

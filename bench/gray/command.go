@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/adaptkv/adaptkv/bench"
 	"github.com/adaptkv/adaptkv/bench/internal/scenariocmd"
 )
 
@@ -29,6 +30,19 @@ func NewCommand() *cobra.Command {
 			if cfg.Nodes < 3 {
 				return fmt.Errorf("--nodes %d: the detector needs at least 3 nodes to compare", cfg.Nodes)
 			}
+			switch cfg.SlowTo {
+			case "peers", "clients", "all":
+			default:
+				return fmt.Errorf("--slow-to %q: want peers, clients or all", cfg.SlowTo)
+			}
+			if len(cfg.Levels) == 0 {
+				return fmt.Errorf("--levels: name at least one consistency level")
+			}
+			for _, l := range cfg.Levels {
+				if _, err := bench.ParseConsistency(l); err != nil {
+					return fmt.Errorf("--levels: %w", err)
+				}
+			}
 			if verbose {
 				cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			}
@@ -46,7 +60,8 @@ func NewCommand() *cobra.Command {
 	fs.StringVar(&cfg.Workload, "workload", "b", "YCSB core workload")
 	fs.Int64Var(&cfg.Records, "records", 10000, "records to load")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 16, "closed-loop clients")
-	fs.StringVar(&cfg.Consistency, "consistency", "quorum", "consistency of every request")
+	fs.StringSliceVar(&cfg.Levels, "levels", []string{"one", "quorum"}, "consistency levels to run the schedule at (each with detection on and off)")
+	fs.StringVar(&cfg.SlowTo, "slow-to", "all", "whose requests the slow node answers late: peers (replica replies), clients (the calls it coordinates) or all")
 	fs.DurationVar(&cfg.Steady, "steady", 20*time.Second, "measured phase before the fault")
 	fs.DurationVar(&cfg.Fault, "fault", 30*time.Second, "phase with the slow node")
 	fs.DurationVar(&cfg.Recovery, "recovery", 20*time.Second, "phase after the fault")

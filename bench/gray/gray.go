@@ -1,9 +1,10 @@
 // Package gray is the gray-failure experiment, `adaptkv bench --scenario
 // gray-failure`: five node processes under YCSB B; after a steady phase one
-// node turns slow (every reply to its peers delayed through the unsafe test
-// hooks), then recovers. It runs the schedule twice, with the health
-// detector on and off, and reports how long the detector took to flag and
-// to reinstate the node, and the read p99 of each phase in each arm.
+// node turns slow (its replies to its peers, to its clients or both delayed
+// through the unsafe test hooks), then recovers. It runs the schedule with
+// the health detector on and off at each consistency level asked for, and
+// reports how long the detector took to flag and to reinstate the node,
+// and the read p99 of each phase in each arm.
 package gray
 
 import (
@@ -31,16 +32,21 @@ type Config struct {
 	Nodes       int
 	Records     int64
 	Concurrency int
-	Consistency string
-	Workload    string
-	Steady      time.Duration
-	Fault       time.Duration
-	Recovery    time.Duration
-	Delay       time.Duration // the slow node's reply delay
+	// Levels are the consistency levels to run the schedule at, each with
+	// detection on and off.
+	Levels   []string
+	Workload string
+	Steady   time.Duration
+	Fault    time.Duration
+	Recovery time.Duration
+	Delay    time.Duration // the slow node's reply delay
 	// Flap, when positive, turns the delay on and off every Flap during
 	// the fault phase instead of holding it.
-	Flap         time.Duration
-	Slow         string        // the node made slow
+	Flap time.Duration
+	Slow string // the node made slow
+	// SlowTo says whose requests the slow node answers late: "peers" (its
+	// replica replies), "clients" (the KV calls it coordinates) or "all".
+	SlowTo       string
 	HealthWindow time.Duration // the detector's window in the detection arm
 	// Reinstate bounds the wait for reinstatement after the recovery phase.
 	Reinstate time.Duration
@@ -62,6 +68,7 @@ type Phase struct {
 // Arm is one run of the schedule.
 type Arm struct {
 	Name      string  `json:"name"`
+	Level     string  `json:"level"`
 	Detection bool    `json:"detection"`
 	Phases    []Phase `json:"phases"`
 	// FlaggedAfter is the seconds from the fault's start until the slow
@@ -93,16 +100,18 @@ func Run(ctx context.Context, cfg Config, pr io.Writer) (*Result, error) {
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, err
 	}
-	for _, detect := range []bool{true, false} {
-		name := "detection-on"
-		if !detect {
-			name = "detection-off"
+	for _, level := range cfg.Levels {
+		for _, detect := range []bool{true, false} {
+			name := level + "-detection-on"
+			if !detect {
+				name = level + "-detection-off"
+			}
+			arm, err := runArm(ctx, cfg, level, name, detect, filepath.Join(cfg.Out, name), pr)
+			if err != nil {
+				return res, fmt.Errorf("arm %s: %w", name, err)
+			}
+			res.Arms = append(res.Arms, *arm)
 		}
-		arm, err := runArm(ctx, cfg, name, detect, filepath.Join(cfg.Out, name), pr)
-		if err != nil {
-			return res, fmt.Errorf("arm %s: %w", name, err)
-		}
-		res.Arms = append(res.Arms, *arm)
 	}
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
@@ -121,7 +130,7 @@ func Run(ctx context.Context, cfg Config, pr io.Writer) (*Result, error) {
 	return res, nil
 }
 
-func runArm(ctx context.Context, cfg Config, name string, detect bool, dir string, pr io.Writer) (*Arm, error) {
+func runArm(ctx context.Context, cfg Config, levelName, name string, detect bool, dir string, pr io.Writer) (*Arm, error) {
 	window := cfg.HealthWindow
 	if !detect {
 		window = -1
@@ -144,7 +153,7 @@ func runArm(ctx context.Context, cfg Config, name string, detect bool, dir strin
 	}
 	fmt.Fprintf(pr, "== %s: %d nodes, --health-window %v\n", name, cfg.Nodes, window)
 
-	level, err := bench.ParseConsistency(cfg.Consistency)
+	level, err := bench.ParseConsistency(levelName)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +180,7 @@ func runArm(ctx context.Context, cfg Config, name string, detect bool, dir strin
 		return nil, err
 	}
 
-	arm := &Arm{Name: name, Detection: detect, FlaggedAfter: -1, ReinstatedAfter: -1}
+	arm := &Arm{Name: name, Level: levelName, Detection: detect, FlaggedAfter: -1, ReinstatedAfter: -1}
 	var mu sync.Mutex
 	var faultAt, recoverAt time.Time
 	flagged := map[string]bool{}
@@ -237,7 +246,7 @@ func runArm(ctx context.Context, cfg Config, name string, detect bool, dir strin
 	if err := phase("steady", cfg.Steady, 3*time.Second); err != nil {
 		return nil, err
 	}
-	if err := l.Hook(ctx, cfg.Slow, "slow", url.Values{"delay": {cfg.Delay.String()}}); err != nil {
+	if err := l.Hook(ctx, cfg.Slow, "slow", url.Values{"delay": {cfg.Delay.String()}, "to": {cfg.SlowTo}}); err != nil {
 		return nil, err
 	}
 	mu.Lock()
@@ -261,7 +270,7 @@ func runArm(ctx context.Context, cfg Config, name string, detect bool, dir strin
 				if on {
 					d = cfg.Delay
 				}
-				if err := l.Hook(fctx, cfg.Slow, "slow", url.Values{"delay": {d.String()}}); err != nil && fctx.Err() == nil {
+				if err := l.Hook(fctx, cfg.Slow, "slow", url.Values{"delay": {d.String()}, "to": {cfg.SlowTo}}); err != nil && fctx.Err() == nil {
 					fmt.Fprintf(pr, "   flap hook: %v\n", err)
 				}
 			}
@@ -273,7 +282,7 @@ func runArm(ctx context.Context, cfg Config, name string, detect bool, dir strin
 	if err != nil {
 		return nil, err
 	}
-	if err := l.Hook(ctx, cfg.Slow, "slow", url.Values{"delay": {"0s"}}); err != nil {
+	if err := l.Hook(ctx, cfg.Slow, "slow", url.Values{"delay": {"0s"}, "to": {cfg.SlowTo}}); err != nil {
 		return nil, err
 	}
 	mu.Lock()
@@ -304,10 +313,10 @@ func WriteMarkdown(w io.Writer, res *Result) {
 	if c.Flap > 0 {
 		flap = fmt.Sprintf(", flapping every %v", c.Flap)
 	}
-	fmt.Fprintf(w, "%d nodes, YCSB %s at %s, %d records, %d clients; %s slow (replies delayed %v%s) after %v steady, for %v, then %v of recovery; detector window %v.\n\n",
-		c.Nodes, strings.ToUpper(c.Workload), c.Consistency, c.Records, c.Concurrency, c.Slow, c.Delay, flap, c.Steady, c.Fault, c.Recovery, c.HealthWindow)
-	fmt.Fprintln(w, "| arm | steady read p99 | fault read p99 | recovery read p99 | fault update p99 | fault/steady read p99 | flagged after | reinstated after | flag changes | false flags |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintf(w, "%d nodes, YCSB %s at %s, %d records, %d clients; %s slow (replies to %s delayed %v%s) after %v steady, for %v, then %v of recovery; detector window %v.\n\n",
+		c.Nodes, strings.ToUpper(c.Workload), strings.Join(c.Levels, " and "), c.Records, c.Concurrency, c.Slow, c.SlowTo, c.Delay, flap, c.Steady, c.Fault, c.Recovery, c.HealthWindow)
+	fmt.Fprintln(w, "| arm | steady read p99 | fault read p99 | recovery read p99 | fault update p99 | fault/steady read p99 | flagged after | reinstated after | flag changes | false flags | errors |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, a := range res.Arms {
 		var s, f, r Phase
 		for _, p := range a.Phases {
@@ -330,8 +339,8 @@ func WriteMarkdown(w io.Writer, res *Result) {
 			}
 			return fmt.Sprintf("%.1f s", v)
 		}
-		fmt.Fprintf(w, "| %s | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f× | %s | %s | %d | %v |\n", a.Name, s.ReadP99, f.ReadP99, r.ReadP99, f.UpdateP99, ratio,
-			secs(a.FlaggedAfter), secs(a.ReinstatedAfter), a.Changes, len(a.FalseFlags))
+		fmt.Fprintf(w, "| %s | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f× | %s | %s | %d | %v | %d |\n", a.Name, s.ReadP99, f.ReadP99, r.ReadP99, f.UpdateP99, ratio,
+			secs(a.FlaggedAfter), secs(a.ReinstatedAfter), a.Changes, len(a.FalseFlags), s.Errors+f.Errors+r.Errors)
 	}
 	fmt.Fprintln(w)
 }
