@@ -57,6 +57,9 @@ func (c *adaptkvCluster) clientConfig(cfg client.Config) client.Config {
 // unaryClient is --adaptkv-unary.
 var unaryClient bool
 
+// maxInflight is --adaptkv-max-inflight: 0 leaves the nodes' default.
+var maxInflight int
+
 // nodeAddrs are one node's loopback addresses.
 type nodeAddrs struct {
 	id                         string
@@ -104,6 +107,9 @@ func startAdaptkv(ctx context.Context, mode, self, repo, dir string, n int, inse
 	}
 	if pprof {
 		security = append(security, "--pprof")
+	}
+	if maxInflight != 0 {
+		security = append(security, "--max-inflight", fmt.Sprint(maxInflight))
 	}
 	for i, a := range addrs {
 		var seeds []string
@@ -209,7 +215,7 @@ func buildAdaptkv(ctx context.Context, repo, dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("adaptkv node --help: %w\n%s", err, help)
 	}
-	for _, f := range []string{"--id", "--data-dir", "--bootstrap-expect", "--seeds", "--grpc-addr", "--gossip-addr", "--raft-addr", "--http-addr", "--log-level", "--certs-dir", "--pprof"} {
+	for _, f := range []string{"--id", "--data-dir", "--bootstrap-expect", "--seeds", "--grpc-addr", "--gossip-addr", "--raft-addr", "--http-addr", "--log-level", "--certs-dir", "--pprof", "--max-inflight"} {
 		if !bytes.Contains(help, []byte(f)) {
 			return "", fmt.Errorf("adaptkv node has no %s flag", f)
 		}
@@ -234,6 +240,7 @@ func adaptkvNodeMain(args []string) error {
 	certsDir := fs.String("certs-dir", "", "certificate directory (node.crt, node.key, ca.crt)")
 	fs.Bool("insecure", false, "plaintext (the default without --certs-dir)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof")
+	fs.IntVar(&cfg.MaxInflight, "max-inflight", cfg.MaxInflight, "admission bound of client requests (-1: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/pprof/profile"
+
 	"github.com/adaptkv/adaptkv/bench"
 )
 
@@ -298,5 +300,212 @@ func TestEtcdTLSRefusesPlaintext(t *testing.T) {
 	defer scancel()
 	if err := bare.Read(short, "k"); err == nil || errors.Is(err, bench.ErrNotFound) {
 		t.Errorf("get without a client certificate = %v; want refused", err)
+	}
+}
+
+func TestParseSweep(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    sweepSpec
+		wantErr bool
+	}{
+		{in: "", want: sweepSpec{}},
+		{in: "clients=1,8,32", want: sweepSpec{dim: sweepClients, values: []int64{1, 8, 32}}},
+		{in: "concurrency=4", want: sweepSpec{dim: sweepClients, values: []int64{4}}},
+		{in: "value-size=128, 1024,16384", want: sweepSpec{dim: sweepValueSize, values: []int64{128, 1024, 16384}}},
+		{in: "records=100_000,10000000", want: sweepSpec{dim: sweepRecords, values: []int64{100_000, 10_000_000}}},
+		{in: "clients", wantErr: true},
+		{in: "threads=1,2", wantErr: true},
+		{in: "clients=1,x", wantErr: true},
+		{in: "clients=0", wantErr: true},
+		{in: "clients=8,8", wantErr: true},
+		{in: "records=", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := parseSweep(tt.in)
+		if (err != nil) != tt.wantErr || (!tt.wantErr && !reflect.DeepEqual(got, tt.want)) {
+			t.Errorf("parseSweep(%q) = %+v, %v; want %+v (error %v)", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+	if _, err := parseFlags([]string{"--plot", "x.png"}); err == nil {
+		t.Error("--plot without --sweep accepted")
+	}
+}
+
+// sweepPhase is a measured phase at a number of clients, with CPU split
+// between servers and client.
+func sweepPhase(system, setting string, clients int, tput, p99, servers, client float64) phase {
+	r := result(tput, p99/2, p99)
+	r.Concurrency, r.Records, r.ValueSize = clients, 1000, 128
+	return phase{System: system, Setting: setting, Workload: "a", Result: r, Point: fmt.Sprintf("clients=%d", clients),
+		CPU: &CPUUse{Ours: servers + client, Servers: servers, Client: client}}
+}
+
+func TestSweepReportAndPlot(t *testing.T) {
+	sw := sweepSpec{dim: sweepClients, values: []int64{1, 8}}
+	c := &comparison{o: &options{sweep: sw, tls: []bool{false}, systems: []string{sysAdaptkv, sysEtcd}}}
+	c.results = results{
+		sweepPhase(sysAdaptkv, setOne, 1, 1000, 2, 0.5, 0.1),
+		sweepPhase(sysEtcd, setLinearizable, 1, 500, 4, 0.6, 0.1),
+		sweepPhase(sysAdaptkv, setOne, 8, 4000, 4, 1.2, 0.4),
+		sweepPhase(sysEtcd, setLinearizable, 8, 1000, 10, 1.4, 0.2),
+	}
+	var md bytes.Buffer
+	c.writeSweepReport(&md, time.Second)
+	for _, want := range []string{
+		// The adaptkv line, in the order of the swept values, with CPU
+		// per operation of servers (1.2 CPUs / 4000 ops/s = 300 µs) and
+		// client (100 µs) apart.
+		"| adaptkv | one | A | 1 | 1000 | 1.00 | 2.00 | 0 | 500 | 100 | 0.00 |\n| adaptkv | one | A | 8 | 4000 | 2.00 | 4.00 | 0 | 300 | 100 | 0.00 |",
+		"| 8 | A | one | etcd (linearizable) | 4.00× | 0.40× |",
+		"| A | adaptkv | one | off | clients=8 | 4000 | 300 | 100 | 400 | n/a |",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("sweep report lacks %q:\n%s", want, md.String())
+		}
+	}
+	path := filepath.Join(t.TempDir(), "sweep.png")
+	if err := c.results.writeSweepPlot(path, sw); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Errorf("plot is not a PNG (%v)", err)
+	}
+}
+
+// TestProfileBuckets writes a CPU profile with known stacks, reads it back
+// through pprof's parser and checks where each sample lands.
+func TestProfileBuckets(t *testing.T) {
+	fns := map[string]*profile.Function{}
+	loc := func(name string) *profile.Location {
+		f := fns[name]
+		if f == nil {
+			f = &profile.Function{ID: uint64(len(fns) + 1), Name: name}
+			fns[name] = f
+		}
+		return &profile.Location{Line: []profile.Line{{Function: f}}}
+	}
+	p := &profile.Profile{
+		SampleType: []*profile.ValueType{{Type: "samples", Unit: "count"}, {Type: "cpu", Unit: "nanoseconds"}},
+		PeriodType: &profile.ValueType{Type: "cpu", Unit: "nanoseconds"},
+		Period:     10_000_000,
+	}
+	stacks := []struct {
+		frames []string // innermost first
+		cpu    int64
+		bucket string
+	}{
+		{[]string{"internal/runtime/syscall/linux.Syscall6", "syscall.Fdatasync", "github.com/cockroachdb/pebble/vfs.(*syncingFile).Sync", "github.com/adaptkv/adaptkv/storage.(*Pebble).commit"}, 30, bucketFsync},
+		{[]string{"runtime.scanobject", "runtime.gcDrain", "runtime.gcBgMarkWorker"}, 20, bucketRuntime},
+		{[]string{"runtime.mallocgc", "google.golang.org/protobuf/internal/impl.(*MessageInfo).unmarshalPointer", "google.golang.org/grpc.(*Server).processUnaryRPC"}, 15, bucketProto},
+		{[]string{"internal/runtime/syscall/linux.Syscall6", "syscall.write", "internal/poll.(*FD).Write", "net.(*conn).Write", "golang.org/x/net/http2.(*Framer).WriteData"}, 10, bucketSyscalls},
+		{[]string{"crypto/internal/fips140/aes/gcm.gcmAesEnc", "crypto/tls.(*Conn).Write", "google.golang.org/grpc/internal/transport.(*loopyWriter).run"}, 10, bucketTLS},
+		{[]string{"google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders"}, 5, bucketHTTP2},
+		{[]string{"runtime.newobject", "github.com/adaptkv/adaptkv/replication.(*Coordinator).Put"}, 5, bucketLogic},
+		{[]string{"google.golang.org/grpc.(*ClientConn).Invoke"}, 3, bucketGRPCClient},
+		{[]string{"google.golang.org/grpc.(*Server).handleStream"}, 2, bucketGRPCServer},
+	}
+	for _, s := range stacks {
+		var locs []*profile.Location
+		for _, f := range s.frames {
+			locs = append(locs, loc(f))
+		}
+		p.Sample = append(p.Sample, &profile.Sample{Location: locs, Value: []int64{1, s.cpu}})
+	}
+	for i, l := range locationsOf(p) {
+		l.ID = uint64(i + 1)
+		p.Location = append(p.Location, l)
+	}
+	for _, f := range fns {
+		p.Function = append(p.Function, f)
+	}
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Write(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	b, err := readBreakdown(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.total != 100 {
+		t.Fatalf("total = %d; want 100 (the cpu values)", b.total)
+	}
+	for _, s := range stacks {
+		if got := b.buckets[s.bucket]; got != s.cpu {
+			t.Errorf("bucket %q = %d; want %d (stack %v)", s.bucket, got, s.cpu, s.frames)
+		}
+	}
+	if got := b.topFuncs(bucketFsync, 3); got != "`linux.Syscall6` 30.0%" {
+		t.Errorf("topFuncs(fsync) = %q", got)
+	}
+}
+
+// locationsOf lists p's samples' locations once each, in order.
+func locationsOf(p *profile.Profile) []*profile.Location {
+	seen := map[*profile.Location]bool{}
+	var out []*profile.Location
+	for _, s := range p.Sample {
+		for _, l := range s.Location {
+			if !seen[l] {
+				seen[l] = true
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
+// TestRunSweepBulk runs a short clients sweep on real etcd and adaptkv
+// clusters, each loaded through its bulk path: every point in the table,
+// the plot written, no failed operation.
+func TestRunSweepBulk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two clusters")
+	}
+	dir := t.TempDir()
+	plotPath := filepath.Join(dir, "sweep.png")
+	var stdout bytes.Buffer
+	err := run([]string{
+		"--systems", "etcd,adaptkv", "--tls", "off", "--workloads", "a", "--levels", "one",
+		"--etcd-serializable=false", "--records", "300", "--sweep", "clients=1,4", "--bulk-load",
+		"--duration", "400ms", "--warmup", "100ms", "--quiet-wait", "0", "--retry-noisy", "0",
+		"--adaptkv-mode", modeReexec, "--workdir", filepath.Join(dir, "work"), "--plot", plotPath,
+	}, &stdout)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	md := stdout.String()
+	for _, want := range []string{
+		"| adaptkv | one | A | 1 |", "| adaptkv | one | A | 4 |",
+		"| etcd | linearizable | A | 1 |", "| etcd | linearizable | A | 4 |",
+		"[bulk: 48 workers × 16]", "[bulk: 16 workers × 128]", "CPU budget per operation",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "failed") {
+		t.Errorf("report has failures:\n%s", md)
+	}
+	if fi, err := os.Stat(plotPath); err != nil || fi.Size() == 0 {
+		t.Errorf("no plot written (%v)", err)
+	}
+}
+
+func TestEtcdBatchSizeFitsRequestLimit(t *testing.T) {
+	for _, vs := range []int{1, 128, 1024, 16384, 1 << 20, 4 << 20} {
+		n := etcdBatchSize(vs)
+		if n < 1 || n > etcdTxnOps || (n > 1 && n*vs > etcdTxnBytes) {
+			t.Errorf("etcdBatchSize(%d) = %d; want 1..%d puts within %d bytes", vs, n, etcdTxnOps, etcdTxnBytes)
+		}
+	}
+	if etcdBatchSize(128) != etcdTxnOps {
+		t.Errorf("etcdBatchSize(128) = %d; want the full %d", etcdBatchSize(128), etcdTxnOps)
 	}
 }

@@ -48,6 +48,7 @@ type cpuSample struct {
 	at   time.Time
 	busy float64 // every CPU's non-idle time since boot
 	ours float64 // this process and its tracked children
+	self float64 // this process alone: the load generator and its clients
 	ok   bool
 	ncpu int
 }
@@ -63,6 +64,7 @@ func sampleCPU() cpuSample {
 	if err != nil {
 		return s
 	}
+	s.self = ours
 	pids.mu.Lock()
 	for pid := range pids.set {
 		// A child that exited meanwhile loses its last moments; the
@@ -146,6 +148,11 @@ type CPUUse struct {
 	Ours    float64 `json:"ours_cpus"`
 	Other   float64 `json:"other_cpus"`
 	NumCPU  int     `json:"num_cpu"`
+	// Client is this process (the workload generator and the system's
+	// client library); Servers is the system's server processes. They sum
+	// to Ours.
+	Client  float64 `json:"client_cpus"`
+	Servers float64 `json:"server_cpus"`
 }
 
 // cpuBetween returns the CPU use between two samples, or nil when they are
@@ -159,7 +166,9 @@ func cpuBetween(a, b cpuSample) *CPUUse {
 		Machine: (b.busy - a.busy) / wall,
 		Ours:    (b.ours - a.ours) / wall,
 		NumCPU:  b.ncpu,
+		Client:  (b.self - a.self) / wall,
 	}
+	u.Servers = max(u.Ours-u.Client, 0)
 	u.Other = max(u.Machine-u.Ours, 0)
 	return u
 }

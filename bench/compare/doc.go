@@ -30,6 +30,39 @@
 // without) and whether adaptkv's loss is no larger than etcd's. Redis and
 // the echo floor are always plaintext.
 //
+// # How cost grows
+//
+// --sweep clients=1,8,32,128,512 (or value-size=128,1024,16384, or
+// records=100000,1000000) runs the chosen systems, workloads and levels at
+// each value with every other setting fixed, in one run: a clients sweep
+// loads each system once and measures every phase at each number of
+// clients; a value-size or records sweep starts every system afresh at
+// each value. The report is a table per phase and value (throughput, p50,
+// p99, errors, CPU microseconds per operation of the servers and of the
+// client process apart), adaptkv's ratios at each value, and --plot
+// writes a PNG with one panel per metric and one line per system and
+// setting on a log x axis. Progress goes to the log as it runs.
+//
+// --bulk-load loads each system through the fastest path its client
+// offers that still stores the records as the phases find them: adaptkv
+// through 48 concurrent SDK inserts at one (the SDK coalesces them on its
+// Batch stream to each node; every replica still writes and fsyncs), etcd
+// through Txns of 128 puts, Redis through pipelines of 512 SETs. etcd's
+// backend quota is raised to 8 GiB when the records would not fit in its
+// default 2 GiB.
+//
+// # CPU budget and where the time goes
+//
+// Every report has a table of CPU microseconds per operation for each
+// phase, servers' processes and the client process apart (from /proc),
+// and the total over the echo floor's. With --profile DIR, the CPU
+// profiles of node n1 and of the client process taken during each adaptkv
+// phase are read back with pprof's parser and every sample is put in a
+// bucket by its stack (gRPC server, gRPC client, HTTP/2 framing, TLS,
+// protobuf, storage/pebble, fsync, other syscalls, replication and node
+// logic, SDK, workload generator, GC/runtime): the report gives each
+// bucket's share and its µs per operation, and the top functions in it.
+//
 // # What it may import
 //
 // adaptkv's benchmark tool (bench: the same generator and report for every

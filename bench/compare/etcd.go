@@ -36,6 +36,7 @@ func etcdMemberMain(args []string) error {
 	cluster := fs.String("initial-cluster", "", "name=peer-url,...")
 	certsDir := fs.String("certs-dir", "", "mutual TLS on the client and peer URLs with node.crt, node.key and ca.crt from this directory (the URLs must be https)")
 	httpURL := fs.String("client-http-url", "", "serve HTTP (gateway, health) here, leaving the client URL to gRPC alone")
+	quota := fs.Int64("quota-bytes", 0, "backend quota (--quota-backend-bytes); 0: etcd's default of 2 GiB")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,6 +77,7 @@ func etcdMemberMain(args []string) error {
 		cfg.ClientTLSInfo, cfg.PeerTLSInfo = ti, ti
 		cfg.TlsMinVersion = "TLS1.3"
 	}
+	cfg.QuotaBackendBytes = *quota
 	cfg.InitialClusterToken = "adaptkv-compare"
 	cfg.ClusterState = embed.ClusterStateFlagNew
 	// Everything else is etcd's default, fsync on every commit included:
@@ -122,6 +124,21 @@ type etcdOptions struct {
 	// natively instead of through Go's HTTP/2 server, which is how etcd
 	// serves both on one TLS port.
 	grpcOnly bool
+	// quotaBytes raises the backend quota from etcd's default 2 GiB (0:
+	// the default), for data sets that would not fit in it.
+	quotaBytes int64
+}
+
+// etcdQuota is the backend quota for records of valueSize bytes: etcd's
+// default (0) when they fit in a quarter of it with room to spare, else
+// 8 GiB, the most etcd's documentation suggests. Writing past the quota
+// fails with "mvcc: database space exceeded"; bbolt's file holds a record
+// in about a page share plus the key and value.
+func etcdQuota(records int64, valueSize int) int64 {
+	if records*int64(valueSize+200) < 512<<20 {
+		return 0
+	}
+	return 8 << 30
 }
 
 // startEtcd starts a 3-member etcd cluster of child processes on loopback
@@ -162,6 +179,9 @@ func startEtcd(ctx context.Context, self, dir string, members int, o etcdOptions
 			"-initial-cluster", strings.Join(initial, ",")}
 		if o.grpcOnly {
 			args = append(args, "-client-http-url", fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[3*i+2]))
+		}
+		if o.quotaBytes > 0 {
+			args = append(args, "-quota-bytes", fmt.Sprint(o.quotaBytes))
 		}
 		p, err := startProc("etcd-"+name, dir, self, append(args, certArgs...)...)
 		if err != nil {

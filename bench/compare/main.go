@@ -16,7 +16,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/adaptkv/adaptkv/bench"
@@ -100,6 +102,12 @@ type options struct {
 	out         string
 	jsonOut     string
 	verbose     bool
+	// sweep is --sweep: the setting varied (sweepClients, sweepValueSize
+	// or sweepRecords) and its values in order; empty dim: no sweep.
+	sweep    sweepSpec
+	plotOut  string
+	bulkLoad bool
+	fromJSON string
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -120,6 +128,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the workload generator")
 	fs.StringVar(&o.mode, "adaptkv-mode", modeAuto, "how to run adaptkv nodes: binary (go build ./cmd/adaptkv), reexec (node.Start in a child of this binary) or auto")
 	tlsFlag := fs.String("tls", "on", "transport security of adaptkv and etcd: on (mutual TLS 1.3 on client and peer links of both), off (both plaintext), both (on, then off: measures the cost of TLS in one sitting) or a comma list such as off,on to choose the order; Redis and the echo floor are always plaintext")
+	fs.IntVar(&maxInflight, "adaptkv-max-inflight", 0, "run the adaptkv nodes with --max-inflight N (admission bound of client requests per node; -1: none); 0 keeps the node's default of 32, past which a node refuses requests as OVERLOADED")
 	fs.BoolVar(&unaryClient, "adaptkv-unary", false, "send the SDK's requests as one gRPC call each (client.Config.DisableBatching) instead of over the Batch stream")
 	insecure := fs.Bool("adaptkv-insecure", false, "the same as --tls off (kept for old commands)")
 	fs.BoolVar(&o.etcdGRPCOnly, "etcd-grpc-only", false, "serve etcd's HTTP on URLs of its own (--listen-client-http-urls), so that its client URLs serve gRPC natively rather than through Go's HTTP/2 server as etcd does by default with TLS")
@@ -133,6 +142,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each phase, wait up to this long for other processes to leave the CPUs idle (0: do not wait)")
 	fs.IntVar(&o.retryNoisy, "retry-noisy", 1, "measure a phase again, up to this many times, when other processes used the CPUs during it; the least disturbed attempt is kept")
 	fs.BoolVar(&o.verbose, "v", false, "print a status line every second during each phase")
+	sweep := fs.String("sweep", "", "measure how cost grows: clients=1,8,32,128,512, value-size=128,1024,16384 or records=100000,10000000; every chosen system, workload and level runs at each value with the other settings fixed, and the report is a table per value (and --plot)")
+	fs.StringVar(&o.fromJSON, "from-json", "", "measure nothing: write the report (and --plot) of an earlier run from the file its --json wrote, with its profiles where they still are; give the same --sweep")
+	fs.StringVar(&o.plotOut, "plot", "", "with --sweep: write a PNG of the sweep here (one panel per metric, one line per system and setting, log x axis)")
+	fs.BoolVar(&o.bulkLoad, "bulk-load", false, "load each system through its fastest realistic bulk path (adaptkv: 48 concurrent SDK inserts at one over the batched stream, retried after OVERLOADED; etcd: Txns of 128 puts; Redis: pipelines of 512 SETs) instead of the generator's 32 inserting workers; for millions of records")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -147,6 +160,12 @@ func parseFlags(args []string) (*options, error) {
 	var err error
 	if o.tls, err = parseTLS(*tlsFlag); err != nil {
 		return nil, err
+	}
+	if o.sweep, err = parseSweep(*sweep); err != nil {
+		return nil, err
+	}
+	if o.plotOut != "" && o.sweep.dim == "" {
+		return nil, errors.New("--plot needs --sweep")
 	}
 	o.systems = splitList(*systems)
 	o.workloads = splitList(*workloads)
@@ -250,7 +269,62 @@ func run(args []string, stdout io.Writer) error {
 		}
 	}
 	started := time.Now()
-	c := &comparison{o: o, self: self}
+	c := &comparison{o: o, self: self, started: started}
+	if o.fromJSON != "" {
+		b, err := os.ReadFile(o.fromJSON)
+		if err != nil {
+			return err
+		}
+		var saved struct {
+			Phases results `json:"phases"`
+		}
+		if err := json.Unmarshal(b, &saved); err != nil {
+			return fmt.Errorf("%s: %w", o.fromJSON, err)
+		}
+		c.results = saved.Phases
+		c.notes = append(c.notes, "report written from "+o.fromJSON+" (--from-json): the load lines and the notes of that run are in its own report")
+	} else if err := c.runPoints(ctx); err != nil {
+		return err
+	}
+	elapsed := time.Since(started)
+
+	var md strings.Builder
+	if o.sweep.dim != "" {
+		c.writeSweepReport(&md, elapsed)
+	} else {
+		c.writeReport(&md, elapsed)
+	}
+	fmt.Fprint(stdout, md.String())
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(md.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	if o.plotOut != "" {
+		if err := c.results.writeSweepPlot(o.plotOut, o.sweep); err != nil {
+			return err
+		}
+		slog.Info("plot written", "path", o.plotOut)
+	}
+	if o.jsonOut != "" {
+		b, err := json.MarshalIndent(struct {
+			Host   bench.Host `json:"host"`
+			Phases results    `json:"phases"`
+		}{bench.ThisHost(), c.results}, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonOut, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runSystems starts, loads and measures every chosen system in turn, each
+// on fresh servers with data under dir.
+func (c *comparison) runSystems(ctx context.Context, workdir string) error {
+	o := c.o
 	// A system's sittings with and without TLS follow each other, each on
 	// a fresh cluster, so that the ratio of the two (the cost of TLS) is
 	// measured as close together in time as the machine allows.
@@ -260,9 +334,9 @@ func run(args []string, stdout io.Writer) error {
 			sittings = []bool{false}
 		}
 		for _, secure := range sittings {
-			dir := filepath.Join(o.workdir, s)
+			dir := filepath.Join(workdir, s)
 			if s == sysAdaptkv || s == sysEtcd {
-				dir = filepath.Join(o.workdir, s+"-tls-"+tlsName(secure))
+				dir = filepath.Join(workdir, s+"-tls-"+tlsName(secure))
 			}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
@@ -281,28 +355,6 @@ func run(args []string, stdout io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("%s (TLS %s): %w (logs in %s)", s, tlsName(secure), err, dir)
 			}
-		}
-	}
-	elapsed := time.Since(started)
-
-	var md strings.Builder
-	c.writeReport(&md, elapsed)
-	fmt.Fprint(stdout, md.String())
-	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(md.String()), 0o644); err != nil {
-			return err
-		}
-	}
-	if o.jsonOut != "" {
-		b, err := json.MarshalIndent(struct {
-			Host   bench.Host `json:"host"`
-			Phases results    `json:"phases"`
-		}{bench.ThisHost(), c.results}, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(o.jsonOut, b, 0o644); err != nil {
-			return err
 		}
 	}
 	return nil
@@ -343,8 +395,14 @@ func findRepo() (string, error) {
 
 // comparison runs the phases and collects their results.
 type comparison struct {
-	o           *options
-	self        string
+	o       *options
+	self    string
+	started time.Time
+	// point is the sweep's current value as it labels phases
+	// ("clients=8"), empty without --sweep; clients is the concurrency of
+	// the phases being measured (0: --concurrency).
+	point       string
+	clients     int
 	results     results
 	adaptkvMode string
 	loads       []string
@@ -363,8 +421,12 @@ func (c *comparison) configFor(setting, w string) bench.Config {
 
 func (c *comparison) config(w string) bench.Config {
 	wl, _ := bench.ParseWorkload(w)
+	n := c.o.concurrency
+	if c.clients > 0 {
+		n = c.clients
+	}
 	cfg := bench.Config{
-		Workload: wl, Records: c.o.records, ValueSize: c.o.valueSize, Concurrency: c.o.concurrency,
+		Workload: wl, Records: c.o.records, ValueSize: c.o.valueSize, Concurrency: n,
 		Duration: c.o.duration, Warmup: c.o.warmup, Seed: c.o.seed,
 	}
 	if c.o.verbose {
@@ -373,22 +435,44 @@ func (c *comparison) config(w string) bench.Config {
 	return cfg
 }
 
-// load inserts the records with a progress bar on a terminal.
-func (c *comparison) load(ctx context.Context, system string, secure bool, s bench.Store) error {
+// bulkPath is how --bulk-load loads one system: put takes chunks of batch
+// records from each of workers goroutines.
+type bulkPath struct {
+	put            putBatch
+	workers, batch int
+}
+
+// load inserts the records with a progress bar on a terminal and progress
+// lines in the log: through the generator's workers (bench.Load), or
+// through bulk with --bulk-load.
+func (c *comparison) load(ctx context.Context, system string, secure bool, s bench.Store, bulk bulkPath) error {
 	if len(c.o.tls) > 1 && (system == sysAdaptkv || system == sysEtcd) {
 		system += " (TLS " + tlsName(secure) + ")"
 	}
 	cfg := c.config("a")
-	bar := bench.NewProgress(os.Stdout, cfg.Records, "load "+system)
-	cfg.OnProgress = func(int64) { bar.Add(1) }
-	res, err := bench.Load(ctx, s, cfg)
-	bar.Finish()
+	cfg.Concurrency = c.o.concurrency
+	var res *bench.Result
+	var err error
+	if c.o.bulkLoad {
+		res, err = bulkLoad(ctx, system, cfg.Records, cfg.ValueSize, bulk.workers, bulk.batch, cfg.Seed, bulk.put)
+		if res != nil {
+			system += fmt.Sprintf(" [bulk: %d workers × %d]", bulk.workers, bulk.batch)
+		}
+	} else {
+		bar := bench.NewProgress(os.Stdout, cfg.Records, "load "+system)
+		var done atomic.Int64
+		stop := progressLines(ctx, "load "+system, cfg.Records, &done)
+		cfg.OnProgress = func(n int64) { bar.Add(1); done.Store(n) }
+		res, err = bench.Load(ctx, s, cfg)
+		stop()
+		bar.Finish()
+	}
 	if err != nil {
 		return err
 	}
 	slog.Info("loaded", "system", system, "records", res.Ops, "seconds", fmt.Sprintf("%.1f", res.Elapsed),
 		"ops_per_sec", fmt.Sprintf("%.0f", res.Throughput), "errors", res.Errors)
-	c.loads = append(c.loads, fmt.Sprintf("%s %.0f records/s (%.1f s, %d errors)", system, res.Throughput, res.Elapsed, res.Errors))
+	c.loads = append(c.loads, fmt.Sprintf("%s %d records at %.0f records/s (%.1f s, %d errors)", system, res.Ops, res.Throughput, res.Elapsed, res.Errors))
 	if res.Errors > 0 {
 		c.notes = append(c.notes, fmt.Sprintf("%s: %d of %d inserts of the load failed (%v)", system, res.Errors, cfg.Records, res.ErrorKinds))
 	}
@@ -406,10 +490,15 @@ func (c *comparison) measure(ctx context.Context, system, setting, w string, sec
 		if c.o.quietWait > 0 {
 			waitQuiet(ctx, c.o.quietWait)
 		}
+		if c.point != "" {
+			slog.Info("sweep", "point", c.point, "system", system, "setting", setting, "workload", strings.ToUpper(w),
+				"clients", c.config(w).Concurrency, "elapsed", time.Since(c.started).Round(time.Second))
+		}
 		p, err := c.measureOnce(ctx, system, setting, w, secure, s, during)
 		if err != nil {
 			return err
 		}
+		p.Point = c.point
 		if best == nil || p.other() < best.other() {
 			best = p
 		}
@@ -442,13 +531,24 @@ func (c *comparison) measureOnce(ctx context.Context, system, setting, w string,
 	cfg := c.configFor(setting, w)
 	if during != nil {
 		pctx, cancel := context.WithCancel(ctx)
-		defer cancel()
+		done := make(chan struct{})
 		go func() {
+			defer close(done)
 			select {
 			case <-time.After(cfg.Warmup):
 				during(pctx)
 			case <-pctx.Done():
 			}
+		}()
+		// The profiles end about when the phase does; wait for them to
+		// be written (not cancel them half taken), but not for ever.
+		defer func() {
+			select {
+			case <-done:
+			case <-time.After(time.Duration(c.o.profileSecs)*time.Second + 10*time.Second):
+			}
+			cancel()
+			<-done
 		}()
 	}
 	before := sampleCPU()
@@ -482,15 +582,19 @@ func (c *comparison) runAdaptkv(ctx context.Context, dir string, secure bool) er
 		return err
 	}
 	defer st.Close()
-	if err := c.load(ctx, sysAdaptkv, secure, st); err != nil {
-		return err
-	}
 	// One SDK client for every phase, as an application would keep one.
 	cli, err := client.New(ctx, cl.clientConfig(client.Config{Endpoints: cl.endpoints}))
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
+	// A bulk load writes at one: still sent to all three replicas, each
+	// fsyncing in its group commit, but acknowledged after the first, so
+	// that many concurrent inserts fill the SDK's Batch stream.
+	bulk := bulkPath{put: storeBatch(bench.NewAdaptkvStore(cli, "bench", client.One)), workers: adaptkvBulkWorkers, batch: 16}
+	if err := c.load(ctx, sysAdaptkv, secure, st, bulk); err != nil {
+		return err
+	}
 	type run struct{ w, level string }
 	var runs []run
 	for _, w := range c.o.workloads {
@@ -504,29 +608,65 @@ func (c *comparison) runAdaptkv(ctx context.Context, dir string, secure bool) er
 	if c.o.cas {
 		runs = append(runs, run{"cas", setPutIf}, run{"cas", setPutIfHot}, run{"c", setLinearizable})
 	}
-	for _, r := range runs {
-		if c.results.find(sysAdaptkv, r.level, r.w, secure) != nil {
-			continue
-		}
-		lv, _ := bench.ParseConsistency(r.level)
-		s := bench.NewAdaptkvStore(cli, "bench", lv)
-		var during func(context.Context)
-		if c.o.profileDir != "" {
-			name := fmt.Sprintf("%s-%s-tls-%s", r.w, r.level, tlsName(secure))
-			during = func(ctx context.Context) { c.profile(ctx, cl.httpAddrs[0], name) }
-		}
-		if err := c.measure(ctx, sysAdaptkv, r.level, r.w, secure, s, during); err != nil {
-			return err
+	for _, n := range c.clientPoints() {
+		c.setClients(n)
+		for _, r := range runs {
+			if c.measured(sysAdaptkv, r.level, r.w, secure) {
+				continue
+			}
+			lv, _ := bench.ParseConsistency(r.level)
+			s := bench.NewAdaptkvStore(cli, "bench", lv)
+			var during func(context.Context)
+			var nodeProf, clientProf string
+			if c.o.profileDir != "" {
+				name := fmt.Sprintf("%s-%s-tls-%s", r.w, r.level, tlsName(secure))
+				if c.point != "" {
+					name += "-" + strings.ReplaceAll(c.point, "=", "")
+				}
+				nodeProf = filepath.Join(c.o.profileDir, "node-n1-"+name+".pprof")
+				clientProf = filepath.Join(c.o.profileDir, "client-"+name+".pprof")
+				during = func(ctx context.Context) { c.profile(ctx, cl.httpAddrs[0], nodeProf, clientProf) }
+			}
+			if err := c.measure(ctx, sysAdaptkv, r.level, r.w, secure, s, during); err != nil {
+				return err
+			}
+			if nodeProf != "" {
+				p := &c.results[len(c.results)-1]
+				p.NodeProfile, p.ClientProfile = existing(nodeProf), existing(clientProf)
+			}
 		}
 	}
 	return nil
 }
 
+// existing returns path when a file is there, else "".
+func existing(path string) string {
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		return ""
+	}
+	return path
+}
+
+// measured reports whether the phase was measured already at the current
+// sweep point and number of clients (the floor workload may be one of
+// the workloads).
+func (c *comparison) measured(system, setting, w string, secure bool) bool {
+	n := c.config(w).Concurrency
+	for _, p := range c.results {
+		if p.System == system && p.Setting == setting && p.Workload == w && p.TLS == secure && p.Point == c.point && p.Result.Concurrency == n {
+			return true
+		}
+	}
+	return false
+}
+
 // profile takes a CPU profile of a node (through its /debug/pprof) and of
 // this process at the same time, into the profile directory.
-func (c *comparison) profile(ctx context.Context, httpAddr, name string) {
+func (c *comparison) profile(ctx context.Context, httpAddr, path, clientPath string) {
 	secs := c.o.profileSecs
-	clientPath := filepath.Join(c.o.profileDir, "client-"+name+".pprof")
+	if d := int(c.o.duration / time.Second); d >= 1 && secs > d {
+		secs = d
+	}
 	cf, err := os.Create(clientPath)
 	if err == nil {
 		if err := pprof.StartCPUProfile(cf); err == nil {
@@ -550,7 +690,6 @@ func (c *comparison) profile(ctx context.Context, httpAddr, name string) {
 		return
 	}
 	defer resp.Body.Close()
-	path := filepath.Join(c.o.profileDir, "node-n1-"+name+".pprof")
 	f, err := os.Create(path)
 	if err != nil {
 		slog.Warn("profile", "err", err)
@@ -574,7 +713,7 @@ func (c *comparison) has(system string) bool {
 }
 
 func (c *comparison) runEtcd(ctx context.Context, dir string, secure bool) error {
-	cl, err := startEtcd(ctx, c.self, dir, 3, etcdOptions{secure: secure, grpcOnly: c.o.etcdGRPCOnly})
+	cl, err := startEtcd(ctx, c.self, dir, 3, etcdOptions{secure: secure, grpcOnly: c.o.etcdGRPCOnly, quotaBytes: etcdQuota(c.o.records, c.o.valueSize)})
 	if err != nil {
 		return err
 	}
@@ -597,15 +736,18 @@ func (c *comparison) runEtcd(ctx context.Context, dir string, secure bool) error
 		}
 		stores = append(stores, s)
 		if i == 0 {
-			if err := c.load(ctx, sysEtcd, secure, s); err != nil {
+			if err := c.load(ctx, sysEtcd, secure, s, bulkPath{put: etcdBatch(s.cli), workers: etcdBulkWorkers, batch: etcdBatchSize(c.o.valueSize)}); err != nil {
 				return err
 			}
 		}
 	}
-	for _, w := range c.o.workloads {
-		for i, setting := range settings {
-			if err := c.measure(ctx, sysEtcd, setting, w, secure, stores[i], nil); err != nil {
-				return err
+	for _, n := range c.clientPoints() {
+		c.setClients(n)
+		for _, w := range c.o.workloads {
+			for i, setting := range settings {
+				if err := c.measure(ctx, sysEtcd, setting, w, secure, stores[i], nil); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -636,19 +778,22 @@ func (c *comparison) runRedis(ctx context.Context, dir string) error {
 		return err
 	}
 	defer r.stop()
-	s := newRedisStore(r.addr, c.o.concurrency)
+	s := newRedisStore(r.addr, max(c.o.concurrency, slices.Max(c.clientPoints())))
 	defer s.Close()
-	if err := c.load(ctx, sysRedis, false, s); err != nil {
+	if err := c.load(ctx, sysRedis, false, s, bulkPath{put: redisBatch(s.cli), workers: redisBulkWorkers, batch: redisPipeline}); err != nil {
 		return err
 	}
-	for _, w := range c.o.workloads {
-		wl, _ := bench.ParseWorkload(w)
-		if wl.Scan > 0 {
-			c.notes = append(c.notes, fmt.Sprintf("Redis: workload %s skipped (no ordered scan)", w))
-			continue
-		}
-		if err := c.measure(ctx, sysRedis, setAOFAlways, w, false, s, nil); err != nil {
-			return err
+	for _, n := range c.clientPoints() {
+		c.setClients(n)
+		for _, w := range c.o.workloads {
+			wl, _ := bench.ParseWorkload(w)
+			if wl.Scan > 0 {
+				c.notes = append(c.notes, fmt.Sprintf("Redis: workload %s skipped (no ordered scan)", w))
+				continue
+			}
+			if err := c.measure(ctx, sysRedis, setAOFAlways, w, false, s, nil); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -675,12 +820,27 @@ func (c *comparison) runEcho(ctx context.Context, dir string) error {
 	}); err != nil {
 		return err
 	}
-	return c.measure(ctx, sysEcho, setBare, c.o.floor, false, s, nil)
+	for _, n := range c.clientPoints() {
+		c.setClients(n)
+		if err := c.measure(ctx, sysEcho, setBare, c.o.floor, false, s, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeReport writes the markdown report: the command, the machine, the
 // settings, the tables and any notes.
 func (c *comparison) writeReport(w io.Writer, elapsed time.Duration) {
+	c.writeHeader(w, elapsed)
+	fmt.Fprintln(w)
+	c.results.writeMarkdown(w)
+	c.writeBudget(w)
+	c.writeNotes(w)
+}
+
+// writeHeader writes the command, the machine and the settings.
+func (c *comparison) writeHeader(w io.Writer, elapsed time.Duration) {
 	h := bench.ThisHost()
 	o := c.o
 	fmt.Fprintf(w, "## adaptkv vs etcd vs Redis: YCSB on one machine\n\n")
@@ -698,7 +858,11 @@ func (c *comparison) writeReport(w io.Writer, elapsed time.Duration) {
 		mode = "3 processes running node.Start (cmd/adaptkv did not build), pebble, keyspace rf 3"
 	}
 	if mode != "" {
-		fmt.Fprintf(w, "- adaptkv: %s; one SDK client (token-aware routing) shared by the workers\n", mode)
+		inflight := "default admission bound (32 client requests in flight per node, refused past it as OVERLOADED)"
+		if maxInflight != 0 {
+			inflight = fmt.Sprintf("--max-inflight %d", maxInflight)
+		}
+		fmt.Fprintf(w, "- adaptkv: %s, %s; one SDK client (token-aware routing) shared by the workers\n", mode, inflight)
 	}
 	if c.has(sysEtcd) {
 		serving := ""
@@ -721,10 +885,15 @@ func (c *comparison) writeReport(w io.Writer, elapsed time.Duration) {
 		fmt.Fprintf(w, "- floor: bare gRPC unary echo in its own process (key in, %d B value out), one connection\n", o.valueSize)
 	}
 	if len(c.loads) > 0 {
-		fmt.Fprintf(w, "- load (%d clients): %s\n", o.concurrency, strings.Join(c.loads, "; "))
+		fmt.Fprintf(w, "- load (%d clients unless bulk): %s\n", o.concurrency, strings.Join(c.loads, "; "))
 	}
-	fmt.Fprintln(w)
-	c.results.writeMarkdown(w)
+	if sw := o.sweep; sw.dim != "" {
+		fmt.Fprintf(w, "- sweep: %s over %v, the other settings as above; pebble's block cache is 64 MiB and adaptkv's row cache 32 MiB per node (storage defaults)\n", sw.dim, sw.values)
+	}
+}
+
+// writeNotes writes what went wrong or was left out.
+func (c *comparison) writeNotes(w io.Writer) {
 	if len(c.notes) > 0 {
 		fmt.Fprintln(w)
 		for _, n := range c.notes {

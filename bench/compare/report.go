@@ -41,6 +41,13 @@ type phase struct {
 	// CPU is how the machine's CPUs were used during the phase, warmup
 	// included; nil where /proc is not available.
 	CPU *CPUUse `json:"cpu,omitempty"`
+	// Point is the --sweep value the phase ran at ("clients=8"); empty
+	// without a sweep.
+	Point string `json:"point,omitempty"`
+	// NodeProfile and ClientProfile are the CPU profiles of node n1 and of
+	// the client process taken during the phase (--profile), if any.
+	NodeProfile   string `json:"node_profile,omitempty"`
+	ClientProfile string `json:"client_profile,omitempty"`
 }
 
 // results are every phase of a comparison.
@@ -358,4 +365,52 @@ func (rs results) writeTLSCost(w io.Writer) {
 			v.workload, v.level, v.etcdSetting, v.ours.throughput, v.theirs.throughput, v.ours.p99, v.theirs.p99,
 			map[bool]string{true: "yes", false: "**no**"}[v.noLarger])
 	}
+}
+
+// writeBudget writes the CPU budget per operation: for every phase, the
+// CPU microseconds its servers and its client process spent per
+// operation, and the total against the echo floor's (the bare gRPC call
+// measured in the same run, at the same sweep point when there is one).
+func (c *comparison) writeBudget(w io.Writer) {
+	floors := map[string]float64{}
+	for i := range c.results {
+		p := &c.results[i]
+		if p.System == sysEcho {
+			if v := p.cpuPerOp(); v > 0 {
+				floors[p.Point] = v * 1e6
+			}
+		}
+	}
+	have := false
+	for i := range c.results {
+		if c.results[i].CPU != nil {
+			have = true
+		}
+	}
+	if !have {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "CPU budget per operation (CPU time of the servers' processes and of the client process, from /proc, over the phase's operations; warmup included in both):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| workload | system | setting | TLS | point | ops/s | servers µs/op | client µs/op | total µs/op | total / echo floor's |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---:|---:|---:|---:|---:|")
+	for i := range c.results {
+		p := &c.results[i]
+		srv, cli := p.perOp()
+		if srv+cli <= 0 {
+			continue
+		}
+		floor := "n/a"
+		if f := floors[p.Point]; f > 0 {
+			floor = fmt.Sprintf("%.2f×", (srv+cli)/f)
+		}
+		point := p.Point
+		if point == "" {
+			point = fmt.Sprintf("clients=%d", p.Result.Concurrency)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.0f | %s | %s | %.0f | %s |\n",
+			strings.ToUpper(p.Workload), p.System, p.Setting, tlsName(p.TLS), point, p.Result.Throughput, us(srv), us(cli), srv+cli, floor)
+	}
+	c.writeProfiles(w)
 }
