@@ -272,7 +272,8 @@ func (r *Replica) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.Paxo
 	default:
 		return nil, fmt.Errorf("%w: paxos message kind %v", ErrInvalidRequest, req.GetKind())
 	}
-	var muts []storage.Mutation
+	var buf [2]storage.Mutation
+	muts := buf[:0]
 	if !next.Equal(state) {
 		if stateVersion == 0 {
 			// The key may have no state yet: count it before it has
@@ -445,8 +446,14 @@ func (r *Replica) forget(ctx context.Context, keyspace string, sp *paxosSpace, s
 
 func fillPromise(resp *kvpb.PaxosResponse, p paxos.Promise) {
 	resp.Ok = p.OK
-	resp.Promised = BallotToPB(p.Promised)
-	resp.Committed = BallotToPB(p.Committed)
+	// A zero ballot is left out: nil reads back as zero (BallotFromPB),
+	// and most keys a read asks about have none.
+	if !p.Promised.IsZero() {
+		resp.Promised = BallotToPB(p.Promised)
+	}
+	if !p.Committed.IsZero() {
+		resp.Committed = BallotToPB(p.Committed)
+	}
 	if !p.Accepted.IsZero() {
 		resp.Accepted = ProposalToPB(p.Accepted)
 	}

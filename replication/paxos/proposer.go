@@ -367,7 +367,7 @@ func (p *Proposer) newRound(ph proposerPhase, need int) {
 
 // sendAll asks every replica.
 func (p *Proposer) sendAll(m Message) Effects {
-	eff := Effects{Timer: p.round}
+	eff := Effects{Timer: p.round, Send: make([]Message, 0, len(p.req.Replicas))}
 	for _, to := range p.req.Replicas {
 		m.To, m.Round = to, p.round
 		eff.Send = append(eff.Send, m)
