@@ -553,3 +553,19 @@ func paxosEvent(keyspace string, epoch uint64, m paxos.Message, resp *kvpb.Paxos
 	}
 	return linEvent{ev: ev}
 }
+
+// RepairPaxos completes the proposals Replica.CleanPaxos reported in
+// progress on keyspace's keys, so that a later cleanup can forget their
+// states: each key gets a linearizable read, which escalates to a Paxos
+// read, and that completes the proposal and commits it to every replica,
+// when a quorum shows it in progress. A proposal the quorum shows below a
+// later commit is dead; it stays on its replica until the key's next
+// Paxos write commits there. It stops at the first error.
+func (c *Coordinator) RepairPaxos(ctx context.Context, keyspace string, keys [][]byte) error {
+	for _, key := range keys {
+		if _, err := c.linGet(ctx, keyspace, key); err != nil {
+			return fmt.Errorf("repair paxos state of %q in %q: %w", key, keyspace, err)
+		}
+	}
+	return nil
+}

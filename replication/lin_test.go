@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/replication/paxos"
 	"github.com/adaptkv/adaptkv/replication/quorum"
 	"github.com/adaptkv/adaptkv/storage"
@@ -152,5 +153,67 @@ func TestLinSessionReadRespectsToken(t *testing.T) {
 	}
 	if g, err := f.coord.Get(ctx, "ks", []byte("k"), Consistency{Level: quorum.Linearizable, MinVersion: old.Record.Version}); err != nil || string(g.Record.Value) != "old" {
 		t.Fatalf("linearizable session read at the token: %+v, %v; want old", g, err)
+	}
+}
+
+// The cleanup cycle on a cluster: old committed states are forgotten on
+// every replica, a proposal left in progress is reported, completed by
+// RepairPaxos (its write becomes visible), and forgotten by the next
+// cleanup; conditional writes on the forgotten keys then work as before
+// (their first ballots are refused by the low bound and drawn above it).
+func TestLinCleanupRepairsThenForgets(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	ctx := context.Background()
+	res, err := f.coord.CondPut(ctx, "ks", []byte("k"), []byte("v1"), paxos.Condition{Kind: paxos.IfAbsent}, Consistency{})
+	if err != nil || !res.Applied {
+		t.Fatalf("put-if-absent: %+v %v", res, err)
+	}
+	f.coord.Wait() // its commits reach every replica
+	// A proposal of k2 accepted by n1 and n2 whose commit was lost.
+	b := paxos.Ballot{Counter: 5, Node: 7}
+	prop := paxos.Proposal{Ballot: b, Record: storage.Record{Key: []byte("k2"), Value: []byte("lost"), Version: storage.Version{Timestamp: 100, Node: 7}}}
+	for _, id := range []string{"n1", "n2"} {
+		r := f.net.replicas[id]
+		for _, req := range []*kvpb.PaxosRequest{
+			{Kind: kvpb.PaxosRequest_PREPARE, Keyspace: "ks", Epoch: 1, Key: []byte("k2"), Ballot: BallotToPB(b)},
+			{Kind: kvpb.PaxosRequest_PROPOSE, Keyspace: "ks", Epoch: 1, Key: []byte("k2"), Proposal: ProposalToPB(prop)},
+		} {
+			if resp, err := r.Paxos(ctx, req); err != nil || !resp.GetOk() {
+				t.Fatalf("%s %v: %v %v", id, req.GetKind(), resp, err)
+			}
+		}
+	}
+	horizon := PaxosHorizon(time.Now().Add(time.Hour), 0)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		c, err := f.net.replicas[id].CleanPaxos(ctx, "ks", horizon)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantInProgress := 0
+		if id != "n3" {
+			wantInProgress = 1
+		}
+		if c.Forgotten != 1 || len(c.InProgress) != wantInProgress {
+			t.Fatalf("%s: cleanup %+v; want k forgotten and %d key in progress", id, c, wantInProgress)
+		}
+	}
+	if err := f.coord.RepairPaxos(ctx, "ks", [][]byte{[]byte("k2")}); err != nil {
+		t.Fatal(err)
+	}
+	f.coord.Wait()
+	got, err := f.coord.Get(ctx, "ks", []byte("k2"), Consistency{Level: quorum.Linearizable})
+	if err != nil || !got.Found || string(got.Record.Value) != "lost" {
+		t.Fatalf("k2 after the repair: %+v %v; want the completed proposal", got, err)
+	}
+	f.coord.Wait()
+	for _, id := range []string{"n1", "n2"} {
+		c, err := f.net.replicas[id].CleanPaxos(ctx, "ks", horizon)
+		if err != nil || c.Forgotten != 1 || len(c.InProgress) != 0 {
+			t.Fatalf("%s: cleanup after the repair: %+v %v; want k2 forgotten", id, c, err)
+		}
+	}
+	res, err = f.coord.CondPut(ctx, "ks", []byte("k"), []byte("v2"), paxos.Condition{Kind: paxos.IfVersion, Version: res.Record.Version}, Consistency{})
+	if err != nil || !res.Applied {
+		t.Fatalf("conditional write on a forgotten key: %+v %v", res, err)
 	}
 }

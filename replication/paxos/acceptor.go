@@ -190,10 +190,10 @@ func (s State) Top() Ballot { return s.top() }
 // (delete it, as if no round had touched the key), provided it first
 // raises its low bound to at least s.Top() and refuses every ballot at or
 // below it from then on (PrepareAbove, ProposeAbove). It may when s holds
-// no accepted proposal above its committed ballot, a noop included: then
-// all that s says to a later round is "refuse ballots up to s.Top()",
-// which the low bound keeps saying, and "committed up to s.Committed",
-// which no later round needs:
+// no proposal in progress (an accepted noop is none: noops are never
+// completed). Then all that s says to a later round is "refuse ballots up
+// to s.Top()", which the low bound keeps saying, and what it promised,
+// accepted and committed up to there, which no later round needs:
 //
 //   - A round that prepares after the state is forgotten is refused at or
 //     below the low bound, as s would have refused it; above it, s would
@@ -213,6 +213,16 @@ func (s State) Top() Ballot { return s.top() }
 //     refused by the low bound, where s might have accepted it (a promise
 //     above its committed ballot): refusing is always safe.
 //   - A Reader's peek reports nothing in progress, as s did.
+//   - A failed condition (or Paxos read) answers at once when no promise
+//     in its quorum is above the quorum's last accepted or committed
+//     ballot; the forgotten state reports neither. A round at a ballot β
+//     hidden that way was promised here before the state was forgotten,
+//     so β is at or below the low bound and refused here from now on; and
+//     the quorum's other members promised the failed condition's ballot,
+//     above β, before promising β, if ever. No quorum can accept β: it
+//     cannot be chosen before the answer nor after it. An accepted noop
+//     only raises the last accepted ballot, which forgetting it lowers,
+//     making the fast answer rarer, never wrong.
 //
 // The one thing forgetting can lose is the record that makes p's record
 // lose under last writer wins: a tombstone collected after its grace. The
@@ -221,7 +231,8 @@ func (s State) Top() Ballot { return s.top() }
 // read) any proposal it still holds in progress when that old; see
 // replication/replica_paxos.go and docs/design-notes.md.
 func Cleanable(s State) bool {
-	return s.Accepted.IsZero() || !s.Committed.Less(s.Accepted.Ballot)
+	_, inProgress := s.InProgress()
+	return !inProgress
 }
 
 // Equal reports whether s and o are the same state: whether a transition

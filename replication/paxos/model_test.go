@@ -841,6 +841,7 @@ func modelConfigs(big bool) []modelConfig {
 			modelConfig{name: "two CAS from a, one fault", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}, faults: 1, fifo: true},
 			modelConfig{name: "two CAS from a and a read, no faults", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c"), {read: true}}, fifo: true},
 			modelConfig{name: "CAS a→b and b→c, no faults, one cleanup", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("b", "c")}, cleanups: 1, fifo: true},
+			modelConfig{name: "two CAS from a, no faults, two cleanups", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}, cleanups: 2, fifo: true},
 			modelConfig{name: "CAS a→b and b→c, one fault, two cleanups", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("b", "c")}, faults: 1, cleanups: 2, fifo: true},
 			modelConfig{name: "CAS and a linearizable read, one fault, two cleanups", init: a, initFound: true, clients: []mSpec{cas("a", "b"), {read: true}}, faults: 1, cleanups: 2, fifo: true},
 			modelConfig{name: "two CAS from a, no faults, any order", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}},
