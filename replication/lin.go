@@ -148,13 +148,9 @@ func (c *Coordinator) linGet(ctx context.Context, keyspace string, key []byte) (
 		d := c.newLinDriver(ctx, keyspace, key, p)
 		out := d.run(rd.Start(), rd.Step)
 		if out == nil && d.res.escalate {
-			v, err := c.newVersion(0)
-			if err != nil {
+			if out, d, err = c.paxosRead(ctx, keyspace, key, p); err != nil {
 				return ReadResult{}, err
 			}
-			prop := paxos.NewProposer(paxos.Request{Key: key, Cond: paxos.Condition{Kind: paxos.ReadOnly}, Node: v.Node, Replicas: p.replicas, Backoff: c.paxosBackoff(p.replicas)})
-			d = c.newLinDriver(ctx, keyspace, key, p)
-			out = d.run(prop.Start(v.Timestamp), prop.Step)
 		}
 		rcpt := Receipt{Policy: p.pol, Acked: d.res.acked, Epoch: p.ks.Epoch}
 		if err := c.linError("read", out, d, p); err != nil {
@@ -171,6 +167,17 @@ func (c *Coordinator) linGet(ctx context.Context, keyspace string, key []byte) (
 		}
 		return ReadResult{Record: out.Record, Found: out.Found && !out.Record.Tombstone, Receipt: rcpt}, nil
 	}
+}
+
+// paxosRead runs a Paxos read of key: a Proposer with Cond ReadOnly.
+func (c *Coordinator) paxosRead(ctx context.Context, keyspace string, key []byte, p linPlan) (*paxos.Outcome, *linDriver, error) {
+	v, err := c.newVersion(0)
+	if err != nil {
+		return nil, nil, err
+	}
+	prop := paxos.NewProposer(paxos.Request{Key: key, Cond: paxos.Condition{Kind: paxos.ReadOnly}, Node: v.Node, Replicas: p.replicas, Backoff: c.paxosBackoff(p.replicas)})
+	d := c.newLinDriver(ctx, keyspace, key, p)
+	return d.run(prop.Start(v.Timestamp), prop.Step), d, nil
 }
 
 // readOrder is the order a Reader asks replicas in: it asks the first
@@ -554,16 +561,26 @@ func paxosEvent(keyspace string, epoch uint64, m paxos.Message, resp *kvpb.Paxos
 	return linEvent{ev: ev}
 }
 
-// RepairPaxos completes the proposals Replica.CleanPaxos reported in
+// RepairPaxos settles the proposals Replica.CleanPaxos reported in
 // progress on keyspace's keys, so that a later cleanup can forget their
-// states: each key gets a linearizable read, which escalates to a Paxos
-// read, and that completes the proposal and commits it to every replica,
-// when a quorum shows it in progress. A proposal the quorum shows below a
-// later commit is dead; it stays on its replica until the key's next
-// Paxos write commits there. It stops at the first error.
+// states: each key gets a Paxos read, which prepares on every replica and
+// either completes the proposal (a quorum shows it in progress: it is
+// proposed again and committed to every replica) or, when the quorum shows
+// a later commit, writes that commit back to the replica holding the dead
+// proposal, which clears it. It must run well within the tombstone grace
+// (docs/design-notes.md, "Forgetting Paxos state"). It stops at the first
+// error.
 func (c *Coordinator) RepairPaxos(ctx context.Context, keyspace string, keys [][]byte) error {
 	for _, key := range keys {
-		if _, err := c.linGet(ctx, keyspace, key); err != nil {
+		p, err := c.planLin(ctx, keyspace, key)
+		if err != nil {
+			return err
+		}
+		out, d, err := c.paxosRead(ctx, keyspace, key, p)
+		if err == nil {
+			err = c.linError("read", out, d, p)
+		}
+		if err != nil {
 			return fmt.Errorf("repair paxos state of %q in %q: %w", key, keyspace, err)
 		}
 	}

@@ -217,3 +217,53 @@ func TestLinCleanupRepairsThenForgets(t *testing.T) {
 		t.Fatalf("conditional write on a forgotten key: %+v %v", res, err)
 	}
 }
+
+// A proposal left accepted on a replica that missed the commit superseding
+// it, while read repair or anti-entropy brought that replica's record up
+// to date, is cleared by RepairPaxos (the Paxos read writes the commit
+// back to it), so the next cleanup forgets it. Left there, it would be
+// completed by a later round whose quorum had forgotten the commit, after
+// the tombstone superseding it was collected.
+func TestLinRepairClearsDeadProposal(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	ctx := context.Background()
+	b := paxos.Ballot{Counter: 5, Node: 7}
+	dead := paxos.Proposal{Ballot: b, Record: storage.Record{Key: []byte("k"), Value: []byte("old"), Version: storage.Version{Timestamp: 100, Node: 7}}}
+	for _, req := range []*kvpb.PaxosRequest{
+		{Kind: kvpb.PaxosRequest_PREPARE, Keyspace: "ks", Epoch: 1, Key: []byte("k"), Ballot: BallotToPB(b)},
+		{Kind: kvpb.PaxosRequest_PROPOSE, Keyspace: "ks", Epoch: 1, Key: []byte("k"), Proposal: ProposalToPB(dead)},
+	} {
+		if resp, err := f.net.replicas["n1"].Paxos(ctx, req); err != nil || !resp.GetOk() {
+			t.Fatalf("n1 %v: %v %v", req.GetKind(), resp, err)
+		}
+	}
+	f.net.setDown("n1", true) // it misses the next write and its commit
+	res, err := f.coord.CondPut(ctx, "ks", []byte("k"), []byte("new"), paxos.Condition{Kind: paxos.IfAbsent}, Consistency{})
+	if err != nil || !res.Applied {
+		t.Fatalf("put-if-absent without n1: %+v %v", res, err)
+	}
+	f.coord.Wait()
+	f.net.setDown("n1", false)
+	// Anti-entropy brings n1's record, not its Paxos state.
+	if _, err := f.net.engines["n1"].Apply(ctx, []storage.Mutation{{Keyspace: "ks", Record: res.Record}}); err != nil {
+		t.Fatal(err)
+	}
+	horizon := PaxosHorizon(time.Now().Add(time.Hour), 0)
+	c, err := f.net.replicas["n1"].CleanPaxos(ctx, "ks", horizon)
+	if err != nil || len(c.InProgress) != 1 {
+		t.Fatalf("n1 cleanup: %+v %v; want k reported in progress", c, err)
+	}
+	f.net.setDown("n3", true) // the repair's quorum is n1 and n2
+	if err := f.coord.RepairPaxos(ctx, "ks", c.InProgress); err != nil {
+		t.Fatal(err)
+	}
+	f.coord.Wait()
+	c, err = f.net.replicas["n1"].CleanPaxos(ctx, "ks", horizon)
+	if err != nil || c.Forgotten != 1 || len(c.InProgress) != 0 {
+		t.Fatalf("n1 cleanup after the repair: %+v %v; want the dead proposal cleared and forgotten", c, err)
+	}
+	got, err := f.coord.Get(ctx, "ks", []byte("k"), Consistency{Level: quorum.Linearizable})
+	if err != nil || string(got.Record.Value) != "new" {
+		t.Fatalf("k after the repair: %+v %v", got, err)
+	}
+}
