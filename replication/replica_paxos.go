@@ -55,16 +55,27 @@ package replication
 // Paxos, and a proposal left in progress on a replica that missed its
 // round's end could be completed long after, when the tombstone that
 // superseded it was collected (see paxos.Cleanable). CleanPaxos forgets the
-// states whose ballots are all below a horizon (the caller passes one a
-// grace period in the past, the tombstone grace: PaxosHorizon) and that
-// hold nothing in progress (paxos.Cleanable), and reports the ones that do
-// hold an old proposal in progress, for the caller to complete with a Paxos
-// read. Before it deletes any state it raises, durably, the keyspace's low
-// bound to the greatest ballot of the states it deletes; every prepare and
-// proposal at or below the low bound is refused from then on
-// (paxos.PrepareAbove, paxos.ProposeAbove), which is all the forgotten
-// states still said. The safety argument is paxos.Cleanable's comment and
-// docs/design-notes.md ("Forgetting Paxos state").
+// states whose ballots are all below a horizon and that hold nothing in
+// progress (paxos.Cleanable), and reports the ones that do hold an old
+// proposal in progress, for the caller to settle with
+// Coordinator.RepairPaxos (a Paxos read that completes it, or writes the
+// later commit back over it). Before it deletes any state it raises,
+// durably, the keyspace's low bound to the greatest ballot of the states it
+// deletes; every prepare and proposal at or below the low bound is refused
+// from then on (paxos.PrepareAbove, paxos.ProposeAbove), which is all the
+// forgotten states still said to later rounds.
+//
+// Safety, in short (in full: paxos.Cleanable and docs/design-notes.md,
+// "Forgetting Paxos state"): refusals at or below the low bound are what
+// the forgotten states would have answered, or stricter; a forgotten
+// commit only ever kept another replica's older, dead proposal from being
+// completed again, and completing it rewrites a record that loses, under
+// last writer wins, to the one that superseded it, as long as that record
+// exists. So the caller must forget only states older than half the
+// tombstone grace (PaxosHorizon(now, tombstoneGrace/2)) and settle every
+// old proposal a cleanup reports, well before the tombstones that could
+// supersede them are collected. TestModelExhaustive checks the protocol
+// with acceptors that forget at any moment.
 
 import (
 	"context"
