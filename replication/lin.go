@@ -148,13 +148,9 @@ func (c *Coordinator) linGet(ctx context.Context, keyspace string, key []byte) (
 		d := c.newLinDriver(ctx, keyspace, key, p)
 		out := d.run(rd.Start(), rd.Step)
 		if out == nil && d.res.escalate {
-			v, err := c.newVersion(0)
-			if err != nil {
+			if out, d, err = c.paxosRead(ctx, keyspace, key, p); err != nil {
 				return ReadResult{}, err
 			}
-			prop := paxos.NewProposer(paxos.Request{Key: key, Cond: paxos.Condition{Kind: paxos.ReadOnly}, Node: v.Node, Replicas: p.replicas, Backoff: c.paxosBackoff(p.replicas)})
-			d = c.newLinDriver(ctx, keyspace, key, p)
-			out = d.run(prop.Start(v.Timestamp), prop.Step)
 		}
 		rcpt := Receipt{Policy: p.pol, Acked: d.res.acked, Epoch: p.ks.Epoch}
 		if err := c.linError("read", out, d, p); err != nil {
@@ -171,6 +167,17 @@ func (c *Coordinator) linGet(ctx context.Context, keyspace string, key []byte) (
 		}
 		return ReadResult{Record: out.Record, Found: out.Found && !out.Record.Tombstone, Receipt: rcpt}, nil
 	}
+}
+
+// paxosRead runs a Paxos read of key: a Proposer with Cond ReadOnly.
+func (c *Coordinator) paxosRead(ctx context.Context, keyspace string, key []byte, p linPlan) (*paxos.Outcome, *linDriver, error) {
+	v, err := c.newVersion(0)
+	if err != nil {
+		return nil, nil, err
+	}
+	prop := paxos.NewProposer(paxos.Request{Key: key, Cond: paxos.Condition{Kind: paxos.ReadOnly}, Node: v.Node, Replicas: p.replicas, Backoff: c.paxosBackoff(p.replicas)})
+	d := c.newLinDriver(ctx, keyspace, key, p)
+	return d.run(prop.Start(v.Timestamp), prop.Step), d, nil
 }
 
 // readOrder is the order a Reader asks replicas in: it asks the first
@@ -393,9 +400,15 @@ func (d *linDriver) apply(eff paxos.Effects) {
 	if eff.Escalate {
 		d.escalate = true
 	}
-	for _, m := range eff.Send {
+	var local *paxos.Message
+	for i := range eff.Send {
+		m := &eff.Send[i]
 		d.inflight++
-		d.c.goBackground(func() { d.send(m) })
+		if local == nil && m.Kind == paxos.MsgRead && m.To == d.c.cfg.NodeID {
+			local = m // asked last, on this goroutine
+			continue
+		}
+		d.c.goBackground(func() { d.send(*m) })
 	}
 	if eff.Timer > 0 {
 		if d.timer != nil {
@@ -412,6 +425,35 @@ func (d *linDriver) apply(eff paxos.Effects) {
 	}
 	if eff.Finished {
 		d.stop()
+	}
+	if local != nil {
+		d.readLocal(*local)
+	}
+}
+
+// readLocal asks this node's own replica for its record and state on the
+// driver's goroutine, after the requests to the other replicas are on
+// their way: a read of the local replica waits for no disk and no network,
+// and a goroutine of its own (and the stack it grows) cost a linearizable
+// read more CPU than the read itself. Writes still go through send: a
+// local fsync must not hold up the replies of the others.
+func (d *linDriver) readLocal(m paxos.Message) {
+	le := d.c.paxosCall(d.ctx, d.keyspace, d.plan.ks.Epoch, d.key, m)
+	if le.ev.Err != nil {
+		d.c.metrics.ReplicaErrors.Add(1)
+		d.c.log.Debug("paxos request failed", "replica", m.To, "keyspace", d.keyspace, "kind", m.Kind, "err", le.ev.Err)
+	}
+	select {
+	case d.events <- le:
+	default:
+		// The buffer is full of replies this goroutine has yet to take:
+		// deliver it from another one rather than wait for ourselves.
+		d.c.goBackground(func() {
+			select {
+			case d.events <- le:
+			case <-d.finished:
+			}
+		})
 	}
 }
 
@@ -517,4 +559,30 @@ func paxosEvent(keyspace string, epoch uint64, m paxos.Message, resp *kvpb.Paxos
 		ev.Promise.Promised = BallotFromPB(resp.GetPromised())
 	}
 	return linEvent{ev: ev}
+}
+
+// RepairPaxos settles the proposals Replica.CleanPaxos reported in
+// progress on keyspace's keys, so that a later cleanup can forget their
+// states: each key gets a Paxos read, which prepares on every replica and
+// either completes the proposal (a quorum shows it in progress: it is
+// proposed again and committed to every replica) or, when the quorum shows
+// a later commit, writes that commit back to the replica holding the dead
+// proposal, which clears it. It must run well within the tombstone grace
+// (docs/design-notes.md, "Forgetting Paxos state"). It stops at the first
+// error.
+func (c *Coordinator) RepairPaxos(ctx context.Context, keyspace string, keys [][]byte) error {
+	for _, key := range keys {
+		p, err := c.planLin(ctx, keyspace, key)
+		if err != nil {
+			return err
+		}
+		out, d, err := c.paxosRead(ctx, keyspace, key, p)
+		if err == nil {
+			err = c.linError("read", out, d, p)
+		}
+		if err != nil {
+			return fmt.Errorf("repair paxos state of %q in %q: %w", key, keyspace, err)
+		}
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/replication/paxos"
 	"github.com/adaptkv/adaptkv/replication/quorum"
 	"github.com/adaptkv/adaptkv/storage"
@@ -152,5 +153,117 @@ func TestLinSessionReadRespectsToken(t *testing.T) {
 	}
 	if g, err := f.coord.Get(ctx, "ks", []byte("k"), Consistency{Level: quorum.Linearizable, MinVersion: old.Record.Version}); err != nil || string(g.Record.Value) != "old" {
 		t.Fatalf("linearizable session read at the token: %+v, %v; want old", g, err)
+	}
+}
+
+// The cleanup cycle on a cluster: old committed states are forgotten on
+// every replica, a proposal left in progress is reported, completed by
+// RepairPaxos (its write becomes visible), and forgotten by the next
+// cleanup; conditional writes on the forgotten keys then work as before
+// (their first ballots are refused by the low bound and drawn above it).
+func TestLinCleanupRepairsThenForgets(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	ctx := context.Background()
+	res, err := f.coord.CondPut(ctx, "ks", []byte("k"), []byte("v1"), paxos.Condition{Kind: paxos.IfAbsent}, Consistency{})
+	if err != nil || !res.Applied {
+		t.Fatalf("put-if-absent: %+v %v", res, err)
+	}
+	f.coord.Wait() // its commits reach every replica
+	// A proposal of k2 accepted by n1 and n2 whose commit was lost.
+	b := paxos.Ballot{Counter: 5, Node: 7}
+	prop := paxos.Proposal{Ballot: b, Record: storage.Record{Key: []byte("k2"), Value: []byte("lost"), Version: storage.Version{Timestamp: 100, Node: 7}}}
+	for _, id := range []string{"n1", "n2"} {
+		r := f.net.replicas[id]
+		for _, req := range []*kvpb.PaxosRequest{
+			{Kind: kvpb.PaxosRequest_PREPARE, Keyspace: "ks", Epoch: 1, Key: []byte("k2"), Ballot: BallotToPB(b)},
+			{Kind: kvpb.PaxosRequest_PROPOSE, Keyspace: "ks", Epoch: 1, Key: []byte("k2"), Proposal: ProposalToPB(prop)},
+		} {
+			if resp, err := r.Paxos(ctx, req); err != nil || !resp.GetOk() {
+				t.Fatalf("%s %v: %v %v", id, req.GetKind(), resp, err)
+			}
+		}
+	}
+	horizon := PaxosHorizon(time.Now().Add(time.Hour), 0)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		c, err := f.net.replicas[id].CleanPaxos(ctx, "ks", horizon)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantInProgress := 0
+		if id != "n3" {
+			wantInProgress = 1
+		}
+		if c.Forgotten != 1 || len(c.InProgress) != wantInProgress {
+			t.Fatalf("%s: cleanup %+v; want k forgotten and %d key in progress", id, c, wantInProgress)
+		}
+	}
+	if err := f.coord.RepairPaxos(ctx, "ks", [][]byte{[]byte("k2")}); err != nil {
+		t.Fatal(err)
+	}
+	f.coord.Wait()
+	got, err := f.coord.Get(ctx, "ks", []byte("k2"), Consistency{Level: quorum.Linearizable})
+	if err != nil || !got.Found || string(got.Record.Value) != "lost" {
+		t.Fatalf("k2 after the repair: %+v %v; want the completed proposal", got, err)
+	}
+	f.coord.Wait()
+	for _, id := range []string{"n1", "n2"} {
+		c, err := f.net.replicas[id].CleanPaxos(ctx, "ks", horizon)
+		if err != nil || c.Forgotten != 1 || len(c.InProgress) != 0 {
+			t.Fatalf("%s: cleanup after the repair: %+v %v; want k2 forgotten", id, c, err)
+		}
+	}
+	res, err = f.coord.CondPut(ctx, "ks", []byte("k"), []byte("v2"), paxos.Condition{Kind: paxos.IfVersion, Version: res.Record.Version}, Consistency{})
+	if err != nil || !res.Applied {
+		t.Fatalf("conditional write on a forgotten key: %+v %v", res, err)
+	}
+}
+
+// A proposal left accepted on a replica that missed the commit superseding
+// it, while read repair or anti-entropy brought that replica's record up
+// to date, is cleared by RepairPaxos (the Paxos read writes the commit
+// back to it), so the next cleanup forgets it. Left there, it would be
+// completed by a later round whose quorum had forgotten the commit, after
+// the tombstone superseding it was collected.
+func TestLinRepairClearsDeadProposal(t *testing.T) {
+	f := newFixture(t, 3, 3)
+	ctx := context.Background()
+	b := paxos.Ballot{Counter: 5, Node: 7}
+	dead := paxos.Proposal{Ballot: b, Record: storage.Record{Key: []byte("k"), Value: []byte("old"), Version: storage.Version{Timestamp: 100, Node: 7}}}
+	for _, req := range []*kvpb.PaxosRequest{
+		{Kind: kvpb.PaxosRequest_PREPARE, Keyspace: "ks", Epoch: 1, Key: []byte("k"), Ballot: BallotToPB(b)},
+		{Kind: kvpb.PaxosRequest_PROPOSE, Keyspace: "ks", Epoch: 1, Key: []byte("k"), Proposal: ProposalToPB(dead)},
+	} {
+		if resp, err := f.net.replicas["n1"].Paxos(ctx, req); err != nil || !resp.GetOk() {
+			t.Fatalf("n1 %v: %v %v", req.GetKind(), resp, err)
+		}
+	}
+	f.net.setDown("n1", true) // it misses the next write and its commit
+	res, err := f.coord.CondPut(ctx, "ks", []byte("k"), []byte("new"), paxos.Condition{Kind: paxos.IfAbsent}, Consistency{})
+	if err != nil || !res.Applied {
+		t.Fatalf("put-if-absent without n1: %+v %v", res, err)
+	}
+	f.coord.Wait()
+	f.net.setDown("n1", false)
+	// Anti-entropy brings n1's record, not its Paxos state.
+	if _, err := f.net.engines["n1"].Apply(ctx, []storage.Mutation{{Keyspace: "ks", Record: res.Record}}); err != nil {
+		t.Fatal(err)
+	}
+	horizon := PaxosHorizon(time.Now().Add(time.Hour), 0)
+	c, err := f.net.replicas["n1"].CleanPaxos(ctx, "ks", horizon)
+	if err != nil || len(c.InProgress) != 1 {
+		t.Fatalf("n1 cleanup: %+v %v; want k reported in progress", c, err)
+	}
+	f.net.setDown("n3", true) // the repair's quorum is n1 and n2
+	if err := f.coord.RepairPaxos(ctx, "ks", c.InProgress); err != nil {
+		t.Fatal(err)
+	}
+	f.coord.Wait()
+	c, err = f.net.replicas["n1"].CleanPaxos(ctx, "ks", horizon)
+	if err != nil || c.Forgotten != 1 || len(c.InProgress) != 0 {
+		t.Fatalf("n1 cleanup after the repair: %+v %v; want the dead proposal cleared and forgotten", c, err)
+	}
+	got, err := f.coord.Get(ctx, "ks", []byte("k"), Consistency{Level: quorum.Linearizable})
+	if err != nil || string(got.Record.Value) != "new" {
+		t.Fatalf("k after the repair: %+v %v", got, err)
 	}
 }

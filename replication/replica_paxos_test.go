@@ -156,7 +156,7 @@ func TestReplicaPaxosSerializesAKey(t *testing.T) {
 	if len(bad) > 0 {
 		t.Fatal(bad)
 	}
-	s, _, err := r.paxosState("ks", []byte("k"))
+	s, _, err := r.paxosState(PaxosStateKeyspace("ks"), []byte("k"))
 	if err != nil || s.Promised != (paxos.Ballot{Counter: 131, Node: 1}) {
 		t.Fatalf("state after the race: %+v, %v; want 131.1 promised", s, err)
 	}
@@ -286,7 +286,7 @@ func TestReplicaPaxosUnsyncedCommitSurvivesPowerCut(t *testing.T) {
 		if rec, ok, _ := e.Get("ks", []byte("k")); ok {
 			t.Fatalf("replica %d kept the unsynced commit's record %+v: the test does not cover a lost commit", i, rec)
 		}
-		st, _, err := a.reps[a.ids[i]].paxosState("ks", []byte("k"))
+		st, _, err := a.reps[a.ids[i]].paxosState(PaxosStateKeyspace("ks"), []byte("k"))
 		if ip, ok := st.InProgress(); err != nil || !ok || !recordsEqualPB(ip.Record, written) {
 			t.Fatalf("replica %d after the cut: state %+v %v; want the accepted proposal in progress", i, st, err)
 		}
@@ -307,4 +307,187 @@ func TestReplicaPaxosUnsyncedCommitSurvivesPowerCut(t *testing.T) {
 
 func recordsEqualPB(a, b storage.Record) bool {
 	return a.Version == b.Version && a.Tombstone == b.Tombstone && string(a.Key) == string(b.Key) && string(a.Value) == string(b.Value)
+}
+
+// paxosFilterTotal is the sum of the negative cache's counters.
+func paxosFilterTotal(r *Replica) uint64 {
+	var n uint64
+	for i := range r.paxos.filter {
+		n += uint64(r.paxos.filter[i].Load())
+	}
+	return n
+}
+
+// CleanPaxos forgets old states that hold nothing in progress, reports
+// the ones that do, and raises a durable low bound in their place: a
+// proposal at a ballot the forgotten state had promised is refused (it
+// would be accepted by an acceptor with no state), before and after a
+// restart, and the negative cache, rebuilt from the engine on restart,
+// still knows every key that has state.
+func TestReplicaPaxosCleanup(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	r, eng := acceptorOn(t, dir)
+	step := func(r *Replica, req *kvpb.PaxosRequest) *kvpb.PaxosResponse {
+		t.Helper()
+		resp, err := r.Paxos(ctx, req)
+		if err != nil {
+			t.Fatalf("%v %s: %v", req.GetKind(), req.GetKey(), err)
+		}
+		return resp
+	}
+	rec := func(key, v string, ts uint64) storage.Record {
+		return storage.Record{Key: []byte(key), Value: []byte(v), Version: storage.Version{Timestamp: ts, Node: 1}}
+	}
+	bA, bB, bC := paxos.Ballot{Counter: 100, Node: 1}, paxos.Ballot{Counter: 110, Node: 2}, paxos.Ballot{Counter: 120, Node: 3}
+	// "a": committed. "b": accepted, not committed (in progress).
+	// "c": promised only (cleanable: nothing accepted).
+	propA := paxos.Proposal{Ballot: bA, Record: rec("a", "va", 1000)}
+	step(r, paxosMsg(kvpb.PaxosRequest_PREPARE, "a", bA, nil))
+	step(r, paxosMsg(kvpb.PaxosRequest_PROPOSE, "a", paxos.Ballot{}, &propA))
+	step(r, paxosMsg(kvpb.PaxosRequest_COMMIT, "a", paxos.Ballot{}, &propA))
+	propB := paxos.Proposal{Ballot: bB, Record: rec("b", "vb", 1100)}
+	step(r, paxosMsg(kvpb.PaxosRequest_PREPARE, "b", bB, nil))
+	step(r, paxosMsg(kvpb.PaxosRequest_PROPOSE, "b", paxos.Ballot{}, &propB))
+	step(r, paxosMsg(kvpb.PaxosRequest_PREPARE, "c", bC, nil))
+	if got := paxosFilterTotal(r); got != 3 {
+		t.Fatalf("negative cache counts %d keys with state, want 3", got)
+	}
+
+	// A horizon below every ballot forgets nothing.
+	res, err := r.CleanPaxos(ctx, "ks", paxos.Ballot{Counter: 100})
+	if err != nil || res.Forgotten != 0 || len(res.InProgress) != 0 || !res.Low.IsZero() {
+		t.Fatalf("cleanup below every ballot: %+v, %v", res, err)
+	}
+	res, err = r.CleanPaxos(ctx, "ks", paxos.Ballot{Counter: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Forgotten != 2 || res.Low != bC || len(res.InProgress) != 1 || string(res.InProgress[0]) != "b" {
+		t.Fatalf("cleanup: %+v; want a and c forgotten, low bound %v, b in progress", res, bC)
+	}
+	for _, k := range []string{"a", "c"} {
+		if _, ok, _ := eng.Get(PaxosStateKeyspace("ks"), []byte(k)); ok {
+			t.Errorf("state of %q kept", k)
+		}
+	}
+	if got, ok, _ := eng.Get("ks", []byte("a")); !ok || string(got.Value) != "va" {
+		t.Fatalf("record of a after cleanup: %v %v", got, ok)
+	}
+	if got := paxosFilterTotal(r); got != 1 {
+		t.Fatalf("negative cache counts %d keys with state after cleanup, want 1", got)
+	}
+
+	checkLow := func(r *Replica) {
+		t.Helper()
+		// c's proposer holds a promise of bC: with the state forgotten
+		// only the low bound refuses its proposal.
+		propC := paxos.Proposal{Ballot: bC, Record: rec("c", "vc", 1200)}
+		if resp := step(r, paxosMsg(kvpb.PaxosRequest_PROPOSE, "c", paxos.Ballot{}, &propC)); resp.GetOk() || BallotFromPB(resp.GetPromised()) != bC {
+			t.Fatalf("proposal at a forgotten promise: %v; want refused naming %v", resp, bC)
+		}
+		if resp := step(r, paxosMsg(kvpb.PaxosRequest_PREPARE, "new", paxos.Ballot{Counter: 50, Node: 9}, nil)); resp.GetOk() {
+			t.Fatalf("prepare below the low bound promised: %v", resp)
+		}
+		// b keeps its proposal in progress, and a linearizable read sees it.
+		if resp := step(r, paxosMsg(kvpb.PaxosRequest_PEEK, "b", paxos.Ballot{}, nil)); resp.GetAccepted() == nil {
+			t.Fatalf("peek of b: %v; want its proposal in progress", resp)
+		}
+		if resp := step(r, paxosMsg(kvpb.PaxosRequest_PEEK, "a", paxos.Ballot{}, nil)); resp.GetAccepted() != nil || !resp.GetFound() {
+			t.Fatalf("peek of a: %v; want its record and nothing accepted", resp)
+		}
+	}
+	checkLow(r)
+	if err := eng.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, eng = acceptorOn(t, dir)
+	defer eng.Close()
+	checkLow(r)
+	if got := paxosFilterTotal(r); got != 1 {
+		t.Fatalf("negative cache counts %d keys with state after a restart, want 1 (b)", got)
+	}
+	// Above the low bound a forgotten key takes part in rounds again.
+	bD := paxos.Ballot{Counter: 130, Node: 1}
+	if resp := step(r, paxosMsg(kvpb.PaxosRequest_PREPARE, "c", bD, nil)); !resp.GetOk() {
+		t.Fatalf("prepare above the low bound: %v", resp)
+	}
+	if got := paxosFilterTotal(r); got != 2 {
+		t.Fatalf("negative cache counts %d keys with state, want 2 (b, c)", got)
+	}
+}
+
+// The negative cache never hides state: while other keys' states are made
+// and forgotten concurrently, every prepare answered is seen by the next
+// linearizable read of its key, and the counters end exact.
+func TestReplicaPaxosNegativeCacheConcurrent(t *testing.T) {
+	ctx := context.Background()
+	r, eng := acceptorOn(t, t.TempDir())
+	defer eng.Close()
+	const workers, keys = 4, 40
+	errs := make(chan error, workers+2)
+	var work, churn sync.WaitGroup
+	for w := range workers {
+		work.Add(1)
+		go func() {
+			defer work.Done()
+			for i := range keys {
+				key := fmt.Sprintf("kept-%d-%d", w, i)
+				b := paxos.Ballot{Counter: uint64(100 + i), Node: uint32(w + 1)}
+				if resp, err := r.Paxos(ctx, paxosMsg(kvpb.PaxosRequest_PREPARE, key, b, nil)); err != nil || !resp.GetOk() {
+					errs <- fmt.Errorf("prepare %s: %v %v", key, resp, err)
+					return
+				}
+				resp, err := r.Paxos(ctx, paxosMsg(kvpb.PaxosRequest_PEEK, key, paxos.Ballot{}, nil))
+				if err != nil || BallotFromPB(resp.GetPromised()) != b {
+					errs <- fmt.Errorf("peek %s after its prepare at %v: %v %v", key, b, resp, err)
+					return
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	churn.Add(2)
+	go func() { // states below the horizon, made and forgotten meanwhile
+		defer churn.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b := paxos.Ballot{Counter: uint64(1 + i%40), Node: 9}
+			if _, err := r.Paxos(ctx, paxosMsg(kvpb.PaxosRequest_PREPARE, fmt.Sprintf("gone-%d", i), b, nil)); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	go func() {
+		defer churn.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := r.CleanPaxos(ctx, "ks", paxos.Ballot{Counter: 50}); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	work.Wait()
+	close(stop)
+	churn.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if _, err := r.CleanPaxos(ctx, "ks", paxos.Ballot{Counter: 50}); err != nil {
+		t.Fatal(err)
+	}
+	if got := paxosFilterTotal(r); got != workers*keys {
+		t.Fatalf("negative cache counts %d keys with state, want %d", got, workers*keys)
+	}
 }

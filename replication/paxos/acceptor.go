@@ -159,3 +159,84 @@ func CommitMayDefer(s State, p Proposal) bool {
 	ip, ok := s.InProgress()
 	return ok && !p.Noop && ip.equal(p)
 }
+
+// PrepareAbove is Prepare at an acceptor whose low bound is low: a ballot
+// at or below low is refused, with low as the ballot that outranks it, so
+// that its proposer draws above it (NextBallot). The low bound stands for
+// the states the acceptor has forgotten (Cleanable): each of them refused
+// every ballot at or below its top, and low is at least the greatest of
+// those tops.
+func PrepareAbove(low Ballot, s State, b Ballot) (State, Promise) {
+	if !low.IsZero() && !low.Less(b) {
+		return s, Promise{Promised: maxBallot(s.top(), low)}
+	}
+	return Prepare(s, b)
+}
+
+// ProposeAbove is Propose at an acceptor whose low bound is low (see
+// PrepareAbove): a proposal at or below low is refused.
+func ProposeAbove(low Ballot, s State, p Proposal) (next State, accepted bool, promised Ballot) {
+	if !low.IsZero() && !low.Less(p.Ballot) {
+		return s, false, maxBallot(s.top(), low)
+	}
+	return Propose(s, p)
+}
+
+// Top is the highest ballot s knows of: what a low bound must cover
+// before s is forgotten.
+func (s State) Top() Ballot { return s.top() }
+
+// Cleanable reports whether an acceptor may forget its state s for a key
+// (delete it, as if no round had touched the key), provided it first
+// raises its low bound to at least s.Top() and refuses every ballot at or
+// below it from then on (PrepareAbove, ProposeAbove). It may when s holds
+// no proposal in progress (an accepted noop is none: noops are never
+// completed). Then all that s says to a later round is "refuse ballots up
+// to s.Top()", which the low bound keeps saying, and what it promised,
+// accepted and committed up to there, which no later round needs:
+//
+//   - A round that prepares after the state is forgotten is refused at or
+//     below the low bound, as s would have refused it; above it, s would
+//     have promised too. Its promise reports nothing accepted and nothing
+//     committed, where s reported a committed ballot and no accepted
+//     proposal above it. The proposer uses the committed ballots of its
+//     quorum only to tell whether an accepted proposal of another acceptor
+//     is in progress (above them all). Such a proposal p, below s's
+//     committed ballot c, seen now as in progress, is completed: proposed
+//     again at a new ballot and committed, which writes p's record again.
+//     That record's version is below that of the record committed at c
+//     (chosen records' versions increase in the order chosen, "#
+//     Versions"), which the acceptors that committed c keep, so last
+//     writer wins keeps the newer one and the round then decides against
+//     it. The round answers nothing from p: it starts over.
+//   - A proposal at a ballot promised before the state was forgotten is
+//     refused by the low bound, where s might have accepted it (a promise
+//     above its committed ballot): refusing is always safe.
+//   - A Reader's peek reports nothing in progress, as s did.
+//   - A failed condition (or Paxos read) answers at once when no promise
+//     in its quorum is above the quorum's last accepted or committed
+//     ballot; the forgotten state reports neither. A round at a ballot β
+//     hidden that way was promised here before the state was forgotten,
+//     so β is at or below the low bound and refused here from now on; and
+//     the quorum's other members promised the failed condition's ballot,
+//     above β, before promising β, if ever. No quorum can accept β: it
+//     cannot be chosen before the answer nor after it. An accepted noop
+//     only raises the last accepted ballot, which forgetting it lowers,
+//     making the fast answer rarer, never wrong.
+//
+// The one thing forgetting can lose is the record that makes p's record
+// lose under last writer wins: a tombstone collected after its grace. The
+// shell must therefore forget a state only after the state's ballots are
+// older than the keyspace's tombstone grace, and complete (by a Paxos
+// read) any proposal it still holds in progress when that old; see
+// replication/replica_paxos.go and docs/design-notes.md.
+func Cleanable(s State) bool {
+	_, inProgress := s.InProgress()
+	return !inProgress
+}
+
+// Equal reports whether s and o are the same state: whether a transition
+// from s to o changed nothing the acceptor must persist.
+func (s State) Equal(o State) bool {
+	return s.Promised == o.Promised && s.Committed == o.Committed && s.Accepted.equal(o.Accepted)
+}

@@ -26,6 +26,10 @@
 //  3. Answer a prepare (and a read) with the record read atomically with
 //     the state: the prepare is the round's read, which is what makes an
 //     uncontended conditional write two round trips.
+//  4. To forget a key's state (Cleanable), first raise, durably, a low
+//     bound to at least the state's Top, and from then on answer prepares
+//     and proposals with PrepareAbove and ProposeAbove, which refuse every
+//     ballot at or below it.
 //
 // A coordinator runs each conditional write as a Proposer and each
 // linearizable read as a Reader: ops that take Events and return Effects.
@@ -123,5 +127,7 @@
 // messages delivered in any order, some lost, timers firing early) and
 // checks that chosen values form one chain and that every history is
 // linearizable; a fault may also be a crash of an acceptor that answered
-// commits without syncing them (CommitMayDefer), which loses them.
+// commits without syncing them (CommitMayDefer), which loses them; and in
+// the models with cleanups an acceptor may forget its state whenever
+// Cleanable allows (raising its low bound), at any moment.
 package paxos

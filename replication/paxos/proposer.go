@@ -367,7 +367,7 @@ func (p *Proposer) newRound(ph proposerPhase, need int) {
 
 // sendAll asks every replica.
 func (p *Proposer) sendAll(m Message) Effects {
-	eff := Effects{Timer: p.round}
+	eff := Effects{Timer: p.round, Send: make([]Message, 0, len(p.req.Replicas))}
 	for _, to := range p.req.Replicas {
 		m.To, m.Round = to, p.round
 		eff.Send = append(eff.Send, m)
@@ -497,7 +497,13 @@ func (p *Proposer) prepared() Effects {
 		if !r.ok {
 			continue
 		}
-		if r.found && !r.rec.Version.Less(p.cur.Version) {
+		// A dead accepted proposal (at or below the highest committed
+		// ballot: its replica missed a commit) gets the commit too, even
+		// on a replica whose record is current (read repair or
+		// anti-entropy may have brought it): left there, it could be
+		// completed by a later round whose quorum has forgotten that
+		// commit (Cleanable), after the record that supersedes it is gone.
+		if a := r.prom.Accepted; r.found && !r.rec.Version.Less(p.cur.Version) && (a.IsZero() || a.Noop || p.maxCommitted.Less(a.Ballot)) {
 			upToDate++
 		} else {
 			behind = append(behind, p.req.Replicas[i])

@@ -61,6 +61,9 @@ func (r *Reader) Start() Effects {
 
 // askMore sends MsgRead to up to n replicas not asked yet.
 func (r *Reader) askMore(eff *Effects, n int) {
+	if eff.Send == nil {
+		eff.Send = make([]Message, 0, n)
+	}
 	for ; n > 0 && r.asked < len(r.replicas); n-- {
 		eff.Send = append(eff.Send, Message{To: r.replicas[r.asked], Round: r.round, Kind: MsgRead})
 		r.asked++
