@@ -398,6 +398,41 @@ func (n *Node) collectLoop(ctx context.Context) {
 		} else if c > 0 {
 			n.log.Info("tombstones collected", "count", c)
 		}
+		n.cleanPaxos(ctx, time.Now())
+	}
+}
+
+// cleanPaxos forgets this replica's Paxos acceptor states older than half
+// the tombstone grace, in every keyspace, and completes with a Paxos read
+// each old proposal still in progress so that the next pass forgets it.
+// Why half the grace? A forgotten state must never meet its proposal again:
+// proposals older than the low bound are refused, and the value a completed
+// round wrote is a plain record, so it is protected by the tombstone rule
+// for as long as tombstones are (the argument is at the top of
+// replication/replica_paxos.go). A failed repair is logged and left to the
+// next pass: the state it concerns stays, which costs only space.
+func (n *Node) cleanPaxos(ctx context.Context, now time.Time) {
+	horizon := replication.PaxosHorizon(now, n.cfg.TombstoneGrace/2)
+	for _, d := range n.meta.Defs() {
+		res, err := n.replica.CleanPaxos(ctx, d.Name, horizon)
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.Warn("paxos state cleanup failed", "keyspace", d.Name, "err", err)
+			}
+			continue
+		}
+		if res.Forgotten > 0 || len(res.InProgress) > 0 {
+			n.log.Info("paxos state cleaned", "keyspace", d.Name, "forgotten", res.Forgotten, "in_progress", len(res.InProgress))
+		}
+		if len(res.InProgress) == 0 {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = n.coord.RepairPaxos(rctx, d.Name, res.InProgress)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			n.log.Warn("completing old paxos proposals failed; the next cleanup tries again", "keyspace", d.Name, "err", err)
+		}
 	}
 }
 
