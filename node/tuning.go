@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -301,7 +302,20 @@ func (t *tuning) gather(ctx context.Context, keyspace string) (tuner.Observation
 		obs = tuner.Merge(obs, o)
 		mu.Unlock()
 	})
+	obs.Flagged = t.flagged()
 	return obs, nil
+}
+
+// flagged returns the nodes the metadata log has flagged as gray failures,
+// sorted. The tuner must know them: coordinators read from them last and
+// the SDK does not coordinate through them, so a write quorum that leaves
+// out a slow flagged replica bounds staleness without waiting for it.
+func (t *tuning) flagged() []string {
+	hs := t.n.meta.health.Load()
+	if hs == nil || len(hs.Flagged) == 0 {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(hs.Flagged))
 }
 
 // eachAlivePeer calls f for every other member gossip sees alive, at once,
@@ -644,6 +658,7 @@ func (t *tuning) whatIf(ctx context.Context, d KeyspaceDef) ([]tuner.CandidateRe
 	have := false
 	if lt, ok := t.leader[d.Name]; ok && lt.window.Len() > 0 {
 		obs, have = lt.window.Merged(), true
+		obs.Flagged = t.flagged() // as they are now, not at the last interval
 	}
 	t.mu.Unlock()
 	if !have {
