@@ -98,11 +98,22 @@ func roundTrip(rtt, a, b *Hist) (p50, p99 time.Duration) {
 // with the flagged nodes the model took into account.
 func explain(d *Decision, m Model) string {
 	s := explainChoice(d, m)
+	if bo := d.BackoffLifted; bo != nil {
+		s += fmt.Sprintf(" The backoff after leaving R=%d W=%d (until %s) was lifted: the nodes flagged by the health detector changed since it began (then %s, now %s), so reads are routed differently.",
+			bo.From.R, bo.From.W, clock(bo.Until), orNone(bo.Flagged), orNone(d.Inputs.Flagged))
+	}
 	if f := d.Inputs.Flagged; len(f) > 0 && d.Reason != ReasonNoData {
 		s += fmt.Sprintf(" The health detector has flagged %s: the model, like the coordinators, reads from %s last and never coordinates through %s, while %s still %s every write and %s toward W.",
 			strings.Join(f, ", "), them(f), them(f), them(f), verb(f, "receives", "receive"), verb(f, "counts", "count"))
 	}
 	return s
+}
+
+func orNone(ids []string) string {
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
 }
 
 // them is the pronoun for the flagged nodes.

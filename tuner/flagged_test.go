@@ -72,6 +72,7 @@ func TestDecideFlaggedSlowReplica(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		flagged    []string
+		backoff    *Backoff // in force from before
 		wantReason Reason
 		wantW      int
 		wantText   []string
@@ -79,17 +80,30 @@ func TestDecideFlaggedSlowReplica(t *testing.T) {
 	}{
 		{name: "none flagged: holds W=3", wantReason: ReasonHold, wantW: 3, notText: []string{"flagged"}},
 		{name: "n3 flagged: W=2", flagged: []string{"n3"}, wantReason: ReasonCheaper, wantW: 2,
-			wantText: []string{"to R=1 W=2", "The health detector has flagged n3", "reads from it last", "counts toward W"}},
+			wantText: []string{"to R=1 W=2", "The health detector has flagged n3", "reads from it last", "counts toward W"}, notText: []string{"lifted"}},
+		// A backoff from W=2 begun before the flag is evidence about
+		// another routing: the flag lifts it.
+		{name: "n3 flagged after a backoff began", flagged: []string{"n3"}, wantReason: ReasonCheaper, wantW: 2,
+			backoff:  &Backoff{From: Policy{N: 3, R: 1, W: 2, Read: ReadNearest}, At: t0, Until: t0.Add(time.Hour), Count: 3, Cause: ReasonPredictedStale},
+			wantText: []string{"to R=1 W=2", "was lifted", "then none, now n3"}},
+		// One begun with n3 already flagged still holds.
+		{name: "backoff begun under the same flags", flagged: []string{"n3"}, wantReason: ReasonBackoff, wantW: 3,
+			backoff:  &Backoff{From: Policy{N: 3, R: 1, W: 2, Read: ReadNearest}, At: t0, Until: t0.Add(time.Hour), Count: 3, Cause: ReasonPredictedStale, Flagged: []string{"n3"}},
+			wantText: []string{"The health detector has flagged n3"}, notText: []string{"lifted"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			obs := synth(nil, slowPhaseSpec())
 			obs.Policy = w3
 			obs.Flagged = tc.flagged
-			_, d := Decide(flaggedModel(), NewState(w3), window(obs), goal, obs.End)
+			st := NewState(w3)
+			if tc.backoff != nil {
+				st.Backoff = *tc.backoff
+			}
+			_, d := Decide(flaggedModel(), st, window(obs), goal, obs.End)
 			if d.Reason != tc.wantReason || d.To.W != tc.wantW || d.To.R != 1 {
 				t.Fatalf("%s to %v; want %s to R=1 W=%d\n%s", d.Reason, d.To, tc.wantReason, tc.wantW, d.Explanation)
 			}
-			if d.Chosen.StaleProb > goal.MaxStale {
+			if d.Chosen.StaleProb > goal.MaxStale && tc.wantW < 3 {
 				t.Errorf("chosen predicted stale %v above the goal", d.Chosen.StaleProb)
 			}
 			var quorum *CandidateReport
@@ -101,7 +115,7 @@ func TestDecideFlaggedSlowReplica(t *testing.T) {
 			if quorum == nil {
 				t.Fatal("quorum was not a candidate")
 			}
-			if tc.flagged != nil && d.Chosen.WriteP99 > quorum.WriteP99 {
+			if tc.wantW == 2 && d.Chosen.WriteP99 > quorum.WriteP99 {
 				t.Errorf("chosen write p99 %v above quorum's %v", d.Chosen.WriteP99, quorum.WriteP99)
 			}
 			for _, s := range tc.wantText {

@@ -65,6 +65,7 @@ whole run takes about 11 minutes.`,
 	fs.DurationVar(&cfg.Settle, "settle", 0, "start of each phase left out of the steady figures (0: min(60s, --phase))")
 	fs.DurationVar(&cfg.AdaptiveReadP99, "adaptive-read-p99", AdaptiveReadP99Target, "read p99 target in the adaptive arm's goal; negative for none")
 	fs.DurationVar(&cfg.TunerDwell, "tuner-dwell", DefaultTunerDwell, "the nodes' --tuner-dwell: least time between two cost-saving changes")
+	fs.DurationVar(&cfg.HealthWindow, "health-window", DefaultHealthWindow, "the nodes' --health-window (gray-failure detector); negative turns detection off")
 	fs.StringVar(&cfg.Binary, "binary", "", "adaptkv executable to start the nodes with (default: this executable)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "run the nodes plaintext and unauthenticated (default: mutual TLS, certificates made in --out/certs)")
 	fs.BoolVar(&verbose, "verbose", false, "log the client's and the run's diagnostics to stderr")
