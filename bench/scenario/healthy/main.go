@@ -92,7 +92,15 @@ func main() {
 	flag.DurationVar(&cfg.Duration, "duration", 10*time.Minute, "how long to run YCSB B")
 	flag.DurationVar(&cfg.Interval, "interval", 10*time.Second, "how often to record the detector's view")
 	flag.DurationVar(&cfg.HealthWindow, "health-window", 2*time.Second, "the nodes' --health-window")
+	replot := flag.String("replot", "", "only redraw the plot (and results.md) of this samples.json into --out")
 	flag.Parse()
+	if *replot != "" {
+		if err := redraw(*replot, cfg.Out); err != nil {
+			fmt.Fprintln(os.Stderr, "healthy:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if cfg.Binary == "" {
 		fmt.Fprintln(os.Stderr, "healthy: --binary is required (go build -o /tmp/adaptkv ./cmd/adaptkv)")
 		os.Exit(2)
@@ -242,6 +250,31 @@ func run(ctx context.Context, cfg config, command string, pr io.Writer) error {
 	return writePlot(filepath.Join(cfg.Out, "healthy.png"), res, l.IDs())
 }
 
+// redraw renders results.md and healthy.png again from a run's samples.
+func redraw(path, out string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var res result
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	var ids []string
+	for i := 1; i <= res.Config.Nodes; i++ {
+		ids = append(ids, fmt.Sprintf("n%d", i))
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	var md strings.Builder
+	writeMarkdown(&md, &res, ids)
+	if err := os.WriteFile(filepath.Join(out, "results.md"), []byte(md.String()), 0o644); err != nil {
+		return err
+	}
+	return writePlot(filepath.Join(out, "healthy.png"), &res, ids)
+}
+
 // writeMarkdown summarises the run: the verdict, then per node the range
 // of its median round trips over the samples.
 func writeMarkdown(w io.Writer, res *result, ids []string) {
@@ -300,22 +333,21 @@ var palette = []color.Color{
 	color.RGBA{R: 148, G: 103, B: 189, A: 255}, color.RGBA{R: 140, G: 86, B: 75, A: 255},
 }
 
-// writePlot draws each node's median read and write round trip against
-// time, and below them how many nodes were flagged.
+// writePlot draws each node's median round trip as its peers saw it in the
+// detector's last window against time, and below how many nodes were
+// flagged.
 func writePlot(path string, res *result, ids []string) error {
 	if len(res.Samples) == 0 {
 		return errors.New("no samples to plot")
 	}
-	read, write, flags := plot.New(), plot.New(), plot.New()
+	read, flags := plot.New(), plot.New()
 	read.Title.Text = fmt.Sprintf("Healthy run: %d nodes, YCSB B at %s, detection on (%v windows)", res.Config.Nodes, res.Config.Consistency, res.Config.HealthWindow)
-	read.Y.Label.Text = "read RTT median (ms)"
-	write.Y.Label.Text = "write RTT median (ms)"
+	read.Y.Label.Text = "median read RTT to the node (ms)"
+	read.X.Label.Text = "time (s)"
 	flags.Y.Label.Text = "nodes flagged"
 	flags.X.Label.Text = "time (s)"
-	for _, p := range []*plot.Plot{read, write} {
-		p.Y.Min = 0
-		p.Legend.Top = true
-	}
+	read.Y.Min = 0
+	read.Legend.Top = true
 	flags.Y.Min, flags.Y.Max = 0, float64(max(1, (len(ids)-1)/2))
 	nflag := make(plotter.XYs, len(res.Samples))
 	for i, s := range res.Samples {
@@ -328,32 +360,26 @@ func writePlot(path string, res *result, ids []string) error {
 		nflag[i] = plotter.XY{X: s.Elapsed, Y: float64(n)}
 	}
 	for i, id := range ids {
-		var rd, wr plotter.XYs
+		// The detector's evidence shows one kind of request per node and
+		// window, nearly always reads; the rare write windows (their
+		// round trip includes an fsync) are left out of the plot, so that
+		// the lines compare like with like. results.md lists both.
+		var rd plotter.XYs
 		for _, s := range res.Samples {
-			v := s.Nodes[id]
-			if v.ReadRTTms > 0 {
+			if v := s.Nodes[id]; v.ReadRTTms > 0 {
 				rd = append(rd, plotter.XY{X: s.Elapsed, Y: v.ReadRTTms})
 			}
-			if v.WriteRTTms > 0 {
-				wr = append(wr, plotter.XY{X: s.Elapsed, Y: v.WriteRTTms})
-			}
 		}
-		type series struct {
-			p   *plot.Plot
-			xys plotter.XYs
+		if len(rd) == 0 {
+			continue
 		}
-		for _, x := range []series{{read, rd}, {write, wr}} {
-			if len(x.xys) == 0 {
-				continue
-			}
-			ln, err := plotter.NewLine(x.xys)
-			if err != nil {
-				return err
-			}
-			ln.Color = palette[i%len(palette)]
-			x.p.Add(ln)
-			x.p.Legend.Add(id, ln)
+		ln, err := plotter.NewLine(rd)
+		if err != nil {
+			return err
 		}
+		ln.Color = palette[i%len(palette)]
+		read.Add(ln)
+		read.Legend.Add(id, ln)
 	}
 	ln, err := plotter.NewLine(nflag)
 	if err != nil {
@@ -362,10 +388,10 @@ func writePlot(path string, res *result, ids []string) error {
 	ln.Color = color.RGBA{R: 200, A: 255}
 	flags.Add(ln)
 
-	img := vgimg.New(vg.Points(800), vg.Points(700))
+	img := vgimg.New(vg.Points(800), vg.Points(560))
 	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 3, Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8), PadLeft: vg.Points(8), PadRight: vg.Points(16), PadY: vg.Points(12)}
-	plots := [][]*plot.Plot{{read}, {write}, {flags}}
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8), PadLeft: vg.Points(8), PadRight: vg.Points(16), PadY: vg.Points(12)}
+	plots := [][]*plot.Plot{{read}, {flags}}
 	canvases := plot.Align(plots, tiles, dc)
 	for i := range plots {
 		plots[i][0].Draw(canvases[i][0])
