@@ -175,3 +175,34 @@ func TestMergeFlagged(t *testing.T) {
 		})
 	}
 }
+
+// adaptkv's node names replicas by rank from the coordinator, not by node;
+// it passes the share of keys whose replicas include a flagged node
+// instead, and the model takes the last-ranked replica of that share of
+// keys to be the flagged one (coordinators rank it last).
+func TestPredictFlaggedByRank(t *testing.T) {
+	w2 := Policy{N: 3, R: 1, W: 2, Read: ReadNearest}
+	spec := slowPhaseSpec()
+	for i, id := range []string{"nearest", "2nd-nearest", "3rd-nearest"} {
+		spec.replicas[i].id = id
+	}
+	predict := func(share float64) float64 {
+		t.Helper()
+		obs := synth(nil, spec)
+		if share > 0 {
+			obs.Flagged, obs.FlaggedShare = []string{"n3"}, []float64{0, 0, 0, share}
+		}
+		ps, err := flaggedModel().Predict(obs, []Policy{w2}, Calibration{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ps[0].StaleProb
+	}
+	none, half, all := predict(0), predict(0.5), predict(1)
+	if !(none > half && half > all && all == 0) {
+		t.Errorf("%v predicted stale %.4f with no key's last replica flagged, %.4f with half, %.4f with all; want falling to 0", w2, none, half, all)
+	}
+	if half < none/4 || half > 3*none/4 {
+		t.Errorf("half the keys flagged: %.4f; want about half of %.4f", half, none)
+	}
+}

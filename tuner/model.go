@@ -374,6 +374,10 @@ type scenario struct {
 	pool   legs    // all replicas pooled: for N beyond the observed nodes
 	gap    sampler // write→read gap; nil: every read at risk reads at once
 	atRisk float64 // share of reads that follow a write of their key
+	// lastFlagged[n] is the probability that a key of n replicas has a
+	// flagged one, which is then its last-ranked (Observation.FlaggedShare);
+	// used only when no node is flagged by name.
+	lastFlagged []float64
 }
 
 // scenarioOf builds the scenario of an observation. A replica with no
@@ -417,6 +421,14 @@ func scenarioOf(o *Observation) (*scenario, error) {
 		l.flagged = slices.Contains(o.Flagged, r.ID)
 		sc.nodes = append(sc.nodes, l)
 		sc.ids = append(sc.ids, r.ID)
+	}
+	if !slices.ContainsFunc(sc.nodes, func(l legs) bool { return l.flagged }) {
+		for _, v := range o.FlaggedShare {
+			if v > 0 {
+				sc.lastFlagged = o.FlaggedShare
+				break
+			}
+		}
 	}
 	switch {
 	case o.Gap.Count() > 0:
@@ -585,6 +597,9 @@ func (m Model) simulate(sc *scenario, n int) *mcResult {
 		healthy := n
 		for healthy > 0 && slot[healthy-1].flagged {
 			healthy--
+		}
+		if n < len(sc.lastFlagged) && sc.lastFlagged[n] > 0 && rng.Float64() < sc.lastFlagged[n] {
+			healthy = n - 1 // replicas by rank: the flagged one is ranked last
 		}
 		var ack [MaxRF]float64
 		base := t * n

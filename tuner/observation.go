@@ -72,6 +72,15 @@ type Observation struct {
 	// writes (see Model.simulate). Merge keeps the later interval's set:
 	// a decision is about how the cluster routes from now on.
 	Flagged []string `json:"flagged,omitempty"`
+	// FlaggedShare[n] is the share of keys whose n replicas include a
+	// flagged node (by ring ownership), for observations whose Replicas
+	// are named by rank from the coordinator ("nearest", ...) rather than
+	// by node, as adaptkv's node records them: a coordinator ranks a
+	// flagged replica last, so for that share of keys the model takes the
+	// last-ranked replica to be the flagged one. Indexed by N; missing or
+	// zero entries mean no key has a flagged replica at that N. Ignored
+	// when Replicas are named by node and Flagged names some of them.
+	FlaggedShare []float64 `json:"flagged_share,omitempty"`
 }
 
 // ReplicaObservation is the coordinator's view of one replica during an
@@ -204,6 +213,7 @@ func (o *Observation) Clone() Observation {
 	c := *o
 	c.ReadLatency, c.WriteLatency, c.Gap = o.ReadLatency.Clone(), o.WriteLatency.Clone(), o.Gap.Clone()
 	c.Flagged = slices.Clone(o.Flagged)
+	c.FlaggedShare = slices.Clone(o.FlaggedShare)
 	c.Replicas = make([]ReplicaObservation, len(o.Replicas))
 	for i := range o.Replicas {
 		c.Replicas[i] = o.Replicas[i].clone()
@@ -244,6 +254,7 @@ func (o *Observation) mergeFrom(p *Observation) {
 		// The later interval's flags, even none: a reinstated node is
 		// read from again.
 		o.Flagged = slices.Clone(p.Flagged)
+		o.FlaggedShare = slices.Clone(p.FlaggedShare)
 	}
 	o.Reads += p.Reads
 	o.Writes += p.Writes
