@@ -26,7 +26,10 @@ workload against three keyspaces of RF 3 — static one, static quorum and
 adaptive (at most 0.1% stale reads, floor one, read p99 target 10 ms) —
 through three phases:
 read-heavy (95/5 zipfian), a slow replica (one node 50 ms slower), and
-write-heavy with reads that follow writes within 10 ms.
+write-heavy with reads that follow writes within 10 ms. The nodes run
+the gray-failure detector with --health-window (5 s here, so that the slow
+node, sent few requests, is judged); the tuner routes reads around a node
+it flags, and the run reports its flag decisions.
 
 For every arm and phase it measures throughput, read and write p50/p99 and
 the stale-read rate (a read is stale when it returns an older version than
