@@ -47,6 +47,9 @@ type Summary struct {
 	// Flagged are the nodes the health detector had flagged, which the
 	// model read from last (Observation.Flagged).
 	Flagged []string `json:"flagged,omitempty"`
+	// FlaggedShare is Observation.FlaggedShare: by N, the share of keys
+	// with a flagged replica.
+	FlaggedShare []float64 `json:"flagged_share,omitempty"`
 }
 
 // ReplicaSummary is one replica's figures in a Summary.
@@ -75,7 +78,7 @@ func Summarize(o *Observation) Summary {
 		AtRisk: o.AtRisk(), GapP50: o.Gap.Quantile(0.5), GapP99: o.Gap.Quantile(0.99),
 		Probed: o.Probed, Stale: o.Stale, StaleRate: o.StaleRate(),
 		ReadP99: o.ReadLatency.Quantile(0.99), WriteP99: o.WriteLatency.Quantile(0.99),
-		Flagged: slices.Clone(o.Flagged),
+		Flagged: slices.Clone(o.Flagged), FlaggedShare: slices.Clone(o.FlaggedShare),
 	}
 	for i := range o.Replicas {
 		r := &o.Replicas[i]
@@ -103,8 +106,12 @@ func explain(d *Decision, m Model) string {
 			bo.From.R, bo.From.W, clock(bo.Until), orNone(bo.Flagged), orNone(d.Inputs.Flagged))
 	}
 	if f := d.Inputs.Flagged; len(f) > 0 && d.Reason != ReasonNoData {
-		s += fmt.Sprintf(" The health detector has flagged %s: the model, like the coordinators, reads from %s last and never coordinates through %s, while %s still %s every write and %s toward W.",
-			strings.Join(f, ", "), them(f), them(f), them(f), verb(f, "receives", "receive"), verb(f, "counts", "count"))
+		held := ""
+		if n := d.From.N; n < len(d.Inputs.FlaggedShare) && d.Inputs.FlaggedShare[n] > 0 {
+			held = fmt.Sprintf(" (a replica of %s of the keys at N=%d)", pct(d.Inputs.FlaggedShare[n]), n)
+		}
+		s += fmt.Sprintf(" The health detector has flagged %s%s: the model, like the coordinators, reads from %s last and never coordinates through %s, while %s still %s every write and %s toward W.",
+			strings.Join(f, ", "), held, them(f), them(f), them(f), verb(f, "receives", "receive"), verb(f, "counts", "count"))
 	}
 	return s
 }

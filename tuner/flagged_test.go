@@ -205,4 +205,13 @@ func TestPredictFlaggedByRank(t *testing.T) {
 	if half < none/4 || half > 3*none/4 {
 		t.Errorf("half the keys flagged: %.4f; want about half of %.4f", half, none)
 	}
+
+	// All the keys: Decide leaves W=3 and says how many keys n3 holds.
+	w3 := Policy{N: 3, R: 1, W: 3, Read: ReadNearest}
+	obs := synth(nil, spec)
+	obs.Policy, obs.Flagged, obs.FlaggedShare = w3, []string{"n3"}, []float64{0, 0.2, 0.6, 1}
+	_, d := Decide(flaggedModel(), NewState(w3), window(obs), Goal{MaxStale: 0.001, Floor: FloorOne, MinRF: 3, MaxRF: 3}, obs.End)
+	if d.To.W != 2 || !strings.Contains(d.Explanation, "flagged n3 (a replica of 100% of the keys at N=3)") {
+		t.Errorf("%s to %v: %s; want R=1 W=2, naming n3 and the keys it holds", d.Reason, d.To, d.Explanation)
+	}
 }
