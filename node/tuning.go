@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"maps"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/api/ring"
 	"github.com/adaptkv/adaptkv/node/membership"
 	"github.com/adaptkv/adaptkv/replication"
 	"github.com/adaptkv/adaptkv/replication/quorum"
@@ -301,7 +304,50 @@ func (t *tuning) gather(ctx context.Context, keyspace string) (tuner.Observation
 		obs = tuner.Merge(obs, o)
 		mu.Unlock()
 	})
+	obs.Flagged = t.flagged()
+	obs.FlaggedShare = flaggedShare(topology{t.n}.Ring(), obs.Flagged)
 	return obs, nil
+}
+
+// flaggedShare is, for each replication factor n up to tuner.MaxRF, the
+// share of the token space whose n replicas include a flagged node: the
+// tuner's observations name replicas by rank, and a coordinator ranks a
+// flagged replica last, so this is how often "the last-ranked replica" is
+// a flagged one (tuner.Observation.FlaggedShare). Nil when none is flagged.
+func flaggedShare(r *ring.Ring, flagged []string) []float64 {
+	if len(flagged) == 0 || r == nil || r.Len() == 0 {
+		return nil
+	}
+	share := make([]float64, min(tuner.MaxRF, r.Len())+1)
+	for n := 1; n < len(share); n++ {
+		for _, g := range r.Ranges(n) {
+			if !slices.ContainsFunc(g.Replicas, func(id string) bool { return slices.Contains(flagged, id) }) {
+				continue
+			}
+			// The arc (After, Through], wrapping; one range covering the
+			// whole ring has After == Through.
+			arc := g.Through - g.After
+			if arc == 0 {
+				share[n] = 1
+				break
+			}
+			share[n] += float64(arc) / math.Exp2(64)
+		}
+		share[n] = min(share[n], 1)
+	}
+	return share
+}
+
+// flagged returns the nodes the metadata log has flagged as gray failures,
+// sorted. The tuner must know them: coordinators read from them last and
+// the SDK does not coordinate through them, so a write quorum that leaves
+// out a slow flagged replica bounds staleness without waiting for it.
+func (t *tuning) flagged() []string {
+	hs := t.n.meta.health.Load()
+	if hs == nil || len(hs.Flagged) == 0 {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(hs.Flagged))
 }
 
 // eachAlivePeer calls f for every other member gossip sees alive, at once,
@@ -644,6 +690,8 @@ func (t *tuning) whatIf(ctx context.Context, d KeyspaceDef) ([]tuner.CandidateRe
 	have := false
 	if lt, ok := t.leader[d.Name]; ok && lt.window.Len() > 0 {
 		obs, have = lt.window.Merged(), true
+		obs.Flagged = t.flagged() // as they are now, not at the last interval
+		obs.FlaggedShare = flaggedShare(topology{t.n}.Ring(), obs.Flagged)
 	}
 	t.mu.Unlock()
 	if !have {

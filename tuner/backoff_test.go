@@ -97,34 +97,34 @@ func TestNextBackoff(t *testing.T) {
 	p11 := Policy{N: 3, R: 1, W: 1, Read: ReadNearest}
 	p12 := Policy{N: 3, R: 1, W: 2, Read: ReadNearest}
 	p21 := Policy{N: 3, R: 2, W: 1, Read: ReadNearest}
-	b := m.nextBackoff(Backoff{}, p11, t0, ReasonStepBack)
+	b := m.nextBackoff(Backoff{}, p11, t0, ReasonStepBack, nil)
 	if b.Count != 1 || b.Until.Sub(t0) != m.Dwell || b.From != p11 {
 		t.Errorf("first backoff %+v; want count 1 for dwell (%v), the base being shorter", b, m.Dwell)
 	}
 	at := b.Until.Add(time.Minute)
-	b = m.nextBackoff(b, p12, at, ReasonStepBack)
+	b = m.nextBackoff(b, p12, at, ReasonStepBack, nil)
 	if b.Count != 2 || b.Until.Sub(at) != 2*time.Minute || b.From != p12 {
 		t.Errorf("second backoff %+v; want count 2 for 2 min from R=1 W=2", b)
 	}
 	at = b.Until.Add(3 * time.Minute)
-	b = m.nextBackoff(b, p21, at, ReasonStepBack)
+	b = m.nextBackoff(b, p21, at, ReasonStepBack, nil)
 	if want := (Policy{N: 3, R: 2, W: 2, Read: ReadNearest}); b.Count != 3 || b.Until.Sub(at) != 4*time.Minute || b.From != want {
 		t.Errorf("third backoff %+v; want count 3 for 4 min from %v", b, want)
 	}
 	for range 10 {
 		at = b.Until
-		b = m.nextBackoff(b, p11, at, ReasonStepBack)
+		b = m.nextBackoff(b, p11, at, ReasonStepBack, nil)
 	}
 	if b.Until.Sub(at) != m.BackoffMax {
 		t.Errorf("after 13 step backs the wait is %v; want the maximum %v", b.Until.Sub(at), m.BackoffMax)
 	}
 	late := b.Until.Add(m.BackoffMax + time.Second)
-	if b = m.nextBackoff(b, p11, late, ReasonStepBack); b.Count != 1 || b.From != p11 {
+	if b = m.nextBackoff(b, p11, late, ReasonStepBack, nil); b.Count != 1 || b.From != p11 {
 		t.Errorf("backoff after a quiet spell: %+v; want count 1 from R=1 W=1", b)
 	}
 	off := m
 	off.BackoffBase = 0
-	if b := off.nextBackoff(Backoff{}, p11, t0, ReasonStepBack); b != (Backoff{}) {
+	if b := off.nextBackoff(Backoff{}, p11, t0, ReasonStepBack, nil); b.Count != 0 || !b.Until.IsZero() {
 		t.Errorf("backoff with BackoffBase 0: %+v; want none", b)
 	}
 }

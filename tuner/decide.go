@@ -141,6 +141,13 @@ type Backoff struct {
 	// Cause is the reason of the last move away: ReasonStepBack or
 	// ReasonPredictedStale.
 	Cause Reason `json:"cause"`
+	// Flagged are the nodes the health detector had flagged when the
+	// backoff began (Observation.Flagged). A backoff is evidence about
+	// partial quorums under one routing: when a node is flagged or
+	// reinstated, reads go elsewhere and the evidence no longer applies,
+	// so Decide lifts the backoff (keeping Count, so that a partial quorum
+	// that is still stale backs off longer the next time).
+	Flagged []string `json:"flagged,omitempty"`
 }
 
 // Blocks reports whether the backoff holds p back at now.
@@ -153,7 +160,7 @@ func (b Backoff) Blocks(p Policy, now time.Time) bool {
 func (b Backoff) Active(now time.Time) bool { return b.Count > 0 && now.Before(b.Until) }
 
 // nextBackoff is the backoff after leaving `from` at now, for cause.
-func (m Model) nextBackoff(prev Backoff, from Policy, now time.Time, cause Reason) Backoff {
+func (m Model) nextBackoff(prev Backoff, from Policy, now time.Time, cause Reason, flagged []string) Backoff {
 	if m.BackoffBase <= 0 {
 		return Backoff{}
 	}
@@ -172,7 +179,13 @@ func (m Model) nextBackoff(prev Backoff, from Policy, now time.Time, cause Reaso
 		d *= 2
 	}
 	d = max(min(d, m.BackoffMax), m.Dwell)
-	return Backoff{From: from, At: now, Until: now.Add(d), Count: count, Cause: cause}
+	return Backoff{From: from, At: now, Until: now.Add(d), Count: count, Cause: cause, Flagged: slices.Clone(flagged)}
+}
+
+// liftedBy reports whether the flagged nodes now differ from those the
+// backoff began under, which ends it (see Backoff.Flagged).
+func (b Backoff) liftedBy(flagged []string) bool {
+	return !slices.Equal(b.Flagged, flagged)
 }
 
 // NewState returns the state of a keyspace that starts with policy p.
@@ -300,6 +313,9 @@ type Decision struct {
 	// the decision (nil if none).
 	HeldBack *CandidateReport `json:"held_back,omitempty"`
 	Backoff  *Backoff         `json:"backoff,omitempty"`
+	// BackoffLifted is a backoff this decision ended early because the
+	// flagged nodes changed since it began (see Backoff.Flagged).
+	BackoffLifted *Backoff `json:"backoff_lifted,omitempty"`
 	// LatencyTargetUnmet: no eligible candidate met the goal's latency
 	// targets, so the cheapest eligible one was taken regardless.
 	LatencyTargetUnmet bool `json:"latency_target_unmet,omitempty"`
@@ -480,6 +496,11 @@ func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision
 			cur = i
 		}
 	}
+	if s.Backoff.Active(now) && s.Backoff.liftedBy(merged.Flagged) {
+		lifted := s.Backoff
+		d.BackoffLifted = &lifted
+		s.Backoff.Until = now
+	}
 	if s.Backoff.Active(now) {
 		for i := range d.Candidates {
 			c := &d.Candidates[i]
@@ -515,7 +536,7 @@ func Decide(m Model, s State, w *Window, g Goal, now time.Time) (State, Decision
 		out.PredictedFor, out.PredictedRawStale = c.Policy, c.RawStaleProb
 		out.PredictedReadP99, out.PredictedWriteP99 = c.RawReadP99, c.RawWriteP99
 		if r == ReasonStepBack || (r == ReasonPredictedStale && !s.Policy.Overlapping()) {
-			out.Backoff = m.nextBackoff(s.Backoff, s.Policy, now, r)
+			out.Backoff = m.nextBackoff(s.Backoff, s.Policy, now, r, merged.Flagged)
 			b := out.Backoff
 			d.Backoff = &b
 		}

@@ -76,7 +76,11 @@
 // from each replica's observed histograms (Hist, sampled in O(1) by the
 // alias method), t from the observed write→read gap distribution, and a
 // key's N replicas are a uniformly random N-subset of the observed nodes, as
-// ring placement makes them for a random key. The workload's predicted
+// ring placement makes them for a random key. Nodes the gray-failure
+// detector flagged (Observation.Flagged) are routed as the cluster routes
+// them: read last, never the reading or writing coordinator, but sent every
+// write and counted toward W; so a flagged slow replica costs neither reads
+// nor a partial write quorum that leaves it out any staleness. The workload's predicted
 // stale-read probability is the share of reads that follow a write of their
 // key (Observation.AtRisk) times the Monte Carlo probability. All
 // candidates with the same N are evaluated on the same trials (common random

@@ -44,6 +44,12 @@ type Summary struct {
 	WriteP99 time.Duration `json:"write_p99_ns"`
 	// Replicas summarises each replica, in observation order.
 	Replicas []ReplicaSummary `json:"replicas"`
+	// Flagged are the nodes the health detector had flagged, which the
+	// model read from last (Observation.Flagged).
+	Flagged []string `json:"flagged,omitempty"`
+	// FlaggedShare is Observation.FlaggedShare: by N, the share of keys
+	// with a flagged replica.
+	FlaggedShare []float64 `json:"flagged_share,omitempty"`
 }
 
 // ReplicaSummary is one replica's figures in a Summary.
@@ -58,6 +64,8 @@ type ReplicaSummary struct {
 	WriteP99 time.Duration `json:"write_p99_ns"`
 	// TimeoutRate is the share of requests that timed out.
 	TimeoutRate float64 `json:"timeout_rate"`
+	// Flagged: the health detector had flagged this node.
+	Flagged bool `json:"flagged,omitempty"`
 }
 
 // Summarize extracts the Summary of an observation.
@@ -70,10 +78,11 @@ func Summarize(o *Observation) Summary {
 		AtRisk: o.AtRisk(), GapP50: o.Gap.Quantile(0.5), GapP99: o.Gap.Quantile(0.99),
 		Probed: o.Probed, Stale: o.Stale, StaleRate: o.StaleRate(),
 		ReadP99: o.ReadLatency.Quantile(0.99), WriteP99: o.WriteLatency.Quantile(0.99),
+		Flagged: slices.Clone(o.Flagged), FlaggedShare: slices.Clone(o.FlaggedShare),
 	}
 	for i := range o.Replicas {
 		r := &o.Replicas[i]
-		rs := ReplicaSummary{ID: r.ID, TimeoutRate: r.TimeoutRate()}
+		rs := ReplicaSummary{ID: r.ID, TimeoutRate: r.TimeoutRate(), Flagged: slices.Contains(o.Flagged, r.ID)}
 		rs.ReadP50, rs.ReadP99 = roundTrip(&r.ReadRTT, &r.R, &r.S)
 		rs.WriteP50, rs.WriteP99 = roundTrip(&r.WriteRTT, &r.W, &r.A)
 		s.Replicas = append(s.Replicas, rs)
@@ -88,8 +97,49 @@ func roundTrip(rtt, a, b *Hist) (p50, p99 time.Duration) {
 	return a.Quantile(0.5) + b.Quantile(0.5), a.Quantile(0.99) + b.Quantile(0.99)
 }
 
-// explain writes the decision's sentence for a person on call.
+// explain writes the decision's sentence for a person on call, ending
+// with the flagged nodes the model took into account.
 func explain(d *Decision, m Model) string {
+	s := explainChoice(d, m)
+	if bo := d.BackoffLifted; bo != nil {
+		s += fmt.Sprintf(" The backoff after leaving R=%d W=%d (until %s) was lifted: the nodes flagged by the health detector changed since it began (then %s, now %s), so reads are routed differently.",
+			bo.From.R, bo.From.W, clock(bo.Until), orNone(bo.Flagged), orNone(d.Inputs.Flagged))
+	}
+	if f := d.Inputs.Flagged; len(f) > 0 && d.Reason != ReasonNoData {
+		held := ""
+		if n := d.From.N; n < len(d.Inputs.FlaggedShare) && d.Inputs.FlaggedShare[n] > 0 {
+			held = fmt.Sprintf(" (a replica of %s of the keys at N=%d)", pct(d.Inputs.FlaggedShare[n]), n)
+		}
+		s += fmt.Sprintf(" The health detector has flagged %s%s: the model, like the coordinators, reads from %s last and never coordinates through %s, while %s still %s every write and %s toward W.",
+			strings.Join(f, ", "), held, them(f), them(f), them(f), verb(f, "receives", "receive"), verb(f, "counts", "count"))
+	}
+	return s
+}
+
+func orNone(ids []string) string {
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
+}
+
+// them is the pronoun for the flagged nodes.
+func them(f []string) string {
+	if len(f) == 1 {
+		return "it"
+	}
+	return "them"
+}
+
+func verb(f []string, one, many string) string {
+	if len(f) == 1 {
+		return one
+	}
+	return many
+}
+
+// explainChoice explains the choice itself.
+func explainChoice(d *Decision, m Model) string {
 	ks := d.Keyspace
 	if ks == "" {
 		ks = "the keyspace"
@@ -394,8 +444,12 @@ func FormatDecision(d Decision, maxCandidates int) string {
 		num(in.ReadRate), num(in.WriteRate), pct(in.ReadShare), dur(in.End.Sub(in.Start)), in.TopK, pct(in.TopShare),
 		pct(in.AtRisk), dur(in.GapP50), dur(in.GapP99), in.Stale, in.Probed, pct(in.StaleRate))
 	for _, r := range in.Replicas {
-		fmt.Fprintf(&b, "    replica %s: read p50 %s p99 %s, write p50 %s p99 %s, timeouts %s\n",
-			r.ID, dur(r.ReadP50), dur(r.ReadP99), dur(r.WriteP50), dur(r.WriteP99), pct(r.TimeoutRate))
+		flag := ""
+		if r.Flagged {
+			flag = " (flagged: read last)"
+		}
+		fmt.Fprintf(&b, "    replica %s: read p50 %s p99 %s, write p50 %s p99 %s, timeouts %s%s\n",
+			r.ID, dur(r.ReadP50), dur(r.ReadP99), dur(r.WriteP50), dur(r.WriteP99), pct(r.TimeoutRate), flag)
 	}
 	if len(d.Candidates) > 0 {
 		order := make([]int, len(d.Candidates))

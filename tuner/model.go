@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -319,6 +320,19 @@ type legs struct {
 	wTimeout   float64 // probability that a write gets no answer
 	rTimeout   float64 // probability that a read gets no answer
 	rank       float64 // median read round trip, for nearest-first routing
+	// flagged: the health detector flagged the node, so coordinators read
+	// from it last and the SDK does not coordinate through it
+	// (Observation.Flagged). It still gets every write and acknowledges.
+	flagged bool
+}
+
+// before reports whether a replica is read before b: unflagged first, then
+// by median read round trip, as the coordinators rank replicas.
+func (l *legs) before(b *legs) bool {
+	if l.flagged != b.flagged {
+		return !l.flagged
+	}
+	return l.rank < b.rank
 }
 
 // write samples the write legs: when the replica has the write (w) and when
@@ -360,6 +374,10 @@ type scenario struct {
 	pool   legs    // all replicas pooled: for N beyond the observed nodes
 	gap    sampler // write→read gap; nil: every read at risk reads at once
 	atRisk float64 // share of reads that follow a write of their key
+	// lastFlagged[n] is the probability that a key of n replicas has a
+	// flagged one, which is then its last-ranked (Observation.FlaggedShare);
+	// used only when no node is flagged by name.
+	lastFlagged []float64
 }
 
 // scenarioOf builds the scenario of an observation. A replica with no
@@ -400,8 +418,17 @@ func scenarioOf(o *Observation) (*scenario, error) {
 		} else {
 			l.rank = pool.rank
 		}
+		l.flagged = slices.Contains(o.Flagged, r.ID)
 		sc.nodes = append(sc.nodes, l)
 		sc.ids = append(sc.ids, r.ID)
+	}
+	if !slices.ContainsFunc(sc.nodes, func(l legs) bool { return l.flagged }) {
+		for _, v := range o.FlaggedShare {
+			if v > 0 {
+				sc.lastFlagged = o.FlaggedShare
+				break
+			}
+		}
 	}
 	switch {
 	case o.Gap.Count() > 0:
@@ -500,7 +527,8 @@ type mcResult struct {
 // Each trial picks the key's n replicas (a uniformly random n-subset of the
 // observed nodes, as ring placement does for a random key; replicas beyond
 // the observed nodes are drawn from the pooled distributions), orders them
-// by median read round trip for nearest-first routing, samples every leg,
+// for nearest-first routing as coordinators do (replicas the health
+// detector flagged last, the rest by median read round trip), samples every leg,
 // and samples the gap t between the write's commit and the read. Then, for
 // every W, the write commits when the W-th acknowledgement arrives; for
 // every R and read path the read is sent at commit + t and is stale if none
@@ -559,10 +587,19 @@ func (m Model) simulate(sc *scenario, n int) *mcResult {
 				k++
 			}
 		}
-		for i := 1; i < n; i++ { // insertion sort by rank; stable
-			for j := i; j > 0 && slot[j].rank < slot[j-1].rank; j-- {
+		for i := 1; i < n; i++ { // insertion sort by route order; stable
+			for j := i; j > 0 && slot[j].before(slot[j-1]); j-- {
 				slot[j], slot[j-1] = slot[j-1], slot[j]
 			}
+		}
+		// healthy is how many of the key's replicas are not flagged; they
+		// come first in route order.
+		healthy := n
+		for healthy > 0 && slot[healthy-1].flagged {
+			healthy--
+		}
+		if n < len(sc.lastFlagged) && sc.lastFlagged[n] > 0 && rng.Float64() < sc.lastFlagged[n] {
+			healthy = n - 1 // replicas by rank: the flagged one is ranked last
 		}
 		var ack [MaxRF]float64
 		base := t * n
@@ -584,14 +621,16 @@ func (m Model) simulate(sc *scenario, n int) *mcResult {
 		for j := 0; j < n; j++ {
 			rp[base+j] = j
 		}
-		if m.CoordinatorSpread && n > 1 && rng.IntN(n) != 0 {
+		if m.CoordinatorSpread && healthy > 1 && rng.IntN(healthy) != 0 {
 			// The read is coordinated by another replica than the write:
 			// its nearest (local) replica is one of the writer's others,
-			// and the rest follow in random order.
-			rr := rp[base : base+n]
-			first := 1 + rng.IntN(n-1)
+			// and the rest follow in random order. Neither the writer nor
+			// the reader is a flagged replica (the SDK does not coordinate
+			// through one), and flagged replicas stay last in route order.
+			rr := rp[base : base+healthy]
+			first := 1 + rng.IntN(healthy-1)
 			rr[0], rr[first] = rr[first], rr[0]
-			for i := n - 1; i > 1; i-- {
+			for i := healthy - 1; i > 1; i-- {
 				j := 1 + rng.IntN(i)
 				rr[i], rr[j] = rr[j], rr[i]
 			}

@@ -1,6 +1,7 @@
 package tuner
 
 import (
+	"slices"
 	"time"
 )
 
@@ -62,6 +63,24 @@ type Observation struct {
 
 	// Replicas holds per-replica latencies and timeouts, one entry per node.
 	Replicas []ReplicaObservation `json:"replicas"`
+
+	// Flagged names the nodes the cluster's gray-failure detector had
+	// flagged when the interval ended (replication/health). Coordinators
+	// read from a flagged replica last and the SDK does not coordinate
+	// through it, but it still receives every write and counts toward W,
+	// so the model routes reads away from it and lets it acknowledge
+	// writes (see Model.simulate). Merge keeps the later interval's set:
+	// a decision is about how the cluster routes from now on.
+	Flagged []string `json:"flagged,omitempty"`
+	// FlaggedShare[n] is the share of keys whose n replicas include a
+	// flagged node (by ring ownership), for observations whose Replicas
+	// are named by rank from the coordinator ("nearest", ...) rather than
+	// by node, as adaptkv's node records them: a coordinator ranks a
+	// flagged replica last, so for that share of keys the model takes the
+	// last-ranked replica to be the flagged one. Indexed by N; missing or
+	// zero entries mean no key has a flagged replica at that N. Ignored
+	// when Replicas are named by node and Flagged names some of them.
+	FlaggedShare []float64 `json:"flagged_share,omitempty"`
 }
 
 // ReplicaObservation is the coordinator's view of one replica during an
@@ -193,6 +212,8 @@ func (r *ReplicaObservation) merge(o *ReplicaObservation) {
 func (o *Observation) Clone() Observation {
 	c := *o
 	c.ReadLatency, c.WriteLatency, c.Gap = o.ReadLatency.Clone(), o.WriteLatency.Clone(), o.Gap.Clone()
+	c.Flagged = slices.Clone(o.Flagged)
+	c.FlaggedShare = slices.Clone(o.FlaggedShare)
 	c.Replicas = make([]ReplicaObservation, len(o.Replicas))
 	for i := range o.Replicas {
 		c.Replicas[i] = o.Replicas[i].clone()
@@ -203,7 +224,8 @@ func (o *Observation) Clone() Observation {
 // Merge returns the combination of o and p as one observation spanning
 // both: counters add, histograms merge, replicas are matched by ID (in order
 // of first appearance), the span runs from the earlier start to the later
-// end, and Policy and ClusterSize are p's (the later interval's). Neither
+// end, Policy and ClusterSize are p's (the later interval's), and Flagged
+// is that of whichever ends later. Neither
 // argument is modified.
 func Merge(o, p Observation) Observation {
 	m := o.Clone()
@@ -227,6 +249,12 @@ func (o *Observation) mergeFrom(p *Observation) {
 	}
 	if p.ClusterSize != 0 {
 		o.ClusterSize = p.ClusterSize
+	}
+	if !p.End.Before(o.End) {
+		// The later interval's flags, even none: a reinstated node is
+		// read from again.
+		o.Flagged = slices.Clone(p.Flagged)
+		o.FlaggedShare = slices.Clone(p.FlaggedShare)
 	}
 	o.Reads += p.Reads
 	o.Writes += p.Writes

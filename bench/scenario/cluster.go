@@ -48,7 +48,8 @@ func startCluster(ctx context.Context, cfg Config, dir string) (*cluster, error)
 	}
 	lcfg := launch.Config{
 		Binary: cfg.Binary, Nodes: len(layoutZones), Dir: dir, Zones: zones, Insecure: cfg.Insecure,
-		Args: []string{"--unsafe-test-hooks", "--tuner-interval", cfg.TunerInterval.String(), "--tuner-dwell", cfg.TunerDwell.String()},
+		Args: []string{"--unsafe-test-hooks", "--tuner-interval", cfg.TunerInterval.String(), "--tuner-dwell", cfg.TunerDwell.String(),
+			"--health-window", cfg.HealthWindow.String()},
 		Name: "adaptive scenario", Logger: cfg.Logger,
 	}
 	if !cfg.Insecure {

@@ -26,7 +26,10 @@ workload against three keyspaces of RF 3 — static one, static quorum and
 adaptive (at most 0.1% stale reads, floor one, read p99 target 10 ms) —
 through three phases:
 read-heavy (95/5 zipfian), a slow replica (one node 50 ms slower), and
-write-heavy with reads that follow writes within 10 ms.
+write-heavy with reads that follow writes within 10 ms. The nodes run
+the gray-failure detector with --health-window (5 s here, so that the slow
+node, sent few requests, is judged); the tuner routes reads around a node
+it flags, and the run reports its flag decisions.
 
 For every arm and phase it measures throughput, read and write p50/p99 and
 the stale-read rate (a read is stale when it returns an older version than
@@ -65,6 +68,7 @@ whole run takes about 11 minutes.`,
 	fs.DurationVar(&cfg.Settle, "settle", 0, "start of each phase left out of the steady figures (0: min(60s, --phase))")
 	fs.DurationVar(&cfg.AdaptiveReadP99, "adaptive-read-p99", AdaptiveReadP99Target, "read p99 target in the adaptive arm's goal; negative for none")
 	fs.DurationVar(&cfg.TunerDwell, "tuner-dwell", DefaultTunerDwell, "the nodes' --tuner-dwell: least time between two cost-saving changes")
+	fs.DurationVar(&cfg.HealthWindow, "health-window", DefaultHealthWindow, "the nodes' --health-window (gray-failure detector); negative turns detection off")
 	fs.StringVar(&cfg.Binary, "binary", "", "adaptkv executable to start the nodes with (default: this executable)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "run the nodes plaintext and unauthenticated (default: mutual TLS, certificates made in --out/certs)")
 	fs.BoolVar(&verbose, "verbose", false, "log the client's and the run's diagnostics to stderr")

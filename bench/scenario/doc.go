@@ -16,7 +16,12 @@
 // the coordinator sent it, which is what makes a read at R=1 stale when it
 // lands on that replica too soon. Nodes run with a short tuner interval and
 // dwell so that the experiment fits in minutes; the tuner decides on the
-// metadata leader as always.
+// metadata leader as always. The gray-failure detector runs with 5 s
+// windows (Config.HealthWindow; the node's default is 2 s, in which the
+// slow node, read last and sent only the few writes, gets too few requests
+// to be judged): it flags the slow node about 20 s into the slow-replica
+// phase, and the tuner then routes reads around it (issue 16). Its
+// decisions are polled and reported beside the tuner's.
 //
 // # Arms, phases and the schedule
 //

@@ -241,6 +241,20 @@ func RenderMarkdown(res *Result) string {
 		}
 		w("\n")
 	}
+	w("## Gray-failure detector\n\n")
+	if len(res.Health) == 0 {
+		w("No node was flagged or reinstated during the run (--health-window %s).\n\n", res.Config.HealthWindow)
+	} else {
+		w("| t (s) | phase | node | decision | reason |\n|---:|---|---|---|---|\n")
+		for _, e := range res.Health {
+			what := "reinstated"
+			if e.Flag {
+				what = "flagged"
+			}
+			w("| %.1f | %s | %s | %s | %s |\n", e.OffsetS, phaseAt(res.Phases, e.OffsetS), e.Node, what, strings.ReplaceAll(e.Reason, "|", "\\|"))
+		}
+		w("\n")
+	}
 	w("Files: results.json (all figures, the time series and every decision), plot.png (read p99 and stale rate per slice, phases shaded, tuner changes marked), nodes/ (node data and logs).\n")
 	return b.String()
 }

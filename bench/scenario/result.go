@@ -24,11 +24,14 @@ type Result struct {
 	Arms     []Arm      `json:"arms"`
 	// TunerStartS is when the adaptive arm first got traffic (warm-up
 	// included), the start of the tuner's first minute.
-	TunerStartS float64        `json:"tuner_start_s"`
-	Phases      []PhaseResult  `json:"phases"`
-	Decisions   []Decision     `json:"decisions"`
-	Timeline    []Point        `json:"timeline"`
-	Verdicts    []PhaseVerdict `json:"verdicts"`
+	TunerStartS float64       `json:"tuner_start_s"`
+	Phases      []PhaseResult `json:"phases"`
+	Decisions   []Decision    `json:"decisions"`
+	// Health are the gray-failure detector's decisions during the run
+	// (flags and reinstatements), OffsetS from T0.
+	Health   []HealthEvent  `json:"health,omitempty"`
+	Timeline []Point        `json:"timeline"`
+	Verdicts []PhaseVerdict `json:"verdicts"`
 	// PassWhole and PassSteady: every phase passed on that basis.
 	PassWhole  bool `json:"pass_whole"`
 	PassSteady bool `json:"pass_steady"`
@@ -52,6 +55,7 @@ type RunConfig struct {
 	SlowDelay         string  `json:"slow_delay"`
 	TunerInterval     string  `json:"tuner_interval"`
 	TunerDwell        string  `json:"tuner_dwell"`
+	HealthWindow      string  `json:"health_window,omitempty"`
 	MaxStale          float64 `json:"max_stale"`
 	AdaptiveReadP99   string  `json:"adaptive_read_p99,omitempty"`
 	ReadAfterWriteMax string  `json:"read_after_write_max"`
@@ -63,7 +67,7 @@ func runConfigOf(cfg Config) RunConfig {
 		Rate: cfg.Rate, Slice: cfg.Slice.String(), Schedule: "interleaved", Warmup: cfg.Warmup.String(), Settle: cfg.Settle.String(),
 		ValueSize: cfg.ValueSize, IntraZoneDelay: cfg.IntraZoneDelay.String(), CrossZoneDelay: cfg.CrossZoneDelay.String(),
 		SlowNode: cfg.SlowNode, SlowDelay: cfg.SlowDelay.String(), TunerInterval: cfg.TunerInterval.String(),
-		TunerDwell: cfg.TunerDwell.String(), MaxStale: cfg.MaxStale, ReadAfterWriteMax: cfg.ReadAfterWriteMax.String(),
+		TunerDwell: cfg.TunerDwell.String(), HealthWindow: cfg.HealthWindow.String(), MaxStale: cfg.MaxStale, ReadAfterWriteMax: cfg.ReadAfterWriteMax.String(),
 	}
 	if cfg.AdaptiveReadP99 > 0 {
 		rc.AdaptiveReadP99 = cfg.AdaptiveReadP99.String()
@@ -247,4 +251,14 @@ func thisMachine() Machine {
 		f.Close()
 	}
 	return m
+}
+
+// HealthEvent is one health decision of the cluster's gray-failure
+// detector: a node flagged or reinstated.
+type HealthEvent struct {
+	At      time.Time `json:"at"`
+	OffsetS float64   `json:"offset_s"`
+	Node    string    `json:"node"`
+	Flag    bool      `json:"flag"`
+	Reason  string    `json:"reason"`
 }

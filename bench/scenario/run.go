@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -123,6 +124,14 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		r.dlog.run(pctx, 3*time.Second, func(err error) { cfg.Logger.Warn("polling tuner decisions", "err", err) })
 	}()
 	defer func() { stopPoll(); pollDone.Wait() }()
+	// And the health detector's decisions: the tuner routes around a
+	// flagged node, so when the slow node was flagged matters.
+	health := &healthLog{c: r.cls.w, since: started, pr: r.pr}
+	pollDone.Add(1)
+	go func() {
+		defer pollDone.Done()
+		health.run(pctx, 2*time.Second)
+	}()
 
 	tunerStart := time.Now()
 	if cfg.Warmup > 0 {
@@ -146,10 +155,12 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	if err := r.dlog.poll(ctx); err != nil {
 		cfg.Logger.Warn("polling tuner decisions", "err", err)
 	}
+	health.poll(ctx)
 	stopPoll()
 	pollDone.Wait()
 	cl.stop()
 
+	r.res.Health = health.events()
 	r.finish(tunerStart)
 	if err := writeResults(cfg.Out, r.res); err != nil {
 		return nil, fmt.Errorf("scenario: %w", err)
@@ -358,6 +369,9 @@ func (r *runner) finish(tunerStart time.Time) {
 	res.T0 = r.t0
 	res.TunerStartS = tunerStart.Sub(r.t0).Seconds()
 	res.Decisions = r.dlog.decisions()
+	for i := range res.Health {
+		res.Health[i].OffsetS = res.Health[i].At.Sub(r.t0).Seconds()
+	}
 	for i := range res.Decisions {
 		res.Decisions[i].OffsetS = res.Decisions[i].At.Sub(r.t0).Seconds()
 	}
@@ -390,6 +404,65 @@ func (r *runner) finish(tunerStart time.Time) {
 		res.PassWhole = res.PassWhole && vw.Pass
 		res.PassSteady = res.PassSteady && vs.Pass
 	}
+}
+
+// healthLog polls the cluster's health decisions and keeps those made
+// since the run started.
+type healthLog struct {
+	c     *client.Client
+	since time.Time
+	pr    *printer
+
+	mu   sync.Mutex
+	seen map[string]bool
+	evs  []HealthEvent
+}
+
+func (h *healthLog) run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.poll(ctx)
+	}
+}
+
+func (h *healthLog) poll(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	rep, err := h.c.Health(pctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.seen == nil {
+		h.seen = map[string]bool{}
+	}
+	for _, d := range rep.Decisions {
+		k := d.Node + "@" + d.At.String()
+		if h.seen[k] || d.At.Before(h.since) {
+			continue
+		}
+		h.seen[k] = true
+		h.evs = append(h.evs, HealthEvent{At: d.At, Node: d.Node, Flag: d.Flag, Reason: d.Reason})
+		what := "reinstated"
+		if d.Flag {
+			what = "flagged"
+		}
+		h.pr.printf("health: %s %s: %s", d.Node, what, d.Reason)
+	}
+}
+
+// events returns the decisions seen, oldest first.
+func (h *healthLog) events() []HealthEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.evs)
 }
 
 // command returns the command line recorded in the results.
