@@ -36,8 +36,13 @@
 // # Hysteresis and bounds
 //
 // A node is flagged after Params.FlagAfter consecutive bad windows and
-// reinstated after Params.ClearAfter consecutive good ones; a window in
-// which it had too few samples counts as neither and breaks no streak. At
+// reinstated after Params.ClearAfter consecutive good ones. A window in
+// which it had too few samples says nothing on its own: its requests are
+// carried into the next window, up to Params.CarryWindows windows, and the
+// verdict on the pooled requests counts for every window they span. A node
+// that coordinators already read last (the latency ranking does that before
+// the detector does) may be sent only a few requests per window, and would
+// otherwise never be judged at all. At
 // most a minority of the members, (n−1)/2, are flagged at once: with more
 // candidates the worst are flagged first. A detector that flagged half the
 // cluster would have mistaken the peers' median itself.
@@ -103,6 +108,10 @@ type Params struct {
 	FlagAfter, ClearAfter int
 	// History is how many past windows' spreads the threshold learns from.
 	History int
+	// CarryWindows is how many consecutive windows a node's requests may
+	// be pooled over when each alone has fewer than MinSamples; 1 judges
+	// every window on its own.
+	CarryWindows int
 }
 
 // DefaultParams are the detector's defaults. Z=5 with the MAD is Hampel's
@@ -113,9 +122,11 @@ type Params struct {
 // to flag and 3 to clear so that a node flapping faster than three windows
 // is flagged once and stays flagged while it flaps, rather than
 // oscillating. History 30 windows is a few minutes at the default window.
+// CarryWindows 3: a node sent a third of the minimum per window is still
+// judged, on evidence no older than three windows.
 func DefaultParams() Params {
 	return Params{MinSamples: 20, MinPeers: 3, Z: 5, Ratio: 2, MinExcess: 5 * time.Millisecond,
-		MinFailureExcess: 0.05, FlagAfter: 3, ClearAfter: 3, History: 30}
+		MinFailureExcess: 0.05, FlagAfter: 3, ClearAfter: 3, History: 30, CarryWindows: 3}
 }
 
 // Evidence is what a window showed about one node.
@@ -126,6 +137,9 @@ type Evidence struct {
 	Op string `json:"op"`
 	// Samples is the requests sent to the node by its peers.
 	Samples uint64 `json:"samples"`
+	// Windows is how many windows those requests were pooled over (see
+	// Params.CarryWindows); a verdict counts for each of them.
+	Windows int `json:"windows,omitempty"`
 	// Latency is the median of its peers' median round trips to it.
 	Latency time.Duration `json:"latency_ns"`
 	// FailureRate is the share of requests to it that failed.
@@ -169,14 +183,27 @@ type nodeState struct {
 type Detector struct {
 	p     Params
 	nodes map[string]*nodeState
+	// carried holds, for reads [0] and writes [1], each node's requests
+	// from recent windows that had too few to judge.
+	carried [2]map[string]*pooled
 	// spreads and fspreads are the scaled MADs of latency (ns) and of
 	// failure rate of recent windows, for reads [0] and writes [1].
 	spreads, fspreads [2][]float64
 }
 
+// pooled is a node's requests of one kind over one or more windows.
+type pooled struct {
+	sent, failed uint64
+	// lats are the coordinators' median round trips, one per coordinator
+	// and window.
+	lats    []float64
+	windows int
+}
+
 // New returns a detector with no history and nothing flagged.
 func New(p Params) *Detector {
-	return &Detector{p: p, nodes: map[string]*nodeState{}}
+	return &Detector{p: p, nodes: map[string]*nodeState{},
+		carried: [2]map[string]*pooled{{}, {}}}
 }
 
 // Restore marks nodes already flagged (by an earlier leader's decisions),
@@ -223,6 +250,13 @@ func (d *Detector) Step(w Window) ([]Decision, []Evidence) {
 			delete(d.nodes, id)
 		}
 	}
+	for _, c := range d.carried {
+		for id := range c {
+			if !members[id] {
+				delete(c, id)
+			}
+		}
+	}
 	var decs []Decision
 	var candidates []int
 	for i := range ev {
@@ -230,14 +264,14 @@ func (d *Detector) Step(w Window) ([]Decision, []Evidence) {
 		s := d.state(e.Node)
 		switch e.Verdict {
 		case "bad":
-			s.bad++
+			s.bad += max(e.Windows, 1)
 			s.good = 0
 			e.Streak = s.bad
 			if !s.flagged && s.bad >= d.p.FlagAfter {
 				candidates = append(candidates, i)
 			}
 		case "good":
-			s.good++
+			s.good += max(e.Windows, 1)
 			s.bad = 0
 			e.Streak = s.good
 			if s.flagged && s.good >= d.p.ClearAfter {
@@ -257,7 +291,7 @@ func (d *Detector) Step(w Window) ([]Decision, []Evidence) {
 		e := ev[i]
 		d.state(e.Node).flagged = true
 		room--
-		decs = append(decs, Decision{At: w.End, Node: e.Node, Flag: true, Evidence: e, Reason: reason(e, d.p.FlagAfter)})
+		decs = append(decs, Decision{At: w.End, Node: e.Node, Flag: true, Evidence: e, Reason: reason(e, e.Streak)})
 	}
 	return decs, ev
 }
@@ -316,13 +350,9 @@ func (d *Detector) judgeOp(w Window, write bool) []Evidence {
 	if write {
 		op, k = "write", 1
 	}
-	type agg struct {
-		sent, failed uint64
-		lats         []float64
-	}
-	by := map[string]*agg{}
+	by := map[string]*pooled{}
 	for _, m := range w.Members {
-		by[m] = &agg{}
+		by[m] = &pooled{windows: 1}
 	}
 	for _, s := range w.Samples {
 		a, ok := by[s.Replica]
@@ -335,11 +365,37 @@ func (d *Detector) judgeOp(w Window, write bool) []Evidence {
 			a.lats = append(a.lats, float64(s.Latency))
 		}
 	}
+	// A node with too few requests in this window is judged on them
+	// pooled with those carried from the windows before, if that is
+	// enough; otherwise they are carried on, at most CarryWindows deep.
+	carried := d.carried[k]
+	for _, m := range w.Members {
+		a := by[m]
+		if a.sent >= d.p.MinSamples {
+			delete(carried, m)
+			continue
+		}
+		if c, ok := carried[m]; ok && c.windows < d.p.CarryWindows {
+			a.sent += c.sent
+			a.failed += c.failed
+			a.lats = append(a.lats, c.lats...)
+			a.windows += c.windows
+		}
+		if a.sent >= d.p.MinSamples || d.p.CarryWindows <= 1 || a.sent == 0 {
+			delete(carried, m)
+			continue
+		}
+		carried[m] = &pooled{sent: a.sent, failed: a.failed, lats: slices.Clone(a.lats), windows: a.windows}
+		a.sent, a.failed, a.lats, a.windows = 0, 0, nil, 1 // nothing to judge yet
+	}
 	ev := make([]Evidence, 0, len(w.Members))
 	var lats, fails []float64
 	for _, m := range w.Members {
 		a := by[m]
 		e := Evidence{Node: m, Op: op, Samples: a.sent, Verdict: "unknown"}
+		if a.windows > 1 {
+			e.Windows = a.windows
+		}
 		if a.sent > 0 {
 			e.FailureRate = float64(a.failed) / float64(a.sent)
 		}
