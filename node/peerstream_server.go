@@ -23,7 +23,8 @@ import (
 // authorized once, when opened, by the Peer service's rule (node
 // certificates only), which is the rule of every method it carries.
 //
-// When the node stops, each stream refuses new items (Unavailable), answers
+// When the node stops (Stop, not Drain: a draining node keeps answering its
+// peers for a settle time), each stream refuses new items (Unavailable), answers
 // those running and ends, so that GracefulStop need not wait for the
 // coordinators to close their streams.
 
@@ -37,7 +38,24 @@ func (s peerServer) Stream(stream kvpb.Peer_StreamServer) error {
 			return h.replyDelay
 		}
 	}
-	return servePeerStream(stream, s, s.n.batchStopping(), delay)
+	return servePeerStream(stream, s, s.n.peerStreams.done(), delay)
+}
+
+// stopSignal is a channel closed once, made on first use.
+type stopSignal struct {
+	make   sync.Once
+	closed sync.Once
+	ch     chan struct{}
+}
+
+func (s *stopSignal) done() <-chan struct{} {
+	s.make.Do(func() { s.ch = make(chan struct{}) })
+	return s.ch
+}
+
+func (s *stopSignal) close() {
+	s.done()
+	s.closed.Do(func() { close(s.ch) })
 }
 
 // peerHandler serves the unary methods a peer stream carries.
