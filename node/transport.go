@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -138,7 +139,10 @@ func streamed[Req, Resp any](t *peerTransport, to string,
 		if err != nil {
 			return zero, err
 		}
-		if ps == nil || ps.unsupported() {
+		// A sampled request goes unary, so that its trace shows a span
+		// per replica call under the request (otelgrpc traces calls, and
+		// the stream is one long call); the unsampled rest is batched.
+		if ps == nil || ps.unsupported() || trace.SpanContextFromContext(ctx).IsSampled() {
 			return unary(c, ctx, req)
 		}
 		r, err := ps.do(ctx, wrap(req))
