@@ -123,6 +123,7 @@ var rules = map[string]rule{
 	kvpb.Peer_Repair_FullMethodName:       {access: accessNode},
 	kvpb.Peer_CompareTrees_FullMethodName: {access: accessNode},
 	kvpb.Peer_Paxos_FullMethodName:        {access: accessNode},
+	kvpb.Peer_Stream_FullMethodName:       {access: accessNode},
 
 	"/grpc.health.v1.Health/Check": {access: accessAnyone},
 	"/grpc.health.v1.Health/Watch": {access: accessAnyone},

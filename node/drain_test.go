@@ -108,3 +108,38 @@ func TestDrainFinishesInflightAndRefusesNew(t *testing.T) {
 		t.Errorf("n1's own copy of the write after the restart: %+v, %v", got, err)
 	}
 }
+
+// A draining node keeps answering its peers' replica requests until it
+// stops, over the peer stream as over unary calls: a write at ALL that a
+// peer coordinates while the node drains needs the node's answer.
+func TestDrainingNodeAnswersPeerStream(t *testing.T) {
+	t.Parallel()
+	c := clustertest.New(t, 3, func(*clustertest.Options) {})
+	ctx := ctxT(t, 60*time.Second)
+	routed := c.Client(t)
+	if _, err := routed.CreateKeyspace(ctx, "drainpeer", client.KeyspaceSpec{ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := c.Node(0), c.Node(1)
+	viaN2 := clientFor(t, n2.Addrs().GRPC)
+	ks := client.WithKeyspace("drainpeer")
+	eventually(t, 10*time.Second, "keyspace reaches n2", func() error {
+		_, err := viaN2.Put(ctx, []byte("before"), []byte("v"), ks, client.WithConsistency(client.All))
+		return err
+	})
+	drained := make(chan error, 1)
+	go func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		drained <- n1.Drain(dctx)
+	}()
+	for !n1.Draining() {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := viaN2.Put(ctx, []byte("during"), []byte("v"), ks, client.WithConsistency(client.All)); err != nil {
+		t.Errorf("a write at ALL coordinated by n2 while n1 drains: %v", err)
+	}
+	if err := <-drained; err != nil {
+		t.Errorf("drain: %v", err)
+	}
+}

@@ -98,6 +98,9 @@ type Node struct {
 	batchStop     chan struct{}
 	batchStopOnce sync.Once
 	batchStopped  sync.Once
+	// peerStreams is closed when Stop begins (not a drain, which keeps
+	// answering peers), ending the Peer streams served (peerstream_server.go).
+	peerStreams stopSignal
 }
 
 // Addrs are the addresses a node actually bound.
@@ -483,6 +486,7 @@ func (n *Node) Stop(ctx context.Context) error {
 	var err error
 	n.stopOnce.Do(func() {
 		n.stopBatches()
+		n.peerStreams.close()
 		if n.health != nil {
 			n.health.Shutdown()
 		}

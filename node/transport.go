@@ -2,14 +2,18 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
 	"github.com/adaptkv/adaptkv/internal/security"
@@ -32,9 +36,14 @@ type peerTransport struct {
 	// timeout bounds one coalesced write RPC.
 	timeout time.Duration
 
+	// unaryOnly sends every peer message as a unary call, as nodes did
+	// before Peer.Stream (tests and measurements compare the two).
+	unaryOnly bool
+
 	mu       sync.Mutex
 	conns    map[string]*grpc.ClientConn // by address
 	batchers map[string]*writeBatcher    // by address
+	streams  map[string]*peerStream      // by address
 	// closed refuses new connections once Close has run: a request handler
 	// that Stop cut off may still be running, and a connection or batcher
 	// it opened then would never be closed.
@@ -57,6 +66,7 @@ func newPeerTransport(self string, local *replication.Replica, bindHost string, 
 		dialer:   &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(bindHost)}},
 		conns:    map[string]*grpc.ClientConn{},
 		batchers: map[string]*writeBatcher{},
+		streams:  map[string]*peerStream{},
 		timeout:  2 * time.Second,
 	}
 }
@@ -114,6 +124,66 @@ func call[Req, Resp any](ctx context.Context, t *peerTransport, to string, req R
 	return remote(c, ctx, req)
 }
 
+// streamed returns a remote function for call that sends a request over
+// the peer's Peer.Stream as the item wrap makes of it and takes the
+// response out of the reply with unwrap, or sends it with unary when the
+// peer does not serve the stream.
+func streamed[Req, Resp any](t *peerTransport, to string,
+	wrap func(Req) *kvpb.PeerStreamItem,
+	unwrap func(*kvpb.PeerStreamReply) (Resp, bool),
+	unary func(kvpb.PeerClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+) func(kvpb.PeerClient, context.Context, Req, ...grpc.CallOption) (Resp, error) {
+	return func(c kvpb.PeerClient, ctx context.Context, req Req, _ ...grpc.CallOption) (Resp, error) {
+		var zero Resp
+		ps, err := t.stream(to)
+		if err != nil {
+			return zero, err
+		}
+		// A sampled request goes unary, so that its trace shows a span
+		// per replica call under the request (otelgrpc traces calls, and
+		// the stream is one long call); the unsampled rest is batched.
+		if ps == nil || ps.unsupported() || trace.SpanContextFromContext(ctx).IsSampled() {
+			return unary(c, ctx, req)
+		}
+		r, err := ps.do(ctx, wrap(req))
+		if errors.Is(err, errPeerStreamUnsupported) {
+			return unary(c, ctx, req)
+		}
+		if err != nil {
+			return zero, err
+		}
+		resp, ok := unwrap(r)
+		if !ok {
+			return zero, status.Errorf(codes.Internal, "peer stream reply %d carries a %T for a %T", r.GetId(), r.GetResponse(), req)
+		}
+		return resp, nil
+	}
+}
+
+// stream returns the Peer.Stream sender of a peer's address, or nil when
+// the transport sends unary calls only.
+func (t *peerTransport) stream(to string) (*peerStream, error) {
+	if t.unaryOnly {
+		return nil, nil
+	}
+	addr, _ := t.resolve(to)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, errBatcherClosed
+	}
+	ps, ok := t.streams[addr]
+	if !ok {
+		cc, ok := t.conns[addr]
+		if !ok {
+			return nil, errBatcherClosed
+		}
+		ps = newPeerStream(cc)
+		t.streams[addr] = ps
+	}
+	return ps, nil
+}
+
 // Write implements replication.Transport. Remote writes go through the
 // peer's write batcher, which coalesces concurrent writes into one RPC.
 func (t *peerTransport) Write(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
@@ -138,7 +208,7 @@ func (t *peerTransport) batcher(to string, c kvpb.PeerClient) (*writeBatcher, er
 	if !ok {
 		b = &writeBatcher{
 			send: func(ctx context.Context, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
-				return c.Write(ctx, req)
+				return streamed(t, to, writeItem, writeReply, kvpb.PeerClient.Write)(c, ctx, req)
 			},
 			from: t.self, maxInflight: maxInflightPerPeer, maxBatch: maxBatchMutations, timeout: t.timeout,
 		}
@@ -149,7 +219,14 @@ func (t *peerTransport) batcher(to string, c kvpb.PeerClient) (*writeBatcher, er
 
 // Read implements replication.Transport.
 func (t *peerTransport) Read(ctx context.Context, to string, req *kvpb.ReplicaReadRequest) (*kvpb.ReplicaReadResponse, error) {
-	return call(ctx, t, to, req, t.local.Read, kvpb.PeerClient.Read)
+	return call(ctx, t, to, req, t.local.Read, streamed(t, to,
+		func(r *kvpb.ReplicaReadRequest) *kvpb.PeerStreamItem {
+			return &kvpb.PeerStreamItem{Request: &kvpb.PeerStreamItem_Read{Read: r}}
+		},
+		func(r *kvpb.PeerStreamReply) (*kvpb.ReplicaReadResponse, bool) {
+			return r.GetRead(), r.GetRead() != nil
+		},
+		kvpb.PeerClient.Read))
 }
 
 // Scan implements replication.Transport.
@@ -159,12 +236,32 @@ func (t *peerTransport) Scan(ctx context.Context, to string, req *kvpb.ReplicaSc
 
 // Hint implements replication.Transport.
 func (t *peerTransport) Hint(ctx context.Context, to string, req *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error) {
-	return call(ctx, t, to, req, t.local.Hint, kvpb.PeerClient.Hint)
+	return call(ctx, t, to, req, t.local.Hint, streamed(t, to,
+		func(r *kvpb.ReplicaWriteRequest) *kvpb.PeerStreamItem {
+			return &kvpb.PeerStreamItem{Request: &kvpb.PeerStreamItem_Hint{Hint: r}}
+		},
+		func(r *kvpb.PeerStreamReply) (*kvpb.ReplicaWriteResponse, bool) {
+			return r.GetHint(), r.GetHint() != nil
+		},
+		kvpb.PeerClient.Hint))
 }
 
 // Paxos implements replication.Transport.
 func (t *peerTransport) Paxos(ctx context.Context, to string, req *kvpb.PaxosRequest) (*kvpb.PaxosResponse, error) {
-	return call(ctx, t, to, req, t.local.Paxos, kvpb.PeerClient.Paxos)
+	return call(ctx, t, to, req, t.local.Paxos, streamed(t, to,
+		func(r *kvpb.PaxosRequest) *kvpb.PeerStreamItem {
+			return &kvpb.PeerStreamItem{Request: &kvpb.PeerStreamItem_Paxos{Paxos: r}}
+		},
+		func(r *kvpb.PeerStreamReply) (*kvpb.PaxosResponse, bool) { return r.GetPaxos(), r.GetPaxos() != nil },
+		kvpb.PeerClient.Paxos))
+}
+
+func writeItem(r *kvpb.ReplicaWriteRequest) *kvpb.PeerStreamItem {
+	return &kvpb.PeerStreamItem{Request: &kvpb.PeerStreamItem_Write{Write: r}}
+}
+
+func writeReply(r *kvpb.PeerStreamReply) (*kvpb.ReplicaWriteResponse, bool) {
+	return r.GetWrite(), r.GetWrite() != nil
 }
 
 // adminClient returns an Admin client for another node's gRPC address, over
@@ -193,6 +290,10 @@ func (t *peerTransport) Close() {
 		b.close()
 	}
 	t.batchers = map[string]*writeBatcher{}
+	for _, ps := range t.streams {
+		ps.close()
+	}
+	t.streams = map[string]*peerStream{}
 	for _, cc := range t.conns {
 		cc.Close()
 	}

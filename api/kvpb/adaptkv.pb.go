@@ -5420,6 +5420,377 @@ func (x *PaxosResponse) GetKnownEpoch() uint64 {
 	return 0
 }
 
+// PeerStreamRequest is one message of a Peer.Stream from the coordinator:
+// the requests queued when its sender woke.
+type PeerStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*PeerStreamItem      `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// cancel lists the IDs of earlier requests nobody waits for any more: the
+	// replica cancels their contexts and sends no reply for them.
+	Cancel        []uint64 `protobuf:"varint,2,rep,packed,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerStreamRequest) Reset() {
+	*x = PeerStreamRequest{}
+	mi := &file_adaptkv_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerStreamRequest) ProtoMessage() {}
+
+func (x *PeerStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerStreamRequest.ProtoReflect.Descriptor instead.
+func (*PeerStreamRequest) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *PeerStreamRequest) GetItems() []*PeerStreamItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *PeerStreamRequest) GetCancel() []uint64 {
+	if x != nil {
+		return x.Cancel
+	}
+	return nil
+}
+
+// PeerStreamItem is one request of a Peer.Stream.
+type PeerStreamItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is unique among the coordinator's requests in flight on the stream.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// timeout_us is the time left before the request's deadline, in
+	// microseconds, when it was sent (a duration, as gRPC's grpc-timeout
+	// header is, so that clocks need not agree); 0 means none.
+	TimeoutUs uint64 `protobuf:"varint,2,opt,name=timeout_us,json=timeoutUs,proto3" json:"timeout_us,omitempty"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*PeerStreamItem_Read
+	//	*PeerStreamItem_Write
+	//	*PeerStreamItem_Hint
+	//	*PeerStreamItem_Paxos
+	Request       isPeerStreamItem_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerStreamItem) Reset() {
+	*x = PeerStreamItem{}
+	mi := &file_adaptkv_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerStreamItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerStreamItem) ProtoMessage() {}
+
+func (x *PeerStreamItem) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerStreamItem.ProtoReflect.Descriptor instead.
+func (*PeerStreamItem) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *PeerStreamItem) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PeerStreamItem) GetTimeoutUs() uint64 {
+	if x != nil {
+		return x.TimeoutUs
+	}
+	return 0
+}
+
+func (x *PeerStreamItem) GetRequest() isPeerStreamItem_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *PeerStreamItem) GetRead() *ReplicaReadRequest {
+	if x != nil {
+		if x, ok := x.Request.(*PeerStreamItem_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *PeerStreamItem) GetWrite() *ReplicaWriteRequest {
+	if x != nil {
+		if x, ok := x.Request.(*PeerStreamItem_Write); ok {
+			return x.Write
+		}
+	}
+	return nil
+}
+
+func (x *PeerStreamItem) GetHint() *ReplicaWriteRequest {
+	if x != nil {
+		if x, ok := x.Request.(*PeerStreamItem_Hint); ok {
+			return x.Hint
+		}
+	}
+	return nil
+}
+
+func (x *PeerStreamItem) GetPaxos() *PaxosRequest {
+	if x != nil {
+		if x, ok := x.Request.(*PeerStreamItem_Paxos); ok {
+			return x.Paxos
+		}
+	}
+	return nil
+}
+
+type isPeerStreamItem_Request interface {
+	isPeerStreamItem_Request()
+}
+
+type PeerStreamItem_Read struct {
+	Read *ReplicaReadRequest `protobuf:"bytes,3,opt,name=read,proto3,oneof"`
+}
+
+type PeerStreamItem_Write struct {
+	Write *ReplicaWriteRequest `protobuf:"bytes,4,opt,name=write,proto3,oneof"`
+}
+
+type PeerStreamItem_Hint struct {
+	Hint *ReplicaWriteRequest `protobuf:"bytes,5,opt,name=hint,proto3,oneof"`
+}
+
+type PeerStreamItem_Paxos struct {
+	Paxos *PaxosRequest `protobuf:"bytes,6,opt,name=paxos,proto3,oneof"`
+}
+
+func (*PeerStreamItem_Read) isPeerStreamItem_Request() {}
+
+func (*PeerStreamItem_Write) isPeerStreamItem_Request() {}
+
+func (*PeerStreamItem_Hint) isPeerStreamItem_Request() {}
+
+func (*PeerStreamItem_Paxos) isPeerStreamItem_Request() {}
+
+// PeerStreamResponse is one message of a Peer.Stream from the replica: the
+// replies that were ready when its writer woke.
+type PeerStreamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*PeerStreamReply     `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerStreamResponse) Reset() {
+	*x = PeerStreamResponse{}
+	mi := &file_adaptkv_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerStreamResponse) ProtoMessage() {}
+
+func (x *PeerStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerStreamResponse.ProtoReflect.Descriptor instead.
+func (*PeerStreamResponse) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *PeerStreamResponse) GetReplies() []*PeerStreamReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
+// PeerStreamReply answers the request with the same id: a response of the
+// request's kind, or a failure.
+type PeerStreamReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// status is the serialized google.rpc.Status the unary method would have
+	// failed with; empty on success.
+	Status []byte `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// Types that are valid to be assigned to Response:
+	//
+	//	*PeerStreamReply_Read
+	//	*PeerStreamReply_Write
+	//	*PeerStreamReply_Hint
+	//	*PeerStreamReply_Paxos
+	Response      isPeerStreamReply_Response `protobuf_oneof:"response"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerStreamReply) Reset() {
+	*x = PeerStreamReply{}
+	mi := &file_adaptkv_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerStreamReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerStreamReply) ProtoMessage() {}
+
+func (x *PeerStreamReply) ProtoReflect() protoreflect.Message {
+	mi := &file_adaptkv_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerStreamReply.ProtoReflect.Descriptor instead.
+func (*PeerStreamReply) Descriptor() ([]byte, []int) {
+	return file_adaptkv_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *PeerStreamReply) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PeerStreamReply) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *PeerStreamReply) GetResponse() isPeerStreamReply_Response {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *PeerStreamReply) GetRead() *ReplicaReadResponse {
+	if x != nil {
+		if x, ok := x.Response.(*PeerStreamReply_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *PeerStreamReply) GetWrite() *ReplicaWriteResponse {
+	if x != nil {
+		if x, ok := x.Response.(*PeerStreamReply_Write); ok {
+			return x.Write
+		}
+	}
+	return nil
+}
+
+func (x *PeerStreamReply) GetHint() *ReplicaWriteResponse {
+	if x != nil {
+		if x, ok := x.Response.(*PeerStreamReply_Hint); ok {
+			return x.Hint
+		}
+	}
+	return nil
+}
+
+func (x *PeerStreamReply) GetPaxos() *PaxosResponse {
+	if x != nil {
+		if x, ok := x.Response.(*PeerStreamReply_Paxos); ok {
+			return x.Paxos
+		}
+	}
+	return nil
+}
+
+type isPeerStreamReply_Response interface {
+	isPeerStreamReply_Response()
+}
+
+type PeerStreamReply_Read struct {
+	Read *ReplicaReadResponse `protobuf:"bytes,3,opt,name=read,proto3,oneof"`
+}
+
+type PeerStreamReply_Write struct {
+	Write *ReplicaWriteResponse `protobuf:"bytes,4,opt,name=write,proto3,oneof"`
+}
+
+type PeerStreamReply_Hint struct {
+	Hint *ReplicaWriteResponse `protobuf:"bytes,5,opt,name=hint,proto3,oneof"`
+}
+
+type PeerStreamReply_Paxos struct {
+	Paxos *PaxosResponse `protobuf:"bytes,6,opt,name=paxos,proto3,oneof"`
+}
+
+func (*PeerStreamReply_Read) isPeerStreamReply_Response() {}
+
+func (*PeerStreamReply_Write) isPeerStreamReply_Response() {}
+
+func (*PeerStreamReply_Hint) isPeerStreamReply_Response() {}
+
+func (*PeerStreamReply_Paxos) isPeerStreamReply_Response() {}
+
 type CleanupKeyspaceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
@@ -5430,7 +5801,7 @@ type CleanupKeyspaceRequest struct {
 
 func (x *CleanupKeyspaceRequest) Reset() {
 	*x = CleanupKeyspaceRequest{}
-	mi := &file_adaptkv_proto_msgTypes[72]
+	mi := &file_adaptkv_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5442,7 +5813,7 @@ func (x *CleanupKeyspaceRequest) String() string {
 func (*CleanupKeyspaceRequest) ProtoMessage() {}
 
 func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[72]
+	mi := &file_adaptkv_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5455,7 +5826,7 @@ func (x *CleanupKeyspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceRequest.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{72}
+	return file_adaptkv_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *CleanupKeyspaceRequest) GetKeyspace() string {
@@ -5482,7 +5853,7 @@ type CleanupKeyspaceResponse struct {
 
 func (x *CleanupKeyspaceResponse) Reset() {
 	*x = CleanupKeyspaceResponse{}
-	mi := &file_adaptkv_proto_msgTypes[73]
+	mi := &file_adaptkv_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5494,7 +5865,7 @@ func (x *CleanupKeyspaceResponse) String() string {
 func (*CleanupKeyspaceResponse) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[73]
+	mi := &file_adaptkv_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5507,7 +5878,7 @@ func (x *CleanupKeyspaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{73}
+	return file_adaptkv_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *CleanupKeyspaceResponse) GetNodes() []*CleanupKeyspaceResponse_Node {
@@ -5534,7 +5905,7 @@ type ReplaceNodeRequest struct {
 
 func (x *ReplaceNodeRequest) Reset() {
 	*x = ReplaceNodeRequest{}
-	mi := &file_adaptkv_proto_msgTypes[74]
+	mi := &file_adaptkv_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5546,7 +5917,7 @@ func (x *ReplaceNodeRequest) String() string {
 func (*ReplaceNodeRequest) ProtoMessage() {}
 
 func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[74]
+	mi := &file_adaptkv_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5559,7 +5930,7 @@ func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{74}
+	return file_adaptkv_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ReplaceNodeRequest) GetDeadId() string {
@@ -5586,7 +5957,7 @@ type ReplaceNodeResponse struct {
 
 func (x *ReplaceNodeResponse) Reset() {
 	*x = ReplaceNodeResponse{}
-	mi := &file_adaptkv_proto_msgTypes[75]
+	mi := &file_adaptkv_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5598,7 +5969,7 @@ func (x *ReplaceNodeResponse) String() string {
 func (*ReplaceNodeResponse) ProtoMessage() {}
 
 func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[75]
+	mi := &file_adaptkv_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5611,7 +5982,7 @@ func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{75}
+	return file_adaptkv_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ReplaceNodeResponse) GetTopologyEpoch() uint64 {
@@ -5639,7 +6010,7 @@ type KeyringRequest struct {
 
 func (x *KeyringRequest) Reset() {
 	*x = KeyringRequest{}
-	mi := &file_adaptkv_proto_msgTypes[76]
+	mi := &file_adaptkv_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5651,7 +6022,7 @@ func (x *KeyringRequest) String() string {
 func (*KeyringRequest) ProtoMessage() {}
 
 func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[76]
+	mi := &file_adaptkv_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5664,7 +6035,7 @@ func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringRequest.ProtoReflect.Descriptor instead.
 func (*KeyringRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{76}
+	return file_adaptkv_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *KeyringRequest) GetOp() KeyringOp {
@@ -5701,7 +6072,7 @@ type KeyringResponse struct {
 
 func (x *KeyringResponse) Reset() {
 	*x = KeyringResponse{}
-	mi := &file_adaptkv_proto_msgTypes[77]
+	mi := &file_adaptkv_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5713,7 +6084,7 @@ func (x *KeyringResponse) String() string {
 func (*KeyringResponse) ProtoMessage() {}
 
 func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[77]
+	mi := &file_adaptkv_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5726,7 +6097,7 @@ func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringResponse.ProtoReflect.Descriptor instead.
 func (*KeyringResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{77}
+	return file_adaptkv_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *KeyringResponse) GetPrimary() string {
@@ -5774,7 +6145,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_adaptkv_proto_msgTypes[78]
+	mi := &file_adaptkv_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5786,7 +6157,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[78]
+	mi := &file_adaptkv_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5799,7 +6170,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{78}
+	return file_adaptkv_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *LoginRequest) GetUser() string {
@@ -5826,7 +6197,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_adaptkv_proto_msgTypes[79]
+	mi := &file_adaptkv_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5838,7 +6209,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[79]
+	mi := &file_adaptkv_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5851,7 +6222,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{79}
+	return file_adaptkv_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -5879,7 +6250,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_adaptkv_proto_msgTypes[80]
+	mi := &file_adaptkv_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5891,7 +6262,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[80]
+	mi := &file_adaptkv_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5904,7 +6275,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{80}
+	return file_adaptkv_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *Grant) GetKeyspace() string {
@@ -5934,7 +6305,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_adaptkv_proto_msgTypes[81]
+	mi := &file_adaptkv_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5946,7 +6317,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[81]
+	mi := &file_adaptkv_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5959,7 +6330,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{81}
+	return file_adaptkv_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *User) GetName() string {
@@ -6007,7 +6378,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_adaptkv_proto_msgTypes[82]
+	mi := &file_adaptkv_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6019,7 +6390,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[82]
+	mi := &file_adaptkv_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6032,7 +6403,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{82}
+	return file_adaptkv_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -6058,7 +6429,7 @@ type DropUserRequest struct {
 
 func (x *DropUserRequest) Reset() {
 	*x = DropUserRequest{}
-	mi := &file_adaptkv_proto_msgTypes[83]
+	mi := &file_adaptkv_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6070,7 +6441,7 @@ func (x *DropUserRequest) String() string {
 func (*DropUserRequest) ProtoMessage() {}
 
 func (x *DropUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[83]
+	mi := &file_adaptkv_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6083,7 +6454,7 @@ func (x *DropUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DropUserRequest.ProtoReflect.Descriptor instead.
 func (*DropUserRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{83}
+	return file_adaptkv_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *DropUserRequest) GetName() string {
@@ -6103,7 +6474,7 @@ type SetPasswordRequest struct {
 
 func (x *SetPasswordRequest) Reset() {
 	*x = SetPasswordRequest{}
-	mi := &file_adaptkv_proto_msgTypes[84]
+	mi := &file_adaptkv_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6115,7 +6486,7 @@ func (x *SetPasswordRequest) String() string {
 func (*SetPasswordRequest) ProtoMessage() {}
 
 func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[84]
+	mi := &file_adaptkv_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6128,7 +6499,7 @@ func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordRequest.ProtoReflect.Descriptor instead.
 func (*SetPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{84}
+	return file_adaptkv_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *SetPasswordRequest) GetName() string {
@@ -6159,7 +6530,7 @@ type GrantRoleRequest struct {
 
 func (x *GrantRoleRequest) Reset() {
 	*x = GrantRoleRequest{}
-	mi := &file_adaptkv_proto_msgTypes[85]
+	mi := &file_adaptkv_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6171,7 +6542,7 @@ func (x *GrantRoleRequest) String() string {
 func (*GrantRoleRequest) ProtoMessage() {}
 
 func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[85]
+	mi := &file_adaptkv_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6184,7 +6555,7 @@ func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
 func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{85}
+	return file_adaptkv_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *GrantRoleRequest) GetName() string {
@@ -6225,7 +6596,7 @@ type UserResponse struct {
 
 func (x *UserResponse) Reset() {
 	*x = UserResponse{}
-	mi := &file_adaptkv_proto_msgTypes[86]
+	mi := &file_adaptkv_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6237,7 +6608,7 @@ func (x *UserResponse) String() string {
 func (*UserResponse) ProtoMessage() {}
 
 func (x *UserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[86]
+	mi := &file_adaptkv_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6250,7 +6621,7 @@ func (x *UserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserResponse.ProtoReflect.Descriptor instead.
 func (*UserResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{86}
+	return file_adaptkv_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *UserResponse) GetUser() *User {
@@ -6275,7 +6646,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_adaptkv_proto_msgTypes[87]
+	mi := &file_adaptkv_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6287,7 +6658,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[87]
+	mi := &file_adaptkv_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6300,7 +6671,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{87}
+	return file_adaptkv_proto_rawDescGZIP(), []int{91}
 }
 
 type ListUsersResponse struct {
@@ -6312,7 +6683,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_adaptkv_proto_msgTypes[88]
+	mi := &file_adaptkv_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6324,7 +6695,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[88]
+	mi := &file_adaptkv_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6337,7 +6708,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{88}
+	return file_adaptkv_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -6355,7 +6726,7 @@ type HealthSnapshotRequest struct {
 
 func (x *HealthSnapshotRequest) Reset() {
 	*x = HealthSnapshotRequest{}
-	mi := &file_adaptkv_proto_msgTypes[89]
+	mi := &file_adaptkv_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6367,7 +6738,7 @@ func (x *HealthSnapshotRequest) String() string {
 func (*HealthSnapshotRequest) ProtoMessage() {}
 
 func (x *HealthSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[89]
+	mi := &file_adaptkv_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6380,7 +6751,7 @@ func (x *HealthSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*HealthSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{89}
+	return file_adaptkv_proto_rawDescGZIP(), []int{93}
 }
 
 type HealthSnapshotResponse struct {
@@ -6393,7 +6764,7 @@ type HealthSnapshotResponse struct {
 
 func (x *HealthSnapshotResponse) Reset() {
 	*x = HealthSnapshotResponse{}
-	mi := &file_adaptkv_proto_msgTypes[90]
+	mi := &file_adaptkv_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6405,7 +6776,7 @@ func (x *HealthSnapshotResponse) String() string {
 func (*HealthSnapshotResponse) ProtoMessage() {}
 
 func (x *HealthSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[90]
+	mi := &file_adaptkv_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6418,7 +6789,7 @@ func (x *HealthSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*HealthSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{90}
+	return file_adaptkv_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *HealthSnapshotResponse) GetNodeId() string {
@@ -6443,7 +6814,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_adaptkv_proto_msgTypes[91]
+	mi := &file_adaptkv_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6455,7 +6826,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[91]
+	mi := &file_adaptkv_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6468,7 +6839,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{91}
+	return file_adaptkv_proto_rawDescGZIP(), []int{95}
 }
 
 type HealthResponse struct {
@@ -6485,7 +6856,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_adaptkv_proto_msgTypes[92]
+	mi := &file_adaptkv_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6497,7 +6868,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[92]
+	mi := &file_adaptkv_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6510,7 +6881,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{92}
+	return file_adaptkv_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *HealthResponse) GetNodeId() string {
@@ -6567,7 +6938,7 @@ type CleanupKeyspaceResponse_Node struct {
 
 func (x *CleanupKeyspaceResponse_Node) Reset() {
 	*x = CleanupKeyspaceResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[93]
+	mi := &file_adaptkv_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6579,7 +6950,7 @@ func (x *CleanupKeyspaceResponse_Node) String() string {
 func (*CleanupKeyspaceResponse_Node) ProtoMessage() {}
 
 func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[93]
+	mi := &file_adaptkv_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6592,7 +6963,7 @@ func (x *CleanupKeyspaceResponse_Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupKeyspaceResponse_Node.ProtoReflect.Descriptor instead.
 func (*CleanupKeyspaceResponse_Node) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{73, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{77, 0}
 }
 
 func (x *CleanupKeyspaceResponse_Node) GetId() string {
@@ -6637,7 +7008,7 @@ type KeyringResponse_Node struct {
 
 func (x *KeyringResponse_Node) Reset() {
 	*x = KeyringResponse_Node{}
-	mi := &file_adaptkv_proto_msgTypes[94]
+	mi := &file_adaptkv_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6649,7 +7020,7 @@ func (x *KeyringResponse_Node) String() string {
 func (*KeyringResponse_Node) ProtoMessage() {}
 
 func (x *KeyringResponse_Node) ProtoReflect() protoreflect.Message {
-	mi := &file_adaptkv_proto_msgTypes[94]
+	mi := &file_adaptkv_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6662,7 +7033,7 @@ func (x *KeyringResponse_Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringResponse_Node.ProtoReflect.Descriptor instead.
 func (*KeyringResponse_Node) Descriptor() ([]byte, []int) {
-	return file_adaptkv_proto_rawDescGZIP(), []int{77, 0}
+	return file_adaptkv_proto_rawDescGZIP(), []int{81, 0}
 }
 
 func (x *KeyringResponse_Node) GetId() string {
@@ -7105,7 +7476,30 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x05found\x18\x05 \x01(\bR\x05found\x12*\n" +
 	"\x06record\x18\x06 \x01(\v2\x12.adaptkv.v1.RecordR\x06record\x12\x1f\n" +
 	"\vknown_epoch\x18\a \x01(\x04R\n" +
-	"knownEpoch\"J\n" +
+	"knownEpoch\"]\n" +
+	"\x11PeerStreamRequest\x120\n" +
+	"\x05items\x18\x01 \x03(\v2\x1a.adaptkv.v1.PeerStreamItemR\x05items\x12\x16\n" +
+	"\x06cancel\x18\x02 \x03(\x04R\x06cancel\"\xa2\x02\n" +
+	"\x0ePeerStreamItem\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"timeout_us\x18\x02 \x01(\x04R\ttimeoutUs\x124\n" +
+	"\x04read\x18\x03 \x01(\v2\x1e.adaptkv.v1.ReplicaReadRequestH\x00R\x04read\x127\n" +
+	"\x05write\x18\x04 \x01(\v2\x1f.adaptkv.v1.ReplicaWriteRequestH\x00R\x05write\x125\n" +
+	"\x04hint\x18\x05 \x01(\v2\x1f.adaptkv.v1.ReplicaWriteRequestH\x00R\x04hint\x120\n" +
+	"\x05paxos\x18\x06 \x01(\v2\x18.adaptkv.v1.PaxosRequestH\x00R\x05paxosB\t\n" +
+	"\arequest\"K\n" +
+	"\x12PeerStreamResponse\x125\n" +
+	"\areplies\x18\x01 \x03(\v2\x1b.adaptkv.v1.PeerStreamReplyR\areplies\"\xa1\x02\n" +
+	"\x0fPeerStreamReply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\fR\x06status\x125\n" +
+	"\x04read\x18\x03 \x01(\v2\x1f.adaptkv.v1.ReplicaReadResponseH\x00R\x04read\x128\n" +
+	"\x05write\x18\x04 \x01(\v2 .adaptkv.v1.ReplicaWriteResponseH\x00R\x05write\x126\n" +
+	"\x04hint\x18\x05 \x01(\v2 .adaptkv.v1.ReplicaWriteResponseH\x00R\x04hint\x121\n" +
+	"\x05paxos\x18\x06 \x01(\v2\x19.adaptkv.v1.PaxosResponseH\x00R\x05paxosB\n" +
+	"\n" +
+	"\bresponse\"J\n" +
 	"\x16CleanupKeyspaceRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x14\n" +
 	"\x05local\x18\x02 \x01(\bR\x05local\"\xe3\x01\n" +
@@ -7247,7 +7641,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"RevokeRole\x12\x1c.adaptkv.v1.GrantRoleRequest\x1a\x18.adaptkv.v1.UserResponse\x12H\n" +
 	"\tListUsers\x12\x1c.adaptkv.v1.ListUsersRequest\x1a\x1d.adaptkv.v1.ListUsersResponse\x12W\n" +
 	"\x0eHealthSnapshot\x12!.adaptkv.v1.HealthSnapshotRequest\x1a\".adaptkv.v1.HealthSnapshotResponse\x12?\n" +
-	"\x06Health\x12\x19.adaptkv.v1.HealthRequest\x1a\x1a.adaptkv.v1.HealthResponse2\xe0\x04\n" +
+	"\x06Health\x12\x19.adaptkv.v1.HealthRequest\x1a\x1a.adaptkv.v1.HealthResponse2\xad\x05\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Write\x12\x1f.adaptkv.v1.ReplicaWriteRequest\x1a .adaptkv.v1.ReplicaWriteResponse\x12G\n" +
 	"\x04Read\x12\x1e.adaptkv.v1.ReplicaReadRequest\x1a\x1f.adaptkv.v1.ReplicaReadResponse\x12G\n" +
@@ -7256,7 +7650,8 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x06Digest\x12 .adaptkv.v1.ReplicaDigestRequest\x1a!.adaptkv.v1.ReplicaDigestResponse\x12O\n" +
 	"\x06Repair\x12 .adaptkv.v1.ReplicaRepairRequest\x1a!.adaptkv.v1.ReplicaRepairResponse0\x01\x12Q\n" +
 	"\fCompareTrees\x12\x1f.adaptkv.v1.CompareTreesRequest\x1a .adaptkv.v1.CompareTreesResponse\x12<\n" +
-	"\x05Paxos\x12\x18.adaptkv.v1.PaxosRequest\x1a\x19.adaptkv.v1.PaxosResponseB%Z#github.com/adaptkv/adaptkv/api/kvpbb\x06proto3"
+	"\x05Paxos\x12\x18.adaptkv.v1.PaxosRequest\x1a\x19.adaptkv.v1.PaxosResponse\x12K\n" +
+	"\x06Stream\x12\x1d.adaptkv.v1.PeerStreamRequest\x1a\x1e.adaptkv.v1.PeerStreamResponse(\x010\x01B%Z#github.com/adaptkv/adaptkv/api/kvpbb\x06proto3"
 
 var (
 	file_adaptkv_proto_rawDescOnce sync.Once
@@ -7271,7 +7666,7 @@ func file_adaptkv_proto_rawDescGZIP() []byte {
 }
 
 var file_adaptkv_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
+var file_adaptkv_proto_msgTypes = make([]protoimpl.MessageInfo, 99)
 var file_adaptkv_proto_goTypes = []any{
 	(Level)(0),                           // 0: adaptkv.v1.Level
 	(MemberState)(0),                     // 1: adaptkv.v1.MemberState
@@ -7351,29 +7746,33 @@ var file_adaptkv_proto_goTypes = []any{
 	(*PaxosProposal)(nil),                // 75: adaptkv.v1.PaxosProposal
 	(*PaxosRequest)(nil),                 // 76: adaptkv.v1.PaxosRequest
 	(*PaxosResponse)(nil),                // 77: adaptkv.v1.PaxosResponse
-	(*CleanupKeyspaceRequest)(nil),       // 78: adaptkv.v1.CleanupKeyspaceRequest
-	(*CleanupKeyspaceResponse)(nil),      // 79: adaptkv.v1.CleanupKeyspaceResponse
-	(*ReplaceNodeRequest)(nil),           // 80: adaptkv.v1.ReplaceNodeRequest
-	(*ReplaceNodeResponse)(nil),          // 81: adaptkv.v1.ReplaceNodeResponse
-	(*KeyringRequest)(nil),               // 82: adaptkv.v1.KeyringRequest
-	(*KeyringResponse)(nil),              // 83: adaptkv.v1.KeyringResponse
-	(*LoginRequest)(nil),                 // 84: adaptkv.v1.LoginRequest
-	(*LoginResponse)(nil),                // 85: adaptkv.v1.LoginResponse
-	(*Grant)(nil),                        // 86: adaptkv.v1.Grant
-	(*User)(nil),                         // 87: adaptkv.v1.User
-	(*CreateUserRequest)(nil),            // 88: adaptkv.v1.CreateUserRequest
-	(*DropUserRequest)(nil),              // 89: adaptkv.v1.DropUserRequest
-	(*SetPasswordRequest)(nil),           // 90: adaptkv.v1.SetPasswordRequest
-	(*GrantRoleRequest)(nil),             // 91: adaptkv.v1.GrantRoleRequest
-	(*UserResponse)(nil),                 // 92: adaptkv.v1.UserResponse
-	(*ListUsersRequest)(nil),             // 93: adaptkv.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),            // 94: adaptkv.v1.ListUsersResponse
-	(*HealthSnapshotRequest)(nil),        // 95: adaptkv.v1.HealthSnapshotRequest
-	(*HealthSnapshotResponse)(nil),       // 96: adaptkv.v1.HealthSnapshotResponse
-	(*HealthRequest)(nil),                // 97: adaptkv.v1.HealthRequest
-	(*HealthResponse)(nil),               // 98: adaptkv.v1.HealthResponse
-	(*CleanupKeyspaceResponse_Node)(nil), // 99: adaptkv.v1.CleanupKeyspaceResponse.Node
-	(*KeyringResponse_Node)(nil),         // 100: adaptkv.v1.KeyringResponse.Node
+	(*PeerStreamRequest)(nil),            // 78: adaptkv.v1.PeerStreamRequest
+	(*PeerStreamItem)(nil),               // 79: adaptkv.v1.PeerStreamItem
+	(*PeerStreamResponse)(nil),           // 80: adaptkv.v1.PeerStreamResponse
+	(*PeerStreamReply)(nil),              // 81: adaptkv.v1.PeerStreamReply
+	(*CleanupKeyspaceRequest)(nil),       // 82: adaptkv.v1.CleanupKeyspaceRequest
+	(*CleanupKeyspaceResponse)(nil),      // 83: adaptkv.v1.CleanupKeyspaceResponse
+	(*ReplaceNodeRequest)(nil),           // 84: adaptkv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),          // 85: adaptkv.v1.ReplaceNodeResponse
+	(*KeyringRequest)(nil),               // 86: adaptkv.v1.KeyringRequest
+	(*KeyringResponse)(nil),              // 87: adaptkv.v1.KeyringResponse
+	(*LoginRequest)(nil),                 // 88: adaptkv.v1.LoginRequest
+	(*LoginResponse)(nil),                // 89: adaptkv.v1.LoginResponse
+	(*Grant)(nil),                        // 90: adaptkv.v1.Grant
+	(*User)(nil),                         // 91: adaptkv.v1.User
+	(*CreateUserRequest)(nil),            // 92: adaptkv.v1.CreateUserRequest
+	(*DropUserRequest)(nil),              // 93: adaptkv.v1.DropUserRequest
+	(*SetPasswordRequest)(nil),           // 94: adaptkv.v1.SetPasswordRequest
+	(*GrantRoleRequest)(nil),             // 95: adaptkv.v1.GrantRoleRequest
+	(*UserResponse)(nil),                 // 96: adaptkv.v1.UserResponse
+	(*ListUsersRequest)(nil),             // 97: adaptkv.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),            // 98: adaptkv.v1.ListUsersResponse
+	(*HealthSnapshotRequest)(nil),        // 99: adaptkv.v1.HealthSnapshotRequest
+	(*HealthSnapshotResponse)(nil),       // 100: adaptkv.v1.HealthSnapshotResponse
+	(*HealthRequest)(nil),                // 101: adaptkv.v1.HealthRequest
+	(*HealthResponse)(nil),               // 102: adaptkv.v1.HealthResponse
+	(*CleanupKeyspaceResponse_Node)(nil), // 103: adaptkv.v1.CleanupKeyspaceResponse.Node
+	(*KeyringResponse_Node)(nil),         // 104: adaptkv.v1.KeyringResponse.Node
 }
 var file_adaptkv_proto_depIdxs = []int32{
 	4,   // 0: adaptkv.v1.Condition.kind:type_name -> adaptkv.v1.Condition.Kind
@@ -7447,95 +7846,107 @@ var file_adaptkv_proto_depIdxs = []int32{
 	75,  // 68: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
 	74,  // 69: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
 	55,  // 70: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
-	99,  // 71: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
-	2,   // 72: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
-	100, // 73: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
-	3,   // 74: adaptkv.v1.Grant.role:type_name -> adaptkv.v1.Role
-	86,  // 75: adaptkv.v1.User.grants:type_name -> adaptkv.v1.Grant
-	3,   // 76: adaptkv.v1.GrantRoleRequest.role:type_name -> adaptkv.v1.Role
-	87,  // 77: adaptkv.v1.UserResponse.user:type_name -> adaptkv.v1.User
-	87,  // 78: adaptkv.v1.ListUsersResponse.users:type_name -> adaptkv.v1.User
-	12,  // 79: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	14,  // 80: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	16,  // 81: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	18,  // 82: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	20,  // 83: adaptkv.v1.KV.Batch:input_type -> adaptkv.v1.BatchRequest
-	26,  // 84: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	27,  // 85: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	28,  // 86: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	30,  // 87: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	33,  // 88: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	37,  // 89: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	39,  // 90: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	41,  // 91: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	43,  // 92: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	47,  // 93: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	53,  // 94: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	49,  // 95: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	78,  // 96: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
-	51,  // 97: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	80,  // 98: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
-	82,  // 99: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
-	84,  // 100: adaptkv.v1.Admin.Login:input_type -> adaptkv.v1.LoginRequest
-	88,  // 101: adaptkv.v1.Admin.CreateUser:input_type -> adaptkv.v1.CreateUserRequest
-	89,  // 102: adaptkv.v1.Admin.DropUser:input_type -> adaptkv.v1.DropUserRequest
-	90,  // 103: adaptkv.v1.Admin.SetPassword:input_type -> adaptkv.v1.SetPasswordRequest
-	91,  // 104: adaptkv.v1.Admin.GrantRole:input_type -> adaptkv.v1.GrantRoleRequest
-	91,  // 105: adaptkv.v1.Admin.RevokeRole:input_type -> adaptkv.v1.GrantRoleRequest
-	93,  // 106: adaptkv.v1.Admin.ListUsers:input_type -> adaptkv.v1.ListUsersRequest
-	95,  // 107: adaptkv.v1.Admin.HealthSnapshot:input_type -> adaptkv.v1.HealthSnapshotRequest
-	97,  // 108: adaptkv.v1.Admin.Health:input_type -> adaptkv.v1.HealthRequest
-	58,  // 109: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	60,  // 110: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	62,  // 111: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	58,  // 112: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	67,  // 113: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	64,  // 114: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	69,  // 115: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	76,  // 116: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
-	13,  // 117: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	15,  // 118: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	17,  // 119: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	19,  // 120: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	22,  // 121: adaptkv.v1.KV.Batch:output_type -> adaptkv.v1.BatchResponse
-	29,  // 122: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	29,  // 123: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	29,  // 124: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	31,  // 125: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	34,  // 126: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	38,  // 127: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	40,  // 128: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	42,  // 129: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	44,  // 130: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	48,  // 131: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	54,  // 132: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	50,  // 133: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	79,  // 134: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	52,  // 135: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	81,  // 136: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	83,  // 137: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
-	85,  // 138: adaptkv.v1.Admin.Login:output_type -> adaptkv.v1.LoginResponse
-	92,  // 139: adaptkv.v1.Admin.CreateUser:output_type -> adaptkv.v1.UserResponse
-	92,  // 140: adaptkv.v1.Admin.DropUser:output_type -> adaptkv.v1.UserResponse
-	92,  // 141: adaptkv.v1.Admin.SetPassword:output_type -> adaptkv.v1.UserResponse
-	92,  // 142: adaptkv.v1.Admin.GrantRole:output_type -> adaptkv.v1.UserResponse
-	92,  // 143: adaptkv.v1.Admin.RevokeRole:output_type -> adaptkv.v1.UserResponse
-	94,  // 144: adaptkv.v1.Admin.ListUsers:output_type -> adaptkv.v1.ListUsersResponse
-	96,  // 145: adaptkv.v1.Admin.HealthSnapshot:output_type -> adaptkv.v1.HealthSnapshotResponse
-	98,  // 146: adaptkv.v1.Admin.Health:output_type -> adaptkv.v1.HealthResponse
-	59,  // 147: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	61,  // 148: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	63,  // 149: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	59,  // 150: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	68,  // 151: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	65,  // 152: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	72,  // 153: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	77,  // 154: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
-	117, // [117:155] is the sub-list for method output_type
-	79,  // [79:117] is the sub-list for method input_type
-	79,  // [79:79] is the sub-list for extension type_name
-	79,  // [79:79] is the sub-list for extension extendee
-	0,   // [0:79] is the sub-list for field type_name
+	79,  // 71: adaptkv.v1.PeerStreamRequest.items:type_name -> adaptkv.v1.PeerStreamItem
+	60,  // 72: adaptkv.v1.PeerStreamItem.read:type_name -> adaptkv.v1.ReplicaReadRequest
+	58,  // 73: adaptkv.v1.PeerStreamItem.write:type_name -> adaptkv.v1.ReplicaWriteRequest
+	58,  // 74: adaptkv.v1.PeerStreamItem.hint:type_name -> adaptkv.v1.ReplicaWriteRequest
+	76,  // 75: adaptkv.v1.PeerStreamItem.paxos:type_name -> adaptkv.v1.PaxosRequest
+	81,  // 76: adaptkv.v1.PeerStreamResponse.replies:type_name -> adaptkv.v1.PeerStreamReply
+	61,  // 77: adaptkv.v1.PeerStreamReply.read:type_name -> adaptkv.v1.ReplicaReadResponse
+	59,  // 78: adaptkv.v1.PeerStreamReply.write:type_name -> adaptkv.v1.ReplicaWriteResponse
+	59,  // 79: adaptkv.v1.PeerStreamReply.hint:type_name -> adaptkv.v1.ReplicaWriteResponse
+	77,  // 80: adaptkv.v1.PeerStreamReply.paxos:type_name -> adaptkv.v1.PaxosResponse
+	103, // 81: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	2,   // 82: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
+	104, // 83: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
+	3,   // 84: adaptkv.v1.Grant.role:type_name -> adaptkv.v1.Role
+	90,  // 85: adaptkv.v1.User.grants:type_name -> adaptkv.v1.Grant
+	3,   // 86: adaptkv.v1.GrantRoleRequest.role:type_name -> adaptkv.v1.Role
+	91,  // 87: adaptkv.v1.UserResponse.user:type_name -> adaptkv.v1.User
+	91,  // 88: adaptkv.v1.ListUsersResponse.users:type_name -> adaptkv.v1.User
+	12,  // 89: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	14,  // 90: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	16,  // 91: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	18,  // 92: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	20,  // 93: adaptkv.v1.KV.Batch:input_type -> adaptkv.v1.BatchRequest
+	26,  // 94: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	27,  // 95: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	28,  // 96: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	30,  // 97: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	33,  // 98: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	37,  // 99: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	39,  // 100: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	41,  // 101: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	43,  // 102: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	47,  // 103: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	53,  // 104: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	49,  // 105: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	82,  // 106: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	51,  // 107: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
+	84,  // 108: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	86,  // 109: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
+	88,  // 110: adaptkv.v1.Admin.Login:input_type -> adaptkv.v1.LoginRequest
+	92,  // 111: adaptkv.v1.Admin.CreateUser:input_type -> adaptkv.v1.CreateUserRequest
+	93,  // 112: adaptkv.v1.Admin.DropUser:input_type -> adaptkv.v1.DropUserRequest
+	94,  // 113: adaptkv.v1.Admin.SetPassword:input_type -> adaptkv.v1.SetPasswordRequest
+	95,  // 114: adaptkv.v1.Admin.GrantRole:input_type -> adaptkv.v1.GrantRoleRequest
+	95,  // 115: adaptkv.v1.Admin.RevokeRole:input_type -> adaptkv.v1.GrantRoleRequest
+	97,  // 116: adaptkv.v1.Admin.ListUsers:input_type -> adaptkv.v1.ListUsersRequest
+	99,  // 117: adaptkv.v1.Admin.HealthSnapshot:input_type -> adaptkv.v1.HealthSnapshotRequest
+	101, // 118: adaptkv.v1.Admin.Health:input_type -> adaptkv.v1.HealthRequest
+	58,  // 119: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	60,  // 120: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	62,  // 121: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	58,  // 122: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	67,  // 123: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	64,  // 124: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	69,  // 125: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	76,  // 126: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
+	78,  // 127: adaptkv.v1.Peer.Stream:input_type -> adaptkv.v1.PeerStreamRequest
+	13,  // 128: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	15,  // 129: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	17,  // 130: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	19,  // 131: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	22,  // 132: adaptkv.v1.KV.Batch:output_type -> adaptkv.v1.BatchResponse
+	29,  // 133: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	29,  // 134: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	29,  // 135: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	31,  // 136: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	34,  // 137: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	38,  // 138: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	40,  // 139: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	42,  // 140: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	44,  // 141: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	48,  // 142: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	54,  // 143: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	50,  // 144: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	83,  // 145: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	52,  // 146: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	85,  // 147: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	87,  // 148: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
+	89,  // 149: adaptkv.v1.Admin.Login:output_type -> adaptkv.v1.LoginResponse
+	96,  // 150: adaptkv.v1.Admin.CreateUser:output_type -> adaptkv.v1.UserResponse
+	96,  // 151: adaptkv.v1.Admin.DropUser:output_type -> adaptkv.v1.UserResponse
+	96,  // 152: adaptkv.v1.Admin.SetPassword:output_type -> adaptkv.v1.UserResponse
+	96,  // 153: adaptkv.v1.Admin.GrantRole:output_type -> adaptkv.v1.UserResponse
+	96,  // 154: adaptkv.v1.Admin.RevokeRole:output_type -> adaptkv.v1.UserResponse
+	98,  // 155: adaptkv.v1.Admin.ListUsers:output_type -> adaptkv.v1.ListUsersResponse
+	100, // 156: adaptkv.v1.Admin.HealthSnapshot:output_type -> adaptkv.v1.HealthSnapshotResponse
+	102, // 157: adaptkv.v1.Admin.Health:output_type -> adaptkv.v1.HealthResponse
+	59,  // 158: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	61,  // 159: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	63,  // 160: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	59,  // 161: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	68,  // 162: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	65,  // 163: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	72,  // 164: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	77,  // 165: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
+	80,  // 166: adaptkv.v1.Peer.Stream:output_type -> adaptkv.v1.PeerStreamResponse
+	128, // [128:167] is the sub-list for method output_type
+	89,  // [89:128] is the sub-list for method input_type
+	89,  // [89:89] is the sub-list for extension type_name
+	89,  // [89:89] is the sub-list for extension extendee
+	0,   // [0:89] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }
@@ -7555,13 +7966,25 @@ func file_adaptkv_proto_init() {
 		(*BatchReply_Delete)(nil),
 		(*BatchReply_Scan)(nil),
 	}
+	file_adaptkv_proto_msgTypes[73].OneofWrappers = []any{
+		(*PeerStreamItem_Read)(nil),
+		(*PeerStreamItem_Write)(nil),
+		(*PeerStreamItem_Hint)(nil),
+		(*PeerStreamItem_Paxos)(nil),
+	}
+	file_adaptkv_proto_msgTypes[75].OneofWrappers = []any{
+		(*PeerStreamReply_Read)(nil),
+		(*PeerStreamReply_Write)(nil),
+		(*PeerStreamReply_Hint)(nil),
+		(*PeerStreamReply_Paxos)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_adaptkv_proto_rawDesc), len(file_adaptkv_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   95,
+			NumMessages:   99,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

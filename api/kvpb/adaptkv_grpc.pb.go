@@ -1466,6 +1466,7 @@ const (
 	Peer_Repair_FullMethodName       = "/adaptkv.v1.Peer/Repair"
 	Peer_CompareTrees_FullMethodName = "/adaptkv.v1.Peer/CompareTrees"
 	Peer_Paxos_FullMethodName        = "/adaptkv.v1.Peer/Paxos"
+	Peer_Stream_FullMethodName       = "/adaptkv.v1.Peer/Stream"
 )
 
 // PeerClient is the client API for Peer service.
@@ -1490,6 +1491,11 @@ type PeerClient interface {
 	// Paxos is one acceptor message of per-key Paxos (conditional writes and
 	// the linearizable level).
 	Paxos(ctx context.Context, in *PaxosRequest, opts ...grpc.CallOption) (*PaxosResponse, error)
+	// Stream carries a coordinator's Read, Write, Hint and Paxos messages to
+	// this replica over one long-lived stream per peer connection, in batches,
+	// and the replies back by ID, in any order. A coordinator whose peer
+	// answers Unimplemented uses the unary methods above.
+	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PeerStreamRequest, PeerStreamResponse], error)
 }
 
 type peerClient struct {
@@ -1589,6 +1595,19 @@ func (c *peerClient) Paxos(ctx context.Context, in *PaxosRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *peerClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PeerStreamRequest, PeerStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[1], Peer_Stream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PeerStreamRequest, PeerStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_StreamClient = grpc.BidiStreamingClient[PeerStreamRequest, PeerStreamResponse]
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -1611,6 +1630,11 @@ type PeerServer interface {
 	// Paxos is one acceptor message of per-key Paxos (conditional writes and
 	// the linearizable level).
 	Paxos(context.Context, *PaxosRequest) (*PaxosResponse, error)
+	// Stream carries a coordinator's Read, Write, Hint and Paxos messages to
+	// this replica over one long-lived stream per peer connection, in batches,
+	// and the replies back by ID, in any order. A coordinator whose peer
+	// answers Unimplemented uses the unary methods above.
+	Stream(grpc.BidiStreamingServer[PeerStreamRequest, PeerStreamResponse]) error
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -1644,6 +1668,9 @@ func (UnimplementedPeerServer) CompareTrees(context.Context, *CompareTreesReques
 }
 func (UnimplementedPeerServer) Paxos(context.Context, *PaxosRequest) (*PaxosResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Paxos not implemented")
+}
+func (UnimplementedPeerServer) Stream(grpc.BidiStreamingServer[PeerStreamRequest, PeerStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method Stream not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -1803,6 +1830,13 @@ func _Peer_Paxos_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).Stream(&grpc.GenericServerStream[PeerStreamRequest, PeerStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_StreamServer = grpc.BidiStreamingServer[PeerStreamRequest, PeerStreamResponse]
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1844,6 +1878,12 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Repair",
 			Handler:       _Peer_Repair_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Stream",
+			Handler:       _Peer_Stream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "adaptkv.proto",
