@@ -184,12 +184,16 @@ func (w *window) release(ok bool) {
 // epoch and gives its place back. advertised is the node's bound from the
 // refusal (0 when not given): the cap comes down to it. The window halves
 // unless it already did since the request was granted. It reports whether
-// the refusal is the window's doing, so that the call may wait for the
-// smaller window instead of failing: true when the window shrank now or
-// since the grant.
+// the refusal was the window's doing, so that the call may wait for the
+// smaller window instead of failing: when the request was granted before
+// the last decrease (by the larger window), or when this client alone had
+// more in flight at the node than the node admits. A refusal of a node
+// that other clients fill goes to invoke's retry path instead, whose budget
+// keeps the client from multiplying the load the node sheds.
 func (w *window) refused(epoch uint64, advertised int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	over := advertised > 0 && w.inflight > advertised
 	w.inflight--
 	before := w.limit
 	if advertised > 0 && float64(advertised) < w.cap {
@@ -204,7 +208,7 @@ func (w *window) refused(epoch uint64, advertised int) bool {
 		w.epoch++
 	}
 	w.grant()
-	return stale || w.limit < before
+	return stale || over
 }
 
 // overloadedRefusal reports whether err is a node's OVERLOADED refusal,

@@ -42,7 +42,7 @@ func waitUntil(t *testing.T, cond func() bool) {
 // and its request never reaches the node.
 func TestWindowQueuedCallerDeadline(t *testing.T) {
 	n := startNode(t, "n1")
-	c := newTestClient(t, Config{Endpoints: []string{n.addr}, DisableRouting: true, MaxInflightPerNode: 2})
+	c := newTestClient(t, Config{Endpoints: []string{n.addr}, DisableRouting: true, MaxInflightPerNode: 2, RequestTimeout: time.Minute})
 	stop := hangPuts(t, c, n, 2)
 	defer stop()
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
@@ -74,7 +74,7 @@ func TestWindowQueueBoundSheds(t *testing.T) {
 	n := startNode(t, "n1")
 	const window, queued = 2, 4
 	c := newTestClient(t, Config{Endpoints: []string{n.addr}, DisableRouting: true,
-		MaxInflightPerNode: window, MaxQueuedPerNode: queued, MaxRetries: -1})
+		MaxInflightPerNode: window, MaxQueuedPerNode: queued, MaxRetries: -1, RequestTimeout: time.Minute})
 	stop := hangPuts(t, c, n, window)
 	defer stop()
 	// Fill the queue with callers that wait for as long as the test runs.
