@@ -48,7 +48,7 @@ func TestWindowQueuedCallerDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	_, err := c.Put(ctx, []byte("queued"), []byte("v"))
-	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrUnknownOutcome) {
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnknownOutcome) {
 		t.Fatalf("err = %v; want a definite deadline error", err)
 	}
 	var e *Error
