@@ -46,7 +46,7 @@ const (
 
 // windows holds the Client's window per node address.
 type windows struct {
-	mu sync.Mutex
+	mu sync.RWMutex
 	m  map[string]*window
 	// cap and queued are Config.MaxInflightPerNode and MaxQueuedPerNode;
 	// cap 0 disables the windows.
@@ -58,12 +58,18 @@ func (ws *windows) node(addr string) *window {
 	if ws.cap <= 0 {
 		return nil
 	}
+	ws.mu.RLock()
+	w := ws.m[addr]
+	ws.mu.RUnlock()
+	if w != nil {
+		return w
+	}
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.m == nil {
 		ws.m = make(map[string]*window)
 	}
-	w := ws.m[addr]
+	w = ws.m[addr]
 	if w == nil {
 		w = &window{limit: float64(min(initialWindow, ws.cap)), cap: float64(ws.cap), maxQueued: ws.queued}
 		ws.m[addr] = w
@@ -182,14 +188,16 @@ func (w *window) release(ok bool) {
 
 // refused records the node's OVERLOADED refusal of a request granted in
 // epoch and gives its place back. advertised is the node's bound from the
-// refusal (0 when not given): the cap comes down to it. The window halves
-// unless it already did since the request was granted. It reports whether
-// the refusal was the window's doing, so that the call may wait for the
-// smaller window instead of failing: when the request was granted before
-// the last decrease (by the larger window), or when this client alone had
-// more in flight at the node than the node admits. A refusal of a node
-// that other clients fill goes to invoke's retry path instead, whose budget
-// keeps the client from multiplying the load the node sheds.
+// refusal (0 when not given): the cap, and the window, come down to it.
+// The window also halves, unless it shrank since the request was granted
+// or this client alone had more in flight than the node admits (then the
+// cap explains the refusal). It reports whether the refusal was the
+// window's doing, so that the call may wait for the smaller window instead
+// of failing: when the request was granted before the last decrease (by
+// the larger window), or when this client alone had more in flight at the
+// node than the node admits. A refusal by a node that other clients fill
+// goes to invoke's retry path instead, whose budget keeps the client from
+// multiplying the load the node sheds.
 func (w *window) refused(epoch uint64, advertised int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -200,7 +208,10 @@ func (w *window) refused(epoch uint64, advertised int) bool {
 		w.cap = float64(advertised)
 	}
 	stale := epoch != w.epoch
-	if !stale {
+	if !stale && !over {
+		// Other clients fill the node too: back off multiplicatively.
+		// (A refusal that this client's excess alone explains only
+		// brings the window down to the node's bound, below.)
 		w.limit = max(w.limit/2, windowFloor)
 	}
 	w.limit = min(w.limit, w.cap)

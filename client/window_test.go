@@ -148,6 +148,16 @@ func TestWindowAIMD(t *testing.T) {
 	if w.size() != windowFloor {
 		t.Errorf("window %d after many refusals; want the floor %d", w.size(), windowFloor)
 	}
+	// A refusal that this client's own excess explains (32 in flight, the
+	// node admits 24) brings the window down to the bound, not to half.
+	b := ws.node("b")
+	var be uint64
+	for range initialWindow {
+		be, _ = b.acquire(ctx, nil, false)
+	}
+	if !b.refused(be, 24) || b.size() != 24 {
+		t.Errorf("after a refusal advertising 24 with 32 in flight: window %d, want 24", b.size())
+	}
 	// Additive increase: from 1 to 4 takes about 1+2+3 successes.
 	for range 6 {
 		e, _ := w.acquire(ctx, nil, false)
