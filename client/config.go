@@ -170,8 +170,12 @@ type Config struct {
 	// throttle), so that an open loop offering more than the cluster
 	// serves still sheds load and the client's memory stays bounded, and
 	// the calls that wait do not wait behind an ever longer queue.
-	// Default 256; more lets more callers wait (a closed loop of N callers
-	// on n nodes queues about N/n per node), fewer sheds sooner.
+	// Default 256. More lets more callers wait (a closed loop of N callers
+	// on n nodes queues about N/n per node, more on a node the ranking
+	// favours): raise it for a program with more callers than about
+	// 256 × nodes / 2. Fewer sheds sooner under an open loop, whose
+	// admitted calls then wait behind a shorter queue (BENCHMARKS.md, how
+	// cost grows: 1024 let a 3× overload's admitted p99 grow 3.4×).
 	MaxQueuedPerNode int
 }
 
