@@ -56,6 +56,8 @@ type Client struct {
 	budget retryBudget
 	// throttle refuses locally what overloaded nodes would refuse.
 	throttle throttle
+	// windows bound the data calls in flight per node (window.go).
+	windows windows
 	// tokens logs in with Config.Password; nil for certificate or
 	// plaintext clients.
 	tokens *tokenSource
@@ -111,6 +113,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		go material.Watch(c.bg, 10*time.Second, c.log)
 	}
 	c.budget.init()
+	c.windows.cap, c.windows.queued = cfg.MaxInflightPerNode, cfg.MaxQueuedPerNode
 	for _, ep := range cfg.Endpoints {
 		if _, err := c.conn(ep); err != nil {
 			close(c.done) // no refresher to wait for

@@ -25,6 +25,10 @@ const (
 	// hedge delay (the p95 of the client's recent reads).
 	DefaultHedgeDelayMin = 2 * time.Millisecond
 	DefaultHedgeDelayMax = 25 * time.Millisecond
+	// DefaultMaxInflightPerNode caps a node's concurrency window.
+	DefaultMaxInflightPerNode = 256
+	// DefaultMaxQueuedPerNode bounds the calls waiting for a node's window.
+	DefaultMaxQueuedPerNode = 256
 )
 
 // Config configures a Client. The zero value of every field but Endpoints
@@ -143,6 +147,36 @@ type Config struct {
 	// (2-25 ms): long enough that a healthy node is rarely hedged, short
 	// enough that a node slowed by tens of milliseconds is.
 	HedgeDelay time.Duration
+
+	// MaxInflightPerNode caps the client's concurrency window of each node:
+	// the data calls (Get, Put, Delete, Scan, the conditional writes) it
+	// lets be in flight at one node at once. A node admits a bounded number
+	// of requests at once (adaptkv node --max-inflight, default 32) and
+	// refuses the rest as OVERLOADED; instead of sending calls past that
+	// to be refused, the client keeps a window per node, adapted like
+	// TCP's congestion window: it starts at 32, grows by one call per
+	// window's worth of successes up to this cap (lowered to the bound the
+	// node states in its first refusal), and halves when the node refuses
+	// a call as overloaded, which then waits for the smaller window rather
+	// than failing. Callers past the window wait in the client, in FIFO
+	// order, within their context: a closed loop of many callers sees its
+	// latency grow with their number instead of errors. A call with room
+	// in the window waits for nothing. Default 256; negative disables the
+	// windows (every call is sent at once, as before).
+	MaxInflightPerNode int
+	// MaxQueuedPerNode bounds the calls waiting for one node's window.
+	// Past it a call is refused at once, unsent, with ErrOverloaded (and
+	// counts as a refusal for the retry budget and the client-side
+	// throttle), so that an open loop offering more than the cluster
+	// serves still sheds load and the client's memory stays bounded, and
+	// the calls that wait do not wait behind an ever longer queue.
+	// Default 256. More lets more callers wait (a closed loop of N callers
+	// on n nodes queues about N/n per node, more on a node the ranking
+	// favours): raise it for a program with more callers than about
+	// 256 × nodes / 2. Fewer sheds sooner under an open loop, whose
+	// admitted calls then wait behind a shorter queue (BENCHMARKS.md, how
+	// cost grows: 1024 let a 3× overload's admitted p99 grow 3.4×).
+	MaxQueuedPerNode int
 }
 
 // withDefaults validates cfg and returns it with defaults filled in and
@@ -215,6 +249,18 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.HedgeDelay < 0 {
 		return cfg, fmt.Errorf("%w: Config.HedgeDelay is negative (%v)", ErrInvalidArgument, cfg.HedgeDelay)
+	}
+	switch {
+	case cfg.MaxInflightPerNode == 0:
+		cfg.MaxInflightPerNode = DefaultMaxInflightPerNode
+	case cfg.MaxInflightPerNode < 0:
+		cfg.MaxInflightPerNode = 0
+	}
+	if cfg.MaxQueuedPerNode < 0 {
+		return cfg, fmt.Errorf("%w: Config.MaxQueuedPerNode is negative (%d)", ErrInvalidArgument, cfg.MaxQueuedPerNode)
+	}
+	if cfg.MaxQueuedPerNode == 0 {
+		cfg.MaxQueuedPerNode = DefaultMaxQueuedPerNode
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -117,6 +117,26 @@
 //     returning ErrOverloaded. A node refusing most of its load is spared
 //     most of the refusals; a node that accepts everything is never
 //     throttled.
+//   - Concurrency windows: for each node the client keeps a window of data
+//     calls (Get, Put, Delete, Scan, PutIf, DeleteIf) it lets be in flight
+//     there, adapted like TCP's congestion window (AIMD): it starts at 32
+//     (the nodes' default --max-inflight), grows by one call per window's
+//     worth of successes up to Config.MaxInflightPerNode (default 256),
+//     lowered to the bound a node states in its first OVERLOADED refusal,
+//     and halves (at most once per window's worth, not below one) on a
+//     refusal. A call refused because the window was larger than the node
+//     admits waits for the smaller window instead of failing (nothing was
+//     done); other refusals take the retry path above. Calls past the
+//     window wait in the client in FIFO order: a closed loop of many
+//     goroutines on one Client sees its latency grow with their number,
+//     not ErrOverloaded. A call whose context ends while it waits fails
+//     with the context's error (ErrTimeout and context.DeadlineExceeded, or
+//     context.Canceled), definite even for a write, since nothing was
+//     sent. Past Config.MaxQueuedPerNode waiting calls (default 256 per
+//     node) a call is refused at once, unsent, with ErrOverloaded, counted
+//     like a node's refusal by the retry budget and the throttle, so that
+//     an open loop still sheds and the client's memory stays bounded. A
+//     call with room in the window and no one waiting goes at once.
 //
 // # Routing
 //

@@ -203,22 +203,46 @@ func (c *Client) timedCall(ctx context.Context, kind opKind, op, addr string, cc
 		return p.Addr != nil, err
 	}
 	n := c.scores.node(addr)
-	// A call that had to connect first measures the handshake, not the
-	// node: its success is not scored (its failure is).
-	connected := cc.GetState() == connectivity.Ready
+	w := c.windows.node(addr)
+	// Outstanding counts the calls waiting for the node's window too, so
+	// that the ranking steers away from a node with a queue in the client.
 	n.outstanding.Add(1)
-	start := time.Now()
-	var p peer.Peer
-	err := call(ctx, cc, grpc.Peer(&p))
-	d := time.Since(start)
-	n.outstanding.Add(-1)
-	if connected || err != nil {
-		c.scores.observe(ctx, n, kind, d, err)
+	defer n.outstanding.Add(-1)
+	for requeues := 0; ; requeues++ {
+		var epoch uint64
+		if w != nil {
+			var err error
+			if epoch, err = w.acquire(ctx, c.bg.Done(), requeues > 0); err != nil {
+				return false, err // nothing was sent: a definite failure
+			}
+		}
+		// A call that had to connect first measures the handshake, not
+		// the node: its success is not scored (its failure is).
+		connected := cc.GetState() == connectivity.Ready
+		start := time.Now()
+		var p peer.Peer
+		err := call(ctx, cc, grpc.Peer(&p))
+		d := time.Since(start)
+		if w != nil {
+			if advertised, over := overloadedRefusal(err); over {
+				if w.refused(epoch, advertised) && requeues < maxRequeues && ctx.Err() == nil {
+					// The window was larger than the node admits: the
+					// request waits for the smaller one instead of
+					// failing. Nothing was done.
+					continue
+				}
+			} else {
+				w.release(err == nil)
+			}
+		}
+		if connected || err != nil {
+			c.scores.observe(ctx, n, kind, d, err)
+		}
+		if err == nil && kind == opRead {
+			c.hedge.sample(d)
+		}
+		return p.Addr != nil, err
 	}
-	if err == nil && kind == opRead {
-		c.hedge.sample(d)
-	}
-	return p.Addr != nil, err
 }
 
 // send makes one attempt of invoke on the node at addr. A hedgeable read

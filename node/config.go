@@ -110,7 +110,11 @@ type Config struct {
 	// keeps the peak's throughput, and anything it admits waits at most
 	// bound / X. Why not smaller? Bursts that the node could absorb would be
 	// refused. Why not larger? Requests past the peak's concurrency only add
-	// queueing to everyone's latency (BENCHMARKS.md, overload).
+	// queueing to everyone's latency (BENCHMARKS.md, overload). The
+	// refusal states the bound (ErrorInfo metadata max_inflight), and the
+	// SDK keeps its window of requests in flight at this node within it,
+	// queueing the rest in the client (client.Config.MaxInflightPerNode),
+	// so one client with many callers waits instead of being refused.
 	MaxInflight int
 
 	// MaxHints bounds the hints a coordinator keeps for down replicas (all
