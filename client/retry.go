@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -252,12 +253,17 @@ func (c *Client) timedCall(ctx context.Context, kind opKind, op, addr string, cc
 // result. send returns the node whose answer it returns and whether that
 // request left the client.
 //
-// The copy that lost is cancelled, but only once failurePenalty has passed
-// since it was sent: until then it is left to answer (and its answer
-// dropped), so that the node is scored by how slow it really was rather
-// than by the moment the other copy won, which would make a node that is
-// slow by far more than the hedge delay look only a little slow. A node's
-// reply that is late costs it nothing to send anyway.
+// The first copy runs on the caller's goroutine and a timer launches the
+// hedge on a goroutine of its own, so that a read that needs no hedge (all
+// but a few) costs a timer, not a goroutine and a hand-off: at one client,
+// that hand-off was most of a read's added latency. When the hedge answers
+// first the first copy is cancelled (errHedgeLost), and scored by at least
+// failurePenalty: it was slower than the hedge delay plus another node's
+// whole round trip, and scoring it by the moment the other copy won would
+// make a node slow by far more than the hedge delay look only a little
+// slow. When the first copy answers first, the hedge is left up to
+// failurePenalty from its sending to answer (its answer dropped), so that
+// its node is scored by its real latency.
 func (c *Client) send(ctx context.Context, kind opKind, op, addr string, cc *grpc.ClientConn, pick target, tried map[string]bool, call func(ctx context.Context, cc *grpc.ClientConn, opts ...grpc.CallOption) error) (string, bool, error) {
 	if kind != opRead || !hedgeableOps[op] {
 		sent, err := c.timedCall(ctx, kind, op, addr, cc, call)
@@ -268,78 +274,75 @@ func (c *Client) send(ctx context.Context, kind opKind, op, addr string, cc *grp
 		sent, err := c.timedCall(ctx, kind, op, addr, cc, call)
 		return addr, sent, err
 	}
-	// The copies outlive ctx (see above) but keep its deadline, and the
-	// caller's cancellation reaches them while the read waits.
-	base := context.WithoutCancel(ctx)
-	dlCancel := context.CancelFunc(func() {})
-	if dl, ok := ctx.Deadline(); ok {
-		base, dlCancel = context.WithDeadline(base, dl)
-	}
-	hctx, cancelCopies := context.WithCancelCause(base)
-	stopPropagation := context.AfterFunc(ctx, func() { cancelCopies(context.Cause(ctx)) })
 	type answer struct {
-		addr  string
-		sent  bool
-		err   error
-		hedge bool
+		addr string
+		sent bool
+		err  error
 	}
-	answers := make(chan answer, 2)
-	var loserSent time.Time // when the copy still in flight was sent
-	launch := func(addr string, cc *grpc.ClientConn, hedge bool) {
-		go func() {
-			sent, err := c.timedCall(hctx, kind, op, addr, cc, call)
-			answers <- answer{addr, sent, err, hedge}
-		}()
-	}
-	finish := func(inflight int) {
-		stopPropagation()
-		end := func() { cancelCopies(errHedgeLost); dlCancel() }
-		if inflight == 0 {
-			end()
+	first, cancelFirst := context.WithCancelCause(ctx)
+	defer cancelFirst(nil)
+	var (
+		mu       sync.Mutex
+		over     bool        // the first copy returned: no hedge any more
+		hedged   chan answer // made when the hedge is launched
+		hedgeAt  time.Time
+		endHedge context.CancelCauseFunc
+	)
+	timer := time.AfterFunc(c.hedge.delay(&c.cfg), func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if over {
 			return
 		}
-		time.AfterFunc(failurePenalty-time.Since(loserSent), end)
-	}
-	primarySent := time.Now()
-	launch(addr, cc, false)
-	inflight := 1
-	timer := time.NewTimer(c.hedge.delay(&c.cfg))
-	defer timer.Stop()
-	var failed *answer // the first copy to fail
-	for {
-		select {
-		case a := <-answers:
-			inflight--
-			if a.err == nil {
-				if a.hedge {
-					c.hedge.wins.Add(1)
-					loserSent = primarySent
-				}
-				finish(inflight)
-				return a.addr, a.sent, nil
-			}
-			if failed == nil {
-				failed = &a
-			}
-			if inflight == 0 {
-				// Every copy failed (or the only one did before the
-				// delay): invoke's retries take it from here.
-				finish(0)
-				return failed.addr, failed.sent, failed.err
-			}
-		case <-timer.C:
-			if inflight != 1 {
-				continue
-			}
-			haddr, hcc, e := pick(tried)
-			tried[addr] = true // pick starts over when every node was tried
-			if e != nil || haddr == addr || !c.hedge.spend() {
-				continue
-			}
-			tried[haddr] = true
-			loserSent = time.Now() // the hedge, unless it wins
-			launch(haddr, hcc, true)
-			inflight++
+		// tried is the caller's, which is blocked in the first copy's
+		// call until over is set under mu.
+		haddr, hcc, e := pick(tried)
+		tried[addr] = true // pick starts over when every node was tried
+		if e != nil || haddr == addr || !c.hedge.spend() {
+			return
 		}
+		tried[haddr] = true
+		// The hedge outlives ctx (see above) but keeps its deadline; the
+		// caller's cancellation reaches it while the read waits.
+		base := context.WithoutCancel(ctx)
+		dlCancel := context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok {
+			base, dlCancel = context.WithDeadline(base, dl)
+		}
+		hctx, cancel := context.WithCancelCause(base)
+		stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+		endHedge = func(cause error) { stop(); cancel(cause); dlCancel() }
+		hedged = make(chan answer, 1)
+		hedgeAt = time.Now()
+		go func() {
+			sent, err := c.timedCall(hctx, kind, op, haddr, hcc, call)
+			if err == nil {
+				cancelFirst(errHedgeLost)
+			}
+			hedged <- answer{haddr, sent, err}
+		}()
+	})
+	sent, err := c.timedCall(first, kind, op, addr, cc, call)
+	timer.Stop()
+	mu.Lock()
+	over = true
+	h := hedged
+	mu.Unlock()
+	if h == nil {
+		return addr, sent, err
 	}
+	if err == nil {
+		// The first copy won: the hedge may still answer, to be scored.
+		time.AfterFunc(failurePenalty-time.Since(hedgeAt), func() { endHedge(errHedgeLost) })
+		return addr, sent, nil
+	}
+	// The first copy failed, or lost to the hedge: the hedge's answer
+	// decides.
+	a := <-h
+	endHedge(nil)
+	if a.err == nil {
+		c.hedge.wins.Add(1)
+		return a.addr, a.sent, nil
+	}
+	return addr, sent, err
 }
