@@ -84,7 +84,7 @@ var targets = []target{
 	{workloads: []string{"a", "b"}, level: setOne, baseSystem: sysEtcd, baseSetting: setLinearizable, minThroughput: 4, maxP99: 0.5},
 	{workloads: []string{"a", "b"}, level: setQuorum, baseSystem: sysEtcd, baseSetting: setLinearizable, minThroughput: 2.5, maxP99: 0.75},
 	{workloads: []string{"a", "b"}, level: setOne, baseSystem: sysRedis, baseSetting: setAOFAlways, minThroughput: 0.5},
-	{workloads: []string{"c"}, level: setOne, baseSystem: sysEcho, baseSetting: setBare, minThroughput: 0.7},
+	{workloads: []string{"c"}, level: setOne, baseSystem: sysEcho, baseSetting: setBare, minThroughput: 0.8},
 	{workloads: []string{"cas"}, level: setPutIf, baseSystem: sysEtcd, baseSetting: setTxn, minThroughput: 2, maxP99: 1},
 	{workloads: []string{"c"}, level: setLinearizable, baseSystem: sysEtcd, baseSetting: setLinearizable, minThroughput: 2},
 	{workloads: []string{"cas"}, level: setPutIfHot, baseSystem: sysEtcd, baseSetting: setTxnHot, informationOnly: true},
