@@ -80,10 +80,9 @@ func (s kvServer) Batch(stream kvpb.KV_BatchServer) error {
 		running: make(map[uint64]context.CancelFunc),
 		wake:    make(chan struct{}, 1),
 		closing: make(chan struct{}),
-		work:    make(chan func()),
-		done:    make(chan struct{}),
+		pool:    newWorkerPool(),
 	}
-	defer close(b.done)
+	defer b.pool.stop()
 	writer := make(chan error, 1)
 	go func() { writer <- b.write(stream) }()
 	for {
@@ -126,9 +125,7 @@ type batchStream struct {
 	wake    chan struct{} // a reply was queued (capacity 1)
 	closing chan struct{} // closed when the writer should flush and return
 
-	work    chan func() // to an idle worker
-	workers int         // started; only the reader goroutine reads it
-	done    chan struct{}
+	pool workerPool
 }
 
 // start runs one request.
@@ -152,7 +149,7 @@ func (b *batchStream) start(it *kvpb.BatchItem) {
 	b.running[id] = cancel
 	b.mu.Unlock()
 	b.wg.Add(1)
-	b.submit(func() {
+	b.pool.submit(func() {
 		defer b.wg.Done()
 		r := b.run(ctx, it)
 		cancel()
@@ -164,33 +161,6 @@ func (b *batchStream) start(it *kvpb.BatchItem) {
 			b.reply(r)
 		}
 	})
-}
-
-// submit runs f on an idle worker, a new worker while there are fewer than
-// batchWorkers, or else a goroutine of its own.
-func (b *batchStream) submit(f func()) {
-	select {
-	case b.work <- f:
-		return
-	default:
-	}
-	if b.workers < batchWorkers {
-		b.workers++
-		go b.worker(f)
-		return
-	}
-	go f()
-}
-
-func (b *batchStream) worker(f func()) {
-	for {
-		f()
-		select {
-		case f = <-b.work:
-		case <-b.done:
-			return
-		}
-	}
 }
 
 // abandon cancels a request the client no longer waits for.

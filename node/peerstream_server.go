@@ -77,10 +77,9 @@ func servePeerStream(stream kvpb.Peer_StreamServer, h peerHandler, stopping <-ch
 		running:    make(map[uint64]context.CancelFunc),
 		wake:       make(chan struct{}, 1),
 		closing:    make(chan struct{}),
-		work:       make(chan func()),
-		done:       make(chan struct{}),
+		pool:       newWorkerPool(),
 	}
-	defer close(ps.done)
+	defer ps.pool.stop()
 	writer := make(chan error, 1)
 	go func() { writer <- ps.write(stream) }()
 	reader := make(chan error, 1)
@@ -119,9 +118,7 @@ type peerStreamServer struct {
 	wake    chan struct{} // a reply was queued (capacity 1)
 	closing chan struct{} // the writer flushes and returns
 
-	work    chan func() // to an idle worker
-	workers int         // started; only the reader goroutine reads it
-	done    chan struct{}
+	pool workerPool
 }
 
 // read receives messages until the stream ends.
@@ -166,7 +163,7 @@ func (ps *peerStreamServer) start(it *kvpb.PeerStreamItem) {
 	ps.running[id] = cancel
 	ps.wg.Add(1)
 	ps.mu.Unlock()
-	ps.submit(func() {
+	ps.pool.submit(func() {
 		defer ps.wg.Done()
 		r := ps.run(ctx, it)
 		cancel()
@@ -178,33 +175,6 @@ func (ps *peerStreamServer) start(it *kvpb.PeerStreamItem) {
 			ps.reply(r)
 		}
 	})
-}
-
-// submit runs f on an idle worker, a new worker while there are fewer than
-// batchWorkers, or else a goroutine of its own (see batch.go).
-func (ps *peerStreamServer) submit(f func()) {
-	select {
-	case ps.work <- f:
-		return
-	default:
-	}
-	if ps.workers < batchWorkers {
-		ps.workers++
-		go ps.worker(f)
-		return
-	}
-	go f()
-}
-
-func (ps *peerStreamServer) worker(f func()) {
-	for {
-		f()
-		select {
-		case f = <-ps.work:
-		case <-ps.done:
-			return
-		}
-	}
 }
 
 // abandon cancels an item the coordinator no longer waits for.
