@@ -165,7 +165,7 @@ func (c *Client) sendPut(ctx context.Context, op string, o *callOptions, req *kv
 		req.SessionAfter = o.session.after()
 	}
 	var resp *kvpb.PutResponse
-	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, req.GetKey()) })
+	pick := c.pickFrom(op, c.writeNodes(o, req.GetKey(), req.GetCondition() != nil))
 	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
 		var err error
 		resp, err = c.callPut(ctx, cc, req, co...)
@@ -174,13 +174,24 @@ func (c *Client) sendPut(ctx context.Context, op string, o *callOptions, req *kv
 	return resp, err
 }
 
+// writeNodes lists the coordinators for a write of key: ranked, as any
+// write, unless it goes through Paxos (a condition, or the Linearizable
+// level asked for by name), which goes to the key's first live replica
+// (paxosNodes).
+func (c *Client) writeNodes(o *callOptions, key []byte, conditional bool) func() []string {
+	if conditional || o.level == Linearizable {
+		return func() []string { return c.paxosNodes(o.keyspace, key) }
+	}
+	return func() []string { return c.keyNodes(opWrite, o.keyspace, key) }
+}
+
 // sendDelete is sendPut for a Delete or a DeleteIf.
 func (c *Client) sendDelete(ctx context.Context, op string, o *callOptions, req *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
 	if o.session != nil {
 		req.SessionAfter = o.session.after()
 	}
 	var resp *kvpb.DeleteResponse
-	pick := c.pickFrom(op, func() []string { return c.keyNodes(opWrite, o.keyspace, req.GetKey()) })
+	pick := c.pickFrom(op, c.writeNodes(o, req.GetKey(), req.GetCondition() != nil))
 	err := c.invoke(ctx, opWrite, op, pick, func(ctx context.Context, cc *grpc.ClientConn, co ...grpc.CallOption) error {
 		var err error
 		resp, err = c.callDelete(ctx, cc, req, co...)

@@ -90,6 +90,10 @@ func newMetrics(n *Node) *metrics {
 			Help: "Backoffs (with jitter) of conditional and linearizable operations this node coordinated after a refused, failed or timed-out Paxos round: the contention on their keys.",
 		}, func() float64 { return float64(cm.PaxosBackoffs.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "paxos_leased_total",
+			Help: "Conditional writes this node coordinated that proposed under the lease the key's previous one left here: one round trip, no prepare.",
+		}, func() float64 { return float64(cm.PaxosLeased.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "adaptkv", Name: "storage_syncs_total",
 			Help: "fsyncs of the storage engine's write-ahead log (group commit shares one among concurrent writes).",
 		}, func() float64 { return float64(n.engine.Metrics().Syncs) }),

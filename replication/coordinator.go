@@ -110,6 +110,9 @@ type Metrics struct {
 	// PaxosBackoffs counts the backoffs of conditional and linearizable
 	// operations after a refused, failed or timed-out Paxos round.
 	PaxosBackoffs atomic.Uint64
+	// PaxosLeased counts conditional writes that proposed under the lease
+	// their key's previous one left on this coordinator, with no prepare.
+	PaxosLeased atomic.Uint64
 }
 
 // Coordinator runs reads and writes over a key's replicas. It is safe for
@@ -122,6 +125,9 @@ type Coordinator struct {
 	// paxosRTT tracks each replica's Paxos round trips (fsynced, unlike
 	// reads): the base of the backoff after a lost round (lin.go).
 	paxosRTT latencyTracker
+	// paxosKeys serializes each key's Paxos ops on this coordinator and
+	// keeps the lease each leaves for the next (paxoskeys.go).
+	paxosKeys paxosKeys
 	// refreshes holds, per keyspace, the latest catch-up started after a
 	// replica reported a newer epoch (*epochRefresh).
 	refreshes sync.Map

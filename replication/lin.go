@@ -114,8 +114,17 @@ func (c *Coordinator) condWrite(ctx context.Context, keyspace string, req paxos.
 			return CondResult{}, err
 		}
 		req.Node, req.Replicas, req.Backoff = v.Node, p.replicas, c.paxosBackoff(p.replicas)
+		k, err := c.paxosKeys.acquire(ctx, keyspace, req.Key)
+		if err != nil {
+			return CondResult{}, err
+		}
+		req.Lease, req.Above, req.Renew = k.take(p.ks.Epoch, p.replicas), k.above, true
+		if req.Lease != nil {
+			c.metrics.PaxosLeased.Add(1)
+		}
 		prop := paxos.NewProposer(req)
 		d := c.newLinDriver(ctx, keyspace, req.Key, p)
+		d.onAnswer = func() { c.paxosKeys.release(k, prop.Lease(), prop.Drawn(), p.ks.Epoch, p.replicas) }
 		out := d.run(prop.Start(v.Timestamp), prop.Step)
 		rcpt := Receipt{Policy: p.pol, Acked: d.res.acked, Epoch: p.ks.Epoch}
 		if err := c.linError("write", out, d, p); err != nil {
@@ -175,8 +184,17 @@ func (c *Coordinator) paxosRead(ctx context.Context, keyspace string, key []byte
 	if err != nil {
 		return nil, nil, err
 	}
-	prop := paxos.NewProposer(paxos.Request{Key: key, Cond: paxos.Condition{Kind: paxos.ReadOnly}, Node: v.Node, Replicas: p.replicas, Backoff: c.paxosBackoff(p.replicas)})
+	k, err := c.paxosKeys.acquire(ctx, keyspace, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The read prepares above this coordinator's lease on the key, if any:
+	// the lease is dropped (take), and none is left.
+	k.take(p.ks.Epoch, p.replicas)
+	prop := paxos.NewProposer(paxos.Request{Key: key, Cond: paxos.Condition{Kind: paxos.ReadOnly}, Node: v.Node, Replicas: p.replicas,
+		Backoff: c.paxosBackoff(p.replicas), Above: k.above})
 	d := c.newLinDriver(ctx, keyspace, key, p)
+	d.onAnswer = func() { c.paxosKeys.release(k, nil, prop.Drawn(), p.ks.Epoch, p.replicas) }
 	return d.run(prop.Start(v.Timestamp), prop.Step), d, nil
 }
 
@@ -286,6 +304,10 @@ type linDriver struct {
 	answer   *paxos.Outcome
 	escalate bool
 	done     bool
+	// onAnswer, when set, runs once, on the driver's goroutine, when the
+	// op answers or stops (whichever comes first): the op draws no ballot
+	// after that.
+	onAnswer func()
 	// acked is the most replicas that answered one round before the
 	// answer (the receipt's Acked); round and roundAcked count the
 	// current one.
@@ -396,6 +418,7 @@ func (d *linDriver) note(le linEvent) paxos.Event {
 func (d *linDriver) apply(eff paxos.Effects) {
 	if eff.Done != nil && d.answer == nil {
 		d.answer = eff.Done
+		d.answered()
 	}
 	if eff.Escalate {
 		d.escalate = true
@@ -457,6 +480,14 @@ func (d *linDriver) readLocal(m paxos.Message) {
 	}
 }
 
+// answered runs onAnswer the first time it is called.
+func (d *linDriver) answered() {
+	if f := d.onAnswer; f != nil {
+		d.onAnswer = nil
+		f()
+	}
+}
+
 // jitter draws a wait uniformly from [b/2, b].
 func jitter(b time.Duration) time.Duration {
 	half := b / 2
@@ -469,6 +500,7 @@ func (d *linDriver) stop() {
 		return
 	}
 	d.done = true
+	d.answered()
 	if d.timer != nil {
 		d.timer.Stop()
 		d.timer = nil
@@ -521,6 +553,12 @@ func paxosRequest(keyspace string, epoch uint64, key []byte, from string, m paxo
 		req.Kind, req.Ballot = kvpb.PaxosRequest_PREPARE, BallotToPB(m.Ballot)
 	case paxos.MsgPropose:
 		req.Kind, req.Proposal = kvpb.PaxosRequest_PROPOSE, ProposalToPB(m.Proposal)
+		if !m.Prior.IsZero() {
+			req.Prior = ProposalToPB(m.Prior)
+		}
+		if !m.Next.IsZero() {
+			req.Next = BallotToPB(m.Next)
+		}
 	case paxos.MsgCommit:
 		req.Kind, req.Proposal = kvpb.PaxosRequest_COMMIT, ProposalToPB(m.Proposal)
 	case paxos.MsgRead:
@@ -558,6 +596,7 @@ func paxosEvent(keyspace string, epoch uint64, m paxos.Message, resp *kvpb.Paxos
 	if m.Kind == paxos.MsgPropose && !ev.OK {
 		ev.Promise.Promised = BallotFromPB(resp.GetPromised())
 	}
+	ev.Leased = m.Kind == paxos.MsgPropose && ev.OK && resp.GetLeased()
 	return linEvent{ev: ev}
 }
 

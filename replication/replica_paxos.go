@@ -264,9 +264,19 @@ func (r *Replica) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.Paxo
 		if err != nil {
 			return nil, err
 		}
+		var prior paxos.Proposal
+		if req.GetPrior() != nil {
+			if prior, err = ProposalFromPB(req.GetPrior(), key); err != nil {
+				return nil, err
+			}
+			if !prior.Noop {
+				rec := prior.Record
+				apply = &rec
+			}
+		}
 		var ok bool
 		var promised paxos.Ballot
-		next, ok, promised = paxos.ProposeAbove(sp.lowBound(), state, prop)
+		next, ok, promised, resp.Leased = paxos.ProposeNext(sp.lowBound(), state, prior, prop, BallotFromPB(req.GetNext()))
 		resp.Ok, resp.Promised = ok, BallotToPB(promised)
 	case kvpb.PaxosRequest_COMMIT:
 		prop, err := ProposalFromPB(req.GetProposal(), key)

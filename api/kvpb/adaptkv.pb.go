@@ -5235,14 +5235,19 @@ func (x *PaxosProposal) GetRecord() *Record {
 // (ballot and the proposal, whose record the replica stores), PEEK (read
 // the state and the record, changing nothing: a linearizable read).
 type PaxosRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          PaxosRequest_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=adaptkv.v1.PaxosRequest_Kind" json:"kind,omitempty"`
-	Keyspace      string                 `protobuf:"bytes,2,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Key           []byte                 `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
-	From          string                 `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`
-	Ballot        *PaxosBallot           `protobuf:"bytes,6,opt,name=ballot,proto3" json:"ballot,omitempty"`
-	Proposal      *PaxosProposal         `protobuf:"bytes,7,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Kind     PaxosRequest_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=adaptkv.v1.PaxosRequest_Kind" json:"kind,omitempty"`
+	Keyspace string                 `protobuf:"bytes,2,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Epoch    uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Key      []byte                 `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
+	From     string                 `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`
+	Ballot   *PaxosBallot           `protobuf:"bytes,6,opt,name=ballot,proto3" json:"ballot,omitempty"`
+	Proposal *PaxosProposal         `protobuf:"bytes,7,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	// On a PROPOSE: a chosen proposal to commit first (the coordinator's
+	// lease; absent: none), and a ballot to promise if the proposal is
+	// accepted (absent: none); see paxos.ProposeNext.
+	Prior         *PaxosProposal `protobuf:"bytes,8,opt,name=prior,proto3" json:"prior,omitempty"`
+	Next          *PaxosBallot   `protobuf:"bytes,9,opt,name=next,proto3" json:"next,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5326,6 +5331,20 @@ func (x *PaxosRequest) GetProposal() *PaxosProposal {
 	return nil
 }
 
+func (x *PaxosRequest) GetPrior() *PaxosProposal {
+	if x != nil {
+		return x.Prior
+	}
+	return nil
+}
+
+func (x *PaxosRequest) GetNext() *PaxosBallot {
+	if x != nil {
+		return x.Next
+	}
+	return nil
+}
+
 // PaxosResponse is the acceptor's answer, with its state and the key's
 // record read atomically with it (a prepare is also the round's read).
 type PaxosResponse struct {
@@ -5337,6 +5356,7 @@ type PaxosResponse struct {
 	Found         bool                   `protobuf:"varint,5,opt,name=found,proto3" json:"found,omitempty"`
 	Record        *Record                `protobuf:"bytes,6,opt,name=record,proto3" json:"record,omitempty"`
 	KnownEpoch    uint64                 `protobuf:"varint,7,opt,name=known_epoch,json=knownEpoch,proto3" json:"known_epoch,omitempty"` // set when the replica refused a stale epoch
+	Leased        bool                   `protobuf:"varint,8,opt,name=leased,proto3" json:"leased,omitempty"`                           // PROPOSE: accepted and promised next too
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5418,6 +5438,13 @@ func (x *PaxosResponse) GetKnownEpoch() uint64 {
 		return x.KnownEpoch
 	}
 	return 0
+}
+
+func (x *PaxosResponse) GetLeased() bool {
+	if x != nil {
+		return x.Leased
+	}
+	return false
 }
 
 // PeerStreamRequest is one message of a Peer.Stream from the coordinator:
@@ -7452,7 +7479,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\rPaxosProposal\x12/\n" +
 	"\x06ballot\x18\x01 \x01(\v2\x17.adaptkv.v1.PaxosBallotR\x06ballot\x12\x12\n" +
 	"\x04noop\x18\x02 \x01(\bR\x04noop\x12*\n" +
-	"\x06record\x18\x03 \x01(\v2\x12.adaptkv.v1.RecordR\x06record\"\xcf\x02\n" +
+	"\x06record\x18\x03 \x01(\v2\x12.adaptkv.v1.RecordR\x06record\"\xad\x03\n" +
 	"\fPaxosRequest\x121\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1d.adaptkv.v1.PaxosRequest.KindR\x04kind\x12\x1a\n" +
 	"\bkeyspace\x18\x02 \x01(\tR\bkeyspace\x12\x14\n" +
@@ -7460,14 +7487,16 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x03key\x18\x04 \x01(\fR\x03key\x12\x12\n" +
 	"\x04from\x18\x05 \x01(\tR\x04from\x12/\n" +
 	"\x06ballot\x18\x06 \x01(\v2\x17.adaptkv.v1.PaxosBallotR\x06ballot\x125\n" +
-	"\bproposal\x18\a \x01(\v2\x19.adaptkv.v1.PaxosProposalR\bproposal\"L\n" +
+	"\bproposal\x18\a \x01(\v2\x19.adaptkv.v1.PaxosProposalR\bproposal\x12/\n" +
+	"\x05prior\x18\b \x01(\v2\x19.adaptkv.v1.PaxosProposalR\x05prior\x12+\n" +
+	"\x04next\x18\t \x01(\v2\x17.adaptkv.v1.PaxosBallotR\x04next\"L\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPREPARE\x10\x01\x12\v\n" +
 	"\aPROPOSE\x10\x02\x12\n" +
 	"\n" +
 	"\x06COMMIT\x10\x03\x12\b\n" +
-	"\x04PEEK\x10\x04\"\xa5\x02\n" +
+	"\x04PEEK\x10\x04\"\xbd\x02\n" +
 	"\rPaxosResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x123\n" +
 	"\bpromised\x18\x02 \x01(\v2\x17.adaptkv.v1.PaxosBallotR\bpromised\x125\n" +
@@ -7476,7 +7505,8 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x05found\x18\x05 \x01(\bR\x05found\x12*\n" +
 	"\x06record\x18\x06 \x01(\v2\x12.adaptkv.v1.RecordR\x06record\x12\x1f\n" +
 	"\vknown_epoch\x18\a \x01(\x04R\n" +
-	"knownEpoch\"]\n" +
+	"knownEpoch\x12\x16\n" +
+	"\x06leased\x18\b \x01(\bR\x06leased\"]\n" +
 	"\x11PeerStreamRequest\x120\n" +
 	"\x05items\x18\x01 \x03(\v2\x1a.adaptkv.v1.PeerStreamItemR\x05items\x12\x16\n" +
 	"\x06cancel\x18\x02 \x03(\x04R\x06cancel\"\xa2\x02\n" +
@@ -7842,111 +7872,113 @@ var file_adaptkv_proto_depIdxs = []int32{
 	5,   // 64: adaptkv.v1.PaxosRequest.kind:type_name -> adaptkv.v1.PaxosRequest.Kind
 	74,  // 65: adaptkv.v1.PaxosRequest.ballot:type_name -> adaptkv.v1.PaxosBallot
 	75,  // 66: adaptkv.v1.PaxosRequest.proposal:type_name -> adaptkv.v1.PaxosProposal
-	74,  // 67: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
-	75,  // 68: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
-	74,  // 69: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
-	55,  // 70: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
-	79,  // 71: adaptkv.v1.PeerStreamRequest.items:type_name -> adaptkv.v1.PeerStreamItem
-	60,  // 72: adaptkv.v1.PeerStreamItem.read:type_name -> adaptkv.v1.ReplicaReadRequest
-	58,  // 73: adaptkv.v1.PeerStreamItem.write:type_name -> adaptkv.v1.ReplicaWriteRequest
-	58,  // 74: adaptkv.v1.PeerStreamItem.hint:type_name -> adaptkv.v1.ReplicaWriteRequest
-	76,  // 75: adaptkv.v1.PeerStreamItem.paxos:type_name -> adaptkv.v1.PaxosRequest
-	81,  // 76: adaptkv.v1.PeerStreamResponse.replies:type_name -> adaptkv.v1.PeerStreamReply
-	61,  // 77: adaptkv.v1.PeerStreamReply.read:type_name -> adaptkv.v1.ReplicaReadResponse
-	59,  // 78: adaptkv.v1.PeerStreamReply.write:type_name -> adaptkv.v1.ReplicaWriteResponse
-	59,  // 79: adaptkv.v1.PeerStreamReply.hint:type_name -> adaptkv.v1.ReplicaWriteResponse
-	77,  // 80: adaptkv.v1.PeerStreamReply.paxos:type_name -> adaptkv.v1.PaxosResponse
-	103, // 81: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
-	2,   // 82: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
-	104, // 83: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
-	3,   // 84: adaptkv.v1.Grant.role:type_name -> adaptkv.v1.Role
-	90,  // 85: adaptkv.v1.User.grants:type_name -> adaptkv.v1.Grant
-	3,   // 86: adaptkv.v1.GrantRoleRequest.role:type_name -> adaptkv.v1.Role
-	91,  // 87: adaptkv.v1.UserResponse.user:type_name -> adaptkv.v1.User
-	91,  // 88: adaptkv.v1.ListUsersResponse.users:type_name -> adaptkv.v1.User
-	12,  // 89: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
-	14,  // 90: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
-	16,  // 91: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
-	18,  // 92: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
-	20,  // 93: adaptkv.v1.KV.Batch:input_type -> adaptkv.v1.BatchRequest
-	26,  // 94: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
-	27,  // 95: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
-	28,  // 96: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
-	30,  // 97: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
-	33,  // 98: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
-	37,  // 99: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
-	39,  // 100: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
-	41,  // 101: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
-	43,  // 102: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
-	47,  // 103: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
-	53,  // 104: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
-	49,  // 105: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
-	82,  // 106: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
-	51,  // 107: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
-	84,  // 108: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
-	86,  // 109: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
-	88,  // 110: adaptkv.v1.Admin.Login:input_type -> adaptkv.v1.LoginRequest
-	92,  // 111: adaptkv.v1.Admin.CreateUser:input_type -> adaptkv.v1.CreateUserRequest
-	93,  // 112: adaptkv.v1.Admin.DropUser:input_type -> adaptkv.v1.DropUserRequest
-	94,  // 113: adaptkv.v1.Admin.SetPassword:input_type -> adaptkv.v1.SetPasswordRequest
-	95,  // 114: adaptkv.v1.Admin.GrantRole:input_type -> adaptkv.v1.GrantRoleRequest
-	95,  // 115: adaptkv.v1.Admin.RevokeRole:input_type -> adaptkv.v1.GrantRoleRequest
-	97,  // 116: adaptkv.v1.Admin.ListUsers:input_type -> adaptkv.v1.ListUsersRequest
-	99,  // 117: adaptkv.v1.Admin.HealthSnapshot:input_type -> adaptkv.v1.HealthSnapshotRequest
-	101, // 118: adaptkv.v1.Admin.Health:input_type -> adaptkv.v1.HealthRequest
-	58,  // 119: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
-	60,  // 120: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
-	62,  // 121: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
-	58,  // 122: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
-	67,  // 123: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
-	64,  // 124: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
-	69,  // 125: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
-	76,  // 126: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
-	78,  // 127: adaptkv.v1.Peer.Stream:input_type -> adaptkv.v1.PeerStreamRequest
-	13,  // 128: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
-	15,  // 129: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
-	17,  // 130: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
-	19,  // 131: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
-	22,  // 132: adaptkv.v1.KV.Batch:output_type -> adaptkv.v1.BatchResponse
-	29,  // 133: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	29,  // 134: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	29,  // 135: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
-	31,  // 136: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
-	34,  // 137: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
-	38,  // 138: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
-	40,  // 139: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
-	42,  // 140: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
-	44,  // 141: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
-	48,  // 142: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
-	54,  // 143: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
-	50,  // 144: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
-	83,  // 145: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
-	52,  // 146: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
-	85,  // 147: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
-	87,  // 148: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
-	89,  // 149: adaptkv.v1.Admin.Login:output_type -> adaptkv.v1.LoginResponse
-	96,  // 150: adaptkv.v1.Admin.CreateUser:output_type -> adaptkv.v1.UserResponse
-	96,  // 151: adaptkv.v1.Admin.DropUser:output_type -> adaptkv.v1.UserResponse
-	96,  // 152: adaptkv.v1.Admin.SetPassword:output_type -> adaptkv.v1.UserResponse
-	96,  // 153: adaptkv.v1.Admin.GrantRole:output_type -> adaptkv.v1.UserResponse
-	96,  // 154: adaptkv.v1.Admin.RevokeRole:output_type -> adaptkv.v1.UserResponse
-	98,  // 155: adaptkv.v1.Admin.ListUsers:output_type -> adaptkv.v1.ListUsersResponse
-	100, // 156: adaptkv.v1.Admin.HealthSnapshot:output_type -> adaptkv.v1.HealthSnapshotResponse
-	102, // 157: adaptkv.v1.Admin.Health:output_type -> adaptkv.v1.HealthResponse
-	59,  // 158: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
-	61,  // 159: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
-	63,  // 160: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
-	59,  // 161: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
-	68,  // 162: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
-	65,  // 163: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
-	72,  // 164: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
-	77,  // 165: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
-	80,  // 166: adaptkv.v1.Peer.Stream:output_type -> adaptkv.v1.PeerStreamResponse
-	128, // [128:167] is the sub-list for method output_type
-	89,  // [89:128] is the sub-list for method input_type
-	89,  // [89:89] is the sub-list for extension type_name
-	89,  // [89:89] is the sub-list for extension extendee
-	0,   // [0:89] is the sub-list for field type_name
+	75,  // 67: adaptkv.v1.PaxosRequest.prior:type_name -> adaptkv.v1.PaxosProposal
+	74,  // 68: adaptkv.v1.PaxosRequest.next:type_name -> adaptkv.v1.PaxosBallot
+	74,  // 69: adaptkv.v1.PaxosResponse.promised:type_name -> adaptkv.v1.PaxosBallot
+	75,  // 70: adaptkv.v1.PaxosResponse.accepted:type_name -> adaptkv.v1.PaxosProposal
+	74,  // 71: adaptkv.v1.PaxosResponse.committed:type_name -> adaptkv.v1.PaxosBallot
+	55,  // 72: adaptkv.v1.PaxosResponse.record:type_name -> adaptkv.v1.Record
+	79,  // 73: adaptkv.v1.PeerStreamRequest.items:type_name -> adaptkv.v1.PeerStreamItem
+	60,  // 74: adaptkv.v1.PeerStreamItem.read:type_name -> adaptkv.v1.ReplicaReadRequest
+	58,  // 75: adaptkv.v1.PeerStreamItem.write:type_name -> adaptkv.v1.ReplicaWriteRequest
+	58,  // 76: adaptkv.v1.PeerStreamItem.hint:type_name -> adaptkv.v1.ReplicaWriteRequest
+	76,  // 77: adaptkv.v1.PeerStreamItem.paxos:type_name -> adaptkv.v1.PaxosRequest
+	81,  // 78: adaptkv.v1.PeerStreamResponse.replies:type_name -> adaptkv.v1.PeerStreamReply
+	61,  // 79: adaptkv.v1.PeerStreamReply.read:type_name -> adaptkv.v1.ReplicaReadResponse
+	59,  // 80: adaptkv.v1.PeerStreamReply.write:type_name -> adaptkv.v1.ReplicaWriteResponse
+	59,  // 81: adaptkv.v1.PeerStreamReply.hint:type_name -> adaptkv.v1.ReplicaWriteResponse
+	77,  // 82: adaptkv.v1.PeerStreamReply.paxos:type_name -> adaptkv.v1.PaxosResponse
+	103, // 83: adaptkv.v1.CleanupKeyspaceResponse.nodes:type_name -> adaptkv.v1.CleanupKeyspaceResponse.Node
+	2,   // 84: adaptkv.v1.KeyringRequest.op:type_name -> adaptkv.v1.KeyringOp
+	104, // 85: adaptkv.v1.KeyringResponse.nodes:type_name -> adaptkv.v1.KeyringResponse.Node
+	3,   // 86: adaptkv.v1.Grant.role:type_name -> adaptkv.v1.Role
+	90,  // 87: adaptkv.v1.User.grants:type_name -> adaptkv.v1.Grant
+	3,   // 88: adaptkv.v1.GrantRoleRequest.role:type_name -> adaptkv.v1.Role
+	91,  // 89: adaptkv.v1.UserResponse.user:type_name -> adaptkv.v1.User
+	91,  // 90: adaptkv.v1.ListUsersResponse.users:type_name -> adaptkv.v1.User
+	12,  // 91: adaptkv.v1.KV.Get:input_type -> adaptkv.v1.GetRequest
+	14,  // 92: adaptkv.v1.KV.Put:input_type -> adaptkv.v1.PutRequest
+	16,  // 93: adaptkv.v1.KV.Delete:input_type -> adaptkv.v1.DeleteRequest
+	18,  // 94: adaptkv.v1.KV.Scan:input_type -> adaptkv.v1.ScanRequest
+	20,  // 95: adaptkv.v1.KV.Batch:input_type -> adaptkv.v1.BatchRequest
+	26,  // 96: adaptkv.v1.Admin.CreateKeyspace:input_type -> adaptkv.v1.CreateKeyspaceRequest
+	27,  // 97: adaptkv.v1.Admin.AlterKeyspace:input_type -> adaptkv.v1.AlterKeyspaceRequest
+	28,  // 98: adaptkv.v1.Admin.DescribeKeyspace:input_type -> adaptkv.v1.DescribeKeyspaceRequest
+	30,  // 99: adaptkv.v1.Admin.ListKeyspaces:input_type -> adaptkv.v1.ListKeyspacesRequest
+	33,  // 100: adaptkv.v1.Admin.ClusterStatus:input_type -> adaptkv.v1.ClusterStatusRequest
+	37,  // 101: adaptkv.v1.Admin.LocalGet:input_type -> adaptkv.v1.LocalGetRequest
+	39,  // 102: adaptkv.v1.Admin.TunerExplain:input_type -> adaptkv.v1.TunerExplainRequest
+	41,  // 103: adaptkv.v1.Admin.TunerWhatIf:input_type -> adaptkv.v1.TunerWhatIfRequest
+	43,  // 104: adaptkv.v1.Admin.TunerSnapshot:input_type -> adaptkv.v1.TunerSnapshotRequest
+	47,  // 105: adaptkv.v1.Admin.RepairKeyspace:input_type -> adaptkv.v1.RepairKeyspaceRequest
+	53,  // 106: adaptkv.v1.Admin.MetadataReadIndex:input_type -> adaptkv.v1.MetadataReadIndexRequest
+	49,  // 107: adaptkv.v1.Admin.DecommissionNode:input_type -> adaptkv.v1.DecommissionNodeRequest
+	82,  // 108: adaptkv.v1.Admin.CleanupKeyspace:input_type -> adaptkv.v1.CleanupKeyspaceRequest
+	51,  // 109: adaptkv.v1.Admin.RemoveNode:input_type -> adaptkv.v1.RemoveNodeRequest
+	84,  // 110: adaptkv.v1.Admin.ReplaceNode:input_type -> adaptkv.v1.ReplaceNodeRequest
+	86,  // 111: adaptkv.v1.Admin.Keyring:input_type -> adaptkv.v1.KeyringRequest
+	88,  // 112: adaptkv.v1.Admin.Login:input_type -> adaptkv.v1.LoginRequest
+	92,  // 113: adaptkv.v1.Admin.CreateUser:input_type -> adaptkv.v1.CreateUserRequest
+	93,  // 114: adaptkv.v1.Admin.DropUser:input_type -> adaptkv.v1.DropUserRequest
+	94,  // 115: adaptkv.v1.Admin.SetPassword:input_type -> adaptkv.v1.SetPasswordRequest
+	95,  // 116: adaptkv.v1.Admin.GrantRole:input_type -> adaptkv.v1.GrantRoleRequest
+	95,  // 117: adaptkv.v1.Admin.RevokeRole:input_type -> adaptkv.v1.GrantRoleRequest
+	97,  // 118: adaptkv.v1.Admin.ListUsers:input_type -> adaptkv.v1.ListUsersRequest
+	99,  // 119: adaptkv.v1.Admin.HealthSnapshot:input_type -> adaptkv.v1.HealthSnapshotRequest
+	101, // 120: adaptkv.v1.Admin.Health:input_type -> adaptkv.v1.HealthRequest
+	58,  // 121: adaptkv.v1.Peer.Write:input_type -> adaptkv.v1.ReplicaWriteRequest
+	60,  // 122: adaptkv.v1.Peer.Read:input_type -> adaptkv.v1.ReplicaReadRequest
+	62,  // 123: adaptkv.v1.Peer.Scan:input_type -> adaptkv.v1.ReplicaScanRequest
+	58,  // 124: adaptkv.v1.Peer.Hint:input_type -> adaptkv.v1.ReplicaWriteRequest
+	67,  // 125: adaptkv.v1.Peer.Digest:input_type -> adaptkv.v1.ReplicaDigestRequest
+	64,  // 126: adaptkv.v1.Peer.Repair:input_type -> adaptkv.v1.ReplicaRepairRequest
+	69,  // 127: adaptkv.v1.Peer.CompareTrees:input_type -> adaptkv.v1.CompareTreesRequest
+	76,  // 128: adaptkv.v1.Peer.Paxos:input_type -> adaptkv.v1.PaxosRequest
+	78,  // 129: adaptkv.v1.Peer.Stream:input_type -> adaptkv.v1.PeerStreamRequest
+	13,  // 130: adaptkv.v1.KV.Get:output_type -> adaptkv.v1.GetResponse
+	15,  // 131: adaptkv.v1.KV.Put:output_type -> adaptkv.v1.PutResponse
+	17,  // 132: adaptkv.v1.KV.Delete:output_type -> adaptkv.v1.DeleteResponse
+	19,  // 133: adaptkv.v1.KV.Scan:output_type -> adaptkv.v1.ScanResponse
+	22,  // 134: adaptkv.v1.KV.Batch:output_type -> adaptkv.v1.BatchResponse
+	29,  // 135: adaptkv.v1.Admin.CreateKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	29,  // 136: adaptkv.v1.Admin.AlterKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	29,  // 137: adaptkv.v1.Admin.DescribeKeyspace:output_type -> adaptkv.v1.KeyspaceResponse
+	31,  // 138: adaptkv.v1.Admin.ListKeyspaces:output_type -> adaptkv.v1.ListKeyspacesResponse
+	34,  // 139: adaptkv.v1.Admin.ClusterStatus:output_type -> adaptkv.v1.ClusterStatusResponse
+	38,  // 140: adaptkv.v1.Admin.LocalGet:output_type -> adaptkv.v1.LocalGetResponse
+	40,  // 141: adaptkv.v1.Admin.TunerExplain:output_type -> adaptkv.v1.TunerExplainResponse
+	42,  // 142: adaptkv.v1.Admin.TunerWhatIf:output_type -> adaptkv.v1.TunerWhatIfResponse
+	44,  // 143: adaptkv.v1.Admin.TunerSnapshot:output_type -> adaptkv.v1.TunerSnapshotResponse
+	48,  // 144: adaptkv.v1.Admin.RepairKeyspace:output_type -> adaptkv.v1.RepairKeyspaceResponse
+	54,  // 145: adaptkv.v1.Admin.MetadataReadIndex:output_type -> adaptkv.v1.MetadataReadIndexResponse
+	50,  // 146: adaptkv.v1.Admin.DecommissionNode:output_type -> adaptkv.v1.DecommissionNodeResponse
+	83,  // 147: adaptkv.v1.Admin.CleanupKeyspace:output_type -> adaptkv.v1.CleanupKeyspaceResponse
+	52,  // 148: adaptkv.v1.Admin.RemoveNode:output_type -> adaptkv.v1.RemoveNodeResponse
+	85,  // 149: adaptkv.v1.Admin.ReplaceNode:output_type -> adaptkv.v1.ReplaceNodeResponse
+	87,  // 150: adaptkv.v1.Admin.Keyring:output_type -> adaptkv.v1.KeyringResponse
+	89,  // 151: adaptkv.v1.Admin.Login:output_type -> adaptkv.v1.LoginResponse
+	96,  // 152: adaptkv.v1.Admin.CreateUser:output_type -> adaptkv.v1.UserResponse
+	96,  // 153: adaptkv.v1.Admin.DropUser:output_type -> adaptkv.v1.UserResponse
+	96,  // 154: adaptkv.v1.Admin.SetPassword:output_type -> adaptkv.v1.UserResponse
+	96,  // 155: adaptkv.v1.Admin.GrantRole:output_type -> adaptkv.v1.UserResponse
+	96,  // 156: adaptkv.v1.Admin.RevokeRole:output_type -> adaptkv.v1.UserResponse
+	98,  // 157: adaptkv.v1.Admin.ListUsers:output_type -> adaptkv.v1.ListUsersResponse
+	100, // 158: adaptkv.v1.Admin.HealthSnapshot:output_type -> adaptkv.v1.HealthSnapshotResponse
+	102, // 159: adaptkv.v1.Admin.Health:output_type -> adaptkv.v1.HealthResponse
+	59,  // 160: adaptkv.v1.Peer.Write:output_type -> adaptkv.v1.ReplicaWriteResponse
+	61,  // 161: adaptkv.v1.Peer.Read:output_type -> adaptkv.v1.ReplicaReadResponse
+	63,  // 162: adaptkv.v1.Peer.Scan:output_type -> adaptkv.v1.ReplicaScanResponse
+	59,  // 163: adaptkv.v1.Peer.Hint:output_type -> adaptkv.v1.ReplicaWriteResponse
+	68,  // 164: adaptkv.v1.Peer.Digest:output_type -> adaptkv.v1.ReplicaDigestResponse
+	65,  // 165: adaptkv.v1.Peer.Repair:output_type -> adaptkv.v1.ReplicaRepairResponse
+	72,  // 166: adaptkv.v1.Peer.CompareTrees:output_type -> adaptkv.v1.CompareTreesResponse
+	77,  // 167: adaptkv.v1.Peer.Paxos:output_type -> adaptkv.v1.PaxosResponse
+	80,  // 168: adaptkv.v1.Peer.Stream:output_type -> adaptkv.v1.PeerStreamResponse
+	130, // [130:169] is the sub-list for method output_type
+	91,  // [91:130] is the sub-list for method input_type
+	91,  // [91:91] is the sub-list for extension type_name
+	91,  // [91:91] is the sub-list for extension extendee
+	0,   // [0:91] is the sub-list for field type_name
 }
 
 func init() { file_adaptkv_proto_init() }

@@ -113,6 +113,30 @@ func Propose(s State, p Proposal) (next State, accepted bool, promised Ballot) {
 	return s, true, p.Ballot
 }
 
+// ProposeNext is phase 2 with the next round's phase 1 folded in: the
+// acceptor first commits prior (when not zero: a proposal its coordinator
+// knows was chosen; the replica applies prior's record in the same batch),
+// then considers p as ProposeAbove does, and, if it accepts p, promises next
+// at once, reporting (as a promise would) p as its accepted proposal. next
+// must be above p's ballot. The replica persists the returned state, synced,
+// before it answers.
+//
+// A coordinator whose proposal a quorum accepted this way holds a quorum of
+// promises for next, each made when the acceptor's highest accepted
+// proposal was p, which is chosen: the Lease its next operation on the key
+// proposes under without a prepare (see Proposer, "# Leases" in doc.go).
+func ProposeNext(low Ballot, s State, prior, p Proposal, next Ballot) (nextState State, accepted bool, promised Ballot, leased bool) {
+	if !prior.IsZero() {
+		s = Commit(s, prior.Ballot)
+	}
+	s, accepted, promised = ProposeAbove(low, s, p)
+	if !accepted || next.IsZero() || !p.Ballot.Less(next) {
+		return s, accepted, promised, false
+	}
+	s.Promised = next
+	return s, true, promised, true
+}
+
 // Commit records at an acceptor that the proposal of ballot b was chosen
 // (or, from a write-back, that a round at b or later chose a value the
 // attached record reflects). It is unconditional: the caller applies the

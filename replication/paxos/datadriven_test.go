@@ -175,6 +175,16 @@ func (e *env) run(d *datadriven.TestData) (string, error) {
 		} else {
 			req.Delete = true
 		}
+		req.Renew = slices.Contains(flags, "renew")
+		if from := args["lease-from"]; from != "" {
+			// lease-from=p1: the op runs at p1's coordinator, after it,
+			// with the lease p1 left (none: a full round).
+			prev, ok := e.ops[from]
+			if !ok || prev.p == nil {
+				return "", fmt.Errorf("no cas op %q", from)
+			}
+			req.Lease, req.Above = prev.p.Lease(), prev.p.Drawn()
+		}
 		op := &envOp{p: NewProposer(req)}
 		e.ops[args["name"]] = op
 		return e.effects(op, op.p.Start(num("clock"))), nil
@@ -190,6 +200,17 @@ func (e *env) run(d *datadriven.TestData) (string, error) {
 		return e.effects(op, op.r.Start()), nil
 	case "acc-prepare", "acc-propose", "acc-commit", "acc-peek":
 		return e.acceptor(d.Cmd, args, flags)
+	case "lease":
+		// lease name=p1: what p1 leaves for its coordinator's next op.
+		op, ok := e.ops[args["name"]]
+		if !ok || op.p == nil {
+			return "", fmt.Errorf("no cas op %q", args["name"])
+		}
+		l := op.p.Lease()
+		if l == nil {
+			return "none\n", nil
+		}
+		return fmt.Sprintf("ballot %v on %s\n", l.Ballot, propString(l.Prior)), nil
 	}
 	op, ok := e.ops[args["name"]]
 	if !ok {
@@ -287,7 +308,10 @@ func (e *env) handle(r *envReplica, m Message) Event {
 		ev.Record, ev.Found = r.rec, r.found
 	case MsgPropose:
 		ev.Kind = EvAccepted
-		r.st, ev.OK, ev.Promise.Promised = Propose(r.st, m.Proposal)
+		if pr := m.Prior; !pr.IsZero() && !pr.Noop && (!r.found || r.rec.Version.Less(pr.Record.Version)) {
+			r.rec, r.found = pr.Record, true
+		}
+		r.st, ev.OK, ev.Promise.Promised, ev.Leased = ProposeNext(Ballot{}, r.st, m.Prior, m.Proposal, m.Next)
 	case MsgCommit:
 		ev.Kind = EvCommitted
 		r.st = Commit(r.st, m.Proposal.Ballot)
@@ -308,6 +332,9 @@ func replyString(ev Event) string {
 	case EvRead:
 		return fmt.Sprintf("accepted %s, committed %v, record %s", propString(ev.Promise.Accepted), ev.Promise.Committed, recString(ev.Record, ev.Found))
 	case EvAccepted:
+		if ev.OK && ev.Leased {
+			return "accepted, promised next"
+		}
 		if ev.OK {
 			return "accepted"
 		}
@@ -335,7 +362,7 @@ func (e *env) effects(op *envOp, eff Effects) string {
 		j := i
 		for ; j < len(eff.Send); j++ {
 			x := eff.Send[j]
-			if x.Kind != m.Kind || x.Ballot != m.Ballot || !x.Proposal.equal(m.Proposal) || x.Round != m.Round {
+			if x.Kind != m.Kind || x.Ballot != m.Ballot || !x.Proposal.equal(m.Proposal) || x.Round != m.Round || !x.Prior.equal(m.Prior) || x.Next != m.Next {
 				break
 			}
 			tos = append(tos, x.To)
@@ -346,6 +373,12 @@ func (e *env) effects(op *envOp, eff Effects) string {
 			what += " " + m.Ballot.String()
 		case MsgPropose, MsgCommit:
 			what += " " + propString(m.Proposal)
+		}
+		if !m.Prior.IsZero() {
+			what += " after committing " + propString(m.Prior)
+		}
+		if !m.Next.IsZero() {
+			what += " promising " + m.Next.String()
 		}
 		fmt.Fprintf(&b, "send %s → %s (round %d)\n", what, strings.Join(tos, ","), m.Round)
 		op.pending = append(op.pending, eff.Send[i:j]...)

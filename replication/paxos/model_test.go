@@ -147,7 +147,9 @@ func msgKey(client int, m Message) string {
 	b = append(b, m.To...)
 	b = kInts(b, int64(m.Round), int64(m.Kind))
 	b = kBallot(b, m.Ballot)
-	return string(kProp(b, m.Proposal))
+	b = kProp(b, m.Proposal)
+	b = kProp(b, m.Prior)
+	return string(kBallot(b, m.Next))
 }
 
 // key is the world's canonical encoding: equal worlds, equal keys. It is
@@ -179,11 +181,18 @@ func (w *world) key() string {
 			b = append(b, 'P')
 			b = kInts(b, int64(p.clock), int64(p.attempt), int64(p.round), int64(p.phase), int64(p.acks), int64(p.refused),
 				int64(p.failed), int64(p.need), int64(p.sentExtra))
-			b = kBools(b, p.lastRefused, p.ownOut)
-			b = kBallots(b, p.ballot, p.seen, p.latest, p.maxCommitted, p.was)
+			b = kBools(b, p.lastRefused, p.ownOut, p.fast, p.lease != nil)
+			b = kInts(b, int64(p.leased))
+			b = kBallots(b, p.ballot, p.seen, p.latest, p.maxCommitted, p.was, p.next)
 			b = kRec(b, p.cur, p.found)
 			b = kProp(b, p.prop)
 			b = kReplies(b, p.replies)
+		}
+		if c.p != nil && c.p.lease != nil {
+			// What a later op of the coordinator will start from.
+			b = append(b, 'L')
+			b = kBallot(b, c.p.lease.Ballot)
+			b = kProp(b, c.p.lease.Prior)
 		}
 		if c.r != nil && c.started && !c.finished {
 			r := c.r
@@ -383,7 +392,11 @@ func (w *world) deliver(i int, dropReply bool) error {
 		ev.Record, ev.Found = a.rec, a.found
 	case MsgPropose:
 		ev.Kind = EvAccepted
-		a.st, ev.OK, ev.Promise.Promised = ProposeAbove(a.low, a.st, m.msg.Proposal)
+		if pr := m.msg.Prior; !pr.IsZero() && !pr.Noop && (!a.found || a.rec.Version.Less(pr.Record.Version)) {
+			a.rec, a.found = pr.Record, true
+		}
+		a.st, ev.OK, ev.Promise.Promised, ev.Leased = ProposeNext(a.low, a.st, m.msg.Prior, m.msg.Proposal, m.msg.Next)
+		a.lazy, a.durable = false, nil // synced
 		if ev.OK {
 			x, seen := w.ballots[m.msg.Proposal.Ballot]
 			if seen && !x.prop.equal(m.msg.Proposal) {
@@ -607,6 +620,9 @@ type modelConfig struct {
 	// cleanups is how many times, in all, an acceptor may forget its
 	// state when Cleanable (at any moment: a grace of zero).
 	cleanups int
+	// renew makes every CAS ask for a lease (Request.Renew), as the
+	// coordinator's do; the models with leaseFrom need it.
+	renew bool
 	// fifo delivers the requests of one client to one acceptor in the
 	// order sent (lost ones aside), as one connection does; without it any
 	// order is explored, which multiplies the states.
@@ -618,6 +634,10 @@ type mSpec struct {
 	value string
 	del   bool
 	read  bool // a Reader
+	// leaseFrom, when positive, is 1 + the index of an earlier client
+	// (CAS) at the same coordinator: this op starts only once that one has
+	// answered, with the same node id, and with the lease it left, if any.
+	leaseFrom int
 }
 
 func (cfg modelConfig) initial() *world {
@@ -630,17 +650,27 @@ func (cfg modelConfig) initial() *world {
 		if s.read {
 			c.r = NewReader(modelReplicas)
 		} else {
-			c.p = NewProposer(Request{Key: []byte("k"), Cond: s.cond, Value: []byte(s.value), Delete: s.del,
-				Node: uint32(i + 1), Replicas: modelReplicas, MaxAttempts: modelMaxAttempts})
+			c.p = NewProposer(cfg.request(i, nil))
 		}
 		w.clients = append(w.clients, c)
 	}
 	return w
 }
 
+// request is client i's request, with lease.
+func (cfg modelConfig) request(i int, lease *Lease) Request {
+	s := cfg.clients[i]
+	node := i
+	if s.leaseFrom > 0 {
+		node = s.leaseFrom - 1
+	}
+	return Request{Key: []byte("k"), Cond: s.cond, Value: []byte(s.value), Delete: s.del,
+		Node: uint32(node + 1), Replicas: modelReplicas, MaxAttempts: modelMaxAttempts, Lease: lease, Renew: cfg.renew}
+}
+
 type modelStats struct {
-	states, transitions, finals, crashes, cleanups  int
-	applied, notApplied, unknown, failed, escalated int
+	states, transitions, finals, crashes, cleanups, leased int
+	applied, notApplied, unknown, failed, escalated        int
 }
 
 // explore visits every state reachable from cfg's initial world.
@@ -662,9 +692,20 @@ func explore(t *testing.T, cfg modelConfig, limit int) modelStats {
 		var next []*world
 		for ci := range w.clients {
 			c := w.clients[ci]
-			if !c.started {
+			if from := cfg.clients[ci].leaseFrom; !c.started && from > 0 && !w.clients[from-1].done {
+				// Waits for the op before it at its coordinator.
+			} else if !c.started {
 				x := w.clone()
 				xc := &x.clients[ci]
+				if from := cfg.clients[ci].leaseFrom; from > 0 {
+					prev := x.clients[from-1].p
+					req := cfg.request(ci, prev.Lease())
+					req.Above = prev.Drawn()
+					xc.p = NewProposer(req)
+					if xc.p.req.Lease != nil {
+						st.leased++
+					}
+				}
 				xc.started = true
 				for cj, o := range x.clients {
 					if o.done {
@@ -826,8 +867,13 @@ func modelConfigs(big bool) []modelConfig {
 	cas := func(from, to string) mSpec {
 		return mSpec{cond: Condition{Kind: IfValue, Value: []byte(from)}, value: to}
 	}
+	leased := func(s mSpec, from int) mSpec {
+		s.leaseFrom = from + 1
+		return s
+	}
 	cfgs := []modelConfig{
 		{name: "one CAS, one fault", init: a, initFound: true, clients: []mSpec{cas("a", "b")}, faults: 1, fifo: true},
+		{name: "CAS then CAS under its lease, one fault", init: a, initFound: true, clients: []mSpec{cas("a", "b"), leased(cas("b", "c"), 0)}, faults: 1, fifo: true, renew: true},
 		{name: "two CAS from a, no faults", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}, fifo: true},
 		{name: "one CAS, one fault, cleanups", init: a, initFound: true, clients: []mSpec{cas("a", "b")}, faults: 1, cleanups: 3, fifo: true},
 	}
@@ -845,6 +891,19 @@ func modelConfigs(big bool) []modelConfig {
 			modelConfig{name: "CAS a→b and b→c, one fault, two cleanups", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("b", "c")}, faults: 1, cleanups: 2, fifo: true},
 			modelConfig{name: "CAS and a linearizable read, one fault, two cleanups", init: a, initFound: true, clients: []mSpec{cas("a", "b"), {read: true}}, faults: 1, cleanups: 2, fifo: true},
 			modelConfig{name: "two CAS from a, no faults, any order", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}},
+			modelConfig{name: "leased CAS and a CAS from another coordinator, no faults", init: a, initFound: true, clients: []mSpec{
+				cas("a", "b"), leased(cas("b", "c"), 0), cas("a", "d")}, fifo: true, renew: true},
+			modelConfig{name: "leased CAS and a CAS from another coordinator, one fault", init: a, initFound: true, clients: []mSpec{
+				cas("a", "b"), leased(cas("b", "c"), 0), cas("a", "d")}, faults: 1, fifo: true, renew: true},
+			modelConfig{name: "leased CAS and a linearizable read, one fault", init: a, initFound: true, clients: []mSpec{
+				cas("a", "b"), leased(cas("b", "c"), 0), {read: true}}, faults: 1, fifo: true, renew: true},
+			modelConfig{name: "three CAS each under the last one's lease, one fault, one cleanup", init: a, initFound: true, clients: []mSpec{
+				cas("a", "b"), leased(cas("b", "c"), 0), leased(cas("c", "d"), 1)}, faults: 1, cleanups: 1, fifo: true, renew: true},
+			modelConfig{name: "leased CAS and a CAS from another coordinator, no faults, any order", init: a, initFound: true, clients: []mSpec{
+				cas("a", "b"), leased(cas("b", "c"), 0), cas("b", "d")}, renew: true},
+			modelConfig{name: "leased op whose condition fails, and a CAS from another coordinator, one fault", init: a, initFound: true, clients: []mSpec{
+				cas("a", "b"), leased(cas("a", "x"), 0), cas("b", "d")}, faults: 1, fifo: true, renew: true},
+			modelConfig{name: "two CAS from a asking for leases, one fault", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}, faults: 1, fifo: true, renew: true},
 		)
 	}
 	return cfgs
@@ -869,8 +928,8 @@ func TestModelExhaustive(t *testing.T) {
 		}
 		st := explore(t, cfg, modelLimit)
 		total += st.states
-		t.Logf("%s: %d states, %d transitions, %d final states, %d crashes losing unsynced commits, %d states forgotten (outcomes: %d applied, %d not applied, %d unknown, %d failed)",
-			cfg.name, st.states, st.transitions, st.finals, st.crashes, st.cleanups, st.applied, st.notApplied, st.unknown, st.failed)
+		t.Logf("%s: %d states, %d transitions, %d final states, %d crashes losing unsynced commits, %d states forgotten, %d ops started under a lease (outcomes: %d applied, %d not applied, %d unknown, %d failed)",
+			cfg.name, st.states, st.transitions, st.finals, st.crashes, st.cleanups, st.leased, st.applied, st.notApplied, st.unknown, st.failed)
 	}
 	t.Logf("total: %d states", total)
 }

@@ -55,6 +55,40 @@ type Request struct {
 	// Backoff is the first wait after a refused or failed round, doubled
 	// per attempt up to 64 ×; 0 means DefaultBackoff.
 	Backoff time.Duration
+	// Lease, when set, is what the previous operation on the key at this
+	// coordinator left (Proposer.Lease): the op proposes at its ballot
+	// without a prepare when the condition holds on its record (see "#
+	// Leases" in doc.go). The shell must give a lease only to the op it
+	// was issued for: same key, same Replicas, same Node, and to one op
+	// only, since a ballot carries one proposal.
+	Lease *Lease
+	// Above is the highest ballot an earlier op of this coordinator on the
+	// key drew (Proposer.Drawn): this op draws above it. Clocks alone do
+	// not keep a coordinator's ballots for a key apart (a refusal makes
+	// the next ballot one above the refusal's, whatever the clock), and a
+	// ballot must carry one proposal; zero when the shell keeps none.
+	Above Ballot
+	// Renew asks, with the op's own proposal, for the next ballot's
+	// promise, so that the op leaves a Lease (Proposer.Lease) when its
+	// proposal is chosen. Only a shell that will hand the lease on to a
+	// later op on the key sets it: an unused promise makes other
+	// coordinators' failed conditions and Paxos reads propose a noop.
+	Renew bool
+}
+
+// Lease is a quorum of promises a coordinator holds for its next round on
+// a key: the acceptors that accepted Prior promised Ballot in the same step
+// (ProposeNext), when Prior was their highest accepted proposal. Prior was
+// chosen, so a proposal at Ballot decided against Prior's record is what a
+// full round at Ballot would propose had those acceptors answered its
+// prepare then; the promises stay good until a higher ballot reaches them,
+// which then refuses the proposal.
+type Lease struct {
+	// Ballot is the promised ballot.
+	Ballot Ballot
+	// Prior is the chosen proposal the promises were made on; its record
+	// is the key's current record as far as Paxos knows.
+	Prior Proposal
 }
 
 // MessageKind says what a Message asks of an acceptor.
@@ -92,6 +126,12 @@ type Message struct {
 	// Proposal is MsgPropose's proposal and MsgCommit's commit (its
 	// Ballot the commit ballot, its Record what to apply).
 	Proposal Proposal
+	// Prior, on a MsgPropose, is a chosen proposal for the acceptor to
+	// commit first (zero: none); Next asks it to promise Next if it
+	// accepts (zero: no). Both go to ProposeNext, and the reply says
+	// whether it promised (Event.Leased).
+	Prior Proposal
+	Next  Ballot
 }
 
 // EventKind says what happened to an op.
@@ -125,6 +165,8 @@ type Event struct {
 	Err error
 	// OK is EvAccepted's answer.
 	OK bool
+	// Leased is EvAccepted's: the acceptor also promised Message.Next.
+	Leased bool
 	// Promise is EvPromise's and EvRead's acceptor state; for a refused
 	// proposal (EvAccepted, !OK) its Promised is the outranking ballot.
 	Promise Promise
@@ -188,7 +230,7 @@ const (
 	phaseCompleting // proposing another's in-progress proposal at our ballot
 	phaseCommitting // committing the completed proposal to a quorum
 	phaseWritingBack
-	phaseProposing // our own proposal
+	phaseProposing // our own proposal (under a lease or after a prepare)
 	phaseNoop      // a noop ordering a failed condition or a read
 	phaseBackingOff
 	phaseDone
@@ -235,7 +277,16 @@ type Proposer struct {
 	// sentExtra is how many more replicas a write-back asked than it
 	// needs answers from.
 	sentExtra int
-	out       Outcome
+	// fast says the current proposal went out under req.Lease, with no
+	// prepare: refused by every replica, the op prepares at once.
+	fast bool
+	// next is the ballot the current proposal asked its acceptors to
+	// promise, and leased how many did; lease is what the op leaves for
+	// the coordinator's next one.
+	next   Ballot
+	leased int
+	lease  *Lease
+	out    Outcome
 }
 
 // NewProposer returns the op for req. The request is not validated here:
@@ -255,7 +306,35 @@ func NewProposer(req Request) *Proposer {
 // logical clock (see Ballot and "# Versions" in doc.go).
 func (p *Proposer) Start(clock uint64) Effects {
 	p.clock = clock
+	p.seen = maxBallot(p.seen, p.req.Above)
+	if l := p.req.Lease; l != nil {
+		// Ballots of this op must be above the lease's whatever happens:
+		// the lease's ballot carries only the proposal made under it.
+		p.seen = maxBallot(p.seen, l.Ballot)
+		if p.req.Cond.Kind != ReadOnly && p.req.Cond.Holds(l.Prior.Record, !l.Prior.Noop) {
+			return p.proposeLeased(l)
+		}
+	}
 	return p.prepare()
+}
+
+// Drawn is the highest ballot the op drew or saw: a later op of this
+// coordinator on the key must draw above it (Request.Above).
+func (p *Proposer) Drawn() Ballot { return p.seen }
+
+// Lease returns what the op leaves for the coordinator's next operation on
+// the key: set once its own proposal was chosen by a quorum that also
+// promised the next ballot. The shell hands it to one later op at most.
+func (p *Proposer) Lease() *Lease { return p.lease }
+
+// proposeLeased proposes at the lease's ballot, decided against the lease's
+// record, skipping the prepare: the acceptors commit the lease's prior
+// proposal and consider ours in one step (ProposeNext).
+func (p *Proposer) proposeLeased(l *Lease) Effects {
+	p.ballot = l.Ballot
+	p.cur, p.found = l.Prior.Record, true
+	p.fast = true
+	return p.propose(l.Prior)
 }
 
 // Step takes an event and returns what to do about it. Events of finished
@@ -301,6 +380,9 @@ func (p *Proposer) Step(ev Event) Effects {
 	case ev.Kind == EvAccepted && (p.phase == phaseCompleting || p.phase == phaseProposing || p.phase == phaseNoop):
 		if ev.OK {
 			p.acks++
+			if ev.Leased && p.phase == phaseProposing {
+				p.leased++
+			}
 		} else {
 			p.seen = maxBallot(p.seen, ev.Promise.Promised)
 			p.refused++
@@ -344,6 +426,13 @@ func (p *Proposer) tally() Effects {
 			return p.fail(fmt.Errorf("%w: our proposal at ballot %v was accepted by %d replicas, refused by %d, and %d failed", ErrUnknownOutcome, p.ballot, p.acks, p.refused, p.failed))
 		}
 		p.ownOut = false
+		if p.fast {
+			// The lease was stale (a higher ballot reached every
+			// replica): nothing of ours was accepted, so a round with a
+			// prepare may follow at once. It is not contention of ours.
+			p.fast = false
+			return p.prepare()
+		}
 	}
 	return p.retry()
 }
@@ -360,6 +449,7 @@ func (p *Proposer) newRound(ph proposerPhase, need int) {
 	p.need = need
 	p.acks, p.refused, p.failed = 0, 0, 0
 	p.sentExtra = 0
+	p.leased = 0
 	for i := range p.replies {
 		p.replies[i] = replyState{}
 	}
@@ -435,6 +525,9 @@ func (p *Proposer) won() Effects {
 	case phaseProposing:
 		// Chosen. The commit goes out with the answer: a later round
 		// completes the proposal if the commit is lost.
+		if p.leased >= p.quorum {
+			p.lease = &Lease{Ballot: p.next, Prior: p.prop}
+		}
 		eff := p.sendAll(Message{Kind: MsgCommit, Proposal: p.prop})
 		return p.answer(Outcome{Applied: true, Record: p.prop.Record}, eff)
 	case phaseNoop:
@@ -462,7 +555,14 @@ func (p *Proposer) prepared() Effects {
 		}
 		p.maxCommitted = maxBallot(p.maxCommitted, r.prom.Committed)
 		p.latest = maxBallot(p.latest, r.prom.Accepted.Ballot)
-		p.was = maxBallot(p.was, r.prom.Promised)
+		was := r.prom.Promised
+		if l := p.req.Lease; l != nil && was == l.Ballot {
+			// The promise of this op's own lease, unused (only this op
+			// may propose at its ballot, and it has not): no round began
+			// there.
+			was = l.Prior.Ballot
+		}
+		p.was = maxBallot(p.was, was)
 		if r.found && (!p.found || p.cur.Version.Less(r.rec.Version)) {
 			p.cur, p.found = r.rec, true
 		}
@@ -526,18 +626,7 @@ func (p *Proposer) prepared() Effects {
 // now holds, with no proposal in progress in the quorum.
 func (p *Proposer) decide() Effects {
 	if p.req.Cond.Kind != ReadOnly && p.req.Cond.Holds(p.cur, p.found) {
-		v := storage.Version{Timestamp: max(p.clock, 1), Node: p.req.Node}
-		if p.found {
-			v.Timestamp = max(v.Timestamp, p.cur.Version.Timestamp+1)
-		}
-		rec := storage.Record{Key: p.req.Key, Version: v, Tombstone: p.req.Delete}
-		if !p.req.Delete {
-			rec.Value = p.req.Value
-		}
-		p.prop = Proposal{Ballot: p.ballot, Record: rec}
-		p.ownOut = true
-		p.newRound(phaseProposing, p.quorum)
-		return p.sendAll(Message{Kind: MsgPropose, Proposal: p.prop})
+		return p.propose(Proposal{})
 	}
 	if !p.latest.Less(p.was) {
 		// No round began since the last accepted or committed one, so no
@@ -548,6 +637,29 @@ func (p *Proposer) decide() Effects {
 	p.prop = Proposal{Ballot: p.ballot, Noop: true}
 	p.newRound(phaseNoop, p.quorum)
 	return p.sendAll(Message{Kind: MsgPropose, Proposal: p.prop})
+}
+
+// propose sends the op's own proposal at its ballot, decided against the
+// current record, asking each acceptor to commit prior first (under a
+// lease) and, when it accepts, to promise the next ballot: the lease for
+// the coordinator's next op on the key.
+func (p *Proposer) propose(prior Proposal) Effects {
+	v := storage.Version{Timestamp: max(p.clock, 1), Node: p.req.Node}
+	if p.found {
+		v.Timestamp = max(v.Timestamp, p.cur.Version.Timestamp+1)
+	}
+	rec := storage.Record{Key: p.req.Key, Version: v, Tombstone: p.req.Delete}
+	if !p.req.Delete {
+		rec.Value = p.req.Value
+	}
+	p.prop = Proposal{Ballot: p.ballot, Record: rec}
+	p.ownOut = true
+	p.next = Ballot{}
+	if p.req.Renew {
+		p.next = NextBallot(p.req.Node, p.clock, p.ballot)
+	}
+	p.newRound(phaseProposing, p.quorum)
+	return p.sendAll(Message{Kind: MsgPropose, Proposal: p.prop, Prior: prior, Next: p.next})
 }
 
 func indexOf(ids []string, id string) int {
