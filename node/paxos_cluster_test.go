@@ -74,6 +74,64 @@ func TestCondWritesCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("Leased", func(t *testing.T) {
+		// A key's conditional writes through the SDK meet on one
+		// coordinator, and each proposes under the lease the one before
+		// left: no prepare after the first.
+		key := []byte("cond-leased")
+		leasedBefore := 0.0
+		for i := range c.Len() {
+			leasedBefore += metric(t, c.Node(i), "adaptkv_paxos_leased_total")
+		}
+		res, err := cl.PutIf(ctx, key, []byte("0"), client.IfAbsent())
+		if err != nil || !res.Applied {
+			t.Fatalf("PutIf(IfAbsent) = %+v, %v", res, err)
+		}
+		const writes = 20
+		last := res.Version
+		for i := 1; i <= writes; i++ {
+			res, err := cl.PutIf(ctx, key, []byte(strconv.Itoa(i)), client.IfVersion(last))
+			if err != nil || !res.Applied || !last.Less(res.Version) {
+				t.Fatalf("PutIf %d (IfVersion %v) = %+v, %v; want applied above it", i, last, res, err)
+			}
+			last = res.Version
+		}
+		leased := -leasedBefore
+		for i := range c.Len() {
+			leased += metric(t, c.Node(i), "adaptkv_paxos_leased_total")
+		}
+		// All but the first (and any whose lease a background commit's
+		// timing spoiled, which prepares instead) propose under a lease.
+		if leased < writes-2 {
+			t.Errorf("%v of %d conditional writes proposed under a lease; want at least %d", leased, writes, writes-2)
+		}
+		// A stale lease: another coordinator writes the key in between,
+		// so the lease holder's next proposal is refused and it prepares;
+		// every answer stays right.
+		for i := range c.Len() {
+			other := via(t, c, i)
+			res, err := other.PutIf(ctx, key, []byte("other"), client.IfVersion(last))
+			if err != nil || !res.Applied {
+				t.Fatalf("PutIf via %s (IfVersion %v) = %+v, %v; want applied", c.ID(i), last, res, err)
+			}
+			last = res.Version
+			res, err = cl.PutIf(ctx, key, []byte("stale"), client.IfVersion(res.Version))
+			if err != nil || !res.Applied || !last.Less(res.Version) {
+				t.Fatalf("PutIf after a write via %s = %+v, %v; want applied above %v", c.ID(i), res, err, last)
+			}
+			last = res.Version
+			res, err = cl.PutIf(ctx, key, []byte("late"), client.IfValue([]byte("other")))
+			if err != nil || res.Applied || string(res.Value) != "stale" || res.Current != last {
+				t.Fatalf("PutIf(IfValue(other)) after it = %+v, %v; want not applied, current stale at %v", res, err, last)
+			}
+		}
+		g, err := via(t, c, 1).Get(ctx, key, lin)
+		if err != nil || string(g.Value) != "stale" || g.Version != last {
+			t.Fatalf("linearizable Get = %+v, %v; want stale at %v", g, err, last)
+		}
+		t.Logf("%v of %d sequential conditional writes proposed under a lease", leased, writes)
+	})
+
 	t.Run("BadConditions", func(t *testing.T) {
 		_, err := cl.PutIf(ctx, []byte("k"), []byte("v"), client.IfAbsent(), client.WithConsistency(client.One))
 		if !errors.Is(err, client.ErrInvalidArgument) {

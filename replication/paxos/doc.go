@@ -62,6 +62,41 @@
 // A round refused (a higher ballot), short of answers, or timed out backs
 // off and starts over, up to Request.MaxAttempts rounds.
 //
+// # Leases
+//
+// An uncontended conditional write costs two round trips to the replicas,
+// each with an fsync: the prepare and the propose. A coordinator that runs
+// the next conditional write on the same key saves the first. With
+// Request.Renew, its proposal asks each acceptor to promise the
+// coordinator's next ballot in the same step as it accepts (ProposeNext):
+// once a quorum accepted, the proposal is chosen, and the same quorum
+// promised the next ballot when the chosen proposal was its highest
+// accepted one. That is a Paxos phase 1 for the next ballot, done early:
+// the Lease (Proposer.Lease). The next op at that coordinator (Request.Lease)
+// proposes at the lease's ballot at once, decided against the lease's
+// record, and asks each acceptor to commit the lease's proposal first (it
+// was chosen) and to promise the ballot after: one round trip, one fsync,
+// and a new lease. Why that is Paxos: had the op sent a prepare at the
+// lease's ballot instead, the promising quorum would have reported the
+// lease's proposal as its highest accepted, which the coordinator knows is
+// chosen, so the round would commit it and decide on its record, exactly
+// what the leased op does. Promises do not expire: a higher ballot that
+// reached an acceptor since (another coordinator's round, a Paxos read)
+// makes it refuse the leased proposal, as it would any proposal of a
+// lower ballot. Refused by every replica, the op prepares at once (not a
+// contention backoff); accepted by some and refused by others, its
+// outcome is unknown, as for any proposal.
+//
+// What the lease does not give: an answer. A lease's record may be stale
+// (another coordinator may have written since), so an op whose condition
+// fails on it, and every Paxos read, prepares as usual; the op's own unused
+// promise is then not counted as a round that began (see "# Failed
+// conditions and reads"). A ballot carries one proposal, so the shell hands
+// a lease to one op only, and runs a key's ops on one coordinator one at a
+// time, each drawing above the last one's ballots (Request.Above), which
+// clocks alone do not guarantee. TestModelExhaustive checks leased ops
+// against ops of other coordinators, reads, crashes and cleanups.
+//
 // # Versions
 //
 // A committed record is written to storage like any other, last writer
