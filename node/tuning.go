@@ -175,6 +175,8 @@ func (t *tuning) Replica(keyspace string, rank int, write bool, rtt time.Duratio
 	}
 }
 
+var _ replication.NodeObserver = (*tuning)(nil)
+
 // ReplicaAt implements replication.NodeObserver: Replica, except that a
 // request to a node the health detector has flagged is recorded under the
 // node's ID, apart from the ranks (tuner.ReplicaObservation.Apart).

@@ -1,6 +1,7 @@
 package tuner
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -322,8 +323,55 @@ func TestDecideFlaggedApart(t *testing.T) {
 		if d.To.W != tc.wantW || d.To.R != 1 {
 			t.Errorf("apart=%v: %s to %v; want R=1 W=%d\n%s", tc.apart, d.Reason, d.To, tc.wantW, d.Explanation)
 		}
-		if tc.apart && !strings.Contains(FormatDecision(d, 3), "replica n3: ") {
-			t.Errorf("tuner explain does not list n3's own legs:\n%s", FormatDecision(d, 3))
+		if out := FormatDecision(d, 3); tc.apart != strings.Contains(out, "replica n3: ") ||
+			tc.apart != strings.Contains(out, "its own legs apart from the ranks") ||
+			tc.apart != strings.Contains(d.Explanation, "For those keys it draws the last-ranked replica from n3's own latencies") {
+			t.Errorf("apart=%v: tuner explain lists n3's own legs and says the model draws from them: %v; want %v\n%s", tc.apart, !tc.apart, tc.apart, out)
 		}
+	}
+}
+
+// The recorder lists the nodes recorded apart after the ranks, sorted,
+// and only in the intervals that recorded any; Merge adds an apart entry
+// to the same node's apart entry, never to an entry of the same name by
+// rank or by node.
+func TestRecorderApart(t *testing.T) {
+	r := NewRecorder("ks", []string{"nearest", "2nd-nearest"}, t0)
+	r.Sent(1, true)
+	r.Leg(1, LegWriteRTT, 20*time.Millisecond)
+	for _, id := range []string{"n4", "n3"} {
+		r.SentApart(id, true)
+		r.LegApart(id, LegWriteRTT, 70*time.Millisecond)
+	}
+	r.SentApart("n3", false)
+	r.TimeoutApart("n3", false)
+	a := r.Snapshot(t0.Add(time.Second), Policy{}, 5)
+	var got []string
+	for _, ro := range a.Replicas {
+		got = append(got, fmt.Sprintf("%s/%v", ro.ID, ro.Apart))
+	}
+	if want := []string{"nearest/false", "2nd-nearest/false", "n3/true", "n4/true"}; !slices.Equal(got, want) {
+		t.Fatalf("replicas %v; want %v", got, want)
+	}
+	if n3 := a.Replicas[2]; n3.WritesSent != 1 || n3.ReadsSent != 1 || n3.ReadTimeouts != 1 || n3.WriteRTT.Count() != 1 {
+		t.Errorf("n3 apart: %+v; want one write answered and one read timed out", n3)
+	}
+	r.LegApart("n3", LegWriteRTT, 71*time.Millisecond)
+	b := r.Snapshot(t0.Add(2*time.Second), Policy{}, 5)
+	if len(b.Replicas) != 3 || b.Replicas[2].ID != "n3" {
+		t.Fatalf("second interval: %d replicas; want the ranks and n3 only (n4 recorded nothing)", len(b.Replicas))
+	}
+	b.Replicas = append(b.Replicas, ReplicaObservation{ID: "n3", WritesSent: 5}) // named by node, not apart
+	m := Merge(a, b)
+	var n3Apart, n3 *ReplicaObservation
+	for i := range m.Replicas {
+		if m.Replicas[i].ID == "n3" && m.Replicas[i].Apart {
+			n3Apart = &m.Replicas[i]
+		} else if m.Replicas[i].ID == "n3" {
+			n3 = &m.Replicas[i]
+		}
+	}
+	if n3Apart == nil || n3 == nil || n3Apart.WriteRTT.Count() != 2 || n3.WritesSent != 5 {
+		t.Errorf("merged: n3 apart %+v, n3 by node %+v; want 2 write samples apart and the 5 writes by node kept separate", n3Apart, n3)
 	}
 }

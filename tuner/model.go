@@ -584,7 +584,10 @@ type mcResult struct {
 // observed nodes, as ring placement does for a random key; replicas beyond
 // the observed nodes are drawn from the pooled distributions), orders them
 // for nearest-first routing as coordinators do (replicas the health
-// detector flagged last, the rest by median read round trip), samples every leg,
+// detector flagged last, the rest by median read round trip; with replicas
+// observed by rank, the last-ranked replica of the keys that hold a flagged
+// node, drawn at scenario.lastFlagged, is that node, with its own legs when
+// they were recorded apart), samples every leg,
 // and samples the gap t between the write's commit and the read. Then, for
 // every W, the write commits when the W-th acknowledgement arrives; for
 // every R and read path the read is sent at commit + t and is stale if none

@@ -122,9 +122,10 @@ const (
 // adds, so the coordinator calls them inline. Snapshot, once per decision
 // interval, takes a lock of its own.
 //
-// Replicas are identified by their index in the list given to NewRecorder;
-// when membership changes, the node takes a last Snapshot and starts a new
-// Recorder.
+// Replicas are identified by their index in the list given to NewRecorder
+// (adaptkv's node gives ranks from the coordinator), and a node recorded
+// apart from them by its ID (LegApart); when membership changes, the node
+// takes a last Snapshot and starts a new Recorder.
 type Recorder struct {
 	keyspace string
 	ids      []string
