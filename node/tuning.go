@@ -175,6 +175,52 @@ func (t *tuning) Replica(keyspace string, rank int, write bool, rtt time.Duratio
 	}
 }
 
+var _ replication.NodeObserver = (*tuning)(nil)
+
+// ReplicaAt implements replication.NodeObserver: Replica, except that a
+// request to a node the health detector has flagged is recorded under the
+// node's ID, apart from the ranks (tuner.ReplicaObservation.Apart).
+//
+// Why? Coordinators rank a flagged node last, so by rank the last rank
+// held the flagged node's legs for the keys it holds and a healthy
+// replica's for the others, one histogram. The model, which knows the
+// share of keys the flagged node holds (Observation.FlaggedShare), then
+// drew the third replica of the other keys from that mixture too: in the
+// adaptive experiment's slow-replica phase it predicted R=1 W=2 stale at
+// 0.12% (goal 0.1%) where the probes measured none, and the tuner went
+// back to waiting for the slow node on every write (BENCHMARKS.md).
+func (t *tuning) ReplicaAt(keyspace string, rank int, node string, write bool, rtt time.Duration, ok bool) {
+	if !t.isFlagged(node) {
+		t.Replica(keyspace, rank, write, rtt, ok)
+		return
+	}
+	r := t.recorder(keyspace)
+	if r == nil {
+		return
+	}
+	r.rec.SentApart(node, write)
+	switch {
+	case !ok:
+		r.rec.TimeoutApart(node, write)
+	case write:
+		r.rec.LegApart(node, tuner.LegWriteRTT, rtt)
+	default:
+		r.rec.LegApart(node, tuner.LegReadRTT, rtt)
+	}
+}
+
+// isFlagged reports whether the metadata log has flagged node, as the
+// coordinators' ranking sees it (nodeHealth.flagged): an atomic load and a
+// map lookup, on the request path.
+func (t *tuning) isFlagged(node string) bool {
+	hs := t.n.meta.health.Load()
+	if hs == nil {
+		return false
+	}
+	_, ok := hs.Flagged[node]
+	return ok
+}
+
 // rankNames name the replicas of a key by their place in a coordinator's
 // order, for the tuner's explanations.
 func rankNames(n int) []string {
@@ -313,7 +359,8 @@ func (t *tuning) gather(ctx context.Context, keyspace string) (tuner.Observation
 // share of the token space whose n replicas include a flagged node: the
 // tuner's observations name replicas by rank, and a coordinator ranks a
 // flagged replica last, so this is how often "the last-ranked replica" is
-// a flagged one (tuner.Observation.FlaggedShare). Nil when none is flagged.
+// a flagged one (tuner.Observation.FlaggedShare), whose legs ReplicaAt
+// records apart. Nil when none is flagged.
 func flaggedShare(r *ring.Ring, flagged []string) []float64 {
 	if len(flagged) == 0 || r == nil || r.Len() == 0 {
 		return nil

@@ -216,3 +216,16 @@ type Observer interface {
 	// version than the one returned, behind when some held an older one.
 	Probe(keyspace string, stale, behind bool)
 }
+
+// NodeObserver is an Observer that also learns which node each replica
+// request went to: when the Observer implements it, the coordinator calls
+// ReplicaAt instead of Replica. The tuner records by rank, but a request
+// to a node the health detector has flagged under that node's own ID:
+// coordinators rank a flagged node last, so by rank alone the last rank
+// would mix its latencies with those of the healthy replicas ranked last
+// for the keys it does not hold.
+type NodeObserver interface {
+	Observer
+	// ReplicaAt is Replica with the node the request went to.
+	ReplicaAt(keyspace string, rank int, node string, write bool, rtt time.Duration, ok bool)
+}

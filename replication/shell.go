@@ -212,7 +212,7 @@ func (c *Coordinator) call(ctx context.Context, keyspace string, s *send) event 
 		if o := c.cfg.Observer; o != nil && s.observe {
 			// A replica that refused a stale epoch answered in time: it is
 			// not a failed or slow replica to the tuner.
-			o.Replica(keyspace, s.rank, true, time.Since(start), ok || known > 0)
+			observeReplica(o, keyspace, s, time.Since(start), ok || known > 0)
 		}
 		if ok || known > 0 {
 			c.observeCall(s.to, true, time.Since(start), nil)
@@ -225,7 +225,7 @@ func (c *Coordinator) call(ctx context.Context, keyspace string, s *send) event 
 		c.observeCall(s.to, false, rtt, r.err)
 		if s.observe {
 			if o := c.cfg.Observer; o != nil {
-				o.Replica(keyspace, s.rank, false, rtt, r.err == nil)
+				observeReplica(o, keyspace, s, rtt, r.err == nil)
 			}
 			if r.err == nil {
 				c.latency.observe(s.to, rtt)
@@ -249,6 +249,17 @@ func (c *Coordinator) call(ctx context.Context, keyspace string, s *send) event 
 		}
 	}
 	return event{kind: evReply, reply: r}
+}
+
+// observeReplica reports one replica request to the Observer, naming its
+// node to a NodeObserver.
+func observeReplica(o Observer, keyspace string, s *send, rtt time.Duration, ok bool) {
+	write := s.kind == sendWrite
+	if no, isNode := o.(NodeObserver); isNode {
+		no.ReplicaAt(keyspace, s.rank, s.to, write, rtt, ok)
+		return
+	}
+	o.Replica(keyspace, s.rank, write, rtt, ok)
 }
 
 // fanout is one replica context shared by the detached requests of one

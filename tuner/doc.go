@@ -80,7 +80,13 @@
 // detector flagged (Observation.Flagged) are routed as the cluster routes
 // them: read last, never the reading or writing coordinator, but sent every
 // write and counted toward W; so a flagged slow replica costs neither reads
-// nor a partial write quorum that leaves it out any staleness. The workload's predicted
+// nor a partial write quorum that leaves it out any staleness. When the
+// replicas are observed by rank from the coordinator (adaptkv's node), the
+// share of keys that hold a flagged node (Observation.FlaggedShare) have it
+// as their last-ranked replica, drawn from its own legs, which the node
+// records apart from the ranks (ReplicaObservation.Apart); the other keys
+// draw theirs from the last rank, which then holds only healthy replicas.
+// The workload's predicted
 // stale-read probability is the share of reads that follow a write of their
 // key (Observation.AtRisk) times the Monte Carlo probability. All
 // candidates with the same N are evaluated on the same trials (common random

@@ -66,6 +66,9 @@ type ReplicaSummary struct {
 	TimeoutRate float64 `json:"timeout_rate"`
 	// Flagged: the health detector had flagged this node.
 	Flagged bool `json:"flagged,omitempty"`
+	// Apart: the legs were recorded under the node's ID apart from the
+	// ranks (ReplicaObservation.Apart).
+	Apart bool `json:"apart,omitempty"`
 }
 
 // Summarize extracts the Summary of an observation.
@@ -82,7 +85,7 @@ func Summarize(o *Observation) Summary {
 	}
 	for i := range o.Replicas {
 		r := &o.Replicas[i]
-		rs := ReplicaSummary{ID: r.ID, TimeoutRate: r.TimeoutRate(), Flagged: slices.Contains(o.Flagged, r.ID)}
+		rs := ReplicaSummary{ID: r.ID, TimeoutRate: r.TimeoutRate(), Flagged: slices.Contains(o.Flagged, r.ID), Apart: r.Apart}
 		rs.ReadP50, rs.ReadP99 = roundTrip(&r.ReadRTT, &r.R, &r.S)
 		rs.WriteP50, rs.WriteP99 = roundTrip(&r.WriteRTT, &r.W, &r.A)
 		s.Replicas = append(s.Replicas, rs)
@@ -112,6 +115,10 @@ func explain(d *Decision, m Model) string {
 		}
 		s += fmt.Sprintf(" The health detector has flagged %s%s: the model, like the coordinators, reads from %s last and never coordinates through %s, while %s still %s every write and %s toward W.",
 			strings.Join(f, ", "), held, them(f), them(f), them(f), verb(f, "receives", "receive"), verb(f, "counts", "count"))
+		if held != "" && slices.ContainsFunc(d.Inputs.Replicas, func(r ReplicaSummary) bool { return r.Apart && r.Flagged }) {
+			s += fmt.Sprintf(" For those keys it draws the last-ranked replica from %s own latencies, recorded apart from the ranks, and for the others from the healthy replicas ranked last.",
+				possessive(f))
+		}
 	}
 	return s
 }
@@ -121,6 +128,15 @@ func orNone(ids []string) string {
 		return "none"
 	}
 	return strings.Join(ids, ", ")
+}
+
+// possessive names the flagged nodes as owners: "n3's", "n3's and n4's".
+func possessive(f []string) string {
+	out := make([]string, len(f))
+	for i, id := range f {
+		out[i] = id + "'s"
+	}
+	return strings.Join(out, " and ")
 }
 
 // them is the pronoun for the flagged nodes.
@@ -445,8 +461,13 @@ func FormatDecision(d Decision, maxCandidates int) string {
 		pct(in.AtRisk), dur(in.GapP50), dur(in.GapP99), in.Stale, in.Probed, pct(in.StaleRate))
 	for _, r := range in.Replicas {
 		flag := ""
-		if r.Flagged {
+		switch {
+		case r.Flagged && r.Apart:
+			flag = " (flagged: read last), its own legs apart from the ranks"
+		case r.Flagged:
 			flag = " (flagged: read last)"
+		case r.Apart:
+			flag = " (recorded while flagged, apart from the ranks; reinstated since, so left out of the model)"
 		}
 		fmt.Fprintf(&b, "    replica %s: read p50 %s p99 %s, write p50 %s p99 %s, timeouts %s%s\n",
 			r.ID, dur(r.ReadP50), dur(r.ReadP99), dur(r.WriteP50), dur(r.WriteP99), pct(r.TimeoutRate), flag)

@@ -378,15 +378,26 @@ type scenario struct {
 	// flagged one, which is then its last-ranked (Observation.FlaggedShare);
 	// used only when no node is flagged by name.
 	lastFlagged []float64
+	// flagged, when not nil, is the flagged nodes' own legs, recorded apart
+	// from the ranks (ReplicaObservation.Apart): the last-ranked replica of
+	// the lastFlagged share of keys is drawn from them, and that of the
+	// other keys from the last rank, which then holds only healthy
+	// replicas. Nil: the last rank stands for both.
+	flagged *legs
 }
 
 // scenarioOf builds the scenario of an observation. A replica with no
-// samples on a path borrows the pooled distribution of that path.
+// samples on a path borrows the pooled distribution of that path. Entries
+// recorded apart (ReplicaObservation.Apart) are not replicas of their own
+// in the scenario nor in the pool: see apartLegs.
 func scenarioOf(o *Observation) (*scenario, error) {
 	var pw, pa, pr, ps, pwrtt, prrtt Hist
 	var wto, rto, wsent, rsent uint64
 	for i := range o.Replicas {
 		r := &o.Replicas[i]
+		if r.Apart {
+			continue
+		}
 		pw.Merge(&r.W)
 		pa.Merge(&r.A)
 		pr.Merge(&r.R)
@@ -406,6 +417,9 @@ func scenarioOf(o *Observation) (*scenario, error) {
 	sc := &scenario{pool: pool}
 	for i := range o.Replicas {
 		r := &o.Replicas[i]
+		if r.Apart {
+			continue
+		}
 		l := legs{wTimeout: ratio(r.WriteTimeouts, r.WritesSent), rTimeout: ratio(r.ReadTimeouts, r.ReadsSent)}
 		if !setWrite(&l, &r.W, &r.A, &r.WriteRTT) {
 			l.w, l.a, l.wrtt = pool.w, pool.a, pool.wrtt
@@ -426,6 +440,7 @@ func scenarioOf(o *Observation) (*scenario, error) {
 		for _, v := range o.FlaggedShare {
 			if v > 0 {
 				sc.lastFlagged = o.FlaggedShare
+				sc.flagged = apartLegs(o)
 				break
 			}
 		}
@@ -439,6 +454,47 @@ func scenarioOf(o *Observation) (*scenario, error) {
 		sc.atRisk = 1
 	}
 	return sc, nil
+}
+
+// apartLegs returns the legs of the nodes o.Flagged names, from their
+// entries recorded apart from the ranks (ReplicaObservation.Apart), pooled
+// when several nodes are flagged; nil when none has write samples.
+// Entries of nodes no longer flagged are left out: a reinstated node is
+// ranked, and recorded, like the others again.
+//
+// A flagged node is read last, so it may have answered no read in the
+// window: its write round trips then stand for its reads too. Why not
+// the healthy replicas' pooled reads, as for other replicas without
+// samples? A node is flagged for being slow, and a read that waits for it
+// (R=N) would be predicted as fast as a healthy one's.
+func apartLegs(o *Observation) *legs {
+	var w, a, r, s, wrtt, rrtt Hist
+	var wto, rto, wsent, rsent uint64
+	for i := range o.Replicas {
+		ro := &o.Replicas[i]
+		if !ro.Apart || !slices.Contains(o.Flagged, ro.ID) {
+			continue
+		}
+		w.Merge(&ro.W)
+		a.Merge(&ro.A)
+		r.Merge(&ro.R)
+		s.Merge(&ro.S)
+		wrtt.Merge(&ro.WriteRTT)
+		rrtt.Merge(&ro.ReadRTT)
+		wsent += ro.WritesSent
+		rsent += ro.ReadsSent
+		wto += ro.WriteTimeouts
+		rto += ro.ReadTimeouts
+	}
+	l := &legs{wTimeout: ratio(wto, wsent), rTimeout: ratio(rto, rsent), flagged: true}
+	if !setWrite(l, &w, &a, &wrtt) {
+		return nil
+	}
+	if !setRead(l, &r, &s, &rrtt) {
+		setRead(l, &w, &a, &wrtt)
+		l.rTimeout = l.wTimeout
+	}
+	return l
 }
 
 func ratio(a, b uint64) float64 {
@@ -528,7 +584,10 @@ type mcResult struct {
 // observed nodes, as ring placement does for a random key; replicas beyond
 // the observed nodes are drawn from the pooled distributions), orders them
 // for nearest-first routing as coordinators do (replicas the health
-// detector flagged last, the rest by median read round trip), samples every leg,
+// detector flagged last, the rest by median read round trip; with replicas
+// observed by rank, the last-ranked replica of the keys that hold a flagged
+// node, drawn at scenario.lastFlagged, is that node, with its own legs when
+// they were recorded apart), samples every leg,
 // and samples the gap t between the write's commit and the read. Then, for
 // every W, the write commits when the W-th acknowledgement arrives; for
 // every R and read path the read is sent at commit + t and is stale if none
@@ -600,6 +659,11 @@ func (m Model) simulate(sc *scenario, n int) *mcResult {
 		}
 		if n < len(sc.lastFlagged) && sc.lastFlagged[n] > 0 && rng.Float64() < sc.lastFlagged[n] {
 			healthy = n - 1 // replicas by rank: the flagged one is ranked last
+			if sc.flagged != nil {
+				// Its own legs; the last rank, recorded without it, is a
+				// healthy replica's, which this key does not have.
+				slot[n-1] = sc.flagged
+			}
 		}
 		var ack [MaxRF]float64
 		base := t * n

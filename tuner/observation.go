@@ -61,7 +61,9 @@ type Observation struct {
 	// replicas lag; the tuner only reports it.
 	StaleReplicas uint64 `json:"stale_replicas"`
 
-	// Replicas holds per-replica latencies and timeouts, one entry per node.
+	// Replicas holds per-replica latencies and timeouts, one entry per node
+	// (or per rank from the coordinator, plus an entry per flagged node
+	// recorded apart: see FlaggedShare and ReplicaObservation.Apart).
 	Replicas []ReplicaObservation `json:"replicas"`
 
 	// Flagged names the nodes the cluster's gray-failure detector had
@@ -80,6 +82,12 @@ type Observation struct {
 	// last-ranked replica to be the flagged one. Indexed by N; missing or
 	// zero entries mean no key has a flagged replica at that N. Ignored
 	// when Replicas are named by node and Flagged names some of them.
+	//
+	// Which legs the model draws the flagged replica from: the entries
+	// recorded apart under a flagged node's own ID (ReplicaObservation.
+	// Apart) when there are any, so that the ranks describe only healthy
+	// replicas; else the last rank's, a mixture of the flagged node and of
+	// the healthy replicas ranked last for the other keys.
 	FlaggedShare []float64 `json:"flagged_share,omitempty"`
 }
 
@@ -114,6 +122,15 @@ type ReplicaObservation struct {
 	ReadsSent     uint64 `json:"reads_sent"`
 	WriteTimeouts uint64 `json:"write_timeouts"`
 	ReadTimeouts  uint64 `json:"read_timeouts"`
+
+	// Apart marks the legs to a node the health detector had flagged,
+	// recorded under the node's own ID apart from the ranks of an
+	// observation named by rank (adaptkv's node does; see FlaggedShare):
+	// a rank then holds only healthy replicas, and the model draws a
+	// key's flagged replica from these legs. Entries whose node
+	// Observation.Flagged no longer names (it was reinstated, and is
+	// ranked like the others again) are left out of the model.
+	Apart bool `json:"apart,omitempty"`
 }
 
 // Duration is End − Start, or 0 if End is not after Start.
@@ -222,8 +239,8 @@ func (o *Observation) Clone() Observation {
 }
 
 // Merge returns the combination of o and p as one observation spanning
-// both: counters add, histograms merge, replicas are matched by ID (in order
-// of first appearance), the span runs from the earlier start to the later
+// both: counters add, histograms merge, replicas are matched by ID and
+// Apart (in order of first appearance), the span runs from the earlier start to the later
 // end, Policy and ClusterSize are p's (the later interval's), and Flagged
 // is that of whichever ends later. Neither
 // argument is modified.
@@ -269,7 +286,7 @@ func (o *Observation) mergeFrom(p *Observation) {
 		pr := &p.Replicas[i]
 		found := false
 		for j := range o.Replicas {
-			if o.Replicas[j].ID == pr.ID {
+			if o.Replicas[j].ID == pr.ID && o.Replicas[j].Apart == pr.Apart {
 				o.Replicas[j].merge(pr)
 				found = true
 				break

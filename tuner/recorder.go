@@ -2,6 +2,8 @@ package tuner
 
 import (
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,9 +122,10 @@ const (
 // adds, so the coordinator calls them inline. Snapshot, once per decision
 // interval, takes a lock of its own.
 //
-// Replicas are identified by their index in the list given to NewRecorder;
-// when membership changes, the node takes a last Snapshot and starts a new
-// Recorder.
+// Replicas are identified by their index in the list given to NewRecorder
+// (adaptkv's node gives ranks from the coordinator), and a node recorded
+// apart from them by its ID (LegApart); when membership changes, the node
+// takes a last Snapshot and starts a new Recorder.
 type Recorder struct {
 	keyspace string
 	ids      []string
@@ -136,6 +139,11 @@ type Recorder struct {
 	probed, stale, staleRp atomic.Uint64
 	readLat, writeLat, gap AtomicHist
 	replicas               []replicaRecorder
+	// apart maps a node ID to the *replicaRecorder of the legs recorded
+	// apart from the ranks under that node's ID (LegApart). It only grows:
+	// entries are few (the nodes ever flagged), and one deleted at a
+	// snapshot could lose a sample recorded into it meanwhile.
+	apart sync.Map
 
 	keyCalls atomic.Uint64
 	keyNext  atomic.Uint64
@@ -246,6 +254,67 @@ func (r *Recorder) Timeout(replica int, write bool) {
 	}
 }
 
+// apartOf returns the recorder of the legs to node kept apart from the
+// ranks, making it on first use.
+func (r *Recorder) apartOf(node string) *replicaRecorder {
+	if v, ok := r.apart.Load(node); ok {
+		return v.(*replicaRecorder)
+	}
+	v, _ := r.apart.LoadOrStore(node, new(replicaRecorder))
+	return v.(*replicaRecorder)
+}
+
+// LegApart records one latency of a request to node under the node's own
+// ID, apart from the replicas given to NewRecorder. adaptkv's node
+// records replicas by rank from the coordinator, and a request to a node
+// the health detector has flagged here instead, so that the last rank
+// does not mix the flagged node's latencies with those of the healthy
+// replicas ranked last for the keys it does not hold
+// (ReplicaObservation.Apart).
+func (r *Recorder) LegApart(node string, leg Leg, d time.Duration) {
+	if leg < 0 || leg >= numLegs {
+		return
+	}
+	r.apartOf(node).legs[leg].Record(d)
+}
+
+// SentApart is Sent for a node recorded apart (LegApart).
+func (r *Recorder) SentApart(node string, write bool) {
+	rr := r.apartOf(node)
+	if write {
+		rr.writesSent.Add(1)
+	} else {
+		rr.readsSent.Add(1)
+	}
+}
+
+// TimeoutApart is Timeout for a node recorded apart (LegApart).
+func (r *Recorder) TimeoutApart(node string, write bool) {
+	rr := r.apartOf(node)
+	if write {
+		rr.wTimeout.Add(1)
+	} else {
+		rr.rTimeout.Add(1)
+	}
+}
+
+// swap returns what rr recorded since the last swap, named id.
+func (rr *replicaRecorder) swap(id string) ReplicaObservation {
+	return ReplicaObservation{
+		ID: id,
+		W:  rr.legs[LegW].Swap(), A: rr.legs[LegA].Swap(),
+		R: rr.legs[LegR].Swap(), S: rr.legs[LegS].Swap(),
+		WriteRTT: rr.legs[LegWriteRTT].Swap(), ReadRTT: rr.legs[LegReadRTT].Swap(),
+		WritesSent: rr.writesSent.Swap(0), ReadsSent: rr.readsSent.Swap(0),
+		WriteTimeouts: rr.wTimeout.Swap(0), ReadTimeouts: rr.rTimeout.Swap(0),
+	}
+}
+
+// empty reports whether nothing was recorded in ro.
+func (ro *ReplicaObservation) empty() bool {
+	return ro.WritesSent+ro.ReadsSent == 0 && ro.W.Count()+ro.A.Count()+ro.R.Count()+ro.S.Count()+ro.WriteRTT.Count()+ro.ReadRTT.Count() == 0
+}
+
 // Snapshot returns what was recorded since the previous snapshot (or since
 // NewRecorder) as an Observation ending at now, with the policy that was in
 // force and the cluster size, and starts the next interval. It is safe for
@@ -271,15 +340,19 @@ func (r *Recorder) Snapshot(now time.Time, inForce Policy, clusterSize int) Obse
 	o.Skew = SkewOf(t)
 	o.Replicas = make([]ReplicaObservation, len(r.replicas))
 	for i := range r.replicas {
-		rr := &r.replicas[i]
-		o.Replicas[i] = ReplicaObservation{
-			ID: r.ids[i],
-			W:  rr.legs[LegW].Swap(), A: rr.legs[LegA].Swap(),
-			R: rr.legs[LegR].Swap(), S: rr.legs[LegS].Swap(),
-			WriteRTT: rr.legs[LegWriteRTT].Swap(), ReadRTT: rr.legs[LegReadRTT].Swap(),
-			WritesSent: rr.writesSent.Swap(0), ReadsSent: rr.readsSent.Swap(0),
-			WriteTimeouts: rr.wTimeout.Swap(0), ReadTimeouts: rr.rTimeout.Swap(0),
-		}
+		o.Replicas[i] = r.replicas[i].swap(r.ids[i])
 	}
+	// The nodes recorded apart follow the ranks, sorted by ID, those
+	// with nothing in this interval left out.
+	var apart []ReplicaObservation
+	r.apart.Range(func(k, v any) bool {
+		if ro := v.(*replicaRecorder).swap(k.(string)); !ro.empty() {
+			ro.Apart = true
+			apart = append(apart, ro)
+		}
+		return true
+	})
+	slices.SortFunc(apart, func(a, b ReplicaObservation) int { return strings.Compare(a.ID, b.ID) })
+	o.Replicas = append(o.Replicas, apart...)
 	return o
 }
