@@ -620,6 +620,9 @@ type modelConfig struct {
 	// cleanups is how many times, in all, an acceptor may forget its
 	// state when Cleanable (at any moment: a grace of zero).
 	cleanups int
+	// attempts, when positive, bounds each CAS's rounds instead of
+	// modelMaxAttempts: the three-proposer models need 1 to fit in memory.
+	attempts int
 	// renew makes every CAS ask for a lease (Request.Renew), as the
 	// coordinator's do; the models with leaseFrom need it.
 	renew bool
@@ -664,8 +667,12 @@ func (cfg modelConfig) request(i int, lease *Lease) Request {
 	if s.leaseFrom > 0 {
 		node = s.leaseFrom - 1
 	}
+	attempts := modelMaxAttempts
+	if cfg.attempts > 0 {
+		attempts = cfg.attempts
+	}
 	return Request{Key: []byte("k"), Cond: s.cond, Value: []byte(s.value), Delete: s.del,
-		Node: uint32(node + 1), Replicas: modelReplicas, MaxAttempts: modelMaxAttempts, Lease: lease, Renew: cfg.renew}
+		Node: uint32(node + 1), Replicas: modelReplicas, MaxAttempts: attempts, Lease: lease, Renew: cfg.renew}
 }
 
 type modelStats struct {
@@ -892,17 +899,17 @@ func modelConfigs(big bool) []modelConfig {
 			modelConfig{name: "CAS and a linearizable read, one fault, two cleanups", init: a, initFound: true, clients: []mSpec{cas("a", "b"), {read: true}}, faults: 1, cleanups: 2, fifo: true},
 			modelConfig{name: "two CAS from a, no faults, any order", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}},
 			modelConfig{name: "leased CAS and a CAS from another coordinator, no faults", init: a, initFound: true, clients: []mSpec{
-				cas("a", "b"), leased(cas("b", "c"), 0), cas("a", "d")}, fifo: true, renew: true},
+				cas("a", "b"), leased(cas("b", "c"), 0), cas("a", "d")}, fifo: true, renew: true, attempts: 1},
 			modelConfig{name: "leased CAS and a CAS from another coordinator, one fault", init: a, initFound: true, clients: []mSpec{
-				cas("a", "b"), leased(cas("b", "c"), 0), cas("a", "d")}, faults: 1, fifo: true, renew: true},
+				cas("a", "b"), leased(cas("b", "c"), 0), cas("a", "d")}, faults: 1, fifo: true, renew: true, attempts: 1},
 			modelConfig{name: "leased CAS and a linearizable read, one fault", init: a, initFound: true, clients: []mSpec{
-				cas("a", "b"), leased(cas("b", "c"), 0), {read: true}}, faults: 1, fifo: true, renew: true},
+				cas("a", "b"), leased(cas("b", "c"), 0), {read: true}}, faults: 1, fifo: true, renew: true, attempts: 1},
 			modelConfig{name: "three CAS each under the last one's lease, one fault, one cleanup", init: a, initFound: true, clients: []mSpec{
-				cas("a", "b"), leased(cas("b", "c"), 0), leased(cas("c", "d"), 1)}, faults: 1, cleanups: 1, fifo: true, renew: true},
+				cas("a", "b"), leased(cas("b", "c"), 0), leased(cas("c", "d"), 1)}, faults: 1, cleanups: 1, fifo: true, renew: true, attempts: 1},
 			modelConfig{name: "leased CAS and a CAS from another coordinator, no faults, any order", init: a, initFound: true, clients: []mSpec{
-				cas("a", "b"), leased(cas("b", "c"), 0), cas("b", "d")}, renew: true},
+				cas("a", "b"), leased(cas("b", "c"), 0), cas("b", "d")}, renew: true, attempts: 1},
 			modelConfig{name: "leased op whose condition fails, and a CAS from another coordinator, one fault", init: a, initFound: true, clients: []mSpec{
-				cas("a", "b"), leased(cas("a", "x"), 0), cas("b", "d")}, faults: 1, fifo: true, renew: true},
+				cas("a", "b"), leased(cas("a", "x"), 0), cas("b", "d")}, faults: 1, fifo: true, renew: true, attempts: 1},
 			modelConfig{name: "two CAS from a asking for leases, one fault", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}, faults: 1, fifo: true, renew: true},
 		)
 	}
