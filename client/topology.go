@@ -151,23 +151,36 @@ func (c *Client) setRF(name string, n int) {
 // writes keep the preference order (the primary first) unless a replica is
 // markedly slower than the best; slow and flagged replicas go last.
 func (c *Client) keyNodes(kind opKind, keyspace string, key []byte) []string {
-	var addrs []string
-	if t := c.topo.Load(); t != nil && t.ring != nil && !c.cfg.DisableRouting {
-		if n, ok := t.rf[keyspace]; ok {
-			for _, id := range t.ring.PreferenceList(keyspace, key, n) {
-				if addr, ok := t.alive(id); ok {
-					addrs = appendNew(addrs, addr)
-				}
-			}
-			addrs = c.scores.rank(t.demoteFlagged(addrs), kind, t.flagged, c.spread.Add(1))
-		} else {
-			// Created after the last refresh, or does not exist (then the
-			// call fails with KEYSPACE_NOT_FOUND and the refresh is
-			// rate-limited).
-			c.triggerRefresh()
-		}
+	addrs, t := c.liveReplicas(keyspace, key)
+	if t != nil {
+		addrs = c.scores.rank(addrs, kind, t.flagged, c.spread.Add(1))
 	}
 	return appendNew(addrs, c.anyNode()...)
+}
+
+// liveReplicas lists the addresses of key's live replicas in ring order,
+// flagged ones last, and the topology they come from; none (and a nil
+// topology) without routing or before the keyspace is known.
+func (c *Client) liveReplicas(keyspace string, key []byte) ([]string, *topology) {
+	t := c.topo.Load()
+	if t == nil || t.ring == nil || c.cfg.DisableRouting {
+		return nil, nil
+	}
+	n, ok := t.rf[keyspace]
+	if !ok {
+		// Created after the last refresh, or does not exist (then the
+		// call fails with KEYSPACE_NOT_FOUND and the refresh is
+		// rate-limited).
+		c.triggerRefresh()
+		return nil, nil
+	}
+	var addrs []string
+	for _, id := range t.ring.PreferenceList(keyspace, key, n) {
+		if addr, ok := t.alive(id); ok {
+			addrs = appendNew(addrs, addr)
+		}
+	}
+	return t.demoteFlagged(addrs), t
 }
 
 // paxosNodes lists the nodes for a write of key through Paxos: the key's
@@ -177,19 +190,7 @@ func (c *Client) keyNodes(kind opKind, keyspace string, key []byte) []string {
 // before it left there: one round trip to the replicas instead of two, and
 // no dueling rounds between its own clients on a hot key.
 func (c *Client) paxosNodes(keyspace string, key []byte) []string {
-	var addrs []string
-	if t := c.topo.Load(); t != nil && t.ring != nil && !c.cfg.DisableRouting {
-		if n, ok := t.rf[keyspace]; ok {
-			for _, id := range t.ring.PreferenceList(keyspace, key, n) {
-				if addr, ok := t.alive(id); ok {
-					addrs = appendNew(addrs, addr)
-				}
-			}
-			addrs = t.demoteFlagged(addrs)
-		} else {
-			c.triggerRefresh()
-		}
-	}
+	addrs, _ := c.liveReplicas(keyspace, key)
 	return appendNew(addrs, c.anyNode()...)
 }
 

@@ -41,6 +41,11 @@ func testConfig(t *testing.T, workload, level, nem string) Config {
 	cfg.ConvergeTimeout = Duration(20 * time.Second)
 	cfg.HealTimeout = Duration(40 * time.Second)
 	cfg.Out = filepath.Join(t.TempDir(), "run")
+	if d := os.Getenv("JEPSEN_KEEP_DIR"); d != "" {
+		// Keep the run (node logs, history) after the test, to study a
+		// failure.
+		cfg.Out = filepath.Join(d, t.Name())
+	}
 	cfg.Bin = nodeBin
 	cfg.Progress = logWriter{t}
 	return cfg

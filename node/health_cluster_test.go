@@ -41,37 +41,8 @@ func TestGrayFailureFlaggedAvoidedReinstated(t *testing.T) {
 		t.Fatal(err)
 	}
 	ks := client.WithKeyspace("gray")
-	eventually(t, 10*time.Second, "keyspace everywhere", func() error {
-		for i := range c.Len() {
-			if _, err := clientFor(t, c.Node(i).Addrs().GRPC).DescribeKeyspace(ctx, "gray"); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-
-	// Bounded load: 4 workers writing and reading 64 keys until stopped.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 200000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := []byte(fmt.Sprintf("k%d", (i*4+w)%64))
-				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				cl.Put(rctx, key, []byte("v"), ks)
-				cl.Get(rctx, key, ks)
-				cancel()
-			}
-		}()
-	}
-	defer func() { close(stop); wg.Wait() }()
+	keyspaceEverywhere(t, ctx, c, "gray")
+	defer backgroundLoad(ctx, cl, ks)()
 
 	slow := c.Node(2)
 	slowID := slow.ID()
@@ -223,4 +194,44 @@ func readsAtOneVia(t *testing.T, ctx context.Context, cl *client.Client, n *node
 		}
 	}
 	return remote() - before
+}
+
+// keyspaceEverywhere waits until every node of c knows keyspace name.
+func keyspaceEverywhere(t *testing.T, ctx context.Context, c *clustertest.Cluster, name string) {
+	t.Helper()
+	eventually(t, 10*time.Second, "keyspace everywhere", func() error {
+		for i := range c.Len() {
+			if _, err := clientFor(t, c.Node(i).Addrs().GRPC).DescribeKeyspace(ctx, name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// backgroundLoad starts a bounded load (4 workers writing and reading 64
+// keys of ks, at most 200,000 rounds each) and returns what stops it and
+// waits for the workers.
+func backgroundLoad(ctx context.Context, cl *client.Client, ks client.CallOption) func() {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := []byte(fmt.Sprintf("k%d", (i*4+w)%64))
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				cl.Put(rctx, key, []byte("v"), ks)
+				cl.Get(rctx, key, ks)
+				cancel()
+			}
+		}()
+	}
+	return func() { close(stop); wg.Wait() }
 }

@@ -160,18 +160,22 @@ func (t *tuning) ClientWrite(keyspace string, key []byte, latency time.Duration)
 // over a key's replicas, so "the replica next to the coordinator" is what
 // the model must reason about (see tuner.Model.CoordinatorSpread).
 func (t *tuning) Replica(keyspace string, rank int, write bool, rtt time.Duration, ok bool) {
-	r := t.recorder(keyspace)
-	if r == nil {
-		return
+	if r := t.recorder(keyspace); r != nil {
+		recordCall(rank, write, rtt, ok, r.rec.Sent, r.rec.Timeout, r.rec.Leg)
 	}
-	r.rec.Sent(rank, write)
+}
+
+// recordCall records one replica call under k (a rank, or a node recorded
+// apart): sent, then a timeout or its round trip.
+func recordCall[K int | string](k K, write bool, rtt time.Duration, ok bool, sent, timeout func(K, bool), leg func(K, tuner.Leg, time.Duration)) {
+	sent(k, write)
 	switch {
 	case !ok:
-		r.rec.Timeout(rank, write)
+		timeout(k, write)
 	case write:
-		r.rec.Leg(rank, tuner.LegWriteRTT, rtt)
+		leg(k, tuner.LegWriteRTT, rtt)
 	default:
-		r.rec.Leg(rank, tuner.LegReadRTT, rtt)
+		leg(k, tuner.LegReadRTT, rtt)
 	}
 }
 
@@ -194,18 +198,15 @@ func (t *tuning) ReplicaAt(keyspace string, rank int, node string, write bool, r
 		t.Replica(keyspace, rank, write, rtt, ok)
 		return
 	}
-	r := t.recorder(keyspace)
-	if r == nil {
+	if node == t.n.cfg.ID {
+		// A flagged node coordinating (a client that has not yet heard
+		// of the flag) calls its own replica with no network and none of
+		// the slowness that flagged it: the model's flagged replica is
+		// one other coordinators reach, so this call says nothing of it.
 		return
 	}
-	r.rec.SentApart(node, write)
-	switch {
-	case !ok:
-		r.rec.TimeoutApart(node, write)
-	case write:
-		r.rec.LegApart(node, tuner.LegWriteRTT, rtt)
-	default:
-		r.rec.LegApart(node, tuner.LegReadRTT, rtt)
+	if r := t.recorder(keyspace); r != nil {
+		recordCall(node, write, rtt, ok, r.rec.SentApart, r.rec.TimeoutApart, r.rec.LegApart)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,37 +39,8 @@ func TestTunerSeesFlaggedNodeApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	ks := client.WithKeyspace("legs")
-	eventually(t, 10*time.Second, "keyspace everywhere", func() error {
-		for i := range c.Len() {
-			if _, err := clientFor(t, c.Node(i).Addrs().GRPC).DescribeKeyspace(ctx, "legs"); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-
-	// Bounded load: 4 workers writing and reading 64 keys until stopped.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 200000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := []byte(fmt.Sprintf("k%d", (i*4+w)%64))
-				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				cl.Put(rctx, key, []byte("v"), ks)
-				cl.Get(rctx, key, ks)
-				cancel()
-			}
-		}()
-	}
-	defer func() { close(stop); wg.Wait() }()
+	keyspaceEverywhere(t, ctx, c, "legs")
+	defer backgroundLoad(ctx, cl, ks)()
 
 	// Healthy: every replica is recorded by rank.
 	eventually(t, 10*time.Second, "a decision with replica legs", func() error {
