@@ -318,9 +318,10 @@ func (p *Proposer) Start(clock uint64) Effects {
 	return p.prepare()
 }
 
-// Drawn is the highest ballot the op drew or saw: a later op of this
-// coordinator on the key must draw above it (Request.Above).
-func (p *Proposer) Drawn() Ballot { return p.seen }
+// Drawn is the highest ballot the op drew, saw, or asked acceptors to
+// promise for the next op (its lease's): a later op of this coordinator on
+// the key must draw above it (Request.Above), lease or not.
+func (p *Proposer) Drawn() Ballot { return maxBallot(p.seen, p.next) }
 
 // Lease returns what the op leaves for the coordinator's next operation on
 // the key: set once its own proposal was chosen by a quorum that also
