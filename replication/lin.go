@@ -114,18 +114,10 @@ func (c *Coordinator) condWrite(ctx context.Context, keyspace string, req paxos.
 			return CondResult{}, err
 		}
 		req.Node, req.Replicas, req.Backoff = v.Node, p.replicas, c.paxosBackoff(p.replicas)
-		k, err := c.paxosKeys.acquire(ctx, keyspace, req.Key)
+		out, d, err := c.runProposer(ctx, keyspace, p, req, v.Timestamp)
 		if err != nil {
 			return CondResult{}, err
 		}
-		req.Lease, req.Above, req.Renew = k.take(p.ks.Epoch, p.replicas), k.above, true
-		if req.Lease != nil {
-			c.metrics.PaxosLeased.Add(1)
-		}
-		prop := paxos.NewProposer(req)
-		d := c.newLinDriver(ctx, keyspace, req.Key, p)
-		d.onAnswer = func() { c.paxosKeys.release(k, prop.Lease(), prop.Drawn(), p.ks.Epoch, p.replicas) }
-		out := d.run(prop.Start(v.Timestamp), prop.Step)
 		rcpt := Receipt{Policy: p.pol, Acked: d.res.acked, Epoch: p.ks.Epoch}
 		if err := c.linError("write", out, d, p); err != nil {
 			if d.res.known > p.ks.Epoch && definiteLin(err) && attempt < maxEpochAttempts {
@@ -184,18 +176,34 @@ func (c *Coordinator) paxosRead(ctx context.Context, keyspace string, key []byte
 	if err != nil {
 		return nil, nil, err
 	}
-	k, err := c.paxosKeys.acquire(ctx, keyspace, key)
+	req := paxos.Request{Key: key, Cond: paxos.Condition{Kind: paxos.ReadOnly}, Node: v.Node, Replicas: p.replicas, Backoff: c.paxosBackoff(p.replicas)}
+	return c.runProposer(ctx, keyspace, p, req, v.Timestamp)
+}
+
+// runProposer runs req as a Proposer on key's turn at this coordinator
+// (paxoskeys.go): it waits for the turn, draws above the key's earlier
+// ballots here, proposes under the lease the last op left when it may, and
+// passes the turn on once the op answers. The error is the wait's (the
+// client's context ended first; nothing was sent).
+func (c *Coordinator) runProposer(ctx context.Context, keyspace string, p linPlan, req paxos.Request, clock uint64) (*paxos.Outcome, *linDriver, error) {
+	k, err := c.paxosKeys.acquire(ctx, keyspace, req.Key)
 	if err != nil {
 		return nil, nil, err
 	}
-	// The read prepares above this coordinator's lease on the key, if any:
-	// the lease is dropped (take), and none is left.
-	k.take(p.ks.Epoch, p.replicas)
-	prop := paxos.NewProposer(paxos.Request{Key: key, Cond: paxos.Condition{Kind: paxos.ReadOnly}, Node: v.Node, Replicas: p.replicas,
-		Backoff: c.paxosBackoff(p.replicas), Above: k.above})
-	d := c.newLinDriver(ctx, keyspace, key, p)
-	d.onAnswer = func() { c.paxosKeys.release(k, nil, prop.Drawn(), p.ks.Epoch, p.replicas) }
-	return d.run(prop.Start(v.Timestamp), prop.Step), d, nil
+	// A lease serves one op, so it is taken either way; a Paxos read
+	// prepares above it, so it neither gets one nor asks for the next.
+	lease := k.take(p.ks.Epoch, p.replicas)
+	if req.Cond.Kind != paxos.ReadOnly {
+		req.Lease, req.Renew = lease, true
+		if lease != nil {
+			c.metrics.PaxosLeased.Add(1)
+		}
+	}
+	req.Above = k.above
+	prop := paxos.NewProposer(req)
+	d := c.newLinDriver(ctx, keyspace, req.Key, p)
+	d.onAnswer = func() { c.paxosKeys.release(k, prop.Lease(), prop.Drawn(), p.ks.Epoch, p.replicas) }
+	return d.run(prop.Start(clock), prop.Step), d, nil
 }
 
 // readOrder is the order a Reader asks replicas in: it asks the first

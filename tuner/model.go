@@ -391,29 +391,17 @@ type scenario struct {
 // recorded apart (ReplicaObservation.Apart) are not replicas of their own
 // in the scenario nor in the pool: see apartLegs.
 func scenarioOf(o *Observation) (*scenario, error) {
-	var pw, pa, pr, ps, pwrtt, prrtt Hist
-	var wto, rto, wsent, rsent uint64
+	var p legPool
 	for i := range o.Replicas {
-		r := &o.Replicas[i]
-		if r.Apart {
-			continue
+		if r := &o.Replicas[i]; !r.Apart {
+			p.add(r)
 		}
-		pw.Merge(&r.W)
-		pa.Merge(&r.A)
-		pr.Merge(&r.R)
-		ps.Merge(&r.S)
-		pwrtt.Merge(&r.WriteRTT)
-		prrtt.Merge(&r.ReadRTT)
-		wsent += r.WritesSent
-		rsent += r.ReadsSent
-		wto += r.WriteTimeouts
-		rto += r.ReadTimeouts
 	}
-	pool := legs{wTimeout: ratio(wto, wsent), rTimeout: ratio(rto, rsent)}
-	if !setWrite(&pool, &pw, &pa, &pwrtt) || !setRead(&pool, &pr, &ps, &prrtt) {
+	pool := legs{wTimeout: ratio(p.wto, p.wsent), rTimeout: ratio(p.rto, p.rsent)}
+	if !setWrite(&pool, &p.w, &p.a, &p.wrtt) || !setRead(&pool, &p.r, &p.s, &p.rrtt) {
 		return nil, fmt.Errorf("%w: keyspace %q has %d replicas observed and none with both write and read samples", ErrNoData, o.Keyspace, len(o.Replicas))
 	}
-	pool.rank = poolRank(&pr, &ps, &prrtt)
+	pool.rank = poolRank(&p.r, &p.s, &p.rrtt)
 	sc := &scenario{pool: pool}
 	for i := range o.Replicas {
 		r := &o.Replicas[i]
@@ -468,33 +456,41 @@ func scenarioOf(o *Observation) (*scenario, error) {
 // samples? A node is flagged for being slow, and a read that waits for it
 // (R=N) would be predicted as fast as a healthy one's.
 func apartLegs(o *Observation) *legs {
-	var w, a, r, s, wrtt, rrtt Hist
-	var wto, rto, wsent, rsent uint64
+	var p legPool
 	for i := range o.Replicas {
-		ro := &o.Replicas[i]
-		if !ro.Apart || !slices.Contains(o.Flagged, ro.ID) {
-			continue
+		if r := &o.Replicas[i]; r.Apart && slices.Contains(o.Flagged, r.ID) {
+			p.add(r)
 		}
-		w.Merge(&ro.W)
-		a.Merge(&ro.A)
-		r.Merge(&ro.R)
-		s.Merge(&ro.S)
-		wrtt.Merge(&ro.WriteRTT)
-		rrtt.Merge(&ro.ReadRTT)
-		wsent += ro.WritesSent
-		rsent += ro.ReadsSent
-		wto += ro.WriteTimeouts
-		rto += ro.ReadTimeouts
 	}
-	l := &legs{wTimeout: ratio(wto, wsent), rTimeout: ratio(rto, rsent), flagged: true}
-	if !setWrite(l, &w, &a, &wrtt) {
+	l := &legs{wTimeout: ratio(p.wto, p.wsent), rTimeout: ratio(p.rto, p.rsent), flagged: true}
+	if !setWrite(l, &p.w, &p.a, &p.wrtt) {
 		return nil
 	}
-	if !setRead(l, &r, &s, &rrtt) {
-		setRead(l, &w, &a, &wrtt)
+	if !setRead(l, &p.r, &p.s, &p.rrtt) {
+		setRead(l, &p.w, &p.a, &p.wrtt)
 		l.rTimeout = l.wTimeout
 	}
 	return l
+}
+
+// legPool is several replicas' observations summed: their histograms
+// merged and their counters added.
+type legPool struct {
+	w, a, r, s, wrtt, rrtt Hist
+	wto, rto, wsent, rsent uint64
+}
+
+func (p *legPool) add(r *ReplicaObservation) {
+	p.w.Merge(&r.W)
+	p.a.Merge(&r.A)
+	p.r.Merge(&r.R)
+	p.s.Merge(&r.S)
+	p.wrtt.Merge(&r.WriteRTT)
+	p.rrtt.Merge(&r.ReadRTT)
+	p.wsent += r.WritesSent
+	p.rsent += r.ReadsSent
+	p.wto += r.WriteTimeouts
+	p.rto += r.ReadTimeouts
 }
 
 func ratio(a, b uint64) float64 {
