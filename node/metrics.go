@@ -94,6 +94,10 @@ func newMetrics(n *Node) *metrics {
 			Help: "Conditional writes this node coordinated that proposed under the lease the key's previous one left here: one round trip, no prepare.",
 		}, func() float64 { return float64(cm.PaxosLeased.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "adaptkv", Name: "paxos_widened_total",
+			Help: "Proposals this node coordinated that went to a quorum of replicas first (thrifty) and then to all: one of the quorum refused, failed or was slower than the hedge.",
+		}, func() float64 { return float64(cm.PaxosWidened.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "adaptkv", Name: "storage_syncs_total",
 			Help: "fsyncs of the storage engine's write-ahead log (group commit shares one among concurrent writes).",
 		}, func() float64 { return float64(n.engine.Metrics().Syncs) }),

@@ -113,6 +113,10 @@ type Metrics struct {
 	// PaxosLeased counts conditional writes that proposed under the lease
 	// their key's previous one left on this coordinator, with no prepare.
 	PaxosLeased atomic.Uint64
+	// PaxosWidened counts proposals first sent to a quorum (thrifty) that
+	// then went to every replica: one of the quorum refused, failed, or
+	// was slower than the hedge.
+	PaxosWidened atomic.Uint64
 }
 
 // Coordinator runs reads and writes over a key's replicas. It is safe for

@@ -200,9 +200,20 @@ func (c *Coordinator) runProposer(ctx context.Context, keyspace string, p linPla
 		}
 	}
 	req.Above = k.above
+	if req.Cond.Kind != paxos.ReadOnly {
+		// The op's own proposal goes to this node's replica and the
+		// nearest other first (paxos.Request.Thrifty); the lease is
+		// still kept for p.replicas, the order the ring gives.
+		req.Thrifty, req.Replicas = true, c.readOrder(req.Replicas)
+	}
 	prop := paxos.NewProposer(req)
 	d := c.newLinDriver(ctx, keyspace, req.Key, p)
-	d.onAnswer = func() { c.paxosKeys.release(k, prop.Lease(), prop.Drawn(), p.ks.Epoch, p.replicas) }
+	d.onAnswer = func() {
+		c.paxosKeys.release(k, prop.Lease(), prop.Drawn(), p.ks.Epoch, p.replicas)
+		if prop.Widened() {
+			c.metrics.PaxosWidened.Add(1)
+		}
+	}
 	return d.run(prop.Start(clock), prop.Step), d, nil
 }
 
@@ -245,6 +256,22 @@ func (c *Coordinator) paxosBackoff(replicas []string) time.Duration {
 	}
 	return max(paxos.DefaultBackoff, 2*time.Duration(slowest))
 }
+
+// paxosHedge is how long a thrifty proposal waits for the quorum it asked
+// (sent) before it asks the other replicas too: four smoothed round trips
+// to the slowest of them, as this coordinator measured them, and at least
+// minPaxosHedge, so that the ordinary spread of fsyncs under load does not
+// widen rounds; at most the replica timeout.
+func (c *Coordinator) paxosHedge(sent []paxos.Message) time.Duration {
+	var slowest int64
+	for _, m := range sent {
+		slowest = max(slowest, c.paxosRTT.get(m.To))
+	}
+	return min(max(minPaxosHedge, 4*time.Duration(slowest)), c.cfg.ReplicaTimeout)
+}
+
+// minPaxosHedge is the least hedge of a thrifty proposal (paxosHedge).
+const minPaxosHedge = 10 * time.Millisecond
 
 // definiteLin reports whether a failed linearizable write certainly wrote
 // nothing of its own, so that it may run again after an epoch catch-up.
@@ -446,7 +473,11 @@ func (d *linDriver) apply(eff paxos.Effects) {
 			d.timer.Stop()
 		}
 		d.timerFor = eff.Timer
-		d.timer = time.NewTimer(d.c.cfg.ReplicaTimeout)
+		wait := d.c.cfg.ReplicaTimeout
+		if eff.Hedge {
+			wait = d.c.paxosHedge(eff.Send)
+		}
+		d.timer = time.NewTimer(wait)
 	}
 	if eff.Backoff > 0 {
 		// Uniform in [Backoff/2, Backoff]: proposers that collided draw

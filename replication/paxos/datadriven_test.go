@@ -176,6 +176,7 @@ func (e *env) run(d *datadriven.TestData) (string, error) {
 			req.Delete = true
 		}
 		req.Renew = slices.Contains(flags, "renew")
+		req.Thrifty = slices.Contains(flags, "thrifty")
 		if from := args["lease-from"]; from != "" {
 			// lease-from=p1: the op runs at p1's coordinator, after it,
 			// with the lease p1 left (none: a full round).
@@ -385,7 +386,11 @@ func (e *env) effects(op *envOp, eff Effects) string {
 		i = j
 	}
 	if eff.Timer != 0 {
-		fmt.Fprintf(&b, "timer round %d\n", eff.Timer)
+		hedge := ""
+		if eff.Hedge {
+			hedge = " (hedge)"
+		}
+		fmt.Fprintf(&b, "timer round %d%s\n", eff.Timer, hedge)
 	}
 	if eff.Backoff > 0 {
 		fmt.Fprintf(&b, "backoff %v\n", eff.Backoff)

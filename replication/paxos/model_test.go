@@ -630,6 +630,10 @@ type modelConfig struct {
 	// order sent (lost ones aside), as one connection does; without it any
 	// order is explored, which multiplies the states.
 	fifo bool
+	// thrifty makes every CAS propose to a quorum first (Request.Thrifty),
+	// as the coordinator's do: the model fires the hedge timer at any
+	// moment, as it does every timer.
+	thrifty bool
 }
 
 type mSpec struct {
@@ -672,7 +676,7 @@ func (cfg modelConfig) request(i int, lease *Lease) Request {
 		attempts = cfg.attempts
 	}
 	return Request{Key: []byte("k"), Cond: s.cond, Value: []byte(s.value), Delete: s.del,
-		Node: uint32(node + 1), Replicas: modelReplicas, MaxAttempts: attempts, Lease: lease, Renew: cfg.renew}
+		Node: uint32(node + 1), Replicas: modelReplicas, MaxAttempts: attempts, Lease: lease, Renew: cfg.renew, Thrifty: cfg.thrifty}
 }
 
 type modelStats struct {
@@ -883,6 +887,8 @@ func modelConfigs(big bool) []modelConfig {
 		{name: "CAS then CAS under its lease, one fault", init: a, initFound: true, clients: []mSpec{cas("a", "b"), leased(cas("b", "c"), 0)}, faults: 1, fifo: true, renew: true},
 		{name: "two CAS from a, no faults", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}, fifo: true},
 		{name: "one CAS, one fault, cleanups", init: a, initFound: true, clients: []mSpec{cas("a", "b")}, faults: 1, cleanups: 3, fifo: true},
+		{name: "thrifty: CAS then CAS under its lease, one fault", init: a, initFound: true, clients: []mSpec{cas("a", "b"), leased(cas("b", "c"), 0)}, faults: 1, fifo: true, renew: true, thrifty: true},
+		{name: "thrifty: two CAS from a, no faults", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}, fifo: true, thrifty: true},
 	}
 	if big {
 		cfgs = append(cfgs,
@@ -911,6 +917,12 @@ func modelConfigs(big bool) []modelConfig {
 			modelConfig{name: "leased op whose condition fails, and a CAS from another coordinator, no faults", init: a, initFound: true, clients: []mSpec{
 				cas("a", "b"), leased(cas("a", "x"), 0), cas("b", "d")}, fifo: true, renew: true, attempts: 1},
 			modelConfig{name: "two CAS from a asking for leases, one fault", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}, faults: 1, fifo: true, renew: true},
+			modelConfig{name: "thrifty: two CAS from a asking for leases, one fault", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}, faults: 1, fifo: true, renew: true, thrifty: true},
+			modelConfig{name: "thrifty: CAS asking for a lease and a linearizable read, one fault", init: a, initFound: true, clients: []mSpec{
+				cas("a", "b"), {read: true}}, faults: 1, fifo: true, renew: true, thrifty: true},
+			modelConfig{name: "thrifty: leased CAS and a CAS from another coordinator, one fault", init: a, initFound: true, clients: []mSpec{
+				cas("a", "b"), leased(cas("b", "c"), 0), cas("a", "d")}, faults: 1, fifo: true, renew: true, attempts: 1, thrifty: true},
+			modelConfig{name: "thrifty: CAS a→b and b→c, one fault, two cleanups", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("b", "c")}, faults: 1, cleanups: 2, fifo: true, thrifty: true},
 		)
 	}
 	return cfgs

@@ -74,6 +74,15 @@ type Request struct {
 	// later op on the key sets it: an unused promise makes other
 	// coordinators' failed conditions and Paxos reads propose a noop.
 	Renew bool
+	// Thrifty sends the op's own proposal to the first quorum of Replicas
+	// only (the shell orders them nearest first), and to the rest when one
+	// of those refuses or fails, or when the round's hedge timer fires
+	// (Effects.Hedge): an uncontended write then makes N/2+1 acceptors
+	// sync instead of N. Any quorum's acceptance chooses a proposal, so
+	// which acceptors are asked first is the shell's choice alone; the
+	// commit still goes to every replica. See "# Thrifty proposals" in
+	// doc.go.
+	Thrifty bool
 }
 
 // Lease is a quorum of promises a coordinator holds for its next round on
@@ -201,6 +210,11 @@ type Effects struct {
 	Escalate bool
 	// Done, when set, is the answer for the client; it comes once.
 	Done *Outcome
+	// Hedge says Timer is a hedge: arm it for the shell's hedge delay (a
+	// few round trips to the replicas asked) rather than the replica
+	// timeout. When it fires the op asks the replicas it left out, and
+	// arms the replica timeout.
+	Hedge bool
 	// Finished says the op wants no more events. Messages in Send still go
 	// out (a commit after the answer); their replies may be dropped.
 	Finished bool
@@ -277,6 +291,11 @@ type Proposer struct {
 	// sentExtra is how many more replicas a write-back asked than it
 	// needs answers from.
 	sentExtra int
+	// asked is how many of Replicas, from the first, the current round
+	// asked: all of them but in a thrifty proposal round (Request.Thrifty)
+	// not yet widened.
+	asked   int
+	widened bool
 	// fast says the current proposal went out under req.Lease, with no
 	// prepare: refused by every replica, the op prepares at once.
 	fast bool
@@ -284,6 +303,7 @@ type Proposer struct {
 	// promise, and leased how many did; lease is what the op leaves for
 	// the coordinator's next one.
 	next   Ballot
+	prior  Proposal // the commit the current proposal carries (a lease's)
 	leased int
 	lease  *Lease
 	out    Outcome
@@ -352,6 +372,10 @@ func (p *Proposer) Step(ev Event) Effects {
 		if ev.Round != p.round || p.phase == phaseDone || p.phase == phaseBackingOff {
 			return Effects{}
 		}
+		if p.phase == phaseProposing && p.asked < len(p.req.Replicas) {
+			// The hedge: a replica asked is slow to answer.
+			return p.widen()
+		}
 		if p.phase == phaseProposing {
 			return p.fail(fmt.Errorf("%w: our proposal at ballot %v timed out with %d of %d acceptances", ErrUnknownOutcome, p.ballot, p.acks, p.quorum))
 		}
@@ -397,6 +421,47 @@ func (p *Proposer) Step(ev Event) Effects {
 	return p.tally()
 }
 
+// tallyThrifty acts on a reply to a thrifty proposal round that has not
+// asked every replica yet, and has not won: ok false means the round has
+// no decision yet (wait for the others asked).
+func (p *Proposer) tallyThrifty() (Effects, bool) {
+	switch {
+	case p.refused == p.asked:
+		// Every replica asked refused, and the others were never asked:
+		// nothing of ours was accepted anywhere. Asking them now could
+		// only get it accepted by a minority (an outcome unknown); with a
+		// lease, the others never promised its ballot and may well accept.
+		p.lastRefused = true
+		p.ownOut = false
+		if p.fast {
+			p.fast = false
+			return p.prepare(), true
+		}
+		return p.retry(), true
+	case p.failed > 0 || (p.refused > 0 && p.acks > 0):
+		// An asked replica cannot answer, or refused while ours is out
+		// elsewhere: the others may make up the quorum.
+		return p.widen(), true
+	}
+	return Effects{}, false
+}
+
+// Widened reports whether a thrifty proposal round of the op went on to
+// ask every replica.
+func (p *Proposer) Widened() bool { return p.widened }
+
+// widen asks the replicas a thrifty proposal round left out, and arms the
+// replica timeout for the round.
+func (p *Proposer) widen() Effects {
+	eff := Effects{Timer: p.round, Send: make([]Message, 0, len(p.req.Replicas)-p.asked)}
+	for _, to := range p.req.Replicas[p.asked:] {
+		eff.Send = append(eff.Send, Message{To: to, Round: p.round, Kind: MsgPropose, Proposal: p.prop, Prior: p.prior, Next: p.next})
+	}
+	p.asked = len(p.req.Replicas)
+	p.widened = true
+	return eff
+}
+
 // tally acts on the current round once its outcome is known.
 func (p *Proposer) tally() Effects {
 	n := len(p.req.Replicas)
@@ -411,6 +476,12 @@ func (p *Proposer) tally() Effects {
 	}
 	if p.acks >= p.need {
 		return p.won()
+	}
+	if p.phase == phaseProposing && p.asked < n {
+		if eff, ok := p.tallyThrifty(); ok {
+			return eff
+		}
+		return Effects{}
 	}
 	if p.acks+pending >= p.need {
 		return Effects{}
@@ -450,6 +521,7 @@ func (p *Proposer) newRound(ph proposerPhase, need int) {
 	p.need = need
 	p.acks, p.refused, p.failed = 0, 0, 0
 	p.sentExtra = 0
+	p.asked = len(p.req.Replicas)
 	p.leased = 0
 	for i := range p.replies {
 		p.replies[i] = replyState{}
@@ -659,8 +731,19 @@ func (p *Proposer) propose(prior Proposal) Effects {
 	if p.req.Renew {
 		p.next = NextBallot(p.req.Node, p.clock, p.ballot)
 	}
+	p.prior = prior
 	p.newRound(phaseProposing, p.quorum)
-	return p.sendAll(Message{Kind: MsgPropose, Proposal: p.prop, Prior: prior, Next: p.next})
+	m := Message{Kind: MsgPropose, Proposal: p.prop, Prior: prior, Next: p.next}
+	if !p.req.Thrifty || p.quorum >= len(p.req.Replicas) {
+		return p.sendAll(m)
+	}
+	p.asked = p.quorum
+	eff := Effects{Timer: p.round, Hedge: true, Send: make([]Message, 0, p.asked)}
+	for _, to := range p.req.Replicas[:p.asked] {
+		m.To, m.Round = to, p.round
+		eff.Send = append(eff.Send, m)
+	}
+	return eff
 }
 
 func indexOf(ids []string, id string) int {
