@@ -40,6 +40,10 @@ const (
 	maxPeerStreamItems = 1024
 )
 
+// postDelay bounds how long a posted request (peerStream.post) waits for
+// a request that wakes the sender before it wakes the sender itself.
+const postDelay = time.Millisecond
+
 // peerStreamRetry is how long a peer that did not implement Peer.Stream
 // gets unary calls before the stream is tried again (it may have been
 // upgraded).
@@ -60,6 +64,10 @@ type peerStream struct {
 	nextID uint64
 	cur    *peerConn // the open stream; nil before the first request and after one broke
 	closed bool
+	// postTimer, when set, wakes the sender for posted requests postDelay
+	// after the first of them was queued.
+	postTimer *time.Timer
+	postDelay time.Duration
 }
 
 // peerConn is one Peer.Stream.
@@ -86,8 +94,8 @@ const (
 type peerCall struct {
 	item     *kvpb.PeerStreamItem
 	size     int
-	deadline time.Time // the caller's; zero when none
-	done     chan struct{}
+	deadline time.Time     // the caller's; zero when none
+	done     chan struct{} // nil for a posted request: nobody waits
 
 	// Under the peerStream's lock:
 	state peerCallState
@@ -97,7 +105,7 @@ type peerCall struct {
 }
 
 func newPeerStream(cc *grpc.ClientConn) *peerStream {
-	ps := &peerStream{cc: cc, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	ps := &peerStream{cc: cc, wake: make(chan struct{}, 1), stop: make(chan struct{}), postDelay: postDelay}
 	ps.wg.Add(1)
 	go ps.send()
 	return ps
@@ -148,6 +156,45 @@ func (ps *peerStream) do(ctx context.Context, item *kvpb.PeerStreamItem) (*kvpb.
 		return nil, peerReplyStatus(call.reply.GetStatus())
 	}
 	return call.reply, nil
+}
+
+// post queues item to go unanswered (NoReply) with the next message the
+// sender sends, or within postDelay when no request wakes it before: a
+// Paxos commit sent after the client's answer rides with the next
+// round's propose instead of making a message, a reply and a goroutine of
+// its own. A request still queued when its deadline passes, or when the
+// stream breaks or closes, is dropped: its sender asked for no outcome.
+func (ps *peerStream) post(deadline time.Time, item *kvpb.PeerStreamItem) error {
+	item.NoReply = true
+	call := &peerCall{item: item, size: proto.Size(item), deadline: deadline}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.closed {
+		return errBatcherClosed
+	}
+	ps.queue = append(ps.queue, call)
+	if ps.postTimer == nil {
+		var t *time.Timer
+		t = time.AfterFunc(ps.postDelay, func() {
+			ps.mu.Lock()
+			if ps.postTimer == t {
+				ps.postTimer = nil
+			}
+			ps.mu.Unlock()
+			ps.signal()
+		})
+		ps.postTimer = t
+	}
+	return nil
+}
+
+// finish ends a call with err, waking its caller if it has one.
+func (call *peerCall) finish(err error) {
+	call.err = err
+	call.state = peerDone
+	if call.done != nil {
+		close(call.done)
+	}
 }
 
 // withdraw takes back a request whose caller left, and reports whether it
@@ -252,24 +299,31 @@ func (ps *peerStream) take(c *peerConn, msg *kvpb.PeerStreamRequest) bool {
 		if !call.deadline.IsZero() {
 			left := call.deadline.Sub(now)
 			if left <= 0 {
-				call.state = peerDone
-				call.err = status.Error(codes.DeadlineExceeded, "deadline passed before the request was sent to the peer")
-				close(call.done)
+				call.finish(status.Error(codes.DeadlineExceeded, "deadline passed before the request was sent to the peer"))
 				continue
 			}
 			call.item.TimeoutUs = uint64(max(left/time.Microsecond, 1))
 		}
 		ps.nextID++
 		call.item.Id = ps.nextID
-		call.state = peerInFlight
-		call.conn = c
-		c.inflight[call.item.Id] = call
+		if call.done == nil {
+			call.state = peerDone // posted: no reply will come
+		} else {
+			call.state = peerInFlight
+			call.conn = c
+			c.inflight[call.item.Id] = call
+		}
 		size += call.size
 		msg.Items = append(msg.Items, call.item)
 	}
 	rest := copy(ps.queue, ps.queue[n:])
 	clear(ps.queue[rest:])
 	ps.queue = ps.queue[:rest]
+	if rest == 0 && ps.postTimer != nil {
+		// What was posted left with this message.
+		ps.postTimer.Stop()
+		ps.postTimer = nil
+	}
 	return true
 }
 
@@ -360,9 +414,7 @@ func (ps *peerStream) failQueued(err error) {
 	defer ps.mu.Unlock()
 	for _, call := range ps.queue {
 		if call.state == peerQueued {
-			call.err = err
-			call.state = peerDone
-			close(call.done)
+			call.finish(err)
 		}
 	}
 	clear(ps.queue)

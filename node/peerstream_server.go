@@ -157,7 +157,9 @@ func (ps *peerStreamServer) start(it *kvpb.PeerStreamItem) {
 	if refuse != nil {
 		ps.mu.Unlock()
 		cancel()
-		ps.reply(&kvpb.PeerStreamReply{Id: id, Status: statusBytes(refuse)})
+		if !it.GetNoReply() {
+			ps.reply(&kvpb.PeerStreamReply{Id: id, Status: statusBytes(refuse)})
+		}
 		return
 	}
 	ps.running[id] = cancel
@@ -171,7 +173,7 @@ func (ps *peerStreamServer) start(it *kvpb.PeerStreamItem) {
 		_, live := ps.running[id]
 		delete(ps.running, id)
 		ps.mu.Unlock()
-		if live { // an abandoned item has no one waiting for it
+		if live && !it.GetNoReply() { // an abandoned or posted item has no one waiting for it
 			ps.reply(r)
 		}
 	})

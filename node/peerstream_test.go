@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/adaptkv/adaptkv/api/kvpb"
+	"github.com/adaptkv/adaptkv/replication"
 )
 
 // The peer stream is tested over real gRPC on loopback, between a real
@@ -30,6 +31,8 @@ type scriptedReplica struct {
 	seen chan seenRequest
 	// noStream makes the server a node from before Peer.Stream.
 	noStream bool
+	// paxos, when set, gets every Paxos request.
+	paxos    chan *kvpb.PaxosRequest
 	stopping chan struct{}
 }
 
@@ -69,6 +72,9 @@ func (r *scriptedReplica) Hint(ctx context.Context, req *kvpb.ReplicaWriteReques
 }
 
 func (r *scriptedReplica) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.PaxosResponse, error) {
+	if r.paxos != nil {
+		r.paxos <- req
+	}
 	return &kvpb.PaxosResponse{}, nil
 }
 
@@ -331,5 +337,69 @@ func TestPeerStreamCarriesEveryKind(t *testing.T) {
 	}
 	if ps := peerStreamOf(tr); ps == nil || ps.unsupported() {
 		t.Fatal("the requests did not go over the peer stream")
+	}
+}
+
+// A posted Paxos commit goes with the next request to the peer, or on its
+// own once postDelay passes, and gets no reply: nothing is left in flight
+// for it.
+func TestPeerStreamPostsWithTheNextRequest(t *testing.T) {
+	seen := make(chan *kvpb.PaxosRequest, 4)
+	tr, _ := servePeer(t, &scriptedReplica{paxos: seen})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := tr.Read(ctx, "n2", readReq("a")); err != nil { // opens the stream
+		t.Fatal(err)
+	}
+	ps := peerStreamOf(tr)
+	ps.mu.Lock()
+	ps.postDelay = time.Hour // only a request can take it now
+	ps.mu.Unlock()
+
+	commit := func(key string) *kvpb.PaxosRequest {
+		return &kvpb.PaxosRequest{Kind: kvpb.PaxosRequest_COMMIT, Keyspace: "ks", Key: []byte(key)}
+	}
+	if err := tr.PostPaxos(ctx, "n2", commit("posted")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-seen:
+		t.Fatalf("the posted commit of %q left before any request woke the sender", req.GetKey())
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := tr.Read(ctx, "n2", readReq("b")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-seen:
+		if string(req.GetKey()) != "posted" {
+			t.Fatalf("the replica got a commit of %q", req.GetKey())
+		}
+	case <-ctx.Done():
+		t.Fatal("the posted commit did not go with the next request")
+	}
+
+	ps.mu.Lock()
+	ps.postDelay = time.Millisecond
+	ps.mu.Unlock()
+	if err := tr.PostPaxos(ctx, "n2", commit("alone")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-seen:
+		if string(req.GetKey()) != "alone" {
+			t.Fatalf("the replica got a commit of %q", req.GetKey())
+		}
+	case <-ctx.Done():
+		t.Fatal("a posted commit with no request after it was never sent")
+	}
+	ps.mu.Lock()
+	inflight, queued := len(ps.cur.inflight), len(ps.queue)
+	ps.mu.Unlock()
+	if inflight != 0 || queued != 0 {
+		t.Fatalf("%d requests in flight and %d queued after the posts; want none", inflight, queued)
+	}
+	if err := tr.PostPaxos(ctx, "n1", commit("self")); !errors.Is(err, replication.ErrNotPosted) {
+		t.Fatalf("posting to this node: %v; want ErrNotPosted", err)
 	}
 }

@@ -256,6 +256,29 @@ func (t *peerTransport) Paxos(ctx context.Context, to string, req *kvpb.PaxosReq
 		kvpb.PeerClient.Paxos))
 }
 
+// PostPaxos implements replication.PaxosPoster: req goes over the peer's
+// stream, unanswered, with the next message (peerStream.post).
+func (t *peerTransport) PostPaxos(ctx context.Context, to string, req *kvpb.PaxosRequest) error {
+	if to == t.self || t.hooks.peerDelay(to) > 0 || trace.SpanContextFromContext(ctx).IsSampled() {
+		return replication.ErrNotPosted
+	}
+	if _, err := t.client(to); err != nil {
+		return err
+	}
+	ps, err := t.stream(to)
+	if err != nil {
+		return err
+	}
+	if ps == nil || ps.unsupported() {
+		return replication.ErrNotPosted
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(t.timeout)
+	}
+	return ps.post(deadline, &kvpb.PeerStreamItem{Request: &kvpb.PeerStreamItem_Paxos{Paxos: req}})
+}
+
 func writeItem(r *kvpb.ReplicaWriteRequest) *kvpb.PeerStreamItem {
 	return &kvpb.PeerStreamItem{Request: &kvpb.PeerStreamItem_Write{Write: r}}
 }

@@ -121,6 +121,20 @@ type Transport interface {
 	Paxos(ctx context.Context, to string, req *kvpb.PaxosRequest) (*kvpb.PaxosResponse, error)
 }
 
+// A PaxosPoster is a Transport that can send an acceptor message nobody
+// waits for: the coordinator posts the commit of a chosen proposal, sent
+// after the client's answer, when its Transport implements it. PostPaxos
+// queues req for another node (never this one) and returns at once; the
+// message may go out with later ones, and it gets no reply. It is dropped
+// unsent at ctx's deadline, or the transport's own bound when ctx has none. It returns
+// ErrNotPosted when the message should be sent with Paxos instead (the
+// peer does not serve batched streams, or a test hook delays the link).
+// Losing a posted commit is safe: a later round or linearizable read
+// completes the proposal (see "# Thrifty proposals" in paxos/doc.go).
+type PaxosPoster interface {
+	PostPaxos(ctx context.Context, to string, req *kvpb.PaxosRequest) error
+}
+
 // Topology is the coordinator's view of the cluster. Implementations must be
 // safe for concurrent use and cheap: they are called on every request.
 type Topology interface {

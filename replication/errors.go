@@ -35,6 +35,9 @@ var (
 	// replica, so a later round may still complete it. Not safe to retry
 	// blindly: the condition checked again could apply the write twice.
 	ErrUnknownOutcome = errors.New("replication: outcome unknown")
+	// ErrNotPosted: a PaxosPoster did not take the message; send it with
+	// Transport.Paxos.
+	ErrNotPosted = errors.New("replication: message not posted")
 )
 
 // QuorumError reports how many replicas answered and how many were needed.

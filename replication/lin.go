@@ -461,6 +461,9 @@ func (d *linDriver) apply(eff paxos.Effects) {
 	var local *paxos.Message
 	for i := range eff.Send {
 		m := &eff.Send[i]
+		if eff.Finished && m.Kind == paxos.MsgCommit && d.post(*m) {
+			continue
+		}
 		d.inflight++
 		if local == nil && m.Kind == paxos.MsgRead && m.To == d.c.cfg.NodeID {
 			local = m // asked last, on this goroutine
@@ -517,6 +520,27 @@ func (d *linDriver) readLocal(m paxos.Message) {
 			}
 		})
 	}
+}
+
+// post hands the transport a commit sent after the answer, which nobody
+// waits for, to go with the next message to its replica (PaxosPoster): no
+// goroutine, no reply. It reports false when the commit must be sent
+// (this node's replica, a transport that does not post, or one that
+// declined).
+func (d *linDriver) post(m paxos.Message) bool {
+	pp, ok := d.c.cfg.Transport.(PaxosPoster)
+	if !ok || m.To == d.c.cfg.NodeID {
+		return false
+	}
+	req := paxosRequest(d.keyspace, d.plan.ks.Epoch, d.key, d.c.cfg.NodeID, m)
+	if err := pp.PostPaxos(context.WithoutCancel(d.ctx), m.To, req); err != nil {
+		if !errors.Is(err, ErrNotPosted) {
+			d.c.metrics.ReplicaErrors.Add(1)
+			d.c.log.Debug("paxos commit not posted", "replica", m.To, "keyspace", d.keyspace, "err", err)
+		}
+		return !errors.Is(err, ErrNotPosted)
+	}
+	return true
 }
 
 // answered runs onAnswer the first time it is called.

@@ -5518,7 +5518,11 @@ type PeerStreamItem struct {
 	//	*PeerStreamItem_Write
 	//	*PeerStreamItem_Hint
 	//	*PeerStreamItem_Paxos
-	Request       isPeerStreamItem_Request `protobuf_oneof:"request"`
+	Request isPeerStreamItem_Request `protobuf_oneof:"request"`
+	// no_reply says nobody waits for the request's outcome (a Paxos commit
+	// sent after the client's answer): the replica runs it and sends no
+	// reply, not even a failure.
+	NoReply       bool `protobuf:"varint,7,opt,name=no_reply,json=noReply,proto3" json:"no_reply,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5608,6 +5612,13 @@ func (x *PeerStreamItem) GetPaxos() *PaxosRequest {
 		}
 	}
 	return nil
+}
+
+func (x *PeerStreamItem) GetNoReply() bool {
+	if x != nil {
+		return x.NoReply
+	}
+	return false
 }
 
 type isPeerStreamItem_Request interface {
@@ -7509,7 +7520,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x06leased\x18\b \x01(\bR\x06leased\"]\n" +
 	"\x11PeerStreamRequest\x120\n" +
 	"\x05items\x18\x01 \x03(\v2\x1a.adaptkv.v1.PeerStreamItemR\x05items\x12\x16\n" +
-	"\x06cancel\x18\x02 \x03(\x04R\x06cancel\"\xa2\x02\n" +
+	"\x06cancel\x18\x02 \x03(\x04R\x06cancel\"\xbd\x02\n" +
 	"\x0ePeerStreamItem\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -7517,7 +7528,8 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x04read\x18\x03 \x01(\v2\x1e.adaptkv.v1.ReplicaReadRequestH\x00R\x04read\x127\n" +
 	"\x05write\x18\x04 \x01(\v2\x1f.adaptkv.v1.ReplicaWriteRequestH\x00R\x05write\x125\n" +
 	"\x04hint\x18\x05 \x01(\v2\x1f.adaptkv.v1.ReplicaWriteRequestH\x00R\x04hint\x120\n" +
-	"\x05paxos\x18\x06 \x01(\v2\x18.adaptkv.v1.PaxosRequestH\x00R\x05paxosB\t\n" +
+	"\x05paxos\x18\x06 \x01(\v2\x18.adaptkv.v1.PaxosRequestH\x00R\x05paxos\x12\x19\n" +
+	"\bno_reply\x18\a \x01(\bR\anoReplyB\t\n" +
 	"\arequest\"K\n" +
 	"\x12PeerStreamResponse\x125\n" +
 	"\areplies\x18\x01 \x03(\v2\x1b.adaptkv.v1.PeerStreamReplyR\areplies\"\xa1\x02\n" +

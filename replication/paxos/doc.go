@@ -97,6 +97,29 @@
 // clocks alone do not guarantee. TestModelExhaustive checks leased ops
 // against ops of other coordinators, reads, crashes and cleanups.
 //
+// # Thrifty proposals
+//
+// A proposal needs the acceptance of a quorum, not of every replica
+// (Paxos phase 2 may go to any acceptors: what makes a ballot's proposal
+// safe is the prepare, or the lease, before it). With Request.Thrifty the
+// op sends its own proposal to the first quorum of Request.Replicas only,
+// which the shell orders nearest first (this node's replica, then by the
+// round trips it measured): an uncontended write makes N/2+1 acceptors
+// sync, not N. The rest are asked when one of the quorum fails, when one
+// refuses while another accepted (ours is out, and the others may yet
+// make the quorum), or when the round's timer, armed as a hedge
+// (Effects.Hedge), fires first: a slow replica costs the hedge, not the
+// replica timeout. When every replica asked refused, nothing of ours was
+// accepted anywhere: the op prepares again (under a lease) or backs off,
+// without asking the rest, which would make its outcome unknown (under a
+// lease, the others never promised its ballot and may accept it). The
+// commit of a chosen proposal still goes to every replica, so a replica
+// left out learns the record as fast as the others; one that misses it
+// is behind, as after a lost message, and read repair, the next round or
+// a linearizable read bring it up. TestModelExhaustive runs thrifty
+// proposers (with leases, reads, faults and cleanups), firing the hedge at
+// any moment as it fires every timer.
+//
 // # Versions
 //
 // A committed record is written to storage like any other, last writer
