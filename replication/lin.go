@@ -623,7 +623,7 @@ func paxosRequest(keyspace string, epoch uint64, key []byte, from string, m paxo
 			req.Next = BallotToPB(m.Next)
 		}
 	case paxos.MsgCommit:
-		req.Kind, req.Proposal = kvpb.PaxosRequest_COMMIT, ProposalToPB(m.Proposal)
+		req.Kind, req.Proposal, req.Lazy = kvpb.PaxosRequest_COMMIT, ProposalToPB(m.Proposal), m.Lazy
 	case paxos.MsgRead:
 		req.Kind = kvpb.PaxosRequest_PEEK
 	}

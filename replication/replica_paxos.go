@@ -9,12 +9,14 @@ package replication
 //  1. One key's messages are serialized: a striped lock, chosen by a hash
 //     of keyspace and key, is held from reading the state and the record to
 //     the end of the write that persists the new ones.
-//  2. The new state is durable before the answer, except a commit of the
-//     proposal the acceptor itself holds accepted (paxos.CommitMayDefer):
-//     its batch is not synced, and a crash that loses it leaves the
-//     acceptor with that proposal in progress, which the next round or
-//     linearizable read completes. That saves one fsync of three per
-//     replica and conditional write. The state is stored as a record of an
+//  2. The new state is durable before the answer, except a lazy commit
+//     (the coordinator's own, sent with its answer; nobody counts its
+//     reply) or a commit of the proposal the acceptor itself holds
+//     accepted (paxos.CommitMayDefer): its batch is not synced, and a crash
+//     that loses it is a lost commit message, or leaves the acceptor with
+//     that proposal in progress, which the next round or linearizable read
+//     completes. An uncontended conditional write then syncs once on each
+//     of a quorum of replicas (its thrifty proposal) and nowhere else. The state is stored as a record of an
 //     internal keyspace ("#paxos:" + the keyspace; '#' is not allowed in
 //     keyspace names, so no user keyspace can collide), in the same atomic
 //     storage batch as a commit's record. The engine keeps
@@ -283,7 +285,7 @@ func (r *Replica) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.Paxo
 		if err != nil {
 			return nil, err
 		}
-		deferSync = paxos.CommitMayDefer(state, prop)
+		deferSync = paxos.CommitMayDefer(state, prop, req.GetLazy())
 		next = paxos.Commit(state, prop.Ballot)
 		if !prop.Noop {
 			rec := prop.Record

@@ -5246,8 +5246,12 @@ type PaxosRequest struct {
 	// On a PROPOSE: a chosen proposal to commit first (the coordinator's
 	// lease; absent: none), and a ballot to promise if the proposal is
 	// accepted (absent: none); see paxos.ProposeNext.
-	Prior         *PaxosProposal `protobuf:"bytes,8,opt,name=prior,proto3" json:"prior,omitempty"`
-	Next          *PaxosBallot   `protobuf:"bytes,9,opt,name=next,proto3" json:"next,omitempty"`
+	Prior *PaxosProposal `protobuf:"bytes,8,opt,name=prior,proto3" json:"prior,omitempty"`
+	Next  *PaxosBallot   `protobuf:"bytes,9,opt,name=next,proto3" json:"next,omitempty"`
+	// On a COMMIT: nobody counts its reply (the commit of the coordinator's
+	// chosen proposal, sent with the answer), so the replica may apply it
+	// without a sync; see paxos.CommitMayDefer.
+	Lazy          bool `protobuf:"varint,10,opt,name=lazy,proto3" json:"lazy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5343,6 +5347,13 @@ func (x *PaxosRequest) GetNext() *PaxosBallot {
 		return x.Next
 	}
 	return nil
+}
+
+func (x *PaxosRequest) GetLazy() bool {
+	if x != nil {
+		return x.Lazy
+	}
+	return false
 }
 
 // PaxosResponse is the acceptor's answer, with its state and the key's
@@ -7490,7 +7501,7 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\rPaxosProposal\x12/\n" +
 	"\x06ballot\x18\x01 \x01(\v2\x17.adaptkv.v1.PaxosBallotR\x06ballot\x12\x12\n" +
 	"\x04noop\x18\x02 \x01(\bR\x04noop\x12*\n" +
-	"\x06record\x18\x03 \x01(\v2\x12.adaptkv.v1.RecordR\x06record\"\xad\x03\n" +
+	"\x06record\x18\x03 \x01(\v2\x12.adaptkv.v1.RecordR\x06record\"\xc1\x03\n" +
 	"\fPaxosRequest\x121\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1d.adaptkv.v1.PaxosRequest.KindR\x04kind\x12\x1a\n" +
 	"\bkeyspace\x18\x02 \x01(\tR\bkeyspace\x12\x14\n" +
@@ -7500,7 +7511,9 @@ const file_adaptkv_proto_rawDesc = "" +
 	"\x06ballot\x18\x06 \x01(\v2\x17.adaptkv.v1.PaxosBallotR\x06ballot\x125\n" +
 	"\bproposal\x18\a \x01(\v2\x19.adaptkv.v1.PaxosProposalR\bproposal\x12/\n" +
 	"\x05prior\x18\b \x01(\v2\x19.adaptkv.v1.PaxosProposalR\x05prior\x12+\n" +
-	"\x04next\x18\t \x01(\v2\x17.adaptkv.v1.PaxosBallotR\x04next\"L\n" +
+	"\x04next\x18\t \x01(\v2\x17.adaptkv.v1.PaxosBallotR\x04next\x12\x12\n" +
+	"\x04lazy\x18\n" +
+	" \x01(\bR\x04lazy\"L\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPREPARE\x10\x01\x12\v\n" +

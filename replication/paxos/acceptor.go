@@ -156,7 +156,9 @@ func Commit(s State, b Ballot) State {
 
 // CommitMayDefer reports whether an acceptor in state s may answer the
 // commit of p before the commit is durable (the replica persists it
-// without waiting for an fsync). It may when s holds p itself as its
+// without waiting for an fsync). It may when the commit is lazy
+// (Message.Lazy: nobody counts its acknowledgement, see below), and when
+// s holds p itself as its
 // accepted proposal in progress: that acceptance was persisted before the
 // acceptor answered the propose, and a storage engine loses only a suffix
 // of its unsynced writes (a later synced write makes every earlier one
@@ -179,7 +181,20 @@ func Commit(s State, b Ballot) State {
 // to an acceptor that did not accept p, a noop) carries news the
 // acceptor's durable state lacks and must be synced. TestModelExhaustive
 // checks this with acceptors that crash and lose their deferred commits.
-func CommitMayDefer(s State, p Proposal) bool {
+//
+// A lazy commit is the commit of a chosen proposal that its proposer sends
+// with its answer and never counts: lost in a crash, at any acceptor, it
+// is exactly a commit message lost in the network. What the acceptor said
+// meanwhile on the strength of it (a committed ballot, a record) was true
+// of a chosen proposal, which a quorum holds accepted durably whatever
+// happens to the commit, and a later synced write makes it durable with
+// everything before. So an acceptor that did not accept p (left out of a
+// thrifty round, or behind) may defer a lazy commit too, where a counted
+// one to it carries news its durable state lacks.
+func CommitMayDefer(s State, p Proposal, lazy bool) bool {
+	if lazy {
+		return true
+	}
 	ip, ok := s.InProgress()
 	return ok && !p.Noop && ip.equal(p)
 }

@@ -363,12 +363,15 @@ func (e *env) effects(op *envOp, eff Effects) string {
 		j := i
 		for ; j < len(eff.Send); j++ {
 			x := eff.Send[j]
-			if x.Kind != m.Kind || x.Ballot != m.Ballot || !x.Proposal.equal(m.Proposal) || x.Round != m.Round || !x.Prior.equal(m.Prior) || x.Next != m.Next {
+			if x.Kind != m.Kind || x.Ballot != m.Ballot || !x.Proposal.equal(m.Proposal) || x.Round != m.Round || !x.Prior.equal(m.Prior) || x.Next != m.Next || x.Lazy != m.Lazy {
 				break
 			}
 			tos = append(tos, x.To)
 		}
 		what := m.Kind.String()
+		if m.Lazy {
+			what = "lazy " + what
+		}
 		switch m.Kind {
 		case MsgPrepare:
 			what += " " + m.Ballot.String()

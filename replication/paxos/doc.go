@@ -20,7 +20,8 @@
 //     a commit the record too, in one atomic, synced batch, before
 //     replying. An acceptor that forgets a promise or an acceptance after
 //     a crash breaks safety. One exception: a commit for which
-//     CommitMayDefer holds (the acceptor's own accepted proposal) may be
+//     CommitMayDefer holds (a lazy one, or of the acceptor's own accepted
+//     proposal) may be
 //     answered before its batch is synced, provided the storage loses only
 //     a suffix of unsynced batches in a crash (see CommitMayDefer).
 //  3. Answer a prepare (and a read) with the record read atomically with

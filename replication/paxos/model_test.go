@@ -408,7 +408,7 @@ func (w *world) deliver(i int, dropReply bool) error {
 		}
 	case MsgCommit:
 		ev.Kind = EvCommitted
-		deferred := CommitMayDefer(a.st, m.msg.Proposal)
+		deferred := CommitMayDefer(a.st, m.msg.Proposal, m.msg.Lazy)
 		if deferred && !a.lazy {
 			// The first unsynced write: what a crash goes back to.
 			a.durable = &mAcceptor{st: a.st, rec: a.rec, found: a.found}

@@ -141,6 +141,10 @@ type Message struct {
 	// whether it promised (Event.Leased).
 	Prior Proposal
 	Next  Ballot
+	// Lazy marks a MsgCommit nobody counts the reply of: the commit of
+	// the op's own chosen proposal, sent with the answer. The acceptor may
+	// apply it without a sync (CommitMayDefer).
+	Lazy bool
 }
 
 // EventKind says what happened to an op.
@@ -601,7 +605,7 @@ func (p *Proposer) won() Effects {
 		if p.leased >= p.quorum {
 			p.lease = &Lease{Ballot: p.next, Prior: p.prop}
 		}
-		eff := p.sendAll(Message{Kind: MsgCommit, Proposal: p.prop})
+		eff := p.sendAll(Message{Kind: MsgCommit, Proposal: p.prop, Lazy: true})
 		return p.answer(Outcome{Applied: true, Record: p.prop.Record}, eff)
 	case phaseNoop:
 		return p.answer(p.current(), Effects{})
