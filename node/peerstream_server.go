@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -65,6 +66,16 @@ type peerHandler interface {
 	Hint(context.Context, *kvpb.ReplicaWriteRequest) (*kvpb.ReplicaWriteResponse, error)
 	Paxos(context.Context, *kvpb.PaxosRequest) (*kvpb.PaxosResponse, error)
 }
+
+// lazyCommitter is a peerHandler that applies many lazy Paxos commits
+// (PaxosRequest.lazy, posted with no_reply) at once:
+// replication.Replica.LazyCommits.
+type lazyCommitter interface {
+	LazyCommits(context.Context, []*kvpb.PaxosRequest) error
+}
+
+// lazyCommitTimeout bounds the work of one message's lazy commits.
+const lazyCommitTimeout = 2 * time.Second
 
 // servePeerStream serves stream with h until the coordinator closes it, it
 // breaks, or stopping is closed. replyDelay, when not nil, is the test
@@ -131,10 +142,40 @@ func (ps *peerStreamServer) read(stream kvpb.Peer_StreamServer) error {
 		for _, id := range req.GetCancel() {
 			ps.abandon(id)
 		}
+		lc, batch := ps.h.(lazyCommitter)
+		var lazy []*kvpb.PaxosRequest
 		for _, it := range req.GetItems() {
+			if p := it.GetPaxos(); batch && it.GetNoReply() && p.GetLazy() && p.GetKind() == kvpb.PaxosRequest_COMMIT {
+				lazy = append(lazy, p)
+				continue
+			}
 			ps.start(it)
 		}
+		if len(lazy) > 0 {
+			ps.startLazy(lc, lazy)
+		}
 	}
+}
+
+// startLazy applies the lazy commits of one message together, on one
+// worker: nobody waits for them, so nothing is answered, and a failure is
+// only logged (a lost commit, which a later round completes).
+func (ps *peerStreamServer) startLazy(lc lazyCommitter, reqs []*kvpb.PaxosRequest) {
+	ps.mu.Lock()
+	if ps.stopping {
+		ps.mu.Unlock()
+		return
+	}
+	ps.wg.Add(1)
+	ps.mu.Unlock()
+	ps.pool.submit(func() {
+		defer ps.wg.Done()
+		ctx, cancel := context.WithTimeout(ps.ctx, lazyCommitTimeout)
+		defer cancel()
+		if err := lc.LazyCommits(ctx, reqs); err != nil {
+			slog.Debug("lazy paxos commits", "commits", len(reqs), "err", err)
+		}
+	})
 }
 
 // start runs one item.

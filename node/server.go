@@ -382,6 +382,11 @@ func (s peerServer) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.Pa
 	return resp, toStatus(err)
 }
 
+// LazyCommits applies a peer stream message's lazy Paxos commits at once.
+func (s peerServer) LazyCommits(ctx context.Context, reqs []*kvpb.PaxosRequest) error {
+	return s.n.replica.LazyCommits(ctx, reqs)
+}
+
 func (s peerServer) Read(ctx context.Context, req *kvpb.ReplicaReadRequest) (*kvpb.ReplicaReadResponse, error) {
 	resp, err := s.n.replica.Read(ctx, req)
 	return resp, toStatus(err)

@@ -246,10 +246,6 @@ func (r *Replica) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.Paxo
 			return nil, err
 		}
 	}
-	rec, found, err := r.engine.Get(ks, key)
-	if err != nil {
-		return nil, fmt.Errorf("paxos: read %q: %w", key, err)
-	}
 	resp := &kvpb.PaxosResponse{}
 	next := state
 	var apply *storage.Record
@@ -325,12 +321,129 @@ func (r *Replica) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.Paxo
 		}
 	}
 	if req.GetKind() == kvpb.PaxosRequest_PREPARE || req.GetKind() == kvpb.PaxosRequest_PEEK {
+		// Read under the key's lock, after the state's write: the round's
+		// read (obligation 3).
+		rec, found, err := r.engine.Get(ks, key)
+		if err != nil {
+			return nil, fmt.Errorf("paxos: read %q: %w", key, err)
+		}
 		resp.Found = found
 		if found {
 			resp.Record = RecordToPB(rec)
 		}
 	}
 	return resp, nil
+}
+
+// LazyCommits applies lazy commits (PaxosRequest.lazy: the commits of
+// chosen proposals their coordinators sent with their answers, which
+// nobody waits for) of many keys in one unsynced storage batch, under the
+// keys' locks, taken in stripe order. A peer stream hands it the lazy
+// commits of one message: one batch and one hand-off to storage instead
+// of one each. It applies the commits it can and returns the first error:
+// a commit it skipped (malformed, from another configuration epoch, or a
+// second commit of a key in the batch, which Paxos handles alone) is a
+// lost message, which nobody waits for.
+func (r *Replica) LazyCommits(ctx context.Context, reqs []*kvpb.PaxosRequest) error {
+	type commit struct {
+		sp   *paxosSpace
+		ks   string
+		prop paxos.Proposal
+		h    uint64
+	}
+	var firstErr error
+	fail := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	commits := make([]commit, 0, len(reqs))
+	var alone []*kvpb.PaxosRequest
+	seen := make(map[string]struct{}, len(reqs))
+	for _, req := range reqs {
+		ks, key := req.GetKeyspace(), req.GetKey()
+		if ks == "" || len(key) == 0 || req.GetKind() != kvpb.PaxosRequest_COMMIT || !req.GetLazy() {
+			fail(fmt.Errorf("%w: a lazy commit needs a keyspace, a key, kind COMMIT and lazy set", ErrInvalidRequest))
+			continue
+		}
+		if err := r.checkEpoch(ctx, ks, req.GetEpoch()); err != nil {
+			fail(err)
+			continue
+		}
+		prop, err := ProposalFromPB(req.GetProposal(), key)
+		if err != nil {
+			fail(err)
+			continue
+		}
+		id := ks + "\x00" + string(key)
+		if _, dup := seen[id]; dup {
+			alone = append(alone, req)
+			continue
+		}
+		seen[id] = struct{}{}
+		sp, err := r.paxosSpace(ks)
+		if err != nil {
+			fail(err)
+			continue
+		}
+		commits = append(commits, commit{sp: sp, ks: ks, prop: prop, h: r.paxos.hash(ks, key)})
+	}
+	stripes := make([]int, 0, len(commits))
+	for _, c := range commits {
+		stripes = append(stripes, int(c.h%paxosStripes))
+	}
+	slices.Sort(stripes)
+	stripes = slices.Compact(stripes)
+	for _, i := range stripes {
+		r.paxos.locks[i].Lock()
+	}
+	muts := make([]storage.Mutation, 0, 2*len(commits))
+	for _, c := range commits {
+		key := c.prop.Record.Key
+		slot := r.paxos.slot(c.h)
+		var state paxos.State
+		var stateVersion uint64
+		if slot.Load() > 0 {
+			var err error
+			if state, stateVersion, err = r.paxosState(c.sp.stateKS, key); err != nil {
+				fail(err)
+				continue
+			}
+		}
+		next := paxos.Commit(state, c.prop.Ballot)
+		if !next.Equal(state) {
+			if stateVersion == 0 {
+				slot.Add(1)
+			}
+			muts = append(muts, storage.Mutation{Keyspace: c.sp.stateKS, Record: storage.Record{
+				Key: key, Value: paxos.AppendState(nil, next), Version: storage.Version{Timestamp: stateVersion + 1},
+			}})
+		}
+		if !c.prop.Noop {
+			r.clock.Observe(c.prop.Record.Version.Timestamp)
+			if !r.dropWrites.Load() {
+				muts = append(muts, storage.Mutation{Keyspace: c.ks, Record: c.prop.Record})
+			}
+		}
+	}
+	if len(muts) > 0 {
+		apply := r.engine.Apply
+		if ua, ok := r.engine.(storage.UnsyncedApplier); ok {
+			apply = ua.ApplyUnsynced
+		}
+		if _, err := apply(ctx, muts); err != nil {
+			fail(fmt.Errorf("paxos: persist %d lazy commits: %w", len(commits), err))
+		}
+	}
+	for _, i := range slices.Backward(stripes) {
+		r.paxos.locks[i].Unlock()
+	}
+	for _, req := range alone {
+		if _, err := r.Paxos(ctx, req); err != nil {
+			fail(err)
+		}
+	}
+	return firstErr
 }
 
 // paxosState loads key's acceptor state from the state keyspace stateKS
