@@ -458,11 +458,17 @@ func (d *linDriver) apply(eff paxos.Effects) {
 	if eff.Escalate {
 		d.escalate = true
 	}
-	var local *paxos.Message
+	var local, localCommit *paxos.Message
 	for i := range eff.Send {
 		m := &eff.Send[i]
-		if eff.Finished && m.Kind == paxos.MsgCommit && d.post(*m) {
-			continue
+		if eff.Finished && m.Kind == paxos.MsgCommit {
+			if m.To == d.c.cfg.NodeID {
+				localCommit = m // applied last, on this goroutine
+				continue
+			}
+			if d.post(*m) {
+				continue
+			}
 		}
 		d.inflight++
 		if local == nil && m.Kind == paxos.MsgRead && m.To == d.c.cfg.NodeID {
@@ -493,6 +499,24 @@ func (d *linDriver) apply(eff paxos.Effects) {
 	}
 	if local != nil {
 		d.readLocal(*local)
+	}
+	if localCommit != nil {
+		d.commitLocal(*localCommit)
+	}
+}
+
+// commitLocal applies the commit of the op's chosen proposal to this
+// node's replica before the client is answered (the other replicas' go
+// out first, posted): an applied conditional write is then in the storage
+// of at least one replica when its client hears of it, so that a session
+// read right after it finds a replica as new as its token. The commit is
+// lazy (unsynced), so it waits for no fsync of its own.
+func (d *linDriver) commitLocal(m paxos.Message) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), d.c.cfg.ReplicaTimeout)
+	defer cancel()
+	if le := d.c.paxosCall(ctx, d.keyspace, d.plan.ks.Epoch, d.key, m); le.ev.Err != nil {
+		d.c.metrics.ReplicaErrors.Add(1)
+		d.c.log.Debug("paxos request failed", "replica", m.To, "keyspace", d.keyspace, "kind", m.Kind, "err", le.ev.Err)
 	}
 }
 

@@ -182,10 +182,13 @@ func (w *world) key() string {
 			b = kInts(b, int64(p.clock), int64(p.attempt), int64(p.round), int64(p.phase), int64(p.acks), int64(p.refused),
 				int64(p.failed), int64(p.need), int64(p.sentExtra))
 			b = kBools(b, p.lastRefused, p.ownOut, p.fast, p.lease != nil)
-			b = kInts(b, int64(p.leased))
+			b = kInts(b, int64(p.leased), int64(p.asked))
 			b = kBallots(b, p.ballot, p.seen, p.latest, p.maxCommitted, p.was, p.next)
 			b = kRec(b, p.cur, p.found)
 			b = kProp(b, p.prop)
+			b = kProp(b, p.prior)
+			// A thrifty op under a lease asks its promisers first.
+			b = append(b, strings.Join(p.req.Replicas, ",")...)
 			b = kReplies(b, p.replies)
 		}
 		if c.p != nil && c.p.lease != nil {
@@ -193,6 +196,7 @@ func (w *world) key() string {
 			b = append(b, 'L')
 			b = kBallot(b, c.p.lease.Ballot)
 			b = kProp(b, c.p.lease.Prior)
+			b = append(b, strings.Join(c.p.lease.Promisers, ",")...)
 		}
 		if c.r != nil && c.started && !c.finished {
 			r := c.r
@@ -299,7 +303,7 @@ func kState(b []byte, s State) []byte {
 func kReplies(b []byte, rs []replyState) []byte {
 	for _, r := range rs {
 		b = append(b, '(')
-		b = kBools(b, r.got, r.ok, r.prom.OK)
+		b = kBools(b, r.got, r.ok, r.prom.OK, r.leased)
 		b = kBallots(b, r.prom.Promised, r.prom.Committed)
 		b = kProp(b, r.prom.Accepted)
 		b = kRec(b, r.rec, r.found)
@@ -889,6 +893,7 @@ func modelConfigs(big bool) []modelConfig {
 		{name: "one CAS, one fault, cleanups", init: a, initFound: true, clients: []mSpec{cas("a", "b")}, faults: 1, cleanups: 3, fifo: true},
 		{name: "thrifty: CAS then CAS under its lease, one fault", init: a, initFound: true, clients: []mSpec{cas("a", "b"), leased(cas("b", "c"), 0)}, faults: 1, fifo: true, renew: true, thrifty: true},
 		{name: "thrifty: two CAS from a, no faults", init: a, initFound: true, clients: []mSpec{cas("a", "b"), cas("a", "c")}, fifo: true, thrifty: true},
+		{name: "thrifty: CAS then CAS under its lease, no faults, two cleanups", init: a, initFound: true, clients: []mSpec{cas("a", "b"), leased(cas("b", "c"), 0)}, cleanups: 2, fifo: true, renew: true, thrifty: true},
 	}
 	if big {
 		cfgs = append(cfgs,

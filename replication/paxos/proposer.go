@@ -3,6 +3,7 @@ package paxos
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/adaptkv/adaptkv/storage"
@@ -98,6 +99,11 @@ type Lease struct {
 	// Prior is the chosen proposal the promises were made on; its record
 	// is the key's current record as far as Paxos knows.
 	Prior Proposal
+	// Promisers are the replicas that promised Ballot, in Replicas order:
+	// a thrifty op under the lease asks them first, so that a lease a
+	// higher ballot overtook is refused by every replica asked (and the op
+	// prepares at once) rather than accepted by one that never promised.
+	Promisers []string
 }
 
 // MessageKind says what a Message asks of an acceptor.
@@ -260,11 +266,12 @@ func (ph proposerPhase) String() string {
 
 // replyState is one replica's answer in the current round.
 type replyState struct {
-	got   bool
-	ok    bool
-	prom  Promise
-	rec   storage.Record
-	found bool
+	got    bool
+	leased bool // an EvAccepted that also promised the next ballot
+	ok     bool
+	prom   Promise
+	rec    storage.Record
+	found  bool
 }
 
 // Proposer is one conditional write, or Paxos read, as a state machine
@@ -335,6 +342,9 @@ func (p *Proposer) Start(clock uint64) Effects {
 		// Ballots of this op must be above the lease's whatever happens:
 		// the lease's ballot carries only the proposal made under it.
 		p.seen = maxBallot(p.seen, l.Ballot)
+		if p.req.Thrifty && len(l.Promisers) > 0 {
+			p.req.Replicas = promisersFirst(p.req.Replicas, l.Promisers)
+		}
 		if p.req.Cond.Kind != ReadOnly && p.req.Cond.Holds(l.Prior.Record, !l.Prior.Noop) {
 			return p.proposeLeased(l)
 		}
@@ -411,6 +421,7 @@ func (p *Proposer) Step(ev Event) Effects {
 			p.acks++
 			if ev.Leased && p.phase == phaseProposing {
 				p.leased++
+				r.leased = true
 			}
 		} else {
 			p.seen = maxBallot(p.seen, ev.Promise.Promised)
@@ -604,6 +615,11 @@ func (p *Proposer) won() Effects {
 		// completes the proposal if the commit is lost.
 		if p.leased >= p.quorum {
 			p.lease = &Lease{Ballot: p.next, Prior: p.prop}
+			for i, r := range p.replies {
+				if r.leased {
+					p.lease.Promisers = append(p.lease.Promisers, p.req.Replicas[i])
+				}
+			}
 		}
 		eff := p.sendAll(Message{Kind: MsgCommit, Proposal: p.prop, Lazy: true})
 		return p.answer(Outcome{Applied: true, Record: p.prop.Record}, eff)
@@ -748,6 +764,23 @@ func (p *Proposer) propose(prior Proposal) Effects {
 		eff.Send = append(eff.Send, m)
 	}
 	return eff
+}
+
+// promisersFirst orders replicas with the lease's promisers first, each
+// part in its given order.
+func promisersFirst(replicas, promisers []string) []string {
+	out := make([]string, 0, len(replicas))
+	for _, id := range replicas {
+		if slices.Contains(promisers, id) {
+			out = append(out, id)
+		}
+	}
+	for _, id := range replicas {
+		if !slices.Contains(promisers, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func indexOf(ids []string, id string) int {
