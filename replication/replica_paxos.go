@@ -267,7 +267,9 @@ func (r *Replica) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.Paxo
 			if prior, err = ProposalFromPB(req.GetPrior(), key); err != nil {
 				return nil, err
 			}
-			if !prior.Noop {
+			if !prior.Noop && state.Committed.Less(prior.Ballot) {
+				// Not committed here yet (its lazy commit was lost or
+				// is behind this message): its record lands with it.
 				rec := prior.Record
 				apply = &rec
 			}
