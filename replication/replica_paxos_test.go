@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -489,5 +490,64 @@ func TestReplicaPaxosNegativeCacheConcurrent(t *testing.T) {
 	}
 	if got := paxosFilterTotal(r); got != workers*keys {
 		t.Fatalf("negative cache counts %d keys with state, want %d", got, workers*keys)
+	}
+}
+
+// A stream message's lazy commits are applied together: the acceptor's
+// own accepted proposal is committed, a replica left out of the round
+// gets the state and the record, a second commit of a key in the batch is
+// applied after the first, and a malformed or stale commit is reported
+// while the others still land. None survives a crash by itself (they are
+// unsynced), which TestModelExhaustive covers; here they survive a clean
+// close.
+func TestReplicaLazyCommits(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	r, eng := acceptorOn(t, dir)
+	prop := func(key, value string, counter uint64) paxos.Proposal {
+		return paxos.Proposal{Ballot: paxos.Ballot{Counter: counter, Node: 1},
+			Record: storage.Record{Key: []byte(key), Value: []byte(value), Version: storage.Version{Timestamp: counter * 10, Node: 1}}}
+	}
+	accepted := prop("acc", "a1", 5)
+	if resp, err := r.Paxos(ctx, paxosMsg(kvpb.PaxosRequest_PROPOSE, "acc", paxos.Ballot{}, &accepted)); err != nil || !resp.GetOk() {
+		t.Fatalf("propose: %v %v", resp, err)
+	}
+	lazy := func(p paxos.Proposal) *kvpb.PaxosRequest {
+		req := paxosMsg(kvpb.PaxosRequest_COMMIT, string(p.Record.Key), paxos.Ballot{}, &p)
+		req.Lazy = true
+		return req
+	}
+	leftOut, first, second := prop("out", "o1", 6), prop("dup", "d1", 7), prop("dup", "d2", 8)
+	stale := lazy(prop("stale", "s1", 9))
+	stale.Epoch = 3
+	notLazy := lazy(prop("eager", "e1", 9))
+	notLazy.Lazy = false
+	err := r.LazyCommits(ctx, []*kvpb.PaxosRequest{lazy(accepted), lazy(leftOut), lazy(first), stale, lazy(second), notLazy})
+	if !errors.Is(err, ErrInvalidRequest) && !errors.As(err, new(*EpochError)) {
+		t.Fatalf("LazyCommits = %v; want the stale or the eager commit reported", err)
+	}
+	if err := eng.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, eng = acceptorOn(t, dir)
+	defer eng.Close()
+	for _, want := range []paxos.Proposal{accepted, leftOut, second} {
+		key := string(want.Record.Key)
+		got, ok, err := eng.Get("ks", want.Record.Key)
+		if err != nil || !ok || got.Version != want.Record.Version || string(got.Value) != string(want.Record.Value) {
+			t.Fatalf("record of %q = %+v %v %v; want %s", key, got, ok, err, want.Record.Value)
+		}
+		resp, err := r.Paxos(ctx, paxosMsg(kvpb.PaxosRequest_PEEK, key, paxos.Ballot{}, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, _, _ := PromiseFromPB(resp); p.Committed != want.Ballot || !p.Accepted.IsZero() {
+			t.Fatalf("state of %q = %+v; want committed at %v, nothing in progress", key, p, want.Ballot)
+		}
+	}
+	for _, key := range []string{"stale", "eager"} {
+		if _, ok, _ := eng.Get("ks", []byte(key)); ok {
+			t.Fatalf("the refused commit of %q was applied", key)
+		}
 	}
 }

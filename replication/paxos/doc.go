@@ -105,21 +105,27 @@
 // safe is the prepare, or the lease, before it). With Request.Thrifty the
 // op sends its own proposal to the first quorum of Request.Replicas only,
 // which the shell orders nearest first (this node's replica, then by the
-// round trips it measured): an uncontended write makes N/2+1 acceptors
-// sync, not N. The rest are asked when one of the quorum fails, when one
-// refuses while another accepted (ours is out, and the others may yet
-// make the quorum), or when the round's timer, armed as a hedge
+// round trips it measured); under a lease, the lease's promisers come
+// first (Lease.Promisers). An uncontended write then makes N/2+1
+// acceptors sync, not N. The rest are asked when one of the quorum fails,
+// when one refuses while another accepted (ours is out, and the others may
+// yet make the quorum), or when the round's timer, armed as a hedge
 // (Effects.Hedge), fires first: a slow replica costs the hedge, not the
 // replica timeout. When every replica asked refused, nothing of ours was
 // accepted anywhere: the op prepares again (under a lease) or backs off,
-// without asking the rest, which would make its outcome unknown (under a
-// lease, the others never promised its ballot and may accept it). The
-// commit of a chosen proposal still goes to every replica, so a replica
-// left out learns the record as fast as the others; one that misses it
-// is behind, as after a lost message, and read repair, the next round or
-// a linearizable read bring it up. TestModelExhaustive runs thrifty
-// proposers (with leases, reads, faults and cleanups), firing the hedge at
-// any moment as it fires every timer.
+// without asking the rest, which would make its outcome unknown (a
+// replica that never promised a lease's ballot accepts it; that is why a
+// lease's promisers are asked first).
+//
+// The commit of a chosen proposal goes to every replica, so a replica left
+// out learns the record as fast as the others, and it is lazy
+// (Message.Lazy): the proposer never counts its replies, so every acceptor
+// may apply it without a sync (CommitMayDefer). Lost in a crash, a lazy
+// commit is a commit message lost in the network, which the next round, a
+// linearizable read, read repair or anti-entropy make good.
+// TestModelExhaustive runs thrifty proposers (with leases, reads, faults,
+// crashes that lose lazy commits, and cleanups), firing the hedge at any
+// moment as it fires every timer.
 //
 // # Versions
 //
