@@ -305,7 +305,9 @@ type Proposer struct {
 	// asked is how many of Replicas, from the first, the current round
 	// asked: all of them but in a thrifty proposal round (Request.Thrifty)
 	// not yet widened.
-	asked   int
+	asked int
+	// widened says a thrifty round of the op went on to ask every
+	// replica (Widened, for the shell's metric).
 	widened bool
 	// fast says the current proposal went out under req.Lease, with no
 	// prepare: refused by every replica, the op prepares at once.
