@@ -557,12 +557,14 @@ func (d *linDriver) post(m paxos.Message) bool {
 		return false
 	}
 	req := paxosRequest(d.keyspace, d.plan.ks.Epoch, d.key, d.c.cfg.NodeID, m)
-	if err := pp.PostPaxos(context.WithoutCancel(d.ctx), m.To, req); err != nil {
-		if !errors.Is(err, ErrNotPosted) {
-			d.c.metrics.ReplicaErrors.Add(1)
-			d.c.log.Debug("paxos commit not posted", "replica", m.To, "keyspace", d.keyspace, "err", err)
-		}
-		return !errors.Is(err, ErrNotPosted)
+	err := pp.PostPaxos(context.WithoutCancel(d.ctx), m.To, req)
+	if errors.Is(err, ErrNotPosted) {
+		return false
+	}
+	if err != nil {
+		// A send would fail the same way; the commit is lost, as it may be.
+		d.c.metrics.ReplicaErrors.Add(1)
+		d.c.log.Debug("paxos commit not posted", "replica", m.To, "keyspace", d.keyspace, "err", err)
 	}
 	return true
 }

@@ -239,12 +239,9 @@ func (r *Replica) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.Paxo
 	mu.Lock()
 	defer mu.Unlock()
 	slot := r.paxos.slot(h)
-	var state paxos.State
-	var stateVersion uint64
-	if slot.Load() > 0 { // zero: no state ("The negative cache")
-		if state, stateVersion, err = r.paxosState(sp.stateKS, key); err != nil {
-			return nil, err
-		}
+	state, stateVersion, err := r.lockedState(sp, slot, key)
+	if err != nil {
+		return nil, err
 	}
 	resp := &kvpb.PaxosResponse{}
 	next := state
@@ -294,25 +291,7 @@ func (r *Replica) Paxos(ctx context.Context, req *kvpb.PaxosRequest) (*kvpb.Paxo
 		return nil, fmt.Errorf("%w: paxos message kind %v", ErrInvalidRequest, req.GetKind())
 	}
 	var buf [2]storage.Mutation
-	muts := buf[:0]
-	if !next.Equal(state) {
-		if stateVersion == 0 {
-			// The key may have no state yet: count it before it has
-			// (a false "present" after a failed write only costs lookups).
-			slot.Add(1)
-		}
-		muts = append(muts, storage.Mutation{Keyspace: sp.stateKS, Record: storage.Record{
-			Key: key, Value: paxos.AppendState(nil, next), Version: storage.Version{Timestamp: stateVersion + 1},
-		}})
-	}
-	if apply != nil {
-		r.clock.Observe(apply.Version.Timestamp)
-		// The drop-writes test hook loses the record, not the state: the
-		// Jepsen harness must see a replica that forgets data.
-		if !r.dropWrites.Load() {
-			muts = append(muts, storage.Mutation{Keyspace: ks, Record: *apply})
-		}
-	}
+	muts := r.appendChange(buf[:0], sp, slot, ks, key, state, stateVersion, next, apply)
 	if len(muts) > 0 {
 		apply := r.engine.Apply
 		if ua, ok := r.engine.(storage.UnsyncedApplier); ok && deferSync {
@@ -403,30 +382,16 @@ func (r *Replica) LazyCommits(ctx context.Context, reqs []*kvpb.PaxosRequest) er
 	for _, c := range commits {
 		key := c.prop.Record.Key
 		slot := r.paxos.slot(c.h)
-		var state paxos.State
-		var stateVersion uint64
-		if slot.Load() > 0 {
-			var err error
-			if state, stateVersion, err = r.paxosState(c.sp.stateKS, key); err != nil {
-				fail(err)
-				continue
-			}
+		state, stateVersion, err := r.lockedState(c.sp, slot, key)
+		if err != nil {
+			fail(err)
+			continue
 		}
-		next := paxos.Commit(state, c.prop.Ballot)
-		if !next.Equal(state) {
-			if stateVersion == 0 {
-				slot.Add(1)
-			}
-			muts = append(muts, storage.Mutation{Keyspace: c.sp.stateKS, Record: storage.Record{
-				Key: key, Value: paxos.AppendState(nil, next), Version: storage.Version{Timestamp: stateVersion + 1},
-			}})
-		}
+		var rec *storage.Record
 		if !c.prop.Noop {
-			r.clock.Observe(c.prop.Record.Version.Timestamp)
-			if !r.dropWrites.Load() {
-				muts = append(muts, storage.Mutation{Keyspace: c.ks, Record: c.prop.Record})
-			}
+			rec = &c.prop.Record
 		}
+		muts = r.appendChange(muts, c.sp, slot, c.ks, key, state, stateVersion, paxos.Commit(state, c.prop.Ballot), rec)
 	}
 	if len(muts) > 0 {
 		apply := r.engine.Apply
@@ -446,6 +411,42 @@ func (r *Replica) LazyCommits(ctx context.Context, reqs []*kvpb.PaxosRequest) er
 		}
 	}
 	return firstErr
+}
+
+// lockedState reads key's acceptor state and the version of the record
+// holding it, under the key's lock, skipping the lookup when the
+// negative cache (slot) says the key has none.
+func (r *Replica) lockedState(sp *paxosSpace, slot *atomic.Uint32, key []byte) (paxos.State, uint64, error) {
+	if slot.Load() == 0 {
+		return paxos.State{}, 0, nil
+	}
+	return r.paxosState(sp.stateKS, key)
+}
+
+// appendChange appends to muts the writes that take key from state
+// (stored at stateVersion) to next, and that store rec in keyspace ks
+// (nil: none), under the key's lock: the new state when it changed,
+// counted in the negative cache (slot) first, and the record.
+func (r *Replica) appendChange(muts []storage.Mutation, sp *paxosSpace, slot *atomic.Uint32, ks string, key []byte, state paxos.State, stateVersion uint64, next paxos.State, rec *storage.Record) []storage.Mutation {
+	if !next.Equal(state) {
+		if stateVersion == 0 {
+			// The key may have no state yet: count it before it has
+			// (a false "present" after a failed write only costs lookups).
+			slot.Add(1)
+		}
+		muts = append(muts, storage.Mutation{Keyspace: sp.stateKS, Record: storage.Record{
+			Key: key, Value: paxos.AppendState(nil, next), Version: storage.Version{Timestamp: stateVersion + 1},
+		}})
+	}
+	if rec != nil {
+		r.clock.Observe(rec.Version.Timestamp)
+		// The drop-writes test hook loses the record, not the state: the
+		// Jepsen harness must see a replica that forgets data.
+		if !r.dropWrites.Load() {
+			muts = append(muts, storage.Mutation{Keyspace: ks, Record: *rec})
+		}
+	}
+	return muts
 }
 
 // paxosState loads key's acceptor state from the state keyspace stateKS

@@ -391,17 +391,17 @@ type scenario struct {
 // recorded apart (ReplicaObservation.Apart) are not replicas of their own
 // in the scenario nor in the pool: see apartLegs.
 func scenarioOf(o *Observation) (*scenario, error) {
-	var p legPool
+	var p ReplicaObservation // the replicas' observations summed
 	for i := range o.Replicas {
 		if r := &o.Replicas[i]; !r.Apart {
-			p.add(r)
+			p.merge(r)
 		}
 	}
-	pool := legs{wTimeout: ratio(p.wto, p.wsent), rTimeout: ratio(p.rto, p.rsent)}
-	if !setWrite(&pool, &p.w, &p.a, &p.wrtt) || !setRead(&pool, &p.r, &p.s, &p.rrtt) {
+	pool := legs{wTimeout: ratio(p.WriteTimeouts, p.WritesSent), rTimeout: ratio(p.ReadTimeouts, p.ReadsSent)}
+	if !setWrite(&pool, &p.W, &p.A, &p.WriteRTT) || !setRead(&pool, &p.R, &p.S, &p.ReadRTT) {
 		return nil, fmt.Errorf("%w: keyspace %q has %d replicas observed and none with both write and read samples", ErrNoData, o.Keyspace, len(o.Replicas))
 	}
-	pool.rank = poolRank(&p.r, &p.s, &p.rrtt)
+	pool.rank = poolRank(&p.R, &p.S, &p.ReadRTT)
 	sc := &scenario{pool: pool}
 	for i := range o.Replicas {
 		r := &o.Replicas[i]
@@ -456,41 +456,21 @@ func scenarioOf(o *Observation) (*scenario, error) {
 // samples? A node is flagged for being slow, and a read that waits for it
 // (R=N) would be predicted as fast as a healthy one's.
 func apartLegs(o *Observation) *legs {
-	var p legPool
+	var p ReplicaObservation // the replicas' observations summed
 	for i := range o.Replicas {
 		if r := &o.Replicas[i]; r.Apart && slices.Contains(o.Flagged, r.ID) {
-			p.add(r)
+			p.merge(r)
 		}
 	}
-	l := &legs{wTimeout: ratio(p.wto, p.wsent), rTimeout: ratio(p.rto, p.rsent), flagged: true}
-	if !setWrite(l, &p.w, &p.a, &p.wrtt) {
+	l := &legs{wTimeout: ratio(p.WriteTimeouts, p.WritesSent), rTimeout: ratio(p.ReadTimeouts, p.ReadsSent), flagged: true}
+	if !setWrite(l, &p.W, &p.A, &p.WriteRTT) {
 		return nil
 	}
-	if !setRead(l, &p.r, &p.s, &p.rrtt) {
-		setRead(l, &p.w, &p.a, &p.wrtt)
+	if !setRead(l, &p.R, &p.S, &p.ReadRTT) {
+		setRead(l, &p.W, &p.A, &p.WriteRTT)
 		l.rTimeout = l.wTimeout
 	}
 	return l
-}
-
-// legPool is several replicas' observations summed: their histograms
-// merged and their counters added.
-type legPool struct {
-	w, a, r, s, wrtt, rrtt Hist
-	wto, rto, wsent, rsent uint64
-}
-
-func (p *legPool) add(r *ReplicaObservation) {
-	p.w.Merge(&r.W)
-	p.a.Merge(&r.A)
-	p.r.Merge(&r.R)
-	p.s.Merge(&r.S)
-	p.wrtt.Merge(&r.WriteRTT)
-	p.rrtt.Merge(&r.ReadRTT)
-	p.wsent += r.WritesSent
-	p.rsent += r.ReadsSent
-	p.wto += r.WriteTimeouts
-	p.rto += r.ReadTimeouts
 }
 
 func ratio(a, b uint64) float64 {
