@@ -334,14 +334,19 @@ func (b *batcher) send() {
 				// The stream broke: the receiver learns why from Recv and
 				// fails what is in flight, these requests included, since
 				// part of the message may have left. Nothing more goes on
-				// it.
+				// it. The stream is not cancelled here: gRPC has already
+				// ended it (a transport failure shows as io.EOF, any other
+				// failure ends the stream), and cancelling it would race
+				// Recv's real status (Unavailable, which a read retries on
+				// another node) with a Canceled that looks like the
+				// caller's own and is not retried. The receiver cancels it
+				// once Recv returns.
 				b.mu.Lock()
 				st.broken = true
 				if b.stream == st {
 					b.stream = nil
 				}
 				b.mu.Unlock()
-				st.cancel()
 				b.signal()
 				break
 			}
