@@ -187,11 +187,13 @@ func TestThrottle(t *testing.T) {
 	if th.reject("a") {
 		t.Error("the throttle of one node spilled onto another")
 	}
-	// A minute later the counts have decayed to nothing.
-	th.nodes["b"].at = th.nodes["b"].at.Add(-time.Minute)
+	// Two minutes later the counts have decayed to nothing: 1300 requests
+	// times e^-24 leave a refusal probability of 5e-8. (One minute, e^-12,
+	// left 0.8%, and the test failed about once in 120 runs.)
+	th.nodes["b"].at = th.nodes["b"].at.Add(-2 * time.Minute)
 	for range 100 {
 		if th.reject("b") {
-			t.Fatal("a node's refusals of a minute ago still throttle it")
+			t.Fatal("a node's refusals of two minutes ago still throttle it")
 		}
 		th.done("b", true)
 	}
