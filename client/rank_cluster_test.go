@@ -124,17 +124,28 @@ func TestSlowCoordinator(t *testing.T) {
 	// own write: both copies carry the token.
 	t.Run("HedgesAwayFromSlowNode", func(t *testing.T) {
 		reset(t)
-		cl := newClient(t, client.Config{HedgeDelay: 5 * time.Millisecond, HedgeBudget: 1})
-		reads(t, cl, 30)
-		hook(t, slow, "slow?to=clients&delay=1s") // longer than any hedge, so the hedge must win
-		before := cl.RoutingStats()
-		if got := reads(t, cl, 100); got != 0 {
-			t.Errorf("%d reads were answered by the slow node; the hedge should have answered first", got)
-		}
-		after := cl.RoutingStats()
-		t.Logf("%+v", after)
-		if after.HedgeWins == before.HedgeWins {
-			t.Error("no hedge won: the reads never started at the slow node, so this test shows nothing")
+		var cl *client.Client
+		// On a loaded machine the warm-up's own hedges can rank the
+		// node-to-be-slow last before it is slow, and then no read starts
+		// there and the phase shows nothing: it is measured again with a
+		// new client, up to three times.
+		for attempt := 1; ; attempt++ {
+			hook(t, slow, "slow?to=clients&delay=0s")
+			cl = newClient(t, client.Config{HedgeDelay: 5 * time.Millisecond, HedgeBudget: 1})
+			reads(t, cl, 30)
+			hook(t, slow, "slow?to=clients&delay=1s") // longer than any hedge, so the hedge must win
+			before := cl.RoutingStats()
+			if got := reads(t, cl, 100); got != 0 {
+				t.Errorf("%d reads were answered by the slow node; the hedge should have answered first", got)
+			}
+			after := cl.RoutingStats()
+			t.Logf("attempt %d: %+v", attempt, after)
+			if after.HedgeWins > before.HedgeWins {
+				break
+			}
+			if attempt == 3 {
+				t.Fatal("no hedge won in three attempts: the reads never started at the slow node, so this test shows nothing")
+			}
 		}
 		s := cl.Session()
 		for i := range 10 {
