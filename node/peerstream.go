@@ -259,13 +259,19 @@ func (ps *peerStream) send() {
 			if err != nil {
 				// The stream broke: the receiver learns why from Recv and
 				// fails what is in flight, this message's requests
-				// included, since part of it may have left.
+				// included, since part of it may have left. It is not
+				// cancelled here: gRPC has ended it already (a transport
+				// failure shows as io.EOF, any other failure ends the
+				// stream), and cancelling would race Recv's real status
+				// (Unavailable) with a Canceled that reads as the caller
+				// giving up (the SDK's batcher had the same race:
+				// TestRetryAfterEndpointClosed). The receiver cancels it
+				// once Recv returns.
 				ps.mu.Lock()
 				if ps.cur == c {
 					ps.cur = nil
 				}
 				ps.mu.Unlock()
-				c.cancel()
 				ps.signal()
 				break
 			}

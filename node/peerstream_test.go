@@ -283,6 +283,11 @@ func TestPeerStreamPeerDiesMidBatch(t *testing.T) {
 			if errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("request %d waited for its deadline: %v", i, err)
 			}
+			// A dead peer is unavailable; Canceled would read as the
+			// caller giving up.
+			if code := status.Code(err); code != codes.Unavailable {
+				t.Fatalf("request %d failed with %v (%v), want Unavailable", i, code, err)
+			}
 		case <-time.After(30 * time.Second):
 			t.Fatalf("%d of %d requests still wait %v after the peer died", n-i, n, time.Since(start))
 		}
