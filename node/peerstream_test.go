@@ -364,6 +364,18 @@ func TestPeerStreamPostsWithTheNextRequest(t *testing.T) {
 	commit := func(key string) *kvpb.PaxosRequest {
 		return &kvpb.PaxosRequest{Kind: kvpb.PaxosRequest_COMMIT, Keyspace: "ks", Key: []byte(key)}
 	}
+	// arrives waits for the replica to get the commit of key.
+	arrives := func(key, missing string) {
+		t.Helper()
+		select {
+		case req := <-seen:
+			if string(req.GetKey()) != key {
+				t.Fatalf("the replica got a commit of %q, want %q", req.GetKey(), key)
+			}
+		case <-ctx.Done():
+			t.Fatal(missing)
+		}
+	}
 	if err := tr.PostPaxos(ctx, "n2", commit("posted")); err != nil {
 		t.Fatal(err)
 	}
@@ -375,14 +387,7 @@ func TestPeerStreamPostsWithTheNextRequest(t *testing.T) {
 	if _, err := tr.Read(ctx, "n2", readReq("b")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case req := <-seen:
-		if string(req.GetKey()) != "posted" {
-			t.Fatalf("the replica got a commit of %q", req.GetKey())
-		}
-	case <-ctx.Done():
-		t.Fatal("the posted commit did not go with the next request")
-	}
+	arrives("posted", "the posted commit did not go with the next request")
 
 	ps.mu.Lock()
 	ps.postDelay = time.Millisecond
@@ -390,14 +395,7 @@ func TestPeerStreamPostsWithTheNextRequest(t *testing.T) {
 	if err := tr.PostPaxos(ctx, "n2", commit("alone")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case req := <-seen:
-		if string(req.GetKey()) != "alone" {
-			t.Fatalf("the replica got a commit of %q", req.GetKey())
-		}
-	case <-ctx.Done():
-		t.Fatal("a posted commit with no request after it was never sent")
-	}
+	arrives("alone", "a posted commit with no request after it was never sent")
 	ps.mu.Lock()
 	inflight, queued := len(ps.cur.inflight), len(ps.queue)
 	ps.mu.Unlock()

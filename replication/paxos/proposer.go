@@ -470,10 +470,7 @@ func (p *Proposer) Widened() bool { return p.widened }
 // widen asks the replicas a thrifty proposal round left out, and arms the
 // replica timeout for the round.
 func (p *Proposer) widen() Effects {
-	eff := Effects{Timer: p.round, Send: make([]Message, 0, len(p.req.Replicas)-p.asked)}
-	for _, to := range p.req.Replicas[p.asked:] {
-		eff.Send = append(eff.Send, Message{To: to, Round: p.round, Kind: MsgPropose, Proposal: p.prop, Prior: p.prior, Next: p.next})
-	}
+	eff := p.sendTo(p.req.Replicas[p.asked:], Message{Kind: MsgPropose, Proposal: p.prop, Prior: p.prior, Next: p.next})
 	p.asked = len(p.req.Replicas)
 	p.widened = true
 	return eff
@@ -546,9 +543,12 @@ func (p *Proposer) newRound(ph proposerPhase, need int) {
 }
 
 // sendAll asks every replica.
-func (p *Proposer) sendAll(m Message) Effects {
-	eff := Effects{Timer: p.round, Send: make([]Message, 0, len(p.req.Replicas))}
-	for _, to := range p.req.Replicas {
+func (p *Proposer) sendAll(m Message) Effects { return p.sendTo(p.req.Replicas, m) }
+
+// sendTo sends m to each of replicas in this round, with the round's timer.
+func (p *Proposer) sendTo(replicas []string, m Message) Effects {
+	eff := Effects{Timer: p.round, Send: make([]Message, 0, len(replicas))}
+	for _, to := range replicas {
 		m.To, m.Round = to, p.round
 		eff.Send = append(eff.Send, m)
 	}
@@ -760,11 +760,8 @@ func (p *Proposer) propose(prior Proposal) Effects {
 		return p.sendAll(m)
 	}
 	p.asked = p.quorum
-	eff := Effects{Timer: p.round, Hedge: true, Send: make([]Message, 0, p.asked)}
-	for _, to := range p.req.Replicas[:p.asked] {
-		m.To, m.Round = to, p.round
-		eff.Send = append(eff.Send, m)
-	}
+	eff := p.sendTo(p.req.Replicas[:p.asked], m)
+	eff.Hedge = true
 	return eff
 }
 
